@@ -1,0 +1,3 @@
+from mlops_cli.cli import main
+
+main()

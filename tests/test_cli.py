@@ -1,0 +1,67 @@
+"""The conventions every command shares (specs/cli-conventions.md)."""
+
+import subprocess
+import sys
+
+from mlops_cli import __version__
+from mlops_cli.cli import COMMANDS
+
+
+def test_version(mlops):
+    r = mlops("--version")
+    assert r.returncode == 0
+    assert r.stdout.strip() == f"mlops {__version__}"
+
+
+def test_help_lists_every_command_with_examples(mlops):
+    r = mlops("--help")
+    assert r.returncode == 0
+    for name in COMMANDS:
+        assert name in r.stdout
+    assert "Examples" in r.stdout
+
+
+def test_help_imports_no_command_module():
+    # `mlops --help` must stay fast: no subcommand package, no requests/NVML/docker.
+    code = (
+        "import sys; from mlops_cli.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in sys.modules if m.startswith(('mlops_cli.driver', 'mlops_cli.wheels', "
+        "'mlops_cli.patch', 'mlops_cli.gpu', 'mlops_cli.mem', 'requests', 'pynvml', 'docker'))]\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in proc.stderr, proc.stderr
+
+
+def test_unknown_command_is_one_error_line_and_exit_2(mlops):
+    r = mlops("no-such-command")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[0] == "error: No such command 'no-such-command'."
+    assert "Traceback" not in r.stderr
+    assert r.stdout == ""
+
+
+def test_unknown_option_is_exit_2(mlops):
+    r = mlops("--no-such-flag")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: No such option: --no-such-flag")
+
+
+def test_no_arguments_shows_help_and_exits_2(mlops):
+    r = mlops()
+    assert r.returncode == 2
+    assert "Usage" in r.stdout
+
+
+def test_every_command_has_help_with_an_example(mlops):
+    for name in COMMANDS:
+        r = mlops(name, "--help")
+        assert r.returncode == 0, r
+        assert "Example" in r.stdout, f"{name} --help has no example"
+
+
+def test_shell_completion_is_offered(mlops):
+    r = mlops("--show-completion", env={"SHELL": "/bin/bash"})
+    assert r.returncode == 0, r
+    assert "complete" in r.stdout.lower()
