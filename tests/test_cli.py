@@ -51,7 +51,7 @@ def test_unknown_option_is_exit_2(mlops):
 def test_no_arguments_shows_help_and_exits_2(mlops):
     r = mlops()
     assert r.returncode == 2
-    assert "Usage" in r.stdout
+    assert r.stdout.count("Usage") == 1, r.stdout
 
 
 def test_every_command_has_help_with_an_example(mlops):

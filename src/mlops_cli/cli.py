@@ -142,7 +142,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         code = command.main(args=argv, prog_name="mlops", standalone_mode=False)
     except click_exc.NoArgsIsHelpError as exc:
         # `mlops` alone: show the help, as a person expects; a script gets exit 2.
-        typer.echo(exc.ctx.get_help())
+        # Typer's rich formatter has already printed it while building the exception;
+        # plain click returns it as the message instead.
+        help_text = exc.format_message()
+        if help_text.strip():
+            typer.echo(help_text)
         sys.exit(2)
     except click_exc.UsageError as exc:
         typer.echo(f"error: {exc.format_message()}", err=True)
