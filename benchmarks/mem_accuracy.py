@@ -69,7 +69,7 @@ def parse_row(i: int, r: dict[str, str]) -> Point:
         return Point(i, label, measured, oom, None, model, metric, "skipped", skip)
     method = r["method"]
     prec = r["precision"]
-    quant = "nf4"
+    quant = None
     if method == "qlora":
         quant = "int4" if "int4" in prec else "int8" if "int8" in prec else "nf4"
         precision = "bf16"
@@ -108,11 +108,10 @@ def accelerate_method(model_key: str, setup: Setup) -> float:
     if setup.precision == "fp32":
         stages = {"model": fp32, "gradients": fp32, "optimizer": 2 * fp32, "step": 2 * fp32}
     else:
-        stages = {"model": fp32 / 2, "gradients": fp32 / 2 * 3 / 2 + fp32 / 2 / 2 * 0,  # 6P as documented
-                  "optimizer": 2 * fp32, "step": 2 * fp32}
-        stages["gradients"] = 6 * P
-        stages["model"] = 4 * P
-    if setup.method == "qlora" or setup.quant != "nf4" and setup.method == "qlora":
+        # fp16/bf16: fp32 master model 4P, gradients 4P + 2P ("weight gradient + computation"),
+        # Adam 8P, step = optimizer; printed value = max of the stages = 8P.
+        stages = {"model": 4 * P, "gradients": 6 * P, "optimizer": 8 * P, "step": 8 * P}
+    if setup.method == "qlora":
         return float("nan")
     return max(stages.values()) / GiB
 

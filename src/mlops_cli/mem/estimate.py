@@ -111,8 +111,8 @@ def _model_states(model: ModelConfig, setup: Setup, trainable: int) -> tuple[flo
     if setup.method == "qlora":
         # PEFT prepare_model_for_kbit_training casts the non-quantized parameters (embeddings,
         # LM head, norms) of a bitsandbytes model to fp32; GPTQ models keep them 16-bit.
-        base_other = 4 if (setup.precision == "fp32" or setup.quant == "nf4") else 2
-        weights = model.linear_params * QUANT_BYTES[setup.quant] + (P - model.linear_params) * base_other
+        base_other = 4 if (setup.precision == "fp32" or setup.qlora_quant == "nf4") else 2
+        weights = model.linear_params * QUANT_BYTES[setup.qlora_quant] + (P - model.linear_params) * base_other
     elif setup.method == "lora":
         weights = P * (2 if setup.precision.startswith("amp") else wb)
     else:
@@ -212,8 +212,8 @@ def _training(model: ModelConfig, setup: Setup) -> Estimate:
 def _serving(model: ModelConfig, setup: Setup, capacity: int | None) -> Estimate:
     tp = setup.gpus
     bpa = activation_bytes(setup.precision)
-    if setup.method == "qlora" or setup.quant != "nf4":
-        weights = (model.linear_params * QUANT_BYTES[setup.quant] + (model.total_params - model.linear_params) * 2) / tp
+    if setup.quant or setup.method == "qlora":
+        weights = (model.linear_params * QUANT_BYTES[setup.qlora_quant] + (model.total_params - model.linear_params) * 2) / tp
     else:
         weights = model.total_params * bpa / tp
     per_token = kv_bytes_per_token(model, setup)

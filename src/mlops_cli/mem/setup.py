@@ -30,7 +30,7 @@ class Setup:
     optimizer: str = "adamw"
     lora_rank: int = 8
     lora_targets: str = "all-linear"
-    quant: str = "nf4"  # base-weight format for qlora (and quantized serving)
+    quant: Optional[str] = None  # base weights: qlora default nf4; serving: quantized weights
     freeze_layers_trained: int = 2  # --method freeze: the last N layers train
     fused_ce: bool = False  # Liger / chunked cross-entropy: no full-vocab logits kept
     gpus: int = 1
@@ -48,7 +48,7 @@ class Setup:
     def validated(self) -> "Setup":
         for value, allowed, flag in ((self.method, METHODS, "--method"), (self.precision, PRECISIONS, "--precision"),
                                      (self.attn, ATTENTION, "--attn"), (self.optimizer, OPTIMIZERS, "--optimizer"),
-                                     (self.quant, QUANTS, "--quant"), (self.kv_dtype, KV_DTYPES, "--kv-dtype"),
+                                     (self.quant, QUANTS + (None,), "--quant"), (self.kv_dtype, KV_DTYPES, "--kv-dtype"),
                                      (self.offload, OFFLOAD, "--offload")):
             if value not in allowed:
                 shown = ", ".join(str(a) for a in allowed if a is not None)
@@ -70,6 +70,10 @@ class Setup:
 
     def with_changes(self, **changes: Any) -> "Setup":
         return replace(self, **changes)
+
+    @property
+    def qlora_quant(self) -> str:
+        return self.quant or "nf4"
 
     @property
     def serving_len(self) -> int:
