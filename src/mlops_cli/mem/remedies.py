@@ -137,7 +137,8 @@ def advise(model: ModelConfig, setup: Setup, capacity: int, gpus_available: int 
     """Remedies with their new estimates, a cumulative plan, and the largest batch/seq that fit."""
     current = required(model, setup, capacity)
     advice = Advice()
-    for name, change, what, cost in _candidates(model, setup, capacity, gpus_available):
+    candidates = _candidates(model, setup, capacity, gpus_available) if current > capacity else []
+    for name, change, what, cost in candidates:
         new = required(model, setup.with_changes(**change), capacity)
         if new < current:
             advice.remedies.append(Remedy(name, change, what, cost, new, current - new, new <= capacity))
