@@ -195,8 +195,10 @@ def _training(model: ModelConfig, setup: Setup) -> Estimate:
         logit_tokens = min(tokens, FUSED_CE_CHUNK)
         logits = logit_tokens * model.vocab * 8  # one fp32 chunk and its gradient
     else:
-        # logits in the compute dtype + fp32 upcast + log-softmax output + loss-backward buffer
-        logits = tokens * model.vocab * (bpa + 4 + 4 + (4 if bpa < 4 else 0))
+        # HF causal-LM loss path: logits in the compute dtype, their fp32 upcast (skipped in fp32 runs),
+        # the shifted .contiguous() copy, the log-softmax output kept for backward, and the
+        # loss-backward buffer of the same size (llm-analysis) — all b·s·V.
+        logits = tokens * model.vocab * (bpa + (4 if bpa < 4 else 0) + 4 + 4 + 4)
     context = setup.cuda_context + (NCCL_PER_RANK if setup.gpus > 1 else 0)
     torch_allocated = weights + grads + states + activations + attention + logits
     breakdown = {
