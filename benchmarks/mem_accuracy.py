@@ -137,6 +137,15 @@ def summarize(errors: list[float]) -> dict[str, float]:
     }
 
 
+def histogram(errors: list[float]) -> str:
+    edges = [-50, -25, -15, -5, 5, 15, 25, 50]
+    labels = ["< -50 %"] + [f"{a:+d}..{b:+d} %" for a, b in zip(edges, edges[1:])] + ["> +50 %"]
+    counts = [0] * (len(edges) + 1)
+    for e in errors:
+        counts[sum(1 for edge in edges if e >= edge)] += 1
+    return ", ".join(f"{label}: {n}" for label, n in zip(labels, counts))
+
+
 def run(csv_path: Path) -> tuple[list[tuple[Point, float | None, float | None]], str]:
     rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
     points = [parse_row(i + 2, r) for i, r in enumerate(rows)]
@@ -203,6 +212,16 @@ def render(results, csv_path: Path) -> str:
             out(f"| {p.row} | {p.label} | {p.metric} | {meas} | {ours:.2f} | {e1s} | {accs} | {e2s} | {p.why} |")
         out("")
         if group in ("headline", "informational"):
+            if group == "headline":
+                errs = [e for e in (_err(item[1], item[0].measured) for item in items) if e is not None]
+                s = summarize(errs)
+                met1 = "met" if s["median_abs"] <= 15 else "NOT met"
+                met2 = "met" if s["within_25"] >= 80 else "NOT met"
+                out(f"**Bar** (spec): median |error| ≤ 15 %: {met1} ({s['median_abs']:.1f} %); "
+                    f"≥ 80 % of points within ±25 %: {met2} ({s['within_25']:.0f} %).")
+                out("")
+                out("Error distribution of mlops (signed, estimate vs measured): " + histogram(errs))
+                out("")
             for name, idx in (("mlops", 1), ("accelerate", 2)):
                 errs = [e for e in (_err(item[idx], item[0].measured) for item in items) if e is not None]
                 s = summarize(errs)
