@@ -81,6 +81,11 @@ def test_watch_emits_one_json_line_per_sample(mlops):
     assert len(lines) == 3 and all(json.loads(line)["gpu_count"] == 2 for line in lines)
 
 
+def test_replay_and_record_together_is_exit_2(mlops, tmp_path):
+    r = replay(mlops, "a800-2gpu.json", "--save-snapshot", str(tmp_path / "x.json"))
+    assert r.returncode == 2 and "not both" in r.stderr and not (tmp_path / "x.json").exists()
+
+
 def test_not_a_snapshot_is_exit_2(mlops, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"calls": {}}')

@@ -149,6 +149,10 @@ def open_source(snapshot: Optional[str], save_snapshot: Optional[str]) -> tuple[
     """The NVML source for a command: a replayed snapshot or live NVML (optionally recorded)."""
     from mlops_cli.gpu.nvml import LiveNvml, RecordingNvml, SnapshotNvml
 
+    if snapshot and save_snapshot:
+        from mlops_cli.output import UsageError
+
+        raise UsageError("give --snapshot FILE (replay) or --save-snapshot FILE (record), not both")
     if snapshot:
         return SnapshotNvml.load(snapshot), snapshot
     live: NvmlSource = LiveNvml()

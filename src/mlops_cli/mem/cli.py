@@ -14,7 +14,7 @@ import typer
 
 from mlops_cli.output import emit, run_guarded
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False,
                   help="Memory a training or serving setup needs, term by term.\n\nExample:\n\n  mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096")
 oom_app = typer.Typer(add_completion=False)
 

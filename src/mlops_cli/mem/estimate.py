@@ -143,9 +143,7 @@ def _model_states(model: ModelConfig, setup: Setup, trainable: int) -> tuple[flo
     sixteen = setup.precision != "fp32"
     pb = 2 if sixteen else 4
     if full_like:
-        base = P * pb
-        if sixteen and setup.precision.startswith("amp"):
-            pass  # DeepSpeed holds 16-bit params itself; no autocast copies
+        base = P * pb  # DeepSpeed holds the 16-bit params itself: no autocast copies
     else:
         base = weights - 4 * trainable  # frozen base (quantized or 16-bit) + adapters below
     master = 4 * trainable if sixteen else 0
