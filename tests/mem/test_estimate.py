@@ -51,8 +51,11 @@ def test_full_bf16_training_terms_by_hand(tiny):
 def test_eager_attention_adds_the_score_matrix(tiny):
     flash = estimate(tiny, Setup(batch=2, seq_len=8, attn="flash")).breakdown
     eager = estimate(tiny, Setup(batch=2, seq_len=8, attn="eager")).breakdown
-    # per layer, per token: heads × seq × (fp32 softmax output + its bf16 copy)
-    assert eager["attention_scores"] == L * 16 * A * 8 * (4 + 2)
+    # per layer, per token: heads × seq × (fp32 softmax output + its bf16 copy), kept for every
+    # layer, plus one layer's score gradient during the softmax backward
+    assert eager["attention_scores"] == (L + 1) * 16 * A * 8 * (4 + 2)
+    ckpt = estimate(tiny, Setup(batch=2, seq_len=8, attn="eager", grad_ckpt=True)).breakdown
+    assert ckpt["attention_scores"] == 2 * 16 * A * 8 * (4 + 2)  # one recomputed layer + its gradient
     assert eager["activations"] == flash["activations"]
     sdpa = estimate(tiny, Setup(batch=2, seq_len=8, attn="sdpa")).breakdown
     assert sdpa["attention_scores"] == 0

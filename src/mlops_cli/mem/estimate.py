@@ -186,6 +186,8 @@ def _training(model: ModelConfig, setup: Setup) -> Estimate:
     else:
         activations = tokens * layers_kept * layer
         attention = tokens * layers_kept * scores
+    # Softmax backward materialises the gradient of one layer's score matrix (same size) on top.
+    attention += tokens * scores
     activations += tokens * 2 * bpa * model.hidden  # embedding output and final norm
     if setup.attn == "flash" and setup.precision == "fp32":
         notes.append("FlashAttention needs fp16/bf16; an fp32 run falls back to SDPA (same memory)")
