@@ -146,3 +146,13 @@ def test_presets_load_and_match_published_sizes():
                            ("meta-llama/Llama-2-7b-hf", 6.74), ("Qwen/Qwen2.5-72B", 72.7),
                            ("mistralai/Mixtral-8x7B-v0.1", 46.7)):
         assert load_preset(name).total_params / 1e9 == pytest.approx(billions, abs=0.02)
+
+
+@pytest.mark.parametrize("length", [8192, 131072, 400000, 600000])
+def test_serving_fits_exactly_when_one_full_sequence_fits_in_the_kv_cache(length):
+    m = load_preset("meta-llama/Llama-3.1-8B")
+    cap = int(79.65 * GiB)
+    est = estimate(m, Setup(inference=True, max_model_len=length), cap)
+    one_sequence_fits = est.serving["kv_cache_tokens"] >= length
+    assert (est.required_bytes <= cap) == one_sequence_fits
+    assert (est.serving["max_concurrency"] >= 1) == one_sequence_fits

@@ -81,7 +81,6 @@ def with_setup_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def _build(setup: dict[str, Any]):
-    from mlops_cli.mem.models import resolve_model
     from mlops_cli.mem.setup import DEFAULT_CUDA_CONTEXT, Setup
     from mlops_cli.output import parse_bytes
 

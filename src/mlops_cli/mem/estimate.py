@@ -15,6 +15,7 @@ Every term follows a published formula (sources in docs/mem.md and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,7 +238,8 @@ def _serving(model: ModelConfig, setup: Setup, capacity: int | None) -> Estimate
         "max_model_len": length,
         "max_seqs": setup.max_seqs,
         "static_bytes": int(static),
-        "required_bytes": int(static + length * per_token),
+        # GPU memory needed for one full-length sequence when vLLM may use only this share of it.
+        "required_bytes": int(math.ceil((static + length * per_token) / setup.gpu_memory_utilization)),
     }
     if capacity is not None:
         budget = capacity * setup.gpu_memory_utilization - static

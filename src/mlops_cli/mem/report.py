@@ -76,8 +76,9 @@ def render_estimate(est: Estimate, console: Console) -> None:
     if est.serving:
         sv = est.serving
         console.print(f"KV cache {sv['kv_bytes_per_token'] / 1024:.0f} KiB/token; {s.max_seqs} sequences × "
-                      f"{sv['max_model_len']} tokens need {_gib(est.breakdown['kv_cache'])}; one full-length "
-                      f"sequence needs {_gib(sv['required_bytes'])} in all.", markup=False)
+                      f"{sv['max_model_len']} tokens need {_gib(est.breakdown['kv_cache'])}; serving one full-length "
+                      f"sequence needs a {_gib(sv['required_bytes'])} GPU at --gpu-memory-utilization "
+                      f"{s.gpu_memory_utilization}.", markup=False)
         if "kv_cache_tokens" in sv:
             console.print(f"On {_gib(sv['capacity_bytes'])} × {s.gpu_memory_utilization}: KV cache "
                           f"{_gib(sv['kv_cache_bytes'])} = {sv['kv_cache_tokens']:,} tokens; maximum concurrency "
