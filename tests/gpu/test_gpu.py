@@ -114,3 +114,9 @@ def test_live_without_gpu_is_exit_3_one_line(mlops, tmp_path):
         assert r.stderr.splitlines()[0].startswith("error: no NVIDIA GPU available")
         assert "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_watch_text_mode_repeats_the_table(mlops):
+    r = replay(mlops, "a800-2gpu.json", "--watch", "0.1", "--count", "2")
+    assert r.returncode == 0, r
+    assert r.stdout.count("NVIDIA A800-SXM4-80GB") == 4  # 2 GPUs × 2 samples

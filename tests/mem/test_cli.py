@@ -89,3 +89,10 @@ def test_oom_check_without_gpu_or_capacity_is_exit_3(mlops):
 def test_unknown_gpu_name_is_exit_2(mlops):
     r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--gpu", "Z9000")
     assert r.returncode == 2 and "unknown GPU" in r.stderr
+
+
+def test_oom_check_on_a_gpu_without_memory_readings_is_exit_3(mlops):
+    # DGX Spark (GB10): nvidia-smi prints memory as "Not Supported" (unified memory)
+    r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--snapshot", str(GPU_FIXTURES / "gb10-unsupported.json"))
+    assert r.returncode == 3, r
+    assert "no GPU with readable free memory" in r.stderr and "--gpu-mem" in r.stderr
