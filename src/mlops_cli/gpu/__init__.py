@@ -1,0 +1,1 @@
+"""`mlops gpu`: memory, utilisation and processes of the GPUs now, through NVML."""

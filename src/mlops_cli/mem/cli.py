@@ -1,0 +1,226 @@
+"""`mlops mem estimate` and `mlops oom-check`: options only; the work is elsewhere.
+
+Both commands take the same setup flags; they are declared once (``_setup_options``)
+and attached to each command's signature, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional
+
+import typer
+
+from mlops_cli.output import emit, run_guarded
+
+app = typer.Typer(add_completion=False,
+                  help="Memory a training or serving setup needs, term by term.\n\nExample:\n\n  mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096")
+oom_app = typer.Typer(add_completion=False)
+
+
+@app.callback()
+def mem() -> None:
+    """Memory a training or serving setup needs, term by term.
+
+    Example:
+
+      mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096
+    """
+
+
+def _setup_options() -> dict[str, tuple[Any, Any]]:
+    O = typer.Option
+    return {
+        "method": (str, O("full", "--method", help="full | freeze | lora | qlora")),
+        "precision": (str, O("bf16", "--precision", help="fp32 | fp16 | bf16 | amp-fp16 | amp-bf16")),
+        "batch": (int, O(1, "--batch", min=1, help="Micro-batch per GPU.")),
+        "seq_len": (int, O(2048, "--seq-len", min=1, help="Tokens per sample.")),
+        "grad_ckpt": (bool, O(False, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing.")),
+        "attn": (str, O("flash", "--attn", help="flash | sdpa | eager (eager stores the seq² scores)")),
+        "optimizer": (str, O("adamw", "--optimizer",
+                             help="adamw | adamw-8bit | paged-adamw-8bit | sgd | adafactor")),
+        "lora_rank": (int, O(8, "--lora-rank", min=1)),
+        "quant": (Optional[str], O(None, "--quant", help="Base-weight format: nf4 | int4 | int8 | fp8 "
+                                                       "(qlora default nf4; with --inference: quantized weights)")),
+        "fused_ce": (bool, O(False, "--fused-ce", help="Fused/chunked cross-entropy (Liger): no full logits.")),
+        "gpus": (int, O(1, "--gpus", min=1, help="GPUs (data parallel; with --inference: tensor parallel).")),
+        "zero": (int, O(0, "--zero", min=0, max=3, help="DeepSpeed ZeRO stage 0-3 (3 = FSDP full shard).")),
+        "fsdp": (bool, O(False, "--fsdp", help="FSDP full shard: same as --zero 3.")),
+        "offload": (Optional[str], O(None, "--offload", help="optimizer | params (CPU offload)")),
+        "inference": (bool, O(False, "--inference", help="Serving (vLLM-style) instead of training.")),
+        "max_model_len": (Optional[int], O(None, "--max-model-len", min=1, help="Serving: tokens per sequence.")),
+        "max_seqs": (int, O(256, "--max-seqs", min=1, help="Serving: sequences at once (vLLM max_num_seqs).")),
+        "max_batched_tokens": (int, O(8192, "--max-batched-tokens", min=1,
+                                      help="Serving: tokens per forward pass (vLLM max_num_batched_tokens).")),
+        "kv_dtype": (str, O("auto", "--kv-dtype", help="auto | fp8 | bf16 | fp16 | fp32")),
+        "gpu_memory_utilization": (float, O(0.9, "--gpu-memory-utilization",
+                                            help="Serving: share of GPU memory vLLM may use.")),
+        "cuda_context": (Optional[str], O(None, "--cuda-context", metavar="SIZE",
+                                          help="CUDA context per process [0.5GiB].")),
+        "revision": (str, O("main", "--revision", help="Hub revision of the config.")),
+        "json_out": (bool, O(False, "--json", help="One JSON document on stdout.")),
+    }
+
+
+def with_setup_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Append the shared setup options to a command's signature; pass them on in `setup`."""
+    names = list(_setup_options())
+
+    @functools.wraps(fn)
+    def wrapper(**kwargs: Any) -> None:
+        setup = {n: kwargs.pop(n) for n in names}
+        fn(setup=setup, **kwargs)
+
+    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "setup"]
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
+             for n, (typ, opt) in _setup_options().items()]
+    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    del wrapper.__wrapped__
+    return wrapper
+
+
+def _build(setup: dict[str, Any]):
+    from mlops_cli.mem.setup import DEFAULT_CUDA_CONTEXT, Setup
+    from mlops_cli.output import parse_bytes
+
+    opts = dict(setup)
+    revision, json_out = opts.pop("revision"), opts.pop("json_out")
+    if opts.pop("fsdp"):
+        opts["zero"] = 3
+    context = opts.pop("cuda_context")
+    opts["cuda_context"] = parse_bytes(context) if context else DEFAULT_CUDA_CONTEXT
+    return Setup(**opts).validated(), revision, json_out
+
+
+def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional[tuple[int, str]]:
+    from mlops_cli.mem.gpus import gpu_memory, known_gpus
+    from mlops_cli.output import UsageError, parse_bytes
+
+    if gpu_mem and gpu:
+        raise UsageError("give --gpu-mem or --gpu, not both")
+    if gpu_mem:
+        return parse_bytes(gpu_mem), f"--gpu-mem {gpu_mem}"
+    if gpu:
+        size = gpu_memory(gpu)
+        if size is None:
+            raise UsageError(f"unknown GPU {gpu!r}", hint="known: " + ", ".join(known_gpus()) + "; or pass --gpu-mem SIZE")
+        return size, f"{gpu} (total)"
+    return None
+
+
+@app.command("estimate", short_help="Per-GPU peak memory of a training or serving setup, term by term.", help="""Per-GPU peak memory of a training or serving setup, with every term:
+weights, gradients, optimizer states, activations, attention scores (seq², only without a fused
+kernel), logits/loss buffers, KV cache, CUDA context, allocator reserve. MODEL is a config.json
+path or folder, a preset (--list-presets) or a Hugging Face repo id (config fetched and cached;
+HF_ENDPOINT and HF_TOKEN respected).
+
+Examples:
+
+  mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096 --grad-ckpt
+
+  mlops mem estimate ./my-model/config.json --batch 4 --attn eager --json
+
+  mlops mem estimate meta-llama/Llama-3.1-8B --inference --max-model-len 8192 --gpu H100
+""")
+@with_setup_options
+def estimate_cmd(
+    model: Optional[str] = typer.Argument(None, help="config.json path or folder, preset, or Hub repo id."),
+    gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", metavar="SIZE",
+                                          help="Serving: GPU memory for KV capacity / concurrency (e.g. 80GiB)."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME", help="Serving: a known GPU, e.g. H100."),
+    list_presets: bool = typer.Option(False, "--list-presets", help="List built-in model presets and exit."),
+    setup: Optional[dict] = None,
+) -> None:
+    def body() -> int:
+        from mlops_cli.mem.estimate import estimate
+        from mlops_cli.mem.models import resolve_model
+        from mlops_cli.mem.report import EstimateReport
+        from mlops_cli.output import UsageError, emit_json
+
+        s, revision, json_out = _build(setup or {})
+        if list_presets:
+            from mlops_cli.mem.presets import preset_names
+
+            names = preset_names()
+            if json_out:
+                emit_json({"presets": names})
+            else:
+                print("\n".join(names))
+            return 0
+        if not model:
+            raise UsageError("missing MODEL", hint="mlops mem estimate MODEL (see --help)")
+        cap = _capacity_from_flags(gpu_mem, gpu)
+        est = estimate(resolve_model(model, revision), s, cap[0] if cap else None)
+        return emit(EstimateReport(est), json_out)
+
+    run_guarded(body)
+
+
+@oom_app.command(help="""Will this setup fit? Estimates the per-GPU peak (same flags as
+'mlops mem estimate'), compares it with the free memory of this machine's GPUs (NVML) or with
+--gpu-mem / --gpu, and exits 0 when it fits, 1 when it does not. When it does not fit it lists
+remedies, cheapest first, each with its new estimate and its cost, plus the largest batch and
+sequence length that fit as configured. No GPU and no --gpu-mem/--gpu: exit 3.
+
+Examples:
+
+  mlops oom-check Qwen/Qwen2.5-7B --method lora --gpu-mem 24GiB
+
+  mlops oom-check meta-llama/Llama-3.1-8B --batch 8 --seq-len 4096 --gpu H100 --json
+
+  mlops oom-check ./config.json --inference --max-model-len 32768      # against this GPU's free memory
+""")
+@with_setup_options
+def oom_check(
+    model: str = typer.Argument(..., help="config.json path or folder, preset, or Hub repo id."),
+    gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", metavar="SIZE", help="Memory per GPU, e.g. 80GiB."),
+    gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME", help="A known GPU (total memory), e.g. H100."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE",
+                                           help="Read free memory from a recorded NVML snapshot (mlops gpu --save-snapshot)."),
+    setup: Optional[dict] = None,
+) -> None:
+    def body() -> int:
+        from mlops_cli.mem.estimate import estimate
+        from mlops_cli.mem.models import resolve_model
+        from mlops_cli.mem.remedies import advise
+        from mlops_cli.mem.report import OomReport
+
+        s, revision, json_out = _build(setup or {})
+        m = resolve_model(model, revision)
+        cap = _capacity_from_flags(gpu_mem, gpu)
+        gpus_available = s.gpus
+        if cap is None:
+            capacity, origin, gpus_available = _free_memory_from_nvml(snapshot, s.gpus)
+            cap = (capacity, origin)
+        est = estimate(m, s, cap[0])
+        advice = advise(m, s, cap[0], gpus_available)
+        return emit(OomReport(est, cap[0], cap[1], advice), json_out)
+
+    run_guarded(body)
+
+
+def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[int, str, int]:
+    """The free memory of the GPUs this run would use: the `gpus_wanted` with most free memory."""
+    from mlops_cli.gpu.status import collect, open_source
+    from mlops_cli.output import NotApplicable
+
+    try:
+        source, origin = open_source(snapshot, None)
+    except NotApplicable as exc:
+        raise NotApplicable(exc.message.replace("no NVIDIA GPU available", "no GPU to check against"),
+                            hint="pass --gpu-mem SIZE (e.g. --gpu-mem 80GiB) or --gpu NAME (e.g. --gpu H100)") from None
+    status = collect(source, origin)
+    free = sorted(((d.free_bytes, d.index) for d in status.devices if d.free_bytes is not None), reverse=True)
+    if not free:
+        raise NotApplicable("NVML reports no GPU with readable free memory",
+                            hint="pass --gpu-mem SIZE (e.g. --gpu-mem 80GiB) or --gpu NAME")
+    if gpus_wanted > len(free):
+        raise NotApplicable(f"--gpus {gpus_wanted} but NVML shows {len(free)} GPU(s) here",
+                            hint="lower --gpus, or pass --gpu-mem SIZE to check against another machine")
+    chosen = free[:gpus_wanted]
+    capacity, index = chosen[-1]
+    where = "NVML" if origin == "nvml" else f"snapshot {origin}"
+    label = f"GPU {index} free memory ({where})" if gpus_wanted == 1 else \
+        f"least free of GPUs {', '.join(str(i) for _, i in chosen)} ({where})"
+    return capacity, label, len(free)

@@ -1,0 +1,190 @@
+"""Architecture facts of a model, read from a Hugging Face ``config.json`` (pure).
+
+Only what the memory estimate needs: sizes, layer count, heads (GQA), MLP shape,
+MoE experts, vocabulary, tied embeddings. Parameter counts follow the module layout
+of the transformers implementations (Llama/Qwen/Mistral/Gemma/ChatGLM/Baichuan,
+BERT, BLOOM/GPT-2 style, T5 encoder-decoder) closely enough to reproduce the
+published totals (Llama-3-8B 8.03B, Qwen2.5-7B 7.62B).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mlops_cli.output import UsageError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied: bool = False
+    gated_mlp: bool = True  # SwiGLU/GeGLU (3 matrices) vs GELU MLP (2 matrices)
+    attention_bias: bool = False
+    dropout: bool = False  # BERT/T5/BLOOM-era models keep dropout masks for backward
+    experts: int = 0  # MoE: routed experts per layer (0 = dense)
+    experts_per_token: int = 0
+    expert_intermediate: int = 0
+    shared_expert_intermediate: int = 0
+    encoder_decoder: bool = False  # T5: `layers` counts encoder + decoder blocks
+    extra_params: int = 0  # position/token-type embeddings, pooler, relative bias
+    max_positions: int = 0
+    source: str = ""
+
+    # --- parameter counts -------------------------------------------------------
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden
+
+    @property
+    def lm_head_params(self) -> int:
+        return 0 if self.tied else self.vocab * self.hidden
+
+    @property
+    def attention_params(self) -> int:
+        q = self.hidden * self.heads * self.head_dim
+        kv = 2 * self.hidden * self.kv_heads * self.head_dim
+        o = self.heads * self.head_dim * self.hidden
+        bias = (self.heads + 2 * self.kv_heads) * self.head_dim if self.attention_bias else 0
+        cross = (q + kv + o) if self.encoder_decoder else 0  # decoder cross-attention, averaged below
+        return q + kv + o + bias + cross // 2
+
+    @property
+    def mlp_params(self) -> int:
+        """Parameters of one layer's MLP, all experts included."""
+        if self.experts:
+            per_expert = 3 * self.hidden * self.expert_intermediate
+            shared = 3 * self.hidden * self.shared_expert_intermediate
+            return self.experts * per_expert + shared + self.hidden * self.experts
+        return (3 if self.gated_mlp else 2) * self.hidden * self.intermediate
+
+    @property
+    def active_mlp_intermediate(self) -> int:
+        """Intermediate width a token actually passes through (MoE: routed + shared)."""
+        if self.experts:
+            return self.experts_per_token * self.expert_intermediate + self.shared_expert_intermediate
+        return self.intermediate
+
+    @property
+    def layer_params(self) -> int:
+        return self.attention_params + self.mlp_params + 2 * self.hidden
+
+    @property
+    def linear_params(self) -> int:
+        """Weights of the layers' linear modules: what bitsandbytes quantizes."""
+        return self.layers * (self.attention_params + self.mlp_params)
+
+    @property
+    def total_params(self) -> int:
+        return (self.embedding_params + self.lm_head_params + self.layers * self.layer_params
+                + self.hidden + self.extra_params)
+
+    @property
+    def largest_layer_params(self) -> int:
+        """DeepSpeed's `largest_layer_params`: usually the embedding or the LM head."""
+        biggest_linear = max(self.hidden * self.heads * self.head_dim,
+                             self.hidden * max(self.intermediate, self.expert_intermediate))
+        return max(self.embedding_params, biggest_linear)
+
+    def lora_params(self, rank: int, targets: str = "all-linear") -> int:
+        """LoRA A and B matrices: r·(in + out) per targeted linear, per layer."""
+        qkvo = (self.hidden + self.heads * self.head_dim) * 2 + 2 * (self.hidden + self.kv_heads * self.head_dim)
+        if targets == "attention":
+            per_layer = qkvo
+        else:
+            inter = self.intermediate if not self.experts else self.expert_intermediate * max(1, self.experts)
+            per_layer = qkvo + (3 if self.gated_mlp else 2) * (self.hidden + inter)
+        return rank * per_layer * self.layers
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["total_params"] = self.total_params
+        return doc
+
+
+def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        if key in cfg and cfg[key] is not None:
+            return cfg[key]
+    return default
+
+
+def _positive_int(cfg: dict[str, Any], what: str, *keys: str, default: Any = None) -> int:
+    value = _first(cfg, *keys, default=default)
+    if value is None:
+        raise UsageError(f"malformed model config: no {what} ({' / '.join(keys)})",
+                         hint="pass a transformers config.json of a decoder or encoder model")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
+        raise UsageError(f"malformed model config: {keys[0]} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
+    """Turn a parsed config.json into a ModelConfig; malformed input -> UsageError (exit 2)."""
+    if not isinstance(cfg, dict):
+        raise UsageError(f"malformed model config for {name}: expected a JSON object")
+    if isinstance(cfg.get("text_config"), dict) and "hidden_size" not in cfg:
+        cfg = {**cfg["text_config"], "_parent": True}  # multimodal wrappers: the language model
+    model_type = str(cfg.get("model_type", "")).lower()
+    encoder_decoder = bool(cfg.get("is_encoder_decoder")) or model_type in ("t5", "mt5", "umt5")
+    hidden = _positive_int(cfg, "hidden size", "hidden_size", "d_model", "n_embd", "n_embed")
+    heads = _positive_int(cfg, "attention heads", "num_attention_heads", "num_heads", "n_head", "n_heads")
+    if encoder_decoder:
+        layers = _positive_int(cfg, "layer count", "num_layers") + _positive_int(
+            cfg, "decoder layer count", "num_decoder_layers", "num_layers")
+    else:
+        layers = _positive_int(cfg, "layer count", "num_hidden_layers", "num_layers", "n_layer", "n_layers")
+    kv_heads = _positive_int(cfg, "key/value heads", "num_key_value_heads", "multi_query_group_num",
+                             "num_kv_heads", default=heads)
+    if cfg.get("multi_query_attention") is False:
+        kv_heads = heads
+    head_dim = _positive_int(cfg, "head dim", "head_dim", "d_kv", "kv_channels", default=hidden // heads or 1)
+    vocab = _positive_int(cfg, "vocabulary size", "vocab_size", "padded_vocab_size")
+    act = str(_first(cfg, "hidden_act", "hidden_activation", "activation_function", "feed_forward_proj",
+                     default="silu")).lower()
+    gated = model_type not in ("bert", "roberta", "gpt2", "bloom", "gpt_neox", "opt", "falcon", "t5") or "gated" in act
+    if model_type == "chatglm":
+        gated = True
+    inter = _first(cfg, "intermediate_size", "ffn_hidden_size", "d_ff", "n_inner")
+    if inter is None and model_type in ("bloom", "gpt2", "falcon", "opt"):
+        inter = 4 * hidden
+    inter = _positive_int({"x": inter}, "intermediate size", "x") if inter is not None else \
+        _positive_int(cfg, "intermediate size", "intermediate_size")
+    if model_type == "qwen":  # Qwen-1 configs give w1+w2 together
+        inter //= 2
+    experts = int(_first(cfg, "num_experts", "num_local_experts", "n_routed_experts", default=0) or 0)
+    experts_per_token = int(_first(cfg, "num_experts_per_tok", "moe_topk", default=0) or 0)
+    expert_inter = int(_first(cfg, "moe_intermediate_size", default=inter) or 0) if experts else 0
+    shared_inter = int(_first(cfg, "shared_expert_intermediate_size", default=0) or 0)
+    if experts and not shared_inter and cfg.get("n_shared_experts"):
+        shared_inter = int(cfg["n_shared_experts"]) * expert_inter
+    tied = bool(_first(cfg, "tie_word_embeddings", default=model_type in ("bert", "bloom", "gpt2", "t5", "gemma", "gemma2")))
+    if model_type in ("mt5", "umt5") and "tie_word_embeddings" not in cfg:
+        tied = False
+    extra = 0
+    if model_type in ("bert", "roberta"):
+        extra = (int(cfg.get("max_position_embeddings", 512)) + int(cfg.get("type_vocab_size", 2))) * hidden \
+            + hidden * hidden  # position + token-type embeddings, pooler
+    elif model_type == "gpt2":
+        extra = int(cfg.get("n_positions", 1024)) * hidden
+    bias = bool(_first(cfg, "attention_bias", "qkv_bias", "add_qkv_bias", "bias",
+                       default=model_type in ("qwen2", "qwen2_moe", "qwen", "bert", "bloom", "gpt2", "chatglm")))
+    dropout_keys = ("attention_dropout", "attention_probs_dropout_prob", "attn_pdrop", "dropout_rate",
+                    "hidden_dropout_prob", "hidden_dropout")
+    dropout = any(isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool) and cfg[k] > 0
+                  for k in dropout_keys)
+    return ModelConfig(
+        name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
+        intermediate=inter, vocab=vocab, tied=tied, gated_mlp=gated, attention_bias=bias, dropout=dropout,
+        experts=experts, experts_per_token=experts_per_token, expert_intermediate=expert_inter,
+        shared_expert_intermediate=shared_inter, encoder_decoder=encoder_decoder, extra_params=extra,
+        max_positions=int(_first(cfg, "max_position_embeddings", "seq_length", "n_positions", default=0) or 0),
+        source=source,
+    )

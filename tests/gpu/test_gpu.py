@@ -1,0 +1,122 @@
+"""`mlops gpu` on NVML snapshots transcribed from real nvidia-smi outputs, and live here (no GPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mlops_cli.gpu.nvml import RecordingNvml, SnapshotNvml
+from mlops_cli.gpu.status import collect
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
+MiB = 1024**2
+
+
+def replay(mlops, name, *extra):
+    return mlops("gpu", "--snapshot", str(FIXTURES / name), *extra)
+
+
+def test_several_gpus(mlops):
+    r = replay(mlops, "a800-2gpu.json", "--json")
+    assert r.returncode == 0, r
+    doc = r.json()
+    assert doc["driver_version"] == "535.86.10" and doc["gpu_count"] == 2
+    g0, g1 = doc["gpus"]
+    assert g0["name"] == "NVIDIA A800-SXM4-80GB"
+    assert g0["memory"] == {"total_bytes": 81920 * MiB, "used_bytes": 34447 * MiB, "free_bytes": 47473 * MiB}
+    assert (g0["utilization_percent"], g0["temperature_c"], g0["power_w"], g0["power_limit_w"]) == (72, 49, 125.0, 400.0)
+    assert (g1["utilization_percent"], g1["temperature_c"], g1["power_w"]) == (68, 42, 139.0)
+    text = replay(mlops, "a800-2gpu.json")
+    assert "34,447 MiB / 81,920 MiB" in text.stdout and "139 W / 400 W" in text.stdout
+
+
+def test_processes_with_users(mlops):
+    doc = replay(mlops, "t4-4gpu-processes.json", "--json").json()
+    assert doc["gpu_count"] == 4
+    procs = doc["gpus"][0]["processes"]
+    assert [p["pid"] for p in procs] == [69081, 59963]  # largest first
+    assert procs[0] == {"pid": 69081, "user": "podda", "command": "python", "used_bytes": 12693 * MiB, "used_mib": 12693}
+    assert doc["gpus"][1]["processes"] == [{"pid": 77124, "user": None, "command": None,
+                                            "used_bytes": 13613 * MiB, "used_mib": 13613}]
+    text = replay(mlops, "t4-4gpu-processes.json").stdout
+    assert "Processes holding GPU memory" in text and "/home/podda/.miniconda3/envs/chem/bin/python" in text
+
+
+def test_process_on_a_gpu_of_an_eight_gpu_box(mlops):
+    doc = replay(mlops, "a100-8gpu-processes.json", "--json").json()
+    assert doc["gpu_count"] == 8
+    assert doc["gpus"][0]["processes"][0]["command"] == "python3"
+    assert doc["gpus"][7]["utilization_percent"] == 100 and doc["gpus"][6]["temperature_c"] == 70
+
+
+def test_unsupported_fields_are_null_with_reason(mlops):
+    r = replay(mlops, "gb10-unsupported.json", "--json")
+    assert r.returncode == 0, r
+    g = r.json()["gpus"][0]
+    assert g["memory"] == {"total_bytes": None, "used_bytes": None, "free_bytes": None}
+    assert g["power_limit_w"] is None and g["power_w"] == 11.0 and g["temperature_c"] == 41
+    assert g["unavailable"]["memory"] == "NOT_SUPPORTED" and g["unavailable"]["power_limit_w"] == "NOT_SUPPORTED"
+    text = replay(mlops, "gb10-unsupported.json").stdout
+    assert "n/a / n/a" in text and "11 W / n/a" in text and "memory: NOT_SUPPORTED" in text
+
+
+def test_recording_replays_identically(tmp_path):
+    original = SnapshotNvml.load(FIXTURES / "t4-4gpu-processes.json")
+    recorder = RecordingNvml(original, {"source": {"kind": "test"}})
+    first = collect(recorder, "x").to_json()
+    out = tmp_path / "rec.json"
+    recorder.save(out)
+    again = collect(SnapshotNvml.load(out), "x").to_json()
+    assert again == first
+    saved = json.loads(out.read_text())
+    assert saved["format"] == "mlops-nvml/1" and saved["calls"]["memory/0"] == {"error": "NOT_RECORDED"}
+
+
+def test_watch_emits_one_json_line_per_sample(mlops):
+    r = replay(mlops, "a800-2gpu.json", "--watch", "0.1", "--count", "3", "--json")
+    assert r.returncode == 0, r
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(json.loads(line)["gpu_count"] == 2 for line in lines)
+
+
+def test_replay_and_record_together_is_exit_2(mlops, tmp_path):
+    r = replay(mlops, "a800-2gpu.json", "--save-snapshot", str(tmp_path / "x.json"))
+    assert r.returncode == 2 and "not both" in r.stderr and not (tmp_path / "x.json").exists()
+
+
+def test_not_a_snapshot_is_exit_2(mlops, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"calls": {}}')
+    r = mlops("gpu", "--snapshot", str(bad))
+    assert r.returncode == 2 and "not an NVML snapshot" in r.stderr
+
+
+def _nvml_works() -> bool:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return True
+    except Exception:
+        return False
+
+
+def test_live_without_gpu_is_exit_3_one_line(mlops, tmp_path):
+    if _nvml_works():
+        pytest.skip("this machine has a working NVML; the no-GPU path cannot be shown here")
+    out = tmp_path / "snap.json"
+    for args in ([], ["--json"], ["--save-snapshot", str(out)]):
+        r = mlops("gpu", *args)
+        assert r.returncode == 3, r
+        assert r.stdout == ""
+        assert r.stderr.splitlines()[0].startswith("error: no NVIDIA GPU available")
+        assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_watch_text_mode_repeats_the_table(mlops):
+    r = replay(mlops, "a800-2gpu.json", "--watch", "0.1", "--count", "2")
+    assert r.returncode == 0, r
+    assert r.stdout.count("NVIDIA A800-SXM4-80GB") == 4  # 2 GPUs × 2 samples

@@ -1,0 +1,63 @@
+"""Remedies: each lowers the estimate it claims, cheapest first; largest batch/seq fit exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_cli.mem.estimate import estimate
+from mlops_cli.mem.presets import load_preset
+from mlops_cli.mem.remedies import advise
+from mlops_cli.mem.setup import GiB, Setup
+
+COST_ORDER = ["smaller-micro-batch", "fused-attention", "fused-cross-entropy", "gradient-checkpointing", "bf16",
+              "8bit-optimizer", "lora", "qlora", "zero3", "cpu-offload", "shorter-sequences"]
+
+
+@pytest.mark.parametrize("setup,capacity,gpus", [
+    (Setup(batch=4, seq_len=4096, attn="eager", precision="amp-bf16"), 80 * GiB, 8),
+    (Setup(method="lora", seq_len=8192), 24 * GiB, 1),
+    (Setup(batch=2, seq_len=2048), 40 * GiB, 2),
+])
+def test_each_remedy_lowers_the_estimate_it_claims(setup, capacity, gpus):
+    m = load_preset("Qwen/Qwen2.5-7B")
+    current = estimate(m, setup, capacity).required_bytes
+    assert current > capacity
+    advice = advise(m, setup, capacity, gpus)
+    assert advice.remedies
+    names = [r.name for r in advice.remedies]
+    assert names == [n for n in COST_ORDER if n in names]  # cheapest first
+    for r in advice.remedies:
+        recomputed = estimate(m, setup.with_changes(**r.change), capacity).required_bytes
+        assert r.new_bytes == recomputed < current, r.name
+        assert r.saves_bytes == current - r.new_bytes
+        assert r.fits == (r.new_bytes <= capacity)
+    # the plan is cumulative and ends where its last step says
+    if advice.plan:
+        changes = {}
+        for step in advice.plan:
+            changes.update(step.change)
+        assert estimate(m, setup.with_changes(**changes), capacity).required_bytes == advice.plan[-1].new_bytes
+        assert advice.plan_fits == (advice.plan[-1].new_bytes <= capacity)
+
+
+def test_largest_batch_and_sequence_length_fit_exactly():
+    m = load_preset("meta-llama/Llama-3.1-8B")
+    s = Setup(method="lora", grad_ckpt=True, seq_len=4096, batch=16)
+    cap = 40 * GiB
+    advice = advise(m, s, cap)
+    b = advice.largest_batch
+    assert b and estimate(m, s.with_changes(batch=b)).peak_bytes <= cap < estimate(m, s.with_changes(batch=b + 1)).peak_bytes
+    n = advice.largest_seq_len
+    assert n and n % 64 == 0
+    assert estimate(m, s.with_changes(seq_len=n)).peak_bytes <= cap < estimate(m, s.with_changes(seq_len=n + 64)).peak_bytes
+
+
+def test_serving_remedies_and_max_model_len():
+    m = load_preset("meta-llama/Llama-3.1-70B")
+    s = Setup(inference=True, max_model_len=131072)
+    cap = 80 * GiB
+    advice = advise(m, s, cap, gpus_available=4)
+    names = [r.name for r in advice.remedies]
+    assert "tensor-parallel" in names and "int4-weights" in names
+    tp = next(r for r in advice.remedies if r.name == "tensor-parallel")
+    assert tp.fits and estimate(m, s.with_changes(gpus=4), cap).serving["max_concurrency"] >= 1
