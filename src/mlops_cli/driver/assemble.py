@@ -215,7 +215,7 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
     src = c.listing("/usr/src")
     if headers:
         st.headers_installed, st.headers_evidence = True, [headers.line]
-    elif src is not None and f"linux-headers-{kernel}" in src:
+    elif (src is not None and f"linux-headers-{kernel}" in src) or "build" in (c.listing(base) or []):
         st.headers_installed = True
     elif f.dpkg_seen or src is not None:
         st.headers_installed = False

@@ -28,7 +28,7 @@ def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
     findings = _platform(f)
     if not findings or all(x.severity != ERROR or x.id in ("gpu_fallen_off_bus", "vm_passthrough_init_failure") for x in findings):
         if not any(x.id in ("no_nvidia_gpu", "inside_container_no_gpu_passed", "container_lost_gpu_after_daemon_reload") for x in findings):
-            findings += _host(f)
+            findings += _host(f, explained=bool(findings))
             findings += _next_kernels(f, extra_kernel)
     findings = order_findings(findings)
     if any(x.id == "no_nvidia_gpu" for x in findings):
@@ -99,14 +99,14 @@ def _platform(f: Facts) -> list[Finding]:
 # --- the host driver ----------------------------------------------------------------------
 
 
-def _host(f: Facts) -> list[Finding]:
+def _host(f: Facts, explained: bool) -> list[Finding]:
     out: list[Finding] = []
     out += _packages(f)
     if f.running_kernel and f.running_kernel in f.modules and not any(x.id == "driver_not_installed" for x in out):
         out += _running_module(f)
     out += _kernel_log_causes(f)
     out += _mismatch(f)
-    if not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
+    if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
         ev = list(f.smi.lines) + [ln for ln in f.modprobe_lines if "FATAL" in ln or "ERROR" in ln]
         out.append(_f("driver_failure_unexplained", ERROR, "nvidia-smi fails and the evidence seen does not name the cause", ev,
                       fixes.manual("look at the kernel's own error", "Run 'sudo modprobe nvidia' and 'sudo dmesg | grep -i nvrm' and attach "
@@ -149,8 +149,8 @@ def _packages(f: Facts) -> list[Finding]:
             ev += lines[:3]
             if key != keep:
                 remove += [p.name for p in installed if (DRIVER_PKG.match(p.name)["br"], DRIVER_PKG.match(p.name)["server"] or "") == key]  # type: ignore[index]
-    if f.runfile_evidence and installed and any(p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) for p in installed):
-        ev += [f"{p} exists (a .run install)" for p in f.runfile_evidence] + [p.line for p in installed][:2]
+    if "/usr/bin/nvidia-uninstall" in f.runfile_evidence and installed and any(p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) for p in installed):
+        ev += ["/usr/bin/nvidia-uninstall exists (a .run install)"] + [p.line for p in installed][:2]
     ev += [e.line for e in f.apt_events if e.kind == "file_conflict"]
     if ev:
         out.append(_f("multiple_driver_branches", ERROR, "more than one driver branch or install method is present", ev, fixes.multiple_branches(remove)))
@@ -198,6 +198,14 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
         ev = base + log.errors[:4] + [f"(from {st.build_log_path})"]
         return [_f("dkms_build_fail_kernel_too_new", ERROR, f"the DKMS build of nvidia {log.module_version or ''} failed for {k}: the driver does not compile against this kernel".replace("  ", " "),
                    ev, fixes.kernel_too_new(f, k, good), scope, k)]
+    failed = [e.line for e in st.apt_events if e.kind == "build_failed"]
+    if failed:
+        ev = symptom + failed[-3:]
+        return [_f("dkms_build_failed", ERROR, f"the DKMS build of nvidia failed for {k} (its make.log could not be read to say why)", ev,
+                   fixes.manual("read the build log, then fix the cause", "Read /var/lib/dkms/nvidia/<version>/build/make.log (run mlops "
+                                "driver-check as root to have it read): 'error:' lines about kernel functions mean the driver branch is too "
+                                "old for this kernel; 'unrecognized command-line option' means the compiler differs from the kernel's. "
+                                "The '(dkms apport) ... is not supported' line is not the cause."), scope, k)]
     if (f.dkms or f.dkms_packages) and (st.headers_installed is False or any(e.kind == "headers_skipped" for e in st.apt_events)):
         ev = symptom + [e.line for e in st.apt_events if e.kind == "headers_skipped"][-2:] + st.headers_evidence
         if st.headers_installed is False:

@@ -81,6 +81,7 @@ PRIORITY = [
     "kernel_headers_missing",
     "dkms_build_fail_gcc_mismatch",
     "dkms_build_fail_kernel_too_new",
+    "dkms_build_failed",
     "dkms_module_not_built_for_running_kernel",
     "prebuilt_module_missing_for_kernel",
     "secure_boot_module_rejected",
