@@ -31,7 +31,7 @@ def _not_seen(c: Collected) -> list[NotSeen]:
             out.append(NotSeen(key, f"{argv[0]} is not installed"))
         elif r.timed_out:
             out.append(NotSeen(key, f"timed out after {timeout:g} s"))
-        elif r.rc != 0 and re.search(r"[Pp]ermission denied|[Oo]peration not permitted|must be root|[Nn]ot permitted", r.stdout + r.stderr):
+        elif r.rc != 0 and re.search(r"[Pp]ermission denied|[Oo]peration not permitted|must be root|[Nn]ot permitted|insufficient permissions", r.stdout + r.stderr):
             reason = (r.stderr or r.stdout).strip().splitlines()[0][:160]
             out.append(NotSeen(key, f"permission denied ({reason}); run as root to see {_WHAT.get(key, 'it')}"))
     for path, text in sorted(c.files.items()):

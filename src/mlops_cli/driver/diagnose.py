@@ -348,6 +348,8 @@ def _next_kernels(f: Facts, extra: str | None) -> list[Finding]:
             continue
         causes = _missing_module_cause(f, k, scope="next")
         ev = [f"kernel that boots next: {k} ({reason}); running: {f.running_kernel}"]
+        if reason.startswith("GRUB default: "):
+            ev.append(reason[len("GRUB default: "):])
         ev += [f"/lib/modules/{k}: no nvidia.ko (updates/dkms, kernel/drivers/video, kernel/nvidia-*)"]
         ev += [e.line for e in st.dkms_entries] or ([f"dkms status has no installed nvidia line for {k}"] if f.dkms_seen else [])
         ev += [e.line for e in st.apt_events][-3:] + [f"/var/run/reboot-required.pkgs: {p}" for p in f.reboot_pkgs if p.startswith("linux-")][:2]

@@ -134,3 +134,32 @@ class Diagnosis:
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == ERROR]
+
+
+# The ids of specs/driver-check.md's table: stable, matched on by scripts; never renamed.
+SPEC_IDS = [
+    "no_nvidia_gpu",
+    "runfile_module_missing_after_kernel_upgrade",
+    "dkms_module_not_built_for_running_kernel",
+    "kernel_headers_missing",
+    "dkms_build_fail_kernel_too_new",
+    "dkms_build_fail_gcc_mismatch",
+    "secure_boot_module_rejected",
+    "version_mismatch_pending_reboot",
+    "version_mismatch_stale_module",
+    "nouveau_bound",
+    "driver_packages_removed",
+    "multiple_driver_branches",
+    "wrong_kernel_module_flavor",
+    "gpu_unsupported_by_branch",
+    "gsp_firmware_missing",
+    "fabricmanager_version_mismatch",
+    "container_toolkit_missing",
+    "container_host_driver_broken",
+    "container_lost_gpu_after_daemon_reload",
+    "inside_container_no_gpu_passed",
+    "vm_passthrough_init_failure",
+    "gpu_fallen_off_bus",
+    "next_boot_kernel_missing_module",
+    "reboot_required",
+]

@@ -1,0 +1,149 @@
+"""Every snapshot fixture gives its expected diagnosis; every finding id has a fixture."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import FIXTURES, load_doc
+from mlops_cli.driver.check import check
+from mlops_cli.driver.model import ERROR, PRIORITY, SPEC_IDS
+from mlops_cli.host import Snapshot, SnapshotHost
+
+from tests.conftest import SHARED
+
+ALL = sorted(p.stem for p in FIXTURES.glob("*.json"))
+
+
+def diagnose_doc(doc: dict, kernel: str | None = None):
+    return check(SnapshotHost(Snapshot.from_json(doc)), kernel)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fixture_gives_expected_diagnosis(name):
+    doc = load_doc(name)
+    assert doc.get("source"), "every fixture cites its source"
+    expect = doc["expect"]
+    d = diagnose_doc(doc)
+    ids = [f.id for f in d.findings]
+    assert d.status == expect["status"], ids
+    assert set(expect["ids"]) <= set(ids), ids
+    for absent in expect.get("absent", []):
+        assert absent not in ids
+    if expect.get("first"):
+        assert ids[0] == expect["first"]
+        assert d.findings[0].severity == ERROR
+    if expect["status"] == "ok":
+        assert not [f for f in d.findings if f.severity == ERROR]
+        assert set(ids) == set(expect["ids"])  # a healthy box gets nothing it did not ask for
+    for probe in expect.get("not_seen", []):
+        assert probe in [n.probe for n in d.not_seen]
+    for bad in expect.get("evidence_excludes", []):
+        assert not any(bad in line for f in d.findings for line in f.evidence)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if load_doc(n)["expect"]["ids"]])
+def test_evidence_quotes_the_snapshot_verbatim(name):
+    """Each finding quotes at least one line exactly as the machine printed it."""
+    doc = load_doc(name)
+    recorded = "\n".join(
+        [v["stdout"] + "\n" + v["stderr"] for v in doc["commands"].values()] + [t for t in doc["files"].values() if t]
+    )
+    for f in diagnose_doc(doc).findings:
+        if f.id in doc["expect"]["ids"]:
+            assert f.evidence, f.id
+            assert f.fix.summary and (f.fix.steps or f.fix.manual), f.id
+            verbatim = [line for line in f.evidence if line in recorded]
+            assert verbatim or f.id in ("reboot_required", "no_nvidia_gpu", "inside_container_no_gpu_passed", "container_toolkit_missing"), (f.id, f.evidence)
+
+
+def test_every_spec_id_and_every_added_id_has_a_fixture_that_raises_it():
+    raised = {fid for n in ALL for fid in load_doc(n)["expect"]["ids"]}
+    assert set(SPEC_IDS) <= set(PRIORITY)
+    missing = [i for i in PRIORITY if i not in raised]
+    assert not missing, f"ids without a fixture: {missing}"
+
+
+def test_spec_table_ids_are_all_known():
+    spec = SHARED / "specs" / "driver-check.md"
+    if not spec.exists():
+        pytest.skip("the shared spec is not next to this checkout")
+    text = spec.read_text()
+    section = text[text.index("## Finding ids"):text.index("## Probes")]
+    ids = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
+    assert set(ids) == set(SPEC_IDS)
+
+
+def test_half_broken_box_orders_root_cause_first():
+    """A pending-reboot mismatch now AND a next kernel without headers: the running kernel's
+    problem comes first, the next kernel's cause before its consequence."""
+    doc = load_doc("mismatch-pending-reboot")
+    nxt = "5.15.0-160-generic"
+    doc["files"]["/var/log/apt/term.log"] = f"dkms: autoinstall for kernel {nxt} was skipped since the kernel headers for this kernel do not seem to be installed\n"
+    doc["dirs"][f"/lib/modules/{nxt}"] = ["kernel", "modules.dep"]
+    ids = [f.id for f in diagnose_doc(doc).findings]
+    assert ids == ["version_mismatch_pending_reboot", "kernel_headers_missing", "next_boot_kernel_missing_module"]
+
+
+def test_two_findings_in_fixtures_are_ordered():
+    ids = [f.id for f in diagnose_doc(load_doc("container-host-driver-broken")).findings]
+    assert ids.index("version_mismatch_pending_reboot") < ids.index("container_host_driver_broken")
+    ids = [f.id for f in diagnose_doc(load_doc("next-boot-headers-missing")).findings]
+    assert ids == ["kernel_headers_missing", "next_boot_kernel_missing_module", "reboot_required"]
+
+
+def test_platform_faults_are_not_blamed_on_the_driver():
+    for name in ("gpu-fallen-off-bus", "vm-passthrough-init-failure"):
+        d = diagnose_doc(load_doc(name))
+        assert [f.id for f in d.findings if f.severity == ERROR] == [name.replace("-", "_").replace("gpu_fallen_off_bus", "gpu_fallen_off_bus")] or len(d.errors) == 1
+        assert not any("apt-get" in " ".join(s.argv) for f in d.findings for s in f.fix.steps)
+
+
+def test_fix_commands_fit_the_install_method():
+    def steps(name):
+        return [" ".join(s.argv) for f in diagnose_doc(load_doc(name)).findings for s in f.fix.steps]
+
+    assert steps("headers-missing") == [
+        "apt-get install -y linux-headers-6.8.0-45-generic",
+        "apt-get install -y linux-headers-generic",
+        "dkms install nvidia/550.127.05 -k 6.8.0-45-generic",
+        "modprobe nvidia",
+    ]
+    assert steps("prebuilt-module-missing")[0] == "apt-get install -y linux-modules-nvidia-525-5.15.0-60-generic"
+    assert steps("runfile-after-kernel-upgrade") == ["apt-get install -y linux-headers-3.13.0-116-generic build-essential dkms"]
+    assert "sh NVIDIA-Linux-x86_64-460.73.01.run --dkms" in diagnose_doc(load_doc("runfile-after-kernel-upgrade")).findings[0].fix.manual
+    assert steps("build-fail-gcc-mismatch")[0] == "apt-get install -y gcc-11 g++-11"
+    assert steps("next-boot-grub-default")[0] == "apt-get install -y linux-modules-nvidia-550-server-6.8.0-45-generic"
+    assert steps("mismatch-stale-module")[:2] == ["dkms remove nvidia/595.80 --all", "depmod -a"]
+
+
+def test_kernel_option_judges_a_kernel_that_is_not_running():
+    doc = load_doc("healthy")
+    doc["dirs"]["/lib/modules/5.15.0-91-generic"] = ["build", "kernel", "modules.dep"]
+    doc["dirs"]["/lib/modules/5.15.0-91-generic/updates/dkms"] = []
+    # the newest installed kernel is judged automatically...
+    assert "next_boot_kernel_missing_module" in [f.id for f in diagnose_doc(doc).findings]
+    # ...and an older one only when asked for
+    doc2 = load_doc("healthy")
+    doc2["dirs"]["/lib/modules/5.15.0-70-generic"] = ["build", "kernel", "modules.dep"]
+    assert diagnose_doc(doc2).status == "ok"
+    d = diagnose_doc(doc2, kernel="5.15.0-70-generic")
+    assert [(f.id, f.kernel) for f in d.findings] == [("next_boot_kernel_missing_module", "5.15.0-70-generic")]
+    assert d.kernel["judged"] == "5.15.0-70-generic"
+
+
+def test_unknown_kernel_option_is_a_usage_error():
+    from mlops_cli.output import UsageError
+
+    with pytest.raises(UsageError):
+        diagnose_doc(load_doc("healthy"), kernel="9.9.9-1-generic")
+
+
+def test_missing_probes_degrade_and_are_reported():
+    d = diagnose_doc(load_doc("healthy-not-root"))
+    assert d.status == "ok"
+    reasons = {n.probe: n.reason for n in d.not_seen}
+    assert "permission denied" in reasons["dmesg"] and "not installed" in reasons["lspci_nvidia"]
+    assert "/var/log/nvidia-installer.log" in reasons
