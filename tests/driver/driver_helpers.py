@@ -1,4 +1,4 @@
-"""Shared helpers for driver-check tests: the fixtures folder and a host for --fix.
+"""Helpers for driver-check tests: the fixtures folder and a host for --fix.
 
 ``FixHost`` is the machine seam for --fix tests: it replays a recorded snapshot for every
 probe, records every other command (the fix steps) instead of running it, can fail a chosen
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import pytest
 
 from mlops_cli.host import CommandResult, Snapshot, SnapshotHost
 
@@ -55,8 +53,3 @@ class FixHost:
 
     def exists(self, path):
         return self._current.exists(path)
-
-
-@pytest.fixture
-def fixtures_dir() -> Path:
-    return FIXTURES
