@@ -390,7 +390,7 @@ def _gpus_json(f: Facts) -> list[dict[str, Any]]:
         return [{"pci": g.pci, "name": g.name, "kernel_driver": by_pci[g.pci].driver_in_use if g.pci in by_pci else "nvidia"} for g in f.smi_gpus]
     if f.pci_gpus:
         return [{"pci": d.slot, "name": d.name, "kernel_driver": d.driver_in_use} for d in f.pci_gpus]
-    return [{"pci": addr, "name": f"NVIDIA device {dev}", "kernel_driver": None} for addr, dev, _ in f.sysfs_nvidia]
+    return [{"pci": addr, "name": f"NVIDIA device 10de:{dev.lower().replace('0x', '')}", "kernel_driver": None} for addr, dev, _ in f.sysfs_nvidia]
 
 
 __all__ = ["diagnose", "INFO"]

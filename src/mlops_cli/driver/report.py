@@ -94,7 +94,8 @@ def verdict(d: Diagnosis) -> Text:
         tail = f", {len(warn)} warning(s)" if warn else ""
         return Text(f"OK: the NVIDIA driver works{tail}", style="bold green")
     errors = [f for f in d.findings if f.severity == ERROR]
-    return Text(f"PROBLEM: {errors[0].title} ({len(errors)} problem(s) found; the first is the root cause)", style="bold red")
+    more = f" (+{len(errors) - 1} more problem(s); this first one is the root cause)" if len(errors) > 1 else ""
+    return Text(f"PROBLEM: {errors[0].title}{more}", style="bold red")
 
 
 def shell_line(argv: list[str] | tuple[str, ...], sudo: bool = True) -> str:
