@@ -148,3 +148,12 @@ def test_missing_probes_degrade_and_are_reported():
     reasons = {n.probe: n.reason for n in d.not_seen}
     assert "permission denied" in reasons["dmesg"] and "not installed" in reasons["lspci_nvidia"]
     assert "/var/log/nvidia-installer.log" in reasons
+
+
+def test_nouveau_on_a_box_without_driver_is_not_a_second_problem():
+    doc = load_doc("driver-not-installed")
+    doc["commands"]["lspci_nvidia"]["stdout"] = (
+        "17:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB] [10de:2330] (rev a1)\n"
+        "\tKernel driver in use: nouveau\n\tKernel modules: nvidiafb, nouveau\n"
+    )
+    assert [f.id for f in diagnose_doc(doc).findings] == ["driver_not_installed"]

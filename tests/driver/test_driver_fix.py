@@ -116,3 +116,9 @@ def test_healthy_box_has_nothing_to_run():
     host = FixHost(snapshot("healthy"))
     report = fix(host)
     assert host.ran == [] and report.exit_code == ExitCode.OK and report.fix.plan.steps == []
+
+
+def test_fix_json_says_dry_run_only_when_asked():
+    report = fix(FixHost(snapshot("secure-boot")))
+    assert report.to_json()["fix_run"]["dry_run"] is False
+    assert report.to_json()["fix_run"]["plan"]["stops_at"]["finding"] == "secure_boot_module_rejected"

@@ -189,7 +189,7 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
     st = KernelModuleState(kernel, None)
     base = f"/lib/modules/{kernel}"
     seen_any = c.listing(base) is not None
-    for sub in ("updates/dkms", "kernel/drivers/video", "updates"):
+    for sub in ("updates/dkms", "kernel/drivers/video", "updates", "extra", "extra/nvidia"):
         names = c.listing(f"{base}/{sub}") or []
         st.evidence += [f"{base}/{sub}/{n}" for n in names if MODULE_FILE.match(n)]
     for n in c.listing(f"{base}/kernel") or []:

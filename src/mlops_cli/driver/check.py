@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from mlops_cli.driver.apply import build_plan, run_plan
+from mlops_cli.driver.apply import FixRun, build_plan, run_plan
 from mlops_cli.driver.assemble import read_facts
 from mlops_cli.driver.diagnose import diagnose
 from mlops_cli.driver.model import Diagnosis
@@ -27,10 +27,9 @@ def check_and_fix(host: Host, *, kernel: str | None, source: str, is_root: bool,
     """Diagnose, show the plan, ask, run it, diagnose again."""
     before = check(host, kernel)
     plan = build_plan(before.findings)
-    preview = DriverReport(before, source, fix=run_plan(host, plan, is_root=is_root, assume_yes=True, dry_run=True, ask=ask))
     if dry_run or not plan.steps:
-        return preview
-    show_plan(preview)
+        return DriverReport(before, source, fix=FixRun(plan, dry_run=dry_run))
+    show_plan(DriverReport(before, source, fix=FixRun(plan, dry_run=True)))
     run = run_plan(host, plan, is_root=is_root, assume_yes=assume_yes, dry_run=False, ask=ask, progress=progress)
     if not run.results:
         return DriverReport(before, source, fix=run)

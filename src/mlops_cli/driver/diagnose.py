@@ -104,7 +104,7 @@ def _host(f: Facts, explained: bool) -> list[Finding]:
     out += _packages(f)
     if f.running_kernel and f.running_kernel in f.modules and not any(x.id == "driver_not_installed" for x in out):
         out += _running_module(f)
-    out += _kernel_log_causes(f)
+    out += _kernel_log_causes(f, driver_installed=not any(x.id == "driver_not_installed" for x in out))
     out += _mismatch(f)
     if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
         ev = list(f.smi.lines) + [ln for ln in f.modprobe_lines if "FATAL" in ln or "ERROR" in ln]
@@ -226,7 +226,7 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
     return []
 
 
-def _kernel_log_causes(f: Facts) -> list[Finding]:
+def _kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
     out = []
     driver_down = not (f.smi.kind == "ok")
     if driver_down and (f.key_rejected_lines or (f.secure_boot and not f.module_loaded and f.modules.get(f.running_kernel or "") and f.modules[f.running_kernel].present and not f.modinfo.get("signer") and f.modinfo)):  # type: ignore[index]
@@ -239,7 +239,7 @@ def _kernel_log_causes(f: Facts) -> list[Finding]:
             out.append(_f("secure_boot_module_rejected", ERROR, "Secure Boot rejects the nvidia module (unsigned, or signed by a key that is not enrolled)", ev, fixes.secure_boot(f), "running", f.running_kernel))
     nouveau_pci = [ln for d in f.pci_gpus if d.driver_in_use == "nouveau" for ln in d.lines]
     probe = f.klog.find(K.PROBE_NOT_CALLED)
-    if nouveau_pci or (probe and "nouveau" in f.loaded):
+    if driver_installed and (nouveau_pci or (probe and "nouveau" in f.loaded)):
         ev = nouveau_pci + (probe.lines if probe else [])
         if "nouveau" in f.loaded:
             ev.append("/proc/modules: nouveau is loaded")

@@ -178,7 +178,7 @@ def _read_files(host: Host, out: Collected) -> None:
     for kver in kernels:
         base = f"/lib/modules/{kver}"
         _list(host, out, base)
-        for sub in ("updates/dkms", "kernel/drivers/video", "kernel"):
+        for sub in ("updates", "updates/dkms", "kernel/drivers/video", "kernel", "extra", "extra/nvidia"):
             _list(host, out, f"{base}/{sub}")
     for ver in out.dirs.get("/var/lib/dkms/nvidia") or []:
         folder = f"/var/lib/dkms/nvidia/{ver}"

@@ -136,7 +136,8 @@ def render_plan(console: Console, plan: Plan) -> None:
 
 
 def render_fix(console: Console, run: FixRun) -> None:
-    render_plan(console, run.plan)
+    if not run.results:  # after a run, its own lines say what happened
+        render_plan(console, run.plan)
     if run.dry_run:
         console.print(Text("(dry run: nothing was run)", style="dim"))
         return
