@@ -157,3 +157,11 @@ def test_nouveau_on_a_box_without_driver_is_not_a_second_problem():
         "\tKernel driver in use: nouveau\n\tKernel modules: nvidiafb, nouveau\n"
     )
     assert [f.id for f in diagnose_doc(doc).findings] == ["driver_not_installed"]
+
+
+def test_container_that_cannot_see_the_pci_bus_is_no_gpu_not_a_problem():
+    """A CPU-only CI container (no /sys/bus/pci, no lspci, no /dev/nvidia*) must exit 3, not 1."""
+    doc = load_doc("inside-container-no-gpu")
+    doc["files"] = {k: v for k, v in doc["files"].items() if not k.startswith("/sys/bus/pci")}
+    d = diagnose_doc(doc)
+    assert d.status == "no-gpu" and [f.id for f in d.findings] == ["no_nvidia_gpu"]

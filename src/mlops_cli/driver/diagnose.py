@@ -45,7 +45,15 @@ def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
 
 def _platform(f: Facts) -> list[Finding]:
     out: list[Finding] = []
-    if f.in_container and not f.dev_nvidia and (f.nvidia_on_pci or not f.pci_visible):
+    if f.in_container and not f.dev_nvidia and not f.pci_visible and not f.nvidia_on_pci:
+        # A container that cannot see the PCI bus: nothing NVIDIA is visible from here at all.
+        ev = [f"{f.container_marker} exists (running inside a container)", "no /dev/nvidia* device nodes",
+              "the PCI bus is not visible from this container (no lspci, no /sys/bus/pci/devices)", *f.smi.lines[:1]]
+        return [_f("no_nvidia_gpu", ERROR, "no NVIDIA GPU is visible from this container", ev,
+                   fixes.manual("nothing to fix in the driver here",
+                                "No NVIDIA device is visible. If the host has GPUs, start the container with 'docker run --gpus all ...' "
+                                "(Kubernetes: resources.limits nvidia.com/gpu), or run 'mlops driver-check' on the host."))]
+    if f.in_container and not f.dev_nvidia and f.nvidia_on_pci:
         ev = [f"{f.container_marker} exists (running inside a container)", "no /dev/nvidia* device nodes", *f.smi.lines[:1]]
         if f.running_kernel and f"/lib/modules/{f.running_kernel}" not in f.collected.dirs:
             ev.append(f"/lib/modules/{f.running_kernel} does not exist here")
