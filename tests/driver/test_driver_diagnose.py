@@ -165,3 +165,50 @@ def test_container_that_cannot_see_the_pci_bus_is_no_gpu_not_a_problem():
     doc["files"] = {k: v for k, v in doc["files"].items() if not k.startswith("/sys/bus/pci")}
     d = diagnose_doc(doc)
     assert d.status == "no-gpu" and [f.id for f in d.findings] == ["no_nvidia_gpu"]
+
+
+def _healthy_with_next_kernel(next_kernel: str, make_log: str | None = None, term_log: str | None = None) -> dict:
+    doc = load_doc("healthy")
+    doc["dirs"][f"/lib/modules/{next_kernel}"] = ["build", "kernel", "modules.dep"]
+    doc["dirs"][f"/lib/modules/{next_kernel}/updates/dkms"] = []
+    if make_log is not None:
+        doc["files"]["/var/lib/dkms/nvidia/535.129.03/build/make.log"] = make_log
+    if term_log is not None:
+        doc["files"]["/var/log/apt/term.log"] = term_log
+    return doc
+
+
+def test_next_kernel_gcc_mismatch_is_its_cause():
+    """Ubuntu 22.04 HWE: the next kernel was built with gcc-12, the box has gcc-11 (research §7)."""
+    k = "6.8.0-101-generic"
+    log = load_doc("build-fail-gcc-mismatch")["files"]["/var/lib/dkms/nvidia/525.125.06/build/make.log"]
+    log = log.replace("5.15.0-78-generic", k).replace("nvidia-525.125.06", "nvidia-535.129.03").replace(
+        "gcc (Ubuntu 11.3.0-1ubuntu1~22.04.1) 11.3.0", "x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0").replace(
+        "gcc (Ubuntu 9.5.0-1ubuntu1~22.04) 9.5.0", "gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0")
+    d = diagnose_doc(_healthy_with_next_kernel(k, make_log=log))
+    assert [(f.id, f.kernel) for f in d.findings] == [("dkms_build_fail_gcc_mismatch", k), ("next_boot_kernel_missing_module", k)]
+    assert [" ".join(s.argv) for s in d.findings[0].fix.steps][:2] == ["apt-get install -y gcc-12 g++-12", f"dkms install nvidia/535.129.03 -k {k}"]
+    assert d.status == "problem"
+
+
+def test_next_kernel_too_new_for_the_branch():
+    k = "6.8.0-101-generic"
+    log = load_doc("build-fail-kernel-too-new")["files"]["/var/lib/dkms/nvidia/530.30.02/build/make.log"].replace("6.5.0-41-generic", k)
+    d = diagnose_doc(_healthy_with_next_kernel(k, make_log=log))
+    assert [f.id for f in d.findings] == ["dkms_build_fail_kernel_too_new", "next_boot_kernel_missing_module"]
+    assert "5.15.0-86-generic" in d.findings[0].fix.manual  # boot the last good kernel
+
+
+def test_next_kernel_failed_build_from_apt_log_only():
+    k = "6.8.0-101-generic"
+    term = (f"Error! Bad return status for module build on kernel: {k} (x86_64)\n"
+            f"Consult /var/lib/dkms/nvidia/535.129.03/build/make.log for more information.\n")
+    d = diagnose_doc(_healthy_with_next_kernel(k, term_log=term))
+    assert [f.id for f in d.findings] == ["dkms_build_failed", "next_boot_kernel_missing_module"]
+
+
+def test_next_kernel_with_module_built_is_fine():
+    k = "5.15.0-91-generic"
+    doc = _healthy_with_next_kernel(k)
+    doc["commands"]["dkms_status"]["stdout"] += f"nvidia/535.129.03, {k}, x86_64: installed\n"
+    assert diagnose_doc(doc).status == "ok"

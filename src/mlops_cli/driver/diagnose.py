@@ -115,6 +115,8 @@ def _host(f: Facts, explained: bool) -> list[Finding]:
     out += _kernel_log_causes(f, driver_installed=not any(x.id == "driver_not_installed" for x in out))
     out += _mismatch(f)
     if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
+        out += _module_not_loaded(f)
+    if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
         ev = list(f.smi.lines) + [ln for ln in f.modprobe_lines if "FATAL" in ln or "ERROR" in ln]
         out.append(_f("driver_failure_unexplained", ERROR, "nvidia-smi fails and the evidence seen does not name the cause", ev,
                       fixes.manual("look at the kernel's own error", "Run 'sudo modprobe nvidia' and 'sudo dmesg | grep -i nvrm' and attach "
@@ -171,6 +173,28 @@ def _branch_in_use(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, s
         if v and v.startswith(key[0] + "."):
             return key
     return max(groups, key=lambda k: (int(k[0]), k[1]))
+
+
+def _module_not_loaded(f: Facts) -> list[Finding]:
+    """A module for this kernel is on disk but not loaded, and nothing rejected it."""
+    st = f.modules.get(f.running_kernel or "")
+    if f.module_loaded or not st or not st.present:
+        return []
+    blacklist = []
+    for path, text in sorted(f.collected.files.items()):
+        if path.startswith(("/etc/modprobe.d/", "/lib/modprobe.d/")) and text:
+            blacklist += [f"{path}: {ln.strip()}" for ln in text.splitlines() if re.match(r"^\s*(blacklist\s+nvidia\s*$|install\s+nvidia\s+/bin/(false|true))", ln)]
+    cmdline = (f.collected.text("/proc/cmdline") or "").strip()
+    if re.search(r"(?:modprobe|module)\.blacklist=\S*\bnvidia\b", cmdline):
+        blacklist.append(f"/proc/cmdline: {cmdline}")
+    ev = [*f.smi.lines[:1], *st.evidence[:2], *blacklist, "/proc/modules: nvidia is not loaded"]
+    if blacklist:
+        plan = fixes.manual("remove the blacklist, then load the module",
+                            "Remove the 'blacklist nvidia' / 'install nvidia /bin/false' lines quoted above (prime-select or an old "
+                            "nouveau switch leaves them), run 'update-initramfs -u', then 'modprobe nvidia'.")
+    else:
+        plan = fixes.load_module()
+    return [_f("module_not_loaded", ERROR, f"an nvidia module for {f.running_kernel} is installed but not loaded", ev, plan, "running", f.running_kernel)]
 
 
 def _running_module(f: Facts) -> list[Finding]:

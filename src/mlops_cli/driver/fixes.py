@@ -121,6 +121,11 @@ def prebuilt_missing(f: Facts, kernel: str) -> FixPlan:
     return FixPlan(f"install the prebuilt nvidia module package for {kernel}", tuple(steps))
 
 
+def load_module() -> FixPlan:
+    return FixPlan("load the module (if it fails, its message names the cause)",
+                   (FixStep(("modprobe", "nvidia"), "load the installed module into the running kernel"),))
+
+
 def secure_boot(f: Facts) -> FixPlan:
     return FixPlan(
         "make the module trusted by Secure Boot (needs a person at the console) or use Canonical-signed modules",

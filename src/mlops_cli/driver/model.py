@@ -91,6 +91,7 @@ PRIORITY = [
     "gsp_firmware_missing",
     "version_mismatch_stale_module",
     "version_mismatch_pending_reboot",
+    "module_not_loaded",
     "driver_failure_unexplained",
     "fabricmanager_version_mismatch",
     "container_host_driver_broken",
