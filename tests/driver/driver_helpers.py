@@ -25,7 +25,13 @@ def snapshot(name: str) -> Snapshot:
 
 
 class FixHost:
-    def __init__(self, before: Snapshot, after: Snapshot | None = None, fail_on: tuple[str, ...] | None = None, fail_rc: int = 100):
+    def __init__(
+        self,
+        before: Snapshot,
+        after: Snapshot | None = None,
+        fail_on: tuple[str, ...] | None = None,
+        fail_rc: int = 100,
+    ):
         self._before = SnapshotHost(before)
         self._after = SnapshotHost(after) if after else None
         self.fail_on = fail_on

@@ -68,7 +68,10 @@ def test_text_output_has_verdict_evidence_and_commands(mlops):
     assert r.returncode == 1
     lines = r.stdout.splitlines()
     assert lines[0].startswith("PROBLEM: kernel headers for the running kernel 6.8.0-45-generic are missing")
-    assert "dkms: autoinstall for kernel 6.8.0-45-generic was skipped since the kernel headers for this kernel do not seem to be installed" in r.stdout
+    assert (
+        "dkms: autoinstall for kernel 6.8.0-45-generic was skipped since the kernel headers for this kernel do not seem to be installed"
+        in r.stdout
+    )
     assert "$ sudo apt-get install -y linux-headers-6.8.0-45-generic" in r.stdout
     assert "\x1b[" not in r.stdout  # no colour off a TTY
 
@@ -87,7 +90,10 @@ def test_fix_on_a_snapshot_without_dry_run_is_refused(mlops):
     assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stdout == ""
 
 
-@pytest.mark.parametrize("content, msg", [("{not json", "not valid JSON"), ('{"format": 7}', "unsupported snapshot format"), ("[]", "JSON object")])
+@pytest.mark.parametrize(
+    "content, msg",
+    [("{not json", "not valid JSON"), ('{"format": 7}', "unsupported snapshot format"), ("[]", "JSON object")],
+)
 def test_invalid_snapshot_is_one_error_line_exit_2(mlops, tmp_path, content, msg):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
@@ -107,7 +113,9 @@ def test_unknown_kernel_exit_2(mlops):
     assert r.returncode == 2 and "not installed" in r.stderr
 
 
-@pytest.mark.parametrize("name", ["headers-missing", "next-boot-grub-default", "secure-boot", "mismatch-syslog-012", "healthy"])
+@pytest.mark.parametrize(
+    "name", ["headers-missing", "next-boot-grub-default", "secure-boot", "mismatch-syslog-012", "healthy"]
+)
 def test_save_then_replay_gives_the_same_json(mlops, tmp_path, name):
     """Re-recording a snapshot (RecordingHost over replay) and replaying it answers the same."""
     saved = tmp_path / "again.json"
@@ -145,7 +153,9 @@ def test_live_no_gpu_json_and_snapshot_round_trip(mlops, tmp_path):
 
 
 def test_save_snapshot_to_an_unwritable_place_exit_2(mlops, tmp_path):
-    r = mlops("driver-check", "--snapshot", fixture("healthy"), "--save-snapshot", str(tmp_path / "no" / "such" / "dir.json"))
+    r = mlops(
+        "driver-check", "--snapshot", fixture("healthy"), "--save-snapshot", str(tmp_path / "no" / "such" / "dir.json")
+    )
     assert r.returncode == 2 and "cannot write snapshot" in r.stderr
 
 

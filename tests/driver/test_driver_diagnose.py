@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -56,7 +55,12 @@ def test_evidence_quotes_the_snapshot_verbatim(name):
             assert f.evidence, f.id
             assert f.fix.summary and (f.fix.steps or f.fix.manual), f.id
             verbatim = [line for line in f.evidence if line in recorded]
-            assert verbatim or f.id in ("reboot_required", "no_nvidia_gpu", "inside_container_no_gpu_passed", "container_toolkit_missing"), (f.id, f.evidence)
+            assert verbatim or f.id in (
+                "reboot_required",
+                "no_nvidia_gpu",
+                "inside_container_no_gpu_passed",
+                "container_toolkit_missing",
+            ), (f.id, f.evidence)
 
 
 def test_every_spec_id_and_every_added_id_has_a_fixture_that_raises_it():
@@ -71,7 +75,7 @@ def test_spec_table_ids_are_all_known():
     if not spec.exists():
         pytest.skip("the shared spec is not next to this checkout")
     text = spec.read_text()
-    section = text[text.index("## Finding ids"):text.index("## Probes")]
+    section = text[text.index("## Finding ids") : text.index("## Probes")]
     ids = re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.M)
     assert set(ids) == set(SPEC_IDS)
 
@@ -81,7 +85,9 @@ def test_half_broken_box_orders_root_cause_first():
     problem comes first, the next kernel's cause before its consequence."""
     doc = load_doc("mismatch-pending-reboot")
     nxt = "5.15.0-160-generic"
-    doc["files"]["/var/log/apt/term.log"] = f"dkms: autoinstall for kernel {nxt} was skipped since the kernel headers for this kernel do not seem to be installed\n"
+    doc["files"]["/var/log/apt/term.log"] = (
+        f"dkms: autoinstall for kernel {nxt} was skipped since the kernel headers for this kernel do not seem to be installed\n"
+    )
     doc["dirs"][f"/lib/modules/{nxt}"] = ["kernel", "modules.dep"]
     ids = [f.id for f in diagnose_doc(doc).findings]
     assert ids == ["version_mismatch_pending_reboot", "kernel_headers_missing", "next_boot_kernel_missing_module"]
@@ -95,7 +101,10 @@ def test_two_findings_in_fixtures_are_ordered():
 
 
 def test_platform_faults_are_not_blamed_on_the_driver():
-    for name, fid in (("gpu-fallen-off-bus", "gpu_fallen_off_bus"), ("vm-passthrough-init-failure", "vm_passthrough_init_failure")):
+    for name, fid in (
+        ("gpu-fallen-off-bus", "gpu_fallen_off_bus"),
+        ("vm-passthrough-init-failure", "vm_passthrough_init_failure"),
+    ):
         d = diagnose_doc(load_doc(name))
         assert [f.id for f in d.errors] == [fid]
         assert d.findings[0].fix.needs_person
@@ -113,8 +122,13 @@ def test_fix_commands_fit_the_install_method():
         "modprobe nvidia",
     ]
     assert steps("prebuilt-module-missing")[0] == "apt-get install -y linux-modules-nvidia-525-5.15.0-60-generic"
-    assert steps("runfile-after-kernel-upgrade") == ["apt-get install -y linux-headers-3.13.0-116-generic build-essential dkms"]
-    assert "sh NVIDIA-Linux-x86_64-460.73.01.run --dkms" in diagnose_doc(load_doc("runfile-after-kernel-upgrade")).findings[0].fix.manual
+    assert steps("runfile-after-kernel-upgrade") == [
+        "apt-get install -y linux-headers-3.13.0-116-generic build-essential dkms"
+    ]
+    assert (
+        "sh NVIDIA-Linux-x86_64-460.73.01.run --dkms"
+        in diagnose_doc(load_doc("runfile-after-kernel-upgrade")).findings[0].fix.manual
+    )
     assert steps("build-fail-gcc-mismatch")[0] == "apt-get install -y gcc-11 g++-11"
     assert steps("next-boot-grub-default")[0] == "apt-get install -y linux-modules-nvidia-550-server-6.8.0-45-generic"
     assert steps("mismatch-stale-module")[:2] == ["dkms remove nvidia/595.80 --all", "depmod -a"]
@@ -182,18 +196,32 @@ def test_next_kernel_gcc_mismatch_is_its_cause():
     """Ubuntu 22.04 HWE: the next kernel was built with gcc-12, the box has gcc-11 (research §7)."""
     k = "6.8.0-101-generic"
     log = load_doc("build-fail-gcc-mismatch")["files"]["/var/lib/dkms/nvidia/525.125.06/build/make.log"]
-    log = log.replace("5.15.0-78-generic", k).replace("nvidia-525.125.06", "nvidia-535.129.03").replace(
-        "gcc (Ubuntu 11.3.0-1ubuntu1~22.04.1) 11.3.0", "x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0").replace(
-        "gcc (Ubuntu 9.5.0-1ubuntu1~22.04) 9.5.0", "gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0")
+    log = (
+        log.replace("5.15.0-78-generic", k)
+        .replace("nvidia-525.125.06", "nvidia-535.129.03")
+        .replace(
+            "gcc (Ubuntu 11.3.0-1ubuntu1~22.04.1) 11.3.0",
+            "x86_64-linux-gnu-gcc-12 (Ubuntu 12.3.0-1ubuntu1~22.04) 12.3.0",
+        )
+        .replace("gcc (Ubuntu 9.5.0-1ubuntu1~22.04) 9.5.0", "gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0")
+    )
     d = diagnose_doc(_healthy_with_next_kernel(k, make_log=log))
-    assert [(f.id, f.kernel) for f in d.findings] == [("dkms_build_fail_gcc_mismatch", k), ("next_boot_kernel_missing_module", k)]
-    assert [" ".join(s.argv) for s in d.findings[0].fix.steps][:2] == ["apt-get install -y gcc-12 g++-12", f"dkms install nvidia/535.129.03 -k {k}"]
+    assert [(f.id, f.kernel) for f in d.findings] == [
+        ("dkms_build_fail_gcc_mismatch", k),
+        ("next_boot_kernel_missing_module", k),
+    ]
+    assert [" ".join(s.argv) for s in d.findings[0].fix.steps][:2] == [
+        "apt-get install -y gcc-12 g++-12",
+        f"dkms install nvidia/535.129.03 -k {k}",
+    ]
     assert d.status == "problem"
 
 
 def test_next_kernel_too_new_for_the_branch():
     k = "6.8.0-101-generic"
-    log = load_doc("build-fail-kernel-too-new")["files"]["/var/lib/dkms/nvidia/530.30.02/build/make.log"].replace("6.5.0-41-generic", k)
+    log = load_doc("build-fail-kernel-too-new")["files"]["/var/lib/dkms/nvidia/530.30.02/build/make.log"].replace(
+        "6.5.0-41-generic", k
+    )
     d = diagnose_doc(_healthy_with_next_kernel(k, make_log=log))
     assert [f.id for f in d.findings] == ["dkms_build_fail_kernel_too_new", "next_boot_kernel_missing_module"]
     assert "5.15.0-86-generic" in d.findings[0].fix.manual  # boot the last good kernel
@@ -201,8 +229,10 @@ def test_next_kernel_too_new_for_the_branch():
 
 def test_next_kernel_failed_build_from_apt_log_only():
     k = "6.8.0-101-generic"
-    term = (f"Error! Bad return status for module build on kernel: {k} (x86_64)\n"
-            f"Consult /var/lib/dkms/nvidia/535.129.03/build/make.log for more information.\n")
+    term = (
+        f"Error! Bad return status for module build on kernel: {k} (x86_64)\n"
+        f"Consult /var/lib/dkms/nvidia/535.129.03/build/make.log for more information.\n"
+    )
     d = diagnose_doc(_healthy_with_next_kernel(k, term_log=term))
     assert [f.id for f in d.findings] == ["dkms_build_failed", "next_boot_kernel_missing_module"]
 

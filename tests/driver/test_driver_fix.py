@@ -10,8 +10,17 @@ from mlops_cli.output import ExitCode, UsageError, confirm
 
 
 def fix(host, *, yes=True, dry_run=False, root=True, ask=None):
-    return check_and_fix(host, kernel=None, source="test", is_root=root, assume_yes=yes, dry_run=dry_run,
-                         ask=ask or confirm, show_plan=lambda r: None, progress=lambda m: None)
+    return check_and_fix(
+        host,
+        kernel=None,
+        source="test",
+        is_root=root,
+        assume_yes=yes,
+        dry_run=dry_run,
+        ask=ask or confirm,
+        show_plan=lambda r: None,
+        progress=lambda m: None,
+    )
 
 
 def test_apt_dkms_plan_runs_in_order_then_rediagnoses_healthy():
@@ -32,7 +41,10 @@ def test_apt_dkms_plan_runs_in_order_then_rediagnoses_healthy():
 def test_apt_prebuilt_plan():
     host = FixHost(snapshot("prebuilt-module-missing"), after=snapshot("healthy"))
     fix(host)
-    assert host.ran == [["apt-get", "install", "-y", "linux-modules-nvidia-525-5.15.0-60-generic"], ["modprobe", "nvidia"]]
+    assert host.ran == [
+        ["apt-get", "install", "-y", "linux-modules-nvidia-525-5.15.0-60-generic"],
+        ["modprobe", "nvidia"],
+    ]
 
 
 def test_runfile_plan_installs_build_deps_and_leaves_the_rebuild_to_a_person():
@@ -109,7 +121,9 @@ def test_steps_are_idempotent_commands():
     fix(host2)
     fix(host2)
     assert host2.ran == first + first
-    assert all(argv[0] in {"apt-get", "dkms", "modprobe", "modinfo", "install", "update-initramfs", "depmod"} for argv in first)
+    assert all(
+        argv[0] in {"apt-get", "dkms", "modprobe", "modinfo", "install", "update-initramfs", "depmod"} for argv in first
+    )
 
 
 def test_healthy_box_has_nothing_to_run():

@@ -64,7 +64,9 @@ def test_recording_replays_identically():
 
 def test_large_logs_are_read_from_their_tail():
     doc_snap = snapshot("headers-missing")
-    doc_snap.files["/var/log/apt/term.log"] = "".join(f"noise {i}\n" for i in range(5000)) + doc_snap.files["/var/log/apt/term.log"]
+    doc_snap.files["/var/log/apt/term.log"] = (
+        "".join(f"noise {i}\n" for i in range(5000)) + doc_snap.files["/var/log/apt/term.log"]
+    )
     collected = collect(SnapshotHost(doc_snap))
     assert len(collected.files["/var/log/apt/term.log"].splitlines()) <= 400
     assert "was skipped since the kernel headers" in collected.files["/var/log/apt/term.log"]

@@ -54,7 +54,13 @@ class StepResult:
     reboot_after: bool
 
     def to_json(self) -> dict[str, Any]:
-        return {"finding": self.finding, "argv": self.argv, "rc": self.rc, "output": self.output, "reboot_after": self.reboot_after}
+        return {
+            "finding": self.finding,
+            "argv": self.argv,
+            "rc": self.rc,
+            "output": self.output,
+            "reboot_after": self.reboot_after,
+        }
 
 
 @dataclass
@@ -73,8 +79,13 @@ class FixRun:
         return any(r.reboot_after and r.rc == 0 for r in self.results)
 
     def to_json(self) -> dict[str, Any]:
-        doc = {"dry_run": self.dry_run, "plan": self.plan.to_json(), "ran": [r.to_json() for r in self.results],
-               "failed_step": self.failed.argv if self.failed else None, "reboot_needed": self.reboot_needed}
+        doc = {
+            "dry_run": self.dry_run,
+            "plan": self.plan.to_json(),
+            "ran": [r.to_json() for r in self.results],
+            "failed_step": self.failed.argv if self.failed else None,
+            "reboot_needed": self.reboot_needed,
+        }
         if self.declined:
             doc["declined"] = True
         return doc
@@ -85,8 +96,16 @@ def _tail(text: str, lines: int = 20) -> str:
     return "\n".join(parts[-lines:])
 
 
-def run_plan(host: Host, plan: Plan, *, is_root: bool, assume_yes: bool, dry_run: bool,
-             ask: Callable[[str, bool], bool], progress: Callable[[str], None] = lambda _m: None) -> FixRun:
+def run_plan(
+    host: Host,
+    plan: Plan,
+    *,
+    is_root: bool,
+    assume_yes: bool,
+    dry_run: bool,
+    ask: Callable[[str, bool], bool],
+    progress: Callable[[str], None] = lambda _m: None,
+) -> FixRun:
     """Ask (unless --yes; no TTY and no --yes refuses with exit 2 before anything runs), then run."""
     run = FixRun(plan, dry_run=dry_run)
     if dry_run or not plan.steps:
@@ -98,7 +117,9 @@ def run_plan(host: Host, plan: Plan, *, is_root: bool, assume_yes: bool, dry_run
         argv = list(p.step.argv) if is_root else ["sudo", *p.step.argv]
         progress(f"running: {command_key(argv)}")
         result = host.run(argv, STEP_TIMEOUT)
-        run.results.append(StepResult(p.finding, argv, result.rc, _tail(result.stdout + "\n" + result.stderr), p.step.reboot_after))
+        run.results.append(
+            StepResult(p.finding, argv, result.rc, _tail(result.stdout + "\n" + result.stderr), p.step.reboot_after)
+        )
         if result.rc != 0:
             progress(f"failed (exit {result.rc}); stopping here")
             break

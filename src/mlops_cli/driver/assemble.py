@@ -31,7 +31,10 @@ def _not_seen(c: Collected) -> list[NotSeen]:
             out.append(NotSeen(key, f"{argv[0]} is not installed"))
         elif r.timed_out:
             out.append(NotSeen(key, f"timed out after {timeout:g} s"))
-        elif r.rc != 0 and re.search(r"[Pp]ermission denied|[Oo]peration not permitted|must be root|[Nn]ot permitted|insufficient permissions", r.stdout + r.stderr):
+        elif r.rc != 0 and re.search(
+            r"[Pp]ermission denied|[Oo]peration not permitted|must be root|[Nn]ot permitted|insufficient permissions",
+            r.stdout + r.stderr,
+        ):
             reason = (r.stderr or r.stdout).strip().splitlines()[0][:160]
             out.append(NotSeen(key, f"permission denied ({reason}); run as root to see {_WHAT.get(key, 'it')}"))
     for path, text in sorted(c.files.items()):
@@ -44,7 +47,7 @@ def _not_seen(c: Collected) -> list[NotSeen]:
 
 def _kernels(c: Collected) -> list[str]:
     boot = c.listing("/boot") or []
-    from_boot = [n[len("vmlinuz-"):] for n in boot if n.startswith("vmlinuz-") and not n.endswith(".old")]
+    from_boot = [n[len("vmlinuz-") :] for n in boot if n.startswith("vmlinuz-") and not n.endswith(".old")]
     if from_boot:
         return sorted(set(from_boot), key=P.version_key)
     found = []
@@ -88,14 +91,24 @@ def read_facts(c: Collected) -> Facts:
     packages = P.parse_dpkg(dpkg_r.stdout) if dpkg_r.ok else []
     dkms_r = c.command("dkms_status")
     dkms_text = dkms_r.stdout + "\n" + dkms_r.stderr
-    dkms_seen = not dkms_r.not_installed and "currently not installed" not in dkms_text and "Command 'dkms' not found" not in dkms_text
+    dkms_seen = (
+        not dkms_r.not_installed
+        and "currently not installed" not in dkms_text
+        and "Command 'dkms' not found" not in dkms_text
+    )
     dkms = [e for e in P.parse_dkms_status(dkms_r.stdout) if e.module == "nvidia"] if dkms_seen else []
 
     modinfo_r = c.command("modinfo_nvidia")
     modinfo = P.parse_modinfo(modinfo_r.stdout) if modinfo_r.ok else {}
-    modinfo_error = None if modinfo_r.ok or modinfo_r.not_installed else (modinfo_r.stderr or modinfo_r.stdout).strip() or None
+    modinfo_error = (
+        None if modinfo_r.ok or modinfo_r.not_installed else (modinfo_r.stderr or modinfo_r.stdout).strip() or None
+    )
     mp = c.command("modprobe_dry_run")
-    modprobe_lines = [ln.rstrip() for ln in (mp.stdout + "\n" + mp.stderr).splitlines() if ln.strip()] if not mp.not_installed else []
+    modprobe_lines = (
+        [ln.rstrip() for ln in (mp.stdout + "\n" + mp.stderr).splitlines() if ln.strip()]
+        if not mp.not_installed
+        else []
+    )
 
     dmesg, journal = c.command("dmesg"), c.command("journal_kernel")
     if dmesg.ok and dmesg.stdout.strip():
@@ -113,7 +126,11 @@ def read_facts(c: Collected) -> Facts:
 
     installer_log = c.text("/var/log/nvidia-installer.log") or ""
     inst_ver = re.search(r"installer version:\s*([\d.]+)", installer_log)
-    runfile_evidence = [p for p in ("/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/var/log/nvidia-installer.log") if c.exists(p)]
+    runfile_evidence = [
+        p
+        for p in ("/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/var/log/nvidia-installer.log")
+        if c.exists(p)
+    ]
 
     docker = c.command("docker_runtimes")
     fm = c.command("fabricmanager_active")
@@ -127,11 +144,26 @@ def read_facts(c: Collected) -> Facts:
     key_lines = [m.lines[-1] for m in klog.find_all(K.KEY_REJECTED)]
     for key in ("modprobe_dry_run", "nvidia_smi"):
         r = c.command(key)
-        key_lines += [ln.rstrip() for ln in (r.stdout + "\n" + r.stderr).splitlines() if re.search(r"Key was rejected by service|Required key not available", ln)]
+        key_lines += [
+            ln.rstrip()
+            for ln in (r.stdout + "\n" + r.stderr).splitlines()
+            if re.search(r"Key was rejected by service|Required key not available", ln)
+        ]
 
     virt = None
-    vendor = " ".join(filter(None, [(c.text("/sys/class/dmi/id/sys_vendor") or "").strip(), (c.text("/sys/class/dmi/id/product_name") or "").strip()]))
-    if re.search(r"QEMU|KVM|VMware|VirtualBox|Microsoft Corporation|Xen|Standard PC|Google Compute|Amazon EC2|OpenStack|Cloud Hypervisor", vendor):
+    vendor = " ".join(
+        filter(
+            None,
+            [
+                (c.text("/sys/class/dmi/id/sys_vendor") or "").strip(),
+                (c.text("/sys/class/dmi/id/product_name") or "").strip(),
+            ],
+        )
+    )
+    if re.search(
+        r"QEMU|KVM|VMware|VirtualBox|Microsoft Corporation|Xen|Standard PC|Google Compute|Amazon EC2|OpenStack|Cloud Hypervisor",
+        vendor,
+    ):
         virt = vendor
     container_marker = next((p for p in ("/.dockerenv", "/run/.containerenv") if c.exists(p)), None)
 
@@ -162,7 +194,8 @@ def read_facts(c: Collected) -> Facts:
         klog=klog,
         klog_seen=klog_seen,
         apt_events=P.parse_apt_log(c.text("/var/log/apt/term.log") or ""),
-        runfile=bool(runfile_evidence) and not any(re.match(r"^nvidia-(dkms|driver|utils)-", p.name) and p.installed for p in packages),
+        runfile=bool(runfile_evidence)
+        and not any(re.match(r"^nvidia-(dkms|driver|utils)-", p.name) and p.installed for p in packages),
         runfile_evidence=runfile_evidence,
         installer_version=inst_ver.group(1) if inst_ver else None,
         in_container=container_marker is not None,

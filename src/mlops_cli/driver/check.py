@@ -17,13 +17,24 @@ from mlops_cli.output import UsageError
 def check(host: Host, kernel: str | None = None) -> Diagnosis:
     facts = read_facts(collect(host))
     if kernel and facts.installed_kernels and kernel not in facts.installed_kernels:
-        raise UsageError(f"kernel {kernel} is not installed here", hint="installed: " + ", ".join(facts.installed_kernels))
+        raise UsageError(
+            f"kernel {kernel} is not installed here", hint="installed: " + ", ".join(facts.installed_kernels)
+        )
     return diagnose(facts, kernel)
 
 
-def check_and_fix(host: Host, *, kernel: str | None, source: str, is_root: bool, assume_yes: bool, dry_run: bool,
-                  ask: Callable[[str, bool], bool], show_plan: Callable[[DriverReport], None],
-                  progress: Callable[[str], None]) -> DriverReport:
+def check_and_fix(
+    host: Host,
+    *,
+    kernel: str | None,
+    source: str,
+    is_root: bool,
+    assume_yes: bool,
+    dry_run: bool,
+    ask: Callable[[str, bool], bool],
+    show_plan: Callable[[DriverReport], None],
+    progress: Callable[[str], None],
+) -> DriverReport:
     """Diagnose, show the plan, ask, run it, diagnose again."""
     before = check(host, kernel)
     plan = build_plan(before.findings)

@@ -34,10 +34,24 @@ Examples:
 
 @app.command(help=HELP)
 def driver_check(
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout (schema in docs/driver-check.md)."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", metavar="KVER", help="Also judge this installed kernel (e.g. installed by apt, not yet booted)."),
-    save_snapshot: Optional[str] = typer.Option(None, "--save-snapshot", metavar="FILE", help="Write everything probed to FILE (no secrets) to diagnose elsewhere."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE", help="Diagnose a saved snapshot instead of this machine."),
+    json_out: bool = typer.Option(
+        False, "--json", help="One JSON document on stdout (schema in docs/driver-check.md)."
+    ),
+    kernel: Optional[str] = typer.Option(
+        None,
+        "--kernel",
+        metavar="KVER",
+        help="Also judge this installed kernel (e.g. installed by apt, not yet booted).",
+    ),
+    save_snapshot: Optional[str] = typer.Option(
+        None,
+        "--save-snapshot",
+        metavar="FILE",
+        help="Write everything probed to FILE (no secrets) to diagnose elsewhere.",
+    ),
+    snapshot: Optional[str] = typer.Option(
+        None, "--snapshot", metavar="FILE", help="Diagnose a saved snapshot instead of this machine."
+    ),
     fix: bool = typer.Option(False, "--fix", help="Show the fix plan, ask, run it step by step, then check again."),
     yes: bool = typer.Option(False, "--yes", "-y", help="With --fix: do not ask (for scripts)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="With --fix: print the plan only, run nothing."),
@@ -51,12 +65,17 @@ def driver_check(
         from mlops_cli.output import UsageError, confirm, emit, err_console, info
 
         if snapshot and fix and not dry_run:
-            raise UsageError("--fix runs commands on this machine; it cannot fix a snapshot", hint="use --snapshot FILE --fix --dry-run to see the plan")
+            raise UsageError(
+                "--fix runs commands on this machine; it cannot fix a snapshot",
+                hint="use --snapshot FILE --fix --dry-run to see the plan",
+            )
         if snapshot:
             try:
                 host = SnapshotHost(Snapshot.load(snapshot))
             except SnapshotError as exc:
-                raise UsageError(str(exc), hint="a snapshot is the JSON written by 'mlops driver-check --save-snapshot FILE'") from None
+                raise UsageError(
+                    str(exc), hint="a snapshot is the JSON written by 'mlops driver-check --save-snapshot FILE'"
+                ) from None
             source = snapshot
         else:
             host, source = LiveHost(), "live"
@@ -64,13 +83,22 @@ def driver_check(
         probe_host = recorder or host
 
         if fix or dry_run:
+
             def show_plan(preview: DriverReport) -> None:
                 from mlops_cli.driver.report import render_plan
+
                 render_plan(err_console(), preview.fix.plan)  # type: ignore[union-attr]
 
             report = check_and_fix(
-                probe_host, kernel=kernel, source=source, is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
-                assume_yes=yes, dry_run=dry_run, ask=confirm, show_plan=show_plan, progress=info,
+                probe_host,
+                kernel=kernel,
+                source=source,
+                is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
+                assume_yes=yes,
+                dry_run=dry_run,
+                ask=confirm,
+                show_plan=show_plan,
+                progress=info,
             )
         else:
             report = DriverReport(check(probe_host, kernel), source)

@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from mlops_cli.driver import parse as P
 from mlops_cli.driver.kernlog import KernelLog
 from mlops_cli.driver.model import NotSeen
-from mlops_cli.driver.probe import PROBES, Collected
+from mlops_cli.driver.probe import Collected
 
 DRIVER_PKG = re.compile(
     r"^(?:nvidia-(?:driver|utils|dkms|compute-utils|kernel-common|kernel-source|headless(?:-no-dkms)?|firmware)"
     r"|libnvidia-(?:compute|gl|common|cfg1|decode|encode|extra|fbc1))-(?P<br>\d{3})(?P<server>-server)?(?P<open>-open)?(?:-[\d.]+)?$"
 )
-PREBUILT_PKG = re.compile(r"^linux-modules-nvidia-(?P<suffix>\d{3}(?:-server)?(?:-open)?)-(?P<k>\d+\.\d+\.\d+-\d+-[\w.-]+)$")
+PREBUILT_PKG = re.compile(
+    r"^linux-modules-nvidia-(?P<suffix>\d{3}(?:-server)?(?:-open)?)-(?P<k>\d+\.\d+\.\d+-\d+-[\w.-]+)$"
+)
 MODULE_FILE = re.compile(r"^nvidia\.ko(?:\.(?:zst|xz|gz))?$")
 CONTAINER_TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "nvidia-docker2")
 
@@ -119,7 +121,10 @@ class Facts:
 
     @property
     def install_method(self) -> str:
-        if self.prebuilt_packages and (not self.dkms_packages or any(self._prebuilt_kernel(p) == self.running_kernel for p in self.prebuilt_packages)):
+        if self.prebuilt_packages and (
+            not self.dkms_packages
+            or any(self._prebuilt_kernel(p) == self.running_kernel for p in self.prebuilt_packages)
+        ):
             return "apt-prebuilt"
         if self.dkms_packages:
             return "apt-dkms"
@@ -140,12 +145,14 @@ class Facts:
     def branch_suffix(self) -> str | None:
         """``535``, ``535-server``, ``580-open``, ``550-server-open``: what package names end in."""
         for p in self.dkms_packages:
-            return p.name[len("nvidia-dkms-"):]
+            return p.name[len("nvidia-dkms-") :]
         for p in self.prebuilt_packages:
             return PREBUILT_PKG.match(p.name).group("suffix")  # type: ignore[union-attr]
         for p in self.packages:
             m = DRIVER_PKG.match(p.name)
-            if m and p.name.startswith(("nvidia-driver-", "nvidia-utils-", "nvidia-compute-utils-", "nvidia-headless-")):
+            if m and p.name.startswith(
+                ("nvidia-driver-", "nvidia-utils-", "nvidia-compute-utils-", "nvidia-headless-")
+            ):
                 return m["br"] + (m["server"] or "") + (m["open"] or "")
         for p in self.packages:
             m = DRIVER_PKG.match(p.name)

@@ -68,17 +68,27 @@ API_MISMATCH = re.compile(
 PROBE_NOT_CALLED = re.compile(r"The NVIDIA probe routine was not called for (\d+) device\(s\)\.")
 NOUVEAU_NAMED = re.compile(r"This can occur when a driver such as: (nouveau)")
 NO_GPU_FOUND = re.compile(r"No NVIDIA (?:GPU|graphics adapter) found")
-REQUIRES_OPEN = re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system requires use of the NVIDIA open kernel modules\.")
-NOT_SUPPORTED_BY_OPEN = re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system is not supported by open nvidia\.ko")
+REQUIRES_OPEN = re.compile(
+    r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system requires use of the NVIDIA open kernel modules\."
+)
+NOT_SUPPORTED_BY_OPEN = re.compile(
+    r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system is not supported by open nvidia\.ko"
+)
 OPEN_DATACENTER_ONLY = re.compile(r"Open nvidia\.ko is only ready for use on Data Center GPUs\.()")
-UNSUPPORTED_RELEASE = re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system is not supported by the NVIDIA ([\d.]+) driver release\.")
+UNSUPPORTED_RELEASE = re.compile(
+    r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system is not supported by the NVIDIA ([\d.]+) driver release\."
+)
 LEGACY_DROPPED = re.compile(r"(?:is )?supported through the NVIDIA ([\d.x]+) Legacy drivers")
 GSP_FIRMWARE_MISSING = re.compile(r"Direct firmware load for (nvidia/([\d.]+)/gsp_\w+\.bin) failed with error -2")
 GSP_NO_IMAGE = re.compile(r"RmFetchGspRmImages: No firmware image found()")
-FALLEN_OFF_BUS = re.compile(r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system has fallen off the bus")
+FALLEN_OFF_BUS = re.compile(
+    r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system has fallen off the bus"
+)
 XID_79 = re.compile(r"Xid \(PCI:([^)]+)\): 79\b[^\n]{0,40}?fallen off the bus")
 RM_INIT_FAILED = re.compile(r"GPU (\S+): RmInitAdapter failed! \((0x[0-9a-fA-F]+:0x[0-9a-fA-F]+:\d+)\)")
 D3COLD = re.compile(r"(\S+): Unable to change power state from D3cold to D0, device inaccessible")
 GSP_RM_INIT = re.compile(r"RmInitAdapter: Cannot initialize GSP firmware RM()")
 GFW_BOOT = re.compile(r"failed to wait for GFW_BOOT()")
-KEY_REJECTED = re.compile(r"(Loading of module with unavailable key is rejected|Lockdown: \S+: unsigned module loading is restricted)")
+KEY_REJECTED = re.compile(
+    r"(Loading of module with unavailable key is rejected|Lockdown: \S+: unsigned module loading is restricted)"
+)

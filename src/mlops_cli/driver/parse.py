@@ -46,8 +46,12 @@ class DkmsEntry:
     line: str
 
 
-_DKMS_NEW = re.compile(r"^(?P<mod>[^/,\s:]+)/(?P<ver>[^,:\s]+)(?:, (?P<kernel>[^,]+), (?P<arch>[^:]+))?: (?P<state>[\w-]+)")
-_DKMS_OLD = re.compile(r"^(?P<mod>[^/,\s:]+), (?P<ver>[^,:\s]+)(?:, (?P<kernel>[^,]+), (?P<arch>[^:]+))?: (?P<state>[\w-]+)")
+_DKMS_NEW = re.compile(
+    r"^(?P<mod>[^/,\s:]+)/(?P<ver>[^,:\s]+)(?:, (?P<kernel>[^,]+), (?P<arch>[^:]+))?: (?P<state>[\w-]+)"
+)
+_DKMS_OLD = re.compile(
+    r"^(?P<mod>[^/,\s:]+), (?P<ver>[^,:\s]+)(?:, (?P<kernel>[^,]+), (?P<arch>[^:]+))?: (?P<state>[\w-]+)"
+)
 
 
 def parse_dkms_status(text: str) -> list[DkmsEntry]:
@@ -60,7 +64,14 @@ def parse_dkms_status(text: str) -> list[DkmsEntry]:
         if not m:
             continue
         entries.append(
-            DkmsEntry(m["mod"], m["ver"], (m["kernel"] or "").strip() or None, (m["arch"] or "").strip() or None, m["state"], raw.rstrip())
+            DkmsEntry(
+                m["mod"],
+                m["ver"],
+                (m["kernel"] or "").strip() or None,
+                (m["arch"] or "").strip() or None,
+                m["state"],
+                raw.rstrip(),
+            )
         )
     return entries
 
@@ -72,7 +83,12 @@ def dkms_errors(text: str) -> list[str]:
     for i, line in enumerate(lines):
         if line.startswith("Error!"):
             out.append(line.rstrip())
-            if i + 1 < len(lines) and lines[i + 1].strip() and not _DKMS_NEW.match(lines[i + 1]) and not _DKMS_OLD.match(lines[i + 1]):
+            if (
+                i + 1 < len(lines)
+                and lines[i + 1].strip()
+                and not _DKMS_NEW.match(lines[i + 1])
+                and not _DKMS_OLD.match(lines[i + 1])
+            ):
                 out.append(lines[i + 1].rstrip())
     return out
 
@@ -111,7 +127,12 @@ def parse_nvidia_smi(rc: int, stdout: str, stderr: str) -> SmiState:
     m = re.search(r"(?:Driver|KMD) Version:\s*([\d.]+)", text)
     cuda = re.search(r"CUDA (?:UMD )?Version:\s*([\d.]+)", text)
     if rc == 0 and m:
-        return SmiState("ok", m.group(1), cuda.group(1) if cuda else None, lines=[ln for ln in text.splitlines() if m.group(1) in ln][:1])
+        return SmiState(
+            "ok",
+            m.group(1),
+            cuda.group(1) if cuda else None,
+            lines=[ln for ln in text.splitlines() if m.group(1) in ln][:1],
+        )
     for kind, pattern in _SMI_PATTERNS:
         if pattern.search(text):
             nvml = re.search(r"NVML library version:\s*([\d.]+)", text)
@@ -183,7 +204,16 @@ def parse_lspci(text: str) -> list[PciDevice]:
         if m:
             if m["ven"] and m["ven"].lower() != "10de":
                 continue
-            devices.append(PciDevice(normalise_pci(m["slot"]), m["cls"].strip(), (m["clsid"] or "").lower() or None, m["name"].strip(), (m["dev"] or "").lower() or None, lines=[raw.rstrip()]))
+            devices.append(
+                PciDevice(
+                    normalise_pci(m["slot"]),
+                    m["cls"].strip(),
+                    (m["clsid"] or "").lower() or None,
+                    m["name"].strip(),
+                    (m["dev"] or "").lower() or None,
+                    lines=[raw.rstrip()],
+                )
+            )
             continue
         if not devices or not raw[:1].isspace():
             continue
@@ -309,7 +339,11 @@ class MakeLog:
 
     @property
     def compiler_errors(self) -> list[str]:
-        return [e for e in self.errors if re.search(r"unrecognized (?:command[- ]line )?option|unknown (?:argument|option)", e)]
+        return [
+            e
+            for e in self.errors
+            if re.search(r"unrecognized (?:command[- ]line )?option|unknown (?:argument|option)", e)
+        ]
 
     @property
     def kernel_compiler_major(self) -> str | None:
@@ -343,7 +377,9 @@ def parse_make_log(text: str) -> MakeLog:
         if m:
             using = m.group(1).strip()
             compiler_lines.append(line)
-    return MakeLog(head.group(1) if head else None, head.group(2) if head else None, errors, built_by, using, compiler_lines)
+    return MakeLog(
+        head.group(1) if head else None, head.group(2) if head else None, errors, built_by, using, compiler_lines
+    )
 
 
 # --- apt term.log ---------------------------------------------------------------------
@@ -392,7 +428,9 @@ def grub_default_kernel(grubenv: str) -> tuple[str | None, str | None]:
         entry = values.get(key, "").strip()
         if not entry:
             continue
-        m = re.search(r"gnulinux-(\d[^>\s]*?)-(?:advanced|recovery)-", entry) or re.search(r"with Linux (\d\S*?)(?: \(|$|')", entry)
+        m = re.search(r"gnulinux-(\d[^>\s]*?)-(?:advanced|recovery)-", entry) or re.search(
+            r"with Linux (\d\S*?)(?: \(|$|')", entry
+        )
         if m:
             return m.group(1), f"{key}={entry}"
     return None, None

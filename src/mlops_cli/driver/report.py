@@ -66,7 +66,9 @@ class DriverReport:
         if k.get("next_boot") and k.get("next_boot") != k.get("running"):
             facts += f" (next boot: {k['next_boot']})"
         if drv.get("userspace") or drv.get("module_loaded"):
-            facts += f"; driver userspace {drv.get('userspace') or '-'}, module loaded {drv.get('module_loaded') or '-'}"
+            facts += (
+                f"; driver userspace {drv.get('userspace') or '-'}, module loaded {drv.get('module_loaded') or '-'}"
+            )
         facts += f"; install method {drv.get('install_method')}"
         if d.gpus:
             facts += f"; {len(d.gpus)} GPU(s): " + ", ".join(f"{g['pci']} {g['name']}" for g in d.gpus[:4])
@@ -129,10 +131,16 @@ def render_plan(console: Console, plan: Plan) -> None:
         console.print(Text("Fix plan:", style="bold"))
     for n, p in enumerate(plan.steps, 1):
         line = Text(f"  {n}. {shell_line(p.step.argv)}", style="bold")
-        line.append(f"   # {p.finding}: {p.step.why}" + ("  [reboot needed after this]" if p.step.reboot_after else ""), style="dim")
+        line.append(
+            f"   # {p.finding}: {p.step.why}" + ("  [reboot needed after this]" if p.step.reboot_after else ""),
+            style="dim",
+        )
         console.print(line, soft_wrap=True)
     if plan.stop_at:
-        console.print(Text(f"Then STOP: {plan.stop_at.id} needs a person: {plan.stop_at.fix.manual}", style="yellow"), soft_wrap=True)
+        console.print(
+            Text(f"Then STOP: {plan.stop_at.id} needs a person: {plan.stop_at.fix.manual}", style="yellow"),
+            soft_wrap=True,
+        )
 
 
 def render_fix(console: Console, run: FixRun) -> None:
@@ -153,4 +161,8 @@ def render_fix(console: Console, run: FixRun) -> None:
     if run.failed:
         console.print(Text("Stopped at the first failed step.", style="bold red"))
     elif run.reboot_needed:
-        console.print(Text("A reboot is needed to finish the fix (mlops never reboots by itself): sudo reboot", style="bold yellow"))
+        console.print(
+            Text(
+                "A reboot is needed to finish the fix (mlops never reboots by itself): sudo reboot", style="bold yellow"
+            )
+        )
