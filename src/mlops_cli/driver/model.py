@@ -66,6 +66,22 @@ class Finding:
         return doc
 
 
+def make_finding(
+    id: str,
+    severity: str,
+    title: str,
+    evidence: list[str],
+    fix: FixPlan,
+    scope: str | None = None,
+    kernel: str | None = None,
+) -> Finding:
+    seen: list[str] = []
+    for line in evidence:
+        if line and line not in seen:
+            seen.append(line)
+    return Finding(id, severity, title, seen, fix, scope, kernel)
+
+
 # The order of importance among findings of the same severity and scope: root causes
 # (nothing else can help until they are fixed) first, consequences last.
 PRIORITY = [
