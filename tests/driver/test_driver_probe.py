@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -70,3 +71,17 @@ def test_large_logs_are_read_from_their_tail():
     collected = collect(SnapshotHost(doc_snap))
     assert len(collected.files["/var/log/apt/term.log"].splitlines()) <= 400
     assert "was skipped since the kernel headers" in collected.files["/var/log/apt/term.log"]
+
+
+def test_secrets_on_the_kernel_command_line_are_not_saved(mlops, tmp_path):
+    from driver_helpers import load_doc
+
+    doc = load_doc("healthy")
+    doc["files"]["/proc/cmdline"] = "BOOT_IMAGE=/vmlinuz ro quiet ds=nocloud api_token=s3cr3t root_password=hunter2 modprobe.blacklist=nouveau\n"
+    src, out = tmp_path / "in.json", tmp_path / "out.json"
+    src.write_text(json.dumps(doc))
+    r = mlops("driver-check", "--snapshot", str(src), "--save-snapshot", str(out), "--json")
+    assert r.returncode == 0, r
+    saved = out.read_text()
+    assert "s3cr3t" not in saved and "hunter2" not in saved
+    assert "api_token=<redacted>" in saved and "modprobe.blacklist=nouveau" in saved

@@ -113,6 +113,12 @@ def driver_check(
 def _save(recorder, path: str) -> None:
     from mlops_cli.output import UsageError
 
+    from mlops_cli.driver.probe import REDACTED_FILES, redact
+
+    for name in REDACTED_FILES:
+        text = recorder.snapshot.files.get(name)
+        if text:
+            recorder.snapshot.files[name] = redact(text)
     try:
         recorder.snapshot.save(path)
     except OSError as exc:

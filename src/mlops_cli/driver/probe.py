@@ -7,6 +7,7 @@ decisions never touch the machine.
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -196,3 +197,13 @@ def _read_files(host: Host, out: Collected) -> None:
         if vendor is not None and vendor.strip().lower() == "0x10de":
             _read(host, out, f"{base}/device")
             _read(host, out, f"{base}/class")
+
+
+_SECRET = re.compile(r"\b([\w.-]*(?:pass(?:wd|word)?|token|secret|key|auth)[\w.-]*)=(\S+)", re.IGNORECASE)
+# Files whose text can carry credentials (a kernel command line with a provisioning token).
+REDACTED_FILES = ("/proc/cmdline",)
+
+
+def redact(text: str) -> str:
+    """``root_password=hunter2`` -> ``root_password=<redacted>``; the rest is kept for the diagnosis."""
+    return _SECRET.sub(lambda m: f"{m.group(1)}=<redacted>", text)
