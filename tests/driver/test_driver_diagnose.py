@@ -242,3 +242,14 @@ def test_next_kernel_with_module_built_is_fine():
     doc = _healthy_with_next_kernel(k)
     doc["commands"]["dkms_status"]["stdout"] += f"nvidia/535.129.03, {k}, x86_64: installed\n"
     assert diagnose_doc(doc).status == "ok"
+
+
+def test_rc_leftovers_and_an_old_dpkg_conflict_alone_are_not_multiple_branches():
+    """research §13: `rc` rows of older branches are harmless (tensorflow#52530)."""
+    doc = load_doc("healthy")
+    doc["commands"]["dpkg_list"]["stdout"] += (
+        "rc  nvidia-compute-utils-450                        450.102.04-0ubuntu0.20.04.1   amd64        NVIDIA compute utilities\n"
+        "rc  nvidia-compute-utils-460                        460.91.03-0ubuntu0.20.04.1   amd64        NVIDIA compute utilities\n"
+    )
+    doc["files"]["/var/log/apt/term.log"] = load_doc("multiple-branches")["files"]["/var/log/apt/term.log"]
+    assert diagnose_doc(doc).status == "ok"

@@ -113,14 +113,16 @@ def _packages(f: Facts) -> list[Finding]:
                     for p in installed
                     if (DRIVER_PKG.match(p.name)["br"], DRIVER_PKG.match(p.name)["server"] or "") == key
                 ]  # type: ignore[index]
-    if (
+    runfile_on_apt = (
         "/usr/bin/nvidia-uninstall" in f.runfile_evidence
         and installed
         and any(p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) for p in installed)
-    ):
+    )
+    if runfile_on_apt:
         ev += ["/usr/bin/nvidia-uninstall exists (a .run install)"] + [p.line for p in installed][:2]
-    ev += [e.line for e in f.apt_events if e.kind == "file_conflict"]
     if ev:
+        # dpkg's file conflicts corroborate; alone (an old term.log line) they prove nothing now.
+        ev += [e.line for e in f.apt_events if e.kind == "file_conflict"]
         out.append(
             make_finding(
                 "multiple_driver_branches",
