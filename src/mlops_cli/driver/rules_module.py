@@ -202,7 +202,9 @@ def next_kernel_findings(f: Facts, extra: str | None) -> list[Finding]:
         if not installed_driver or st is None or st.present is not False:
             continue
         causes = _missing_module_cause(f, k, scope="next")
-        ev = [f"kernel that boots next: {k} ({reason}); running: {f.running_kernel}"]
+        asked = reason == "--kernel"
+        what = f"kernel {k} (asked for with --kernel)" if asked else f"kernel {k} that boots next"
+        ev = [f"{'kernel judged' if asked else 'kernel that boots next'}: {k} ({reason}); running: {f.running_kernel}"]
         if reason.startswith("GRUB default: "):
             ev.append(reason[len("GRUB default: ") :])
         ev += [f"/lib/modules/{k}: no nvidia.ko (updates/dkms, kernel/drivers/video, kernel/nvidia-*)"]
@@ -217,7 +219,7 @@ def next_kernel_findings(f: Facts, extra: str | None) -> list[Finding]:
             make_finding(
                 "next_boot_kernel_missing_module",
                 ERROR,
-                f"the driver works now, but kernel {k} that boots next has no nvidia module",
+                ("the driver works now, but " if f.smi.kind == "ok" else "") + f"{what} has no nvidia module",
                 ev,
                 fixes.next_boot(f, k, cause_found=bool(causes)),
                 "next",
