@@ -162,3 +162,12 @@ def test_save_snapshot_to_an_unwritable_place_exit_2(mlops, tmp_path):
 def test_help_has_examples(mlops):
     r = mlops("driver-check", "--help")
     assert r.returncode == 0 and "Example" in r.stdout
+
+
+def test_live_fix_on_a_box_without_gpu_runs_nothing(mlops):
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU; the no-GPU path cannot be checked live here")
+    r = mlops("driver-check", "--fix", "--json")
+    assert r.returncode == 3, r
+    run = r.json()["fix_run"]
+    assert run["plan"]["steps"] == [] and run["ran"] == [] and "stops_at" not in run["plan"]

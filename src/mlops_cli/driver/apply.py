@@ -36,6 +36,8 @@ def build_plan(findings: list[Finding]) -> Plan:
     steps: list[PlannedStep] = []
     seen: set[tuple[str, ...]] = set()
     for f in findings:
+        if f.id == "no_nvidia_gpu":
+            return Plan([])  # nothing here for a driver fix to act on
         if f.severity == ERROR and f.fix.needs_person:
             return Plan(steps, f)
         for s in f.fix.steps:
