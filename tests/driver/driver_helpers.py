@@ -46,7 +46,7 @@ class FixHost:
         if key is not None:  # a probe: replay
             return self._current.run(argv, timeout, key)
         self.ran.append(list(argv))
-        cmd = [a for a in argv if a != "sudo"]
+        cmd = list(argv[2:]) if list(argv[:2]) == ["sudo", "-n"] else list(argv)
         if self.fail_on and tuple(cmd[: len(self.fail_on)]) == self.fail_on:
             return CommandResult(self.fail_rc, "", "E: Unable to locate package\n")
         return CommandResult(0, "ok\n", "")

@@ -58,7 +58,7 @@ def test_runfile_plan_installs_build_deps_and_leaves_the_rebuild_to_a_person():
 def test_sudo_is_prefixed_when_not_root():
     host = FixHost(snapshot("prebuilt-module-missing"))
     fix(host, root=False)
-    assert host.ran[0][:2] == ["sudo", "apt-get"] and host.ran[1] == ["sudo", "modprobe", "nvidia"]
+    assert host.ran[0][:3] == ["sudo", "-n", "apt-get"] and host.ran[1] == ["sudo", "-n", "modprobe", "nvidia"]
 
 
 def test_stops_at_the_first_failed_step():

@@ -116,7 +116,9 @@ def run_plan(
         run.declined = True
         return run
     for p in plan.steps:
-        argv = list(p.step.argv) if is_root else ["sudo", *p.step.argv]
+        # -n: never wait for a password prompt nobody can answer (stdin is not a terminal here);
+        # without passwordless sudo the step fails at once and the report says to run as root.
+        argv = list(p.step.argv) if is_root else ["sudo", "-n", *p.step.argv]
         progress(f"running: {command_key(argv)}")
         result = host.run(argv, STEP_TIMEOUT)
         run.results.append(

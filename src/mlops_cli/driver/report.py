@@ -160,6 +160,8 @@ def render_fix(console: Console, run: FixRun) -> None:
                 console.print(Text(f"     | {line}"), soft_wrap=True)
     if run.failed:
         console.print(Text("Stopped at the first failed step.", style="bold red"))
+        if "password is required" in run.failed.output:
+            console.print(Text("hint: run it as root: sudo mlops driver-check --fix", style="yellow"))
     elif run.reboot_needed:
         console.print(
             Text(
