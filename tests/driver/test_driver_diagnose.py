@@ -262,9 +262,15 @@ def test_mismatch_whose_new_module_failed_to_build_is_not_a_pending_reboot():
     k = "5.15.0-157-generic"
     doc["commands"]["modinfo_nvidia"] = {"rc": 1, "stdout": "", "stderr": "modinfo: ERROR: Module nvidia not found.\n"}
     doc["commands"]["dkms_status"]["stdout"] = "nvidia/570.172.08: added\n"
-    doc["commands"]["modprobe_dry_run"] = {"rc": 1, "stdout": "", "stderr": f"modprobe: FATAL: Module nvidia not found in directory /lib/modules/{k}\n"}
+    doc["commands"]["modprobe_dry_run"] = {
+        "rc": 1,
+        "stdout": "",
+        "stderr": f"modprobe: FATAL: Module nvidia not found in directory /lib/modules/{k}\n",
+    }
     log = load_doc("build-fail-kernel-too-new")["files"]["/var/lib/dkms/nvidia/530.30.02/build/make.log"]
-    doc["files"]["/var/lib/dkms/nvidia/570.172.08/build/make.log"] = log.replace("6.5.0-41-generic", k).replace("nvidia-530.30.02", "nvidia-570.172.08")
+    doc["files"]["/var/lib/dkms/nvidia/570.172.08/build/make.log"] = log.replace("6.5.0-41-generic", k).replace(
+        "nvidia-530.30.02", "nvidia-570.172.08"
+    )
     doc["dirs"][f"/lib/modules/{k}/updates/dkms"] = []
     ids = [f.id for f in diagnose_doc(doc).findings]
     assert ids[0] == "dkms_build_fail_kernel_too_new" and "version_mismatch_pending_reboot" not in ids

@@ -77,7 +77,9 @@ def test_secrets_on_the_kernel_command_line_are_not_saved(mlops, tmp_path):
     from driver_helpers import load_doc
 
     doc = load_doc("healthy")
-    doc["files"]["/proc/cmdline"] = "BOOT_IMAGE=/vmlinuz ro quiet ds=nocloud api_token=s3cr3t root_password=hunter2 modprobe.blacklist=nouveau\n"
+    doc["files"]["/proc/cmdline"] = (
+        "BOOT_IMAGE=/vmlinuz ro quiet ds=nocloud api_token=s3cr3t root_password=hunter2 modprobe.blacklist=nouveau\n"
+    )
     src, out = tmp_path / "in.json", tmp_path / "out.json"
     src.write_text(json.dumps(doc))
     r = mlops("driver-check", "--snapshot", str(src), "--save-snapshot", str(out), "--json")

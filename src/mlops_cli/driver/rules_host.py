@@ -254,7 +254,11 @@ def _mismatch(f: Facts) -> list[Finding]:
     if f.smi.kind != "version_mismatch" and not (api and f.smi.kind not in ("ok",) and f.smi.kind != "not_installed"):
         return []
     running = f.modules.get(f.running_kernel or "")
-    if running is not None and running.present is False and (f.dkms or f.dkms_packages or f.prebuilt_packages or f.runfile):
+    if (
+        running is not None
+        and running.present is False
+        and (f.dkms or f.dkms_packages or f.prebuilt_packages or f.runfile)
+    ):
         return []  # no new module on disk: a reboot would not help; the module rules say why
     loaded = f.loaded_version or (api.groups[1] if api else None)
     disk = f.disk_version
