@@ -112,6 +112,12 @@ class Facts:
         return [p for p in self.packages if p.installed and re.match(r"^nvidia-dkms-\d", p.name)]
 
     @property
+    def dkms_registered(self) -> bool:
+        """nvidia is a DKMS module here: dkms lists it, a package ships it, or its tree exists
+        (a tree so broken that ``dkms status`` itself errors still counts)."""
+        return bool(self.dkms or self.dkms_packages or self.collected.listing("/var/lib/dkms/nvidia"))
+
+    @property
     def prebuilt_packages(self) -> list[P.Package]:
         return [p for p in self.packages if p.installed and PREBUILT_PKG.match(p.name)]
 

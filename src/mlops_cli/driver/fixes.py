@@ -69,7 +69,7 @@ def dkms_version(f: Facts) -> str | None:
 
 def headers_missing(f: Facts, kernel: str) -> FixPlan:
     steps = _headers_steps(f, kernel)
-    if f.runfile and not f.dkms:
+    if f.runfile and not f.dkms_registered:
         return FixPlan(
             f"install the headers for {kernel}, then rebuild the .run driver",
             tuple(steps),
@@ -425,7 +425,7 @@ def next_boot(f: Facts, kernel: str, cause_found: bool) -> FixPlan:
     pin = f"If it cannot be built, keep booting {f.running_kernel}: make it GRUB's default and apt-mark hold the kernel metapackages."
     if cause_found:
         return FixPlan(f"fix the cause above before rebooting into {kernel}", (verify,), pin)
-    if f.runfile and not f.dkms:
+    if f.runfile and not f.dkms_registered:
         return FixPlan(
             f"rebuild the .run driver for {kernel} before rebooting", (), runfile_rebuild_text(f, kernel) + " " + pin
         )

@@ -84,7 +84,7 @@ GSP_NO_IMAGE = re.compile(r"RmFetchGspRmImages: No firmware image found()")
 FALLEN_OFF_BUS = re.compile(
     r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system has fallen off the bus"
 )
-XID_79 = re.compile(r"Xid \(PCI:([^)]+)\): 79\b[^\n]{0,40}?fallen off the bus")
+XID_79 = re.compile(r"Xid \(PCI:([^)]+)\): 79\b.{0,80}?fallen off the bus")
 RM_INIT_FAILED = re.compile(r"GPU (\S+): RmInitAdapter failed! \((0x[0-9a-fA-F]+:0x[0-9a-fA-F]+:\d+)\)")
 D3COLD = re.compile(r"(\S+): Unable to change power state from D3cold to D0, device inaccessible")
 GSP_RM_INIT = re.compile(r"RmInitAdapter: Cannot initialize GSP firmware RM()")

@@ -257,7 +257,7 @@ def _mismatch(f: Facts) -> list[Finding]:
     if (
         running is not None
         and running.present is False
-        and (f.dkms or f.dkms_packages or f.prebuilt_packages or f.runfile)
+        and (f.dkms_registered or f.prebuilt_packages or f.runfile)
     ):
         return []  # no new module on disk: a reboot would not help; the module rules say why
     loaded = f.loaded_version or (api.groups[1] if api else None)

@@ -68,7 +68,7 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
     where = "the running kernel" if scope == "running" else "the next-boot kernel"
     symptom = (list(f.smi.lines[:1]) + st.evidence) if scope == "running" else []
     others = [ln for kk, s in sorted(f.modules.items()) if kk != k and s.present for ln in s.evidence[:1]]
-    if f.runfile and not f.dkms and scope == "running":
+    if f.runfile and not f.dkms_registered and scope == "running":
         ev = symptom + [f"{p} exists (installed with NVIDIA's .run installer)" for p in f.runfile_evidence] + others[:3]
         return [
             make_finding(
@@ -140,7 +140,7 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
                 k,
             )
         ]
-    if (f.dkms or f.dkms_packages) and (
+    if f.dkms_registered and (
         st.headers_installed is False or any(e.kind == "headers_skipped" for e in st.apt_events)
     ):
         ev = symptom + [e.line for e in st.apt_events if e.kind == "headers_skipped"][-2:] + st.headers_evidence
@@ -158,7 +158,7 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
                 k,
             )
         ]
-    if scope == "running" and (f.dkms or f.dkms_packages):
+    if scope == "running" and f.dkms_registered:
         ev = symptom + [e.line for e in f.dkms] + [p.line for p in f.dkms_packages][:1] + f.dkms_errors
         if not any(e.kernel == k for e in f.dkms):
             ev.append(f"dkms status has no nvidia line for {k}")
@@ -195,7 +195,7 @@ def next_kernel_findings(f: Facts, extra: str | None) -> list[Finding]:
         targets.append((extra, "--kernel"))
     if f.next_kernel and f.next_kernel != f.running_kernel and f.next_kernel != extra:
         targets.append((f.next_kernel, f.next_kernel_reason or "next boot"))
-    installed_driver = f.dkms or f.dkms_packages or f.prebuilt_packages or f.runfile
+    installed_driver = f.dkms_registered or f.prebuilt_packages or f.runfile
     out: list[Finding] = []
     for k, reason in targets:
         st = f.modules.get(k)
