@@ -274,3 +274,17 @@ def test_mismatch_whose_new_module_failed_to_build_is_not_a_pending_reboot():
     doc["dirs"][f"/lib/modules/{k}/updates/dkms"] = []
     ids = [f.id for f in diagnose_doc(doc).findings]
     assert ids[0] == "dkms_build_fail_kernel_too_new" and "version_mismatch_pending_reboot" not in ids
+
+
+def test_headers_metapackage_follows_the_kernel_flavour():
+    from mlops_cli.driver import fixes
+    from mlops_cli.driver.assemble import read_facts
+    from mlops_cli.driver.probe import collect
+
+    doc = load_doc("headers-missing")
+    doc["commands"]["dpkg_list"]["stdout"] = (
+        "ii \tlinux-image-unsigned-6.8.0-45-generic\t6.8.0-45.45\nii \tlinux-image-generic-hwe-22.04\t6.8.0.45.45~22.04.1\n"
+        "ii \tnvidia-dkms-550-server\t550.127.05-0ubuntu0.22.04.1\n"
+    )
+    facts = read_facts(collect(SnapshotHost(Snapshot.from_json(doc))))
+    assert fixes.header_meta(facts) == "linux-headers-generic-hwe-22.04"

@@ -3,6 +3,7 @@ running them is ``apply.py``. Every step is idempotent and none reboots by itsel
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 from mlops_cli.driver.facts import Facts
@@ -32,8 +33,10 @@ def _headers_steps(f: Facts, kernel: str) -> list[FixStep]:
 def header_meta(f: Facts) -> str | None:
     """linux-image-generic-hwe-22.04 -> linux-headers-generic-hwe-22.04, linux-image-aws -> linux-headers-aws."""
     for p in f.packages:
-        if p.installed and p.name.startswith("linux-image-") and not p.name[len("linux-image-") :][:1].isdigit():
-            meta = "linux-headers-" + p.name[len("linux-image-") :]
+        flavour = p.name[len("linux-image-") :]
+        # a metapackage names a flavour, never a kernel version (linux-image-unsigned-6.8.0-45-generic is not one)
+        if p.installed and p.name.startswith("linux-image-") and not re.search(r"\d+\.\d+\.\d+-\d+", flavour):
+            meta = "linux-headers-" + flavour
             if not f.installed(meta):
                 return meta
     return None
