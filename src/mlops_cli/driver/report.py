@@ -94,7 +94,10 @@ def verdict(d: Diagnosis) -> Text:
     if d.status == "ok":
         warn = [f for f in d.findings if f.severity == WARNING]
         tail = f", {len(warn)} warning(s)" if warn else ""
-        return Text(f"OK: the NVIDIA driver works{tail}", style="bold green")
+        version = d.driver.get("module_loaded") or d.driver.get("userspace")
+        what = f"the NVIDIA driver {version}" if version else "the NVIDIA driver"
+        on = f" on kernel {d.kernel['running']}" if d.kernel.get("running") else ""
+        return Text(f"OK: {what} works{on}{tail}", style="bold green")
     errors = [f for f in d.findings if f.severity == ERROR]
     more = f" (+{len(errors) - 1} more problem(s); this first one is the root cause)" if len(errors) > 1 else ""
     return Text(f"PROBLEM: {errors[0].title}{more}", style="bold red")
