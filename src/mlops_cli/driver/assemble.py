@@ -1,0 +1,271 @@
+"""Turn ``Collected`` (raw text) into ``Facts``. Pure: reads only the collected data."""
+
+from __future__ import annotations
+
+import re
+
+from mlops_cli.driver import kernlog as K
+from mlops_cli.driver import parse as P
+from mlops_cli.driver.facts import MODULE_FILE, PREBUILT_PKG, Facts, KernelModuleState
+from mlops_cli.driver.model import NotSeen
+from mlops_cli.driver.probe import PROBES, Collected
+
+_WHAT = {
+    "dmesg": "kernel log",
+    "journal_kernel": "kernel journal",
+    "lspci_nvidia": "PCI devices",
+    "dkms_status": "DKMS state",
+    "dpkg_list": "installed packages",
+    "mokutil_sb_state": "Secure Boot state",
+    "docker_runtimes": "Docker runtimes",
+}
+
+
+def _not_seen(c: Collected) -> list[NotSeen]:
+    out = []
+    for key, (argv, timeout) in PROBES.items():
+        r = c.command(key)
+        if key in ("fabricmanager_active", "fabricmanager_journal", "nvidia_smi", "nvidia_smi_query"):
+            continue  # their failure is evidence, not blindness
+        if r.not_installed:
+            out.append(NotSeen(key, f"{argv[0]} is not installed"))
+        elif r.timed_out:
+            out.append(NotSeen(key, f"timed out after {timeout:g} s"))
+        elif r.rc != 0 and re.search(
+            r"[Pp]ermission denied|[Oo]peration not permitted|must be root|[Nn]ot permitted|insufficient permissions",
+            r.stdout + r.stderr,
+        ):
+            reason = (r.stderr or r.stdout).strip().splitlines()[0][:160]
+            out.append(NotSeen(key, f"permission denied ({reason}); run as root to see {_WHAT.get(key, 'it')}"))
+    for path, text in sorted(c.files.items()):
+        if text is None:
+            out.append(NotSeen(path, "permission denied; run as root to read it"))
+    for path in sorted(c.unlistable):
+        out.append(NotSeen(path, "permission denied; run as root to list it"))
+    return out
+
+
+def _kernels(c: Collected) -> list[str]:
+    boot = c.listing("/boot") or []
+    from_boot = [n[len("vmlinuz-") :] for n in boot if n.startswith("vmlinuz-") and not n.endswith(".old")]
+    if from_boot:
+        return sorted(set(from_boot), key=P.version_key)
+    found = []
+    for k in c.listing("/lib/modules") or []:
+        sub = c.listing(f"/lib/modules/{k}")
+        # A folder left with only updates/ (modules of a removed kernel) is not a kernel.
+        if sub is None or "kernel" in sub or "modules.dep" in sub:
+            found.append(k)
+    return sorted(found, key=P.version_key)
+
+
+def read_facts(c: Collected) -> Facts:
+    uname = c.command("uname_r")
+    running = uname.stdout.strip() or None if uname.ok else None
+    kernels = _kernels(c)
+    grub_kernel, grub_line = P.grub_default_kernel(c.text("/boot/grub/grubenv") or "")
+    if grub_kernel and (grub_kernel in kernels or not kernels):
+        next_kernel, next_reason = grub_kernel, f"GRUB default: {grub_line}"
+    elif kernels:
+        next_kernel, next_reason = kernels[-1], "newest installed kernel"
+    else:
+        next_kernel, next_reason = running, None
+
+    smi_r = c.command("nvidia_smi")
+    smi = P.parse_nvidia_smi(smi_r.rc, smi_r.stdout, smi_r.stderr)
+    q = c.command("nvidia_smi_query")
+    smi_gpus = P.parse_smi_query(q.stdout) if q.ok else []
+
+    lspci = c.command("lspci_nvidia")
+    pci_gpus = [d for d in P.parse_lspci(lspci.stdout) if d.is_gpu] if lspci.ok else []
+    sysfs = []
+    for dev in c.listing("/sys/bus/pci/devices") or []:
+        base = f"/sys/bus/pci/devices/{dev}"
+        if (c.text(f"{base}/vendor") or "").strip().lower() == "0x10de":
+            cls = (c.text(f"{base}/class") or "").strip().lower()
+            if cls.startswith("0x03") or not cls:
+                sysfs.append((dev, (c.text(f"{base}/device") or "").strip(), cls))
+    pci_visible = lspci.ok or c.listing("/sys/bus/pci/devices") is not None
+
+    dpkg_r = c.command("dpkg_list")
+    packages = P.parse_dpkg(dpkg_r.stdout) if dpkg_r.ok else []
+    dkms_r = c.command("dkms_status")
+    dkms_text = dkms_r.stdout + "\n" + dkms_r.stderr
+    dkms_seen = (
+        not dkms_r.not_installed
+        and "currently not installed" not in dkms_text
+        and "Command 'dkms' not found" not in dkms_text
+    )
+    dkms = [e for e in P.parse_dkms_status(dkms_r.stdout) if e.module == "nvidia"] if dkms_seen else []
+
+    modinfo_r = c.command("modinfo_nvidia")
+    modinfo = P.parse_modinfo(modinfo_r.stdout) if modinfo_r.ok else {}
+    modinfo_error = (
+        None if modinfo_r.ok or modinfo_r.not_installed else (modinfo_r.stderr or modinfo_r.stdout).strip() or None
+    )
+    mp = c.command("modprobe_dry_run")
+    modprobe_lines = (
+        [ln.rstrip() for ln in (mp.stdout + "\n" + mp.stderr).splitlines() if ln.strip()]
+        if not mp.not_installed
+        else []
+    )
+
+    dmesg, journal = c.command("dmesg"), c.command("journal_kernel")
+    if dmesg.ok and dmesg.stdout.strip():
+        klog_text, klog_seen = dmesg.stdout, True
+    elif journal.ok:
+        klog_text, klog_seen = journal.stdout, True
+    else:
+        klog_text, klog_seen = "", False
+    klog = K.KernelLog(klog_text)
+
+    sb_r = c.command("mokutil_sb_state")
+    sb_text = sb_r.stdout + "\n" + sb_r.stderr
+    secure_boot = None if sb_r.not_installed else P.parse_secure_boot(sb_text)
+    sb_line = next((ln.strip() for ln in sb_text.splitlines() if ln.strip()), None)
+
+    installer_log = c.text("/var/log/nvidia-installer.log") or ""
+    inst_ver = re.search(r"installer version:\s*([\d.]+)", installer_log)
+    runfile_evidence = [
+        p
+        for p in ("/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/var/log/nvidia-installer.log")
+        if c.exists(p)
+    ]
+
+    docker = c.command("docker_runtimes")
+    fm = c.command("fabricmanager_active")
+    fm_j = c.command("fabricmanager_journal")
+    dev = c.listing("/dev") or []
+    proc_modules = c.text("/proc/modules")
+    sys_ver = (c.text("/sys/module/nvidia/version") or "").strip() or None
+    firmware = c.listing("/lib/firmware/nvidia")
+
+    # Every place a rejected signature can show up: modprobe, nvidia-smi (it calls modprobe), the log.
+    key_lines = [m.lines[-1] for m in klog.find_all(K.KEY_REJECTED)]
+    for key in ("modprobe_dry_run", "nvidia_smi"):
+        r = c.command(key)
+        key_lines += [
+            ln.rstrip()
+            for ln in (r.stdout + "\n" + r.stderr).splitlines()
+            if re.search(r"Key was rejected by service|Required key not available", ln)
+        ]
+
+    virt = None
+    vendor = " ".join(
+        filter(
+            None,
+            [
+                (c.text("/sys/class/dmi/id/sys_vendor") or "").strip(),
+                (c.text("/sys/class/dmi/id/product_name") or "").strip(),
+            ],
+        )
+    )
+    if re.search(
+        r"QEMU|KVM|VMware|VirtualBox|Microsoft Corporation|Xen|Standard PC|Google Compute|Amazon EC2|OpenStack|Cloud Hypervisor",
+        vendor,
+    ):
+        virt = vendor
+    container_marker = next((p for p in ("/.dockerenv", "/run/.containerenv") if c.exists(p)), None)
+
+    facts = Facts(
+        collected=c,
+        running_kernel=running,
+        next_kernel=next_kernel,
+        next_kernel_reason=next_reason,
+        installed_kernels=kernels,
+        smi=smi,
+        smi_gpus=smi_gpus,
+        pci_gpus=pci_gpus,
+        sysfs_nvidia=sysfs,
+        pci_visible=pci_visible,
+        packages=packages,
+        dpkg_seen=dpkg_r.ok,
+        dkms=dkms,
+        dkms_seen=dkms_seen,
+        dkms_errors=P.dkms_errors(dkms_r.stdout + "\n" + dkms_r.stderr) if dkms_seen else [],
+        modinfo=modinfo,
+        modinfo_error=modinfo_error,
+        modprobe_lines=modprobe_lines,
+        loaded=P.loaded_modules(proc_modules) if proc_modules else set(),
+        proc_version=P.parse_proc_version(c.text("/proc/driver/nvidia/version") or ""),
+        sys_module_version=sys_ver,
+        secure_boot=secure_boot,
+        secure_boot_line=sb_line,
+        klog=klog,
+        klog_seen=klog_seen,
+        apt_events=P.parse_apt_log(c.text("/var/log/apt/term.log") or ""),
+        runfile=bool(runfile_evidence)
+        and not any(re.match(r"^nvidia-(dkms|driver|utils)-", p.name) and p.installed for p in packages),
+        runfile_evidence=runfile_evidence,
+        installer_version=inst_ver.group(1) if inst_ver else None,
+        in_container=container_marker is not None,
+        container_marker=container_marker,
+        dev_nvidia=[d for d in dev if d.startswith("nvidia")],
+        dev_char=c.listing("/dev/char"),
+        docker_runtimes=docker.stdout.strip() if docker.ok else None,
+        fm_active=fm.stdout.strip() if not fm.not_installed else None,
+        fm_journal=[ln.rstrip() for ln in fm_j.stdout.splitlines() if ln.strip()] if fm_j.ok else [],
+        reboot_required=c.exists("/var/run/reboot-required"),
+        reboot_pkgs=[ln.strip() for ln in (c.text("/var/run/reboot-required.pkgs") or "").splitlines() if ln.strip()],
+        os=P.os_release(c.text("/etc/os-release") or ""),
+        virt=virt,
+        firmware_versions=firmware,
+        key_rejected_lines=key_lines,
+        not_seen=_not_seen(c),
+    )
+    for k in {*kernels, *(x for x in (running, next_kernel) if x)}:
+        facts.modules[k] = _module_state(facts, c, k)
+    return facts
+
+
+def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
+    st = KernelModuleState(kernel, None)
+    base = f"/lib/modules/{kernel}"
+    seen_any = c.listing(base) is not None
+    for sub in ("updates/dkms", "kernel/drivers/video", "updates", "extra", "extra/nvidia"):
+        names = c.listing(f"{base}/{sub}") or []
+        st.evidence += [f"{base}/{sub}/{n}" for n in names if MODULE_FILE.match(n)]
+    for n in c.listing(f"{base}/kernel") or []:
+        if n.startswith("nvidia"):
+            st.evidence.append(f"{base}/kernel/{n}/")
+    st.dkms_entries = [e for e in f.dkms if e.kernel == kernel]
+    st.evidence += [e.line for e in st.dkms_entries if e.state == "installed"]
+    st.evidence += [p.line for p in f.prebuilt_packages if PREBUILT_PKG.match(p.name).group("k") == kernel]  # type: ignore[union-attr]
+    if kernel == f.running_kernel:
+        if f.modinfo.get("filename"):
+            st.evidence.append(f"filename:       {f.modinfo['filename']}")
+        st.evidence += [ln for ln in f.modprobe_lines if ln.startswith("insmod ") and "/nvidia.ko" in ln]
+    if st.evidence:
+        st.present = True
+    elif seen_any or f.dkms_seen or (kernel == f.running_kernel and f.modprobe_lines):
+        st.present = False
+        if kernel == f.running_kernel:
+            st.evidence = [ln for ln in f.modprobe_lines if "not found" in ln]
+            if f.modinfo_error:
+                st.evidence.append(f.modinfo_error.splitlines()[0])
+
+    headers = f.installed(f"linux-headers-{kernel}")
+    src = c.listing("/usr/src")
+    if headers:
+        st.headers_installed, st.headers_evidence = True, [headers.line]
+    elif (src is not None and f"linux-headers-{kernel}" in src) or "build" in (c.listing(base) or []):
+        st.headers_installed = True
+    elif f.dpkg_seen or src is not None:
+        st.headers_installed = False
+        row = next((p.line for p in f.packages if p.name == f"linux-headers-{kernel}"), None)
+        st.headers_evidence = [row] if row else []
+
+    for ver in f.collected.listing("/var/lib/dkms/nvidia") or []:
+        path = f"/var/lib/dkms/nvidia/{ver}/build/make.log"
+        text = c.text(path)
+        if not text:
+            continue
+        log = P.parse_make_log(text)
+        if log.errors and (log.kernel == kernel or (log.kernel is None and _apt_failed(f, kernel))):
+            st.build, st.build_log_path = log, path
+    st.apt_events = [e for e in f.apt_events if e.kernel == kernel]
+    return st
+
+
+def _apt_failed(f: Facts, kernel: str) -> bool:
+    return any(e.kernel == kernel and e.kind == "build_failed" for e in f.apt_events)

@@ -1,0 +1,125 @@
+"""`mlops driver-check`: options only; the work is in check.py."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from mlops_cli.output import run_guarded
+
+app = typer.Typer(add_completion=False)
+
+HELP = """\
+Why the NVIDIA driver does not work (above all after a kernel upgrade), the evidence, and the
+commands that fix it; also judges the kernel that boots next. Exit codes: 0 healthy,
+1 problems, 2 bad usage or unreadable snapshot, 3 no NVIDIA GPU here, 4 fix applied and a
+reboot is needed.
+
+Examples:
+
+  mlops driver-check                          # diagnose this machine
+
+  mlops driver-check --json                   # for provisioning scripts
+
+  mlops driver-check --kernel 6.8.0-49-generic   # will the driver load on this kernel?
+
+  sudo mlops driver-check --save-snapshot gpu01.json   # attach to a ticket
+
+  mlops driver-check --snapshot gpu01.json    # diagnose it elsewhere
+
+  sudo mlops driver-check --fix               # show the plan, ask, run it, check again
+"""
+
+
+@app.command(help=HELP)
+def driver_check(
+    json_out: bool = typer.Option(
+        False, "--json", help="One JSON document on stdout (schema in docs/driver-check.md)."
+    ),
+    kernel: Optional[str] = typer.Option(
+        None,
+        "--kernel",
+        metavar="KVER",
+        help="Also judge this installed kernel (e.g. installed by apt, not yet booted).",
+    ),
+    save_snapshot: Optional[str] = typer.Option(
+        None,
+        "--save-snapshot",
+        metavar="FILE",
+        help="Write everything probed to FILE (no secrets) to diagnose elsewhere.",
+    ),
+    snapshot: Optional[str] = typer.Option(
+        None, "--snapshot", metavar="FILE", help="Diagnose a saved snapshot instead of this machine."
+    ),
+    fix: bool = typer.Option(False, "--fix", help="Show the fix plan, ask, run it step by step, then check again."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --fix: do not ask (for scripts)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --fix: print the plan only, run nothing."),
+) -> None:
+    def body() -> int:
+        import os
+
+        from mlops_cli.driver.check import check, check_and_fix
+        from mlops_cli.driver.report import DriverReport
+        from mlops_cli.host import LiveHost, RecordingHost, Snapshot, SnapshotError, SnapshotHost
+        from mlops_cli.output import UsageError, confirm, emit, err_console, info
+
+        if snapshot and fix and not dry_run:
+            raise UsageError(
+                "--fix runs commands on this machine; it cannot fix a snapshot",
+                hint="use --snapshot FILE --fix --dry-run to see the plan",
+            )
+        if snapshot:
+            try:
+                host = SnapshotHost(Snapshot.load(snapshot))
+            except SnapshotError as exc:
+                raise UsageError(
+                    str(exc), hint="a snapshot is the JSON written by 'mlops driver-check --save-snapshot FILE'"
+                ) from None
+            source = snapshot
+        else:
+            host, source = LiveHost(), "live"
+        recorder = RecordingHost(host) if save_snapshot else None
+        probe_host = recorder or host
+
+        if fix or dry_run:
+
+            def show_plan(preview: DriverReport) -> None:
+                from mlops_cli.driver.report import render_plan
+
+                render_plan(err_console(), preview.fix.plan)  # type: ignore[union-attr]
+
+            report = check_and_fix(
+                probe_host,
+                kernel=kernel,
+                source=source,
+                is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
+                assume_yes=yes,
+                dry_run=dry_run,
+                ask=confirm,
+                show_plan=show_plan,
+                progress=info,
+            )
+        else:
+            report = DriverReport(check(probe_host, kernel), source)
+        if recorder is not None and save_snapshot:
+            _save(recorder, save_snapshot)
+            info(f"snapshot written to {save_snapshot}")
+        return emit(report, json_out)
+
+    run_guarded(body)
+
+
+def _save(recorder, path: str) -> None:
+    from mlops_cli.output import UsageError
+
+    from mlops_cli.driver.probe import REDACTED_FILES, redact
+
+    for name in REDACTED_FILES:
+        text = recorder.snapshot.files.get(name)
+        if text:
+            recorder.snapshot.files[name] = redact(text)
+    try:
+        recorder.snapshot.save(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write snapshot {path}: {exc.strerror or exc}") from None

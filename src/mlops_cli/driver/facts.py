@@ -1,0 +1,188 @@
+"""Collected text -> ``Facts``: the plain, parsed picture of the machine. Pure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from mlops_cli.driver import parse as P
+from mlops_cli.driver.kernlog import KernelLog
+from mlops_cli.driver.model import NotSeen
+from mlops_cli.driver.probe import Collected
+
+DRIVER_PKG = re.compile(
+    r"^(?:nvidia-(?:driver|utils|dkms|compute-utils|kernel-common|kernel-source|headless(?:-no-dkms)?|firmware)"
+    r"|libnvidia-(?:compute|gl|common|cfg1|decode|encode|extra|fbc1))-(?P<br>\d{3})(?P<server>-server)?(?P<open>-open)?(?:-[\d.]+)?$"
+)
+PREBUILT_PKG = re.compile(
+    r"^linux-modules-nvidia-(?P<suffix>\d{3}(?:-server)?(?:-open)?)-(?P<k>\d+\.\d+\.\d+-\d+-[\w.-]+)$"
+)
+MODULE_FILE = re.compile(r"^nvidia\.ko(?:\.(?:zst|xz|gz))?$")
+CONTAINER_TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "nvidia-docker2")
+
+
+@dataclass
+class KernelModuleState:
+    kernel: str
+    present: bool | None  # None: could not tell
+    evidence: list[str] = field(default_factory=list)
+    headers_installed: bool | None = None
+    headers_evidence: list[str] = field(default_factory=list)
+    build: P.MakeLog | None = None  # a failed make.log for this kernel
+    build_log_path: str | None = None
+    apt_events: list[P.AptEvent] = field(default_factory=list)
+    dkms_entries: list[P.DkmsEntry] = field(default_factory=list)
+
+
+@dataclass
+class Facts:
+    collected: Collected
+    running_kernel: str | None
+    next_kernel: str | None
+    next_kernel_reason: str | None
+    installed_kernels: list[str]
+    smi: P.SmiState
+    smi_gpus: list[P.SmiGpu]
+    pci_gpus: list[P.PciDevice]  # from lspci
+    sysfs_nvidia: list[tuple[str, str, str]]  # (address, device id, class)
+    pci_visible: bool  # could we see the PCI bus at all
+    packages: list[P.Package]
+    dpkg_seen: bool
+    dkms: list[P.DkmsEntry]
+    dkms_seen: bool
+    dkms_errors: list[str]
+    modinfo: dict[str, str]
+    modinfo_error: str | None
+    modprobe_lines: list[str]
+    loaded: set[str]
+    proc_version: P.ProcVersion | None
+    sys_module_version: str | None
+    secure_boot: bool | None
+    secure_boot_line: str | None
+    klog: KernelLog
+    klog_seen: bool
+    apt_events: list[P.AptEvent]
+    runfile: bool
+    runfile_evidence: list[str]
+    installer_version: str | None
+    in_container: bool
+    container_marker: str | None
+    dev_nvidia: list[str]
+    dev_char: list[str] | None
+    docker_runtimes: str | None  # raw JSON text when docker answered
+    fm_active: str | None
+    fm_journal: list[str]
+    reboot_required: bool
+    reboot_pkgs: list[str]
+    os: dict[str, str]
+    virt: str | None
+    firmware_versions: list[str] | None
+    key_rejected_lines: list[str]
+    modules: dict[str, KernelModuleState] = field(default_factory=dict)
+    not_seen: list[NotSeen] = field(default_factory=list)
+
+    # -- derived -------------------------------------------------------------------
+
+    def installed(self, name: str) -> P.Package | None:
+        for p in self.packages:
+            if p.name == name and p.installed:
+                return p
+        return None
+
+    def matching(self, pattern: str) -> list[P.Package]:
+        rx = re.compile(pattern)
+        return [p for p in self.packages if rx.search(p.name)]
+
+    @property
+    def module_loaded(self) -> bool:
+        return "nvidia" in self.loaded or self.sys_module_version is not None or self.proc_version is not None
+
+    @property
+    def loaded_version(self) -> str | None:
+        if self.sys_module_version:
+            return self.sys_module_version
+        return self.proc_version.version if self.proc_version else None
+
+    @property
+    def nvidia_on_pci(self) -> bool:
+        return bool(self.pci_gpus or self.sysfs_nvidia or self.smi_gpus)
+
+    @property
+    def dkms_packages(self) -> list[P.Package]:
+        return [p for p in self.packages if p.installed and re.match(r"^nvidia-dkms-\d", p.name)]
+
+    @property
+    def dkms_registered(self) -> bool:
+        """nvidia is a DKMS module here: dkms lists it, a package ships it, or its tree exists
+        (a tree so broken that ``dkms status`` itself errors still counts)."""
+        return bool(self.dkms or self.dkms_packages or self.collected.listing("/var/lib/dkms/nvidia"))
+
+    @property
+    def prebuilt_packages(self) -> list[P.Package]:
+        return [p for p in self.packages if p.installed and PREBUILT_PKG.match(p.name)]
+
+    @property
+    def driver_packages(self) -> list[P.Package]:
+        return [p for p in self.packages if DRIVER_PKG.match(p.name)]
+
+    @property
+    def install_method(self) -> str:
+        if self.prebuilt_packages and (
+            not self.dkms_packages
+            or any(self._prebuilt_kernel(p) == self.running_kernel for p in self.prebuilt_packages)
+        ):
+            return "apt-prebuilt"
+        if self.dkms_packages:
+            return "apt-dkms"
+        if self.runfile:
+            return "runfile"
+        if not self.dpkg_seen:
+            return "unknown"
+        if any(p.installed for p in self.driver_packages):
+            return "unknown"
+        return "none"
+
+    @staticmethod
+    def _prebuilt_kernel(p: P.Package) -> str | None:
+        m = PREBUILT_PKG.match(p.name)
+        return m.group("k") if m else None
+
+    @property
+    def branch_suffix(self) -> str | None:
+        """``535``, ``535-server``, ``580-open``, ``550-server-open``: what package names end in."""
+        for p in self.dkms_packages:
+            return p.name[len("nvidia-dkms-") :]
+        for p in self.prebuilt_packages:
+            return PREBUILT_PKG.match(p.name).group("suffix")  # type: ignore[union-attr]
+        for p in self.packages:
+            m = DRIVER_PKG.match(p.name)
+            if m and p.name.startswith(
+                ("nvidia-driver-", "nvidia-utils-", "nvidia-compute-utils-", "nvidia-headless-")
+            ):
+                return m["br"] + (m["server"] or "") + (m["open"] or "")
+        for p in self.packages:
+            m = DRIVER_PKG.match(p.name)
+            if m:
+                return m["br"] + (m["server"] or "")
+        return None
+
+    @property
+    def userspace_version(self) -> str | None:
+        if self.smi.kind == "ok" and self.smi.driver_version:
+            return self.smi.driver_version
+        for g in self.smi_gpus:
+            return g.driver_version
+        for prefix in ("libnvidia-compute-", "nvidia-utils-", "libnvidia-gl-", "nvidia-compute-utils-"):
+            for p in self.packages:
+                if p.installed and p.name.startswith(prefix):
+                    return P.upstream_version(p.version)
+        if self.smi.nvml_version:
+            return self.smi.nvml_version
+        return self.installer_version if self.runfile else None
+
+    @property
+    def disk_version(self) -> str | None:
+        return self.modinfo.get("version")
+
+    def kernel_state(self, kernel: str) -> KernelModuleState:
+        return self.modules[kernel]

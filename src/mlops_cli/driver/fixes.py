@@ -1,0 +1,439 @@
+"""Fix plans: the commands that fit the install method found. Pure (building plans only);
+running them is ``apply.py``. Every step is idempotent and none reboots by itself."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+from mlops_cli.driver.facts import Facts
+from mlops_cli.driver.model import FixPlan, FixStep
+
+MOK = "/var/lib/shim-signed/mok/MOK.der"
+APT = ("apt-get", "install", "-y")
+
+
+def data_file(name: str) -> str:
+    return str(resources.files("mlops_cli.driver").joinpath("data", name))
+
+
+def _headers_steps(f: Facts, kernel: str) -> list[FixStep]:
+    steps = [FixStep((*APT, f"linux-headers-{kernel}"), f"headers for {kernel}, so DKMS can build the module")]
+    meta = header_meta(f)
+    if meta:
+        steps.append(
+            FixStep(
+                (*APT, meta),
+                "the headers metapackage that matches the installed kernel metapackage, so the next kernel gets headers too",
+            )
+        )
+    return steps
+
+
+def header_meta(f: Facts) -> str | None:
+    """linux-image-generic-hwe-22.04 -> linux-headers-generic-hwe-22.04, linux-image-aws -> linux-headers-aws."""
+    for p in f.packages:
+        flavour = p.name[len("linux-image-") :]
+        # a metapackage names a flavour, never a kernel version (linux-image-unsigned-6.8.0-45-generic is not one)
+        if p.installed and p.name.startswith("linux-image-") and not re.search(r"\d+\.\d+\.\d+-\d+", flavour):
+            meta = "linux-headers-" + flavour
+            if not f.installed(meta):
+                return meta
+    return None
+
+
+def _load_steps(f: Facts, kernel: str) -> list[FixStep]:
+    if kernel != f.running_kernel:
+        return [
+            FixStep(
+                ("modinfo", "-k", kernel, "-F", "version", "nvidia"),
+                f"check that a module for {kernel} is now in place",
+            )
+        ]
+    return [FixStep(("modprobe", "nvidia"), "load the module into the running kernel (no reboot needed)")]
+
+
+def _dkms_build(f: Facts, kernel: str) -> FixStep:
+    ver = dkms_version(f)
+    if ver:
+        return FixStep(
+            ("dkms", "install", f"nvidia/{ver}", "-k", kernel), f"build and install nvidia {ver} for {kernel}"
+        )
+    return FixStep(("dkms", "autoinstall", "-k", kernel), f"build every registered DKMS module for {kernel}")
+
+
+def dkms_version(f: Facts) -> str | None:
+    versions = sorted({e.version for e in f.dkms})
+    if len(versions) == 1:
+        return versions[0]
+    user = f.userspace_version
+    return next((v for v in versions if user and v == user), None)
+
+
+def headers_missing(f: Facts, kernel: str) -> FixPlan:
+    steps = _headers_steps(f, kernel)
+    if f.runfile and not f.dkms_registered:
+        return FixPlan(
+            f"install the headers for {kernel}, then rebuild the .run driver",
+            tuple(steps),
+            runfile_rebuild_text(f, kernel),
+        )
+    steps += [_dkms_build(f, kernel), *_load_steps(f, kernel)]
+    return FixPlan(f"install linux-headers-{kernel} and build the DKMS module for it", tuple(steps))
+
+
+def dkms_not_built(f: Facts, kernel: str) -> FixPlan:
+    st = f.modules.get(kernel)
+    steps = _headers_steps(f, kernel) if st and st.headers_installed is False else []
+    steps += [_dkms_build(f, kernel), *_load_steps(f, kernel)]
+    return FixPlan(
+        f"build the DKMS module for {kernel}",
+        tuple(steps),
+        None
+        if not f.dkms_errors
+        else "dkms status itself reports errors: remove the broken tree with 'dkms remove nvidia/<stale-version> --all' and delete /var/lib/dkms/nvidia/<stale-version>",
+    )
+
+
+def gcc_mismatch(f: Facts, kernel: str, major: str | None) -> FixPlan:
+    if not major:
+        return FixPlan(
+            "install the compiler the kernel was built with, then rebuild",
+            (),
+            "install the gcc version named in 'The kernel was built by:' (see /proc/version), then: dkms autoinstall -k "
+            + kernel,
+        )
+    steps = [
+        FixStep(
+            (*APT, f"gcc-{major}", f"g++-{major}"),
+            f"the kernel was built with gcc {major}; its Makefile calls gcc-{major} by name (the open modules also need g++)",
+        ),
+        _dkms_build(f, kernel),
+        *_load_steps(f, kernel),
+    ]
+    return FixPlan(f"install gcc-{major} and rebuild the module for {kernel}", tuple(steps))
+
+
+def kernel_too_new(f: Facts, kernel: str, good_kernel: str | None) -> FixPlan:
+    manual = (
+        f"The installed driver branch does not compile against {kernel}. "
+        + (
+            f"Boot the last good kernel {good_kernel} (GRUB > Advanced options) and keep it the default (GRUB_DEFAULT + GRUB_SAVEDEFAULT=false, update-grub). "
+            if good_kernel
+            else ""
+        )
+        + "Move to a driver branch or point release that supports the kernel ('ubuntu-drivers list --gpgpu', then "
+        "'apt-get install nvidia-driver-<newer>-server'), and hold the kernel metapackages meanwhile "
+        "('apt-mark hold linux-image-generic linux-headers-generic linux-generic')."
+    )
+    steps = []
+    suffix = f.branch_suffix
+    if f.os.get("ID") == "ubuntu" and suffix and kernel.count("-") >= 2:
+        steps.append(
+            FixStep(
+                (*APT, f"linux-modules-nvidia-{suffix}-{kernel}"),
+                "Canonical's prebuilt, signed module for this exact kernel: nothing to compile",
+            )
+        )
+        steps += _load_steps(f, kernel)
+    return FixPlan(
+        "use a driver build that supports this kernel (prebuilt module or newer branch)", tuple(steps), manual
+    )
+
+
+def runfile_rebuild_text(f: Facts, kernel: str) -> str:
+    ver = f.installer_version or "<version>"
+    return (
+        f"Re-run the NVIDIA installer for {kernel} and register it with DKMS so the next kernel is rebuilt "
+        f"automatically: sh NVIDIA-Linux-x86_64-{ver}.run --dkms (the .run file is not on this machine). "
+        "Preferred on Ubuntu: /usr/bin/nvidia-uninstall, then 'ubuntu-drivers install --gpgpu' (signed prebuilt modules), then reboot. "
+        "To get the box back at once, boot the previous kernel from GRUB > Advanced options."
+    )
+
+
+def runfile_missing(f: Facts, kernel: str) -> FixPlan:
+    steps = [
+        FixStep(
+            (*APT, f"linux-headers-{kernel}", "build-essential", "dkms"),
+            "what the .run installer needs to build a module for this kernel",
+        )
+    ]
+    return FixPlan(
+        "rebuild the .run driver for this kernel (and let DKMS do it from now on)",
+        tuple(steps),
+        runfile_rebuild_text(f, kernel),
+    )
+
+
+def prebuilt_missing(f: Facts, kernel: str) -> FixPlan:
+    suffix = f.branch_suffix or "<branch>"
+    steps = [
+        FixStep((*APT, f"linux-modules-nvidia-{suffix}-{kernel}"), f"the prebuilt signed module for {kernel}"),
+        *_load_steps(f, kernel),
+    ]
+    return FixPlan(f"install the prebuilt nvidia module package for {kernel}", tuple(steps))
+
+
+def load_module() -> FixPlan:
+    return FixPlan(
+        "load the module (if it fails, its message names the cause)",
+        (FixStep(("modprobe", "nvidia"), "load the installed module into the running kernel"),),
+    )
+
+
+def secure_boot(f: Facts) -> FixPlan:
+    return FixPlan(
+        "make the module trusted by Secure Boot (needs a person at the console) or use Canonical-signed modules",
+        (),
+        "Either switch to Canonical-signed prebuilt modules (no key to enrol): apt purge 'nvidia-dkms-*' then "
+        "'ubuntu-drivers install --gpgpu', then reboot; or keep DKMS and enrol its key: "
+        f"mokutil --import {MOK} (choose a one-time password), reboot, and complete 'Enroll MOK' in the blue MokManager "
+        "screen at the console or BMC; afterwards 'dkms autoinstall --force' if the module was built before the key existed.",
+    )
+
+
+def mismatch_reload(f: Facts) -> FixPlan:
+    return FixPlan(
+        "load the new module: reload it now if nothing uses the GPU, else reboot",
+        (
+            FixStep(
+                ("modprobe", "-r", "nvidia_uvm", "nvidia_drm", "nvidia_modeset", "nvidia"),
+                "unload the old module (fails harmlessly if a process still uses the GPU)",
+            ),
+            FixStep(("modprobe", "nvidia"), "load the module that matches the installed userspace"),
+        ),
+        "If the unload fails because the module is in use (persistenced, fabric manager, Xorg, a CUDA job), reboot: that is the official fix. "
+        "To stop it recurring, hold the driver packages (apt-mark hold 'nvidia-*' 'libnvidia-*') or blacklist them in unattended-upgrades.",
+    )
+
+
+def stale_module(f: Facts, stale_dkms: list[str]) -> FixPlan:
+    steps: list[FixStep] = []
+    if f.runfile_evidence and f.dkms_packages:
+        steps.append(
+            FixStep(
+                ("/usr/bin/nvidia-uninstall", "--silent"),
+                "remove the leftover .run driver whose module shadows the packaged one",
+            )
+        )
+    for ver in stale_dkms:
+        steps.append(
+            FixStep(("dkms", "remove", f"nvidia/{ver}", "--all"), f"remove the stale DKMS module nvidia/{ver}")
+        )
+    steps += [
+        FixStep(("depmod", "-a"), "re-index modules so the right nvidia.ko is found"),
+        FixStep(
+            ("update-initramfs", "-u", "-k", "all"),
+            "drop old copies of nvidia.ko from the initramfs",
+            reboot_after=True,
+        ),
+    ]
+    return FixPlan(
+        "remove the stale nvidia.ko that is being loaded, then reboot",
+        tuple(steps),
+        "Check with 'modinfo -n nvidia' which file loads and 'find /lib/modules/$(uname -r) -name \"nvidia*.ko*\"' for duplicates.",
+    )
+
+
+def nouveau() -> FixPlan:
+    return FixPlan(
+        "blacklist nouveau, rebuild the initramfs, reboot",
+        (
+            FixStep(
+                (
+                    "install",
+                    "-D",
+                    "-m",
+                    "0644",
+                    data_file("blacklist-nouveau.conf"),
+                    "/etc/modprobe.d/blacklist-nouveau.conf",
+                ),
+                "blacklist nouveau (blacklist nouveau / options nouveau modeset=0)",
+            ),
+            FixStep(
+                ("update-initramfs", "-u"), "so nouveau is not loaded from the initramfs either", reboot_after=True
+            ),
+        ),
+    )
+
+
+def packages_removed(f: Facts) -> FixPlan:
+    suffix = f.branch_suffix
+    if not suffix:
+        return FixPlan(
+            "reinstall the driver packages",
+            (),
+            "reinstall the driver: ubuntu-drivers install --gpgpu, plus nvidia-utils-<branch>-server",
+        )
+    meta = f"nvidia-driver-{suffix}"
+    if f.install_method == "apt-prebuilt" and not f.installed(meta):
+        meta = f"nvidia-headless-no-dkms-{suffix}"
+    steps = (
+        FixStep((*APT, meta, f"nvidia-utils-{suffix}"), "reinstall the driver metapackage and nvidia-smi"),
+        FixStep(("apt-mark", "manual", meta), "so apt autoremove never takes it again"),
+    )
+    return FixPlan(f"reinstall {meta} and nvidia-utils-{suffix}, and mark them manual", steps)
+
+
+def driver_not_installed() -> FixPlan:
+    return FixPlan(
+        "install a driver (Canonical-signed prebuilt modules)",
+        (
+            FixStep(
+                ("ubuntu-drivers", "install", "--gpgpu"),
+                "installs the recommended server driver with signed prebuilt modules",
+                reboot_after=True,
+            ),
+        ),
+        "On the --gpgpu path also install nvidia-utils-<branch>-server for nvidia-smi.",
+    )
+
+
+def multiple_branches(remove: list[str]) -> FixPlan:
+    if not remove:
+        return FixPlan(
+            "remove all but one driver branch",
+            (),
+            "purge the older branch: apt --purge remove '*nvidia*<OLD_BRANCH>*', then reboot",
+        )
+    return FixPlan(
+        "purge the other branch, keep one",
+        (FixStep(("apt-get", "purge", "-y", *remove), "remove the branch that is not in use", reboot_after=True),),
+    )
+
+
+def flavour(f: Facts, want_open: bool) -> FixPlan:
+    suffix = (f.branch_suffix or "<branch>").replace("-open", "")
+    target = suffix + ("-open" if want_open else "")
+    if f.install_method == "runfile":
+        return FixPlan(
+            "reinstall with the other kernel module flavour",
+            (),
+            f"re-run the .run installer with -m={'kernel-open' if want_open else 'kernel'}",
+        )
+    pkg = (
+        f"linux-modules-nvidia-{target}-{f.running_kernel}"
+        if f.install_method == "apt-prebuilt"
+        else f"nvidia-driver-{target}"
+    )
+    return FixPlan(
+        f"switch to the {'open' if want_open else 'proprietary'} kernel modules ({pkg})",
+        (FixStep((*APT, pkg), "apt replaces the conflicting flavour", reboot_after=True),),
+    )
+
+
+def unsupported_gpu(pci_id: str | None) -> FixPlan:
+    return FixPlan(
+        "install a driver branch that supports this GPU",
+        (),
+        f"List the branches that support it: 'ubuntu-drivers list --gpgpu' (PCI ID {pci_id or 'see lspci -nn'}), install one "
+        "(e.g. 'ubuntu-drivers install --gpgpu nvidia:580-server'); for a legacy GPU pin the last -server branch that supports it and apt-mark hold it.",
+    )
+
+
+def gsp_firmware(f: Facts, version: str | None) -> FixPlan:
+    suffix = f.branch_suffix
+    fw = next((p.name for p in f.packages if p.name.startswith("nvidia-firmware-")), None)
+    pkgs = [p for p in (f"nvidia-driver-{suffix}" if suffix else None, fw) if p]
+    steps = []
+    if pkgs:
+        steps.append(
+            FixStep(
+                ("apt-get", "install", "-y", "--reinstall", *pkgs),
+                "put module, firmware and userspace back at one version",
+            )
+        )
+    steps.append(FixStep(("update-initramfs", "-u"), "refresh the firmware copy in the initramfs", reboot_after=True))
+    return FixPlan(
+        "reinstall the firmware that matches the module version",
+        tuple(steps),
+        f"afterwards /lib/firmware/nvidia/{version or '<module version>'}/ must exist",
+    )
+
+
+def fabricmanager(f: Facts, fm_pkg: str | None) -> FixPlan:
+    steps = []
+    if fm_pkg:
+        steps.append(
+            FixStep(
+                ("apt-get", "install", "-y", "--only-upgrade", fm_pkg), "bring fabric manager to the driver's version"
+            )
+        )
+    steps.append(FixStep(("systemctl", "restart", "nvidia-fabricmanager"), "start it against the driver now loaded"))
+    return FixPlan(
+        "make fabric manager the exact driver version and restart it",
+        tuple(steps),
+        "Fabric manager must equal the driver version exactly; if apt offers no matching version, install "
+        "nvidia-fabricmanager-<br>=<driver version> libnvidia-nscq-<br>=<same>, then apt-mark hold both.",
+    )
+
+
+def toolkit() -> FixPlan:
+    return FixPlan(
+        "install the NVIDIA Container Toolkit and wire it into Docker",
+        (
+            FixStep((*APT, "nvidia-container-toolkit"), "the runtime hook that hands GPUs to containers"),
+            FixStep(
+                ("nvidia-ctk", "runtime", "configure", "--runtime=docker"), "register the nvidia runtime with Docker"
+            ),
+            FixStep(("systemctl", "restart", "docker"), "Docker reads its runtimes at start"),
+        ),
+    )
+
+
+def container_host_broken() -> FixPlan:
+    return FixPlan(
+        "fix the host driver first (the findings above), then restart Docker",
+        (FixStep(("systemctl", "restart", "docker"), "so new containers get the repaired driver"),),
+    )
+
+
+def dev_char_symlinks(inside: bool) -> FixPlan:
+    if inside:
+        return FixPlan(
+            "on the host: create /dev/char symlinks for the NVIDIA devices, then recreate this container",
+            (),
+            "On the host run 'nvidia-ctk system create-dev-char-symlinks --create-all' (and install the udev rule from "
+            "NVIDIA/nvidia-docker#1671), then recreate this container.",
+        )
+    return FixPlan(
+        "create /dev/char symlinks for the NVIDIA devices so a systemd reload keeps containers' GPU access",
+        (
+            FixStep(
+                ("nvidia-ctk", "system", "create-dev-char-symlinks", "--create-all"),
+                "the symlinks runc needs to keep the device rules",
+            ),
+            FixStep(
+                (
+                    "install",
+                    "-D",
+                    "-m",
+                    "0644",
+                    data_file("71-nvidia-dev-char.rules"),
+                    "/lib/udev/rules.d/71-nvidia-dev-char.rules",
+                ),
+                "recreate them whenever the driver loads",
+            ),
+        ),
+        "Recreate containers that already lost their GPUs.",
+    )
+
+
+def manual(summary: str, text: str) -> FixPlan:
+    return FixPlan(summary, (), text)
+
+
+def next_boot(f: Facts, kernel: str, cause_found: bool) -> FixPlan:
+    verify = FixStep(("modinfo", "-k", kernel, "-F", "version", "nvidia"), f"check that {kernel} now has a module")
+    pin = f"If it cannot be built, keep booting {f.running_kernel}: make it GRUB's default and apt-mark hold the kernel metapackages."
+    if cause_found:
+        return FixPlan(f"fix the cause above before rebooting into {kernel}", (verify,), pin)
+    if f.runfile and not f.dkms_registered:
+        return FixPlan(
+            f"rebuild the .run driver for {kernel} before rebooting", (), runfile_rebuild_text(f, kernel) + " " + pin
+        )
+    if f.install_method == "apt-prebuilt":
+        return FixPlan(
+            f"install the prebuilt module for {kernel} before rebooting", prebuilt_missing(f, kernel).steps, pin
+        )
+    return FixPlan(f"build the module for {kernel} before rebooting", (_dkms_build(f, kernel), verify), pin)

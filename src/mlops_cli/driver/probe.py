@@ -1,0 +1,209 @@
+"""Collect everything the diagnosis needs, through the Host seam.
+
+Programs run concurrently, each with its own timeout; files and folders are read meanwhile.
+The result, ``Collected``, is plain data (the same shape as a snapshot): parsing and
+decisions never touch the machine.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from mlops_cli.host import CommandResult, Host
+
+DEFAULT_TIMEOUT = 10.0
+# nvidia-smi can hang for minutes on a wedged GPU; a timeout is itself evidence.
+NVIDIA_SMI_TIMEOUT = 20.0
+
+# key -> (argv, timeout). The keys are the snapshot's command keys (specs/driver-check.md).
+PROBES: dict[str, tuple[tuple[str, ...], float]] = {
+    "uname_r": (("uname", "-r"), DEFAULT_TIMEOUT),
+    "nvidia_smi": (("nvidia-smi",), NVIDIA_SMI_TIMEOUT),
+    "nvidia_smi_query": (
+        (
+            "nvidia-smi",
+            "--query-gpu=index,name,pci.bus_id,driver_version,memory.total,memory.used",
+            "--format=csv,noheader",
+        ),
+        NVIDIA_SMI_TIMEOUT,
+    ),
+    "dkms_status": (("dkms", "status"), DEFAULT_TIMEOUT),
+    "modinfo_nvidia": (("modinfo", "nvidia"), DEFAULT_TIMEOUT),
+    "modprobe_dry_run": (("modprobe", "--dry-run", "--verbose", "nvidia"), DEFAULT_TIMEOUT),
+    "lspci_nvidia": (("lspci", "-nnk", "-d", "10de:"), DEFAULT_TIMEOUT),
+    "mokutil_sb_state": (("mokutil", "--sb-state"), DEFAULT_TIMEOUT),
+    "dpkg_list": (("dpkg-query", "-W", "-f=${db:Status-Abbrev}\\t${Package}\\t${Version}\\n"), DEFAULT_TIMEOUT),
+    "dmesg": (("dmesg",), DEFAULT_TIMEOUT),
+    "journal_kernel": (("journalctl", "-k", "-b", "--no-pager", "-q"), DEFAULT_TIMEOUT),
+    "docker_runtimes": (("docker", "info", "--format", "{{json .Runtimes}}"), DEFAULT_TIMEOUT),
+    "fabricmanager_active": (("systemctl", "is-active", "nvidia-fabricmanager"), DEFAULT_TIMEOUT),
+    # Added to the spec's list: the fabric manager's own words when it refuses to start.
+    "fabricmanager_journal": (
+        ("journalctl", "-u", "nvidia-fabricmanager", "-b", "--no-pager", "-q", "-n", "50"),
+        DEFAULT_TIMEOUT,
+    ),
+}
+
+FILES = [
+    "/proc/driver/nvidia/version",
+    "/proc/modules",
+    "/proc/cmdline",
+    "/proc/version",
+    "/sys/module/nvidia/version",
+    "/var/run/reboot-required",
+    "/var/run/reboot-required.pkgs",
+    "/boot/grub/grubenv",
+    "/etc/os-release",
+    "/sys/class/dmi/id/sys_vendor",
+    "/sys/class/dmi/id/product_name",
+]
+# Large logs: only their tail is read.
+LOGS = {
+    "/var/log/nvidia-installer.log": 300,
+    "/var/log/apt/term.log": 400,
+}
+MAKE_LOG_TAIL = 2000
+EXISTS = ["/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/.dockerenv", "/run/.containerenv"]
+DIRS = [
+    "/lib/modules",
+    "/var/lib/dkms/nvidia",
+    "/usr/src",
+    "/boot",
+    "/dev",
+    "/dev/char",
+    "/lib/firmware/nvidia",
+    "/sys/bus/pci/devices",
+    "/etc/modprobe.d",
+    "/lib/modprobe.d",
+]
+MAX_KERNELS = 12  # /lib/modules on a neglected box can hold dozens; the newest matter
+MAX_CONFIG_FILES = 40
+
+
+@dataclass
+class Collected:
+    """What was seen. ``files`` maps a path to its text, or None when it exists but is
+    unreadable; an absent path does not exist. ``dirs`` holds listings of folders that exist."""
+
+    commands: dict[str, CommandResult] = field(default_factory=dict)
+    files: dict[str, str | None] = field(default_factory=dict)
+    dirs: dict[str, list[str]] = field(default_factory=dict)
+    unlistable: set[str] = field(default_factory=set)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def text(self, path: str) -> str | None:
+        return self.files.get(path)
+
+    def exists(self, path: str) -> bool:
+        return path in self.files or path in self.dirs
+
+    def listing(self, path: str) -> list[str] | None:
+        return self.dirs.get(path)
+
+    def command(self, key: str) -> CommandResult:
+        return self.commands.get(key) or CommandResult(127, "", "not run")
+
+
+def collect(host: Host, workers: int = 16) -> Collected:
+    """Run every probe concurrently and read the files; returns plain data."""
+    out = Collected()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {key: pool.submit(_timed_run, host, argv, timeout, key) for key, (argv, timeout) in PROBES.items()}
+        started = time.perf_counter()
+        _read_files(host, out)
+        out.timings["files"] = time.perf_counter() - started
+        for key, fut in futures.items():
+            result, seconds = fut.result()
+            out.commands[key] = result
+            out.timings[key] = seconds
+    return out
+
+
+def _timed_run(host: Host, argv: tuple[str, ...], timeout: float, key: str) -> tuple[CommandResult, float]:
+    started = time.perf_counter()
+    try:
+        result = host.run(list(argv), timeout, key=key)
+    except OSError as exc:  # a seam that cannot start the program at all
+        result = CommandResult(126, "", f"{argv[0]}: {exc}")
+    return result, time.perf_counter() - started
+
+
+def _read(host: Host, out: Collected, path: str, tail_lines: int | None = None) -> str | None:
+    try:
+        text = host.read(path, tail_lines=tail_lines)
+    except PermissionError:
+        out.files[path] = None
+        return None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
+        return None
+    out.files[path] = text
+    return text
+
+
+def _list(host: Host, out: Collected, path: str) -> list[str] | None:
+    try:
+        names = host.listdir(path)
+    except PermissionError:
+        out.unlistable.add(path)
+        return None
+    except (FileNotFoundError, NotADirectoryError, OSError):
+        return None
+    out.dirs[path] = list(names)
+    return out.dirs[path]
+
+
+def _exists(host: Host, out: Collected, path: str) -> None:
+    try:
+        if host.exists(path):
+            out.files.setdefault(path, "")
+    except OSError:
+        pass
+
+
+def _read_files(host: Host, out: Collected) -> None:
+    for path in FILES:
+        _read(host, out, path)
+    for path, lines in LOGS.items():
+        _read(host, out, path, tail_lines=lines)
+    for path in EXISTS:
+        _exists(host, out, path)
+    for path in DIRS:
+        _list(host, out, path)
+
+    from mlops_cli.driver.parse import version_key
+
+    kernels = sorted(out.dirs.get("/lib/modules") or [], key=version_key)[-MAX_KERNELS:]
+    for kver in kernels:
+        base = f"/lib/modules/{kver}"
+        _list(host, out, base)
+        for sub in ("updates", "updates/dkms", "kernel/drivers/video", "kernel", "extra", "extra/nvidia"):
+            _list(host, out, f"{base}/{sub}")
+    for ver in out.dirs.get("/var/lib/dkms/nvidia") or []:
+        folder = f"/var/lib/dkms/nvidia/{ver}"
+        if _list(host, out, folder) is not None:
+            _read(host, out, f"{folder}/build/make.log", tail_lines=MAKE_LOG_TAIL)
+    for name in out.dirs.get("/lib/firmware/nvidia") or []:
+        _list(host, out, f"/lib/firmware/nvidia/{name}")
+    for folder in ("/etc/modprobe.d", "/lib/modprobe.d"):
+        for name in (out.dirs.get(folder) or [])[:MAX_CONFIG_FILES]:
+            if name.endswith(".conf"):
+                _read(host, out, f"{folder}/{name}")
+    for dev in out.dirs.get("/sys/bus/pci/devices") or []:
+        base = f"/sys/bus/pci/devices/{dev}"
+        vendor = _read(host, out, f"{base}/vendor")
+        if vendor is not None and vendor.strip().lower() == "0x10de":
+            _read(host, out, f"{base}/device")
+            _read(host, out, f"{base}/class")
+
+
+_SECRET = re.compile(r"\b([\w.-]*(?:pass(?:wd|word)?|token|secret|key|auth)[\w.-]*)=(\S+)", re.IGNORECASE)
+# Files whose text can carry credentials (a kernel command line with a provisioning token).
+REDACTED_FILES = ("/proc/cmdline",)
+
+
+def redact(text: str) -> str:
+    """``root_password=hunter2`` -> ``root_password=<redacted>``; the rest is kept for the diagnosis."""
+    return _SECRET.sub(lambda m: f"{m.group(1)}=<redacted>", text)

@@ -1,0 +1,366 @@
+"""Findings about the host driver: packages, kernel-log causes, version mismatches, fabric manager,
+containers. Pure: decisions over ``Facts`` only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mlops_cli.driver import fixes
+from mlops_cli.driver import kernlog as K
+from mlops_cli.driver.facts import DRIVER_PKG, Facts
+from mlops_cli.driver.model import ERROR, WARNING, Finding, make_finding
+from mlops_cli.driver.parse import same_driver_version, upstream_version
+from mlops_cli.driver.rules_module import module_not_loaded_findings, running_module_findings
+
+
+def host_findings(f: Facts, explained: bool) -> list[Finding]:
+    out: list[Finding] = []
+    out += _packages(f)
+    if f.running_kernel and f.running_kernel in f.modules and not any(x.id == "driver_not_installed" for x in out):
+        out += running_module_findings(f)
+    out += _kernel_log_causes(f, driver_installed=not any(x.id == "driver_not_installed" for x in out))
+    out += _mismatch(f)
+    if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
+        out += module_not_loaded_findings(f)
+    if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
+        ev = list(f.smi.lines) + [ln for ln in f.modprobe_lines if "FATAL" in ln or "ERROR" in ln]
+        out.append(
+            make_finding(
+                "driver_failure_unexplained",
+                ERROR,
+                "nvidia-smi fails and the evidence seen does not name the cause",
+                ev,
+                fixes.manual(
+                    "look at the kernel's own error",
+                    "Run 'sudo modprobe nvidia' and 'sudo dmesg | grep -i nvrm' and attach "
+                    "'mlops driver-check --save-snapshot FILE' (run as root) to a ticket.",
+                ),
+            )
+        )
+    out += _fabric_manager(f)
+    out += _containers(f, host_broken=any(x.severity == ERROR for x in out))
+    if f.reboot_required:
+        ev = ["/var/run/reboot-required exists"] + [f"/var/run/reboot-required.pkgs: {p}" for p in f.reboot_pkgs]
+        out.append(
+            make_finding(
+                "reboot_required",
+                WARNING,
+                "a package asked for a reboot that has not happened yet",
+                ev,
+                fixes.manual(
+                    "reboot when convenient (check the next-boot kernel first)",
+                    "reboot at a convenient time; run "
+                    "'mlops driver-check' first to be sure the kernel that boots next has an nvidia module",
+                ),
+            )
+        )
+    return out
+
+
+def _packages(f: Facts) -> list[Finding]:
+    out = []
+    installed = [p for p in f.driver_packages if p.installed]
+    removed = [p for p in f.driver_packages if p.status.startswith("rc")]
+    smi_gone = f.smi.kind in ("not_installed", "no_nvml_lib")
+    if (
+        smi_gone
+        and not installed
+        and not f.runfile
+        and not f.module_loaded
+        and not removed
+        and f.dpkg_seen
+        and not f.prebuilt_packages
+    ):
+        out.append(
+            make_finding(
+                "driver_not_installed",
+                ERROR,
+                "no NVIDIA driver is installed",
+                [*f.smi.lines[:1], "dpkg: no nvidia driver package installed"],
+                fixes.driver_not_installed(),
+            )
+        )
+    elif smi_gone and (removed or installed or f.prebuilt_packages or f.module_loaded):
+        ev = [*f.smi.lines[:2]] + [p.line for p in removed][:6]
+        if not removed:
+            ev += [p.line for p in installed][:4]
+            ev.append("no nvidia-utils package installed (nvidia-smi comes from it)")
+        out.append(
+            make_finding(
+                "driver_packages_removed",
+                ERROR,
+                "driver packages were removed (nvidia-smi / userspace libraries missing)",
+                ev,
+                fixes.packages_removed(f),
+            )
+        )
+    groups: dict[tuple[str, str], list[str]] = {}
+    for p in installed:
+        m = DRIVER_PKG.match(p.name)
+        if m and not p.name.startswith("nvidia-firmware-"):
+            groups.setdefault((m["br"], m["server"] or ""), []).append(p.line)
+    ev: list[str] = []
+    remove: list[str] = []
+    if len(groups) > 1:
+        keep = _branch_in_use(f, groups)
+        for key, lines in sorted(groups.items()):
+            ev += lines[:3]
+            if key != keep:
+                remove += [
+                    p.name
+                    for p in installed
+                    if (DRIVER_PKG.match(p.name)["br"], DRIVER_PKG.match(p.name)["server"] or "") == key
+                ]  # type: ignore[index]
+    runfile_on_apt = (
+        "/usr/bin/nvidia-uninstall" in f.runfile_evidence
+        and installed
+        and any(p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) for p in installed)
+    )
+    if runfile_on_apt:
+        ev += ["/usr/bin/nvidia-uninstall exists (a .run install)"] + [p.line for p in installed][:2]
+    if ev:
+        # dpkg's file conflicts corroborate; alone (an old term.log line) they prove nothing now.
+        ev += [e.line for e in f.apt_events if e.kind == "file_conflict"]
+        out.append(
+            make_finding(
+                "multiple_driver_branches",
+                ERROR,
+                "more than one driver branch or install method is present",
+                ev,
+                fixes.multiple_branches(remove),
+            )
+        )
+    return out
+
+
+def _branch_in_use(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, str]:
+    v = f.loaded_version or f.disk_version or f.userspace_version
+    for key in groups:
+        if v and v.startswith(key[0] + "."):
+            return key
+    return max(groups, key=lambda k: (int(k[0]), k[1]))
+
+
+def _kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
+    out = []
+    driver_down = not (f.smi.kind == "ok")
+    if driver_down and (
+        f.key_rejected_lines
+        or (
+            f.secure_boot
+            and not f.module_loaded
+            and f.modules.get(f.running_kernel or "")
+            and f.modules[f.running_kernel].present
+            and not f.modinfo.get("signer")
+            and f.modinfo
+        )
+    ):  # type: ignore[index]
+        if f.secure_boot is not False:
+            ev = [*f.smi.lines[:1], *f.key_rejected_lines[-3:]]
+            ev += [f.secure_boot_line] if f.secure_boot else []
+            ev += [e.line for e in f.dkms if e.kernel == f.running_kernel and e.state == "installed"]
+            if f.modinfo and not f.modinfo.get("signer"):
+                ev.append(f"modinfo nvidia: no signer (filename: {f.modinfo.get('filename', '?')})")
+            out.append(
+                make_finding(
+                    "secure_boot_module_rejected",
+                    ERROR,
+                    "Secure Boot rejects the nvidia module (unsigned, or signed by a key that is not enrolled)",
+                    ev,
+                    fixes.secure_boot(f),
+                    "running",
+                    f.running_kernel,
+                )
+            )
+    nouveau_pci = [ln for d in f.pci_gpus if d.driver_in_use == "nouveau" for ln in d.lines]
+    probe = f.klog.find(K.PROBE_NOT_CALLED)
+    if driver_installed and (nouveau_pci or (probe and "nouveau" in f.loaded)):
+        ev = nouveau_pci + (probe.lines if probe else [])
+        if "nouveau" in f.loaded:
+            ev.append("/proc/modules: nouveau is loaded")
+        out.append(
+            make_finding(
+                "nouveau_bound",
+                ERROR,
+                "the nouveau driver owns the GPU, so nvidia cannot bind to it",
+                ev,
+                fixes.nouveau(),
+            )
+        )
+    for pat, want_open in ((K.REQUIRES_OPEN, True), (K.NOT_SUPPORTED_BY_OPEN, False), (K.OPEN_DATACENTER_ONLY, False)):
+        m = f.klog.find(pat)
+        if m:
+            ev = m.lines + [ln for mm in f.klog.find_all(K.RM_INIT_FAILED)[-1:] for ln in mm.lines]
+            what = "needs the open kernel modules" if want_open else "cannot use the open kernel modules"
+            out.append(
+                make_finding(
+                    "wrong_kernel_module_flavor",
+                    ERROR,
+                    f"the GPU {what}: wrong module flavour installed",
+                    ev,
+                    fixes.flavour(f, want_open),
+                )
+            )
+            break
+    m = f.klog.find(K.UNSUPPORTED_RELEASE) or f.klog.find(K.LEGACY_DROPPED)
+    installer = [
+        ln
+        for ln in (f.collected.text("/var/log/nvidia-installer.log") or "").splitlines()
+        if "You do not appear to have an NVIDIA GPU supported by" in ln
+    ]
+    if m or installer:
+        ev = (
+            (m.lines if m else [])
+            + installer[-1:]
+            + [ln for mm in f.klog.find_all(K.NO_GPU_FOUND)[-1:] for ln in mm.lines]
+        )
+        pci_id = m.groups[1] if m and len(m.groups) > 1 else None
+        out.append(
+            make_finding(
+                "gpu_unsupported_by_branch",
+                ERROR,
+                "the installed driver branch does not support this GPU",
+                ev,
+                fixes.unsupported_gpu(pci_id),
+            )
+        )
+    m = f.klog.find(K.GSP_FIRMWARE_MISSING)
+    noimg = f.klog.find(K.GSP_NO_IMAGE)
+    if m or noimg:
+        ev = (
+            (m.lines if m else [])
+            + (noimg.lines if noimg else [])
+            + [ln for mm in f.klog.find_all(K.RM_INIT_FAILED)[-1:] for ln in mm.lines]
+        )
+        version = m.groups[1] if m else f.loaded_version
+        if f.firmware_versions is not None:
+            ev.append("/lib/firmware/nvidia contains: " + (" ".join(f.firmware_versions) or "(nothing)"))
+        out.append(
+            make_finding(
+                "gsp_firmware_missing",
+                ERROR,
+                f"GSP firmware for module version {version or '?'} is missing",
+                ev,
+                fixes.gsp_firmware(f, version),
+            )
+        )
+    return out
+
+
+def _mismatch(f: Facts) -> list[Finding]:
+    api = f.klog.find(K.API_MISMATCH)
+    if f.smi.kind != "version_mismatch" and not (api and f.smi.kind not in ("ok",) and f.smi.kind != "not_installed"):
+        return []
+    running = f.modules.get(f.running_kernel or "")
+    if (
+        running is not None
+        and running.present is False
+        and (f.dkms_registered or f.prebuilt_packages or f.runfile)
+    ):
+        return []  # no new module on disk: a reboot would not help; the module rules say why
+    loaded = f.loaded_version or (api.groups[1] if api else None)
+    disk = f.disk_version
+    if not disk:
+        d = [e.version for e in f.dkms if e.kernel == f.running_kernel and e.state == "installed"]
+        disk = d[0] if len(d) == 1 else None
+    user = (api.groups[0] if api else None) or f.smi.nvml_version or f.userspace_version
+    ev = list(f.smi.lines[:2]) + (api.lines if api else [])
+    if f.proc_version:
+        ev.append(f.proc_version.line)
+    if f.sys_module_version:
+        ev.append(f"/sys/module/nvidia/version: {f.sys_module_version}")
+    if f.modinfo.get("filename"):
+        ev += [f"filename:       {f.modinfo['filename']}", f"version:        {disk}"]
+    if loaded and disk and loaded == disk and user and not same_driver_version(user, disk):
+        stale = sorted({e.version for e in f.dkms if not same_driver_version(e.version, user)})
+        ev += [e.line for e in f.dkms if e.version in stale][:3]
+        return [
+            make_finding(
+                "version_mismatch_stale_module",
+                ERROR,
+                f"userspace {user} but the module for this kernel is {disk}: a stale nvidia.ko is loaded, a reboot will not help",
+                ev,
+                fixes.stale_module(f, stale),
+                "running",
+                f.running_kernel,
+            )
+        ]
+    return [
+        make_finding(
+            "version_mismatch_pending_reboot",
+            ERROR,
+            f"userspace driver {user or '?'} but the loaded module is {loaded or '?'}: the upgrade waits for a reboot or module reload",
+            ev,
+            fixes.mismatch_reload(f),
+            "running",
+            f.running_kernel,
+        )
+    ]
+
+
+def _fabric_manager(f: Facts) -> list[Finding]:
+    fm = next((p for p in f.packages if p.installed and re.match(r"^nvidia-fabricmanager-\d", p.name)), None)
+    journal = [ln for ln in f.fm_journal if "don't match with driver version" in ln]
+    driver = f.loaded_version or f.userspace_version
+    differs = fm is not None and driver is not None and upstream_version(fm.version) != driver
+    if not journal and not (differs and f.fm_active not in (None, "active")):
+        return []
+    ev = journal[-2:] + ([fm.line] if fm else []) + ([f.proc_version.line] if f.proc_version else [])
+    if f.fm_active:
+        ev.append(f"systemctl is-active nvidia-fabricmanager: {f.fm_active}")
+    return [
+        make_finding(
+            "fabricmanager_version_mismatch",
+            ERROR,
+            "fabric manager's version differs from the driver's: NVSwitch fabric down, CUDA fails (error 802)",
+            ev,
+            fixes.fabricmanager(f, fm.name if fm else None),
+        )
+    ]
+
+
+def _containers(f: Facts, host_broken: bool) -> list[Finding]:
+    if f.docker_runtimes is None:
+        return []
+    toolkit = [
+        p
+        for p in f.packages
+        if p.installed and p.name in ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "nvidia-docker2")
+    ]
+    has_runtime = '"nvidia"' in f.docker_runtimes
+    rt_line = f"docker info --format '{{{{json .Runtimes}}}}': {f.docker_runtimes}"
+    if host_broken and (toolkit or has_runtime):
+        return [
+            make_finding(
+                "container_host_driver_broken",
+                ERROR,
+                "containers cannot get GPUs because the host driver is broken",
+                [rt_line, *[p.line for p in toolkit][:1], *f.smi.lines[:1]],
+                fixes.container_host_broken(),
+            )
+        ]
+    if host_broken or not f.module_loaded:
+        return []
+    if not toolkit and not has_runtime:
+        return [
+            make_finding(
+                "container_toolkit_missing",
+                WARNING,
+                "the host driver works but Docker has no NVIDIA runtime (containers get no GPU)",
+                [rt_line, "no nvidia-container-toolkit package installed"],
+                fixes.toolkit(),
+            )
+        ]
+    if f.dev_nvidia and f.dev_char is not None and not any(n.startswith("195:") for n in f.dev_char):
+        return [
+            make_finding(
+                "container_lost_gpu_after_daemon_reload",
+                WARNING,
+                "no /dev/char symlinks for the NVIDIA devices: a 'systemctl daemon-reload' will take running containers' GPUs away",
+                [rt_line, "/dev: " + " ".join(sorted(f.dev_nvidia)[:6]), "/dev/char has no 195:* entries"],
+                fixes.dev_char_symlinks(inside=False),
+            )
+        ]
+    return []

@@ -1,0 +1,229 @@
+"""Findings about the nvidia module of one kernel (running or next): missing, not built, failed
+build, missing headers, not loaded. Pure: decisions over ``Facts`` only.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mlops_cli.driver import fixes
+from mlops_cli.driver.facts import Facts
+from mlops_cli.driver.model import ERROR, Finding, make_finding
+from mlops_cli.driver.parse import version_key
+
+
+def module_not_loaded_findings(f: Facts) -> list[Finding]:
+    """A module for this kernel is on disk but not loaded, and nothing rejected it."""
+    st = f.modules.get(f.running_kernel or "")
+    if f.module_loaded or not st or not st.present:
+        return []
+    blacklist = []
+    for path, text in sorted(f.collected.files.items()):
+        if path.startswith(("/etc/modprobe.d/", "/lib/modprobe.d/")) and text:
+            blacklist += [
+                f"{path}: {ln.strip()}"
+                for ln in text.splitlines()
+                if re.match(r"^\s*(blacklist\s+nvidia\s*$|install\s+nvidia\s+/bin/(false|true))", ln)
+            ]
+    cmdline = (f.collected.text("/proc/cmdline") or "").strip()
+    if re.search(r"(?:modprobe|module)\.blacklist=\S*\bnvidia\b", cmdline):
+        blacklist.append(f"/proc/cmdline: {cmdline}")
+    ev = [*f.smi.lines[:1], *st.evidence[:2], *blacklist, "/proc/modules: nvidia is not loaded"]
+    if blacklist:
+        plan = fixes.manual(
+            "remove the blacklist, then load the module",
+            "Remove the 'blacklist nvidia' / 'install nvidia /bin/false' lines quoted above (prime-select or an old "
+            "nouveau switch leaves them), run 'update-initramfs -u', then 'modprobe nvidia'.",
+        )
+    else:
+        plan = fixes.load_module()
+    return [
+        make_finding(
+            "module_not_loaded",
+            ERROR,
+            f"an nvidia module for {f.running_kernel} is installed but not loaded",
+            ev,
+            plan,
+            "running",
+            f.running_kernel,
+        )
+    ]
+
+
+def running_module_findings(f: Facts) -> list[Finding]:
+    k = f.running_kernel
+    assert k
+    st = f.modules[k]
+    if st.present is not False:
+        return []
+    # A loaded module with none on disk: userspace was upgraded and the new module never got
+    # built. A reboot would leave no module at all, so the build problem is the finding.
+    if f.module_loaded and f.smi.kind != "version_mismatch":
+        return []
+    return _missing_module_cause(f, k, scope="running")
+
+
+def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
+    st = f.modules[k]
+    where = "the running kernel" if scope == "running" else "the next-boot kernel"
+    symptom = (list(f.smi.lines[:1]) + st.evidence) if scope == "running" else []
+    others = [ln for kk, s in sorted(f.modules.items()) if kk != k and s.present for ln in s.evidence[:1]]
+    if f.runfile and not f.dkms_registered and scope == "running":
+        ev = symptom + [f"{p} exists (installed with NVIDIA's .run installer)" for p in f.runfile_evidence] + others[:3]
+        return [
+            make_finding(
+                "runfile_module_missing_after_kernel_upgrade",
+                ERROR,
+                f".run-installed driver has no module for {where} {k} (built only for an older kernel)",
+                ev,
+                fixes.runfile_missing(f, k),
+                scope,
+                k,
+            )
+        ]
+    if st.build:
+        log = st.build
+        errors = log.compiler_errors
+        base = symptom + [e.line for e in st.apt_events if e.kind == "build_failed"][-2:]
+        if errors and (log.compilers_differ or not log.built_by):
+            ev = base + log.compiler_lines + errors[:3]
+            return [
+                make_finding(
+                    "dkms_build_fail_gcc_mismatch",
+                    ERROR,
+                    f"the DKMS build for {k} failed: the compiler differs from the one the kernel was built with",
+                    ev,
+                    fixes.gcc_mismatch(f, k, log.kernel_compiler_major),
+                    scope,
+                    k,
+                )
+            ]
+        good = next(
+            (
+                kk
+                for kk, s in sorted(f.modules.items(), key=lambda i: version_key(i[0]), reverse=True)
+                if kk != k and s.present
+            ),
+            None,
+        )
+        ev = base + log.errors[:4] + [f"(from {st.build_log_path})"]
+        return [
+            make_finding(
+                "dkms_build_fail_kernel_too_new",
+                ERROR,
+                f"the DKMS build of nvidia {log.module_version or ''} failed for {k}: the driver does not compile against this kernel".replace(
+                    "  ", " "
+                ),
+                ev,
+                fixes.kernel_too_new(f, k, good),
+                scope,
+                k,
+            )
+        ]
+    failed = [e.line for e in st.apt_events if e.kind == "build_failed"]
+    if failed:
+        ev = symptom + failed[-3:]
+        return [
+            make_finding(
+                "dkms_build_failed",
+                ERROR,
+                f"the DKMS build of nvidia failed for {k} (its make.log could not be read to say why)",
+                ev,
+                fixes.manual(
+                    "read the build log, then fix the cause",
+                    "Read /var/lib/dkms/nvidia/<version>/build/make.log (run mlops "
+                    "driver-check as root to have it read): 'error:' lines about kernel functions mean the driver branch is too "
+                    "old for this kernel; 'unrecognized command-line option' means the compiler differs from the kernel's. "
+                    "The '(dkms apport) ... is not supported' line is not the cause.",
+                ),
+                scope,
+                k,
+            )
+        ]
+    if f.dkms_registered and (
+        st.headers_installed is False or any(e.kind == "headers_skipped" for e in st.apt_events)
+    ):
+        ev = symptom + [e.line for e in st.apt_events if e.kind == "headers_skipped"][-2:] + st.headers_evidence
+        if st.headers_installed is False:
+            ev.append(f"linux-headers-{k} is not installed (no /usr/src/linux-headers-{k})")
+        ev += [e.line for e in f.dkms][:3]
+        return [
+            make_finding(
+                "kernel_headers_missing",
+                ERROR,
+                f"kernel headers for {where} {k} are missing, so DKMS skipped the nvidia build",
+                ev,
+                fixes.headers_missing(f, k),
+                scope,
+                k,
+            )
+        ]
+    if scope == "running" and f.dkms_registered:
+        ev = symptom + [e.line for e in f.dkms] + [p.line for p in f.dkms_packages][:1] + f.dkms_errors
+        if not any(e.kernel == k for e in f.dkms):
+            ev.append(f"dkms status has no nvidia line for {k}")
+        return [
+            make_finding(
+                "dkms_module_not_built_for_running_kernel",
+                ERROR,
+                f"DKMS never built the nvidia module for the running kernel {k}",
+                ev,
+                fixes.dkms_not_built(f, k),
+                scope,
+                k,
+            )
+        ]
+    if scope == "running" and f.prebuilt_packages:
+        ev = symptom + [p.line for p in f.prebuilt_packages][:3] + [f"no linux-modules-nvidia-*-{k} package installed"]
+        return [
+            make_finding(
+                "prebuilt_module_missing_for_kernel",
+                ERROR,
+                f"no prebuilt nvidia module package for the running kernel {k}",
+                ev,
+                fixes.prebuilt_missing(f, k),
+                scope,
+                k,
+            )
+        ]
+    return []
+
+
+def next_kernel_findings(f: Facts, extra: str | None) -> list[Finding]:
+    targets = []
+    if extra and extra != f.running_kernel:
+        targets.append((extra, "--kernel"))
+    if f.next_kernel and f.next_kernel != f.running_kernel and f.next_kernel != extra:
+        targets.append((f.next_kernel, f.next_kernel_reason or "next boot"))
+    installed_driver = f.dkms_registered or f.prebuilt_packages or f.runfile
+    out: list[Finding] = []
+    for k, reason in targets:
+        st = f.modules.get(k)
+        if not installed_driver or st is None or st.present is not False:
+            continue
+        causes = _missing_module_cause(f, k, scope="next")
+        asked = reason == "--kernel"
+        what = f"kernel {k} (asked for with --kernel)" if asked else f"kernel {k} that boots next"
+        ev = [f"{'kernel judged' if asked else 'kernel that boots next'}: {k} ({reason}); running: {f.running_kernel}"]
+        if reason.startswith("GRUB default: "):
+            ev.append(reason[len("GRUB default: ") :])
+        ev += [f"/lib/modules/{k}: no nvidia.ko (updates/dkms, kernel/drivers/video, kernel/nvidia-*)"]
+        ev += [e.line for e in st.dkms_entries] or (
+            [f"dkms status has no installed nvidia line for {k}"] if f.dkms_seen else []
+        )
+        ev += [e.line for e in st.apt_events][-3:] + [
+            f"/var/run/reboot-required.pkgs: {p}" for p in f.reboot_pkgs if p.startswith("linux-")
+        ][:2]
+        out += causes
+        out.append(
+            make_finding(
+                "next_boot_kernel_missing_module",
+                ERROR,
+                ("the driver works now, but " if f.smi.kind == "ok" else "") + f"{what} has no nvidia module",
+                ev,
+                fixes.next_boot(f, k, cause_found=bool(causes)),
+                "next",
+                k,
+            )
+        )
+    return out

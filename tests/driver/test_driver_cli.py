@@ -1,0 +1,173 @@
+"""End to end through the real command line (child process, no TTY)."""
+
+from __future__ import annotations
+
+import glob
+import json
+
+import pytest
+
+from driver_helpers import FIXTURES
+
+
+def has_nvidia_gpu() -> bool:
+    for path in glob.glob("/sys/bus/pci/devices/*/vendor"):
+        try:
+            if open(path).read().strip().lower() == "0x10de":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def fixture(name: str) -> str:
+    return str(FIXTURES / f"{name}.json")
+
+
+@pytest.mark.parametrize(
+    "name, code, status, first",
+    [
+        ("healthy", 0, "ok", None),
+        ("reboot-required", 0, "ok", "reboot_required"),
+        ("headers-missing", 1, "problem", "kernel_headers_missing"),
+        ("secure-boot", 1, "problem", "secure_boot_module_rejected"),
+        ("mismatch-pending-reboot", 1, "problem", "version_mismatch_pending_reboot"),
+        ("next-boot-headers-missing", 1, "problem", "kernel_headers_missing"),
+        ("no-gpu", 3, "no-gpu", "no_nvidia_gpu"),
+    ],
+)
+def test_snapshot_json_and_exit_codes(mlops, name, code, status, first):
+    r = mlops("driver-check", "--snapshot", fixture(name), "--json")
+    assert r.returncode == code, r
+    doc = r.json()
+    assert doc["status"] == status
+    assert set(doc) >= {"status", "kernel", "driver", "gpus", "findings"}
+    assert set(doc["kernel"]) >= {"running", "next_boot"}
+    assert set(doc["driver"]) >= {"userspace", "module_loaded", "install_method"}
+    for f in doc["findings"]:
+        assert set(f) >= {"id", "severity", "title", "evidence", "fix"}
+        assert f["severity"] in ("error", "warning", "info")
+        assert set(f["fix"]) >= {"summary", "steps"}
+        for s in f["fix"]["steps"]:
+            assert set(s) == {"argv", "why", "reboot_after"} and isinstance(s["argv"], list)
+    if first:
+        assert doc["findings"][0]["id"] == first
+    assert "Traceback" not in r.stderr
+
+
+def test_json_matches_spec_example_shape(mlops):
+    doc = mlops("driver-check", "--snapshot", fixture("healthy"), "--json").json()
+    assert doc["kernel"]["running"] == "5.15.0-86-generic"
+    assert doc["driver"]["userspace"] == "535.129.03" and doc["driver"]["module_loaded"] == "535.129.03"
+    assert doc["driver"]["install_method"] == "apt-dkms"
+    assert doc["gpus"] == [{"pci": "0000:04:00.0", "name": "NVIDIA H100 80GB HBM3", "kernel_driver": "nvidia"}]
+
+
+def test_text_output_has_verdict_evidence_and_commands(mlops):
+    r = mlops("driver-check", "--snapshot", fixture("headers-missing"))
+    assert r.returncode == 1
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("PROBLEM: kernel headers for the running kernel 6.8.0-45-generic are missing")
+    assert (
+        "dkms: autoinstall for kernel 6.8.0-45-generic was skipped since the kernel headers for this kernel do not seem to be installed"
+        in r.stdout
+    )
+    assert "$ sudo apt-get install -y linux-headers-6.8.0-45-generic" in r.stdout
+    assert "\x1b[" not in r.stdout  # no colour off a TTY
+
+
+def test_fix_dry_run_on_a_snapshot_prints_the_plan(mlops):
+    r = mlops("driver-check", "--snapshot", fixture("nouveau"), "--fix", "--dry-run", "--json")
+    assert r.returncode == 1
+    run = r.json()["fix_run"]
+    assert run["dry_run"] and run["ran"] == []
+    assert [s["argv"][0] for s in run["plan"]["steps"]] == ["install", "update-initramfs"]
+    assert run["plan"]["steps"][-1]["reboot_after"] is True
+
+
+def test_fix_on_a_snapshot_without_dry_run_is_refused(mlops):
+    r = mlops("driver-check", "--snapshot", fixture("nouveau"), "--fix", "--yes")
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "content, msg",
+    [("{not json", "not valid JSON"), ('{"format": 7}', "unsupported snapshot format"), ("[]", "JSON object")],
+)
+def test_invalid_snapshot_is_one_error_line_exit_2(mlops, tmp_path, content, msg):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    r = mlops("driver-check", "--snapshot", str(bad))
+    assert r.returncode == 2, r
+    assert r.stderr.splitlines()[0].startswith("error: ") and msg in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_unreadable_snapshot_exit_2(mlops, tmp_path):
+    r = mlops("driver-check", "--snapshot", str(tmp_path / "missing.json"), "--json")
+    assert r.returncode == 2 and "cannot read snapshot" in r.stderr and r.stdout == ""
+
+
+def test_unknown_kernel_exit_2(mlops):
+    r = mlops("driver-check", "--snapshot", fixture("healthy"), "--kernel", "9.9.9-1-generic")
+    assert r.returncode == 2 and "not installed" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["headers-missing", "next-boot-grub-default", "secure-boot", "mismatch-syslog-012", "healthy"]
+)
+def test_save_then_replay_gives_the_same_json(mlops, tmp_path, name):
+    """Re-recording a snapshot (RecordingHost over replay) and replaying it answers the same."""
+    saved = tmp_path / "again.json"
+    first = mlops("driver-check", "--snapshot", fixture(name), "--save-snapshot", str(saved), "--json")
+    second = mlops("driver-check", "--snapshot", str(saved), "--json")
+    a, b = first.json(), second.json()
+    a.pop("source"), b.pop("source")
+    assert a == b and first.returncode == second.returncode
+
+
+def test_live_no_gpu_text(mlops):
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU; the no-GPU path cannot be checked live here")
+    r = mlops("driver-check")
+    assert r.returncode == 3, r
+    assert r.stdout.splitlines()[0].startswith("NO GPU: no NVIDIA GPU")
+    assert "no_nvidia_gpu" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_live_no_gpu_json_and_snapshot_round_trip(mlops, tmp_path):
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU; the no-GPU path cannot be checked live here")
+    snap = tmp_path / "live.json"
+    live = mlops("driver-check", "--json", "--save-snapshot", str(snap))
+    assert live.returncode == 3, live
+    doc = live.json()
+    assert doc["status"] == "no-gpu" and doc["findings"][0]["id"] == "no_nvidia_gpu"
+    saved = json.loads(snap.read_text())
+    assert saved["format"] == 1 and "uname_r" in saved["commands"]
+    replay = mlops("driver-check", "--snapshot", str(snap), "--json")
+    assert replay.returncode == 3
+    again = replay.json()
+    doc.pop("source"), again.pop("source")
+    assert again == doc
+
+
+def test_save_snapshot_to_an_unwritable_place_exit_2(mlops, tmp_path):
+    r = mlops(
+        "driver-check", "--snapshot", fixture("healthy"), "--save-snapshot", str(tmp_path / "no" / "such" / "dir.json")
+    )
+    assert r.returncode == 2 and "cannot write snapshot" in r.stderr
+
+
+def test_help_has_examples(mlops):
+    r = mlops("driver-check", "--help")
+    assert r.returncode == 0 and "Example" in r.stdout
+
+
+def test_live_fix_on_a_box_without_gpu_runs_nothing(mlops):
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU; the no-GPU path cannot be checked live here")
+    r = mlops("driver-check", "--fix", "--json")
+    assert r.returncode == 3, r
+    run = r.json()["fix_run"]
+    assert run["plan"]["steps"] == [] and run["ran"] == [] and "stops_at" not in run["plan"]
