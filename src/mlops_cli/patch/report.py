@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from mlops_cli.output import ExitCode
 
@@ -79,13 +78,11 @@ class PatchReport:
         target = self.target.get("ref")
         console.print(f"{self.target['kind']} {target}: {self.package} {self.version or '(version unknown)'}"
                       + (f" in {self.site}" if self.site else ""), markup=False)
-        table = Table(show_edge=False, box=None, pad_edge=False)
-        for col in ("state", "sha256 now", "before", "after", "file"):
-            table.add_column(col, no_wrap=True)
         for f in self.files:
-            table.add_row(f["state"], _short(f.get("sha256_current")), _short(f.get("sha256_before")),
-                          _short(f.get("sha256_after")), f["path"])
-        console.print(table)
+            console.print(f"  {f['state']:<12} {f['path']}", markup=False, highlight=False)
+            console.print(f"  {'':<12} sha256 now {_short(f.get('sha256_current'))}, original "
+                          f"{_short(f.get('sha256_before'))}, patched {_short(f.get('sha256_after'))}"
+                          + (f" ({f['reason']})" if f.get("reason") else ""), markup=False, highlight=False)
         if self.diff and self.dry_run:
             console.print(self.diff, markup=False, highlight=False, end="")
         if self.plan and (self.dry_run or self.result in ("applied", "reverted")):
