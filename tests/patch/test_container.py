@@ -204,3 +204,20 @@ def test_stopped_container_is_a_clear_error(mlops, vllm_image, pinned_patch):
         assert r.returncode == 1 and "is not running" in r.stderr and "hint: start it" in r.stderr, r
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_image_with_only_python_falls_back_to_it(mlops, vllm_image, pinned_patch, tmp_path):
+    """No python3 on PATH: the image's `python` is asked instead; never a guessed path."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        f"FROM {vllm_image}\n"
+        'RUN ["/bin/sh", "-c", "ln -s /usr/bin/python3.11 /usr/local/bin/python && rm /usr/bin/python3"]\n')
+    tag = "mlops-test/vllm-openai:only-python"
+    docker("build", "--network", "none", "-q", "-t", tag, str(ctx))
+    try:
+        r = mlops("patch", "status", str(pinned_patch), "--image", tag, "--json")
+        assert r.returncode == 1 and r.json()["result"] == "not-applied", r
+        assert r.json()["python"] == "/usr/local/bin/python" and r.json()["site"] == SITE_IN_IMAGE
+    finally:
+        docker("rmi", tag, check=False)

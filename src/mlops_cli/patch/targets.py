@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,7 +107,8 @@ class ImageTarget(Target):
     def default_tag(self, patch_sha: str) -> str:
         short = patch_sha[:12]
         ref = self.ref
-        if "@" in ref or ref.startswith("sha256:") or self.image_id.startswith(ref) or self.image_id.split(":")[-1].startswith(ref):
+        by_id = re.fullmatch(r"(sha256:)?[0-9a-f]{12,64}", ref) and self.image_id.split(":")[-1].startswith(ref.split(":")[-1])
+        if "@" in ref or by_id:
             return f"mlops-patched:{short}"
         name, tag = ref, "latest"
         last = ref.rsplit("/", 1)[-1]
