@@ -249,7 +249,7 @@ def vllm_image(base_image, wheel_pinned, tmp_path_factory) -> str:
         "COPY vllm /usr/local/bin/vllm\n"
         f"ENV PYTHONPATH={SITE_IN_IMAGE}\n"
         'ENTRYPOINT ["vllm", "serve"]\n')
-    docker("build", "--network", "none", "-q", "-t", tag, str(ctx))
+    docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
     shutil.rmtree(ctx, ignore_errors=True)
     return tag
 

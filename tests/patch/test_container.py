@@ -97,7 +97,7 @@ def test_image_wrong_content_conflict_builds_nothing(mlops, vllm_image, pinned_p
     edit = f"p={FILE_IN_IMAGE!r}; s=open(p).read(); open(p, 'w').write(chr(35) + ' moved' + chr(10) + s)"
     (ctx / "Dockerfile").write_text(f"FROM {vllm_image}\nRUN {json.dumps(['python3', '-c', edit])}\n")
     tag = "mlops-test/vllm-openai:moved"
-    docker("build", "--network", "none", "-q", "-t", tag, str(ctx))
+    docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
     try:
         images = _images()
         r = mlops("patch", "apply", str(pinned_patch), "--image", tag, "--yes")
@@ -160,8 +160,11 @@ def test_corrupt_patch_on_image_is_exit_2_and_builds_nothing(mlops, vllm_image, 
     assert _images() == images
 
 
-def test_running_container_apply_status_revert(mlops, running_container, pinned_patch):
+def test_running_container_apply_status_revert(mlops, running_container, pinned_patch, tmp_path):
     name = running_container
+    r = mlops("patch", "extract", "--container", name, MODELING, "-o", str(tmp_path / "w"), "--json")
+    assert r.returncode == 0 and r.json()["files"][0]["sha256"] == SHA_5_20_2, r
+    assert (tmp_path / "w" / MODELING).read_bytes() == (tmp_path / "w" / ".mlops" / "original" / MODELING).read_bytes()
     r = mlops("patch", "status", str(pinned_patch), "--container", name)
     assert r.returncode == 1 and "not-applied" in r.stdout, r
     r = mlops("patch", "apply", str(pinned_patch), "--container", name, "--yes", "--json")
@@ -214,7 +217,7 @@ def test_image_with_only_python_falls_back_to_it(mlops, vllm_image, pinned_patch
         f"FROM {vllm_image}\n"
         'RUN ["/bin/sh", "-c", "ln -s /usr/bin/python3.11 /usr/local/bin/python && rm /usr/bin/python3"]\n')
     tag = "mlops-test/vllm-openai:only-python"
-    docker("build", "--network", "none", "-q", "-t", tag, str(ctx))
+    docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
     try:
         r = mlops("patch", "status", str(pinned_patch), "--image", tag, "--json")
         assert r.returncode == 1 and r.json()["result"] == "not-applied", r

@@ -123,11 +123,17 @@ def verify(args):
         if have != want:
             bad.append("%s: sha256 %s, expected %s" % (rel, have, want))
             continue
-        drop_pycache(path)
         try:
+            with open(path, "rb") as fh:
+                compile(fh.read(), path, "exec", dont_inherit=True)
+        except SyntaxError as exc:
+            bad.append("%s: line %s: %s" % (rel, exc.lineno, exc.msg))
+            continue
+        drop_pycache(path)
+        try:  # refresh the bytecode cache; an image whose user cannot write there still works
             py_compile.compile(path, doraise=True)
-        except py_compile.PyCompileError as exc:
-            bad.append("%s: %s" % (rel, exc.msg))
+        except (OSError, py_compile.PyCompileError):
+            pass
     if bad:
         out({"error": "verify", "problems": bad}, 1)
     out({"verified": sorted(args["files"])})

@@ -83,7 +83,8 @@ class Engine:
         return _with_interpreter(lambda py: self.run([*args, container, py, *python_args], timeout=timeout, stdin=stdin))
 
     def build(self, context: str, tag: str, timeout: float = 600) -> CommandResult:
-        return self.run(["build", "--network", "none", "-t", tag, context], timeout=timeout)
+        # --force-rm: a failed RUN step (sha256 or compile check) leaves no stopped container behind.
+        return self.run(["build", "--force-rm", "--network", "none", "-t", tag, context], timeout=timeout)
 
     def remove_image(self, ref: str) -> None:
         self.run(["rmi", ref], timeout=60)
