@@ -224,3 +224,43 @@ def test_image_with_only_python_falls_back_to_it(mlops, vllm_image, pinned_patch
         assert r.json()["python"] == "/usr/local/bin/python" and r.json()["site"] == SITE_IN_IMAGE
     finally:
         docker("rmi", tag, check=False)
+
+
+@pytest.fixture
+def podman_image(vllm_image, tmp_path, monkeypatch):
+    """The same stand-in image, loaded into Podman (which then runs the workflow on its own)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (apt-get install podman); the Docker tests cover the workflow")
+    # Hosts with a low hard nofile limit (like the CI VM) refuse podman's default rlimits
+    # (research §1.2); containers.conf is podman's own place for that, not an mlops flag.
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n')
+    monkeypatch.setenv("CONTAINERS_CONF", str(conf))
+    save = subprocess.Popen(["docker", "save", vllm_image], stdout=subprocess.PIPE)
+    load = subprocess.run(["podman", "load"], stdin=save.stdout, capture_output=True, text=True, timeout=600)
+    save.wait()
+    assert load.returncode == 0, load.stderr
+    return "localhost/" + vllm_image
+
+
+def test_podman_engine_builds_the_derived_image(mlops, podman_image, pinned_patch):
+    import subprocess
+
+    tag = "localhost/mlops-test/podman:patched"
+    env = {"DOCKER_HOST": "unix:///nonexistent.sock"}  # proves docker is not used
+    r = mlops("patch", "apply", str(pinned_patch), "--image", podman_image, "--engine", "podman", "--tag", tag,
+              "--yes", "--json", env=env)
+    try:
+        assert r.returncode == 0 and r.json()["result"] == "applied", r
+        assert r.json()["target"]["engine"] == "podman"
+        info = json.loads(subprocess.run(["podman", "image", "inspect", tag], capture_output=True, text=True,
+                                         check=True).stdout)[0]
+        assert info["Config"]["Entrypoint"] == ["vllm", "serve"]
+        assert info["Config"]["Labels"]["org.mlops.patch.sha256"] == r.json()["patch"]["sha256"]
+        r = mlops("patch", "status", str(pinned_patch), "--image", tag, "--json", env={**env, "MLOPS_ENGINE": "podman"})
+        assert r.returncode == 0 and r.json()["result"] == "applied", r
+    finally:
+        subprocess.run(["podman", "rmi", tag], capture_output=True)

@@ -56,3 +56,18 @@ def test_help_has_examples(mlops):
     for sub in ([], ["extract"], ["diff"], ["apply"], ["status"], ["revert"]):
         r = mlops("patch", *sub, "--help")
         assert r.returncode == 0 and "Example" in r.stdout, (sub, r)
+
+
+def test_engine_choice_docker_first_then_podman():
+    from mlops_cli.output import OperationFailed
+    from mlops_cli.patch.engine import select_engine
+
+    both = {"docker": "/usr/bin/docker", "podman": "/usr/bin/podman"}.get
+    only_podman = {"podman": "/usr/bin/podman"}.get
+    assert select_engine(None, which=both, env={}).name == "docker"
+    assert select_engine(None, which=only_podman, env={}).name == "podman"  # docker absent
+    assert select_engine("podman", which=both, env={}).name == "podman"
+    assert select_engine(None, which=both, env={"MLOPS_ENGINE": "podman"}).name == "podman"
+    assert select_engine("docker", which=both, env={"MLOPS_ENGINE": "podman"}).name == "docker"
+    with pytest.raises(OperationFailed, match="docker is not installed"):
+        select_engine("docker", which=only_podman, env={})

@@ -101,13 +101,14 @@ def _with_interpreter(call) -> tuple[str, CommandResult]:
     return "python3", result
 
 
-def select_engine(requested: str | None) -> Engine:
-    name = (requested or os.environ.get("MLOPS_ENGINE") or "").strip().lower() or None
+def select_engine(requested: str | None, which=shutil.which, env=os.environ) -> Engine:
+    """--engine, else MLOPS_ENGINE, else docker if installed, else podman."""
+    name = (requested or env.get("MLOPS_ENGINE") or "").strip().lower() or None
     if name is not None and name not in ENGINES:
         raise UsageError(f"unknown container engine {name!r}", hint="use --engine docker or --engine podman")
     candidates = [name] if name else list(ENGINES)
     for candidate in candidates:
-        binary = shutil.which(candidate)
+        binary = which(candidate)
         if binary:
             return Engine(candidate, binary)
     if name:
