@@ -14,8 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="""Patch an installed Python package (e.g. transformers inside vllm/vllm-openai) safely and repeatably.
 
-extract -> edit -> diff (a patch pinned to package version + file sha256) -> apply to an image
-(a derived image is built), a running container or a local environment -> status -> revert.
+extract -> edit -> diff (a patch pinned to package version + file sha256) -> apply to an image (a derived image is built), a running container or a local environment -> status -> revert.
 
 Examples:
 

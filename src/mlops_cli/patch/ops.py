@@ -144,6 +144,8 @@ def _apply_image(target: ImageTarget, located: Located, patch: pf.Patch, package
         report.result, report.new_image_id = "already-applied", existing["Id"]
         report.plan = [f"{tag} already exists, built from this base with this patch"]
         return report
+    if existing:
+        report.plan.append(f"{tag} exists now ({existing['Id'][:19]}); the tag will move to the new image")
     _ask(report, f"Build {tag}?", opts)
     if not opts.json_mode:
         info(f"building {tag} ...")
