@@ -100,6 +100,7 @@ def test_corrupt_patch_is_exit_2_and_changes_nothing(mlops, local_env, pinned_pa
         "bad-hash": good.replace(SHA_PATCHED, "zz" + SHA_PATCHED[2:]),
         "garbage": "this is not a patch\n",
         "binary": "\udcff",
+        "hand-edited-hunk": good.replace("+                    current_pos = int(", "+                    current_pos = float("),
     }
     for name, text in variants.items():
         bad = tmp_path / f"{name}.patch"
@@ -166,3 +167,23 @@ def test_local_target_defaults_to_the_running_interpreter(mlops, tmp_path):
     assert r.returncode == 1 and r.json()["result"] == "not-applied", r
     assert os.path.realpath(r.json()["python"]) == os.path.realpath(sys.executable)
     assert r.json()["target"]["kind"] == "local"
+
+
+PATCH_JSON_KEYS = {"command", "result", "state", "target", "package", "version", "site", "python", "patch", "files",
+                   "new_image", "new_image_id", "labels", "dry_run", "plan", "import_check", "problem", "warnings",
+                   "notes"}
+
+
+def test_json_schema_and_revert_dry_run(mlops, local_env, pinned_patch):
+    py = str(local_env.python)
+    for argv in (["status"], ["apply", "--dry-run"], ["revert", "--dry-run"]):
+        r = mlops("patch", argv[0], str(pinned_patch), "--python", py, *argv[1:], "--json")
+        assert set(r.json()) == PATCH_JSON_KEYS, (argv, sorted(r.json()))
+        assert set(r.json()["patch"]) == {"path", "sha256", "pinned", "version"}
+        assert set(r.json()["files"][0]) == {"path", "state", "sha256_current", "sha256_before", "sha256_after",
+                                             "reason", "target_path"}
+    assert mlops("patch", "apply", str(pinned_patch), "--python", py, "--yes").returncode == 0
+    r = mlops("patch", "revert", str(pinned_patch), "--python", py, "--dry-run", "--json")
+    assert r.returncode == 0 and r.json()["result"] == "would-revert" and r.json()["dry_run"] is True, r
+    assert any("backup" in step for step in r.json()["plan"])
+    assert _sha(local_env.file) == SHA_PATCHED  # a dry run changes nothing

@@ -124,3 +124,10 @@ def test_assess_mixed_state_is_a_conflict():
                                                    ("pkg/other.py", other_before.encode(), other_after.encode())]))
     a = decide.assess(patch, "1.0", {"pkg/mod.py": AFTER.encode(), "pkg/other.py": other_before.encode()})
     assert a.state == decide.CONFLICT and "partially applied" in a.problem
+
+
+def test_assess_a_tampered_diff_under_a_valid_pin_is_a_conflict():
+    text = pf.make_patch("pkg", "1.0", [("pkg/mod.py", BEFORE.encode(), AFTER.encode())]).decode()
+    tampered = pf.parse(text.replace("+five\n", "+FIVE\n").encode())  # the hunk no longer gives sha256-after
+    a = decide.assess(tampered, "1.0", _files(BEFORE))
+    assert a.state == decide.CONFLICT and "does not give the pinned result" in a.problem

@@ -26,6 +26,9 @@ from mlops_cli.patch import patchfile as pf
 APPLIED = "applied"
 NOT_APPLIED = "not-applied"
 CONFLICT = "conflict"
+# The file is exactly the pinned original, yet the hunks do not produce the pinned result:
+# the patch contradicts its own header (edited by hand, or damaged).
+INCONSISTENT = "the file matches the pinned original but the diff does not give the pinned result"
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,7 @@ def _assess_file(diff: pf.FileDiff, pin: pf.FilePin | None, data: bytes | None, 
         if current == pin.sha256_before:
             patched = _try(diff, text, False)
             if patched is None or pf.sha256_bytes(patched) != pin.sha256_after:
-                return FileState(diff.path, CONFLICT, current, before, after,
-                                 "the file matches the pin but the diff does not give the pinned result (corrupt patch?)")
+                return FileState(diff.path, CONFLICT, current, before, after, INCONSISTENT)
             return FileState(diff.path, NOT_APPLIED, current, before, after, patched=patched)
         if not match_context:
             return FileState(diff.path, CONFLICT, current, before, after,

@@ -83,6 +83,10 @@ def _report(command: str, target: Target, patch_path: Path, patch: pf.Patch, pac
 def _assess(target: Target, patch: pf.Patch, package: str, opts: Options):
     located = target.locate(package, patch.paths)
     assessment = decide.assess(patch, located.version, located.files, opts.allow_other_version)
+    bad = [f.path for f in assessment.files if f.reason == decide.INCONSISTENT]
+    if bad:
+        raise UsageError(f"corrupt patch: {', '.join(bad)}: {decide.INCONSISTENT}",
+                         hint="the diff was edited after `mlops patch diff` wrote it; make it again; nothing was changed")
     for w in assessment.warnings:
         warn(w)
     return located, assessment
