@@ -1,0 +1,235 @@
+"""`mlops patch`: options only; the work is in workdir.py (extract, diff) and ops.py (apply, status, revert)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlops_cli.output import emit, run_guarded
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="""Patch an installed Python package (e.g. transformers inside vllm/vllm-openai) safely and repeatably.
+
+extract -> edit -> diff (a patch pinned to package version + file sha256) -> apply to an image (a derived image is built), a running container or a local environment -> status -> revert.
+
+Examples:
+
+  mlops patch extract vllm/vllm-openai:latest transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py -o work/
+
+  mlops patch diff work/ -o qwen-mrope.patch
+
+  mlops patch apply qwen-mrope.patch --image vllm/vllm-openai:latest --dry-run
+""",
+)
+
+JSON_HELP = "Print one JSON document on stdout (see docs/patch.md for the schema)."
+IMAGE_HELP = "A local image to patch (a derived image is built; the base is never changed)."
+CONTAINER_HELP = "A running container to patch in place."
+PYTHON_HELP = "The interpreter of a local environment (default: the one running mlops)."
+ENGINE_HELP = "Container engine: docker (default) or podman (used when docker is absent). Env: MLOPS_ENGINE."
+PACKAGE_HELP = "The package a plain diff (no mlops header) patches, e.g. transformers. Nothing is pinned then."
+OVERRIDE_HELP = ("Allow a pinned patch on another package version or file hash when every hunk matches "
+                 "exactly at its line (a warning is printed).")
+
+
+def _target(image: Optional[str], container: Optional[str], python: Optional[str], engine: Optional[str]):
+    from mlops_cli.output import UsageError
+    from mlops_cli.patch.engine import select_engine
+    from mlops_cli.patch.targets import ContainerTarget, ImageTarget, LocalTarget
+
+    chosen = [name for name, value in (("--image", image), ("--container", container), ("--python", python)) if value]
+    if len(chosen) > 1:
+        raise UsageError(f"choose one target, not {' and '.join(chosen)}")
+    if image:
+        return ImageTarget(select_engine(engine), image)
+    if container:
+        return ContainerTarget(select_engine(engine), container)
+    return LocalTarget(python)
+
+
+def _opts(json_out: bool, **kw):
+    from mlops_cli.patch.ops import Options
+
+    return Options(json_mode=json_out, **kw)
+
+
+def _emit_patch_report(report, json_out: bool) -> int:
+    from mlops_cli.output import err_console
+
+    code = emit(report, json_out)
+    if report.result == "conflict" and report.problem:
+        err_console().print(f"error: {report.problem}", markup=False, highlight=False)
+        err_console().print("hint: nothing was changed; if the target moved to a new release, extract the file again "
+                            "and re-diff (docs/patch.md, 'Carrying a patch forward')", markup=False, highlight=False)
+    return code
+
+
+@app.command(help="""Copy files of an installed package out of an image, container or environment into a work folder.
+
+Records the package version and each file's sha256 (work/.mlops/extract.json) and keeps an untouched
+copy; edit the copy at the top of the work folder, then run `mlops patch diff`. For an image, no
+container is left behind. PATHs are relative to site-packages. Without --container/--python the
+first argument is the image.
+
+Examples:
+
+  mlops patch extract vllm/vllm-openai:latest transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py -o work/
+
+  mlops patch extract --container vllm transformers/modeling_rope_utils.py -o work/
+
+  mlops patch extract --python .venv/bin/python transformers/modeling_rope_utils.py -o work/
+""")
+def extract(
+    args: List[str] = typer.Argument(..., metavar="[IMAGE] PATH...", help="Image (unless --container/--python), then paths."),
+    output: Path = typer.Option(..., "-o", "--output", help="A new or empty work folder."),
+    image: Optional[str] = typer.Option(None, "--image", help=IMAGE_HELP),
+    container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
+    engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    def body():
+        from mlops_cli.output import UsageError
+        from mlops_cli.patch.workdir import extract as do_extract
+
+        paths, img = list(args), image
+        if not (img or container or python):
+            if len(paths) < 2:
+                raise UsageError("give an image and at least one PATH", hint="mlops patch extract IMAGE PATH... -o work/")
+            img, paths = paths[0], paths[1:]
+        return emit(do_extract(_target(img, container, python, engine), paths, output), json_out)
+
+    run_guarded(body)
+
+
+@app.command(help="""Turn the edits in a work folder into a pinned patch file.
+
+The patch is a unified diff (usable with `patch -p1` too) with a header naming the package, its
+version and each file's sha256 before and after. Refuses an edit that does not parse.
+
+Examples:
+
+  mlops patch diff work/ -o qwen-mrope.patch
+""")
+def diff(
+    workdir: Path = typer.Argument(..., help="The folder `mlops patch extract` made."),
+    output: Path = typer.Option(..., "-o", "--output", help="The patch file to write."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    def body():
+        from mlops_cli.patch.workdir import diff as do_diff
+
+        return emit(do_diff(workdir, output), json_out)
+
+    run_guarded(body)
+
+
+@app.command(help="""Apply a patch to an image (builds a derived image), a running container, or a local environment.
+
+Refuses another package version or a file whose sha256 differs from the pin (naming both);
+already applied is a no-op (exit 0); a conflict changes nothing (exit 1). Patched files must
+compile and the patched module must import in the target. Shows the plan and asks first,
+unless --yes.
+
+Examples:
+
+  mlops patch apply qwen-mrope.patch --image vllm/vllm-openai:latest --dry-run
+
+  mlops patch apply qwen-mrope.patch --image vllm/vllm-openai:latest --tag registry.local/vllm:mrope --yes
+
+  mlops patch apply qwen-mrope.patch --container vllm --yes
+
+  mlops patch apply qwen-mrope.patch --python .venv/bin/python
+""")
+def apply(
+    patch: Path = typer.Argument(..., help="The patch file."),
+    image: Optional[str] = typer.Option(None, "--image", help=IMAGE_HELP),
+    container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Tag of the derived image (default: BASE_TAG-mlops-PATCHHASH)."),
+    package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
+    allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
+    no_import_check: bool = typer.Option(False, "--no-import-check", help="Do not import the patched module in the target."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff and the plan; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    def body():
+        from mlops_cli.patch.ops import apply as do_apply
+
+        opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes,
+                     import_check=not no_import_check, tag=tag)
+        return _emit_patch_report(do_apply(_target(image, container, python, engine), patch, opts), json_out)
+
+    run_guarded(body)
+
+
+@app.command(help="""Is the patch in the target? applied (exit 0) | not-applied (exit 1) | conflict (exit 1).
+
+conflict means the target has neither the pinned original nor the patched file (or another
+version): typically a new vLLM release with a new transformers. Extract again and re-diff.
+
+Examples:
+
+  mlops patch status qwen-mrope.patch --image vllm/vllm-openai:latest-mlops-0123456789ab
+
+  mlops patch status qwen-mrope.patch --container vllm --json
+""")
+def status(
+    patch: Path = typer.Argument(..., help="The patch file."),
+    image: Optional[str] = typer.Option(None, "--image", help=IMAGE_HELP),
+    container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
+    package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
+    allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
+    engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    def body():
+        from mlops_cli.patch.ops import status as do_status
+
+        opts = _opts(json_out, package=package, allow_other_version=allow_other_version)
+        return _emit_patch_report(do_status(_target(image, container, python, engine), patch, opts), json_out)
+
+    run_guarded(body)
+
+
+@app.command(help="""Undo a patch in a running container or a local environment (images are never changed).
+
+Local mode restores the backup taken at apply time, verified by sha256; otherwise the patch is
+un-applied and the result checked against the pinned original sha256. Not applied is a no-op.
+
+Examples:
+
+  mlops patch revert qwen-mrope.patch --container vllm --yes
+
+  mlops patch revert qwen-mrope.patch --python .venv/bin/python --dry-run
+""")
+def revert(
+    patch: Path = typer.Argument(..., help="The patch file."),
+    image: Optional[str] = typer.Option(None, "--image", help="Refused: images are never changed."),
+    container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),
+    python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
+    package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
+    allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be restored; change nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    def body():
+        from mlops_cli.output import UsageError
+        from mlops_cli.patch.ops import revert as do_revert
+
+        if image:
+            raise UsageError("an image is never changed by mlops patch, so there is nothing to revert in it",
+                             hint="use the base image again, and remove the derived tag with docker rmi TAG")
+        opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes)
+        return _emit_patch_report(do_revert(_target(None, container, python, engine), patch, opts), json_out)
+
+    run_guarded(body)

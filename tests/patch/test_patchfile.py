@@ -1,0 +1,133 @@
+"""The pure core: patch format round trips, strict parsing, exact application, decisions."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlops_cli.patch import decide
+from mlops_cli.patch import patchfile as pf
+
+BEFORE = "line 1\nline 2\nline 3\nline 4\nline 5\nline 6\nline 7\nline 8\nline 9\nline 10\n"
+
+
+def _patch(before: str, after: str, version: str = "1.0", path: str = "pkg/mod.py") -> pf.Patch:
+    return pf.parse(pf.make_patch("pkg", version, [(path, before.encode(), after.encode())]))
+
+
+@pytest.mark.parametrize("after", [
+    BEFORE.replace("line 5\n", "line five\n"),
+    "first\n" + BEFORE,  # insert at the top
+    BEFORE + "last\n",  # append
+    BEFORE.replace("line 2\n", "").replace("line 9\n", "nine\nnine and a half\n"),  # two hunks
+    BEFORE.rstrip("\n"),  # drop the final newline
+    "",  # empty the file
+])
+def test_make_then_apply_round_trips_both_ways(after):
+    patch = _patch(BEFORE, after)
+    diff = patch.files[0]
+    assert pf.apply(diff, BEFORE) == after
+    assert pf.apply(diff, after, reverse=True) == BEFORE
+
+
+def test_no_newline_at_end_of_original_round_trips():
+    before = BEFORE.rstrip("\n")
+    after = before + "\nline 11"
+    text = pf.make_patch("pkg", "1", [("pkg/m.py", before.encode(), after.encode())]).decode()
+    assert pf.NO_NEWLINE in text
+    diff = pf.parse(text.encode()).files[0]
+    assert pf.apply(diff, before) == after and pf.apply(diff, after, reverse=True) == before
+
+
+def test_header_pins_and_is_ignored_by_plain_tools():
+    patch = _patch(BEFORE, BEFORE.replace("line 5", "five"), version="5.20.2")
+    assert patch.pinned and patch.header.package == "pkg" and patch.header.version == "5.20.2"
+    pin = patch.header.pin_for("pkg/mod.py")
+    assert pin.sha256_before == pf.sha256_bytes(BEFORE.encode())
+
+
+def test_hunks_apply_only_at_their_exact_line():
+    patch = _patch(BEFORE, BEFORE.replace("line 5\n", "five\n"))
+    shifted = "new first line\n" + BEFORE  # GNU patch would apply this with offset 1
+    with pytest.raises(pf.HunkMismatch):
+        pf.apply(patch.files[0], shifted)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "no unified diff"),
+    ("--- a/pkg/m.py\n", "expected '+++"),
+    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n", "has no hunk"),
+    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -1,2 +1,2 @@\n a\n-b\n", "truncated"),
+    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ bogus @@\n", "malformed hunk header"),
+    ("--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n", "unsafe"),
+    ("--- /dev/null\n+++ b/pkg/new.py\n@@ -0,0 +1 @@\n+a\n", "not supported"),
+    ("# mlops-patch 1\n# package: p\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'version:'"),
+    ("# mlops-patch 9\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "unknown header version"),
+    ("# mlops-patch 1\n# package: p\n# version: 1\n# file: p/other.py\n#   sha256-before: " + "a" * 64
+     + "\n#   sha256-after: " + "b" * 64 + "\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "header pins"),
+])
+def test_corrupt_patches_are_rejected_with_the_reason(text, message):
+    with pytest.raises(pf.PatchFormatError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        pf.parse(text.encode())
+
+
+def test_git_style_diff_is_accepted():
+    body = pf.make_diff("pkg/m.py", BEFORE, BEFORE.replace("line 3", "three"))
+    text = "diff --git a/pkg/m.py b/pkg/m.py\nindex 1234567..89abcde 100644\n" + body
+    patch = pf.parse(text.encode())
+    assert not patch.pinned and patch.paths == ["pkg/m.py"]
+
+
+# --- decisions ---------------------------------------------------------------------------
+
+AFTER = BEFORE.replace("line 5\n", "five\n")
+
+
+def _files(text: str) -> dict:
+    return {"pkg/mod.py": text.encode()}
+
+
+def test_assess_pinned_states():
+    patch = _patch(BEFORE, AFTER)
+    a = decide.assess(patch, "1.0", _files(BEFORE))
+    assert a.state == decide.NOT_APPLIED and a.files[0].patched == AFTER.encode()
+    a = decide.assess(patch, "1.0", _files(AFTER))
+    assert a.state == decide.APPLIED and a.files[0].original == BEFORE.encode()
+    a = decide.assess(patch, "1.0", _files(BEFORE.replace("line 9", "nine")))
+    assert a.state == decide.CONFLICT and "matches neither" in a.problem
+    a = decide.assess(patch, "1.0", {"pkg/mod.py": None})
+    assert a.state == decide.CONFLICT and "not found" in a.problem
+
+
+def test_assess_refuses_other_version_naming_both_unless_overridden():
+    patch = _patch(BEFORE, AFTER)
+    a = decide.assess(patch, "2.0", _files(BEFORE))
+    assert a.state == decide.CONFLICT and a.problem == "patch is for pkg 1.0, the target has pkg 2.0"
+    # Override: another version whose file differs but where the hunk matches exactly.
+    other = BEFORE.replace("line 10", "line ten")
+    a = decide.assess(patch, "2.0", _files(other), allow_other_version=True)
+    assert a.state == decide.NOT_APPLIED and any("2.0" in w for w in a.warnings)
+    assert any("differs from the pin" in w for w in a.warnings)
+
+
+def test_assess_unpinned_never_assumes_reversed():
+    plain = pf.parse(pf.make_diff("pkg/mod.py", BEFORE, AFTER).encode())
+    assert decide.assess(plain, None, _files(BEFORE)).state == decide.NOT_APPLIED
+    assert decide.assess(plain, None, _files(AFTER)).state == decide.APPLIED
+    unrelated = decide.assess(plain, None, _files("something else\n"))
+    assert unrelated.state == decide.CONFLICT
+    assert any("nothing pins it" in w for w in unrelated.warnings)
+
+
+def test_assess_mixed_state_is_a_conflict():
+    other_before, other_after = "x = 1\n", "x = 2\n"
+    patch = pf.parse(pf.make_patch("pkg", "1.0", [("pkg/mod.py", BEFORE.encode(), AFTER.encode()),
+                                                   ("pkg/other.py", other_before.encode(), other_after.encode())]))
+    a = decide.assess(patch, "1.0", {"pkg/mod.py": AFTER.encode(), "pkg/other.py": other_before.encode()})
+    assert a.state == decide.CONFLICT and "partially applied" in a.problem
+
+
+def test_assess_a_tampered_diff_under_a_valid_pin_is_a_conflict():
+    text = pf.make_patch("pkg", "1.0", [("pkg/mod.py", BEFORE.encode(), AFTER.encode())]).decode()
+    tampered = pf.parse(text.replace("+five\n", "+FIVE\n").encode())  # the hunk no longer gives sha256-after
+    a = decide.assess(tampered, "1.0", _files(BEFORE))
+    assert a.state == decide.CONFLICT and "does not give the pinned result" in a.problem
