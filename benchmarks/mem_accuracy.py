@@ -86,10 +86,18 @@ def parse_row(i: int, r: dict[str, str]) -> Point:
     offload = "params" if "offload" in zero_text else None
     context = 1343 * MiB if metric == "nvml" else 0
     fused_ce = "liger" in notes.lower() and "use_liger_kernel" in notes
+    # ZeRO-3 buffers as each source configured them. PEFT README rows: accelerate's DeepSpeed plugin
+    # config (examples/conditional_generation, accelerate_ds_zero3_cpu_offload_config.yaml) sets no
+    # bucket sizes, so DeepSpeed's defaults hold (reduce_bucket_size 5e8, max_live_parameters 1e9).
+    # ms-swift rows: swift/llm/ds_config/zero3.json, reduce_bucket_size "auto" (= hidden²),
+    # stage3_max_live_parameters 1e9 (the Setup defaults). FSDP has no live-parameter pool.
+    zero_bucket = 500_000_000 if metric == "allocated" else 0
+    live = 0 if "fsdp" in zero_text else Setup().zero3_live_params
     setup = Setup(method=method, precision=precision, batch=int(r["batch"]), seq_len=seq_len,
                   grad_ckpt=r["grad_ckpt"] == "yes", attn=attn, optimizer=optimizer, quant=quant,
                   lora_targets="attention" if ("c_attn" in notes and "all-linear" not in notes and "all-linear" not in label) else "all-linear",
                   gpus=int(r["gpus"]), zero=zero, offload=offload, fused_ce=fused_ce, cuda_context=context,
+                  zero_bucket=zero_bucket, zero3_live_params=live,
                   allocator_reserve=0.0 if metric == "allocated" else Setup().allocator_reserve)
     group, why = "headline", ""
     if "effective seq" in notes or "padding_free" in notes:
