@@ -17,7 +17,7 @@ TERM_LABELS = {
     "gradients": "gradients",
     "optimizer_states": "optimizer states",
     "activations": "activations",
-    "attention_scores": "attention scores (seq², unfused kernel)",
+    "attention_scores": "attention scores / masks (seq²)",
     "logits": "logits / loss buffers",
     "kv_cache": "KV cache",
     "cuda_context": "CUDA context (+NCCL)",
