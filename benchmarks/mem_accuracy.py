@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import platform
 import re
 import statistics
@@ -86,10 +87,18 @@ def parse_row(i: int, r: dict[str, str]) -> Point:
     offload = "params" if "offload" in zero_text else None
     context = 1343 * MiB if metric == "nvml" else 0
     fused_ce = "liger" in notes.lower() and "use_liger_kernel" in notes
+    # ZeRO-3 buffers as each source configured them. PEFT README rows: accelerate's DeepSpeed plugin
+    # config (examples/conditional_generation, accelerate_ds_zero3_cpu_offload_config.yaml) sets no
+    # bucket sizes, so DeepSpeed's defaults hold (reduce_bucket_size 5e8, max_live_parameters 1e9).
+    # ms-swift rows: swift/llm/ds_config/zero3.json, reduce_bucket_size "auto" (= hidden²),
+    # stage3_max_live_parameters 1e9 (the Setup defaults). FSDP has no live-parameter pool.
+    zero_bucket = 500_000_000 if metric == "allocated" else 0
+    live = 0 if "fsdp" in zero_text else Setup().zero3_live_params
     setup = Setup(method=method, precision=precision, batch=int(r["batch"]), seq_len=seq_len,
                   grad_ckpt=r["grad_ckpt"] == "yes", attn=attn, optimizer=optimizer, quant=quant,
                   lora_targets="attention" if ("c_attn" in notes and "all-linear" not in notes and "all-linear" not in label) else "all-linear",
                   gpus=int(r["gpus"]), zero=zero, offload=offload, fused_ce=fused_ce, cuda_context=context,
+                  zero_bucket=zero_bucket, zero3_live_params=live,
                   allocator_reserve=0.0 if metric == "allocated" else Setup().allocator_reserve)
     group, why = "headline", ""
     if "effective seq" in notes or "padding_free" in notes:
@@ -168,12 +177,27 @@ def _err(est: float | None, measured: float | None) -> float | None:
 KERNEL_UNCERTAIN = "actual kernel depends on model code support"
 
 
+def _miss_group(p: Point) -> str:
+    notes = _notes_of(p)
+    if KERNEL_UNCERTAIN in notes:
+        return "kernel-uncertain ms-swift rows"
+    if p.setup.method == "qlora":
+        return "2023 QLoRA stacks"
+    if p.setup.offload == "params":
+        return "ZeRO-3 with parameter offload"
+    if "1_8B" in p.label:
+        return "Qwen-1.8B"
+    return "other"
+
+
 def _residuals_text(results) -> str:
     """Where the misses are, and a sensitivity run (not the headline) for kernel-uncertain rows."""
     headline = [(p, ours) for p, ours, _ in results if p.group == "headline"]
-    errs, alt = [], []
+    errs, alt, misses = [], [], {}
     for p, ours in headline:
         errs.append(_err(ours, p.measured))
+        if abs(errs[-1]) > 25:
+            misses.setdefault(_miss_group(p), []).append(f"{p.row} ({errs[-1]:+.0f} %)")
         if KERNEL_UNCERTAIN in _notes_of(p) and p.setup.attn == "flash":
             from dataclasses import replace
 
@@ -182,16 +206,29 @@ def _residuals_text(results) -> str:
         else:
             alt.append(errs[-1])
     s1, s2 = summarize(errs), summarize(alt)
+    listed = "; ".join(f"{group}: rows {', '.join(rows)}" for group, rows in misses.items())
     return (
-        "Where the misses are: almost all are underestimates of `max_memory_reserved` in the ms-swift 1.x "
-        "tables — (1) at 4K-8K tokens for ChatGLM3, Yi, OpenBuddy-Zephyr and Baichuan2, whose rows carry the "
-        "note that the FlashAttention request depended on the model's own code: the jump from 2K to 8K "
-        "looks like a seq² score term; (2) the 2023 bitsandbytes/GPTQ QLoRA stacks; (3) DeepSpeed ZeRO-3 with "
-        "parameter offload (PEFT rows; communication buckets are not modelled); (4) the small Qwen-1.8B, "
-        "probably allocator fragmentation from unpacked variable-length batches (not modelled).\n\n"
+        f"Headline misses beyond ±25 % ({sum(len(v) for v in misses.values())} of {len(errs)}): {listed}. "
+        "What is known about them (details and sources in docs/mem.md, \"Accuracy and limits\"): "
+        "(1) for the rows marked \"actual kernel depends on model code\", the model code was read — ChatGLM3 "
+        "calls SDPA with is_causal, Baichuan2 runs xformers / SDPA with its ALiBi bias as the mask (xformers is in "
+        "that environment), ms-swift 1.x requests FlashAttention-2 for Yi and OpenBuddy-Zephyr through "
+        "config._flash_attn_2_enabled (Yi's remote code of that time not verified) — so the kernels are fused; the headline keeps the requested kernel and counts the one documented seq² tensor, Baichuan-13B's "
+        "materialised ALiBi bias; the remaining 4K-8K jumps are not explained by a score matrix; "
+        "(2) the 2023 bitsandbytes/GPTQ QLoRA stacks carry the same gap as the bf16 LoRA run of the same model plus "
+        "an unexplained ≈0.2-0.3 B/param for NF4; "
+        "(3) ZeRO-3 with parameter offload now counts DeepSpeed's live-parameter pool "
+        "(stage3_max_live_parameters) and contiguous gradient bucket (reduce_bucket_size 5e8 in the PEFT "
+        "accelerate config); "
+        "(4) Qwen-1.8B: non-monotonic reserved peaks (allocator fragmentation with unpacked variable-length "
+        "batches), not modelled; "
+        "(5) other: Qwen-7B LoRA at micro-batch 2 and 4 grows by 10-15 GiB per extra 2K-token sample, 2-3x what "
+        "activations plus logits account for, and the longer-sample (ms-agent) and packing+DDP rows run above the "
+        "estimate too — not explained.\n\n"
         f"Sensitivity (not the headline): evaluating the kernel-uncertain rows with `--attn eager` gives "
         f"median |error| {s2['median_abs']:.1f} % and {s2['within_25']:.0f} % within ±25 % "
-        f"(headline, as the CSV states the kernel: {s1['median_abs']:.1f} % and {s1['within_25']:.0f} %).\n"
+        f"(headline, with the requested fused kernel: {s1['median_abs']:.1f} % and {s1['within_25']:.0f} %); "
+        "the model code does not support that reading.\n"
     )
 
 
@@ -256,8 +293,13 @@ def render(results, csv_path: Path) -> str:
                 s = summarize(errs)
                 met1 = "met" if s["median_abs"] <= 15 else "NOT met"
                 met2 = "met" if s["within_25"] >= 80 else "NOT met"
+                inside = sum(1 for e in errs if abs(e) <= 25)
+                spare = inside - math.ceil(0.8 * len(errs))
+                margin = ("no margin: one more miss fails it" if spare == 0 else
+                          f"margin {spare} point(s)" if spare > 0 else f"short by {-spare} point(s)")
                 out(f"**Bar** (spec): median |error| ≤ 15 %: {met1} ({s['median_abs']:.1f} %); "
-                    f"≥ 80 % of points within ±25 %: {met2} ({s['within_25']:.0f} %).")
+                    f"≥ 80 % of points within ±25 %: {met2} ({s['within_25']:.1f} %, {inside} of {len(errs)}; "
+                    f"{margin}).")
                 out("")
                 out("Error distribution of mlops (signed, estimate vs measured): " + histogram(errs))
                 out("")

@@ -91,9 +91,16 @@ def test_zero_sharding_follows_deepspeed(tiny):
     z2 = estimate(tiny, Setup(gpus=4, zero=2, cuda_context=0)).breakdown
     # DeepSpeed stage 2: 2P + 18P/N (16-bit params; 16+32-bit grads, fp32 master, Adam states sharded)
     assert z2["weights"] + z2["gradients"] + z2["optimizer_states"] == pytest.approx(2 * P + 18 * P / 4, abs=2)
-    z3 = estimate(tiny, Setup(gpus=4, zero=3)).breakdown
     largest = max(V * H, H * I)
-    assert z3["weights"] + z3["gradients"] + z3["optimizer_states"] == pytest.approx(4 * largest + 18 * P / 4, abs=2)
+    # With no live-parameter allowance it is DeepSpeed's estimator (4·largest_layer + 18P/N) plus the
+    # contiguous gradient bucket (HF "auto": hidden² elements, 16-bit).
+    z3 = estimate(tiny, Setup(gpus=4, zero=3, zero3_live_params=0)).breakdown
+    assert z3["weights"] + z3["gradients"] + z3["optimizer_states"] == pytest.approx(
+        4 * largest + 18 * P / 4 + 2 * H * H, abs=2)
+    # Default stage3_max_live_parameters 1e9 > P: the whole tiny model stays gathered (2P).
+    z3 = estimate(tiny, Setup(gpus=4, zero=3)).breakdown
+    assert z3["weights"] + z3["gradients"] + z3["optimizer_states"] == pytest.approx(
+        2 * P + 2 * largest + 18 * P / 4 + 2 * H * H, abs=2)
     off = estimate(tiny, Setup(gpus=4, zero=2, offload="optimizer")).breakdown
     assert off["optimizer_states"] == 0 and off["weights"] == 2 * P
 
@@ -156,3 +163,32 @@ def test_serving_fits_exactly_when_one_full_sequence_fits_in_the_kv_cache(length
     one_sequence_fits = est.serving["kv_cache_tokens"] >= length
     assert (est.required_bytes <= cap) == one_sequence_fits
     assert (est.serving["max_concurrency"] >= 1) == one_sequence_fits
+
+
+def test_zero3_param_offload_keeps_live_parameters_and_bucket(tiny):
+    """fp32 LoRA, ZeRO-3 with params and optimizer on the CPU (the PEFT README setup), by hand."""
+    s = Setup(method="lora", precision="fp32", zero=3, offload="params", zero3_live_params=100_000,
+              zero_bucket=1_000, cuda_context=0)
+    est = estimate(tiny, s)
+    adapters = est.trainable_params
+    # Resident: max(largest layer 64,000, min(P, 100,000)) fp32 params; frozen base: no layer grads.
+    assert est.breakdown["weights"] == 4 * 100_000 + 4 * adapters
+    assert est.breakdown["gradients"] == 4 * 1_000 and est.breakdown["optimizer_states"] == 0
+    small = estimate(tiny, s.with_changes(zero3_live_params=10)).breakdown["weights"]
+    assert small == 4 * max(V * H, H * I) + 4 * adapters  # never below one gathered layer
+
+
+def test_alibi_bias_is_counted_once_whatever_the_kernel():
+    from mlops_cli.mem.config import config_from_dict
+
+    base = {"model_type": "baichuan", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 128, "vocab_size": 1000}
+    alibi = config_from_dict(base, "b13")
+    rope = config_from_dict({**base, "max_position_embeddings": 4096}, "b7")
+    assert alibi.alibi_mask and not rope.alibi_mask
+    s = Setup(batch=2, seq_len=8, attn="flash")
+    # batch · heads · seq² · 2 bytes (bf16): 2 · 4 · 64 · 2
+    assert estimate(alibi, s).breakdown["attention_scores"] == 2 * 4 * 8 * 8 * 2
+    assert estimate(rope, s).breakdown["attention_scores"] == 0
+    assert load_preset("baichuan-inc/Baichuan2-13B-Chat").alibi_mask
+    assert not load_preset("baichuan-inc/Baichuan2-7B-Chat").alibi_mask

@@ -61,3 +61,26 @@ def test_serving_remedies_and_max_model_len():
     assert "tensor-parallel" in names and "int4-weights" in names
     tp = next(r for r in advice.remedies if r.name == "tensor-parallel")
     assert tp.fits and estimate(m, s.with_changes(gpus=4), cap).serving["max_concurrency"] >= 1
+
+
+def test_capacity_for_a_gpu_set_is_its_least_free_gpu():
+    from mlops_cli.mem.remedies import capacity_for
+
+    free = [10 * GiB, 80 * GiB, 70 * GiB, 75 * GiB]
+    assert capacity_for(1, 5 * GiB, free) == 80 * GiB
+    assert capacity_for(3, 5 * GiB, free) == 70 * GiB
+    assert capacity_for(4, 5 * GiB, free) == 10 * GiB
+    assert capacity_for(4, 5 * GiB, None) == 5 * GiB  # --gpu-mem: every GPU alike
+
+
+def test_zero3_remedy_is_judged_on_the_least_free_gpu_of_the_larger_set():
+    m = load_preset("Qwen/Qwen2.5-7B")
+    s = Setup(precision="amp-bf16", seq_len=2048, grad_ckpt=True)  # 18 B/param: no fit on one 80 GiB GPU
+    uniform = advise(m, s, 80 * GiB, gpus_available=4)
+    z3 = next(r for r in uniform.remedies if r.name == "zero3")
+    assert z3.fits and z3.capacity_bytes == 80 * GiB
+    # Same run chosen on GPU 0 (80 GiB free), but two of the four GPUs are nearly full.
+    mixed = advise(m, s, 80 * GiB, gpus_available=4, free_by_gpu=[80 * GiB, 80 * GiB, 6 * GiB, 6 * GiB])
+    z3 = next(r for r in mixed.remedies if r.name == "zero3")
+    assert z3.capacity_bytes == 6 * GiB and not z3.fits
+    assert z3.new_bytes == uniform.remedies[[r.name for r in uniform.remedies].index("zero3")].new_bytes

@@ -189,19 +189,20 @@ def oom_check(
         s, revision, json_out = _build(setup or {})
         m = resolve_model(model, revision)
         cap = _capacity_from_flags(gpu_mem, gpu)
-        gpus_available = s.gpus
+        gpus_available, free_by_gpu = s.gpus, None
         if cap is None:
-            capacity, origin, gpus_available = _free_memory_from_nvml(snapshot, s.gpus)
-            cap = (capacity, origin)
+            capacity, origin, free_by_gpu = _free_memory_from_nvml(snapshot, s.gpus)
+            cap, gpus_available = (capacity, origin), len(free_by_gpu)
         est = estimate(m, s, cap[0])
-        advice = advise(m, s, cap[0], gpus_available)
+        advice = advise(m, s, cap[0], gpus_available, free_by_gpu)
         return emit(OomReport(est, cap[0], cap[1], advice), json_out)
 
     run_guarded(body)
 
 
-def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[int, str, int]:
-    """The free memory of the GPUs this run would use: the `gpus_wanted` with most free memory."""
+def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[int, str, list[int]]:
+    """The free memory of the GPUs this run would use (the `gpus_wanted` with most free memory),
+    its label, and every GPU's free bytes (for remedies that use more GPUs)."""
     from mlops_cli.gpu.status import collect, open_source
     from mlops_cli.output import NotApplicable
 
@@ -223,4 +224,4 @@ def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[i
     where = "NVML" if origin == "nvml" else f"snapshot {origin}"
     label = f"GPU {index} free memory ({where})" if gpus_wanted == 1 else \
         f"least free of GPUs {', '.join(str(i) for _, i in chosen)} ({where})"
-    return capacity, label, len(free)
+    return capacity, label, [b for b, _ in free]

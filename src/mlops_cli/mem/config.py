@@ -34,6 +34,9 @@ class ModelConfig:
     expert_intermediate: int = 0
     shared_expert_intermediate: int = 0
     encoder_decoder: bool = False  # T5: `layers` counts encoder + decoder blocks
+    # The model code builds its ALiBi bias as a dense batch·heads·seq² tensor (Baichuan-13B
+    # remote code); BLOOM-style ALiBi broadcasts a heads·seq vector instead and is not flagged.
+    alibi_mask: bool = False
     extra_params: int = 0  # position/token-type embeddings, pooler, relative bias
     max_positions: int = 0
     source: str = ""
@@ -180,11 +183,14 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
                     "hidden_dropout_prob", "hidden_dropout")
     dropout = any(isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool) and cfg[k] > 0
                   for k in dropout_keys)
+    # Baichuan 1/2 13B (remote code modeling_baichuan.py) use ALiBi and declare only `model_max_length`;
+    # the 7B checkpoints use RoPE and declare `max_position_embeddings` for the rotary cache.
+    alibi_mask = bool(cfg.get("alibi_mask", model_type == "baichuan" and "max_position_embeddings" not in cfg))
     return ModelConfig(
         name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         intermediate=inter, vocab=vocab, tied=tied, gated_mlp=gated, attention_bias=bias, dropout=dropout,
         experts=experts, experts_per_token=experts_per_token, expert_intermediate=expert_inter,
-        shared_expert_intermediate=shared_inter, encoder_decoder=encoder_decoder, extra_params=extra,
+        shared_expert_intermediate=shared_inter, encoder_decoder=encoder_decoder, extra_params=extra, alibi_mask=alibi_mask,
         max_positions=int(_first(cfg, "max_position_embeddings", "seq_length", "n_positions", default=0) or 0),
         source=source,
     )

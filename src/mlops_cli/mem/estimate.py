@@ -93,6 +93,18 @@ def layer_activation_per_token(model: ModelConfig, setup: Setup) -> float:
     return 2 * norm + linear_inputs + qkv + attn_out + mlp + masks
 
 
+def alibi_mask_bytes(model: ModelConfig, setup: Setup) -> float:
+    """A dense ALiBi bias the model code materialises: batch·heads·seq² in the compute dtype.
+
+    Baichuan-13B's remote modeling code adds its ALiBi slopes to the causal mask as one
+    [batch, heads, seq, seq] tensor before the first layer and hands it to every layer (also
+    through the checkpoints), whatever the attention kernel. Counted once, not per layer.
+    """
+    if not model.alibi_mask:
+        return 0.0
+    return float(setup.batch * model.heads * setup.seq_len * setup.seq_len * activation_bytes(setup.precision))
+
+
 def attention_scores_per_token(model: ModelConfig, setup: Setup, seq_len: int) -> float:
     """The a·s² term per token of one layer when attention is not fused (eager)."""
     if setup.attn != "eager":
@@ -157,19 +169,42 @@ def _model_states(model: ModelConfig, setup: Setup, trainable: int) -> tuple[flo
     elif setup.zero == 2:
         w, g, o = base + adapters, (grad16 + grad32) / N, (master + opt_states) / N
     else:
-        gathered = 4 * model.largest_layer_params  # params16 gathered + grads16 computed, one layer
+        gathered, layer_grads, bucket = _zero3_gpu_buffers(model, setup, pb, full_like)
         w = (base + adapters) / N + gathered
-        g, o = grad32 / N if sixteen else grad16 / N, (master + opt_states) / N
-        notes.append(f"ZeRO-3/FSDP: model states sharded over {N} GPU(s), plus one gathered layer "
-                     f"({model.largest_layer_params / 1e6:.0f}M params)")
+        g = (grad32 / N if sixteen else grad16 / N) + layer_grads + bucket
+        o = (master + opt_states) / N
+        notes.append(f"ZeRO-3/FSDP: model states sharded over {N} GPU(s), plus up to "
+                     f"{gathered / pb / 1e6:.0f}M gathered parameters (stage3_max_live_parameters) "
+                     f"and a {bucket / pb / 1e6:.0f}M-element gradient bucket")
     if setup.offload in ("optimizer", "params"):
         o = 0.0
-        g = grad16 / N if setup.zero == 3 else 0.0  # gradients stream to the CPU partition
+        # Gradients stream to the CPU partition (ZeRO-3 keeps its 16-bit partition and buffers).
+        g = grad16 / N + layer_grads + bucket if setup.zero == 3 else 0.0
         notes.append("optimizer states and fp32 master weights live in CPU RAM (needs ≈ 16-18 B/param of host memory)")
     if setup.offload == "params":
-        w = 4 * model.largest_layer_params + adapters
-        g = 0.0
+        # Parameters live in CPU RAM; what is fetched stays resident up to the live-parameter bound.
+        w = gathered + adapters
+        g = layer_grads + bucket
     return w, g, o, notes
+
+
+def _zero3_gpu_buffers(model: ModelConfig, setup: Setup, pb: int, full_like: bool) -> tuple[float, float, float]:
+    """Bytes ZeRO-3 holds on each GPU beyond its shard: gathered params, one layer's grads, the grad bucket.
+
+    DeepSpeed's estimator counts one gathered layer (params16 + grads16 = 4·largest_layer). Its
+    parameter coordinator keeps fetched parameters resident until `stage3_max_live_parameters`
+    (default 1e9 elements) are live; a parameter reused within `stage3_max_reuse_distance` (1e9)
+    is not released, which at the forward/backward turn is the tail of the model. So the
+    gathered working set is max(largest layer, min(P, max_live)) in the parameters' dtype (fp32
+    when the run is fp32). With `contiguous_gradients` (default on) stage3.py allocates a flat
+    gradient buffer of `reduce_bucket_size` elements up front (HF "auto": hidden_size²; DeepSpeed
+    default 5e8). Only full fine-tuning computes grads for a gathered layer.
+    """
+    live = max(model.largest_layer_params, min(model.total_params, setup.zero3_live_params))
+    gathered = float(pb * live)
+    layer_grads = float(pb * model.largest_layer_params) if full_like else 0.0
+    bucket = float(pb * (setup.zero_bucket or model.hidden * model.hidden))
+    return gathered, layer_grads, bucket
 
 
 def _training(model: ModelConfig, setup: Setup) -> Estimate:
@@ -188,7 +223,9 @@ def _training(model: ModelConfig, setup: Setup) -> Estimate:
         activations = tokens * layers_kept * layer
         attention = tokens * layers_kept * scores
     # Softmax backward materialises the gradient of one layer's score matrix (same size) on top.
-    attention += tokens * scores
+    attention += tokens * scores + alibi_mask_bytes(model, setup)
+    if model.alibi_mask:
+        notes.append("the model code materialises its ALiBi bias as a batch·heads·seq² tensor (in attention scores)")
     activations += tokens * 2 * bpa * model.hidden  # embedding output and final norm
     if setup.attn == "flash" and setup.precision == "fp32":
         notes.append("FlashAttention needs fp16/bf16; an fp32 run falls back to SDPA (same memory)")

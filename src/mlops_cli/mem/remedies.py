@@ -26,10 +26,12 @@ class Remedy:
     new_bytes: int
     saves_bytes: int
     fits: bool
+    capacity_bytes: int = 0  # per-GPU memory this remedy is judged against (its own GPU set)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "change": self.change, "what": self.what, "cost": self.cost,
-                "new_required_bytes": self.new_bytes, "saves_bytes": self.saves_bytes, "fits": self.fits}
+                "new_required_bytes": self.new_bytes, "saves_bytes": self.saves_bytes, "fits": self.fits,
+                "capacity_bytes": self.capacity_bytes}
 
 
 @dataclass
@@ -133,27 +135,44 @@ def _candidates(model: ModelConfig, s: Setup, capacity: int, gpus_available: int
     return out
 
 
-def advise(model: ModelConfig, setup: Setup, capacity: int, gpus_available: int = 1) -> Advice:
-    """Remedies with their new estimates, a cumulative plan, and the largest batch/seq that fit."""
+def capacity_for(gpus: int, capacity: int, free_by_gpu: Optional[list[int]]) -> int:
+    """Per-GPU memory a run on `gpus` GPUs can count on: the least free of the `gpus` freest GPUs.
+
+    Without a per-GPU list (--gpu-mem / --gpu: every GPU alike) it is `capacity`."""
+    if not free_by_gpu:
+        return capacity
+    ranked = sorted(free_by_gpu, reverse=True)
+    return ranked[min(gpus, len(ranked)) - 1]
+
+
+def advise(model: ModelConfig, setup: Setup, capacity: int, gpus_available: int = 1,
+           free_by_gpu: Optional[list[int]] = None) -> Advice:
+    """Remedies with their new estimates, a cumulative plan, and the largest batch/seq that fit.
+
+    `free_by_gpu` (NVML free bytes per GPU) lets a remedy that spreads the run over more GPUs
+    (ZeRO-3, tensor parallel) be judged against the least free GPU of that larger set."""
     current = required(model, setup, capacity)
     advice = Advice()
     candidates = _candidates(model, setup, capacity, gpus_available) if current > capacity else []
     for name, change, what, cost in candidates:
-        new = required(model, setup.with_changes(**change), capacity)
+        trial = setup.with_changes(**change)
+        cap = capacity_for(trial.gpus, capacity, free_by_gpu) if trial.gpus != setup.gpus else capacity
+        new = required(model, trial, cap)
         if new < current:
-            advice.remedies.append(Remedy(name, change, what, cost, new, current - new, new <= capacity))
+            advice.remedies.append(Remedy(name, change, what, cost, new, current - new, new <= cap, cap))
     # The plan: apply remedies in cost order, keeping those that still lower the estimate.
-    planned, planned_bytes = setup, current
+    planned, planned_bytes, planned_cap = setup, current, capacity
     for remedy in advice.remedies:
-        if planned_bytes <= capacity:
+        if planned_bytes <= planned_cap:
             break
         trial = planned.with_changes(**remedy.change)
-        new = required(model, trial, capacity)
+        cap = capacity_for(trial.gpus, capacity, free_by_gpu) if trial.gpus != setup.gpus else capacity
+        new = required(model, trial, cap)
         if new < planned_bytes:
-            planned, planned_bytes = trial, new
+            planned, planned_bytes, planned_cap = trial, new, cap
             advice.plan.append(Remedy(remedy.name, remedy.change, remedy.what, remedy.cost, new,
-                                      current - new, new <= capacity))
-    advice.plan_fits = planned_bytes <= capacity
+                                      current - new, new <= cap, cap))
+    advice.plan_fits = planned_bytes <= planned_cap
     if setup.inference:
         advice.largest_seq_len = largest_fitting(model, setup, capacity, "max_model_len", 1 << 21, 256)
     else:

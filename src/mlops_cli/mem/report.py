@@ -17,7 +17,7 @@ TERM_LABELS = {
     "gradients": "gradients",
     "optimizer_states": "optimizer states",
     "activations": "activations",
-    "attention_scores": "attention scores (seq², unfused kernel)",
+    "attention_scores": "attention scores / masks (seq²)",
     "logits": "logits / loss buffers",
     "kv_cache": "KV cache",
     "cuda_context": "CUDA context (+NCCL)",
@@ -150,7 +150,10 @@ class OomReport:
         for col in ("#", "change", "new estimate", "saves", "fits", "cost"):
             table.add_column(col, justify="right" if col in ("#", "new estimate", "saves") else "left")
         for i, r in enumerate(a.remedies, 1):
-            table.add_row(str(i), r.what, _gib(r.new_bytes), _gib(r.saves_bytes), "yes" if r.fits else "no", r.cost)
+            fits = "yes" if r.fits else "no"
+            if r.capacity_bytes and r.capacity_bytes != self.capacity_bytes:
+                fits += f" (vs {_gib(r.capacity_bytes)} free)"  # judged on the least free GPU of its set
+            table.add_row(str(i), r.what, _gib(r.new_bytes), _gib(r.saves_bytes), fits, r.cost)
         console.print(table)
         if a.plan:
             steps = " + ".join(r.name for r in a.plan)

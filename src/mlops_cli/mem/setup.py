@@ -36,6 +36,11 @@ class Setup:
     gpus: int = 1
     zero: int = 0  # 0 = DDP/replicated; 1, 2, 3 = DeepSpeed ZeRO stage (3 = FSDP full shard)
     offload: Optional[str] = None
+    # DeepSpeed ZeRO-3 knobs that put memory on the GPU (DeepSpeed config docs, "ZeRO optimizations"):
+    # stage3_max_live_parameters (default 1e9 elements, also ms-swift's zero3.json) and
+    # reduce_bucket_size; 0 = HF Trainer "auto" = hidden_size² (transformers deepspeed integration).
+    zero3_live_params: int = 1_000_000_000
+    zero_bucket: int = 0
     inference: bool = False
     max_model_len: Optional[int] = None
     max_seqs: int = 256
@@ -60,6 +65,8 @@ class Setup:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
         if self.zero not in (0, 1, 2, 3):
             raise UsageError(f"--zero must be 0, 1, 2 or 3, got {self.zero}")
+        if self.zero3_live_params < 0 or self.zero_bucket < 0:
+            raise UsageError("ZeRO-3 live parameters and bucket size must not be negative")
         if self.max_model_len is not None and self.max_model_len < 1:
             raise UsageError(f"--max-model-len must be at least 1, got {self.max_model_len}")
         if not 0 < self.gpu_memory_utilization <= 1:
