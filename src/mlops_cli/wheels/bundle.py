@@ -1,0 +1,251 @@
+"""`mlops wheels`: resolve for each target, fetch, build pure sdists, write the bundle.
+
+Order of work: requirements are checked, uv resolves per target (in parallel), the index
+pages of every pin are read (in parallel), a pure plan says which file each target gets,
+files are downloaded into the cache (in parallel, hash-checked), and the bundle is written
+to a temporary folder that is renamed into place only when everything, including the
+optional `--check-install`, succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlops_cli import __version__
+from mlops_cli.output import OperationFailed, UsageError, info, warn
+from mlops_cli.wheels.targets import Target
+
+
+@dataclass
+class BundleRequest:
+    requirements: list[str]
+    requirement_files: list[Path]
+    targets: list[Target]
+    index_urls: list[str]
+    out: Path | None = None
+    sdist_policy: str = "build"  # build | refuse
+    archive: str = "dir"  # dir | tar.gz
+    check_install: bool = False
+    show_progress: bool = False
+    chatty: bool = False  # phase lines on stderr
+    cache_root: Path | None = None
+    workers: int = 8
+    host: Target | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def default_out_name(requirements: list[str]) -> str:
+    from packaging.requirements import Requirement
+
+    if not requirements:
+        return "requirements-bundle"
+    first = Requirement(requirements[0])
+    pins = [s.version for s in first.specifier if s.operator in ("==", "===")]
+    return f"{first.name}-{pins[0]}-bundle" if pins else f"{first.name}-bundle"
+
+
+def _read_requirement_files(paths: list[Path]) -> None:
+    for p in paths:
+        if not p.is_file() or not os.access(p, os.R_OK):
+            raise UsageError(f"cannot read requirements file {p}")
+
+
+def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path) -> tuple[dict, list[str]]:
+    from mlops_cli.wheels.resolve import resolve
+
+    with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
+        futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv") for t in req.targets}
+        results = {name: f.result() for name, f in futures.items()}
+    warnings = sorted({w for _, ws in results.values() for w in ws})
+    return {name: pins for name, (pins, _) in results.items()}, warnings
+
+
+def _fetch_pages(session, req: BundleRequest, pins: dict) -> dict:
+    from packaging.utils import canonicalize_name
+
+    from mlops_cli.wheels.index import fetch_project
+
+    versions: dict[str, set[str]] = {}
+    for target_pins in pins.values():
+        for p in target_pins:
+            versions.setdefault(canonicalize_name(p.name), set()).add(p.version)
+    with ThreadPoolExecutor(max_workers=req.workers) as pool:
+        futures = {name: pool.submit(fetch_project, session, req.index_urls, name,
+                                     next(iter(vs)) if len(vs) == 1 else None)
+                   for name, vs in versions.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def build_bundle(req: BundleRequest):
+    from mlops_cli.wheels import layout
+    from mlops_cli.wheels.build import build_pure_wheel
+    from mlops_cli.wheels.download import Cache, Job, default_cache_root, download_all
+    from mlops_cli.wheels.index import fetch_project, make_session
+    from mlops_cli.wheels.plan import make_plan
+    from mlops_cli.wheels.result import BundleResult
+
+    started = time.perf_counter()
+    _read_requirement_files(req.requirement_files)
+    cache_root = Path(req.cache_root or default_cache_root())
+    out = Path(req.out or default_out_name(req.requirements)).absolute()
+    final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
+    if final.exists() and not (final.is_dir() and (final / "manifest.json").is_file()) and req.archive == "dir":
+        raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")
+    final.parent.mkdir(parents=True, exist_ok=True)
+
+    session = make_session(req.index_urls, req.workers)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        inputs = list(req.requirement_files)
+        if req.requirements:
+            top = work / "requirements.in"
+            top.write_text("\n".join(req.requirements) + "\n")
+            inputs.insert(0, top)
+            # One page first: an unreachable index becomes one clear line, not uv's retries.
+            from packaging.requirements import Requirement
+
+            fetch_project(session, req.index_urls[:1], Requirement(req.requirements[0]).name, timeout=20)
+        if req.chatty:
+            info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
+        pins, uv_warnings = _resolve_all(req, inputs, cache_root)
+        pages = _fetch_pages(session, req, pins)
+        plan = make_plan(req.targets, pins, pages)
+        if plan.problems:
+            raise OperationFailed("; ".join(plan.problems),
+                                  hint="pick another version, or leave that target out of this bundle")
+        sdists = plan.sdists()
+        if sdists and req.sdist_policy == "refuse":
+            names = ", ".join(c.file.filename for c in sdists)
+            raise OperationFailed(f"sdist-only dependencies (no wheel for the target): {names}",
+                                  hint="--sdist build builds pure-Python ones into py3-none-any wheels on this host")
+        for note in plan.yanked:
+            warn(note)
+        files = plan.unique_files()
+        jobs = [Job(f.filename, f.url, f.sha256, f.size) for f in files]
+        if req.chatty:
+            info(f"fetching {len(jobs)} files ...")
+        fetched = {f.filename: f for f in download_all(session, jobs, Cache(cache_root), req.workers, req.show_progress)}
+        bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
+        manifest, requirements, targets_json = _describe(req, plan, bundle_files)
+        name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
+        folder = work / name
+        layout.write_bundle_dir(folder, list(bundle_files.values()), requirements, manifest,
+                                layout.readme_text(name, targets_json))
+        if req.check_install:
+            from mlops_cli.wheels.checkinstall import check_install
+
+            check_install(folder, manifest, req.requirements, req.host)
+        if req.archive == "tar.gz":
+            layout.write_archive(folder, work / final.name, name, _epoch())
+            _replace(work / final.name, final)
+        else:
+            _replace(folder, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    downloaded = sum(f.downloaded_bytes for f in fetched.values())
+    hits = sum(1 for f in fetched.values() if f.from_cache)
+    return BundleResult(bundle=final, archive=req.archive, targets=targets_json, files=list(bundle_files.values()),
+                        downloaded_bytes=downloaded, cache_hits=hits, seconds=time.perf_counter() - started,
+                        warnings=plan.yanked + uv_warnings)
+
+
+def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> dict:
+    """filename -> BundleFile, sdists replaced by the wheels built from them."""
+    from mlops_cli.wheels.download import sha256_file
+    from mlops_cli.wheels.layout import BundleFile
+
+    by_sdist: dict[str, BundleFile] = {}
+    out: dict[str, BundleFile] = {}
+    for f in files:
+        got = fetched[f.filename]
+        choice = next(c for cs in plan.per_target.values() for c in cs if c.file and c.file.filename == f.filename)
+        if choice.needs_build:
+            if req.chatty:
+                info(f"building {f.filename} (sdist only) into a wheel ...")
+            wheel = build_pure_wheel(got.path, f.filename, got.sha256, cache_root, req.index_urls)
+            bf = BundleFile(choice.name, choice.version, wheel.name, sha256_file(wheel), wheel.stat().st_size,
+                            None, f.index, wheel, built_from_sdist=True,
+                            sdist={"filename": f.filename, "sha256": got.sha256, "source_url": f.url})
+            by_sdist[f.filename] = bf
+        else:
+            bf = BundleFile(choice.name, choice.version, f.filename, got.sha256, got.size, f.url, f.index,
+                            got.path, yanked=f.yanked, yanked_reason=f.yanked_reason)
+        out[bf.filename] = bf
+    for target_name, choices in plan.per_target.items():
+        for c in choices:
+            key = by_sdist[c.file.filename].filename if c.file.filename in by_sdist else c.file.filename
+            if target_name not in out[key].targets:
+                out[key].targets.append(target_name)
+    return out
+
+
+def _describe(req: BundleRequest, plan, bundle_files: dict):
+    from mlops_cli.wheels.index import strip_credentials
+    from mlops_cli.wheels.layout import MANIFEST_FORMAT, requirements_text
+    from mlops_cli.wheels.plan import required_glibc
+
+    targets_json, requirements = [], {}
+    for t in req.targets:
+        mine = [f for f in bundle_files.values() if t.name in f.targets]
+        needs = required_glibc([f.filename for f in mine])
+        req_file = f"requirements-{t.name}.txt"
+        requirements[req_file] = requirements_text(
+            f"target {t.name}: Python {t.python}, {t.arch}, glibc {t.glibc}", mine)
+        entry = t.to_json()
+        entry.update(requires_glibc=needs, requirements_file=req_file, files=len(mine))
+        targets_json.append(entry)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "tool": f"mlops-cli {__version__}",
+        "created": _created(req),
+        "inputs": {
+            "requirements": req.requirements,
+            "requirement_files": [p.name for p in req.requirement_files],
+            "index_urls": [strip_credentials(u) for u in req.index_urls],
+            "sdist_policy": req.sdist_policy,
+        },
+        "targets": targets_json,
+        "packages": [f.to_json() for f in sorted(bundle_files.values(), key=lambda f: (f.name, f.filename))],
+    }
+    return manifest, requirements, targets_json
+
+
+def _epoch() -> int:
+    try:
+        return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    except ValueError:
+        return 0
+
+
+def _created(req: BundleRequest) -> str | None:
+    """The creation time, except in a reproducible archive (then SOURCE_DATE_EPOCH or none)."""
+    import datetime
+
+    if req.archive == "tar.gz":
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        if not epoch:
+            return None
+        stamp = datetime.datetime.fromtimestamp(_epoch(), tz=datetime.timezone.utc)
+    else:
+        stamp = datetime.datetime.now(tz=datetime.timezone.utc)
+    return stamp.replace(microsecond=0).isoformat()
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """Rename into place; an older bundle at `dest` is moved aside first, then removed."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(src, dest)
+    if old is not None:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
