@@ -54,8 +54,8 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
         if not is_pure_wheel(wheel.name):
             raise OperationFailed(
                 f"{sdist_name} has no wheel for the target and is not pure Python (building it here gave {wheel.name})",
-                hint="build that wheel on a machine like the target and pass its folder with --find-links, "
-                     "or pick a version with wheels")
+                hint="pick a version that ships wheels for the target, or build that wheel on a "
+                     "machine like the target and serve it from an --extra-index-url")
         done.mkdir(parents=True, exist_ok=True)
         final = done / wheel.name
         shutil.copyfile(wheel, final)

@@ -71,6 +71,9 @@ def summarize_uv_error(stderr: str) -> str:
     lines = []
     for raw in stderr.splitlines():
         line = re.sub(r"^[\s×│╰─▶]+", "", raw).strip()
+        line = re.sub(r"^(error|cause):\s*", "", line)
+        if line.startswith("No solution found when resolving"):
+            continue
         if line and not line.startswith(("hint:", "warning:")):
             lines.append(line)
     text = " ".join(lines)

@@ -166,11 +166,14 @@ def from_probe(data: dict[str, Any], origin: str) -> Target:
         raise UsageError(f"{origin}: unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})")
     python = _check_python(str(data.get("python", "")))
     glibc = str(data["glibc"])
+    full = str(data.get("python_full_version") or "")
+    if not full.startswith(python + "."):
+        full = ""  # inconsistent with "python": trust the X.Y
     name = data.get("name") or f"cp{python.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
     # Only the manylinux/abi3/none tags travel: `linux_*` wheels are local builds, never portable.
     tags = tuple(t for t in data.get("tags") or () if "-linux_" not in t)
     return Target(name=re.sub(r"[^A-Za-z0-9_.-]", "_", name), python=python, arch=arch, glibc=glibc,
-                  python_full=str(data.get("python_full_version", "")), exact_tags=tags, source="file")
+                  python_full=full, exact_tags=tags, source="file")
 
 
 def parse_target_file(text: str, origin: str) -> Target:
