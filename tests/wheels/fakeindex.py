@@ -128,7 +128,7 @@ class FakeIndex:
     projects: dict[str, list[Listed]] = field(default_factory=dict)
     json_ok: bool = True
     auth: tuple[str, str] | None = None
-    served: dict[str, int] = field(default_factory=lambda: {"json": 0, "html": 0, "file": 0, "range": 0})
+    served: dict[str, int] = field(default_factory=lambda: {"json": 0, "html": 0, "file": 0, "range": 0, "mlops_range": 0})
     url: str = ""
 
     def add(self, project: str, listed: Listed) -> None:
@@ -207,6 +207,8 @@ def _handler(index: FakeIndex):
                     start = int(start_s or 0)
                     end = int(end_s) if end_s else len(f.data) - 1
                     index.served["range"] += 1
+                    if self.headers.get("User-Agent", "").startswith("mlops-wheels"):
+                        index.served["mlops_range"] += 1
                     return self._send(206, f.data[start:end + 1], "application/octet-stream",
                                       {"Content-Range": f"bytes {start}-{end}/{len(f.data)}", "Accept-Ranges": "bytes"})
                 return self._send(200, f.data, "application/octet-stream", {"Accept-Ranges": "bytes"})

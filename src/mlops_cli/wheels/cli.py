@@ -24,7 +24,7 @@ Examples:
 
   mlops wheels -r requirements.txt --target ubuntu22.04-aarch64 --target rhel9 -o bundle
 
-  mlops wheels 'swanlab[dashboard]==0.5.7' --python 3.10 --platform manylinux_2_28_aarch64
+  mlops wheels 'swanlab\\[dashboard]==0.5.7' --python 3.10 --platform manylinux_2_28_aarch64
 
   mlops wheels target > box.json     (on the air-gapped box; then here:)
   mlops wheels swanlab==0.5.7 --target-file box.json --archive tar.gz
@@ -58,7 +58,7 @@ def _targets(presets, python, platforms, target_files):
 
 @app.command(help=HELP)
 def wheels(
-    reqs: Optional[List[str]] = typer.Argument(None, metavar="[REQ]...", help="Requirements, e.g. swanlab==0.5.7 'pkg[extra]>=1'."),
+    reqs: Optional[List[str]] = typer.Argument(None, metavar="REQ", help="Requirements, e.g. swanlab==0.5.7 'pkg\\[extra]>=1'."),
     requirement: List[Path] = typer.Option([], "-r", "--requirement", help="Read requirements from this file (repeatable)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder (default: NAME-VERSION-bundle here)."),
     target: List[str] = typer.Option([], "--target", help="Target preset, e.g. ubuntu22.04, rhel9-aarch64 (repeatable)."),

@@ -46,7 +46,11 @@ def validate_requirement(text: str) -> str:
     from packaging.requirements import InvalidRequirement, Requirement
 
     try:
-        Requirement(text)
+        parsed = Requirement(text)
+        if any(not spec.version for spec in parsed.specifier):
+            raise InvalidRequirement("a version specifier has no version")
+        if parsed.url:
+            raise InvalidRequirement("direct URL requirements cannot be hash-pinned from an index")
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0]
         raise UsageError(f"malformed requirement {text!r}: {first}",
@@ -98,6 +102,8 @@ def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise OperationFailed(f"resolving for {target.name} took longer than {int(timeout)} s") from None
+    if proc.returncode != 0 and "Couldn't parse requirement" in proc.stderr:
+        raise UsageError(f"malformed requirement: {summarize_uv_error(proc.stderr)}")
     if proc.returncode != 0:
         raise OperationFailed(f"cannot resolve the requirements for target {target.name}: {summarize_uv_error(proc.stderr)}")
     warnings = [re.sub(r"^warning:\s*", "", ln).strip() for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
