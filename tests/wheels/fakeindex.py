@@ -27,10 +27,11 @@ def _record_line(path: str, data: bytes) -> str:
 
 
 def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: tuple[str, ...] = (),
-               requires_python: str | None = None) -> tuple[str, bytes]:
+               requires_python: str | None = None, extras: tuple[str, ...] = ()) -> tuple[str, bytes]:
     """(filename, bytes) of a wheel whose package `name` has `VERSION` and `TAG` constants."""
     dist = f"{name}-{version}.dist-info"
     meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta += [f"Provides-Extra: {e}" for e in extras]
     meta += [f"Requires-Dist: {r}" for r in requires]
     if requires_python:
         meta.append(f"Requires-Python: {requires_python}")
@@ -241,6 +242,8 @@ def standard_index() -> FakeIndex:
     wheel("delta", "2.0")
     wheel("gamma", "1.0")
     wheel("winonly", "1.0", "py3-none-win_amd64")
+    # An extra: omega[fast] adds gamma (which the 3.11 host would otherwise never get).
+    wheel("omega", "1.0", requires=('gamma; extra == "fast"',), extras=("fast",))
     # Platform wheels for some targets only (no sdist): no cp312, no aarch64 cp311.
     wheel("plat", "1.0", "cp310-cp310-manylinux_2_17_aarch64.manylinux2014_aarch64")
     wheel("plat", "1.0", "cp310-cp310-manylinux_2_28_x86_64")

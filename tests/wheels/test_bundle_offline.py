@@ -98,3 +98,13 @@ def test_check_install_proves_the_bundle_complete(index, wheels):
     assert r.returncode == 0, r
     assert (wheels.work / "ci" / "manifest.json").is_file()
     assert json.loads((wheels.work / "ci" / "manifest.json").read_text())["inputs"]["requirements"] == ["alpha==1.0"]
+
+
+def test_requirements_file_with_extras_and_several_requirements(index, wheels):
+    (wheels.work / "reqs.txt").write_text("# our stack\nomega[fast]==1.0\n")
+    r = wheels("alpha==1.0", "yanky<1", "-r", "reqs.txt", "-o", "stack", "--json", index_url=index.url)
+    assert r.returncode == 0, r
+    pkgs = {p["name"]: p["version"] for p in r.json()["packages"]}
+    assert pkgs == {"alpha": "1.0", "beta": "1.1", "delta": "2.0", "omega": "1.0", "gamma": "1.0", "yanky": "0.9"}
+    m = manifest(wheels.work / "stack")
+    assert m["inputs"]["requirements"] == ["alpha==1.0", "yanky<1"] and m["inputs"]["requirement_files"] == ["reqs.txt"]

@@ -39,6 +39,13 @@ class BundleRequest:
     host: Target | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def first_names(self) -> list[str]:
+        """Names on the command line: their pages are fetched before uv even starts."""
+        from packaging.requirements import Requirement
+
+        return [Requirement(r).name for r in self.requirements]
+
 
 def default_out_name(requirements: list[str]) -> str:
     from packaging.requirements import Requirement
@@ -56,37 +63,43 @@ def _read_requirement_files(paths: list[Path]) -> None:
             raise UsageError(f"cannot read requirements file {p}")
 
 
-def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path) -> tuple[dict, list[str]]:
+def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages) -> tuple[dict, list[str]]:
     from mlops_cli.wheels.resolve import resolve
 
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
-        futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv") for t in req.targets}
-        results = {name: f.result() for name, f in futures.items()}
+        futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv", on_select=pages.want)
+                   for t in req.targets}
+        try:
+            results = {name: f.result() for name, f in futures.items()}
+        except OperationFailed:
+            # An unreachable index explains a failed resolution better than uv's retries do.
+            for name in req.first_names:
+                failure = pages.failure(name)
+                if isinstance(failure, OperationFailed):
+                    raise failure from None
+            raise
     warnings = sorted({w for _, ws in results.values() for w in ws})
     return {name: pins for name, (pins, _) in results.items()}, warnings
 
 
-def _fetch_pages(session, req: BundleRequest, pins: dict) -> dict:
+def _fetch_pages(pages, pins: dict) -> dict:
+    """name -> files of the pinned version(s); most pages were prefetched while uv worked."""
     from packaging.utils import canonicalize_name
-
-    from mlops_cli.wheels.index import fetch_project
 
     versions: dict[str, set[str]] = {}
     for target_pins in pins.values():
         for p in target_pins:
             versions.setdefault(canonicalize_name(p.name), set()).add(p.version)
-    with ThreadPoolExecutor(max_workers=req.workers) as pool:
-        futures = {name: pool.submit(fetch_project, session, req.index_urls, name,
-                                     next(iter(vs)) if len(vs) == 1 else None)
-                   for name, vs in versions.items()}
-        return {name: f.result() for name, f in futures.items()}
+    for name in versions:
+        pages.want(name)
+    return {name: pages.files(name, next(iter(vs)) if len(vs) == 1 else None) for name, vs in versions.items()}
 
 
 def build_bundle(req: BundleRequest):
     from mlops_cli.wheels import layout
     from mlops_cli.wheels.build import build_pure_wheel
     from mlops_cli.wheels.download import Cache, Job, default_cache_root, download_all
-    from mlops_cli.wheels.index import fetch_project, make_session
+    from mlops_cli.wheels.index import PagePrefetcher
     from mlops_cli.wheels.plan import make_plan
     from mlops_cli.wheels.result import BundleResult
 
@@ -99,7 +112,7 @@ def build_bundle(req: BundleRequest):
         raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")
     final.parent.mkdir(parents=True, exist_ok=True)
 
-    session = make_session(req.index_urls, req.workers)
+    pages = PagePrefetcher(req.index_urls, req.workers)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         inputs = list(req.requirement_files)
@@ -107,15 +120,12 @@ def build_bundle(req: BundleRequest):
             top = work / "requirements.in"
             top.write_text("\n".join(req.requirements) + "\n")
             inputs.insert(0, top)
-            # One page first: an unreachable index becomes one clear line, not uv's retries.
-            from packaging.requirements import Requirement
-
-            fetch_project(session, req.index_urls[:1], Requirement(req.requirements[0]).name, timeout=20)
+        for name in req.first_names:
+            pages.want(name)
         if req.chatty:
             info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
-        pins, uv_warnings = _resolve_all(req, inputs, cache_root)
-        pages = _fetch_pages(session, req, pins)
-        plan = make_plan(req.targets, pins, pages)
+        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages)
+        plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))
         if plan.problems:
             raise OperationFailed("; ".join(plan.problems),
                                   hint="pick another version, or leave that target out of this bundle")
@@ -130,7 +140,7 @@ def build_bundle(req: BundleRequest):
         jobs = [Job(f.filename, f.url, f.sha256, f.size) for f in files]
         if req.chatty:
             info(f"fetching {len(jobs)} files ...")
-        fetched = {f.filename: f for f in download_all(session, jobs, Cache(cache_root), req.workers, req.show_progress)}
+        fetched = {f.filename: f for f in download_all(pages.session(), jobs, Cache(cache_root), req.workers, req.show_progress)}
         bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
         manifest, requirements, targets_json = _describe(req, plan, bundle_files)
         name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
@@ -147,6 +157,7 @@ def build_bundle(req: BundleRequest):
         else:
             _replace(folder, final)
     finally:
+        pages.close()
         shutil.rmtree(work, ignore_errors=True)
     downloaded = sum(f.downloaded_bytes for f in fetched.values())
     hits = sum(1 for f in fetched.values() if f.from_cache)

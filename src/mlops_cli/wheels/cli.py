@@ -41,7 +41,7 @@ def _targets(presets, python, platforms, target_files):
     from mlops_cli.wheels import targets as T
     from mlops_cli.wheels.probe import probe_this_interpreter
 
-    host = T.host_target(probe_this_interpreter())
+    host = T.host_target(probe_this_interpreter(with_tags=False))
     chosen = [T.from_preset(p, python if not platforms else None) for p in presets]
     if platforms:
         chosen += [T.from_flags(python, p, host) for p in platforms]

@@ -81,9 +81,17 @@ def make_session(index_urls: list[str], workers: int = 8):
     return session
 
 
-def parse_json_page(data: dict[str, Any], page_url: str, index: str) -> list[IndexFile]:
+def _mentions(filename: str, version: str | None) -> bool:
+    return version is None or f"-{version}" in filename
+
+
+def parse_json_page(data: dict[str, Any], page_url: str, index: str, version: str | None = None) -> list[IndexFile]:
+    """PEP 691 files; with `version`, only files whose name mentions it are looked at closely."""
+    entries = data.get("files", [])
+    if version:
+        entries = [f for f in entries if _mentions(f.get("filename", ""), version)] or entries
     out = []
-    for f in data.get("files", []):
+    for f in entries:
         yanked = f.get("yanked", False)
         out.append(IndexFile(
             filename=f["filename"],
@@ -98,11 +106,12 @@ def parse_json_page(data: dict[str, Any], page_url: str, index: str) -> list[Ind
     return out
 
 
-def parse_html_page(text: str, page_url: str, index: str, version: str | None = None) -> list[IndexFile]:
-    """PEP 503 anchors; with `version`, only files whose name mentions it are parsed."""
-    anchors = _ANCHOR.findall(text)
+def parse_html_page(text: str | list, page_url: str, index: str, version: str | None = None) -> list[IndexFile]:
+    """PEP 503 anchors (the page, or its anchors already found); with `version`, only files
+    whose name mentions it are parsed."""
+    anchors = _ANCHOR.findall(text) if isinstance(text, str) else text
     if version:
-        wanted = [a for a in anchors if f"-{version}" in a[1]]
+        wanted = [a for a in anchors if _mentions(a[1], version)]
         anchors = wanted or anchors  # spelling differs (1.0 vs 1.0.0): look at them all
     out = []
     for attrs_text, label in anchors:
@@ -126,9 +135,16 @@ def parse_html_page(text: str, page_url: str, index: str, version: str | None = 
     return out
 
 
-def fetch_project(session, index_urls: list[str], name: str, version: str | None = None,
-                  timeout: float = 60) -> list[IndexFile]:
-    """Files of one project from the first index that knows it (uv's first-index rule)."""
+@dataclass(frozen=True)
+class RawPage:
+    body: Any  # decoded JSON document, or the list of HTML anchors
+    is_json: bool
+    page_url: str
+    index: str
+
+
+def fetch_raw(session, index_urls: list[str], name: str, timeout: float = 60) -> RawPage | None:
+    """A project's page from the first index that knows it (uv's first-index rule); None if none does."""
     import requests
     from packaging.utils import canonicalize_name
 
@@ -148,9 +164,61 @@ def fetch_project(session, index_urls: list[str], name: str, version: str | None
                                   hint="put credentials in ~/.netrc or in the index URL (https://user:token@host/simple)")
         if response.status_code != 200:
             raise OperationFailed(f"package index {public} answered HTTP {response.status_code} for {project}")
-        page_url = strip_credentials(response.url)
-        body = response.content.decode("utf-8", errors="replace")
-        if "json" in response.headers.get("Content-Type", ""):
-            return parse_json_page(json.loads(body), page_url, public)
-        return parse_html_page(body, page_url, public, version)
-    return []
+        # Decode here, in the fetching thread: the big pages (pydantic-core: 5-7 MB) cost the most.
+        text = response.content.decode("utf-8", errors="replace")
+        is_json = "json" in response.headers.get("Content-Type", "")
+        body = json.loads(text) if is_json else _ANCHOR.findall(text)
+        return RawPage(body, is_json, strip_credentials(response.url), public)
+    return None
+
+
+def parse_page(page: RawPage | None, version: str | None = None) -> list[IndexFile]:
+    if page is None:
+        return []
+    if page.is_json:
+        return parse_json_page(page.body, page.page_url, page.index, version)
+    return parse_html_page(page.body, page.page_url, page.index, version)
+
+
+class PagePrefetcher:
+    """Fetches project pages in the background, each name once, as soon as it is named.
+
+    The resolver names packages while it works (uv's "Selecting: name==version" log lines), so
+    most pages are here by the time its final pins are.
+    """
+
+    def __init__(self, index_urls: list[str], workers: int = 8):
+        from concurrent.futures import ThreadPoolExecutor
+        from threading import Lock
+
+        self._session, self._index_urls, self._workers = None, index_urls, workers
+        self._session_lock = Lock()
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._futures: dict = {}
+        self._lock = Lock()
+
+    def want(self, name: str):
+        from packaging.utils import canonicalize_name
+
+        key = canonicalize_name(name)
+        with self._lock:
+            if key not in self._futures:
+                self._futures[key] = self._pool.submit(lambda: fetch_raw(self.session(), self._index_urls, key))
+            return self._futures[key]
+
+    def session(self):
+        """The shared HTTP session, made on first use (in a worker: importing requests costs)."""
+        with self._session_lock:
+            if self._session is None:
+                self._session = make_session(self._index_urls, self._workers)
+            return self._session
+
+    def files(self, name: str, version: str | None = None) -> list[IndexFile]:
+        return parse_page(self.want(name).result(), version)
+
+    def failure(self, name: str) -> BaseException | None:
+        """The error fetching `name` raised, if any (waits for it)."""
+        return self.want(name).exception()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

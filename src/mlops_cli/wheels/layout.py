@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from mlops_cli.wheels.download import sha256_file
 
 MANIFEST_FORMAT = "mlops-wheels-bundle/1"
 
@@ -75,9 +74,7 @@ def write_bundle_dir(folder: Path, files: list[BundleFile], requirements: dict[s
     entries = []
     for f in sorted(files, key=lambda f: f.filename):
         dest = wheels / f.filename
-        shutil.copyfile(f.blob, dest)
-        if sha256_file(dest) != f.sha256:  # the cache changed under us: never ship it
-            raise OSError(f"{f.filename} changed while copying it into the bundle")
+        shutil.copyfile(f.blob, dest)  # a copy, not a link: editing the bundle must not touch the cache
         entries.append({"path": f"wheels/{f.filename}", "sha256": f.sha256, "size": f.size})
     for filename, text in sorted(requirements.items()):
         data = text.encode()

@@ -34,12 +34,17 @@ print(json.dumps({
 '''
 
 
-def probe_this_interpreter() -> dict[str, Any]:
-    """Run the probe in this process and return its JSON as a dict."""
+def probe_this_interpreter(with_tags: bool = True) -> dict[str, Any]:
+    """Run the probe in this process and return its JSON as a dict.
+
+    `with_tags=False` skips importing pip (~0.1 s): the host target then takes its tags from
+    `packaging.tags.sys_tags()` when they are needed, which is the same list.
+    """
     import contextlib
     import io
 
+    source = PROBE_SOURCE if with_tags else PROBE_SOURCE.replace("from pip._vendor.packaging import", "raise ImportError #")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        exec(compile(PROBE_SOURCE, "<mlops-wheels-probe>", "exec"), {"__name__": "__probe__"})  # noqa: S102
+        exec(compile(source, "<mlops-wheels-probe>", "exec"), {"__name__": "__probe__"})  # noqa: S102
     return json.loads(buffer.getvalue())

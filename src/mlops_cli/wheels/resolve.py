@@ -13,8 +13,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from mlops_cli.output import OperationFailed, UsageError
 from mlops_cli.wheels.targets import Target
@@ -93,18 +95,53 @@ def parse_pins(stdout: str) -> list[Pin]:
     return pins
 
 
-def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-            timeout: float = 600) -> tuple[list[Pin], list[str]]:
-    """Pins for one target, plus uv's warnings (e.g. a yanked exact pin)."""
-    argv = compile_command(target, inputs, index_urls, cache_dir)
+_SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+_LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
+
+
+def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None]) -> tuple[int, str, str]:
+    """Run uv, handing each stderr line to `on_line` as it comes; (rc, stdout, stderr without logs)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=clean_env(), text=True, errors="replace")
+    out_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    kept: list[str] = []
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise OperationFailed(f"resolving for {target.name} took longer than {int(timeout)} s") from None
-    if proc.returncode != 0 and "Couldn't parse requirement" in proc.stderr:
-        raise UsageError(f"malformed requirement: {summarize_uv_error(proc.stderr)}")
-    if proc.returncode != 0:
-        raise OperationFailed(f"cannot resolve the requirements for target {target.name}: {summarize_uv_error(proc.stderr)}")
-    warnings = [re.sub(r"^warning:\s*", "", ln).strip() for ln in proc.stderr.splitlines() if ln.startswith("warning:")]
-    return parse_pins(proc.stdout), warnings
+        for line in proc.stderr:
+            if _LOG_LINE.match(line):
+                on_line(line)
+            else:
+                kept.append(line)
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+    reader.join()
+    if rc < 0:
+        raise OperationFailed(f"the resolver was stopped after {int(timeout)} s")
+    return rc, "".join(out_chunks), "".join(kept)
+
+
+def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
+            timeout: float = 600, on_select: Callable[[str], None] | None = None) -> tuple[list[Pin], list[str]]:
+    """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
+
+    `on_select(name)` is called as uv picks each package (from its -v log), so callers can
+    start fetching index pages before the resolution ends; it is only a hint.
+    """
+    argv = compile_command(target, inputs, index_urls, cache_dir) + ["-v"]
+
+    def hint(line: str) -> None:
+        m = _SELECTING.search(line)
+        if m and on_select is not None:
+            on_select(m.group(1))
+
+    rc, stdout, stderr = _run_streaming(argv, timeout, hint)
+    if rc != 0 and "Couldn't parse requirement" in stderr:
+        raise UsageError(f"malformed requirement: {summarize_uv_error(stderr)}")
+    if rc != 0:
+        raise OperationFailed(f"cannot resolve the requirements for target {target.name}: {summarize_uv_error(stderr)}")
+    warnings = [re.sub(r"^warning:\s*", "", ln).strip() for ln in stderr.splitlines() if ln.startswith("warning:")]
+    return parse_pins(stdout), warnings

@@ -70,6 +70,9 @@ class Target:
             return list(self.exact_tags)
         from packaging import tags as ptags
 
+        if self.source == "host":  # this very interpreter: exactly what pip here accepts
+            return [str(t) for t in ptags.sys_tags() if "-linux_" not in str(t)]
+
         major, minor = (int(p) for p in self.python.split("."))
         platforms = self.platform_tags()
         found = list(ptags.cpython_tags((major, minor), abis=[f"cp{major}{minor}"], platforms=platforms))
