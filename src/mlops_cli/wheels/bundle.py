@@ -63,11 +63,34 @@ def _read_requirement_files(paths: list[Path]) -> None:
             raise UsageError(f"cannot read requirements file {p}")
 
 
-def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages) -> tuple[dict, list[str]]:
+def _speculate(req: BundleRequest, pages, downloader):
+    """While uv resolves: fetch the page of each package it selects and start downloading the
+    file each target would get. Only a head start: the final plan decides what is used."""
+    from mlops_cli.wheels.choose import choose_file
+    from mlops_cli.wheels.download import Job
+    from mlops_cli.wheels.index import parse_page
+
+    def page_ready(future, name: str, version: str) -> None:
+        try:
+            files = parse_page(future.result(), version)
+            for t in req.targets:
+                c = choose_file(files, name, version, t.tags(), t.markers()["python_full_version"])
+                if c.file is not None and not c.needs_build:
+                    downloader.submit(Job(c.file.filename, c.file.url, c.file.sha256, c.file.size))
+        except Exception:  # noqa: BLE001 - a failed guess costs nothing; the real pass reports
+            pass
+
+    def on_select(name: str, version: str) -> None:
+        pages.want(name).add_done_callback(lambda f: page_ready(f, name, version))
+
+    return on_select
+
+
+def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_select) -> tuple[dict, list[str]]:
     from mlops_cli.wheels.resolve import resolve
 
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
-        futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv", on_select=pages.want)
+        futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv", on_select=on_select)
                    for t in req.targets}
         try:
             results = {name: f.result() for name, f in futures.items()}
@@ -98,7 +121,7 @@ def _fetch_pages(pages, pins: dict) -> dict:
 def build_bundle(req: BundleRequest):
     from mlops_cli.wheels import layout
     from mlops_cli.wheels.build import build_pure_wheel
-    from mlops_cli.wheels.download import Cache, Job, default_cache_root, download_all
+    from mlops_cli.wheels.download import Cache, Downloader, Job, default_cache_root
     from mlops_cli.wheels.index import PagePrefetcher
     from mlops_cli.wheels.plan import make_plan
     from mlops_cli.wheels.result import BundleResult
@@ -113,6 +136,7 @@ def build_bundle(req: BundleRequest):
     final.parent.mkdir(parents=True, exist_ok=True)
 
     pages = PagePrefetcher(req.index_urls, req.workers)
+    downloader = Downloader(pages.session, Cache(cache_root), req.workers)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         inputs = list(req.requirement_files)
@@ -124,7 +148,7 @@ def build_bundle(req: BundleRequest):
             pages.want(name)
         if req.chatty:
             info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
-        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages)
+        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader))
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))
         if plan.problems:
             raise OperationFailed("; ".join(plan.problems),
@@ -140,7 +164,7 @@ def build_bundle(req: BundleRequest):
         jobs = [Job(f.filename, f.url, f.sha256, f.size) for f in files]
         if req.chatty:
             info(f"fetching {len(jobs)} files ...")
-        fetched = {f.filename: f for f in download_all(pages.session(), jobs, Cache(cache_root), req.workers, req.show_progress)}
+        fetched = {f.filename: f for f in downloader.fetch_all(jobs, req.show_progress)}
         bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
         manifest, requirements, targets_json = _describe(req, plan, bundle_files)
         name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
@@ -158,6 +182,7 @@ def build_bundle(req: BundleRequest):
             _replace(folder, final)
     finally:
         pages.close()
+        downloader.close()
         shutil.rmtree(work, ignore_errors=True)
     downloaded = sum(f.downloaded_bytes for f in fetched.values())
     hits = sum(1 for f in fetched.values() if f.from_cache)

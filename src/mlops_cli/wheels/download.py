@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from mlops_cli.output import OperationFailed
 
@@ -87,7 +89,7 @@ def _download(session, job: Job, cache: Cache, advance) -> Fetched:
     hit = cache.lookup(job.sha256)
     if hit:
         size = hit.stat().st_size
-        advance(job.filename, size)
+        advance(size)
         return Fetched(job.filename, job.sha256 or "", size, hit, True, 0)
     part = cache.partial(job)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,7 @@ def _download(session, job: Job, cache: Cache, advance) -> Fetched:
                 with open(part, "rb") as fh:  # resume: the bytes we have count toward the hash
                     for chunk in iter(lambda: fh.read(CHUNK), b""):
                         digest.update(chunk)
-                advance(job.filename, have)
+                advance(have)
                 mode = "ab"
             elif response.status_code == 200:
                 have, mode = 0, "wb"
@@ -112,7 +114,7 @@ def _download(session, job: Job, cache: Cache, advance) -> Fetched:
                     fh.write(chunk)
                     digest.update(chunk)
                     fetched += len(chunk)
-                    advance(job.filename, len(chunk))
+                    advance(len(chunk))
     except requests.RequestException as exc:
         raise OperationFailed(f"download of {job.filename} failed: {type(exc).__name__} (partial file kept; re-run to resume)") from None
     actual = digest.hexdigest()
@@ -125,33 +127,47 @@ def _download(session, job: Job, cache: Cache, advance) -> Fetched:
     return Fetched(job.filename, actual, path.stat().st_size, path, False, fetched)
 
 
-def download_all(session, jobs: list[Job], cache: Cache, workers: int = 8, show_progress: bool = False) -> list[Fetched]:
-    """Fetch every job (in parallel), in the order given. The first failure stops the lot."""
-    if not jobs:
-        return []
-    progress, task = None, None
-    if show_progress:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+class Downloader:
+    """A pool that fetches each file once, whoever asks first.
 
-        from mlops_cli.output import err_console
+    The bundle asks early, for the files it expects while the resolver still works, and then
+    for the final list; a file already under way is waited for, not fetched twice.
+    """
 
-        progress = Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(binary_units=True),
-                            TransferSpeedColumn(), console=err_console(), transient=True)
-        total = sum(j.size for j in jobs if j.size) or None
-        task = progress.add_task("wheels", total=total)
-        progress.start()
+    def __init__(self, session_factory: Callable[[], object], cache: Cache, workers: int = 8):
+        self._session_factory, self.cache = session_factory, cache
+        self._pool = ThreadPoolExecutor(max_workers=workers)
+        self._futures: dict[str, Future] = {}
+        self._lock = threading.Lock()
+        self.bytes_seen = 0
 
-    def advance(_name: str, n: int) -> None:
-        if progress is not None:
-            progress.advance(task, n)
+    def _advance(self, n: int) -> None:
+        with self._lock:
+            self.bytes_seen += n
 
-    results: dict[int, Fetched] = {}
-    try:
-        with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            futures = {pool.submit(_download, session, job, cache, advance): i for i, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-    finally:
-        if progress is not None:
-            progress.stop()
-    return [results[i] for i in range(len(jobs))]
+    def submit(self, job: Job) -> Future:
+        with self._lock:
+            if job.filename not in self._futures:
+                self._futures[job.filename] = self._pool.submit(
+                    lambda: _download(self._session_factory(), job, self.cache, self._advance))
+            return self._futures[job.filename]
+
+    def fetch_all(self, jobs: list[Job], show_progress: bool = False) -> list[Fetched]:
+        """Every job's file, in the order given; the first failure is raised."""
+        futures = [self.submit(job) for job in jobs]
+        if show_progress and futures:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            from mlops_cli.output import err_console
+
+            total = sum(j.size for j in jobs if j.size) or None
+            with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(binary_units=True),
+                          TransferSpeedColumn(), console=err_console(), transient=True) as progress:
+                task = progress.add_task("wheels", total=total)
+                while not all(f.done() for f in futures):
+                    progress.update(task, completed=self.bytes_seen)
+                    wait(futures, timeout=0.1)
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

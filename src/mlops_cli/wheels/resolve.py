@@ -125,10 +125,10 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
 
 
 def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-            timeout: float = 600, on_select: Callable[[str], None] | None = None) -> tuple[list[Pin], list[str]]:
+            timeout: float = 600, on_select: Callable[[str, str], None] | None = None) -> tuple[list[Pin], list[str]]:
     """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
 
-    `on_select(name)` is called as uv picks each package (from its -v log), so callers can
+    `on_select(name, version)` is called as uv picks each package (from its -v log), so callers can
     start fetching index pages before the resolution ends; it is only a hint.
     """
     argv = compile_command(target, inputs, index_urls, cache_dir) + ["-v"]
@@ -136,7 +136,7 @@ def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir
     def hint(line: str) -> None:
         m = _SELECTING.search(line)
         if m and on_select is not None:
-            on_select(m.group(1))
+            on_select(m.group(1), m.group(2))
 
     rc, stdout, stderr = _run_streaming(argv, timeout, hint)
     if rc != 0 and "Couldn't parse requirement" in stderr:

@@ -8,6 +8,7 @@ or the stdlib-only snippet in docs/wheels.md), or from the host running the comm
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ class Target:
 
     def tags(self) -> list[str]:
         """Every wheel tag the target accepts, in pip's order of preference."""
+        return list(_tags_of(self))
+
+    def _compute_tags(self) -> list[str]:
         if self.exact_tags:
             return list(self.exact_tags)
         from packaging import tags as ptags
@@ -111,6 +115,11 @@ class Target:
             "markers": self.markers(),
             "tags": self.tags()[:12] + (["..."] if len(self.tags()) > 12 else []),
         }
+
+
+@functools.lru_cache(maxsize=64)
+def _tags_of(target: Target) -> tuple[str, ...]:
+    return tuple(target._compute_tags())
 
 
 def _check_python(value: str) -> str:
