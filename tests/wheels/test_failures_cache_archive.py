@@ -121,3 +121,38 @@ def test_credentials_are_used_but_never_written(wheels, tmp_path):
         assert r2.returncode == 0, r2
     finally:
         server.shutdown()
+
+
+def test_extra_index_fills_gaps_but_never_overrides_the_first(index, wheels):
+    """First-index rule: a name the first index has is never taken from the extra one
+    (the dependency-confusion attack); a name only the extra index has comes from there."""
+    from . import fakeindex
+
+    extra = fakeindex.FakeIndex()
+    for project, version in (("alpha", "9.0"), ("zeta", "1.0")):  # a hostile alpha 9.0, a real zeta
+        name, data = fakeindex.make_wheel(project, version)
+        extra.add(project, fakeindex.Listed(name, data))
+    server = fakeindex.serve(extra)
+    try:
+        r = wheels("alpha", "zeta", "--extra-index-url", extra.url, "-o", "mixed", "--json", index_url=index.url)
+        assert r.returncode == 0, r
+        pkgs = {p["name"]: p for p in r.json()["packages"]}
+        assert pkgs["alpha"]["version"] == "1.0" and pkgs["alpha"]["index"] == index.url
+        assert pkgs["zeta"]["index"] == extra.url and pkgs["zeta"]["source_url"].startswith(extra.url.rsplit("/", 1)[0])
+        assert manifest(wheels.work / "mixed")["inputs"]["index_urls"] == [index.url, extra.url]
+    finally:
+        server.shutdown()
+
+
+def test_output_that_is_not_a_bundle_is_not_replaced(index, wheels):
+    (wheels.work / "precious").mkdir()
+    (wheels.work / "precious" / "thesis.tex").write_text("years of work")
+    r = wheels("alpha==1.0", "-o", "precious", index_url=index.url)
+    assert r.returncode == 2 and "is not a bundle" in _one_error_line(r)
+    assert (wheels.work / "precious" / "thesis.tex").read_text() == "years of work"
+    # an existing bundle is replaced whole
+    assert wheels("alpha==1.0", "-o", "b", index_url=index.url).returncode == 0
+    (wheels.work / "b" / "stale.txt").write_text("old")
+    assert wheels("yanky<1", "-o", "b", index_url=index.url).returncode == 0
+    assert not (wheels.work / "b" / "stale.txt").exists()
+    assert [p["name"] for p in manifest(wheels.work / "b")["packages"]] == ["yanky"]

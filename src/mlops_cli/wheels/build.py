@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from mlops_cli.output import OperationFailed
-from mlops_cli.wheels.resolve import clean_env, summarize_uv_error, uv_binary
+from mlops_cli.wheels.resolve import clean_env, index_args, summarize_uv_error, uv_binary
 
 
 def is_pure_wheel(filename: str) -> bool:
@@ -38,9 +38,7 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
         out = Path(work) / "out"
         argv = [uv_binary(), "build", "--wheel", "--out-dir", str(out), str(src),
                 "--python", sys.executable, "--no-python-downloads", "--no-config",
-                "--cache-dir", str(cache_root / "uv"), "--index-url", index_urls[0]]
-        for extra in index_urls[1:]:
-            argv += ["--extra-index-url", extra]
+                "--cache-dir", str(cache_root / "uv"), *index_args(index_urls)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=timeout,
                                   stdin=subprocess.DEVNULL)

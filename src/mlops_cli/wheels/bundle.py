@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_cli import __version__
@@ -37,7 +37,6 @@ class BundleRequest:
     cache_root: Path | None = None
     workers: int = 8
     host: Target | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def first_names(self) -> list[str]:
@@ -131,7 +130,7 @@ def build_bundle(req: BundleRequest):
     cache_root = Path(req.cache_root or default_cache_root())
     out = Path(req.out or default_out_name(req.requirements)).absolute()
     final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
-    if final.exists() and not (final.is_dir() and (final / "manifest.json").is_file()) and req.archive == "dir":
+    if req.archive == "dir" and final.exists() and not _replaceable(final):
         raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")
     final.parent.mkdir(parents=True, exist_ok=True)
 
@@ -174,7 +173,7 @@ def build_bundle(req: BundleRequest):
         if req.check_install:
             from mlops_cli.wheels.checkinstall import check_install
 
-            check_install(folder, manifest, req.requirements, req.host)
+            check_install(folder, manifest, req.requirements)
         if req.archive == "tar.gz":
             layout.write_archive(folder, work / final.name, name, _epoch())
             _replace(work / final.name, final)
@@ -250,6 +249,11 @@ def _describe(req: BundleRequest, plan, bundle_files: dict):
         "packages": [f.to_json() for f in sorted(bundle_files.values(), key=lambda f: (f.name, f.filename))],
     }
     return manifest, requirements, targets_json
+
+
+def _replaceable(path: Path) -> bool:
+    """An earlier bundle or an empty folder may be replaced; anything else is someone's data."""
+    return path.is_dir() and ((path / "manifest.json").is_file() or not any(path.iterdir()))
 
 
 def _epoch() -> int:

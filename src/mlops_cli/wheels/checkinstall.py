@@ -35,7 +35,7 @@ def _tail(text: str, lines: int = 6) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
 
 
-def check_install(folder: Path, manifest: dict[str, Any], requirements: list[str], host=None) -> list[str]:
+def check_install(folder: Path, manifest: dict[str, Any], requirements: list[str]) -> list[str]:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 

@@ -21,6 +21,7 @@ from typing import Callable
 from mlops_cli.output import OperationFailed, UsageError
 from mlops_cli.wheels.targets import Target
 
+_CREDENTIALS = re.compile(r"//[^/@\s]+@")  # user:token@ in a URL: never echoed
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
@@ -60,15 +61,26 @@ def validate_requirement(text: str) -> str:
     return text
 
 
+def index_args(index_urls: list[str]) -> list[str]:
+    """Our order is the priority: a project comes from the first index that has it.
+
+    uv ranks `--extra-index-url` *above* `--index-url`, the opposite of what the flags mean to
+    pip users; `--index` (in order) above `--default-index` says it the way we mean it, and
+    the last of our URLs as the default keeps uv from ever falling back to pypi.org.
+    """
+    argv: list[str] = []
+    for url in index_urls[:-1]:
+        argv += ["--index", url]
+    return argv + ["--default-index", index_urls[-1]]
+
+
 def compile_command(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path) -> list[str]:
     argv = [uv_binary(), "pip", "compile", *[str(p) for p in inputs],
             "--python-platform", target.uv_platform(),
             "--python-version", target.python_full or target.python,
             "--python", sys.executable, "--no-python-downloads",
             "--no-config", "--no-header", "--no-annotate",
-            "--cache-dir", str(cache_dir), "--index-url", index_urls[0]]
-    for extra in index_urls[1:]:
-        argv += ["--extra-index-url", extra]
+            "--cache-dir", str(cache_dir), *index_args(index_urls)]
     return argv
 
 
@@ -83,7 +95,7 @@ def summarize_uv_error(stderr: str) -> str:
         if line and not line.startswith(("hint:", "warning:")):
             lines.append(line)
     text = " ".join(lines)
-    return re.sub(r"\s+", " ", text)[:600] or "uv failed without a message"
+    return _CREDENTIALS.sub("//", re.sub(r"\s+", " ", text))[:600] or "uv failed without a message"
 
 
 def parse_pins(stdout: str) -> list[Pin]:
@@ -144,4 +156,4 @@ def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir
     if rc != 0:
         raise OperationFailed(f"cannot resolve the requirements for target {target.name}: {summarize_uv_error(stderr)}")
     warnings = [re.sub(r"^warning:\s*", "", ln).strip() for ln in stderr.splitlines() if ln.startswith("warning:")]
-    return parse_pins(stdout), warnings
+    return parse_pins(stdout), [_CREDENTIALS.sub("//", w) for w in warnings]
