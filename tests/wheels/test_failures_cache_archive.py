@@ -29,11 +29,16 @@ def _nothing_written(work) -> None:
     (["platsd"], 1, "platsd-1.0.tar.gz has no wheel for the target and is not pure Python"),
     (["puresd", "--sdist", "refuse"], 1, "sdist-only dependencies (no wheel for the target): puresd-1.0.tar.gz"),
     (["badhash"], 1, "sha256 mismatch for badhash-1.0-py3-none-any.whl"),
+    (["alpha", "--target", "ubuntu22.04-aarch64", "--check-install"], 2, "--check-install needs a target this machine can run"),
+    (["--sdist", "refuse"], 2, "nothing to bundle"),
+    (["alpha", "--archive", "zip"], 2, "--archive must be dir or tar.gz"),
+    (["--verify", "no-such-bundle"], 2, "no such bundle folder or archive"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(args, code, words, index, wheels):
     r = wheels(*args, "-o", "out", index_url=index.url)
     assert r.returncode == code, r
     assert words in _one_error_line(r)
+    assert r.stdout == ""
     _nothing_written(wheels.work)
 
 
