@@ -60,6 +60,10 @@ def test_install_sh_verify_catches_a_tampered_wheel(index, wheels, tmp_path, mlo
     ok = run_install_sh(bundle, python, "--verify")
     assert ok.returncode == 0 and "verified" in ok.stderr, ok
     assert mlops("wheels", "--verify", str(bundle)).returncode == 0
+    assert mlops("wheels", "verify", str(bundle)).returncode == 0  # the word form
+    usage = run_install_sh(bundle, python, "--help")
+    assert usage.returncode == 0 and "--verify" in usage.stdout and "set -eu" not in usage.stdout
+    assert run_install_sh(bundle, python, "--bogus").returncode == 2
     wheel = next((bundle / "wheels").glob("beta-*.whl"))
     data = bytearray(wheel.read_bytes())
     data[-10] ^= 0xFF

@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "error: --target needs a name" >&2; exit 2; }
       TARGET=$2; shift ;;
     --target=*) TARGET=${1#--target=} ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown option: $1" >&2; echo "hint: sh install.sh --help" >&2; exit 2 ;;
   esac
   shift

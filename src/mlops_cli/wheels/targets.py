@@ -113,7 +113,7 @@ class Target:
             "source": self.source,
             "uv_python_platform": self.uv_platform(),
             "markers": self.markers(),
-            "tags": self.tags()[:12] + (["..."] if len(self.tags()) > 12 else []),
+            "tags": self.tags(),  # all of them, best first: the manifest says exactly what was allowed
         }
 
 
