@@ -147,7 +147,9 @@ def build_bundle(req: BundleRequest):
             pages.want(name)
         if req.chatty:
             info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
+        phases = {"setup": time.perf_counter() - started}
         pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader))
+        phases["resolve"] = time.perf_counter() - started - sum(phases.values())
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))
         if plan.problems:
             raise OperationFailed("; ".join(plan.problems),
@@ -164,6 +166,7 @@ def build_bundle(req: BundleRequest):
         if req.chatty:
             info(f"fetching {len(jobs)} files ...")
         fetched = {f.filename: f for f in downloader.fetch_all(jobs, req.show_progress)}
+        phases["fetch_after_resolve"] = time.perf_counter() - started - sum(phases.values())
         bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
         manifest, requirements, targets_json = _describe(req, plan, bundle_files)
         name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
@@ -185,8 +188,10 @@ def build_bundle(req: BundleRequest):
         shutil.rmtree(work, ignore_errors=True)
     downloaded = sum(f.downloaded_bytes for f in fetched.values())
     hits = sum(1 for f in fetched.values() if f.from_cache)
+    phases["build_and_write"] = time.perf_counter() - started - sum(phases.values())
     return BundleResult(bundle=final, archive=req.archive, targets=targets_json, files=list(bundle_files.values()),
                         downloaded_bytes=downloaded, cache_hits=hits, seconds=time.perf_counter() - started,
+                        phases=phases,
                         warnings=plan.yanked + uv_warnings)
 
 

@@ -22,6 +22,7 @@ class BundleResult:
     cache_hits: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase, for benchmarks
     exit_code: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -34,6 +35,7 @@ class BundleResult:
             "downloaded_bytes": self.downloaded_bytes,
             "cache_hits": self.cache_hits,
             "seconds": round(self.seconds, 3),
+            "phases": {k: round(v, 3) for k, v in self.phases.items()},
             "warnings": self.warnings,
         }
 
