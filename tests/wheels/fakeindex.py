@@ -30,7 +30,7 @@ def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: tup
                requires_python: str | None = None, extras: tuple[str, ...] = ()) -> tuple[str, bytes]:
     """(filename, bytes) of a wheel whose package `name` has `VERSION` and `TAG` constants."""
     dist = f"{name}-{version}.dist-info"
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Provides-Extra: {e}" for e in extras]
     meta += [f"Requires-Dist: {r}" for r in requires]
     if requires_python:

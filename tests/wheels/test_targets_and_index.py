@@ -11,7 +11,7 @@ from packaging.utils import parse_wheel_filename
 
 from mlops_cli.wheels import targets as T
 
-from .conftest import make_venv, manifest, run_install_sh
+from .conftest import make_venv, run_install_sh
 
 PY310 = Path.home() / ".pyenv/versions/3.10.13/bin/python3.10"
 

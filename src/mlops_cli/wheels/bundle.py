@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_cli import __version__
 from mlops_cli.output import OperationFailed, UsageError, info, warn
 from mlops_cli.wheels.targets import Target
 
@@ -137,6 +136,7 @@ def _build_bundle(req: BundleRequest):
     from mlops_cli.wheels.build import build_pure_wheel
     from mlops_cli.wheels.download import Cache, Downloader, Job, default_cache_root
     from mlops_cli.wheels.index import PagePrefetcher
+    from mlops_cli.wheels.manifest import archive_epoch, describe_bundle
     from mlops_cli.wheels.plan import make_plan
     from mlops_cli.wheels.result import BundleResult
 
@@ -183,7 +183,7 @@ def _build_bundle(req: BundleRequest):
         fetched = {f.filename: f for f in downloader.fetch_all(jobs, req.show_progress)}
         phases["fetch_after_resolve"] = time.perf_counter() - started - sum(phases.values())
         bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
-        manifest, requirements, targets_json = _describe(req, plan, bundle_files)
+        manifest, requirements, targets_json = describe_bundle(req, bundle_files)
         name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
         folder = work / name
         layout.write_bundle_dir(folder, list(bundle_files.values()), requirements, manifest,
@@ -193,7 +193,7 @@ def _build_bundle(req: BundleRequest):
 
             check_install(folder, manifest, req.requirements)
         if req.archive == "tar.gz":
-            layout.write_archive(folder, work / final.name, name, _epoch())
+            layout.write_archive(folder, work / final.name, name, archive_epoch())
             _replace(work / final.name, final)
         else:
             _replace(folder, final)
@@ -240,61 +240,9 @@ def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> di
     return out
 
 
-def _describe(req: BundleRequest, plan, bundle_files: dict):
-    from mlops_cli.wheels.index import strip_credentials
-    from mlops_cli.wheels.layout import MANIFEST_FORMAT, requirements_text
-    from mlops_cli.wheels.plan import required_glibc
-
-    targets_json, requirements = [], {}
-    for t in req.targets:
-        mine = [f for f in bundle_files.values() if t.name in f.targets]
-        needs = required_glibc([f.filename for f in mine])
-        req_file = f"requirements-{t.name}.txt"
-        requirements[req_file] = requirements_text(
-            f"target {t.name}: Python {t.python}, {t.arch}, glibc {t.glibc}", mine)
-        entry = t.to_json()
-        entry.update(requires_glibc=needs, requirements_file=req_file, files=len(mine))
-        targets_json.append(entry)
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "tool": f"mlops-cli {__version__}",
-        "created": _created(req),
-        "inputs": {
-            "requirements": req.requirements,
-            "requirement_files": [p.name for p in req.requirement_files],
-            "index_urls": [strip_credentials(u) for u in req.index_urls],
-            "sdist_policy": req.sdist_policy,
-        },
-        "targets": targets_json,
-        "packages": [f.to_json() for f in sorted(bundle_files.values(), key=lambda f: (f.name, f.filename))],
-    }
-    return manifest, requirements, targets_json
-
-
 def _replaceable(path: Path) -> bool:
     """An earlier bundle or an empty folder may be replaced; anything else is someone's data."""
     return path.is_dir() and ((path / "manifest.json").is_file() or not any(path.iterdir()))
-
-
-def _epoch() -> int:
-    try:
-        return int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
-    except ValueError:
-        return 0
-
-
-def _created(req: BundleRequest) -> str | None:
-    """The creation time, except in a reproducible archive (then SOURCE_DATE_EPOCH or none)."""
-    import datetime
-
-    if req.archive == "tar.gz":
-        epoch = os.environ.get("SOURCE_DATE_EPOCH")
-        if not epoch:
-            return None
-        stamp = datetime.datetime.fromtimestamp(_epoch(), tz=datetime.timezone.utc)
-    else:
-        stamp = datetime.datetime.now(tz=datetime.timezone.utc)
-    return stamp.replace(microsecond=0).isoformat()
 
 
 def _replace(src: Path, dest: Path) -> None:
