@@ -122,3 +122,10 @@ def test_requirements_file_with_extras_and_several_requirements(index, wheels):
     assert pkgs == {"alpha": "1.0", "beta": "1.1", "delta": "2.0", "omega": "1.0", "gamma": "1.0", "yanky": "0.9"}
     m = manifest(wheels.work / "stack")
     assert m["inputs"]["requirements"] == ["alpha==1.0", "yanky<1"] and m["inputs"]["requirement_files"] == ["reqs.txt"]
+
+
+def test_uv_warnings_reach_the_user(index, wheels):
+    r = wheels("alpha[nosuch]==1.0", "-o", "w", "--json", index_url=index.url)
+    assert r.returncode == 0, r
+    assert "warning: The package `alpha==1.0` does not have an extra named `nosuch`" in r.stderr
+    assert any("nosuch" in w for w in r.json()["warnings"])

@@ -66,6 +66,7 @@ def test_yanked_release_only_when_pinned_exactly(index, wheels):
     (pkg,) = r2.json()["packages"]
     assert (pkg["version"], pkg["yanked"], pkg["yanked_reason"]) == ("1.0", True, "broken build")
     assert "warning: yanky==1.0 is yanked (broken build)" in r2.stderr
+    assert r2.json()["warnings"] == ["yanky==1.0 is yanked (broken build); it is used because it is pinned exactly"]
     assert manifest(wheels.work / "b")["packages"][0]["yanked"] is True
 
 

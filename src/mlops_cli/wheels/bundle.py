@@ -174,7 +174,9 @@ def _build_bundle(req: BundleRequest):
             names = ", ".join(c.file.filename for c in sdists)
             raise OperationFailed(f"sdist-only dependencies (no wheel for the target): {names}",
                                   hint="--sdist build builds pure-Python ones into py3-none-any wheels on this host")
-        for note in plan.yanked:
+        # uv's own warnings (e.g. "does not have an extra named ..."), less the yanked ones we word better
+        warnings = plan.yanked + [w for w in uv_warnings if not (plan.yanked and "yanked" in w)]
+        for note in warnings:
             warn(note)
         files = plan.unique_files()
         jobs = [Job(f.filename, f.url, f.sha256, f.size) for f in files]
@@ -206,8 +208,7 @@ def _build_bundle(req: BundleRequest):
     phases["build_and_write"] = time.perf_counter() - started - sum(phases.values())
     return BundleResult(bundle=final, archive=req.archive, targets=targets_json, files=list(bundle_files.values()),
                         downloaded_bytes=downloaded, cache_hits=hits, seconds=time.perf_counter() - started,
-                        phases=phases,
-                        warnings=plan.yanked + uv_warnings)
+                        phases=phases, warnings=warnings)
 
 
 def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> dict:
