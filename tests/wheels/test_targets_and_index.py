@@ -124,3 +124,19 @@ def test_preset_tags_and_uv_platforms():
     assert T.from_flags("3.10", "manylinux_2_30_x86_64", t).uv_platform() == "x86_64-manylinux_2_28"
     with pytest.raises(T.UsageError):
         T.from_preset("ubuntu18.10")
+
+
+def test_a_mac_or_musl_host_can_still_build_for_linux_targets(monkeypatch):
+    from mlops_cli.wheels import cli, probe
+
+    mac = {"format": "mlops-wheels-target/1", "implementation": "cpython", "python": "3.12",
+           "python_full_version": "3.12.4", "system": "Darwin", "machine": "arm64", "libc": None, "glibc": None}
+    monkeypatch.setattr(probe, "probe_this_interpreter", lambda with_tags=True: dict(mac))
+    chosen, host = cli._targets(["ubuntu22.04-aarch64"], None, [], [])
+    assert host is None and [t.name for t in chosen] == ["ubuntu22.04-aarch64"]
+    with pytest.raises(T.UsageError, match="name the target instead"):  # --platform alone takes Python from here
+        cli._targets([], None, ["manylinux_2_28_x86_64"], [])
+    chosen, _ = cli._targets([], "3.11", ["manylinux_2_28_x86_64"], [])
+    assert [t.name for t in chosen] == ["cp311-manylinux_2_28_x86_64"]
+    with pytest.raises(T.UsageError, match="only CPython on Linux.*name the target instead"):
+        cli._targets([], None, [], [])

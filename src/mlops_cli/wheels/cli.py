@@ -37,23 +37,34 @@ Exit codes: 0 bundle written (or verified), 1 resolution/download/verification f
 
 
 def _targets(presets, python, platforms, target_files):
+    """The targets asked for (default: this machine), and this machine as a target or None."""
     from mlops_cli.output import UsageError
     from mlops_cli.wheels import targets as T
     from mlops_cli.wheels.probe import probe_this_interpreter
 
-    host = T.host_target(probe_this_interpreter(with_tags=False))
+    try:
+        host, host_problem = T.host_target(probe_this_interpreter(with_tags=False)), None
+    except UsageError as exc:  # e.g. building on macOS for Linux boxes: fine with explicit targets
+        host, host_problem = None, exc
+
+    def need_host():
+        if host is None:
+            raise UsageError(f"{host_problem.message}; name the target instead",
+                             hint="--target ubuntu22.04, --python X.Y --platform TAG, or --target-file FILE")
+        return host
+
     chosen = [T.from_preset(p, python if not platforms else None) for p in presets]
     if platforms:
-        chosen += [T.from_flags(python, p, host) for p in platforms]
+        chosen += [T.from_flags(python, p, host if python else need_host()) for p in platforms]
     elif python and not presets:
-        chosen.append(T.from_flags(python, None, host))
+        chosen.append(T.from_flags(python, None, need_host()))
     for f in target_files:
         try:
             text = Path(f).read_text()
         except OSError as exc:
             raise UsageError(f"cannot read target file {f}: {exc.strerror}") from None
         chosen.append(T.parse_target_file(text, str(f)))
-    return T.dedupe_names(chosen or [host]), host
+    return T.dedupe_names(chosen or [need_host()]), host
 
 
 @app.command(help=HELP)
@@ -100,7 +111,7 @@ def wheels(
         for w in words:
             validate_requirement(w)
         chosen, host = _targets(target, python, platform, target_file)
-        if check_install and not any(t.python == host.python and t.arch == host.arch for t in chosen):
+        if check_install and (host is None or not any(t.python == host.python and t.arch == host.arch for t in chosen)):
             raise UsageError("--check-install needs a target this machine can run (same Python and CPU)")
         request = BundleRequest(
             requirements=words, requirement_files=list(requirement), targets=chosen,

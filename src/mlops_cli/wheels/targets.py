@@ -146,10 +146,12 @@ _PLATFORM_RE = re.compile(r"(?:manylinux_(\d+)_(\d+)|manylinux(2014|2010|1))_(x8
 _LEGACY_GLIBC = {"2014": "2.17", "2010": "2.12", "1": "2.5"}
 
 
-def from_flags(python: str | None, platform: str | None, host: Target) -> Target:
-    """--python X.Y and/or --platform TAG; what is not given comes from the host."""
+def from_flags(python: str | None, platform: str | None, host: Target | None) -> Target:
+    """--python X.Y and/or --platform TAG; what is not given comes from the host (then needed)."""
+    if host is None and not (python and platform):
+        raise UsageError("give both --python and --platform: this machine cannot stand in for the rest")
     py = _check_python(python) if python else host.python
-    arch, glibc = host.arch, host.glibc
+    arch, glibc = (host.arch, host.glibc) if host else ("", "")
     if platform:
         m = _PLATFORM_RE.fullmatch(platform)
         if not m:
@@ -160,7 +162,7 @@ def from_flags(python: str | None, platform: str | None, host: Target) -> Target
         arch = m.group(4)
         glibc = f"{m.group(1)}.{m.group(2)}" if m.group(1) else _LEGACY_GLIBC[m.group(3)]
     name = f"cp{py.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
-    return Target(name=name, python=py, arch=arch, glibc=glibc, python_full=host.python_full if py == host.python else "", source="flags")
+    return Target(name=name, python=py, arch=arch, glibc=glibc, python_full=host.python_full if host and py == host.python else "", source="flags")
 
 
 def from_probe(data: dict[str, Any], origin: str) -> Target:
