@@ -256,6 +256,12 @@ def standard_index() -> FakeIndex:
     wheel("yanky", "0.9")
     name, data = make_wheel("yanky", "1.0")
     idx.add("yanky", Listed(name, data, yanked="broken build"))
+    # A real pip (the wheel ensurepip bundles with this Python), for --with-pip.
+    import ensurepip
+    from pathlib import Path
+
+    for pip_wheel in sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))[-1:]:
+        idx.add("pip", Listed(pip_wheel.name, pip_wheel.read_bytes()))
     # An index that lists the wrong hash for a file.
     name, data = make_wheel("badhash", "1.0")
     idx.add("badhash", Listed(name, data, wrong_hash=True))

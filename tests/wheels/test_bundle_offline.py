@@ -129,3 +129,22 @@ def test_uv_warnings_reach_the_user(index, wheels):
     assert r.returncode == 0, r
     assert "warning: The package `alpha==1.0` does not have an extra named `nosuch`" in r.stderr
     assert any("nosuch" in w for w in r.json()["warnings"])
+
+
+def test_with_pip_installs_where_there_is_no_pip(index, wheels, tmp_path):
+    if "pip" not in index.projects:
+        pytest.skip("this Python's ensurepip bundles no pip wheel to serve")
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=300)
+    python = bare / "bin" / "python"
+    r = wheels("alpha==1.0", "-o", "nopip", index_url=index.url)
+    assert r.returncode == 0, r
+    refused = run_install_sh(wheels.work / "nopip", python)
+    assert refused.returncode == 1 and "no pip in this interpreter" in refused.stderr, refused
+    r2 = wheels("alpha==1.0", "--with-pip", "-o", "withpip", "--json", index_url=index.url)
+    assert r2.returncode == 0, r2
+    assert "pip" in {p["name"] for p in r2.json()["packages"]}
+    inst = run_install_sh(wheels.work / "withpip", python)
+    assert inst.returncode == 0, inst.stderr + inst.stdout
+    assert "using the bundled wheels/pip-" in inst.stderr and "No broken requirements found" in inst.stdout
+    assert subprocess.run([str(python), "-c", "import alpha, pip"]).returncode == 0

@@ -7,6 +7,7 @@ the same code, so the check is written once.
 
     python3 _bundle.py verify BUNDLE_DIR          re-hash every file against manifest.json
     python3 _bundle.py preflight BUNDLE_DIR [NAME] print the requirements file for this interpreter
+                                                   (and, on a second line, the bundled pip to use)
 """
 
 import hashlib
@@ -80,7 +81,25 @@ def _version_tuple(text):
     return tuple(out)
 
 
-def target_fits(target, facts):
+def pip_problem(target, facts):
+    """Why this interpreter's own pip cannot install the target's wheels; None when it can."""
+    if not facts["pip"]:
+        return "no pip in this interpreter (install python3-pip, or rebuild the bundle with --with-pip)"
+    needs = target.get("requires_glibc")
+    if needs and _version_tuple(needs) > (2, 17) and _version_tuple(facts["pip"]) < (20, 3):
+        return "pip %s is too old for manylinux_2_x wheels (needs 20.3 or newer; or rebuild with --with-pip)" % facts["pip"]
+    return None
+
+
+def bundled_pip(manifest):
+    """The pip wheel shipped in the bundle (--with-pip), as a path inside it, or None."""
+    for package in manifest.get("packages", []):
+        if package["name"] == "pip" and package["filename"].endswith(".whl"):
+            return "wheels/" + package["filename"]
+    return None
+
+
+def target_fits(target, facts, have_pip_wheel=False):
     """Why this interpreter cannot use the target's wheels; None when it can."""
     if facts["python"] != target["python"]:
         return "Python %s, the target needs %s" % (facts["python"], target["python"])
@@ -89,20 +108,19 @@ def target_fits(target, facts):
     needs = target.get("requires_glibc")
     if needs and (not facts["glibc"] or _version_tuple(facts["glibc"]) < _version_tuple(needs)):
         return "glibc %s, the wheels need %s or newer" % (facts["glibc"] or "none", needs)
-    if not facts["pip"]:
-        return "no pip in this interpreter (install python3-pip)"
-    if needs and _version_tuple(needs) > (2, 17) and _version_tuple(facts["pip"]) < (20, 3):
-        return "pip %s is too old for manylinux_2_x wheels (needs 20.3 or newer)" % facts["pip"]
+    if not have_pip_wheel:
+        return pip_problem(target, facts)
     return None
 
 
 def pick_target(manifest, facts, wanted=None):
     """(target, None) or (None, message)."""
     reasons = []
+    have_pip_wheel = bundled_pip(manifest) is not None
     for target in manifest.get("targets", []):
         if wanted and target["name"] != wanted:
             continue
-        why = target_fits(target, facts)
+        why = target_fits(target, facts, have_pip_wheel)
         if why is None:
             return target, None
         reasons.append("%s: %s" % (target["name"], why))
@@ -126,11 +144,15 @@ def main(argv):
             return 1
         sys.stderr.write("verified %d files against manifest.json\n" % count)
         return 0
-    target, message = pick_target(manifest, machine_facts(), argv[2] if len(argv) > 2 and argv[2] else None)
+    facts = machine_facts()
+    target, message = pick_target(manifest, facts, argv[2] if len(argv) > 2 and argv[2] else None)
     if target is None:
         sys.stderr.write("error: %s\n" % message)
         return 1
-    sys.stdout.write(target["requirements_file"] + "\n")
+    # Line 1: the requirements file. Line 2: the bundled pip wheel to run, when this
+    # interpreter's own pip cannot do the job (empty otherwise).
+    use_wheel = bundled_pip(manifest) if pip_problem(target, facts) else None
+    sys.stdout.write("%s\n%s\n" % (target["requirements_file"], use_wheel or ""))
     return 0
 
 

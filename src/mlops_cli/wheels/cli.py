@@ -67,6 +67,12 @@ def _targets(presets, python, platforms, target_files):
     return T.dedupe_names(chosen or [need_host()]), host
 
 
+def _is_pip(requirement: str) -> bool:
+    from packaging.requirements import Requirement
+
+    return Requirement(requirement).name.lower() == "pip"
+
+
 @app.command(help=HELP)
 def wheels(
     reqs: Optional[List[str]] = typer.Argument(None, metavar="REQ", help="Requirements, e.g. swanlab==0.5.7 'pkg\\[extra]>=1'."),
@@ -81,6 +87,7 @@ def wheels(
     extra_index_url: List[str] = typer.Option([], "--extra-index-url", help="Further index, used only for names the first lacks."),
     sdist: str = typer.Option("build", "--sdist", help="sdist-only dependencies: build (pure ones, on this host) or refuse."),
     archive: str = typer.Option("dir", "--archive", help="dir, or tar.gz (reproducible: same inputs, same bytes)."),
+    with_pip: bool = typer.Option(False, "--with-pip", help="Also bundle pip: install.sh runs it when the target has no pip or an old one."),
     check_install: bool = typer.Option(False, "--check-install", help="Install the bundle offline into a throwaway venv and import it."),
     verify: Optional[Path] = typer.Option(None, "--verify", help="Re-hash a bundle folder or .tar.gz against its manifest; build nothing."),
     print_target: bool = typer.Option(False, "--print-target", help="Print this interpreter as a target file (same as `mlops wheels target`)."),
@@ -110,6 +117,8 @@ def wheels(
 
         for w in words:
             validate_requirement(w)
+        if with_pip and not any(_is_pip(w) for w in words):
+            words.append("pip")
         chosen, host = _targets(target, python, platform, target_file)
         if check_install and (host is None or not any(t.python == host.python and t.arch == host.arch for t in chosen)):
             raise UsageError("--check-install needs a target this machine can run (same Python and CPU)")

@@ -34,7 +34,16 @@ fi
 "$PY" "$HERE/_bundle.py" verify "$HERE" || exit 1
 [ "$MODE" = verify ] && exit 0
 
-REQ=$("$PY" "$HERE/_bundle.py" preflight "$HERE" "$TARGET") || exit 1
+PLAN=$("$PY" "$HERE/_bundle.py" preflight "$HERE" "$TARGET") || exit 1
+REQ=$(printf '%s\n' "$PLAN" | sed -n 1p)
+PIPWHL=$(printf '%s\n' "$PLAN" | sed -n 2p)
+if [ -n "$PIPWHL" ]; then
+  # This interpreter has no pip, or one too old: run the pip shipped in the bundle (--with-pip).
+  echo "using the bundled $PIPWHL" >&2
+  set -- "$PY" "$HERE/$PIPWHL/pip"
+else
+  set -- "$PY" -m pip
+fi
 
 # pip must see only this bundle: no configuration files, no PIP_* variables, no index.
 for var in $(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p'); do
@@ -45,7 +54,7 @@ PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_CONFIG_FILE PIP_DISABLE_PIP_VERSION_CHECK
 
 echo "installing $REQ into $PY" >&2
-"$PY" -m pip --isolated install --no-index --find-links "$HERE/wheels" \
+"$@" --isolated install --no-index --find-links "$HERE/wheels" \
   --only-binary=:all: --require-hashes -r "$HERE/$REQ"
-"$PY" -m pip --isolated check
+"$@" --isolated check
 echo "done: the bundle is installed into $PY" >&2
