@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlops_cli.wheels.choose import choose_file
 from mlops_cli.wheels.index import IndexFile, parse_html_page, parse_json_page, strip_credentials
 from mlops_cli.wheels.plan import required_glibc
-from mlops_cli.wheels.resolve import index_args, parse_pins, summarize_uv_error
+from mlops_cli.wheels.resolve import _SELECTING, index_args, parse_pins, summarize_uv_error
 from mlops_cli.wheels.targets import from_preset
 
 U22 = from_preset("ubuntu22.04")
@@ -65,3 +65,7 @@ def test_uv_glue():
            "x==9, we can conclude that your requirements are unsatisfiable.\n")
     assert summarize_uv_error(err).startswith("Because there is no version of x==9")
     assert "s3cr3t" not in summarize_uv_error("error: Failed to fetch https://u:s3cr3t@h/simple/x/")
+    # uv -v lines that start page fetches early (recorded from uv 0.13.9)
+    for line in ("DEBUG Selecting: swanlab==0.5.7 [compatible] (swanlab-0.5.7-py3-none-any.whl)",
+                 "DEBUG Selecting: swanlab[dashboard]==0.5.7 [compatible]"):
+        assert _SELECTING.search(line).groups() == ("swanlab", "0.5.7")

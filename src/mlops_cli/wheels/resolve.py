@@ -107,7 +107,7 @@ def parse_pins(stdout: str) -> list[Pin]:
     return pins
 
 
-_SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
+_SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
 
 
