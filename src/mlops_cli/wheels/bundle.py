@@ -35,7 +35,6 @@ class BundleRequest:
     chatty: bool = False  # phase lines on stderr
     cache_root: Path | None = None
     workers: int = 8
-    host: Target | None = None
 
     @property
     def first_names(self) -> list[str]:

@@ -112,11 +112,12 @@ def wheels(
             raise UsageError(f"--archive must be dir or tar.gz, not {archive!r}")
         if not words and not requirement:
             raise UsageError("nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt")
-        from mlops_cli.wheels.bundle import BundleRequest, build_bundle
+        from mlops_cli.wheels.bundle import BundleRequest, build_bundle, default_out_name
         from mlops_cli.wheels.resolve import validate_requirement
 
         for w in words:
             validate_requirement(w)
+        out = output or Path(default_out_name(words))  # named for what was asked, not for pip
         if with_pip and not any(_is_pip(w) for w in words):
             words.append("pip")
         chosen, host = _targets(target, python, platform, target_file)
@@ -124,9 +125,9 @@ def wheels(
             raise UsageError("--check-install needs a target this machine can run (same Python and CPU)")
         request = BundleRequest(
             requirements=words, requirement_files=list(requirement), targets=chosen,
-            index_urls=[index_url, *extra_index_url], out=output, sdist_policy=sdist, archive=archive,
+            index_urls=[index_url, *extra_index_url], out=out, sdist_policy=sdist, archive=archive,
             check_install=check_install, show_progress=progress_enabled(json_out),
-            chatty=progress_enabled(json_out), host=host)
+            chatty=progress_enabled(json_out))
         return emit(build_bundle(request), json_out)
 
     run_guarded(body)
