@@ -69,3 +69,13 @@ def test_uv_glue():
     for line in ("DEBUG Selecting: swanlab==0.5.7 [compatible] (swanlab-0.5.7-py3-none-any.whl)",
                  "DEBUG Selecting: swanlab[dashboard]==0.5.7 [compatible]"):
         assert _SELECTING.search(line).groups() == ("swanlab", "0.5.7")
+
+
+def test_default_bundle_names():
+    from pathlib import Path
+
+    from mlops_cli.wheels.bundle import default_out_name
+
+    assert default_out_name(["swanlab==0.5.7"]) == "swanlab-0.5.7-bundle"
+    assert default_out_name(["swanlab[dashboard]>=0.5"]) == "swanlab-bundle"
+    assert default_out_name([], [Path("deploy/ml.txt")]) == "ml-bundle"

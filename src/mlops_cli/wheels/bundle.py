@@ -44,11 +44,12 @@ class BundleRequest:
         return [Requirement(r).name for r in self.requirements]
 
 
-def default_out_name(requirements: list[str]) -> str:
+def default_out_name(requirements: list[str], requirement_files: list[Path] = ()) -> str:
+    """swanlab==0.5.7 -> swanlab-0.5.7-bundle; only -r ml.txt -> ml-bundle."""
     from packaging.requirements import Requirement
 
     if not requirements:
-        return "requirements-bundle"
+        return f"{Path(requirement_files[0]).stem}-bundle" if requirement_files else "requirements-bundle"
     first = Requirement(requirements[0])
     pins = [s.version for s in first.specifier if s.operator in ("==", "===")]
     return f"{first.name}-{pins[0]}-bundle" if pins else f"{first.name}-bundle"
@@ -142,7 +143,7 @@ def _build_bundle(req: BundleRequest):
     started = time.perf_counter()
     _read_requirement_files(req.requirement_files)
     cache_root = Path(req.cache_root or default_cache_root())
-    out = Path(req.out or default_out_name(req.requirements)).absolute()
+    out = Path(req.out or default_out_name(req.requirements, req.requirement_files)).absolute()
     final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
     if req.archive == "dir" and final.exists() and not _replaceable(final):
         raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")

@@ -117,7 +117,7 @@ def wheels(
 
         for w in words:
             validate_requirement(w)
-        out = output or Path(default_out_name(words))  # named for what was asked, not for pip
+        out = output or Path(default_out_name(words, list(requirement)))  # named for what was asked, not for pip
         if with_pip and not any(_is_pip(w) for w in words):
             words.append("pip")
         chosen, host = _targets(target, python, platform, target_file)
