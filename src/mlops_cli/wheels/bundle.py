@@ -1,0 +1,260 @@
+"""`mlops wheels`: resolve for each target, fetch, build pure sdists, write the bundle.
+
+Order of work: requirements are checked, uv resolves per target (in parallel), the index
+pages of every pin are read (in parallel), a pure plan says which file each target gets,
+files are downloaded into the cache (in parallel, hash-checked), and the bundle is written
+to a temporary folder that is renamed into place only when everything, including the
+optional `--check-install`, succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops_cli.output import OperationFailed, UsageError, info, warn
+from mlops_cli.wheels.targets import Target
+
+
+@dataclass
+class BundleRequest:
+    requirements: list[str]
+    requirement_files: list[Path]
+    targets: list[Target]
+    index_urls: list[str]
+    out: Path | None = None
+    sdist_policy: str = "build"  # build | refuse
+    archive: str = "dir"  # dir | tar.gz
+    check_install: bool = False
+    show_progress: bool = False
+    chatty: bool = False  # phase lines on stderr
+    cache_root: Path | None = None
+    workers: int = 8
+
+    @property
+    def first_names(self) -> list[str]:
+        """Names on the command line: their pages are fetched before uv even starts."""
+        from packaging.requirements import Requirement
+
+        return [Requirement(r).name for r in self.requirements]
+
+
+def default_out_name(requirements: list[str], requirement_files: list[Path] = ()) -> str:
+    """swanlab==0.5.7 -> swanlab-0.5.7-bundle; only -r ml.txt -> ml-bundle."""
+    from packaging.requirements import Requirement
+
+    if not requirements:
+        return f"{Path(requirement_files[0]).stem}-bundle" if requirement_files else "requirements-bundle"
+    first = Requirement(requirements[0])
+    pins = [s.version for s in first.specifier if s.operator in ("==", "===")]
+    return f"{first.name}-{pins[0]}-bundle" if pins else f"{first.name}-bundle"
+
+
+def _read_requirement_files(paths: list[Path]) -> None:
+    for p in paths:
+        if not p.is_file() or not os.access(p, os.R_OK):
+            raise UsageError(f"cannot read requirements file {p}")
+
+
+def _speculate(req: BundleRequest, pages, downloader):
+    """While uv resolves: fetch the page of each package it selects and start downloading the
+    file each target would get. Only a head start: the final plan decides what is used."""
+    from mlops_cli.wheels.choose import choose_file
+    from mlops_cli.wheels.download import Job
+    from mlops_cli.wheels.index import parse_page
+
+    def page_ready(future, name: str, version: str) -> None:
+        try:
+            files = parse_page(future.result(), version)
+            for t in req.targets:
+                c = choose_file(files, name, version, t.tags(), t.markers()["python_full_version"])
+                if c.file is not None and not c.needs_build:
+                    downloader.submit(Job(c.file.filename, c.file.url, c.file.sha256, c.file.size))
+        except Exception:  # noqa: BLE001 - a failed guess costs nothing; the real pass reports
+            pass
+
+    def on_select(name: str, version: str) -> None:
+        pages.want(name).add_done_callback(lambda f: page_ready(f, name, version))
+
+    return on_select
+
+
+def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_select) -> tuple[dict, list[str]]:
+    from mlops_cli.wheels.resolve import resolve
+
+    with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
+        futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv", on_select=on_select)
+                   for t in req.targets}
+        try:
+            results = {name: f.result() for name, f in futures.items()}
+        except OperationFailed:
+            # An unreachable index explains a failed resolution better than uv's retries do.
+            for name in req.first_names:
+                failure = pages.failure(name)
+                if isinstance(failure, OperationFailed):
+                    raise failure from None
+            raise
+    warnings = sorted({w for _, ws in results.values() for w in ws})
+    return {name: pins for name, (pins, _) in results.items()}, warnings
+
+
+def _fetch_pages(pages, pins: dict) -> dict:
+    """name -> files of the pinned version(s); most pages were prefetched while uv worked."""
+    from packaging.utils import canonicalize_name
+
+    versions: dict[str, set[str]] = {}
+    for target_pins in pins.values():
+        for p in target_pins:
+            versions.setdefault(canonicalize_name(p.name), set()).add(p.version)
+    for name in versions:
+        pages.want(name)
+    return {name: pages.files(name, next(iter(vs)) if len(vs) == 1 else None) for name, vs in versions.items()}
+
+
+def build_bundle(req: BundleRequest):
+    """Write the bundle; see the module docstring for the order of work."""
+    import gc
+
+    # Index pages are large JSON documents; Python's cyclic collector would rescan the
+    # growing heap again and again while they are decoded (~0.1-0.2 s here). Nothing in this
+    # short-lived command builds reference cycles worth collecting.
+    gc.disable()
+    try:
+        return _build_bundle(req)
+    finally:
+        gc.freeze()  # ... and the interpreter's exit need not walk these objects either
+        gc.enable()
+
+
+def _build_bundle(req: BundleRequest):
+    from mlops_cli.wheels import layout
+    from mlops_cli.wheels.build import build_pure_wheel
+    from mlops_cli.wheels.download import Cache, Downloader, Job, default_cache_root
+    from mlops_cli.wheels.index import PagePrefetcher
+    from mlops_cli.wheels.manifest import archive_epoch, describe_bundle
+    from mlops_cli.wheels.plan import make_plan
+    from mlops_cli.wheels.result import BundleResult
+
+    started = time.perf_counter()
+    _read_requirement_files(req.requirement_files)
+    cache_root = Path(req.cache_root or default_cache_root())
+    out = Path(req.out or default_out_name(req.requirements, req.requirement_files)).absolute()
+    final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
+    if req.archive == "dir" and final.exists() and not _replaceable(final):
+        raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")
+    final.parent.mkdir(parents=True, exist_ok=True)
+
+    pages = PagePrefetcher(req.index_urls, req.workers)
+    downloader = Downloader(pages.session, Cache(cache_root), req.workers)
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        inputs = list(req.requirement_files)
+        if req.requirements:
+            top = work / "requirements.in"
+            top.write_text("\n".join(req.requirements) + "\n")
+            inputs.insert(0, top)
+        for name in req.first_names:
+            pages.want(name)
+        if req.chatty:
+            info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
+        phases = {"setup": time.perf_counter() - started}
+        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader))
+        phases["resolve"] = time.perf_counter() - started - sum(phases.values())
+        plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))
+        if plan.problems:
+            raise OperationFailed("; ".join(plan.problems),
+                                  hint="pick another version, or leave that target out of this bundle")
+        sdists = plan.sdists()
+        if sdists and req.sdist_policy == "refuse":
+            names = ", ".join(c.file.filename for c in sdists)
+            raise OperationFailed(f"sdist-only dependencies (no wheel for the target): {names}",
+                                  hint="--sdist build builds pure-Python ones into py3-none-any wheels on this host")
+        # uv's own warnings (e.g. "does not have an extra named ..."), less the yanked ones we word better
+        warnings = plan.yanked + [w for w in uv_warnings if not (plan.yanked and "yanked" in w)]
+        for note in warnings:
+            warn(note)
+        files = plan.unique_files()
+        jobs = [Job(f.filename, f.url, f.sha256, f.size) for f in files]
+        if req.chatty:
+            info(f"fetching {len(jobs)} files ...")
+        fetched = {f.filename: f for f in downloader.fetch_all(jobs, req.show_progress)}
+        phases["fetch_after_resolve"] = time.perf_counter() - started - sum(phases.values())
+        bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
+        manifest, requirements, targets_json = describe_bundle(req, bundle_files)
+        name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
+        folder = work / name
+        layout.write_bundle_dir(folder, list(bundle_files.values()), requirements, manifest,
+                                layout.readme_text(name, targets_json))
+        if req.check_install:
+            from mlops_cli.wheels.checkinstall import check_install
+
+            check_install(folder, manifest, req.requirements)
+        if req.archive == "tar.gz":
+            layout.write_archive(folder, work / final.name, name, archive_epoch())
+            _replace(work / final.name, final)
+        else:
+            _replace(folder, final)
+    finally:
+        pages.close()
+        downloader.close()
+        shutil.rmtree(work, ignore_errors=True)
+    downloaded = sum(f.downloaded_bytes for f in fetched.values())
+    hits = sum(1 for f in fetched.values() if f.from_cache)
+    phases["build_and_write"] = time.perf_counter() - started - sum(phases.values())
+    return BundleResult(bundle=final, archive=req.archive, targets=targets_json, files=list(bundle_files.values()),
+                        downloaded_bytes=downloaded, cache_hits=hits, seconds=time.perf_counter() - started,
+                        phases=phases, warnings=warnings)
+
+
+def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> dict:
+    """filename -> BundleFile, sdists replaced by the wheels built from them."""
+    from mlops_cli.wheels.download import sha256_file
+    from mlops_cli.wheels.layout import BundleFile
+
+    by_sdist: dict[str, BundleFile] = {}
+    out: dict[str, BundleFile] = {}
+    for f in files:
+        got = fetched[f.filename]
+        choice = next(c for cs in plan.per_target.values() for c in cs if c.file and c.file.filename == f.filename)
+        if choice.needs_build:
+            if req.chatty:
+                info(f"building {f.filename} (sdist only) into a wheel ...")
+            wheel = build_pure_wheel(got.path, f.filename, got.sha256, cache_root, req.index_urls)
+            bf = BundleFile(choice.name, choice.version, wheel.name, sha256_file(wheel), wheel.stat().st_size,
+                            None, f.index, wheel, built_from_sdist=True,
+                            sdist={"filename": f.filename, "sha256": got.sha256, "source_url": f.url})
+            by_sdist[f.filename] = bf
+        else:
+            bf = BundleFile(choice.name, choice.version, f.filename, got.sha256, got.size, f.url, f.index,
+                            got.path, yanked=f.yanked, yanked_reason=f.yanked_reason)
+        out[bf.filename] = bf
+    for target_name, choices in plan.per_target.items():
+        for c in choices:
+            key = by_sdist[c.file.filename].filename if c.file.filename in by_sdist else c.file.filename
+            if target_name not in out[key].targets:
+                out[key].targets.append(target_name)
+    return out
+
+
+def _replaceable(path: Path) -> bool:
+    """An earlier bundle or an empty folder may be replaced; anything else is someone's data."""
+    return path.is_dir() and ((path / "manifest.json").is_file() or not any(path.iterdir()))
+
+
+def _replace(src: Path, dest: Path) -> None:
+    """Rename into place; an older bundle at `dest` is moved aside first, then removed."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    os.replace(src, dest)
+    if old is not None:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)

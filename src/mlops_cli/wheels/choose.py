@@ -1,0 +1,85 @@
+"""Which file of a pinned release each target gets. Pure: index data in, a decision out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_cli.wheels.index import IndexFile
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    version: str
+    file: IndexFile | None  # the best wheel, or the sdist when `needs_build`
+    needs_build: bool = False
+    problem: str | None = None  # why nothing fits (no wheel, no sdist)
+
+
+def _release_files(files: list[IndexFile], name: str, version: str) -> tuple[list, list]:
+    """(wheels with their tags, sdists) of exactly this release."""
+    from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name,
+                                 parse_sdist_filename, parse_wheel_filename)
+    from packaging.version import InvalidVersion, Version
+
+    want_name, want_version = canonicalize_name(name), Version(version)
+    wheels, sdists = [], []
+    for f in files:
+        try:
+            if f.is_wheel:
+                n, v, _build, tags = parse_wheel_filename(f.filename)
+                if n == want_name and v == want_version:
+                    wheels.append((f, {str(t) for t in tags}))
+            else:
+                n, v = parse_sdist_filename(f.filename)
+                if n == want_name and v == want_version:
+                    sdists.append(f)
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            continue
+    return wheels, sdists
+
+
+def _python_ok(requires_python: str | None, python_full: str) -> bool:
+    if not requires_python:
+        return True
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    try:
+        return SpecifierSet(requires_python).contains(python_full, prereleases=True)
+    except InvalidSpecifier:
+        return True  # pip ignores a broken requires-python too
+
+
+def choose_file(files: list[IndexFile], name: str, version: str, tags: list[str], python_full: str) -> Choice:
+    """The best wheel for the target's tag order; else the sdist (to be built); else why not.
+
+    Yanked files count only when every file of the release is yanked: uv picked this version,
+    so it was pinned exactly (PEP 592), and the caller warns about it.
+    """
+    wheels, sdists = _release_files(files, name, version)
+    if not wheels and not sdists:
+        return Choice(name, version, None, problem=f"the index lists no files for {name}=={version}")
+    live = [w for w in wheels if not w[0].yanked] + [s for s in sdists if not s.yanked]
+    if live:
+        wheels = [w for w in wheels if not w[0].yanked]
+        sdists = [s for s in sdists if not s.yanked]
+    rank = {tag: i for i, tag in enumerate(tags)}
+    best: tuple[int, IndexFile] | None = None
+    for f, file_tags in wheels:
+        if not _python_ok(f.requires_python, python_full):
+            continue
+        score = min((rank[t] for t in file_tags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, f)
+    if best:
+        return Choice(name, version, best[1])
+    if sdists and not wheels:
+        return Choice(name, version, sdists[0], needs_build=True)
+    if sdists:
+        # Wheels exist but none for this target (e.g. a C extension without aarch64 wheels):
+        # building on this host would ship the host's binaries, so offer the sdist as a build
+        # only to be rejected later unless it turns out pure.
+        return Choice(name, version, sdists[0], needs_build=True)
+    available = sorted({t for _, ts in wheels for t in ts})
+    shown = ", ".join(available[:4]) + (", ..." if len(available) > 4 else "")
+    return Choice(name, version, None, problem=f"{name}=={version} has no wheel for this target (it has: {shown})")

@@ -1,0 +1,81 @@
+"""From pins and index pages to the files each target gets. Pure: no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlops_cli.wheels.choose import Choice, choose_file
+from mlops_cli.wheels.index import IndexFile
+from mlops_cli.wheels.resolve import Pin
+from mlops_cli.wheels.targets import Target
+
+
+@dataclass
+class Plan:
+    # target name -> choices (one per pin)
+    per_target: dict[str, list[Choice]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # no file fits: fatal
+    yanked: list[str] = field(default_factory=list)  # chosen although yanked: warn
+
+    def unique_files(self) -> list[IndexFile]:
+        seen: dict[str, IndexFile] = {}
+        for choices in self.per_target.values():
+            for c in choices:
+                if c.file is not None:
+                    seen.setdefault(c.file.filename, c.file)
+        return [seen[k] for k in sorted(seen)]
+
+    def sdists(self) -> list[Choice]:
+        seen: dict[str, Choice] = {}
+        for choices in self.per_target.values():
+            for c in choices:
+                if c.needs_build and c.file is not None:
+                    seen.setdefault(c.file.filename, c)
+        return [seen[k] for k in sorted(seen)]
+
+
+def make_plan(targets: list[Target], pins: dict[str, list[Pin]], pages: dict[str, list[IndexFile]]) -> Plan:
+    from packaging.utils import canonicalize_name
+
+    plan = Plan()
+    for target in targets:
+        tags = target.tags()
+        python_full = target.markers()["python_full_version"]
+        chosen = []
+        for pin in pins[target.name]:
+            files = pages.get(canonicalize_name(pin.name), [])
+            choice = choose_file(files, pin.name, pin.version, tags, python_full)
+            if choice.problem:
+                plan.problems.append(f"{choice.problem} [target {target.name}]")
+                continue
+            if choice.file is not None and choice.file.yanked:
+                reason = f" ({choice.file.yanked_reason})" if choice.file.yanked_reason else ""
+                note = f"{pin.name}=={pin.version} is yanked{reason}; it is used because it is pinned exactly"
+                if note not in plan.yanked:
+                    plan.yanked.append(note)
+            chosen.append(choice)
+        plan.per_target[target.name] = chosen
+    return plan
+
+
+def required_glibc(wheel_filenames: list[str]) -> str | None:
+    """The newest glibc any of these wheels needs (from their manylinux tags)."""
+    import re
+
+    from packaging.utils import parse_wheel_filename
+
+    legacy = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
+    need: tuple[int, int] | None = None
+    for filename in wheel_filenames:
+        _n, _v, _b, tags = parse_wheel_filename(filename)
+        levels = []
+        for t in tags:
+            m = re.match(r"manylinux_(\d+)_(\d+)_", t.platform)
+            if m:
+                levels.append((int(m.group(1)), int(m.group(2))))
+            else:
+                levels += [v for k, v in legacy.items() if t.platform.startswith(k + "_")]
+        if levels:
+            lowest = min(levels)  # the file installs where its most lenient tag does
+            need = lowest if need is None else max(need, lowest)
+    return f"{need[0]}.{need[1]}" if need else None

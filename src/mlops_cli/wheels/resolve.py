@@ -1,0 +1,159 @@
+"""Resolve requirements for a target with uv (`uv pip compile`), run as a subprocess.
+
+Isolation: `--no-config` (no uv.toml / pyproject settings), every UV_* and PIP_* variable
+removed, `--no-python-downloads` plus an explicit `--python` (uv would otherwise try to
+download a CPython for `--python-version` and stall ~10 s without DNS: research §2), and the
+index URLs passed explicitly. Markers are evaluated by uv for `--python-version` and
+`--python-platform`, i.e. for the target, never for this host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mlops_cli.output import OperationFailed, UsageError
+from mlops_cli.wheels.targets import Target
+
+_CREDENTIALS = re.compile(r"//[^/@\s]+@")  # user:token@ in a URL: never echoed
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+
+
+def uv_binary() -> str:
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError) as exc:
+        raise OperationFailed("the uv resolver is not installed", hint="pip install uv (a dependency of mlops-cli)") from exc
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without anything that configures uv or pip behind our back."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_")) and k != "VIRTUAL_ENV"}
+
+
+def validate_requirement(text: str) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        parsed = Requirement(text)
+        if any(not spec.version for spec in parsed.specifier):
+            raise InvalidRequirement("a version specifier has no version")
+        if parsed.url:
+            raise InvalidRequirement("direct URL requirements cannot be hash-pinned from an index")
+    except InvalidRequirement as exc:
+        first = str(exc).splitlines()[0]
+        raise UsageError(f"malformed requirement {text!r}: {first}",
+                         hint="write it like swanlab==0.5.7, 'swanlab[dashboard]>=0.5' or -r requirements.txt") from None
+    return text
+
+
+def index_args(index_urls: list[str]) -> list[str]:
+    """Our order is the priority: a project comes from the first index that has it.
+
+    uv ranks `--extra-index-url` *above* `--index-url`, the opposite of what the flags mean to
+    pip users; `--index` (in order) above `--default-index` says it the way we mean it, and
+    the last of our URLs as the default keeps uv from ever falling back to pypi.org.
+    """
+    argv: list[str] = []
+    for url in index_urls[:-1]:
+        argv += ["--index", url]
+    return argv + ["--default-index", index_urls[-1]]
+
+
+def compile_command(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path) -> list[str]:
+    argv = [uv_binary(), "pip", "compile", *[str(p) for p in inputs],
+            "--python-platform", target.uv_platform(),
+            "--python-version", target.python_full or target.python,
+            "--python", sys.executable, "--no-python-downloads",
+            "--no-config", "--no-header", "--no-annotate",
+            "--cache-dir", str(cache_dir), *index_args(index_urls)]
+    return argv
+
+
+def summarize_uv_error(stderr: str) -> str:
+    """uv's boxed, multi-line report as one readable line."""
+    lines = []
+    for raw in stderr.splitlines():
+        line = re.sub(r"^[\s×│╰─▶]+", "", raw).strip()
+        line = re.sub(r"^(error|cause):\s*", "", line)
+        if line.startswith("No solution found when resolving"):
+            continue
+        if line and not line.startswith(("hint:", "warning:")):
+            lines.append(line)
+    text = " ".join(lines)
+    return _CREDENTIALS.sub("//", re.sub(r"\s+", " ", text))[:600] or "uv failed without a message"
+
+
+def parse_pins(stdout: str) -> list[Pin]:
+    pins = []
+    for line in stdout.splitlines():
+        m = _PIN.match(line.strip())
+        if m:
+            pins.append(Pin(m.group(1), m.group(2)))
+    return pins
+
+
+_SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
+_LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
+
+
+def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None]) -> tuple[int, str, str]:
+    """Run uv, handing each stderr line to `on_line` as it comes; (rc, stdout, stderr without logs)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            env=clean_env(), text=True, errors="replace")
+    out_chunks: list[str] = []
+    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    kept: list[str] = []
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        for line in proc.stderr:
+            if _LOG_LINE.match(line):
+                on_line(line)
+            else:
+                kept.append(line)
+        rc = proc.wait()
+    finally:
+        timer.cancel()
+    reader.join()
+    if rc < 0:
+        raise OperationFailed(f"the resolver was stopped after {int(timeout)} s")
+    return rc, "".join(out_chunks), "".join(kept)
+
+
+def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
+            timeout: float = 600, on_select: Callable[[str, str], None] | None = None) -> tuple[list[Pin], list[str]]:
+    """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
+
+    `on_select(name, version)` is called as uv picks each package (from its -v log), so callers can
+    start fetching index pages before the resolution ends; it is only a hint.
+    """
+    argv = compile_command(target, inputs, index_urls, cache_dir) + ["-v"]
+
+    def hint(line: str) -> None:
+        m = _SELECTING.search(line)
+        if m and on_select is not None:
+            on_select(m.group(1), m.group(2))
+
+    rc, stdout, stderr = _run_streaming(argv, timeout, hint)
+    if rc != 0 and "Couldn't parse requirement" in stderr:
+        raise UsageError(f"malformed requirement: {summarize_uv_error(stderr)}")
+    if rc != 0:
+        raise OperationFailed(f"cannot resolve the requirements for target {target.name}: {summarize_uv_error(stderr)}")
+    warnings = [re.sub(r"^warning:\s*", "", ln).strip() for ln in stderr.splitlines() if ln.startswith("warning:")]
+    return parse_pins(stdout), [_CREDENTIALS.sub("//", w) for w in warnings]

@@ -1,0 +1,217 @@
+"""The machine a bundle is for: Python version, CPU architecture, glibc, wheel tags, markers.
+
+Pure data and decisions: nothing here runs a program or touches the network. A target is
+built from a preset (`ubuntu22.04-aarch64`), from explicit flags (`--python 3.10 --platform
+manylinux_2_17_aarch64`), from the JSON printed on the far machine (`mlops wheels target`
+or the stdlib-only snippet in docs/wheels.md), or from the host running the command.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlops_cli.output import UsageError
+
+TARGET_FORMAT = "mlops-wheels-target/1"
+
+# name -> (python X.Y, glibc X.Y); the -aarch64 variants share both. Sources: the distros'
+# own package lists (python3, libc6 / glibc) for each release.
+PRESETS: dict[str, tuple[str, str]] = {
+    "ubuntu20.04": ("3.8", "2.31"),
+    "ubuntu22.04": ("3.10", "2.35"),
+    "ubuntu24.04": ("3.12", "2.39"),
+    "debian11": ("3.9", "2.31"),
+    "debian12": ("3.11", "2.36"),
+    # RHEL 8's platform python is 3.6; the supported python3 module people install is 3.9.
+    "rhel8": ("3.9", "2.28"),
+    "rhel9": ("3.9", "2.34"),
+}
+ARCHES = ("x86_64", "aarch64")
+# Manylinux glibc levels uv accepts in `--python-platform <arch>-manylinux_2_NN`.
+UV_GLIBC_LEVELS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
+_LEGACY_ALIASES = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    python: str  # "3.10"
+    arch: str  # "x86_64" | "aarch64"
+    glibc: str  # "2.35": the ceiling for manylinux tags
+    python_full: str = ""  # "3.10.12" when known (target file / host)
+    exact_tags: tuple[str, ...] = field(default=())  # from a target file, best first
+    source: str = "preset"  # preset | flags | file | host
+
+    @property
+    def py_nodot(self) -> str:
+        return self.python.replace(".", "")
+
+    @property
+    def glibc_minor(self) -> int:
+        return int(self.glibc.split(".")[1])
+
+    def platform_tags(self) -> list[str]:
+        """manylinux tags this target can install, best first, legacy aliases included."""
+        lowest = 17 if self.arch == "aarch64" else 5
+        out: list[str] = []
+        for minor in range(self.glibc_minor, lowest - 1, -1):
+            out.append(f"manylinux_2_{minor}_{self.arch}")
+            alias = _LEGACY_ALIASES.get(minor)
+            if alias and (self.arch == "x86_64" or minor == 17):
+                out.append(f"{alias}_{self.arch}")
+        return out
+
+    def tags(self) -> list[str]:
+        """Every wheel tag the target accepts, in pip's order of preference."""
+        return list(_tags_of(self))
+
+    def _compute_tags(self) -> list[str]:
+        if self.exact_tags:
+            return list(self.exact_tags)
+        from packaging import tags as ptags
+
+        if self.source == "host":  # this very interpreter: exactly what pip here accepts
+            return [str(t) for t in ptags.sys_tags() if "-linux_" not in str(t)]
+
+        major, minor = (int(p) for p in self.python.split("."))
+        platforms = self.platform_tags()
+        found = list(ptags.cpython_tags((major, minor), abis=[f"cp{major}{minor}"], platforms=platforms))
+        found += list(ptags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
+        return [str(t) for t in found]
+
+    def uv_platform(self) -> str:
+        """The `--python-platform` triple: never the bare `linux` (= manylinux_2_17, uv #3842)."""
+        level = max((lv for lv in UV_GLIBC_LEVELS if lv <= self.glibc_minor), default=None)
+        if level is None:
+            raise UsageError(f"target {self.name}: glibc {self.glibc} is older than 2.17, which no resolver supports")
+        return f"{self.arch}-manylinux_2_{level}"
+
+    def markers(self) -> dict[str, str]:
+        """The marker environment the resolver evaluates requirements against."""
+        return {
+            "implementation_name": "cpython",
+            "os_name": "posix",
+            "platform_machine": self.arch,
+            "platform_python_implementation": "CPython",
+            "platform_system": "Linux",
+            "python_full_version": self.python_full or f"{self.python}.0",
+            "python_version": self.python,
+            "sys_platform": "linux",
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "python": self.python,
+            "python_full_version": self.python_full or None,
+            "arch": self.arch,
+            "glibc": self.glibc,
+            "source": self.source,
+            "uv_python_platform": self.uv_platform(),
+            "markers": self.markers(),
+            "tags": self.tags(),  # all of them, best first: the manifest says exactly what was allowed
+        }
+
+
+@functools.lru_cache(maxsize=64)
+def _tags_of(target: Target) -> tuple[str, ...]:
+    return tuple(target._compute_tags())
+
+
+def _check_python(value: str) -> str:
+    if not re.fullmatch(r"3\.\d{1,2}", value or ""):
+        raise UsageError(f"not a Python version: {value!r}", hint="write it as X.Y, e.g. --python 3.10")
+    return value
+
+
+def preset_names() -> list[str]:
+    return [f"{n}{suffix}" for n in PRESETS for suffix in ("", "-aarch64")]
+
+
+def from_preset(name: str, python: str | None = None) -> Target:
+    base, _, arch_suffix = name.partition("-")
+    if base not in PRESETS or arch_suffix not in ("", "aarch64", "x86_64"):
+        raise UsageError(f"unknown target preset: {name!r}", hint="known presets: " + ", ".join(preset_names()))
+    py, glibc = PRESETS[base]
+    if python:
+        py = _check_python(python)
+    return Target(name=name, python=py, arch=arch_suffix or "x86_64", glibc=glibc)
+
+
+_PLATFORM_RE = re.compile(r"(?:manylinux_(\d+)_(\d+)|manylinux(2014|2010|1))_(x86_64|aarch64)")
+_LEGACY_GLIBC = {"2014": "2.17", "2010": "2.12", "1": "2.5"}
+
+
+def from_flags(python: str | None, platform: str | None, host: Target | None) -> Target:
+    """--python X.Y and/or --platform TAG; what is not given comes from the host (then needed)."""
+    if host is None and not (python and platform):
+        raise UsageError("give both --python and --platform: this machine cannot stand in for the rest")
+    py = _check_python(python) if python else host.python
+    arch, glibc = (host.arch, host.glibc) if host else ("", "")
+    if platform:
+        m = _PLATFORM_RE.fullmatch(platform)
+        if not m:
+            raise UsageError(
+                f"unsupported platform tag: {platform!r}",
+                hint="give a Linux glibc tag such as manylinux_2_28_x86_64 or manylinux2014_aarch64",
+            )
+        arch = m.group(4)
+        glibc = f"{m.group(1)}.{m.group(2)}" if m.group(1) else _LEGACY_GLIBC[m.group(3)]
+    name = f"cp{py.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
+    return Target(name=name, python=py, arch=arch, glibc=glibc, python_full=host.python_full if host and py == host.python else "", source="flags")
+
+
+def from_probe(data: dict[str, Any], origin: str) -> Target:
+    """A target from the JSON that `mlops wheels target` (or the docs snippet) printed."""
+    if not isinstance(data, dict) or data.get("format") != TARGET_FORMAT:
+        raise UsageError(f"{origin}: not a target file (expected \"format\": \"{TARGET_FORMAT}\")",
+                         hint="print it on the target machine with `mlops wheels target` or the snippet in docs/wheels.md")
+    if data.get("implementation") != "cpython" or data.get("system") != "Linux":
+        raise UsageError(f"{origin}: only CPython on Linux is supported as a target "
+                         f"(got {data.get('implementation')} on {data.get('system')})")
+    if data.get("libc") != "glibc" or not data.get("glibc"):
+        raise UsageError(f"{origin}: the target has no glibc (musl/Alpine targets are not supported yet)")
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(data.get("machine", ""), data.get("machine", ""))
+    if arch not in ARCHES:
+        raise UsageError(f"{origin}: unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})")
+    python = _check_python(str(data.get("python", "")))
+    glibc = str(data["glibc"])
+    full = str(data.get("python_full_version") or "")
+    if not full.startswith(python + "."):
+        full = ""  # inconsistent with "python": trust the X.Y
+    name = data.get("name") or f"cp{python.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
+    # Only the manylinux/abi3/none tags travel: `linux_*` wheels are local builds, never portable.
+    tags = tuple(t for t in data.get("tags") or () if "-linux_" not in t)
+    return Target(name=re.sub(r"[^A-Za-z0-9_.-]", "_", name), python=python, arch=arch, glibc=glibc,
+                  python_full=full, exact_tags=tags, source="file")
+
+
+def parse_target_file(text: str, origin: str) -> Target:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{origin}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    return from_probe(data, origin)
+
+
+def host_target(probe: dict[str, Any]) -> Target:
+    target = from_probe(probe, "this machine")
+    name = f"cp{target.py_nodot}-manylinux_{target.glibc.replace('.', '_')}_{target.arch}"
+    return Target(name=name, python=target.python, arch=target.arch, glibc=target.glibc,
+                  python_full=target.python_full, exact_tags=target.exact_tags, source="host")
+
+
+def dedupe_names(targets: list[Target]) -> list[Target]:
+    """Two targets may not share a name: their requirements files would collide."""
+    seen: dict[str, Target] = {}
+    for t in targets:
+        if t.name in seen:
+            if seen[t.name] == t:
+                continue
+            raise UsageError(f"two different targets are both named {t.name!r}")
+        seen[t.name] = t
+    return list(seen.values())

@@ -1,0 +1,165 @@
+"""Bad input, refusals, the cache and resume, reproducible archives, private-index credentials."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from .conftest import manifest
+
+
+def _one_error_line(r) -> str:
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r
+    return lines[0]
+
+
+def _nothing_written(work) -> None:
+    assert [p.name for p in work.iterdir()] == [], list(work.iterdir())
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["swanlab==="], 2, "malformed requirement"),
+    (["alpha", "--target", "ubuntu18.10"], 2, "unknown target preset"),
+    (["alpha", "--platform", "win_amd64"], 2, "unsupported platform tag"),
+    (["alpha", "-r", "missing.txt"], 2, "cannot read requirements file"),
+    (["alpha==7.0"], 1, "there is no version of alpha==7.0"),
+    (["platsd"], 1, "platsd-1.0.tar.gz has no wheel for the target and is not pure Python"),
+    (["puresd", "--sdist", "refuse"], 1, "sdist-only dependencies (no wheel for the target): puresd-1.0.tar.gz"),
+    (["badhash"], 1, "sha256 mismatch for badhash-1.0-py3-none-any.whl"),
+    (["alpha", "--target", "ubuntu22.04-aarch64", "--check-install"], 2, "--check-install needs a target this machine can run"),
+    (["--sdist", "refuse"], 2, "nothing to bundle"),
+    (["alpha", "--archive", "zip"], 2, "--archive must be dir or tar.gz"),
+    (["--verify", "no-such-bundle"], 2, "no such bundle folder or archive"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(args, code, words, index, wheels):
+    r = wheels(*args, "-o", "out", index_url=index.url)
+    assert r.returncode == code, r
+    assert words in _one_error_line(r)
+    assert r.stdout == ""
+    _nothing_written(wheels.work)
+
+
+def test_refused_hash_never_reaches_the_cache(index, wheels):
+    r = wheels("badhash", index_url=index.url)
+    assert r.returncode == 1
+    real = hashlib.sha256(index.file("badhash-1.0-py3-none-any.whl").data).hexdigest()
+    assert not list(wheels.cache.rglob(real)) and not list(wheels.cache.rglob("*.part"))
+
+
+def test_index_down_is_one_clear_line(wheels):
+    r = wheels("alpha==1.0", "-o", "out", index_url="http://127.0.0.1:9/simple")
+    assert r.returncode == 1
+    assert "package index http://127.0.0.1:9/simple is unreachable" in _one_error_line(r)
+    _nothing_written(wheels.work)
+
+
+def test_yanked_release_only_when_pinned_exactly(index, wheels):
+    r = wheels("yanky", "-o", "a", "--json", index_url=index.url)
+    assert r.returncode == 0, r
+    assert [(p["version"], p["yanked"]) for p in r.json()["packages"]] == [("0.9", False)]
+    assert "yanked" not in r.stderr
+    r2 = wheels("yanky==1.0", "-o", "b", "--json", index_url=index.url)
+    assert r2.returncode == 0, r2
+    (pkg,) = r2.json()["packages"]
+    assert (pkg["version"], pkg["yanked"], pkg["yanked_reason"]) == ("1.0", True, "broken build")
+    assert "warning: yanky==1.0 is yanked (broken build)" in r2.stderr
+    assert r2.json()["warnings"] == ["yanky==1.0 is yanked (broken build); it is used because it is pinned exactly"]
+    assert manifest(wheels.work / "b")["packages"][0]["yanked"] is True
+
+
+def test_second_bundle_downloads_nothing_and_partial_downloads_resume(index, wheels):
+    first = wheels("alpha==1.0", "-o", "one", "--json", index_url=index.url).json()
+    assert first["cache_hits"] == 0 and first["downloaded_bytes"] > 0
+    second = wheels("alpha==1.0", "-o", "two", "--json", index_url=index.url).json()
+    assert second["downloaded_bytes"] == 0 and second["cache_hits"] == len(second["packages"])
+    # damage: drop beta from the cache and leave half of it as an interrupted download
+    beta = next(p for p in second["packages"] if p["name"] == "beta")
+    blob = wheels.cache / "blobs" / beta["sha256"][:2] / beta["sha256"]
+    data = blob.read_bytes()
+    blob.unlink()
+    part = wheels.cache / "partial" / f"{beta['sha256']}.part"
+    part.write_bytes(data[: len(data) // 2])
+    ranges = index.served["mlops_range"]
+    third = wheels("alpha==1.0", "-o", "three", "--json", index_url=index.url).json()
+    assert third["downloaded_bytes"] == len(data) - len(data) // 2
+    assert index.served["mlops_range"] == ranges + 1 and blob.read_bytes() == data and not part.exists()
+
+
+def test_archive_is_reproducible_and_verifiable(index, wheels, mlops, tmp_path):
+    r1 = wheels("alpha==1.0", "puresd", "--archive", "tar.gz", "-o", "x/site", index_url=index.url)
+    assert r1.returncode == 0, r1
+    a = wheels.work / "x" / "site.tar.gz"
+    first = a.read_bytes()
+    os.utime(a, (0, 0))
+    r2 = wheels("alpha==1.0", "puresd", "--archive", "tar.gz", "-o", "x/site", "--json", index_url=index.url)
+    assert r2.returncode == 0, r2
+    assert a.read_bytes() == first
+    assert sorted(p.name for p in (wheels.work / "x").iterdir()) == ["site.tar.gz"]
+    v = mlops("wheels", "--verify", str(a), "--json")
+    # every wheel plus the one requirements file
+    assert v.returncode == 0 and v.json()["ok"] and v.json()["files_checked"] == len(r2.json()["packages"]) + 1, v
+
+
+def test_credentials_are_used_but_never_written(wheels, tmp_path):
+    from . import fakeindex
+
+    idx = fakeindex.standard_index()
+    idx.auth = ("robot", "s3cr3t-token")
+    server = fakeindex.serve(idx)
+    try:
+        denied = wheels("alpha==1.0", "-o", "no", index_url=idx.url)
+        assert denied.returncode == 1 and "refused access" in _one_error_line(denied)
+        url = idx.url.replace("http://", "http://robot:s3cr3t-token@")
+        r = wheels("alpha==1.0", "-o", "yes", "--json", index_url=url)
+        assert r.returncode == 0, r
+        assert "s3cr3t" not in r.stdout
+        for path in (wheels.work / "yes").rglob("*"):
+            if path.is_file():
+                assert b"s3cr3t" not in path.read_bytes(), path
+        # the same credentials from ~/.netrc
+        home = tmp_path / "home"
+        home.mkdir()
+        (home / ".netrc").write_text("machine 127.0.0.1 login robot password s3cr3t-token\n")
+        os.chmod(home / ".netrc", 0o600)
+        r2 = wheels("alpha==1.0", "-o", "netrc", index_url=idx.url, env={"HOME": str(home)})
+        assert r2.returncode == 0, r2
+    finally:
+        server.shutdown()
+
+
+def test_extra_index_fills_gaps_but_never_overrides_the_first(index, wheels):
+    """First-index rule: a name the first index has is never taken from the extra one
+    (the dependency-confusion attack); a name only the extra index has comes from there."""
+    from . import fakeindex
+
+    extra = fakeindex.FakeIndex()
+    for project, version in (("alpha", "9.0"), ("zeta", "1.0")):  # a hostile alpha 9.0, a real zeta
+        name, data = fakeindex.make_wheel(project, version)
+        extra.add(project, fakeindex.Listed(name, data))
+    server = fakeindex.serve(extra)
+    try:
+        r = wheels("alpha", "zeta", "--extra-index-url", extra.url, "-o", "mixed", "--json", index_url=index.url)
+        assert r.returncode == 0, r
+        pkgs = {p["name"]: p for p in r.json()["packages"]}
+        assert pkgs["alpha"]["version"] == "1.0" and pkgs["alpha"]["index"] == index.url
+        assert pkgs["zeta"]["index"] == extra.url and pkgs["zeta"]["source_url"].startswith(extra.url.rsplit("/", 1)[0])
+        assert manifest(wheels.work / "mixed")["inputs"]["index_urls"] == [index.url, extra.url]
+    finally:
+        server.shutdown()
+
+
+def test_output_that_is_not_a_bundle_is_not_replaced(index, wheels):
+    (wheels.work / "precious").mkdir()
+    (wheels.work / "precious" / "thesis.tex").write_text("years of work")
+    r = wheels("alpha==1.0", "-o", "precious", index_url=index.url)
+    assert r.returncode == 2 and "is not a bundle" in _one_error_line(r)
+    assert (wheels.work / "precious" / "thesis.tex").read_text() == "years of work"
+    # an existing bundle is replaced whole
+    assert wheels("alpha==1.0", "-o", "b", index_url=index.url).returncode == 0
+    (wheels.work / "b" / "stale.txt").write_text("old")
+    assert wheels("yanky<1", "-o", "b", index_url=index.url).returncode == 0
+    assert not (wheels.work / "b" / "stale.txt").exists()
+    assert [p["name"] for p in manifest(wheels.work / "b")["packages"]] == ["yanky"]
