@@ -200,7 +200,7 @@ def debian_mirror() -> str:
             url = urls[0]
             if "security" not in url and "debian" in url:
                 return url
-    return "http://deb.debian.org/debian"
+    pytest.fail("no Debian mirror configured for apt (needed by debootstrap for the base image)", pytrace=False)
 
 
 @pytest.fixture(scope="session")
