@@ -118,7 +118,7 @@ def test_fix_commands_fit_the_install_method():
     assert steps("headers-missing") == [
         "apt-get install -y linux-headers-6.8.0-45-generic",
         "apt-get install -y linux-headers-generic",
-        "dkms install nvidia/550.127.05 -k 6.8.0-45-generic",
+        "dkms autoinstall -k 6.8.0-45-generic",
         "modprobe nvidia",
     ]
     assert steps("prebuilt-module-missing")[0] == "apt-get install -y linux-modules-nvidia-525-5.15.0-60-generic"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from driver_helpers import FixHost, snapshot
+from mlops_cli.host import CommandResult
 from mlops_cli.driver.check import check_and_fix
 from mlops_cli.output import ExitCode, UsageError, confirm
 
@@ -29,13 +30,44 @@ def test_apt_dkms_plan_runs_in_order_then_rediagnoses_healthy():
     assert host.ran == [
         ["apt-get", "install", "-y", "linux-headers-6.8.0-45-generic"],
         ["apt-get", "install", "-y", "linux-headers-generic"],
-        ["dkms", "install", "nvidia/550.127.05", "-k", "6.8.0-45-generic"],
+        ["dkms", "autoinstall", "-k", "6.8.0-45-generic"],
         ["modprobe", "nvidia"],
     ]
     assert report.diagnosis.status == "ok" and report.exit_code == ExitCode.OK
     doc = report.to_json()
     assert doc["before_fix"]["findings"] == ["kernel_headers_missing"]
     assert [r["rc"] for r in doc["fix_run"]["ran"]] == [0, 0, 0, 0]
+
+
+class HeaderHookHost(FixHost):
+    """dkms as it behaves on Ubuntu: installing linux-headers-K runs the header_postinst.d hook,
+    which builds and installs the module for K; a later 'dkms install' of the same
+    module/version then dies with exit 5 (dkms-project/dkms: do_install, is_module_installed)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.built_for: set[str] = set()
+
+    def run(self, argv, timeout, key=None):
+        if key is not None:
+            return super().run(argv, timeout, key)
+        cmd = list(argv[2:]) if list(argv[:2]) == ["sudo", "-n"] else list(argv)
+        if cmd[:3] == ["apt-get", "install", "-y"]:
+            self.built_for |= {p[len("linux-headers-") :] for p in cmd[3:] if p.startswith("linux-headers-")}
+        if cmd[:2] == ["dkms", "install"] and cmd[-1] in self.built_for:
+            self.ran.append(list(argv))
+            return CommandResult(5, "", f"Error! This module/version combo is already installed for kernel {cmd[-1]} (x86_64).\n")
+        return super().run(argv, timeout, key)
+
+
+def test_headers_fix_survives_the_dkms_header_hook():
+    """After the headers are installed DKMS has already built the module: the next step must not
+    fail on that (it did: 'dkms install' exit 5 stopped --fix before modprobe)."""
+    host = HeaderHookHost(snapshot("headers-missing"), after=snapshot("healthy"))
+    report = fix(host)
+    assert report.fix.failed is None, report.fix.failed
+    assert host.ran[-1] == ["modprobe", "nvidia"]
+    assert report.exit_code == ExitCode.OK
 
 
 def test_apt_prebuilt_plan():

@@ -53,7 +53,16 @@ def _load_steps(f: Facts, kernel: str) -> list[FixStep]:
     return [FixStep(("modprobe", "nvidia"), "load the module into the running kernel (no reboot needed)")]
 
 
-def _dkms_build(f: Facts, kernel: str) -> FixStep:
+def _dkms_build(f: Facts, kernel: str, after_headers: bool = False) -> FixStep:
+    if after_headers:
+        # Installing linux-headers-K runs DKMS's header_postinst.d hook, which builds and installs
+        # the module itself; 'dkms install' would then die with exit 5 ("This module/version
+        # combo is already installed") and stop --fix before modprobe. autoinstall skips what
+        # is installed and builds what is not: the same result either way.
+        return FixStep(
+            ("dkms", "autoinstall", "-k", kernel),
+            f"build and install the DKMS module for {kernel} if installing the headers did not already",
+        )
     ver = dkms_version(f)
     if ver:
         return FixStep(
@@ -78,14 +87,14 @@ def headers_missing(f: Facts, kernel: str) -> FixPlan:
             tuple(steps),
             runfile_rebuild_text(f, kernel),
         )
-    steps += [_dkms_build(f, kernel), *_load_steps(f, kernel)]
+    steps += [_dkms_build(f, kernel, after_headers=True), *_load_steps(f, kernel)]
     return FixPlan(f"install linux-headers-{kernel} and build the DKMS module for it", tuple(steps))
 
 
 def dkms_not_built(f: Facts, kernel: str) -> FixPlan:
     st = f.modules.get(kernel)
     steps = _headers_steps(f, kernel) if st and st.headers_installed is False else []
-    steps += [_dkms_build(f, kernel), *_load_steps(f, kernel)]
+    steps += [_dkms_build(f, kernel, after_headers=bool(steps)), *_load_steps(f, kernel)]
     return FixPlan(
         f"build the DKMS module for {kernel}",
         tuple(steps),
