@@ -171,3 +171,15 @@ def test_live_fix_on_a_box_without_gpu_runs_nothing(mlops):
     assert r.returncode == 3, r
     run = r.json()["fix_run"]
     assert run["plan"]["steps"] == [] and run["ran"] == [] and "stops_at" not in run["plan"]
+
+
+def test_snapshot_text_does_not_suggest_a_fix_command_that_is_refused(mlops):
+    """--fix on a snapshot exits 2, so the closing hint must not tell a person to run it here."""
+    r = mlops("driver-check", "--snapshot", fixture("headers-missing"))
+    assert r.returncode == 1
+    assert "To run the fix: mlops driver-check --fix " not in r.stdout
+    assert "on the machine the snapshot came from: sudo mlops driver-check --fix" in r.stdout
+    suggested = r.stdout.split("plan only, here: ", 1)[1].split(")")[0].split()
+    assert suggested[:2] == ["mlops", "driver-check"]
+    dry = mlops(*suggested[1:])
+    assert dry.returncode == 1 and "Fix plan:" in dry.stdout

@@ -85,7 +85,14 @@ class DriverReport:
                 console.print(Text(f"  - {n.probe}: {n.reason}"))
         if d.findings and not self.fix and any(f.fix.steps for f in d.findings):
             console.print()
-            console.print(Text("To run the fix: mlops driver-check --fix   (plan only: --fix --dry-run)", style="dim"))
+            if self.source == "live":
+                hint = "To run the fix: mlops driver-check --fix   (plan only: --fix --dry-run)"
+            else:  # --fix is refused on a snapshot: it would run the commands on this machine
+                hint = (
+                    "To run the fix, on the machine the snapshot came from: sudo mlops driver-check --fix   "
+                    f"(plan only, here: mlops driver-check --snapshot {shlex.quote(self.source)} --fix --dry-run)"
+                )
+            console.print(Text(hint, style="dim"), soft_wrap=True)
 
 
 def verdict(d: Diagnosis) -> Text:
