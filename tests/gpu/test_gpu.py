@@ -120,3 +120,24 @@ def test_watch_text_mode_repeats_the_table(mlops):
     r = replay(mlops, "a800-2gpu.json", "--watch", "0.1", "--count", "2")
     assert r.returncode == 0, r
     assert r.stdout.count("NVIDIA A800-SXM4-80GB") == 4  # 2 GPUs × 2 samples
+
+
+@pytest.mark.parametrize("calls", [
+    {"device_count": {"value": "two"}},
+    {"device_count": 5},
+    {"device_count": {"value": 1}, "memory/0": {"value": 5}},
+    {"device_count": {"value": 1}, "memory/0": {"value": {"total": "80GB", "used": 1, "free": 1}}},
+    {"device_count": {"value": 1}, "processes/0": {"value": [{"x": 1}]}},
+    {"device_count": {"value": 1}, "processes/0": {"value": [{"pid": 1, "used_bytes": "1 GiB"}]}},
+    {"device_count": {"value": 1}, "power_usage/0": {"value": "12"}},
+    {"device_count": {"value": 1}, "processes/0": {"value": [{"pid": 7, "used_bytes": 1}]}, "process/7": {"value": 3}},
+])
+def test_malformed_snapshot_values_are_exit_2_not_an_internal_error(mlops, tmp_path, calls):
+    """A hand-edited or damaged snapshot is bad input: one error line naming the key, exit 2."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "mlops-nvml/1", "calls": calls}))
+    r = mlops("gpu", "--snapshot", str(bad), "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    assert r.stderr.startswith("error: NVML snapshot ") and "malformed answer for" in r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr

@@ -199,6 +199,50 @@ class SnapshotNvml:
         entry = self.calls.get(key)
         if entry is None:
             raise NvmlCallError("NOT_RECORDED")
+        if not isinstance(entry, dict) or not ("value" in entry or "error" in entry):
+            self._malformed(key, 'expected {"value": ...} or {"error": "NAME"}')
         if "error" in entry:
             raise NvmlCallError(str(entry["error"]))
-        return entry.get("value")
+        value = entry.get("value")
+        problem = _shape_problem(key, value)
+        if problem:
+            self._malformed(key, problem)
+        return value
+
+    def _malformed(self, key: str, problem: str) -> None:
+        raise UsageError(f"NVML snapshot {self.origin}: malformed answer for {key!r}: {problem}",
+                         hint="a snapshot is the file written by 'mlops gpu --save-snapshot FILE' (keys in docs/gpu.md)")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _fields(value: Any, names: tuple[str, ...], what: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"expected an object with {', '.join(names)} ({what})"
+    bad = [n for n in names if value.get(n) is not None and not _is_int(value.get(n))]
+    return f"{', '.join(bad)} must be whole numbers ({what})" if bad else None
+
+
+def _shape_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a replayed value, by the key's kind (the table at the top); None if fine."""
+    what = key.partition("/")[0]
+    if what in ("driver_version", "name", "uuid"):
+        return None if isinstance(value, str) else "expected a string"
+    if what in ("device_count", "temperature", "power_usage", "power_limit"):
+        return None if _is_int(value) and value >= 0 else "expected a whole number"
+    if what == "memory":
+        return _fields(value, ("total", "used", "free"), "bytes")
+    if what == "utilization":
+        return _fields(value, ("gpu", "memory"), "percent")
+    if what == "processes":
+        ok = isinstance(value, list) and all(
+            isinstance(p, dict) and _is_int(p.get("pid")) and (p.get("used_bytes") is None or _is_int(p["used_bytes"]))
+            for p in value)
+        return None if ok else 'expected a list of {"pid": N, "used_bytes": N or null}'
+    if what == "process":
+        ok = isinstance(value, dict) and all(value.get(n) is None or isinstance(value.get(n), str)
+                                             for n in ("user", "command"))
+        return None if ok else 'expected {"user": "...", "command": "..."}'
+    return None
