@@ -141,3 +141,16 @@ def test_malformed_snapshot_values_are_exit_2_not_an_internal_error(mlops, tmp_p
     assert r.stdout == ""
     assert r.stderr.startswith("error: NVML snapshot ") and "malformed answer for" in r.stderr
     assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("where", ["missing-folder/rec.json", "."])
+def test_save_snapshot_to_a_bad_path_is_a_usage_error(tmp_path, where):
+    """--save-snapshot into a folder that does not exist (or onto a folder): one clear error,
+    exit 2, nothing half-written (it was an internal error, exit 1, and the report was lost)."""
+    from mlops_cli.output import UsageError
+
+    recorder = RecordingNvml(SnapshotNvml.load(FIXTURES / "a800-2gpu.json"))
+    collect(recorder, "x")
+    with pytest.raises(UsageError, match="cannot write snapshot"):
+        recorder.save(tmp_path / where)
+    assert [p.name for p in tmp_path.rglob("*")] == []

@@ -172,7 +172,11 @@ class RecordingNvml:
     def save(self, path: str | Path) -> None:
         from mlops_cli.host import write_text_atomic
 
-        write_text_atomic(Path(path), json.dumps(self.to_json(), indent=1) + "\n")
+        try:
+            write_text_atomic(Path(path), json.dumps(self.to_json(), indent=1) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write snapshot {path}: {exc.strerror or exc}",
+                             hint="give --save-snapshot a file in a folder that exists and is writable") from None
 
 
 class SnapshotNvml:
