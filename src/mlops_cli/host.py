@@ -355,6 +355,24 @@ class RecordingHost:
 # --- atomic writes ------------------------------------------------------------------
 
 
+def unwritable_reason(path: str | Path) -> str | None:
+    """Why ``write_text_atomic(path, ...)`` would fail, or None. Checked before a command does
+    its work, so that a bad --save-snapshot FILE is refused before anything is probed or changed."""
+    text = str(path)
+    if not text.strip():
+        return "the file name is empty"
+    p = Path(text)
+    if text.endswith(("/", os.sep)) or p.is_dir():
+        return f"{text} is a folder; give a file name in it"
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        return f"folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder {folder} is not writable"
+    return None
+
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 

@@ -183,3 +183,32 @@ def test_snapshot_text_does_not_suggest_a_fix_command_that_is_refused(mlops):
     assert suggested[:2] == ["mlops", "driver-check"]
     dry = mlops(*suggested[1:])
     assert dry.returncode == 1 and "Fix plan:" in dry.stdout
+
+
+@pytest.mark.parametrize("dest", ["", "{tmp}/missing/x.json", "{tmp}/newdir/", "{tmp}"])
+def test_bad_save_snapshot_destination_is_refused_up_front(mlops, tmp_path, dest):
+    """An empty name was silently ignored, 'newdir/' wrote a FILE named newdir, and a missing
+    folder was found out only after the whole check: each is now exit 2 before anything runs."""
+    dest = dest.format(tmp=tmp_path)
+    r = mlops("driver-check", "--snapshot", fixture("headers-missing"), "--save-snapshot", dest, "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and r.stderr.startswith("error: cannot write snapshot")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_fix_never_runs_when_the_snapshot_cannot_be_saved(monkeypatch, tmp_path):
+    """--fix --yes --save-snapshot /missing/x.json used to run the fix on this machine, then fail
+    to save with exit 2: the script saw 'bad usage' and no report of what was changed."""
+    from typer.testing import CliRunner
+
+    import mlops_cli.driver.check as check_mod
+    from mlops_cli.cli import app
+
+    called = []
+    monkeypatch.setattr(check_mod, "check_and_fix", lambda *a, **k: called.append("fix"))
+    monkeypatch.setattr(check_mod, "check", lambda *a, **k: called.append("check"))
+    r = CliRunner().invoke(
+        app, ["driver-check", "--fix", "--yes", "--json", "--save-snapshot", str(tmp_path / "missing" / "x.json")]
+    )
+    assert r.exit_code == 2, r.output
+    assert called == []

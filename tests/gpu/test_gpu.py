@@ -154,3 +154,13 @@ def test_save_snapshot_to_a_bad_path_is_a_usage_error(tmp_path, where):
     with pytest.raises(UsageError, match="cannot write snapshot"):
         recorder.save(tmp_path / where)
     assert [p.name for p in tmp_path.rglob("*")] == []
+
+
+@pytest.mark.parametrize("dest", ["", "{tmp}/missing/x.json", "{tmp}/newdir/"])
+def test_bad_save_snapshot_destination_is_refused_before_nvml(mlops, tmp_path, dest):
+    """Checked before NVML is asked: so it is exit 2 here (no GPU) too, not exit 3, and an empty
+    name is no longer silently ignored."""
+    r = mlops("gpu", "--save-snapshot", dest.format(tmp=tmp_path), "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and r.stderr.startswith("error: cannot write snapshot")
+    assert list(tmp_path.iterdir()) == []

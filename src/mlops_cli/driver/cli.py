@@ -64,6 +64,12 @@ def driver_check(
         from mlops_cli.host import LiveHost, RecordingHost, Snapshot, SnapshotError, SnapshotHost
         from mlops_cli.output import UsageError, confirm, emit, err_console, info
 
+        if save_snapshot is not None:
+            from mlops_cli.host import unwritable_reason
+
+            problem = unwritable_reason(save_snapshot)
+            if problem:  # before anything is probed, let alone fixed
+                raise UsageError(f"cannot write snapshot {save_snapshot!r}: {problem}")
         if snapshot and fix and not dry_run:
             raise UsageError(
                 "--fix runs commands on this machine; it cannot fix a snapshot",
@@ -79,7 +85,7 @@ def driver_check(
             source = snapshot
         else:
             host, source = LiveHost(), "live"
-        recorder = RecordingHost(host) if save_snapshot else None
+        recorder = RecordingHost(host) if save_snapshot is not None else None
         probe_host = recorder or host
 
         if fix or dry_run:
@@ -102,7 +108,7 @@ def driver_check(
             )
         else:
             report = DriverReport(check(probe_host, kernel), source)
-        if recorder is not None and save_snapshot:
+        if recorder is not None and save_snapshot is not None:
             _save(recorder, save_snapshot)
             info(f"snapshot written to {save_snapshot}")
         return emit(report, json_out)

@@ -81,6 +81,6 @@ def _watch(source, origin: str, seconds: float, count: Optional[int], json_out: 
             time.sleep(seconds)
     except KeyboardInterrupt:
         pass
-    if isinstance(source, RecordingNvml) and save_snapshot:
+    if isinstance(source, RecordingNvml) and save_snapshot is not None:
         source.save(save_snapshot)
     return 0

@@ -149,14 +149,21 @@ def open_source(snapshot: Optional[str], save_snapshot: Optional[str]) -> tuple[
     """The NVML source for a command: a replayed snapshot or live NVML (optionally recorded)."""
     from mlops_cli.gpu.nvml import LiveNvml, RecordingNvml, SnapshotNvml
 
-    if snapshot and save_snapshot:
+    if snapshot and save_snapshot is not None:
         from mlops_cli.output import UsageError
 
         raise UsageError("give --snapshot FILE (replay) or --save-snapshot FILE (record), not both")
+    if save_snapshot is not None:
+        from mlops_cli.host import unwritable_reason
+        from mlops_cli.output import UsageError
+
+        problem = unwritable_reason(save_snapshot)
+        if problem:  # before NVML is asked anything
+            raise UsageError(f"cannot write snapshot {save_snapshot!r}: {problem}")
     if snapshot:
         return SnapshotNvml.load(snapshot), snapshot
     live: NvmlSource = LiveNvml()
-    if save_snapshot:
+    if save_snapshot is not None:
         from datetime import datetime, timezone
         import platform
 
