@@ -212,3 +212,11 @@ def test_fix_never_runs_when_the_snapshot_cannot_be_saved(monkeypatch, tmp_path)
     )
     assert r.exit_code == 2, r.output
     assert called == []
+
+
+@pytest.mark.parametrize("value", ["", " ", "../../etc"])
+def test_odd_kernel_values_are_usage_errors(mlops, value):
+    """--kernel '' used to be silently dropped (a script's empty variable judged nothing, exit 0/1)."""
+    r = mlops("driver-check", "--snapshot", fixture("healthy"), "--kernel", value, "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and "is not a kernel release" in r.stderr

@@ -64,6 +64,8 @@ def driver_check(
         from mlops_cli.host import LiveHost, RecordingHost, Snapshot, SnapshotError, SnapshotHost
         from mlops_cli.output import UsageError, confirm, emit, err_console, info
 
+        if kernel is not None and (not kernel.strip() or "/" in kernel or kernel != kernel.strip()):
+            raise UsageError(f"--kernel {kernel!r} is not a kernel release", hint="write it as 'uname -r' prints it, e.g. 6.8.0-49-generic")
         if save_snapshot is not None:
             from mlops_cli.host import unwritable_reason
 
