@@ -288,3 +288,37 @@ def test_headers_metapackage_follows_the_kernel_flavour():
     )
     facts = read_facts(collect(SnapshotHost(Snapshot.from_json(doc))))
     assert fixes.header_meta(facts) == "linux-headers-generic-hwe-22.04"
+
+
+@pytest.mark.parametrize(
+    "dpkg, want",
+    [
+        # prebuilt open modules, nvidia-smi's package removed (research §12 with the -open flavour)
+        (
+            "ii  libnvidia-compute-525:amd64\t525.78.01-0ubuntu0.22.04.1\n"
+            "ii  linux-modules-nvidia-525-open-5.15.0-58-generic\t5.15.0-58.64+1\n"
+            "rc  nvidia-compute-utils-525\t525.78.01-0ubuntu0.22.04.1\n"
+            "ii  nvidia-kernel-common-525\t525.78.01-0ubuntu0.22.04.1\n",
+            ["apt-get install -y nvidia-headless-no-dkms-525-open nvidia-utils-525",
+             "apt-mark manual nvidia-headless-no-dkms-525-open"],
+        ),
+        # DKMS open modules, server branch
+        (
+            "ii  nvidia-dkms-580-server-open\t580.95.05-0ubuntu1\n"
+            "ii  nvidia-driver-580-server-open\t580.95.05-0ubuntu1\n"
+            "rc  nvidia-utils-580-server\t580.95.05-0ubuntu1\n",
+            ["apt-get install -y nvidia-driver-580-server-open nvidia-utils-580-server",
+             "apt-mark manual nvidia-driver-580-server-open"],
+        ),
+    ],
+)
+def test_packages_removed_on_open_flavour_reinstalls_utils_that_exist(dpkg, want):
+    """There is no nvidia-utils-<br>-open package: the plan asked apt for one and failed."""
+    doc = load_doc("packages-removed")
+    # the probe's own format: ${db:Status-Abbrev}<TAB>${Package}<TAB>${Version}
+    doc["commands"]["dpkg_list"]["stdout"] = "".join(
+        ln[:2] + " \t" + ln[4:] for ln in dpkg.splitlines(keepends=True)
+    )
+    d = diagnose_doc(doc)
+    f = next(x for x in d.findings if x.id == "driver_packages_removed")
+    assert [" ".join(s.argv) for s in f.fix.steps] == want

@@ -277,11 +277,14 @@ def packages_removed(f: Facts) -> FixPlan:
     meta = f"nvidia-driver-{suffix}"
     if f.install_method == "apt-prebuilt" and not f.installed(meta):
         meta = f"nvidia-headless-no-dkms-{suffix}"
+    # Userspace has no open flavour: nvidia-driver-580-open goes with nvidia-utils-580
+    # (research §12: nvidia-headless-595-open and nvidia-utils-595).
+    utils = "nvidia-utils-" + suffix.replace("-open", "")
     steps = (
-        FixStep((*APT, meta, f"nvidia-utils-{suffix}"), "reinstall the driver metapackage and nvidia-smi"),
+        FixStep((*APT, meta, utils), "reinstall the driver metapackage and nvidia-smi"),
         FixStep(("apt-mark", "manual", meta), "so apt autoremove never takes it again"),
     )
-    return FixPlan(f"reinstall {meta} and nvidia-utils-{suffix}, and mark them manual", steps)
+    return FixPlan(f"reinstall {meta} and {utils}, and mark them manual", steps)
 
 
 def driver_not_installed() -> FixPlan:
