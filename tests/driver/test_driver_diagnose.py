@@ -322,3 +322,22 @@ def test_packages_removed_on_open_flavour_reinstalls_utils_that_exist(dpkg, want
     d = diagnose_doc(doc)
     f = next(x for x in d.findings if x.id == "driver_packages_removed")
     assert [" ".join(s.argv) for s in f.fix.steps] == want
+
+
+@pytest.mark.parametrize(
+    "images, meta",
+    [
+        (["linux-image-extra-virtual", "linux-image-generic"], "linux-headers-generic"),
+        (["linux-image-extra-virtual", "linux-image-virtual"], "linux-headers-virtual"),
+        (["linux-image-extra-virtual"], "linux-headers-virtual"),
+    ],
+)
+def test_headers_metapackage_exists_for_extra_virtual(images, meta):
+    """linux-image-extra-virtual sorts before linux-image-generic, and the plan asked apt for
+    linux-headers-extra-virtual, which does not exist: --fix stopped after the first step."""
+    doc = load_doc("headers-missing")
+    lines = [ln for ln in doc["commands"]["dpkg_list"]["stdout"].splitlines() if "linux-image-generic" not in ln]
+    doc["commands"]["dpkg_list"]["stdout"] = "\n".join(sorted(lines + [f"ii \t{i}\t6.8.0-45.45" for i in images])) + "\n"
+    f = diagnose_doc(doc).findings[0]
+    assert f.id == "kernel_headers_missing"
+    assert [" ".join(s.argv) for s in f.fix.steps][1] == f"apt-get install -y {meta}"

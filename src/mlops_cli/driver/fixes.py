@@ -32,13 +32,19 @@ def _headers_steps(f: Facts, kernel: str) -> list[FixStep]:
 
 def header_meta(f: Facts) -> str | None:
     """linux-image-generic-hwe-22.04 -> linux-headers-generic-hwe-22.04, linux-image-aws -> linux-headers-aws."""
-    for p in f.packages:
-        flavour = p.name[len("linux-image-") :]
+    flavours = [
+        p.name[len("linux-image-") :]
+        for p in f.packages
         # a metapackage names a flavour, never a kernel version (linux-image-unsigned-6.8.0-45-generic is not one)
-        if p.installed and p.name.startswith("linux-image-") and not re.search(r"\d+\.\d+\.\d+-\d+", flavour):
-            meta = "linux-headers-" + flavour
-            if not f.installed(meta):
-                return meta
+        if p.installed and p.name.startswith("linux-image-") and not re.search(r"\d+\.\d+\.\d+-\d+", p.name)
+    ]
+    # linux-image-extra-virtual (old Docker and CUDA set-up guides install it) has no
+    # linux-headers-extra-virtual: its headers are linux-headers-virtual. The main flavour first.
+    flavours.sort(key=lambda fl: fl.startswith("extra-"))
+    for flavour in flavours:
+        meta = "linux-headers-" + (flavour[len("extra-") :] if flavour.startswith("extra-") else flavour)
+        if not f.installed(meta):
+            return meta
     return None
 
 
