@@ -164,3 +164,14 @@ def test_bad_save_snapshot_destination_is_refused_before_nvml(mlops, tmp_path, d
     assert r.returncode == 2, r
     assert r.stdout == "" and r.stderr.startswith("error: cannot write snapshot")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_device_count_is_reported_not_hidden(mlops, tmp_path):
+    """NVML answered but could not count the GPUs: the report said '0 GPU(s)' with no reason
+    (the error was collected and dropped). It is now in JSON 'unavailable' and the text note."""
+    snap = tmp_path / "s.json"
+    snap.write_text(json.dumps({"format": "mlops-nvml/1", "calls": {
+        "driver_version": {"value": "550.127.05"}, "device_count": {"error": "UNKNOWN"}}}))
+    doc = mlops("gpu", "--snapshot", str(snap), "--json").json()
+    assert doc["gpu_count"] == 0 and doc["unavailable"] == {"device_count": "UNKNOWN"}
+    assert "device_count: UNKNOWN" in mlops("gpu", "--snapshot", str(snap)).stdout

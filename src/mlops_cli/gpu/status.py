@@ -65,10 +65,13 @@ class GpuStatus:
     driver_version: Optional[str]
     devices: list[GpuDevice]
     exit_code: int = 0
+    # Machine-wide answers NVML could not give (driver_version, device_count) -> NVML error name.
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "driver_version": self.driver_version,
-                "gpu_count": len(self.devices), "gpus": [d.to_json() for d in self.devices]}
+                "gpu_count": len(self.devices), "gpus": [d.to_json() for d in self.devices],
+                "unavailable": self.unavailable}
 
     def render(self, console: Console) -> None:
         title = f"{len(self.devices)} GPU(s), driver {self.driver_version or 'n/a'}"
@@ -93,7 +96,8 @@ class GpuStatus:
             console.print(pt)
         else:
             console.print("No processes are holding GPU memory (or NVML cannot see them from here).")
-        notes = sorted({f"{k}: {v}" for d in self.devices for k, v in d.unavailable.items()})
+        notes = sorted({f"{k}: {v}" for d in self.devices for k, v in d.unavailable.items()}
+                       | {f"{k}: {v}" for k, v in self.unavailable.items()})
         if notes:
             console.print("n/a = not available from NVML: " + "; ".join(notes), markup=False)
 
@@ -142,7 +146,7 @@ def collect(source: NvmlSource, origin: str = "nvml") -> GpuStatus:
             memory_utilization_percent=util.get("memory"), temperature_c=temp,
             power_w=None if power is None else power / 1000, power_limit_w=None if limit is None else limit / 1000,
             processes=processes, unavailable=un))
-    return GpuStatus(origin, driver, devices)
+    return GpuStatus(origin, driver, devices, unavailable=misc)
 
 
 def open_source(snapshot: Optional[str], save_snapshot: Optional[str]) -> tuple[NvmlSource, str]:
