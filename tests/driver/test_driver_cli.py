@@ -220,3 +220,15 @@ def test_odd_kernel_values_are_usage_errors(mlops, value):
     r = mlops("driver-check", "--snapshot", fixture("healthy"), "--kernel", value, "--json")
     assert r.returncode == 2, r
     assert r.stdout == "" and "is not a kernel release" in r.stderr
+
+
+def test_kernel_option_is_answered_in_text_and_json(mlops):
+    """--kernel K asks 'will the driver load on K?': the text said nothing about K when K was
+    fine. Now a line answers it, and JSON has kernel.judged_has_module (added field)."""
+    r = mlops("driver-check", "--snapshot", fixture("headers-missing"), "--kernel", "6.8.0-41-generic")
+    assert "--kernel 6.8.0-41-generic: an nvidia module is installed for it" in r.stdout
+    doc = mlops("driver-check", "--snapshot", fixture("headers-missing"), "--kernel", "6.8.0-41-generic", "--json").json()
+    assert doc["kernel"]["judged"] == "6.8.0-41-generic" and doc["kernel"]["judged_has_module"] is True
+    doc = mlops("driver-check", "--snapshot", fixture("next-boot-grub-default"), "--kernel", "6.8.0-31-generic", "--json").json()
+    assert doc["kernel"]["judged_has_module"] is False
+    assert any(f["id"] == "next_boot_kernel_missing_module" and f["kernel"] == "6.8.0-31-generic" for f in doc["findings"])

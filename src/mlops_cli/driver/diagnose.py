@@ -41,6 +41,9 @@ def _kernel_json(f: Facts, extra: str | None) -> dict[str, Any]:
     doc["installed"] = f.installed_kernels
     if extra:
         doc["judged"] = extra
+        st = f.modules.get(extra)
+        # True/False: an nvidia module for it is / is not on disk; None: could not tell.
+        doc["judged_has_module"] = st.present if st else None
     return doc
 
 

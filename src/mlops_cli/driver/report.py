@@ -73,6 +73,10 @@ class DriverReport:
         if d.gpus:
             facts += f"; {len(d.gpus)} GPU(s): " + ", ".join(f"{g['pci']} {g['name']}" for g in d.gpus[:4])
         console.print(Text(facts, style="dim"))
+        judged = k.get("judged")
+        if judged and judged != k.get("running"):  # answer the question --kernel asked, also when all is well
+            has = {True: "an nvidia module is installed for it", False: "no nvidia module for it (see below)"}
+            console.print(Text(f"--kernel {judged}: " + has.get(k.get("judged_has_module"), "could not tell whether it has an nvidia module")))
         if self.source != "live":
             console.print(Text(f"(diagnosed from snapshot {self.source})", style="dim"))
         for i, f in enumerate(d.findings, 1):
