@@ -175,3 +175,10 @@ def test_a_failed_device_count_is_reported_not_hidden(mlops, tmp_path):
     doc = mlops("gpu", "--snapshot", str(snap), "--json").json()
     assert doc["gpu_count"] == 0 and doc["unavailable"] == {"device_count": "UNKNOWN"}
     assert "device_count: UNKNOWN" in mlops("gpu", "--snapshot", str(snap)).stdout
+
+
+def test_count_without_watch_is_a_usage_error(mlops):
+    """--count N alone was silently ignored (one sample, exit 0): a script asking for N samples
+    got one and could not tell."""
+    r = replay(mlops, "a800-2gpu.json", "--count", "3", "--json")
+    assert r.returncode == 2 and r.stdout == "" and "--count only applies with --watch" in r.stderr

@@ -41,6 +41,10 @@ def gpu(
         from mlops_cli.gpu.nvml import RecordingNvml
         from mlops_cli.gpu.status import collect, open_source
 
+        if count is not None and watch is None:
+            from mlops_cli.output import UsageError
+
+            raise UsageError("--count only applies with --watch", hint="mlops gpu --watch 2 --count 5")
         source, origin = open_source(snapshot, save_snapshot)
         if watch is None:
             status = collect(source, origin)
