@@ -341,3 +341,15 @@ def test_headers_metapackage_exists_for_extra_virtual(images, meta):
     f = diagnose_doc(doc).findings[0]
     assert f.id == "kernel_headers_missing"
     assert [" ".join(s.argv) for s in f.fix.steps][1] == f"apt-get install -y {meta}"
+
+
+def test_could_not_see_lists_only_real_blind_spots():
+    """dmesg worked, so a missing journalctl hides nothing; no docker means no container problem
+    to miss. Both used to be listed under 'the diagnosis may miss causes there'."""
+    d = diagnose_doc(load_doc("mismatch-pending-reboot"))
+    probes = [n.probe for n in d.not_seen]
+    assert "journal_kernel" not in probes and "docker_runtimes" not in probes
+    assert "mokutil_sb_state" in probes  # Secure Boot state really is unknown there
+    doc = load_doc("healthy-not-root")  # dmesg and journal both refused: still listed
+    probes = [n.probe for n in diagnose_doc(doc).not_seen]
+    assert "dmesg" in probes and "journal_kernel" in probes

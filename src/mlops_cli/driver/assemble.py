@@ -23,10 +23,17 @@ _WHAT = {
 
 def _not_seen(c: Collected) -> list[NotSeen]:
     out = []
+    dmesg, journal = c.command("dmesg"), c.command("journal_kernel")
+    # Either one shows the kernel log: the other's failure hides nothing.
+    klog_seen = (dmesg.ok and bool(dmesg.stdout.strip())) or journal.ok
     for key, (argv, timeout) in PROBES.items():
         r = c.command(key)
         if key in ("fabricmanager_active", "fabricmanager_journal", "nvidia_smi", "nvidia_smi_query"):
             continue  # their failure is evidence, not blindness
+        if klog_seen and key in ("dmesg", "journal_kernel"):
+            continue
+        if key == "docker_runtimes" and r.not_installed:
+            continue  # no Docker here: no container problem to miss
         if r.not_installed:
             out.append(NotSeen(key, f"{argv[0]} is not installed"))
         elif r.timed_out:
