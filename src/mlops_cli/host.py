@@ -209,6 +209,8 @@ class Snapshot:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError:
+            raise SnapshotError(f"snapshot {path} is not a JSON text file (not UTF-8)") from None
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:

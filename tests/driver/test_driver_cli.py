@@ -232,3 +232,11 @@ def test_kernel_option_is_answered_in_text_and_json(mlops):
     doc = mlops("driver-check", "--snapshot", fixture("next-boot-grub-default"), "--kernel", "6.8.0-31-generic", "--json").json()
     assert doc["kernel"]["judged_has_module"] is False
     assert any(f["id"] == "next_boot_kernel_missing_module" and f["kernel"] == "6.8.0-31-generic" for f in doc["findings"])
+
+
+def test_binary_snapshot_is_exit_2_not_an_internal_error(mlops, tmp_path):
+    bad = tmp_path / "snap.json"
+    bad.write_bytes(b"\xff\xfe{\x8c\x00garbage")
+    r = mlops("driver-check", "--snapshot", str(bad), "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and "not UTF-8" in r.stderr and "internal error" not in r.stderr

@@ -182,3 +182,11 @@ def test_count_without_watch_is_a_usage_error(mlops):
     got one and could not tell."""
     r = replay(mlops, "a800-2gpu.json", "--count", "3", "--json")
     assert r.returncode == 2 and r.stdout == "" and "--count only applies with --watch" in r.stderr
+
+
+def test_binary_snapshot_is_exit_2_not_an_internal_error(mlops, tmp_path):
+    bad = tmp_path / "snap.json"
+    bad.write_bytes(b"\xff\xfe{\x8c\x00garbage")
+    r = mlops("gpu", "--snapshot", str(bad), "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and "not UTF-8" in r.stderr and "internal error" not in r.stderr
