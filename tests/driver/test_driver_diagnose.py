@@ -353,3 +353,20 @@ def test_could_not_see_lists_only_real_blind_spots():
     doc = load_doc("healthy-not-root")  # dmesg and journal both refused: still listed
     probes = [n.probe for n in diagnose_doc(doc).not_seen]
     assert "dmesg" in probes and "journal_kernel" in probes
+
+
+def test_no_evidence_is_never_an_ok_verdict():
+    """A snapshot that shows nothing ('{"format": 1}', or a partial hand-written one) was
+    'OK: the NVIDIA driver works', exit 0: a healthy verdict with no evidence at all."""
+    d = diagnose_doc({"format": 1})
+    assert d.status == "no-gpu" and [f.id for f in d.findings] == ["no_nvidia_gpu"]
+    # a GPU is seen, but no driver: no nvidia-smi, no module, no dpkg to say more
+    doc = {"format": 1, "commands": {"uname_r": {"rc": 0, "stdout": "6.8.0-45-generic\n", "stderr": ""},
+                                     "lspci_nvidia": {"rc": 0, "stdout": (
+                                         "17:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB] [10de:2330] (rev a1)\n"
+                                         "\tSubsystem: NVIDIA Corporation Device [10de:16c1]\n"), "stderr": ""}}}
+    d = diagnose_doc(doc)
+    assert d.status == "problem" and d.errors[0].id == "driver_failure_unexplained"
+    # the healthy fixtures stay healthy
+    for name in ("healthy", "healthy-not-root", "healthy-prebuilt-610-open"):
+        assert diagnose_doc(load_doc(name)).status == "ok"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlops_cli.driver import fixes
 from mlops_cli.driver.facts import Facts
-from mlops_cli.driver.model import ERROR, Diagnosis, order_findings
+from mlops_cli.driver.model import ERROR, Diagnosis, Finding, make_finding, order_findings
 from mlops_cli.driver.rules_host import host_findings
 from mlops_cli.driver.rules_module import next_kernel_findings
 from mlops_cli.driver.rules_platform import platform_findings
@@ -24,6 +25,8 @@ def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
     if not any(x.id in _NOTHING_TO_JUDGE for x in findings):
         findings += host_findings(f, explained=bool(findings))
         findings += next_kernel_findings(f, extra_kernel)
+    if not any(x.severity == ERROR for x in findings) and f.smi.kind != "ok" and not f.module_loaded:
+        findings += _nothing_proves_it_works(f)
     findings = order_findings(findings)
     if any(x.id == "no_nvidia_gpu" for x in findings):
         status = "no-gpu"
@@ -32,6 +35,40 @@ def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
     else:
         status = "ok"
     return Diagnosis(status, _kernel_json(f, extra_kernel), _driver_json(f), _gpus_json(f), findings, list(f.not_seen))
+
+
+def _nothing_proves_it_works(f: Facts) -> list[Finding]:
+    """No error found, but nothing showed a working driver either (nvidia-smi absent, no module
+    loaded): "OK" would be a verdict without evidence. Seen with partial or hand-written
+    snapshots, and hosts whose PCI bus cannot be read."""
+    missing = [f"nvidia-smi: {f.smi.lines[0] if f.smi.lines else 'not installed'}", "no nvidia module is loaded"]
+    if not f.nvidia_on_pci:
+        return [
+            make_finding(
+                "no_nvidia_gpu",
+                ERROR,
+                "no NVIDIA GPU and no working NVIDIA driver are visible here",
+                missing + ["no NVIDIA device seen (no lspci output, /sys/bus/pci/devices not readable or not recorded)"],
+                fixes.manual(
+                    "nothing to check here",
+                    "Run 'sudo mlops driver-check' on the GPU host itself; for a snapshot, include lspci -nnk -d 10de: "
+                    "or the /sys/bus/pci/devices listing.",
+                ),
+            )
+        ]
+    return [
+        make_finding(
+            "driver_failure_unexplained",
+            ERROR,
+            "no working NVIDIA driver is seen (nvidia-smi missing, no module loaded) and nothing here names the cause",
+            missing,
+            fixes.manual(
+                "look at the kernel's own error",
+                "Run 'sudo modprobe nvidia' and 'sudo dmesg | grep -i nvrm', and attach "
+                "'sudo mlops driver-check --save-snapshot FILE' to a ticket.",
+            ),
+        )
+    ]
 
 
 def _kernel_json(f: Facts, extra: str | None) -> dict[str, Any]:

@@ -101,6 +101,9 @@ class DriverReport:
 
 def verdict(d: Diagnosis) -> Text:
     if d.status == "no-gpu":
+        f = next((x for x in d.findings if x.id == "no_nvidia_gpu"), None)
+        if f and f.title != "no NVIDIA GPU on the PCI bus of this machine":  # a container, or nothing visible
+            return Text(f"NO GPU: {f.title} (nothing to check)", style="bold yellow")
         return Text("NO GPU: no NVIDIA GPU on this machine's PCI bus (nothing to check)", style="bold yellow")
     if d.status == "ok":
         warn = [f for f in d.findings if f.severity == WARNING]
