@@ -184,6 +184,8 @@ class Snapshot:
         if fmt != SNAPSHOT_FORMAT:
             raise SnapshotError(f"unsupported snapshot format {fmt!r} (this mlops reads format {SNAPSHOT_FORMAT})")
         commands: dict[str, CommandResult] = {}
+        if not isinstance(doc.get("commands") or {}, dict):
+            raise SnapshotError("'commands' maps a probe key to {rc, stdout, stderr}")
         for key, value in (doc.get("commands") or {}).items():
             if not isinstance(value, dict) or not isinstance(value.get("rc", 0), int):
                 raise SnapshotError(f"command {key!r}: expected {{rc, stdout, stderr}}")

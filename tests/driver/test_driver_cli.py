@@ -240,3 +240,12 @@ def test_binary_snapshot_is_exit_2_not_an_internal_error(mlops, tmp_path):
     r = mlops("driver-check", "--snapshot", str(bad), "--json")
     assert r.returncode == 2, r
     assert r.stdout == "" and "not UTF-8" in r.stderr and "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("commands", [[1], "uname -r"])
+def test_commands_not_a_mapping_is_exit_2(mlops, tmp_path, commands):
+    bad = tmp_path / "snap.json"
+    bad.write_text(json.dumps({"format": 1, "commands": commands}))
+    r = mlops("driver-check", "--snapshot", str(bad), "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and "'commands' maps a probe key" in r.stderr and "internal error" not in r.stderr
