@@ -172,9 +172,23 @@ def test_a_failed_device_count_is_reported_not_hidden(mlops, tmp_path):
     snap = tmp_path / "s.json"
     snap.write_text(json.dumps({"format": "mlops-nvml/1", "calls": {
         "driver_version": {"value": "550.127.05"}, "device_count": {"error": "UNKNOWN"}}}))
-    doc = mlops("gpu", "--snapshot", str(snap), "--json").json()
+    r = mlops("gpu", "--snapshot", str(snap), "--json")
+    doc = r.json()
     assert doc["gpu_count"] == 0 and doc["unavailable"] == {"device_count": "UNKNOWN"}
+    assert r.returncode == 3  # no NVIDIA GPU to show (spec: exit 3)
     assert "device_count: UNKNOWN" in mlops("gpu", "--snapshot", str(snap)).stdout
+
+
+def test_nvml_with_no_gpu_is_exit_3_with_the_report(mlops, tmp_path):
+    """NVML started but counts 0 GPUs (every GPU unbound or off the bus): it was exit 0 with an
+    empty table; the spec's 'no NVIDIA GPU: exit 3' now holds, the report is still printed."""
+    snap = tmp_path / "s.json"
+    snap.write_text(json.dumps({"format": "mlops-nvml/1", "calls": {
+        "driver_version": {"value": "550.127.05"}, "device_count": {"value": 0}}}))
+    r = mlops("gpu", "--snapshot", str(snap), "--json")
+    assert r.returncode == 3 and r.json()["gpu_count"] == 0
+    text = mlops("gpu", "--snapshot", str(snap))
+    assert text.returncode == 3 and "NVML reports no NVIDIA GPU." in text.stdout
 
 
 def test_count_without_watch_is_a_usage_error(mlops):

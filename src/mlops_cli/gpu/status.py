@@ -86,6 +86,8 @@ class GpuStatus:
             table.add_row(str(d.index), d.name or "n/a", used, _mib(d.free_bytes),
                           _num(d.utilization_percent, "%"), _num(d.temperature_c, "°C"), power)
         console.print(table)
+        if not self.devices:
+            console.print("NVML reports no NVIDIA GPU.", markup=False)
         procs = [(d.index, p) for d in self.devices for p in d.processes]
         if procs:
             pt = Table(title="Processes holding GPU memory", title_justify="left")
@@ -146,7 +148,9 @@ def collect(source: NvmlSource, origin: str = "nvml") -> GpuStatus:
             memory_utilization_percent=util.get("memory"), temperature_c=temp,
             power_w=None if power is None else power / 1000, power_limit_w=None if limit is None else limit / 1000,
             processes=processes, unavailable=un))
-    return GpuStatus(origin, driver, devices, unavailable=misc)
+    # NVML answered but shows no GPU (all unbound or fallen off the bus, or it could not count
+    # them): the report is still printed, and the exit code says "no NVIDIA GPU" (3) as the spec does.
+    return GpuStatus(origin, driver, devices, exit_code=0 if devices else 3, unavailable=misc)
 
 
 def open_source(snapshot: Optional[str], save_snapshot: Optional[str]) -> tuple[NvmlSource, str]:
