@@ -370,3 +370,17 @@ def test_no_evidence_is_never_an_ok_verdict():
     # the healthy fixtures stay healthy
     for name in ("healthy", "healthy-not-root", "healthy-prebuilt-610-open"):
         assert diagnose_doc(load_doc(name)).status == "ok"
+
+
+def test_plans_that_install_a_bundled_file_say_what_it_holds():
+    """The install step names this mlops's own copy of the file (a path on the machine that ran
+    the check): a person fixing by hand from a snapshot read elsewhere needs the content."""
+    from mlops_cli.driver import fixes
+
+    plan = diagnose_doc(load_doc("nouveau")).findings[0].fix
+    data = open(fixes.data_file("blacklist-nouveau.conf")).read()
+    for line in data.splitlines():
+        assert f"'{line}'" in plan.manual
+    assert not plan.needs_person  # --fix still runs the steps
+    rule = open(fixes.data_file("71-nvidia-dev-char.rules")).read().splitlines()[-1]
+    assert rule in fixes.dev_char_symlinks(inside=False).manual

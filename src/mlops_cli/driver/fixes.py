@@ -269,6 +269,10 @@ def nouveau() -> FixPlan:
                 ("update-initramfs", "-u"), "so nouveau is not loaded from the initramfs either", reboot_after=True
             ),
         ),
+        # The install step names this mlops's own copy of the file; whoever runs the commands by
+        # hand on another machine (a snapshot reviewed elsewhere) needs its two lines.
+        "The file /etc/modprobe.d/blacklist-nouveau.conf holds two lines: 'blacklist nouveau' and "
+        "'options nouveau modeset=0'; then run 'update-initramfs -u' and reboot.",
     )
 
 
@@ -433,7 +437,9 @@ def dev_char_symlinks(inside: bool) -> FixPlan:
                 "recreate them whenever the driver loads",
             ),
         ),
-        "Recreate containers that already lost their GPUs.",
+        "Recreate containers that already lost their GPUs. By hand, the udev rule file "
+        "/lib/udev/rules.d/71-nvidia-dev-char.rules holds one line: ACTION==\"add\", "
+        "DEVPATH==\"/bus/pci/drivers/nvidia\", RUN+=\"/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all\"",
     )
 
 
