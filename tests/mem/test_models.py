@@ -118,6 +118,15 @@ def test_bad_models_are_exit_2_one_line(mlops, arg, message, tmp_path):
     assert r.stdout == "" and "Traceback" not in r.stderr
 
 
+def test_binary_config_is_exit_2_not_internal_error(mlops, tmp_path):
+    binary = tmp_path / "config.json"
+    binary.write_bytes(b"\xff\xfe\x00\x89PNG")
+    r = mlops("mem", "estimate", str(binary), "--json")
+    assert r.returncode == 2, r
+    assert r.stderr.startswith("error: malformed model config") and "internal error" not in r.stderr
+    assert r.stdout == ""
+
+
 def test_preset_by_alias(mlops):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B-Instruct", "--json")
     assert r.returncode == 0
