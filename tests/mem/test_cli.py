@@ -89,6 +89,16 @@ def test_oom_check_without_gpu_or_capacity_is_exit_3(mlops):
     assert r.stderr.startswith("error: no GPU to check against") and "--gpu-mem" in r.stderr
 
 
+@pytest.mark.parametrize("size", ["80", "0", "0GiB", "100MiB"])
+def test_gpu_mem_too_small_is_bad_input_not_does_not_fit(mlops, size):
+    # a provisioning script passing a bare '80' must not read "does not fit" (exit 1)
+    r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--method", "lora", "--gpu-mem", size, "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and r.stderr.startswith("error: --gpu-mem")
+    if size == "80":
+        assert "--gpu-mem 80GiB" in r.stderr
+
+
 def test_unknown_gpu_name_is_exit_2(mlops):
     r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--gpu", "Z9000")
     assert r.returncode == 2 and "unknown GPU" in r.stderr
