@@ -149,7 +149,7 @@ def _build_bundle(req: BundleRequest):
     cache_root = Path(req.cache_root or default_cache_root())
     out = Path(req.out or default_out_name(req.requirements, req.requirement_files)).absolute()
     final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
-    if req.archive == "dir" and final.exists() and not _replaceable(final):
+    if final.exists() and not (_replaceable(final) if req.archive == "dir" else final.is_file()):
         raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")
     final.parent.mkdir(parents=True, exist_ok=True)
 
