@@ -163,3 +163,21 @@ def test_output_that_is_not_a_bundle_is_not_replaced(index, wheels):
     assert wheels("yanky<1", "-o", "b", index_url=index.url).returncode == 0
     assert not (wheels.work / "b" / "stale.txt").exists()
     assert [p["name"] for p in manifest(wheels.work / "b")["packages"]] == ["yanky"]
+
+
+def test_archive_never_replaces_a_folder_of_that_name(index, wheels):
+    # -o data --archive tar.gz writes data.tar.gz; a *folder* by that name is someone's data
+    (wheels.work / "data.tar.gz").mkdir()
+    (wheels.work / "data.tar.gz" / "keep.txt").write_text("precious")
+    r = wheels("alpha==1.0", "-o", "data", "--archive", "tar.gz", index_url=index.url)
+    assert r.returncode == 2 and "is not a bundle" in _one_error_line(r)
+    assert (wheels.work / "data.tar.gz" / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("doc", ["[]", '{"files": "x"}', '{"files": [{"path": 1}]}', '{"files": [7]}'])
+def test_verify_a_manifest_of_the_wrong_shape_is_exit_2(doc, wheels):
+    (wheels.work / "b").mkdir()
+    (wheels.work / "b" / "manifest.json").write_text(doc)
+    r = wheels("--verify", "b", "--json")
+    assert r.returncode == 2, r
+    assert "manifest.json is damaged" in _one_error_line(r) and r.stdout == ""
