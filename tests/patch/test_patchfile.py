@@ -131,3 +131,31 @@ def test_assess_a_tampered_diff_under_a_valid_pin_is_a_conflict():
     tampered = pf.parse(text.replace("+five\n", "+FIVE\n").encode())  # the hunk no longer gives sha256-after
     a = decide.assess(tampered, "1.0", _files(BEFORE))
     assert a.state == decide.CONFLICT and "does not give the pinned result" in a.problem
+
+
+def _small_work(root):
+    """A work folder as `patch extract` leaves it, for a one-line module."""
+    import hashlib
+    import json
+
+    original = b"x = 1\n"
+    (root / ".mlops" / "original" / "pkg").mkdir(parents=True)
+    (root / ".mlops" / "original" / "pkg" / "m.py").write_bytes(original)
+    (root / "pkg").mkdir()
+    (root / "pkg" / "m.py").write_bytes(b"x = 2\n")
+    (root / ".mlops" / "extract.json").write_text(json.dumps({
+        "format": 1, "package": "pkg", "version": "1.0", "source": {"kind": "local", "ref": "test"},
+        "files": [{"path": "pkg/m.py", "sha256": hashlib.sha256(original).hexdigest()}]}))
+    return root
+
+
+def test_diff_output_that_is_a_folder_or_unwritable_is_one_clear_line(mlops, tmp_path):
+    work = _small_work(tmp_path / "w")
+    (tmp_path / "adir").mkdir()
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "adir"), "--json")
+    assert r.returncode == 2 and r.stderr.startswith("error: -o ") and "is a folder" in r.stderr, r
+    assert list((tmp_path / "adir").iterdir()) == [] and r.stdout == ""
+    (tmp_path / "ro").write_text("a file, not a folder")
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "ro" / "x.patch"))
+    assert r.returncode == 1 and r.stderr.startswith("error: cannot write") and "internal error" not in r.stderr, r
+    assert mlops("patch", "diff", str(work), "-o", str(tmp_path / "new" / "x.patch")).returncode == 0

@@ -143,6 +143,11 @@ def diff(workdir: Path, output: Path) -> DiffReport:
              "apply: mlops patch apply THIS.patch --image IMAGE | --container NAME | --python PATH"]
     data = pf.make_patch(package, version, changes, notes)
     pf.parse(data)  # what we write must read back
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(output, data)
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder; give the patch file's name", hint=f"-o {output / 'NAME.patch'}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(output, data)
+    except OSError as exc:
+        raise OperationFailed(f"cannot write {output}: {exc.strerror or exc}", hint="choose another -o") from None
     return DiffReport(str(output), package, version, pf.sha256_bytes(data), report_files, unchanged, src)
