@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from mlops_cli.patch import decide
@@ -159,3 +161,17 @@ def test_diff_output_that_is_a_folder_or_unwritable_is_one_clear_line(mlops, tmp
     r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "ro" / "x.patch"))
     assert r.returncode == 1 and r.stderr.startswith("error: cannot write") and "internal error" not in r.stderr, r
     assert mlops("patch", "diff", str(work), "-o", str(tmp_path / "new" / "x.patch")).returncode == 0
+
+
+def test_diff_of_a_work_folder_missing_its_original_is_exit_2(mlops, tmp_path):
+    work = _small_work(tmp_path / "w")
+    (work / ".mlops" / "original" / "pkg" / "m.py").unlink()
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "x.patch"))
+    assert r.returncode == 2 and "is damaged" in r.stderr and "internal error" not in r.stderr, r
+    assert not (tmp_path / "x.patch").exists()
+
+
+def test_extract_into_an_unwritable_place_is_one_clear_line(mlops, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    r = mlops("patch", "extract", "--python", sys.executable, "typer/main.py", "-o", str(tmp_path / "afile" / "w"))
+    assert r.returncode == 1 and r.stderr.startswith("error: cannot create") and "internal error" not in r.stderr, r
