@@ -175,3 +175,11 @@ def test_extract_into_an_unwritable_place_is_one_clear_line(mlops, tmp_path):
     (tmp_path / "afile").write_text("not a folder")
     r = mlops("patch", "extract", "--python", sys.executable, "typer/main.py", "-o", str(tmp_path / "afile" / "w"))
     assert r.returncode == 1 and r.stderr.startswith("error: cannot create") and "internal error" not in r.stderr, r
+
+
+def test_diff_of_an_edit_with_null_bytes_is_a_clear_refusal(mlops, tmp_path):
+    work = _small_work(tmp_path / "w")
+    (work / "pkg" / "m.py").write_bytes(b"x = 2\x00\n")
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "x.patch"))
+    assert r.returncode == 1 and "null bytes" in r.stderr and "line None" not in r.stderr, r
+    assert "internal error" not in r.stderr and not (tmp_path / "x.patch").exists()

@@ -134,8 +134,9 @@ def diff(workdir: Path, output: Path) -> DiffReport:
         if rel.endswith(".py"):
             try:
                 ast.parse(edited, filename=str(edited_path))
-            except SyntaxError as exc:
-                raise OperationFailed(f"{edited_path} line {exc.lineno}: {exc.msg}",
+            except (SyntaxError, ValueError) as exc:  # null bytes: ValueError before Python 3.11.?, SyntaxError after
+                where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+                raise OperationFailed(f"{edited_path}{where}: {getattr(exc, 'msg', None) or exc}",
                                       hint="fix the edit; a patch that does not compile is never written") from None
         changes.append((rel, original, edited))
         body = pf.make_diff(rel, pf.decode(original), pf.decode(edited))
