@@ -60,9 +60,11 @@ def _targets(presets, python, platforms, target_files):
         chosen.append(T.from_flags(python, None, need_host()))
     for f in target_files:
         try:
-            text = Path(f).read_text()
+            text = Path(f).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read target file {f}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"cannot read target file {f}: not UTF-8 text (a binary file?)") from None
         chosen.append(T.parse_target_file(text, str(f)))
     return T.dedupe_names(chosen or [need_host()]), host
 
