@@ -109,3 +109,10 @@ def test_oom_check_on_a_gpu_without_memory_readings_is_exit_3(mlops):
     r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--snapshot", str(GPU_FIXTURES / "gb10-unsupported.json"))
     assert r.returncode == 3, r
     assert "no GPU with readable free memory" in r.stderr and "--gpu-mem" in r.stderr
+
+
+def test_oom_check_with_a_binary_snapshot_is_exit_2(mlops, tmp_path):
+    snap = tmp_path / "snap.json"
+    snap.write_bytes(b"\xff\xfe\x00")
+    r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--snapshot", str(snap), "--json")
+    assert r.returncode == 2 and "is not JSON" in r.stderr and "internal error" not in r.stderr, r
