@@ -33,6 +33,8 @@ def _nothing_written(work) -> None:
     (["--sdist", "refuse"], 2, "nothing to bundle"),
     (["alpha", "--archive", "zip"], 2, "--archive must be dir or tar.gz"),
     (["--verify", "no-such-bundle"], 2, "no such bundle folder or archive"),
+    (["alpha", "--extra-index-url", "pypi.org/simple"], 2, "not an index URL: 'pypi.org/simple'"),
+    (["alpha", "--extra-index-url", "ftp://mirror/simple"], 2, "not an index URL"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(args, code, words, index, wheels):
     r = wheels(*args, "-o", "out", index_url=index.url)

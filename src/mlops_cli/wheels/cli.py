@@ -112,6 +112,9 @@ def wheels(
             raise UsageError(f"--sdist must be build or refuse, not {sdist!r}")
         if archive not in ("dir", "tar.gz"):
             raise UsageError(f"--archive must be dir or tar.gz, not {archive!r}")
+        for url in (index_url, *extra_index_url):
+            if not url.lower().startswith(("http://", "https://")) or len(url.split("//", 1)[1].strip("/")) == 0:
+                raise UsageError(f"not an index URL: {url!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple")
         if not words and not requirement:
             raise UsageError("nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt")
         from mlops_cli.wheels.bundle import BundleRequest, build_bundle, default_out_name
