@@ -131,3 +131,15 @@ def test_preset_by_alias(mlops):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B-Instruct", "--json")
     assert r.returncode == 0
     assert r.json()["model"]["name"] == "Qwen/Qwen2.5-7B" and "huggingface.co" in r.json()["model"]["source"]
+
+
+@pytest.mark.parametrize("extra, key", [({"num_local_experts": -3}, "num_local_experts"),
+                                        ({"num_local_experts": 8, "num_experts_per_tok": "x"}, "num_experts_per_tok"),
+                                        ({"num_local_experts": 8, "moe_intermediate_size": -1}, "moe_intermediate_size"),
+                                        ({"max_position_embeddings": "4k"}, "max_position_embeddings")])
+def test_bad_optional_counts_are_exit_2_not_negative_params_or_a_crash(mlops, tmp_path, extra, key):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({**CONFIG, **extra}))
+    r = mlops("mem", "estimate", str(cfg), "--json")
+    assert r.returncode == 2, r
+    assert r.stderr.startswith(f"error: malformed model config: {key} must be a whole number") and r.stdout == ""
