@@ -143,3 +143,10 @@ def test_bad_optional_counts_are_exit_2_not_negative_params_or_a_crash(mlops, tm
     r = mlops("mem", "estimate", str(cfg), "--json")
     assert r.returncode == 2, r
     assert r.stderr.startswith(f"error: malformed model config: {key} must be a whole number") and r.stdout == ""
+
+
+def test_kv_heads_that_do_not_divide_the_heads_are_exit_2(mlops, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({**CONFIG, "num_attention_heads": 32, "num_key_value_heads": 5, "hidden_size": 4096}))
+    r = mlops("mem", "estimate", str(cfg), "--json")
+    assert r.returncode == 2 and "cannot be shared by 5 key/value heads" in r.stderr and r.stdout == "", r

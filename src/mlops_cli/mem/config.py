@@ -159,6 +159,9 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
                              "num_kv_heads", default=heads)
     if cfg.get("multi_query_attention") is False:
         kv_heads = heads
+    if heads % kv_heads:
+        raise UsageError(f"malformed model config: {heads} attention heads cannot be shared by {kv_heads} key/value heads",
+                         hint="num_attention_heads must be a multiple of num_key_value_heads")
     head_dim = _positive_int(cfg, "head dim", "head_dim", "d_kv", "kv_channels", default=hidden // heads or 1)
     vocab = _positive_int(cfg, "vocabulary size", "vocab_size", "padded_vocab_size")
     act = str(_first(cfg, "hidden_act", "hidden_activation", "activation_function", "feed_forward_proj",
