@@ -21,6 +21,7 @@ from typing import Any
 
 from mlops_cli.mem.config import ModelConfig
 from mlops_cli.mem.setup import GiB, Setup
+from mlops_cli.output import UsageError
 
 TERMS = ("weights", "gradients", "optimizer_states", "activations", "attention_scores", "logits",
          "kv_cache", "cuda_context", "cuda_graphs", "allocator_reserve")
@@ -251,6 +252,10 @@ def _training(model: ModelConfig, setup: Setup) -> Estimate:
 
 def _serving(model: ModelConfig, setup: Setup, capacity: int | None) -> Estimate:
     tp = setup.gpus
+    if model.heads % tp:
+        raise UsageError(f"--gpus {tp} with --inference: vLLM needs the tensor-parallel size to divide the "
+                         f"{model.heads} attention heads",
+                         hint="--gpus " + " | ".join(str(n) for n in range(1, 9) if model.heads % n == 0))
     bpa = activation_bytes(setup.precision)
     if setup.quant or setup.method == "qlora":
         weights = (model.linear_params * QUANT_BYTES[setup.qlora_quant] + (model.total_params - model.linear_params) * 2) / tp
