@@ -116,3 +116,11 @@ def test_oom_check_with_a_binary_snapshot_is_exit_2(mlops, tmp_path):
     snap.write_bytes(b"\xff\xfe\x00")
     r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--snapshot", str(snap), "--json")
     assert r.returncode == 2 and "is not JSON" in r.stderr and "internal error" not in r.stderr, r
+
+
+def test_serving_longer_than_the_model_positions_says_vllm_refuses_it(mlops):
+    r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "1000000", "--json")
+    assert r.returncode == 0, r
+    assert any("longer than the model's 131072 positions" in n for n in r.json()["notes"])
+    ok = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192", "--json")
+    assert not any("positions" in n for n in ok.json()["notes"])

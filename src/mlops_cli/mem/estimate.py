@@ -295,6 +295,10 @@ def _serving(model: ModelConfig, setup: Setup, capacity: int | None) -> Estimate
         })
     notes = [f"KV cache: {per_token / 1024:.0f} KiB per token "
              f"({model.layers} layers × {max(1, model.kv_heads // tp)} KV heads × {model.head_dim} head dim)"]
+    if model.max_positions and length > model.max_positions:
+        notes.append(f"--max-model-len {length} is longer than the model's {model.max_positions} positions "
+                     "(max_position_embeddings): vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 "
+                     "(or RoPE scaling in the config)")
     return Estimate(model, setup, {k: int(round(v)) for k, v in breakdown.items()}, 0, notes, serving)
 
 
