@@ -183,3 +183,36 @@ def test_diff_of_an_edit_with_null_bytes_is_a_clear_refusal(mlops, tmp_path):
     r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "x.patch"))
     assert r.returncode == 1 and "null bytes" in r.stderr and "line None" not in r.stderr, r
     assert "internal error" not in r.stderr and not (tmp_path / "x.patch").exists()
+
+
+def _immutable(path) -> bool:
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def test_local_write_is_all_or_nothing(tmp_path):
+    """A file that cannot be replaced (read-only site-packages) puts back the ones already written."""
+    import subprocess
+
+    from mlops_cli.output import OperationFailed
+    from mlops_cli.patch.targets import LocalTarget, Located
+
+    site = tmp_path / "site"
+    (site / "pkg").mkdir(parents=True)
+    (site / "pkg" / "a.py").write_bytes(b"a = 1\n")
+    (site / "pkg" / "b.py").write_bytes(b"b = 1\n")
+    if not _immutable(site / "pkg" / "b.py"):
+        pytest.skip("chattr +i is not available here (needs root and a filesystem with the immutable flag)")
+    try:
+        located = Located(sys.executable, "3", str(site), "1.0", {"pkg/a.py": b"a = 1\n", "pkg/b.py": b"b = 1\n"})
+        with pytest.raises(OperationFailed, match="cannot replace .*b.py.*nothing was changed"):
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n", "pkg/b.py": b"b = 2\n"},
+                                              tmp_path / "backups")
+        assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
+        with pytest.raises(OperationFailed, match="cannot write the backup"):
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n"}, site / "pkg" / "b.py" / "x")
+        assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
+    finally:
+        subprocess.run(["chattr", "-i", str(site / "pkg" / "b.py")], capture_output=True)
