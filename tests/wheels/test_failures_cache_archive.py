@@ -183,3 +183,11 @@ def test_verify_a_manifest_of_the_wrong_shape_is_exit_2(doc, wheels):
     r = wheels("--verify", "b", "--json")
     assert r.returncode == 2, r
     assert "manifest.json is damaged" in _one_error_line(r) and r.stdout == ""
+
+
+def test_printed_install_command_can_be_pasted_for_a_name_with_spaces(index, wheels):
+    r = wheels("alpha==1.0", "-o", "my bundle", index_url=index.url)
+    assert r.returncode == 0, r
+    assert "  sh 'my bundle/install.sh'" in r.stdout, r.stdout
+    r = wheels("alpha==1.0", "-o", "my bundle", "--archive", "tar.gz", index_url=index.url)
+    assert "tar xzf 'my bundle.tar.gz' && sh 'my bundle/install.sh'" in r.stdout, r.stdout
