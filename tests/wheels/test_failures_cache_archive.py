@@ -191,3 +191,37 @@ def test_printed_install_command_can_be_pasted_for_a_name_with_spaces(index, whe
     assert "  sh 'my bundle/install.sh'" in r.stdout, r.stdout
     r = wheels("alpha==1.0", "-o", "my bundle", "--archive", "tar.gz", index_url=index.url)
     assert "tar xzf 'my bundle.tar.gz' && sh 'my bundle/install.sh'" in r.stdout, r.stdout
+
+
+def test_sigterm_mid_resolution_leaves_nothing_behind(tmp_path):
+    """A CI timeout (SIGTERM) while uv waits on a silent index: no temporary folder, no orphaned uv."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/simple"
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    env["MLOPS_CACHE_DIR"] = str(tmp_path / "cache")
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "wheels", "alpha", "-o", "out", "--index-url", url],
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not any(p.name.endswith(".tmp") for p in work.iterdir()) and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # uv is running by now
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        silent.close()
+    assert proc.returncode == 130 and "error: interrupted" in stderr, stderr
+    assert list(work.iterdir()) == []
+    leftover = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(work) not in leftover, "uv was left running"

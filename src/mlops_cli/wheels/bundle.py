@@ -89,13 +89,16 @@ def _speculate(req: BundleRequest, pages, downloader):
 
 
 def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_select) -> tuple[dict, list[str]]:
-    from mlops_cli.wheels.resolve import resolve
+    from mlops_cli.wheels.resolve import resolve, stop_running
 
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
         futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv", on_select=on_select)
                    for t in req.targets}
         try:
             results = {name: f.result() for name, f in futures.items()}
+        except (KeyboardInterrupt, SystemExit):
+            stop_running()  # else the pool would wait for uv before the temporary folder is removed
+            raise
         except OperationFailed:
             # An unreachable index explains a failed resolution better than uv's retries do.
             for name in req.first_names:

@@ -69,6 +69,33 @@ def _targets(presets, python, platforms, target_files):
     return T.dedupe_names(chosen or [need_host()]), host
 
 
+def _interrupt_on_sigterm() -> None:
+    """A CI timeout or `kill` (SIGTERM) unwinds like Ctrl-C: the temporary bundle folder is removed
+    and uv is stopped, instead of both being left behind."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _exit_now_after_interrupt() -> None:
+    """The bundle's temporary folder is gone and uv is stopped; page and download threads may sit
+    in a network wait of up to a minute, which a normal exit would join. Nothing is left to clean."""
+    import os
+    import sys
+
+    from mlops_cli.output import report_error
+
+    code = report_error(KeyboardInterrupt())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _is_pip(requirement: str) -> bool:
     from packaging.requirements import Requirement
 
@@ -97,6 +124,8 @@ def wheels(
 ) -> None:
     def body():
         from mlops_cli.output import UsageError, progress_enabled
+
+        _interrupt_on_sigterm()
 
         words = list(reqs or [])
         if print_target or words == ["target"]:
@@ -133,6 +162,10 @@ def wheels(
             index_urls=[index_url, *extra_index_url], out=out, sdist_policy=sdist, archive=archive,
             check_install=check_install, show_progress=progress_enabled(json_out),
             chatty=progress_enabled(json_out))
-        return emit(build_bundle(request), json_out)
+        try:
+            result = build_bundle(request)
+        except KeyboardInterrupt:
+            _exit_now_after_interrupt()
+        return emit(result, json_out)
 
     run_guarded(body)
