@@ -192,7 +192,7 @@ class SnapshotNvml:
         except json.JSONDecodeError as exc:
             raise UsageError(f"NVML snapshot {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
         except UnicodeDecodeError:
-            raise UsageError(f"NVML snapshot {path} is not JSON (not UTF-8 text; a binary file?)") from None
+            raise UsageError(f"NVML snapshot {path} is not JSON (not UTF-8 text)") from None
         if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT or not isinstance(doc.get("calls"), dict):
             raise UsageError(f"{path} is not an NVML snapshot (expected \"format\": \"{SNAPSHOT_FORMAT}\" and \"calls\")")
         return cls(doc, origin=str(path))
