@@ -89,6 +89,16 @@ def test_oom_check_without_gpu_or_capacity_is_exit_3(mlops):
     assert r.stderr.startswith("error: no GPU to check against") and "--gpu-mem" in r.stderr
 
 
+@pytest.mark.parametrize("size", ["80", "0", "0GiB", "100MiB"])
+def test_gpu_mem_too_small_is_bad_input_not_does_not_fit(mlops, size):
+    # a provisioning script passing a bare '80' must not read "does not fit" (exit 1)
+    r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--method", "lora", "--gpu-mem", size, "--json")
+    assert r.returncode == 2, r
+    assert r.stdout == "" and r.stderr.startswith("error: --gpu-mem")
+    if size == "80":
+        assert "--gpu-mem 80GiB" in r.stderr
+
+
 def test_unknown_gpu_name_is_exit_2(mlops):
     r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--gpu", "Z9000")
     assert r.returncode == 2 and "unknown GPU" in r.stderr
@@ -99,3 +109,18 @@ def test_oom_check_on_a_gpu_without_memory_readings_is_exit_3(mlops):
     r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--snapshot", str(GPU_FIXTURES / "gb10-unsupported.json"))
     assert r.returncode == 3, r
     assert "no GPU with readable free memory" in r.stderr and "--gpu-mem" in r.stderr
+
+
+def test_oom_check_with_a_binary_snapshot_is_exit_2(mlops, tmp_path):
+    snap = tmp_path / "snap.json"
+    snap.write_bytes(b"\xff\xfe\x00")
+    r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--snapshot", str(snap), "--json")
+    assert r.returncode == 2 and "is not JSON" in r.stderr and "internal error" not in r.stderr, r
+
+
+def test_serving_longer_than_the_model_positions_says_vllm_refuses_it(mlops):
+    r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "1000000", "--json")
+    assert r.returncode == 0, r
+    assert any("longer than the model's 131072 positions" in n for n in r.json()["notes"])
+    ok = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192", "--json")
+    assert not any("positions" in n for n in ok.json()["notes"])

@@ -118,7 +118,35 @@ def test_bad_models_are_exit_2_one_line(mlops, arg, message, tmp_path):
     assert r.stdout == "" and "Traceback" not in r.stderr
 
 
+def test_binary_config_is_exit_2_not_internal_error(mlops, tmp_path):
+    binary = tmp_path / "config.json"
+    binary.write_bytes(b"\xff\xfe\x00\x89PNG")
+    r = mlops("mem", "estimate", str(binary), "--json")
+    assert r.returncode == 2, r
+    assert r.stderr.startswith("error: malformed model config") and "internal error" not in r.stderr
+    assert r.stdout == ""
+
+
 def test_preset_by_alias(mlops):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B-Instruct", "--json")
     assert r.returncode == 0
     assert r.json()["model"]["name"] == "Qwen/Qwen2.5-7B" and "huggingface.co" in r.json()["model"]["source"]
+
+
+@pytest.mark.parametrize("extra, key", [({"num_local_experts": -3}, "num_local_experts"),
+                                        ({"num_local_experts": 8, "num_experts_per_tok": "x"}, "num_experts_per_tok"),
+                                        ({"num_local_experts": 8, "moe_intermediate_size": -1}, "moe_intermediate_size"),
+                                        ({"max_position_embeddings": "4k"}, "max_position_embeddings")])
+def test_bad_optional_counts_are_exit_2_not_negative_params_or_a_crash(mlops, tmp_path, extra, key):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({**CONFIG, **extra}))
+    r = mlops("mem", "estimate", str(cfg), "--json")
+    assert r.returncode == 2, r
+    assert r.stderr.startswith(f"error: malformed model config: {key} must be a whole number") and r.stdout == ""
+
+
+def test_kv_heads_that_do_not_divide_the_heads_are_exit_2(mlops, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({**CONFIG, "num_attention_heads": 32, "num_key_value_heads": 5, "hidden_size": 4096}))
+    r = mlops("mem", "estimate", str(cfg), "--json")
+    assert r.returncode == 2 and "cannot be shared by 5 key/value heads" in r.stderr and r.stdout == "", r

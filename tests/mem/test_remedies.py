@@ -63,6 +63,17 @@ def test_serving_remedies_and_max_model_len():
     assert tp.fits and estimate(m, s.with_changes(gpus=4), cap).serving["max_concurrency"] >= 1
 
 
+def test_tensor_parallel_remedy_divides_the_heads(mlops):
+    # 3 GPUs free, 64 heads: vLLM refuses --tensor-parallel-size 3; 2 is what can be offered
+    m = load_preset("meta-llama/Llama-3.1-70B")
+    s = Setup(inference=True, max_model_len=131072)
+    advice = advise(m, s, 80 * GiB, gpus_available=3)
+    tp = next(r for r in advice.remedies if r.name == "tensor-parallel")
+    assert tp.change == {"gpus": 2} and m.heads % 2 == 0
+    r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--gpus", "3")
+    assert r.returncode == 2 and "divide the 32 attention heads" in r.stderr and "hint: --gpus 1 | 2 | 4 | 8" in r.stderr, r
+
+
 def test_capacity_for_a_gpu_set_is_its_least_free_gpu():
     from mlops_cli.mem.remedies import capacity_for
 

@@ -52,6 +52,19 @@ def test_one_target_only_and_revert_refuses_images(mlops, pinned_patch):
     assert r.returncode == 2 and "never changed" in r.stderr, r
 
 
+@pytest.mark.parametrize("tag", ["Bad Tag!!", "UPPER/case:1", "x:", "name:" + "t" * 129, "-lead:1"])
+def test_invalid_tag_is_exit_2_before_any_engine_work(mlops, pinned_patch, tag):
+    # no engine at all: the tag is refused before one is looked for (it used to start a build, exit 1)
+    env = {"PATH": "/nonexistent", "DOCKER_HOST": "unix:///nonexistent.sock"}
+    r = mlops("patch", "apply", str(pinned_patch), "--image", "x:1", "--tag", tag, "--yes", env=env)
+    assert r.returncode == 2 and r.stderr.startswith("error: not a valid image tag"), r
+
+
+def test_tag_without_image_is_exit_2(mlops, pinned_patch):
+    r = mlops("patch", "apply", str(pinned_patch), "--tag", "a:1", "--yes")
+    assert r.returncode == 2 and "--image only" in r.stderr, r
+
+
 def test_help_has_examples(mlops):
     for sub in ([], ["extract"], ["diff"], ["apply"], ["status"], ["revert"]):
         r = mlops("patch", *sub, "--help")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from mlops_cli.patch import decide
@@ -131,3 +133,86 @@ def test_assess_a_tampered_diff_under_a_valid_pin_is_a_conflict():
     tampered = pf.parse(text.replace("+five\n", "+FIVE\n").encode())  # the hunk no longer gives sha256-after
     a = decide.assess(tampered, "1.0", _files(BEFORE))
     assert a.state == decide.CONFLICT and "does not give the pinned result" in a.problem
+
+
+def _small_work(root):
+    """A work folder as `patch extract` leaves it, for a one-line module."""
+    import hashlib
+    import json
+
+    original = b"x = 1\n"
+    (root / ".mlops" / "original" / "pkg").mkdir(parents=True)
+    (root / ".mlops" / "original" / "pkg" / "m.py").write_bytes(original)
+    (root / "pkg").mkdir()
+    (root / "pkg" / "m.py").write_bytes(b"x = 2\n")
+    (root / ".mlops" / "extract.json").write_text(json.dumps({
+        "format": 1, "package": "pkg", "version": "1.0", "source": {"kind": "local", "ref": "test"},
+        "files": [{"path": "pkg/m.py", "sha256": hashlib.sha256(original).hexdigest()}]}))
+    return root
+
+
+def test_diff_output_that_is_a_folder_or_unwritable_is_one_clear_line(mlops, tmp_path):
+    work = _small_work(tmp_path / "w")
+    (tmp_path / "adir").mkdir()
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "adir"), "--json")
+    assert r.returncode == 2 and r.stderr.startswith("error: -o ") and "is a folder" in r.stderr, r
+    assert list((tmp_path / "adir").iterdir()) == [] and r.stdout == ""
+    (tmp_path / "ro").write_text("a file, not a folder")
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "ro" / "x.patch"))
+    assert r.returncode == 1 and r.stderr.startswith("error: cannot write") and "internal error" not in r.stderr, r
+    assert mlops("patch", "diff", str(work), "-o", str(tmp_path / "new" / "x.patch")).returncode == 0
+
+
+def test_diff_of_a_work_folder_missing_its_original_is_exit_2(mlops, tmp_path):
+    work = _small_work(tmp_path / "w")
+    (work / ".mlops" / "original" / "pkg" / "m.py").unlink()
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "x.patch"))
+    assert r.returncode == 2 and "is damaged" in r.stderr and "internal error" not in r.stderr, r
+    assert not (tmp_path / "x.patch").exists()
+
+
+def test_extract_into_an_unwritable_place_is_one_clear_line(mlops, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    r = mlops("patch", "extract", "--python", sys.executable, "typer/main.py", "-o", str(tmp_path / "afile" / "w"))
+    assert r.returncode == 1 and r.stderr.startswith("error: cannot create") and "internal error" not in r.stderr, r
+
+
+def test_diff_of_an_edit_with_null_bytes_is_a_clear_refusal(mlops, tmp_path):
+    work = _small_work(tmp_path / "w")
+    (work / "pkg" / "m.py").write_bytes(b"x = 2\x00\n")
+    r = mlops("patch", "diff", str(work), "-o", str(tmp_path / "x.patch"))
+    assert r.returncode == 1 and "null bytes" in r.stderr and "line None" not in r.stderr, r
+    assert "internal error" not in r.stderr and not (tmp_path / "x.patch").exists()
+
+
+def _immutable(path) -> bool:
+    import shutil
+    import subprocess
+
+    return bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def test_local_write_is_all_or_nothing(tmp_path):
+    """A file that cannot be replaced (read-only site-packages) puts back the ones already written."""
+    import subprocess
+
+    from mlops_cli.output import OperationFailed
+    from mlops_cli.patch.targets import LocalTarget, Located
+
+    site = tmp_path / "site"
+    (site / "pkg").mkdir(parents=True)
+    (site / "pkg" / "a.py").write_bytes(b"a = 1\n")
+    (site / "pkg" / "b.py").write_bytes(b"b = 1\n")
+    if not _immutable(site / "pkg" / "b.py"):
+        pytest.skip("chattr +i is not available here (needs root and a filesystem with the immutable flag)")
+    try:
+        located = Located(sys.executable, "3", str(site), "1.0", {"pkg/a.py": b"a = 1\n", "pkg/b.py": b"b = 1\n"})
+        with pytest.raises(OperationFailed, match="cannot replace .*b.py.*nothing was changed"):
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n", "pkg/b.py": b"b = 2\n"},
+                                              tmp_path / "backups")
+        assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
+        with pytest.raises(OperationFailed, match="cannot write the backup"):
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n"}, site / "pkg" / "b.py" / "x")
+        assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
+    finally:
+        subprocess.run(["chattr", "-i", str(site / "pkg" / "b.py")], capture_output=True)

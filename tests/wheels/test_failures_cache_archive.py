@@ -33,6 +33,8 @@ def _nothing_written(work) -> None:
     (["--sdist", "refuse"], 2, "nothing to bundle"),
     (["alpha", "--archive", "zip"], 2, "--archive must be dir or tar.gz"),
     (["--verify", "no-such-bundle"], 2, "no such bundle folder or archive"),
+    (["alpha", "--extra-index-url", "pypi.org/simple"], 2, "not an index URL: 'pypi.org/simple'"),
+    (["alpha", "--extra-index-url", "ftp://mirror/simple"], 2, "not an index URL"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(args, code, words, index, wheels):
     r = wheels(*args, "-o", "out", index_url=index.url)
@@ -163,3 +165,63 @@ def test_output_that_is_not_a_bundle_is_not_replaced(index, wheels):
     assert wheels("yanky<1", "-o", "b", index_url=index.url).returncode == 0
     assert not (wheels.work / "b" / "stale.txt").exists()
     assert [p["name"] for p in manifest(wheels.work / "b")["packages"]] == ["yanky"]
+
+
+def test_archive_never_replaces_a_folder_of_that_name(index, wheels):
+    # -o data --archive tar.gz writes data.tar.gz; a *folder* by that name is someone's data
+    (wheels.work / "data.tar.gz").mkdir()
+    (wheels.work / "data.tar.gz" / "keep.txt").write_text("precious")
+    r = wheels("alpha==1.0", "-o", "data", "--archive", "tar.gz", index_url=index.url)
+    assert r.returncode == 2 and "is not a bundle" in _one_error_line(r)
+    assert (wheels.work / "data.tar.gz" / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("doc", ["[]", '{"files": "x"}', '{"files": [{"path": 1}]}', '{"files": [7]}'])
+def test_verify_a_manifest_of_the_wrong_shape_is_exit_2(doc, wheels):
+    (wheels.work / "b").mkdir()
+    (wheels.work / "b" / "manifest.json").write_text(doc)
+    r = wheels("--verify", "b", "--json")
+    assert r.returncode == 2, r
+    assert "manifest.json is damaged" in _one_error_line(r) and r.stdout == ""
+
+
+def test_printed_install_command_can_be_pasted_for_a_name_with_spaces(index, wheels):
+    r = wheels("alpha==1.0", "-o", "my bundle", index_url=index.url)
+    assert r.returncode == 0, r
+    assert "  sh 'my bundle/install.sh'" in r.stdout, r.stdout
+    r = wheels("alpha==1.0", "-o", "my bundle", "--archive", "tar.gz", index_url=index.url)
+    assert "tar xzf 'my bundle.tar.gz' && sh 'my bundle/install.sh'" in r.stdout, r.stdout
+
+
+def test_sigterm_mid_resolution_leaves_nothing_behind(tmp_path):
+    """A CI timeout (SIGTERM) while uv waits on a silent index: no temporary folder, no orphaned uv."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/simple"
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
+    env["MLOPS_CACHE_DIR"] = str(tmp_path / "cache")
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "wheels", "alpha", "-o", "out", "--index-url", url],
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not any(p.name.endswith(".tmp") for p in work.iterdir()) and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # uv is running by now
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        silent.close()
+    assert proc.returncode == 130 and "error: interrupted" in stderr, stderr
+    assert list(work.iterdir()) == []
+    leftover = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(work) not in leftover, "uv was left running"

@@ -140,3 +140,31 @@ def test_a_mac_or_musl_host_can_still_build_for_linux_targets(monkeypatch):
     assert [t.name for t in chosen] == ["cp311-manylinux_2_28_x86_64"]
     with pytest.raises(T.UsageError, match="only CPython on Linux.*name the target instead"):
         cli._targets([], None, [], [])
+
+
+_GOOD = {"format": "mlops-wheels-target/1", "implementation": "cpython", "system": "Linux", "libc": "glibc",
+         "python": "3.11", "machine": "x86_64", "glibc": "2.36"}
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"machine": ["x86_64"]}, "machine must be a string"),
+    ({"glibc": "abc"}, "glibc must look like 2.35"),
+    ({"tags": "cp311-cp311-manylinux_2_36_x86_64"}, "tags must be a list of strings"),
+    ({"name": 7}, "name must be a string"),
+])
+def test_malformed_target_file_is_exit_2_not_a_crash(change, words, index, wheels):
+    (wheels.work / "box.json").write_text(json.dumps(dict(_GOOD, **change)))
+    r = wheels("alpha", "--target-file", "box.json", "-o", "out", "--json", index_url=index.url)
+    assert r.returncode == 2, r
+    assert r.stderr.startswith("error: box.json: malformed target file") and words in r.stderr, r.stderr
+    assert r.stdout == "" and not (wheels.work / "out").exists()
+
+
+def test_binary_target_file_is_exit_2(index, wheels):
+    (wheels.work / "box.json").write_bytes(b"\xff\xfe\x00")
+    r = wheels("alpha", "--target-file", "box.json", "-o", "out", index_url=index.url)
+    assert r.returncode == 2 and r.stderr.startswith("error: cannot read target file box.json: not UTF-8"), r
+
+
+def test_target_file_with_a_three_part_glibc_is_accepted():
+    assert T.from_probe(dict(_GOOD, glibc="2.28.9000"), "box.json").glibc_minor == 28

@@ -93,14 +93,23 @@ def _build(setup: dict[str, Any]):
     return Setup(**opts).validated(), revision, json_out
 
 
+MIN_GPU_MEM = 256 * 1024**2  # below this a --gpu-mem is a typo (a bare '80' is 80 bytes), not a GPU
+
+
 def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional[tuple[int, str]]:
     from mlops_cli.mem.gpus import gpu_memory, known_gpus
     from mlops_cli.output import UsageError, parse_bytes
 
     if gpu_mem and gpu:
         raise UsageError("give --gpu-mem or --gpu, not both")
-    if gpu_mem:
-        return parse_bytes(gpu_mem), f"--gpu-mem {gpu_mem}"
+    if gpu_mem is not None:
+        size = parse_bytes(gpu_mem)
+        if size < MIN_GPU_MEM:
+            unitless = gpu_mem.strip().replace(".", "", 1).isdigit()
+            raise UsageError(f"--gpu-mem {gpu_mem} is {size} bytes: too small for a GPU",
+                             hint=f"give a unit, e.g. --gpu-mem {gpu_mem.strip()}GiB" if unitless
+                             else "write it like 80GiB, 24GB or 81920MiB")
+        return size, f"--gpu-mem {gpu_mem}"
     if gpu:
         size = gpu_memory(gpu)
         if size is None:

@@ -129,6 +129,17 @@ def _positive_int(cfg: dict[str, Any], what: str, *keys: str, default: Any = Non
     return int(value)
 
 
+def _count(cfg: dict[str, Any], *keys: str, default: Any = 0) -> int:
+    """An optional count (experts, positions, ...): absent/null -> default; else a whole number >= 0."""
+    value = _first(cfg, *keys, default=default)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
+        key = next((k for k in keys if cfg.get(k) is not None), keys[0])
+        raise UsageError(f"malformed model config: {key} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
 def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     """Turn a parsed config.json into a ModelConfig; malformed input -> UsageError (exit 2)."""
     if not isinstance(cfg, dict):
@@ -148,6 +159,9 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
                              "num_kv_heads", default=heads)
     if cfg.get("multi_query_attention") is False:
         kv_heads = heads
+    if heads % kv_heads:
+        raise UsageError(f"malformed model config: {heads} attention heads cannot be shared by {kv_heads} key/value heads",
+                         hint="num_attention_heads must be a multiple of num_key_value_heads")
     head_dim = _positive_int(cfg, "head dim", "head_dim", "d_kv", "kv_channels", default=hidden // heads or 1)
     vocab = _positive_int(cfg, "vocabulary size", "vocab_size", "padded_vocab_size")
     act = str(_first(cfg, "hidden_act", "hidden_activation", "activation_function", "feed_forward_proj",
@@ -162,21 +176,21 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
         _positive_int(cfg, "intermediate size", "intermediate_size")
     if model_type == "qwen":  # Qwen-1 configs give w1+w2 together
         inter //= 2
-    experts = int(_first(cfg, "num_experts", "num_local_experts", "n_routed_experts", default=0) or 0)
-    experts_per_token = int(_first(cfg, "num_experts_per_tok", "moe_topk", default=0) or 0)
-    expert_inter = int(_first(cfg, "moe_intermediate_size", default=inter) or 0) if experts else 0
-    shared_inter = int(_first(cfg, "shared_expert_intermediate_size", default=0) or 0)
+    experts = _count(cfg, "num_experts", "num_local_experts", "n_routed_experts")
+    experts_per_token = _count(cfg, "num_experts_per_tok", "moe_topk")
+    expert_inter = _count(cfg, "moe_intermediate_size", default=inter) if experts else 0
+    shared_inter = _count(cfg, "shared_expert_intermediate_size")
     if experts and not shared_inter and cfg.get("n_shared_experts"):
-        shared_inter = int(cfg["n_shared_experts"]) * expert_inter
+        shared_inter = _count(cfg, "n_shared_experts") * expert_inter
     tied = bool(_first(cfg, "tie_word_embeddings", default=model_type in ("bert", "bloom", "gpt2", "t5", "gemma", "gemma2")))
     if model_type in ("mt5", "umt5") and "tie_word_embeddings" not in cfg:
         tied = False
     extra = 0
     if model_type in ("bert", "roberta"):
-        extra = (int(cfg.get("max_position_embeddings", 512)) + int(cfg.get("type_vocab_size", 2))) * hidden \
+        extra = (_count(cfg, "max_position_embeddings", default=512) + _count(cfg, "type_vocab_size", default=2)) * hidden \
             + hidden * hidden  # position + token-type embeddings, pooler
     elif model_type == "gpt2":
-        extra = int(cfg.get("n_positions", 1024)) * hidden
+        extra = _count(cfg, "n_positions", default=1024) * hidden
     bias = bool(_first(cfg, "attention_bias", "qkv_bias", "add_qkv_bias", "bias",
                        default=model_type in ("qwen2", "qwen2_moe", "qwen", "bert", "bloom", "gpt2", "chatglm")))
     dropout_keys = ("attention_dropout", "attention_probs_dropout_prob", "attn_pdrop", "dropout_rate",
@@ -191,6 +205,6 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
         intermediate=inter, vocab=vocab, tied=tied, gated_mlp=gated, attention_bias=bias, dropout=dropout,
         experts=experts, experts_per_token=experts_per_token, expert_intermediate=expert_inter,
         shared_expert_intermediate=shared_inter, encoder_decoder=encoder_decoder, extra_params=extra, alibi_mask=alibi_mask,
-        max_positions=int(_first(cfg, "max_position_embeddings", "seq_length", "n_positions", default=0) or 0),
+        max_positions=_count(cfg, "max_position_embeddings", "seq_length", "n_positions"),
         source=source,
     )

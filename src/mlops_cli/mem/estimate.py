@@ -21,6 +21,7 @@ from typing import Any
 
 from mlops_cli.mem.config import ModelConfig
 from mlops_cli.mem.setup import GiB, Setup
+from mlops_cli.output import UsageError
 
 TERMS = ("weights", "gradients", "optimizer_states", "activations", "attention_scores", "logits",
          "kv_cache", "cuda_context", "cuda_graphs", "allocator_reserve")
@@ -251,6 +252,10 @@ def _training(model: ModelConfig, setup: Setup) -> Estimate:
 
 def _serving(model: ModelConfig, setup: Setup, capacity: int | None) -> Estimate:
     tp = setup.gpus
+    if model.heads % tp:
+        raise UsageError(f"--gpus {tp} with --inference: vLLM needs the tensor-parallel size to divide the "
+                         f"{model.heads} attention heads",
+                         hint="--gpus " + " | ".join(str(n) for n in range(1, 9) if model.heads % n == 0))
     bpa = activation_bytes(setup.precision)
     if setup.quant or setup.method == "qlora":
         weights = (model.linear_params * QUANT_BYTES[setup.qlora_quant] + (model.total_params - model.linear_params) * 2) / tp
@@ -290,6 +295,10 @@ def _serving(model: ModelConfig, setup: Setup, capacity: int | None) -> Estimate
         })
     notes = [f"KV cache: {per_token / 1024:.0f} KiB per token "
              f"({model.layers} layers × {max(1, model.kv_heads // tp)} KV heads × {model.head_dim} head dim)"]
+    if model.max_positions and length > model.max_positions:
+        notes.append(f"--max-model-len {length} is longer than the model's {model.max_positions} positions "
+                     "(max_position_embeddings): vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 "
+                     "(or RoPE scaling in the config)")
     return Estimate(model, setup, {k: int(round(v)) for k, v in breakdown.items()}, 0, notes, serving)
 
 

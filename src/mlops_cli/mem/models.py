@@ -35,6 +35,9 @@ def _read_config_file(path: Path, name: str) -> ModelConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"malformed model config {path}: not UTF-8 text (a binary file?)",
+                         hint="pass a transformers config.json") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -88,8 +88,10 @@ def _candidates(model: ModelConfig, s: Setup, capacity: int, gpus_available: int
         if not s.quant:
             out.append(("int4-weights", {"quant": "int4"}, "serve an AWQ/GPTQ int4 checkpoint",
                         "quality loss; needs a quantized checkpoint"))
-        if gpus_available > s.gpus:
-            out.append(("tensor-parallel", {"gpus": gpus_available}, f"--tensor-parallel-size {gpus_available}",
+        # vLLM refuses a tensor-parallel size that does not divide the attention heads
+        tp = max((n for n in range(s.gpus + 1, gpus_available + 1) if model.heads % n == 0), default=None)
+        if tp:
+            out.append(("tensor-parallel", {"gpus": tp}, f"--tensor-parallel-size {tp}",
                         "needs the GPUs; NCCL traffic"))
         return out
     if s.batch > 1:

@@ -51,6 +51,28 @@ def _target(image: Optional[str], container: Optional[str], python: Optional[str
     return LocalTarget(python)
 
 
+# Docker's reference grammar (distribution/reference): [host[:port]/]path[:tag], lower-case path.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REGISTRY = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::[0-9]+)?/"  # has '.', ':' or is localhost
+_IMAGE_REF = (rf"(?:{_REGISTRY})?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+              r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+
+
+def _check_tag(tag: Optional[str], image: Optional[str]) -> None:
+    """A --tag docker would refuse is bad input, found before anything is inspected or built."""
+    import re
+
+    from mlops_cli.output import UsageError
+
+    if tag is None:
+        return
+    if not image:
+        raise UsageError("--tag names the derived image; it goes with --image only")
+    if not re.fullmatch(_IMAGE_REF, tag):
+        raise UsageError(f"not a valid image tag: {tag!r}",
+                         hint="lower-case name[:tag], e.g. registry.local/vllm:mrope")
+
+
 def _opts(json_out: bool, **kw):
     from mlops_cli.patch.ops import Options
 
@@ -162,6 +184,7 @@ def apply(
     def body():
         from mlops_cli.patch.ops import apply as do_apply
 
+        _check_tag(tag, image)
         opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes,
                      import_check=not no_import_check, tag=tag)
         return _emit_patch_report(do_apply(_target(image, container, python, engine), patch, opts), json_out)

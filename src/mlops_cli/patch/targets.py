@@ -219,18 +219,35 @@ class LocalTarget(Target):
             raise OperationFailed(f"patched file does not compile with {self.python}: {tail}; nothing was changed")
 
     def write(self, located: Located, new: dict[str, bytes], backup_dir: Path | None) -> dict[str, str]:
-        """Back up each current file (content-addressed), then replace it atomically."""
-        written = {}
-        for rel, data in new.items():
-            path = Path(located.path_of(rel))
-            if backup_dir is not None:
-                old = path.read_bytes()
-                backup = backup_dir / hashlib.sha256(old).hexdigest()
-                if not backup.exists():
-                    backup_dir.mkdir(parents=True, exist_ok=True)
-                    write_bytes_atomic(backup, old)
-            mode = path.stat().st_mode & 0o7777
-            write_bytes_atomic(path, data, mode=mode)
+        """Back up every current file (content-addressed), then replace each atomically.
+
+        All or nothing: a backup that cannot be written stops before any file changes; a file
+        that cannot be replaced (read-only site-packages) puts back the ones already replaced.
+        """
+        paths = {rel: Path(located.path_of(rel)) for rel in new}
+        olds = {rel: (path.read_bytes(), path.stat().st_mode & 0o7777) for rel, path in paths.items()}
+        if backup_dir is not None:
+            try:
+                for old, _ in olds.values():
+                    backup = backup_dir / hashlib.sha256(old).hexdigest()
+                    if not backup.exists():
+                        backup_dir.mkdir(parents=True, exist_ok=True)
+                        write_bytes_atomic(backup, old)
+            except OSError as exc:
+                raise OperationFailed(f"cannot write the backup under {backup_dir}: {exc.strerror or exc}; nothing was changed",
+                                      hint="set MLOPS_STATE_DIR to a writable folder") from None
+        written: dict[str, str] = {}
+        try:
+            for rel, data in new.items():
+                write_bytes_atomic(paths[rel], data, mode=olds[rel][1])
+                written[rel] = hashlib.sha256(data).hexdigest()
+        except OSError as exc:
+            failed = paths[rel]
+            for done in written:
+                write_bytes_atomic(paths[done], olds[done][0], mode=olds[done][1])
+            raise OperationFailed(f"cannot replace {failed}: {exc.strerror or exc}; nothing was changed",
+                                  hint="run as the owner of that environment, or patch a virtual environment") from None
+        for rel, path in paths.items():
             for pyc in (path.parent / "__pycache__").glob(path.stem + ".*.pyc"):
                 pyc.unlink(missing_ok=True)
             written[rel] = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -63,8 +63,11 @@ def extract(target: Target, raw_paths: list[str], outdir: Path) -> ExtractReport
     files = [{"path": p, "sha256": pf.sha256_bytes(located.files[p]), "target_path": located.path_of(p)} for p in paths]
     manifest = {"format": 1, "package": package, "version": located.version, "site": located.site,
                 "python": located.python, "source": target.describe(), "files": files, "mlops": __version__}
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    except OSError as exc:
+        raise OperationFailed(f"cannot create {outdir}: {exc.strerror or exc}", hint="give -o a writable place") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)
@@ -77,8 +80,10 @@ def extract(target: Target, raw_paths: list[str], outdir: Path) -> ExtractReport
         if outdir.exists():
             outdir.rmdir()
         os.replace(staging, outdir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise OperationFailed(f"cannot write {outdir}: {exc.strerror or exc}", hint="nothing was left behind") from None
         raise
     return ExtractReport(target.describe(), package, located.version, located.site, located.python,
                          str(outdir), files, notes=vllm_notes(target, paths))
@@ -111,7 +116,11 @@ def diff(workdir: Path, output: Path) -> DiffReport:
     changes, report_files, unchanged = [], [], []
     for entry in files:
         rel = entry["path"]
-        original = (workdir / ORIGINALS / rel).read_bytes()
+        try:
+            original = (workdir / ORIGINALS / rel).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"{workdir} is damaged: cannot read the original {ORIGINALS}/{rel} ({exc.strerror or exc})",
+                             hint="extract again into a new folder and redo the edit there") from None
         if pf.sha256_bytes(original) != entry["sha256"]:
             raise OperationFailed(f"{workdir / ORIGINALS / rel} no longer matches the extracted sha256",
                                   hint="edit the copy at the top of the work folder, not under .mlops/; extract again")
@@ -125,8 +134,9 @@ def diff(workdir: Path, output: Path) -> DiffReport:
         if rel.endswith(".py"):
             try:
                 ast.parse(edited, filename=str(edited_path))
-            except SyntaxError as exc:
-                raise OperationFailed(f"{edited_path} line {exc.lineno}: {exc.msg}",
+            except (SyntaxError, ValueError) as exc:  # null bytes: ValueError before Python 3.11.?, SyntaxError after
+                where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+                raise OperationFailed(f"{edited_path}{where}: {getattr(exc, 'msg', None) or exc}",
                                       hint="fix the edit; a patch that does not compile is never written") from None
         changes.append((rel, original, edited))
         body = pf.make_diff(rel, pf.decode(original), pf.decode(edited))
@@ -143,6 +153,11 @@ def diff(workdir: Path, output: Path) -> DiffReport:
              "apply: mlops patch apply THIS.patch --image IMAGE | --container NAME | --python PATH"]
     data = pf.make_patch(package, version, changes, notes)
     pf.parse(data)  # what we write must read back
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(output, data)
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder; give the patch file's name", hint=f"-o {output / 'NAME.patch'}")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(output, data)
+    except OSError as exc:
+        raise OperationFailed(f"cannot write {output}: {exc.strerror or exc}", hint="choose another -o") from None
     return DiffReport(str(output), package, version, pf.sha256_bytes(data), report_files, unchanged, src)

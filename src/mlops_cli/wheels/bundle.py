@@ -55,10 +55,14 @@ def default_out_name(requirements: list[str], requirement_files: list[Path] = ()
     return f"{first.name}-{pins[0]}-bundle" if pins else f"{first.name}-bundle"
 
 
-def _read_requirement_files(paths: list[Path]) -> None:
+def _read_requirement_files(paths: list[Path]) -> dict[str, set[str]]:
+    """Check the -r files (readable, no index options, no URLs); their --hash pins by name."""
+    from mlops_cli.wheels.reqfile import scan_files
+
     for p in paths:
         if not p.is_file() or not os.access(p, os.R_OK):
             raise UsageError(f"cannot read requirements file {p}")
+    return scan_files(paths)
 
 
 def _speculate(req: BundleRequest, pages, downloader):
@@ -85,13 +89,16 @@ def _speculate(req: BundleRequest, pages, downloader):
 
 
 def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_select) -> tuple[dict, list[str]]:
-    from mlops_cli.wheels.resolve import resolve
+    from mlops_cli.wheels.resolve import resolve, stop_running
 
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
         futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv", on_select=on_select)
                    for t in req.targets}
         try:
             results = {name: f.result() for name, f in futures.items()}
+        except (KeyboardInterrupt, SystemExit):
+            stop_running()  # else the pool would wait for uv before the temporary folder is removed
+            raise
         except OperationFailed:
             # An unreachable index explains a failed resolution better than uv's retries do.
             for name in req.first_names:
@@ -141,11 +148,11 @@ def _build_bundle(req: BundleRequest):
     from mlops_cli.wheels.result import BundleResult
 
     started = time.perf_counter()
-    _read_requirement_files(req.requirement_files)
+    hash_pins = _read_requirement_files(req.requirement_files)
     cache_root = Path(req.cache_root or default_cache_root())
     out = Path(req.out or default_out_name(req.requirements, req.requirement_files)).absolute()
     final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
-    if req.archive == "dir" and final.exists() and not _replaceable(final):
+    if final.exists() and not (_replaceable(final) if req.archive == "dir" else final.is_file()):
         raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")
     final.parent.mkdir(parents=True, exist_ok=True)
 
@@ -183,6 +190,7 @@ def _build_bundle(req: BundleRequest):
         if req.chatty:
             info(f"fetching {len(jobs)} files ...")
         fetched = {f.filename: f for f in downloader.fetch_all(jobs, req.show_progress)}
+        _check_hash_pins(hash_pins, plan, fetched)
         phases["fetch_after_resolve"] = time.perf_counter() - started - sum(phases.values())
         bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
         manifest, requirements, targets_json = describe_bundle(req, bundle_files)
@@ -209,6 +217,19 @@ def _build_bundle(req: BundleRequest):
     return BundleResult(bundle=final, archive=req.archive, targets=targets_json, files=list(bundle_files.values()),
                         downloaded_bytes=downloaded, cache_hits=hits, seconds=time.perf_counter() - started,
                         phases=phases, warnings=warnings)
+
+
+def _check_hash_pins(hash_pins: dict, plan, fetched: dict) -> None:
+    """A -r file's --hash pins hold, as in pip's hash-checking mode: a file none allows is fatal."""
+    from mlops_cli.wheels.reqfile import hash_mismatches
+
+    chosen = {(c.name, c.file.filename, fetched[c.file.filename].sha256)
+              for cs in plan.per_target.values() for c in cs if c.file is not None}
+    problems = hash_mismatches(hash_pins, sorted(chosen))
+    if problems:
+        raise OperationFailed("; ".join(problems),
+                              hint="the index serves other files than the requirements file pins: "
+                                   "check the index, or regenerate the hashes")
 
 
 def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> dict:

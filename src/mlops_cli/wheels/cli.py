@@ -60,11 +60,40 @@ def _targets(presets, python, platforms, target_files):
         chosen.append(T.from_flags(python, None, need_host()))
     for f in target_files:
         try:
-            text = Path(f).read_text()
+            text = Path(f).read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read target file {f}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"cannot read target file {f}: not UTF-8 text (a binary file?)") from None
         chosen.append(T.parse_target_file(text, str(f)))
     return T.dedupe_names(chosen or [need_host()]), host
+
+
+def _interrupt_on_sigterm() -> None:
+    """A CI timeout or `kill` (SIGTERM) unwinds like Ctrl-C: the temporary bundle folder is removed
+    and uv is stopped, instead of both being left behind."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _exit_now_after_interrupt() -> None:
+    """The bundle's temporary folder is gone and uv is stopped; page and download threads may sit
+    in a network wait of up to a minute, which a normal exit would join. Nothing is left to clean."""
+    import os
+    import sys
+
+    from mlops_cli.output import report_error
+
+    code = report_error(KeyboardInterrupt())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _is_pip(requirement: str) -> bool:
@@ -96,6 +125,8 @@ def wheels(
     def body():
         from mlops_cli.output import UsageError, progress_enabled
 
+        _interrupt_on_sigterm()
+
         words = list(reqs or [])
         if print_target or words == ["target"]:
             from mlops_cli.wheels.probe import probe_this_interpreter
@@ -110,6 +141,9 @@ def wheels(
             raise UsageError(f"--sdist must be build or refuse, not {sdist!r}")
         if archive not in ("dir", "tar.gz"):
             raise UsageError(f"--archive must be dir or tar.gz, not {archive!r}")
+        for url in (index_url, *extra_index_url):
+            if not url.lower().startswith(("http://", "https://")) or len(url.split("//", 1)[1].strip("/")) == 0:
+                raise UsageError(f"not an index URL: {url!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple")
         if not words and not requirement:
             raise UsageError("nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt")
         from mlops_cli.wheels.bundle import BundleRequest, build_bundle, default_out_name
@@ -128,6 +162,10 @@ def wheels(
             index_urls=[index_url, *extra_index_url], out=out, sdist_policy=sdist, archive=archive,
             check_install=check_install, show_progress=progress_enabled(json_out),
             chatty=progress_enabled(json_out))
-        return emit(build_bundle(request), json_out)
+        try:
+            result = build_bundle(request)
+        except KeyboardInterrupt:
+            _exit_now_after_interrupt()
+        return emit(result, json_out)
 
     run_guarded(body)

@@ -111,10 +111,20 @@ _SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
 
 
+_RUNNING: set[subprocess.Popen] = set()  # uv processes now running, so an interruption can stop them
+
+
+def stop_running() -> None:
+    """Kill every uv this process started and has not yet reaped (on Ctrl-C / SIGTERM)."""
+    for proc in list(_RUNNING):
+        proc.kill()
+
+
 def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None]) -> tuple[int, str, str]:
     """Run uv, handing each stderr line to `on_line` as it comes; (rc, stdout, stderr without logs)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=clean_env(), text=True, errors="replace")
+    _RUNNING.add(proc)
     out_chunks: list[str] = []
     reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
     reader.start()
@@ -130,6 +140,7 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
         rc = proc.wait()
     finally:
         timer.cancel()
+        _RUNNING.discard(proc)
     reader.join()
     if rc < 0:
         raise OperationFailed(f"the resolver was stopped after {int(timeout)} s")

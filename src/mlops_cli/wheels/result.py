@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from shlex import quote
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,9 @@ class BundleResult:
         console.print("install on the target machine (no network needed):", markup=False)
         if self.archive == "tar.gz":
             folder = self.bundle.name[: -len(".tar.gz")]
-            console.print(f"  tar xzf {self.bundle.name} && sh {folder}/install.sh", markup=False)
+            console.print(f"  tar xzf {quote(self.bundle.name)} && sh {quote(folder + '/install.sh')}", markup=False)
         else:
-            console.print(f"  sh {self.bundle.name}/install.sh            "
+            console.print(f"  sh {quote(self.bundle.name + '/install.sh')}            "
                           f"(PYTHON=/path/to/python to pick the interpreter; --verify to only check)", markup=False)
 
 

@@ -165,6 +165,23 @@ def from_flags(python: str | None, platform: str | None, host: Target | None) ->
     return Target(name=name, python=py, arch=arch, glibc=glibc, python_full=host.python_full if host and py == host.python else "", source="flags")
 
 
+def _check_shapes(data: dict[str, Any], origin: str) -> None:
+    """A hand-edited or damaged target file is bad input, said plainly (not a crash later)."""
+    bad = []
+    if not isinstance(data.get("machine", ""), str):
+        bad.append("machine must be a string")
+    if not re.fullmatch(r"\d+\.\d+(?:\.\d+)?", str(data.get("glibc"))):
+        bad.append(f"glibc must look like 2.35, not {data.get('glibc')!r}")
+    if data.get("name") is not None and not isinstance(data.get("name"), str):
+        bad.append("name must be a string")
+    tags = data.get("tags")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        bad.append("tags must be a list of strings")
+    if bad:
+        raise UsageError(f"{origin}: malformed target file: {'; '.join(bad)}",
+                         hint="print it again on the target machine with `mlops wheels target`")
+
+
 def from_probe(data: dict[str, Any], origin: str) -> Target:
     """A target from the JSON that `mlops wheels target` (or the docs snippet) printed."""
     if not isinstance(data, dict) or data.get("format") != TARGET_FORMAT:
@@ -175,6 +192,7 @@ def from_probe(data: dict[str, Any], origin: str) -> Target:
                          f"(got {data.get('implementation')} on {data.get('system')})")
     if data.get("libc") != "glibc" or not data.get("glibc"):
         raise UsageError(f"{origin}: the target has no glibc (musl/Alpine targets are not supported yet)")
+    _check_shapes(data, origin)
     arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(data.get("machine", ""), data.get("machine", ""))
     if arch not in ARCHES:
         raise UsageError(f"{origin}: unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})")

@@ -44,7 +44,7 @@ def _verify_folder(folder: Path, label: str) -> VerifyResult:
         raise UsageError(f"{label}: no manifest.json; not a bundle made by mlops wheels")
     try:
         count, problems = bundle_tool.verify(str(folder))
-    except (ValueError, KeyError, SystemExit) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, SystemExit) as exc:  # wrong shapes too
         raise UsageError(f"{label}: manifest.json is damaged ({exc})") from None
     return VerifyResult(label, count, problems)
 
