@@ -45,19 +45,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Plain click formatting ("\b" keeps a paragraph unwrapped): the root help is what people and
+# the before-stop check time most, and Typer's rich renderer costs ~100 ms of imports.
 ROOT_HELP = """\
 Field-tested ML-ops recipes as dependable commands.
 
-Every command takes --json for scripts; exit codes: 0 ok, 1 problems found or
-operation failed, 2 bad usage/input, 3 not applicable here (e.g. no NVIDIA GPU),
-4 fix applied and a reboot is needed.
+Every command takes --json for scripts; exit codes: 0 ok, 1 problems found or operation
+failed, 2 bad usage/input, 3 not applicable here (e.g. no NVIDIA GPU), 4 fix applied and
+a reboot is needed. 'mlops COMMAND --help' shows each command's options and examples.
 
+\b
 Examples:
-
   mlops driver-check                 # why is the GPU gone after apt upgrade?
-
   mlops wheels swanlab==0.5.7        # offline bundle for an air-gapped box
-
   mlops oom-check Qwen/Qwen2.5-7B --method lora --gpu-mem 24GiB
 """
 
@@ -110,6 +110,7 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -135,8 +136,6 @@ def root(
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point: click usage errors become one `error:` line, exit 2."""
-    from mlops_cli.output import report_error
-
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="mlops", standalone_mode=False)
@@ -162,6 +161,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     except (click_exc.Exit, typer.Exit) as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
+        from mlops_cli.output import report_error  # rich is imported only when needed
+
         sys.exit(report_error(exc))
     sys.exit(code if isinstance(code, int) else 0)
 
