@@ -168,3 +168,19 @@ def test_binary_target_file_is_exit_2(index, wheels):
 
 def test_target_file_with_a_three_part_glibc_is_accepted():
     assert T.from_probe(dict(_GOOD, glibc="2.28.9000"), "box.json").glibc_minor == 28
+
+
+@pytest.mark.parametrize("python", ["3.99", "3.1", "3.5"])
+def test_python_version_that_is_no_cpython_release_is_exit_2(python, mlops, tmp_path):
+    # uv resolves for any number; a typo must not become a bundle no interpreter can install.
+    r = mlops("wheels", "anyio", "--python", python, "--platform", "manylinux_2_28_x86_64", "-o", str(tmp_path / "b"))
+    assert r.returncode == 2, r
+    assert r.stderr.splitlines()[0] == (
+        f"error: Python {python} is not a CPython release mlops can build for (3.6 to 3.16)"
+    )
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("python", ["3.6", "3.10", "3.16"])
+def test_python_versions_in_range_are_accepted(python):
+    assert T.from_flags(python, "manylinux_2_28_aarch64", None).python == python

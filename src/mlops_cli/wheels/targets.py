@@ -122,9 +122,21 @@ def _tags_of(target: Target) -> tuple[str, ...]:
     return tuple(target._compute_tags())
 
 
+# CPython minor releases a bundle can be made for: 3.6 (the oldest uv resolves for) up to the
+# release in development (3.16 in late 2026). uv resolves for any number it is given, so without
+# this bound a typo such as 3.99 or 3.1 would build a bundle no interpreter can install.
+OLDEST_MINOR, NEWEST_MINOR = 6, 16
+
+
 def _check_python(value: str) -> str:
     if not re.fullmatch(r"3\.\d{1,2}", value or ""):
         raise UsageError(f"not a Python version: {value!r}", hint="write it as X.Y, e.g. --python 3.10")
+    minor = int(value.split(".")[1])
+    if not OLDEST_MINOR <= minor <= NEWEST_MINOR:
+        raise UsageError(
+            f"Python {value} is not a CPython release mlops can build for (3.{OLDEST_MINOR} to 3.{NEWEST_MINOR})",
+            hint="on the target machine, 'mlops wheels target' (or the snippet in docs/wheels.md) prints its version",
+        )
     return value
 
 
