@@ -249,3 +249,24 @@ def test_commands_not_a_mapping_is_exit_2(mlops, tmp_path, commands):
     r = mlops("driver-check", "--snapshot", str(bad), "--json")
     assert r.returncode == 2, r
     assert r.stdout == "" and "'commands' maps a probe key" in r.stderr and "internal error" not in r.stderr
+
+
+def test_fix_with_save_snapshot_writes_the_broken_state_from_the_command_line(monkeypatch, tmp_path):
+    """The whole command: `--fix --yes --save-snapshot F` on a box with missing headers (replayed
+    through the seam instead of this machine) fixes it, and F holds the broken state."""
+    from typer.testing import CliRunner
+
+    import mlops_cli.host as host_mod
+    from driver_helpers import FixHost, snapshot
+    from mlops_cli.cli import app
+
+    host = FixHost(snapshot("headers-missing"), after=snapshot("healthy"))
+    monkeypatch.setattr(host_mod, "LiveHost", lambda: host)
+    saved = tmp_path / "ticket.json"
+    r = CliRunner().invoke(app, ["driver-check", "--fix", "--yes", "--json", "--save-snapshot", str(saved)])
+    assert r.exit_code == 0, r.output
+    assert host.ran, "the fix ran"
+    from conftest import run_mlops
+
+    replay = run_mlops("driver-check", "--snapshot", str(saved), "--json")
+    assert replay.returncode == 1 and replay.json()["findings"][0]["id"] == "kernel_headers_missing"

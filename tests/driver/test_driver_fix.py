@@ -168,3 +168,29 @@ def test_fix_json_says_dry_run_only_when_asked():
     report = fix(FixHost(snapshot("secure-boot")))
     assert report.to_json()["fix_run"]["dry_run"] is False
     assert report.to_json()["fix_run"]["plan"]["stops_at"]["finding"] == "secure_boot_module_rejected"
+
+
+def test_snapshot_saved_with_fix_holds_the_diagnosed_state_not_the_fixed_one(tmp_path):
+    """--fix --save-snapshot used to write the machine as it was after the fix (and the fix's
+    own commands): a ticket got a healthy-looking box. The snapshot is now written after the
+    first diagnosis, before any step runs, and replaying it gives that diagnosis."""
+    from mlops_cli.driver.check import check
+    from mlops_cli.host import RecordingHost, Snapshot, SnapshotHost
+
+    host = FixHost(snapshot("headers-missing"), after=snapshot("healthy"))
+    recorder = RecordingHost(host)
+    saved = tmp_path / "before.json"
+    steps_run_at_save = []
+
+    def on_diagnosed():
+        steps_run_at_save.append(len(host.ran))
+        recorder.snapshot.save(saved)
+
+    report = check_and_fix(
+        recorder, kernel=None, source="test", is_root=True, assume_yes=True, dry_run=False,
+        ask=confirm, show_plan=lambda r: None, progress=lambda m: None, on_diagnosed=on_diagnosed,
+    )
+    assert report.diagnosis.status == "ok"  # the fix worked ...
+    assert steps_run_at_save == [0]  # ... but the snapshot was taken before any step ran
+    replayed = check(SnapshotHost(Snapshot.load(saved)))
+    assert [f.id for f in replayed.findings][:1] == ["kernel_headers_missing"]

@@ -34,9 +34,17 @@ def check_and_fix(
     ask: Callable[[str, bool], bool],
     show_plan: Callable[[DriverReport], None],
     progress: Callable[[str], None],
+    on_diagnosed: Callable[[], None] | None = None,
 ) -> DriverReport:
-    """Diagnose, show the plan, ask, run it, diagnose again."""
+    """Diagnose, show the plan, ask, run it, diagnose again.
+
+    ``on_diagnosed`` runs after the first diagnosis and before any step: --save-snapshot
+    writes the state that was diagnosed there (the broken one a ticket needs), not the
+    state after the fix, and the file exists even if a step then fails.
+    """
     before = check(host, kernel)
+    if on_diagnosed is not None:
+        on_diagnosed()
     plan = build_plan(before.findings)
     if dry_run or not plan.steps:
         return DriverReport(before, source, fix=FixRun(plan, dry_run=dry_run))

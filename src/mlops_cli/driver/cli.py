@@ -90,6 +90,15 @@ def driver_check(
         recorder = RecordingHost(host) if save_snapshot is not None else None
         probe_host = recorder or host
 
+        saved = []
+
+        def save_once() -> None:
+            # With --fix this runs before any step: the snapshot holds the diagnosed state.
+            if recorder is not None and save_snapshot is not None and not saved:
+                _save(recorder, save_snapshot)
+                saved.append(save_snapshot)
+                info(f"snapshot written to {save_snapshot}")
+
         if fix or dry_run:
 
             def show_plan(preview: DriverReport) -> None:
@@ -107,12 +116,11 @@ def driver_check(
                 ask=confirm,
                 show_plan=show_plan,
                 progress=info,
+                on_diagnosed=save_once,
             )
         else:
             report = DriverReport(check(probe_host, kernel), source)
-        if recorder is not None and save_snapshot is not None:
-            _save(recorder, save_snapshot)
-            info(f"snapshot written to {save_snapshot}")
+        save_once()
         return emit(report, json_out)
 
     run_guarded(body)
