@@ -95,3 +95,12 @@ def test_zero3_remedy_is_judged_on_the_least_free_gpu_of_the_larger_set():
     z3 = next(r for r in mixed.remedies if r.name == "zero3")
     assert z3.capacity_bytes == 6 * GiB and not z3.fits
     assert z3.new_bytes == uniform.remedies[[r.name for r in uniform.remedies].index("zero3")].new_bytes
+
+
+def test_serving_largest_max_model_len_stops_at_the_models_context():
+    # Qwen2.5-0.5B (32768 positions) on 80 GiB fits far longer contexts than it has; vLLM refuses
+    # a --max-model-len beyond max_position_embeddings, so that limit is the answer.
+    m = load_preset("Qwen/Qwen2.5-0.5B")
+    assert m.max_positions == 32768
+    advice = advise(m, Setup(inference=True, max_model_len=4096, max_seqs=1), 80 * GiB)
+    assert advice.largest_seq_len == 32768

@@ -176,7 +176,10 @@ def advise(model: ModelConfig, setup: Setup, capacity: int, gpus_available: int 
                                       current - new, new <= cap, cap))
     advice.plan_fits = planned_bytes <= planned_cap
     if setup.inference:
-        advice.largest_seq_len = largest_fitting(model, setup, capacity, "max_model_len", 1 << 21, 256)
+        # vLLM refuses a max-model-len beyond the model's max_position_embeddings, so the answer
+        # stops at that limit when the config names one.
+        upper = model.max_positions if model.max_positions > 0 else 1 << 21
+        advice.largest_seq_len = largest_fitting(model, setup, capacity, "max_model_len", upper, 256)
     else:
         advice.largest_batch = largest_fitting(model, setup, capacity, "batch", 4096)
         advice.largest_seq_len = largest_fitting(model, setup, capacity, "seq_len", 1 << 20, 64)
