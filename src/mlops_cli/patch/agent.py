@@ -8,8 +8,8 @@ else's environment. Actions:
   does not run the package), its version (distribution metadata, else ``__version__``), and
   the bytes (base64) of each requested file, relative to the folder holding the package.
 - ``write {"site", "files": {path: base64}}`` (JSON on stdin): compile every new file first;
-  only if all compile, replace each one atomically (temporary name + rename, mode kept) and
-  drop its stale ``__pycache__`` entries. Prints the sha256 of what is on disk afterwards.
+  only if all compile, write every one to a temporary name (mode kept), and only if all are
+  written rename them into place and drop stale ``__pycache__`` entries: all or nothing. Prints the sha256 of what is on disk afterwards.
 - ``verify {"site", "files": {path: sha256}}``: exit 1 unless each file has that sha256 and
   compiles (the RUN step of a derived image).
 - ``imports {"modules": [...]}``: try to import each module; report the error, if any.
@@ -94,19 +94,32 @@ def write(args):
             compile(data, os.path.join(site, rel), "exec", dont_inherit=True)
         except SyntaxError as exc:
             out({"error": "syntax", "path": rel, "line": exc.lineno, "message": str(exc.msg)}, 1)
-    written = {}
+    # Two phases, so a multi-file patch is all or nothing: first every new file goes to a
+    # temporary name beside its original (where a read-only folder or a full disk shows up);
+    # only when all are written are they renamed over the originals.
+    staged = []
     for rel, data in new.items():
         path = os.path.join(site, rel)
         tmp = path + ".mlops-tmp"
         try:
-            mode = os.stat(path).st_mode & 0o7777
-        except OSError:
-            mode = 0o644
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
+            try:
+                mode = os.stat(path).st_mode & 0o7777
+            except OSError:
+                mode = 0o644
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+        except OSError as exc:
+            for _, done in staged:
+                os.unlink(done)
+            if os.path.isfile(tmp):
+                os.unlink(tmp)
+            out({"error": "unwritable", "path": rel, "message": "%s: %s" % (tmp, exc.strerror or exc)}, 1)
+        staged.append((path, tmp))
+    written = {}
+    for (path, tmp), rel in zip(staged, new):
         os.replace(tmp, path)
         drop_pycache(path)
         with open(path, "rb") as fh:

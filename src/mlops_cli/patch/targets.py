@@ -184,6 +184,12 @@ class ContainerTarget(Target):
         if doc.get("error") == "syntax":
             raise OperationFailed(f"{doc['path']} does not compile in {self.label} (line {doc['line']}: {doc['message']}); "
                                   "nothing was changed")
+        if doc.get("error") == "unwritable":
+            raise OperationFailed(
+                f"cannot write {doc['message']} in {self.label}; nothing was changed",
+                hint="the container's user may not own site-packages: patch the image instead (--image), "
+                     "or restart the container as root",
+            )
         return doc["written"]
 
 
