@@ -77,7 +77,7 @@ def _speculate(req: BundleRequest, pages, downloader):
             for t in req.targets:
                 c = choose_file(files, name, version, t.tags(), t.markers()["python_full_version"])
                 if c.file is not None and not c.needs_build:
-                    downloader.submit(Job(c.file.filename, c.file.url, c.file.sha256, c.file.size))
+                    downloader.submit(Job(c.file.filename, c.file.url, c.file.sha256, c.file.size, c.file.hashes))
         except Exception:  # noqa: BLE001 - a failed guess costs nothing; the real pass reports
             pass
 
@@ -129,11 +129,17 @@ def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages
             stop_running()  # else the pool would wait for uv before the temporary folder is removed
             raise
         except OperationFailed:
-            # An unreachable index explains a failed resolution better than uv's retries do.
+            # An unreachable index, or one listing malformed hashes, explains a failed resolution
+            # better than uv's retries do.
+            from mlops_cli.wheels.index import parse_page
+
             for name in req.first_names:
                 failure = pages.failure(name)
                 if isinstance(failure, OperationFailed):
                     raise failure from None
+                bad = [f.hash_problem for f in parse_page(pages.want(name).result()) if f.hash_problem]
+                if bad:
+                    raise OperationFailed(bad[0], hint="the index is broken or hostile; nothing was written") from None
             raise
     warnings = sorted({w for _, ws in results.values() for w in ws})
     return {name: pins for name, (pins, _) in results.items()}, warnings
