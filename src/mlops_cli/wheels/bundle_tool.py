@@ -367,6 +367,20 @@ def describe_changes(state):
     return "; ".join(parts) or "nothing changed"
 
 
+def _prune(folders, site):
+    """Remove what removed files leave behind: a __pycache__ with no source beside it, and
+    folders left empty (else an emptied package still imports as a namespace package)."""
+    for folder in sorted(folders, key=len, reverse=True):
+        while folder.startswith(site + os.sep) and os.path.isdir(folder):
+            cache = os.path.join(folder, "__pycache__")
+            if os.path.isdir(cache) and not any(n.endswith(".py") for n in os.listdir(folder)):
+                shutil.rmtree(cache, ignore_errors=True)
+            if os.listdir(folder):
+                break
+            os.rmdir(folder)
+            folder = os.path.dirname(folder)
+
+
 def rollback(state):
     """Remove what was installed since the snapshot and restore the backed-up distributions."""
     doc = _load_state(state)
@@ -378,10 +392,13 @@ def rollback(state):
     for name, (version, site, dist_info) in sorted(now.items()):
         if name in before and before[name] == version:
             continue
+        folders = set()
         for path in _record_files(site, dist_info):
             if os.path.isfile(path) or os.path.islink(path):
                 os.remove(path)
+                folders.add(os.path.dirname(path))
         shutil.rmtree(os.path.join(site, dist_info), ignore_errors=True)
+        _prune(folders, site)
         undone.append(name)
     with tarfile.open(os.path.join(state, "backup.tar"), "r") as tar:
         for member in tar.getmembers():
