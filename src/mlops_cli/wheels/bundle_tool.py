@@ -191,9 +191,13 @@ def pip_problem(target, facts):
     """Why this interpreter's own pip cannot install the target's wheels; None when it can."""
     if not facts["pip"]:
         return "no pip in this interpreter (install python3-pip, or rebuild the bundle with --with-pip)"
-    needs = target.get("requires_glibc")
-    if needs and _version_tuple(needs) > (2, 17) and _version_tuple(facts["pip"]) < (20, 3):
-        return "pip %s is too old for manylinux_2_x wheels (needs 20.3 or newer; or rebuild with --with-pip)" % facts["pip"]
+    pip_needed = target.get("requires_pip")
+    if pip_needed is None and "requires_pip" not in target:  # a bundle from before requires_pip
+        glibc = target.get("requires_glibc")
+        pip_needed = "20.3" if glibc and _version_tuple(glibc) > (2, 17) else None
+    if pip_needed and _version_tuple(facts["pip"]) < _version_tuple(pip_needed):
+        return ("pip %s is too old for this bundle's wheels: their platform tags need pip %s or newer "
+                "(rebuild with --with-pip to ship one)" % (facts["pip"], pip_needed))
     return None
 
 

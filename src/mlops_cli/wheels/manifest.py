@@ -16,7 +16,7 @@ def describe_bundle(req, bundle_files: dict):
     hash-pinned requirements file and a PEP 751 lock."""
     from mlops_cli.wheels.index import strip_credentials
     from mlops_cli.wheels.layout import MANIFEST_FORMAT, pylock_name, pylock_text, requirements_text
-    from mlops_cli.wheels.plan import required_glibc
+    from mlops_cli.wheels.plan import required_glibc, required_pip
 
     targets_json, texts = [], {}
     for t in req.targets:
@@ -26,7 +26,8 @@ def describe_bundle(req, bundle_files: dict):
         texts[req_file] = requirements_text(
             f"target {t.name}: Python {t.python}, {t.arch}, glibc {t.glibc}", mine)
         entry = t.to_json()
-        entry.update(requires_glibc=needs, requirements_file=req_file, pylock=pylock_name(t.name), files=len(mine))
+        entry.update(requires_glibc=needs, requires_pip=required_pip([f.filename for f in mine]),
+                     requirements_file=req_file, pylock=pylock_name(t.name), files=len(mine))
         texts[entry["pylock"]] = pylock_text(entry, mine, f"mlops-cli {__version__}")
         targets_json.append(entry)
     manifest = {
