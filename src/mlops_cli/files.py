@@ -356,16 +356,20 @@ def append_writer(path: PathLike, *, what: str = "file") -> Iterator[IO[bytes]]:
         raise _write_error(what, path, exc) from None
 
 
+def _lstat_or_none(path: PathLike, what: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _write_error(what, path, exc) from None
+
+
 def move_file(src: PathLike, dest: PathLike, *, what: str = "file") -> None:
     """Rename a file mlops made (a finished download) to ``dest`` in the same file system,
     atomically; an existing regular file there is replaced, a folder or symlink is refused.
     A missing ``src`` raises FileNotFoundError (another process took it first)."""
-    try:
-        lst = os.lstat(dest)
-    except FileNotFoundError:
-        lst = None
-    except OSError as exc:
-        raise _write_error(what, dest, exc) from None
+    lst = _lstat_or_none(dest, what)
     if lst is not None and not stat.S_ISREG(lst.st_mode):
         raise UsageError(f"refusing to replace {what} {show_path(dest)}: it is not a regular file")
     try:
@@ -408,12 +412,7 @@ def publish_dir(
     ``may_replace(dest)`` returns None; otherwise its reason is the error (exit 2). A symlink or
     a file at ``dest`` is refused. Returns True when an older folder was replaced."""
     d = Path(dest)
-    try:
-        lst = os.lstat(d)
-    except FileNotFoundError:
-        lst = None
-    except OSError as exc:
-        raise _write_error(what, d, exc) from None
+    lst = _lstat_or_none(d, what)
     if lst is None:
         try:
             os.rename(staging, d)
