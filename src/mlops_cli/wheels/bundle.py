@@ -96,7 +96,7 @@ def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cach
     every package in it that ships wheels somewhere (numpy and pandas for a manylinux2014 box
     get their last versions with such wheels instead of a newer sdist built on this host)."""
     from mlops_cli.wheels.index import ships_wheels
-    from mlops_cli.wheels.resolve import resolve
+    from mlops_cli.wheels.resolve import resolve, stopping
 
     def run(only_binary):
         return resolve(target, inputs, req.index_urls, cache_root / "uv", on_select=on_select, only_binary=only_binary)
@@ -104,7 +104,9 @@ def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cach
     try:
         return run([":all:"])
     except OperationFailed:
-        pass  # some package has no wheel for the target: find which may be built
+        if stopping() or any(isinstance(pages.failure(n), OperationFailed) for n in req.first_names):
+            raise  # interrupted, or the index itself failed: a second uv would only wait again
+        # some package has no wheel for the target: find which may be built
     pins, warnings = run(None)
     exempt: set[str] = set()
     for _ in range(3):

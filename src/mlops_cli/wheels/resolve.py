@@ -127,8 +127,18 @@ _SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
 
 
+_stopping = threading.Event()
+
+
+def stopping() -> bool:
+    """True once `stop_running` was called: no further uv may start."""
+    return _stopping.is_set()
+
+
 def stop_running() -> None:
-    """Stop every uv this process started and has not yet reaped (on Ctrl-C / SIGTERM)."""
+    """Stop every uv this process started and has not yet reaped (on Ctrl-C / SIGTERM), and
+    start no other."""
+    _stopping.set()
     proc.kill_all()
 
 
@@ -167,6 +177,8 @@ def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir
     start fetching index pages before the resolution ends; it is only a hint.
     """
     argv = compile_command(target, inputs, index_urls, cache_dir, only_binary) + ["-v"]
+    if stopping():
+        raise OperationFailed("interrupted")
 
     def hint(line: str) -> None:
         m = _SELECTING.search(line)

@@ -51,6 +51,10 @@ class BundleResult:
                           f"{t['requires_glibc'] or 'any'} -> {t['requirements_file']} ({t['files']} files)", markup=False)
         if built:
             console.print(f"  built from sdist on this host: {', '.join(built)}", markup=False)
+        pips = [f for f in self.files if f.name.lower() == "pip"]
+        if pips:
+            console.print(f"  pip {pips[0].version} is bundled (--with-pip): install.sh runs it where the target has no "
+                          "usable pip, and installs it only into venvs, never over a system python's own pip", markup=False)
         console.print("install on the target machine (no network needed):", markup=False)
         if self.archive == "tar.gz":
             folder = self.bundle.name[: -len(".tar.gz")]
