@@ -1,0 +1,98 @@
+"""Accuracy of `mlops mem estimate` on the collected public points (tests/fixtures/mem/).
+
+Training peaks (training-points.csv) are compared in the metric each source printed
+(torch reserved / allocated / active, or the device figure); vLLM start-up logs
+(vllm-points.csv) on the KV cache the log printed. Rows carry a fixed dev/holdout split;
+both are reported, per stack, so a constant chosen on dev can be judged on holdout.
+
+    python benchmarks/mem_points.py [--rows] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from mlops_cli.mem.config import ModelConfig, config_from_dict
+from mlops_cli.mem.phases import training_peak
+from mlops_cli.mem.presets import find_preset, load_preset
+from mlops_cli.mem.spec import GiB, Setup
+from mlops_cli.mem.stacks import resolve
+
+REPO = Path(__file__).resolve().parent.parent
+FIX = REPO / "tests" / "fixtures" / "mem"
+
+
+def model_for(name: str) -> ModelConfig | None:
+    key = find_preset(name)
+    if key:
+        return load_preset(key)
+    for entry in json.loads((FIX / "param-totals.json").read_text(encoding="utf-8"))["models"]:
+        if entry["name"].lower() == name.lower():
+            return config_from_dict(entry["config"], entry["name"], source=entry["source"])
+    return None
+
+
+def setup_for(r: dict[str, str]) -> Setup:
+    opt = r["optimizer"] or "adamw"
+    in_bwd = opt.endswith("-in-bwd")
+    opt = opt.replace("-in-bwd", "").replace("-fused-cpu", "")
+    prec = {"amp-bf16-weights-bf16": "bf16"}.get(r["precision"], r["precision"] or "bf16")
+    loss = {"hf-full-fp32": "full"}.get(r["loss"], r["loss"] or None)
+    targets = r["lora_targets"] or None
+    return Setup(
+        method=r["method"], stack=r["stack"] or None, precision=prec, batch=int(r["batch"]), seq_len=int(r["seq_len"]),
+        grad_ckpt=r["grad_ckpt"] in ("yes", "selective-op"),
+        ac_mode="selective" if r["grad_ckpt"] == "selective-op" else None, attn=r["attn"] or None, optimizer=opt, optimizer_in_bwd=in_bwd or None,
+        lora_rank=int(r["lora_rank"]) if r["lora_rank"] else None, lora_targets=targets, quant=r["quant"] or None,
+        loss=loss, gpus=int(r["gpus"]), sharding=r["sharding"] or None, offload=r["offload"] or None,
+        lora_dropout=True if r["stack"] in ("hf",) and r["method"] != "full" else None,
+        compile=r["compile"] == "yes", cuda_context=int(0.5 * GiB))
+
+
+def estimate_row(r: dict[str, str]) -> float | None:
+    model = model_for(r["model"])
+    if model is None:
+        return None
+    s, _ = resolve(setup_for(r))
+    peak = training_peak(model, s.validated())
+    value = {"torch_reserved": peak.reserved, "torch_allocated": peak.allocated, "torch_active": peak.allocated,
+             "device": peak.device}[r["metric"]]
+    return value / GiB
+
+
+def summarize(errors: list[float]) -> str:
+    if not errors:
+        return "n=0"
+    a = [abs(e) for e in errors]
+    return (f"n={len(errors)}, median |err| {statistics.median(a):.1f} %, within ±25 %: "
+            f"{sum(1 for e in a if e <= 25) / len(a) * 100:.0f} %, median signed {statistics.median(errors):+.1f} %")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", action="store_true", help="print every row")
+    args = ap.parse_args(argv)
+    rows = list(csv.DictReader((FIX / "training-points.csv").open(encoding="utf-8")))
+    by: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        est = estimate_row(r)
+        if est is None:
+            print(f"skip {r['id']}: no config for {r['model']}")
+            continue
+        err = (est - float(r["measured_gib"])) / float(r["measured_gib"]) * 100
+        by.setdefault((r["split"], r["stack"]), []).append(err)
+        by.setdefault((r["split"], "ALL"), []).append(err)
+        if args.rows:
+            print(f"{r['split']:7} {r['id']:58} {r['metric']:15} meas {float(r['measured_gib']):7.2f} est {est:7.2f} {err:+6.1f} %")
+    for key in sorted(by):
+        print(f"{key[0]:7} {key[1]:12} {summarize(by[key])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
