@@ -31,6 +31,9 @@ def model_for(name: str) -> ModelConfig | None:
     key = find_preset(name)
     if key:
         return load_preset(key)
+    path = FIX / "configs" / (name.replace("/", "--") + ".json")
+    if path.is_file():
+        return config_from_dict(json.loads(path.read_text(encoding="utf-8")), name, source=str(path))
     for entry in json.loads((FIX / "param-totals.json").read_text(encoding="utf-8"))["models"]:
         if entry["name"].lower() == name.lower():
             return config_from_dict(entry["config"], entry["name"], source=entry["source"])
@@ -91,7 +94,46 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['split']:7} {r['id']:58} {r['metric']:15} meas {float(r['measured_gib']):7.2f} est {est:7.2f} {err:+6.1f} %")
     for key in sorted(by):
         print(f"{key[0]:7} {key[1]:12} {summarize(by[key])}")
+    sv = serving_rows(args.rows)
+    for key in sorted(sv):
+        print(f"vllm {key[0]:7} {key[1]:9} {summarize(sv[key])}")
     return 0
+
+
+
+
+def serving_rows(show: bool) -> dict[tuple[str, str], list[float]]:
+    from mlops_cli.mem.gpu_totals import torch_total
+    from mlops_cli.mem.serving import serving
+
+    out: dict[tuple[str, str], list[float]] = {}
+    for r in csv.DictReader((FIX / "vllm-points.csv").open(encoding="utf-8")):
+        model = model_for(r["model"])
+        if model is None:
+            print(f"skip {r['id']}: no config for {r['model']}")
+            continue
+        cap = float(r["gpu_total_gib"]) * GiB if r["gpu_total_gib"] else torch_total(r["gpu"])
+        s = Setup(inference=True, gpus=int(r["tp"]), max_model_len=int(r["max_model_len"]),
+                  gpu_memory_utilization=float(r["gpu_memory_utilization"]), vllm_version=r["vllm_version"],
+                  quant=r["quant"] or None, max_seqs=int(r["max_num_seqs"]) if r["max_num_seqs"] else None,
+                  max_batched_tokens=int(r["max_num_batched_tokens"]) if r["max_num_batched_tokens"] else None)
+        qinfo = None
+        path = FIX / "configs" / (r["model"].replace("/", "--") + ".json")
+        if path.is_file():
+            from mlops_cli.mem.quant import from_config
+
+            qinfo = from_config(json.loads(path.read_text(encoding="utf-8")).get("quantization_config"))
+        est = serving(model, s, cap, r["gpu"], qinfo)
+        for what, measured, ours in (("weights", r["weights_gib"], est.weights / GiB),
+                                     ("kv_gib", r["kv_gib"], (est.kv_cache_bytes or 0) / GiB),
+                                     ("kv_tokens", r["kv_tokens"], est.kv_cache_tokens or 0)):
+            if not measured:
+                continue
+            err = (ours - float(measured)) / float(measured) * 100
+            out.setdefault((r["split"], what), []).append(err)
+            if show:
+                print(f"{r['split']:7} {r['id']:42} {what:9} meas {float(measured):12.2f} est {ours:12.2f} {err:+6.1f} % [{est.era}]")
+    return out
 
 
 if __name__ == "__main__":
