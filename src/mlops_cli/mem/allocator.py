@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 RESERVE_FIXED = 0.25 * GiB  # cuBLAS workspaces and 20 MiB small-block segments
 RESERVE_OF_TRANSIENT = 0.30
 NCCL_PER_RANK = int(0.6 * GiB)
-PERSISTENT = ("weights", "adapters", "optimizer_states", "master")
+PERSISTENT = ("weights", "adapters", "optimizer_states", "master", "reference_model", "reward_model", "value_model",
+              "generation_engine")
 
 
 def transient(phase: "Phase") -> float:

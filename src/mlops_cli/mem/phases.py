@@ -20,13 +20,14 @@ Metrics:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
-from mlops_cli.mem import allocator, terms
+from mlops_cli.mem import allocator, rl, terms
 from mlops_cli.mem.config import ModelConfig
 from mlops_cli.mem.spec import Setup
 from mlops_cli.mem.states import States, model_states
 
-PHASES = ("forward", "backward_start", "recompute", "optimizer_step")
+PHASES = ("generation", "forward", "backward_start", "recompute", "optimizer_step")
 
 
 @dataclass
@@ -84,7 +85,8 @@ def activation_parts(model: ModelConfig, s: Setup, tokens: int) -> dict[str, flo
     return {"saved": tokens * kept * layer + edge, "recompute": 0.0, "scores": tokens * (kept + 1) * scores}
 
 
-def training_peak(model: ModelConfig, s: Setup) -> TrainPeak:
+def training_peak(model: ModelConfig, s: Setup, capacity: Optional[float] = None) -> TrainPeak:
+    """`capacity` (bytes per GPU) only matters for a colocated generation engine (GRPO + vLLM)."""
     st = model_states(model, s)
     tokens = tokens_per_step(s)
     act = activation_parts(model, s, tokens)
@@ -93,7 +95,8 @@ def training_peak(model: ModelConfig, s: Setup) -> TrainPeak:
     # mixed-precision policy casts inside the all-gather instead (the gathered units)
     amp_copies = 2.0 * st.trainable if (not s.adapters and (s.precision or "").startswith("amp")
                                         and s.sharding not in ("fsdp", "zero3")) else 0.0
-    base = {"weights": st.weights, "adapters": st.adapters, "optimizer_states": st.optimizer, "master": st.master}
+    base = {"weights": st.weights, "adapters": st.adapters, "optimizer_states": st.optimizer, "master": st.master,
+            **rl.persistent_parts(model, s, st, capacity)}
     accum_grads = st.gradients + st.grad_buckets if s.grad_accum > 1 else 0.0
     working = st.gathered
     phases = [
@@ -106,6 +109,9 @@ def training_peak(model: ModelConfig, s: Setup) -> TrainPeak:
         phases.append(Phase("recompute", {**base, "gradients": st.gradients + st.grad_buckets, "gathered": working,
                                           "activations": act["saved"] + act["recompute"],
                                           "autocast_copies": amp_copies}))
+    generation = rl.generation_bytes(model, s)
+    if generation:
+        phases.insert(0, Phase("generation", {**base, "gathered": working, "kv_cache": generation}))
     if not s.optimizer_in_bwd:
         phases.append(Phase("optimizer_step", {**base, "gradients": st.gradients + st.grad_buckets,
                                                "optimizer_temporaries": st.step_transient}))
@@ -114,4 +120,4 @@ def training_peak(model: ModelConfig, s: Setup) -> TrainPeak:
     reserved = allocated + allocator.reserve(phases, peak, s)
     context = s.cuda_context + allocator.nccl_bytes(s)
     device = reserved + context + st.paged
-    return TrainPeak(phases, st, allocated, reserved, device, peak.name, context, list(st.notes))
+    return TrainPeak(phases, st, allocated, reserved, device, peak.name, context, st.notes + rl.notes(s, capacity))
