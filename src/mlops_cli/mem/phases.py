@@ -71,6 +71,10 @@ def activation_parts(model: ModelConfig, s: Setup, tokens: int) -> dict[str, flo
     scores = terms.attention_scores_per_token(model, prec, s.attn or "sdpa", seq)
     kept = min(s.freeze_layers_trained, model.layers) if s.tune == "freeze" else model.layers
     edge = tokens * 2 * bpa * model.hidden  # embedding output and final norm
+    # Baichuan-13B's remote code builds its ALiBi bias as one [batch, heads, seq, seq] tensor
+    # before the first layer and passes it to every layer (and checkpoint): counted once.
+    alibi = float(s.batch * model.heads * seq * seq * bpa) if model.alibi_mask else 0.0
+    edge += alibi
     if s.grad_ckpt and s.ac_mode == "selective":
         per = terms.selective_activations_per_token(model, prec)
         return {"saved": tokens * kept * per + edge, "recompute": tokens * layer, "scores": tokens * scores}
@@ -90,7 +94,13 @@ def training_peak(model: ModelConfig, s: Setup, capacity: Optional[float] = None
     st = model_states(model, s)
     tokens = tokens_per_step(s)
     act = activation_parts(model, s, tokens)
-    logits = terms.logits_bytes(model, tokens, s.precision or "bf16", s.loss or "full")
+    if s.objective == "grpo":
+        # TRL computes log-probs of the completion tokens only (logits_to_keep) with a row-by-row
+        # selective_log_softmax: the 16-bit logits and their gradient for batch × completion tokens
+        completion = s.batch * (s.max_completion_len or 256)
+        logits = float(completion * model.vocab * 2 * terms.activation_bytes(s.precision or "bf16"))
+    else:
+        logits = terms.logits_bytes(model, tokens, s.precision or "bf16", s.loss or "full")
     # torch.autocast caches the 16-bit casts of the weights it uses until backward; FSDP's
     # mixed-precision policy casts inside the all-gather instead (the gathered units)
     amp_copies = 2.0 * st.trainable if (not s.adapters and (s.precision or "").startswith("amp")

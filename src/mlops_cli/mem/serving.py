@@ -189,12 +189,14 @@ def serving(model: ModelConfig, s: Setup, capacity: Optional[float], gpu_name: s
     return est
 
 
-def required_capacity(model: ModelConfig, s: Setup, gpu_name: str = "") -> float:
-    """The smallest GPU (torch-visible total) on which one full-length sequence fits."""
+def required_capacity(model: ModelConfig, s: Setup, gpu_name: str = "", capacity: Optional[float] = None,
+                      q: Optional[QuantInfo] = None) -> float:
+    """The smallest GPU (torch-visible total) on which one full-length sequence fits; the engine
+    defaults are those vLLM would pick on the GPU of `capacity` when it is known."""
     version = parse_version(s.vllm_version)
     which = era(version)
-    seqs, tokens = engine_defaults(s, version, gpu_name, None)
-    static = weights_per_rank(model, s) + activation_peak(model, s, tokens, seqs) + non_torch(s, which, version, gpu_name)
+    seqs, tokens = engine_defaults(s, version, gpu_name, capacity)
+    static = weights_per_rank(model, s, q) + activation_peak(model, s, tokens, seqs) + non_torch(s, which, version, gpu_name)
     if which == "v1-cudagraphs-estimated" and not s.enforce_eager:
         static += CUDA_GRAPHS
     per_token = terms.kv_bytes_per_token(model, s.gpus, kv_dtype_bytes(s))

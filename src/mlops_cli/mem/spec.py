@@ -29,6 +29,8 @@ OFFLOADS = ("none", "optimizer", "params", "activations")
 REF_MODELS = ("auto", "copy", "none", "precomputed", "offload")
 GEN_ENGINES = ("hf", "vllm-colocate", "vllm-server")
 AC_MODES = ("full", "selective")
+STACKS = ("hf", "trl", "llamafactory", "unsloth", "torchtune", "axolotl", "ms-swift", "fsdp-qlora", "deepspeed",
+          "torchtitan")
 DEFAULT_CUDA_CONTEXT = int(0.5 * GiB)  # memory-anchors §1.8: ~0.3-0.5 GiB with lazy loading
 
 
@@ -127,6 +129,8 @@ class Setup:
             _choice(self.ac_mode, AC_MODES, "--ac-mode")
         if self.fsdp_version not in (None, 1, 2):
             raise UsageError(f"--fsdp-version must be 1 or 2, got {self.fsdp_version}")
+        if self.stack is not None:
+            _choice(self.stack, STACKS, "--stack")
         _choice(self.kv_dtype, KV_DTYPES, "--kv-dtype")
         if self.offload is not None:
             _choice(self.offload, OFFLOADS, "--offload")

@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from mlops_cli.mem.spec import Setup
+from mlops_cli.mem.spec import STACKS, Setup
 
-STACKS = ("hf", "trl", "llamafactory", "unsloth", "torchtune", "axolotl", "ms-swift", "fsdp-qlora", "deepspeed",
-          "torchtitan")
+
 
 # Generic defaults when neither a flag nor a stack sets a field (plain PyTorch + HF conventions).
 GENERIC: dict[str, Any] = {
