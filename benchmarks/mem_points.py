@@ -54,7 +54,7 @@ def setup_for(r: dict[str, str]) -> Setup:
         lora_rank=int(r["lora_rank"]) if r["lora_rank"] else None, lora_targets=targets, quant=r["quant"] or None,
         loss=loss, gpus=int(r["gpus"]), sharding=r["sharding"] or None, offload=r["offload"] or None,
         lora_dropout=True if r["stack"] in ("hf",) and r["method"] != "full" else None,
-        compile=r["compile"] == "yes", cuda_context=int(0.5 * GiB))
+        compile=r["compile"] == "yes", packing=r["packing"] not in ("", "no"), cuda_context=int(0.5 * GiB))
 
 
 def estimate_row(r: dict[str, str]) -> float | None:

@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     from mlops_cli.mem.phases import Phase
 
 RESERVE_FIXED = 0.25 * GiB  # cuBLAS workspaces and 20 MiB small-block segments
-RESERVE_OF_TRANSIENT = 0.30
+RESERVE_OF_TRANSIENT = 0.30  # packed / fixed-length batches: fms-acceleration, FSDP-QLoRA runs (dev rows)
+# Batches of varying length (no packing): every step asks for blocks of new sizes, so more of the
+# freed blocks stay cached but unusable -- the case PyTorch's expandable_segments targets ("changing
+# shapes such as dynamic batch sizes"). Fitted on the ms-swift 1.x rows of the shared public set
+# (variable-length cls-fudan-news samples); the only unpacked measurements collected.
+RESERVE_OF_TRANSIENT_UNPACKED = 0.8
 NCCL_PER_RANK = int(0.6 * GiB)
 PERSISTENT = ("weights", "adapters", "optimizer_states", "master", "reference_model", "reward_model", "value_model",
               "generation_engine")
@@ -38,7 +43,8 @@ def transient(phase: "Phase") -> float:
 
 def reserve(phases: "list[Phase]", peak: "Phase", s: Setup) -> float:
     extra = peak.parts.get("gathered", 0.0) / max(1, s.fsdp_prefetch_units) if s.sharding == "fsdp" else 0.0
-    return RESERVE_FIXED + RESERVE_OF_TRANSIENT * transient(peak) + extra
+    frac = RESERVE_OF_TRANSIENT if s.packing else RESERVE_OF_TRANSIENT_UNPACKED
+    return RESERVE_FIXED + frac * transient(peak) + extra
 
 
 def nccl_bytes(s: Setup) -> int:

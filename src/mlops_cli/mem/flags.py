@@ -39,7 +39,7 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "lora_dropout": (Optional[bool], O(None, "--lora-dropout/--no-lora-dropout", help="LoRA dropout > 0 (saves a copy of x).")),
         "quant": (Optional[str], O(None, "--quant", help="Base-weight format: nf4 | int4 | int8 | fp8 | mxfp4 "
                                                        "(qlora default nf4; with --inference: quantized weights)")),
-        "loss": (Optional[str], O(None, "--loss", help="full (fp32 logits) | chunked (torchtune) | fused (Liger, unsloth)")),
+        "loss": (Optional[str], O(None, "--loss", help="full (fp32 logits) | full-legacy (transformers < 4.46: + a shifted fp32 copy) | chunked (torchtune) | fused (Liger, unsloth)")),
         "fused_ce": (bool, O(False, "--fused-ce", help="Same as --loss fused.")),
         "gpus": (int, O(1, "--gpus", min=1, help="GPUs (data parallel; with --inference: tensor parallel).")),
         "sharding": (Optional[str], O(None, "--sharding", help="none | ddp | fsdp | zero1 | zero2 | zero3")),

@@ -19,7 +19,7 @@ from mlops_cli.mem.config import ModelConfig
 
 CHUNKED_CE_CHUNKS = 8  # torchtune CEWithChunkedOutputLoss(num_output_chunks=8)
 FUSED_CE_TOKENS = 1024  # Liger fused linear cross-entropy processes tokens in chunks of this order
-LOSS_KINDS = ("full", "chunked", "fused")
+LOSS_KINDS = ("full", "full-legacy", "chunked", "fused")
 
 
 def activation_bytes(precision: str) -> int:
@@ -108,6 +108,10 @@ def logits_bytes(model: ModelConfig, tokens: int, precision: str, loss: str) -> 
         # every chunk's bf16 logits stay for backward; one chunk at a time is upcast (fp32 copy,
         # log-softmax output, gradient)
         return float(tokens * V * bpa + tokens * V * 12 / CHUNKED_CE_CHUNKS)
+    if loss == "full-legacy":
+        # transformers < 4.46: the model upcasts `logits.float()` itself and the loss shifts the
+        # logits with `.contiguous()`: one more fp32 b·s·V copy than today's ForCausalLMLoss
+        return float(tokens * V * (bpa + (4 if bpa < 4 else 0) + 4 + 4 + 4))
     # HF ForCausalLMLoss: the model's logits in the compute dtype (kept in the output), their fp32
     # upcast, the log-softmax output kept for backward, and the gradient of the upcast logits
     # during the loss backward -- all b·s·V (labels are shifted, not the logits, since
