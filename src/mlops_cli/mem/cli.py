@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from mlops_cli.output import emit, run_guarded
+from mlops_cli.options import JsonOpt, SnapshotOpt
+from mlops_cli.output import emit
 
 app = typer.Typer(add_completion=False,
                   help="Memory a training or serving setup needs, term by term.\n\nExample:\n\n  mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096")
@@ -35,19 +36,19 @@ def _setup_options() -> dict[str, tuple[Any, Any]]:
     O = typer.Option
     return {
         **setup_options(),
-        "revision": (str, O("main", "--revision", help="Hub revision of the config.")),
-        "json_out": (bool, O(False, "--json", help="One JSON document on stdout.")),
+        "revision": (str, O("main", "--revision", help="Hub revision of the config (branch, tag or commit).")),
+        "json_out": (JsonOpt, False),
     }
 
 
-def with_setup_options(fn: Callable[..., None]) -> Callable[..., None]:
+def with_setup_options(fn: Callable[..., int]) -> Callable[..., int]:
     """Append the shared setup options to a command's signature; pass them on in `setup`."""
     names = list(_setup_options())
 
     @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> None:
+    def wrapper(**kwargs: Any) -> int:
         setup = {n: kwargs.pop(n) for n in names}
-        fn(setup=setup, **kwargs)
+        return fn(setup=setup, **kwargs)
 
     own = [p for p in inspect.signature(fn).parameters.values() if p.name != "setup"]
     extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
@@ -59,7 +60,7 @@ def with_setup_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 def _build(setup: dict[str, Any]):
     from mlops_cli.mem.flags import build_setup
-    from mlops_cli.output import parse_bytes
+    from mlops_cli.units import parse_bytes
 
     opts = dict(setup)
     revision, json_out = opts.pop("revision"), opts.pop("json_out")
@@ -71,15 +72,16 @@ MIN_GPU_MEM = 256 * 1024**2  # below this a --gpu-mem is a typo (a bare '80' is 
 
 def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional[tuple[int, str]]:
     from mlops_cli.mem.gpus import gpu_memory, known_gpus
-    from mlops_cli.output import UsageError, parse_bytes
+    from mlops_cli.errors import UsageError
+    from mlops_cli.units import parse_bytes
 
-    if gpu_mem and gpu:
+    if gpu_mem is not None and gpu is not None:
         raise UsageError("give --gpu-mem or --gpu, not both")
     if gpu_mem is not None:
-        size = parse_bytes(gpu_mem)
+        size = parse_bytes(gpu_mem, what="--gpu-mem")
         if size < MIN_GPU_MEM:
             unitless = gpu_mem.strip().replace(".", "", 1).isdigit()
-            if size == 0:  # '0', '0GiB': no unit makes a GPU of that
+            if size == 0:  # '0', '0GiB': no unit turns that into a GPU
                 hint = "give the GPU's memory, e.g. --gpu-mem 24GiB or --gpu-mem 80GiB"
             elif unitless:
                 hint = f"give a unit, e.g. --gpu-mem {gpu_mem.strip()}GiB"
@@ -87,12 +89,12 @@ def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional
                 hint = "write it like 80GiB, 24GB or 81920MiB"
             raise UsageError(f"--gpu-mem {gpu_mem} is {size} bytes: too small for a GPU", hint=hint)
         return size, f"--gpu-mem {gpu_mem}"
-    if gpu is not None and not gpu.strip():
-        raise UsageError("--gpu is empty", hint="name a GPU, e.g. --gpu H100, or pass --gpu-mem SIZE")
-    if gpu:
+    if gpu is not None:
         from mlops_cli.mem.gpu_totals import torch_total
 
-        size = torch_total(gpu) if gpu_memory(gpu) is not None or torch_total(gpu) is not None else None
+        if not gpu.strip():
+            raise UsageError("--gpu is empty", hint="name a GPU, e.g. --gpu H100, or pass --gpu-mem SIZE")
+        size = torch_total(gpu) if gpu_memory(gpu) is not None else None
         if size is None:
             raise UsageError(f"unknown GPU {gpu!r}", hint="known: " + ", ".join(known_gpus()) + "; or pass --gpu-mem SIZE")
         return size, f"{gpu} (usable total as CUDA reports it)"
@@ -121,30 +123,28 @@ def estimate_cmd(
     gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME", help="Serving: a known GPU, e.g. H100."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List built-in model presets and exit."),
     setup: Optional[dict] = None,
-) -> None:
-    def body() -> int:
-        from mlops_cli.mem.estimate import estimate
-        from mlops_cli.mem.models import resolve_model
-        from mlops_cli.mem.report import EstimateReport
-        from mlops_cli.output import UsageError, emit_json
+) -> int:
+    from mlops_cli.mem.estimate import estimate
+    from mlops_cli.mem.models import resolve_model
+    from mlops_cli.mem.report import EstimateReport
+    from mlops_cli.errors import UsageError
+    from mlops_cli.output import emit_json
 
-        s, revision, json_out = _build(setup or {})
-        if list_presets:
-            from mlops_cli.mem.presets import preset_names
+    s, revision, json_out = _build(setup or {})
+    if list_presets:
+        from mlops_cli.mem.presets import preset_names
 
-            names = preset_names()
-            if json_out:
-                emit_json({"presets": names})
-            else:
-                print("\n".join(names))
-            return 0
-        if not model:
-            raise UsageError("missing MODEL", hint="mlops mem estimate MODEL (see --help)")
-        cap = _capacity_from_flags(gpu_mem, gpu)
-        est = estimate(resolve_model(model, revision), s, cap[0] if cap else None, gpu or "")
-        return emit(EstimateReport(est), json_out)
-
-    run_guarded(body)
+        names = preset_names()
+        if json_out:
+            emit_json({"presets": names})
+        else:
+            print("\n".join(names))
+        return 0
+    if not model:
+        raise UsageError("missing MODEL", hint="mlops mem estimate MODEL (see --help)")
+    cap = _capacity_from_flags(gpu_mem, gpu)
+    est = estimate(resolve_model(model, revision), s, cap[0] if cap else None, gpu or "")
+    return emit(EstimateReport(est), json_out)
 
 
 @oom_app.command(help="""Will this setup fit? Estimates the per-GPU peak (same flags as
@@ -166,35 +166,31 @@ def oom_check(
     model: str = typer.Argument(..., help="config.json path or folder, preset, or Hub repo id."),
     gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", metavar="SIZE", help="Memory per GPU, e.g. 80GiB."),
     gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME", help="A known GPU (total memory), e.g. H100."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE",
-                                           help="Read free memory from a recorded NVML snapshot (mlops gpu --save-snapshot)."),
+    snapshot: SnapshotOpt = None,
     setup: Optional[dict] = None,
-) -> None:
-    def body() -> int:
-        from mlops_cli.mem.estimate import estimate
-        from mlops_cli.mem.models import resolve_model
-        from mlops_cli.mem.remedies import advise
-        from mlops_cli.mem.report import OomReport
+) -> int:
+    from mlops_cli.mem.estimate import estimate
+    from mlops_cli.mem.models import resolve_model
+    from mlops_cli.mem.remedies import advise
+    from mlops_cli.mem.report import OomReport
 
-        s, revision, json_out = _build(setup or {})
-        m = resolve_model(model, revision)
-        cap = _capacity_from_flags(gpu_mem, gpu)
-        gpus_available, free_by_gpu = s.gpus, None
-        if cap is None:
-            capacity, origin, free_by_gpu = _free_memory_from_nvml(snapshot, s.gpus)
-            cap, gpus_available = (capacity, origin), len(free_by_gpu)
-        est = estimate(m, s, cap[0], gpu or "")
-        advice = advise(m, s, cap[0], gpus_available, free_by_gpu)
-        return emit(OomReport(est, cap[0], cap[1], advice), json_out)
-
-    run_guarded(body)
+    s, revision, json_out = _build(setup or {})
+    m = resolve_model(model, revision)
+    cap = _capacity_from_flags(gpu_mem, gpu)
+    gpus_available, free_by_gpu = s.gpus, None
+    if cap is None:
+        capacity, origin, free_by_gpu = _free_memory_from_nvml(snapshot, s.gpus)
+        cap, gpus_available = (capacity, origin), len(free_by_gpu)
+    est = estimate(m, s, cap[0], gpu or "")
+    advice = advise(m, s, cap[0], gpus_available, free_by_gpu)
+    return emit(OomReport(est, cap[0], cap[1], advice), json_out)
 
 
 def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[int, str, list[int]]:
     """The free memory of the GPUs this run would use (the `gpus_wanted` with most free memory),
     its label, and every GPU's free bytes (for remedies that use more GPUs)."""
     from mlops_cli.gpu.status import collect, open_source
-    from mlops_cli.output import NotApplicable
+    from mlops_cli.errors import NotApplicable
 
     try:
         source, origin = open_source(snapshot, None)

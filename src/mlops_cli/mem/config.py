@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from mlops_cli.mem.serving import ServingEstimate, required_capacity, serving
 from mlops_cli.mem.spec import Setup
 from mlops_cli.mem.stacks import resolve
 from mlops_cli.mem.terms import kv_bytes_per_token
-from mlops_cli.output import UsageError  # floor: mlops_cli.errors
+from mlops_cli.errors import UsageError
 
 
 @dataclass

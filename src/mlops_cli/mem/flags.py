@@ -12,7 +12,7 @@ from typing import Any, Optional
 import typer
 
 from mlops_cli.mem.spec import DEFAULT_CUDA_CONTEXT, Setup
-from mlops_cli.output import UsageError  # floor: mlops_cli.errors
+from mlops_cli.errors import UsageError
 
 
 def setup_options() -> dict[str, tuple[Any, Any]]:

@@ -8,15 +8,11 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
+from mlops_cli.errors import ExitCode
 from mlops_cli.mem.estimate import Estimate, describe_setup
 from mlops_cli.mem.remedies import Advice
-
-try:  # floor: mlops_cli.text.clean once it lands
-    from mlops_cli.text import clean
-except ImportError:  # pragma: no cover
-    def clean(text: str) -> str:
-        return "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
-from mlops_cli.output import ExitCode, format_bytes
+from mlops_cli.text import clean
+from mlops_cli.units import format_bytes
 
 TERM_LABELS = {
     "weights": "weights", "adapters": "LoRA adapters", "gradients": "gradients", "optimizer_states": "optimizer states",

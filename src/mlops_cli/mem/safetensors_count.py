@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_cli.output import UsageError  # floor: mlops_cli.errors
+from mlops_cli.errors import UsageError
 
 MAX_HEADER = 100 * 1024 * 1024  # safetensors itself refuses headers above 100 MB
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,

@@ -85,7 +85,7 @@ def parse_version(text: Optional[str]) -> tuple[int, int, int]:
             break
         parts.append(int(digits))
     if not parts:
-        from mlops_cli.output import UsageError  # floor: mlops_cli.errors
+        from mlops_cli.errors import UsageError
 
         raise UsageError(f"--vllm-version {text!r} is not a version like 0.10.1")
     while len(parts) < 3:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Optional
 
-from mlops_cli.output import UsageError  # floor: mlops_cli.errors once it lands
+from mlops_cli.errors import UsageError
 
 GiB = 1024**3
 MiB = 1024**2
