@@ -48,6 +48,9 @@ class ModelConfig:
     embed_norm: bool = False  # BLOOM word_embeddings_layernorm
     lm_head_bias: bool = False  # Phi-1/2
     quantization: Any = None  # quant.QuantInfo of a pre-quantized checkpoint (quantization_config)
+    exact_params: int = 0  # counted from safetensors headers / index / Hub metadata; 0 = use the formula
+    param_source: str = "config formula"
+    torch_dtype: str = "bfloat16"
     source: str = ""
 
     # --- parameter counts -------------------------------------------------------
@@ -102,6 +105,10 @@ class ModelConfig:
 
     @property
     def total_params(self) -> int:
+        return self.exact_params or self.formula_params
+
+    @property
+    def formula_params(self) -> int:
         head_bias = self.vocab if (self.lm_head_bias and not self.tied) else 0
         embed_norm = self.norm_params if self.embed_norm else 0
         return (self.embedding_params + self.lm_head_params + head_bias + self.layers * self.layer_params
@@ -140,13 +147,21 @@ def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
     return default
 
 
-def _finite(cfg: dict[str, Any]) -> None:
-    """NaN, Infinity or a number too large for a float (1e400 parses as inf) -> exit 2 naming the key."""
-    for key, value in cfg.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"malformed model config: {str(key)[:60]} is {value!r}, not a finite number")
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**62:
-            raise UsageError(f"malformed model config: {str(key)[:60]} = {str(value)[:30]}... is out of range")
+def _finite(cfg: Any, prefix: str = "") -> None:
+    """NaN, Infinity or a number too large for a float (1e400 parses as inf), anywhere in the
+    config (nested keys too) -> exit 2 naming the key."""
+    stack = [(prefix, cfg)]
+    while stack:
+        where, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            name = f"{where}.{key}" if where else str(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"malformed model config: {name[:80]} is {value!r}, not a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**62:
+                raise UsageError(f"malformed model config: {name[:80]} = {str(value)[:30]}... is out of range")
+            if isinstance(value, (dict, list)):
+                stack.append((name, value))
 
 
 def _positive_int(cfg: dict[str, Any], what: str, *keys: str, default: Any = None) -> int:
@@ -195,9 +210,9 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     """Turn a parsed config.json into a ModelConfig; malformed input -> UsageError (exit 2)."""
     if not isinstance(cfg, dict):
         raise UsageError(f"malformed model config for {name}: expected a JSON object")
+    _finite(cfg)
     if isinstance(cfg.get("text_config"), dict) and "hidden_size" not in cfg:
         cfg = {**cfg["text_config"], "_parent": True}  # multimodal wrappers: the language model
-    _finite(cfg)
     model_type = str(cfg.get("model_type", "")).lower()
     layout = dict(LAYOUTS.get(model_type, {}))
     encoder_decoder = bool(cfg.get("is_encoder_decoder")) or model_type in ("t5", "mt5", "umt5")
@@ -267,5 +282,6 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
         experts=experts, experts_per_token=experts_per_token, expert_intermediate=expert_inter,
         shared_expert_intermediate=shared_inter, encoder_decoder=encoder_decoder, extra_params=extra, alibi_mask=alibi_mask,
         max_positions=_count(cfg, "max_position_embeddings", "seq_length", "n_positions"),
+        torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
         source=source,
     )

@@ -36,7 +36,7 @@ def _gib(n: Optional[int]) -> str:
 def estimate_json(est: Estimate) -> dict[str, Any]:
     m = est.model
     doc: dict[str, Any] = {
-        "model": {"name": m.name, "source": m.source, "total_params": m.total_params,
+        "model": {"name": m.name, "source": m.source, "total_params": m.total_params, "param_source": m.param_source,
                   "hidden_size": m.hidden, "layers": m.layers, "heads": m.heads, "kv_heads": m.kv_heads,
                   "head_dim": m.head_dim, "intermediate_size": m.intermediate, "vocab_size": m.vocab,
                   "tied_embeddings": m.tied, "experts": m.experts,
