@@ -49,3 +49,12 @@ def test_oom_check_never_says_fits_on_an_implausible_snapshot(mlops, tmp_path, c
 def test_plausible_snapshot_still_reads(mlops, tmp_path):
     r = mlops("gpu", "--snapshot", _snapshot(tmp_path), "--json")
     assert r.returncode == 0, r
+
+
+@pytest.mark.parametrize("seconds", ["inf", "nan", "1e400", "-inf"])
+def test_watch_interval_must_be_finite(mlops, seconds):
+    # issue 8: `gpu --watch inf` was an internal error (time.sleep overflow); nan slipped past min=0.1
+    r = mlops("gpu", "--watch", seconds, "--count", "1", "--snapshot",
+              str(Path(__file__).resolve().parent.parent / "fixtures" / "gpu" / "a800-2gpu.json"), timeout=30)
+    assert r.returncode == 2, r
+    assert "--watch" in r.stderr and "internal error" not in r.stderr
