@@ -76,33 +76,104 @@ def summarize(errors: list[float]) -> str:
             f"{sum(1 for e in a if e <= 25) / len(a) * 100:.0f} %, median signed {statistics.median(errors):+.1f} %")
 
 
+def render(rows: list[dict[str, str]], results: dict[str, float], serving_lines: list[str]) -> str:
+    import platform
+    from datetime import datetime, timezone
+
+    from mlops_cli.mem import allocator
+
+    out = ["## mem (collected points: training stacks and vLLM start-up logs)", ""]
+    out.append(f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'} "
+               f"({platform.machine()}, Python {platform.python_version()}), no GPU: the estimator is arithmetic. "
+               "Script: `benchmarks/mem_points.py --write docs/benchmarks.md`; data: `tests/fixtures/mem/` "
+               "(every row with its source URL). Errors are (estimate − measured) / measured, in the metric the "
+               "source printed. The split (dev / holdout) was fixed before any constant was chosen (sha256 of the "
+               f"row id); the two fitted constants are the allocator's transient shares "
+               f"({allocator.RESERVE_OF_TRANSIENT} packed, on dev rows; {allocator.RESERVE_OF_TRANSIENT_UNPACKED} "
+               "unpacked, on the shared public set). No GPU was available, so nothing here was measured by this "
+               "project.")
+    out.append("")
+    by: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        if r["id"] in results:
+            e = results[r["id"]]
+            for key in ((r["split"], r["stack"]), (r["split"], "ALL"), ("both", r["stack"]), ("both", "ALL")):
+                by.setdefault(key, []).append(e)
+    out.append("| split | stack | n | median abs error | within ±25 % | median signed |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    for key in sorted(by, key=lambda k: (k[0] != "holdout", k[0], k[1] != "ALL", k[1])):
+        a = [abs(e) for e in by[key]]
+        out.append(f"| {key[0]} | {key[1]} | {len(a)} | {statistics.median(a):.1f} % | "
+                   f"{sum(1 for x in a if x <= 25) / len(a) * 100:.0f} % | {statistics.median(by[key]):+.1f} % |")
+    out.append("")
+    out.append("Per row (training):")
+    out.append("")
+    out.append("| split | id | metric | measured GiB | estimate GiB | error |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        if r["id"] in results:
+            meas = float(r["measured_gib"])
+            est = meas * (1 + results[r["id"]] / 100)
+            out.append(f"| {r['split']} | {r['id']} | {r['metric']} | {meas:.2f} | {est:.2f} | {results[r['id']]:+.1f} % |")
+    out.append("")
+    out.append("vLLM start-up logs (weights, Available KV cache memory in GiB, GPU KV cache size in tokens):")
+    out.append("")
+    out.append("| split | id | what | measured | estimate | error | rule |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    out.extend(serving_lines)
+    out.append("")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", action="store_true", help="print every row")
+    ap.add_argument("--write", type=Path, help="replace this section of a markdown file (docs/benchmarks.md)")
     args = ap.parse_args(argv)
     rows = list(csv.DictReader((FIX / "training-points.csv").open(encoding="utf-8")))
     by: dict[tuple[str, str], list[float]] = {}
+    results: dict[str, float] = {}
     for r in rows:
         est = estimate_row(r)
         if est is None:
             print(f"skip {r['id']}: no config for {r['model']}")
             continue
         err = (est - float(r["measured_gib"])) / float(r["measured_gib"]) * 100
+        results[r["id"]] = err
         by.setdefault((r["split"], r["stack"]), []).append(err)
         by.setdefault((r["split"], "ALL"), []).append(err)
         if args.rows:
             print(f"{r['split']:7} {r['id']:58} {r['metric']:15} meas {float(r['measured_gib']):7.2f} est {est:7.2f} {err:+6.1f} %")
     for key in sorted(by):
         print(f"{key[0]:7} {key[1]:12} {summarize(by[key])}")
-    sv = serving_rows(args.rows)
+    lines: list[str] = []
+    sv = serving_rows(args.rows, lines)
     for key in sorted(sv):
         print(f"vllm {key[0]:7} {key[1]:9} {summarize(sv[key])}")
+    if args.write:
+        section = render(rows, results, lines)
+        for key in sorted(sv):
+            section += f"- vLLM {key[0]} {key[1]}: {summarize(sv[key])}\n"
+        write_section(args.write, section, "## mem (collected points")
     return 0
 
 
+def write_section(doc: Path, section: str, marker: str) -> None:
+    from mlops_cli.files import write_atomic
+
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    start = text.find(marker)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    write_atomic(doc, text)
 
 
-def serving_rows(show: bool) -> dict[tuple[str, str], list[float]]:
+
+
+def serving_rows(show: bool, lines: list[str] | None = None) -> dict[tuple[str, str], list[float]]:
     from mlops_cli.mem.gpu_totals import torch_total
     from mlops_cli.mem.serving import serving
 
@@ -133,6 +204,9 @@ def serving_rows(show: bool) -> dict[tuple[str, str], list[float]]:
             out.setdefault((r["split"], what), []).append(err)
             if show:
                 print(f"{r['split']:7} {r['id']:42} {what:9} meas {float(measured):12.2f} est {ours:12.2f} {err:+6.1f} % [{est.era}]")
+            if lines is not None:
+                lines.append(f"| {r['split']} | {r['id']} | {what} | {float(measured):,.2f} | {ours:,.2f} | {err:+.1f} % | "
+                             f"{r['vllm_version']}: {est.era} |")
     return out
 
 

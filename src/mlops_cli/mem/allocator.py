@@ -31,7 +31,7 @@ RESERVE_OF_TRANSIENT = 0.30  # packed / fixed-length batches: fms-acceleration, 
 # freed blocks stay cached but unusable -- the case PyTorch's expandable_segments targets ("changing
 # shapes such as dynamic batch sizes"). Fitted on the ms-swift 1.x rows of the shared public set
 # (variable-length cls-fudan-news samples); the only unpacked measurements collected.
-RESERVE_OF_TRANSIENT_UNPACKED = 0.8
+RESERVE_OF_TRANSIENT_UNPACKED = 0.55
 NCCL_PER_RANK = int(0.6 * GiB)
 PERSISTENT = ("weights", "adapters", "optimizer_states", "master", "reference_model", "reward_model", "value_model",
               "generation_engine")
