@@ -88,3 +88,11 @@ def test_the_peak_phase_is_named_and_is_the_maximum():
     t = peak("Qwen/Qwen2.5-7B", method="lora", batch=8, seq_len=4096)
     assert t.peak_phase == max(t.phases, key=lambda p: p.total).name
     assert t.allocated == max(p.total for p in t.phases)
+
+
+def test_fsdp_unit_model_gathers_everything():
+    m = load_preset("meta-llama/Llama-3.1-8B")
+    layer = peak("meta-llama/Llama-3.1-8B", method="full", gpus=4, sharding="fsdp", fsdp_version=2)
+    whole = peak("meta-llama/Llama-3.1-8B", method="full", gpus=4, sharding="fsdp", fsdp_version=2, fsdp_unit="model")
+    assert layer.states.gathered == pytest.approx(2 * 2 * m.layer_params)
+    assert whole.states.gathered == pytest.approx(2 * m.layers * m.layer_params)

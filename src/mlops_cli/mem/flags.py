@@ -45,6 +45,7 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "sharding": (Optional[str], O(None, "--sharding", help="none | ddp | fsdp | zero1 | zero2 | zero3")),
         "zero": (Optional[int], O(None, "--zero", min=0, max=3, help="DeepSpeed ZeRO stage 0-3.")),
         "fsdp": (bool, O(False, "--fsdp", help="PyTorch FSDP full shard (not the same as ZeRO-3).")),
+        "fsdp_unit": (str, O("layer", "--fsdp-unit", help="FSDP wrap unit: layer (transformer block auto-wrap) | model (one unit).")),
         "fsdp_version": (Optional[int], O(None, "--fsdp-version", help="1 (root unit kept unsharded) | 2 (fully_shard).")),
         "fsdp_prefetch_units": (int, O(2, "--fsdp-prefetch-units", min=1, help="Units gathered at once (limit_all_gathers: 2).")),
         "zero3_live_params": (int, O(1_000_000_000, "--zero3-live-params", min=0, help="stage3_max_live_parameters.")),

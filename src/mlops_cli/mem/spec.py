@@ -127,6 +127,7 @@ class Setup:
                 _choice(value, allowed, flag)
         if self.ac_mode is not None:
             _choice(self.ac_mode, AC_MODES, "--ac-mode")
+        _choice(self.fsdp_unit, ("layer", "model"), "--fsdp-unit")
         if self.fsdp_version not in (None, 1, 2):
             raise UsageError(f"--fsdp-version must be 1 or 2, got {self.fsdp_version}")
         if self.stack is not None:

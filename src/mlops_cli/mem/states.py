@@ -72,10 +72,12 @@ def replica_weights(model: ModelConfig, s: Setup) -> float:
 
 
 def unit_bytes(model: ModelConfig, s: Setup) -> float:
-    """One FSDP unit (a decoder layer) in the dtype it is gathered in."""
+    """One FSDP unit in the dtype it is gathered in: a decoder layer (transformer auto-wrap), or
+    the whole model when nothing is wrapped (`--fsdp-unit model`)."""
+    params = model.layer_params if s.fsdp_unit == "layer" else model.layers * model.layer_params
     if s.tune == "qlora":
-        return model.layer_params * QUANT_BYTES[s.quant or "nf4"]
-    return model.layer_params * (4 if s.precision == "fp32" else 2)
+        return params * QUANT_BYTES[s.quant or "nf4"]
+    return params * (4 if s.precision == "fp32" else 2)
 
 
 def root_bytes(model: ModelConfig, s: Setup) -> float:
@@ -139,7 +141,8 @@ def _shard(model: ModelConfig, s: Setup, st: States, full_like: bool) -> States:
         for name in ("weights", "adapters", "gradients", "optimizer", "paged", "step_transient"):
             setattr(st, name, getattr(st, name) / N)
         root = root_bytes(model, s) * (1 - 1 / N) if (s.fsdp_version or 1) == 1 else 0.0
-        st.gathered = s.fsdp_prefetch_units * unit_bytes(model, s) + root
+        units = s.fsdp_prefetch_units if s.fsdp_unit == "layer" else 1
+        st.gathered = units * unit_bytes(model, s) + root
         if full_like:
             st.grad_buckets = model.layer_params * param_bytes(s.precision or "bf16")  # one unit's unsharded grads
         st.notes.append(f"FSDP FULL_SHARD over {N} GPU(s): sharded states plus {s.fsdp_prefetch_units} gathered "
