@@ -317,9 +317,10 @@ def render(results, csv_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(doc: Path, section: str) -> None:
+def write_section(doc: Path, section: str, marker: str = "## mem (`mlops mem estimate` accuracy)") -> None:
+    """Replace the section starting with `marker` (up to the next '## ') or append it."""
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    start = text.find("## mem (")
+    start = text.find(marker)
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")

@@ -159,18 +159,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_section(doc: Path, section: str, marker: str) -> None:
-    from mlops_cli.files import write_atomic
+    """mem_accuracy.write_section (the same replace-or-append), imported from beside this file."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from mem_accuracy import write_section as replace_section
 
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    start = text.find(marker)
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    write_atomic(doc, text)
-
-
+    replace_section(doc, section, marker)
 
 
 def serving_rows(show: bool, lines: list[str] | None = None) -> dict[tuple[str, str], list[float]]:
