@@ -191,7 +191,8 @@ def main() -> None:
     args = ap.parse_args()
     sets = [s.split() for s in (args.sets or ["swanlab==0.5.7", "transformers datasets"])]
     work = Path(tempfile.mkdtemp(prefix="wheels-bench-"))
-    machine_python = shutil.which("python3") or sys.executable
+    # the machine's own interpreter and pip (not this venv's): the base of the running Python
+    machine_python = os.path.realpath(getattr(sys, "_base_executable", "") or shutil.which("python3") or sys.executable)
     newest = work / "newest-pip"
     subprocess.run([machine_python, "-m", "venv", str(newest)], check=True)
     subprocess.run([str(newest / "bin/python"), "-m", "pip", "install", "-q", "-U", "pip", "--index-url", INDEX],

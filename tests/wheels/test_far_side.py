@@ -129,8 +129,8 @@ def test_check_install_uses_an_interpreter_of_another_minor(index, wheels):
 
 def _new_pip() -> list[str]:
     """This test environment's pip (>= 25.1, from the test extra) to run against other venvs."""
-    from packaging.version import Version
     import pip
+    from packaging.version import Version
 
     if Version(pip.__version__) < Version("25.1"):
         pytest.skip(f"pip {pip.__version__} here reads no pylock.toml (needs >= 25.1: pip install -e '.[test]')")

@@ -203,7 +203,7 @@ def test_two_runs_sharing_a_cache_both_succeed(own_index, tmp_path):
                               "--index-url", idx.url], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in runs]
-    for p, (out, err) in zip(runs, outs):
+    for p, (_, err) in zip(runs, outs, strict=True):
         assert p.returncode == 0, err
     docs = [json.loads(out) for out, _ in outs]
     assert [p["sha256"] for p in docs[0]["packages"]] == [p["sha256"] for p in docs[1]["packages"]]

@@ -19,10 +19,10 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mlops_cli import files
 from mlops_cli.errors import OperationFailed

@@ -16,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-
 MANIFEST_FORMAT = "mlops-wheels-bundle/1"
 
 

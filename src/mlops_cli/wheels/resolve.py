@@ -13,9 +13,9 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mlops_cli import proc
 from mlops_cli.errors import OperationFailed, UsageError

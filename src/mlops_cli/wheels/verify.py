@@ -86,7 +86,7 @@ def verify_archive(path: Path, label: str, max_bytes: int = MAX_ARCHIVE_BYTES) -
                     manifest_data = fh.read()
                     continue
                 digest = hashlib.sha256()
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                while chunk := fh.read(1 << 20):
                     digest.update(chunk)
                 found[rel] = digest.hexdigest()
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
