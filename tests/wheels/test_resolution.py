@@ -98,3 +98,11 @@ def test_new_presets_build(index, wheels):
 def test_target_file_records_an_externally_managed_python(mlops):
     out = mlops("wheels", "target")
     assert "externally_managed" in json.loads(out.stdout)
+
+
+def test_printed_install_command_uses_a_venv_for_an_externally_managed_target(index, wheels):
+    r = wheels("alpha==1.0", "--target", "debian12", "-o", "d12", index_url=index.url)
+    assert r.returncode == 0, r
+    assert "  sh d12/install.sh --venv /opt/venv" in r.stdout, r.stdout
+    r = wheels("alpha==1.0", "--target", "rhel9", "-o", "r9", index_url=index.url)
+    assert "  sh r9/install.sh  " in r.stdout and "--venv /opt/venv" not in r.stdout, r.stdout

@@ -110,7 +110,7 @@ def readme_text(name: str, targets: list[dict[str, Any]]) -> str:
     listed = "\n".join(f"  {t['name']}: Python {t['python']}, {t['arch']}, glibc >= {t['requires_glibc'] or 'any'}"
                        for t in targets)
     managed = any(t.get("externally_managed") for t in targets)
-    first = ("  sh install.sh --venv /opt/venv               # a new venv (made with python3) and the bundle in it\n"
+    first = ("  sh install.sh --venv /opt/venv          # a new venv (made with python3) and the bundle in it\n"
              "  sh install.sh                           # into python3 itself: refused where it is\n"
              "                                          # 'externally managed' (PEP 668, Debian 12+, Ubuntu 23.04+)\n"
              if managed else
