@@ -161,6 +161,9 @@ def _download(session, job: Job, cache: Cache, advance) -> Fetched:
         have = _claim_partial(cache, job, mine)
         headers = {"Range": f"bytes={have}-"} if have else {}
         with session.get(job.url, headers=headers, stream=True, timeout=http_timeout()) as response:
+            if have and response.status_code == 416:  # the partial file is as long as the file or longer
+                mine.unlink(missing_ok=True)
+                return _download(session, job, cache, advance)
             if have and response.status_code == 206:
                 with open(mine, "rb") as fh:  # resume: the bytes we have count toward the hash
                     for chunk in iter(lambda: fh.read(CHUNK), b""):
