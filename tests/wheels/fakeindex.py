@@ -228,6 +228,8 @@ def _handler(index: FakeIndex):
                     start_s, _, end_s = rng[6:].partition("-")
                     start = int(start_s or 0)
                     end = int(end_s) if end_s else len(f.data) - 1
+                    if start >= len(f.data):
+                        return self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{len(f.data)}"})
                     index.served["range"] += 1
                     if self.headers.get("User-Agent", "").startswith("mlops-wheels"):
                         index.served["mlops_range"] += 1

@@ -211,6 +211,19 @@ def test_two_runs_sharing_a_cache_both_succeed(own_index, tmp_path):
     assert leftovers == []
 
 
+def test_a_partial_download_longer_than_the_file_is_fetched_again(index, wheels):
+    """A crash after the last byte but before the rename leaves a full-length partial; the index
+    answers its Range request with 416. It is dropped and fetched whole, not refused forever."""
+    data = index.file("beta-1.0-py3-none-any.whl").data
+    sha = hashlib.sha256(data).hexdigest()
+    part = wheels.cache / "wheels" / "partial" / f"{sha}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data + b"junk")
+    r = wheels("beta==1.0", "-o", "b", "--json", index_url=index.url)
+    assert r.returncode == 0, r
+    assert r.json()["downloaded_bytes"] == len(data) and not part.exists()
+
+
 # --- W4 and the target file -----------------------------------------------------------------
 
 _GOOD = {"format": "mlops-wheels-target/1", "implementation": "cpython", "system": "Linux", "libc": "glibc",
