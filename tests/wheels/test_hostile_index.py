@@ -438,3 +438,10 @@ def test_sha384_and_sha512_pins_are_held(index, wheels):
     (wheels.work / "bad.txt").write_text(f"alpha==1.0 --hash=sha384:{'0' * 96}\n")
     r = wheels("-r", "bad.txt", "-o", "bad", index_url=index.url)
     assert r.returncode == 1 and "matches none of the --hash pins for alpha" in _one_error_line(r)
+
+
+def test_output_under_a_parent_that_is_a_file_is_exit_2(index, wheels):
+    (wheels.work / "afile").write_text("x")
+    r = wheels("alpha==1.0", "-o", "afile/out", index_url=index.url)
+    assert r.returncode == 2 and "Not a directory" in _one_error_line(r), r
+    assert sorted(p.name for p in wheels.work.iterdir()) == ["afile"]
