@@ -56,7 +56,8 @@ def test_old_glibc_gets_the_last_release_with_a_wheel_for_it(index, wheels):
     assert r.returncode == 0, r
     pkgs = {p["name"]: p for p in r.json()["packages"]}
     assert pkgs["numpylike"]["version"] == "1.0" and not pkgs["numpylike"]["built_from_sdist"]
-    # a project that ships no wheel at all is still built (pure) and bundled
+    # a project that ships no wheel at all is still built (pure) and bundled: `pip download
+    # --platform ... --only-binary :all:` cannot get such a project at all (hhk7734/python3-gpiod#33)
     assert pkgs["puresd"]["built_from_sdist"] is True
     target = T.from_flags("3.10", "manylinux2014_x86_64", None)
     for p in r.json()["packages"]:
