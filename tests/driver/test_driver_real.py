@@ -137,7 +137,7 @@ def test_same_major_compiler_mismatch_uses_the_override_not_a_reinstall():
 def test_fabric_manager_is_pinned_to_the_exact_driver_version_and_held():
     _, d = run(load(REAL / "aws-dlami-h100-fabric-manager-not-installed.json"))
     argvs = [s.argv for s in d.findings[0].fix.steps]
-    assert ("apt-get", "install", "-y", "--allow-downgrades", "nvidia-fabricmanager-570=570.133.20*", "libnvidia-nscq-570=570.133.20*") in argvs
+    assert ("apt-get", "install", "-y", "--allow-downgrades", "nvidia-fabricmanager-570=570.133.20-*", "libnvidia-nscq-570=570.133.20-*") in argvs
     assert ("apt-mark", "hold", "nvidia-fabricmanager-570", "libnvidia-nscq-570", "cuda-drivers") in argvs
 
 

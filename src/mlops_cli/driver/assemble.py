@@ -171,6 +171,12 @@ def read_facts(c: Collected) -> Facts:
             if re.search(r"Key was rejected by service|Required key not available", ln)
         ]
 
+    # "module verification failed" is a taint warning printed when enforcement is OFF; it only
+    # counts as a rejection when Secure Boot is on and no nvidia module is loaded.
+    loaded_now = P.loaded_modules(c.text("/proc/modules") or "")
+    if not key_lines and secure_boot and "nvidia" not in loaded_now and not (c.text("/sys/module/nvidia/version") or "").strip():
+        key_lines += [m.lines[-1] for m in klog.find_all(K.MODULE_SIG_TAINT) if (m.groups[0] or "").startswith("nvidia")][-1:]
+
     virt = None
     vendor = " ".join(
         filter(
@@ -242,7 +248,9 @@ def read_facts(c: Collected) -> Facts:
     names = [g.name for g in smi_gpus] + [d.name for d in pci_gpus]
     from mlops_cli.driver.rules_context import vgpu_refusals
 
-    facts.context = ctx_mod.decide(c, names, vgpu_refusals(facts, ctx_mod.vm_evidence(c) is not None))
+    facts.context = ctx_mod.decide(
+        c, names, vgpu_refusals(facts, ctx_mod.vm_evidence(c) is not None), facts.module_loaded, facts.runfile
+    )
     tl = timeline.read(c.command("uptime_since").stdout, c.text("/var/log/dpkg.log") or "")
     facts.rebooted_since_driver_change = tl.rebooted_since_change
     facts.boot_time = tl.boot_line

@@ -12,6 +12,8 @@ The classes, most specific first:
   kernel's (the kernel's flags are unknown to it): install the kernel's gcc-N.
 - ``compile``: ``error:`` lines in the driver's own sources: the branch does not compile against
   this kernel's API.
+- ``headers``: the kernel's headers are missing or incomplete (``Kernel configuration is
+  invalid``, no ``include/generated/autoconf.h``): the build never started.
 - ``load``: the build worked but loading failed (the installer's ``Unable to load the kernel
   module``): not a build problem; the kernel's messages name the cause.
 - ``unknown``: the log says the build failed and shows no cause.
@@ -36,6 +38,11 @@ BUILD_FAILED = re.compile(
     r"|Error! Bad return status for module build"
     r"|ERROR: Failed to run `/usr/sbin/dkms build"
     r"|make(?:\[\d+\])?: \*\*\* \[[^\]]*\] Error \d"
+)
+# Incomplete or missing kernel headers: the build cannot start at all.
+HEADERS_BROKEN = re.compile(
+    r"Kernel configuration is invalid|include/generated/autoconf\.h: No such file|Unable to find the kernel source tree"
+    r"|/build: No such file or directory|kernel headers for kernel \S{1,200} cannot be found"
 )
 LOAD_FAILED = re.compile(r"ERROR: Unable to load the kernel module '(\S+)'")
 LOAD_REASON = re.compile(r"Kernel module load error: (.+)")
@@ -126,10 +133,13 @@ def classify(text: str, path: str) -> BuildLog:
     modpost = [ln for ln in lines if MODPOST_ERROR.search(ln) and ln not in gpl]
     failed = [ln for ln in lines if BUILD_FAILED.search(ln)]
     load = [ln for ln in lines if LOAD_FAILED.search(ln)]
+    headers = [ln for ln in lines if HEADERS_BROKEN.search(ln)]
     log.succeeded = any(INSTALL_OK.search(ln) for ln in lines)
     if gpl:
         log.kind, log.lines = "gpl_only", gpl[:4]
         log.symbols = sorted({GPL_ONLY.search(ln).group(2) for ln in gpl})  # type: ignore[union-attr]
+    elif headers:
+        log.kind, log.lines = "headers", headers[:2]
     elif cc:
         log.kind = "cc_check"
         log.lines = [ln for ln in lines if BUILT_BY.search(ln) or USING.search(ln)][:2] + cc[-1:]

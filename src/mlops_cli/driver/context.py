@@ -87,8 +87,8 @@ def wsl_evidence(c: Collected) -> list[str]:
     release = uname.stdout.strip() if uname.ok else ""
     if re.search(r"microsoft", release, re.I):
         ev.append(f"uname -r: {release}")
-    pv = _first_line(c.text("/proc/version"))
-    if re.search(r"microsoft|WSL", pv) and not ev:
+    pv = _first_line(c.text("/proc/version"))[:512]
+    if re.search(r"[Mm]icrosoft|WSL", pv) and not ev:
         ev.append(f"/proc/version: {pv}")
     if "dxg" in (c.listing("/dev") or []):
         ev.append("/dev/dxg exists (the WSL GPU paravirtualisation device)")
@@ -113,6 +113,10 @@ def container_evidence(c: Collected) -> tuple[str | None, list[str]]:
     if marker:
         ev.append(f"/run/systemd/container: {marker}")
         kind = kind or marker
+    environ = re.search(r"(?:^|\x00|\n)container=([\w.-]{1,32})", (c.text("/proc/1/environ") or "")[:65536])
+    if environ:
+        ev.append(f"/proc/1/environ: container={environ.group(1)}")
+        kind = kind or environ.group(1)
     manager = _first_line(c.text("/run/host/container-manager"))
     if manager:
         ev.append(f"/run/host/container-manager: {manager}")
@@ -128,9 +132,8 @@ def container_evidence(c: Collected) -> tuple[str | None, list[str]]:
         uname = c.command("uname_r").stdout.strip()
         modules = c.listing("/lib/modules")
         devs = [d for d in c.listing("/dev") or [] if d.startswith("nvidia")]
-        if uname and devs and (modules is None or modules == [] or uname not in modules) and (
-            uname.endswith("-pve") or modules == [] or modules is None
-        ):
+        missing = modules is None or uname not in modules
+        if uname and missing and (uname.endswith("-pve") or (devs and not modules)):
             ev.append(f"/lib/modules/{uname} does not exist here while /dev/{devs[0]} does (the kernel belongs to a host)")
             kind = "lxc" if uname.endswith("-pve") else "container"
     if kind and kind not in _CONTAINER_KINDS and kind != "container":
@@ -160,9 +163,30 @@ def operator_evidence(c: Collected) -> list[str]:
     if _host_driver_packages(c):
         # A host-installed driver with the operator's driver component disabled: the host owns it.
         return []
-    if c.exists("/var/lib/kubelet"):
-        ev.append("/var/lib/kubelet exists (a Kubernetes node)")
+    ev += kubernetes_evidence(c)[:1]
     return ev
+
+
+def kubernetes_evidence(c: Collected) -> list[str]:
+    from mlops_cli.driver.parse import parse_dpkg
+
+    ev = [f"{p} exists (a Kubernetes node)" for p in ("/var/lib/kubelet", "/etc/kubernetes") if c.exists(p)]
+    r = c.command("dpkg_list")
+    if r.ok:
+        ev += [p.line for p in parse_dpkg(r.stdout) if p.installed and p.name in ("kubelet", "k3s", "rke2-server", "rke2-agent", "microk8s")][:1]
+    return ev
+
+
+def driver_container_evidence(c: Collected, module_loaded: bool, runfile: bool) -> list[str]:
+    """A node whose module comes from a driver container although /run/nvidia was not recorded:
+    the module is (or is being) loaded, the host has no driver packages and no .run install, and
+    the node runs Kubernetes."""
+    if runfile or _host_driver_packages(c) or not c.command("dpkg_list").ok:
+        return []
+    k8s = kubernetes_evidence(c)
+    if not k8s:
+        return []
+    return k8s + ["no NVIDIA driver package or .run install on the host" + (" while the module is loaded" if module_loaded else "")]
 
 
 def vm_evidence(c: Collected) -> str | None:
@@ -187,7 +211,13 @@ def vgpu_names(names: list[str]) -> list[str]:
     return [n for n in names if _VGPU_NAME.search(n)]
 
 
-def decide(c: Collected, gpu_names: list[str] | None = None, vgpu_refused: list[str] | None = None) -> Context:
+def decide(
+    c: Collected,
+    gpu_names: list[str] | None = None,
+    vgpu_refused: list[str] | None = None,
+    module_loaded: bool = False,
+    runfile: bool = False,
+) -> Context:
     """The context, strongest first: WSL, container, operator, vGPU guest, VM, bare metal.
 
     ``gpu_names`` are the GPU names nvidia-smi/lspci gave (a vGPU profile name proves a vGPU
@@ -197,11 +227,12 @@ def decide(c: Collected, gpu_names: list[str] | None = None, vgpu_refused: list[
     ckind, cev = container_evidence(c)
     vm = vm_evidence(c)
     grid = vgpu_names(gpu_names or [])
-    if wsl and (len(wsl) >= 2 or any(e.startswith("uname") for e in wsl)):
+    strong = [e for e in wsl if e.startswith(("uname", "/proc/version", "systemd-detect-virt"))]
+    if strong or len(wsl) >= 2:
         return Context(WSL, wsl + cev, wsl=True, container=ckind)
     if ckind:
         return Context(CONTAINER, cev, container=ckind, vm=vm)
-    op = operator_evidence(c)
+    op = operator_evidence(c) or driver_container_evidence(c, module_loaded, runfile)
     if op:
         return Context(OPERATOR, op, operator=True, vm=vm, vgpu=bool(grid or vgpu_refused))
     if vm and (grid or vgpu_refused):

@@ -75,6 +75,20 @@ def _in_container(f: Facts, ctx) -> list[Finding]:
         return findings
     findings += container_findings(f, ctx)
     findings += reset_findings(f, ctx)
+    if not any(x.severity == ERROR for x in findings) and f.smi.kind == "no_driver" and not f.module_loaded:
+        findings.append(
+            make_finding(
+                "container_host_driver_broken",
+                ERROR,
+                "the host's NVIDIA driver is not loaded: this container's GPU devices have no driver behind them",
+                list(ctx.evidence) + list(f.smi.lines[:1]) + ["/proc/driver/nvidia/version: not present (no module loaded on the host)"],
+                fixes.manual(
+                    "fix the driver on the host, then restart this container",
+                    "The kernel module belongs to the host: run 'sudo mlops driver-check' there and fix what it finds, then "
+                    "recreate this container. Never install a driver, headers or DKMS inside the container.",
+                ),
+            )
+        )
     if not any(x.severity == ERROR for x in findings) and f.smi.kind not in ("ok",):
         findings.append(
             make_finding(

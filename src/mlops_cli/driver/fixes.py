@@ -104,6 +104,19 @@ def headers_missing(f: Facts, kernel: str) -> FixPlan:
     return FixPlan(f"install linux-headers-{kernel} and build the DKMS module for it", tuple(steps))
 
 
+def headers_reinstall(f: Facts, kernel: str) -> FixPlan:
+    """The headers exist but are broken (a build found no autoconf.h): reinstall them, then build."""
+    steps = [FixStep((*APT, "--reinstall", f"linux-headers-{kernel}"), f"complete headers for {kernel}")]
+    if f.dkms_registered:
+        steps += [_dkms_build(f, kernel, after_headers=True), *_load_steps(f, kernel)]
+        return FixPlan(f"reinstall linux-headers-{kernel} and rebuild the module", tuple(steps))
+    return FixPlan(
+        f"reinstall linux-headers-{kernel}, then re-run the installer",
+        tuple(steps),
+        runfile_rebuild_text(f, kernel) if f.runfile else "Then install the driver again.",
+    )
+
+
 def dkms_not_built(f: Facts, kernel: str) -> FixPlan:
     st = f.modules.get(kernel)
     steps = _headers_steps(f, kernel) if st and st.headers_installed is False else []

@@ -88,7 +88,7 @@ def fabricmanager_install(f: Facts, nvlink5: bool = False, replacing: str | None
             f"Install {fm} and {nscq} at exactly the driver's version (nvidia-smi shows it), apt-mark hold them with the driver, "
             "then 'systemctl enable --now nvidia-fabricmanager'." + manual_nvlink,
         )
-    pins = [f"{fm}={ver}*", f"{nscq}={ver}*"]
+    pins = [f"{fm}={ver}-*", f"{nscq}={ver}-*"]  # "-*": exactly this upstream version, any packaging revision
     steps = [
         FixStep(
             (*APT, "--allow-downgrades", *pins),

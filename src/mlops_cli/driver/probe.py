@@ -78,7 +78,10 @@ LOGS = {
     "/run/nvidia/driver/var/log/nvidia-installer.log": 300,
 }
 MAKE_LOG_TAIL = 2000
-EXISTS = ["/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/.dockerenv", "/run/.containerenv"]
+EXISTS = [
+    "/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/.dockerenv", "/run/.containerenv", "/run/host",
+    "/etc/kubernetes",
+]
 DIRS = [
     "/lib/modules",
     "/var/lib/dkms/nvidia",
@@ -189,6 +192,16 @@ def _exists(host: Host, out: Collected, path: str) -> None:
 def _read_more(host: Host, out: Collected) -> None:
     """Debian's DKMS tree, the operator's driver root, driver library names."""
     _exists(host, out, "/run/nvidia/driver")
+    # PID 1's environment says "container=lxc" in LXC; only that entry is kept (never the rest).
+    try:
+        environ = host.read("/proc/1/environ")
+    except PermissionError:
+        environ = None
+    except OSError:
+        environ = ""
+    if environ is not None and environ != "":
+        keep = [e for e in re.split(r"[\x00\n]", environ[:65536]) if e.startswith("container=")]
+        out.files["/proc/1/environ"] = "\n".join(keep[:1]) + ("\n" if keep else "")
     for ver in out.dirs.get("/var/lib/dkms/nvidia-current") or []:
         folder = f"/var/lib/dkms/nvidia-current/{ver}"
         if _list(host, out, folder) is not None:

@@ -213,6 +213,8 @@ def vgpu_refusals(f: Facts, in_vm: bool) -> list[str]:
             continue
         if first is not None and branch >= first:
             out += m.lines
+    for m in f.klog.find_all(K.VGPU_REFUSED):
+        out += m.lines
     return out
 
 

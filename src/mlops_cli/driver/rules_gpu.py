@@ -16,6 +16,8 @@ from mlops_cli.driver.model import ERROR, Finding, make_finding
 PEERMEM_INSERT = re.compile(r"could not insert '(nv_peer_mem|nvidia_peermem|nvidia-peermem)': (.{1,80})")
 # Xids that leave the GPU needing a reset (NVIDIA's Xid catalogue: recovery action GPU reset / node reboot).
 RESET_XIDS = {8, 48, 61, 62, 95, 109, 119, 120, 140, 143, 154}
+# Uncorrectable ECC / contained-error and recovery-action Xids: a reset is due even while nvidia-smi answers.
+ALWAYS_RESET_XIDS = {48, 95, 154}
 CONFLICTING = {"nova_core": "nova_core", "nova-core": "nova_core", "novacore": "nova_core", "nova": "nova_core", "vfio-pci": "vfio-pci", "nouveau": "nouveau"}
 # PCI device ids of NVSwitch chips and of HGX/SXM GPUs that only run CUDA with fabric manager.
 NVSWITCH_IDS = {"1af1", "22a3", "22a4"}
@@ -29,10 +31,14 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
     gpus_seen = len(f.pci_gpus or f.sysfs_nvidia)
     one_of_many = bool(failing) and f.module_loaded and gpus_seen > len(failing) and (bool(f.smi_gpus) or f.smi.kind == "device_handle")
     hung = f.smi.kind in ("timed_out", "device_handle", "no_devices")
-    if not (text or (xids and hung) or (one_of_many and not ctx.vm)):
+    always = [m for m in xids if int(m.groups[1] or 0) in ALWAYS_RESET_XIDS]
+    smi_hangs = f.smi.kind == "timed_out" and f.module_loaded
+    if not (text or always or (xids and hung) or (one_of_many and not ctx.vm) or smi_hangs):
         return []
     ev = [ln for m in (text + xids)[-4:] for ln in m.lines] + [ln for m in f.klog.find_all(K.RM_INIT_FAILED)[-1:] for ln in m.lines]
     ev += list(f.smi.lines[:1])
+    if smi_hangs and not f.smi.lines:
+        ev.append("nvidia-smi did not answer within its time limit while the module is loaded")
     if one_of_many:
         ev.append(f"{len(failing)} of {gpus_seen} GPUs fail to initialise; the others work")
     targets = failing or sorted({f"{m.groups[0]}.0" for m in xids if m.groups[0]})

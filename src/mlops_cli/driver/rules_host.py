@@ -62,8 +62,12 @@ def _packages(f: Facts) -> list[Finding]:
     # Precondition: an install that did not finish (iU/iF/iH) is installed-but-broken; its
     # failed postinst (usually the DKMS build) is the cause, not a removal.
     smi_gone = f.smi.kind in ("not_installed", "no_nvml_lib") and not f.half_configured
+    # Precondition of "not installed": the kernel never saw an nvidia module either (a rejected
+    # or failing module in the kernel log is direct evidence that a driver is there).
+    kernel_saw_nvidia = bool(f.key_rejected_lines) or any("NVRM" in ln or ln.lstrip("[ .0123456789]").startswith("nvidia") for ln in f.klog.lines[-2000:])
     if (
         smi_gone
+        and not kernel_saw_nvidia
         and not installed
         and not f.runfile
         and not f.module_loaded

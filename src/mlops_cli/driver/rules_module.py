@@ -204,6 +204,18 @@ def _build_failure(f: Facts, k: str, scope: str, symptom: list[str], build: Buil
     base += [p.line for p in f.half_configured][:2]
     source = f"(from {build.path})"
     operator = f.context.kind == "operator"
+    if build.kind == "headers":
+        return [
+            make_finding(
+                "kernel_headers_missing",
+                ERROR,
+                f"the kernel headers for {k} are missing or incomplete, so the driver build could not start",
+                base + build.lines + [source],
+                fixes.headers_reinstall(f, k),
+                scope,
+                k,
+            )
+        ]
     if build.kind in ("cc_check", "cc_flags"):
         ev = base + build.lines + [source]
         return [

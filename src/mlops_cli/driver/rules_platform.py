@@ -121,6 +121,7 @@ def platform_findings(f: Facts) -> list[Finding]:
         or f.klog.find(K.GSP_NO_IMAGE)
         or f.klog.find(K.NOT_SUPPORTED_BY_OPEN)
         or fallen
+        or f.context.vgpu  # a vGPU refused by a bare-metal driver: vgpu_guest_driver says it
     )
     # Precondition: a VM (passthrough). On bare metal the same GSP/GFW lines with "may need to
     # be reset" are a wedged GPU (gpu_needs_reset), not a platform fault.
