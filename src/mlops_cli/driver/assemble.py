@@ -16,6 +16,7 @@ from mlops_cli.driver.probe import DKMS_TREES, PROBES, Collected
 # DKMS names the driver "nvidia" (Ubuntu, NVIDIA's .run --dkms, CUDA repo) or "nvidia-current"
 # (Debian); peer-memory, nvidia-fs and friends are other modules.
 DKMS_DRIVER = re.compile(r"^nvidia(?:-current|-open|-tesla(?:-\d+)?|-srv)?$")
+_HOST_ONLY_PROBES = ("dkms_status", "modinfo_nvidia", "modprobe_dry_run", "mokutil_sb_state", "lspci_nvidia")
 INSTALLER_LOGS = ("/var/log/nvidia-installer.log", "/run/nvidia/driver/var/log/nvidia-installer.log")
 # The kernel an installer log built for: SYSSRC=/lib/modules/K/build, "Kernel source path:
 # '/lib/modules/K/build'", "/usr/src/linux-headers-K/Makefile", "dkms build ... -k K".
@@ -251,6 +252,9 @@ def read_facts(c: Collected) -> Facts:
     facts.context = ctx_mod.decide(
         c, names, vgpu_refusals(facts, ctx_mod.vm_evidence(c) is not None), facts.module_loaded, facts.runfile
     )
+    if facts.context.kind in (ctx_mod.CONTAINER, ctx_mod.WSL):
+        # The host's tools (DKMS, modinfo, mokutil) are not expected here: their absence hides nothing.
+        facts.not_seen = [n for n in facts.not_seen if n.probe not in _HOST_ONLY_PROBES]
     tl = timeline.read(c.command("uptime_since").stdout, c.text("/var/log/dpkg.log") or "")
     facts.rebooted_since_driver_change = tl.rebooted_since_change
     facts.boot_time = tl.boot_line
