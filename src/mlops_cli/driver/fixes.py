@@ -149,17 +149,38 @@ def gcc_mismatch(f: Facts, kernel: str, major: str | None) -> FixPlan:
     return FixPlan(f"install gcc-{major} and rebuild the module for {kernel}", tuple(steps))
 
 
-def kernel_too_new(f: Facts, kernel: str, good_kernel: str | None) -> FixPlan:
+def kernel_metapackages(f: Facts) -> list[str]:
+    """The installed kernel metapackages (linux-generic, linux-image-aws, linux-xanmod-x64v3,
+    linux-image-amd64 ...): what to hold so apt stops moving to a kernel the driver cannot build for."""
+    return sorted(
+        p.name
+        for p in f.packages
+        if p.installed and _KERNEL_META.match(p.name) and not re.search(r"\d+\.\d+\.\d+", p.name)
+    )[:4]
+
+
+_KERNEL_META = re.compile(r"^linux-(?:image-|headers-)?(?!modules|libc|firmware|tools|base|sound|source|doc|restricted)[a-z][\w.+-]*$")
+
+
+def kernel_too_new(f: Facts, kernel: str, good_kernel: str | None, gpl_only: bool = False) -> FixPlan:
+    branch = (f.branch_suffix or "").split("-")[0] or (f.userspace_version or "").split(".")[0] or "<branch>"
+    hold = " ".join(kernel_metapackages(f)) or "<the kernel metapackage>"
     manual = (
-        f"The installed driver branch does not compile against {kernel}. "
-        + (
-            f"Boot the last good kernel {good_kernel} (GRUB > Advanced options) and keep it the default (GRUB_DEFAULT + GRUB_SAVEDEFAULT=false, update-grub). "
-            if good_kernel
-            else ""
+        (
+            f"The kernel made symbols GPL-only that this driver release still uses; NVIDIA fixes that in a newer point "
+            f"release of the same branch: update the {branch} driver packages to their newest version (e.g. "
+            f"'apt-get install --only-upgrade' on them) or a newer branch, then rebuild for {kernel}. "
+            if gpl_only
+            else f"The installed driver release does not compile against {kernel}: use the branch's newest point release or a "
+            "newer branch ('ubuntu-drivers list --gpgpu' on Ubuntu), then rebuild. "
         )
-        + "Move to a driver branch or point release that supports the kernel ('ubuntu-drivers list --gpgpu', then "
-        "'apt-get install nvidia-driver-<newer>-server'), and hold the kernel metapackages meanwhile "
-        "('apt-mark hold linux-image-generic linux-headers-generic linux-generic')."
+        + (
+            f"Meanwhile boot the last good kernel {good_kernel} (GRUB > Advanced options) and keep it the default "
+            "(GRUB_DEFAULT + GRUB_SAVEDEFAULT=false, update-grub), "
+            if good_kernel
+            else "Meanwhile boot a kernel the driver was built for (GRUB > Advanced options), "
+        )
+        + f"and hold the kernel metapackages so apt does not move on ('apt-mark hold {hold}'). Re-running the same build changes nothing."
     )
     steps = []
     suffix = f.branch_suffix

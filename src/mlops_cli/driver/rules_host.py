@@ -280,7 +280,10 @@ def _mismatch(f: Facts) -> list[Finding]:
     if not disk:
         d = [e.version for e in f.dkms if e.kernel == f.running_kernel and e.state == "installed"]
         disk = d[0] if len(d) == 1 else None
-    user = (api.groups[0] if api else None) or f.smi.nvml_version or f.userspace_version
+    nvml = f.smi.nvml_version
+    full = f.userspace_version
+    # NVML prints major.minor only: prefer the package's full version when it is the same release
+    user = (api.groups[0] if api else None) or (full if nvml and full and same_driver_version(full, nvml) else nvml) or full
     ev = list(f.smi.lines[:2]) + (api.lines if api else [])
     if f.proc_version:
         ev.append(f.proc_version.line)

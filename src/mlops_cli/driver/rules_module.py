@@ -250,7 +250,7 @@ def _build_failure(f: Facts, k: str, scope: str, symptom: list[str], build: Buil
                 ERROR,
                 f"the build of nvidia {version} failed for {k}: {why}".replace("nvidia  ", "nvidia "),
                 base + build.lines + [source],
-                fixes.operator_rebuild(version, why) if operator else fixes.kernel_too_new(f, k, good),
+                fixes.operator_rebuild(version, why) if operator else fixes.kernel_too_new(f, k, good, build.kind == "gpl_only"),
                 scope,
                 k,
             )
