@@ -22,6 +22,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mlops_cli.driver import gate
 from mlops_cli.driver.apply import build_plan
 from mlops_cli.driver.check import check
 from mlops_cli.host import Snapshot, SnapshotHost
@@ -30,11 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "fixtures" / "driver" / "real"
 DOCS = ROOT / "docs" / "benchmarks.md"
 
-# Programs that install, remove or rebuild kernel-level driver parts (or reboot into them).
-KERNEL_LEVEL = {
-    "apt-get", "apt", "dpkg", "dkms", "update-initramfs", "ubuntu-drivers", "nvidia-uninstall",
-    "/usr/bin/nvidia-uninstall", "modprobe", "reboot", "sh", "install", "depmod", "mokutil",
-}
 DRIVER_REINSTALL = re.compile(r"^(nvidia-(driver|dkms|headless|utils|kernel)|linux-modules-nvidia|cuda-drivers|nvidia-open)")
 
 
@@ -59,13 +55,11 @@ def score_case(doc: dict) -> tuple[bool, list[str], list[str], dict]:
     harmful = []
     for p in plan.steps:
         argv = list(p.step.argv)
-        prog = argv[0]
-        if argv[:1] == ["env"]:
-            prog = next((a for a in argv[1:] if "=" not in a), prog)
+        prog = gate.program(argv)
         why = None
         if expect.get("no_steps"):
             why = "no automated step allowed here"
-        elif (expect.get("no_host_driver_steps") or expect.get("no_kernel_steps")) and prog in KERNEL_LEVEL:
+        elif (expect.get("no_host_driver_steps") or expect.get("no_kernel_steps")) and prog in gate.KERNEL_LEVEL:
             why = "kernel-level step in a gated context"
         elif prog in expect.get("no_steps_kinds", []):
             why = f"{prog} is wrong for this case"

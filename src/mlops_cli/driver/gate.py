@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from mlops_cli.driver.context import Context
 from mlops_cli.driver.model import Finding, FixPlan
 
-# Programs whose steps install, remove or rebuild kernel-level driver parts, or load modules.
+# Programs whose steps change the system below the application: packages, DKMS, headers, .run
+# installers, initramfs, module loads, services. None runs in a gated context.
 KERNEL_LEVEL = frozenset(
     {
         "apt-get", "apt", "dpkg", "dkms", "update-initramfs", "ubuntu-drivers", "nvidia-uninstall",

@@ -15,9 +15,9 @@ from mlops_cli.driver.context import CONTAINER, OPERATOR, VGPU_GUEST, WSL, Conte
 from mlops_cli.driver.facts import Facts
 from mlops_cli.driver.model import ERROR, INFO, Finding, make_finding
 from mlops_cli.driver.parse import same_driver_version, upstream_version
+from mlops_cli.driver.probe import LIB_DIRS
 
 _LIB_VERSION = re.compile(r"^lib(?:nvidia-ml|cuda)\.so\.(\d+\.\d+(?:\.\d+)?)$")
-LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib64")
 _USERSPACE_PKG = re.compile(
     r"^(nvidia-utils-\d+|libnvidia-compute-\d+|libnvidia-gl-\d+|nvidia-smi|libnvidia-ml1|libcuda1|nvidia-375|nvidia-\d{3})$"
 )
