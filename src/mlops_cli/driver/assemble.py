@@ -255,7 +255,13 @@ def read_facts(c: Collected) -> Facts:
     if facts.context.kind in (ctx_mod.CONTAINER, ctx_mod.WSL):
         # The host's tools (DKMS, modinfo, mokutil) are not expected here: their absence hides nothing.
         facts.not_seen = [n for n in facts.not_seen if n.probe not in _HOST_ONLY_PROBES]
-    tl = timeline.read(c.command("uptime_since").stdout, c.text("/var/log/dpkg.log") or "")
+    tl = timeline.read(
+        c.command("uptime_since").stdout,
+        c.text("/var/log/dpkg.log") or "",
+        c.text("/var/log/apt/term.log") or "",
+        klog_text,
+        facts.reboot_pkgs,
+    )
     facts.rebooted_since_driver_change = tl.rebooted_since_change
     facts.boot_time = tl.boot_line
     facts.timeline_evidence = tl.evidence()

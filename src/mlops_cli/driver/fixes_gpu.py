@@ -14,14 +14,23 @@ APT = ("apt-get", "install", "-y")
 BLACKLIST = {"nova_core": ("blacklist-nova.conf", "'blacklist nova_core', 'blacklist nova_drm' and 'blacklist nova'")}
 
 
-def conflicting_driver(f: Facts, owner: str) -> FixPlan:
+def conflicting_driver(f: Facts, owner: str, passthrough: bool = False) -> FixPlan:
     if owner == "vfio-pci":
+        if passthrough:
+            return FixPlan(
+                "vfio-pci holds the GPU on purpose (passthrough is configured): decide which use wins",
+                (),
+                "This box is configured to hand the GPU to VMs (vfio-pci ids / softdep found), so the nvidia driver cannot "
+                "use it here. Nothing is changed: if the GPU should serve this host instead, remove the GPU's ids from the "
+                "vfio-pci options in /etc/modprobe.d and the kernel command line, run 'update-initramfs -u -k all' and reboot "
+                "(the VMs lose the GPU).",
+            )
         return FixPlan(
             "give the GPU back to nvidia: remove the vfio-pci binding",
             (),
             "This box is not set up as a passthrough host, yet vfio-pci owns the GPU: remove the GPU's ids from 'vfio-pci ids=' in "
             "/etc/modprobe.d/*.conf and 'vfio-pci.ids=' from the kernel command line (/etc/default/grub, then update-grub), "
-            "run 'update-initramfs -u', reboot.",
+            "run 'update-initramfs -u -k all', reboot.",
         )
     if owner == "nouveau":
         return fixes.nouveau()  # the same steps as nouveau_bound: --fix runs them once

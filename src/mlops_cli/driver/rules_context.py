@@ -67,6 +67,22 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
         return []
     if f.smi.kind == "ok":
         return []
+    dxg = "dxg" in (f.collected.listing("/dev") or [])
+    if ctx.container and not dxg and f.collected.listing("/usr/lib/wsl/lib") is None:
+        # A container in WSL started without the GPU: WSL itself may be fine.
+        return [
+            make_finding(
+                "inside_container_no_gpu_passed",
+                ERROR,
+                "this container (in WSL) was started without the GPU: no /dev/dxg and no /usr/lib/wsl/lib inside",
+                list(ctx.evidence) + list(f.smi.lines[:1]),
+                fixes.manual(
+                    "start the container with the GPU",
+                    "Re-run it with 'docker run --gpus all ...' (Docker Desktop: WSL 2 backend; Docker Engine in WSL: the "
+                    "NVIDIA Container Toolkit); check 'nvidia-smi' in WSL itself first. Never install a driver in the container.",
+                ),
+            )
+        ]
     ev = list(ctx.evidence) + list(f.smi.lines[:2])
     if "dxg" not in (f.collected.listing("/dev") or []):
         ev.append("no /dev/dxg: Windows does not offer the GPU to this WSL instance")

@@ -84,8 +84,6 @@ def conflicting_driver_findings(f: Facts, driver_expected: bool) -> list[Finding
             owners.setdefault(owner, []).extend(m.lines)
     if "nova_core" in f.loaded and "nova_core" not in owners and not f.module_loaded and driver_expected:
         owners.setdefault("nova_core", []).append("/proc/modules: nova_core is loaded")
-    if "vfio-pci" in owners and (_passthrough_host(f) or not driver_expected):
-        del owners["vfio-pci"]  # a passthrough host binds vfio-pci on purpose
     if not owners or not driver_expected:
         return []
     owner = "nova_core" if "nova_core" in owners else ("nouveau" if "nouveau" in owners else next(iter(owners)))
@@ -99,7 +97,7 @@ def conflicting_driver_findings(f: Facts, driver_expected: bool) -> list[Finding
             ERROR,
             f"the {owner} kernel driver owns the GPU, so nvidia cannot bind to it",
             ev,
-            fixes_gpu.conflicting_driver(f, owner),
+            fixes_gpu.conflicting_driver(f, owner, passthrough=_passthrough_host(f)),
         )
     ]
 
