@@ -5,7 +5,8 @@ name order; symbolic links to folders are not followed), or ``-`` (stdin). A fil
 - one command's ``--json`` document (or its ``{"error": ...}`` document when the command failed);
 - an Ansible fact-cache file (the ``jsonfile`` cache plugin: one file per host, named after it),
   holding the facts ``mlops_driver_check`` / ``mlops_gpu`` / ``mlops_oom_check`` that the role
-  in contrib/ansible sets;
+  in contrib/ansible sets. ansible-core 2.19 and later name the file ``s1_<host>`` and wrap the
+  facts in a ``__payload__`` string whose values carry origin tags; both layouts are read;
 - or pdsh output: every line prefixed with ``host: `` (``pdsh -w HOSTS mlops driver-check --json``).
 
 Every file is read through the floor (``files.read_input_text`` + ``files.parse_json``: size cap,
@@ -31,6 +32,7 @@ KINDS = ("driver-check", "gpu", "oom-check")
 # The facts the Ansible role sets (contrib/ansible/roles/mlops_driver_check), one per command.
 FACT_KEYS = {"mlops_driver_check": "driver-check", "mlops_gpu": "gpu", "mlops_oom_check": "oom-check"}
 _PDSH_LINE = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.\-]{0,252}): ?(.*)\Z")
+_CACHE_SCHEMA_PREFIX = re.compile(r"s\d+_")  # ansible-core >= 2.19: s<schema id>_<host>
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,38 @@ def _file_node(path: str) -> str:
     return name[:-5] if name.endswith(".json") and len(name) > 5 else name
 
 
+def _untag(value: Any) -> Any:
+    """A value from ansible-core 2.19's fact cache without its tags: ``{"value": X, "tags": [...],
+    "__ansible_type": "_AnsibleTagged..."}`` becomes X, at any depth (iterative)."""
+    root = [value]
+    stack: list[tuple[Any, Any]] = [(root, 0)]
+    while stack:
+        container, key = stack.pop()
+        item = container[key]
+        while isinstance(item, dict) and "__ansible_type" in item and "value" in item:
+            item = item["value"]
+        container[key] = item
+        if isinstance(item, dict):
+            stack.extend((item, k) for k in item)
+        elif isinstance(item, list):
+            stack.extend((item, i) for i in range(len(item)))
+    return root[0]
+
+
+def _fact_cache_payload(doc: dict[str, Any], fallback_node: str, origin: str) -> tuple[Any, str]:
+    """The facts inside an ansible-core >= 2.19 cache file, and the host it is named after."""
+    payload = files.parse_json(doc["__payload__"], what=f"the Ansible fact cache {origin}")
+    m = _CACHE_SCHEMA_PREFIX.match(fallback_node)
+    return _untag(payload), fallback_node[m.end():] if m and m.end() < len(fallback_node) else fallback_node
+
+
 def documents_in(doc: Any, fallback_node: str, origin: str) -> tuple[list[Document], str | None]:
     """The mlops documents one parsed file holds, or the reason it holds none."""
+    if isinstance(doc, dict) and isinstance(doc.get("__payload__"), str) and len(doc) == 1:
+        try:
+            doc, fallback_node = _fact_cache_payload(doc, fallback_node, origin)
+        except UsageError as exc:
+            return [], exc.message
     kind = kind_of(doc)
     if kind is not None:
         return [Document(node_name(doc, fallback_node), kind, doc, origin)], None
@@ -90,7 +122,7 @@ def documents_in(doc: Any, fallback_node: str, origin: str) -> tuple[list[Docume
                 found.append(Document(node_name(sub, fallback_node), kind_of(sub) or fact_kind, sub, origin))
         if found:
             return found, None
-        if any(k.startswith("ansible_") for k in doc):
+        if any(k.startswith("ansible_") for k in doc) or not doc or all(isinstance(v, dict) for v in doc.values()):
             return [], "an Ansible fact-cache file without mlops facts (mlops_driver_check, mlops_gpu, mlops_oom_check)"
     return [], "not the --json output of mlops driver-check, gpu or oom-check"
 

@@ -14,11 +14,11 @@ from mlops_cli.fleet.summary import FleetSummary, Group
 from mlops_cli.text import one_line, shell_join, shorten
 
 MAX_HOSTLIST = 400  # characters of a host list shown in text; --json has every name
-_OUTLOOK = {  # (status now, loses the GPU at the next boot) -> what the group's head line adds
-    ("ok", True): ", works now but the next boot loses the GPU",
-    ("ok", False): "",
-    ("problem", True): ", a reboot does not fix it",
-    ("problem", False): ", a reboot fixes it",
+_OUTLOOK = {  # (works now, loses the GPU at the next boot) -> what the group's head line adds
+    (True, True): ", works now but the next boot loses the GPU",
+    (True, False): "",
+    (False, True): ", a reboot does not fix it",
+    (False, False): ", a reboot fixes it",
 }
 
 
@@ -94,7 +94,8 @@ def render_group(console: Console, i: int, g: Group) -> None:
     kind = "check" if g.kind == "error" else g.kind
     head = Text(f"{i}. {len(g.nodes)} node(s), {kind} {g.status}", style=style)
     if g.kind == "driver-check" and g.loses_gpu_at_next_boot is not None:
-        head.append(_OUTLOOK[(g.status, g.loses_gpu_at_next_boot)], style="bold red" if g.loses_gpu_at_next_boot else "")
+        head.append(_OUTLOOK[(bool(g.works_now), g.loses_gpu_at_next_boot)],
+                    style="bold red" if g.loses_gpu_at_next_boot else "")
     head.append(f": {one_line(g.title)}", style="")
     console.print(head, soft_wrap=True)
     console.print(Text(f"   nodes: {shorten(compress(g.nodes), MAX_HOSTLIST)}"), soft_wrap=True)

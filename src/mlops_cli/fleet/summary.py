@@ -5,7 +5,7 @@ run) from each command's own verdict; the worst one is the node's. Nodes whose d
 the same thing with the same fix are one group, with one plan: for driver-check, the same
 findings (id and severity, in order) and the same fix steps; for oom-check, the same model
 not fitting with the same remedy plan; for a failed check, the same error message. The
-next-boot outlook of a driver-check document comes from ``driver.nextboot``, the one place it
+outlook of a driver-check document comes from ``driver.outlook``, the one place it
 is decided.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_cli.driver.nextboot import next_boot
+from mlops_cli.driver.outlook import outlook as driver_outlook
 from mlops_cli.errors import ExitCode
 from mlops_cli.fleet.inputs import Document, Unusable
 
@@ -31,6 +31,7 @@ class Group:
     steps: list[dict[str, Any]]  # argv (without sudo), why, reboot_after; or change/cost for oom-check
     manual: list[str]
     loses_gpu_at_next_boot: bool | None
+    works_now: bool | None = None
     nodes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -38,7 +39,7 @@ class Group:
 
         return {"kind": self.kind, "status": self.status, "title": self.title, "nodes": self.nodes,
                 "hostlist": compress(self.nodes), "findings": self.findings,
-                "gpu_after_reboot": _negate(self.loses_gpu_at_next_boot),
+                "works_now": self.works_now, "gpu_after_reboot": _negate(self.loses_gpu_at_next_boot),
                 "plan": {"steps": self.steps, "manual": self.manual}}
 
 
@@ -117,10 +118,10 @@ def _driver_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] |
         status = "problem"
     findings = [f for f in doc.get("findings") or [] if isinstance(f, dict) and isinstance(f.get("id"), str)]
     ids = [{"id": f["id"], "severity": _str(f.get("severity"), "error")} for f in findings]
-    outlook = next_boot(doc)
-    loses = None if outlook.keeps_gpu is None else not outlook.keeps_gpu
-    view = {"status": status, "findings": ids, "next_boot_kernel": outlook.kernel,
-            "next_boot_module_present": outlook.module_present, "gpu_after_reboot": outlook.keeps_gpu,
+    outlook = driver_outlook(doc)
+    loses = None if outlook.after_reboot is None else not outlook.after_reboot
+    view = {"status": status, "works_now": outlook.works_now, "findings": ids, "next_boot_kernel": outlook.next_kernel,
+            "next_boot_module_present": outlook.module_present, "gpu_after_reboot": outlook.after_reboot,
             "blocking": list(outlook.blocking)}
     if not findings:
         return view, None, None, loses
@@ -139,10 +140,11 @@ def _driver_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] |
                               "finding": f["id"]})
         if isinstance(fix.get("manual"), str) and fix["manual"] and fix["manual"] not in manual:
             manual.append(fix["manual"])
-    key = ("driver-check", status, loses, tuple((i["id"], i["severity"]) for i in ids),
+    key = ("driver-check", status, outlook.works_now, loses, tuple((i["id"], i["severity"]) for i in ids),
            tuple(tuple(s["argv"]) for s in steps), tuple(manual))
     first = next((f for f in findings if f.get("severity") == "error"), findings[0])
-    group = Group("driver-check", status, _str(first.get("title"), first["id"]), ids, steps, manual, loses)
+    group = Group("driver-check", status, _str(first.get("title"), first["id"]), ids, steps, manual, loses,
+                  outlook.works_now)
     return view, key, group, loses
 
 

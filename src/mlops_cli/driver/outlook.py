@@ -1,10 +1,11 @@
-"""Will this node come back with its GPU after a reboot? Read from a driver-check JSON document.
+"""Does the GPU work now, and will it after a reboot? Read from a driver-check JSON document.
 
 Pure, and built only on the documented JSON schema (docs/driver-check.md: ``status``,
 ``kernel``, ``driver``, ``findings[].id/severity/kernel``), so finding ids added later are
-handled without a change here: an unknown error finding is assumed to survive a reboot.
-The same answer feeds the Prometheus metrics, ``mlops report`` and the Ansible role (which
-calls ``mlops report``), so they never disagree.
+handled without a change here: an unknown error finding is taken to be about the running
+kernel (when it names no other) and to survive a reboot. The same answer feeds the Prometheus
+metrics, ``mlops report`` and the Ansible role (which calls ``mlops report``), so they never
+disagree.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ FOLLOWS_OTHERS = frozenset({"container_host_driver_broken"})
 
 
 @dataclass(frozen=True)
-class NextBoot:
-    kernel: str | None  # the kernel that boots next
+class Outlook:
+    works_now: bool  # no error finding about the running kernel (False on status no-gpu)
+    next_kernel: str | None  # the kernel that boots next
     module_present: bool | None  # does that kernel have an nvidia module? None: cannot tell
-    keeps_gpu: bool | None  # will the GPU work after the reboot? None: cannot tell (no GPU seen now)
+    after_reboot: bool | None  # will the GPU work after the next reboot? None: cannot tell (no GPU seen now)
     blocking: tuple[str, ...]  # ids of the error findings that stop it
 
 
@@ -34,23 +36,28 @@ def _errors(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [f for f in findings if isinstance(f, dict) and f.get("severity") == "error" and isinstance(f.get("id"), str)]
 
 
-def next_boot(doc: dict[str, Any]) -> NextBoot:
-    """The outlook for the next boot, from what the check reported.
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
+
+def outlook(doc: dict[str, Any]) -> Outlook:
+    """The outlook now and after the next reboot, from what the check reported.
+
+    - Works now: status ``ok``, or every error finding names another kernel than the running one.
     - A kernel judged with ``--kernel`` (``judged_has_module``) is taken as said.
     - The next-boot kernel lacks a module when an error finding names it (headers missing for
       it, a failed build, ``next_boot_kernel_missing_module``); when it is the running kernel,
       a module is present when one is loaded or on disk.
-    - The GPU comes back unless the next-boot kernel lacks a module or an error finding that
-      is not about another kernel, and that a reboot does not cure, is present.
+    - The GPU works after the reboot unless the next-boot kernel lacks a module, or an error
+      finding that names no other kernel, and that a reboot does not cure, is present.
     """
-    kernel = doc.get("kernel") if isinstance(doc.get("kernel"), dict) else {}
-    driver = doc.get("driver") if isinstance(doc.get("driver"), dict) else {}
+    kernel, driver = _dict(doc.get("kernel")), _dict(doc.get("driver"))
     running = kernel.get("running") if isinstance(kernel.get("running"), str) else None
     nb = kernel.get("next_boot") if isinstance(kernel.get("next_boot"), str) else running
-    if doc.get("status") == "no-gpu":
-        return NextBoot(nb, None, None, ())
     all_errors = _errors(doc)
+    if doc.get("status") == "no-gpu":
+        return Outlook(False, nb, None, None, ())
+    works_now = doc.get("status") == "ok" or all(f.get("kernel") and f.get("kernel") != running for f in all_errors)
     causes = [f for f in all_errors if f["id"] not in FOLLOWS_OTHERS]
     errors = [f for f in (causes or all_errors) if f["id"] not in CURED_BY_REBOOT]
     about_nb = [f for f in errors if f.get("kernel") == nb]
@@ -70,4 +77,4 @@ def next_boot(doc: dict[str, Any]) -> NextBoot:
     blocking = tuple(dict.fromkeys(f["id"] for f in follow))
     if module is False and not blocking:
         blocking = ("next_boot_kernel_missing_module",)
-    return NextBoot(nb, module, not blocking and module is not False, blocking)
+    return Outlook(works_now, nb, module, not blocking and module is not False, blocking)
