@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import random
-import re
 import resource
 import statistics
 import subprocess
@@ -28,8 +27,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from docsection import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 FIXTURES = ROOT / "tests" / "fixtures" / "driver"
 
 
@@ -113,10 +113,7 @@ def main() -> None:
     ])
     print(section)
     if not args.no_write:
-        text = DOCS.read_text()
-        pattern = re.compile(r"^## report \(.*?(?=^## |\Z)", re.S | re.M)
-        text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-        DOCS.write_text(text)
+        write_section("report (", section)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fleet_helpers import DRIVER_FIXTURES, GPU_FIXTURES, TESTS, driver_names, driver_report
+from fleet_helpers import GPU_FIXTURES, TESTS, driver_names, driver_report
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
