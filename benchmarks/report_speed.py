@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    load = os.getloadavg()[0]
     docs = fixture_documents()
     rows = []
     medians = {}
@@ -104,7 +105,8 @@ def main() -> None:
         "synthetic fleets, one real driver-check `--json` output per node (80 % healthy, the rest every recorded "
         "problem), timed end to end as a child process (`mlops report DIR --json`: start-up, every file read "
         "through the floor, parsed, summarised, printed); medians. Peak memory of the largest run: "
-        f"{peak_kib / 1024:.0f} MiB.",
+        f"{peak_kib / 1024:.0f} MiB. Load average when it started: {load:.1f} (the machine is shared; "
+        "compare the growth column, not single times).",
         "",
         "| nodes | JSON read | median | per node | growth | groups |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -268,3 +268,44 @@ def test_a_finding_id_added_later_is_judged_by_what_it_names():
     doc["findings"] = [{"id": "some_future_problem", "severity": "error", "kernel": doc["kernel"]["running"]}]
     o = outlook(doc)  # about the running kernel only: the next one boots without it
     assert (o.works_now, o.module_present, o.after_reboot) == (False, True, True)
+
+
+# Documents that pass for a command's output by their keys but hold anything in their fields
+# (a hand-edited file, another tool's output, a future schema): the summary never crashes.
+_ANY = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**12) | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+_FINDING = st.fixed_dictionaries({"id": st.text(max_size=10) | _ANY, "severity": st.sampled_from(["error", "warning", "x"]) | _ANY},
+                                 optional={"kernel": _ANY, "title": _ANY, "fix": st.fixed_dictionaries(
+                                     {"steps": st.lists(st.fixed_dictionaries({"argv": st.lists(_ANY, max_size=3)},
+                                                                              optional={"why": _ANY}), max_size=2) | _ANY},
+                                     optional={"manual": _ANY}) | _ANY})
+_DRIVER = st.fixed_dictionaries({"status": st.sampled_from(["ok", "problem", "no-gpu", "weird"]), "kernel": _ANY,
+                                 "findings": st.lists(_FINDING | _ANY, max_size=4)},
+                                optional={"driver": _ANY, "gpus": _ANY})
+_GPU = st.fixed_dictionaries({"gpus": st.lists(_ANY, max_size=3), "gpu_count": _ANY}, optional={"driver_version": _ANY})
+_OOM = st.fixed_dictionaries({"fits": st.booleans(), "capacity_bytes": _ANY, "required_bytes": _ANY},
+                             optional={"model": _ANY, "plan": st.lists(_ANY, max_size=3) | _ANY})
+_ERROR = st.fixed_dictionaries({"error": st.dictionaries(st.sampled_from(["message", "hint", "exit_code"]), _ANY)})
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["gpu1", "gpu2", "gpu3"]), _DRIVER | _GPU | _OOM | _ERROR), max_size=6))
+def test_odd_documents_never_crash_the_summary(entries):
+    import io
+
+    from rich.console import Console
+
+    from mlops_cli.fleet.inputs import documents_in
+    from mlops_cli.fleet.report import FleetReport
+    from mlops_cli.fleet.summary import summarize
+
+    docs = []
+    for i, (node, doc) in enumerate(entries):
+        found, why = documents_in(doc, node, f"in{i}")
+        assert found or why
+        docs += found
+    report = FleetReport(summarize(docs, []), [])
+    json.dumps(report.to_json())
+    report.render(Console(file=io.StringIO(), width=100))
+    assert report.exit_code in (0, 1, 2)
