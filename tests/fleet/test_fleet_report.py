@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fleet_helpers import GPU_FIXTURES, TESTS, driver_names, driver_report
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mlops_cli.driver.outlook import outlook
@@ -291,6 +291,10 @@ _ERROR = st.fixed_dictionaries({"error": st.dictionaries(st.sampled_from(["messa
 
 @settings(derandomize=True, max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["gpu1", "gpu2", "gpu3"]), _DRIVER | _GPU | _OOM | _ERROR), max_size=6))
+@example([("gpu1", {"fits": False, "capacity_bytes": 1, "required_bytes": 2, "plan": 5})])
+@example([("gpu1", {"status": "problem", "kernel": {}, "findings": [{"id": "x", "severity": "error",
+                                                                    "fix": {"steps": 5, "manual": 7}}]})])
+@example([("gpu1", {"gpus": [], "gpu_count": True}), ("gpu1", {"error": {"message": None, "exit_code": 3}})])
 def test_odd_documents_never_crash_the_summary(entries):
     import io
 

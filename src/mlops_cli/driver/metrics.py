@@ -17,6 +17,10 @@ PREFIX = "mlops_driver_check"
 SEVERITIES = ("error", "warning", "info")
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -25,7 +29,7 @@ def build(doc: dict[str, Any], *, exit_code: int, timestamp: float, duration: fl
     """The metric families for one driver-check result."""
     kernel = doc.get("kernel") if isinstance(doc.get("kernel"), dict) else {}
     driver = doc.get("driver") if isinstance(doc.get("driver"), dict) else {}
-    findings = [f for f in doc.get("findings") or [] if isinstance(f, dict) and _text(f.get("id"))]
+    findings = [f for f in _list(doc.get("findings")) if isinstance(f, dict) and _text(f.get("id"))]
     status = _text(doc.get("status")) or "unknown"
     outlook = driver_outlook(doc)
 
@@ -61,10 +65,10 @@ def build(doc: dict[str, Any], *, exit_code: int, timestamp: float, duration: fl
         keeps.add(outlook.after_reboot, kernel=outlook.next_kernel)
 
     gpus = Family(f"{PREFIX}_gpus", "NVIDIA GPUs seen on the PCI bus.")
-    gpus.add(len(doc.get("gpus") or []) if isinstance(doc.get("gpus"), list) else 0)
+    gpus.add(len(_list(doc.get("gpus"))))
     not_seen = Family(f"{PREFIX}_not_seen_probes", "Probes or files the check could not read (run as root "
                       "to see them); the diagnosis is blind there.")
-    not_seen.add(len(doc.get("not_seen") or []) if isinstance(doc.get("not_seen"), list) else 0)
+    not_seen.add(len(_list(doc.get("not_seen"))))
     stamp = Family(f"{PREFIX}_timestamp_seconds", "When the check finished, in seconds since the Unix epoch.")
     stamp.add(round(timestamp, 3))
     took = Family(f"{PREFIX}_duration_seconds", "How long the check took, in seconds.")

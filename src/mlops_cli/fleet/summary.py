@@ -108,6 +108,10 @@ def _negate(value: bool | None) -> bool | None:
     return None if value is None else not value
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _str(value: Any, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
@@ -116,7 +120,7 @@ def _driver_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] |
     status = _str(doc.get("status"), "problem")
     if status not in ("ok", "problem", "no-gpu"):
         status = "problem"
-    findings = [f for f in doc.get("findings") or [] if isinstance(f, dict) and isinstance(f.get("id"), str)]
+    findings = [f for f in _list(doc.get("findings")) if isinstance(f, dict) and isinstance(f.get("id"), str)]
     ids = [{"id": f["id"], "severity": _str(f.get("severity"), "error")} for f in findings]
     outlook = driver_outlook(doc)
     loses = None if outlook.after_reboot is None else not outlook.after_reboot
@@ -130,7 +134,7 @@ def _driver_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] |
     manual: list[str] = []
     for f in findings:
         fix = f.get("fix") if isinstance(f.get("fix"), dict) else {}
-        for s in fix.get("steps") or []:
+        for s in _list(fix.get("steps")):
             if not isinstance(s, dict) or not isinstance(s.get("argv"), list):
                 continue
             argv = tuple(str(a) for a in s["argv"])
@@ -149,7 +153,7 @@ def _driver_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] |
 
 
 def _gpu_view(doc: dict[str, Any]) -> dict[str, Any]:
-    count = doc.get("gpu_count") if isinstance(doc.get("gpu_count"), int) else len(doc.get("gpus") or [])
+    count = doc.get("gpu_count") if isinstance(doc.get("gpu_count"), int) else len(_list(doc.get("gpus")))
     return {"status": "ok" if count else "no-gpu", "gpu_count": count,
             "driver_version": doc.get("driver_version") if isinstance(doc.get("driver_version"), str) else None}
 
@@ -162,7 +166,7 @@ def _oom_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] | No
             "required_bytes": doc.get("required_bytes"), "capacity_bytes": doc.get("capacity_bytes")}
     if fits:
         return view, None, None
-    plan = [r for r in doc.get("plan") or [] if isinstance(r, dict)]
+    plan = [r for r in _list(doc.get("plan")) if isinstance(r, dict)]
     steps = [{"change": _str(r.get("what"), _str(r.get("name"))), "cost": _str(r.get("cost"))} for r in plan]
     key = ("oom-check", name, tuple(s["change"] for s in steps))
     manual = [] if steps else ["no remedy in the catalogue makes it fit: a GPU with more memory is needed"]

@@ -23,7 +23,8 @@ def _num(value: Any) -> float | int | None:
 
 def build(doc: dict[str, Any], *, exit_code: int, timestamp: float, duration: float | None = None) -> list[Family]:
     """The metric families for one `mlops gpu` sample."""
-    gpus = [g for g in doc.get("gpus") or [] if isinstance(g, dict) and isinstance(g.get("index"), int)]
+    gpus = [g for g in (doc.get("gpus") if isinstance(doc.get("gpus"), list) else [])
+            if isinstance(g, dict) and isinstance(g.get("index"), int)]
     driver = doc.get("driver_version") if isinstance(doc.get("driver_version"), str) else None
 
     count = Family(f"{PREFIX}_devices", "NVIDIA GPUs NVML reports.")
@@ -56,7 +57,8 @@ def build(doc: dict[str, Any], *, exit_code: int, timestamp: float, duration: fl
             "temp": _num(g.get("temperature_c")), "power": _num(g.get("power_w")), "limit": _num(g.get("power_limit_w")),
         }
         processes = g.get("processes")
-        if isinstance(processes, list) and "processes" not in (g.get("unavailable") or {}):
+        unavailable = g.get("unavailable") if isinstance(g.get("unavailable"), dict) else {}
+        if isinstance(processes, list) and "processes" not in unavailable:
             values["procs"] = len(processes)
             held = [_num(p.get("used_bytes")) for p in processes if isinstance(p, dict)]
             values["proc_mem"] = sum(h for h in held if h is not None)
