@@ -23,6 +23,8 @@ HOSTS = {  # host -> (snapshot, will it fail the play?)
     "gpu03": ("mismatch-pending-reboot", False),  # broken now, but the reboot loads the new module
     "gpu04": ("nouveau", True),
     "gpu05": ("no-gpu", False),  # not a GPU node: nothing to lose
+    # its evidence quotes `docker info --format '{{json .Runtimes}}'`: Ansible must not template it
+    "gpu06": ("container-host-driver-broken", False),
 }
 
 
@@ -41,7 +43,7 @@ def play(tmp_path_factory):
     hosts = {h: {"mlops_driver_check_args": ["--snapshot", str(DRIVER_FIXTURES / f"{snap}.json")]}
              for h, (snap, _) in HOSTS.items()}
     hosts["gpu02"]["mlops_next_boot_kernel"] = "6.8.0-45-generic"  # as an upgrade playbook would pass it
-    hosts["gpu06"] = {"mlops_driver_check_args": ["--snapshot", str(tmp / "missing.json")]}  # mlops exits 2
+    hosts["gpu07"] = {"mlops_driver_check_args": ["--snapshot", str(tmp / "missing.json")]}  # mlops exits 2
     inventory = {"all": {"hosts": hosts, "vars": {
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "mlops_command": mlops, "mlops_report_command": mlops, "mlops_fleet_dir": str(tmp / "fleet")}}}
@@ -69,13 +71,13 @@ def test_the_play_fails_exactly_the_hosts_that_will_not_come_back(play):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out  # ansible-playbook: some hosts failed
     stats = recap(proc.stdout)
-    assert {h for h, s in stats.items() if s["failed"]} == {h for h, (_, fails) in HOSTS.items() if fails} | {"gpu06"}, out
+    assert {h for h, s in stats.items() if s["failed"]} == {h for h, (_, fails) in HOSTS.items() if fails} | {"gpu07"}, out
     # gpu02 and gpu04 failed at the verdict, with the cause and the fix, after their JSON was collected
     assert re.search(r"gpu02 will not have a working GPU after a reboot \(kernel_headers_missing, "
                      r"next_boot_kernel_missing_module[^)]*\).*Fix: sudo apt-get install -y linux-headers-6.8.0-45-generic", out)
     assert "gpu04 will not have a working GPU after a reboot (nouveau_bound)" in out
-    # gpu06: mlops itself refused (exit 2) -> failed at the first task, left out of the summary
-    assert re.search(r"fatal: \[gpu06\]: FAILED!.*\"rc\": 2", out)
+    # gpu07: mlops itself refused (exit 2) -> failed at the first task, left out of the summary
+    assert re.search(r"fatal: \[gpu07\]: FAILED!.*\"rc\": 2", out)
     assert sorted(p.name for p in (tmp / "fleet").iterdir()) == [f"{h}.json" for h in sorted(HOSTS)]
 
 
@@ -96,5 +98,5 @@ def test_mlops_report_reads_the_fleet_folder_and_the_fact_cache_alike(play):
     assert from_files.returncode == from_cache.returncode == 1, (from_files, from_cache)
     a, b = from_files.json(), from_cache.json()
     assert sorted(a["no_gpu_after_reboot"]) == sorted(b["no_gpu_after_reboot"]) == ["gpu02", "gpu04"]
-    assert a["by_status"] == b["by_status"] == {"ok": 1, "problem": 3, "no-gpu": 1, "failed": 0}
+    assert a["by_status"] == b["by_status"] == {"ok": 1, "problem": 4, "no-gpu": 1, "failed": 0}
     assert sorted(n["node"] for n in b["nodes"]) == sorted(HOSTS)  # the cache's s1_ prefix is not in the names
