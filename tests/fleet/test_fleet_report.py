@@ -172,8 +172,10 @@ def test_pdsh_output_on_stdin(mlops, docs):
     assert sorted(n["node"] for n in rep["nodes"]) == ["gpu1", "gpu2", "gpu3"]
     assert sorted(rep["no_gpu_after_reboot"]) == ["gpu2", "gpu3"]
     # a host whose output was cut off is named, the others still count
-    r = mlops("report", "-", "--json", input="\n".join(out[:-40]) + "\ngpu4: Permission denied\n")
-    assert r.returncode == 1 and {u["input"] for u in r.json()["unusable"]} >= {"stdin (gpu4)"}, r
+    cut = [ln for ln in out if not ln.startswith("gpu1: ")] + [f"gpu1: {ln}" for ln in lines["gpu1"][:-5]]
+    r = mlops("report", "-", "--json", input="\n".join(cut) + "\ngpu4: Permission denied\n")
+    assert r.returncode == 1 and {u["input"] for u in r.json()["unusable"]} >= {"stdin (gpu1)", "stdin (gpu4)"}, r
+    assert sorted(n["node"] for n in r.json()["nodes"]) == ["gpu2", "gpu3"]
 
 
 def test_gpu_oom_check_and_failed_checks_in_one_fleet(mlops, tmp_path, docs):
