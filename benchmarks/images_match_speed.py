@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`mlops images match` on N references against N model outputs: time, and how it grows with N.
 
-The image sets are made once under --workdir (default /tmp/mlops-images-bench) with the test
-suite's generator (tests/images/synth.py): photo-like 1024x768 JPEGs (gradient, shapes, noise)
+The image set is made once for the largest N (smaller N take its first references, hard-linked)
+under --workdir (default /tmp/mlops-images-bench) with the test suite's generator (tests/images/synth.py): photo-like 1024x768 JPEGs (gradient, shapes, noise)
 and, per reference, one output under a shuffled name, made by one of four effects in turn
 (blur + JPEG recompression, colour shift, resize to 75 %, blur + resize to 16:9). Each run is the
 real command line (`python -m mlops_cli images match REF OUT -o DIR --json`) in a child process
@@ -60,6 +60,22 @@ def make_set(workdir: Path, n: int, width: int, height: int) -> tuple[Path, Path
     return base / "refs", base / "outs", truth
 
 
+def subset(workdir: Path, full: tuple[Path, Path, dict[str, str]], n: int, tag: str) -> tuple[Path, Path, dict[str, str]]:
+    """The first n references of the full set and their outputs, as hard links (made in no time)."""
+    refs, outs, truth = full
+    if n >= len(truth):
+        return full
+    base = workdir / f"subset-{n}-{tag}"
+    shutil.rmtree(base, ignore_errors=True)
+    (base / "refs").mkdir(parents=True)
+    (base / "outs").mkdir()
+    part = {ref: truth[ref] for ref in sorted(truth)[:n]}
+    for ref, out in part.items():
+        os.link(refs / ref, base / "refs" / ref)
+        os.link(outs / out, base / "outs" / out)
+    return base / "refs", base / "outs", part
+
+
 def run_once(refs: Path, outs: Path, out: Path, metric: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
@@ -110,11 +126,13 @@ def main() -> None:
     cpus = {int(c) for c in args.cpus.split(",")}
     os.sched_setaffinity(0, cpus)  # children inherit it
 
+    t0 = time.perf_counter()
+    full = make_set(workdir, max(ns), width, height)
+    print(f"image set of {max(ns)} + {max(ns)} ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    load_before = os.getloadavg()
     rows = []
     for n in ns:
-        t0 = time.perf_counter()
-        refs, outs, truth = make_set(workdir, n, width, height)
-        print(f"N={n}: image set ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        refs, outs, truth = subset(workdir, full, n, f"{width}x{height}")
         runs = [run_once(refs, outs, workdir / "out", "mse") for _ in range(args.rounds)]
         right, total = accuracy(runs[-1]["doc"], truth)
         med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "decode", "match", "stitch")}
@@ -122,14 +140,15 @@ def main() -> None:
                      "greedy": runs[-1]["doc"]["folders"][0]["greedy_disagreements"]})
         print(f"N={n}: {med}", file=sys.stderr)
     extra = []
-    refs, outs, truth = make_set(workdir, ns[-1], width, height)
+    refs, outs, truth = full
     for metric in [m for m in args.metrics.split(",") if m]:
         r = run_once(refs, outs, workdir / "out", metric)
         right, total = accuracy(r["doc"], truth)
         extra.append({"metric": metric, "n": ns[-1], **{k: r[k] for k in ("wall", "decode", "match", "stitch")},
                       "right": right, "total": total, "greedy": r["doc"]["folders"][0]["greedy_disagreements"]})
     shutil.rmtree(workdir / "out", ignore_errors=True)
-    section = render(rows, extra, args, width, height, sorted(cpus), skimage_pair_ms())
+    load = (load_before[1], os.getloadavg()[1])
+    section = render(rows, extra, args, width, height, sorted(cpus), skimage_pair_ms(), load)
     print(section)
     if not args.no_write:
         write_section(section)
@@ -141,7 +160,7 @@ def growth(rows: list[dict], key: str) -> str:
     return f"{math.log(rows[-1][key] / rows[-2][key]) / math.log(rows[-1]['n'] / rows[-2]['n']):.2f}"
 
 
-def render(rows, extra, args, width, height, cpus, ssim_ms) -> str:
+def render(rows, extra, args, width, height, cpus, ssim_ms, load) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "## images",
@@ -152,7 +171,8 @@ def render(rows, extra, args, width, height, cpus, ssim_ms) -> str:
         f"the real command line in a child process pinned to CPUs {cpus}. Medians of {args.rounds} runs; the "
         "phases come from the command's `timings_s`. Machine: "
         f"{platform.node() or 'vm'}, {platform.machine()}, {os.cpu_count()} CPUs (using {len(cpus)}), "
-        f"Python {platform.python_version()}; {now}.",
+        f"Python {platform.python_version()}; {now}. Load average (5 min) {load[0]:.1f} before and "
+        f"{load[1]:.1f} after: other jobs share these CPUs, so single phases vary between runs.",
         "",
         "| N x N | wall s | decode s | match s | decode + match s | stitch s | right pairs | greedy would differ |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -17,6 +17,7 @@ import stat
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,6 +31,7 @@ from mlops_cli.images.discover import Folder, list_folder
 from mlops_cli.images.distance import distance_matrix
 from mlops_cli.images.layout import strip_layout, strip_names
 from mlops_cli.images.result import CSV_HEADER, FolderSummary, MatchResult, Pair, Skipped, Strip
+from mlops_cli.interrupts import deferred
 
 MAX_IMAGE_BYTES = 512 * files.MiB
 MAX_SIZE = 128
@@ -89,40 +91,29 @@ class Progress:
 
 def run(ref_dir: str, other_dirs: list[str], out: str, settings: Settings, *, show_progress: bool) -> MatchResult:
     check_settings(settings)
-    folders = [list_folder(ref_dir, what="reference folder")]
-    folders += [list_folder(d, what="folder") for d in other_dirs]
+    folders = [list_folder(ref_dir, what="reference folder")] + [list_folder(d, what="folder") for d in other_dirs]
     for i, folder in enumerate(folders):
         if not folder.files:
-            what = "reference folder" if i == 0 else "folder"
-            raise UsageError(f"no image files in {what} {files.show_path(folder.path)}",
+            raise UsageError(f"no image files in {'reference folder' if i == 0 else 'folder'} "
+                             f"{files.show_path(folder.path)}",
                              hint="images are .jpg .jpeg .png .webp .bmp .tif .tiff files directly in the folder")
     check_output(out, folders)
-    # Pillow warns (on stderr) about large or odd files; those are handled here, per file.
+    # Pillow warns on stderr about odd or huge files; each is handled (or skipped) here instead.
     warnings.filterwarnings("ignore", module=r"PIL\.")
     warnings.filterwarnings("ignore", category=decode.Image.DecompressionBombWarning)
     timings: dict[str, float] = {}
     with files.staging_dir(out, what="output folder") as staging, Progress(show_progress) as progress, \
             _pool() as pool:
-        start = time.perf_counter()
-        images, skipped = _decode_all(pool, folders, settings, progress)
-        timings["decode"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        refs = [im for im in images if im.folder == 0 and im.features is not None]
-        summaries, pairings = [], []
-        tick = progress.phase("matching", len(folders) - 1)
-        for index in range(1, len(folders)):
-            cands = [im for im in images if im.folder == index and im.features is not None]
-            summary, pairing = _pair(folders[index], refs, cands, settings)
-            summaries.append(summary)
-            pairings.append(pairing)
-            tick()
-        timings["match"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        names = strip_names(len(refs), settings.format)
-        strips = [Strip(name, ref.name, tuple(p[i][0] for p in pairings)) for i, (name, ref) in enumerate(zip(names, refs))]
-        skipped += _write_strips(pool, staging, folders, refs, strips, pairings, settings, progress)
+        with _timed(timings, "decode"):
+            images, skipped = _decode_all(pool, folders, settings, progress)
+        with _timed(timings, "match"):
+            refs = [im for im in images if im.folder == 0 and im.features is not None]
+            summaries, pairings = _pair_all(folders, images, refs, settings, progress)
+        with _timed(timings, "stitch"):
+            names = strip_names(len(refs), settings.format)
+            strips = [Strip(name, ref.name, tuple(p[i][0] for p in pairings))
+                      for i, (name, ref) in enumerate(zip(names, refs))]
+            skipped += _write_strips(pool, staging, folders, refs, strips, pairings, settings, progress)
         result = MatchResult(
             reference=folders[0].path,
             reference_images=len(refs),
@@ -136,12 +127,16 @@ def run(ref_dir: str, other_dirs: list[str], out: str, settings: Settings, *, sh
             timings=timings,
         )
         files.write_atomic(staging / "matches.csv", result.csv_bytes(), what="matches.csv")
-        timings["stitch"] = time.perf_counter() - start
-        from mlops_cli.interrupts import deferred
-
         with deferred():
             result.replaced = files.publish_dir(staging, out, may_replace=previous_output_reason, what="output folder")
     return result
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[phase] = time.perf_counter() - start
 
 
 def check_settings(settings: Settings) -> None:
@@ -263,6 +258,19 @@ def _each(pool: ThreadPoolExecutor, fn, items: list) -> Iterator[tuple[int, obje
 
 
 # --- pairing ------------------------------------------------------------------------------
+
+
+def _pair_all(folders: list[Folder], images: list[_Image], refs: list[_Image], settings: Settings,
+              progress: Progress) -> tuple[list[FolderSummary], list[list[tuple[Pair, _Image | None]]]]:
+    summaries, pairings = [], []
+    tick = progress.phase("matching", len(folders) - 1)
+    for index in range(1, len(folders)):
+        cands = [im for im in images if im.folder == index and im.features is not None]
+        summary, pairing = _pair(folders[index], refs, cands, settings)
+        summaries.append(summary)
+        pairings.append(pairing)
+        tick()
+    return summaries, pairings
 
 
 def _pair(folder: Folder, refs: list[_Image], cands: list[_Image],
