@@ -81,6 +81,7 @@ def test_pairs_the_notes_folders_and_writes_strips_and_csv(mlops, notes, tmp_pat
     assert (ox["images"], ox["matched"], ox["leftovers"], ox["unmatched_references"]) == (N, N, [], [])
     assert (pf["images"], pf["ignored"], pf["leftovers"]) == (N + 1, 1, ["pf_distractor.png"])
     assert all(m["rank"] == 1 for s in doc["strips"] for m in s["matches"])
+    assert ox["not_nearest"] == pf["not_nearest"] == 0
     assert doc["metric"] == metric and doc["skipped"] == [] and doc["replaced"] is False
     assert sorted(os.listdir(out)) == [f"{i:03d}.jpg" for i in range(1, N + 1)] + ["matches.csv"]
     rows = read_csv(out / "matches.csv")
@@ -147,6 +148,11 @@ def test_optimal_assignment_recovers_the_truth_where_greedy_pairs_wrongly(mlops,
     a_match = doc["strips"][0]["matches"][0]
     assert a_match["rank"] == 2  # A's partner is not its nearest image
     assert a_match["distance"] == pytest.approx(dist["a.png", "out_2.png"], rel=1e-4)
+    assert folder["not_nearest"] == 1
+    text = mlops("images", "match", str(tmp_path / "ref"), str(tmp_path / "out"), "-o", str(tmp_path / "strips"),
+                 "--size", "64")
+    assert text.returncode == 0, text
+    assert "Not the nearest image in" in text.stdout and "a.png -> out_2.png (rank 2," in text.stdout
 
 
 def test_unequal_folder_sizes_report_unmatched_references_and_leftovers(mlops, notes, tmp_path):

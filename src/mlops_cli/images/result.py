@@ -80,9 +80,10 @@ class MatchResult:
                     "unmatched_references": list(f.unmatched_references),
                     "leftovers": list(f.leftovers),
                     "greedy_disagreements": f.greedy_disagreements,
+                    "not_nearest": sum(1 for s in self.strips if (s.pairs[index].rank or 0) > 1),
                     "total_distance": {"optimal": f.total_distance, "greedy": f.greedy_total_distance},
                 }
-                for f in self.folders
+                for index, f in enumerate(self.folders)
             ],
             "strips": [
                 {
@@ -130,13 +131,22 @@ class MatchResult:
             table.add_row(one_line(f.path), str(f.images), str(f.matched), str(len(f.unmatched_references)),
                           str(len(f.leftovers)), str(f.greedy_disagreements))
         console.print(table)
-        for f in self.folders:
+        for index, f in enumerate(self.folders):
+            far = [(s.reference, s.pairs[index]) for s in self.strips if (s.pairs[index].rank or 0) > 1]
+            if far:
+                console.print(f"Not the nearest image in {one_line(f.path)}, {len(far)} (worth a look): "
+                              + shorten_list([f"{one_line(ref)} -> {one_line(p.file)} (rank {p.rank}, "
+                                              f"d={p.distance:.4g})" for ref, p in far]), markup=False)
             if f.unmatched_references:
                 console.print(f"No match in {one_line(f.path)} for {len(f.unmatched_references)}: "
                               + shorten_list([one_line(n) for n in f.unmatched_references]), markup=False)
             if f.leftovers:
                 console.print(f"Left over in {one_line(f.path)}, {len(f.leftovers)}: "
                               + shorten_list([one_line(n) for n in f.leftovers]), markup=False)
+        if any((p.rank or 0) > 1 for s in self.strips for p in s.pairs):
+            console.print("A pair that is not the nearest is either a greedy mistake put right, or a reference "
+                          "whose output is missing, paired with what is left; --max-distance X leaves pairs "
+                          "farther apart than X unmatched.", markup=False)
         console.print(f"Wrote {len(self.strips)} strip(s) and matches.csv to {one_line(self.out)}"
                       + (" (replacing its previous output)." if self.replaced else "."), markup=False)
         if self.skipped:
