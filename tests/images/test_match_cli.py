@@ -456,3 +456,11 @@ def test_csv_and_json_agree(mlops, notes, tmp_path):
     json.dumps(doc)  # one plain JSON document
     assert set(doc) >= {"out", "replaced", "metric", "size", "max_distance", "height", "labels", "format",
                         "reference", "folders", "strips", "skipped", "timings_s"}
+
+
+def test_help_names_the_extra_and_the_default_height(mlops):
+    r = mlops("images", "match", "--help")
+    assert r.returncode == 0, r
+    assert "pip install 'mlops-cli[images]'" in r.stdout  # not eaten as rich markup
+    assert "[default: each reference's own height]" in r.stdout
+    assert "Example" in r.stdout

@@ -33,7 +33,8 @@ def images() -> None:
     """
 
 
-@app.command(help="""Pair every image of REF_DIR with its counterpart in each OTHER_DIR (file names need not
+@app.command(short_help="Pair originals with their outputs in other folders; stitch review strips.",
+             help="""Pair every image of REF_DIR with its counterpart in each OTHER_DIR (file names need not
 correspond), then stitch each reference and its matches side by side into OUT/001.jpg, 002.jpg, ...
 in reference-file order, and list the pairs in OUT/matches.csv.
 
@@ -41,7 +42,7 @@ Pairing is one-to-one and optimal per folder (the Hungarian method over a matrix
 distances), not the greedy "closest remaining pair" recipe; how often greedy would have paired
 differently is reported. Unreadable files are listed and skipped (exit 1 at the end). OUT appears
 whole or not at all; an existing OUT is replaced only if it is an earlier output of this command.
-Needs the images extra: pip install 'mlops-cli[images]' (exit 3 without it).
+Needs the images extra: pip install 'mlops-cli\\[images]' (exit 3 without it).
 
 Examples:
 
@@ -53,7 +54,7 @@ Examples:
 """)
 def match(
     ref_dir: str = typer.Argument(..., metavar="REF_DIR", help="Folder of reference images (the originals)."),
-    other_dirs: List[str] = typer.Argument(..., metavar="OTHER_DIR...", help="Folders to pair with the references."),
+    other_dirs: List[str] = typer.Argument(..., metavar="OTHER_DIR", help="Folders to pair with the references."),
     out: str = typer.Option(..., "--out", "-o", metavar="OUT", help="Folder to write the strips and matches.csv to."),
     metric: Metric = typer.Option(Metric.mse, "--metric",
                                   help="mse: pixels; ssim: structure, for outputs whose colours or contrast changed; "
@@ -63,7 +64,7 @@ def match(
                                                  help="Leave pairs farther apart than X unmatched "
                                                       "(mse 0..1, ssim 0..2, phash 0..64 bits)."),
     height: Optional[int] = typer.Option(None, "--height", min=8, max=16384, metavar="H",
-                                         help="Panel height in pixels [default: each reference's own height]."),
+                                         help="Panel height in pixels \\[default: each reference's own height]."),
     labels: bool = typer.Option(False, "--labels", help="Caption each panel with its folder, file and distance."),
     fmt: Format = typer.Option(Format.jpg, "--format", help="Strip file format."),
     json_out: JsonOpt = False,
