@@ -218,7 +218,9 @@ def serving_rows(show: bool, lines: list[str] | None = None, prefix: str = "") -
         s = Setup(inference=True, gpus=int(r["tp"]), max_model_len=int(r["max_model_len"]),
                   gpu_memory_utilization=float(r["gpu_memory_utilization"]), vllm_version=r["vllm_version"],
                   quant=r["quant"] or None, max_seqs=int(r["max_num_seqs"]) if r["max_num_seqs"] else None,
-                  max_batched_tokens=int(r["max_num_batched_tokens"]) if r["max_num_batched_tokens"] else None)
+                  max_batched_tokens=int(r["max_num_batched_tokens"]) if r["max_num_batched_tokens"] else None,
+                  kv_dtype=r["kv_dtype"] or "auto", enforce_eager=r["enforce_eager"] == "yes",
+                  vllm_sampler=r.get("sampler") or "auto")
         qinfo = None
         path = FIX / "configs" / (r["model"].replace("/", "--") + ".json")
         if path.is_file():

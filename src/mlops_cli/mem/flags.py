@@ -67,6 +67,8 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "gpu_memory_utilization": (float, O(0.9, "--gpu-memory-utilization", help="Serving: share of GPU memory vLLM may use.")),
         "vllm_version": (Optional[str], O(None, "--vllm-version", help="vLLM release whose profiling rule applies [current].")),
         "enforce_eager": (bool, O(False, "--enforce-eager", help="Serving: no CUDA graphs.")),
+        "vllm_sampler": (str, O("auto", "--vllm-sampler", help="Serving: top-k/top-p sampler of the profile run: auto | native "
+                                                              "(PyTorch sort) | flashinfer (0.8-0.11 Docker image) [auto: by release]")),
         "cuda_context": (Optional[str], O(None, "--cuda-context", metavar="SIZE", help="CUDA context per process [0.5GiB].")),
     }
 

@@ -82,6 +82,7 @@ class Setup:
     gpu_memory_utilization: float = 0.9
     vllm_version: Optional[str] = None
     enforce_eager: bool = False
+    vllm_sampler: str = "auto"  # auto | native | flashinfer (serving.sampler_backend)
     cuda_context: int = DEFAULT_CUDA_CONTEXT
 
     # ------------------------------------------------------------------ derived
@@ -133,6 +134,7 @@ class Setup:
         if self.stack is not None:
             _choice(self.stack, STACKS, "--stack")
         _choice(self.kv_dtype, KV_DTYPES, "--kv-dtype")
+        _choice(self.vllm_sampler, ("auto", "native", "flashinfer"), "--vllm-sampler")
         if self.offload is not None:
             _choice(self.offload, OFFLOADS, "--offload")
         _choice(self.ref_model, REF_MODELS, "--ref-model")
