@@ -29,6 +29,7 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "grad_ckpt": (Optional[bool], O(None, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing [stack default].")),
         "ac_mode": (Optional[str], O(None, "--ac-mode", help="full | selective (torchtitan op-level) checkpointing.")),
         "compile": (bool, O(False, "--compile", help="torch.compile (fused norm upcasts and MLP activation).")),
+        "kernels": (Optional[str], O(None, "--kernels", help="torch | liger | unsloth: fused norm/SwiGLU kernels [stack default]")),
         "attn": (Optional[str], O(None, "--attn", help="flash | sdpa | eager (eager stores the seq² scores) [sdpa]")),
         "optimizer": (Optional[str], O(None, "--optimizer", help="adamw | adamw-fused | adamw-8bit | paged-adamw-8bit | "
                                                                 "paged-adamw | sgd | adafactor [adamw: foreach]")),

@@ -29,6 +29,7 @@ OFFLOADS = ("none", "optimizer", "params", "activations")
 REF_MODELS = ("auto", "copy", "none", "precomputed", "offload")
 GEN_ENGINES = ("hf", "vllm-colocate", "vllm-server")
 AC_MODES = ("full", "selective")
+KERNELS = ("torch", "liger", "unsloth")
 STACKS = ("hf", "trl", "llamafactory", "unsloth", "torchtune", "axolotl", "ms-swift", "fsdp-qlora", "deepspeed",
           "torchtitan")
 DEFAULT_CUDA_CONTEXT = int(0.5 * GiB)  # memory-anchors §1.8: ~0.3-0.5 GiB with lazy loading
@@ -45,6 +46,7 @@ class Setup:
     grad_accum: int = 1
     grad_ckpt: Optional[bool] = None
     compile: bool = False  # torch.compile: inductor fuses the norm upcasts and the MLP activation
+    kernels: Optional[str] = None  # torch | liger | unsloth: fused Triton norm/SwiGLU kernels save less
     ac_mode: Optional[str] = None  # full (HF/torch checkpoint of whole layers) | selective (torchtitan "op")
     attn: Optional[str] = None
     optimizer: Optional[str] = None
@@ -123,7 +125,7 @@ class Setup:
         for value, allowed, flag in ((self.tuning, TUNINGS, "--tuning"), (self.precision, PRECISIONS, "--precision"),
                                      (self.attn, ATTENTION, "--attn"), (self.optimizer, OPTIMIZERS, "--optimizer"),
                                      (self.quant, QUANTS, "--quant"), (self.loss, LOSSES, "--loss"),
-                                     (self.sharding, SHARDINGS, "--sharding")):
+                                     (self.sharding, SHARDINGS, "--sharding"), (self.kernels, KERNELS, "--kernels")):
             if value is not None:
                 _choice(value, allowed, flag)
         if self.ac_mode is not None:

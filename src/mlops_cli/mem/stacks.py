@@ -21,7 +21,7 @@ GENERIC: dict[str, Any] = {
     "precision": "bf16", "grad_ckpt": False, "attn": "sdpa", "optimizer": "adamw", "optimizer_in_bwd": False,
     "lora_rank": 8, "lora_targets": "all-linear", "lora_dropout": False, "lora_dtype": "fp32",
     "keep_fp32_non_quantized": False, "loss": "full", "packing": False, "sharding": "none", "offload": "none",
-    "ac_mode": "full", "fsdp_version": 1,
+    "ac_mode": "full", "fsdp_version": 1, "kernels": "torch",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # cross-entropy; notebooks use r=16 on all linear layers, lora_dropout=0, optim adamw_8bit;
     # embeddings/LM head stay 16-bit.
     "unsloth": {"grad_ckpt": True, "offload": "activations", "loss": "fused", "lora_rank": 16,
-                "lora_targets": "all-linear", "lora_dropout": False, "optimizer": "adamw-8bit"},
+                "lora_targets": "all-linear", "lora_dropout": False, "optimizer": "adamw-8bit", "kernels": "unsloth"},
     # torchtune recipes/configs: CEWithChunkedOutputLoss, enable_activation_checkpointing=True,
     # dtype bf16 everywhere (adapters too), torchao NF4 for QLoRA; full single-device configs use
     # bitsandbytes PagedAdamW8bit with optimizer_in_bwd=True; LoRA configs AdamW (fused) on q,v r8.
@@ -49,10 +49,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "by_method": {"full": {"optimizer": "paged-adamw-8bit", "optimizer_in_bwd": True},
                                 "lora": {"optimizer": "adamw-fused"}, "qlora": {"optimizer": "adamw-fused"}}},
     # Axolotl examples: gradient_checkpointing true, flash_attention true, sample_packing true,
-    # lora_r 32, lora_dropout 0.05, lora_target_linear true; QLoRA goes through
-    # prepare_model_for_kbit_training (fp32 non-quantized weights).
+    # lora_r 32, lora_dropout 0.05, lora_target_linear true. QLoRA goes through
+    # prepare_model_for_kbit_training, but `_configure_embedding_dtypes` then casts the embeddings,
+    # LM head and norms back to torch_dtype for LoRA/QLoRA (src/axolotl/loaders/model.py
+    # `should_convert` at 067b021): non-quantized weights stay 16-bit.
     "axolotl": {"grad_ckpt": True, "attn": "flash", "packing": True, "lora_rank": 32, "lora_dropout": True,
-                "lora_targets": "all-linear", "keep_fp32_non_quantized": True},
+                "lora_targets": "all-linear", "keep_fp32_non_quantized": False},
     # ms-swift 3.x: target_modules all-linear, lora_rank 8, lora_dropout 0.05, gradient_checkpointing True.
     "ms-swift": {"grad_ckpt": True, "lora_targets": "all-linear", "lora_dropout": True},
     # Answer.AI fsdp_qlora train.py defaults: lora_rank 64, target 'all', lora_dropout 0.1, pure bf16,
@@ -77,12 +79,13 @@ SOURCES = {
     "trl": "trl/trainer/sft_config.py (gradient_checkpointing=True, bf16=True)",
     "llamafactory": "src/llamafactory/hparams/finetuning_args.py (lora_rank 8, lora_target all, lora_dropout 0.0); "
                     "model_args.py (disable_gradient_checkpointing False, flash_attn auto, upcast_layernorm False)",
-    "unsloth": "unsloth FastLanguageModel.get_peft_model(use_gradient_checkpointing='unsloth'), fused CE loss, "
-               "notebooks r=16, optim adamw_8bit",
+    "unsloth": "unsloth FastLanguageModel.get_peft_model(use_gradient_checkpointing='unsloth'), fused CE loss "
+               "(models/llama.py unsloth_fused_ce_loss), kernels/fast_lora.py + rms_layernorm.py at 015bdef; notebooks "
+               "(unslothai/notebooks) r=16, optim adamw_8bit",
     "torchtune": "recipes/configs/llama3_1/*.yaml at 30b8519 (CEWithChunkedOutputLoss, AC on, PagedAdamW8bit + "
                  "optimizer_in_bwd for full single device, lora q,v r8)",
     "axolotl": "examples/*/qlora*.yml (gradient_checkpointing, flash_attention, sample_packing, lora_r 32, "
-               "lora_dropout 0.05, lora_target_linear)",
+               "lora_dropout 0.05, lora_target_linear); src/axolotl/loaders/model.py _configure_embedding_dtypes at 067b021",
     "ms-swift": "swift/llm/argument/tuner_args.py (target_modules all-linear, lora_rank 8, lora_dropout 0.05)",
     "fsdp-qlora": "AnswerDotAI/fsdp_qlora train.py fsdp_qlora() defaults (commit 05ed9f2)",
     "torchtitan": "torchtitan train_configs/llama3_8b.toml and parallelisms/parallelize_llama.py at 9dec370",
