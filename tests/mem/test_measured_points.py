@@ -45,3 +45,25 @@ def test_vllm_kv_cache_meets_the_bar():
     assert len(kv) >= 12 and median <= 15 and within >= 80, (median, within)
     weights = sv[("dev", "weights")] + sv[("holdout", "weights")]
     assert statistics.median(abs(e) for e in weights) <= 2
+
+
+def test_out_of_sample_training_points_meet_the_bar():
+    """tests/fixtures/mem/oos-training-points.csv: sources the constants were not chosen on
+    (QwenLM/Qwen, litgpt, unsloth notebooks, axolotl examples, torchtune tutorials)."""
+    rows = list(csv.DictReader((mem_points.FIX / "oos-training-points.csv").open()))
+    errors = []
+    for r in rows:
+        est = mem_points.estimate_row(r)
+        assert est is not None, r["id"]
+        errors.append((est - float(r["measured_gib"])) / float(r["measured_gib"]) * 100)
+    median, within = _bar(errors)
+    assert len(errors) >= 40
+    assert median <= 15 and within >= 80, (median, within)
+
+
+def test_out_of_sample_vllm_logs():
+    sv = mem_points.serving_rows(False, None, "oos-")
+    kv = sv[("all", "kv_gib")] + sv.get(("all", "kv_tokens"), [])
+    median, within = _bar(kv)
+    assert len(kv) >= 12 and median <= 15 and within >= 80, (median, within)
+    assert statistics.median(abs(e) for e in sv[("all", "weights")]) <= 2

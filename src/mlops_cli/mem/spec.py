@@ -40,6 +40,7 @@ class Setup:
     method: str = "full"
     tuning: Optional[str] = None  # for RL objectives: full | lora | qlora (default full)
     stack: Optional[str] = None
+    stack_version: Optional[str] = None  # the framework release whose defaults apply (TRL); None = current
     precision: Optional[str] = None
     batch: int = 1
     seq_len: int = 2048
@@ -117,6 +118,13 @@ class Setup:
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["objective"], doc["tuning"] = self.objective, self.tune
+        # Fields of the first JSON contract, kept beside their successors (docs/mem.md, "Deprecated
+        # fields"): `zero` (0-3; 3 also for FSDP full shard) before `sharding`, `fused_ce` before
+        # `loss`, and `offload` null (not "none") when nothing is offloaded.
+        doc["zero"] = 3 if self.sharding == "fsdp" else self.zero
+        doc["fused_ce"] = self.loss == "fused"
+        if doc.get("offload") == "none":
+            doc["offload"] = None
         return doc
 
     # ------------------------------------------------------------------ checks

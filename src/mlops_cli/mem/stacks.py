@@ -10,8 +10,9 @@ given in docs/mem.md); where a default depends on the method it is keyed by meth
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Optional
 
+from mlops_cli.errors import UsageError
 from mlops_cli.mem.spec import STACKS, Setup
 
 
@@ -30,9 +31,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # autocast_adapter_dtype=True keeps adapters fp32; prepare_model_for_kbit_training casts the
     # non-quantized parameters (embeddings, LM head, norms) to fp32; loss = ForCausalLMLoss (fp32 upcast).
     "hf": {"grad_ckpt": False, "lora_targets": "q,v", "lora_dropout": False, "keep_fp32_non_quantized": True},
-    # TRL SFTTrainer: SFTConfig gradient_checkpointing=True and bf16=True by default (sft_config.py);
-    # otherwise the transformers/PEFT defaults above.
-    "trl": {"grad_ckpt": True, "lora_targets": "q,v", "keep_fp32_non_quantized": True},
+    # TRL SFTTrainer: the transformers/PEFT defaults above, and by release (trl_defaults below):
+    # SFTConfig gradient_checkpointing=True from v0.22.0 (transformers' False before), loss_type
+    # "chunked_nll" (lm_head and cross-entropy in 256-token chunks, never the full logits) from v1.7.0.
+    "trl": {"lora_targets": "q,v", "keep_fp32_non_quantized": True},
     # LLaMA-Factory hparams: finetuning_args.py lora_rank=8, lora_target="all", lora_dropout=0.0;
     # model_args.py disable_gradient_checkpointing=False (GC on), flash_attn=auto, upcast_layernorm=False
     # (non-quantized weights stay 16-bit).
@@ -76,7 +78,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 SOURCES = {
     "hf": "transformers training_args.py (gradient_checkpointing=False, optim adamw_torch); peft LoraConfig "
           "(r=8, lora_dropout=0.0, autocast_adapter_dtype=True); peft.prepare_model_for_kbit_training",
-    "trl": "trl/trainer/sft_config.py (gradient_checkpointing=True, bf16=True)",
+    "trl": "trl/trainer/sft_config.py: gradient_checkpointing default=True from v0.22.0 (L111-112 there; absent, "
+           "i.e. transformers' False, at v0.21.0), loss_type default 'chunked_nll' from v1.7.0 (sft_trainer.py "
+           "_CHUNKED_LM_HEAD_CHUNK_SIZE = 256); grpo_config.py beta 0.04 until v0.18, 0.0 from v0.19.0",
     "llamafactory": "src/llamafactory/hparams/finetuning_args.py (lora_rank 8, lora_target all, lora_dropout 0.0); "
                     "model_args.py (disable_gradient_checkpointing False, flash_attn auto, upcast_layernorm False)",
     "unsloth": "unsloth FastLanguageModel.get_peft_model(use_gradient_checkpointing='unsloth'), fused CE loss "
@@ -93,12 +97,32 @@ SOURCES = {
 }
 
 
+CURRENT_TRL = "1.9.0"
+
+
+def version_tuple(text: Optional[str], current: str) -> tuple[int, ...]:
+    """'0.21.1' -> (0, 21, 1); None -> the current release; junk -> UsageError (exit 2)."""
+    raw = (text or current).strip().lstrip("v")
+    parts = [p for p in raw.split(".")[:3]]
+    try:
+        return tuple(int("".join(ch for ch in p if ch.isdigit())) for p in parts)
+    except ValueError:
+        raise UsageError(f"--stack-version {text!r} is not a version like 0.21.0") from None
+
+
+def trl_defaults(version: Optional[str]) -> dict[str, Any]:
+    v = version_tuple(version, CURRENT_TRL)
+    return {"grad_ckpt": v >= (0, 22, 0), "loss": "fused" if v >= (1, 7, 0) else "full"}
+
+
 def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
     """Fill every unset field from the stack preset, then the generic defaults.
 
     Returns the completed setup and the origin of each filled field."""
     origin: dict[str, str] = {}
     preset = dict(PRESETS.get(setup.stack or "", {}))
+    if setup.stack == "trl":
+        preset.update(trl_defaults(setup.stack_version))
     by_method = preset.pop("by_method", {}).get(setup.tune, {})
     preset.update(by_method)
     changes: dict[str, Any] = {}
