@@ -81,16 +81,19 @@ SOURCES = {
     "trl": "trl/trainer/sft_config.py: gradient_checkpointing default=True from v0.22.0 (L111-112 there; absent, "
            "i.e. transformers' False, at v0.21.0), loss_type default 'chunked_nll' from v1.7.0 (sft_trainer.py "
            "_CHUNKED_LM_HEAD_CHUNK_SIZE = 256); grpo_config.py beta 0.04 until v0.18, 0.0 from v0.19.0",
-    "llamafactory": "src/llamafactory/hparams/finetuning_args.py (lora_rank 8, lora_target all, lora_dropout 0.0); "
-                    "model_args.py (disable_gradient_checkpointing False, flash_attn auto, upcast_layernorm False)",
-    "unsloth": "unsloth FastLanguageModel.get_peft_model(use_gradient_checkpointing='unsloth'), fused CE loss "
+    "llamafactory": "src/llamafactory/hparams/finetuning_args.py L73-83 (lora_dropout 0.0, lora_rank 8, lora_target "
+                    "all); model_args.py L117-158 (flash_attn auto, disable_gradient_checkpointing False, "
+                    "upcast_layernorm False, upcast_lmhead_output False) at ff6d4d1",
+    "unsloth": "unsloth/models/llama.py get_peft_model defaults L3063-3079 (r=16 on q,k,v,o,gate,up,down, "
+               "lora_dropout 0, use_gradient_checkpointing='unsloth'), fused CE loss "
                "(models/llama.py unsloth_fused_ce_loss), kernels/fast_lora.py + rms_layernorm.py at 015bdef; notebooks "
                "(unslothai/notebooks) r=16, optim adamw_8bit",
     "torchtune": "recipes/configs/llama3_1/*.yaml at 30b8519 (CEWithChunkedOutputLoss, AC on, PagedAdamW8bit + "
                  "optimizer_in_bwd for full single device, lora q,v r8)",
     "axolotl": "examples/*/qlora*.yml (gradient_checkpointing, flash_attention, sample_packing, lora_r 32, "
                "lora_dropout 0.05, lora_target_linear); src/axolotl/loaders/model.py _configure_embedding_dtypes at 067b021",
-    "ms-swift": "swift/llm/argument/tuner_args.py (target_modules all-linear, lora_rank 8, lora_dropout 0.05)",
+    "ms-swift": "swift/arguments/tuner_args.py L126-135 (target_modules all-linear, lora_rank 8, lora_alpha 32, "
+                "lora_dropout 0.05); swift/trainers/arguments.py L134 (gradient_checkpointing True) at 3602360",
     "fsdp-qlora": "AnswerDotAI/fsdp_qlora train.py fsdp_qlora() defaults (commit 05ed9f2)",
     "torchtitan": "torchtitan train_configs/llama3_8b.toml and parallelisms/parallelize_llama.py at 9dec370",
     "deepspeed": "DeepSpeed runtime/zero/config.py defaults; transformers integrations/deepspeed.py 'auto' values",
