@@ -12,8 +12,18 @@ import pytest
 from mlops_cli.mem.config import config_from_dict
 from mlops_cli.mem.presets import load_preset
 from mlops_cli.mem.quant import from_config, weight_bytes
-from mlops_cli.mem.serving import (BLOCK_SIZE, SAMPLER_BYTES, activation_peak, engine_defaults, kv_capacity,
-                                   kv_groups, kv_layer_bytes, parse_version, sampler_backend, serving)
+from mlops_cli.mem.serving import (
+    BLOCK_SIZE,
+    SAMPLER_BYTES,
+    activation_peak,
+    engine_defaults,
+    kv_capacity,
+    kv_groups,
+    kv_layer_bytes,
+    parse_version,
+    sampler_backend,
+    serving,
+)
 from mlops_cli.mem.spec import GiB, Setup
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "mem"

@@ -52,9 +52,9 @@ from typing import Any, Optional
 
 from mlops_cli.mem import terms
 from mlops_cli.mem.config import ModelConfig
-from mlops_cli.mem.spec import GiB, Setup
 from mlops_cli.mem.quant import QuantInfo
 from mlops_cli.mem.quant import weight_bytes as quant_weight_bytes
+from mlops_cli.mem.spec import GiB, Setup
 from mlops_cli.mem.states import QUANT_BYTES
 
 DEFAULT_VLLM_VERSION = "0.29.0"
@@ -175,7 +175,7 @@ def engine_defaults(s: Setup, version: tuple[int, int, int], gpu_name: str, capa
     return s.max_seqs or seqs, s.max_batched_tokens or tokens
 
 
-def weights_per_rank(model: ModelConfig, s: Setup, q: "Optional[QuantInfo]" = None) -> float:
+def weights_per_rank(model: ModelConfig, s: Setup, q: Optional[QuantInfo] = None) -> float:
     tp = s.gpus
     if q is not None:
         return quant_weight_bytes(model, q) / tp

@@ -13,9 +13,7 @@ from dataclasses import replace
 from typing import Any, Optional
 
 from mlops_cli.errors import UsageError
-from mlops_cli.mem.spec import STACKS, Setup
-
-
+from mlops_cli.mem.spec import Setup
 
 # Generic defaults when neither a flag nor a stack sets a field (plain PyTorch + HF conventions).
 GENERIC: dict[str, Any] = {
