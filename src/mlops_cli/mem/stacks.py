@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any, Optional
 
 from mlops_cli.errors import UsageError
-from mlops_cli.mem.spec import Setup
+from mlops_cli.mem.spec import STACKS, Setup  # noqa: F401  (STACKS is re-exported for callers)
 
 # Generic defaults when neither a flag nor a stack sets a field (plain PyTorch + HF conventions).
 GENERIC: dict[str, Any] = {
