@@ -24,6 +24,18 @@ def test_estimate_json_schema(mlops):
     assert doc["setup"]["method"] == "lora" and doc["setup"]["seq_len"] == 4096 and doc["setup"]["grad_ckpt"] is False
     assert doc["setup"]["origin"]["grad_ckpt"] == "flag" and doc["setup"]["origin"]["loss"] == "default"
     assert doc["mode"] == "training" and doc["model"]["total_params"] == 7615616512
+    # the first contract's fields stay beside their successors (deprecated, docs/mem.md)
+    assert doc["setup"]["zero"] == 0 and doc["setup"]["fused_ce"] is False and doc["setup"]["offload"] is None
+    assert doc["setup"]["sharding"] == "none" and doc["setup"]["loss"] == "full"
+
+
+def test_deprecated_setup_fields_follow_the_new_ones(mlops):
+    fsdp = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--gpus", "2", "--fsdp", "--offload", "params",
+                 "--fused-ce", "--json").json()["setup"]
+    assert (fsdp["sharding"], fsdp["zero"], fsdp["offload"]) == ("fsdp", 3, "params")  # zero 3 meant FSDP too
+    assert fsdp["loss"] == "fused" and fsdp["fused_ce"] is True
+    z2 = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--gpus", "2", "--zero", "2", "--json").json()["setup"]
+    assert (z2["sharding"], z2["zero"], z2["offload"]) == ("zero2", 2, None)
 
 
 def test_estimate_serving_reports_concurrency(mlops):
@@ -33,6 +45,10 @@ def test_estimate_serving_reports_concurrency(mlops):
     sv = r.json()["serving"]
     assert sv["kv_bytes_per_token"] == 131072 and sv["era"] == "v1-cudagraphs-estimated"
     assert sv["max_concurrency"] == pytest.approx(sv["kv_cache_tokens"] / 8192, abs=0.01)
+    assert sv["sampler"] == "flashinfer" and sv["kv_layout"] == "uniform"
+    native = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192",
+                   "--gpu", "H100", "--vllm-version", "0.14.0", "--json").json()["serving"]
+    assert native["sampler"] == "native" and native["activation_peak"] > 3 * sv["activation_peak"]
     text = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192", "--gpu", "H100")
     assert "maximum concurrency for 8192 tokens per request" in text.stdout
 

@@ -106,7 +106,8 @@ def test_kv_cache_per_token_and_serving(tiny):
     sv = est.serve
     free = 4 * GiB * 0.9 - sv.weights - sv.activation_peak - sv.non_torch
     assert sv.kv_cache_tokens == int(free // (256 * 16)) * 16
-    assert sv.max_concurrency == round(sv.kv_cache_tokens / 100, 2)
+    # get_max_concurrency_for_kv_cache_config (0.9.1+): blocks / cdiv(max_model_len, block_size)
+    assert sv.max_concurrency == round(sv.kv_cache_tokens / 16 / 7, 2)
     fp8 = estimate(tiny, s.with_changes(kv_dtype="fp8"), capacity=4 * GiB)
     assert fp8.serve.kv_bytes_per_token == 128
 

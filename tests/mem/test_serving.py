@@ -24,7 +24,8 @@ def qwen2_7b():
 @pytest.mark.parametrize("version,expected", [
     ("0.5.3", "v0-absolute"), ("0.6.4", "v0-profiling"), ("0.7.3", "v0-profiling"), ("0.8.5", "v1-absolute"),
     ("0.9.2", "v1-profiling"), ("0.10.1.1", "v1-profiling"), ("0.11.0", "v1-nccl-in-baseline"),
-    ("0.21.0", "v1-cudagraphs-estimated"), ("v0.29.0rc1", "v1-cudagraphs-estimated")])
+    ("0.19.1", "v1-nccl-in-baseline"), ("0.20.0", "v1-cudagraphs-estimated"), ("0.21.0", "v1-cudagraphs-estimated"),
+    ("v0.29.0rc1", "v1-cudagraphs-estimated")])
 def test_release_eras(version, expected):
     assert era(parse_version(version)) == expected
 
@@ -35,22 +36,23 @@ def test_dennislee_a100_logs_within_three_percent():
     assert len(rows) == 4
     for r in rows:
         s = Setup(inference=True, gpus=int(r["tp"]), max_model_len=16384, vllm_version=r["vllm_version"],
-                  gpu_memory_utilization=float(r["gpu_memory_utilization"]))
+                  gpu_memory_utilization=float(r["gpu_memory_utilization"]), vllm_sampler=r["sampler"])
         est = serving(qwen2_7b(), s, 79.15 * GiB, "A100-80GB")
         assert est.weights / GiB == pytest.approx(float(r["weights_gib"]), rel=0.01)
         assert est.kv_cache_tokens == pytest.approx(int(r["kv_tokens"]), rel=0.03)
 
 
-def test_nccl_counted_until_0_11_and_graphs_from_0_21():
+def test_nccl_counted_until_0_11_and_graphs_from_0_20():
     m = load_preset("meta-llama/Llama-3.1-8B")
     kv = {}
-    for v in ("0.10.1", "0.11.0", "0.21.0"):
+    for v in ("0.10.1", "0.11.0", "0.19.1", "0.20.0"):
         s = Setup(inference=True, gpus=2, max_model_len=8192, vllm_version=v)
         kv[v] = serving(m, s, 79.22 * GiB, "H100").kv_cache_bytes
     assert kv["0.11.0"] > kv["0.10.1"]  # NCCL buffers now sit in the baseline snapshot
-    assert kv["0.11.0"] - kv["0.21.0"] == pytest.approx(CUDA_GRAPHS)
-    eager = serving(m, Setup(inference=True, gpus=2, vllm_version="0.21.0", enforce_eager=True), 79.22 * GiB, "H100")
-    assert eager.kv_cache_bytes == pytest.approx(kv["0.11.0"])
+    # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to "1" from 0.20.0 (envs.py), "0" in 0.18/0.19
+    assert kv["0.19.1"] - kv["0.20.0"] == pytest.approx(CUDA_GRAPHS)
+    eager = serving(m, Setup(inference=True, gpus=2, vllm_version="0.20.0", enforce_eager=True), 79.22 * GiB, "H100")
+    assert eager.kv_cache_bytes == pytest.approx(kv["0.19.1"])
 
 
 def test_v0_profile_grows_with_max_model_len():

@@ -47,6 +47,16 @@ class ModelConfig:
     qk_norm: bool = False  # per-head RMSNorm on q and k (Qwen3, Gemma-3, OLMo-2-style)
     embed_norm: bool = False  # BLOOM word_embeddings_layernorm
     lm_head_bias: bool = False  # Phi-1/2
+    # KV cache layout per layer (serving): () = every layer full attention; else one kind per layer:
+    # "full", "sliding" (sliding_window tokens), "chunked" (attention_chunk tokens, Llama 4),
+    # "linear" (Mamba / gated-delta-net / conv state: a fixed state per sequence, no per-token KV).
+    layer_kinds: tuple = ()
+    sliding_window: int = 0
+    attention_chunk: int = 0
+    # Multi-head latent attention (DeepSeek-V2/V3, Kimi): the cache holds kv_lora_rank + qk_rope_head_dim
+    # values per token and layer, the same on every tensor-parallel rank
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
     quantization: Any = None  # quant.QuantInfo of a pre-quantized checkpoint (quantization_config)
     exact_params: int = 0  # counted from safetensors headers / index / Hub metadata; 0 = use the formula
     param_source: str = "config formula"
@@ -202,8 +212,50 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     "gemma3": {"norms_per_layer": 4, "qk_norm": True},
     "gemma3_text": {"norms_per_layer": 4, "qk_norm": True},
     "qwen3": {"qk_norm": True},
+    # Apertus: xIELU MLP with up/down projections only and per-head QK norm (verl
+    # tests/utils/test_flops_counter.py @b178a3c, apertus entry: k_mlp=2, k_qkn=2)
+    "apertus": {"gated_mlp": False, "qk_norm": True},
     "qwen3_moe": {"qk_norm": True},
 }
+
+
+_KIND_NAMES = {"full_attention": "full", "attention": "full", "global": "full", "sliding_attention": "sliding",
+               "local": "sliding", "chunked_attention": "chunked", "linear_attention": "linear", "mamba": "linear",
+               "conv": "linear", "short_conv": "linear"}
+
+
+def _layer_kinds(cfg: dict[str, Any], model_type: str, layers: int) -> tuple[tuple[str, ...], int, int]:
+    """(kind per layer, sliding window, attention chunk) as the transformers config classes define them.
+
+    Sources (transformers 4.57.1 configuration_*.py): an explicit `layer_types` list wins (gpt-oss,
+    Gemma-3, Qwen3-Next, LFM2, Qwen3.5); Gemma-2 alternates sliding and global layers starting with a
+    sliding one; Gemma-3 (no list) uses `sliding_window_pattern` (default 6: five sliding, then one
+    global); Llama-4 makes every fourth layer (the NoPE layers) global and chunks the others by
+    `attention_chunk_size`; Qwen3-Next keeps full attention every `full_attention_interval` (default 4)
+    layers and gated delta-net elsewhere; Mistral-7B-v0.1-style configs with a `sliding_window` and
+    no list slide on every layer. Returns () for a model without any of these (all full)."""
+    window = _count(cfg, "sliding_window") if cfg.get("use_sliding_window", True) is not False else 0
+    chunk = _count(cfg, "attention_chunk_size")
+    raw = cfg.get("layer_types")
+    if isinstance(raw, list) and raw and all(isinstance(t, str) for t in raw):
+        kinds = tuple(_KIND_NAMES.get(t.lower(), "full") for t in raw[:layers])
+    elif model_type == "gemma2" and window:
+        kinds = tuple("sliding" if i % 2 == 0 else "full" for i in range(layers))
+    elif model_type in ("gemma3", "gemma3_text") and window:
+        pattern = _count(cfg, "sliding_window_pattern", default=6) or 6
+        kinds = tuple("full" if (i + 1) % pattern == 0 else "sliding" for i in range(layers))
+    elif model_type in ("llama4", "llama4_text") and chunk:
+        kinds = tuple("full" if (i + 1) % 4 == 0 else "chunked" for i in range(layers))
+    elif model_type == "qwen3_next":
+        interval = _count(cfg, "full_attention_interval", default=4) or 4
+        kinds = tuple("full" if (i + 1) % interval == 0 else "linear" for i in range(layers))
+    elif window and model_type in ("mistral", "mixtral", "qwen2", "qwen2_moe", "starcoder2", "phi3"):
+        kinds = ("sliding",) * layers
+    else:
+        kinds = ()
+    if kinds and all(k == "full" for k in kinds):
+        kinds = ()
+    return kinds, window if "sliding" in kinds else 0, chunk if "chunked" in kinds else 0
 
 
 def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
@@ -275,7 +327,10 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     alibi_mask = bool(cfg.get("alibi_mask", model_type == "baichuan" and "max_position_embeddings" not in cfg))
     from mlops_cli.mem.quant import from_config
 
+    kinds, window, chunk = _layer_kinds(cfg, model_type, layers)
     return ModelConfig(
+        layer_kinds=kinds, sliding_window=window, attention_chunk=chunk,
+        kv_lora_rank=_count(cfg, "kv_lora_rank"), qk_rope_head_dim=_count(cfg, "qk_rope_head_dim"),
         **layout, quantization=from_config(cfg.get("quantization_config")),
         name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         intermediate=inter, vocab=vocab, tied=tied, gated_mlp=gated, attention_bias=bias, dropout=dropout,

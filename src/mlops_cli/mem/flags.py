@@ -22,6 +22,9 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "tuning": (Optional[str], O(None, "--tuning", help="With an RL method: full | lora | qlora [full].")),
         "stack": (Optional[str], O(None, "--stack", help="hf | trl | llamafactory | unsloth | torchtune | axolotl | "
                                                         "ms-swift | fsdp-qlora | deepspeed | torchtitan: that framework's defaults")),
+        "stack_version": (Optional[str], O(None, "--stack-version", help="Release of the --stack framework whose defaults "
+                                                                  "apply (TRL: gradient checkpointing from 0.22, chunked "
+                                                                  "loss from 1.7, GRPO beta 0 from 0.19) [current]")),
         "precision": (Optional[str], O(None, "--precision", help="fp32 | fp16 | bf16 | amp-fp16 | amp-bf16 [bf16]")),
         "batch": (int, O(1, "--batch", min=1, help="Micro-batch per GPU (GRPO: completions per GPU).")),
         "seq_len": (int, O(2048, "--seq-len", min=1, help="Tokens per sample (GRPO: prompt tokens).")),
@@ -29,6 +32,7 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "grad_ckpt": (Optional[bool], O(None, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing [stack default].")),
         "ac_mode": (Optional[str], O(None, "--ac-mode", help="full | selective (torchtitan op-level) checkpointing.")),
         "compile": (bool, O(False, "--compile", help="torch.compile (fused norm upcasts and MLP activation).")),
+        "kernels": (Optional[str], O(None, "--kernels", help="torch | liger | unsloth: fused norm/SwiGLU kernels [stack default]")),
         "attn": (Optional[str], O(None, "--attn", help="flash | sdpa | eager (eager stores the seq² scores) [sdpa]")),
         "optimizer": (Optional[str], O(None, "--optimizer", help="adamw | adamw-fused | adamw-8bit | paged-adamw-8bit | "
                                                                 "paged-adamw | sgd | adafactor [adamw: foreach]")),
@@ -67,6 +71,8 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "gpu_memory_utilization": (float, O(0.9, "--gpu-memory-utilization", help="Serving: share of GPU memory vLLM may use.")),
         "vllm_version": (Optional[str], O(None, "--vllm-version", help="vLLM release whose profiling rule applies [current].")),
         "enforce_eager": (bool, O(False, "--enforce-eager", help="Serving: no CUDA graphs.")),
+        "vllm_sampler": (str, O("auto", "--vllm-sampler", help="Serving: top-k/top-p sampler of the profile run: auto | native "
+                                                              "(PyTorch sort) | flashinfer (0.8-0.11 Docker image) [auto: by release]")),
         "cuda_context": (Optional[str], O(None, "--cuda-context", metavar="SIZE", help="CUDA context per process [0.5GiB].")),
     }
 

@@ -63,7 +63,7 @@ def activation_parts(model: ModelConfig, s: Setup, tokens: int) -> dict[str, flo
     """Saved activations (kept from forward to backward) and the recomputed layer."""
     prec = s.precision or "bf16"
     bpa = terms.activation_bytes(prec)
-    layer = terms.layer_activations_per_token(model, prec, s.compile)
+    layer = terms.layer_activations_per_token(model, prec, s.compile, s.kernels or "torch", s.adapters)
     if s.adapters:
         layer += terms.lora_activations_per_token(model, prec, s.lora_rank or 8, s.lora_targets or "all-linear",
                                                   bool(s.lora_dropout))

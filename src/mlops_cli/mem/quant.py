@@ -16,6 +16,7 @@ double-quantised constants (0.127 bit).
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -45,10 +46,15 @@ class QuantInfo:
         return self.bits / 8 + (2 + self.bits / 8) / group
 
     def skips(self, name: str) -> bool:
-        """Whether a module path is left unquantized (plain substring or compressed-tensors `re:` pattern)."""
+        """Whether a module path is left unquantized: a plain substring, a compressed-tensors `re:`
+        pattern, or a pattern with `*` (gpt-oss: "model.layers.*.self_attn"; transformers 4.57.1
+        integrations/mxfp4.py `should_convert_module` re.match-es the module path against it)."""
         for pattern in self.not_converted:
             if pattern.startswith("re:"):
                 if re.search(pattern[3:], name):
+                    return True
+            elif "*" in pattern:
+                if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, pattern + ".*"):
                     return True
             elif pattern and pattern in name:
                 return True
@@ -92,11 +98,16 @@ def weight_bytes(model: ModelConfig, q: QuantInfo, half_bytes: int = 2) -> float
     """Bytes of the whole checkpoint: quantized decoder linears, 16-bit everything else."""
     total = float((model.total_params - model.linear_params) * half_bytes)  # embeddings, head, norms
     qb = q.bytes_per_param
+    # vLLM pads the MXFP4 expert matrices for its MoE kernels (model_executor/layers/quantization/mxfp4.py
+    # at 0.14.0, Mxfp4MoEMethod.create_weights: Marlin rounds hidden up to 256 and the intermediate to
+    # 128, the SM100 FlashInfer paths both to 256): gpt-oss (hidden 2880 -> 3072) loads ~7 % more expert
+    # bytes than the checkpoint holds -- llm-d logs 13.47 GiB (20b) and 64.38 GiB (120b) on H100.
+    pad = (-(-model.hidden // 256) * 256) / model.hidden if (q.method == "mxfp4" and model.experts) else 1.0
     for layer in range(model.layers):
         prefix = f"model.layers.{layer}."
         whole = q.skips(prefix)
         attn_skip = whole or q.skips(prefix + "self_attn") or q.skips("self_attn")
         mlp_skip = whole or q.skips(prefix + "mlp")
         total += model.attention_params * (half_bytes if attn_skip else qb)
-        total += model.mlp_params * (half_bytes if mlp_skip else qb)
+        total += model.mlp_params * (half_bytes if mlp_skip else qb * pad)
     return total

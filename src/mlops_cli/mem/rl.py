@@ -36,7 +36,13 @@ def ref_mode(s: Setup) -> str:
     if s.ref_model != "auto":
         return s.ref_model
     if s.objective == "grpo":
-        return "none"  # TRL GRPOConfig beta = 0.0 since v0.19: no reference model is loaded
+        # TRL GRPOConfig beta = 0.0 since v0.19.0 (0.04 before): no reference model is loaded then
+        if s.stack == "trl" and s.stack_version:
+            from mlops_cli.mem.stacks import version_tuple
+
+            if version_tuple(s.stack_version, "1.9.0") < (0, 19, 0):
+                return "none" if s.adapters else "copy"
+        return "none"
     return "none" if s.adapters else "copy"
 
 

@@ -29,6 +29,7 @@ OFFLOADS = ("none", "optimizer", "params", "activations")
 REF_MODELS = ("auto", "copy", "none", "precomputed", "offload")
 GEN_ENGINES = ("hf", "vllm-colocate", "vllm-server")
 AC_MODES = ("full", "selective")
+KERNELS = ("torch", "liger", "unsloth")
 STACKS = ("hf", "trl", "llamafactory", "unsloth", "torchtune", "axolotl", "ms-swift", "fsdp-qlora", "deepspeed",
           "torchtitan")
 DEFAULT_CUDA_CONTEXT = int(0.5 * GiB)  # memory-anchors §1.8: ~0.3-0.5 GiB with lazy loading
@@ -39,12 +40,14 @@ class Setup:
     method: str = "full"
     tuning: Optional[str] = None  # for RL objectives: full | lora | qlora (default full)
     stack: Optional[str] = None
+    stack_version: Optional[str] = None  # the framework release whose defaults apply (TRL); None = current
     precision: Optional[str] = None
     batch: int = 1
     seq_len: int = 2048
     grad_accum: int = 1
     grad_ckpt: Optional[bool] = None
     compile: bool = False  # torch.compile: inductor fuses the norm upcasts and the MLP activation
+    kernels: Optional[str] = None  # torch | liger | unsloth: fused Triton norm/SwiGLU kernels save less
     ac_mode: Optional[str] = None  # full (HF/torch checkpoint of whole layers) | selective (torchtitan "op")
     attn: Optional[str] = None
     optimizer: Optional[str] = None
@@ -82,6 +85,7 @@ class Setup:
     gpu_memory_utilization: float = 0.9
     vllm_version: Optional[str] = None
     enforce_eager: bool = False
+    vllm_sampler: str = "auto"  # auto | native | flashinfer (serving.sampler_backend)
     cuda_context: int = DEFAULT_CUDA_CONTEXT
 
     # ------------------------------------------------------------------ derived
@@ -114,6 +118,13 @@ class Setup:
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["objective"], doc["tuning"] = self.objective, self.tune
+        # Fields of the first JSON contract, kept beside their successors (docs/mem.md, "Deprecated
+        # fields"): `zero` (0-3; 3 also for FSDP full shard) before `sharding`, `fused_ce` before
+        # `loss`, and `offload` null (not "none") when nothing is offloaded.
+        doc["zero"] = 3 if self.sharding == "fsdp" else self.zero
+        doc["fused_ce"] = self.loss == "fused"
+        if doc.get("offload") == "none":
+            doc["offload"] = None
         return doc
 
     # ------------------------------------------------------------------ checks
@@ -122,7 +133,7 @@ class Setup:
         for value, allowed, flag in ((self.tuning, TUNINGS, "--tuning"), (self.precision, PRECISIONS, "--precision"),
                                      (self.attn, ATTENTION, "--attn"), (self.optimizer, OPTIMIZERS, "--optimizer"),
                                      (self.quant, QUANTS, "--quant"), (self.loss, LOSSES, "--loss"),
-                                     (self.sharding, SHARDINGS, "--sharding")):
+                                     (self.sharding, SHARDINGS, "--sharding"), (self.kernels, KERNELS, "--kernels")):
             if value is not None:
                 _choice(value, allowed, flag)
         if self.ac_mode is not None:
@@ -133,6 +144,7 @@ class Setup:
         if self.stack is not None:
             _choice(self.stack, STACKS, "--stack")
         _choice(self.kv_dtype, KV_DTYPES, "--kv-dtype")
+        _choice(self.vllm_sampler, ("auto", "native", "flashinfer"), "--vllm-sampler")
         if self.offload is not None:
             _choice(self.offload, OFFLOADS, "--offload")
         _choice(self.ref_model, REF_MODELS, "--ref-model")

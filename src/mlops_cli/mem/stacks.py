@@ -10,18 +10,17 @@ given in docs/mem.md); where a default depends on the method it is keyed by meth
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Optional
 
-from mlops_cli.mem.spec import STACKS, Setup
-
-
+from mlops_cli.errors import UsageError
+from mlops_cli.mem.spec import STACKS, Setup  # noqa: F401  (STACKS is re-exported for callers)
 
 # Generic defaults when neither a flag nor a stack sets a field (plain PyTorch + HF conventions).
 GENERIC: dict[str, Any] = {
     "precision": "bf16", "grad_ckpt": False, "attn": "sdpa", "optimizer": "adamw", "optimizer_in_bwd": False,
     "lora_rank": 8, "lora_targets": "all-linear", "lora_dropout": False, "lora_dtype": "fp32",
     "keep_fp32_non_quantized": False, "loss": "full", "packing": False, "sharding": "none", "offload": "none",
-    "ac_mode": "full", "fsdp_version": 1,
+    "ac_mode": "full", "fsdp_version": 1, "kernels": "torch",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -30,9 +29,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # autocast_adapter_dtype=True keeps adapters fp32; prepare_model_for_kbit_training casts the
     # non-quantized parameters (embeddings, LM head, norms) to fp32; loss = ForCausalLMLoss (fp32 upcast).
     "hf": {"grad_ckpt": False, "lora_targets": "q,v", "lora_dropout": False, "keep_fp32_non_quantized": True},
-    # TRL SFTTrainer: SFTConfig gradient_checkpointing=True and bf16=True by default (sft_config.py);
-    # otherwise the transformers/PEFT defaults above.
-    "trl": {"grad_ckpt": True, "lora_targets": "q,v", "keep_fp32_non_quantized": True},
+    # TRL SFTTrainer: the transformers/PEFT defaults above, and by release (trl_defaults below):
+    # SFTConfig gradient_checkpointing=True from v0.22.0 (transformers' False before), loss_type
+    # "chunked_nll" (lm_head and cross-entropy in 256-token chunks, never the full logits) from v1.7.0.
+    "trl": {"lora_targets": "q,v", "keep_fp32_non_quantized": True},
     # LLaMA-Factory hparams: finetuning_args.py lora_rank=8, lora_target="all", lora_dropout=0.0;
     # model_args.py disable_gradient_checkpointing=False (GC on), flash_attn=auto, upcast_layernorm=False
     # (non-quantized weights stay 16-bit).
@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # cross-entropy; notebooks use r=16 on all linear layers, lora_dropout=0, optim adamw_8bit;
     # embeddings/LM head stay 16-bit.
     "unsloth": {"grad_ckpt": True, "offload": "activations", "loss": "fused", "lora_rank": 16,
-                "lora_targets": "all-linear", "lora_dropout": False, "optimizer": "adamw-8bit"},
+                "lora_targets": "all-linear", "lora_dropout": False, "optimizer": "adamw-8bit", "kernels": "unsloth"},
     # torchtune recipes/configs: CEWithChunkedOutputLoss, enable_activation_checkpointing=True,
     # dtype bf16 everywhere (adapters too), torchao NF4 for QLoRA; full single-device configs use
     # bitsandbytes PagedAdamW8bit with optimizer_in_bwd=True; LoRA configs AdamW (fused) on q,v r8.
@@ -49,10 +49,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "by_method": {"full": {"optimizer": "paged-adamw-8bit", "optimizer_in_bwd": True},
                                 "lora": {"optimizer": "adamw-fused"}, "qlora": {"optimizer": "adamw-fused"}}},
     # Axolotl examples: gradient_checkpointing true, flash_attention true, sample_packing true,
-    # lora_r 32, lora_dropout 0.05, lora_target_linear true; QLoRA goes through
-    # prepare_model_for_kbit_training (fp32 non-quantized weights).
+    # lora_r 32, lora_dropout 0.05, lora_target_linear true. QLoRA goes through
+    # prepare_model_for_kbit_training, but `_configure_embedding_dtypes` then casts the embeddings,
+    # LM head and norms back to torch_dtype for LoRA/QLoRA (src/axolotl/loaders/model.py
+    # `should_convert` at 067b021): non-quantized weights stay 16-bit.
     "axolotl": {"grad_ckpt": True, "attn": "flash", "packing": True, "lora_rank": 32, "lora_dropout": True,
-                "lora_targets": "all-linear", "keep_fp32_non_quantized": True},
+                "lora_targets": "all-linear", "keep_fp32_non_quantized": False},
     # ms-swift 3.x: target_modules all-linear, lora_rank 8, lora_dropout 0.05, gradient_checkpointing True.
     "ms-swift": {"grad_ckpt": True, "lora_targets": "all-linear", "lora_dropout": True},
     # Answer.AI fsdp_qlora train.py defaults: lora_rank 64, target 'all', lora_dropout 0.1, pure bf16,
@@ -74,20 +76,44 @@ PRESETS: dict[str, dict[str, Any]] = {
 SOURCES = {
     "hf": "transformers training_args.py (gradient_checkpointing=False, optim adamw_torch); peft LoraConfig "
           "(r=8, lora_dropout=0.0, autocast_adapter_dtype=True); peft.prepare_model_for_kbit_training",
-    "trl": "trl/trainer/sft_config.py (gradient_checkpointing=True, bf16=True)",
-    "llamafactory": "src/llamafactory/hparams/finetuning_args.py (lora_rank 8, lora_target all, lora_dropout 0.0); "
-                    "model_args.py (disable_gradient_checkpointing False, flash_attn auto, upcast_layernorm False)",
-    "unsloth": "unsloth FastLanguageModel.get_peft_model(use_gradient_checkpointing='unsloth'), fused CE loss, "
-               "notebooks r=16, optim adamw_8bit",
+    "trl": "trl/trainer/sft_config.py: gradient_checkpointing default=True from v0.22.0 (L111-112 there; absent, "
+           "i.e. transformers' False, at v0.21.0), loss_type default 'chunked_nll' from v1.7.0 (sft_trainer.py "
+           "_CHUNKED_LM_HEAD_CHUNK_SIZE = 256); grpo_config.py beta 0.04 until v0.18, 0.0 from v0.19.0",
+    "llamafactory": "src/llamafactory/hparams/finetuning_args.py L73-83 (lora_dropout 0.0, lora_rank 8, lora_target "
+                    "all); model_args.py L117-158 (flash_attn auto, disable_gradient_checkpointing False, "
+                    "upcast_layernorm False, upcast_lmhead_output False) at ff6d4d1",
+    "unsloth": "unsloth/models/llama.py get_peft_model defaults L3063-3079 (r=16 on q,k,v,o,gate,up,down, "
+               "lora_dropout 0, use_gradient_checkpointing='unsloth'), fused CE loss "
+               "(models/llama.py unsloth_fused_ce_loss), kernels/fast_lora.py + rms_layernorm.py at 015bdef; notebooks "
+               "(unslothai/notebooks) r=16, optim adamw_8bit",
     "torchtune": "recipes/configs/llama3_1/*.yaml at 30b8519 (CEWithChunkedOutputLoss, AC on, PagedAdamW8bit + "
                  "optimizer_in_bwd for full single device, lora q,v r8)",
     "axolotl": "examples/*/qlora*.yml (gradient_checkpointing, flash_attention, sample_packing, lora_r 32, "
-               "lora_dropout 0.05, lora_target_linear)",
-    "ms-swift": "swift/llm/argument/tuner_args.py (target_modules all-linear, lora_rank 8, lora_dropout 0.05)",
+               "lora_dropout 0.05, lora_target_linear); src/axolotl/loaders/model.py _configure_embedding_dtypes at 067b021",
+    "ms-swift": "swift/arguments/tuner_args.py L126-135 (target_modules all-linear, lora_rank 8, lora_alpha 32, "
+                "lora_dropout 0.05); swift/trainers/arguments.py L134 (gradient_checkpointing True) at 3602360",
     "fsdp-qlora": "AnswerDotAI/fsdp_qlora train.py fsdp_qlora() defaults (commit 05ed9f2)",
     "torchtitan": "torchtitan train_configs/llama3_8b.toml and parallelisms/parallelize_llama.py at 9dec370",
     "deepspeed": "DeepSpeed runtime/zero/config.py defaults; transformers integrations/deepspeed.py 'auto' values",
 }
+
+
+CURRENT_TRL = "1.9.0"
+
+
+def version_tuple(text: Optional[str], current: str) -> tuple[int, ...]:
+    """'0.21.1' -> (0, 21, 1); None -> the current release; junk -> UsageError (exit 2)."""
+    raw = (text or current).strip().lstrip("v")
+    parts = [p for p in raw.split(".")[:3]]
+    try:
+        return tuple(int("".join(ch for ch in p if ch.isdigit())) for p in parts)
+    except ValueError:
+        raise UsageError(f"--stack-version {text!r} is not a version like 0.21.0") from None
+
+
+def trl_defaults(version: Optional[str]) -> dict[str, Any]:
+    v = version_tuple(version, CURRENT_TRL)
+    return {"grad_ckpt": v >= (0, 22, 0), "loss": "fused" if v >= (1, 7, 0) else "full"}
 
 
 def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
@@ -96,6 +122,8 @@ def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
     Returns the completed setup and the origin of each filled field."""
     origin: dict[str, str] = {}
     preset = dict(PRESETS.get(setup.stack or "", {}))
+    if setup.stack == "trl":
+        preset.update(trl_defaults(setup.stack_version))
     by_method = preset.pop("by_method", {}).get(setup.tune, {})
     preset.update(by_method)
     changes: dict[str, Any] = {}

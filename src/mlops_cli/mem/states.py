@@ -59,12 +59,20 @@ def trainable_params(model: ModelConfig, s: Setup) -> int:
     return model.total_params
 
 
+def deepspeed_half(s: Setup) -> bool:
+    """DeepSpeed with fp16/bf16 casts the whole module to that dtype when it wraps it
+    (deepspeed/runtime/engine.py `_configure_distributed_model`: `self.module.half()` /
+    `.bfloat16()`, 0.15.4 L1142-1149): fp32 embeddings/norms left by prepare_model_for_kbit_training
+    and PEFT's fp32 adapters become 16-bit (DeepSpeed keeps its own fp32 master copy)."""
+    return s.sharding in ("zero1", "zero2", "zero3") and (s.precision or "bf16") in ("fp16", "bf16")
+
+
 def replica_weights(model: ModelConfig, s: Setup) -> float:
     """Bytes of the base weights on one replica (before sharding)."""
     P = model.total_params
     if s.tune == "qlora":
         other = P - model.linear_params
-        other_bytes = 4 if (s.keep_fp32_non_quantized or s.precision == "fp32") else 2
+        other_bytes = 4 if ((s.keep_fp32_non_quantized and not deepspeed_half(s)) or s.precision == "fp32") else 2
         return model.linear_params * QUANT_BYTES[s.quant or "nf4"] + other * other_bytes
     if s.adapters:
         return P * (4 if s.precision == "fp32" else 2)
@@ -116,7 +124,7 @@ def model_states(model: ModelConfig, s: Setup) -> States:
         tb = param_bytes(s.precision or "bf16")  # grads and states in the trainable params' dtype
         adapters = 0.0
     else:
-        tb = 2 if s.lora_dtype == "bf16" else 4
+        tb = 2 if (s.lora_dtype == "bf16" or deepspeed_half(s)) else 4
         adapters = float(tb * trainable)
     grads = float(tb * trainable)
     opt, paged, transient = optimizer_bytes(s, trainable, tb)

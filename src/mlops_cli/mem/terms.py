@@ -26,20 +26,34 @@ def activation_bytes(precision: str) -> int:
     return 4 if precision == "fp32" else 2
 
 
-def layer_activations_per_token(model: ModelConfig, precision: str, compiled: bool = False) -> float:
+
+def layer_activations_per_token(model: ModelConfig, precision: str, compiled: bool = False,
+                                kernels: str = "torch", adapters: bool = False) -> float:
     """Bytes one transformer block keeps for backward per token (fused attention).
 
     Under torch.compile, inductor fuses RMSNorm's fp32 upcast and the MLP activation into the
     neighbouring kernels, so neither is saved (torchtune's ladder: compile alone saves 15 % of
-    the peak of an activation-bound run)."""
+    the peak of an activation-bound run). Fused Triton kernels save less than the eager modules:
+    Liger's RMSNorm keeps X and one fp32 rstd per row, its SwiGLU keeps the gate and up outputs
+    (liger_kernel/ops/rms_norm.py and swiglu.py save_for_backward, at ead96b6), so no fp32 row
+    copy and no activation output; unsloth's RMSNorm keeps X and r the same way
+    (unsloth/kernels/rms_layernorm.py L205) and its LoRA MLP keeps only X, gate and up outputs,
+    recomputing the SwiGLU product for the down projection in backward (kernels/fast_lora.py L110,
+    at 015bdef)."""
     bpa = activation_bytes(precision)
     h, hd = model.hidden, model.head_dim
-    upcast = 4 * h if bpa < 4 and not model.dropout and not compiled else 0
+    fused_norm = compiled or kernels in ("liger", "unsloth")
+    upcast = 4 * h if bpa < 4 and not model.dropout and not fused_norm else 0
     norm = bpa * h + upcast  # HF RMSNorm keeps its fp32 upcast
     linear_inputs = 2 * bpa * h  # normed inputs of the attention and MLP projections
     qkv = bpa * (model.heads * hd + 2 * model.kv_heads * hd)
     attn_out = bpa * model.heads * hd + 4 * model.heads  # output + fp32 log-sum-exp per head
-    mlp = ((4 if model.gated_mlp else 2) - (1 if compiled else 0)) * model.active_mlp_intermediate * bpa
+    saved = 4 if model.gated_mlp else 2  # gate, up, activation output, down input (eager SwiGLU)
+    if kernels == "unsloth" and adapters and model.gated_mlp:
+        saved = 2  # LoRA_MLP: gate and up outputs only
+    elif compiled or kernels in ("liger", "unsloth"):
+        saved -= 1
+    mlp = saved * model.active_mlp_intermediate * bpa
     masks = 2 * h if model.dropout else 0
     return 2 * norm + linear_inputs + qkv + attn_out + mlp + masks
 
