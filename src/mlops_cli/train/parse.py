@@ -17,7 +17,7 @@ from typing import Optional
 from mlops_cli.train import signals
 from mlops_cli.train.events import Context, Record, Signal, Where
 from mlops_cli.train.oom import needs_more_text, parse_oom, split_kind
-from mlops_cli.train.scan import CONTEXT, HEAD, LOSS, RECORD, SIGNAL, Block, Scanner
+from mlops_cli.train.scan import CONTEXT, HEAD, LOSS, NCCL, RECORD, SIGNAL, Block, Scanner
 from mlops_cli.train.values import VALUE, to_float
 
 MAX_TEXT = 2000  # evidence text kept per line
@@ -149,11 +149,17 @@ class LogParser:
     def bytes_seen(self) -> int:
         return self._scanner.bytes_seen
 
+    @property
+    def sampled_out(self) -> int:
+        return self._scanner.sampled_out
+
     # -- dispatch ---------------------------------------------------------------------------
     def _handle(self, block: Block, start: int, end: int, line_no: int, group: int) -> int:
         data = block.data
-        line = data[start:end]
         low = block.low[start:end]
+        if group == SIGNAL | NCCL and (b"nccl info" in low or b"nccl version" in low):
+            return end  # NCCL_DEBUG=INFO chatter
+        line = data[start:end]
         rank = self._rank(line)
         new_end = end
         family = None

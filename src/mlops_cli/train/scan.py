@@ -15,6 +15,7 @@ Line numbers count ``\\n`` only (tqdm's ``\\r`` redraws stay on their physical l
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -22,21 +23,25 @@ BLOCK = 1 << 20  # process once this much is buffered
 LOOKAHEAD = 16 << 10  # complete lines held back so a wrapped record can be joined
 LOOKBEHIND = 64 << 10  # processed bytes kept so a line can look back (progress bar, assert line)
 MAX_LINE = 4 << 20  # a 'line' longer than this is cut (a \r-less progress bar, binary junk)
-HEAD = 8 << 20  # config dumps are searched for in this many leading bytes
+HEAD = 2 << 20  # config dumps are searched for in this many leading bytes
 
-RECORD, SIGNAL, CONTEXT, LOSS = 1, 2, 4, 8  # LOSS: the `loss` needle (a record, maybe a loss-scale line)
+RECORD, SIGNAL, CONTEXT, LOSS, NCCL = 1, 2, 4, 8, 16  # LOSS: the `loss` needle; NCCL: the `nccl` needle
+DENSE = 24  # record lines per block after which a clean block is sampled
+SAMPLES = 64  # record lines looked at in a sampled block (evenly spread, plus the last one)
 
 # needle (lowercase) -> group; the order does not matter.
 NEEDLES: dict[bytes, int] = {
-    b"loss": RECORD | LOSS,  # records, loss-scale/overflow lines, "loss is nan" guards
+    b"loss": RECORD | LOSS,  # step records, "loss is nan" lines
     b"step=": RECORD,  # DeepSpeed `step=N, skipped=K`
-    b"error": SIGNAL,  # OOM, RuntimeError (anomaly, NaN guards, NCCL, CUDA), DataLoader, bus error
-    b"nccl": SIGNAL,  # ProcessGroupNCCL watchdog, WorkNCCL(...), NCCL errors
+    b"error": SIGNAL,  # OOM, RuntimeError (anomaly, NaN guards, NCCL, CUDA, asserts), DataLoader, bus error
+    b"nccl": SIGNAL | NCCL,  # ProcessGroupNCCL watchdog, WorkNCCL(...), NCCL errors
     b"kill": SIGNAL,  # Killed, SIGKILL, sigkill_handler
     b"exitcode": SIGNAL,  # torchrun `failed (exitcode: -9)`
-    b"nan or inf": SIGNAL,  # tensorboard's `NaN or Inf found in input tensor`
-    b"assertion": SIGNAL,  # CUDA kernel asserts (labels out of range)
+    b"overflow": SIGNAL,  # loss-scale overflows (DeepSpeed, apex, fairseq)
+    b"minimum": SIGNAL,  # the loss scale at its minimum (DeepSpeed, fairseq)
+    b"finite": SIGNAL,  # NaN guards ("not finite", "non-finite"), mlops-nanguard
 }
+CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {
     b"fp16": CONTEXT,
     b"bf16": CONTEXT,
@@ -55,6 +60,7 @@ HEAD_NEEDLES: dict[bytes, int] = {
     b"zero": CONTEXT,
     b"log_history": CONTEXT,
     b"out of memory": SIGNAL,
+    b"nan or inf": SIGNAL,
 }
 # pretty-printed JSON (trainer_state.json): one field per line; switched on by `"log_history"`
 JSON_NEEDLES: dict[bytes, int] = {b'"step"': RECORD, b'"grad_norm"': RECORD, b'"learning_rate"': RECORD,
@@ -103,6 +109,7 @@ class Scanner:
         self._offset = 0  # input offset of _carry[0]
         self._line0 = 1  # line number at _carry[0]
         self.bytes_seen = 0
+        self.sampled_out = 0  # record lines of clean dense blocks that were not looked at
         self.json_mode = False
 
     def feed(self, data: bytes) -> None:
@@ -124,7 +131,7 @@ class Scanner:
     # -- internals ---------------------------------------------------------------
 
     def _run(self, *, final: bool, hold: bool = True) -> None:
-        data = self._carry + b"".join(self._pending) if self._pending else self._carry
+        data = b"".join([self._carry, *self._pending]) if self._pending else self._carry
         self._pending, self._pending_len = [], 0
         begin = self._carry_behind
         if final:
@@ -144,7 +151,7 @@ class Scanner:
         elif hold and not final:
             self._carry = data
             return
-        block = Block(data, data[:end].lower(), self._offset, self._line0, end, b"\r" in data[begin:end])
+        block = Block(data, data.translate(LOWER), self._offset, self._line0, end, data.find(b"\r", begin, end) >= 0)
         self._scan(block, begin, limit)
         # keep a look-behind of processed bytes (from a line start when there is one), then the rest
         keep = 0
@@ -168,9 +175,12 @@ class Scanner:
     def _scan(self, block: Block, begin: int, limit: int) -> None:
         low, data, has_cr = block.low, block.data, block.has_cr
         cands: dict[int, list[int]] = {}
+        clean: bool | None = None
         for needle, group in self._needles(block).items():
             find = low.find
             pos = begin
+            stride = 0
+            hits = 0
             while True:
                 i = find(needle, pos, limit)
                 if i < 0:
@@ -182,6 +192,25 @@ class Scanner:
                 else:
                     hit[1] |= group
                 pos = stop + 1
+                hits += 1
+                if hits == DENSE and needle in CHATTER:
+                    # NCCL_DEBUG=INFO prints thousands of lines: skip the rest when they are all chatter
+                    if low.count(needle, pos, limit) == sum(low.count(c, pos, limit) for c in CHATTER[needle]):
+                        break
+                if hits == DENSE and not group & SIGNAL and not stride:
+                    # step records only, and many: if nothing in the block is unusual, take a sample
+                    if clean is None:
+                        clean = block_is_clean(low, begin, limit)
+                    if clean:
+                        stride = max(1, (limit - pos) // SAMPLES)
+                        per_hit = (pos - begin) / hits
+                        self.sampled_out += max(0, int((limit - pos) / per_hit) - SAMPLES)
+                        last = low.rfind(needle, pos, limit)
+                        if last >= 0:
+                            a, b = self._fragment(data, last, begin, limit, has_cr)
+                            cands.setdefault(a, [b, 0])[1] |= group
+                if stride:
+                    pos = max(pos, i + stride)
         if not cands:
             return
         line_no = block.line0
@@ -215,6 +244,26 @@ class Scanner:
         if stop - start > MAX_LINE:  # hostile: one endless line; look at a window around the hit
             start, stop = max(start, i - 4096), min(stop, i + 4096)
         return start, stop
+
+
+_NAN_VALUE = re.compile(rb"nan(?![a-z_]| iter)")
+_INF_VALUE = re.compile(rb"inf(?:inity)?(?![a-z_])")
+_ZERO_LOSS = re.compile(rb"loss['\"]: 0\.0[,}]")
+LOWER = bytes(range(256)).lower()
+
+
+def block_is_clean(low: bytes, begin: int, limit: int) -> bool:
+    """Nothing in this block needs every record looked at: no NaN/Inf value, no Megatron line
+    without its loss, no 0.0 loss (HF's hidden NaN). Failure lines have needles of their own."""
+    if _NAN_VALUE.search(low, begin, limit) or _INF_VALUE.search(low, begin, limit):
+        return False
+    if _ZERO_LOSS.search(low, begin, limit):
+        return False
+    if low.find(b"skipped iterations", begin, limit) >= 0:
+        skipped = low.count(b"skipped iterations", begin, limit)
+        if low.count(b"lm loss", begin, limit) + low.count(b"lm_loss", begin, limit) < skipped:
+            return False
+    return True
 
 
 def iter_chunks(stream, size: int = BLOCK) -> Iterator[bytes]:
