@@ -330,6 +330,8 @@ class Doctor:
         loss = rec.loss
         if loss is None or not math.isfinite(loss) or len(s.recent_losses) < 16 or "spike" in s.__dict__:
             return
+        if s.loss_ema is not None and loss < 1.5 * s.loss_ema:
+            return  # the cheap test first: most records are nowhere near a spike
         vals = list(s.recent_losses)
         med = median(vals)
         if med <= 0.01 or loss < 2.0 * med:
@@ -893,7 +895,8 @@ class Doctor:
             f.add_evidence(s.window[-1].where if s.window else None)
             self._add(f)
             return
-        if s.loss_records < 100:
+        span = (s.last_step - s.first_step) if s.last_step is not None and s.first_step is not None else 0
+        if s.loss_records < 100 and not (s.loss_records >= 20 and span >= 100):
             return
         head = s.head_loss()
         tail = list(s.tail_losses)

@@ -27,6 +27,7 @@ HEAD = 2 << 20  # config dumps are searched for in this many leading bytes
 
 RECORD, SIGNAL, CONTEXT, LOSS, NCCL = 1, 2, 4, 8, 16  # LOSS: the `loss` needle; NCCL: the `nccl` needle
 DENSE = 24  # record lines per block after which a clean block is sampled
+FULL = 4 << 20  # every record of the first 4 MiB is read; after that clean dense blocks are sampled
 SAMPLES = 64  # record lines looked at in a sampled block (evenly spread, plus the last one)
 
 # needle (lowercase) -> group; the order does not matter.
@@ -197,7 +198,7 @@ class Scanner:
                     # NCCL_DEBUG=INFO prints thousands of lines: skip the rest when they are all chatter
                     if low.count(needle, pos, limit) == sum(low.count(c, pos, limit) for c in CHATTER[needle]):
                         break
-                if hits == DENSE and not group & SIGNAL and not stride:
+                if hits == DENSE and not group & SIGNAL and not stride and block.offset + begin >= FULL:
                     # step records only, and many: if nothing in the block is unusual, take a sample
                     if clean is None:
                         clean = block_is_clean(low, begin, limit)

@@ -78,6 +78,7 @@ class Series:
         self.loss_records = 0
         self._head_losses: list[float] = []
         self.tail_losses: deque[float] = deque(maxlen=64)
+        self.loss_ema: Optional[float] = None
 
     def add(self, rec: Record) -> None:
         """Account for one train record (the doctor has already judged it)."""
@@ -98,6 +99,7 @@ class Series:
             if math.isfinite(loss):
                 self.loss_records += 1
                 self.recent_losses.append(loss)
+                self.loss_ema = loss if self.loss_ema is None else 0.9 * self.loss_ema + 0.1 * loss
                 self.tail_losses.append(loss)
                 if len(self._head_losses) < 64:
                     self._head_losses.append(loss)
