@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mlops_cli.mem.cli:oom_app",
         "Will it fit on this GPU? If not, the cheapest changes that make it fit.",
     ),
+    "train-doctor": (
+        "mlops_cli.train.cli:app",
+        "When and why a training run went wrong (NaN, OOM, NCCL...), from its log, with the fix.",
+    ),
 }
 
 # Plain click formatting ("\b" keeps a paragraph unwrapped): the root help is what people and

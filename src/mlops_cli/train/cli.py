@@ -12,13 +12,9 @@ app = typer.Typer(add_completion=False)
 
 HELP = """When and why a training run went wrong, from its log, with the fix.
 
-Reads the log of HF Trainer, TRL, DeepSpeed, Megatron(-LM/-DeepSpeed/NeMo), Lightning,
-LLaMA-Factory, ms-swift, axolotl, torchtune, verl or any loop that prints `loss`, and reports
-the onset (step, time, rank, file:line) of: NaN/Inf loss (and its likely cause: lr too high,
-gradient explosion, fp16 loss-scale collapse, bad data, a numerical op), CUDA OOM (capacity or
-fragmentation, with the `mlops oom-check` command), NCCL timeouts, device-side asserts, killed
-workers (host RAM), a NaN on one rank, and loss spikes/plateaus (warnings). Exit 0 healthy,
-1 something went wrong, 2 unreadable input.
+Reads logs of HF Trainer, TRL, DeepSpeed, Megatron (-LM, -DeepSpeed, NeMo), Lightning, LLaMA-Factory, ms-swift, axolotl, torchtune, verl, fairseq or any loop that prints its loss, and reports the onset (step, time, rank, file:line), the evidence and the fix for: NaN/Inf loss with its likely cause (lr too high, gradient explosion, fp16 loss-scale collapse, bad data, a numerical op), CUDA OOM (capacity or fragmentation, with the `mlops oom-check` command), NCCL timeouts, device-side asserts, killed processes (host RAM), a NaN on one rank; loss spikes and plateaus as warnings.
+
+Exit codes: 0 healthy, 1 something went wrong, 2 unreadable input or bad usage.
 
 Examples:
 
@@ -28,13 +24,13 @@ Examples:
 
   python train.py 2>&1 | tee train.log | mlops train-doctor - --follow
 
-  python train.py > train.log 2>&1 &  mlops train-doctor train.log --follow --kill-on-nan $!
+  python train.py > train.log 2>&1 & mlops train-doctor train.log --follow --kill-on-nan $!
 """
 
 
 @app.command(help=HELP)
 def train_doctor(
-    logs: List[str] = typer.Argument(..., metavar="LOG...", help="Training log(s); '-' reads stdin."),
+    logs: List[str] = typer.Argument(..., metavar="LOG", help="Training log(s); '-' reads stdin."),
     follow: bool = typer.Option(False, "--follow", "-f",
                                 help="Tail a growing log (or stdin); print findings as they appear; exit 1 at the first error."),
     framework: str = typer.Option("auto", "--framework",

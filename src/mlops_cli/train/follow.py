@@ -15,7 +15,8 @@ import stat
 import time
 from typing import BinaryIO, Callable, Optional
 
-from mlops_cli.errors import UsageError
+from mlops_cli.errors import MlopsError, UsageError
+from mlops_cli.files import read_input_bytes
 from mlops_cli.train.analyse import check_text, framework_label
 from mlops_cli.train.diagnose import ERROR, Doctor, Finding
 from mlops_cli.train.parse import LogParser
@@ -25,13 +26,19 @@ READ = 1 << 20
 
 
 def process_alive(pid: int) -> bool:
+    """True while PID runs; a zombie (exited, not yet reaped by its parent) has ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat_line = read_input_bytes(f"/proc/{pid}/stat", what="process status", max_bytes=4096)
+    except MlopsError:
+        return True  # no /proc here: signal 0 is all we know
+    state = stat_line[stat_line.rfind(b")") + 2:][:1]
+    return state not in (b"Z", b"X")
 
 
 def check_kill_target(pid: int) -> None:
