@@ -816,7 +816,13 @@ class Doctor:
     def finish(self) -> list[Finding]:
         """Settle causes with everything seen, add what needs the whole log, sort root cause first."""
         for key, (first, window, idx) in list(self.pending.items()):
-            self.skipped_grad[key] = self.skipped_grad.get(key, 0) + 1
+            st = self.scale.get(key[0])
+            fp16 = self.ctx(key[0]).precision == "fp16" or (st is not None and st.fp16)
+            if fp16 or key in self.onsets:
+                self.skipped_grad[key] = self.skipped_grad.get(key, 0) + 1
+            else:  # outside fp16 a non-finite grad norm poisons the weights; the log just ends there
+                self._onset(key, self._series(key), first, f"grad norm {fmt(first.grad_norm)} on the last record "
+                            "(no loss scaler skips steps outside fp16; the log ends here)", index=idx, window=window)
         self.pending.clear()
         for key, (rec, idx) in self._eval_nan.items():
             s = self.series.get(key)

@@ -303,7 +303,16 @@ class LogParser:
         where = self._where(line_no, line)
         if loss is not None or grad is not None:
             if step is None:
-                bar = self._bar_before(block, start + brace)
+                # a dict on its own (tqdm cleared the bar with \r): tqdm.write() redraws the bar right
+                # after it with the current count; the bar drawn before it lags when tqdm throttles
+                glued = None
+                if brace > 8:
+                    for glued in _BAR.finditer(line, 0, brace):
+                        pass  # the last bar before the dict
+                if glued is not None:  # `... 10/100 [00:10<...]{'loss': ...}`: the bar printed with it
+                    bar = (int(glued.group(1)), int(glued.group(2)), glued.group(3).decode())
+                else:
+                    bar = self._bar_after(block, end) or self._bar_before(block, start + brace)
                 if bar is not None:
                     step, elapsed = bar[0], elapsed or bar[2]
             if step is not None:
@@ -331,6 +340,22 @@ class LogParser:
                     return count, total, m.group(3).decode()
             j = k
         return None
+
+    @staticmethod
+    def _bar_after(block: Block, end: int) -> Optional[tuple[int, int, str]]:
+        """The progress bar tqdm redraws at the start of the next line, if there is one."""
+        nxt = block.next_line(end)
+        if nxt is None:
+            return None
+        a, b = nxt
+        head = block.data[a:min(b, a + 400)]
+        if head[:1] not in (b"\r", b" ") and not head[:1].isdigit():
+            return None
+        m = _BAR.search(head)
+        if m is None or b"{" in head[:m.start()]:
+            return None
+        count, total = int(m.group(1)), int(m.group(2))
+        return (count, total, m.group(3).decode()) if count <= total else None
 
     def _json_field(self, line: bytes, rank: Optional[int], line_no: int) -> None:
         """trainer_state.json: one field per line, sorted keys, `"step"` last in each entry."""
