@@ -39,7 +39,7 @@ def _lower_lr(lr: Optional[float], framework: str) -> str:
     lr_flag = flags(framework)[3]
     if lr is None or lr <= 0:
         return f"lower the learning rate ({lr_flag}) by 3-10x"
-    return f"lower the learning rate from {fmt(lr)} to about {fmt(lr / 3)}-{fmt(lr / 10)} ({lr_flag})"
+    return f"lower the learning rate from {fmt(lr)} (to {fmt(lr / 3)}, or {fmt(lr / 10)}) ({lr_flag})"
 
 
 def nan_fixes(cause: Optional[str], framework: str, ctx: Context, *, lr: Optional[float], step: Optional[int],
