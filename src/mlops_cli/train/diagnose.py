@@ -31,6 +31,7 @@ from mlops_cli.train.series import Series, _j
 from mlops_cli.train.values import fmt, is_bad
 
 ERROR, WARNING, INFO = "error", "warning", "info"
+INF = math.inf
 FRAMEWORKS = ("auto", "hf", "trl", "deepspeed", "lightning", "megatron", "llamafactory", "ms-swift", "axolotl",
               "torchtune", "generic")
 # root cause first: a NaN or an OOM on one rank makes the others time out, not the other way round
@@ -243,7 +244,12 @@ class Doctor:
                 self._eval_nan[key] = (rec, s.records)
             return
         onset = self.onsets.get(key)
-        if onset is None:
+        loss, grad = rec.loss, rec.grad_norm
+        if onset is None and key not in self.pending and not s.zero_run and not rec.loss_missing and \
+                not rec.nan_iters and (loss is None or (loss == loss and loss not in (0.0, INF, -INF))) and \
+                (grad is None or (grad == grad and grad not in (INF, -INF))):
+            pass  # the common case, a finite record with nothing pending: no rule can fire
+        elif onset is None:
             self._judge(key, s, rec)
         else:
             bad = self._bad_reason(s, rec)

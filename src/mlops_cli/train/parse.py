@@ -168,7 +168,7 @@ class LogParser:
             family, new_end = self._record(block, start, end, line, low, rank, line_no)
             if new_end != end:
                 line, low = data[start:new_end], block.low[start:new_end]
-        if group & SIGNAL or (group & LOSS and family not in ("megatron", "hf_dict", "json", "deepspeed")):
+        if group & SIGNAL:  # failure lines hold a needle of their own; a record line alone never is one
             new_end = max(new_end, self._signals(block, start, new_end, line, low, rank, line_no))
         if group & CONTEXT and block.offset + start < HEAD and self.records == before:
             self._context(line, low, line_no)

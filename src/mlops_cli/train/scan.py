@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-BLOCK = 1 << 20  # process once this much is buffered
+BLOCK = 4 << 20  # process once this much is buffered
 LOOKAHEAD = 16 << 10  # complete lines held back so a wrapped record can be joined
 LOOKBEHIND = 64 << 10  # processed bytes kept so a line can look back (progress bar, assert line)
 MAX_LINE = 4 << 20  # a 'line' longer than this is cut (a \r-less progress bar, binary junk)
@@ -27,7 +27,7 @@ HEAD = 2 << 20  # config dumps are searched for in this many leading bytes
 
 RECORD, SIGNAL, CONTEXT, LOSS, NCCL = 1, 2, 4, 8, 16  # LOSS: the `loss` needle; NCCL: the `nccl` needle
 DENSE = 24  # record lines per block after which a clean block is sampled
-FULL = 4 << 20  # every record of the first 4 MiB is read; after that clean dense blocks are sampled
+FULL = 1 << 20  # every record of the first MiB is read; after that clean dense blocks are sampled
 SAMPLES = 64  # record lines looked at in a sampled block (evenly spread, plus the last one)
 
 # needle (lowercase) -> group; the order does not matter.
@@ -157,7 +157,8 @@ class Scanner:
         # keep a look-behind of processed bytes (from a line start when there is one), then the rest
         keep = 0
         if limit > LOOKBEHIND:
-            keep = data.rfind(b"\n", 0, limit - LOOKBEHIND) + 1 or limit - LOOKBEHIND
+            nl = data.rfind(b"\n", max(0, limit - 2 * LOOKBEHIND), limit - LOOKBEHIND)
+            keep = nl + 1 if nl >= 0 else limit - LOOKBEHIND
         self._line0 += data.count(b"\n", 0, keep)
         self._offset += keep
         self._carry = data[keep:]
@@ -198,7 +199,7 @@ class Scanner:
                     # NCCL_DEBUG=INFO prints thousands of lines: skip the rest when they are all chatter
                     if low.count(needle, pos, limit) == sum(low.count(c, pos, limit) for c in CHATTER[needle]):
                         break
-                if hits == DENSE and not group & SIGNAL and not stride and block.offset + begin >= FULL:
+                if hits == DENSE and not group & SIGNAL and not stride and block.offset + limit > FULL:
                     # step records only, and many: if nothing in the block is unusual, take a sample
                     if clean is None:
                         clean = block_is_clean(low, begin, limit)
@@ -229,19 +230,22 @@ class Scanner:
 
     @staticmethod
     def _fragment(data: bytes, i: int, begin: int, limit: int, has_cr: bool) -> tuple[int, int]:
-        start = data.rfind(b"\n", begin, i) + 1
-        if start == 0:
-            start = begin
-        stop = data.find(b"\n", i, limit)
-        if stop < 0:
-            stop = limit
+        """The line (or \r-fragment) around position i. Searches stay inside the fragment, so a
+        run of fragments without a newline (a tqdm bar redrawn all epoch long) costs O(its length)."""
         if has_cr:
-            r = data.rfind(b"\r", start, i)
-            if r >= 0:
-                start = r + 1
-            r = data.find(b"\r", i, stop)
-            if r >= 0:
-                stop = r
+            r = data.rfind(b"\r", begin, i)
+            start = data.rfind(b"\n", max(r, begin), i) + 1 or (r + 1 if r >= 0 else begin)
+            start = max(start, r + 1, begin)
+            r = data.find(b"\r", i, limit)
+            stop = data.find(b"\n", i, r if r >= 0 else limit)
+            if stop < 0:
+                stop = r if r >= 0 else limit
+        else:
+            start = data.rfind(b"\n", begin, i) + 1 or begin
+            start = max(start, begin)
+            stop = data.find(b"\n", i, limit)
+            if stop < 0:
+                stop = limit
         if stop - start > MAX_LINE:  # hostile: one endless line; look at a window around the hit
             start, stop = max(start, i - 4096), min(stop, i + 4096)
         return start, stop

@@ -90,7 +90,7 @@ class Series:
         if step is not None:
             if self.first_step is None:
                 self.first_step = step
-            if self.last_step is not None and step < self.last_step - 1:
+            if self.last_step is not None and step < self.last_step - 1 and len(self.restarts) < 64:
                 self.restarts.append(step)
             self.last_step = step
         loss, lr, grad = rec.loss, rec.lr, rec.grad_norm
