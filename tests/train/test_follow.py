@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -42,55 +43,50 @@ def start_writer(target: str, nan: bool, linger: float, **kw) -> subprocess.Pope
     return subprocess.Popen([sys.executable, "-c", WRITER, target, "nan" if nan else "ok", str(LOG), str(linger)], **kw)
 
 
-def test_follow_a_file_exits_1_at_the_nan_while_the_writer_still_runs(tmp_path):
+@contextlib.contextmanager
+def writing(tmp_path, nan: bool, linger: float):
+    """A log file and the process writing it; the writer is killed at the end if still running."""
     log = tmp_path / "train.log"
     log.touch()
-    writer = start_writer(str(log), nan=True, linger=120)
+    writer = start_writer(str(log), nan=nan, linger=linger)
     try:
-        t0 = time.monotonic()
-        r = subprocess.run(mlops_argv(str(log)), capture_output=True, text=True, env=env(), timeout=90)
-        elapsed = time.monotonic() - t0
-        assert r.returncode == 1, r.stderr
-        assert "ERROR [nan_loss]" in r.stdout and "step 3385" in r.stdout
-        assert "stopped: error finding nan_loss-1" in r.stdout
-        assert writer.poll() is None and elapsed < 90  # it did not wait for the writer to end
+        yield log, writer
     finally:
-        writer.kill()
+        if writer.poll() is None:
+            writer.kill()
         writer.wait()
 
 
+def follow_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(mlops_argv(*args), capture_output=True, text=True, env=env(), timeout=90)
+
+
+def test_follow_a_file_exits_1_at_the_nan_while_the_writer_still_runs(tmp_path):
+    with writing(tmp_path, nan=True, linger=120) as (log, writer):
+        r = follow_run(str(log))
+        assert r.returncode == 1, r.stderr
+        assert "ERROR [nan_loss]" in r.stdout and "step 3385" in r.stdout
+        assert "stopped: error finding nan_loss-1" in r.stdout
+        assert writer.poll() is None  # it did not wait for the writer to end
+
+
 def test_kill_on_nan_sends_sigterm_to_the_training_process(tmp_path):
-    log = tmp_path / "train.log"
-    log.touch()
-    writer = start_writer(str(log), nan=True, linger=120)
-    try:
-        r = subprocess.run(mlops_argv(str(log), "--kill-on-nan", str(writer.pid), "--json"), capture_output=True,
-                           text=True, env=env(), timeout=90)
+    with writing(tmp_path, nan=True, linger=120) as (log, writer):
+        r = follow_run(str(log), "--kill-on-nan", str(writer.pid), "--json")
         assert r.returncode == 1, r.stderr
         doc = json.loads(r.stdout)
         assert doc["follow"]["killed"] == {"pid": writer.pid, "signal": "SIGTERM", "ok": True, "error": None}
         assert doc["findings"][0]["onset"]["step"] == 3385
         assert writer.wait(timeout=30) == -15  # SIGTERM
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
 
 
 def test_follow_stops_when_the_watched_process_exits_healthy(tmp_path):
-    log = tmp_path / "train.log"
-    log.touch()
-    writer = start_writer(str(log), nan=False, linger=0.5)
-    try:
-        r = subprocess.run(mlops_argv(str(log), "--kill-on-nan", str(writer.pid), "--json"), capture_output=True,
-                           text=True, env=env(), timeout=90)
+    with writing(tmp_path, nan=False, linger=0.5) as (log, writer):
+        r = follow_run(str(log), "--kill-on-nan", str(writer.pid), "--json")
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
         assert doc["healthy"] is True and doc["follow"]["stopped"] == f"process {writer.pid} exited"
         assert doc["records"] == 15 and doc["follow"]["killed"] is None
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 def test_follow_stdin_pipe_from_a_running_writer():

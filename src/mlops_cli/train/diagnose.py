@@ -40,6 +40,26 @@ PRIORITY = ["nan_on_one_rank", "nan_loss", "cuda_oom", "device_assert", "host_oo
 MAX_EVIDENCE = 6
 LR_FLOOR = 2e-6  # below this an lr is not "too high" for any optimizer people use
 
+# class -> (why, fix) of the findings that are one line's word
+_SIMPLE_TEXT = {
+    "device_assert": (
+        ["a CUDA kernel checked an index and it was out of range: in training almost always a label >= num_classes "
+         "(or < 0 other than the ignore index) or a token id >= vocab size"],
+        ["check the labels: every target must be in [0, num_classes-1] (or the ignore index, -100)",
+         "for LLMs: token ids must be < vocab size; after adding tokens call model.resize_token_embeddings(len(tokenizer))",
+         "re-run with CUDA_LAUNCH_BLOCKING=1 to get the failing line (CUDA errors are reported late)"]),
+    "cuda_error": (
+        ["CUDA errors are asynchronous: the Python line in the traceback is often not the one that failed"],
+        ["re-run with CUDA_LAUNCH_BLOCKING=1 to find the kernel",
+         "suspect custom CUDA extensions and a driver/toolkit mismatch (`mlops driver-check`), then out-of-range indices",
+         "an uncorrectable ECC error or Xid in `dmesg` means the GPU: drain the node"]),
+    "nccl_error": (
+        ["NCCL reported an error of its own (a CUDA call inside NCCL failed), not a timeout"],
+        ["re-run with NCCL_DEBUG=INFO to see which call and which GPU",
+         "check the driver and the GPU (`mlops driver-check`, `dmesg` for Xid errors)",
+         "in containers: --ipc=host (or a larger --shm-size) and matching NCCL/driver versions"]),
+}
+
 _TIME = re.compile(rb"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?)|(\d\d/\d\d/\d{4} \d\d:\d\d:\d\d)"
                    rb"|(?<![\w])[EWIF](\d{4} \d\d:\d\d:\d\d(?:\.\d{1,9})?)|(?:^|[\s\[])(\d\d/\d\d \d\d:\d\d:\d\d)"
                    rb"|^\[?(\d\d:\d\d:\d\d)")
@@ -480,26 +500,10 @@ class Doctor:
         f.data["count"] = 1
         f.data["ranks"] = [sig.rank] if sig.rank is not None else []
         f.add_evidence(sig.where)
-        if cls == "device_assert":
-            f.because = ["a CUDA kernel checked an index and it was out of range: in training almost always a "
-                         "label >= num_classes (or < 0 other than the ignore index) or a token id >= vocab size"]
-            if sig.data.get("assert_line"):
-                f.evidence.insert(0, {"file": sig.where.file, "line": None, "text": sig.data["assert_line"]})
-            f.fix = ["check the labels: every target must be in [0, num_classes-1] (or the ignore index, -100)",
-                     "for LLMs: token ids must be < vocab size; after adding tokens call "
-                     "model.resize_token_embeddings(len(tokenizer))",
-                     "re-run with CUDA_LAUNCH_BLOCKING=1 to get the failing line (CUDA errors are reported late)"]
-        elif cls == "cuda_error":
-            f.because = ["CUDA errors are asynchronous: the Python line in the traceback is often not the one that failed"]
-            f.fix = ["re-run with CUDA_LAUNCH_BLOCKING=1 to find the kernel",
-                     "suspect custom CUDA extensions and a driver/toolkit mismatch (`mlops driver-check`), "
-                     "then out-of-range indices",
-                     "an uncorrectable ECC error or Xid in `dmesg` means the GPU: drain the node"]
-        elif cls == "nccl_error":
-            f.because = ["NCCL reported an error of its own (a CUDA call inside NCCL failed), not a timeout"]
-            f.fix = ["re-run with NCCL_DEBUG=INFO to see which call and which GPU",
-                     "check the driver and the GPU (`mlops driver-check`, `dmesg` for Xid errors)",
-                     "in containers: --ipc=host (or a larger --shm-size) and matching NCCL/driver versions"]
+        because, fix = _SIMPLE_TEXT[cls]
+        f.because, f.fix = list(because), list(fix)
+        if sig.data.get("assert_line"):
+            f.evidence.insert(0, {"file": sig.where.file, "line": None, "text": sig.data["assert_line"]})
         self._add(f)
         return f
 

@@ -109,6 +109,7 @@ _CTX_SEQ = re.compile(rb"(?<![\w])(?:cutoff_len|max_seq_length|max_seq_len|seq_l
 _CTX_METHOD = re.compile(rb"(?:finetuning_type|train_type|tuner_backend|peft_type)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(?:peftt?ype\.)?"
                          rb"(lora|qlora|full|freeze)|(load_in_4bit|quantization_bit)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(true|4)")
 _CTX_ZERO = re.compile(rb"zero_stage['\"]?\s{0,3}[:=]\s{0,3}(\d)|\"stage\"\s{0,3}:\s{0,3}(\d)|ds_z(\d)_|zero(\d)(?:_\w{0,20})?\.json")
+_CTX_NUMBERS = (("max_grad_norm", _CTX_CLIP, to_float), ("batch_size", _CTX_BATCH, int), ("seq_len", _CTX_SEQ, int))
 _BAD_MODEL = {b"none", b"null", b"auto", b"true", b"false", b"model", b""}
 
 
@@ -657,28 +658,20 @@ class LogParser:
                         ctx.model = name.decode("utf-8", "replace")
                         ctx.model_where = self._where(line_no, line)
                         break
-        if ctx.max_grad_norm is None:
-            m = _CTX_CLIP.search(low)
-            if m:
-                ctx.max_grad_norm = to_float(m.group(1))
+        for attr, rx, convert in _CTX_NUMBERS:
+            if getattr(ctx, attr) is None:
+                m = rx.search(low)
+                if m:
+                    setattr(ctx, attr, convert(m.group(1)))
         if ctx.warmup is None:
             m = _CTX_WARMUP.search(low)
             if m:
                 ctx.warmup = f"{m.group(1).decode()} {m.group(2).decode()}"
         if ctx.lr is None and (b"learning_rate" in low or b"lr" in low):
             m = _CTX_LR.search(low)
-            if m:
-                v = to_float(m.group(1))
-                if v is not None and 0 < v < 1:
-                    ctx.lr = v
-        if ctx.batch_size is None:
-            m = _CTX_BATCH.search(low)
-            if m:
-                ctx.batch_size = int(m.group(1))
-        if ctx.seq_len is None:
-            m = _CTX_SEQ.search(low)
-            if m:
-                ctx.seq_len = int(m.group(1))
+            v = to_float(m.group(1)) if m else None
+            if v is not None and 0 < v < 1:
+                ctx.lr = v
         if ctx.method is None or ctx.method == "lora":
             m = _CTX_METHOD.search(low)
             if m:
