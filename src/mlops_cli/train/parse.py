@@ -79,7 +79,7 @@ _TT_BAR = re.compile(rb"(?:^|\s)(\d{1,9})\|(\d{1,12})\|loss")
 _GEN_EPOCH = re.compile(rb"(?<![\w/.-])epoch\]?\s{0,4}[:=]?\s{0,8}(\d{1,9}(?:\.\d{1,6})?)(?![\w.])")
 _GEN_LR = re.compile(rb"(?<![\w/.-])(?:train/)?(?:lr|learning[_ ]rate)(?:[-_][\w]{1,20})?\]?\s{0,4}(?:[:=]|is\b)?\s{0,8}("
                      + VALUE + rb")(?![\w])")
-_GEN_GN = re.compile(rb"(?<![\w.-])(?:train/|actor/|optim/)?(?:grad[_ -]?norm|gradient[_ ]norm|gnorm|total_norm|grad_norm_total)"
+_GEN_GN = re.compile(rb"(?<![\w./-])(?:train/|actor/|optim/)?(?:grad[_ -]?norm|gradient[_ ]norm|gnorm|total_norm|grad_norm_total)"
                      rb"\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
 _GEN_SCALE = re.compile(rb"loss[_ ]scale\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
 
@@ -480,9 +480,12 @@ class LogParser:
         if b"num_updates" in low:  # fairseq: its loss_scale goes below 1 by design (floor 1e-4)
             family = "fairseq"
             self.context.saw("fairseq")
+        rl = b"critic/" in low or b"pg_loss" in low or b"reward" in low  # verl/OpenRLHF PPO, GRPO
+        if rl:
+            self.context.saw("verl" if b"critic/" in low else "generic")
         if loss is not None or grad is not None:
             self._emit_record(Record(where, rank, step, loss, to_float(lr_m.group(1)) if lr_m else None, grad, scale,
-                                     None, None, epoch, "train", family))
+                                     None, None, epoch, "train", family, False, rl))
         if eval_loss is not None:
             self._emit_record(Record(where, rank, step if step is not None else self._step_for(rank), eval_loss,
                                      None, None, None, None, None, epoch, "eval", "generic"))
