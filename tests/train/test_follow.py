@@ -122,7 +122,24 @@ def test_sigterm_to_train_doctor_ends_the_follow_with_130(tmp_path):
         proc.terminate()
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 130, err
-        assert "stopped: interrupted" in out
+        assert "stopped: interrupted" in out and "error: interrupted" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigterm_with_json_still_prints_one_document(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text((FIXTURES / "healthy_torchtune1358_steps.log").read_text())
+    proc = subprocess.Popen(mlops_argv(str(log), "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env())
+    try:
+        time.sleep(3)
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        doc = json.loads(out)
+        assert doc["follow"]["interrupted"] is True and doc["records"] == 12
     finally:
         if proc.poll() is None:
             proc.kill()

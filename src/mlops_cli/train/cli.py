@@ -113,6 +113,9 @@ def _follow(path: str, framework: str, model: Optional[str], kill_pid: Optional[
         _close(stream)
     report.shown = shown
     code = emit(report, json_out)
-    if report.interrupted:
-        raise KeyboardInterrupt
+    if report.interrupted:  # the report so far is out (one JSON document with --json); then 130
+        from mlops_cli.errors import ExitCode
+
+        err_console().print("error: interrupted", markup=False, highlight=False)
+        return int(ExitCode.INTERRUPTED)
     return code
