@@ -163,3 +163,14 @@ def test_the_json_report_has_the_documented_fields():
     import json
 
     json.dumps(doc, allow_nan=False)  # no NaN/Infinity in the document
+
+
+def test_a_counted_nan_iteration_with_a_finite_loss_and_a_skipping_guard_are_notes():
+    meg = "".join(f" iteration {i:8d}/ 1000 | learning rate: 1.0E-05 | lm loss: {3.1 - i / 1000:.6E} | loss scale: 4096.0 |"
+                  f" grad norm: 1.2 | number of skipped iterations:   {1 if i == 30 else 0} |"
+                  f" number of nan iterations:   {1 if i == 30 else 0} |\n" for i in range(1, 60))
+    r = analyse_bytes(meg.encode())
+    assert r.exit_code == 0 and any("NaN iteration" in n for n in r.notes)
+    guard = "step 10 | loss 1.2\nWARNING: Skip the batch due to the loss is NaN\nstep 11 | loss 1.19\n"
+    r = analyse_bytes(guard.encode())
+    assert r.exit_code == 0 and any("skipped 1 batch" in n for n in r.notes)

@@ -229,6 +229,8 @@ class Doctor:
         self._nccl_progress: list[Signal] = []
         self._host_kills: list[Signal] = []
         self._calibration_overflows = 0
+        self._guard_skips = 0
+        self._last_guard: tuple[str, int] = ("", 0)
         self._zero_loss_note = False
         self._rl_note = False
 
@@ -266,7 +268,7 @@ class Doctor:
         onset = self.onsets.get(key)
         loss, grad = rec.loss, rec.grad_norm
         if onset is None and key not in self.pending and not s.zero_run and not rec.loss_missing and \
-                not rec.nan_iters and (loss is None or (loss == loss and loss not in (0.0, INF, -INF))) and \
+                (loss is None or (loss == loss and loss not in (0.0, INF, -INF))) and \
                 (grad is None or (grad == grad and grad not in (INF, -INF))):
             pass  # the common case, a finite record with nothing pending: no rule can fire
         elif onset is None:
@@ -293,8 +295,6 @@ class Doctor:
             return f"loss {fmt(rec.loss)}"
         if rec.loss_missing:
             return "the loss is missing from the line (Megatron leaves `lm loss` out when it is NaN)"
-        if rec.nan_iters:
-            return f"{rec.nan_iters} NaN iteration(s) counted"
         if is_bad(rec.grad_norm) and rec.loss == 0.0:
             return (f"loss 0.0 with grad_norm {fmt(rec.grad_norm)}: HF's logging_nan_inf_filter hides a NaN loss "
                     "(an all-NaN logging window prints 0.0)")
@@ -434,7 +434,12 @@ class Doctor:
         elif kind == "nan_guard":
             if d.get("step") is not None:
                 sig.step = d["step"]
-            self._signal_onset(sig, "the training code's own NaN check fired")
+            if b"skip" in sig.where.text.lower():  # the code dropped that batch and went on
+                if self._last_guard != (file, sig.where.line):
+                    self._guard_skips += 1
+                    self._last_guard = (file, sig.where.line)
+            else:
+                self._signal_onset(sig, "the training code's own NaN check fired")
         elif kind in ("dataloader_killed", "host_oom") or (kind == "exitcode" and d.get("exitcode") in (-9, 137)) or \
                 (kind == "signal" and d.get("signal") == 9):
             self._host(sig)
@@ -940,6 +945,13 @@ class Doctor:
             if n and key not in self.onsets:
                 self.notes.append(f"{n} record(s) with a non-finite grad norm but a finite loss that recovered: "
                                   "steps the fp16 loss scaler skipped, normal if rare")
+        if self._guard_skips:
+            self.notes.append(f"the training code skipped {self._guard_skips} batch(es) for a non-finite loss and went "
+                              "on: look at those batches if it happens often")
+        nan_iters = sum(s.nan_iterations for s in self.series.values())
+        if nan_iters:
+            self.notes.append(f"{nan_iters} NaN iteration(s) counted by Megatron (skipped fp16 steps whose loss was "
+                              "not finite); normal if rare")
         if any(s.rl for s in self.series.values()):
             self.notes.append("an RL objective (GRPO/PPO): a loss of 0.0, negative or rising with the KL term is "
                               "normal; spike and plateau rules were not applied")

@@ -459,6 +459,10 @@ class LogParser:
         return True
 
     def _generic(self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+        if b"skip" in low and (b"nan" in low or b"finite" in low) and b"loss" in low:
+            # "Skip the batch due to the loss is NaN": a guard that dropped a batch, not a step record
+            self._events.append(Signal("nan_guard", self._where(line_no, line), rank, self._step_for(rank), {}))
+            return
         loss, eval_loss, scale, aux_bad = self._generic_losses(low)
         gn = _GEN_GN.search(low)
         grad = to_float(gn.group(1)) if gn else None
