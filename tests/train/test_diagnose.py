@@ -174,3 +174,17 @@ def test_a_counted_nan_iteration_with_a_finite_loss_and_a_skipping_guard_are_not
     guard = "step 10 | loss 1.2\nWARNING: Skip the batch due to the loss is NaN\nstep 11 | loss 1.19\n"
     r = analyse_bytes(guard.encode())
     assert r.exit_code == 0 and any("skipped 1 batch" in n for n in r.notes)
+
+
+def test_a_run_that_ends_on_an_unknown_exception_is_a_crash_and_a_handled_one_is_not():
+    tb = ('Traceback (most recent call last):\n  File "train.py", line 88, in <module>\n    batch = next(it)\n'
+          "[rank1]: KeyError: 'input_ids'\n")
+    r = analyse_bytes(("step 10 | loss 1.2\n" + tb).encode())
+    (f,) = r.errors
+    assert (f.cls, f.rank, f.line) == ("crash", 1, 5) and "KeyError: 'input_ids'" in f.title
+    assert analyse_bytes(("step 10 | loss 1.2\n" + tb + "step 11 | loss 1.1\n").encode()).exit_code == 0
+    oom_then_child = ("step 10 | loss 1.2\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a"
+                      " total capacity of 8.00 GiB of which 0 bytes is free. Of the allocated memory 7.9 GiB is allocated by"
+                      " PyTorch, and 1.00 MiB is reserved by PyTorch but unallocated.\n"
+                      "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n")
+    assert [f.cls for f in analyse_bytes(oom_then_child.encode()).errors] == ["cuda_oom"]

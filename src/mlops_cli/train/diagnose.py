@@ -36,7 +36,7 @@ FRAMEWORKS = ("auto", "hf", "trl", "deepspeed", "lightning", "megatron", "llamaf
               "torchtune", "generic")
 # root cause first: a NaN or an OOM on one rank makes the others time out, not the other way round
 PRIORITY = ["nan_on_one_rank", "nan_loss", "cuda_oom", "device_assert", "host_oom_dataloader", "cuda_error",
-            "nccl_error", "nccl_timeout", "loss_spike", "loss_plateau", "grad_norm_frozen"]
+            "nccl_error", "nccl_timeout", "crash", "loss_spike", "loss_plateau", "grad_norm_frozen"]
 MAX_EVIDENCE = 6
 LR_FLOOR = 2e-6  # below this an lr is not "too high" for any optimizer people use
 
@@ -230,6 +230,8 @@ class Doctor:
         self._host_kills: list[Signal] = []
         self._calibration_overflows = 0
         self._guard_skips = 0
+        self._last_exception: Optional[Signal] = None
+        self._last_record_at: dict[str, int] = {}
         self._last_guard: tuple[str, int] = ("", 0)
         self._zero_loss_note = False
         self._rl_note = False
@@ -258,6 +260,7 @@ class Doctor:
         return s
 
     def _record(self, rec: Record) -> None:
+        self._last_record_at[rec.where.file] = rec.where.line
         key = (rec.where.file, rec.rank)
         s = self._series(key)
         if rec.phase == "eval":
@@ -443,6 +446,8 @@ class Doctor:
         elif kind in ("dataloader_killed", "host_oom") or (kind == "exitcode" and d.get("exitcode") in (-9, 137)) or \
                 (kind == "signal" and d.get("signal") == 9):
             self._host(sig)
+        elif kind == "exception" or (kind == "exitcode" and d.get("exitcode") not in (None, 0)):
+            self._last_exception = sig  # judged at the end: did the run go on after it?
         elif kind == "device_assert":
             self._simple(sig, "device_assert", "CUDA device-side assert (an index or label out of range)")
         elif kind == "cuda_error":
@@ -860,6 +865,7 @@ class Doctor:
         for o in self.onsets.values():
             if o.finding is not None:
                 self._settle(o, o.finding)
+        self._crash()
         self._warnings()
         self._notes()
         self.findings.sort(key=lambda f: (f.severity != ERROR, PRIORITY.index(f.cls) if f.cls in PRIORITY else 99,
@@ -873,6 +879,25 @@ class Doctor:
             nan_one.add_evidence(Where(nccl.file, nccl.line or 0, nccl.evidence[0]["text"].encode())
                                  if nccl.evidence else None, "the other ranks then timed out")
         return self.findings
+
+    def _crash(self) -> None:
+        """A run that ended on an exception none of the classes explain is not healthy."""
+        sig = self._last_exception
+        if sig is None or any(f.severity == ERROR for f in self.findings):
+            return
+        if self._last_record_at.get(sig.where.file, 0) > sig.where.line:
+            return  # training went on after it: handled
+        d = sig.data
+        what = f"{d['type']}: {d['message']}" if d.get("type") else f"a process exited with code {d.get('exitcode')}"
+        f = Finding("crash", ERROR, f"the run stopped: {what[:160]}", sig.where.file, sig.rank, sig.step,
+                    sig.where.line, time=time_of(sig.where.text))
+        f.because = ["the log ends on this exception and no step record follows it; it is none of the failures "
+                     "train-doctor knows (NaN, OOM, NCCL, assert, killed process)"]
+        f.fix = ["read the traceback above this line: the last frame in your code is where it broke",
+                 "with torchrun, the first rank that failed is in the 'Root Cause' block; its own log has the real error"]
+        f.data = {k: v for k, v in d.items()}
+        f.add_evidence(sig.where)
+        self._add(f)
 
     def _warnings(self) -> None:
         for key, s in self.series.items():

@@ -77,6 +77,9 @@ _CUDA_ERROR = re.compile(rb"an illegal memory access was encountered|cudaerroril
                          rb"|cudnn_status_internal_error|cudnn_status_execution_failed|uncorrectable ecc error")
 
 
+_EXCEPTION = re.compile(rb"^(?:\[rank\d{1,6}\]:\s?|\d{1,6}: )?(?:[a-z_][\w]{0,40}\.){0,8}([A-Z]\w{0,60}(?:Error|Exception|Failure)):(?: |$)")
+
+
 def _num(m: Optional[re.Match], i: int) -> Optional[float]:
     return to_float(m.group(i)) if m and m.group(i) is not None else None
 
@@ -207,6 +210,11 @@ def classify(line: bytes, low: bytes) -> Found:
         if m:
             t = _ASSERT_TEXT.search(line)
             out.append(("device_assert", {"assertion": t.group(1).decode("utf-8", "replace") if t else None}))
+    if not out and (b"error" in low or b"exception" in low):
+        m = _EXCEPTION.match(line)
+        if m:
+            out.append(("exception", {"type": _orig(line, m, 1), "message": line[m.end():m.end() + 300].decode(
+                "utf-8", "replace").strip()}))
     if b"illegal" in low or b"misaligned" in low or b"launch failure" in low or b"_status_" in low or b"ecc error" in low:
         if _CUDA_ERROR.search(low) and not any(k == "device_assert" for k, _ in out):
             out.append(("cuda_error", {}))
