@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,16 @@ needs_hf = pytest.mark.skipif(importlib.util.find_spec("transformers") is None o
 needs_lightning = pytest.mark.skipif(
     (importlib.util.find_spec("lightning") is None and importlib.util.find_spec("pytorch_lightning") is None)
     or not HAVE_TORCH, reason="lightning/torch are not installed (pip install -e '.[train-test]')")
+
+
+
+def test_the_frameworks_are_there_when_ci_requires_them():
+    """.ci/run runs this file in its own venv with the train-test extra: nothing may skip there."""
+    if os.environ.get("MLOPS_REQUIRE_TRAIN_TESTS") != "1":
+        pytest.skip("MLOPS_REQUIRE_TRAIN_TESTS is not set (only .ci/run's train venv requires the frameworks)")
+    missing = [m for m in ("torch", "transformers", "accelerate", "lightning") if importlib.util.find_spec(m) is None]
+    assert not missing, f"missing: {missing}"
+
 
 BAD_INDEX = 37  # the sample whose features are NaN
 COMMON = f"""

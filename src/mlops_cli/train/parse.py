@@ -36,7 +36,7 @@ _JSON_FIELD = re.compile(rb"^\s{0,40}\"([^\"\n]{1,80})\"\s{0,2}:\s{0,3}(" + VALU
 _RL_KEYS = {b"reward", b"reward_std", b"kl", b"objective/kl", b"completion_length", b"frac_reward_zero_std",
             b"clip_ratio", b"objective/rlhf_reward", b"env/reward_mean", b"ppo/loss/total", b"ppo/mean_scores"}
 _DPO_REWARDS = {b"rewards/chosen", b"rewards/rejected", b"rewards/accuracies", b"rewards/margins"}
-_STEP_KEYS = {b"step", b"global_step", b"iter", b"iteration", b"num_updates", b"train/global_step"}
+_STEP_KEYS = {b"step", b"global_step", b"iter", b"iteration", b"num_updates", b"train/global_step", b"current_steps"}
 
 # --- Megatron ----------------------------------------------------------------------------
 _ITER = re.compile(rb"iteration:?\s{0,40}(\d{1,12})\s{0,40}/\s{0,40}(\d{1,12})")
