@@ -43,6 +43,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mlops_cli.mem.cli:oom_app",
         "Will it fit on this GPU? If not, the cheapest changes that make it fit.",
     ),
+    "report": (
+        "mlops_cli.fleet.cli:app",
+        "One summary of many nodes' --json outputs: who is broken, who loses the GPU at next boot, the fix per group.",
+    ),
+    "images": (
+        "mlops_cli.images.cli:app",
+        "Pair originals with model outputs across folders; stitch review strips.",
+    ),
     "train-doctor": (
         "mlops_cli.train.cli:app",
         "When and why a training run went wrong (NaN, OOM, NCCL...), from its log, with the fix.",
