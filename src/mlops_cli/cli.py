@@ -51,6 +51,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mlops_cli.images.cli:app",
         "Pair originals with model outputs across folders; stitch review strips.",
     ),
+    "train-doctor": (
+        "mlops_cli.train.cli:app",
+        "When and why a training run went wrong (NaN, OOM, NCCL...), from its log, with the fix.",
+    ),
 }
 
 # Plain click formatting ("\b" keeps a paragraph unwrapped): the root help is what people and
