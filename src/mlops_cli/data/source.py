@@ -85,11 +85,13 @@ def _size(path: str) -> Optional[int]:
 
 
 def _lines_or_objects(body: bytes) -> str:
-    """JSON Lines unless the first object spans several lines (pretty-printed objects in a row)."""
-    first_line = body.split(b"\n", 1)[0].strip()
-    if first_line.endswith(b"}") or len(first_line) >= HEAD - 8:
-        return "lines"
-    return "objects"
+    """JSON Lines unless an object in the first 64 KiB spans several lines (pretty-printed objects in a row)."""
+    complete = body.split(b"\n")[:-1] if len(body) >= HEAD else body.split(b"\n")
+    for raw in complete[:2000]:
+        line = raw.strip()
+        if line and not (line.startswith(b"{") and line.endswith(b"}")):
+            return "objects"
+    return "lines"
 
 
 def extension_builder(path: str) -> Optional[str]:
