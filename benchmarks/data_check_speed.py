@@ -1,0 +1,70 @@
+"""`mlops data check` speed and memory on generated JSON Lines (ShareGPT records of 0.5-4 KiB).
+
+Usage: python benchmarks/data_check_speed.py [--sizes 64,256,1024,2048] [--dir /tmp]
+Each size (MiB) is generated, checked in a child process (one core: the reader is single-threaded),
+timed and measured (peak RSS), then deleted. Prints a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+
+
+def generate(path: str, mib: int) -> int:
+    rnd = random.Random(7)
+    words = "the of model data train token layer value gradient batch answer question loss".split()
+    target, written, n = mib << 20, 0, 0
+    with open(path, "w") as fh:
+        while written < target:
+            turns = []
+            for i in range(rnd.choice((2, 2, 4, 6))):
+                text = " ".join(rnd.choice(words) for _ in range(rnd.randint(15, 120)))
+                turns.append({"from": "human" if i % 2 == 0 else "gpt", "value": text})
+            line = json.dumps({"conversations": turns, "system": "You are helpful."}) + "\n"
+            fh.write(line)
+            written += len(line)
+            n += 1
+    return n
+
+
+def measure(path: str, env: dict) -> tuple[float, float, str]:
+    code = ("import resource,sys,time; from mlops_cli.data.check import run_check, CheckOptions; "
+            "t=time.perf_counter(); r=run_check(CheckOptions(files=[sys.argv[1]])); d=time.perf_counter()-t; "
+            "print(d, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.records, r.parser)")
+    out = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, check=True)
+    secs, rss_kib, _records, parser = out.stdout.split(maxsplit=3)
+    return float(secs), int(rss_kib) / 1024, parser.strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="64,256,1024,2048")
+    ap.add_argument("--dir", default="/tmp")
+    ap.add_argument("--pure", action="store_true", help="also time the pure-Python parser")
+    args = ap.parse_args()
+    print("| size | records | parser | seconds | MB/s | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for mib in (int(s) for s in args.sizes.split(",")):
+        path = os.path.join(args.dir, f"mlops-bench-{mib}.jsonl")
+        try:
+            records = generate(path, mib)
+            size = os.path.getsize(path)
+            envs = [dict(os.environ)]
+            if args.pure:
+                envs.append(dict(os.environ, MLOPS_DATA_PURE_PYTHON="1"))
+            for env in envs:
+                secs, rss, parser = measure(path, env)
+                print(f"| {size / 2**20:.0f} MiB | {records} | {parser.split()[0]} | {secs:.1f} | "
+                      f"{size / 1e6 / secs:.0f} | {rss:.0f} MiB |", flush=True)
+        finally:
+            if os.path.exists(path):
+                os.remove(path)
+
+
+if __name__ == "__main__":
+    main()
