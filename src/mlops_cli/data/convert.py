@@ -11,9 +11,8 @@ import os
 from typing import Any, Optional
 
 from mlops_cli.data._floor import OperationFailed, UsageError, atomic_writer, read_input_json, write_atomic
-from mlops_cli.data.readers import Broken
 from mlops_cli.data.report import ConvertResult
-from mlops_cli.data.source import open_dataset
+from mlops_cli.data.source import open_dataset, readable_records
 from mlops_cli.data.synthesize import detect_format, entry_document
 from mlops_cli.data.versions import rules_for
 
@@ -139,15 +138,10 @@ def run_convert(source: str, output: str, to: str, *, info: Optional[str] = None
     written = 0
     first_out: Any = None
     with open_dataset(source) as opened:
-        if opened.kind not in ("lines", "objects", "array", "parquet"):
-            raise UsageError(f"{source}: not JSON, JSON Lines or Parquet ({opened.kind})")
         with atomic_writer(output) as fh:
             fh.write(b"" if lines else b"[\n")
             src_fmt = None
-            for n, event in enumerate(opened.events, 1):
-                if isinstance(event, Broken):
-                    raise UsageError(f"{source}:{event.line}: {event.oddity.message}",
-                                     hint=f"mlops data check {source} lists every problem")
+            for n, event in enumerate(readable_records(opened), 1):
                 src_fmt = src_fmt or (detect_format(event.value) if fmt == "auto" else fmt)
                 try:
                     rec = from_neutral(to_neutral(event.value, src_fmt), to)

@@ -94,6 +94,19 @@ def _lines_or_objects(body: bytes) -> str:
     return "lines"
 
 
+def readable_records(opened: Opened) -> Iterator:
+    """The records of a file that must be well-formed (convert, stats): bad JSON is exit 2."""
+    if opened.kind not in ("lines", "objects", "array", "parquet"):
+        raise UsageError(f"{opened.path}: not JSON, JSON Lines or Parquet ({opened.kind})")
+    from mlops_cli.data.readers import Broken
+
+    for event in opened.events:
+        if isinstance(event, Broken):
+            raise UsageError(f"{opened.path}:{event.line}: {event.oddity.message}",
+                             hint=f"mlops data check {opened.path} lists every problem")
+        yield event
+
+
 def extension_builder(path: str) -> Optional[str]:
     return EXT_BUILDER.get(os.path.splitext(path)[1][1:], None)
 

@@ -7,9 +7,8 @@ from typing import Any, Optional
 
 from mlops_cli.data._floor import NotApplicable, UsageError
 from mlops_cli.data.convert import Unconvertible, to_neutral
-from mlops_cli.data.readers import Broken
 from mlops_cli.data.report import StatsResult
-from mlops_cli.data.source import EXTRA_HINT, open_dataset
+from mlops_cli.data.source import EXTRA_HINT, open_dataset, readable_records
 from mlops_cli.data.synthesize import detect_format
 
 
@@ -66,12 +65,7 @@ def run_stats(path: str, *, tokenizer: Optional[str] = None, cutoff_len: int = 2
     over = 0
     src_fmt: Optional[str] = None
     with open_dataset(path) as opened:
-        if opened.kind not in ("lines", "objects", "array", "parquet"):
-            raise UsageError(f"{path}: not JSON, JSON Lines or Parquet ({opened.kind})")
-        for n, event in enumerate(opened.events, 1):
-            if isinstance(event, Broken):
-                raise UsageError(f"{path}:{event.line}: {event.oddity.message}",
-                                 hint=f"mlops data check {path} lists every problem")
+        for n, event in enumerate(readable_records(opened), 1):
             src_fmt = src_fmt or (detect_format(event.value) if fmt == "auto" else fmt)
             try:
                 shape = to_neutral(event.value, src_fmt)
