@@ -321,8 +321,8 @@ def write_section(doc: Path, section: str) -> None:
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    from mlops_cli.host import write_text_atomic
-    write_text_atomic(doc, text)
+    from mlops_cli.files import write_atomic
+    write_atomic(doc, text)
 
 
 def main(argv: list[str] | None = None) -> int:

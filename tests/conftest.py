@@ -34,6 +34,16 @@ class Run:
         except json.JSONDecodeError as exc:  # pragma: no cover - shows the output on failure
             raise AssertionError(f"stdout is not one JSON document: {exc}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}")
 
+    def no_report(self) -> bool:
+        """True when the command failed without printing a report: stdout is empty, or, when
+        --json was given, exactly the JSON error document whose exit code is the real one."""
+        if self.stdout == "":
+            return "--json" not in self.argv
+        if "--json" not in self.argv:
+            return False
+        doc = json.loads(self.stdout)
+        return set(doc) == {"error"} and doc["error"]["exit_code"] == self.returncode and bool(doc["error"]["message"])
+
     def __repr__(self) -> str:  # shown by pytest when an assertion fails
         return f"Run(argv={self.argv}, rc={self.returncode})\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 

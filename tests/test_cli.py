@@ -39,7 +39,7 @@ def test_unknown_command_is_one_error_line_and_exit_2(mlops):
     assert r.returncode == 2
     assert r.stderr.splitlines()[0] == "error: No such command 'no-such-command'."
     assert "Traceback" not in r.stderr
-    assert r.stdout == ""
+    assert r.no_report()
 
 
 def test_unknown_option_is_exit_2(mlops):
@@ -62,6 +62,7 @@ def test_every_command_has_help_with_an_example(mlops):
 
 
 def test_shell_completion_is_offered(mlops):
-    r = mlops("--show-completion", env={"SHELL": "/bin/bash"})
+    # The shell is named: detecting it from the parent processes fails when the suite runs detached.
+    r = mlops("--show-completion", "bash")
     assert r.returncode == 0, r
     assert "complete" in r.stdout.lower()

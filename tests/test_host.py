@@ -97,10 +97,12 @@ def test_bad_snapshots_are_refused(doc, msg):
 
 
 def test_unreadable_and_invalid_snapshot_files(tmp_path):
-    with pytest.raises(SnapshotError, match="cannot read"):
+    from mlops_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="cannot read snapshot"):
         Snapshot.load(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(SnapshotError, match="not valid JSON"):
+    with pytest.raises(UsageError, match="not valid JSON"):
         Snapshot.load(bad)
     json.dumps(SNAP)

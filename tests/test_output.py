@@ -1,6 +1,8 @@
 import pytest
 
-from mlops_cli.output import UsageError, format_bytes, parse_bytes
+from mlops_cli.errors import UsageError
+
+from mlops_cli.units import format_bytes, parse_bytes
 
 
 @pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"),

@@ -138,37 +138,122 @@ def root(
         os.environ["MLOPS_DEBUG"] = "1"
 
 
-def main(argv: Optional[list[str]] = None) -> None:
-    """Console-script entry point: click usage errors become one `error:` line, exit 2."""
-    command = typer.main.get_command(app)
+class _ClosedStream:
+    """Stands in for a stdout that was closed (``mlops ... >&-``): every write fails cleanly."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def write(self, _text: str) -> int:
+        import errno
+
+        raise OSError(errno.EBADF, f"{self.name} is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _prepare_streams() -> None:
+    """stdout/stderr that cannot fail on text: a closed one raises OSError on write (reported
+    as a failed report), and characters the encoding lacks (PYTHONIOENCODING=ascii) are escaped."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream("stdout")  # type: ignore[assignment]
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  floor: allowed (a closed stderr, for the life of the process)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
+
+
+def _silence_stdout() -> None:
+    """After stdout failed (full, closed, reader gone), point it at /dev/null so that the
+    interpreter's last flush does not print a second error."""
     try:
-        code = command.main(args=argv, prog_name="mlops", standalone_mode=False)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+def _json_requested(argv: list[str]) -> bool:
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in words
+
+
+def _fail(exc: BaseException, json_mode: bool) -> int:
+    """The one error policy: one error line (and hint) on stderr, the exit code, and with
+    --json a JSON error document on stdout too."""
+    from mlops_cli.output import OutputFailed, error_document, json_text, report_error
+
+    if isinstance(exc, KeyboardInterrupt) and "mlops_cli.proc" in sys.modules:
+        sys.modules["mlops_cli.proc"].kill_all()
+    code = report_error(exc)
+    if isinstance(exc, OutputFailed):
+        _silence_stdout()
+    elif json_mode:
+        try:
+            sys.stdout.write(json_text(error_document(exc)) + "\n")
+            sys.stdout.flush()
+        except OSError:
+            _silence_stdout()
+    return code
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console-script entry point and the one error policy.
+
+    A command raises ``MlopsError`` for what the user must know, or returns its exit code. Click
+    usage errors become one ``error:`` line and exit 2; Ctrl-C and SIGTERM exit 130 after child
+    programs are stopped; anything unexpected is an ``internal error`` line, never a traceback
+    (``--debug`` shows it)."""
+    from mlops_cli import interrupts
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    _prepare_streams()
+    interrupts.install()
+    json_mode = _json_requested(args)
+    command = typer.main.get_command(app)
+    code: int
+    try:
+        result = command.main(args=args, prog_name="mlops", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
     except click_exc.NoArgsIsHelpError as exc:
         # `mlops` alone: show the help, as a person expects; a script gets exit 2.
-        # Typer's rich formatter has already printed it while building the exception;
-        # plain click returns it as the message instead.
         help_text = exc.format_message()
         if help_text.strip():
             typer.echo(help_text)
-        sys.exit(2)
+        code = 2
     except click_exc.UsageError as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        cmd_path = exc.ctx.command_path if exc.ctx is not None else "mlops"
-        typer.echo(f"hint: see '{cmd_path} --help'", err=True)
-        sys.exit(2)
-    except click_exc.ClickException as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click_exc.Abort:
-        typer.echo("error: aborted", err=True)
-        sys.exit(1)
-    except (click_exc.Exit, typer.Exit) as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
-        from mlops_cli.output import report_error  # rich is imported only when needed
+        from mlops_cli.errors import UsageError
 
-        sys.exit(report_error(exc))
-    sys.exit(code if isinstance(code, int) else 0)
+        cmd_path = exc.ctx.command_path if exc.ctx is not None else "mlops"
+        code = _fail(UsageError(exc.format_message(), hint=f"see '{cmd_path} --help'"), json_mode)
+    except click_exc.ClickException as exc:
+        from mlops_cli.errors import MlopsError
+
+        code = _fail(MlopsError(exc.format_message(), exit_code=exc.exit_code), json_mode)
+    except click_exc.Abort as exc:
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt) or exc.__cause__ is None
+        code = _fail(KeyboardInterrupt() if interrupted else exc, json_mode)
+    except (click_exc.Exit, typer.Exit) as exc:
+        code = exc.exit_code
+    except BaseException as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
+        if isinstance(exc, SystemExit):
+            raise
+        code = _fail(exc, json_mode)
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _silence_stdout()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

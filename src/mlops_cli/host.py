@@ -16,43 +16,26 @@ Snapshot replay rules:
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
-import subprocess
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
+
+from mlops_cli import files, proc
+from mlops_cli.errors import UsageError
+from mlops_cli.proc import NOT_INSTALLED, TIMED_OUT  # noqa: F401 - re-exported
+from mlops_cli.proc import ProcResult as CommandResult
+from mlops_cli.text import one_line, redact_document
 
 SNAPSHOT_FORMAT = 1
-NOT_INSTALLED = 127
-TIMED_OUT = 124
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a program did: exit status and its output, kept for the report."""
-
-    rc: int
-    stdout: str = ""
-    stderr: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
-    @property
-    def not_installed(self) -> bool:
-        return self.rc == NOT_INSTALLED
-
-    @property
-    def timed_out(self) -> bool:
-        return self.rc == TIMED_OUT
-
-    def to_json(self) -> dict[str, Any]:
-        return {"rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+# A snapshot holds kernel logs and listings: a few MiB. Anything far larger is not one.
+MAX_SNAPSHOT_BYTES = 64 * files.MiB
+# A live file read whole (not by its tail) is a /proc or /sys entry or a small config file.
+MAX_LIVE_READ = 16 * files.MiB
 
 
 class Host(Protocol):
@@ -98,35 +81,17 @@ class LiveHost:
     """This machine, for real."""
 
     def __init__(self, env: Mapping[str, str] | None = None):
-        base = dict(os.environ if env is None else env)
         # Stable, parseable output from every program we run.
-        base.update({"LC_ALL": "C", "LANG": "C"})
-        self._env = base
+        self._env = proc.base_env(env)
 
     def run(self, argv: Sequence[str], timeout: float, key: str | None = None) -> CommandResult:
-        try:
-            proc = subprocess.run(
-                list(argv),
-                capture_output=True,
-                timeout=timeout,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
-        except FileNotFoundError:
-            return CommandResult(NOT_INSTALLED, "", f"{argv[0]}: command not found")
-        except PermissionError as exc:
-            return CommandResult(126, "", f"{argv[0]}: {exc.strerror}")
-        except subprocess.TimeoutExpired as exc:
-            out = _decode(exc.stdout)
-            err = _decode(exc.stderr)
-            return CommandResult(TIMED_OUT, out, err + f"\n[mlops] timed out after {timeout:g} s")
-        return CommandResult(proc.returncode, _decode(proc.stdout), _decode(proc.stderr))
+        return proc.run(argv, timeout=timeout, env=self._env)
 
     def read(self, path: str, tail_lines: int | None = None) -> str:
         p = Path(path)
         if tail_lines is None:
-            return p.read_bytes().decode("utf-8", errors="replace")
+            with p.open("rb") as fh:
+                return fh.read(MAX_LIVE_READ).decode("utf-8", errors="replace")
         return _read_tail(p, tail_lines)
 
     def listdir(self, path: str) -> list[str]:
@@ -134,14 +99,6 @@ class LiveHost:
 
     def exists(self, path: str) -> bool:
         return os.path.lexists(path)
-
-
-def _decode(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    if isinstance(data, str):
-        return data
-    return data.decode("utf-8", errors="replace")
 
 
 def _read_tail(path: Path, lines: int, block: int = 64 * 1024) -> str:
@@ -162,8 +119,8 @@ def _read_tail(path: Path, lines: int, block: int = 64 * 1024) -> str:
 # --- snapshot replay ----------------------------------------------------------------
 
 
-class SnapshotError(ValueError):
-    """A snapshot file that cannot be used."""
+class SnapshotError(UsageError):
+    """A snapshot file that cannot be used (exit 2)."""
 
 
 @dataclass
@@ -177,7 +134,7 @@ class Snapshot:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, doc: Any) -> "Snapshot":
+    def from_json(cls, doc: Any) -> Snapshot:
         if not isinstance(doc, dict):
             raise SnapshotError("a snapshot is a JSON object")
         fmt = doc.get("format")
@@ -187,14 +144,23 @@ class Snapshot:
         if not isinstance(doc.get("commands") or {}, dict):
             raise SnapshotError("'commands' maps a probe key to {rc, stdout, stderr}")
         for key, value in (doc.get("commands") or {}).items():
-            if not isinstance(value, dict) or not isinstance(value.get("rc", 0), int):
-                raise SnapshotError(f"command {key!r}: expected {{rc, stdout, stderr}}")
-            commands[key] = CommandResult(int(value.get("rc", 0)), str(value.get("stdout") or ""), str(value.get("stderr") or ""))
+            rc = value.get("rc", 0) if isinstance(value, dict) else None
+            if (
+                not isinstance(value, dict)
+                or not isinstance(rc, int)
+                or isinstance(rc, bool)
+                or not -255 <= rc <= 255
+                or not all(isinstance(value.get(k), (str, type(None))) for k in ("stdout", "stderr"))
+            ):
+                raise SnapshotError(f"command {one_line(key)[:80]!r}: expected {{rc: -255..255, stdout: text, stderr: text}}")
+            commands[key] = CommandResult(rc, value.get("stdout") or "", value.get("stderr") or "")
         files = doc.get("files") or {}
         dirs = doc.get("dirs") or {}
         if not isinstance(files, dict) or not all(v is None or isinstance(v, str) for v in files.values()):
             raise SnapshotError("'files' maps a path to its text (or null when unreadable)")
-        if not isinstance(dirs, dict) or not all(isinstance(v, list) for v in dirs.values()):
+        if not isinstance(dirs, dict) or not all(
+            isinstance(v, list) and all(isinstance(n, str) for n in v) for v in dirs.values()
+        ):
             raise SnapshotError("'dirs' maps a folder to the list of its entry names")
         meta = {k: v for k, v in doc.items() if k not in ("format", "captured_at", "commands", "files", "dirs")}
         return cls(
@@ -206,18 +172,8 @@ class Snapshot:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Snapshot":
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SnapshotError(f"cannot read snapshot {path}: {exc.strerror or exc}") from exc
-        except UnicodeDecodeError:
-            raise SnapshotError(f"snapshot {path} is not a JSON text file (not UTF-8)") from None
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SnapshotError(f"snapshot {path} is not valid JSON: {exc}") from exc
-        return cls.from_json(doc)
+    def load(cls, path: str | Path) -> Snapshot:
+        return cls.from_json(load_snapshot_document(path))
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -231,8 +187,19 @@ class Snapshot:
         return doc
 
     def save(self, path: str | Path) -> None:
-        """Write atomically: a temporary file renamed into place."""
-        write_text_atomic(Path(path), json.dumps(self.to_json(), indent=2) + "\n")
+        """Write atomically, every secret redacted."""
+        save_snapshot_document(path, self.to_json())
+
+
+def load_snapshot_document(path: str | Path, what: str = "snapshot") -> Any:
+    """A snapshot file's JSON (driver or NVML), through the one input reader."""
+    return files.read_input_json(path, what=what, max_bytes=MAX_SNAPSHOT_BYTES)
+
+
+def save_snapshot_document(path: str | Path, doc: Any, what: str = "snapshot") -> None:
+    """Write a snapshot (driver or NVML) atomically with every secret in it redacted: kernel
+    command lines, logs and process command lines can all carry tokens and passwords."""
+    files.write_json(path, redact_document(doc), what=what)
 
 
 def _norm(path: str) -> str:
@@ -354,51 +321,3 @@ class RecordingHost:
                     self.snapshot.dirs[norm] = list(self.inner.listdir(path))
                 except OSError:
                     self.snapshot.dirs[norm] = []
-
-
-# --- atomic writes ------------------------------------------------------------------
-
-
-def unwritable_reason(path: str | Path) -> str | None:
-    """Why ``write_text_atomic(path, ...)`` would fail, or None. Checked before a command does
-    its work, so that a bad --save-snapshot FILE is refused before anything is probed or changed."""
-    text = str(path)
-    if not text.strip():
-        return "the file name is empty"
-    p = Path(text)
-    if text.endswith(("/", os.sep)) or p.is_dir():
-        return f"{text} is a folder; give a file name in it"
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        return f"folder {folder} does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"folder {folder} is not writable"
-    return None
-
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write to a temporary name in the same folder, fsync, rename into place."""
-    import tempfile
-
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -1,9 +1,11 @@
-"""The one console, JSON emission, and the error -> exit code mapping.
+"""The one console, JSON emission, and how an error is shown.
 
-Every command produces one result object that knows how to render itself for a
-person (``render(console)``) and for a script (``to_json()``); ``emit`` picks one.
-User errors are raised as ``MlopsError`` and turned into one ``error:`` line (plus
-an optional ``hint:``) and the exit code of ``specs/cli-conventions.md``.
+Every command produces one result object that knows how to render itself for a person
+(``render(console)``) and for a script (``to_json()``); ``emit`` picks one. Errors are raised
+as ``errors.MlopsError`` and shown by ``report_error``, which only ``cli.main`` calls.
+
+The consoles sanitise everything they render: whatever a command prints (GPU names, kernel log
+lines, file names from an index), no escape sequence or control byte reaches the terminal.
 """
 
 from __future__ import annotations
@@ -12,49 +14,15 @@ import json
 import os
 import sys
 import traceback
-from enum import IntEnum
-from typing import Any, Callable, Protocol, TypeVar
+from collections.abc import Iterable
+from typing import Any, Protocol
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
 
-
-class ExitCode(IntEnum):
-    OK = 0
-    PROBLEM = 1  # a check found problems, or an operation failed
-    USAGE = 2  # bad usage or bad input
-    NOT_APPLICABLE = 3  # e.g. no NVIDIA GPU on this machine
-    REBOOT_NEEDED = 4  # a fix was applied and a reboot is needed
-
-
-class MlopsError(Exception):
-    """An error meant for the user: one line, an optional hint, an exit code."""
-
-    exit_code: int = ExitCode.PROBLEM
-
-    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        if exit_code is not None:
-            self.exit_code = exit_code
-
-
-class UsageError(MlopsError):
-    """Bad usage or bad input (exit 2)."""
-
-    exit_code = ExitCode.USAGE
-
-
-class NotApplicable(MlopsError):
-    """The command does not apply to this machine (exit 3)."""
-
-    exit_code = ExitCode.NOT_APPLICABLE
-
-
-class OperationFailed(MlopsError):
-    """An operation or a check failed (exit 1)."""
-
-    exit_code = ExitCode.PROBLEM
+from mlops_cli.errors import ExitCode, MlopsError, UsageError
+from mlops_cli.text import _CLEAN, clean, one_line
+from mlops_cli.units import format_bytes, parse_bytes  # noqa: F401 - re-exported for renderers
 
 
 class Result(Protocol):
@@ -68,7 +36,34 @@ class Result(Protocol):
     def exit_code(self) -> int: ...
 
 
-# --- consoles -----------------------------------------------------------------
+class OutputFailed(Exception):
+    """The report could not be written to stdout (full disk, closed stdout, a reader gone)."""
+
+    def __init__(self, error: OSError, exit_code: int, changed_system: bool):
+        super().__init__(str(error))
+        self.error = error
+        self.exit_code = exit_code
+        self.changed_system = changed_system
+
+
+# --- consoles -------------------------------------------------------------------------
+
+
+def _needs_clean(text: str) -> bool:
+    return any(ord(c) in _CLEAN for c in text)
+
+
+class SafeConsole(Console):
+    """A rich Console that shows control characters in rendered text as escapes. Rich's own
+    styling is added when segments are written, so it is untouched."""
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control is None and segment.text and _needs_clean(segment.text):
+                yield Segment(clean(segment.text), segment.style)
+            else:
+                yield segment
+
 
 _consoles: dict[str, Console] = {}
 
@@ -81,14 +76,21 @@ def _plain(stream) -> bool:
         return True
     try:
         return not stream.isatty()
-    except (AttributeError, ValueError):
+    except (AttributeError, ValueError, OSError):
         return True
+
+
+def _env_width() -> int:
+    try:
+        return int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        return 0
 
 
 def _make_console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     plain = _plain(stream)
-    return Console(
+    return SafeConsole(
         file=stream,
         stderr=stderr,
         no_color=plain,
@@ -98,13 +100,6 @@ def _make_console(stderr: bool) -> Console:
         width=None if not plain else max(_env_width(), 100),
         soft_wrap=plain,
     )
-
-
-def _env_width() -> int:
-    try:
-        return int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        return 0
 
 
 def console() -> Console:
@@ -128,7 +123,7 @@ def interactive() -> bool:
     """True when a person can answer a question (stdin and stderr are TTYs)."""
     try:
         return sys.stdin.isatty() and sys.stderr.isatty()
-    except (AttributeError, ValueError):
+    except (AttributeError, ValueError, OSError):
         return False
 
 
@@ -137,23 +132,34 @@ def progress_enabled(json_mode: bool = False) -> bool:
     return not json_mode and not _plain(sys.stderr)
 
 
-# --- emitting -------------------------------------------------------------------
+# --- emitting -------------------------------------------------------------------------
+
+
+def json_text(document: Any) -> str:
+    return json.dumps(document, indent=2, sort_keys=False, default=str)
 
 
 def emit_json(document: Any) -> None:
-    """Write one JSON document to stdout, nothing else."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str))
+    """Write one JSON document to stdout, nothing else. (json escapes every control
+    character, so the document is safe on a terminal as it is.)"""
+    sys.stdout.write(json_text(document))
     sys.stdout.write("\n")
     sys.stdout.flush()
 
 
 def emit(result: Result, json_mode: bool) -> int:
-    """Render a result one way or the other; return its exit code."""
-    if json_mode:
-        emit_json(result.to_json())
-    else:
-        result.render(console())
-    return int(result.exit_code)
+    """Render a result one way or the other; return its exit code. A report that cannot be
+    written raises OutputFailed, carrying what the command itself did."""
+    code = int(result.exit_code)
+    try:
+        if json_mode:
+            emit_json(result.to_json())
+        else:
+            result.render(console())
+            sys.stdout.flush()
+    except OSError as exc:
+        raise OutputFailed(exc, code, bool(getattr(result, "changed_system", False))) from None
+    return code
 
 
 def warn(message: str) -> None:
@@ -179,92 +185,53 @@ def confirm(question: str, assume_yes: bool) -> bool:
     return Confirm.ask(question, console=err_console(), default=False)
 
 
-# --- sizes ----------------------------------------------------------------------
-
-_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-
-
-def format_bytes(n: float | int | None, precision: int = 1) -> str:
-    """Binary units with the unit written: 1536 -> '1.5 KiB'."""
-    if n is None:
-        return "n/a"
-    value = float(n)
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    for unit in _UNITS:
-        if value < 1024 or unit == _UNITS[-1]:
-            if unit == "B":
-                return f"{sign}{int(value)} B"
-            return f"{sign}{value:.{precision}f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def parse_bytes(text: str) -> int:
-    """'80GiB', '80 GB', '81920MiB', '1.5T' -> bytes. Decimal units are decimal."""
-    import re
-
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGTP]?)(i?)(B?)\s*", text, flags=re.IGNORECASE)
-    if not m or (not m.group(2) and m.group(3)):
-        raise UsageError(f"not a size: {text!r}", hint="write it like 80GiB, 24GB or 81920MiB")
-    number, prefix, binary, _ = m.groups()
-    power = "KMGTP".find(prefix.upper()) + 1 if prefix else 0
-    # A bare 'G'/'T' (no 'B') is read as binary, as nvidia-smi and most people mean it.
-    base = 1024 if (binary or not m.group(4)) else 1000
-    return int(float(number) * base**power)
-
-
-# --- running a command body with the error policy -------------------------------
-
-T = TypeVar("T")
+# --- errors ---------------------------------------------------------------------------
 
 
 def debug_enabled() -> bool:
     return os.environ.get("MLOPS_DEBUG", "") not in ("", "0", "false", "no")
 
 
-def report_error(exc: BaseException) -> int:
-    """Print an exception the way the conventions say; return the exit code."""
-    err = err_console()
+def _say(line: str) -> None:
+    try:
+        err_console().print(line, markup=False, highlight=False)
+    except OSError:  # stderr gone too: nothing more can be said
+        pass
+
+
+def error_document(exc: BaseException) -> dict[str, Any]:
+    """The JSON document printed on stdout for a failed command run with --json."""
     if isinstance(exc, MlopsError):
-        if debug_enabled():
-            err.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
-        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        return {"error": {"message": one_line(exc.message), "hint": exc.hint, "exit_code": int(exc.exit_code)}}
+    if isinstance(exc, KeyboardInterrupt):
+        return {"error": {"message": "interrupted", "hint": None, "exit_code": int(ExitCode.INTERRUPTED)}}
+    return {
+        "error": {
+            "message": f"internal error: {type(exc).__name__}: {one_line(exc)}",
+            "hint": None,
+            "exit_code": int(ExitCode.PROBLEM),
+        }
+    }
+
+
+def report_error(exc: BaseException) -> int:
+    """Show an exception the way the conventions say; return the exit code."""
+    if debug_enabled() and not isinstance(exc, KeyboardInterrupt):
+        _say("".join(traceback.format_exception(exc)))
+    if isinstance(exc, MlopsError):
+        _say(f"error: {one_line(exc.message)}")
         if exc.hint:
-            err.print(f"hint: {exc.hint}", markup=False, highlight=False)
+            _say(f"hint: {one_line(exc.hint)}")
         return int(exc.exit_code)
     if isinstance(exc, KeyboardInterrupt):
-        err.print("error: interrupted", markup=False, highlight=False)
-        return 130
-    if debug_enabled():
-        err.print("".join(traceback.format_exception(exc)), markup=False, highlight=False)
-    err.print(f"error: internal error: {type(exc).__name__}: {exc}", markup=False, highlight=False)
-    err.print(
-        "hint: re-run with --debug for the traceback, and report it with that output",
-        markup=False,
-        highlight=False,
-    )
+        _say("error: interrupted")
+        return int(ExitCode.INTERRUPTED)
+    if isinstance(exc, OutputFailed):
+        reason = exc.error.strerror or str(exc.error)
+        _say(f"error: could not write the report to stdout: {one_line(reason)}")
+        if exc.changed_system:
+            _say("note: the change itself was made; only printing its report failed")
+        return exc.exit_code if (exc.exit_code or exc.changed_system) else int(ExitCode.PROBLEM)
+    _say(f"error: internal error: {type(exc).__name__}: {one_line(exc)}")
+    _say("hint: re-run with --debug for the traceback, and report it with that output")
     return int(ExitCode.PROBLEM)
-
-
-def run_guarded(body: Callable[[], int | None]) -> None:
-    """Run a command body; map its outcome to an exit code and exit.
-
-    Every Typer command calls this, so no user error ever shows a traceback.
-    """
-    import typer
-
-    try:
-        code = body()
-    except typer.Exit:
-        raise
-    except BrokenPipeError:
-        # `mlops ... | head`: the reader left; that is not our error.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-        except OSError:
-            pass
-        raise typer.Exit(0)
-    except (MlopsError, KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the one catch-all
-        raise typer.Exit(report_error(exc))
-    raise typer.Exit(int(code or 0))

@@ -150,7 +150,7 @@ def test_kernel_option_judges_a_kernel_that_is_not_running():
 
 
 def test_unknown_kernel_option_is_a_usage_error():
-    from mlops_cli.output import UsageError
+    from mlops_cli.errors import UsageError
 
     with pytest.raises(UsageError):
         diagnose_doc(load_doc("healthy"), kernel="9.9.9-1-generic")

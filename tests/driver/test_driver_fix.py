@@ -7,7 +7,8 @@ import pytest
 from driver_helpers import FixHost, snapshot
 from mlops_cli.host import CommandResult
 from mlops_cli.driver.check import check_and_fix
-from mlops_cli.output import ExitCode, UsageError, confirm
+from mlops_cli.errors import ExitCode, UsageError
+from mlops_cli.output import confirm
 
 
 def fix(host, *, yes=True, dry_run=False, root=True, ask=None):

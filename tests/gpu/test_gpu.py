@@ -110,7 +110,7 @@ def test_live_without_gpu_is_exit_3_one_line(mlops, tmp_path):
     for args in ([], ["--json"], ["--save-snapshot", str(out)]):
         r = mlops("gpu", *args)
         assert r.returncode == 3, r
-        assert r.stdout == ""
+        assert r.no_report()
         assert r.stderr.splitlines()[0].startswith("error: no NVIDIA GPU available")
         assert "Traceback" not in r.stderr
     assert not out.exists()
@@ -138,7 +138,7 @@ def test_malformed_snapshot_values_are_exit_2_not_an_internal_error(mlops, tmp_p
     bad.write_text(json.dumps({"format": "mlops-nvml/1", "calls": calls}))
     r = mlops("gpu", "--snapshot", str(bad), "--json")
     assert r.returncode == 2, r
-    assert r.stdout == ""
+    assert r.no_report()
     assert r.stderr.startswith("error: NVML snapshot ") and "malformed answer for" in r.stderr
     assert "internal error" not in r.stderr and "Traceback" not in r.stderr
 
@@ -147,11 +147,11 @@ def test_malformed_snapshot_values_are_exit_2_not_an_internal_error(mlops, tmp_p
 def test_save_snapshot_to_a_bad_path_is_a_usage_error(tmp_path, where):
     """--save-snapshot into a folder that does not exist (or onto a folder): one clear error,
     exit 2, nothing half-written (it was an internal error, exit 1, and the report was lost)."""
-    from mlops_cli.output import UsageError
+    from mlops_cli.errors import UsageError
 
     recorder = RecordingNvml(SnapshotNvml.load(FIXTURES / "a800-2gpu.json"))
     collect(recorder, "x")
-    with pytest.raises(UsageError, match="cannot write snapshot"):
+    with pytest.raises(UsageError, match="cannot write NVML snapshot"):
         recorder.save(tmp_path / where)
     assert [p.name for p in tmp_path.rglob("*")] == []
 
@@ -162,7 +162,7 @@ def test_bad_save_snapshot_destination_is_refused_before_nvml(mlops, tmp_path, d
     name is no longer silently ignored."""
     r = mlops("gpu", "--save-snapshot", dest.format(tmp=tmp_path), "--json")
     assert r.returncode == 2, r
-    assert r.stdout == "" and r.stderr.startswith("error: cannot write snapshot")
+    assert r.no_report() and r.stderr.startswith("error: cannot write snapshot")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -195,7 +195,7 @@ def test_count_without_watch_is_a_usage_error(mlops):
     """--count N alone was silently ignored (one sample, exit 0): a script asking for N samples
     got one and could not tell."""
     r = replay(mlops, "a800-2gpu.json", "--count", "3", "--json")
-    assert r.returncode == 2 and r.stdout == "" and "--count only applies with --watch" in r.stderr
+    assert r.returncode == 2 and r.no_report() and "--count only applies with --watch" in r.stderr
 
 
 def test_binary_snapshot_is_exit_2_not_an_internal_error(mlops, tmp_path):
@@ -203,4 +203,4 @@ def test_binary_snapshot_is_exit_2_not_an_internal_error(mlops, tmp_path):
     bad.write_bytes(b"\xff\xfe{\x8c\x00garbage")
     r = mlops("gpu", "--snapshot", str(bad), "--json")
     assert r.returncode == 2, r
-    assert r.stdout == "" and "not UTF-8" in r.stderr and "internal error" not in r.stderr
+    assert r.no_report() and "not UTF-8" in r.stderr and "internal error" not in r.stderr

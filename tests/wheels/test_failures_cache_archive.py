@@ -40,7 +40,7 @@ def test_bad_input_is_one_line_and_writes_nothing(args, code, words, index, whee
     r = wheels(*args, "-o", "out", index_url=index.url)
     assert r.returncode == code, r
     assert words in _one_error_line(r)
-    assert r.stdout == ""
+    assert r.no_report()
     _nothing_written(wheels.work)
 
 
@@ -182,7 +182,7 @@ def test_verify_a_manifest_of_the_wrong_shape_is_exit_2(doc, wheels):
     (wheels.work / "b" / "manifest.json").write_text(doc)
     r = wheels("--verify", "b", "--json")
     assert r.returncode == 2, r
-    assert "manifest.json is damaged" in _one_error_line(r) and r.stdout == ""
+    assert "manifest.json is damaged" in _one_error_line(r) and r.no_report()
 
 
 def test_printed_install_command_can_be_pasted_for_a_name_with_spaces(index, wheels):

@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from mlops_cli.data._floor import UsageError, read_input_json
+from mlops_cli.errors import UsageError
+from mlops_cli.files import read_input_json
 from mlops_cli.data.emulate import Context, evaluate
 from mlops_cli.data.entry import Entry, read_entry, stage_findings
 from mlops_cli.data.findings import Finding

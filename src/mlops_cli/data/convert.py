@@ -10,7 +10,8 @@ import json
 import os
 from typing import Any, Optional
 
-from mlops_cli.data._floor import OperationFailed, UsageError, atomic_writer, read_input_json, write_atomic
+from mlops_cli.errors import OperationFailed, UsageError
+from mlops_cli.files import atomic_writer, read_input_json, write_atomic
 from mlops_cli.data.report import ConvertResult
 from mlops_cli.data.source import open_dataset, readable_records
 from mlops_cli.data.synthesize import detect_format, entry_document

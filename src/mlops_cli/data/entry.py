@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from mlops_cli.data._floor import UsageError
+from mlops_cli.errors import UsageError
 from mlops_cli.data.findings import Finding
 from mlops_cli.data.versions import Rules
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from mlops_cli.data._floor import clean
+from mlops_cli.text import clean
 from mlops_cli.data.findings import FAILING, Finding
 
 STYLE = {"fatal": "bold red", "crash": "bold red", "drop": "yellow", "silent": "magenta", "warn": "cyan"}

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from mlops_cli.data._floor import NotApplicable, UsageError, open_input_stream
+from mlops_cli.errors import NotApplicable, UsageError
+from mlops_cli.files import open_input_stream
 from mlops_cli.data.readers import BOM, Event, read_array, read_lines, read_objects, read_parquet, sniff
 
 # LLaMA-Factory's FILEEXT2TYPE (extras/constants.py): the builder is chosen by extension.

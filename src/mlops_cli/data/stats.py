@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from mlops_cli.data._floor import NotApplicable, UsageError
+from mlops_cli.errors import NotApplicable, UsageError
 from mlops_cli.data.convert import Unconvertible, to_neutral
 from mlops_cli.data.report import StatsResult
 from mlops_cli.data.source import EXTRA_HINT, open_dataset, readable_records

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mlops_cli.data._floor import UsageError
+from mlops_cli.errors import UsageError
 from mlops_cli.data.entry import Entry, read_entry
 from mlops_cli.data.versions import Rules
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_cli.data._floor import UsageError
+from mlops_cli.errors import UsageError
 
 CURRENT = "0.9.5"
 

@@ -11,7 +11,7 @@ from mlops_cli.driver.model import Diagnosis
 from mlops_cli.driver.probe import collect
 from mlops_cli.driver.report import DriverReport
 from mlops_cli.host import Host
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 
 
 def check(host: Host, kernel: str | None = None) -> Diagnosis:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from mlops_cli.output import run_guarded
+from mlops_cli.options import DryRunOpt, JsonOpt, SaveSnapshotOpt, SnapshotOpt, YesOpt
 
 app = typer.Typer(add_completion=False)
 
@@ -34,108 +34,75 @@ Examples:
 
 @app.command(help=HELP)
 def driver_check(
-    json_out: bool = typer.Option(
-        False, "--json", help="One JSON document on stdout (schema in docs/driver-check.md)."
-    ),
+    json_out: JsonOpt = False,
     kernel: Optional[str] = typer.Option(
         None,
         "--kernel",
         metavar="KVER",
         help="Also judge this installed kernel (e.g. installed by apt, not yet booted).",
     ),
-    save_snapshot: Optional[str] = typer.Option(
-        None,
-        "--save-snapshot",
-        metavar="FILE",
-        help="Write everything probed to FILE (no secrets) to diagnose elsewhere.",
-    ),
-    snapshot: Optional[str] = typer.Option(
-        None, "--snapshot", metavar="FILE", help="Diagnose a saved snapshot instead of this machine."
-    ),
+    save_snapshot: SaveSnapshotOpt = None,
+    snapshot: SnapshotOpt = None,
     fix: bool = typer.Option(False, "--fix", help="Show the fix plan, ask, run it step by step, then check again."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="With --fix: do not ask (for scripts)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="With --fix: print the plan only, run nothing."),
-) -> None:
-    def body() -> int:
-        import os
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+) -> int:
+    import os
 
-        from mlops_cli.driver.check import check, check_and_fix
-        from mlops_cli.driver.report import DriverReport
-        from mlops_cli.host import LiveHost, RecordingHost, Snapshot, SnapshotError, SnapshotHost
-        from mlops_cli.output import UsageError, confirm, emit, err_console, info
+    from mlops_cli import files
+    from mlops_cli.driver.check import check, check_and_fix
+    from mlops_cli.driver.report import DriverReport
+    from mlops_cli.errors import UsageError
+    from mlops_cli.host import LiveHost, RecordingHost, Snapshot, SnapshotHost
+    from mlops_cli.output import confirm, emit, err_console, info
 
-        if kernel is not None and (not kernel.strip() or "/" in kernel or kernel != kernel.strip()):
-            raise UsageError(f"--kernel {kernel!r} is not a kernel release", hint="write it as 'uname -r' prints it, e.g. 6.8.0-49-generic")
-        if save_snapshot is not None:
-            from mlops_cli.host import unwritable_reason
+    if kernel is not None and (not kernel.strip() or "/" in kernel or kernel != kernel.strip()
+                               or not kernel.isprintable() or len(kernel) > 200):
+        raise UsageError(f"--kernel {kernel!r} is not a kernel release",
+                         hint="write it as 'uname -r' prints it, e.g. 6.8.0-49-generic")
+    if save_snapshot is not None:  # before anything is probed, let alone fixed
+        files.check_writable(save_snapshot, what="snapshot")
+    if snapshot and fix and not dry_run:
+        raise UsageError(
+            "--fix runs commands on this machine; it cannot fix a snapshot",
+            hint="use --snapshot FILE --fix --dry-run to see the plan",
+        )
+    if snapshot:
+        host, source = SnapshotHost(Snapshot.load(snapshot)), snapshot
+    else:
+        host, source = LiveHost(), "live"
+    recorder = RecordingHost(host) if save_snapshot is not None else None
+    probe_host = recorder or host
 
-            problem = unwritable_reason(save_snapshot)
-            if problem:  # before anything is probed, let alone fixed
-                raise UsageError(f"cannot write snapshot {save_snapshot!r}: {problem}")
-        if snapshot and fix and not dry_run:
-            raise UsageError(
-                "--fix runs commands on this machine; it cannot fix a snapshot",
-                hint="use --snapshot FILE --fix --dry-run to see the plan",
-            )
-        if snapshot:
-            try:
-                host = SnapshotHost(Snapshot.load(snapshot))
-            except SnapshotError as exc:
-                raise UsageError(
-                    str(exc), hint="a snapshot is the JSON written by 'mlops driver-check --save-snapshot FILE'"
-                ) from None
-            source = snapshot
-        else:
-            host, source = LiveHost(), "live"
-        recorder = RecordingHost(host) if save_snapshot is not None else None
-        probe_host = recorder or host
+    saved = []
 
-        saved = []
+    def save_once() -> None:
+        # With --fix this runs before any step: the snapshot holds the diagnosed state.
+        if recorder is not None and save_snapshot is not None and not saved:
+            recorder.snapshot.save(save_snapshot)
+            saved.append(save_snapshot)
+            info(f"snapshot written to {save_snapshot}")
 
-        def save_once() -> None:
-            # With --fix this runs before any step: the snapshot holds the diagnosed state.
-            if recorder is not None and save_snapshot is not None and not saved:
-                _save(recorder, save_snapshot)
-                saved.append(save_snapshot)
-                info(f"snapshot written to {save_snapshot}")
+    if fix or dry_run:
 
-        if fix or dry_run:
+        def show_plan(preview: DriverReport) -> None:
+            from mlops_cli.driver.report import render_plan
 
-            def show_plan(preview: DriverReport) -> None:
-                from mlops_cli.driver.report import render_plan
+            render_plan(err_console(), preview.fix.plan)  # type: ignore[union-attr]
 
-                render_plan(err_console(), preview.fix.plan)  # type: ignore[union-attr]
-
-            report = check_and_fix(
-                probe_host,
-                kernel=kernel,
-                source=source,
-                is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
-                assume_yes=yes,
-                dry_run=dry_run,
-                ask=confirm,
-                show_plan=show_plan,
-                progress=info,
-                on_diagnosed=save_once,
-            )
-        else:
-            report = DriverReport(check(probe_host, kernel), source)
-        save_once()
-        return emit(report, json_out)
-
-    run_guarded(body)
-
-
-def _save(recorder, path: str) -> None:
-    from mlops_cli.output import UsageError
-
-    from mlops_cli.driver.probe import REDACTED_FILES, redact
-
-    for name in REDACTED_FILES:
-        text = recorder.snapshot.files.get(name)
-        if text:
-            recorder.snapshot.files[name] = redact(text)
-    try:
-        recorder.snapshot.save(path)
-    except OSError as exc:
-        raise UsageError(f"cannot write snapshot {path}: {exc.strerror or exc}") from None
+        report = check_and_fix(
+            probe_host,
+            kernel=kernel,
+            source=source,
+            is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
+            assume_yes=yes,
+            dry_run=dry_run,
+            ask=confirm,
+            show_plan=show_plan,
+            progress=info,
+            on_diagnosed=save_once,
+        )
+    else:
+        report = DriverReport(check(probe_host, kernel), source)
+    save_once()
+    return emit(report, json_out)

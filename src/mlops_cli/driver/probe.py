@@ -199,11 +199,6 @@ def _read_files(host: Host, out: Collected) -> None:
             _read(host, out, f"{base}/class")
 
 
-_SECRET = re.compile(r"\b([\w.-]*(?:pass(?:wd|word)?|token|secret|key|auth)[\w.-]*)=(\S+)", re.IGNORECASE)
-# Files whose text can carry credentials (a kernel command line with a provisioning token).
-REDACTED_FILES = ("/proc/cmdline",)
+# Secrets (a provisioning token on the kernel command line, also echoed by dmesg and
+# journalctl -k) are redacted from every string of a saved snapshot: see host.save_snapshot_document.
 
-
-def redact(text: str) -> str:
-    """``root_password=hunter2`` -> ``root_password=<redacted>``; the rest is kept for the diagnosis."""
-    return _SECRET.sub(lambda m: f"{m.group(1)}=<redacted>", text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +10,8 @@ from rich.text import Text
 
 from mlops_cli.driver.apply import FixRun, Plan
 from mlops_cli.driver.model import ERROR, WARNING, Diagnosis, Finding
-from mlops_cli.output import ExitCode
+from mlops_cli.errors import ExitCode
+from mlops_cli.text import one_line, shell_join, shell_quote
 
 _STYLE = {ERROR: "bold red", WARNING: "yellow", "info": "cyan"}
 
@@ -94,7 +94,7 @@ class DriverReport:
             else:  # --fix is refused on a snapshot: it would run the commands on this machine
                 hint = (
                     "To run the fix, on the machine the snapshot came from: sudo mlops driver-check --fix   "
-                    f"(plan only, here: mlops driver-check --snapshot {shlex.quote(self.source)} --fix --dry-run)"
+                    f"(plan only, here: mlops driver-check --snapshot {shell_quote(self.source)} --fix --dry-run)"
                 )
             console.print(Text(hint, style="dim"), soft_wrap=True)
 
@@ -118,7 +118,9 @@ def verdict(d: Diagnosis) -> Text:
 
 
 def shell_line(argv: list[str] | tuple[str, ...], sudo: bool = True) -> str:
-    return ("sudo " if sudo else "") + " ".join(shlex.quote(a) for a in argv)
+    """A step as a line to paste: quoted from its argv, so a newline or escape in a value from
+    the machine (a kernel release, a package version) cannot make it two commands."""
+    return ("sudo " if sudo else "") + shell_join(list(argv))
 
 
 def render_finding(console: Console, i: int, f: Finding) -> None:
@@ -134,7 +136,7 @@ def render_finding(console: Console, i: int, f: Finding) -> None:
     console.print(Text(f"   fix: {f.fix.summary}"))
     for s in f.fix.steps:
         line = Text(f"     $ {shell_line(s.argv)}", style="bold")
-        line.append(f"   # {s.why}" + ("  [reboot needed after this]" if s.reboot_after else ""), style="dim")
+        line.append(f"   # {one_line(s.why)}" + ("  [reboot needed after this]" if s.reboot_after else ""), style="dim")
         console.print(line, soft_wrap=True)
     if f.fix.manual:
         console.print(Text(f"   by hand: {f.fix.manual}"), soft_wrap=True)
@@ -149,7 +151,7 @@ def render_plan(console: Console, plan: Plan) -> None:
     for n, p in enumerate(plan.steps, 1):
         line = Text(f"  {n}. {shell_line(p.step.argv)}", style="bold")
         line.append(
-            f"   # {p.finding}: {p.step.why}" + ("  [reboot needed after this]" if p.step.reboot_after else ""),
+            f"   # {p.finding}: {one_line(p.step.why)}" + ("  [reboot needed after this]" if p.step.reboot_after else ""),
             style="dim",
         )
         console.print(line, soft_wrap=True)
@@ -171,7 +173,7 @@ def render_fix(console: Console, run: FixRun) -> None:
         return
     for r in run.results:
         mark = "ok" if r.rc == 0 else f"FAILED (exit {r.rc})"
-        console.print(Text(f"  ran: {' '.join(r.argv)} -> {mark}"), soft_wrap=True)
+        console.print(Text(f"  ran: {shell_join(list(r.argv))} -> {mark}"), soft_wrap=True)
         if r.rc != 0 and r.output:
             for line in r.output.splitlines()[-10:]:
                 console.print(Text(f"     | {line}"), soft_wrap=True)

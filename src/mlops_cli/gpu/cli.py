@@ -6,9 +6,11 @@ from typing import Optional
 
 import typer
 
-from mlops_cli.output import emit, run_guarded
+from mlops_cli.options import JsonOpt, SaveSnapshotOpt, SnapshotOpt
 
 app = typer.Typer(add_completion=False)
+
+MAX_WATCH_SECONDS = 86400.0  # a day; `--watch inf` would never refresh and never end
 
 
 @app.command(help="""GPU memory, utilisation, temperature, power and the processes holding memory, per GPU,
@@ -28,32 +30,29 @@ Examples:
   mlops gpu --snapshot gpus.json          # replay it anywhere
 """)
 def gpu(
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout (with --watch: one per line)."),
-    watch: Optional[float] = typer.Option(None, "--watch", metavar="SECONDS", min=0.1,
-                                          help="Refresh every SECONDS until Ctrl-C."),
+    json_out: JsonOpt = False,
+    watch: Optional[float] = typer.Option(None, "--watch", metavar="SECONDS", min=0.1, max=MAX_WATCH_SECONDS,
+                                          help="Refresh every SECONDS until Ctrl-C (JSON: one document per line)."),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="With --watch: stop after this many samples."),
-    save_snapshot: Optional[str] = typer.Option(None, "--save-snapshot", metavar="FILE",
-                                                help="Record what NVML returned into FILE (replay with --snapshot)."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE",
-                                           help="Replay a recorded NVML snapshot instead of asking the GPU."),
-) -> None:
-    def body() -> int:
-        from mlops_cli.gpu.nvml import RecordingNvml
-        from mlops_cli.gpu.status import collect, open_source
+    save_snapshot: SaveSnapshotOpt = None,
+    snapshot: SnapshotOpt = None,
+) -> int:
+    from mlops_cli.errors import UsageError
+    from mlops_cli.gpu.nvml import RecordingNvml
+    from mlops_cli.gpu.status import collect, open_source
+    from mlops_cli.output import emit
 
-        if count is not None and watch is None:
-            from mlops_cli.output import UsageError
-
-            raise UsageError("--count only applies with --watch", hint="mlops gpu --watch 2 --count 5")
-        source, origin = open_source(snapshot, save_snapshot)
-        if watch is None:
-            status = collect(source, origin)
-            if isinstance(source, RecordingNvml):
-                source.save(save_snapshot)
-            return emit(status, json_out)
-        return _watch(source, origin, watch, count, json_out, save_snapshot)
-
-    run_guarded(body)
+    if count is not None and watch is None:
+        raise UsageError("--count only applies with --watch", hint="mlops gpu --watch 2 --count 5")
+    if watch is not None and watch != watch:  # NaN passes click's range check
+        raise UsageError("--watch takes a number of seconds", hint="mlops gpu --watch 2")
+    source, origin = open_source(snapshot, save_snapshot)
+    if watch is None:
+        status = collect(source, origin)
+        if isinstance(source, RecordingNvml):
+            source.save(save_snapshot)
+        return emit(status, json_out)
+    return _watch(source, origin, watch, count, json_out, save_snapshot)
 
 
 def _watch(source, origin: str, seconds: float, count: Optional[int], json_out: bool,
@@ -64,21 +63,24 @@ def _watch(source, origin: str, seconds: float, count: Optional[int], json_out: 
 
     from mlops_cli.gpu.nvml import RecordingNvml
     from mlops_cli.gpu.status import collect
-    from mlops_cli.output import console
+    from mlops_cli.output import OutputFailed, console
 
     samples = 0
     try:
         while True:
             status = collect(source, origin)
-            if json_out:
-                sys.stdout.write(json.dumps(status.to_json()) + "\n")
+            try:
+                if json_out:
+                    sys.stdout.write(json.dumps(status.to_json()) + "\n")
+                else:
+                    out = console()
+                    if out.is_terminal:
+                        out.clear()
+                    out.print(time.strftime("%H:%M:%S"), markup=False)
+                    status.render(out)
                 sys.stdout.flush()
-            else:
-                out = console()
-                if out.is_terminal:
-                    out.clear()
-                out.print(time.strftime("%H:%M:%S"), markup=False)
-                status.render(out)
+            except OSError as exc:
+                raise OutputFailed(exc, 0, False) from None
             samples += 1
             if count is not None and samples >= count:
                 break

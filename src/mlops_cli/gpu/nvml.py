@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlops_cli.output import NotApplicable, UsageError
+from mlops_cli.errors import NotApplicable, UsageError
 
 SNAPSHOT_FORMAT = "mlops-nvml/1"
 NVML_VALUE_NOT_AVAILABLE = 0xFFFFFFFFFFFFFFFF  # unsigned long long -1
@@ -170,13 +170,9 @@ class RecordingNvml:
         return {"format": SNAPSHOT_FORMAT, **self.meta, "calls": self.calls}
 
     def save(self, path: str | Path) -> None:
-        from mlops_cli.host import write_text_atomic
+        from mlops_cli.host import save_snapshot_document
 
-        try:
-            write_text_atomic(Path(path), json.dumps(self.to_json(), indent=1) + "\n")
-        except OSError as exc:
-            raise UsageError(f"cannot write snapshot {path}: {exc.strerror or exc}",
-                             hint="give --save-snapshot a file in a folder that exists and is writable") from None
+        save_snapshot_document(path, self.to_json(), what="NVML snapshot")
 
 
 class SnapshotNvml:
@@ -189,14 +185,9 @@ class SnapshotNvml:
 
     @classmethod
     def load(cls, path: str | Path) -> "SnapshotNvml":
-        try:
-            doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"cannot read NVML snapshot {path}: {exc.strerror or exc}") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"NVML snapshot {path} is not JSON ({exc.msg} at line {exc.lineno})") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"NVML snapshot {path} is not JSON (not UTF-8 text)") from None
+        from mlops_cli.host import load_snapshot_document
+
+        doc = load_snapshot_document(path, what="NVML snapshot")
         if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT or not isinstance(doc.get("calls"), dict):
             raise UsageError(f"{path} is not an NVML snapshot (expected \"format\": \"{SNAPSHOT_FORMAT}\" and \"calls\")")
         return cls(doc, origin=str(path))

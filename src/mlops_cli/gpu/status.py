@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops_cli.gpu.nvml import NvmlCallError, NvmlSource
-from mlops_cli.output import format_bytes
+from mlops_cli.units import format_bytes
 
 MiB = 1024**2
 
@@ -158,16 +158,13 @@ def open_source(snapshot: Optional[str], save_snapshot: Optional[str]) -> tuple[
     from mlops_cli.gpu.nvml import LiveNvml, RecordingNvml, SnapshotNvml
 
     if snapshot and save_snapshot is not None:
-        from mlops_cli.output import UsageError
+        from mlops_cli.errors import UsageError
 
         raise UsageError("give --snapshot FILE (replay) or --save-snapshot FILE (record), not both")
     if save_snapshot is not None:
-        from mlops_cli.host import unwritable_reason
-        from mlops_cli.output import UsageError
+        from mlops_cli.files import check_writable
 
-        problem = unwritable_reason(save_snapshot)
-        if problem:  # before NVML is asked anything
-            raise UsageError(f"cannot write snapshot {save_snapshot!r}: {problem}")
+        check_writable(save_snapshot, what="snapshot")  # before NVML is asked anything
     if snapshot:
         return SnapshotNvml.load(snapshot), snapshot
     live: NvmlSource = LiveNvml()

@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from mlops_cli.output import emit, run_guarded
+from mlops_cli.options import JsonOpt, SnapshotOpt
+from mlops_cli.output import emit
 
 app = typer.Typer(add_completion=False,
                   help="Memory a training or serving setup needs, term by term.\n\nExample:\n\n  mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096")
@@ -59,18 +60,18 @@ def _setup_options() -> dict[str, tuple[Any, Any]]:
         "cuda_context": (Optional[str], O(None, "--cuda-context", metavar="SIZE",
                                           help="CUDA context per process [0.5GiB].")),
         "revision": (str, O("main", "--revision", help="Hub revision of the config.")),
-        "json_out": (bool, O(False, "--json", help="One JSON document on stdout.")),
+        "json_out": (JsonOpt, False),
     }
 
 
-def with_setup_options(fn: Callable[..., None]) -> Callable[..., None]:
+def with_setup_options(fn: Callable[..., int]) -> Callable[..., int]:
     """Append the shared setup options to a command's signature; pass them on in `setup`."""
     names = list(_setup_options())
 
     @functools.wraps(fn)
-    def wrapper(**kwargs: Any) -> None:
+    def wrapper(**kwargs: Any) -> int:
         setup = {n: kwargs.pop(n) for n in names}
-        fn(setup=setup, **kwargs)
+        return fn(setup=setup, **kwargs)
 
     own = [p for p in inspect.signature(fn).parameters.values() if p.name != "setup"]
     extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
@@ -82,7 +83,7 @@ def with_setup_options(fn: Callable[..., None]) -> Callable[..., None]:
 
 def _build(setup: dict[str, Any]):
     from mlops_cli.mem.setup import DEFAULT_CUDA_CONTEXT, Setup
-    from mlops_cli.output import parse_bytes
+    from mlops_cli.units import parse_bytes
 
     opts = dict(setup)
     revision, json_out = opts.pop("revision"), opts.pop("json_out")
@@ -98,7 +99,8 @@ MIN_GPU_MEM = 256 * 1024**2  # below this a --gpu-mem is a typo (a bare '80' is 
 
 def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional[tuple[int, str]]:
     from mlops_cli.mem.gpus import gpu_memory, known_gpus
-    from mlops_cli.output import UsageError, parse_bytes
+    from mlops_cli.errors import UsageError
+    from mlops_cli.units import parse_bytes
 
     if gpu_mem and gpu:
         raise UsageError("give --gpu-mem or --gpu, not both")
@@ -140,30 +142,28 @@ def estimate_cmd(
     gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME", help="Serving: a known GPU, e.g. H100."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List built-in model presets and exit."),
     setup: Optional[dict] = None,
-) -> None:
-    def body() -> int:
-        from mlops_cli.mem.estimate import estimate
-        from mlops_cli.mem.models import resolve_model
-        from mlops_cli.mem.report import EstimateReport
-        from mlops_cli.output import UsageError, emit_json
+) -> int:
+    from mlops_cli.mem.estimate import estimate
+    from mlops_cli.mem.models import resolve_model
+    from mlops_cli.mem.report import EstimateReport
+    from mlops_cli.errors import UsageError
+    from mlops_cli.output import emit_json
 
-        s, revision, json_out = _build(setup or {})
-        if list_presets:
-            from mlops_cli.mem.presets import preset_names
+    s, revision, json_out = _build(setup or {})
+    if list_presets:
+        from mlops_cli.mem.presets import preset_names
 
-            names = preset_names()
-            if json_out:
-                emit_json({"presets": names})
-            else:
-                print("\n".join(names))
-            return 0
-        if not model:
-            raise UsageError("missing MODEL", hint="mlops mem estimate MODEL (see --help)")
-        cap = _capacity_from_flags(gpu_mem, gpu)
-        est = estimate(resolve_model(model, revision), s, cap[0] if cap else None)
-        return emit(EstimateReport(est), json_out)
-
-    run_guarded(body)
+        names = preset_names()
+        if json_out:
+            emit_json({"presets": names})
+        else:
+            print("\n".join(names))
+        return 0
+    if not model:
+        raise UsageError("missing MODEL", hint="mlops mem estimate MODEL (see --help)")
+    cap = _capacity_from_flags(gpu_mem, gpu)
+    est = estimate(resolve_model(model, revision), s, cap[0] if cap else None)
+    return emit(EstimateReport(est), json_out)
 
 
 @oom_app.command(help="""Will this setup fit? Estimates the per-GPU peak (same flags as
@@ -185,35 +185,31 @@ def oom_check(
     model: str = typer.Argument(..., help="config.json path or folder, preset, or Hub repo id."),
     gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", metavar="SIZE", help="Memory per GPU, e.g. 80GiB."),
     gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME", help="A known GPU (total memory), e.g. H100."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="FILE",
-                                           help="Read free memory from a recorded NVML snapshot (mlops gpu --save-snapshot)."),
+    snapshot: SnapshotOpt = None,
     setup: Optional[dict] = None,
-) -> None:
-    def body() -> int:
-        from mlops_cli.mem.estimate import estimate
-        from mlops_cli.mem.models import resolve_model
-        from mlops_cli.mem.remedies import advise
-        from mlops_cli.mem.report import OomReport
+) -> int:
+    from mlops_cli.mem.estimate import estimate
+    from mlops_cli.mem.models import resolve_model
+    from mlops_cli.mem.remedies import advise
+    from mlops_cli.mem.report import OomReport
 
-        s, revision, json_out = _build(setup or {})
-        m = resolve_model(model, revision)
-        cap = _capacity_from_flags(gpu_mem, gpu)
-        gpus_available, free_by_gpu = s.gpus, None
-        if cap is None:
-            capacity, origin, free_by_gpu = _free_memory_from_nvml(snapshot, s.gpus)
-            cap, gpus_available = (capacity, origin), len(free_by_gpu)
-        est = estimate(m, s, cap[0])
-        advice = advise(m, s, cap[0], gpus_available, free_by_gpu)
-        return emit(OomReport(est, cap[0], cap[1], advice), json_out)
-
-    run_guarded(body)
+    s, revision, json_out = _build(setup or {})
+    m = resolve_model(model, revision)
+    cap = _capacity_from_flags(gpu_mem, gpu)
+    gpus_available, free_by_gpu = s.gpus, None
+    if cap is None:
+        capacity, origin, free_by_gpu = _free_memory_from_nvml(snapshot, s.gpus)
+        cap, gpus_available = (capacity, origin), len(free_by_gpu)
+    est = estimate(m, s, cap[0])
+    advice = advise(m, s, cap[0], gpus_available, free_by_gpu)
+    return emit(OomReport(est, cap[0], cap[1], advice), json_out)
 
 
 def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[int, str, list[int]]:
     """The free memory of the GPUs this run would use (the `gpus_wanted` with most free memory),
     its label, and every GPU's free bytes (for remedies that use more GPUs)."""
     from mlops_cli.gpu.status import collect, open_source
-    from mlops_cli.output import NotApplicable
+    from mlops_cli.errors import NotApplicable
 
     try:
         source, origin = open_source(snapshot, None)

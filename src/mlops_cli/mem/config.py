@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 
 
 @dataclass(frozen=True)

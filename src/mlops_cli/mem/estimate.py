@@ -21,7 +21,7 @@ from typing import Any
 
 from mlops_cli.mem.config import ModelConfig
 from mlops_cli.mem.setup import GiB, Setup
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 
 TERMS = ("weights", "gradients", "optimizer_states", "activations", "attention_scores", "logits",
          "kv_cache", "cuda_context", "cuda_graphs", "allocator_reserve")

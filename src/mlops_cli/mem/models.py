@@ -17,31 +17,24 @@ from typing import Optional
 
 from mlops_cli.mem.config import ModelConfig, config_from_dict
 from mlops_cli.mem.presets import find_preset, load_preset
-from mlops_cli.output import OperationFailed, UsageError
+from mlops_cli import files
+from mlops_cli.errors import OperationFailed, UsageError
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
+# A transformers config.json is a few KiB; the largest real ones (with id2label tables) stay
+# well under a MiB.
+MAX_CONFIG_BYTES = 4 * files.MiB
+
+
 def cache_root() -> Path:
-    if os.environ.get("MLOPS_CACHE_DIR"):
-        return Path(os.environ["MLOPS_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlops"
+    return files.cache_dir()
 
 
 def _read_config_file(path: Path, name: str) -> ModelConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"malformed model config {path}: not UTF-8 text (a binary file?)",
-                         hint="pass a transformers config.json") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"malformed model config {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    doc = files.read_input_json(path, what="model config", max_bytes=MAX_CONFIG_BYTES)
     return config_from_dict(doc, name, source=str(path))
 
 
@@ -94,10 +87,8 @@ def fetch_from_hub(repo: str, revision: str = "main", timeout: float = 15.0) -> 
     except ValueError:
         raise UsageError(f"malformed model config from {url}: not JSON") from None
     model = config_from_dict(doc, repo, source=url)  # validate before caching
-    from mlops_cli.host import write_text_atomic
-
     cached.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(cached, json.dumps(doc, indent=1))
+    files.write_json(cached, doc, what="cached config", indent=1)
     return model
 
 

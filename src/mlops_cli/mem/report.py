@@ -10,7 +10,8 @@ from rich.table import Table
 
 from mlops_cli.mem.estimate import Estimate
 from mlops_cli.mem.remedies import Advice
-from mlops_cli.output import ExitCode, format_bytes
+from mlops_cli.errors import ExitCode
+from mlops_cli.units import format_bytes
 
 TERM_LABELS = {
     "weights": "weights",

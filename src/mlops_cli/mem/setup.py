@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Optional
 
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 
 GiB = 1024**3
 METHODS = ("full", "freeze", "lora", "qlora")

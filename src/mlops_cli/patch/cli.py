@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from mlops_cli.output import emit, run_guarded
+from mlops_cli.options import DryRunOpt, JsonOpt, YesOpt
+from mlops_cli.output import emit
 
 app = typer.Typer(
     add_completion=False,
@@ -26,7 +27,6 @@ Examples:
 """,
 )
 
-JSON_HELP = "Print one JSON document on stdout (see docs/patch.md for the schema)."
 IMAGE_HELP = "A local image to patch (a derived image is built; the base is never changed)."
 CONTAINER_HELP = "A running container to patch in place."
 PYTHON_HELP = "The interpreter of a local environment (default: the one running mlops)."
@@ -37,7 +37,7 @@ OVERRIDE_HELP = ("Allow a pinned patch on another package version or file hash w
 
 
 def _target(image: Optional[str], container: Optional[str], python: Optional[str], engine: Optional[str]):
-    from mlops_cli.output import UsageError
+    from mlops_cli.errors import UsageError
     from mlops_cli.patch.engine import select_engine
     from mlops_cli.patch.targets import ContainerTarget, ImageTarget, LocalTarget
 
@@ -62,7 +62,7 @@ def _check_tag(tag: Optional[str], image: Optional[str]) -> None:
     """A --tag docker would refuse is bad input, found before anything is inspected or built."""
     import re
 
-    from mlops_cli.output import UsageError
+    from mlops_cli.errors import UsageError
 
     if tag is None:
         return
@@ -112,20 +112,17 @@ def extract(
     container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
     engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    def body():
-        from mlops_cli.output import UsageError
-        from mlops_cli.patch.workdir import extract as do_extract
+    json_out: JsonOpt = False,
+) -> int:
+    from mlops_cli.errors import UsageError
+    from mlops_cli.patch.workdir import extract as do_extract
 
-        paths, img = list(args), image
-        if not (img or container or python):
-            if len(paths) < 2:
-                raise UsageError("give an image and at least one PATH", hint="mlops patch extract IMAGE PATH... -o work/")
-            img, paths = paths[0], paths[1:]
-        return emit(do_extract(_target(img, container, python, engine), paths, output), json_out)
-
-    run_guarded(body)
+    paths, img = list(args), image
+    if not (img or container or python):
+        if len(paths) < 2:
+            raise UsageError("give an image and at least one PATH", hint="mlops patch extract IMAGE PATH... -o work/")
+        img, paths = paths[0], paths[1:]
+    return emit(do_extract(_target(img, container, python, engine), paths, output), json_out)
 
 
 @app.command(help="""Turn the edits in a work folder into a pinned patch file.
@@ -140,14 +137,11 @@ Examples:
 def diff(
     workdir: Path = typer.Argument(..., help="The folder `mlops patch extract` made."),
     output: Path = typer.Option(..., "-o", "--output", help="The patch file to write."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    def body():
-        from mlops_cli.patch.workdir import diff as do_diff
+    json_out: JsonOpt = False,
+) -> int:
+    from mlops_cli.patch.workdir import diff as do_diff
 
-        return emit(do_diff(workdir, output), json_out)
-
-    run_guarded(body)
+    return emit(do_diff(workdir, output), json_out)
 
 
 @app.command(help="""Apply a patch to an image (builds a derived image), a running container, or a local environment.
@@ -176,20 +170,17 @@ def apply(
     package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
     allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
     no_import_check: bool = typer.Option(False, "--no-import-check", help="Do not import the patched module in the target."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff and the plan; change nothing."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
     engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    def body():
-        from mlops_cli.patch.ops import apply as do_apply
+    json_out: JsonOpt = False,
+) -> int:
+    from mlops_cli.patch.ops import apply as do_apply
 
-        _check_tag(tag, image)
-        opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes,
-                     import_check=not no_import_check, tag=tag)
-        return _emit_patch_report(do_apply(_target(image, container, python, engine), patch, opts), json_out)
-
-    run_guarded(body)
+    _check_tag(tag, image)
+    opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes,
+                 import_check=not no_import_check, tag=tag)
+    return _emit_patch_report(do_apply(_target(image, container, python, engine), patch, opts), json_out)
 
 
 @app.command(help="""Is the patch in the target? applied (exit 0) | not-applied (exit 1) | conflict (exit 1).
@@ -211,15 +202,12 @@ def status(
     package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
     allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
     engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    def body():
-        from mlops_cli.patch.ops import status as do_status
+    json_out: JsonOpt = False,
+) -> int:
+    from mlops_cli.patch.ops import status as do_status
 
-        opts = _opts(json_out, package=package, allow_other_version=allow_other_version)
-        return _emit_patch_report(do_status(_target(image, container, python, engine), patch, opts), json_out)
-
-    run_guarded(body)
+    opts = _opts(json_out, package=package, allow_other_version=allow_other_version)
+    return _emit_patch_report(do_status(_target(image, container, python, engine), patch, opts), json_out)
 
 
 @app.command(help="""Undo a patch in a running container or a local environment (images are never changed).
@@ -240,19 +228,16 @@ def revert(
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
     package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
     allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be restored; change nothing."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
     engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
-) -> None:
-    def body():
-        from mlops_cli.output import UsageError
-        from mlops_cli.patch.ops import revert as do_revert
+    json_out: JsonOpt = False,
+) -> int:
+    from mlops_cli.errors import UsageError
+    from mlops_cli.patch.ops import revert as do_revert
 
-        if image:
-            raise UsageError("an image is never changed by mlops patch, so there is nothing to revert in it",
-                             hint="use the base image again, and remove the derived tag with docker rmi TAG")
-        opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes)
-        return _emit_patch_report(do_revert(_target(None, container, python, engine), patch, opts), json_out)
-
-    run_guarded(body)
+    if image:
+        raise UsageError("an image is never changed by mlops patch, so there is nothing to revert in it",
+                         hint="use the base image again, and remove the derived tag with docker rmi TAG")
+    opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes)
+    return _emit_patch_report(do_revert(_target(None, container, python, engine), patch, opts), json_out)

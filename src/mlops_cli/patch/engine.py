@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Sequence
 
+from mlops_cli import proc
 from mlops_cli.host import CommandResult, NOT_INSTALLED, TIMED_OUT
-from mlops_cli.output import OperationFailed, UsageError
+from mlops_cli.text import shell_join
+from mlops_cli.errors import OperationFailed, UsageError
 
 ENGINES = ("docker", "podman")
 
@@ -28,14 +29,10 @@ class Engine:
 
     def run(self, args: Sequence[str], timeout: float = 120, stdin: str | None = None) -> CommandResult:
         argv = [self.binary, *args]
-        try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout,
-                                  stdin=None if stdin is not None else subprocess.DEVNULL)
-        except FileNotFoundError:
-            return CommandResult(NOT_INSTALLED, "", f"{self.binary}: not found")
-        except subprocess.TimeoutExpired as exc:
-            return CommandResult(TIMED_OUT, _text(exc.stdout), f"timed out after {timeout:.0f} s: {' '.join(argv[:3])} ...")
-        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+        result = proc.run(argv, timeout=timeout, input=stdin)
+        if result.timed_out:
+            return CommandResult(TIMED_OUT, result.stdout, f"timed out after {timeout:.0f} s: {shell_join(argv[:3])} ...")
+        return result
 
     # --- the engine itself ---------------------------------------------------------
 
@@ -124,9 +121,3 @@ def _first_line(text: str) -> str:
         if line.strip():
             return line.strip()
     return ""
-
-
-def _text(data) -> str:
-    if data is None:
-        return ""
-    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_cli.output import OperationFailed, UsageError, confirm, info, warn
+from mlops_cli.errors import OperationFailed, UsageError
+
+from mlops_cli.output import confirm, info, warn
 from mlops_cli.patch import decide
 from mlops_cli.patch import patchfile as pf
 from mlops_cli.patch.report import PatchReport

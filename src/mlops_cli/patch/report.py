@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mlops_cli.output import ExitCode
+from mlops_cli.errors import ExitCode
 
 # What `result` can say (JSON field "result"):
 #   extract:  extracted

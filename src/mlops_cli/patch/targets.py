@@ -13,14 +13,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
+from mlops_cli import proc
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops_cli.host import CommandResult, write_bytes_atomic
-from mlops_cli.output import OperationFailed, UsageError
+from mlops_cli.files import safe_join, write_atomic, write_new
+from mlops_cli.host import CommandResult
+from mlops_cli.errors import MlopsError, OperationFailed, UsageError
 from mlops_cli.patch import agent
 from mlops_cli.patch.engine import Engine
 
@@ -138,11 +139,11 @@ class ImageTarget(Target):
     def build(self, located: Located, new: dict[str, bytes], labels: dict[str, str], tag: str) -> str:
         with tempfile.TemporaryDirectory(prefix="mlops-patch-build-") as context:
             for rel, data in new.items():
-                dest = Path(context, "files", rel)
+                dest = safe_join(Path(context, "files"), rel)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(data)
+                write_new(dest, data, mode=located.modes.get(rel, 0o644))
                 os.chmod(dest, located.modes.get(rel, 0o644))
-            Path(context, "Dockerfile").write_text(self.dockerfile(located, new, labels))
+            write_new(Path(context, "Dockerfile"), self.dockerfile(located, new, labels))
             result = self.engine.build(context, tag)
         if not result.ok:
             tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
@@ -204,12 +205,10 @@ class LocalTarget(Target):
         self.python, self.label = resolved, f"the environment of {resolved}"
 
     def _python(self, args, stdin=None):
-        try:
-            proc = subprocess.run([self.python, *args], input=stdin, capture_output=True, text=True, timeout=300,
-                                  stdin=None if stdin is not None else subprocess.DEVNULL)
-        except OSError as exc:
-            raise OperationFailed(f"cannot run {self.python}: {exc}") from None
-        return self.python, CommandResult(proc.returncode, proc.stdout, proc.stderr)
+        result = proc.run([self.python, *args], timeout=300, input=stdin)
+        if result.rc in (proc.NOT_INSTALLED, proc.NOT_EXECUTABLE):
+            raise OperationFailed(f"cannot run {self.python}: {result.stderr.strip()}")
+        return self.python, result
 
     def describe(self) -> dict:
         return {"kind": "local", "ref": self.python}
@@ -238,20 +237,22 @@ class LocalTarget(Target):
                     backup = backup_dir / hashlib.sha256(old).hexdigest()
                     if not backup.exists():
                         backup_dir.mkdir(parents=True, exist_ok=True)
-                        write_bytes_atomic(backup, old)
-            except OSError as exc:
-                raise OperationFailed(f"cannot write the backup under {backup_dir}: {exc.strerror or exc}; nothing was changed",
+                        write_atomic(backup, old, what="backup")
+            except (OSError, MlopsError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else exc.message
+                raise OperationFailed(f"cannot write the backup under {backup_dir}: {reason}; nothing was changed",
                                       hint="set MLOPS_STATE_DIR to a writable folder") from None
         written: dict[str, str] = {}
         try:
             for rel, data in new.items():
-                write_bytes_atomic(paths[rel], data, mode=olds[rel][1])
+                write_atomic(paths[rel], data, mode=olds[rel][1])
                 written[rel] = hashlib.sha256(data).hexdigest()
-        except OSError as exc:
+        except (OSError, MlopsError) as exc:
             failed = paths[rel]
             for done in written:
-                write_bytes_atomic(paths[done], olds[done][0], mode=olds[done][1])
-            raise OperationFailed(f"cannot replace {failed}: {exc.strerror or exc}; nothing was changed",
+                write_atomic(paths[done], olds[done][0], mode=olds[done][1])
+            reason = exc.strerror if isinstance(exc, OSError) else exc.message
+            raise OperationFailed(f"cannot replace {failed}: {reason}; nothing was changed",
                                   hint="run as the owner of that environment, or patch a virtual environment") from None
         for rel, path in paths.items():
             for pyc in (path.parent / "__pycache__").glob(path.stem + ".*.pyc"):

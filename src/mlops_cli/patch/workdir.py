@@ -12,13 +12,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from mlops_cli import __version__
-from mlops_cli.host import write_bytes_atomic
-from mlops_cli.output import OperationFailed, UsageError
+from mlops_cli.files import check_writable, current_umask, publish_dir, safe_join, staging_dir, write_atomic, write_new
+from mlops_cli.errors import OperationFailed, UsageError
 from mlops_cli.patch import patchfile as pf
 from mlops_cli.patch.report import DiffReport, ExtractReport
 from mlops_cli.patch.targets import ImageTarget, Target
@@ -65,26 +63,17 @@ def extract(target: Target, raw_paths: list[str], outdir: Path) -> ExtractReport
                 "python": located.python, "source": target.describe(), "files": files, "mlops": __version__}
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     except OSError as exc:
         raise OperationFailed(f"cannot create {outdir}: {exc.strerror or exc}", hint="give -o a writable place") from None
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)
-    try:
+    with staging_dir(outdir, what="work folder") as staging:
+        os.chmod(staging, 0o777 & ~current_umask())
         for rel in paths:
-            for dest in (staging / rel, staging / ORIGINALS / rel):
+            for dest in (safe_join(staging, rel), safe_join(staging, f"{ORIGINALS}/{rel}")):
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(located.files[rel])
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if outdir.exists():
-            outdir.rmdir()
-        os.replace(staging, outdir)
-    except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise OperationFailed(f"cannot write {outdir}: {exc.strerror or exc}", hint="nothing was left behind") from None
-        raise
+                write_new(dest, located.files[rel])
+        write_new(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        publish_dir(staging, outdir, what="work folder",
+                          may_replace=lambda d: None if not any(d.iterdir()) else "it is not empty")
     return ExtractReport(target.describe(), package, located.version, located.site, located.python,
                          str(outdir), files, notes=vllm_notes(target, paths))
 
@@ -155,9 +144,8 @@ def diff(workdir: Path, output: Path) -> DiffReport:
     pf.parse(data)  # what we write must read back
     if output.is_dir():
         raise UsageError(f"-o {output} is a folder; give the patch file's name", hint=f"-o {output / 'NAME.patch'}")
-    try:
+    if str(output.parent) and not output.parent.exists():
         output.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(output, data)
-    except OSError as exc:
-        raise OperationFailed(f"cannot write {output}: {exc.strerror or exc}", hint="choose another -o") from None
+    check_writable(output, what="patch file")
+    write_atomic(output, data, what="patch file")
     return DiffReport(str(output), package, version, pf.sha256_bytes(data), report_files, unchanged, src)

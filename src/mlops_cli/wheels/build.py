@@ -9,12 +9,12 @@ refused with a message that names the package. Built wheels are cached by the sd
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from mlops_cli.output import OperationFailed
+from mlops_cli import proc
+from mlops_cli.errors import OperationFailed
 from mlops_cli.wheels.resolve import clean_env, index_args, summarize_uv_error, uv_binary
 
 
@@ -39,15 +39,13 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
         argv = [uv_binary(), "build", "--wheel", "--out-dir", str(out), str(src),
                 "--python", sys.executable, "--no-python-downloads", "--no-config",
                 "--cache-dir", str(cache_root / "uv"), *index_args(index_urls)]
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise OperationFailed(f"building {sdist_name} took longer than {int(timeout)} s") from None
+        result = proc.run(argv, env=clean_env(), timeout=timeout)
+        if result.timed_out:
+            raise OperationFailed(f"building {sdist_name} took longer than {int(timeout)} s")
         wheels = sorted(out.glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
+        if result.rc != 0 or not wheels:
             raise OperationFailed(f"cannot build a wheel from the sdist-only dependency {sdist_name}: "
-                                  f"{summarize_uv_error(proc.stderr)}")
+                                  f"{summarize_uv_error(result.stderr)}")
         wheel = wheels[0]
         if not is_pure_wheel(wheel.name):
             raise OperationFailed(

@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_cli.output import OperationFailed, UsageError, info, warn
+from mlops_cli.errors import OperationFailed, UsageError
+
+from mlops_cli.output import info, warn
 from mlops_cli.wheels.targets import Target
 
 

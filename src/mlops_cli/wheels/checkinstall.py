@@ -6,14 +6,14 @@ then imports the top-level modules of every requirement named on the command lin
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from mlops_cli.output import OperationFailed
+from mlops_cli import proc
+from mlops_cli.errors import OperationFailed
 
 
 def top_level_modules(wheel: Path) -> list[str]:
@@ -46,19 +46,19 @@ def check_install(folder: Path, manifest: dict[str, Any], requirements: list[str
             modules += top_level_modules(folder / "wheels" / pkg["filename"])
     with tempfile.TemporaryDirectory(prefix="mlops-check-install-") as tmp:
         venv = Path(tmp) / "venv"
-        made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=300)
-        if made.returncode != 0:
+        made = proc.run([sys.executable, "-m", "venv", str(venv)], timeout=300)
+        if not made.ok:
             raise OperationFailed(f"--check-install: cannot create a virtual environment: {_tail(made.stderr)}")
         python = venv / "bin" / "python"
         env = {"PATH": "/usr/bin:/bin", "PYTHON": str(python), "HOME": tmp, "LANG": "C.UTF-8"}
-        inst = subprocess.run(["sh", str(folder / "install.sh")], capture_output=True, text=True, env=env, timeout=900)
-        if inst.returncode != 0:
+        inst = proc.run(["sh", str(folder / "install.sh")], env=env, timeout=900)
+        if not inst.ok:
             raise OperationFailed(f"--check-install: the offline install failed: {_tail(inst.stderr + inst.stdout)}",
                                   hint="the bundle was not written")
         if modules:
             code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
-            imp = subprocess.run([str(python), "-c", code, *modules], capture_output=True, text=True, timeout=300, env=env)
-            if imp.returncode != 0:
+            imp = proc.run([str(python), "-c", code, *modules], timeout=300, env=env)
+            if not imp.ok:
                 raise OperationFailed(f"--check-install: import failed after the offline install: {_tail(imp.stderr)}",
                                       hint="the bundle was not written")
     return modules

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from mlops_cli.output import emit, run_guarded
+from mlops_cli.options import JsonOpt
+from mlops_cli.output import emit
 
 app = typer.Typer(add_completion=False)
 
@@ -38,7 +39,7 @@ Exit codes: 0 bundle written (or verified), 1 resolution/download/verification f
 
 def _targets(presets, python, platforms, target_files):
     """The targets asked for (default: this machine), and this machine as a target or None."""
-    from mlops_cli.output import UsageError
+    from mlops_cli.errors import UsageError
     from mlops_cli.wheels import targets as T
     from mlops_cli.wheels.probe import probe_this_interpreter
 
@@ -120,52 +121,50 @@ def wheels(
     check_install: bool = typer.Option(False, "--check-install", help="Install the bundle offline into a throwaway venv and import it."),
     verify: Optional[Path] = typer.Option(None, "--verify", help="Re-hash a bundle folder or .tar.gz against its manifest; build nothing."),
     print_target: bool = typer.Option(False, "--print-target", help="Print this interpreter as a target file (same as `mlops wheels target`)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
-) -> None:
-    def body():
-        from mlops_cli.output import UsageError, progress_enabled
+    json_out: JsonOpt = False,
+) -> int:
+    from mlops_cli.errors import UsageError
+    from mlops_cli.output import progress_enabled
 
-        _interrupt_on_sigterm()
+    _interrupt_on_sigterm()
 
-        words = list(reqs or [])
-        if print_target or words == ["target"]:
-            from mlops_cli.wheels.probe import probe_this_interpreter
-            from mlops_cli.wheels.result import TargetResult
+    words = list(reqs or [])
+    if print_target or words == ["target"]:
+        from mlops_cli.wheels.probe import probe_this_interpreter
+        from mlops_cli.wheels.result import TargetResult
 
-            return emit(TargetResult(probe_this_interpreter()), json_out)
-        if verify is not None or (len(words) == 2 and words[0] == "verify"):
-            from mlops_cli.wheels.verify import verify_bundle
+        return emit(TargetResult(probe_this_interpreter()), json_out)
+    if verify is not None or (len(words) == 2 and words[0] == "verify"):
+        from mlops_cli.wheels.verify import verify_bundle
 
-            return emit(verify_bundle(Path(verify or words[1])), json_out)
-        if sdist not in ("build", "refuse"):
-            raise UsageError(f"--sdist must be build or refuse, not {sdist!r}")
-        if archive not in ("dir", "tar.gz"):
-            raise UsageError(f"--archive must be dir or tar.gz, not {archive!r}")
-        for url in (index_url, *extra_index_url):
-            if not url.lower().startswith(("http://", "https://")) or len(url.split("//", 1)[1].strip("/")) == 0:
-                raise UsageError(f"not an index URL: {url!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple")
-        if not words and not requirement:
-            raise UsageError("nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt")
-        from mlops_cli.wheels.bundle import BundleRequest, build_bundle, default_out_name
-        from mlops_cli.wheels.resolve import validate_requirement
+        return emit(verify_bundle(Path(verify or words[1])), json_out)
+    if sdist not in ("build", "refuse"):
+        raise UsageError(f"--sdist must be build or refuse, not {sdist!r}")
+    if archive not in ("dir", "tar.gz"):
+        raise UsageError(f"--archive must be dir or tar.gz, not {archive!r}")
+    for url in (index_url, *extra_index_url):
+        if not url.lower().startswith(("http://", "https://")) or len(url.split("//", 1)[1].strip("/")) == 0:
+            raise UsageError(f"not an index URL: {url!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple")
+    if not words and not requirement:
+        raise UsageError("nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt")
+    from mlops_cli.wheels.bundle import BundleRequest, build_bundle, default_out_name
+    from mlops_cli.wheels.resolve import validate_requirement
 
-        for w in words:
-            validate_requirement(w)
-        out = output or Path(default_out_name(words, list(requirement)))  # named for what was asked, not for pip
-        if with_pip and not any(_is_pip(w) for w in words):
-            words.append("pip")
-        chosen, host = _targets(target, python, platform, target_file)
-        if check_install and (host is None or not any(t.python == host.python and t.arch == host.arch for t in chosen)):
-            raise UsageError("--check-install needs a target this machine can run (same Python and CPU)")
-        request = BundleRequest(
-            requirements=words, requirement_files=list(requirement), targets=chosen,
-            index_urls=[index_url, *extra_index_url], out=out, sdist_policy=sdist, archive=archive,
-            check_install=check_install, show_progress=progress_enabled(json_out),
-            chatty=progress_enabled(json_out))
-        try:
-            result = build_bundle(request)
-        except KeyboardInterrupt:
-            _exit_now_after_interrupt()
-        return emit(result, json_out)
-
-    run_guarded(body)
+    for w in words:
+        validate_requirement(w)
+    out = output or Path(default_out_name(words, list(requirement)))  # named for what was asked, not for pip
+    if with_pip and not any(_is_pip(w) for w in words):
+        words.append("pip")
+    chosen, host = _targets(target, python, platform, target_file)
+    if check_install and (host is None or not any(t.python == host.python and t.arch == host.arch for t in chosen)):
+        raise UsageError("--check-install needs a target this machine can run (same Python and CPU)")
+    request = BundleRequest(
+        requirements=words, requirement_files=list(requirement), targets=chosen,
+        index_urls=[index_url, *extra_index_url], out=out, sdist_policy=sdist, archive=archive,
+        check_install=check_install, show_progress=progress_enabled(json_out),
+        chatty=progress_enabled(json_out))
+    try:
+        result = build_bundle(request)
+    except KeyboardInterrupt:
+        _exit_now_after_interrupt()
+    return emit(result, json_out)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mlops_cli.output import OperationFailed
+from mlops_cli.errors import OperationFailed
 
 CHUNK = 1 << 20
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from mlops_cli.output import OperationFailed
+from mlops_cli.errors import OperationFailed
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 DEFAULT_INDEX = "https://pypi.org/simple"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _FORBIDDEN = {"-i": "--index-url", "--index-url": "--index-url", "--extra-index-url": "--extra-index-url",

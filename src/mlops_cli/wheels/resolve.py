@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mlops_cli.output import OperationFailed, UsageError
+from mlops_cli import proc
+from mlops_cli.errors import OperationFailed, UsageError
 from mlops_cli.wheels.targets import Target
 
 _CREDENTIALS = re.compile(r"//[^/@\s]+@")  # user:token@ in a URL: never echoed
@@ -111,37 +111,32 @@ _SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
 
 
-_RUNNING: set[subprocess.Popen] = set()  # uv processes now running, so an interruption can stop them
-
-
 def stop_running() -> None:
-    """Kill every uv this process started and has not yet reaped (on Ctrl-C / SIGTERM)."""
-    for proc in list(_RUNNING):
-        proc.kill()
+    """Stop every uv this process started and has not yet reaped (on Ctrl-C / SIGTERM)."""
+    proc.kill_all()
 
 
 def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None]) -> tuple[int, str, str]:
     """Run uv, handing each stderr line to `on_line` as it comes; (rc, stdout, stderr without logs)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            env=clean_env(), text=True, errors="replace")
-    _RUNNING.add(proc)
-    out_chunks: list[str] = []
-    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
-    reader.start()
-    kept: list[str] = []
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        for line in proc.stderr:
-            if _LOG_LINE.match(line):
-                on_line(line)
-            else:
-                kept.append(line)
-        rc = proc.wait()
-    finally:
-        timer.cancel()
-        _RUNNING.discard(proc)
-    reader.join()
+    if proc.which(argv[0]) is None and not os.path.exists(argv[0]):
+        raise OperationFailed(f"the resolver {argv[0]} is not installed")
+    with proc.spawn(argv, env=clean_env()) as child:
+        out_chunks: list[str] = []
+        reader = threading.Thread(target=lambda: out_chunks.append(child.stdout.read()), daemon=True)
+        reader.start()
+        kept: list[str] = []
+        timer = threading.Timer(timeout, proc.stop, args=(child,))
+        timer.start()
+        try:
+            for line in child.stderr:
+                if _LOG_LINE.match(line):
+                    on_line(line)
+                else:
+                    kept.append(line)
+            rc = child.wait()
+        finally:
+            timer.cancel()
+        reader.join()
     if rc < 0:
         raise OperationFailed(f"the resolver was stopped after {int(timeout)} s")
     return rc, "".join(out_chunks), "".join(kept)

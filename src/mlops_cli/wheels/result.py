@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from shlex import quote
+from mlops_cli.text import shell_quote as quote
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from mlops_cli.output import format_bytes
+from mlops_cli.units import format_bytes
 from mlops_cli.wheels.layout import BundleFile
 
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 
 TARGET_FORMAT = "mlops-wheels-target/1"
 

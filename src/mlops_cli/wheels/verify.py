@@ -11,7 +11,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from mlops_cli.output import UsageError
+from mlops_cli.errors import UsageError
 from mlops_cli.wheels import bundle_tool
 from mlops_cli.wheels.result import VerifyResult
 

@@ -1,0 +1,468 @@
+"""Every file mlops reads from a user or writes for one goes through here.
+
+Reading user input: ``read_input_bytes`` / ``read_input_text`` / ``read_input_json`` take a path
+(or ``-`` for stdin), require something readable that is not a device or a folder, cap the size,
+and turn every failure into one ``UsageError`` line (exit 2): missing, unreadable, too large, not
+UTF-8, not JSON, nested too deeply, NaN/Infinity or a number out of range. ``open_input_stream``
+is the same for inputs read incrementally (gigabyte logs and datasets). ``parse_json`` applies the
+JSON rules to text from anywhere (an HTTP body, a file inside a bundle).
+
+Writing: ``write_atomic`` / ``atomic_writer`` write a temporary file beside the target, fsync it
+and rename it into place, so a reader never sees half a file. An existing FIFO, terminal,
+``/dev/null``, ``/dev/full`` or ``/dev/stdout`` is written through instead of being replaced; a
+symbolic link, a block device or any other device is refused. New files get ``mode`` less the
+umask; a replaced file keeps its mode.
+
+Folders: ``staging_dir`` + ``publish_dir`` build a folder beside its destination and rename it
+into place, replacing an existing folder only when the caller proves it may. ``safe_join`` keeps
+a relative path from an untrusted source inside its root. ``cache_dir`` / ``state_dir`` are the
+one definition of where mlops keeps its cache and state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from mlops_cli.errors import OperationFailed, UsageError, os_reason
+from mlops_cli.text import one_line, shorten
+
+MiB = 1024 * 1024
+DEFAULT_MAX_INPUT = 64 * MiB
+DEFAULT_MAX_DEPTH = 64
+# Integers longer than this many digits are not a count or a size of anything real.
+MAX_INT_DIGITS = 200
+
+PathLike = str | os.PathLike
+
+
+def show_path(path: PathLike) -> str:
+    """A path as printed in a message: one line, at most 160 characters."""
+    return shorten(one_line(os.fspath(path)), 160)
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _input_error(what: str, path: PathLike, reason: str, hint: str | None = None) -> UsageError:
+    return UsageError(f"cannot read {what} {show_path(path)}: {reason}", hint=hint)
+
+
+def _check_readable_kind(path: PathLike, what: str) -> None:
+    """A regular file, a FIFO or a socket may be read; a folder or a device may not."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise _input_error(what, path, "no such file") from None
+    except OSError as exc:
+        raise _input_error(what, path, os_reason(exc)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _input_error(what, path, "it is a folder, not a file")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        raise _input_error(what, path, "it is a device, not a file")
+
+
+def _open_binary(path: PathLike, what: str) -> BinaryIO:
+    if os.fspath(path) == "-":
+        return sys.stdin.buffer
+    _check_readable_kind(path, what)
+    try:
+        return open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    except OSError as exc:
+        raise _input_error(what, path, os_reason(exc)) from None
+
+
+def read_input_bytes(path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT) -> bytes:
+    """The bytes of a user-supplied file (``-``: stdin), at most ``max_bytes``."""
+    fh = _open_binary(path, what)
+    try:
+        data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise _input_error(what, path, os_reason(exc)) from None
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
+    if len(data) > max_bytes:
+        raise _input_error(what, path, f"larger than {format_size(max_bytes)}, more than such a file ever holds")
+    return data
+
+
+def decode_utf8(data: bytes, *, what: str, path: PathLike) -> str:
+    """UTF-8 text (a leading BOM is dropped) or one error line naming the first bad byte."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _input_error(what, path, f"not UTF-8 text (a binary file?): bad byte at offset {exc.start}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def read_input_text(path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT) -> str:
+    """The UTF-8 text of a user-supplied file (``-``: stdin)."""
+    return decode_utf8(read_input_bytes(path, what=what, max_bytes=max_bytes), what=what, path=path)
+
+
+def read_input_json(
+    path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT, max_depth: int = DEFAULT_MAX_DEPTH
+) -> Any:
+    """A user-supplied JSON document, checked by ``parse_json``."""
+    text = read_input_text(path, what=what, max_bytes=max_bytes)
+    return parse_json(text, what=f"{what} {show_path(path)}", max_depth=max_depth)
+
+
+def open_input_stream(path: PathLike, *, what: str) -> BinaryIO:
+    """A binary stream over a large input read incrementally (no size cap): a regular file,
+    a FIFO or ``-`` (stdin). The caller closes it (closing stdin's buffer is harmless here)."""
+    return _open_binary(path, what)
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _parse_constant(name: str) -> Any:
+    raise _BadNumber(f"{name} is not a number JSON allows")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _BadNumber(f"the number {shorten(text, 40)} is out of range")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _BadNumber(f"a number of {len(text)} digits is out of range")
+    return int(text)
+
+
+def json_depth_exceeds(doc: Any, limit: int) -> bool:
+    """True when containers in ``doc`` nest deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_json(text: str | bytes, *, what: str, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """JSON with the rules every input gets: valid syntax (the error says where), no
+    NaN/Infinity, no number out of range, containers nested at most ``max_depth`` deep."""
+    try:
+        doc = json.loads(text, parse_constant=_parse_constant, parse_float=_parse_float, parse_int=_parse_int)
+    except _BadNumber as exc:
+        raise UsageError(f"{what} is not usable JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise UsageError(f"{what} is not usable JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{what} is not valid JSON: {one_line(exc)}") from None
+    if json_depth_exceeds(doc, max_depth):
+        raise UsageError(f"{what} is not usable JSON: nested deeper than {max_depth} levels")
+    return doc
+
+
+# --- writing ----------------------------------------------------------------------------
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+# Paths that name this process's own streams: written through, appended, never replaced.
+_STREAM_PREFIXES = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/")
+# Character devices a user may sensibly point an output at.
+_SAFE_CHAR_DEVICES = ("/dev/null", "/dev/full", "/dev/tty", "/dev/console")
+
+
+def _write_error(what: str, path: PathLike, exc: OSError) -> Exception:
+    """A failed write: a path that cannot be written is bad input (2), a full or failing
+    disk is an operation that failed (1)."""
+    message = f"cannot write {what} {show_path(path)}: {os_reason(exc)}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
+        return OperationFailed(message)
+    return UsageError(message)
+
+
+def _output_kind(path: Path, what: str) -> str:
+    """'new', 'file' (an existing regular file) or 'through' (a stream to write through).
+    Raises UsageError for what must never be written: a folder, a symlink, a block device."""
+    text = os.fspath(path)
+    if text.startswith(_STREAM_PREFIXES):
+        return "through"
+    try:
+        lst = os.lstat(path)
+    except FileNotFoundError:
+        return "new"
+    except OSError as exc:
+        raise _write_error(what, path, exc) from None
+    if stat.S_ISLNK(lst.st_mode):
+        target = os.path.realpath(path)
+        raise UsageError(
+            f"refusing to write {what} {show_path(path)}: it is a symbolic link (to {show_path(target)})",
+            hint="give the link's target as the path, or remove the link",
+        )
+    if stat.S_ISDIR(lst.st_mode):
+        raise UsageError(f"cannot write {what} {show_path(path)}: it is a folder; give a file name in it")
+    if stat.S_ISREG(lst.st_mode):
+        return "file"
+    if stat.S_ISFIFO(lst.st_mode) or stat.S_ISSOCK(lst.st_mode):
+        return "through"
+    if stat.S_ISCHR(lst.st_mode) and (text in _SAFE_CHAR_DEVICES or text.startswith(("/dev/pts/", "/dev/tty"))):
+        return "through"
+    raise UsageError(f"refusing to write {what} {show_path(path)}: it is a device, not a file")
+
+
+def check_writable(path: PathLike, *, what: str = "file") -> None:
+    """Refuse, before any work is done, an output path that ``write_atomic`` could not write."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise UsageError(f"cannot write {what}: the file name is empty")
+    p = Path(text)
+    if text.endswith(os.sep):
+        raise UsageError(f"cannot write {what} {show_path(text)}: it names a folder; give a file name in it")
+    kind = _output_kind(p, what)
+    if kind == "through":
+        return
+    folder = p.parent if str(p.parent) else Path(".")
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        raise UsageError(f"cannot write {what} {show_path(text)}: folder {show_path(folder)} does not exist") from None
+    except OSError as exc:
+        raise _write_error(what, text, exc) from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"cannot write {what} {show_path(text)}: {show_path(folder)} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {what} {show_path(text)}: folder {show_path(folder)} is not writable")
+    if len(p.name.encode()) > 255:
+        raise UsageError(f"cannot write {what} {show_path(text)}: the file name is too long")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: PathLike, *, mode: int | None = None, what: str = "file") -> Iterator[IO[bytes]]:
+    """Yield a binary file; on success it replaces ``path`` whole, on failure nothing changes."""
+    p = Path(path)
+    kind = _output_kind(p, what)
+    if kind == "through":
+        flags = os.O_WRONLY | (os.O_APPEND if os.fspath(p).startswith(_STREAM_PREFIXES) else 0)
+        try:
+            fd = os.open(p, flags)
+        except OSError as exc:
+            raise _write_error(what, p, exc) from None
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                yield fh
+        except OSError as exc:
+            raise _write_error(what, p, exc) from None
+        return
+    if kind == "file":
+        final_mode = stat.S_IMODE(os.stat(p).st_mode)
+    else:
+        final_mode = (0o666 if mode is None else mode) & ~current_umask()
+    folder = p.parent if str(p.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name[:200]}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _write_error(what, p, exc) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, final_mode)
+        os.replace(tmp, p)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(what, p, exc) from None
+        raise
+
+
+def write_atomic(path: PathLike, data: bytes | str, *, mode: int | None = None, what: str = "file") -> None:
+    """Write ``data`` (text is UTF-8) so that ``path`` is either untouched or complete."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_writer(path, mode=mode, what=what) as fh:
+        fh.write(payload)
+
+
+def write_json(path: PathLike, doc: Any, *, what: str = "file", indent: int | None = 2) -> None:
+    """A JSON document written atomically, with a final newline."""
+    write_atomic(path, json.dumps(doc, indent=indent, ensure_ascii=False) + "\n", what=what)
+
+
+def write_new(path: PathLike, data: bytes | str, *, mode: int | None = None, what: str = "file") -> None:
+    """Create a file that must not exist yet, inside a folder mlops made (a staging folder):
+    never follows a symlink planted at that name, never truncates an existing file."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666 if mode is None else mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+    except OSError as exc:
+        raise _write_error(what, path, exc) from None
+
+
+def copy_new(src: PathLike, dest: PathLike, *, what: str = "file") -> None:
+    """Copy ``src`` to a new file ``dest`` (as ``write_new``), streaming."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        with open(src, "rb") as fin:
+            fd = os.open(dest, flags, 0o666)
+            with os.fdopen(fd, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1024 * 1024)
+    except OSError as exc:
+        raise _write_error(what, dest, exc) from None
+
+
+# --- folders ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def staging_dir(dest: PathLike, *, what: str = "folder") -> Iterator[Path]:
+    """A fresh temporary folder beside ``dest`` (same file system, so it can be renamed into
+    place); removed if the block fails or is interrupted. The caller publishes it with
+    ``publish_dir`` inside the block."""
+    d = Path(dest)
+    parent = d.parent if str(d.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{d.name[:200]}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise _write_error(what, d, exc) from None
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    else:
+        if tmp.exists():  # not published: nothing of it stays
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_dir(
+    staging: Path, dest: PathLike, *, may_replace: Callable[[Path], str | None] | None = None, what: str = "folder"
+) -> bool:
+    """Rename ``staging`` to ``dest``. An existing ``dest`` is replaced only when
+    ``may_replace(dest)`` returns None; otherwise its reason is the error (exit 2). A symlink or
+    a file at ``dest`` is refused. Returns True when an older folder was replaced."""
+    d = Path(dest)
+    try:
+        lst = os.lstat(d)
+    except FileNotFoundError:
+        lst = None
+    except OSError as exc:
+        raise _write_error(what, d, exc) from None
+    if lst is None:
+        try:
+            os.rename(staging, d)
+        except OSError as exc:
+            raise _write_error(what, d, exc) from None
+        return False
+    if stat.S_ISLNK(lst.st_mode):
+        raise UsageError(
+            f"refusing to replace {what} {show_path(d)}: it is a symbolic link (to {show_path(os.path.realpath(d))})",
+            hint="give the link's target as the path, or another path",
+        )
+    if not stat.S_ISDIR(lst.st_mode):
+        raise UsageError(f"refusing to replace {show_path(d)} with a {what}: it exists and is not a folder")
+    reason = may_replace(d) if may_replace is not None else f"{show_path(d)} already exists"
+    if reason:
+        raise UsageError(
+            f"refusing to replace {show_path(d)}: {reason}", hint="choose another path, or remove it first"
+        )
+    old = Path(tempfile.mkdtemp(prefix=f".{d.name[:200]}.old.", dir=d.parent if str(d.parent) else Path(".")))
+    try:
+        os.rename(d, old / "x")
+    except OSError as exc:
+        shutil.rmtree(old, ignore_errors=True)
+        raise _write_error(what, d, exc) from None
+    try:
+        os.rename(staging, d)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.rename(old / "x", d)
+        shutil.rmtree(old, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _write_error(what, d, exc) from None
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def safe_join(root: PathLike, rel: str, *, what: str = "path") -> Path:
+    """``root/rel`` for a relative path from an untrusted source (a manifest, a patch, an
+    index): no absolute path, no ``..``, no NUL, and no symlink that leads out of ``root``."""
+    if not rel or "\x00" in rel or rel.startswith(("/", "\\")) or os.path.isabs(rel):
+        raise UsageError(f"{what} {show_path(rel)!r} is not a relative path inside its folder")
+    parts = rel.replace("\\", "/").split("/")
+    if any(part == ".." for part in parts):
+        raise UsageError(f"{what} {show_path(rel)!r} leads out of its folder ('..')")
+    base = os.path.realpath(root)
+    joined = os.path.join(root, *[p for p in parts if p not in ("", ".")])
+    real = os.path.realpath(joined)
+    if real != base and not real.startswith(base.rstrip(os.sep) + os.sep):
+        raise UsageError(f"{what} {show_path(rel)!r} leads out of its folder (through a symbolic link)")
+    return Path(joined)
+
+
+def _home_based(env_var: str, xdg_var: str, xdg_default: str, parts: tuple[str, ...]) -> Path:
+    for part in parts:
+        if not part or "/" in part or part in (".", ".."):
+            raise ValueError(f"not a folder name: {part!r}")
+    if os.environ.get(env_var):
+        base = Path(os.environ[env_var])
+    else:
+        xdg = os.environ.get(xdg_var)
+        root = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / xdg_default
+        base = root / "mlops"
+    folder = base.joinpath(*parts)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot use the folder {show_path(folder)}: {os_reason(exc)}", hint=f"set {env_var} to a writable folder"
+        ) from None
+    return folder
+
+
+def cache_dir(*parts: str) -> Path:
+    """Where mlops caches downloads: ``$MLOPS_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlops``, else
+    ``~/.cache/mlops``; with ``parts`` below it. Created (mode 0700) if missing."""
+    return _home_based("MLOPS_CACHE_DIR", "XDG_CACHE_HOME", ".cache", parts)
+
+
+def state_dir(*parts: str) -> Path:
+    """Where mlops keeps state between runs (journals, backups): ``$MLOPS_STATE_DIR``, else
+    ``$XDG_STATE_HOME/mlops``, else ``~/.local/state/mlops``."""
+    return _home_based("MLOPS_STATE_DIR", "XDG_STATE_HOME", ".local/state", parts)
+
+
+def format_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.0f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")

@@ -1,0 +1,45 @@
+"""Ctrl-C and SIGTERM, handled one way everywhere.
+
+``install`` (called once by ``cli.main``) makes SIGTERM unwind like Ctrl-C, so a CI timeout or a
+``kill`` runs the same clean-up (temporary folders removed, child programs stopped) as Ctrl-C.
+``deferred`` holds both signals during a critical section, such as replacing a set of files,
+and delivers them as soon as it ends, so an interruption never lands halfway through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """SIGINT/SIGTERM arriving inside the block are delivered (as KeyboardInterrupt) when it
+    ends. Outside the main thread signals are not ours to hold: the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    for s in _SIGNALS:
+        signal.signal(s, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if pending:
+        raise KeyboardInterrupt
