@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from mlops_cli.options import JsonOpt
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -22,9 +24,6 @@ Examples:
   mlops data stats data/train.jsonl --tokenizer /models/qwen/tokenizer.json --cutoff-len 4096
 """,
 )
-
-JSON_HELP = "Print one JSON document on stdout (see docs/data.md for the schema)."
-
 
 @app.command("check", help="""Say, per record and per line, what LLaMA-Factory will keep, drop (with a warning) or crash
 on, and whether `datasets` can load the file at all (BOM, trailing comma, NaN, mixed types, a column that
@@ -61,7 +60,7 @@ def check(
                                           help="Judge by this release's rules (default: current, 0.9.5)."),
     max_findings: int = typer.Option(1000, "--max-findings", min=0, metavar="N",
                                      help="List at most N findings (counts stay complete); 0 = all."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: JsonOpt = False,
 ) -> int:
     from mlops_cli.data.check import CheckOptions, run_check
     from mlops_cli.data.progress import byte_progress
@@ -94,7 +93,7 @@ def convert(
     name: Optional[str] = typer.Option(None, "--name", metavar="NAME", help="The entry's name (with --info)."),
     strict: bool = typer.Option(False, "--strict", help="Fail (exit 1, nothing written) if any record cannot be "
                                 "converted."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: JsonOpt = False,
 ) -> int:
     from mlops_cli.data.convert import run_convert
     from mlops_cli.output import emit
@@ -118,7 +117,7 @@ def stats(
                                             help="A tokenizer.json file, or a model folder holding one."),
     cutoff_len: int = typer.Option(2048, "--cutoff-len", min=1, help="LLaMA-Factory's cutoff_len."),
     fmt: str = typer.Option("auto", "--format", metavar="alpaca|sharegpt|openai|auto", help="The data's format."),
-    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_out: JsonOpt = False,
 ) -> int:
     from mlops_cli.data.stats import run_stats
     from mlops_cli.output import emit
