@@ -16,18 +16,24 @@ import sys
 
 
 def generate(path: str, mib: int) -> int:
+    """ShareGPT JSON Lines like real SFT sets: 2-6 turns, English with punctuation (colons, quotes,
+    newlines; a colon or an escaped quote costs the duplicate-key check a second look) and one
+    record in four in Chinese (multi-byte UTF-8)."""
     rnd = random.Random(7)
-    words = "the of model data train token layer value gradient batch answer question loss".split()
+    words = ("the of model data train token layer value gradient batch answer question loss "
+             "Here are: 1. note: \"quoted\" step\n2. https://example.com/a?b=c").split(" ")
+    zh = "模型 数据 训练 问题 回答 梯度 批次 损失 你好 请问 如何 因为 所以".split()
     target, written, n = mib << 20, 0, 0
     with open(path, "w") as fh:
         while written < target:
+            pool = zh if rnd.random() < 0.25 else words
             turns = []
             for i in range(rnd.choice((2, 2, 4, 6))):
-                text = " ".join(rnd.choice(words) for _ in range(rnd.randint(15, 120)))
+                text = " ".join(rnd.choice(pool) for _ in range(rnd.randint(15, 120)))
                 turns.append({"from": "human" if i % 2 == 0 else "gpt", "value": text})
-            line = json.dumps({"conversations": turns, "system": "You are helpful."}) + "\n"
+            line = json.dumps({"conversations": turns, "system": "You are helpful."}, ensure_ascii=False) + "\n"
             fh.write(line)
-            written += len(line)
+            written += len(line.encode())
             n += 1
     return n
 

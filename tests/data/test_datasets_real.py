@@ -14,6 +14,8 @@ datasets = pytest.importorskip("datasets", reason="the `test` extra installs dat
 R = '{"instruction":"a","input":"","output":"b"}'
 PAD = '{"instruction":"%s","input":"","output":"b"}' % ("x" * 200)
 BIG = 50000  # lines of ~230 bytes: more than one 10 MiB batch
+FIRST_BATCH = -(-(10 << 20) // (len(PAD) + 1))  # lines of PAD that fill datasets' first 10 MiB batch exactly
+NUM = '{"instruction":"%s","input":"","output":"b","n":1}' % ("x" * 200)
 
 PROBES = {
     "array.json": "[" + R + "," + R + "]",
@@ -38,6 +40,22 @@ PROBES = {
     "late_new_key.jsonl": "\n".join([PAD] * BIG) + '\n{"instruction":"a","input":"","output":"b","note":"x"}\n',
     "late_missing_key.jsonl": "\n".join([PAD] * BIG) + '\n{"instruction":"a","output":"b"}\n',
     "late_int.jsonl": "\n".join([PAD] * BIG) + '\n{"instruction":"a","input":"","output":3}\n',
+    # a key written twice: pyarrow refuses a repeated column; nested, or in a JSON array (pandas), the last wins
+    "dup_key_lines.jsonl": R + '\n{"instruction":"a","input":"","output":"b","output":"c"}\n',
+    "dup_key_spaced.jsonl": '{"instruction" : "a", "input" : "", "output" : "b", "output" : "c"}\n',
+    "dup_key_objects.json": R + '\n{\n  "instruction": "a",\n  "input": "",\n  "output": "b",\n  "output": "c"\n}\n',
+    "dup_key_nested.jsonl": '{"m":[{"from":"a","value":"x","value":"y"}]}\n',
+    "dup_key_array.json": "[" + R + ',{"instruction":"a","input":"","output":"b","output":"c"}]',
+    "escaped_quote_colon.jsonl": '{"instruction":"say \\"a\\": b","input":"","output":"\\\\"}\n',
+    # int64 from the first batch, a fraction later: the cast fails; a whole 2.0 or float-first is fine
+    "int_then_fraction_late.jsonl": "\n".join([NUM] * BIG) + '\n{"instruction":"a","input":"","output":"b","n":1.5}\n',
+    "int_then_whole_float_late.jsonl": "\n".join([NUM] * BIG) + '\n{"instruction":"a","input":"","output":"b","n":2.0}\n',
+    "fraction_then_int_late.jsonl": '{"n":0.5}\n' + "\n".join([NUM] * BIG) + "\n",
+    "nested_int_then_fraction_late.jsonl": "\n".join(['{"m":[{"w":1,"p":"%s"}]}' % ("x" * 200)] * BIG)
+    + '\n{"m":[{"w":0.5,"p":"y"}]}\n',
+    # a later batch of numbers only, in a string column: cast to string, loads
+    "string_then_number_batch.jsonl": "\n".join([PAD] * FIRST_BATCH) + "\n"
+    + "\n".join([PAD.replace('"output":"b"', '"output":5')] * 2000) + "\n",
     "null_then_string.jsonl": "\n".join(['{"a":null,"p":"%s"}' % ("x" * 200)] * BIG) + '\n{"a":"s","p":"y"}\n',
 }
 

@@ -13,7 +13,7 @@ from mlops_cli.data.emulate import Context, evaluate
 from mlops_cli.data.entry import Entry, read_entry, stage_findings
 from mlops_cli.data.findings import Finding
 from mlops_cli.data.loading import SchemaTracker, describe
-from mlops_cli.data.parse import parser_name
+from mlops_cli.data.parse import duplicate_keys, may_repeat_keys, parser_name
 from mlops_cli.data.readers import Broken, Record
 from mlops_cli.data.report import CheckResult
 from mlops_cli.data.source import KIND_BUILDER, dataset_files, extension_builder, open_dataset
@@ -119,6 +119,8 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                 if event.oddity is not None:
                     load_fails |= _oddity_finding(event, opened.kind, path, number, out)
                 tracker.add(event.value, event.line, number, event.offset, event.end)
+                if event.raw and type(event.value) is dict and may_repeat_keys(event.raw, tracker.keys):
+                    load_fails |= _duplicate_findings(event, opened.kind, path, number, out)
                 ctx.record = number
                 outcome = evaluate(event.value, ctx)
                 result_counts[outcome.verdict] += 1
@@ -246,6 +248,26 @@ def _oddity_finding(event: Record, kind: str, path: str, number: int, out: Colle
     out.add(Finding({"nan": "nan", "control": "control-char", "surrogate": "surrogate", "bigint": "big-number",
                      "utf8": "utf8"}[odd.kind], consequence, f"{odd.message}: {how}", file=path, record=number,
                     line=odd.line, offset=odd.offset))
+    return fatal
+
+
+def _duplicate_findings(event: Record, kind: str, path: str, number: int, out: Collector) -> bool:
+    """A key written twice in one object: pyarrow fails the file when it is a column (JSON Lines);
+    elsewhere the last value silently wins. True when the file does not load."""
+    top, nested = duplicate_keys(event.raw)
+    fatal = bool(top) and kind != "array"
+    if top:
+        if fatal:
+            message = (f"key {top[0]!r} is written twice in this record: datasets fails the whole file "
+                       f"(ArrowInvalid: JSON parse error: Column(/{top[0]}) was specified twice in row N)")
+        else:
+            message = f"key {top[0]!r} is written twice in this record: the last value is used, the first ignored"
+        out.add(Finding("duplicate-key", "fatal" if fatal else "silent", message, file=path, record=number,
+                        line=event.line))
+    if nested:
+        out.add(Finding("duplicate-key", "silent", f"key {nested[0]!r} is written twice in an object inside this "
+                        "record: the last value is used, the first ignored", file=path, record=number,
+                        line=event.line))
     return fatal
 
 

@@ -36,7 +36,7 @@ class Issue:
     message: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     verdict: str = "keep"  # keep, drop, crash
     issues: list[Issue] = field(default_factory=list)
@@ -62,6 +62,16 @@ class Context:
     # key -> first record (1-based) that read it while it was absent from the record
     absent: dict[str, int] = field(default_factory=dict)
     record: int = 0
+
+    def __post_init__(self) -> None:
+        # Read once: the entry does not change while records are judged.
+        e = self.entry
+        self.role_tag, self.content_tag = e.tag("role_tag"), e.tag("content_tag")
+        self.system_tag = e.tag("system_tag")
+        self.mapping = _tag_mapping(e)
+        self.odd = (e.tag("user_tag"), e.tag("observation_tag"))
+        self.even = (e.tag("assistant_tag"), e.tag("function_tag"))
+        self.media_cols = {k: e.col(k) for k in PLACEHOLDERS if e.col(k)}
 
     def get(self, rec: dict, key: Optional[str]) -> Any:
         if key is None:
@@ -181,12 +191,12 @@ def _tag_mapping(e: Entry) -> dict:
 
 def _split_system(msgs: list, rec: dict, ctx: Context, allow_get_default: bool = False) -> tuple[list, Any]:
     e = ctx.entry
-    system_tag = e.tag("system_tag")
+    system_tag = ctx.system_tag
     if system_tag:
         if ctx.rules.batched and len(msgs) == 0:
             raise Crash("empty-messages", "IndexError: list index out of range (empty message list)")
-        if len(msgs) != 0 and ctx.mget(msgs[0], e.tag("role_tag")) == system_tag:
-            return msgs[1:], ctx.mget(msgs[0], e.tag("content_tag"))
+        if len(msgs) != 0 and ctx.mget(msgs[0], ctx.role_tag) == system_tag:
+            return msgs[1:], ctx.mget(msgs[0], ctx.content_tag)
     col = e.col("system")
     if not col:
         return msgs, ""
@@ -208,10 +218,8 @@ def _messages(rec: dict, ctx: Context) -> list:
 
 def convert_sharegpt(rec: dict, ctx: Context, out: Outcome) -> None:
     e, rules = ctx.entry, ctx.rules
-    role_tag, content_tag = e.tag("role_tag"), e.tag("content_tag")
-    mapping = _tag_mapping(e)
-    odd = (e.tag("user_tag"), e.tag("observation_tag"))
-    even = (e.tag("assistant_tag"), e.tag("function_tag"))
+    role_tag, content_tag, mapping = ctx.role_tag, ctx.content_tag, ctx.mapping
+    odd, even = ctx.odd, ctx.even
     msgs, system = _split_system(_messages(rec, ctx), rec, ctx)
     if rules.odd_count == "cut" and len(msgs) % 2:
         out.add("odd-count-cut", "silent", f"{len(msgs)} turns: the last turn ({_short(_roles(msgs, ctx)[-1])}) "
@@ -224,10 +232,10 @@ def convert_sharegpt(rec: dict, ctx: Context, out: Outcome) -> None:
     out.turns = len(msgs)
     aligned: list[tuple[str, Any]] = []
     broken: Optional[str] = None
+    accept = (odd, even)
     for idx, msg in enumerate(msgs):
-        role = ctx.mget(msg, role_tag)
-        accepted = role in (odd, even)[idx % 2]
-        if not accepted:
+        role = msg[role_tag] if type(msg) is dict and role_tag in msg else ctx.mget(msg, role_tag)
+        if role not in accept[idx & 1]:
             want = " or ".join(repr(t) for t in (odd, even)[idx % 2] if t)
             reason = _role_reason(role, idx, mapping, e)
             text = f"turn {idx + 1} is {role!r}, expected {want}{reason}: Invalid role tag"
@@ -237,10 +245,11 @@ def convert_sharegpt(rec: dict, ctx: Context, out: Outcome) -> None:
                 broken = text
             if rules.role_check == "break":
                 break
-        if role not in mapping:
-            raise Crash("unknown-role", f"KeyError: {role!r} (turn {idx + 1}: a role the entry's tags do not "
-                        f"name: {_known_tags(e)})")
-        aligned.append((mapping[role], ctx.mget(msg, content_tag)))
+        try:
+            mapped = mapping[role]
+        except (KeyError, TypeError):
+            mapped = _mapped(role, mapping, idx, e)
+        aligned.append((mapped, msg[content_tag] if content_tag in msg else ctx.mget(msg, content_tag)))
     count_bad = (not e.ranking and len(aligned) % 2 != 0) or (e.ranking and len(aligned) % 2 == 0)
     if count_bad and rules.odd_count != "cut":
         text = (f"{len(aligned)} turns; {'a ranking prompt needs an odd count (ending on the user turn)' if e.ranking else 'needs an even count (ending on the answer)'}: Invalid message count")
@@ -256,6 +265,18 @@ def convert_sharegpt(rec: dict, ctx: Context, out: Outcome) -> None:
     out.system = system
 
 
+def _mapped(role: Any, mapping: dict, idx: int, e: Entry) -> str:
+    """LLaMA-Factory's tag_mapping[role]: an unknown role is a KeyError, a list or object a TypeError."""
+    try:
+        return mapping[role]
+    except KeyError:
+        raise Crash("unknown-role", f"KeyError: {role!r} (turn {idx + 1}: a role the entry's tags do not "
+                    f"name: {_known_tags(e)})") from None
+    except TypeError:
+        raise Crash("unknown-role", f"TypeError: unhashable type: '{type(role).__name__}' (turn {idx + 1}: "
+                    f"the role is {_kind(role)}, not a tag)") from None
+
+
 def _broken(out: Outcome, text: str) -> None:
     out.verdict = "drop"
     code = "message-count" if "message count" in text else "unknown-role" if "unknown tag" in text \
@@ -267,11 +288,18 @@ def _broken(out: Outcome, text: str) -> None:
 def _role_reason(role: Any, idx: int, mapping: dict, e: Entry) -> str:
     if role is None:
         return " (the message has no role key)"
-    if role not in mapping:
+    if not _known(role, mapping):
         return f" (unknown tag; the entry's tags: {_known_tags(e)})"
     if mapping[role] == "system":
         return " (a system turn is only taken as the first turn)"
     return ""
+
+
+def _known(role: Any, mapping: dict) -> bool:
+    try:
+        return role in mapping
+    except TypeError:  # a list or an object where a tag should be
+        return False
 
 
 def _known_tags(e: Entry) -> str:
@@ -292,7 +320,7 @@ def _branch(rec: dict, ctx: Context, out: Outcome, aligned: list, mapping: dict,
     if e.ranking:
         chosen, rejected = ctx.get(rec, e.col("chosen")), ctx.get(rec, e.col("rejected"))
         if isinstance(chosen, dict) and isinstance(rejected, dict):
-            roles = [ctx.mget(chosen, e.tag("role_tag")), ctx.mget(rejected, e.tag("role_tag"))]
+            roles = [ctx.mget(chosen, ctx.role_tag), ctx.mget(rejected, ctx.role_tag)]
             bad = [r for r in roles if r not in even]
             if bad:
                 if ctx.rules.role_check == "break":
@@ -303,11 +331,12 @@ def _branch(rec: dict, ctx: Context, out: Outcome, aligned: list, mapping: dict,
                             "Invalid role tag")
                     out.verdict = "drop"
             for r in roles:
-                if r not in mapping:
-                    raise Crash("unknown-role", f"KeyError: {r!r} (chosen/rejected role the entry's tags do not name)")
+                if not _known(r, mapping):
+                    raise Crash("unknown-role", f"KeyError: {_short(r)} (chosen/rejected role the entry's tags do "
+                                "not name)")
             out.prompt = aligned
-            out.response = [(mapping[roles[0]], ctx.mget(chosen, e.tag("content_tag"))),
-                            (mapping[roles[1]], ctx.mget(rejected, e.tag("content_tag")))]
+            out.response = [(mapping[roles[0]], ctx.mget(chosen, ctx.content_tag)),
+                            (mapping[roles[1]], ctx.mget(rejected, ctx.content_tag))]
             if out.verdict == "drop":
                 out.prompt, out.response = [], []
             return
@@ -319,15 +348,14 @@ def _branch(rec: dict, ctx: Context, out: Outcome, aligned: list, mapping: dict,
 
 def convert_openai(rec: dict, ctx: Context, out: Outcome) -> None:
     e, rules = ctx.entry, ctx.rules
-    role_tag, content_tag = e.tag("role_tag"), e.tag("content_tag")
-    mapping = _tag_mapping(e)
+    role_tag, content_tag, mapping = ctx.role_tag, ctx.content_tag, ctx.mapping
     msgs, system = _split_system(_messages(rec, ctx), rec, ctx, allow_get_default=True)
     out.turns = len(msgs)
     aligned: list[tuple[str, Any]] = []
     pending: list = []
     for idx, msg in enumerate(msgs):
         role, content = ctx.mget(msg, role_tag), ctx.mget(msg, content_tag)
-        if role in (e.tag("assistant_tag"), e.tag("function_tag")):
+        if role in ctx.even:
             calls = msg.get("tool_calls") if isinstance(msg, dict) else None
             if rules.tool_calls_null_crash and isinstance(msg, dict) and calls is None:
                 ctx.absent.setdefault("tool_calls-null:" + str(idx + 1), ctx.record)
@@ -337,17 +365,14 @@ def convert_openai(rec: dict, ctx: Context, out: Outcome) -> None:
                 except (TypeError, KeyError) as exc:
                     raise Crash("tool-calls", f"{type(exc).__name__}: {exc} (turn {idx + 1}: each tool_calls "
                                 "item needs a \"function\" object)") from None
-                role = e.tag("function_tag")
-        if role == e.tag("observation_tag"):
+                role = ctx.even[1]
+        if role == ctx.odd[1]:
             pending.append(content)
             continue
         if pending:
             aligned.append(("observation", _join_text(pending)))
             pending = []
-        if role not in mapping:
-            raise Crash("unknown-role", f"KeyError: {role!r} (turn {idx + 1}: a role the entry's tags do not "
-                        f"name: {_known_tags(e)})")
-        aligned.append((mapping[role], content))
+        aligned.append((_mapped(role, mapping, idx, e), content))
     if pending:
         out.add("trailing-tool", "silent", f"{len(pending)} tool message(s) at the end are dropped without a word")
     broken = None
@@ -457,29 +482,40 @@ def media_of(value: Any, ctx: Context, key: str) -> list:
     return value
 
 
+def _placeholder_counts(turns: list) -> Optional[str]:
+    """The texts of `turns` that hold a '<' joined (a placeholder cannot span two), or None."""
+    texts = [c for _r, c in turns if type(c) is str and "<" in c]
+    return "\x00".join(texts) if texts else None
+
+
 def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
     if out.verdict != "keep":
         return
-    e = ctx.entry
-    mapped = {k: e.col(k) for k in PLACEHOLDERS if e.col(k)}
-    texts = [c for _r, c in out.prompt + out.response[:1] if isinstance(c, str)]
-    rejected_texts = [c for _r, c in out.prompt + out.response[1:2] if isinstance(c, str)]
+    mapped = ctx.media_cols
+    checks = ctx.rules.checks_placeholders
+    if not mapped and not checks:
+        return
+    # mm_plugin counts the placeholders in the prompt and the (first) answer; for ranking data
+    # the prompt and the rejected answer are counted again.
+    blob = _placeholder_counts(out.prompt + out.response[:1])
+    rejected = _placeholder_counts(out.prompt + out.response[1:2]) if ctx.entry.ranking else None
     for key, tag in PLACEHOLDERS.items():
-        count = sum(t.count(tag) for t in texts)
+        count = blob.count(tag) if blob else 0
         if key not in mapped:
-            if count and ctx.rules.checks_placeholders:
+            if count and checks:
                 out.add("placeholder-no-media", "warn", f"{count} {tag} in the text but no {key} column is mapped: "
                         "a multimodal template stops the run here")
             continue
         items = media_of(ctx.get(rec, mapped[key]), ctx, key)
-        if ctx.rules.checks_placeholders:
-            for label, part in (("", texts), (" (prompt + rejected)", rejected_texts if e.ranking else None)):
-                if part is None:
-                    continue
-                n = sum(t.count(tag) for t in part)
+        if checks:
+            if len(items) != count:
+                raise Crash("media-count", f"ValueError: The number of {key} does not match the number of "
+                            f"{tag} tokens: {len(items)} {key}, {count} {tag}")
+            if ctx.entry.ranking:
+                n = rejected.count(tag) if rejected else 0
                 if len(items) != n:
                     raise Crash("media-count", f"ValueError: The number of {key} does not match the number of "
-                                f"{tag} tokens: {len(items)} {key}, {n} {tag}{label}")
+                                f"{tag} tokens: {len(items)} {key}, {n} {tag} (prompt + rejected)")
         if ctx.media_dir is not None:
             _check_files(items, ctx, key)
 

@@ -64,6 +64,40 @@ def loads(data: bytes, *, nan_as_null: bool = False) -> tuple[Any, Optional[Oddi
     return _slow(data, nan_as_null)
 
 
+def may_repeat_keys(raw: bytes, keys: int) -> bool:
+    """False when the JSON text `raw`, parsed into objects holding `keys` keys in all, wrote no key
+    twice in one object; True means: look closer (duplicate_keys). One byte count, usually.
+
+    A quote followed by a colon ends a key: a quote inside a string is escaped (`\\"`). So the
+    marks `":` are the keys written plus the escaped quotes followed by a colon; as many marks as
+    keys parsed proves no key was written twice. (Not for a file that writes `"key" : 1` with a
+    space AND escapes quotes before colons AND repeats a key in the same record: not seen.)"""
+    marks = raw.count(b'":')
+    if marks == keys:
+        return False
+    if marks > keys:
+        marks -= raw.count(b'\\":')
+    return marks != keys
+
+
+def duplicate_keys(raw: bytes) -> tuple[list[str], list[str]]:
+    """Keys written twice in one object: (in the outermost object, in objects nested in it)."""
+    found: list[list[str]] = []
+
+    def hook(pairs: list) -> dict:
+        seen: set = set()
+        found.append([k for k, _v in pairs if k in seen or seen.add(k)])
+        return dict(pairs)
+
+    try:
+        json.loads(raw.decode("utf-8", errors="replace"), object_pairs_hook=hook, strict=False)
+    except ValueError:
+        return [], []
+    if not found:
+        return [], []
+    return found[-1], [k for keys in found[:-1] for k in keys]
+
+
 def _slow(data: bytes, nan_as_null: bool) -> tuple[Any, Optional[Oddity]]:
     oddity: Optional[Oddity] = None
     try:

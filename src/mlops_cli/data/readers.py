@@ -26,6 +26,7 @@ class Record:
     end: int  # byte offset just past it (past its newline for JSON Lines)
     value: Any
     oddity: Optional[Oddity] = None
+    raw: bytes = b""  # the record's JSON text (JSON files only)
 
 
 @dataclass
@@ -103,7 +104,7 @@ def _line_event(text: bytes, index: int, lineno: int, start: int, end: int) -> O
                       Oddity(odd.kind, odd.message, start + odd.offset, lineno, odd.column))
     if oddity is not None:
         oddity = Oddity(oddity.kind, oddity.message, start + oddity.offset, lineno, oddity.column)
-    return Record(index, lineno, start, end, value, oddity)
+    return Record(index, lineno, start, end, value, oddity, text)
 
 
 # A complete string, or a lone quote (a string the buffer cuts off), or a bracket.
@@ -228,8 +229,9 @@ class _Scanner:
 
     def _element(self, index: int, start: int, end: int, nan_as_null: bool) -> Event:
         line = self.line_at(start)
+        raw = self.buf[start:end]
         try:
-            value, oddity = loads(self.buf[start:end], nan_as_null=nan_as_null)
+            value, oddity = loads(raw, nan_as_null=nan_as_null)
         except Unreadable as exc:
             odd = exc.oddity
             where = start + odd.offset
@@ -239,7 +241,7 @@ class _Scanner:
         if oddity is not None:
             oddity = Oddity(oddity.kind, oddity.message, self.base + start + oddity.offset, line + oddity.line - 1,
                             oddity.column)
-        return Record(index, line, self.base + start, self.base + end, value, oddity)
+        return Record(index, line, self.base + start, self.base + end, value, oddity, raw)
 
     def _gap(self, index: int, start: int, end: int, where: str) -> Iterator[Event]:
         """The text between elements: one comma between two array elements, nothing elsewhere."""
