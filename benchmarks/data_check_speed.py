@@ -1,8 +1,9 @@
 """`mlops data check` speed and memory on generated JSON Lines (ShareGPT records of 0.5-4 KiB).
 
-Usage: python benchmarks/data_check_speed.py [--sizes 64,256,1024,2048] [--dir /tmp]
-Each size (MiB) is generated, checked in a child process (one core: the reader is single-threaded),
-timed and measured (peak RSS), then deleted. Prints a Markdown table for docs/benchmarks.md.
+Usage: python benchmarks/data_check_speed.py [--sizes 64,256,1024,2048] [--dir /tmp] [--pure]
+Each size (MiB) is generated, checked in a child process pinned to one core (the reader is
+single-threaded), timed (CPU time, which a busy shared machine does not inflate, and wall time) and
+measured (peak RSS), then deleted. Prints a Markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ def generate(path: str, mib: int) -> int:
     return n
 
 
-def measure(path: str, env: dict) -> tuple[float, float, str]:
-    code = ("import resource,sys,time; from mlops_cli.data.check import run_check, CheckOptions; "
-            "t=time.perf_counter(); r=run_check(CheckOptions(files=[sys.argv[1]])); d=time.perf_counter()-t; "
-            "print(d, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.records, r.parser)")
+def measure(path: str, env: dict) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS MiB, parser) of one `run_check` in a child pinned to one core."""
+    code = ("import os,resource,sys,time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from mlops_cli.data.check import run_check, CheckOptions; "
+            "t=time.perf_counter(); c=time.process_time(); r=run_check(CheckOptions(files=[sys.argv[1]])); "
+            "w=time.perf_counter()-t; c=time.process_time()-c; "
+            "print(w, c, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.records, r.parser)")
     out = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, check=True)
-    secs, rss_kib, _records, parser = out.stdout.split(maxsplit=3)
-    return float(secs), int(rss_kib) / 1024, parser.strip()
+    wall, cpu, rss_kib, _records, parser = out.stdout.split(maxsplit=4)
+    return float(wall), float(cpu), int(rss_kib) / 1024, parser.strip()
 
 
 def main() -> None:
@@ -53,8 +57,8 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--pure", action="store_true", help="also time the pure-Python parser")
     args = ap.parse_args()
-    print("| size | records | parser | seconds | MB/s | peak RSS |")
-    print("|---|---|---|---|---|---|")
+    print("| size | records | parser | CPU s | MB/s (CPU) | wall s | MB/s (wall) | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
     for mib in (int(s) for s in args.sizes.split(",")):
         path = os.path.join(args.dir, f"mlops-bench-{mib}.jsonl")
         try:
@@ -64,9 +68,9 @@ def main() -> None:
             if args.pure:
                 envs.append(dict(os.environ, MLOPS_DATA_PURE_PYTHON="1"))
             for env in envs:
-                secs, rss, parser = measure(path, env)
-                print(f"| {size / 2**20:.0f} MiB | {records} | {parser.split()[0]} | {secs:.1f} | "
-                      f"{size / 1e6 / secs:.0f} | {rss:.0f} MiB |", flush=True)
+                wall, cpu, rss, parser = measure(path, env)
+                print(f"| {size / 2**20:.0f} MiB | {records} | {parser.split()[0]} | {cpu:.1f} | {size / 1e6 / cpu:.0f} | "
+                      f"{wall:.1f} | {size / 1e6 / wall:.0f} | {rss:.0f} MiB |", flush=True)
         finally:
             if os.path.exists(path):
                 os.remove(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -402,6 +403,9 @@ CONVERTERS = {"alpaca": convert_alpaca, "sharegpt": convert_sharegpt, "openai": 
 # --- processor, formatter, media ------------------------------------------------------------
 
 
+_CASTS = (int, float, bool)
+
+
 def process(ctx: Context, out: Outcome) -> None:
     """The stage's processor: drop rules, then what the template/formatter refuses."""
     stage = ctx.stage
@@ -422,11 +426,14 @@ def process(ctx: Context, out: Outcome) -> None:
             out.add("processor-drop", "drop", f"{what}, stage {stage} needs {need}: Dropped invalid example")
         return
     system = out.system
-    if system and not isinstance(system, str):
+    cast = ctx.rules.casts_text
+    if system and not isinstance(system, str) and not (cast and type(system) in _CASTS):
         raise Crash("system-not-text", f"RuntimeError: Expected a string, got {_short(system)} (system)")
     for n, (role, content) in enumerate(out.prompt + out.response, 1):
+        if cast and type(content) in _CASTS:  # <=0.8.3 cast the column to string: 5 -> "5"
+            content = str(content).lower() if type(content) is bool else str(content)
         if role == "function":
-            _check_function_call(content, n)
+            _check_function_call(content, n, ctx, out)
         elif not isinstance(content, str):
             raise Crash("null-content", f"RuntimeError: Expected a string, got {_short(content, 40)} "
                         f"({role} turn {n})")
@@ -435,21 +442,51 @@ def process(ctx: Context, out: Outcome) -> None:
         out.add("empty-answer", "warn", "the answer is \"\": an empty answer is trained")
 
 
-def _check_function_call(content: Any, n: int) -> None:
+_THOUGHT = re.compile(r"<think>(.*)</think>", re.DOTALL)
+
+
+def _check_function_call(content: Any, n: int, ctx: Context, out: Outcome) -> None:
+    """formatter.py's FunctionFormatter: the turn must be JSON, a call or a list of calls with
+    "name" and "arguments". Before 0.9.1 bad JSON was trained as an empty call without a word."""
+    rules = ctx.rules
     if not isinstance(content, str):
-        raise Crash("null-content", f"TypeError: function call turn {n} is {_kind(content)}, not JSON text")
+        if rules.function_keys == "silent":
+            out.add("function-json", "silent", f"function call turn {n} is {_kind(content)}: trained as an empty "
+                    f"call [LLaMA-Factory {rules.series}]")
+            return
+        raise Crash("null-content", f"TypeError: the JSON object must be str, not {type(content).__name__} "
+                    f"(function call turn {n} is {_kind(content)})")
+    text = content
+    if rules.thought_strip:
+        thought = _THOUGHT.search(text)
+        if thought:
+            text = text.replace(thought.group(0), "")
+            if tuple(int(p) for p in rules.version.split(".")) >= (0, 9, 4):
+                out.add("function-thought", "warn", f"function call turn {n} starts with a <think> block: set apart "
+                        "only by a template with thought words <think>...</think> (qwen3, deepseekr1...); with "
+                        "another template: RuntimeError: Invalid JSON format in function message")
     try:
-        calls = json.loads(content)
-    except json.JSONDecodeError:
+        calls = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if rules.bad_json == "silent":
+            out.add("function-json", "silent", f"function call turn {n} is not JSON ({exc.msg}): trained without "
+                    f"the call, without a word: {_short([content])}")
+            return
         raise Crash("function-json", f"RuntimeError: Invalid JSON format in function message: "
-                    f"{_short([content])} (turn {n})") from None
+                    f"{_short([content])} (turn {n}: {exc.msg} at line {exc.lineno} column {exc.colno})") from None
     for call in calls if isinstance(calls, list) else [calls]:
         if not isinstance(call, dict) or "name" not in call or "arguments" not in call:
-            raise Crash("function-json", f"KeyError: function call turn {n} needs \"name\" and \"arguments\": "
+            if rules.function_keys == "silent":
+                out.add("function-json", "silent", f"function call turn {n} has no \"name\"/\"arguments\": "
+                        f"trained as an empty call: {_short(call)}")
+                return
+            error = "KeyError" if isinstance(call, dict) else "TypeError"
+            raise Crash("function-json", f"{error}: function call turn {n} needs \"name\" and \"arguments\": "
                         f"{_short(call)}")
 
 
 def check_tools(rec: dict, ctx: Context, out: Outcome) -> None:
+    """The tools column is JSON text decoded by ToolFormatter (0.9.1+: RuntimeError when it is not)."""
     col = ctx.entry.col("tools")
     if not col or out.verdict != "keep":
         return
@@ -463,7 +500,11 @@ def check_tools(rec: dict, ctx: Context, out: Outcome) -> None:
                     "must be a JSON string)")
     try:
         json.loads(tools)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
+        if ctx.rules.bad_json == "silent":
+            out.add("tools-json", "silent", f"tools is not JSON ({exc.msg}): trained without the tools, without a "
+                    f"word: {_short([tools])}")
+            return
         raise Crash("tools-json", f"RuntimeError: Invalid JSON format in tool description: {_short([tools])}") from None
 
 
@@ -472,6 +513,8 @@ def media_of(value: Any, ctx: Context, key: str) -> list:
     if value is None:
         if mode == "typeerror":
             raise Crash("media-null", f"TypeError: 'NoneType' object is not iterable ({key} is null or absent)")
+        if mode == "lenerror":
+            raise Crash("media-null", f"TypeError: object of type 'NoneType' has no len() ({key} is null or absent)")
         if mode == "indexerror":
             raise Crash("media-null", f"IndexError: list index out of range ({key} is null or absent)")
         if mode == "none_item":
@@ -544,6 +587,7 @@ def evaluate(rec: Any, ctx: Context) -> Outcome:
         if converter is None:
             raise Crash("formatting", f"ValueError: Dataset converter {ctx.entry.formatting} not found.")
         converter(rec, ctx, out)
+        output_reads(rec, ctx, out)
         if out.verdict == "keep":
             process(ctx, out)
         check_tools(rec, ctx, out)
@@ -552,3 +596,19 @@ def evaluate(rec: Any, ctx: Context) -> Outcome:
         out.verdict = "crash"
         out.add(crash.code, "crash", crash.message)
     return out
+
+
+def output_reads(rec: dict, ctx: Context, out: Outcome) -> None:
+    """The converter builds every record's output, dropped or not (0.9+; 0.8's batched converter
+    skips a broken one), with example[tools], example[images]...: a mapped column the whole file
+    lacks is a KeyError at the first record, and a null media value fails by release."""
+    if ctx.rules.batched and out.verdict == "drop":
+        return
+    for key in ("tools", "images", "videos", "audios"):
+        col = ctx.entry.col(key)
+        if not col:
+            continue
+        if col not in rec:
+            ctx.absent.setdefault(col, ctx.record)
+        elif key != "tools" and rec[col] is None and ctx.rules.null_media in ("typeerror", "lenerror", "indexerror"):
+            media_of(None, ctx, key)

@@ -38,6 +38,15 @@ class Rules:
     checks_placeholders: bool  # media count vs <image>/<video>/<audio> placeholders (0.9.0+)
     tool_calls_null_crash: bool  # 0.9.4 openai converter: len(None) on a null tool_calls
     datasets_pin: str  # the `datasets` releases it allows (requirements.txt / pyproject.toml of the tag)
+    # formatter.py: a function_call or tools text that is not JSON: "silent" (<=0.9.0: trained without
+    # the call / the tools) or "crash" (0.9.1+: RuntimeError "Invalid JSON format in ...")
+    bad_json: str = "crash"
+    # a function call without "name"/"arguments": "silent" (<=0.7.1 caught every exception) or "crash"
+    function_keys: str = "crash"
+    # 0.9.2+: a <think>...</think> block before the function-call JSON is set apart first
+    thought_strip: bool = True
+    # <=0.8.3: the converted columns are cast to string (Features), so a number or a bool is text
+    casts_text: bool = False
 
     @property
     def label(self) -> str:
@@ -54,21 +63,31 @@ _TABLE = [
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
                       tags_need_sharegpt=True, per_format_columns=True, common_columns=("system", "images"),
                       null_media="typeerror", checks_placeholders=False, tool_calls_null_crash=False,
-                      datasets_pin=">=2.14.3")),
+                      datasets_pin=">=2.14.3", bad_json="silent", function_keys="silent", thought_strip=False,
+                      casts_text=True)),
     ((0, 8, 0), Rules("0.8.3", "0.8.0-0.8.3", role_check="keyerror", odd_count="drop", batched=True,
                       has_ranking_columns=True, has_videos=False, has_audios=False,
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
                       tags_need_sharegpt=True, per_format_columns=True,
                       common_columns=("system", "tools", "images", "chosen", "rejected", "kto_tag"),
                       null_media="typeerror", checks_placeholders=False, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0")),
-    ((0, 9, 0), Rules("0.9.1", "0.9.0-0.9.1", role_check="keyerror", odd_count="drop", batched=False,
+                      datasets_pin=">=2.16.0", bad_json="silent", thought_strip=False, casts_text=True)),
+    # 0.9.0 and 0.9.1 share the aligner; 0.9.0 still ignored bad function/tools JSON (PR 5483, 2024-09)
+    # and took len() of a null media value.
+    ((0, 9, 0), Rules("0.9.0", "0.9.0", role_check="keyerror", odd_count="drop", batched=False,
+                      has_ranking_columns=True, has_videos=True, has_audios=False,
+                      formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
+                      tags_need_sharegpt=True, per_format_columns=True,
+                      common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
+                      null_media="lenerror", checks_placeholders=True, tool_calls_null_crash=False,
+                      datasets_pin=">=2.16.0,<=2.21.0", bad_json="silent", thought_strip=False)),
+    ((0, 9, 1), Rules("0.9.1", "0.9.1", role_check="keyerror", odd_count="drop", batched=False,
                       has_ranking_columns=True, has_videos=True, has_audios=False,
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
                       tags_need_sharegpt=True, per_format_columns=True,
                       common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
                       null_media="none_item", checks_placeholders=True, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0,<=3.1.0")),
+                      datasets_pin=">=2.16.0,<=3.1.0", thought_strip=False)),
     ((0, 9, 2), Rules("0.9.2", "0.9.2", role_check="break", odd_count="drop", batched=False,
                       has_ranking_columns=True, has_videos=True, has_audios=True,
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=False,
