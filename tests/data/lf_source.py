@@ -1,6 +1,7 @@
 """LLaMA-Factory's own converter, run from a source checkout, as the referee for `mlops data check`.
 
-`LLAMAFACTORY_SRC` names a checkout of hiyouga/LLaMA-Factory (0.9.2 or later: `converter.py`).
+`LLAMAFACTORY_SRC` names a checkout of hiyouga/LLaMA-Factory, or an unpacked `llamafactory` wheel
+(0.8.0 or later: `aligner.py` up to 0.9.1, `converter.py` from 0.9.2; .ci/run unpacks 0.9.5's wheel).
 Its real `data/parser.py`, `data/converter.py` and `data/data_utils.py` are imported under a
 private package name with three small stand-ins (a logger that records warnings, DATA_CONFIG,
 "no ModelScope/OpenMind hub"), so neither torch nor transformers is needed. The file is loaded
@@ -49,8 +50,10 @@ def source_root() -> Optional[Path]:
     root = os.environ.get("LLAMAFACTORY_SRC")
     if not root:
         return None
-    pkg = Path(root) / "src" / "llamafactory"
-    return pkg if any((pkg / rel).is_file() for rel in CONVERTERS) else None
+    for pkg in (Path(root) / "src" / "llamafactory", Path(root) / "llamafactory"):  # a checkout, an unpacked wheel
+        if any((pkg / rel).is_file() for rel in CONVERTERS):
+            return pkg
+    return None
 
 
 def load(pkg: Path) -> types.SimpleNamespace:
