@@ -147,3 +147,34 @@ def test_array_reader_returns_every_record_with_its_line(records, indent):
     assert [e.value for e in events] == records
     for e in events:
         assert text.count("\n", 0, e.offset) + 1 == e.line
+
+
+@pytest.mark.parametrize("argv,library", [(["check", "d.parquet"], "pyarrow"),
+                                          (["stats", "d.jsonl", "--tokenizer", "."], "tokenizers")])
+def test_missing_optional_library_is_one_line_with_the_install_command(tmp_path, mlops, argv, library):
+    pq = pytest.importorskip("pyarrow.parquet", reason="the test extra installs pyarrow (through datasets)")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"instruction": ["a"], "input": [""], "output": ["b"]}), str(tmp_path / "d.parquet"))
+    (tmp_path / "d.jsonl").write_text(json.dumps({"instruction": "a", "input": "", "output": "b"}) + "\n")
+    shadow = tmp_path / "shadow" / library  # the library made unimportable, as on a machine without the extra
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
+    run = mlops("data", *argv, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "shadow")})
+    assert run.returncode == 3, run
+    assert run.stdout == "" and run.stderr.count("\n") == 1, run
+    assert run.stderr.startswith("error: ") and "pip install 'mlops-cli[data]'" in run.stderr, run
+
+
+def test_without_orjson_the_standard_library_parser_gives_the_same_findings(tmp_path, mlops):
+    path = tmp_path / "x.jsonl"
+    path.write_text(json.dumps({"conversations": [{"from": "gpt", "value": "a"}]}) + "\n"
+                    + '{"conversations": [{"from": "human", "value": NaN}]}\n')
+    shadow = tmp_path / "shadow" / "orjson"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
+    fast = mlops("data", "check", str(path), "--json").json()
+    slow = mlops("data", "check", str(path), "--json", env={"PYTHONPATH": str(tmp_path / "shadow")}).json()
+    assert slow["parser"].startswith("json") and fast["parser"] == "orjson"
+    assert [(f["code"], f.get("record")) for f in slow["findings"]] == \
+        [(f["code"], f.get("record")) for f in fast["findings"]]

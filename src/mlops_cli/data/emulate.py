@@ -103,6 +103,12 @@ def _short(v: Any, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
+def _py(v: Any, n: int = 40) -> str:
+    """A value as Python prints it in LLaMA-Factory's own messages (None, not null), shortened."""
+    text = repr(v)
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
 def _roles(msgs: list, ctx: Context) -> list:
     return [ctx.mget(m, ctx.entry.tag("role_tag")) if isinstance(m, dict) else None for m in msgs]
 
@@ -428,15 +434,14 @@ def process(ctx: Context, out: Outcome) -> None:
     system = out.system
     cast = ctx.rules.casts_text
     if system and not isinstance(system, str) and not (cast and type(system) in _CASTS):
-        raise Crash("system-not-text", f"RuntimeError: Expected a string, got {_short(system)} (system)")
+        raise Crash("system-not-text", f"RuntimeError: Expected a string, got {_py(system)} (system)")
     for n, (role, content) in enumerate(out.prompt + out.response, 1):
         if cast and type(content) in _CASTS:  # <=0.8.3 cast the column to string: 5 -> "5"
             content = str(content).lower() if type(content) is bool else str(content)
         if role == "function":
             _check_function_call(content, n, ctx, out)
         elif not isinstance(content, str):
-            raise Crash("null-content", f"RuntimeError: Expected a string, got {_short(content, 40)} "
-                        f"({role} turn {n})")
+            raise Crash("null-content", f"RuntimeError: Expected a string, got {_py(content)} ({role} turn {n})")
     last = out.response[0][1] if out.response else None
     if last == "" and stage != "kto":
         out.add("empty-answer", "warn", "the answer is \"\": an empty answer is trained")

@@ -49,6 +49,17 @@ class Unreadable(Exception):
         self.oddity = oddity
 
 
+def _refuse(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -(1 << 63) <= value < (1 << 64):
+        raise ValueError(text)
+    return value
+
+
 def loads(data: bytes, *, nan_as_null: bool = False) -> tuple[Any, Optional[Oddity]]:
     """Parse one JSON document. Returns (value, oddity or None); raises Unreadable for broken JSON."""
     if _fast is not None:
@@ -57,8 +68,8 @@ def loads(data: bytes, *, nan_as_null: bool = False) -> tuple[Any, Optional[Oddi
         except FAST_ERROR:
             pass
     elif not _SURROGATE.search(data):
-        try:
-            return json.loads(data), None
+        try:  # as strict as orjson: no NaN/Infinity, no integer beyond 64 bits
+            return json.loads(data, parse_constant=_refuse, parse_int=_int64), None
         except (ValueError, UnicodeDecodeError):
             pass
     return _slow(data, nan_as_null)

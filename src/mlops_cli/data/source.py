@@ -15,7 +15,12 @@ from mlops_cli.data.readers import BOM, Event, read_array, read_lines, read_obje
 EXT_BUILDER = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
 KIND_BUILDER = {"lines": "json", "array": "json", "objects": "json", "parquet": "parquet", "arrow": "arrow"}
 HEAD = 1 << 16
-EXTRA_HINT = "pip install 'mlops-cli[data]'"
+INSTALL_DATA = "pip install 'mlops-cli[data]'"
+
+
+def missing_extra(what: str) -> NotApplicable:
+    """An optional library of the `data` extra is missing: one line that says how to install it (exit 3)."""
+    return NotApplicable(f"{what}; install it with: {INSTALL_DATA}")
 
 
 @dataclass
@@ -69,7 +74,7 @@ def open_dataset(path: str) -> Iterator[Opened]:
             try:
                 import pyarrow.parquet  # noqa: F401
             except ImportError:
-                raise NotApplicable("reading Parquet needs pyarrow", hint=EXTRA_HINT) from None
+                raise missing_extra("reading Parquet needs pyarrow") from None
             events = read_parquet(path)
         else:
             events = iter(())

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from mlops_cli.errors import NotApplicable, UsageError
+from mlops_cli.errors import UsageError
 from mlops_cli.data.convert import Unconvertible, to_neutral
 from mlops_cli.data.report import StatsResult
-from mlops_cli.data.source import EXTRA_HINT, open_dataset, readable_records
+from mlops_cli.data.source import missing_extra, open_dataset, readable_records
 from mlops_cli.data.synthesize import detect_format
 
 
@@ -16,7 +16,7 @@ def load_tokenizer(path: str):
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise NotApplicable("token counts need the `tokenizers` library", hint=EXTRA_HINT) from None
+        raise missing_extra("token counts need the `tokenizers` library") from None
     file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
     if not os.path.isfile(file):
         raise UsageError(f"no tokenizer.json at {path}", hint="pass a tokenizer.json or the model folder holding it")
