@@ -19,7 +19,7 @@ class Rules:
     """What one LLaMA-Factory release does with a dataset."""
 
     version: str  # the release these rules stand for, e.g. "0.9.1"
-    series: str  # the range of releases that share them, e.g. "0.9.0-0.9.1"
+    series: str  # the range of releases that share them, e.g. "0.8.0-0.8.3"
     # ShareGPT role handling: "raise" (<=0.7: ValueError for any misplaced tag, the run fails),
     # "keyerror" (0.8.0-0.9.1: misplaced known tag -> dropped, unknown tag -> KeyError, the run fails),
     # "break" (0.9.2+: any misplaced or unknown tag -> dropped).
