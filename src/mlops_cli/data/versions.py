@@ -6,7 +6,7 @@ Read from the converter/aligner, parser, loader, processor and mm_plugin sources
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlops_cli.errors import UsageError
 
@@ -56,6 +56,14 @@ class Rules:
 _ALL_COLUMNS = ("prompt", "query", "response", "history", "messages", "system", "tools",
                 "images", "videos", "audios", "chosen", "rejected", "kto_tag")
 
+_RULES_090 = Rules("0.9.0", "0.9.0", role_check="keyerror", odd_count="drop", batched=False,
+                   has_ranking_columns=True, has_videos=True, has_audios=False,
+                   formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
+                   tags_need_sharegpt=True, per_format_columns=True,
+                   common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
+                   null_media="lenerror", checks_placeholders=True, tool_calls_null_crash=False,
+                   datasets_pin=">=2.16.0,<=2.21.0", bad_json="silent", thought_strip=False)
+
 _TABLE = [
     # (first release, last release, rules)
     ((0, 5, 0), Rules("0.7.1", "0.5.0-0.7.1", role_check="raise", odd_count="cut", batched=True,
@@ -74,20 +82,9 @@ _TABLE = [
                       datasets_pin=">=2.16.0", bad_json="silent", thought_strip=False, casts_text=True)),
     # 0.9.0 and 0.9.1 share the aligner; 0.9.0 still ignored bad function/tools JSON (PR 5483, 2024-09)
     # and took len() of a null media value.
-    ((0, 9, 0), Rules("0.9.0", "0.9.0", role_check="keyerror", odd_count="drop", batched=False,
-                      has_ranking_columns=True, has_videos=True, has_audios=False,
-                      formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
-                      tags_need_sharegpt=True, per_format_columns=True,
-                      common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
-                      null_media="lenerror", checks_placeholders=True, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0,<=2.21.0", bad_json="silent", thought_strip=False)),
-    ((0, 9, 1), Rules("0.9.1", "0.9.1", role_check="keyerror", odd_count="drop", batched=False,
-                      has_ranking_columns=True, has_videos=True, has_audios=False,
-                      formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
-                      tags_need_sharegpt=True, per_format_columns=True,
-                      common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
-                      null_media="none_item", checks_placeholders=True, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0,<=3.1.0", thought_strip=False)),
+    ((0, 9, 0), _RULES_090),
+    ((0, 9, 1), replace(_RULES_090, version="0.9.1", series="0.9.1", null_media="none_item",
+                        datasets_pin=">=2.16.0,<=3.1.0", bad_json="crash")),
     ((0, 9, 2), Rules("0.9.2", "0.9.2", role_check="break", odd_count="drop", batched=False,
                       has_ranking_columns=True, has_videos=True, has_audios=True,
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=False,
