@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mlops_cli.mem.cli:oom_app",
         "Will it fit on this GPU? If not, the cheapest changes that make it fit.",
     ),
+    "report": (
+        "mlops_cli.fleet.cli:app",
+        "One summary of many nodes' --json outputs: who is broken, who loses the GPU at next boot, the fix per group.",
+    ),
 }
 
 # Plain click formatting ("\b" keeps a paragraph unwrapped): the root help is what people and

@@ -28,3 +28,12 @@ SaveSnapshotOpt = Annotated[
         help="Also write what was read from this machine to FILE (secrets redacted), to replay with --snapshot.",
     ),
 ]
+PrometheusOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--prometheus",
+        metavar="FILE",
+        help="Also write the result as Prometheus metrics to FILE (atomically), for node_exporter's textfile "
+        "collector, e.g. /var/lib/node_exporter/textfile_collector/mlops_driver.prom (docs/fleet.md).",
+    ),
+]

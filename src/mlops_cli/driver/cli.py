@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from mlops_cli.options import DryRunOpt, JsonOpt, SaveSnapshotOpt, SnapshotOpt, YesOpt
+from mlops_cli.options import DryRunOpt, JsonOpt, PrometheusOpt, SaveSnapshotOpt, SnapshotOpt, YesOpt
 
 app = typer.Typer(add_completion=False)
 
@@ -29,6 +29,8 @@ Examples:
   mlops driver-check --snapshot gpu01.json    # diagnose it elsewhere
 
   sudo mlops driver-check --fix               # show the plan, ask, run it, check again
+
+  mlops driver-check --prometheus /var/lib/node_exporter/textfile_collector/mlops_driver.prom
 """
 
 
@@ -46,15 +48,18 @@ def driver_check(
     fix: bool = typer.Option(False, "--fix", help="Show the fix plan, ask, run it step by step, then check again."),
     yes: YesOpt = False,
     dry_run: DryRunOpt = False,
+    prometheus: PrometheusOpt = None,
 ) -> int:
     import os
 
     from mlops_cli import files
     from mlops_cli.driver.check import check, check_and_fix
+    from mlops_cli.driver.metrics import build as driver_metrics
     from mlops_cli.driver.report import DriverReport
     from mlops_cli.errors import UsageError
     from mlops_cli.host import LiveHost, RecordingHost, Snapshot, SnapshotHost
     from mlops_cli.output import confirm, emit, err_console, info
+    from mlops_cli.promfile import Textfile
 
     if kernel is not None and (not kernel.strip() or "/" in kernel or kernel != kernel.strip()
                                or not kernel.isprintable() or len(kernel) > 200):
@@ -62,6 +67,7 @@ def driver_check(
                          hint="write it as 'uname -r' prints it, e.g. 6.8.0-49-generic")
     if save_snapshot is not None:  # before anything is probed, let alone fixed
         files.check_writable(save_snapshot, what="snapshot")
+    metrics = Textfile(prometheus, driver_metrics)  # checks FILE now, starts the clock
     if snapshot and fix and not dry_run:
         raise UsageError(
             "--fix runs commands on this machine; it cannot fix a snapshot",
@@ -105,4 +111,5 @@ def driver_check(
     else:
         report = DriverReport(check(probe_host, kernel), source)
     save_once()
+    metrics.write(report)
     return emit(report, json_out)
