@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mlops_cli.mem.cli:app",
         "Memory a training or serving setup will need (`mlops mem estimate`).",
     ),
+    "data": (
+        "mlops_cli.data.cli:app",
+        "Fine-tuning data vs LLaMA-Factory: what it keeps, drops or crashes on; convert; stats.",
+    ),
     "oom-check": (
         "mlops_cli.mem.cli:oom_app",
         "Will it fit on this GPU? If not, the cheapest changes that make it fit.",
