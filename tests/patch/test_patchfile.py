@@ -61,7 +61,13 @@ def test_hunks_apply_only_at_their_exact_line():
     ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -1,2 +1,2 @@\n a\n-b\n", "truncated"),
     ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ bogus @@\n", "malformed hunk header"),
     ("--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n", "unsafe"),
-    ("--- /dev/null\n+++ b/pkg/new.py\n@@ -0,0 +1 @@\n+a\n", "not supported"),
+    ("--- a/pkg/old.py\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+a\n", "renames are not supported"),
+    ("--- /dev/null\n+++ /dev/null\n@@ -0,0 +1 @@\n+a\n", "both sides"),
+    ("--- /dev/null\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+b\n", "cannot have old lines"),
+    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -" + "9" * 5000 + " +1 @@\n-a\n+b\n", "malformed hunk header"),
+    ("# mlops-patch 1\n# package: ../x\n# version: 1\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "not a package"),
+    ("# mlops-patch 1\n# package: p\n# version: 1\n# file: p/m.py\n#   sha256-before: absent\n#   sha256-after: "
+     + "b" * 64 + "\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'absent' pins do not match"),
     ("# mlops-patch 1\n# package: p\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'version:'"),
     ("# mlops-patch 9\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "unknown header version"),
     ("# mlops-patch 1\n# package: p\n# version: 1\n# file: p/other.py\n#   sha256-before: " + "a" * 64
@@ -193,11 +199,11 @@ def _immutable(path) -> bool:
     return bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
 
 
-def test_local_write_is_all_or_nothing(tmp_path):
+def test_local_write_is_all_or_nothing(tmp_path, monkeypatch):
     """A file that cannot be replaced (read-only site-packages) puts back the ones already written."""
     import subprocess
 
-    from mlops_cli.errors import OperationFailed
+    from mlops_cli.errors import MlopsError, OperationFailed
     from mlops_cli.patch.targets import LocalTarget, Located
 
     site = tmp_path / "site"
@@ -207,13 +213,16 @@ def test_local_write_is_all_or_nothing(tmp_path):
     if not _immutable(site / "pkg" / "b.py"):
         pytest.skip("chattr +i is not available here (needs root and a filesystem with the immutable flag)")
     try:
+        monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "state"))
         located = Located(sys.executable, "3", str(site), "1.0", {"pkg/a.py": b"a = 1\n", "pkg/b.py": b"b = 1\n"})
         with pytest.raises(OperationFailed, match="cannot replace .*b.py.*nothing was changed"):
-            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n", "pkg/b.py": b"b = 2\n"},
-                                              tmp_path / "backups")
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n", "pkg/b.py": b"b = 2\n"})
         assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
-        with pytest.raises(OperationFailed, match="cannot write the backup"):
-            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n"}, site / "pkg" / "b.py" / "x")
+        assert not list((tmp_path / "state").rglob("*.json"))  # no journal left behind
+        (tmp_path / "afile").write_text("x")
+        monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "afile" / "state"))
+        with pytest.raises(MlopsError, match="cannot (write the backup|use the folder)"):
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n"})
         assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
     finally:
         subprocess.run(["chattr", "-i", str(site / "pkg" / "b.py")], capture_output=True)

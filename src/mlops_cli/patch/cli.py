@@ -84,9 +84,10 @@ def _emit_patch_report(report, json_out: bool) -> int:
 
     code = emit(report, json_out)
     if report.result == "conflict" and report.problem:
+        hint = report.hint or ("nothing was changed; if the target moved to a new release, carry the patch over with "
+                               "`mlops patch port` (docs/patch.md, 'Carrying a patch forward')")
         err_console().print(f"error: {report.problem}", markup=False, highlight=False)
-        err_console().print("hint: nothing was changed; if the target moved to a new release, extract the file again "
-                            "and re-diff (docs/patch.md, 'Carrying a patch forward')", markup=False, highlight=False)
+        err_console().print(f"hint: {hint}", markup=False, highlight=False)
     return code
 
 

@@ -41,6 +41,8 @@ class PatchReport:
     plan: list[str] = field(default_factory=list)
     import_check: dict | None = None
     status_exit: bool = False  # status: not-applied is exit 1 too
+    hint: str | None = None  # shown after `problem` on stderr
+    changed_system: bool = False  # files written or an image built (the exit code says so even if printing fails)
 
     @property
     def exit_code(self) -> int:
