@@ -28,6 +28,11 @@ import pytest
 
 PINNED = "5.20.2"
 OTHER = "5.23.0"
+# Later real releases `patch port` carries the 5.20.2 patch to (with OTHER).
+LATER = ("5.22.2", "5.24.0")
+# A real upstream fix: 5.5.4 changed exactly get_rope_index's temporal scaling of still images
+# (transformers issue #45325, PR #45330; shared/research/vllm-patch.md §3 item 6).
+BEFORE_FIX, AFTER_FIX = "5.5.3", "5.5.4"
 MODELING = "transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
 SHA_5_20_2 = "8ca7f8ac3af58071bc6058e5f9017e8b152034cd85090d7fbbd80dd0fbb329d0"  # research §2.4
 SHA_PATCHED = "cc6fd330a8324e892e51e949023f4cacd90e2cb79663a225361f0c5781af01dd"  # research §2.4
@@ -71,6 +76,34 @@ def _wheel(request, version: str) -> Path:
         if proc.returncode != 0 or not found:
             pytest.skip(f"cannot download transformers=={version} from PyPI: {proc.stderr.strip()[-300:]}")
     return found[0]
+
+
+# The store `patch port` reads bases from, and every other cache: a fresh one for the test run.
+os.environ["MLOPS_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlops-test-cache-")
+
+
+@pytest.fixture(scope="session")
+def wheel_of(request):
+    """wheel_of("5.22.2") -> the downloaded wheel of that transformers release."""
+    return lambda version: _wheel(request, version)
+
+
+@pytest.fixture(scope="session")
+def venv_of(tmp_path_factory, wheel_of):
+    """venv_of("5.22.2") -> a LocalEnv with that real transformers release (made once per run)."""
+    made: dict[str, LocalEnv] = {}
+
+    def get(version: str) -> LocalEnv:
+        if version not in made:
+            wheel = wheel_of(version)
+            python = _venv(tmp_path_factory.mktemp(f"venv-{version}"), wheel)
+            made[version] = LocalEnv(python, wheel_file(wheel, MODELING))
+        made[version].reset()
+        return made[version]
+
+    yield get
+    for env in made.values():
+        env.reset()
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,14 @@ def select_engine(requested: str | None, which=shutil.which, env=os.environ) -> 
                           hint="install Docker (apt-get install docker.io) or Podman (apt-get install podman)")
 
 
+def engine_name(requested: str | None, which=shutil.which, env=os.environ) -> str:
+    """The engine a command would use, for a hint: never fails (docker when nothing is known)."""
+    name = (requested or env.get("MLOPS_ENGINE") or "").strip().lower()
+    if name in ENGINES:
+        return name
+    return "podman" if not which("docker") and which("podman") else "docker"
+
+
 def _first_line(text: str) -> str:
     for line in (text or "").splitlines():
         if line.strip():

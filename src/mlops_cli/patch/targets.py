@@ -129,14 +129,7 @@ class ImageTarget(Target):
         return f"{name}:{tag}-mlops-{short}"
 
     def labels_for(self, patch_sha: str, package: str, version: str | None, paths: list[str]) -> dict[str, str]:
-        return {
-            f"{LABEL_PREFIX}.sha256": patch_sha,
-            f"{LABEL_PREFIX}.package": package,
-            f"{LABEL_PREFIX}.version": version or "",
-            f"{LABEL_PREFIX}.files": ",".join(paths),
-            f"{LABEL_PREFIX}.base-image": self.ref,
-            f"{LABEL_PREFIX}.base-image-id": self.image_id,
-        }
+        return image_labels(patch_sha, package, version, paths, self.ref, self.image_id)
 
     def dockerfile(self, located: Located, new: dict[str, bytes | None], labels: dict[str, str]) -> str:
         lines = [f"FROM {self.image_id}"]
@@ -172,6 +165,21 @@ class ImageTarget(Target):
 
     def derived(self, tag: str) -> "ImageTarget":
         return ImageTarget(self.engine, tag)
+
+
+def image_labels(patch_sha: str, package: str, version: str | None, paths: list[str], base_ref: str,
+                 base_id: str | None) -> dict[str, str]:
+    """The labels of a patched image, built by `apply --image` or by a `mlops patch dockerfile` build."""
+    labels = {
+        f"{LABEL_PREFIX}.sha256": patch_sha,
+        f"{LABEL_PREFIX}.package": package,
+        f"{LABEL_PREFIX}.version": version or "",
+        f"{LABEL_PREFIX}.files": ",".join(paths),
+        f"{LABEL_PREFIX}.base-image": base_ref,
+    }
+    if base_id:
+        labels[f"{LABEL_PREFIX}.base-image-id"] = base_id
+    return labels
 
 
 class ContainerTarget(Target):
