@@ -226,3 +226,53 @@ def test_local_write_is_all_or_nothing(tmp_path, monkeypatch):
         assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
     finally:
         subprocess.run(["chattr", "-i", str(site / "pkg" / "b.py")], capture_output=True)
+
+
+# --- property tests: any input gives a patch or one PatchFormatError ------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_LINES = st.lists(st.sampled_from(["a\n", "b\n", "c\n", "def f():\n", "    return 1\n", "\n", "x = 1"]), max_size=12)
+_DIFF_CHARS = st.sampled_from(["--- a/p/m.py\n", "+++ b/p/m.py\n", "--- /dev/null\n", "+++ /dev/null\n",
+                               "@@ -1 +1 @@\n", "@@ -0,0 +1,2 @@\n", "@@ -1,2 +1,0 @@\n", "-a\n", "+b\n", " c\n",
+                               "\\ No newline at end of file\n", "# mlops-patch 1\n", "# package: p\n",
+                               "# version: 1\n", "# file: p/m.py\n", "#   sha256-before: absent\n",
+                               "#   sha256-after: " + "a" * 64 + "\n", "diff --git a/p b/p\n", "new file mode 100644\n"])
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.lists(_DIFF_CHARS, max_size=20).map("".join) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_any_text_parses_or_is_one_format_error(text):
+    try:
+        patch = pf.parse(text.encode("utf-8", "surrogateescape"))
+    except pf.PatchFormatError as exc:
+        assert "\n" not in str(exc) or str(exc).count("\n") < 2
+        return
+    for diff in patch.files:  # whatever parses can be applied without anything but HunkMismatch
+        for data in (None, b"", b"a\nb\nc\n"):
+            try:
+                pf.apply_content(diff, data)
+            except pf.HunkMismatch:
+                pass
+
+
+def _content(lines):
+    return None if lines is None else "".join(lines).encode()
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.none() | _LINES, st.none() | _LINES)
+def test_make_parse_apply_round_trips_including_creates_and_deletes(before_lines, after_lines):
+    before, after = _content(before_lines), _content(after_lines)
+    if before is None and after is None or before == after:
+        return
+    patch = pf.parse(pf.make_patch("pkg", "1.0", [("pkg/m.py", before, after)]))
+    diff = patch.files[0]
+    assert diff.kind == ("create" if before is None else "delete" if after is None else "modify")
+    assert pf.apply_content(diff, before) == after
+    assert pf.apply_content(diff, after, reverse=True) == before
+    a = decide.assess(patch, "1.0", {"pkg/m.py": before})
+    assert a.state == decide.NOT_APPLIED and a.files[0].patched == after
+    a = decide.assess(patch, "1.0", {"pkg/m.py": after})
+    assert a.state == decide.APPLIED and a.files[0].original == before
