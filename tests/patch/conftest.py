@@ -262,18 +262,16 @@ exec python3 -c 'import signal, sys, time; signal.signal(signal.SIGTERM, lambda 
 """
 
 
-@pytest.fixture(scope="session")
-def vllm_image(base_image, wheel_pinned, tmp_path_factory) -> str:
-    """A stand-in for vllm/vllm-openai with the real layout and the real transformers 5.20.2 files."""
-    digest = hashlib.sha256(wheel_pinned.read_bytes() + VLLM_STANDIN.encode()).hexdigest()[:12]
-    tag = f"mlops-test/vllm-openai:tf{PINNED}-{digest}"
+def build_standin(base_image: str, wheel: Path, version: str, ctx: Path) -> str:
+    """A stand-in for vllm/vllm-openai with the real layout and the real files of one transformers release."""
+    digest = hashlib.sha256(wheel.read_bytes() + VLLM_STANDIN.encode()).hexdigest()[:12]
+    tag = f"mlops-test/vllm-openai:tf{version}-{digest}"
     if docker("image", "inspect", tag, check=False).returncode == 0:
         return tag
-    ctx = tmp_path_factory.mktemp("vllm-image")
     site = ctx / "site"
-    with zipfile.ZipFile(wheel_pinned) as zf:
+    with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
-    (site / "transformers" / "__init__.py").write_text(f'__version__ = "{PINNED}"\n')
+    (site / "transformers" / "__init__.py").write_text(f'__version__ = "{version}"\n')
     (ctx / "vllm").write_text(VLLM_STANDIN)
     os.chmod(ctx / "vllm", 0o755)
     (ctx / "Dockerfile").write_text(
@@ -285,6 +283,18 @@ def vllm_image(base_image, wheel_pinned, tmp_path_factory) -> str:
     docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
     shutil.rmtree(ctx, ignore_errors=True)
     return tag
+
+
+@pytest.fixture(scope="session")
+def vllm_image(base_image, wheel_pinned, tmp_path_factory) -> str:
+    """A stand-in for vllm/vllm-openai with the real layout and the real transformers 5.20.2 files."""
+    return build_standin(base_image, wheel_pinned, PINNED, tmp_path_factory.mktemp("vllm-image"))
+
+
+@pytest.fixture(scope="session")
+def vllm_image_other(base_image, wheel_other, tmp_path_factory) -> str:
+    """The same stand-in for a later release: the real transformers 5.23.0 files."""
+    return build_standin(base_image, wheel_other, OTHER, tmp_path_factory.mktemp("vllm-image-other"))
 
 
 @pytest.fixture
