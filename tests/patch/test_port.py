@@ -207,3 +207,38 @@ def test_code_that_moved_is_named_in_a_conflict(tmp_path):
     fp = port.merge_file("pkg/m.py", base, ours, gone, ("ours", "base", "theirs"))
     notes, lost = port.moved_code(patch.files[0], fp)
     assert fp.outcome == "conflict" and lost == ["f"] and notes == ["A.f is no longer in pkg/m.py"]
+
+
+def test_a_method_moved_to_a_new_sibling_module_is_found_and_copied(mlops, venv_of, wheel_of, pinned_patch, tmp_path):
+    """Upstream moves get_rope_index out of the modeling file into a new module (the refactor real
+    releases do): the conflict names the new module and puts it in the work folder."""
+    import ast
+
+    env = venv_of(PINNED)
+    text = env.original.decode()
+    tree = ast.parse(text)
+    model = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Qwen2_5_VLModel")
+    method = next(n for n in model.body if isinstance(n, ast.FunctionDef) and n.name == "get_rope_index")
+    lines = text.split("\n")
+    body = lines[method.lineno - 1 - len(method.decorator_list):method.end_lineno]
+    theirs = "\n".join(lines[:method.lineno - 1 - len(method.decorator_list)] + lines[method.end_lineno:])
+    module = env.site / "transformers/models/qwen2_5_vl/mlops_rope_index.py"
+    module.write_text("import torch\n\n\n" + "\n".join(line[4:] for line in body) + "\n")
+    env.file.write_text(theirs)
+    try:
+        work = tmp_path / "work"
+        r = mlops("patch", "port", str(pinned_patch), "--python", str(env.python), "--base", str(wheel_of(PINNED)),
+                  "--work", str(work), "-o", str(tmp_path / "new.patch"), "--json")
+        assert r.returncode == 1 and r.json()["result"] == "conflict", r
+        moved = r.json()["files"][0]["moved"]
+        assert "Qwen2_5_VLModel.get_rope_index is no longer in " + MODELING in moved
+        # (the release's own modular_qwen2_5_vl.py, a sibling that defines it too, is named as well)
+        assert any(m.startswith("get_rope_index is now defined in transformers/models/qwen2_5_vl/mlops_rope_index.py")
+                   and m.endswith("(copied into the work folder)") for m in moved), moved
+        assert any(m.startswith("get_rope_index is also defined in transformers/models/") for m in moved)  # other VL models
+        assert (work / "transformers/models/qwen2_5_vl/mlops_rope_index.py").read_bytes() == module.read_bytes()
+        manifest = (work / ".mlops" / "extract.json").read_text()
+        assert "mlops_rope_index.py" in manifest
+    finally:
+        module.unlink()
+        env.reset()

@@ -286,7 +286,7 @@ def find(args):
             except (IOError, OSError):
                 continue
             for n, pattern in patterns.items():
-                if len(found[n]) < 50 and n in text and pattern.search(text):
+                if len(found[n]) < 1000 and n in text and pattern.search(text):
                     found[n].append(os.path.relpath(path, site).replace(os.sep, "/"))
     out({"found": found})
 

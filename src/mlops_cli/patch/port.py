@@ -394,26 +394,30 @@ def _conflict(target: Target, lp: Loaded, located: Located, ports: list, report:
     check_empty_folder(work)
     entries = []
     lost: list[str] = []
+    lost_in: dict[str, list[str]] = {}
     for diff, fp in ports:
         entries.append((fp.path, fp.theirs, fp.result))
         if fp.outcome == CONFLICT:
             notes, names = moved_code(diff, fp)
-            fp.moved = notes
+            fp.moved, lost_in[fp.path] = notes, names
             lost += [n for n in names if n not in lost]
     extra_paths: list[str] = []
     if lost:
         found = target.agent("find", {"package": lp.package, "names": lost[:10]},
                              what=f"looking for moved code in {target.label}").get("found", {})
         have = {fp.path for _, fp in ports}
-        for name in lost:
-            places = [p for p in found.get(name, []) if p not in have]
-            if places:
-                for _, fp in ports:
-                    if any(name in note for note in fp.moved):
-                        fp.moved.append(f"{name} is defined in {shorten_list(places, 3)} in {lp.package} "
-                                        f"{report.new_version}" + (" (copied into the work folder)" if len(places) <= 3 else ""))
-                if len(places) <= 3:
-                    extra_paths += [p for p in places if p not in extra_paths]
+        for diff, fp in ports:
+            folder = diff.path.rsplit("/", 1)[0] + "/"
+            for name in lost_in.get(fp.path, []):
+                places = [p for p in found.get(name, []) if p not in have]
+                # A sibling module is where moved code usually goes (and is copied for the edit).
+                near = [p for p in places if p.startswith(folder) and "/" not in p[len(folder):]]
+                far = [p for p in places if p not in near]
+                if near:
+                    fp.moved.append(f"{name} is now defined in {shorten_list(near, 3)} (copied into the work folder)")
+                    extra_paths += [p for p in near[:3] if p not in extra_paths]
+                if far:
+                    fp.moved.append(f"{name} is also defined in {shorten_list(far, 3)}")
     if extra_paths:
         more = target.locate(lp.package, extra_paths)
         check_paths(target, lp.package, more, extra_paths)
