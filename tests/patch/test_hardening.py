@@ -21,7 +21,7 @@ import pytest
 from mlops_cli.patch import decide
 from mlops_cli.patch import patchfile as pf
 
-from .conftest import MODELING, PINNED, SHA_5_20_2, SHA_PATCHED, mrope_edit, wheel_file
+from .conftest import MODELING, PINNED, SHA_5_20_2, SHA_PATCHED, mrope_edit
 
 
 def _env(extra: dict | None = None) -> dict:

@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from .conftest import (
-    MODELING, OTHER, PINNED, SHA_5_20_2, SHA_PATCHED, SITE_IN_IMAGE, clean_pip_env, docker, image_sha,
+    MODELING,
+    OTHER,
+    PINNED,
+    SHA_5_20_2,
+    SHA_PATCHED,
+    SITE_IN_IMAGE,
+    clean_pip_env,
+    docker,
+    image_sha,
 )
 
 pytestmark = pytest.mark.container

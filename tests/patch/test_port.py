@@ -8,7 +8,7 @@ import pytest
 
 from mlops_cli.patch import patchfile as pf
 
-from .conftest import AFTER_FIX, BEFORE_FIX, LATER, MODELING, NEW_LINES, OTHER, OLD_LINE, PINNED, wheel_file
+from .conftest import AFTER_FIX, BEFORE_FIX, LATER, MODELING, NEW_LINES, OLD_LINE, OTHER, PINNED, wheel_file
 
 # The real upstream fix of 5.5.4 (issue #45325), as a user would have hot-patched 5.5.3 with it.
 FIX_OLD = "                    time_interval = tokens_per_second * int(next(second_per_grid_ts))\n"

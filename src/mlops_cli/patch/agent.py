@@ -64,28 +64,40 @@ def read_lines(path):
     except (IOError, OSError):
         return None
 
+def listed_files(site, folder, entry):
+    if entry.endswith(".dist-info"):
+        listed = [line.split(",")[0] for line in (read_lines(os.path.join(folder, "RECORD")) or [])]
+    else:
+        listed = [os.path.relpath(os.path.normpath(os.path.join(folder, line)), site)
+                  for line in (read_lines(os.path.join(folder, "installed-files.txt")) or []) if line]
+    return set(os.path.normpath(p).replace(os.sep, "/") for p in listed if p)
+
 def owner(site, package, paths):
-    # The installed distribution whose RECORD (or installed-files.txt) lists the package.
+    # The installed distribution whose RECORD (or installed-files.txt) lists the package. Cheap
+    # checks first (a folder named like the package, top_level.txt); every RECORD only if needed.
     try:
-        entries = sorted(os.listdir(site))
+        entries = sorted(e for e in os.listdir(site) if e.endswith((".dist-info", ".egg-info")))
     except OSError:
         entries = []
-    for entry in entries:
-        folder = os.path.join(site, entry)
-        if entry.endswith(".dist-info"):
-            listed = [line.split(",")[0] for line in (read_lines(os.path.join(folder, "RECORD")) or [])]
-        elif entry.endswith(".egg-info"):
-            listed = [os.path.relpath(os.path.normpath(os.path.join(folder, line)), site)
-                      for line in (read_lines(os.path.join(folder, "installed-files.txt")) or []) if line]
-        else:
-            continue
-        listed = set(os.path.normpath(p).replace(os.sep, "/") for p in listed if p)
-        top = [t.strip() for t in (read_lines(os.path.join(folder, "top_level.txt")) or []) if t.strip()]
-        owns = package in top or (package + ".py") in listed or any(p.startswith(package + "/") for p in listed)
-        if owns:
+    norm = package.lower().replace("_", "-")
+    def named(entry):
+        return entry.lower().replace("_", "-").split("-")[0] == norm.split("-")[0] or \
+            entry.lower().replace("_", "-").startswith(norm + "-")
+    ordered = [e for e in entries if named(e)] + [e for e in entries if not named(e)]
+    for full_scan in (False, True):
+        for entry in ordered:
+            folder = os.path.join(site, entry)
+            top = [t.strip() for t in (read_lines(os.path.join(folder, "top_level.txt")) or []) if t.strip()]
+            if not full_scan and package not in top and not (named(entry) and not top):
+                continue
+            listed = listed_files(site, folder, entry)
+            owns = package in top or (package + ".py") in listed or any(p.startswith(package + "/") for p in listed)
+            if not owns:
+                continue
             if not top:
                 top = sorted(set(p.split("/")[0][:-3] if p.endswith(".py") and "/" not in p else p.split("/")[0]
-                                 for p in listed if not p.startswith("..") and ".dist-info" not in p.split("/")[0]))
+                                 for p in listed if not p.startswith("..") and p.split("/")[0] != "__pycache__"
+                                 and not p.split("/")[0].endswith((".dist-info", ".data"))))
             return {"dist": entry, "top_level": top, "in_record": [p for p in paths if p in listed]}
     return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -126,7 +126,7 @@ Examples:
   mlops patch extract --python .venv/bin/python transformers/modeling_rope_utils.py -o work/
 """)
 def extract(
-    args: List[str] = typer.Argument(..., metavar="[IMAGE] PATH...", help="Image (unless --container/--python), then paths."),
+    args: list[str] = typer.Argument(..., metavar="[IMAGE] PATH...", help="Image (unless --container/--python), then paths."),
     output: Path = typer.Option(..., "-o", "--output", help="A new or empty work folder."),
     image: Optional[str] = typer.Option(None, "--image", help=IMAGE_HELP),
     container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from mlops_cli import proc
-from mlops_cli.host import CommandResult, NOT_INSTALLED, TIMED_OUT
-from mlops_cli.text import shell_join
 from mlops_cli.errors import OperationFailed, UsageError
+from mlops_cli.host import NOT_INSTALLED, TIMED_OUT, CommandResult
+from mlops_cli.text import shell_join
 
 ENGINES = ("docker", "podman")
 

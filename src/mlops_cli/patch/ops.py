@@ -16,7 +16,7 @@ from mlops_cli.output import confirm, info, warn
 from mlops_cli.patch import decide, journal
 from mlops_cli.patch import patchfile as pf
 from mlops_cli.patch.report import PatchReport
-from mlops_cli.patch.targets import ContainerTarget, ImageTarget, Located, LocalTarget, Target, backup_dir_for
+from mlops_cli.patch.targets import ContainerTarget, ImageTarget, LocalTarget, Located, Target, backup_dir_for
 from mlops_cli.patch.workdir import vllm_notes
 from mlops_cli.text import one_line, shorten_list
 
@@ -167,22 +167,29 @@ def _finish_interrupted(command: str, target: LocalTarget, lp: Loaded, located: 
         report = _report(command, target, lp, located, assessment, f"would-{command}")
         report.dry_run, report.plan = True, steps
         return report, []
-    fake = PatchReport(command=command, target={}, package=lp.package, version=None, patch={}, result="",
-                       state="", files=[], plan=steps)
-    _ask(fake, f"Finish the interrupted {pending.command} in {target.label}?", opts)
+    _ask(steps, f"Finish the interrupted {pending.command} in {target.label}?", opts)
     return None, target.finish(located, pending, side)
 
 
-def apply(target: Target, patch_path: Path, opts: Options) -> PatchReport:
+def _prepare(command: str, target: Target, patch_path: Path, opts: Options):
+    """Read and assess the patch; first finish an interrupted local apply/revert of it, if any.
+    Returns (loaded patch, located, assessment, what finishing did, a dry-run report or None)."""
     lp = load_patch(patch_path, opts.package)
     located, assessment = _assess(target, lp, opts)
     recovered: list[str] = []
     pending = _pending(target, located, lp)
     if pending is not None:
-        early, recovered = _finish_interrupted("apply", target, lp, located, pending, opts)
+        early, recovered = _finish_interrupted(command, target, lp, located, pending, opts)
         if early is not None:
-            return early
+            return lp, located, assessment, recovered, early
         located, assessment = _assess(target, lp, opts)
+    return lp, located, assessment, recovered, None
+
+
+def apply(target: Target, patch_path: Path, opts: Options) -> PatchReport:
+    lp, located, assessment, recovered, early = _prepare("apply", target, patch_path, opts)
+    if early is not None:
+        return early
     if assessment.state == decide.CONFLICT:
         return _report("apply", target, lp, located, assessment, "conflict")
     if assessment.state == decide.APPLIED:
@@ -200,7 +207,7 @@ def apply(target: Target, patch_path: Path, opts: Options) -> PatchReport:
         report.plan.insert(0, f"back up the originals under {backup_dir_for(located.site)}")
     if opts.dry_run:
         return report
-    _ask(report, f"Patch {len(new)} file(s) in {target.label}?", opts)
+    _ask(report.plan, f"Patch {len(new)} file(s) in {target.label}?", opts)
     originals = {rel: located.files[rel] for rel in new}
     _write(target, located, new, "apply", lp)
     report.changed_system = True
@@ -246,7 +253,7 @@ def _apply_image(target: ImageTarget, located: Located, lp: Loaded, new: dict, r
         return report
     if existing:
         report.plan.append(f"{tag} exists now ({existing['Id'][:19]}); the tag will move to the new image")
-    _ask(report, f"Build {tag}?", opts)
+    _ask(report.plan, f"Build {tag}?", opts)
     if not opts.json_mode:
         info(f"building {tag} ...")
     report.new_image_id = target.build(located, new, labels, tag)
@@ -263,15 +270,9 @@ def _apply_image(target: ImageTarget, located: Located, lp: Loaded, new: dict, r
 
 
 def revert(target: Target, patch_path: Path, opts: Options) -> PatchReport:
-    lp = load_patch(patch_path, opts.package)
-    located, assessment = _assess(target, lp, opts)
-    recovered: list[str] = []
-    pending = _pending(target, located, lp)
-    if pending is not None:
-        early, recovered = _finish_interrupted("revert", target, lp, located, pending, opts)
-        if early is not None:
-            return early
-        located, assessment = _assess(target, lp, opts)
+    lp, located, assessment, recovered, early = _prepare("revert", target, patch_path, opts)
+    if early is not None:
+        return early
     if assessment.state != decide.APPLIED:
         if recovered and assessment.state == decide.NOT_APPLIED:
             report = _report("revert", target, lp, located, assessment, "reverted")
@@ -295,7 +296,7 @@ def revert(target: Target, patch_path: Path, opts: Options) -> PatchReport:
     report.dry_run = opts.dry_run
     if opts.dry_run:
         return report
-    _ask(report, f"Restore {len(originals)} original file(s) in {target.label}?", opts)
+    _ask(report.plan, f"Restore {len(originals)} original file(s) in {target.label}?", opts)
     _write(target, located, originals, "revert", lp)
     report.changed_system = True
     _verify_written(target, lp.package, originals)
@@ -317,11 +318,11 @@ def _original_for(f: decide.FileState, backups: Path | None) -> tuple[bool, byte
     return False, None, ""
 
 
-def _ask(report: PatchReport, question: str, opts: Options) -> None:
+def _ask(plan: list[str], question: str, opts: Options) -> None:
     if not opts.yes and not opts.json_mode:
         from mlops_cli.output import console
         console().print("plan:", markup=False)
-        for step in report.plan:
+        for step in plan:
             console().print(f"  {step}", markup=False, highlight=False)
     if not confirm(question, opts.yes):
         raise OperationFailed("cancelled; nothing was changed")

@@ -163,7 +163,7 @@ class ImageTarget(Target):
             raise OperationFailed(f"the build reported success but {tag} is not in the engine")
         return info["Id"]
 
-    def derived(self, tag: str) -> "ImageTarget":
+    def derived(self, tag: str) -> ImageTarget:
         return ImageTarget(self.engine, tag)
 
 
@@ -306,7 +306,6 @@ class LocalTarget(Target):
                                 patch[0] if patch else "", copy, self.python, [], time.time())
         for rel, data in new.items():
             entry.entries.append({"path": rel, "before": _sha(olds[rel][0]), "after": _sha(data), "mode": olds[rel][1]})
-        written: dict[str, str | None] = {}
         with interrupts.deferred():
             journal.save(entry)
             done: list[str] = []
@@ -322,9 +321,7 @@ class LocalTarget(Target):
                 raise OperationFailed(f"cannot replace {show_path(paths[rel])}: {reason}; nothing was changed",
                                       hint="run as the owner of that environment, or patch a virtual environment") from None
             journal.clear(located.site)
-        for rel, path in paths.items():
-            written[rel] = _sha(new[rel])
-        return written
+        return {rel: _sha(new[rel]) for rel in paths}
 
     def finish(self, located: Located, pending: journal.Journal, side: str) -> list[str]:
         """Bring every file of an interrupted command to one side ("after": as the command meant,

@@ -77,6 +77,9 @@ def extract(target: Target, raw_paths: list[str], outdir: Path) -> ExtractReport
         raise OperationFailed(f"not found in {target.label}: " + shorten_list([located.path_of(p) for p in missing], 3),
                               hint=f"{package} is at {located.site}/{package}; check the path inside it")
     entries = [(p, located.files[p], located.files[p]) for p in paths]
+    from mlops_cli.patch.port import remember
+
+    remember([located.files[p] for p in paths])
     write_workdir(outdir, package, located.version, located.site, located.python, target.describe(), entries)
     files_json = [{"path": p, "sha256": pf.sha256_bytes(located.files[p]), "target_path": located.path_of(p)}
                   for p in paths]
