@@ -83,7 +83,8 @@ def parse_row(i: int, r: dict[str, str]) -> Point:
     opt = r["optimizer"]
     optimizer = "adamw-8bit" if "8bit" in opt else "adafactor" if "adafactor" in opt else "adamw"
     zero_text = r["zero"]
-    zero = 3 if ("zero3" in zero_text or "fsdp" in zero_text) else 2 if "zero2" in zero_text else 0
+    sharding = ("fsdp" if "fsdp" in zero_text else "zero3" if "zero3" in zero_text else
+                "zero2" if "zero2" in zero_text else None)
     offload = "params" if "offload" in zero_text else None
     context = 1343 * MiB if metric == "nvml" else 0
     fused_ce = "liger" in notes.lower() and "use_liger_kernel" in notes
@@ -97,9 +98,12 @@ def parse_row(i: int, r: dict[str, str]) -> Point:
     setup = Setup(method=method, precision=precision, batch=int(r["batch"]), seq_len=seq_len,
                   grad_ckpt=r["grad_ckpt"] == "yes", attn=attn, optimizer=optimizer, quant=quant,
                   lora_targets="attention" if ("c_attn" in notes and "all-linear" not in notes and "all-linear" not in label) else "all-linear",
-                  gpus=int(r["gpus"]), zero=zero, offload=offload, fused_ce=fused_ce, cuda_context=context,
-                  zero_bucket=zero_bucket, zero3_live_params=live,
-                  allocator_reserve=0.0 if metric == "allocated" else Setup().allocator_reserve)
+                  gpus=int(r["gpus"]), sharding=sharding, offload=offload,
+                  # every harness here predates transformers 4.46 (torch 2.1 / transformers 4.3x): the
+                  # model returned fp32 logits and the loss made a shifted fp32 copy
+                  loss="fused" if fused_ce else "full-legacy",
+                  cuda_context=context, zero_bucket=zero_bucket, zero3_live_params=live,
+                  stack="ms-swift" if "ms-swift" in notes else "hf" if "PEFT README" in notes else None)
     group, why = "headline", ""
     if "effective seq" in notes or "padding_free" in notes:
         group, why = "informational", "samples shorter than max_length / padded per batch: true token count unknown"
@@ -126,10 +130,10 @@ def accelerate_method(model_key: str, setup: Setup) -> float:
 
 
 def our_estimate(p: Point) -> float:
+    """The figure in the source's own metric: reserved, allocated, or the device (nvidia-smi)."""
     est = estimate(load_preset(p.model), p.setup)
-    total = est.peak_bytes
-    if p.metric != "nvml":
-        total -= est.breakdown["cuda_context"]  # torch.cuda.max_memory_* excludes the context
+    total = {"reserved": est.torch_peak_bytes, "allocated": est.allocated_peak_bytes,
+             "nvml": est.device_peak_bytes}[p.metric]
     return total / GiB
 
 
@@ -313,9 +317,10 @@ def render(results, csv_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(doc: Path, section: str) -> None:
+def write_section(doc: Path, section: str, marker: str = "## mem (`mlops mem estimate` accuracy)") -> None:
+    """Replace the section starting with `marker` (up to the next '## ') or append it."""
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    start = text.find("## mem (")
+    start = text.find(marker)
     if start >= 0:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")

@@ -6,20 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from mlops_cli.mem.estimate import TERMS
-
 GPU_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 
 
 def test_estimate_json_schema(mlops):
-    r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--method", "lora", "--seq-len", "4096", "--grad-ckpt",
+    r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--method", "lora", "--seq-len", "4096", "--no-grad-ckpt",
               "--attn", "eager", "--json")
     assert r.returncode == 0, r
     doc = r.json()
-    assert set(doc["breakdown"]) == set(TERMS)
-    assert doc["peak_bytes"] == sum(doc["breakdown"].values())
-    assert doc["breakdown"]["attention_scores"] > 0
-    assert doc["setup"]["method"] == "lora" and doc["setup"]["seq_len"] == 4096 and doc["setup"]["grad_ckpt"] is True
+    assert doc["allocated_peak_bytes"] <= doc["torch_peak_bytes"] <= doc["device_peak_bytes"] == doc["peak_bytes"]
+    assert doc["peak_phase"] in {p["name"] for p in doc["phases"]}
+    peak = max(doc["phases"], key=lambda p: p["allocated_bytes"])
+    assert peak["name"] == doc["peak_phase"] and peak["allocated_bytes"] == doc["allocated_peak_bytes"]
+    sdpa = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--method", "lora", "--seq-len", "4096", "--no-grad-ckpt",
+                 "--attn", "sdpa", "--json").json()
+    assert sdpa["allocated_peak_bytes"] < doc["allocated_peak_bytes"]  # eager keeps the seq² scores
+    assert doc["setup"]["method"] == "lora" and doc["setup"]["seq_len"] == 4096 and doc["setup"]["grad_ckpt"] is False
+    assert doc["setup"]["origin"]["grad_ckpt"] == "flag" and doc["setup"]["origin"]["loss"] == "default"
     assert doc["mode"] == "training" and doc["model"]["total_params"] == 7615616512
 
 
@@ -28,14 +31,18 @@ def test_estimate_serving_reports_concurrency(mlops):
               "--gpu", "H100", "--json")
     assert r.returncode == 0, r
     sv = r.json()["serving"]
-    assert sv["kv_bytes_per_token"] == 131072
+    assert sv["kv_bytes_per_token"] == 131072 and sv["era"] == "v1-cudagraphs-estimated"
     assert sv["max_concurrency"] == pytest.approx(sv["kv_cache_tokens"] / 8192, abs=0.01)
     text = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192", "--gpu", "H100")
     assert "maximum concurrency for 8192 tokens per request" in text.stdout
 
 
 @pytest.mark.parametrize("args", [["--method", "bogus"], ["--zero", "5"], ["--batch", "0"],
-                                  ["--gpu-memory-utilization", "1.5"], ["--offload", "params"]])
+                                  ["--gpu-memory-utilization", "1.5"], ["--offload", "params"],
+                                  ["--inference", "--method", "lora"], ["--fsdp", "--zero", "1"],
+                                  ["--fsdp", "--zero", "3"], ["--sharding", "zero2", "--zero", "3"],
+                                  ["--stack", "keras"], ["--vllm-version", "banana", "--inference"],
+                                  ["--method", "lora", "--tuning", "full"]])
 def test_bad_setup_is_exit_2(mlops, args):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", *args)
     assert r.returncode == 2, r
@@ -66,6 +73,7 @@ def test_oom_check_against_replayed_nvml_free_memory(mlops):
     assert fits.returncode == 0, fits
     assert fits.json()["capacity_bytes"] == 47473 * 1024**2
     two = mlops("oom-check", "Qwen/Qwen2.5-7B", "--gpus", "2", "--zero", "3", "--snapshot", snap, "--json")
+    assert two.json()["setup"]["sharding"] == "zero3"
     assert two.json()["capacity_bytes"] == 47281 * 1024**2  # the least free of the two
     # AMP keeps fp32 weights and grads (18 B/param); ZeRO-3 over the 2 GPUs NVML shows halves that.
     full = mlops("oom-check", "Qwen/Qwen2.5-7B", "--precision", "amp-bf16", "--snapshot", snap, "--json")
@@ -97,6 +105,9 @@ def test_gpu_mem_too_small_is_bad_input_not_does_not_fit(mlops, size):
     assert r.no_report() and r.stderr.startswith("error: --gpu-mem")
     if size == "80":
         assert "--gpu-mem 80GiB" in r.stderr
+    if size in ("0", "0GiB"):
+        hint = r.stderr.split("hint:")[-1]
+        assert "hint:" in r.stderr and "0GiB" not in hint.replace("80GiB", "")  # never suggests a zero-sized GPU
 
 
 def test_unknown_gpu_name_is_exit_2(mlops):
@@ -124,3 +135,33 @@ def test_serving_longer_than_the_model_positions_says_vllm_refuses_it(mlops):
     assert any("longer than the model's 131072 positions" in n for n in r.json()["notes"])
     ok = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192", "--json")
     assert not any("positions" in n for n in ok.json()["notes"])
+
+
+def test_empty_gpu_name_is_bad_input_not_no_gpu(mlops):
+    r = mlops("oom-check", "Qwen/Qwen2.5-7B", "--gpu", "")
+    assert r.returncode == 2 and "--gpu is empty" in r.stderr, r
+
+
+def test_stack_preset_is_echoed_and_flags_override_it(mlops):
+    r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--method", "lora", "--stack", "torchtune",
+              "--loss", "full", "--json")
+    assert r.returncode == 0, r
+    setup = r.json()["setup"]
+    assert setup["stack"] == "torchtune" and setup["loss"] == "full" and setup["origin"]["loss"] == "flag"
+    assert setup["grad_ckpt"] is True and setup["origin"]["grad_ckpt"] == "stack:torchtune"
+
+
+def test_text_output_labels_both_metrics(mlops):
+    r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--method", "qlora", "--stack", "trl")
+    assert r.returncode == 0, r
+    assert "torch peak (max_memory_reserved)" in r.stdout and "device (nvidia-smi" in r.stdout
+    assert "peak phase:" in r.stdout
+
+
+def test_rl_method_reports_its_parts(mlops):
+    r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--method", "ppo", "--tuning", "lora", "--json")
+    assert r.returncode == 0, r
+    doc = r.json()
+    assert {"reference_model", "reward_model", "value_model"} <= set(doc["breakdown"]) or \
+        {"reward_model", "value_model"} <= set(doc["breakdown"])
+    assert doc["setup"]["objective"] == "ppo" and doc["setup"]["tuning"] == "lora"

@@ -16,10 +16,28 @@ CONFIG = json.loads((FIXTURES / "tiny-llama" / "config.json").read_text())
 
 class Hub(BaseHTTPRequestHandler):
     requests: list[tuple[str, str | None]] = []
+    api_count: dict | None = None  # the Hub API's safetensors.parameters, when served
 
     def do_GET(self):  # noqa: N802 - http.server API
         type(self).requests.append((self.path, self.headers.get("Authorization")))
-        if self.path == "/acme/tiny/resolve/main/config.json":
+        if self.path.startswith("/api/models/acme/tiny/revision/") and type(self).api_count is not None:
+            body = json.dumps({"id": "acme/tiny", "safetensors": {"parameters": type(self).api_count}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if self.path == "/acme/huge/resolve/main/config.json":  # a 'config' of 5 MiB, streamed
+            self.send_response(200)
+            self.end_headers()
+            chunk = b" " * 65536
+            try:
+                for _ in range(80):
+                    self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        if self.path in ("/acme/tiny/resolve/main/config.json", "/acme/tiny/resolve/refs%2Fpr%2F3/config.json"):
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 self.send_response(401)
                 self.end_headers()
@@ -41,6 +59,7 @@ class Hub(BaseHTTPRequestHandler):
 @pytest.fixture
 def hub():
     Hub.requests = []
+    Hub.api_count = None
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -62,13 +81,76 @@ def test_repo_id_fetched_with_token_and_cached(mlops, hub, tmp_path):
     first = mlops("mem", "estimate", "acme/tiny", "--json", env=env)
     assert first.returncode == 0, first
     assert first.json()["model"]["total_params"] == 202048
-    assert Hub.requests == [("/acme/tiny/resolve/main/config.json", f"Bearer {TOKEN}")]
-    cached = tmp_path / "cache" / "hf-configs" / "acme--tiny" / "main" / "config.json"
+    assert Hub.requests[0] == ("/acme/tiny/resolve/main/config.json", f"Bearer {TOKEN}")
+    cached = next((tmp_path / "cache" / "hf-configs" / "acme--tiny").glob("*/config.json"))
     assert json.loads(cached.read_text())["hidden_size"] == 64
+    assert first.json()["model"]["param_source"] == "config formula"  # the API had no counts
     # second run: served from the cache, the server is not asked again
     second = mlops("mem", "estimate", "acme/tiny", "--json", env=env)
     assert second.returncode == 0 and second.json()["peak_bytes"] == first.json()["peak_bytes"]
-    assert len(Hub.requests) == 1
+    assert len(Hub.requests) == 2  # config + API (no counts); nothing more on the cached run
+
+
+def test_hub_safetensors_metadata_gives_the_exact_count(mlops, hub, tmp_path):
+    Hub.api_count = {"BF16": 202000, "F32": 64}
+    r = mlops("mem", "estimate", "acme/tiny", "--json", env=env_for(hub, tmp_path))
+    assert r.returncode == 0, r
+    assert r.json()["model"]["total_params"] == 202064 and r.json()["model"]["param_source"] == "Hub safetensors metadata"
+    again = mlops("mem", "estimate", "acme/tiny", "--json", env=env_for(hub, tmp_path))
+    assert again.json()["model"]["total_params"] == 202064  # from the cache
+
+
+@pytest.mark.parametrize("revision", ["../../..", "..", "main/../../x", "/etc", "a//b", ".hidden", "x" * 300, "a\nb"])
+def test_revision_cannot_leave_the_cache(mlops, hub, tmp_path, revision):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.json").write_text(json.dumps(CONFIG))
+    env = {**env_for(hub, tmp_path), "MLOPS_CACHE_DIR": str(victim / "a" / "b" / "c")}
+    r = mlops("mem", "estimate", "acme/tiny", "--revision", revision, env=env)
+    assert r.returncode == 2, r
+    assert "is not a Hub revision" in r.stderr and not Hub.requests
+    assert sorted(p.name for p in victim.iterdir()) == ["config.json"]  # nothing created beside it
+
+
+def test_branch_with_a_slash_is_quoted_and_hashed(mlops, hub, tmp_path):
+    r = mlops("mem", "estimate", "acme/tiny", "--revision", "refs/pr/3", "--json", env=env_for(hub, tmp_path))
+    assert r.returncode == 0, r
+    assert Hub.requests[0][0] == "/acme/tiny/resolve/refs%2Fpr%2F3/config.json"
+    folders = list((tmp_path / "cache" / "hf-configs" / "acme--tiny").iterdir())
+    assert len(folders) == 1 and len(folders[0].name) == 32 and "refs" not in folders[0].name
+
+
+def test_oversized_hub_config_is_refused_and_not_cached(mlops, hub, tmp_path):
+    r = mlops("mem", "estimate", "acme/huge", env=env_for(hub, tmp_path))
+    assert r.returncode == 2, r
+    assert "larger than 4.0 MiB" in r.stderr or "larger than 4 MiB" in r.stderr
+    assert not list((tmp_path / "cache").rglob("config.json"))
+
+
+@pytest.mark.parametrize("text,key", [('"rope_theta": NaN', "rope_theta"), ('"rms_norm_eps": Infinity', "rms_norm_eps"),
+                                      ('"initializer_range": 1e400', "initializer_range"),
+                                      ('"rope_scaling": {"factor": -Infinity}', "rope_scaling.factor")])
+def test_non_finite_numbers_name_their_key(mlops, tmp_path, text, key):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(CONFIG)[:-1] + ", " + text + "}")
+    r = mlops("mem", "estimate", str(cfg), "--json")
+    assert r.returncode == 2, r
+    assert key in (r.stderr + r.stdout) and "internal error" not in (r.stderr + r.stdout)
+
+
+def test_checkpoint_folder_counts_safetensors_headers(mlops, tmp_path):
+    import struct
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(CONFIG))
+    for i, shape in enumerate(([1000, 64], [64, 64])):
+        header = json.dumps({"w": {"dtype": "BF16", "shape": shape, "data_offsets": [0, shape[0] * shape[1] * 2]}}).encode()
+        (folder / f"model-0000{i}.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
+    r = mlops("mem", "estimate", str(folder), "--json")
+    assert r.returncode == 0, r
+    model = r.json()["model"]
+    assert model["total_params"] == 1000 * 64 + 64 * 64 and model["param_source"].startswith("safetensors headers")
 
 
 def test_missing_token_is_a_clear_error(mlops, hub, tmp_path):

@@ -9,7 +9,8 @@ from mlops_cli.mem.presets import load_preset
 from mlops_cli.mem.remedies import advise
 from mlops_cli.mem.setup import GiB, Setup
 
-COST_ORDER = ["smaller-micro-batch", "fused-attention", "fused-cross-entropy", "gradient-checkpointing", "bf16",
+COST_ORDER = ["smaller-micro-batch", "lora-reference", "ref-offload", "smaller-generation-share", "vllm-sleep-or-server",
+              "fused-attention", "fused-cross-entropy", "gradient-checkpointing", "bf16",
               "8bit-optimizer", "lora", "qlora", "zero3", "cpu-offload", "shorter-sequences"]
 
 
@@ -17,6 +18,9 @@ COST_ORDER = ["smaller-micro-batch", "fused-attention", "fused-cross-entropy", "
     (Setup(batch=4, seq_len=4096, attn="eager", precision="amp-bf16"), 80 * GiB, 8),
     (Setup(method="lora", seq_len=8192), 24 * GiB, 1),
     (Setup(batch=2, seq_len=2048), 40 * GiB, 2),
+    (Setup(method="dpo", seq_len=2048, grad_ckpt=True), 80 * GiB, 1),
+    (Setup(method="grpo", tuning="lora", stack="trl", batch=16, seq_len=1024, max_completion_len=2048,
+           gen_engine="vllm-colocate", gen_memory_utilization=0.6), 80 * GiB, 1),
 ])
 def test_each_remedy_lowers_the_estimate_it_claims(setup, capacity, gpus):
     m = load_preset("Qwen/Qwen2.5-7B")
@@ -60,7 +64,7 @@ def test_serving_remedies_and_max_model_len():
     names = [r.name for r in advice.remedies]
     assert "tensor-parallel" in names and "int4-weights" in names
     tp = next(r for r in advice.remedies if r.name == "tensor-parallel")
-    assert tp.fits and estimate(m, s.with_changes(gpus=4), cap).serving["max_concurrency"] >= 1
+    assert tp.fits and estimate(m, s.with_changes(gpus=4), cap).serve.max_concurrency >= 1
 
 
 def test_tensor_parallel_remedy_divides_the_heads(mlops):
@@ -104,3 +108,17 @@ def test_serving_largest_max_model_len_stops_at_the_models_context():
     assert m.max_positions == 32768
     advice = advise(m, Setup(inference=True, max_model_len=4096, max_seqs=1), 80 * GiB)
     assert advice.largest_seq_len == 32768
+
+
+def test_rl_remedies_name_the_rl_levers():
+    m = load_preset("Qwen/Qwen2.5-7B")
+    dpo = advise(m, Setup(method="dpo", seq_len=2048, grad_ckpt=True), 80 * GiB)
+    names = [r.name for r in dpo.remedies]
+    assert "lora-reference" in names and "ref-offload" in names
+    ref = next(r for r in dpo.remedies if r.name == "ref-offload")
+    assert ref.saves_bytes == pytest.approx(2 * m.total_params, rel=0.05)  # the frozen bf16 copy
+    grpo = advise(m, Setup(method="grpo", tuning="lora", stack="trl", batch=16, seq_len=1024, max_completion_len=2048,
+                           gen_engine="vllm-colocate", gen_memory_utilization=0.6), 80 * GiB)
+    share = next(r for r in grpo.remedies if r.name == "smaller-generation-share")
+    assert share.change["gen_memory_utilization"] < 0.6 and share.fits
+    assert any(r.name == "smaller-micro-batch" and "completions" in r.what for r in grpo.remedies)

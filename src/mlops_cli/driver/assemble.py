@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import re
 
+from mlops_cli.driver import buildlogs
+from mlops_cli.driver import context as ctx_mod
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver import parse as P
+from mlops_cli.driver import timeline
 from mlops_cli.driver.facts import MODULE_FILE, PREBUILT_PKG, Facts, KernelModuleState
 from mlops_cli.driver.model import NotSeen
-from mlops_cli.driver.probe import PROBES, Collected
+from mlops_cli.driver.probe import DKMS_TREES, PROBES, Collected
+
+# DKMS names the driver "nvidia" (Ubuntu, NVIDIA's .run --dkms, CUDA repo) or "nvidia-current"
+# (Debian); peer-memory, nvidia-fs and friends are other modules.
+DKMS_DRIVER = re.compile(r"^nvidia(?:-current|-open|-tesla(?:-\d+)?|-srv)?$")
+_HOST_ONLY_PROBES = ("dkms_status", "modinfo_nvidia", "modprobe_dry_run", "mokutil_sb_state", "lspci_nvidia")
+INSTALLER_LOGS = ("/var/log/nvidia-installer.log", "/run/nvidia/driver/var/log/nvidia-installer.log")
+# The kernel an installer log built for: SYSSRC=/lib/modules/K/build, "Kernel source path:
+# '/lib/modules/K/build'", "/usr/src/linux-headers-K/Makefile", "dkms build ... -k K".
+_INSTALLER_KERNEL = re.compile(r"/lib/modules/([^/\s'\"]{1,200})/build|/usr/src/linux-headers-([^/\s'\"]{1,200})/|dkms build -m \S{1,80} -v \S{1,80} -k (\S{1,200})")
 
 _WHAT = {
     "dmesg": "kernel log",
@@ -28,8 +40,11 @@ def _not_seen(c: Collected) -> list[NotSeen]:
     klog_seen = (dmesg.ok and bool(dmesg.stdout.strip())) or journal.ok
     for key, (argv, timeout) in PROBES.items():
         r = c.command(key)
-        if key in ("fabricmanager_active", "fabricmanager_journal", "nvidia_smi", "nvidia_smi_query"):
-            continue  # their failure is evidence, not blindness
+        if key in (
+            "fabricmanager_active", "fabricmanager_journal", "nvidia_smi", "nvidia_smi_query",
+            "systemd_detect_virt", "systemd_detect_container", "uptime_since", "ofed_info",
+        ):
+            continue  # their failure is evidence (or irrelevant), not blindness
         if klog_seen and key in ("dmesg", "journal_kernel"):
             continue
         if key == "docker_runtimes" and r.not_installed:
@@ -103,7 +118,7 @@ def read_facts(c: Collected) -> Facts:
         and "currently not installed" not in dkms_text
         and "Command 'dkms' not found" not in dkms_text
     )
-    dkms = [e for e in P.parse_dkms_status(dkms_r.stdout) if e.module == "nvidia"] if dkms_seen else []
+    dkms = [e for e in P.parse_dkms_status(dkms_r.stdout) if DKMS_DRIVER.match(e.module)] if dkms_seen else []
 
     modinfo_r = c.command("modinfo_nvidia")
     modinfo = P.parse_modinfo(modinfo_r.stdout) if modinfo_r.ok else {}
@@ -156,6 +171,12 @@ def read_facts(c: Collected) -> Facts:
             for ln in (r.stdout + "\n" + r.stderr).splitlines()
             if re.search(r"Key was rejected by service|Required key not available", ln)
         ]
+
+    # "module verification failed" is a taint warning printed when enforcement is OFF; it only
+    # counts as a rejection when Secure Boot is on and no nvidia module is loaded.
+    loaded_now = P.loaded_modules(c.text("/proc/modules") or "")
+    if not key_lines and secure_boot and "nvidia" not in loaded_now and not (c.text("/sys/module/nvidia/version") or "").strip():
+        key_lines += [m.lines[-1] for m in klog.find_all(K.MODULE_SIG_TAINT) if (m.groups[0] or "").startswith("nvidia")][-1:]
 
     virt = None
     vendor = " ".join(
@@ -220,9 +241,58 @@ def read_facts(c: Collected) -> Facts:
         key_rejected_lines=key_lines,
         not_seen=_not_seen(c),
     )
+    facts.installer_logs = [
+        buildlogs.classify(text, path) for path in INSTALLER_LOGS if (text := c.text(path))
+    ]
     for k in {*kernels, *(x for x in (running, next_kernel) if x)}:
         facts.modules[k] = _module_state(facts, c, k)
+    names = [g.name for g in smi_gpus] + [d.name for d in pci_gpus]
+    from mlops_cli.driver.rules_context import vgpu_refusals
+
+    facts.context = ctx_mod.decide(
+        c, names, vgpu_refusals(facts, ctx_mod.vm_evidence(c) is not None), facts.module_loaded, facts.runfile
+    )
+    if facts.context.kind in (ctx_mod.CONTAINER, ctx_mod.WSL):
+        # The host's tools (DKMS, modinfo, mokutil) are not expected here: their absence hides nothing.
+        facts.not_seen = [n for n in facts.not_seen if n.probe not in _HOST_ONLY_PROBES]
+    tl = timeline.read(
+        c.command("uptime_since").stdout,
+        c.text("/var/log/dpkg.log") or "",
+        c.text("/var/log/apt/term.log") or "",
+        klog_text,
+        facts.reboot_pkgs,
+    )
+    facts.rebooted_since_driver_change = tl.rebooted_since_change
+    facts.boot_time = tl.boot_line
+    facts.timeline_evidence = tl.evidence()
+    facts.failed_steps = _failed_steps(facts)
     return facts
+
+
+def installer_kernel(log: buildlogs.BuildLog, text: str) -> str | None:
+    m = _INSTALLER_KERNEL.search(text)
+    return next((g for g in m.groups() if g), None) if m else None
+
+
+def _failed_steps(f: Facts) -> set[tuple[str, ...]]:
+    """The steps the evidence shows just failed, as argv: a plan never repeats one unchanged."""
+    failed: set[tuple[str, ...]] = set()
+    for k, st in f.modules.items():
+        failed_here = (st.build_class is not None and st.build_class.failed) or any(
+            e.kind == "build_failed" for e in st.apt_events
+        )
+        if not failed_here:
+            continue
+        failed.add(("dkms", "autoinstall", "-k", k))
+        for e in f.dkms:
+            failed.add(("dkms", "install", f"{e.module}/{e.version}", "-k", k))
+            failed.add(("dkms", "build", f"{e.module}/{e.version}", "-k", k))
+        cls = st.build_class
+        if cls is not None and cls.kind in ("cc_check", "cc_flags") and cls.same_cc_major:
+            # the compiler of that major version is the one that just failed the check
+            major = buildlogs.major(cls.used_cc)
+            failed.add(("apt-get", "install", "-y", f"gcc-{major}", f"g++-{major}"))
+    return failed
 
 
 def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
@@ -262,14 +332,25 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
         row = next((p.line for p in f.packages if p.name == f"linux-headers-{kernel}"), None)
         st.headers_evidence = [row] if row else []
 
-    for ver in f.collected.listing("/var/lib/dkms/nvidia") or []:
-        path = f"/var/lib/dkms/nvidia/{ver}/build/make.log"
-        text = c.text(path)
-        if not text:
-            continue
-        log = P.parse_make_log(text)
-        if log.errors and (log.kernel == kernel or (log.kernel is None and _apt_failed(f, kernel))):
-            st.build, st.build_log_path = log, path
+    for tree in DKMS_TREES:
+        for ver in f.collected.listing(tree) or []:
+            path = f"{tree}/{ver}/build/make.log"
+            text = c.text(path)
+            if not text:
+                continue
+            log = P.parse_make_log(text)
+            cls = buildlogs.classify(text, path)
+            if (log.errors or cls.failed) and (log.kernel == kernel or (log.kernel is None and _apt_failed(f, kernel))):
+                st.build, st.build_log_path, st.build_class = log, path, cls
+    if st.build_class is None:
+        for path in INSTALLER_LOGS:
+            text = c.text(path)
+            if not text:
+                continue
+            cls = buildlogs.classify(text, path)
+            built_for = installer_kernel(cls, text) or f.running_kernel
+            if cls.kind and built_for == kernel:
+                st.build_class, st.build_log_path = cls, path
     st.apt_events = [e for e in f.apt_events if e.kernel == kernel]
     return st
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_cli.driver import fixes
+from mlops_cli.driver import fixes, gate
+from mlops_cli.driver.context import CONTAINER, OPERATOR, WSL
 from mlops_cli.driver.facts import Facts
 from mlops_cli.driver.model import ERROR, Diagnosis, Finding, make_finding, order_findings
-from mlops_cli.driver.rules_host import host_findings
-from mlops_cli.driver.rules_module import next_kernel_findings
+from mlops_cli.driver.rules_context import container_findings, operator_findings, vgpu_findings, wsl_findings
+from mlops_cli.driver.rules_gpu import conflicting_driver_findings, fabric_findings, peermem_findings, reset_findings
+from mlops_cli.driver.rules_host import host_findings, kernel_log_causes, nvidia_would_bind
+from mlops_cli.driver.rules_module import next_kernel_findings, running_module_findings
 from mlops_cli.driver.rules_platform import platform_findings
 
 
@@ -20,21 +23,101 @@ _NOTHING_TO_JUDGE = ("no_nvidia_gpu", "inside_container_no_gpu_passed", "contain
 
 
 def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
-    findings = platform_findings(f)
-    # Nothing on this machine's driver can be judged past these; hardware faults still allow it.
-    if not any(x.id in _NOTHING_TO_JUDGE for x in findings):
-        findings += host_findings(f, explained=bool(findings))
-        findings += next_kernel_findings(f, extra_kernel)
-    if not any(x.severity == ERROR for x in findings) and f.smi.kind != "ok" and not f.module_loaded:
-        findings += _nothing_proves_it_works(f)
-    findings = order_findings(findings)
+    """Decide the context first; then the rules that apply there; then the safety gate."""
+    ctx = f.context
+    if ctx.kind == WSL:
+        findings = wsl_findings(f, ctx)
+    elif ctx.kind == CONTAINER:
+        findings = _in_container(f, ctx)
+    elif ctx.kind == OPERATOR:
+        findings = _on_operator_node(f, ctx)
+    else:
+        findings = _on_host(f, ctx, extra_kernel)
+    findings = gate.apply(order_findings(findings), ctx, f.failed_steps)
     if any(x.id == "no_nvidia_gpu" for x in findings):
         status = "no-gpu"
     elif any(x.severity == ERROR for x in findings):
         status = "problem"
     else:
         status = "ok"
-    return Diagnosis(status, _kernel_json(f, extra_kernel), _driver_json(f), _gpus_json(f), findings, list(f.not_seen))
+    kernel = _kernel_json(f, extra_kernel)
+    return Diagnosis(status, kernel, _driver_json(f), _gpus_json(f), findings, list(f.not_seen), ctx.to_json())
+
+
+def _gpu_findings(f: Facts, ctx) -> list[Finding]:
+    """The GPU's own state: wedged, owned by another driver, RDMA, fabric manager."""
+    out = reset_findings(f, ctx)
+    out += conflicting_driver_findings(f, nvidia_would_bind(f))
+    out += peermem_findings(f)
+    out += fabric_findings(f)
+    return out
+
+
+def _on_host(f: Facts, ctx, extra_kernel: str | None) -> list[Finding]:
+    findings = platform_findings(f)
+    # Nothing on this machine's driver can be judged past these; hardware faults still allow it.
+    if not any(x.id in _NOTHING_TO_JUDGE for x in findings):
+        findings += vgpu_findings(f, ctx)
+        findings += _gpu_findings(f, ctx)
+        findings += host_findings(f, explained=any(x.severity == ERROR for x in findings))
+        findings += next_kernel_findings(f, extra_kernel)
+    if any(x.id == "vgpu_guest_driver" for x in findings):
+        findings = [x for x in findings if x.id != "gpu_unsupported_by_branch"]
+    if not any(x.severity == ERROR for x in findings) and f.smi.kind != "ok" and not f.module_loaded:
+        findings += _nothing_proves_it_works(f)
+    return findings
+
+
+def _in_container(f: Facts, ctx) -> list[Finding]:
+    """Only the container's own layer: devices passed, userspace matching the host's module."""
+    findings = platform_findings(f)
+    if any(x.id in _NOTHING_TO_JUDGE for x in findings):
+        return findings
+    findings += container_findings(f, ctx)
+    findings += reset_findings(f, ctx)
+    if not any(x.severity == ERROR for x in findings) and f.smi.kind == "no_driver" and not f.module_loaded:
+        findings.append(
+            make_finding(
+                "container_host_driver_broken",
+                ERROR,
+                "the host's NVIDIA driver is not loaded: this container's GPU devices have no driver behind them",
+                list(ctx.evidence) + list(f.smi.lines[:1]) + ["/proc/driver/nvidia/version: not present (no module loaded on the host)"],
+                fixes.manual(
+                    "fix the driver on the host, then restart this container",
+                    "The kernel module belongs to the host: run 'sudo mlops driver-check' there and fix what it finds, then "
+                    "recreate this container. Never install a driver, headers or DKMS inside the container.",
+                ),
+            )
+        )
+    if not any(x.severity == ERROR for x in findings) and f.smi.kind not in ("ok",):
+        findings.append(
+            make_finding(
+                "driver_failure_unexplained",
+                ERROR,
+                "nvidia-smi fails inside this container and nothing seen here names the cause",
+                list(ctx.evidence) + list(f.smi.lines[:2]),
+                fixes.manual(
+                    "run the check on the host; nothing can be fixed from inside the container",
+                    "Run 'sudo mlops driver-check' on the host (its driver and kernel log are not visible from here) and compare "
+                    "the host's driver version with this container's libraries.",
+                ),
+            )
+        )
+    return findings
+
+
+def _on_operator_node(f: Facts, ctx) -> list[Finding]:
+    """The driver lives in the operator's driver container: host package rules do not apply."""
+    findings = [x for x in platform_findings(f) if x.id not in ("no_nvidia_gpu",) or not f.nvidia_on_pci]
+    findings += vgpu_findings(f, ctx)
+    findings += _gpu_findings(f, ctx)
+    findings += kernel_log_causes(f, driver_installed=True)
+    if f.running_kernel and f.running_kernel in f.modules and not f.module_loaded:
+        findings += running_module_findings(f)
+    if any(x.id == "vgpu_guest_driver" for x in findings):
+        findings = [x for x in findings if x.id != "gpu_unsupported_by_branch"]
+    findings += operator_findings(f, ctx, explained=any(x.severity == ERROR for x in findings))
+    return findings
 
 
 def _nothing_proves_it_works(f: Facts) -> list[Finding]:

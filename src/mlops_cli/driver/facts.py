@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 
 from mlops_cli.driver import parse as P
+from mlops_cli.driver.buildlogs import BuildLog
+from mlops_cli.driver.context import Context
 from mlops_cli.driver.kernlog import KernelLog
 from mlops_cli.driver.model import NotSeen
 from mlops_cli.driver.probe import Collected
@@ -14,6 +16,13 @@ DRIVER_PKG = re.compile(
     r"^(?:nvidia-(?:driver|utils|dkms|compute-utils|kernel-common|kernel-source|headless(?:-no-dkms)?|firmware)"
     r"|libnvidia-(?:compute|gl|common|cfg1|decode|encode|extra|fbc1))-(?P<br>\d{3})(?P<server>-server)?(?P<open>-open)?(?:-[\d.]+)?$"
 )
+# Debian's and the CUDA repository's unversioned names: nvidia-driver, nvidia-kernel-dkms,
+# nvidia-smi, libnvidia-ml1 (Debian, module nvidia-current), cuda-drivers, nvidia-open (CUDA repo).
+UNVERSIONED_DRIVER_PKG = re.compile(
+    r"^(?:nvidia-driver|nvidia-kernel-dkms|nvidia-open-kernel-dkms|nvidia-kernel-support|nvidia-smi|libnvidia-ml1"
+    r"|libcuda1|cuda-drivers(?:-\d{3})?|nvidia-open)$"
+)
+DKMS_PKG = re.compile(r"^(?:nvidia-dkms-\d|nvidia-kernel-dkms$|nvidia-open-kernel-dkms$)")
 PREBUILT_PKG = re.compile(
     r"^linux-modules-nvidia-(?P<suffix>\d{3}(?:-server)?(?:-open)?)-(?P<k>\d+\.\d+\.\d+-\d+-[\w.-]+)$"
 )
@@ -30,6 +39,7 @@ class KernelModuleState:
     headers_evidence: list[str] = field(default_factory=list)
     build: P.MakeLog | None = None  # a failed make.log for this kernel
     build_log_path: str | None = None
+    build_class: BuildLog | None = None  # why the build failed (make.log or nvidia-installer.log)
     apt_events: list[P.AptEvent] = field(default_factory=list)
     dkms_entries: list[P.DkmsEntry] = field(default_factory=list)
 
@@ -80,6 +90,13 @@ class Facts:
     key_rejected_lines: list[str]
     modules: dict[str, KernelModuleState] = field(default_factory=dict)
     not_seen: list[NotSeen] = field(default_factory=list)
+    context: Context = field(default_factory=lambda: Context("bare-metal"))
+    installer_logs: list[BuildLog] = field(default_factory=list)  # host's and the operator's nvidia-installer.log
+    # Steps (argv) that the evidence shows just failed here: a plan must not repeat them unchanged.
+    failed_steps: set[tuple[str, ...]] = field(default_factory=set)
+    boot_time: str | None = None
+    rebooted_since_driver_change: bool | None = None
+    timeline_evidence: list[str] = field(default_factory=list)
 
     # -- derived -------------------------------------------------------------------
 
@@ -109,7 +126,12 @@ class Facts:
 
     @property
     def dkms_packages(self) -> list[P.Package]:
-        return [p for p in self.packages if p.installed and re.match(r"^nvidia-dkms-\d", p.name)]
+        return [p for p in self.packages if p.installed and DKMS_PKG.match(p.name)]
+
+    @property
+    def half_configured(self) -> list[P.Package]:
+        """Driver packages whose install or upgrade did not finish (iU, iF, iH)."""
+        return [p for p in self.driver_packages if p.half_configured]
 
     @property
     def dkms_registered(self) -> bool:
@@ -123,7 +145,7 @@ class Facts:
 
     @property
     def driver_packages(self) -> list[P.Package]:
-        return [p for p in self.packages if DRIVER_PKG.match(p.name)]
+        return [p for p in self.packages if DRIVER_PKG.match(p.name) or UNVERSIONED_DRIVER_PKG.match(p.name)]
 
     @property
     def install_method(self) -> str:
@@ -151,7 +173,8 @@ class Facts:
     def branch_suffix(self) -> str | None:
         """``535``, ``535-server``, ``580-open``, ``550-server-open``: what package names end in."""
         for p in self.dkms_packages:
-            return p.name[len("nvidia-dkms-") :]
+            if p.name.startswith("nvidia-dkms-"):
+                return p.name[len("nvidia-dkms-") :]
         for p in self.prebuilt_packages:
             return PREBUILT_PKG.match(p.name).group("suffix")  # type: ignore[union-attr]
         for p in self.packages:
@@ -176,6 +199,9 @@ class Facts:
             for p in self.packages:
                 if p.installed and p.name.startswith(prefix):
                     return P.upstream_version(p.version)
+        for p in self.packages:  # Debian and CUDA-repository names
+            if p.installed and p.name in ("nvidia-smi", "libnvidia-ml1", "libcuda1", "nvidia-driver", "cuda-drivers"):
+                return P.upstream_version(p.version)
         if self.smi.nvml_version:
             return self.smi.nvml_version
         return self.installer_version if self.runfile else None

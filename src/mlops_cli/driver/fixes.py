@@ -69,11 +69,9 @@ def _dkms_build(f: Facts, kernel: str, after_headers: bool = False) -> FixStep:
             ("dkms", "autoinstall", "-k", kernel),
             f"build and install the DKMS module for {kernel} if installing the headers did not already",
         )
-    ver = dkms_version(f)
-    if ver:
-        return FixStep(
-            ("dkms", "install", f"nvidia/{ver}", "-k", kernel), f"build and install nvidia {ver} for {kernel}"
-        )
+    ref = dkms_ref(f)
+    if ref:
+        return FixStep(("dkms", "install", ref, "-k", kernel), f"build and install {ref} for {kernel}")
     return FixStep(("dkms", "autoinstall", "-k", kernel), f"build every registered DKMS module for {kernel}")
 
 
@@ -83,6 +81,15 @@ def dkms_version(f: Facts) -> str | None:
         return versions[0]
     user = f.userspace_version
     return next((v for v in versions if user and v == user), None)
+
+
+def dkms_ref(f: Facts) -> str | None:
+    """``nvidia/535.86.05`` or, on Debian, ``nvidia-current/535.161.08``."""
+    ver = dkms_version(f)
+    if not ver:
+        return None
+    module = next((e.module for e in f.dkms if e.version == ver), "nvidia")
+    return f"{module}/{ver}"
 
 
 def headers_missing(f: Facts, kernel: str) -> FixPlan:
@@ -95,6 +102,19 @@ def headers_missing(f: Facts, kernel: str) -> FixPlan:
         )
     steps += [_dkms_build(f, kernel, after_headers=True), *_load_steps(f, kernel)]
     return FixPlan(f"install linux-headers-{kernel} and build the DKMS module for it", tuple(steps))
+
+
+def headers_reinstall(f: Facts, kernel: str) -> FixPlan:
+    """The headers exist but are broken (a build found no autoconf.h): reinstall them, then build."""
+    steps = [FixStep((*APT, "--reinstall", f"linux-headers-{kernel}"), f"complete headers for {kernel}")]
+    if f.dkms_registered:
+        steps += [_dkms_build(f, kernel, after_headers=True), *_load_steps(f, kernel)]
+        return FixPlan(f"reinstall linux-headers-{kernel} and rebuild the module", tuple(steps))
+    return FixPlan(
+        f"reinstall linux-headers-{kernel}, then re-run the installer",
+        tuple(steps),
+        runfile_rebuild_text(f, kernel) if f.runfile else "Then install the driver again.",
+    )
 
 
 def dkms_not_built(f: Facts, kernel: str) -> FixPlan:
@@ -129,21 +149,42 @@ def gcc_mismatch(f: Facts, kernel: str, major: str | None) -> FixPlan:
     return FixPlan(f"install gcc-{major} and rebuild the module for {kernel}", tuple(steps))
 
 
-def kernel_too_new(f: Facts, kernel: str, good_kernel: str | None) -> FixPlan:
+def kernel_metapackages(f: Facts) -> list[str]:
+    """The installed kernel metapackages (linux-generic, linux-image-aws, linux-xanmod-x64v3,
+    linux-image-amd64 ...): what to hold so apt stops moving to a kernel the driver cannot build for."""
+    return sorted(
+        p.name
+        for p in f.packages
+        if p.installed and _KERNEL_META.match(p.name) and not re.search(r"\d+\.\d+\.\d+", p.name)
+    )[:4]
+
+
+_KERNEL_META = re.compile(r"^linux-(?:image-|headers-)?(?!modules|libc|firmware|tools|base|sound|source|doc|restricted)[a-z][\w.+-]*$")
+
+
+def kernel_too_new(f: Facts, kernel: str, good_kernel: str | None, gpl_only: bool = False) -> FixPlan:
+    branch = (f.branch_suffix or "").split("-")[0] or (f.userspace_version or "").split(".")[0] or "<branch>"
+    hold = " ".join(kernel_metapackages(f)) or "<the kernel metapackage>"
     manual = (
-        f"The installed driver branch does not compile against {kernel}. "
-        + (
-            f"Boot the last good kernel {good_kernel} (GRUB > Advanced options) and keep it the default (GRUB_DEFAULT + GRUB_SAVEDEFAULT=false, update-grub). "
-            if good_kernel
-            else ""
+        (
+            f"The kernel made symbols GPL-only that this driver release still uses; NVIDIA fixes that in a newer point "
+            f"release of the same branch: update the {branch} driver packages to their newest version (e.g. "
+            f"'apt-get install --only-upgrade' on them) or a newer branch, then rebuild for {kernel}. "
+            if gpl_only
+            else f"The installed driver release does not compile against {kernel}: use the branch's newest point release or a "
+            "newer branch ('ubuntu-drivers list --gpgpu' on Ubuntu), then rebuild. "
         )
-        + "Move to a driver branch or point release that supports the kernel ('ubuntu-drivers list --gpgpu', then "
-        "'apt-get install nvidia-driver-<newer>-server'), and hold the kernel metapackages meanwhile "
-        "('apt-mark hold linux-image-generic linux-headers-generic linux-generic')."
+        + (
+            f"Meanwhile boot the last good kernel {good_kernel} (GRUB > Advanced options) and keep it the default "
+            "(GRUB_DEFAULT + GRUB_SAVEDEFAULT=false, update-grub), "
+            if good_kernel
+            else "Meanwhile boot a kernel the driver was built for (GRUB > Advanced options), "
+        )
+        + f"and hold the kernel metapackages so apt does not move on ('apt-mark hold {hold}'). Re-running the same build changes nothing."
     )
     steps = []
     suffix = f.branch_suffix
-    if f.os.get("ID") == "ubuntu" and suffix and kernel.count("-") >= 2:
+    if f.os.get("ID") == "ubuntu" and suffix and CANONICAL_KERNEL.match(kernel) and ubuntu_archive_driver(f):
         steps.append(
             FixStep(
                 (*APT, f"linux-modules-nvidia-{suffix}-{kernel}"),
@@ -153,6 +194,88 @@ def kernel_too_new(f: Facts, kernel: str, good_kernel: str | None) -> FixPlan:
         steps += _load_steps(f, kernel)
     return FixPlan(
         "use a driver build that supports this kernel (prebuilt module or newer branch)", tuple(steps), manual
+    )
+
+
+# Canonical builds linux-modules-nvidia-<branch>-<kernel> only for its own kernel flavours, and
+# only for the branches in the Ubuntu archive (not the graphics-drivers PPA or the CUDA repository).
+CANONICAL_KERNEL = re.compile(
+    r"^\d+\.\d+\.\d+-\d+-(generic|generic-64k|lowlatency|aws|azure|gcp|gke|gkeop|oracle|kvm|nvidia|nvidia-64k|nvidia-lowlatency|ibm|oem)$"
+)
+_ARCHIVE_VERSION = re.compile(r"-0ubuntu0\.\d\d\.\d\d")
+
+
+def ubuntu_archive_driver(f: Facts) -> bool:
+    return any(p.installed and _ARCHIVE_VERSION.search(p.version) for p in f.driver_packages)
+
+
+def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
+    """Compiler differs from the kernel's. Same major version (11.2 vs 11.3): the check is
+    too strict and IGNORE_CC_MISMATCH=1 is the fix (installing gcc-11 again changes nothing).
+    Another major: the kernel's gcc-N, then rebuild."""
+    from mlops_cli.driver.buildlogs import major
+
+    ref = dkms_ref(f)
+    if build.same_cc_major:
+        manual = (
+            f"The kernel was built with {build.kernel_cc}, this system compiles with {build.used_cc}: the same major "
+            "version, so NVIDIA's exact-version check is the only obstacle. "
+        )
+        if ref:
+            steps = [
+                FixStep(
+                    ("env", "IGNORE_CC_MISMATCH=1", "dkms", "install", ref, "-k", kernel),
+                    "rebuild with NVIDIA's compiler check relaxed (same gcc major version)",
+                ),
+                *_load_steps(f, kernel),
+            ]
+            return FixPlan(f"rebuild {ref} for {kernel} with IGNORE_CC_MISMATCH=1", tuple(steps), manual.strip())
+        ver = build.installer_version or "<version>"
+        return FixPlan(
+            "re-run the installer without the exact compiler check",
+            (),
+            manual + f"Re-run the installer with it relaxed: IGNORE_CC_MISMATCH=1 sh NVIDIA-Linux-x86_64-{ver}.run --dkms "
+            "(or --no-cc-version-check).",
+        )
+    want = major(build.kernel_cc)
+    if not want:
+        return gcc_mismatch(f, kernel, None)
+    steps = [
+        FixStep(
+            (*APT, f"gcc-{want}", f"g++-{want}"),
+            f"the kernel was built with gcc {build.kernel_cc}; its Makefile calls gcc-{want} by name (the open modules also need g++)",
+        ),
+    ]
+    if ref:
+        steps += [FixStep(("dkms", "install", ref, "-k", kernel), f"rebuild {ref} with gcc-{want}"), *_load_steps(f, kernel)]
+        return FixPlan(f"install gcc-{want} and rebuild the module for {kernel}", tuple(steps))
+    return FixPlan(
+        f"install gcc-{want}, then re-run the installer",
+        tuple(steps),
+        f"Re-run the NVIDIA installer with CC=gcc-{want}.",
+    )
+
+
+def operator_rebuild(version: str, why: str) -> FixPlan:
+    return FixPlan(
+        "move the operator's driver to a release that builds against this kernel",
+        (),
+        f"The GPU Operator's driver container ({version or 'its driver version'}) cannot build for this node's kernel: {why}. "
+        "Set driver.version in the ClusterPolicy (or Helm values) to the newest point release of the branch, or use "
+        "precompiled drivers for this kernel (driver.usePrecompiled=true); the operator replaces the driver pod. "
+        "Check: kubectl -n gpu-operator logs ds/nvidia-driver-daemonset -c nvidia-driver-ctr.",
+    )
+
+
+def build_failed_unexplained(path: str | None) -> FixPlan:
+    return FixPlan(
+        "read the build log; the cause is in it, not in the evidence seen",
+        (),
+        f"Read {path or 'the build log'} (as root) from the first 'error' or 'ERROR:' line: 'ERROR: modpost: ... GPL-only symbol' "
+        "or errors in the driver's own sources mean the driver release is too old for this kernel (use the branch's newest "
+        "point release, or boot the previous kernel); 'Failed CC version check' or 'unrecognized command-line option' mean "
+        "a compiler mismatch. Safe to collect for a ticket: 'sudo nvidia-bug-report.sh', 'sudo dkms status', "
+        "'sudo mlops driver-check --save-snapshot FILE'. The '(dkms apport) ... is not supported' line is not the cause.",
     )
 
 
@@ -224,6 +347,13 @@ def mismatch_reload(f: Facts) -> FixPlan:
 
 def stale_module(f: Facts, stale_dkms: list[str]) -> FixPlan:
     steps: list[FixStep] = []
+    if f.half_configured:
+        steps.append(
+            FixStep(
+                ("apt-get", "install", "-f", "-y"),
+                "finish the half-configured driver packages first (their postinst builds and installs the new module)",
+            )
+        )
     if f.runfile_evidence and f.dkms_packages:
         steps.append(
             FixStep(
@@ -232,8 +362,9 @@ def stale_module(f: Facts, stale_dkms: list[str]) -> FixPlan:
             )
         )
     for ver in stale_dkms:
+        module = next((e.module for e in f.dkms if e.version == ver), "nvidia")
         steps.append(
-            FixStep(("dkms", "remove", f"nvidia/{ver}", "--all"), f"remove the stale DKMS module nvidia/{ver}")
+            FixStep(("dkms", "remove", f"{module}/{ver}", "--all"), f"remove the stale DKMS module {module}/{ver}")
         )
     steps += [
         FixStep(("depmod", "-a"), "re-index modules so the right nvidia.ko is found"),
@@ -244,7 +375,7 @@ def stale_module(f: Facts, stale_dkms: list[str]) -> FixPlan:
         ),
     ]
     return FixPlan(
-        "remove the stale nvidia.ko that is being loaded, then reboot",
+        "rebuild the initramfs without the stale nvidia.ko (after finishing any half-configured package), then reboot once",
         tuple(steps),
         "Check with 'modinfo -n nvidia' which file loads and 'find /lib/modules/$(uname -r) -name \"nvidia*.ko*\"' for duplicates.",
     )
@@ -373,20 +504,15 @@ def gsp_firmware(f: Facts, version: str | None) -> FixPlan:
     )
 
 
-def fabricmanager(f: Facts, fm_pkg: str | None) -> FixPlan:
-    steps = []
-    if fm_pkg:
-        steps.append(
-            FixStep(
-                ("apt-get", "install", "-y", "--only-upgrade", fm_pkg), "bring fabric manager to the driver's version"
-            )
-        )
-    steps.append(FixStep(("systemctl", "restart", "nvidia-fabricmanager"), "start it against the driver now loaded"))
+def unexplained() -> FixPlan:
+    """Nothing seen names the cause: safe, read-only diagnostics, and nothing is changed."""
     return FixPlan(
-        "make fabric manager the exact driver version and restart it",
-        tuple(steps),
-        "Fabric manager must equal the driver version exactly; if apt offers no matching version, install "
-        "nvidia-fabricmanager-<br>=<driver version> libnvidia-nscq-<br>=<same>, then apt-mark hold both.",
+        "collect the kernel's own words before changing anything",
+        (),
+        "Nothing seen names the cause, so nothing is changed. Collect (read-only, as root): 'sudo dmesg | grep -iE \"nvrm|nvidia|xid\"', "
+        "'sudo modprobe -v nvidia' (its error), 'modinfo nvidia', 'dkms status', 'cat /proc/driver/nvidia/version', "
+        "'sudo nvidia-bug-report.sh' (writes nvidia-bug-report.log.gz), and 'sudo mlops driver-check --save-snapshot FILE'; "
+        "attach them to the ticket.",
     )
 
 

@@ -32,9 +32,12 @@ class Match:
     lines: list[str]  # the original lines, verbatim
 
 
+MAX_LINE = 2048  # the kernel's own limit is 1 KB a message; longer lines are cut
+
+
 class KernelLog:
     def __init__(self, text: str):
-        self.lines = [ln.rstrip() for ln in text.splitlines()]
+        self.lines = [ln[:MAX_LINE].rstrip() for ln in text.splitlines()]
         pieces: list[str] = []
         self._spans: list[tuple[int, int, int]] = []  # (start, end, line index)
         pos = 0
@@ -85,10 +88,25 @@ FALLEN_OFF_BUS = re.compile(
     r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system has fallen off the bus"
 )
 XID_79 = re.compile(r"Xid \(PCI:([^)]+)\): 79\b.{0,80}?fallen off the bus")
-RM_INIT_FAILED = re.compile(r"GPU (\S+): RmInitAdapter failed! \((0x[0-9a-fA-F]+:0x[0-9a-fA-F]+:\d+)\)")
-D3COLD = re.compile(r"(\S+): Unable to change power state from D3cold to D0, device inaccessible")
+RM_INIT_FAILED = re.compile(r"GPU (\S{1,32}): RmInitAdapter failed! \((0x[0-9a-fA-F]{1,8}:0x[0-9a-fA-F]{1,8}:\d{1,8})\)")
+# The look-behind starts a match only at a token's start: without it a search over one long
+# token retries every suffix (quadratic: 100 KB took 25 s, 1 MB over two minutes).
+D3COLD = re.compile(r"(?<!\S)(\S{1,64}): Unable to change power state from D3cold to D0, device inaccessible")
 GSP_RM_INIT = re.compile(r"RmInitAdapter: Cannot initialize GSP firmware RM()")
 GFW_BOOT = re.compile(r"failed to wait for GFW_BOOT()")
 KEY_REJECTED = re.compile(
-    r"(Loading of module with unavailable key is rejected|Lockdown: \S+: unsigned module loading is restricted)"
+    r"(Loading of module with unavailable key is rejected|Loading of unsigned module is rejected"
+    r"|Lockdown: \S{1,64}: unsigned module loading is restricted)"
 )
+# Printed when signature enforcement is OFF (the module loads, the kernel is tainted): alone it
+# is never a rejection; it only supports one when Secure Boot is on and nothing is loaded.
+MODULE_SIG_TAINT = re.compile(r"(?<!\w)(\w{1,64}): module verification failed: signature and/or required key missing")
+# Wedged GPU, another driver owning it, GPUDirect RDMA (rules_gpu.py). Bounded classes keep
+# every search linear on long tokens.
+XID = re.compile(r"Xid \(PCI:([0-9a-fA-F:.]{4,20})\): (\d{1,4})\b")
+WPR2 = re.compile(r"WPR2 already up")
+NEEDS_RESET_TEXT = re.compile(r"may need to be reset|GPU Reset Required|GPU is probably locked|Node Reboot Required")
+ALREADY_BOUND = re.compile(r"GPU ([0-9a-fA-F:.]{7,16}) is already bound to ([A-Za-z][\w-]{0,40})")
+PEERMEM = re.compile(r"(?<![\w-])(nvidia_peermem|nv_peer_mem): (disagrees about version of symbol|Unknown symbol) (\w{1,80})")
+# A vGPU guest whose guest driver the host's vGPU manager refuses (version or licence).
+VGPU_REFUSED = re.compile(r"(?:vGPU|GRID)[^.]{0,120}?(?:incompatible|not supported|unsupported|mismatch|not compatible)")

@@ -86,9 +86,13 @@ def make_finding(
 # (nothing else can help until they are fixed) first, consequences last.
 PRIORITY = [
     "no_nvidia_gpu",
+    "wsl_gpu_unavailable",
     "inside_container_no_gpu_passed",
+    "container_driver_mismatch",
     "gpu_fallen_off_bus",
+    "gpu_needs_reset",
     "vm_passthrough_init_failure",
+    "vgpu_guest_driver",
     "container_lost_gpu_after_daemon_reload",
     "driver_not_installed",
     "driver_packages_removed",
@@ -102,14 +106,18 @@ PRIORITY = [
     "prebuilt_module_missing_for_kernel",
     "secure_boot_module_rejected",
     "nouveau_bound",
+    "conflicting_driver_bound",
     "wrong_kernel_module_flavor",
     "gpu_unsupported_by_branch",
     "gsp_firmware_missing",
     "version_mismatch_stale_module",
     "version_mismatch_pending_reboot",
     "module_not_loaded",
+    "driver_managed_by_operator",
     "driver_failure_unexplained",
     "fabricmanager_version_mismatch",
+    "fabricmanager_not_running",
+    "peermem_load_failed",
     "container_host_driver_broken",
     "container_toolkit_missing",
     "next_boot_kernel_missing_module",
@@ -147,6 +155,7 @@ class Diagnosis:
     gpus: list[dict[str, Any]]
     findings: list[Finding]
     not_seen: list[NotSeen] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:

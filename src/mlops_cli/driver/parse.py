@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass, field
 
 
+MAX_LINE = 4096  # longer lines are cut before a pattern sees them
+
+
 def version_key(text: str) -> tuple:
     """Sort key like ``sort -V``: 6.8.0-106-generic after 6.8.0-49-generic."""
     parts = re.split(r"(\d+)", text)
@@ -192,7 +195,7 @@ class PciDevice:
 
 
 _LSPCI_HEAD = re.compile(
-    r"^(?P<slot>(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s+(?P<cls>[^:\[]+?)(?: \[(?P<clsid>[0-9a-fA-F]{4})\])?: "
+    r"^(?P<slot>(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\s+(?P<cls>[^:\[\s][^:\[]*?)(?: \[(?P<clsid>[0-9a-fA-F]{4})\])?: "
     r"(?P<name>.*?)(?: \[(?P<ven>[0-9a-fA-F]{4}):(?P<dev>[0-9a-fA-F]{4})\])?(?: \(rev [0-9a-fA-F]+\))?(?: \(prog-if .*\))?\s*$"
 )
 
@@ -200,6 +203,7 @@ _LSPCI_HEAD = re.compile(
 def parse_lspci(text: str) -> list[PciDevice]:
     devices: list[PciDevice] = []
     for raw in text.splitlines():
+        raw = raw[:MAX_LINE]
         m = _LSPCI_HEAD.match(raw)
         if m:
             if m["ven"] and m["ven"].lower() != "10de":
@@ -240,8 +244,15 @@ class Package:
 
     @property
     def installed(self) -> bool:
-        """ii and hi (held) both mean installed; a grep for '^ii' misses held ones."""
-        return len(self.status) >= 2 and self.status[1] == "i"
+        """On disk: ii and hi (held), and the broken states iU (unpacked), iF (half-configured),
+        iH (half-installed), iW/it (triggers): installed but not working is not 'not installed'.
+        A grep for '^ii' misses all but the first."""
+        return len(self.status) >= 2 and self.status[1] in "iUFHWt"
+
+    @property
+    def half_configured(self) -> bool:
+        """iU, iF, iH: an install or upgrade that did not finish (a failed postinst, e.g. DKMS)."""
+        return len(self.status) >= 2 and self.status[1] in "UFH"
 
 
 def parse_dpkg(text: str) -> list[Package]:
@@ -354,15 +365,23 @@ class MakeLog:
         return m.group(1) if m else None
 
 
+_VERSION = re.compile(r"(?<![\d.])\d+\.\d+(?:\.\d+)?(?=\s*$)")
+
+
 def _trailing_version(text: str | None) -> str | None:
     if not text:
         return None
-    m = re.search(r"(\d+\.\d+(?:\.\d+)?)\s*$", text.strip())
-    return m.group(1) if m else None
+    found = _VERSION.findall(text.strip()[:4096])
+    return found[-1] if found else None
+
+
+# "DKMS make.log for nvidia-545.29.06 for kernel 6.6.15-... (x86_64)" (dkms 2/3.0) and
+# "DKMS (dkms-3.0.11) make.log for nvidia/575.57.08 for kernel 6.15.4-zabbly+ (x86_64)".
+_MAKE_LOG_HEAD = re.compile(r"DKMS (?:\([^()\n]{0,40}\) )?make\.log for [\w.+-]{1,80}?[-/](\d[\w.]{0,40}) for kernel (\S{1,200}) \(")
 
 
 def parse_make_log(text: str) -> MakeLog:
-    head = re.search(r"DKMS make\.log for \S+?-(\d[\w.]*) for kernel (\S+) \(", text)
+    head = _MAKE_LOG_HEAD.search(text[:4096])
     errors, compiler_lines = [], []
     built_by = using = None
     for raw in text.splitlines():

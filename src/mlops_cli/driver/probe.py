@@ -45,6 +45,13 @@ PROBES: dict[str, tuple[tuple[str, ...], float]] = {
         ("journalctl", "-u", "nvidia-fabricmanager", "-b", "--no-pager", "-q", "-n", "50"),
         DEFAULT_TIMEOUT,
     ),
+    # Where the check runs (context.py): a VM's hypervisor, a container's kind (docker, lxc, wsl).
+    "systemd_detect_virt": (("systemd-detect-virt",), DEFAULT_TIMEOUT),
+    "systemd_detect_container": (("systemd-detect-virt", "--container"), DEFAULT_TIMEOUT),
+    # Boot time, against the package times in /var/log/dpkg.log: rebooted since the upgrade?
+    "uptime_since": (("uptime", "-s"), DEFAULT_TIMEOUT),
+    # The RDMA stack nvidia-peermem must be built against.
+    "ofed_info": (("ofed_info", "-s"), DEFAULT_TIMEOUT),
 }
 
 FILES = [
@@ -59,17 +66,26 @@ FILES = [
     "/etc/os-release",
     "/sys/class/dmi/id/sys_vendor",
     "/sys/class/dmi/id/product_name",
+    "/run/systemd/container",  # written by systemd inside a container: docker, lxc, ...
+    "/run/host/container-manager",
 ]
 # Large logs: only their tail is read.
 LOGS = {
     "/var/log/nvidia-installer.log": 300,
     "/var/log/apt/term.log": 400,
+    "/var/log/dpkg.log": 300,
+    # The GPU Operator's driver container root is mounted here on the host.
+    "/run/nvidia/driver/var/log/nvidia-installer.log": 300,
 }
 MAKE_LOG_TAIL = 2000
-EXISTS = ["/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/.dockerenv", "/run/.containerenv"]
+EXISTS = [
+    "/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/.dockerenv", "/run/.containerenv", "/run/host",
+    "/etc/kubernetes",
+]
 DIRS = [
     "/lib/modules",
     "/var/lib/dkms/nvidia",
+    "/var/lib/dkms/nvidia-current",  # Debian's DKMS module name
     "/usr/src",
     "/boot",
     "/dev",
@@ -78,7 +94,16 @@ DIRS = [
     "/sys/bus/pci/devices",
     "/etc/modprobe.d",
     "/lib/modprobe.d",
+    "/usr/lib/wsl/lib",  # WSL: the Windows driver's libraries
+    "/run/nvidia",  # GPU Operator: driver, toolkit, validations
+    "/run/nvidia/validations",
+    "/var/lib/kubelet",
+    "/usr/src/ofa_kernel",
 ]
+# Library folders: only the driver libraries' names are kept (their versions are the userspace's).
+LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu"]
+LIB_NAME = re.compile(r"^lib(?:nvidia-ml|cuda)\.so\.\d")
+DKMS_TREES = ("/var/lib/dkms/nvidia", "/var/lib/dkms/nvidia-current")
 MAX_KERNELS = 12  # /lib/modules on a neglected box can hold dozens; the newest matter
 MAX_CONFIG_FILES = 40
 
@@ -114,6 +139,7 @@ def collect(host: Host, workers: int = 16) -> Collected:
         futures = {key: pool.submit(_timed_run, host, argv, timeout, key) for key, (argv, timeout) in PROBES.items()}
         started = time.perf_counter()
         _read_files(host, out)
+        _read_more(host, out)
         out.timings["files"] = time.perf_counter() - started
         for key, fut in futures.items():
             result, seconds = fut.result()
@@ -161,6 +187,31 @@ def _exists(host: Host, out: Collected, path: str) -> None:
             out.files.setdefault(path, "")
     except OSError:
         pass
+
+
+def _read_more(host: Host, out: Collected) -> None:
+    """Debian's DKMS tree, the operator's driver root, driver library names."""
+    _exists(host, out, "/run/nvidia/driver")
+    # PID 1's environment says "container=lxc" in LXC; only that entry is kept (never the rest).
+    try:
+        environ = host.read("/proc/1/environ")
+    except PermissionError:
+        environ = None
+    except OSError:
+        environ = ""
+    if environ is not None and environ != "":
+        keep = [e for e in re.split(r"[\x00\n]", environ[:65536]) if e.startswith("container=")]
+        out.files["/proc/1/environ"] = "\n".join(keep[:1]) + ("\n" if keep else "")
+    for ver in out.dirs.get("/var/lib/dkms/nvidia-current") or []:
+        folder = f"/var/lib/dkms/nvidia-current/{ver}"
+        if _list(host, out, folder) is not None:
+            _read(host, out, f"{folder}/build/make.log", tail_lines=MAKE_LOG_TAIL)
+    for folder in LIB_DIRS:
+        try:
+            names = host.listdir(folder)
+        except (PermissionError, FileNotFoundError, NotADirectoryError, OSError):
+            continue
+        out.dirs[folder] = [n for n in names if LIB_NAME.match(n)]
 
 
 def _read_files(host: Host, out: Collected) -> None:

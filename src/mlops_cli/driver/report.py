@@ -44,6 +44,7 @@ class DriverReport:
             "gpus": d.gpus,
             "findings": [f.to_json() for f in d.findings],
             "not_seen": [n.to_json() for n in d.not_seen],
+            "context": d.context,
             "source": self.source,
         }
         if self.fix:
@@ -70,15 +71,20 @@ class DriverReport:
                 f"; driver userspace {drv.get('userspace') or '-'}, module loaded {drv.get('module_loaded') or '-'}"
             )
         facts += f"; install method {drv.get('install_method')}"
+        ctx = d.context or {}
+        if ctx.get("kind") and ctx["kind"] != "bare-metal":
+            facts += f"; context {ctx['kind']}" + (f" ({ctx['container']})" if ctx.get("container") else "")
+            if ctx.get("gated"):
+                facts += ": --fix changes nothing here"
         if d.gpus:
             facts += f"; {len(d.gpus)} GPU(s): " + ", ".join(f"{g['pci']} {g['name']}" for g in d.gpus[:4])
-        console.print(Text(facts, style="dim"))
+        console.print(Text(one_line(facts), style="dim"))
         judged = k.get("judged")
         if judged and judged != k.get("running"):  # answer the question --kernel asked, also when all is well
             has = {True: "an nvidia module is installed for it", False: "no nvidia module for it (see below)"}
-            console.print(Text(f"--kernel {judged}: " + has.get(k.get("judged_has_module"), "could not tell whether it has an nvidia module")))
+            console.print(Text(f"--kernel {one_line(judged)}: " + has.get(k.get("judged_has_module"), "could not tell whether it has an nvidia module")))
         if self.source != "live":
-            console.print(Text(f"(diagnosed from snapshot {self.source})", style="dim"))
+            console.print(Text(f"(diagnosed from snapshot {one_line(self.source)})", style="dim"))
         for i, f in enumerate(d.findings, 1):
             console.print()
             render_finding(console, i, f)
@@ -86,7 +92,7 @@ class DriverReport:
             console.print()
             console.print(Text("Could not see (the diagnosis may miss causes there):", style="yellow"))
             for n in d.not_seen:
-                console.print(Text(f"  - {n.probe}: {n.reason}"))
+                console.print(Text(one_line(f"  - {n.probe}: {n.reason}")))
         if d.findings and not self.fix and any(f.fix.steps for f in d.findings):
             console.print()
             if self.source == "live":
@@ -103,7 +109,7 @@ def verdict(d: Diagnosis) -> Text:
     if d.status == "no-gpu":
         f = next((x for x in d.findings if x.id == "no_nvidia_gpu"), None)
         if f and f.title != "no NVIDIA GPU on the PCI bus of this machine":  # a container, or nothing visible
-            return Text(f"NO GPU: {f.title} (nothing to check)", style="bold yellow")
+            return Text(f"NO GPU: {one_line(f.title)} (nothing to check)", style="bold yellow")
         return Text("NO GPU: no NVIDIA GPU on this machine's PCI bus (nothing to check)", style="bold yellow")
     if d.status == "ok":
         warn = [f for f in d.findings if f.severity == WARNING]
@@ -114,7 +120,7 @@ def verdict(d: Diagnosis) -> Text:
         return Text(f"OK: {what} works{on}{tail}", style="bold green")
     errors = [f for f in d.findings if f.severity == ERROR]
     more = f" (+{len(errors) - 1} more problem(s); this first one is the root cause)" if len(errors) > 1 else ""
-    return Text(f"PROBLEM: {errors[0].title}{more}", style="bold red")
+    return Text(f"PROBLEM: {one_line(errors[0].title)}{more}", style="bold red")
 
 
 def shell_line(argv: list[str] | tuple[str, ...], sudo: bool = True) -> str:
@@ -127,19 +133,19 @@ def render_finding(console: Console, i: int, f: Finding) -> None:
     head = Text(f"{i}. ")
     head.append(f"[{f.severity}] ", style=_STYLE.get(f.severity, ""))
     head.append(f"{f.id}", style="bold")
-    head.append(f": {f.title}")
+    head.append(f": {one_line(f.title)}")
     console.print(head)
     if f.evidence:
         console.print(Text("   evidence:", style="dim"))
         for line in f.evidence:
-            console.print(Text(f"     | {line}"), soft_wrap=True)
-    console.print(Text(f"   fix: {f.fix.summary}"))
+            console.print(Text(f"     | {one_line(line)}"), soft_wrap=True)
+    console.print(Text(f"   fix: {one_line(f.fix.summary)}"))
     for s in f.fix.steps:
         line = Text(f"     $ {shell_line(s.argv)}", style="bold")
         line.append(f"   # {one_line(s.why)}" + ("  [reboot needed after this]" if s.reboot_after else ""), style="dim")
         console.print(line, soft_wrap=True)
     if f.fix.manual:
-        console.print(Text(f"   by hand: {f.fix.manual}"), soft_wrap=True)
+        console.print(Text(f"   by hand: {one_line(f.fix.manual)}"), soft_wrap=True)
 
 
 def render_plan(console: Console, plan: Plan) -> None:
@@ -157,7 +163,7 @@ def render_plan(console: Console, plan: Plan) -> None:
         console.print(line, soft_wrap=True)
     if plan.stop_at:
         console.print(
-            Text(f"Then STOP: {plan.stop_at.id} needs a person: {plan.stop_at.fix.manual}", style="yellow"),
+            Text(f"Then STOP: {plan.stop_at.id} needs a person: {one_line(plan.stop_at.fix.manual or '')}", style="yellow"),
             soft_wrap=True,
         )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mlops_cli.driver import fixes
+from mlops_cli.driver import fixes, fixes_gpu
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver.facts import DRIVER_PKG, Facts
 from mlops_cli.driver.model import ERROR, WARNING, Finding, make_finding
@@ -20,7 +20,7 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
     out += _packages(f)
     if f.running_kernel and f.running_kernel in f.modules and not any(x.id == "driver_not_installed" for x in out):
         out += running_module_findings(f)
-    out += _kernel_log_causes(f, driver_installed=not any(x.id == "driver_not_installed" for x in out))
+    out += kernel_log_causes(f, driver_installed=not any(x.id == "driver_not_installed" for x in out))
     out += _mismatch(f)
     if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
         out += module_not_loaded_findings(f)
@@ -32,11 +32,7 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
                 ERROR,
                 "nvidia-smi fails and the evidence seen does not name the cause",
                 ev,
-                fixes.manual(
-                    "look at the kernel's own error",
-                    "Run 'sudo modprobe nvidia' and 'sudo dmesg | grep -i nvrm' and attach "
-                    "'mlops driver-check --save-snapshot FILE' (run as root) to a ticket.",
-                ),
+                fixes.unexplained(),
             )
         )
     out += _fabric_manager(f)
@@ -63,9 +59,15 @@ def _packages(f: Facts) -> list[Finding]:
     out = []
     installed = [p for p in f.driver_packages if p.installed]
     removed = [p for p in f.driver_packages if p.status.startswith("rc")]
-    smi_gone = f.smi.kind in ("not_installed", "no_nvml_lib")
+    # Precondition: an install that did not finish (iU/iF/iH) is installed-but-broken; its
+    # failed postinst (usually the DKMS build) is the cause, not a removal.
+    smi_gone = f.smi.kind in ("not_installed", "no_nvml_lib") and not f.half_configured
+    # Precondition of "not installed": the kernel never saw an nvidia module either (a rejected
+    # or failing module in the kernel log is direct evidence that a driver is there).
+    kernel_saw_nvidia = bool(f.key_rejected_lines) or any("NVRM" in ln or ln.lstrip("[ .0123456789]").startswith("nvidia") for ln in f.klog.lines[-2000:])
     if (
         smi_gone
+        and not kernel_saw_nvidia
         and not installed
         and not f.runfile
         and not f.module_loaded
@@ -97,7 +99,8 @@ def _packages(f: Facts) -> list[Finding]:
             )
         )
     groups: dict[tuple[str, str], list[str]] = {}
-    for p in installed:
+    versioned = [p for p in installed if DRIVER_PKG.match(p.name)]
+    for p in versioned:
         m = DRIVER_PKG.match(p.name)
         if m and not p.name.startswith("nvidia-firmware-"):
             groups.setdefault((m["br"], m["server"] or ""), []).append(p.line)
@@ -110,9 +113,9 @@ def _packages(f: Facts) -> list[Finding]:
             if key != keep:
                 remove += [
                     p.name
-                    for p in installed
-                    if (DRIVER_PKG.match(p.name)["br"], DRIVER_PKG.match(p.name)["server"] or "") == key
-                ]  # type: ignore[index]
+                    for p in versioned
+                    if (DRIVER_PKG.match(p.name)["br"], DRIVER_PKG.match(p.name)["server"] or "") == key  # type: ignore[index]
+                ]
     runfile_on_apt = (
         "/usr/bin/nvidia-uninstall" in f.runfile_evidence
         and installed
@@ -143,7 +146,7 @@ def _branch_in_use(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, s
     return max(groups, key=lambda k: (int(k[0]), k[1]))
 
 
-def _kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
+def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
     out = []
     driver_down = not (f.smi.kind == "ok")
     if driver_down and (
@@ -176,7 +179,7 @@ def _kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
             )
     nouveau_pci = [ln for d in f.pci_gpus if d.driver_in_use == "nouveau" for ln in d.lines]
     probe = f.klog.find(K.PROBE_NOT_CALLED)
-    if driver_installed and (nouveau_pci or (probe and "nouveau" in f.loaded)):
+    if driver_installed and nvidia_would_bind(f) and (nouveau_pci or (probe and "nouveau" in f.loaded)):
         ev = nouveau_pci + (probe.lines if probe else [])
         if "nouveau" in f.loaded:
             ev.append("/proc/modules: nouveau is loaded")
@@ -249,6 +252,18 @@ def _kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
     return out
 
 
+def nvidia_would_bind(f: Facts) -> bool:
+    """Precondition of the 'another driver owns the GPU' findings: an nvidia module exists for
+    the running kernel (or the kernel/installer log shows it tried to bind). Without one,
+    nouveau holding the GPU is a consequence, not the cause."""
+    st = f.modules.get(f.running_kernel or "")
+    if f.module_loaded or (st is not None and st.present):
+        return True
+    if f.klog.find(K.PROBE_NOT_CALLED) or f.klog.find(K.ALREADY_BOUND):
+        return True
+    return any(log.kind == "load" for log in f.installer_logs)
+
+
 def _mismatch(f: Facts) -> list[Finding]:
     api = f.klog.find(K.API_MISMATCH)
     if f.smi.kind != "version_mismatch" and not (api and f.smi.kind not in ("ok",) and f.smi.kind != "not_installed"):
@@ -265,7 +280,10 @@ def _mismatch(f: Facts) -> list[Finding]:
     if not disk:
         d = [e.version for e in f.dkms if e.kernel == f.running_kernel and e.state == "installed"]
         disk = d[0] if len(d) == 1 else None
-    user = (api.groups[0] if api else None) or f.smi.nvml_version or f.userspace_version
+    nvml = f.smi.nvml_version
+    full = f.userspace_version
+    # NVML prints major.minor only: prefer the package's full version when it is the same release
+    user = (api.groups[0] if api else None) or (full if nvml and full and same_driver_version(full, nvml) else nvml) or full
     ev = list(f.smi.lines[:2]) + (api.lines if api else [])
     if f.proc_version:
         ev.append(f.proc_version.line)
@@ -273,20 +291,28 @@ def _mismatch(f: Facts) -> list[Finding]:
         ev.append(f"/sys/module/nvidia/version: {f.sys_module_version}")
     if f.modinfo.get("filename"):
         ev += [f"filename:       {f.modinfo['filename']}", f"version:        {disk}"]
-    if loaded and disk and loaded == disk and user and not same_driver_version(user, disk):
-        stale = sorted({e.version for e in f.dkms if not same_driver_version(e.version, user)})
+    # Stale: the mismatch survived a reboot. Either the module on disk is the old one too, or a
+    # new one is on disk but the box booted after the upgrade and still loads the old one (from
+    # the initramfs, or a half-configured package never installed the new one).
+    survived = loaded and disk and loaded != disk and f.rebooted_since_driver_change is True
+    if (loaded and disk and loaded == disk and user and not same_driver_version(user, disk)) or survived:
+        stale = sorted({e.version for e in f.dkms if user and not same_driver_version(e.version, user)})
         ev += [e.line for e in f.dkms if e.version in stale][:3]
+        ev += f.timeline_evidence + [p.line for p in f.half_configured][:2]
         return [
             make_finding(
                 "version_mismatch_stale_module",
                 ERROR,
-                f"userspace {user} but the module for this kernel is {disk}: a stale nvidia.ko is loaded, a reboot will not help",
+                f"userspace {user} but the loaded module is {loaded}"
+                + (f" (on disk: {disk})" if disk != loaded else "")
+                + ": a stale nvidia.ko is loaded and survived a reboot; rebooting again will not help",
                 ev,
                 fixes.stale_module(f, stale),
                 "running",
                 f.running_kernel,
             )
         ]
+    ev += f.timeline_evidence
     return [
         make_finding(
             "version_mismatch_pending_reboot",
@@ -300,8 +326,11 @@ def _mismatch(f: Facts) -> list[Finding]:
     ]
 
 
+FM_PKG = re.compile(r"^nvidia-fabricmanager(?:-\d+)?$")
+
+
 def _fabric_manager(f: Facts) -> list[Finding]:
-    fm = next((p for p in f.packages if p.installed and re.match(r"^nvidia-fabricmanager-\d", p.name)), None)
+    fm = next((p for p in f.packages if p.installed and FM_PKG.match(p.name)), None)
     journal = [ln for ln in f.fm_journal if "don't match with driver version" in ln]
     driver = f.loaded_version or f.userspace_version
     differs = fm is not None and driver is not None and upstream_version(fm.version) != driver
@@ -316,7 +345,7 @@ def _fabric_manager(f: Facts) -> list[Finding]:
             ERROR,
             "fabric manager's version differs from the driver's: NVSwitch fabric down, CUDA fails (error 802)",
             ev,
-            fixes.fabricmanager(f, fm.name if fm else None),
+            fixes_gpu.fabricmanager_install(f, replacing=fm.name if fm else "nvidia-fabricmanager"),
         )
     ]
 

@@ -9,6 +9,7 @@ import re
 from mlops_cli.driver import fixes
 from mlops_cli.driver.facts import Facts
 from mlops_cli.driver.model import ERROR, Finding, make_finding
+from mlops_cli.driver.buildlogs import BuildLog
 from mlops_cli.driver.parse import version_key
 
 
@@ -68,7 +69,13 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
     where = "the running kernel" if scope == "running" else "the next-boot kernel"
     symptom = (list(f.smi.lines[:1]) + st.evidence) if scope == "running" else []
     others = [ln for kk, s in sorted(f.modules.items()) if kk != k and s.present for ln in s.evidence[:1]]
-    if f.runfile and not f.dkms_registered and scope == "running":
+    build = st.build_class if st.build_class is not None and st.build_class.failed else None
+    if build is not None:
+        return _build_failure(f, k, scope, symptom, build)
+    # Precondition: a .run driver that was installed (its uninstaller, or a completed install in
+    # its log). A log left by a FAILED install is a build failure (above), never this.
+    installed_by_run = "/usr/bin/nvidia-uninstall" in f.runfile_evidence or any(log.succeeded for log in f.installer_logs)
+    if f.runfile and installed_by_run and not f.dkms_registered and scope == "running":
         ev = symptom + [f"{p} exists (installed with NVIDIA's .run installer)" for p in f.runfile_evidence] + others[:3]
         return [
             make_finding(
@@ -77,45 +84,6 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
                 f".run-installed driver has no module for {where} {k} (built only for an older kernel)",
                 ev,
                 fixes.runfile_missing(f, k),
-                scope,
-                k,
-            )
-        ]
-    if st.build:
-        log = st.build
-        errors = log.compiler_errors
-        base = symptom + [e.line for e in st.apt_events if e.kind == "build_failed"][-2:]
-        if errors and (log.compilers_differ or not log.built_by):
-            ev = base + log.compiler_lines + errors[:3]
-            return [
-                make_finding(
-                    "dkms_build_fail_gcc_mismatch",
-                    ERROR,
-                    f"the DKMS build for {k} failed: the compiler differs from the one the kernel was built with",
-                    ev,
-                    fixes.gcc_mismatch(f, k, log.kernel_compiler_major),
-                    scope,
-                    k,
-                )
-            ]
-        good = next(
-            (
-                kk
-                for kk, s in sorted(f.modules.items(), key=lambda i: version_key(i[0]), reverse=True)
-                if kk != k and s.present
-            ),
-            None,
-        )
-        ev = base + log.errors[:4] + [f"(from {st.build_log_path})"]
-        return [
-            make_finding(
-                "dkms_build_fail_kernel_too_new",
-                ERROR,
-                f"the DKMS build of nvidia {log.module_version or ''} failed for {k}: the driver does not compile against this kernel".replace(
-                    "  ", " "
-                ),
-                ev,
-                fixes.kernel_too_new(f, k, good),
                 scope,
                 k,
             )
@@ -227,3 +195,74 @@ def next_kernel_findings(f: Facts, extra: str | None) -> list[Finding]:
             )
         )
     return out
+
+
+def _build_failure(f: Facts, k: str, scope: str, symptom: list[str], build: BuildLog) -> list[Finding]:
+    """The build (DKMS make.log or the .run installer's log) failed for kernel k: say why."""
+    st = f.modules[k]
+    base = symptom + [e.line for e in st.apt_events if e.kind == "build_failed"][-2:]
+    base += [p.line for p in f.half_configured][:2]
+    source = f"(from {build.path})"
+    operator = f.context.kind == "operator"
+    if build.kind == "headers":
+        return [
+            make_finding(
+                "kernel_headers_missing",
+                ERROR,
+                f"the kernel headers for {k} are missing or incomplete, so the driver build could not start",
+                base + build.lines + [source],
+                fixes.headers_reinstall(f, k),
+                scope,
+                k,
+            )
+        ]
+    if build.kind in ("cc_check", "cc_flags"):
+        ev = base + build.lines + [source]
+        return [
+            make_finding(
+                "dkms_build_fail_gcc_mismatch",
+                ERROR,
+                f"the driver build for {k} failed: the compiler ({build.used_cc or '?'}) differs from the kernel's ({build.kernel_cc or '?'})",
+                ev,
+                fixes.gcc_mismatch_build(f, k, build),
+                scope,
+                k,
+            )
+        ]
+    if build.kind in ("gpl_only", "compile"):
+        good = next(
+            (
+                kk
+                for kk, s in sorted(f.modules.items(), key=lambda i: version_key(i[0]), reverse=True)
+                if kk != k and s.present
+            ),
+            None,
+        )
+        version = (st.build.module_version if st.build else None) or build.installer_version or ""
+        why = (
+            f"it uses {', '.join(build.symbols)}, which this kernel exports GPL-only"
+            if build.kind == "gpl_only"
+            else "the driver does not compile against this kernel"
+        )
+        return [
+            make_finding(
+                "dkms_build_fail_kernel_too_new",
+                ERROR,
+                f"the build of nvidia {version} failed for {k}: {why}".replace("nvidia  ", "nvidia "),
+                base + build.lines + [source],
+                fixes.operator_rebuild(version, why) if operator else fixes.kernel_too_new(f, k, good, build.kind == "gpl_only"),
+                scope,
+                k,
+            )
+        ]
+    return [
+        make_finding(
+            "dkms_build_failed",
+            ERROR,
+            f"the driver build failed for {k}; the log seen does not say why",
+            base + build.lines + [source],
+            fixes.build_failed_unexplained(build.path),
+            scope,
+            k,
+        )
+    ]

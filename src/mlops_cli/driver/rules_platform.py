@@ -121,12 +121,19 @@ def platform_findings(f: Facts) -> list[Finding]:
         or f.klog.find(K.GSP_NO_IMAGE)
         or f.klog.find(K.NOT_SUPPORTED_BY_OPEN)
         or fallen
+        or f.context.vgpu  # a vGPU refused by a bare-metal driver: vgpu_guest_driver says it
     )
+    # Precondition: a VM (passthrough). On bare metal the same GSP/GFW lines with "may need to
+    # be reset" are a wedged GPU (gpu_needs_reset), not a platform fault.
+    in_vm = bool(f.virt or f.context.vm)
+    wedged = f.klog.find(K.WPR2) or f.klog.find(K.NEEDS_RESET_TEXT)
     platform_lines = [
         ln for pat in (K.D3COLD, K.GSP_RM_INIT, K.GFW_BOOT) for m in f.klog.find_all(pat) for ln in m.lines
     ]
-    if not explained and (
-        platform_lines or (f.virt and (init_failed or f.smi.kind in ("no_devices", "device_handle")))
+    if not in_vm:
+        platform_lines = [ln for m in f.klog.find_all(K.D3COLD) for ln in m.lines]
+    if not explained and not wedged and (
+        platform_lines or (in_vm and (init_failed or f.smi.kind in ("no_devices", "device_handle")))
     ):
         ev = platform_lines + [ln for m in init_failed[-2:] for ln in m.lines]
         if f.virt:

@@ -222,15 +222,38 @@ def _fields(value: Any, names: tuple[str, ...], what: str) -> str | None:
     return f"{', '.join(bad)} must be whole numbers ({what})" if bad else None
 
 
+# Plausibility bounds for replayed values (a hostile or corrupted snapshot must not hang the
+# report or make oom-check say "fits"): NVML enumerates at most a few dozen GPUs per node
+# (NVSwitch systems: 8-72); no GPU has a PiB of memory; temperatures are in °C, power in mW.
+MAX_DEVICES = 1024
+MAX_MEMORY_BYTES = 2**50
+SANE_MAX = {"temperature": 300, "power_usage": 10**7, "power_limit": 10**7}
+
+
+def _memory_problem(value: dict[str, Any]) -> str | None:
+    total, used, free = value.get("total"), value.get("used"), value.get("free")
+    for name, n in (("total", total), ("used", used), ("free", free)):
+        if n is not None and not 0 <= n <= MAX_MEMORY_BYTES:
+            return f"{name} = {n} bytes is out of range (0 to 1 PiB)"
+    if total is not None and used is not None and used > total:
+        return f"used ({used}) is more than total ({total})"
+    if total is not None and free is not None and free > total:
+        return f"free ({free}) is more than total ({total})"
+    return None
+
+
 def _shape_problem(key: str, value: Any) -> str | None:
     """What is wrong with a replayed value, by the key's kind (the table at the top); None if fine."""
     what = key.partition("/")[0]
     if what in ("driver_version", "name", "uuid"):
         return None if isinstance(value, str) else "expected a string"
     if what in ("device_count", "temperature", "power_usage", "power_limit"):
-        return None if _is_int(value) and value >= 0 else "expected a whole number"
+        if not (_is_int(value) and value >= 0):
+            return "expected a whole number"
+        limit = MAX_DEVICES if what == "device_count" else SANE_MAX[what]
+        return None if value <= limit else f"{value} is out of range (at most {limit})"
     if what == "memory":
-        return _fields(value, ("total", "used", "free"), "bytes")
+        return _fields(value, ("total", "used", "free"), "bytes") or _memory_problem(value)
     if what == "utilization":
         return _fields(value, ("gpu", "memory"), "percent")
     if what == "processes":

@@ -31,35 +31,12 @@ def mem() -> None:
 
 
 def _setup_options() -> dict[str, tuple[Any, Any]]:
+    from mlops_cli.mem.flags import setup_options
+
     O = typer.Option
     return {
-        "method": (str, O("full", "--method", help="full | freeze | lora | qlora")),
-        "precision": (str, O("bf16", "--precision", help="fp32 | fp16 | bf16 | amp-fp16 | amp-bf16")),
-        "batch": (int, O(1, "--batch", min=1, help="Micro-batch per GPU.")),
-        "seq_len": (int, O(2048, "--seq-len", min=1, help="Tokens per sample.")),
-        "grad_ckpt": (bool, O(False, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing.")),
-        "attn": (str, O("flash", "--attn", help="flash | sdpa | eager (eager stores the seq² scores)")),
-        "optimizer": (str, O("adamw", "--optimizer",
-                             help="adamw | adamw-8bit | paged-adamw-8bit | sgd | adafactor")),
-        "lora_rank": (int, O(8, "--lora-rank", min=1)),
-        "quant": (Optional[str], O(None, "--quant", help="Base-weight format: nf4 | int4 | int8 | fp8 "
-                                                       "(qlora default nf4; with --inference: quantized weights)")),
-        "fused_ce": (bool, O(False, "--fused-ce", help="Fused/chunked cross-entropy (Liger): no full logits.")),
-        "gpus": (int, O(1, "--gpus", min=1, help="GPUs (data parallel; with --inference: tensor parallel).")),
-        "zero": (int, O(0, "--zero", min=0, max=3, help="DeepSpeed ZeRO stage 0-3 (3 = FSDP full shard).")),
-        "fsdp": (bool, O(False, "--fsdp", help="FSDP full shard: same as --zero 3.")),
-        "offload": (Optional[str], O(None, "--offload", help="optimizer | params (CPU offload)")),
-        "inference": (bool, O(False, "--inference", help="Serving (vLLM-style) instead of training.")),
-        "max_model_len": (Optional[int], O(None, "--max-model-len", min=1, help="Serving: tokens per sequence.")),
-        "max_seqs": (int, O(256, "--max-seqs", min=1, help="Serving: sequences at once (vLLM max_num_seqs).")),
-        "max_batched_tokens": (int, O(8192, "--max-batched-tokens", min=1,
-                                      help="Serving: tokens per forward pass (vLLM max_num_batched_tokens).")),
-        "kv_dtype": (str, O("auto", "--kv-dtype", help="auto | fp8 | bf16 | fp16 | fp32")),
-        "gpu_memory_utilization": (float, O(0.9, "--gpu-memory-utilization",
-                                            help="Serving: share of GPU memory vLLM may use.")),
-        "cuda_context": (Optional[str], O(None, "--cuda-context", metavar="SIZE",
-                                          help="CUDA context per process [0.5GiB].")),
-        "revision": (str, O("main", "--revision", help="Hub revision of the config.")),
+        **setup_options(),
+        "revision": (str, O("main", "--revision", help="Hub revision of the config (branch, tag or commit).")),
         "json_out": (JsonOpt, False),
     }
 
@@ -82,16 +59,12 @@ def with_setup_options(fn: Callable[..., int]) -> Callable[..., int]:
 
 
 def _build(setup: dict[str, Any]):
-    from mlops_cli.mem.setup import DEFAULT_CUDA_CONTEXT, Setup
+    from mlops_cli.mem.flags import build_setup
     from mlops_cli.units import parse_bytes
 
     opts = dict(setup)
     revision, json_out = opts.pop("revision"), opts.pop("json_out")
-    if opts.pop("fsdp"):
-        opts["zero"] = 3
-    context = opts.pop("cuda_context")
-    opts["cuda_context"] = parse_bytes(context) if context else DEFAULT_CUDA_CONTEXT
-    return Setup(**opts).validated(), revision, json_out
+    return build_setup(opts, parse_bytes), revision, json_out
 
 
 MIN_GPU_MEM = 256 * 1024**2  # below this a --gpu-mem is a typo (a bare '80' is 80 bytes), not a GPU
@@ -102,21 +75,29 @@ def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional
     from mlops_cli.errors import UsageError
     from mlops_cli.units import parse_bytes
 
-    if gpu_mem and gpu:
+    if gpu_mem is not None and gpu is not None:
         raise UsageError("give --gpu-mem or --gpu, not both")
     if gpu_mem is not None:
-        size = parse_bytes(gpu_mem)
+        size = parse_bytes(gpu_mem, what="--gpu-mem")
         if size < MIN_GPU_MEM:
             unitless = gpu_mem.strip().replace(".", "", 1).isdigit()
-            raise UsageError(f"--gpu-mem {gpu_mem} is {size} bytes: too small for a GPU",
-                             hint=f"give a unit, e.g. --gpu-mem {gpu_mem.strip()}GiB" if unitless
-                             else "write it like 80GiB, 24GB or 81920MiB")
+            if size == 0:  # '0', '0GiB': no unit turns that into a GPU
+                hint = "give the GPU's memory, e.g. --gpu-mem 24GiB or --gpu-mem 80GiB"
+            elif unitless:
+                hint = f"give a unit, e.g. --gpu-mem {gpu_mem.strip()}GiB"
+            else:
+                hint = "write it like 80GiB, 24GB or 81920MiB"
+            raise UsageError(f"--gpu-mem {gpu_mem} is {size} bytes: too small for a GPU", hint=hint)
         return size, f"--gpu-mem {gpu_mem}"
-    if gpu:
-        size = gpu_memory(gpu)
+    if gpu is not None:
+        from mlops_cli.mem.gpu_totals import torch_total
+
+        if not gpu.strip():
+            raise UsageError("--gpu is empty", hint="name a GPU, e.g. --gpu H100, or pass --gpu-mem SIZE")
+        size = torch_total(gpu) if gpu_memory(gpu) is not None else None
         if size is None:
             raise UsageError(f"unknown GPU {gpu!r}", hint="known: " + ", ".join(known_gpus()) + "; or pass --gpu-mem SIZE")
-        return size, f"{gpu} (total)"
+        return size, f"{gpu} (usable total as CUDA reports it)"
     return None
 
 
@@ -162,7 +143,7 @@ def estimate_cmd(
     if not model:
         raise UsageError("missing MODEL", hint="mlops mem estimate MODEL (see --help)")
     cap = _capacity_from_flags(gpu_mem, gpu)
-    est = estimate(resolve_model(model, revision), s, cap[0] if cap else None)
+    est = estimate(resolve_model(model, revision), s, cap[0] if cap else None, gpu or "")
     return emit(EstimateReport(est), json_out)
 
 
@@ -200,7 +181,7 @@ def oom_check(
     if cap is None:
         capacity, origin, free_by_gpu = _free_memory_from_nvml(snapshot, s.gpus)
         cap, gpus_available = (capacity, origin), len(free_by_gpu)
-    est = estimate(m, s, cap[0])
+    est = estimate(m, s, cap[0], gpu or "")
     advice = advise(m, s, cap[0], gpus_available, free_by_gpu)
     return emit(OomReport(est, cap[0], cap[1], advice), json_out)
 

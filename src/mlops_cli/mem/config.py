@@ -9,6 +9,7 @@ published totals (Llama-3-8B 8.03B, Qwen2.5-7B 7.62B).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -39,6 +40,17 @@ class ModelConfig:
     alibi_mask: bool = False
     extra_params: int = 0  # position/token-type embeddings, pooler, relative bias
     max_positions: int = 0
+    # Module layout details that change the exact count (transformers modeling files):
+    linear_bias: bool = False  # every projection has a bias (GPT-2, BLOOM, GPT-NeoX, Phi-1/2)
+    norm_bias: bool = False  # LayerNorm with a bias (vs RMSNorm)
+    norms_per_layer: int = 2  # Gemma-2/3: 4 (pre/post attention and feed-forward); Phi-1/2: 1 (parallel block)
+    qk_norm: bool = False  # per-head RMSNorm on q and k (Qwen3, Gemma-3, OLMo-2-style)
+    embed_norm: bool = False  # BLOOM word_embeddings_layernorm
+    lm_head_bias: bool = False  # Phi-1/2
+    quantization: Any = None  # quant.QuantInfo of a pre-quantized checkpoint (quantization_config)
+    exact_params: int = 0  # counted from safetensors headers / index / Hub metadata; 0 = use the formula
+    param_source: str = "config formula"
+    torch_dtype: str = "bfloat16"
     source: str = ""
 
     # --- parameter counts -------------------------------------------------------
@@ -55,7 +67,8 @@ class ModelConfig:
         q = self.hidden * self.heads * self.head_dim
         kv = 2 * self.hidden * self.kv_heads * self.head_dim
         o = self.heads * self.head_dim * self.hidden
-        bias = (self.heads + 2 * self.kv_heads) * self.head_dim if self.attention_bias else 0
+        bias = (self.heads + 2 * self.kv_heads) * self.head_dim if (self.attention_bias or self.linear_bias) else 0
+        bias += self.hidden if self.linear_bias else 0  # output projection bias
         cross = (q + kv + o) if self.encoder_decoder else 0  # decoder cross-attention, averaged below
         return q + kv + o + bias + cross // 2
 
@@ -66,7 +79,8 @@ class ModelConfig:
             per_expert = 3 * self.hidden * self.expert_intermediate
             shared = 3 * self.hidden * self.shared_expert_intermediate
             return self.experts * per_expert + shared + self.hidden * self.experts
-        return (3 if self.gated_mlp else 2) * self.hidden * self.intermediate
+        bias = (self.intermediate * (2 if self.gated_mlp else 1) + self.hidden) if self.linear_bias else 0
+        return (3 if self.gated_mlp else 2) * self.hidden * self.intermediate + bias
 
     @property
     def active_mlp_intermediate(self) -> int:
@@ -76,8 +90,13 @@ class ModelConfig:
         return self.intermediate
 
     @property
+    def norm_params(self) -> int:
+        return self.hidden * (2 if self.norm_bias else 1)
+
+    @property
     def layer_params(self) -> int:
-        return self.attention_params + self.mlp_params + 2 * self.hidden
+        qk = 2 * self.head_dim if self.qk_norm else 0
+        return self.attention_params + self.mlp_params + self.norms_per_layer * self.norm_params + qk
 
     @property
     def linear_params(self) -> int:
@@ -86,8 +105,14 @@ class ModelConfig:
 
     @property
     def total_params(self) -> int:
-        return (self.embedding_params + self.lm_head_params + self.layers * self.layer_params
-                + self.hidden + self.extra_params)
+        return self.exact_params or self.formula_params
+
+    @property
+    def formula_params(self) -> int:
+        head_bias = self.vocab if (self.lm_head_bias and not self.tied) else 0
+        embed_norm = self.norm_params if self.embed_norm else 0
+        return (self.embedding_params + self.lm_head_params + head_bias + self.layers * self.layer_params
+                + self.norm_params + embed_norm + self.extra_params)
 
     @property
     def largest_layer_params(self) -> int:
@@ -109,6 +134,9 @@ class ModelConfig:
     def to_json(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["total_params"] = self.total_params
+        q = self.quantization
+        doc["quantization"] = None if q is None else {"method": q.method, "bits": q.bits, "group_size": q.group_size,
+                                                      "not_converted": list(q.not_converted)}
         return doc
 
 
@@ -117,6 +145,23 @@ def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
         if key in cfg and cfg[key] is not None:
             return cfg[key]
     return default
+
+
+def _finite(cfg: Any, prefix: str = "") -> None:
+    """NaN, Infinity or a number too large for a float (1e400 parses as inf), anywhere in the
+    config (nested keys too) -> exit 2 naming the key."""
+    stack = [(prefix, cfg)]
+    while stack:
+        where, node = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            name = f"{where}.{key}" if where else str(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"malformed model config: {name[:80]} is {value!r}, not a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**62:
+                raise UsageError(f"malformed model config: {name[:80]} = {str(value)[:30]}... is out of range")
+            if isinstance(value, (dict, list)):
+                stack.append((name, value))
 
 
 def _positive_int(cfg: dict[str, Any], what: str, *keys: str, default: Any = None) -> int:
@@ -140,13 +185,36 @@ def _count(cfg: dict[str, Any], *keys: str, default: Any = 0) -> int:
     return int(value)
 
 
+# Module layouts that differ from the Llama default (RMSNorm, no biases, 2 norms per layer), as
+# in each transformers modeling_<type>.py: Phi-1/2 is a parallel block (one LayerNorm) with biased
+# q/k/v/dense/fc1/fc2 and a biased LM head -- not a gated MLP; BLOOM adds a LayerNorm on the
+# word embeddings; Gemma-2/3 wrap attention and MLP in pre- and post-norms; Qwen3 and Gemma-3
+# normalise q and k per head.
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "phi": {"gated_mlp": False, "linear_bias": True, "norm_bias": True, "norms_per_layer": 1, "lm_head_bias": True},
+    "bloom": {"gated_mlp": False, "linear_bias": True, "norm_bias": True, "embed_norm": True},
+    "gpt_neox": {"gated_mlp": False, "linear_bias": True, "norm_bias": True},
+    "gpt2": {"gated_mlp": False, "linear_bias": True, "norm_bias": True},
+    "opt": {"gated_mlp": False, "linear_bias": True, "norm_bias": True},
+    "bert": {"gated_mlp": False, "linear_bias": True, "norm_bias": True, "embed_norm": True},
+    "roberta": {"gated_mlp": False, "linear_bias": True, "norm_bias": True, "embed_norm": True},
+    "gemma2": {"norms_per_layer": 4},
+    "gemma3": {"norms_per_layer": 4, "qk_norm": True},
+    "gemma3_text": {"norms_per_layer": 4, "qk_norm": True},
+    "qwen3": {"qk_norm": True},
+    "qwen3_moe": {"qk_norm": True},
+}
+
+
 def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     """Turn a parsed config.json into a ModelConfig; malformed input -> UsageError (exit 2)."""
     if not isinstance(cfg, dict):
         raise UsageError(f"malformed model config for {name}: expected a JSON object")
+    _finite(cfg)
     if isinstance(cfg.get("text_config"), dict) and "hidden_size" not in cfg:
         cfg = {**cfg["text_config"], "_parent": True}  # multimodal wrappers: the language model
     model_type = str(cfg.get("model_type", "")).lower()
+    layout = dict(LAYOUTS.get(model_type, {}))
     encoder_decoder = bool(cfg.get("is_encoder_decoder")) or model_type in ("t5", "mt5", "umt5")
     hidden = _positive_int(cfg, "hidden size", "hidden_size", "d_model", "n_embd", "n_embed")
     heads = _positive_int(cfg, "attention heads", "num_attention_heads", "num_heads", "n_head", "n_heads")
@@ -166,11 +234,11 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     vocab = _positive_int(cfg, "vocabulary size", "vocab_size", "padded_vocab_size")
     act = str(_first(cfg, "hidden_act", "hidden_activation", "activation_function", "feed_forward_proj",
                      default="silu")).lower()
-    gated = model_type not in ("bert", "roberta", "gpt2", "bloom", "gpt_neox", "opt", "falcon", "t5") or "gated" in act
+    gated = layout.pop("gated_mlp", model_type not in ("falcon", "t5")) or "gated" in act
     if model_type == "chatglm":
         gated = True
     inter = _first(cfg, "intermediate_size", "ffn_hidden_size", "d_ff", "n_inner")
-    if inter is None and model_type in ("bloom", "gpt2", "falcon", "opt"):
+    if inter is None and model_type in ("bloom", "gpt2", "falcon", "opt", "gpt_neox"):
         inter = 4 * hidden
     inter = _positive_int({"x": inter}, "intermediate size", "x") if inter is not None else \
         _positive_int(cfg, "intermediate size", "intermediate_size")
@@ -178,6 +246,9 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
         inter //= 2
     experts = _count(cfg, "num_experts", "num_local_experts", "n_routed_experts")
     experts_per_token = _count(cfg, "num_experts_per_tok", "moe_topk")
+    if experts and experts_per_token > experts:
+        raise UsageError(f"malformed model config: num_experts_per_tok {experts_per_token} is more than the "
+                         f"{experts} experts", hint="each token is routed to at most num_experts experts")
     expert_inter = _count(cfg, "moe_intermediate_size", default=inter) if experts else 0
     shared_inter = _count(cfg, "shared_expert_intermediate_size")
     if experts and not shared_inter and cfg.get("n_shared_experts"):
@@ -188,9 +259,11 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     extra = 0
     if model_type in ("bert", "roberta"):
         extra = (_count(cfg, "max_position_embeddings", default=512) + _count(cfg, "type_vocab_size", default=2)) * hidden \
-            + hidden * hidden  # position + token-type embeddings, pooler
+            + hidden * hidden + hidden  # position + token-type embeddings, pooler dense + bias
     elif model_type == "gpt2":
         extra = _count(cfg, "n_positions", default=1024) * hidden
+    elif model_type == "opt":
+        extra = (_count(cfg, "max_position_embeddings", default=2048) + 2) * hidden  # learned positions, offset 2
     bias = bool(_first(cfg, "attention_bias", "qkv_bias", "add_qkv_bias", "bias",
                        default=model_type in ("qwen2", "qwen2_moe", "qwen", "bert", "bloom", "gpt2", "chatglm")))
     dropout_keys = ("attention_dropout", "attention_probs_dropout_prob", "attn_pdrop", "dropout_rate",
@@ -200,11 +273,15 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     # Baichuan 1/2 13B (remote code modeling_baichuan.py) use ALiBi and declare only `model_max_length`;
     # the 7B checkpoints use RoPE and declare `max_position_embeddings` for the rotary cache.
     alibi_mask = bool(cfg.get("alibi_mask", model_type == "baichuan" and "max_position_embeddings" not in cfg))
+    from mlops_cli.mem.quant import from_config
+
     return ModelConfig(
+        **layout, quantization=from_config(cfg.get("quantization_config")),
         name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
         intermediate=inter, vocab=vocab, tied=tied, gated_mlp=gated, attention_bias=bias, dropout=dropout,
         experts=experts, experts_per_token=experts_per_token, expert_intermediate=expert_inter,
         shared_expert_intermediate=shared_inter, encoder_decoder=encoder_decoder, extra_params=extra, alibi_mask=alibi_mask,
         max_positions=_count(cfg, "max_position_embeddings", "seq_length", "n_positions"),
+        torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
         source=source,
     )

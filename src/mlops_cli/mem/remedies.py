@@ -85,7 +85,7 @@ def _candidates(model: ModelConfig, s: Setup, capacity: int, gpus_available: int
         if length and length < s.serving_len:
             out.append(("shorter-max-model-len", {"max_model_len": length}, f"--max-model-len {length}",
                         "longer prompts are rejected"))
-        if not s.quant:
+        if not s.quant and model.quantization is None:
             out.append(("int4-weights", {"quant": "int4"}, "serve an AWQ/GPTQ int4 checkpoint",
                         "quality loss; needs a quantized checkpoint"))
         # vLLM refuses a tensor-parallel size that does not divide the attention heads
@@ -97,44 +97,82 @@ def _candidates(model: ModelConfig, s: Setup, capacity: int, gpus_available: int
     if s.batch > 1:
         batch = largest_fitting(model, s, capacity, "batch", s.batch - 1) or 1
         steps = math.ceil(s.batch / batch)
-        out.append(("smaller-micro-batch", {"batch": batch},
-                    f"micro-batch {batch} with gradient accumulation ×{steps} (same global batch)",
-                    "throughput: fewer tokens per step"))
+        what = (f"{batch} completions per GPU (fewer GRPO generations per step, or more gradient accumulation)"
+                if s.objective == "grpo" else f"micro-batch {batch} with gradient accumulation ×{steps} (same global batch)")
+        out.append(("smaller-micro-batch", {"batch": batch}, what, "throughput: fewer tokens per step"))
+    out.extend(_rl_candidates(model, s, capacity))
     if s.attn == "eager":
         out.append(("fused-attention", {"attn": "flash" if s.precision != "fp32" else "sdpa"},
                     "FlashAttention / SDPA: no seq² score matrix", "none; usually faster (FlashAttention: Ampere+, fp16/bf16)"))
-    if not s.fused_ce:
-        out.append(("fused-cross-entropy", {"fused_ce": True},
-                    "fused/chunked cross-entropy (Liger use_liger_kernel, torchtune chunked CE)", "none to slight"))
+    if s.loss != "fused":
+        out.append(("fused-cross-entropy", {"loss": "fused"},
+                    "fused linear cross-entropy (Liger use_liger_kernel, unsloth; torchtune chunked CE)", "none to slight"))
     if not s.grad_ckpt:
-        out.append(("gradient-checkpointing", {"grad_ckpt": True}, "gradient checkpointing",
+        out.append(("gradient-checkpointing", {"grad_ckpt": True, "ac_mode": "full"}, "gradient checkpointing",
                     "~20-35 % slower steps (recompute)"))
     if s.precision in ("fp32", "amp-fp16", "amp-bf16"):
         out.append(("bf16", {"precision": "bf16"}, "pure bf16 weights, gradients and states",
                     "needs Ampere+; no fp32 master copy (small precision risk)"))
-    if s.optimizer in ("adamw", "sgd") and s.method in ("full", "freeze"):
+    if s.optimizer in ("adamw", "adamw-fused", "sgd") and not s.adapters:
         out.append(("8bit-optimizer", {"optimizer": "adamw-8bit"}, "8-bit AdamW (bitsandbytes)",
                     "small quality/stability risk"))
-    if s.method in ("full", "freeze"):
-        out.append(("lora", {"method": "lora"}, f"LoRA rank {s.lora_rank} on all linear layers",
+    tune_key = "tuning" if s.objective != "sft" else "method"
+    if not s.adapters:
+        out.append(("lora", {tune_key: "lora"}, f"LoRA rank {s.lora_rank} on {s.lora_targets}",
                     "quality vs full fine-tuning"))
-    if s.method != "qlora":
-        out.append(("qlora", {"method": "qlora", "quant": "nf4"}, "QLoRA: 4-bit NF4 base weights, LoRA adapters",
+    if s.tune != "qlora":
+        out.append(("qlora", {tune_key: "qlora", "quant": "nf4"}, "QLoRA: 4-bit NF4 base weights, LoRA adapters",
                     "~10-40 % slower (dequantization); some quality loss"))
     gpus = max(gpus_available, s.gpus)
-    if gpus > 1 and s.zero < 3:
-        out.append(("zero3", {"zero": 3, "gpus": gpus}, f"ZeRO-3 / FSDP full shard across {gpus} GPUs",
+    if gpus > 1 and s.sharding not in ("zero3", "fsdp"):
+        out.append(("zero3", {"sharding": "fsdp", "gpus": gpus}, f"FSDP full shard (or ZeRO-3) across {gpus} GPUs",
                     "communication per step; needs the GPUs"))
-    if s.offload is None and s.method in ("full", "freeze"):
+    if s.offload == "none" and not s.adapters:
         host = 18 * 1.5 * model.total_params / 1024**3
-        out.append(("cpu-offload", {"offload": "optimizer", "zero": max(s.zero, 2)},
-                    "DeepSpeed ZeRO offload of optimizer states to CPU",
+        sharding = s.sharding if s.sharding in ("zero1", "zero2", "zero3", "fsdp") else "zero2"
+        out.append(("cpu-offload", {"offload": "optimizer", "sharding": sharding},
+                    "offload optimizer states to CPU (DeepSpeed ZeRO offload_optimizer / FSDP CPUOffload)",
                     f"much slower on weak PCIe; needs ≈{host:.0f} GiB host RAM"))
     seq = largest_fitting(model, s, capacity, "seq_len", s.seq_len - 1, 64)
     if seq and seq < s.seq_len:
         out.append(("shorter-sequences", {"seq_len": seq}, f"--seq-len {seq} (truncate or pack)",
                     "data change: long samples are cut"))
     return out
+
+
+def _rl_candidates(model: ModelConfig, s: Setup, capacity: int) -> list[tuple[str, dict[str, Any], str, str]]:
+    """Remedies that only exist for preference / RL training."""
+    from mlops_cli.mem.rl import ref_mode
+
+    out: list[tuple[str, dict[str, Any], str, str]] = []
+    if ref_mode(s) == "copy":
+        if not s.adapters:
+            out.append(("lora-reference", {"tuning": "lora"},
+                        "LoRA policy: the reference is the base model with the adapters disabled (no second copy)",
+                        "quality vs full fine-tuning"))
+        out.append(("ref-offload", {"ref_model": "offload"},
+                    "reference model off the GPU (OpenRLHF --ref_offload, verl ref param_offload; or TRL "
+                    "precompute_ref_log_probs)", "slower reference forward, or one pass over the data first"))
+    if s.objective == "grpo" and s.gen_engine == "vllm-colocate" and s.gen_memory_utilization > 0.1:
+        share = largest_share(model, s, capacity)
+        if share is not None and share < s.gen_memory_utilization:
+            out.append(("smaller-generation-share", {"gen_memory_utilization": share},
+                        f"vllm_gpu_memory_utilization {share} for the colocated vLLM engine",
+                        "a smaller KV cache: fewer completions generated at once"))
+        out.append(("vllm-sleep-or-server", {"gen_engine": "vllm-server"},
+                    "vLLM on other GPUs (vllm_mode server) or vllm_enable_sleep_mode during training",
+                    "needs GPUs for the server, or time to wake the engine each step"))
+    return out
+
+
+def largest_share(model: ModelConfig, s: Setup, capacity: int) -> Optional[float]:
+    """The largest colocated vLLM share (steps of 0.05) with which training still fits."""
+    share = round(s.gen_memory_utilization - 0.05, 2)
+    while share >= 0.05:
+        if required(model, s.with_changes(gen_memory_utilization=share), capacity) <= capacity:
+            return share
+        share = round(share - 0.05, 2)
+    return None
 
 
 def capacity_for(gpus: int, capacity: int, free_by_gpu: Optional[list[int]]) -> int:
@@ -153,6 +191,9 @@ def advise(model: ModelConfig, setup: Setup, capacity: int, gpus_available: int 
 
     `free_by_gpu` (NVML free bytes per GPU) lets a remedy that spreads the run over more GPUs
     (ZeRO-3, tensor parallel) be judged against the least free GPU of that larger set."""
+    from mlops_cli.mem.stacks import resolve
+
+    setup, _ = resolve(setup)
     current = required(model, setup, capacity)
     advice = Advice()
     candidates = _candidates(model, setup, capacity, gpus_available) if current > capacity else []

@@ -8,23 +8,25 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
-from mlops_cli.mem.estimate import Estimate
-from mlops_cli.mem.remedies import Advice
 from mlops_cli.errors import ExitCode
+from mlops_cli.mem.estimate import Estimate, describe_setup
+from mlops_cli.mem.remedies import Advice
+from mlops_cli.text import clean
 from mlops_cli.units import format_bytes
 
 TERM_LABELS = {
-    "weights": "weights",
-    "gradients": "gradients",
-    "optimizer_states": "optimizer states",
-    "activations": "activations",
-    "attention_scores": "attention scores / masks (seq²)",
-    "logits": "logits / loss buffers",
-    "kv_cache": "KV cache",
-    "cuda_context": "CUDA context (+NCCL)",
+    "weights": "weights", "adapters": "LoRA adapters", "gradients": "gradients", "optimizer_states": "optimizer states",
+    "master": "fp32 master copy", "gathered": "gathered units (FSDP/ZeRO-3)", "activations": "activations",
+    "attention_scores": "attention scores (seq², eager)", "autocast_copies": "autocast 16-bit weight copies",
+    "logits": "logits / loss buffers", "optimizer_temporaries": "optimizer step temporaries",
+    "kv_cache": "KV cache", "reference_model": "reference model", "reward_model": "reward model",
+    "value_model": "value model (trainable)", "generation_engine": "colocated vLLM share",
+    "allocator_reserve": "allocator reserve (cached, unused)", "cuda_context_and_nccl": "CUDA context (+NCCL)",
+    "paged_optimizer_states": "paged optimizer states (unified memory)",
+    "profile_activation_peak": "profile-run peak (activations, sampler)", "non_torch": "non-torch memory",
     "cuda_graphs": "CUDA graphs",
-    "allocator_reserve": "allocator reserve",
 }
+DEVICE_ONLY = ("cuda_context_and_nccl", "paged_optimizer_states")
 
 
 def _gib(n: Optional[int]) -> str:
@@ -32,60 +34,76 @@ def _gib(n: Optional[int]) -> str:
 
 
 def estimate_json(est: Estimate) -> dict[str, Any]:
+    m = est.model
     doc: dict[str, Any] = {
-        "model": {"name": est.model.name, "source": est.model.source, "total_params": est.model.total_params,
-                  "hidden_size": est.model.hidden, "layers": est.model.layers, "heads": est.model.heads,
-                  "kv_heads": est.model.kv_heads, "head_dim": est.model.head_dim,
-                  "intermediate_size": est.model.intermediate, "vocab_size": est.model.vocab,
-                  "tied_embeddings": est.model.tied, "experts": est.model.experts},
-        "setup": est.setup.to_json(),
+        "model": {"name": m.name, "source": m.source, "total_params": m.total_params, "param_source": m.param_source,
+                  "hidden_size": m.hidden, "layers": m.layers, "heads": m.heads, "kv_heads": m.kv_heads,
+                  "head_dim": m.head_dim, "intermediate_size": m.intermediate, "vocab_size": m.vocab,
+                  "tied_embeddings": m.tied, "experts": m.experts,
+                  "quantization": m.to_json()["quantization"]},
+        "setup": describe_setup(est),
         "mode": "serving" if est.setup.inference else "training",
-        "peak_bytes": est.peak_bytes,
+        "allocated_peak_bytes": est.allocated_peak_bytes,
+        "torch_peak_bytes": est.torch_peak_bytes,
+        "device_peak_bytes": est.device_peak_bytes,
+        "peak_bytes": est.device_peak_bytes,
+        "peak_phase": est.peak_phase,
         "required_bytes": est.required_bytes,
         "breakdown": dict(est.breakdown),
         "trainable_params": est.trainable_params,
         "notes": list(est.notes),
     }
-    if est.serving is not None:
-        doc["serving"] = dict(est.serving)
+    if est.train:
+        doc["phases"] = [{"name": p.name, "allocated_bytes": int(p.total),
+                          "parts": {k: int(v) for k, v in p.parts.items() if v}} for p in est.train.phases]
+    if est.serve is not None:
+        sv = est.serve.to_json()
+        sv["max_model_len"] = est.setup.serving_len
+        doc["serving"] = sv
     return doc
 
 
 def render_estimate(est: Estimate, console: Console) -> None:
     m, s = est.model, est.setup
-    console.print(f"{m.name}: {m.total_params / 1e9:.2f}B params, {m.layers} layers, hidden {m.hidden}, "
-                  f"{m.heads} heads ({m.kv_heads} KV), vocab {m.vocab}", markup=False)
+    console.print(clean(f"{m.name}: {m.total_params / 1e9:.2f}B params, {m.layers} layers, hidden {m.hidden}, "
+                        f"{m.heads} heads ({m.kv_heads} KV), vocab {m.vocab}"), markup=False)
     if s.inference:
-        what = (f"serving (vLLM-style): max-model-len {s.serving_len}, max-seqs {s.max_seqs}, "
-                f"kv {s.kv_dtype}, TP {s.gpus}")
+        what = (f"serving (vLLM {s.vllm_version or 'current'}): max-model-len {s.serving_len}, "
+                f"TP {s.gpus}, kv {s.kv_dtype}, gpu-memory-utilization {s.gpu_memory_utilization}")
     else:
-        what = (f"training: {s.method}, {s.precision}, batch {s.batch} × seq {s.seq_len}, attn {s.attn}, "
-                f"{s.optimizer}, grad-ckpt {'on' if s.grad_ckpt else 'off'}, {s.gpus} GPU(s), ZeRO {s.zero}"
-                + (f", offload {s.offload}" if s.offload else ""))
-    console.print(what, markup=False)
+        what = (f"training: {s.objective if s.objective != 'sft' else 'SFT'} {s.tune}, {s.precision}, batch {s.batch} × "
+                f"seq {s.seq_len}, attn {s.attn}, {s.optimizer}{' in backward' if s.optimizer_in_bwd else ''}, "
+                f"grad-ckpt {'on' if s.grad_ckpt else 'off'}, loss {s.loss}, {s.gpus} GPU(s), sharding {s.sharding}"
+                + (f", offload {s.offload}" if s.offload != "none" else "") + (f", stack {s.stack}" if s.stack else ""))
+    console.print(clean(what), markup=False)
     table = Table(title_justify="left")
     table.add_column("term")
     table.add_column("per GPU", justify="right")
+    peak = est.device_peak_bytes or 1
     table.add_column("share", justify="right")
-    peak = est.peak_bytes or 1
-    for key, label in TERM_LABELS.items():
-        value = est.breakdown.get(key, 0)
+    for key, value in est.breakdown.items():
         if value:
-            table.add_row(label, _gib(value), f"{value / peak * 100:.0f} %")
-    table.add_row("peak", _gib(est.peak_bytes), "100 %", style="bold")
+            table.add_row(TERM_LABELS.get(key, key), _gib(value), f"{value / peak * 100:.0f} %")
     console.print(table)
-    if est.serving:
-        sv = est.serving
-        console.print(f"KV cache {sv['kv_bytes_per_token'] / 1024:.0f} KiB/token; {s.max_seqs} sequences × "
-                      f"{sv['max_model_len']} tokens need {_gib(est.breakdown['kv_cache'])}; serving one full-length "
-                      f"sequence needs a {_gib(sv['required_bytes'])} GPU at --gpu-memory-utilization "
+    if est.train:
+        console.print(f"peak phase: {est.peak_phase.replace('_', ' ')}  ("
+                      + ", ".join(f"{p.name.replace('_', ' ')} {_gib(int(p.total))}" for p in est.train.phases) + ")",
+                      markup=False)
+        console.print(f"torch peak (max_memory_reserved): {_gib(est.torch_peak_bytes)}   "
+                      f"allocated peak: {_gib(est.allocated_peak_bytes)}   "
+                      f"device (nvidia-smi, context included): {_gib(est.device_peak_bytes)}", style="bold", markup=False)
+    if est.serve:
+        sv = est.serve
+        console.print(f"KV cache {sv.kv_bytes_per_token / 1024:.0f} KiB/token; profile run: {sv.max_num_batched_tokens} "
+                      f"tokens, {sv.max_num_seqs} sequences; one full-length sequence needs a "
+                      f"{_gib(est.required_bytes)} GPU (torch-visible total) at --gpu-memory-utilization "
                       f"{s.gpu_memory_utilization}.", markup=False)
-        if "kv_cache_tokens" in sv:
-            console.print(f"On {_gib(sv['capacity_bytes'])} × {s.gpu_memory_utilization}: KV cache "
-                          f"{_gib(sv['kv_cache_bytes'])} = {sv['kv_cache_tokens']:,} tokens; maximum concurrency "
-                          f"for {sv['max_model_len']} tokens per request: {sv['max_concurrency']:.2f}x", markup=False)
+        if sv.kv_cache_tokens is not None:
+            console.print(f"Available KV cache memory: {_gib(int(sv.kv_cache_bytes or 0))}; GPU KV cache size: "
+                          f"{sv.kv_cache_tokens:,} tokens; maximum concurrency for {s.serving_len} tokens per "
+                          f"request: {sv.max_concurrency:.2f}x", markup=False)
     for note in est.notes:
-        console.print(f"note: {note}", markup=False)
+        console.print(clean(f"note: {note}"), markup=False)
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""The extra parts of preference and RL training (DPO, KTO, ORPO, PPO, GRPO), per GPU (pure).
+
+References (docs/mem.md, "RL methods"):
+- reference model: TRL `DPOTrainer`/`KTOTrainer`/`GRPOTrainer` keep a frozen copy of the policy
+  (`create_reference_model`), except with a PEFT policy, where the reference is the same model
+  with the adapters disabled (`model.disable_adapter()`), and with `precompute_ref_log_probs`,
+  where reference log-probs are computed before training. OpenRLHF `--ref_offload` and verl
+  `ref.fsdp_config.param_offload` keep it on the CPU. Under ZeRO-3/FSDP it is sharded like the
+  policy. GRPO needs it only when `beta > 0` (TRL's default became 0.0 in v0.19);
+- PPO: TRL `PPOTrainer` (and OpenRLHF, verl) hold policy, reference, reward model and a value
+  model; the value model trains (weights, gradients, optimizer states);
+- DPO/ORPO concatenate chosen and rejected sequences into one forward (`concatenated_forward`),
+  so activations and logits are for 2 × batch rows; ORPO has no reference model; KTO runs a
+  separate KL batch without gradients;
+- GRPO: `per_device_train_batch_size` counts completions (TRL PR #2776), each prompt + completion
+  long; generation either in the trainer (`model.generate`, a dynamic KV cache for the whole
+  generation batch) or in vLLM: `vllm_mode="colocate"` starts an engine in every training
+  process that takes `vllm_gpu_memory_utilization` (default 0.3) of the GPU; `"server"` runs it on
+  other GPUs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from mlops_cli.mem import terms
+from mlops_cli.mem.config import ModelConfig
+from mlops_cli.mem.spec import Setup
+from mlops_cli.mem.states import States, replica_weights
+
+
+def ref_mode(s: Setup) -> str:
+    """What holds the reference log-probs: none | copy | offload | precomputed."""
+    if s.objective in ("sft", "orpo"):
+        return "none"
+    if s.ref_model != "auto":
+        return s.ref_model
+    if s.objective == "grpo":
+        return "none"  # TRL GRPOConfig beta = 0.0 since v0.19: no reference model is loaded
+    return "none" if s.adapters else "copy"
+
+
+def _frozen_copy(model: ModelConfig, s: Setup) -> float:
+    """A frozen 16-bit copy of the policy, sharded like the policy's weights."""
+    w = replica_weights(model, s.with_changes(method="full", tuning=None, precision="bf16"))
+    if s.sharding in ("fsdp", "zero3"):
+        w /= s.gpus
+    return w
+
+
+def persistent_parts(model: ModelConfig, s: Setup, st: States, capacity: Optional[float]) -> dict[str, float]:
+    parts: dict[str, float] = {}
+    if ref_mode(s) == "copy":
+        parts["reference_model"] = _frozen_copy(model, s)
+    if s.objective == "ppo":
+        parts["reward_model"] = _frozen_copy(model, s)
+        parts["value_model"] = st.weights + st.adapters + st.optimizer + st.master + st.gradients
+    if s.objective == "grpo" and s.gen_engine == "vllm-colocate" and capacity is not None:
+        parts["generation_engine"] = s.gen_memory_utilization * capacity
+    return parts
+
+
+def generation_bytes(model: ModelConfig, s: Setup) -> float:
+    """GRPO with in-trainer generation: HF DynamicCache for every completion of the batch
+    (prompt + completion tokens), plus one step's fp32 logits for them."""
+    if s.objective != "grpo" or s.gen_engine != "hf":
+        return 0.0
+    rows = s.batch
+    length = s.seq_len + (s.max_completion_len or 256)
+    bpa = terms.activation_bytes(s.precision or "bf16")
+    kv = rows * length * terms.kv_bytes_per_token(model, 1, bpa)
+    return float(kv + rows * model.vocab * 4)
+
+
+def notes(s: Setup, capacity: Optional[float]) -> list[str]:
+    out: list[str] = []
+    mode = ref_mode(s)
+    if s.objective in ("dpo", "orpo"):
+        out.append(f"{s.objective.upper()}: chosen and rejected sequences in one forward (2 × {s.batch} rows)")
+    if mode == "copy":
+        out.append("reference model: a frozen 16-bit copy of the policy (a LoRA policy would reuse the base "
+                   "with adapters disabled; --ref-model offload|precomputed moves it off the GPU)")
+    elif s.objective in ("dpo", "kto") and mode == "none":
+        out.append("reference model: the base model with the adapters disabled (no extra copy)")
+    if s.objective == "ppo":
+        out.append("PPO: policy, reference, reward model and a trainable value model on every GPU")
+    if s.objective == "grpo":
+        out.append(f"GRPO: {s.batch} completions per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} "
+                   f"completion tokens; generation: {s.gen_engine}")
+        if s.gen_engine == "vllm-colocate" and capacity is None:
+            out.append("colocated vLLM takes --gen-memory-utilization of the GPU: give --gpu or --gpu-mem to count it")
+    return out
