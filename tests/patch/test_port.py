@@ -242,3 +242,26 @@ def test_a_method_moved_to_a_new_sibling_module_is_found_and_copied(mlops, venv_
     finally:
         module.unlink()
         env.reset()
+
+
+def test_a_method_that_moved_to_another_class_merges_there_and_is_named(wheel_of):
+    """Real: get_rope_index moved from Qwen2_5_VLForConditionalGeneration (4.51.3) to
+    Qwen2_5_VLModel (4.52.4) (research §2.3). A patch of it in 4.51.3 merges into its new place."""
+    from mlops_cli.patch import port
+
+    base = wheel_file(wheel_of("4.51.3"), MODELING)
+    theirs = wheel_file(wheel_of("4.52.4"), MODELING)
+    line = "                    st_idx = llm_pos_ids_list[-1].max() + 1 if len(llm_pos_ids_list) > 0 else 0\n"
+    text = base.decode()
+    at = text.index(line)
+    ours = (text[:at] + line.replace("max() + 1", "max() + 1  # mlops: checked") + text[at + len(line):]).encode()
+    patch = pf.parse(pf.make_patch("transformers", "4.51.3", [(MODELING, base, ours)]))
+    fp = port.merge_file(MODELING, base, ours, theirs, ("ours", "base", "theirs"))
+    assert fp.outcome == "merged"
+    merged = fp.result.decode()
+    line_no = merged.count("\n", 0, merged.index("# mlops: checked")) + 1
+    owners = [name for name, (a, b) in port._definitions(merged).items() if a <= line_no <= b]
+    assert owners == ["Qwen2_5_VLModel", "Qwen2_5_VLModel.get_rope_index"]
+    assert port.moved_code(patch.files[0], fp)[0] == [
+        "Qwen2_5_VLForConditionalGeneration.get_rope_index is now Qwen2_5_VLModel.get_rope_index "
+        "(line 1405 of transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py)"]

@@ -264,8 +264,8 @@ def enclosing(diff: pf.FileDiff, base: bytes | None) -> list[str]:
 
 
 def moved_code(diff: pf.FileDiff, fp: FilePort) -> tuple[list[str], list[str]]:
-    """For a conflict: functions the patch changes that are gone from their place in the new
-    release. Returns (notes, simple names to look for elsewhere in the package)."""
+    """Functions the patch changes that are not where they were in the new release (another
+    class, or gone from the file). Returns (notes, simple names to look for in the package)."""
     if not diff.path.endswith(".py") or fp.base is None:
         return [], []
     theirs_defs = _definitions(_text(fp.theirs)) if fp.theirs is not None else {}
@@ -341,6 +341,8 @@ def port(target: Target, patch_path: Path, output: Path | None, base: Path | Non
             raise UsageError(f"corrupt patch {files.show_path(lp.path)}: {rel}: {decide.INCONSISTENT}")
         fp = merge_file(rel, base_data, ours, located.files.get(rel), labels, tool)
         fp.hunks = hunk_moves(diff, base_data, fp.theirs)
+        if fp.outcome == MERGED:  # code that moved and merged cleanly: say where it went, for the review
+            fp.moved = moved_code(diff, fp)[0]
         ports.append((diff, fp))
     report.files = [fp for _, fp in ports]
     report.base_sources = where
