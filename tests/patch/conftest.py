@@ -78,8 +78,10 @@ def _wheel(request, version: str) -> Path:
     return found[0]
 
 
-# The store `patch port` reads bases from, and every other cache: a fresh one for the test run.
+# The store `patch port` reads bases from, every other cache, and the backups and journals of
+# local applies: fresh ones for the test run (tests that look at them set their own).
 os.environ["MLOPS_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlops-test-cache-")
+os.environ["MLOPS_STATE_DIR"] = tempfile.mkdtemp(prefix="mlops-test-state-")
 
 
 @pytest.fixture(scope="session")
@@ -144,9 +146,8 @@ class LocalEnv:
 
 
 @pytest.fixture(scope="session")
-def _local_env_session(tmp_path_factory, wheel_pinned) -> LocalEnv:
-    python = _venv(tmp_path_factory.mktemp("venv-5.20.2"), wheel_pinned)
-    return LocalEnv(python, wheel_file(wheel_pinned, MODELING))
+def _local_env_session(venv_of) -> LocalEnv:
+    return venv_of(PINNED)
 
 
 @pytest.fixture
@@ -158,10 +159,9 @@ def local_env(_local_env_session, tmp_path, monkeypatch) -> LocalEnv:
     _local_env_session.reset()
 
 
-@pytest.fixture(scope="session")
-def local_env_other(tmp_path_factory, wheel_other) -> LocalEnv:
-    python = _venv(tmp_path_factory.mktemp("venv-5.23.0"), wheel_other)
-    return LocalEnv(python, wheel_file(wheel_other, MODELING))
+@pytest.fixture
+def local_env_other(venv_of) -> LocalEnv:
+    return venv_of(OTHER)
 
 
 @pytest.fixture(scope="session")
