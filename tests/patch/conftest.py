@@ -78,10 +78,19 @@ def _wheel(request, version: str) -> Path:
     return found[0]
 
 
-# The store `patch port` reads bases from, every other cache, and the backups and journals of
-# local applies: fresh ones for the test run (tests that look at them set their own).
-os.environ["MLOPS_CACHE_DIR"] = tempfile.mkdtemp(prefix="mlops-test-cache-")
-os.environ["MLOPS_STATE_DIR"] = tempfile.mkdtemp(prefix="mlops-test-state-")
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_and_state(tmp_path_factory):
+    """The store `patch port` reads bases from, and the backups and journals of local applies:
+    fresh ones for these tests (tests that look at them set their own), never the user's."""
+    saved = {k: os.environ.get(k) for k in ("MLOPS_CACHE_DIR", "MLOPS_STATE_DIR")}
+    os.environ["MLOPS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["MLOPS_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
