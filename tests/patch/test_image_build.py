@@ -131,7 +131,9 @@ def test_dockerfile_flow_builds_a_patched_image_with_the_labels_of_apply_image(m
         r = mlops("patch", "status", str(patch), "--image", tag, "--json")
         assert r.returncode == 0 and r.json()["result"] == "applied" and r.json()["labels"] == labels, r
         left = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", tag, "/tmp").stdout.split()
-        assert "mlops-patch" not in left  # the patch copy is removed in the same layer
+        assert "mlops-patch" not in left  # the patch copy, backups and journal are removed in the same layer
+        state = docker("run", "--rm", "--network", "none", "--entrypoint", "ls", tag, "-a", "/root", check=False)
+        assert ".local" not in state.stdout.split()
     finally:
         docker("rmi", tag, check=False)
 

@@ -103,7 +103,9 @@ def dockerfile(patch_path: Path, image: str, install: str | None, python: str, e
     if check:
         base_id, state = _check_against(image, engine, lp, opts, notes)
     labels = image_labels(lp.patch.sha256, lp.package, header.version, lp.patch.paths, image, base_id)
-    apply_cmd = shell_join(["mlops", "patch", "apply", inside, "--python", python, "--yes"])
+    # Backups and the journal go to the folder removed at the end: nothing of mlops stays in the layer.
+    apply_cmd = "MLOPS_STATE_DIR=/tmp/mlops-patch/state MLOPS_CACHE_DIR=/tmp/mlops-patch/cache " + shell_join(
+        ["mlops", "patch", "apply", inside, "--python", python, "--yes"])
     lines = [
         f"FROM {image}",
         f"# mlops patch: {lp.path.name} ({lp.package} {header.version}, sha256 {lp.patch.sha256[:12]}), "
