@@ -24,7 +24,7 @@ MAX_TEXT = 2000  # evidence text kept per line
 MAX_JOIN = 8  # physical lines a wrapped record may span
 
 # --- line prefixes ------------------------------------------------------------------------
-_RANK = re.compile(rb"\[rank(\d{1,6})\]:|\[default(\d{1,6})\]:|^(\d{1,6}): |^\[\d{1,9},(\d{1,6})\]<std(?:out|err)>:")
+_RANK = re.compile(rb"(?:\[|^)rank(\d{1,6})\]:|\[default(\d{1,6})\]:|^(\d{1,6}): |^\[\d{1,9},(\d{1,6})\]<std(?:out|err)>:")
 
 # --- progress bars ------------------------------------------------------------------------
 _BAR = re.compile(rb"(\d{1,12})/(\d{1,12}) \[(\d{1,4}(?::\d\d){1,2})")
@@ -81,6 +81,11 @@ _GEN_LR = re.compile(rb"(?<![\w/.-])(?:train/)?(?:lr|learning[_ ]rate)(?:[-_][\w
                      + VALUE + rb")(?![\w])")
 _GEN_GN = re.compile(rb"(?<![\w./-])(?:train/|actor/|optim/)?(?:grad[_ -]?norm|gradient[_ ]norm|gnorm|total_norm|grad_norm_total)"
                      rb"\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
+_PAIR_NAN = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}[-+]?nan\s{0,4}$")
+_PAIR = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}([-+]?[0-9]{0,12}\.[0-9]{1,12}(?:e[-+]?[0-9]{1,3})?)\s{0,4}$")
+_SUMMARY_LOSS = re.compile(rb"train_loss\s{0,40}=\s{0,40}(" + VALUE + rb")\s{0,8}$")
+_LOSS_WORD = re.compile(rb" ([a-z][a-z0-9_]{0,20})\s{0,2}[:=]\s{0,4}(" + VALUE + rb")(?![\w])")
+_TOTAL = re.compile(rb"(?<![\w/.-])total\]?\s{0,4}[:=]?\s{0,4}(" + VALUE + rb")(?![\w])")
 _GEN_SCALE = re.compile(rb"loss[_ ]scale\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
 
 # --- context --------------------------------------------------------------------------------
@@ -131,6 +136,7 @@ class LogParser:
         self._train_step: Optional[int] = None
         self._json_obj: dict[bytes, bytes] = {}
         self._json_where: Optional[Where] = None
+        self._pair_mode = False  # `step loss` pairs seen (a bare print loop)
 
     # -- streaming API --------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -231,7 +237,38 @@ class LogParser:
                 return "bar", end
         if b"loss" in low:
             self._generic(block, start, line, low, rank, line_no)
+        elif b"nan" in low and _PAIR_NAN.match(low):
+            self._pair_record(block, start, line, low, rank, line_no)
         return "generic", end
+
+    def _pair_record(self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+        """`print(step, loss)` logs: `76980 nan` right after lines like `76970 2.6265104`. Only the NaN
+        line holds a needle; the finite pairs before it are read back from the block (at least two,
+        their steps rising), so a table that happens to hold a NaN is not taken for a run."""
+        m = _PAIR_NAN.match(low)
+        step = int(m.group(1))
+        if not self._pair_mode:
+            prev: list[tuple[int, bytes, int]] = []
+            pos, n = start - 1, line_no - 1
+            while pos > 0 and len(prev) < 64:
+                a = block.data.rfind(b"\n", 0, pos) + 1
+                text = block.data[a:pos]
+                pos, n = a - 1, n - 1
+                if not text.strip():
+                    continue
+                p = _PAIR.match(text.lower())
+                if p is None:
+                    break
+                prev.append((int(p.group(1)), text, n + 1))
+            prev.reverse()
+            steps = [p[0] for p in prev]
+            if len(prev) < 2 or any(b <= a for a, b in zip(steps, steps[1:])) or steps[-1] >= step:
+                return
+            self._pair_mode = True
+            for st, text, no in prev:
+                self._emit_record(Record(self._where(no, text), rank, st, to_float(_PAIR.match(text.lower()).group(2)),
+                                         family="pairs"))
+        self._emit_record(Record(self._where(line_no, line), rank, step, float("nan"), family="pairs"))
 
     def _join_until(self, block: Block, start: int, end: int, done) -> int:
         """Join following physical lines to a wrapped record until `done(text)` says it is whole."""
@@ -286,8 +323,12 @@ class LogParser:
                 eval_loss = to_float(nval or sval)
             elif key == b"loss_scale" or key == b"scale":
                 scale = to_float(nval or sval)
-            elif key == b"train_runtime":
-                return "hf_dict", end  # the end-of-training summary, not a step
+            elif key == b"train_runtime":  # the end-of-training summary, not a step
+                for k2, s2, n2 in kv:
+                    if k2 == b"train_loss":
+                        self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
+                                                   {"train_loss": to_float(n2 or s2)}))
+                return "hf_dict", end
             elif key == b"elapsed_time":
                 elapsed = sval.decode("ascii", "replace")
             elif key == b"mode":
@@ -459,6 +500,12 @@ class LogParser:
         return True
 
     def _generic(self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+        if low.lstrip()[:10] == b"train_loss":
+            m = _SUMMARY_LOSS.match(low.lstrip())
+            if m:  # HF's `***** train metrics *****` block: `  train_loss  =  0.0`, the run's average
+                self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
+                                           {"train_loss": to_float(m.group(1))}))
+                return
         if b"skip" in low and (b"nan" in low or b"finite" in low) and b"loss" in low:
             # "Skip the batch due to the loss is NaN": a guard that dropped a batch, not a step record
             self._events.append(Signal("nan_guard", self._where(line_no, line), rank, self._step_for(rank), {}))
@@ -529,6 +576,12 @@ class LogParser:
                 continue
             m = _AFTER_LOSS.match(low, b)
             if not m:
+                w = _LOSS_WORD.match(low, b)  # `Loss content: nan`, `Loss G: 1.2`: a named part of the loss
+                if w and w.group(1) not in (b"scale", b"scaler"):
+                    v = to_float(w.group(2))
+                    if v is not None and v != v and not key.startswith(_EVAL_PREFIX):
+                        aux_bad = True
+                    pos = w.end()
                 continue
             value = to_float(m.group(1))
             comp = key.rsplit(b"/", 1)[-1]
@@ -541,9 +594,15 @@ class LogParser:
             elif key.startswith(_EVAL_PREFIX) and comp.endswith(b"loss"):
                 if eval_loss is None:
                     eval_loss = value
-            elif value is not None and value != value:
+            elif value is not None and value != value and not key.startswith(_EVAL_PREFIX):
                 aux_bad = True
             pos = m.end()
+        if loss is None and b"total" in low:  # `[Losses: x 0.1, ..., cls 0.2, total 1.3]`
+            t = _TOTAL.search(low)
+            if t:
+                loss = to_float(t.group(1))
+        if loss is None and aux_bad:  # only parts of the loss are printed, and one is NaN: so is their sum
+            loss = float("nan")
         return loss, eval_loss, scale, aux_bad
 
     @staticmethod

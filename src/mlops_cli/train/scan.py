@@ -41,6 +41,8 @@ NEEDLES: dict[bytes, int] = {
     b"overflow": SIGNAL,  # loss-scale overflows (DeepSpeed, apex, fairseq)
     b"minimum": SIGNAL,  # the loss scale at its minimum (DeepSpeed, fairseq)
     b"finite": SIGNAL,  # NaN guards ("not finite", "non-finite"), mlops-nanguard
+    b"nan": RECORD,  # a bare `print(step, loss)` line (`76980 nan`) holds no other needle
+    b"assertion `": SIGNAL,  # a kernel's `Assertion `t >= 0 && t < n_classes` failed.` (its line holds `nll_loss`)
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {

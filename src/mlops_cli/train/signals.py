@@ -31,14 +31,16 @@ _ANOMALY = re.compile(rb"function '(\w{1,80})' returned (nan|inf|an invalid grad
 _ANOMALY_FWD = re.compile(rb"error detected in (\w{1,80})\. traceback of forward call")
 _MEGATRON_NAN = re.compile(rb"rank (\d{1,6})(?:, node ([\w.-]{1,80}))?(?:, device (\d{1,4}))?(?:, iteration (-?\d{1,12}))?:"
                            rb" unexpected result (nan|inf)")
-_LOCAL_NAN = re.compile(rb"found (nan|inf) in local grad norm")
+_MEGATRON_NAN_ON = re.compile(rb"unexpected result (nan|inf) on rank (\d{1,6})(?: at iteration #?(-?\d{1,12}))?")
+_LOCAL_NAN = re.compile(rb"(?:rank (\d{1,6}): )?found (nan|inf) in local grad norm")
 _GUARD = re.compile(
     rb"loss returned in `?training_step`? is (?:nan|inf)"
     rb"|loss (?:is|became|becomes|was|has become|became a) (?:nan|inf|not finite|non-finite)"
     rb"|loss in not finite|loss is not finite|non-finite loss|nan loss (?:detected|encountered)"
-    rb"|(?:nan|inf) or (?:nan|inf) found in input tensor"
     rb"|monitored metric [\w/.-]{1,80} = (?:nan|inf|-inf) is not finite"
     rb"|mlops-nanguard: non-finite")
+_GRAD_SKIP = re.compile(rb"grad[_ ]?norm (?:is )?not finite|non-finite grad(?:ient)?s?[^\n]{0,40}skip")
+_TB_NONFINITE = re.compile(rb"(?:nan|inf) or (?:nan|inf) found in input tensor")
 _NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\d{1,12})")
 
 # --- memory ----------------------------------------------------------------------------------
@@ -52,6 +54,7 @@ _EXITCODE = re.compile(rb"failed \(exitcode: (-?\d{1,4})\) local_rank: (\d{1,6})
 _ROOT_RANK = re.compile(rb"rank\s{0,10}: (\d{1,6}) \(local_rank: (\d{1,6})\)")
 _ROOT_EXIT = re.compile(rb"exitcode\s{0,10}: (-?\d{1,4}) \(pid: (\d{1,10})\)")
 _ROOT_SIGNAL = re.compile(rb"signal (\d{1,3}) \((sig\w{1,10})\) received by pid (\d{1,10})")
+_ELASTIC_FAILED = re.compile(rb"torchelastic\.worker\.status\.failed[^\n]{0,400}?\"global_rank\":\s{0,2}(\d{1,6})")
 _DS_RETURN = re.compile(rb"exits with return code = (-?\d{1,4})|died with <signals\.(sig\w{1,10}): (\d{1,3})>")
 _DATALOADER = re.compile(rb"dataloader worker \(pid(?:\(s\))? ?([\d, ]{1,200})\) (?:is killed by signal: ([a-z][a-z ]{0,40})|exited unexpectedly)")
 _BUS = re.compile(rb"bus error encountered in worker|insufficient shared memory \(shm\)")
@@ -134,15 +137,28 @@ def classify(line: bytes, low: bytes) -> Found:
         if m:
             out.append(("anomaly", {"op": _orig(line, m, 1), "value": m.group(2).decode(), "output": _int(m, 3)}))
         m = _MEGATRON_NAN.search(low)
+        on = None if m else _MEGATRON_NAN_ON.search(low)
         if m:
             out.append(("rank_nan", {"rank": int(m.group(1)), "node": _orig(line, m, 2) if m.group(2) else None,
                                      "device": _int(m, 3), "iteration": _int(m, 4), "value": m.group(5).decode()}))
-        elif _LOCAL_NAN.search(low):
-            out.append(("rank_nan", {"rank": None, "node": None, "device": None, "iteration": None, "value": "nan"}))
+        elif on:  # mcore's rerun state machine: `Unexpected result nan on rank 3 at iteration #3 invocation #2`
+            out.append(("rank_nan", {"rank": int(on.group(2)), "node": None, "device": None,
+                                     "iteration": _int(on, 3), "value": on.group(1).decode()}))
+        else:
+            loc = _LOCAL_NAN.search(low)  # older Megatron: `AssertionError: Rank 11: found NaN in local grad norm`
+            if loc:
+                out.append(("rank_nan", {"rank": _int(loc, 1), "node": None, "device": None, "iteration": None,
+                                         "value": loc.group(2).decode()}))
         m = _GUARD.search(low)
         if m and not out:
             step = _NANGUARD_STEP.search(low)
             out.append(("nan_guard", {"step": _int(step, 1)}))
+        elif not out and _GRAD_SKIP.search(low):
+            # verl: `WARN: rank 0 grad_norm is not finite: nan` and the update is skipped (zero_grad)
+            out.append(("grad_skip", {}))
+        elif not out and _TB_NONFINITE.search(low):
+            # tensorboardX: SOME logged scalar was NaN/Inf (often an fp16 step's skipped grad norm), weak alone
+            out.append(("tb_nonfinite", {}))
     if b"error detected in" in low:
         m = _ANOMALY_FWD.search(low)
         if m:
@@ -171,6 +187,10 @@ def classify(line: bytes, low: bytes) -> Found:
             m = _ROOT_EXIT.search(low)
             if m:
                 out.append(("exitcode", {"exitcode": int(m.group(1)), "local_rank": None, "pid": int(m.group(2))}))
+    if b"torchelastic.worker.status.failed" in low:  # torchelastic's JSON event for a failed worker
+        m = _ELASTIC_FAILED.search(low)
+        out.append(("exception", {"type": "torchelastic worker FAILED",
+                                  "message": f"global rank {m.group(1).decode()}" if m else "", "rank": _int(m, 1)}))
     if b"received by pid" in low:
         m = _ROOT_SIGNAL.search(low)
         if m:
