@@ -463,7 +463,13 @@ class Doctor:
         elif kind == "device_assert":
             self._simple(sig, "device_assert", "CUDA device-side assert (an index or label out of range)")
         elif kind == "cuda_error":
-            self._simple(sig, "cuda_error", "CUDA error (illegal memory access or a failed kernel)")
+            f = self._simple(sig, "cuda_error", f"GPU error: Xid {d['xid'] if d.get('xid') else '?'}, {d['what']}"
+                             if d.get("what") else "CUDA error (illegal memory access or a failed kernel)")
+            if f is not None and d.get("what"):
+                f.because = ["the driver reported this in the kernel log (dmesg): a hardware or driver fault, not "
+                             "the training code, unless it is Xid 13/31/43 right after your own CUDA error"]
+                f.fix = ["drain the node and check the GPU (`mlops gpu`, `nvidia-smi -q -d ECC,ROW_REMAPPER`); "
+                         "resume from the last checkpoint on a healthy node"]
         elif kind == "nccl_error":
             self._simple(sig, "nccl_error", "NCCL error (not a timeout)")
 
@@ -687,6 +693,7 @@ class Doctor:
                      "update or pin the library that decodes the data (images, audio, video)"]
         else:
             f.title = ("DataLoader worker killed: host RAM (the OOM killer)" if f.data.get("signal")
+                       else "host RAM ran out: an allocation failed" if "allocation failed" in (f.data.get("how") or "")
                        else "a training process was killed (SIGKILL): host RAM, the OOM killer")
             f.cause = "host_ram"
             f.because = ["SIGKILL (-9, 'Killed') with no Python error is almost always the kernel OOM killer: "

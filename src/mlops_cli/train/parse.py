@@ -114,6 +114,7 @@ _CTX_SEQ = re.compile(rb"(?<![\w])(?:cutoff_len|max_seq_length|max_seq_len|seq_l
 _CTX_METHOD = re.compile(rb"(?:finetuning_type|train_type|tuner_backend|peft_type)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(?:peftt?ype\.)?"
                          rb"(lora|qlora|full|freeze)|(load_in_4bit|quantization_bit)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(true|4)")
 _CTX_ZERO = re.compile(rb"zero_stage['\"]?\s{0,3}[:=]\s{0,3}(\d)|\"stage\"\s{0,3}:\s{0,3}(\d)|ds_z(\d)_|zero(\d)(?:_\w{0,20})?\.json")
+_CTX_HF_RUN = re.compile(rb"(num epochs|total optimization steps)\s{0,4}=\s{0,4}([0-9][0-9,]{0,14})")
 _CTX_NUMBERS = (("max_grad_norm", _CTX_CLIP, to_float), ("batch_size", _CTX_BATCH, int), ("seq_len", _CTX_SEQ, int))
 _BAD_MODEL = {b"none", b"null", b"auto", b"true", b"false", b"model", b""}
 
@@ -137,6 +138,7 @@ class LogParser:
         self._json_obj: dict[bytes, bytes] = {}
         self._json_where: Optional[Where] = None
         self._pair_mode = False  # `step loss` pairs seen (a bare print loop)
+        self._table: list[bytes] = []  # the last column header with loss columns (ultralytics)
 
     # -- streaming API --------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -239,7 +241,29 @@ class LogParser:
             self._generic(block, start, line, low, rank, line_no)
         elif b"nan" in low and _PAIR_NAN.match(low):
             self._pair_record(block, start, line, low, rank, line_no)
+        elif self._table and b"nan" in low:
+            self._table_row(line, low, rank, line_no)
         return "generic", end
+
+    def _table_row(self, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+        """A row under a column header (ultralytics: `2/100  2.11G  nan  nan  nan  12  640: 100%|...`).
+        Only rows holding a NaN reach here (the `nan` needle); the epoch column is the step."""
+        head = self._table
+        cells = low.split(b"%|", 1)[0].split()
+        if len(cells) < len(head):
+            return
+        cells = [c.rstrip(b":") for c in cells[:len(head)]]
+        first = cells[0].split(b"/")
+        if not (first[0].isdigit() and (len(first) == 1 or first[1].isdigit())):
+            return  # not a row of this table (ultralytics' validation rows start with a class name)
+        losses = [to_float(cells[i]) for i, name in enumerate(head) if name.endswith(b"loss")]
+        if not losses or None in losses or all(v == v for v in losses):
+            return
+        step = epoch = None
+        if head[0] == b"epoch" and b"/" in cells[0] and cells[0].split(b"/")[0].isdigit():
+            step = int(cells[0].split(b"/")[0])
+            epoch = float(step)
+        self._emit_record(Record(self._where(line_no, line), rank, step, float("nan"), epoch=epoch, family="table"))
 
     def _pair_record(self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
         """`print(step, loss)` logs: `76980 nan` right after lines like `76970 2.6265104`. Only the NaN
@@ -298,7 +322,7 @@ class LogParser:
         if not kv:
             return None, end
         loss = eval_loss = grad = lr = epoch = scale = None
-        step = None
+        step = epoch_raw = None
         rl = False
         elapsed = None
         mode = None
@@ -311,6 +335,7 @@ class LogParser:
                 lr = to_float(nval or sval)
             elif key == b"epoch" or key == b"train/epoch":
                 epoch = to_float(nval or sval)
+                epoch_raw = nval or sval
             elif key in _STEP_KEYS:
                 v = to_float(nval or sval)
                 if v is not None and v == v and abs(v) < 1e15:
@@ -357,6 +382,8 @@ class LogParser:
                     bar = self._bar_after(block, end) or self._bar_before(block, start + brace)
                 if bar is not None:
                     step, elapsed = bar[0], elapsed or bar[2]
+                elif epoch_raw is not None:
+                    step = self._step_from_epoch(epoch_raw)
             if step is not None:
                 self._train_step = step
             self._emit_record(Record(where, rank, step, loss, lr, grad, scale, None, None, epoch, "train", fam,
@@ -365,6 +392,20 @@ class LogParser:
             self._emit_record(Record(where, rank, self._train_step if step is None else step, eval_loss, None, None,
                                      None, None, None, epoch, "eval", fam, False, rl, False, elapsed))
         return fam, end
+
+    def _step_from_epoch(self, raw: bytes) -> Optional[int]:
+        """A dict with no bar: its step from the epoch, when HF's header gave the steps of an epoch
+        (Total optimization steps / Num Epochs, whole) and the epoch is printed with >= 4 decimals, so
+        that epoch x steps lands within 0.05 of a whole step."""
+        ctx = self.context
+        if not ctx.epochs or not ctx.total_steps or ctx.total_steps % ctx.epochs or b"." not in raw or \
+                len(raw.split(b".", 1)[1]) < 4:
+            return None
+        v = to_float(raw)
+        if v is None or not v == v:
+            return None
+        exact = v * ctx.total_steps / ctx.epochs
+        return round(exact) if abs(exact - round(exact)) <= 0.05 and exact >= 0.5 else None
 
     def _bar_before(self, block: Block, pos: int) -> Optional[tuple[int, int, str]]:
         """The progress-bar counter drawn last before `pos` (HF prints its dict right after it)."""
@@ -506,6 +547,11 @@ class LogParser:
                 self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
                                            {"train_loss": to_float(m.group(1))}))
                 return
+        cells = low.split()
+        if 3 <= len(cells) <= 24 and sum(c.endswith(b"loss") for c in cells) >= 2 and not any(
+                c[:1].isdigit() or c[:1] == b"." for c in cells):
+            self._table = cells  # a column header: `Epoch GPU_mem box_loss cls_loss dfl_loss Instances Size`
+            return
         if b"skip" in low and (b"nan" in low or b"finite" in low) and b"loss" in low:
             # "Skip the batch due to the loss is NaN": a guard that dropped a batch, not a step record
             self._events.append(Signal("nan_guard", self._where(line_no, line), rank, self._step_for(rank), {}))
@@ -742,6 +788,10 @@ class LogParser:
             m = _CTX_METHOD.search(low)
             if m:
                 ctx.method = "qlora" if m.group(2) else m.group(1).decode()
+        if b" = " in low and (b"num epochs" in low or b"total optimization steps" in low):
+            m = _CTX_HF_RUN.search(low)
+            if m:
+                setattr(ctx, "epochs" if m.group(1) == b"num epochs" else "total_steps", int(m.group(2).replace(b",", b"")))
         if ctx.zero_stage is None and (b"zero" in low or b"stage" in low):
             m = _CTX_ZERO.search(low)
             if m:

@@ -42,7 +42,10 @@ NEEDLES: dict[bytes, int] = {
     b"minimum": SIGNAL,  # the loss scale at its minimum (DeepSpeed, fairseq)
     b"finite": SIGNAL,  # NaN guards ("not finite", "non-finite"), mlops-nanguard
     b"nan": RECORD,  # a bare `print(step, loss)` line (`76980 nan`) holds no other needle
-    b"assertion `": SIGNAL,  # a kernel's `Assertion `t >= 0 && t < n_classes` failed.` (its line holds `nll_loss`)
+    b"assertion `": SIGNAL,
+    b"invalid loss": SIGNAL,  # Keras TerminateOnNaN (the line also holds `loss`)
+    b"xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
+    b"/torch_": SIGNAL,  # `unable to write to file </torch_...>: No space left on device` (/dev/shm full)  # a kernel's `Assertion `t >= 0 && t < n_classes` failed.` (its line holds `nll_loss`)
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {
@@ -61,6 +64,8 @@ HEAD_NEEDLES: dict[bytes, int] = {
     b"max_length": CONTEXT,
     b"seq_len": CONTEXT,
     b"zero": CONTEXT,
+    b"num epochs": CONTEXT,  # HF `***** Running training *****`: the steps of an epoch, for dicts
+    b"total optimization steps": CONTEXT,  # printed without a progress bar
     b"log_history": CONTEXT,
     b"out of memory": SIGNAL,
     b"nan or inf": SIGNAL,

@@ -38,15 +38,23 @@ _GUARD = re.compile(
     rb"|loss (?:is|became|becomes|was|has become|became a) (?:nan|inf|not finite|non-finite)"
     rb"|loss in not finite|loss is not finite|non-finite loss|nan loss (?:detected|encountered)"
     rb"|monitored metric [\w/.-]{1,80} = (?:nan|inf|-inf) is not finite"
-    rb"|mlops-nanguard: non-finite")
+    rb"|mlops-nanguard: non-finite"
+    rb"|invalid loss, terminating training")  # Keras TerminateOnNaN: `Batch 6: Invalid loss, terminating training`
 _GRAD_SKIP = re.compile(rb"grad[_ ]?norm (?:is )?not finite|non-finite grad(?:ient)?s?[^\n]{0,40}skip")
 _TB_NONFINITE = re.compile(rb"(?:nan|inf) or (?:nan|inf) found in input tensor")
-_NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\d{1,12})")
+_NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\d{1,12})"
+                            rb"|(?:at|on) (?:iteration|step|iter)[ =#:]{1,3}(\d{1,12})|^\s{0,8}batch (\d{1,12}): invalid loss")
 
 # --- memory ----------------------------------------------------------------------------------
 _CUDA_OOM = re.compile(rb"cuda out of memory|outofmemoryerror|cuda error: out of memory|cublas_status_alloc_failed"
                        rb"|cuda failure 'out of memory'|cudaerrormemoryallocation")
-_HOST_ALLOC = re.compile(rb"defaultcpuallocator: can't allocate memory|cannot allocate memory \(os error 12\)")
+_HOST_ALLOC = re.compile(rb"defaultcpuallocator: (?:can't allocate memory|not enough memory)|cannot allocate memory \(os error 12\)")
+_SHM_FULL = re.compile(rb"unable to write to file </torch_[^>]{1,80}>:? ?(?:no space left on device|cannot allocate memory)")
+_XID = re.compile(rb"nvrm: xid \([^)]{0,60}\):? ?(\d{1,4})")
+_XID_WHAT = {13: "graphics engine exception (often the application's own illegal access)", 31: "GPU memory page fault",
+             43: "GPU stopped processing (a kernel was killed)", 48: "double-bit ECC error", 63: "ECC page retirement / row remapping",
+             64: "ECC row remapping failed", 74: "NVLink error", 79: "GPU has fallen off the bus", 92: "high single-bit ECC rate",
+             94: "contained ECC error", 95: "uncontained ECC error", 119: "GSP RPC timeout", 120: "GSP error"}
 _OOM_KILLER = re.compile(rb"out of memory: kill(?:ed)? process (\d{1,10})|oom-kill(?:er)?[^\n]{0,80}?(?:task|pid)[=: ]{1,2}(\d{1,10})")
 
 # --- processes -------------------------------------------------------------------------------
@@ -132,7 +140,7 @@ def _orig(line: bytes, m: re.Match, i: int) -> str:
 def classify(line: bytes, low: bytes) -> Found:
     """Every event one line names (usually none or one); `low` is `line.lower()`."""
     out: Found = loss_scale_events(low) if (b"overflow" in low or b"minimum" in low) else []
-    if b"nan" in low or b"inf" in low or b"finite" in low or b"invalid gradient" in low:
+    if b"nan" in low or b"inf" in low or b"finite" in low or b"invalid gradient" in low or b"invalid loss" in low:
         m = _ANOMALY.search(low)
         if m:
             out.append(("anomaly", {"op": _orig(line, m, 1), "value": m.group(2).decode(), "output": _int(m, 3)}))
@@ -151,8 +159,8 @@ def classify(line: bytes, low: bytes) -> Found:
                                          "value": loc.group(2).decode()}))
         m = _GUARD.search(low)
         if m and not out:
-            step = _NANGUARD_STEP.search(low)
-            out.append(("nan_guard", {"step": _int(step, 1)}))
+            step = _NANGUARD_STEP.search(low)  # the step the guard names (nanguard, detectron2, Keras)
+            out.append(("nan_guard", {"step": next((int(g) for g in step.groups() if g), None) if step else None}))
         elif not out and _GRAD_SKIP.search(low):
             # verl: `WARN: rank 0 grad_norm is not finite: nan` and the update is skipped (zero_grad)
             out.append(("grad_skip", {}))
@@ -163,6 +171,16 @@ def classify(line: bytes, low: bytes) -> Found:
         m = _ANOMALY_FWD.search(low)
         if m:
             out.append(("anomaly_forward", {"op": _orig(line, m, 1)}))
+    if b"xid" in low or b"fallen off the bus" in low:  # dmesg lines pasted into (or tailed with) the log
+        m = _XID.search(low)
+        xid = _int(m, 1)
+        if m or b"fallen off the bus" in low:
+            out.append(("cuda_error", {"xid": xid, "what": _XID_WHAT.get(xid or 79, "GPU error") if xid or
+                                       b"fallen off" in low else None}))
+            return out
+    if b"/torch_" in low and _SHM_FULL.search(low):  # the DataLoader's shared-memory file in a full /dev/shm
+        out.append(("dataloader_killed", {"signal": "bus error", "pids": None, "shm_full": True}))
+        return out
     if b"memory" in low or b"alloc" in low:
         if _CUDA_OOM.search(low) and b"defaultcpuallocator" not in low:
             out.append(("oom", {}))
