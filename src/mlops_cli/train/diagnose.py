@@ -323,8 +323,10 @@ class Doctor:
                 self.skipped_grad[key] = self.skipped_grad.get(key, 0) + 1
                 return
         if reason is None and rec.loss == 0.0 and not rec.rl and rec.family in ("hf_dict", "json") and \
-                rec.grad_norm is None and (s.zero_run or (s.nonzero_loss_seen and (s.last_loss or 0) > 0.05)):
-            # no grad norm printed (transformers < 4.38): 0.0 after real losses is the filtered all-NaN window
+                rec.grad_norm is None and (s.zero_run or (s.nonzero_loss_seen and (s.last_loss or 0) > 0.05)
+                                           or s.loss_records == 0):
+            # no grad norm printed (transformers < 4.38, LLaMA-Factory's trainer_log.jsonl): 0.0 after real
+            # losses, or 0.0 on every record from the first, is the filtered all-NaN window
             s.zero_run.append(rec)
             if len(s.zero_run) >= 3:
                 first = s.zero_run[0]

@@ -83,6 +83,8 @@ _GEN_GN = re.compile(rb"(?<![\w./-])(?:train/|actor/|optim/)?(?:grad[_ -]?norm|g
                      rb"\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
 _PAIR_NAN = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}[-+]?nan\s{0,4}$")
 _PAIR = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}([-+]?[0-9]{0,12}\.[0-9]{1,12}(?:e[-+]?[0-9]{1,3})?)\s{0,4}$")
+_YOLO_ROW = re.compile(rb"(?:^|\s)(\d{1,6})/\d{1,6}\s{1,12}\d{1,5}(?:\.\d{1,3})?[gm]\s{1,12}")  # epoch, GPU memory
+_KERAS_GLUE = re.compile(rb"(?<=[0-9a-z])epoch \d{1,9}/\d{1,9}\s{0,4}$")
 _SUMMARY_LOSS = re.compile(rb"train_loss\s{0,40}=\s{0,40}(" + VALUE + rb")\s{0,8}$")
 _LOSS_WORD = re.compile(rb" ([a-z][a-z0-9_]{0,20})\s{0,2}[:=]\s{0,4}(" + VALUE + rb")(?![\w])")
 _TOTAL = re.compile(rb"(?<![\w/.-])total\]?\s{0,4}[:=]?\s{0,4}(" + VALUE + rb")(?![\w])")
@@ -241,13 +243,21 @@ class LogParser:
             self._generic(block, start, line, low, rank, line_no)
         elif b"nan" in low and _PAIR_NAN.match(low):
             self._pair_record(block, start, line, low, rank, line_no)
-        elif self._table and b"nan" in low:
+        elif b"nan" in low and (self._table or _YOLO_ROW.search(low)):
             self._table_row(line, low, rank, line_no)
         return "generic", end
 
     def _table_row(self, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
         """A row under a column header (ultralytics: `2/100  2.11G  nan  nan  nan  12  640: 100%|...`).
         Only rows holding a NaN reach here (the `nan` needle); the epoch column is the step."""
+        y = _YOLO_ROW.search(low)
+        if y is not None:  # `49/1799  6.47G  nan  nan  nan  28  416: ...`, with or without its header
+            cells = low[y.end():].split(b"%|", 1)[0].split()
+            if b"nan" in cells[:-2] or any(c == b"nan" for c in cells[:3]):
+                ep = int(y.group(1))
+                self._emit_record(Record(self._where(line_no, line), rank, ep, float("nan"), epoch=float(ep),
+                                         family="table"))
+            return
         head = self._table
         cells = low.split(b"%|", 1)[0].split()
         if len(cells) < len(head):
@@ -547,6 +557,9 @@ class LogParser:
                 self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
                                            {"train_loss": to_float(m.group(1))}))
                 return
+        glued = _KERAS_GLUE.search(low)
+        if glued:  # Keras: `- loss: nanEpoch 1/1000`, the next header glued to the bar
+            line, low = line[:glued.start()], low[:glued.start()]
         cells = low.split()
         if 3 <= len(cells) <= 24 and sum(c.endswith(b"loss") for c in cells) >= 2 and not any(
                 c[:1].isdigit() or c[:1] == b"." for c in cells):

@@ -49,7 +49,7 @@ _NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\
 _CUDA_OOM = re.compile(rb"cuda out of memory|outofmemoryerror|cuda error: out of memory|cublas_status_alloc_failed"
                        rb"|cuda failure 'out of memory'|cudaerrormemoryallocation")
 _HOST_ALLOC = re.compile(rb"defaultcpuallocator: (?:can't allocate memory|not enough memory)|cannot allocate memory \(os error 12\)")
-_SHM_FULL = re.compile(rb"unable to write to file </torch_[^>]{1,80}>:? ?(?:no space left on device|cannot allocate memory)")
+_SHM_FULL = re.compile(rb"unable to write to file </torch_[^>]{1,80}>")  # torch's shared-memory file: /dev/shm full
 _XID = re.compile(rb"nvrm: xid \([^)]{0,60}\):? ?(\d{1,4})")
 _XID_WHAT = {13: "graphics engine exception (often the application's own illegal access)", 31: "GPU memory page fault",
              43: "GPU stopped processing (a kernel was killed)", 48: "double-bit ECC error", 63: "ECC page retirement / row remapping",
@@ -158,6 +158,8 @@ def classify(line: bytes, low: bytes) -> Found:
                 out.append(("rank_nan", {"rank": _int(loc, 1), "node": None, "device": None, "iteration": None,
                                          "value": loc.group(2).decode()}))
         m = _GUARD.search(low)
+        if m and (b"={" in low or b'f"' in low or b"f'" in low):
+            m = None  # the guard's own source line, quoted by a traceback (`... at iteration={storage.iter}`)
         if m and not out:
             step = _NANGUARD_STEP.search(low)  # the step the guard names (nanguard, detectron2, Keras)
             out.append(("nan_guard", {"step": next((int(g) for g in step.groups() if g), None) if step else None}))
