@@ -179,6 +179,8 @@ class LogParser:
             family, new_end = self._record(block, start, end, line, low, rank, line_no)
             if new_end != end:
                 line, low = data[start:new_end], block.low[start:new_end]
+        if not group & SIGNAL and (b"assertion `" in low or b"invalid loss" in low):
+            group |= SIGNAL  # a kernel assert naming `nll_loss`, Keras' `Invalid loss`: failure lines holding `loss`
         if group & SIGNAL:  # failure lines hold a needle of their own; a record line alone never is one
             new_end = max(new_end, self._signals(block, start, new_end, line, low, rank, line_no))
         if group & CONTEXT and block.offset + start < HEAD and self.records == before:

@@ -41,11 +41,8 @@ NEEDLES: dict[bytes, int] = {
     b"overflow": SIGNAL,  # loss-scale overflows (DeepSpeed, apex, fairseq)
     b"minimum": SIGNAL,  # the loss scale at its minimum (DeepSpeed, fairseq)
     b"finite": SIGNAL,  # NaN guards ("not finite", "non-finite"), mlops-nanguard
-    b"nan": RECORD,  # a bare `print(step, loss)` line (`76980 nan`) holds no other needle
-    b"assertion `": SIGNAL,
-    b"invalid loss": SIGNAL,  # Keras TerminateOnNaN (the line also holds `loss`)
-    b"xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
-    b"/torch_": SIGNAL,  # `unable to write to file </torch_...>: No space left on device` (/dev/shm full)  # a kernel's `Assertion `t >= 0 && t < n_classes` failed.` (its line holds `nll_loss`)
+    b"nan": RECORD,  # a bare `print(step, loss)` line (`76980 nan`), an ultralytics row: no other needle
+    b"nvrm: xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {
