@@ -170,7 +170,11 @@ def operator_evidence(c: Collected) -> list[str]:
 def kubernetes_evidence(c: Collected) -> list[str]:
     from mlops_cli.driver.parse import parse_dpkg
 
-    ev = [f"{p} exists (a Kubernetes node)" for p in ("/var/lib/kubelet", "/etc/kubernetes") if c.exists(p)]
+    ev = [
+        f"{p} exists (a Kubernetes node)"
+        for p in ("/var/lib/kubelet", "/etc/kubernetes", "/var/snap/microk8s", "/etc/rancher/k3s", "/etc/rancher/rke2")
+        if c.exists(p)
+    ]
     r = c.command("dpkg_list")
     if r.ok:
         ev += [p.line for p in parse_dpkg(r.stdout) if p.installed and p.name in ("kubelet", "k3s", "rke2-server", "rke2-agent", "microk8s")][:1]
