@@ -11,8 +11,8 @@ of ``no_step_argv``). Usage:
 
     python benchmarks/driver_corpus.py [--folder DIR] [--write] [--verbose]
 
-``--write`` replaces the section of docs/benchmarks.md named for the folder ("driver-check
-real-world corpus" for real/, "driver-check held-out corpus" for heldout/).
+``--write`` replaces the section of docs/benchmarks.md named for the folder (real/, heldout/,
+fresh/: see SECTIONS).
 """
 
 from __future__ import annotations
@@ -34,6 +34,25 @@ from mlops_cli.host import Snapshot, SnapshotHost
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "fixtures" / "driver" / "real"
 DOCS = ROOT / "docs" / "benchmarks.md"
+
+# folder -> (docs/benchmarks.md section, what the score means)
+SECTIONS = {
+    "real": (
+        "driver-check real-world corpus",
+        "The rules were developed with these cases in view, so this is not a held-out score.",
+    ),
+    "heldout": (
+        "driver-check held-out corpus",
+        "These cases were collected and written down before any rule was changed for them (the 'before' line is main "
+        "at that point); rules were then changed by class, never per fixture, so the current score is no longer a "
+        "held-out score.",
+    ),
+    "fresh": (
+        "driver-check fresh corpus (collected after the held-out changes)",
+        "Collected after the rules were changed for heldout/, to test whether those changes generalise; scored once "
+        "before any change for them (the 'before' line).",
+    ),
+}
 
 DRIVER_REINSTALL = re.compile(r"^(nvidia-(driver|dkms|headless|utils|kernel)|linux-modules-nvidia|cuda-drivers|nvidia-open)")
 
@@ -116,14 +135,8 @@ def main() -> None:
     print(f"{right}/{total} right, {harmful} case(s) with a harmful automated step")
     if args.write:
         text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-        held_out = folder.name == "heldout"
-        title = "driver-check held-out corpus" if held_out else "driver-check real-world corpus"
-        note = (
-            "These cases were collected and written down before any rule was changed for them (the 'before' line "
-            "is main at that point); rules were then changed by class, never per fixture."
-            if held_out
-            else "The rules were developed with these cases in view, so this is not a held-out score."
-        )
+        title, note = SECTIONS.get(folder.name, SECTIONS["real"])
+        held_out = folder.name in ("heldout", "fresh")
         rel = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
         section = (
             f"## {title}\n\n"
@@ -138,8 +151,10 @@ def main() -> None:
         real = re.compile(r"^## driver-check real-world corpus\n.*?(?=^## |\Z)", re.S | re.M).search(text)
         if pattern.search(text):
             text = pattern.sub(lambda _m: section + "\n", text)
-        elif held_out and real:  # keep the two corpus sections together
-            text = text[: real.end()] + section + "\n" + text[real.end():]
+        elif held_out and real:  # keep the corpus sections together, in order
+            after = re.compile(r"^## driver-check held-out corpus\n.*?(?=^## |\Z)", re.S | re.M).search(text)
+            at = after.end() if after and folder.name == "fresh" else real.end()
+            text = text[:at] + section + "\n" + text[at:]
         else:
             text = text.rstrip("\n") + "\n\n" + section
         DOCS.write_text(text)

@@ -19,10 +19,12 @@ from mlops_cli.driver.probe import collect
 from mlops_cli.host import Snapshot, SnapshotHost
 
 HELDOUT = FIXTURES / "heldout"
+FRESH = FIXTURES / "fresh"
 
 
 def doc(name: str) -> dict:
-    return json.loads((HELDOUT / f"{name}.json").read_text())
+    path = HELDOUT / f"{name}.json"
+    return json.loads((path if path.exists() else FRESH / f"{name}.json").read_text())
 
 
 def run(d: dict):
@@ -268,3 +270,17 @@ def test_no_error_where_the_driver_is_fine_in_an_lxd_container():
     facts, dg = run(doc("lxd-unprivileged-nested-docker-cgroup-driver-fine"))
     assert facts.context.kind == "container" and dg.status == "ok" and not [f for f in dg.findings if f.severity == ERROR]
 
+
+
+def test_gpu_pv_guest_without_dxgkrnl_is_not_a_cpu_node():
+    """Hyper-V GPU-P on a kernel without dxgkrnl: no /dev/dxg, no NVIDIA PCI device. NVML's
+    'GPU access blocked by the operating system' and the 1414:008e render device say what it is:
+    exit 1 with the Windows/kernel side to fix, never 'no NVIDIA GPU' (exit 3)."""
+    facts, dg = run(doc("hyperv-gpu-pv-ubuntu2004-booted-kernel-without-dxgkrnl"))
+    f = dg.findings[0]
+    assert facts.context.kind == "wsl" and dg.status == "problem" and f.id == "wsl_gpu_unavailable"
+    assert "dxgkrnl" in f.fix.manual and not build_plan(dg.findings).steps
+    bare = doc("hyperv-gpu-pv-ubuntu2004-booted-kernel-without-dxgkrnl")
+    del bare["commands"]["nvidia_smi"], bare["commands"]["nvidia_smi_query"]
+    bare["files"]["/sys/bus/pci/devices/be44:00:00.0/device"] = "0x5353\n"
+    assert run(bare)[0].context.kind == "vm"  # one WSL marker alone decides nothing

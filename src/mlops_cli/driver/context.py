@@ -94,6 +94,17 @@ def wsl_evidence(c: Collected) -> list[str]:
         ev.append("/dev/dxg exists (the WSL GPU paravirtualisation device)")
     if c.listing("/usr/lib/wsl/lib") is not None:
         ev.append("/usr/lib/wsl/lib exists (the Windows driver's libraries mounted into WSL)")
+    # NVML says this only through the Windows paravirtualised GPU (WSL, Hyper-V GPU-P).
+    smi = c.command("nvidia_smi")
+    blocked = next((ln.strip() for ln in (smi.stdout + "\n" + smi.stderr).splitlines() if "GPU access blocked by the operating system" in ln), None)
+    if blocked:
+        ev.append(f"nvidia-smi: {blocked}")
+    # Hyper-V's virtual GPU-P render device (vendor Microsoft 1414, device 008e) on the PCI bus.
+    for dev in c.listing("/sys/bus/pci/devices") or []:
+        base = f"/sys/bus/pci/devices/{dev}"
+        if (c.text(f"{base}/vendor") or "").strip().lower() == "0x1414" and (c.text(f"{base}/device") or "").strip().lower() == "0x008e":
+            ev.append(f"{dev}: PCI 1414:008e, the Hyper-V paravirtualised GPU")
+            break
     for key in ("systemd_detect_virt", "systemd_detect_container"):
         out = c.command(key).stdout.strip()
         if out == "wsl":

@@ -89,7 +89,11 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
     gpu_pv = not any(e.startswith(("uname", "/proc/version", "systemd-detect-virt")) for e in ctx.evidence)
     ev = list(ctx.evidence) + list(f.smi.lines[:2])
     if "dxg" not in (f.collected.listing("/dev") or []):
-        ev.append("no /dev/dxg: Windows does not offer the GPU to this WSL instance")
+        ev.append(
+            "no /dev/dxg: the running kernel has no dxgkrnl, or Windows does not offer the GPU here"
+            if gpu_pv
+            else "no /dev/dxg: Windows does not offer the GPU to this WSL instance"
+        )
     if f.collected.listing("/usr/lib/wsl/lib") is None:
         ev.append("no /usr/lib/wsl/lib: the Windows driver's libraries are not mounted")
     linux_driver = [p for p in f.packages if p.installed and re.match(r"^(nvidia-(utils|driver|dkms)-\d+|libnvidia-compute-\d+|cuda-drivers)", p.name)]
@@ -109,6 +113,11 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
             "libd3d12core.so from C:\\Program Files\\WSL\\lib), check the VM's GPU partition (Get-VMGpuPartitionAdapter) "
             "and that the dxgkrnl module matches this kernel. Never install a Linux NVIDIA driver in this VM."
         )
+        if "dxg" not in (f.collected.listing("/dev") or []):
+            manual = (
+                "There is no /dev/dxg: the running kernel has no dxgkrnl module. Boot the kernel that carries it (the "
+                "dxgkrnl kernel package, or build dxgkrnl for this kernel with DKMS), then check again. " + manual
+            )
     if remove:
         manual += f" Remove the Linux driver packages installed here, they shadow /usr/lib/wsl/lib: apt-get purge {remove}."
     title = (
