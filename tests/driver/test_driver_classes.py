@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from driver_helpers import FIXTURES
+
 from mlops_cli.driver import gate
 from mlops_cli.driver.apply import build_plan
 from mlops_cli.driver.assemble import read_facts

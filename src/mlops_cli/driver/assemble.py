@@ -375,10 +375,6 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
     return st
 
 
-def _apt_failed(f: Facts, kernel: str) -> bool:
-    return any(e.kernel == kernel and e.kind == "build_failed" for e in f.apt_events)
-
-
 # The kernel a make.log built for, from its body when the DKMS header line is missing (a log
 # quoted from its tail): "Entering directory '/usr/src/linux-headers-K'", "KERNEL_UNAME=K",
 # "/lib/modules/K/build".
