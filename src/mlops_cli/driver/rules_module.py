@@ -110,7 +110,7 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
                 ERROR,
                 f"the DKMS build of nvidia failed for {k} ({why})",
                 ev,
-                fixes.manual(
+                fixes.build_failed_unexplained(read[0]) if read else fixes.manual(
                     "read the build log, then fix the cause",
                     "Read /var/lib/dkms/nvidia/<version>/build/make.log (run mlops "
                     "driver-check as root to have it read): 'error:' lines about kernel functions mean the driver branch is too "
