@@ -215,7 +215,7 @@ def test_next_kernel_gcc_mismatch_is_its_cause():
     ]
     assert [" ".join(s.argv) for s in d.findings[0].fix.steps][:2] == [
         "apt-get install -y gcc-12 g++-12",
-        f"dkms install nvidia/535.129.03 -k {k}",
+        f"env CC=gcc-12 dkms install nvidia/535.129.03 -k {k}",
     ]
     assert d.status == "problem"
 

@@ -197,10 +197,7 @@ def read_facts(c: Collected) -> Facts:
             ],
         )
     )
-    if re.search(
-        r"QEMU|KVM|VMware|VirtualBox|Microsoft Corporation|Xen|Standard PC|Google Compute|Amazon EC2|OpenStack|Cloud Hypervisor",
-        vendor,
-    ):
+    if ctx_mod.VIRT_DMI.search(vendor):
         virt = vendor
     container_marker = next((p for p in ("/.dockerenv", "/run/.containerenv") if c.exists(p)), None)
 
@@ -232,7 +229,7 @@ def read_facts(c: Collected) -> Facts:
         klog_seen=klog_seen,
         apt_events=P.parse_apt_log(c.text("/var/log/apt/term.log") or ""),
         runfile=bool(runfile_evidence)
-        and not any(re.match(r"^nvidia-(dkms|driver|utils)-", p.name) and p.installed for p in packages),
+        and not any(re.match(r"^nvidia-(?:(?:dkms|driver|utils)-|\d{3}(?:-updates)?$)", p.name) and p.installed for p in packages),
         runfile_evidence=runfile_evidence,
         installer_version=inst_ver.group(1) if inst_ver else None,
         in_container=container_marker is not None,
@@ -325,7 +322,11 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
     if kernel == f.running_kernel:
         if f.modinfo.get("filename"):
             st.evidence.append(f"filename:       {f.modinfo['filename']}")
-        st.evidence += [ln for ln in f.modprobe_lines if ln.startswith("insmod ") and "/nvidia.ko" in ln]
+        st.evidence += [
+            ln
+            for ln in f.modprobe_lines
+            if ln.startswith("insmod ") and any(MODULE_FILE.match(tok.rsplit("/", 1)[-1]) for tok in ln.split()[1:])
+        ]
     if st.evidence:
         st.present = True
     elif seen_any or f.dkms_seen or (kernel == f.running_kernel and f.modprobe_lines):
@@ -386,7 +387,7 @@ _MAKE_LOG_KERNEL = re.compile(
 def _has_module(f: Facts, c: Collected, kernel: str) -> bool:
     base = f"/lib/modules/{kernel}"
     for sub in ("updates/dkms", "kernel/drivers/video", "updates", "extra", "extra/nvidia"):
-        if any(MODULE_FILE.match(n) or n.startswith("nvidia-current.ko") for n in c.listing(f"{base}/{sub}") or []):
+        if any(MODULE_FILE.match(n) for n in c.listing(f"{base}/{sub}") or []):
             return True
     return any(e.kernel == kernel and e.state == "installed" for e in f.dkms)
 

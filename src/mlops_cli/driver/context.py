@@ -35,9 +35,11 @@ OPERATOR = "operator"
 # Contexts where --fix may install, remove or rebuild kernel-level driver parts.
 UNGATED = (BARE_METAL, VM)
 
-_VIRT_DMI = re.compile(
-    r"QEMU|KVM|VMware|VirtualBox|Microsoft Corporation|Xen|Standard PC|Google Compute|Amazon EC2|OpenStack|"
-    r"Cloud Hypervisor|Parallels|Nutanix|oVirt|RHEV|Bochs|BHYVE|Alibaba Cloud|Oracle Cloud",
+# DMI "sys_vendor product_name" of a virtual machine. Microsoft's own hardware (Surface laptops)
+# has the vendor "Microsoft Corporation" too: only its Hyper-V product "Virtual Machine" is a VM.
+VIRT_DMI = re.compile(
+    r"QEMU|KVM|VMware|VirtualBox|Microsoft Corporation Virtual Machine|Xen|Standard PC|Google Compute|Amazon EC2|"
+    r"OpenStack|Cloud Hypervisor|Parallels|Nutanix|oVirt|RHEV|Bochs|BHYVE|Alibaba Cloud|Oracle Cloud",
 )
 _CONTAINER_KINDS = {"docker", "podman", "lxc", "lxc-libvirt", "systemd-nspawn", "rkt", "openvz", "proot", "pouch", "containerd", "oci"}
 # A vGPU profile name: "GRID T4-16Q", "NVIDIA A100-4C", "NVIDIA L40S-24Q", "A16-2B".
@@ -215,7 +217,7 @@ def vm_evidence(c: Collected) -> str | None:
             ],
         )
     )
-    if vendor and _VIRT_DMI.search(vendor):
+    if vendor and VIRT_DMI.search(vendor):
         return vendor
     if det and det not in ("none", "wsl") and c.command("systemd_detect_virt").ok:
         return det

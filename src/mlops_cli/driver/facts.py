@@ -12,21 +12,28 @@ from mlops_cli.driver.kernlog import KernelLog
 from mlops_cli.driver.model import NotSeen
 from mlops_cli.driver.probe import Collected
 
+# Per-branch package names. Ubuntu <= 18.04 and the graphics-drivers PPA of that time named the
+# driver itself nvidia-<branch> (it also ships the DKMS module, built as nvidia_<branch>.ko), with
+# libcuda1-<branch>, nvidia-<branch>-dev and nvidia-opencl-icd-<branch> beside it.
 DRIVER_PKG = re.compile(
-    r"^(?:nvidia-(?:driver|utils|dkms|compute-utils|kernel-common|kernel-source|headless(?:-no-dkms)?|firmware)"
-    r"|libnvidia-(?:compute|gl|common|cfg1|decode|encode|extra|fbc1))-(?P<br>\d{3})(?P<server>-server)?(?P<open>-open)?(?:-[\d.]+)?$"
+    r"^(?:nvidia-(?:(?:driver|utils|dkms|compute-utils|kernel-common|kernel-source|headless(?:-no-dkms)?|firmware"
+    r"|opencl-icd)-)?|libnvidia-(?:compute|gl|common|cfg1|decode|encode|extra|fbc1)-|libcuda1-)"
+    r"(?P<br>\d{3})(?P<server>-server)?(?P<open>-open)?(?:-updates)?(?:-dev)?(?:-[\d.]+)?$"
 )
+# The driver package whose postinst builds the kernel module: nvidia-dkms-<branch>, Debian's
+# nvidia-kernel-dkms, and the old all-in-one nvidia-<branch>.
+DKMS_PKG = re.compile(r"^(?:nvidia-dkms-\d|nvidia-kernel-dkms$|nvidia-open-kernel-dkms$|nvidia-\d{3}(?:-updates)?$)")
 # Debian's and the CUDA repository's unversioned names: nvidia-driver, nvidia-kernel-dkms,
 # nvidia-smi, libnvidia-ml1 (Debian, module nvidia-current), cuda-drivers, nvidia-open (CUDA repo).
 UNVERSIONED_DRIVER_PKG = re.compile(
     r"^(?:nvidia-driver|nvidia-kernel-dkms|nvidia-open-kernel-dkms|nvidia-kernel-support|nvidia-smi|libnvidia-ml1"
     r"|libcuda1|cuda-drivers(?:-\d{3})?|nvidia-open)$"
 )
-DKMS_PKG = re.compile(r"^(?:nvidia-dkms-\d|nvidia-kernel-dkms$|nvidia-open-kernel-dkms$)")
 PREBUILT_PKG = re.compile(
     r"^linux-modules-nvidia-(?P<suffix>\d{3}(?:-server)?(?:-open)?)-(?P<k>\d+\.\d+\.\d+-\d+-[\w.-]+)$"
 )
-MODULE_FILE = re.compile(r"^nvidia\.ko(?:\.(?:zst|xz|gz))?$")
+# The module file: nvidia.ko, Debian's nvidia-current.ko, Ubuntu <= 18.04's nvidia_<branch>.ko.
+MODULE_FILE = re.compile(r"^nvidia(?:-current|_\d{3})?\.ko(?:\.(?:zst|xz|gz))?$")
 CONTAINER_TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "nvidia-docker2")
 
 

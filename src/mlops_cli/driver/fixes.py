@@ -249,19 +249,37 @@ def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
         )
     if not want:
         return gcc_mismatch(f, kernel, None)
-    steps = [
-        FixStep(
-            (*APT, f"gcc-{want}", f"g++-{want}"),
-            f"the kernel was built with gcc {build.kernel_cc}; its Makefile calls gcc-{want} by name (the open modules also need g++)",
-        ),
-    ]
+    cc = f"gcc-{want}"
+    # The build ran with another compiler ('You are using: cc ... <version>'): installing gcc-N
+    # alone changes nothing when the build keeps calling cc, and nothing at all when gcc-N is
+    # already there. The rebuild names the kernel's compiler (NVIDIA's Makefile passes CC on).
+    want_pkgs = [cc, f"g++-{want}"]
+    missing = [p for p in want_pkgs if not f.installed(p)] if f.dpkg_seen else want_pkgs
+    steps = []
+    if missing:
+        steps.append(
+            FixStep((*APT, *missing), f"the kernel was built with gcc {build.kernel_cc} (the open modules also need g++)")
+        )
+    used = f"gcc {build.used_cc}" if build.used_cc else "another compiler"
     if ref:
-        steps += [FixStep(("dkms", "install", ref, "-k", kernel), f"rebuild {ref} with gcc-{want}"), *_load_steps(f, kernel)]
-        return FixPlan(f"install gcc-{want} and rebuild the module for {kernel}", tuple(steps))
+        steps += [
+            FixStep(
+                ("env", f"CC={cc}", "dkms", "install", ref, "-k", kernel),
+                f"rebuild {ref} with the kernel's compiler {cc} (the failed build used {used})",
+            ),
+            *_load_steps(f, kernel),
+        ]
+        return FixPlan(
+            f"rebuild the module for {kernel} with {cc}" + (f" (install {cc} first)" if missing else ""),
+            tuple(steps),
+            f"The default compiler (cc/gcc) is not the kernel's: update-alternatives or the gcc package may have "
+            f"moved it. To make later builds pick it by themselves, point gcc back at {cc} "
+            f"(update-alternatives --config gcc).",
+        )
     return FixPlan(
-        f"install gcc-{want}, then re-run the installer",
+        f"install {cc}, then re-run the installer" if missing else f"re-run the installer with {cc}",
         tuple(steps),
-        f"Re-run the NVIDIA installer with CC=gcc-{want}.",
+        f"Re-run the NVIDIA installer with CC={cc}.",
     )
 
 
@@ -523,6 +541,16 @@ def multiple_branches(remove: list[str], half_configured: bool = False) -> FixPl
     return FixPlan("purge the other branch, keep one", tuple(steps))
 
 
+def runfile_under_apt() -> FixPlan:
+    return FixPlan(
+        "keep one install method: the apt packages",
+        (),
+        "A .run install (/usr/bin/nvidia-uninstall) was made before the apt driver packages and its files can shadow "
+        "theirs. Once the apt driver builds and loads, run 'sudo nvidia-uninstall' and then reinstall the apt driver "
+        "packages ('apt-get install --reinstall' on them), so that only apt owns the driver's files.",
+    )
+
+
 def flavour(f: Facts, want_open: bool) -> FixPlan:
     suffix = (f.branch_suffix or "<branch>").replace("-open", "")
     target = suffix + ("-open" if want_open else "")
@@ -543,13 +571,43 @@ def flavour(f: Facts, want_open: bool) -> FixPlan:
     )
 
 
-def unsupported_gpu(pci_id: str | None) -> FixPlan:
-    return FixPlan(
-        "install a driver branch that supports this GPU",
-        (),
-        f"List the branches that support it: 'ubuntu-drivers list --gpgpu' (PCI ID {pci_id or 'see lspci -nn'}), install one "
-        "(e.g. 'ubuntu-drivers install --gpgpu nvidia:580-server'); for a legacy GPU pin the last -server branch that supports it and apt-mark hold it.",
-    )
+def unsupported_gpu(f: Facts, pci_id: str | None, legacy_branch: str | None = None) -> FixPlan:
+    """The branch does not drive this GPU: too new a GPU for it, or (``legacy_branch``, from the
+    driver's own 'supported through the NVIDIA 580.xx Legacy drivers') a GPU the branch dropped.
+    The way to the right branch depends on the distribution and on whether this is a vGPU host."""
+    gpu = f"PCI ID {pci_id}" if pci_id else "see lspci -nn"
+    if legacy_branch:
+        what = (
+            f"This GPU was dropped by the installed branch; its last branch is {legacy_branch} (the driver names it). "
+            f"Install the {legacy_branch} branch instead (not another build of the newer one) and hold it so upgrades "
+            "stay on it: "
+        )
+    else:
+        what = f"The installed branch does not support this GPU ({gpu}): install a branch that does: "
+    ids = {f.os.get("ID", ""), *f.os.get("ID_LIKE", "").split()}
+    br = legacy_branch or "<branch>"
+    if any("vgpu" in ln.lower() for ln in (f.collected.text("/var/log/nvidia-installer.log") or "").splitlines()[:12]) or any(
+        "nvidia_vgpu_vfio" in ln for d in f.pci_gpus for ln in d.lines
+    ):
+        how = (
+            "on a vGPU host that means the NVIDIA vGPU software release (host 'vgpu-kvm' driver) whose supported-GPU list "
+            "names this board, with the guests' drivers from the same release."
+        )
+    elif "nixos" in ids:
+        how = f"on NixOS set hardware.nvidia.package to the matching legacy package (e.g. nvidiaPackages.legacy_{br})."
+    elif "ubuntu" in ids:
+        how = (
+            f"'ubuntu-drivers list --gpgpu' shows the branches for it; e.g. 'apt-get install nvidia-driver-{br}' "
+            f"(or -server), then 'apt-mark hold' the driver packages; reboot."
+        )
+    elif "debian" in ids:
+        how = (
+            f"install the {br} driver packages (Debian's archive, or the CUDA repository's cuda-drivers-{br} / its "
+            "pinning package), purge the other branch, and hold it; reboot."
+        )
+    else:
+        how = f"install the {br} driver from your distribution, or NVIDIA's .run of that branch."
+    return FixPlan("install a driver branch that supports this GPU", (), what + how)
 
 
 def gsp_firmware(f: Facts, version: str | None) -> FixPlan:

@@ -100,6 +100,9 @@ KEY_REJECTED = re.compile(
 )
 # Printed at boot when Secure Boot locks the kernel down (module signatures are then enforced).
 LOCKED_DOWN = re.compile(r"Kernel is locked down from (?:EFI Secure Boot|[\w ]{1,40})(?: mode)?()")
+# Printed at boot for every certificate the kernel trusts for module signatures (built-in,
+# db and, on Ubuntu/Debian, the enrolled MOKs): "integrity: Loaded X.509 cert 'NAME: KEYID'".
+X509_LOADED = re.compile(r"Loaded X\.509 cert '([^':]{1,200})(?::[^']{0,120})?'")
 # Printed when signature enforcement is OFF (the module loads, the kernel is tainted): alone it
 # is never a rejection; it only supports one when Secure Boot is on and nothing is loaded.
 MODULE_SIG_TAINT = re.compile(r"(?<!\w)(\w{1,64}): module verification failed: signature and/or required key missing")

@@ -15,9 +15,12 @@ from mlops_cli.driver.model import ERROR, Finding, make_finding
 
 PEERMEM_INSERT = re.compile(r"could not insert '(nv_peer_mem|nvidia_peermem|nvidia-peermem)': (.{1,80})")
 # Xids that leave the GPU needing a reset (NVIDIA's Xid catalogue: recovery action GPU reset / node reboot).
-RESET_XIDS = {8, 48, 61, 62, 95, 109, 119, 120, 140, 143, 154}
-# Uncorrectable ECC / contained-error and recovery-action Xids: a reset is due even while nvidia-smi answers.
-ALWAYS_RESET_XIDS = {48, 95, 154}
+RESET_XIDS = {8, 48, 61, 62, 63, 64, 95, 109, 119, 120, 140, 143, 154}
+# Uncorrectable ECC / contained-error and recovery-action Xids: a reset is due even while nvidia-smi answers
+# (64: a page retirement / row remapping that could not be recorded).
+ALWAYS_RESET_XIDS = {48, 64, 95, 154}
+# Memory errors: after the reset, the retired pages / remapped rows say whether the GPU must be replaced.
+ECC_XIDS = {48, 63, 64, 92, 94, 95}
 CONFLICTING = {"nova_core": "nova_core", "nova-core": "nova_core", "novacore": "nova_core", "nova": "nova_core", "vfio-pci": "vfio-pci", "nouveau": "nouveau"}
 # PCI device ids of NVSwitch chips and of HGX/SXM GPUs that only run CUDA with fabric manager.
 NVSWITCH_IDS = {"1af1", "22a3", "22a4"}
@@ -41,14 +44,23 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
         ev.append("nvidia-smi did not answer within its time limit while the module is loaded")
     if one_of_many:
         ev.append(f"{len(failing)} of {gpus_seen} GPUs fail to initialise; the others work")
-    targets = failing or sorted({f"{m.groups[0]}.0" for m in xids if m.groups[0]})
-    target = targets[0] if targets else "<bus id>"
+    # Every GPU the log names: those that fail to initialise and those with a reset Xid.
+    targets = sorted(set(failing) | {_bus_id(m.groups[0]) for m in xids if m.groups[0]})
+    resets = "; ".join(f"nvidia-smi -r -i {t}" for t in targets[:8]) or "nvidia-smi -r -i <bus id>"
     where = (
         "Ask the hypervisor/cloud admin to reset or power-cycle the GPU (a VM cannot reset it by itself); on a cloud instance, stop and start it."
         if ctx.vm
-        else f"Drain the node (stop the GPU's jobs and services: nvidia-persistenced, dcgm, fabric manager), then reset the GPU: "
-        f"nvidia-smi -r -i {target}; if that fails or the GPU stays wedged, power-cycle the node (a cold boot, not a warm reboot)."
+        else f"Drain the node (stop the GPU's jobs and services: nvidia-persistenced, dcgm, fabric manager), then reset "
+        f"{'the GPU' if len(targets) <= 1 else 'each GPU named here'}: {resets}; if that fails or the GPU stays wedged, "
+        "power-cycle the node (a cold boot, not a warm reboot)."
     )
+    ecc = sorted({int(m.groups[1] or 0) for m in xids if int(m.groups[1] or 0) in ECC_XIDS})
+    if ecc:
+        where += (
+            f" Xid {'/'.join(map(str, ecc))} is an uncorrectable memory error: after the reset read "
+            "'nvidia-smi -q -d PAGE_RETIREMENT,ROW_REMAPPER' (pending retirements, remapping failures); a failed "
+            "retirement (Xid 64) or repeated double-bit errors mean the GPU must be replaced (RMA)."
+        )
     return [
         make_finding(
             "gpu_needs_reset",
@@ -62,6 +74,11 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
             ),
         )
     ]
+
+
+def _bus_id(xid_pci: str) -> str:
+    """The Xid's 'PCI:0000:07:00' as nvidia-smi's bus id '0000:07:00.0'."""
+    return xid_pci if xid_pci.count(".") else f"{xid_pci}.0"
 
 
 def _passthrough_host(f: Facts) -> bool:

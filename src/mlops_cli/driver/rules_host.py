@@ -9,7 +9,7 @@ from typing import Any
 
 from mlops_cli.driver import fixes, fixes_gpu
 from mlops_cli.driver import kernlog as K
-from mlops_cli.driver.facts import DRIVER_PKG, Facts
+from mlops_cli.driver.facts import DKMS_PKG, DRIVER_PKG, Facts
 from mlops_cli.driver.gpu_arch import arch_of
 from mlops_cli.driver.model import ERROR, INFO, WARNING, Finding, make_finding
 from mlops_cli.driver.parse import same_driver_version, upstream_version
@@ -121,20 +121,30 @@ def _packages(f: Facts) -> list[Finding]:
     runfile_on_apt = (
         "/usr/bin/nvidia-uninstall" in f.runfile_evidence
         and installed
-        and any(p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) for p in installed)
+        and any(p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) or DKMS_PKG.match(p.name) for p in installed)
     )
     if runfile_on_apt:
         ev += ["/usr/bin/nvidia-uninstall exists (a .run install)"] + [p.line for p in installed][:2]
     if ev:
         # dpkg's file conflicts corroborate; alone (an old term.log line) they prove nothing now.
         ev += [e.line for e in f.apt_events if e.kind == "file_conflict"]
+        only_runfile = runfile_on_apt and len(groups) <= 1
+        # Leftovers of a .run under the apt driver do not make the apt package's own DKMS build
+        # fail for the running kernel: that failure is the cause the GPU is down, listed first.
+        own_build_failed = only_runfile and any(
+            e.kind == "build_failed" and e.kernel == f.running_kernel for e in f.apt_events
+        )
         out.append(
             make_finding(
                 "multiple_driver_branches",
-                ERROR,
-                "more than one driver branch or install method is present",
+                WARNING if own_build_failed else ERROR,
+                "a .run install lies under the apt driver packages"
+                if only_runfile
+                else "more than one driver branch or install method is present",
                 ev,
-                fixes.multiple_branches(remove, half_configured=any(p.half_configured for p in f.packages)),
+                fixes.runfile_under_apt()
+                if only_runfile
+                else fixes.multiple_branches(remove, half_configured=any(p.half_configured for p in f.packages)),
             )
         )
     return out
@@ -151,7 +161,10 @@ def _branch_key(p) -> tuple[str, str] | None:
     """The driver branch a package belongs to, as (branch, variant); None for other packages."""
     m = DRIVER_PKG.match(p.name)
     if m and not p.name.startswith("nvidia-firmware-"):
-        return (m["br"], m["server"] or "")
+        # A transitional package (nvidia-driver-550 at 565.77, libnvidia-common-450 at 460.91.03)
+        # belongs to the branch of its version: it only pulls that branch in.
+        br = upstream_version(p.version).split(".")[0]
+        return (br if re.fullmatch(r"\d{3}", br) else m["br"], m["server"] or "")
     m = _TESLA_PKG.match(p.name)
     if m:
         return (m["br"], "tesla")
@@ -249,13 +262,15 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
             + [ln for mm in f.klog.find_all(K.NO_GPU_FOUND)[-1:] for ln in mm.lines]
         )
         pci_id = m.groups[1] if m and len(m.groups) > 1 else None
+        legacy = f.klog.find(K.LEGACY_DROPPED)
+        legacy_branch = (legacy.groups[0] or "").split(".")[0] or None if legacy else None
         out.append(
             make_finding(
                 "gpu_unsupported_by_branch",
                 ERROR,
                 "the installed driver branch does not support this GPU",
                 ev,
-                fixes.unsupported_gpu(pci_id),
+                fixes.unsupported_gpu(f, pci_id, legacy_branch),
             )
         )
     m = f.klog.find(K.GSP_FIRMWARE_MISSING)
@@ -298,7 +313,16 @@ def _secure_boot_blocks_unloaded_module(f: Facts) -> bool:
     if nvidia_blacklisted(f):
         return False  # something else keeps it from loading: module_not_loaded names it
     signer = f.modinfo.get("signer")
+    if signer and signer_trusted(f, signer):
+        return False  # the kernel loaded the signer's certificate: its key is enrolled
     return not signer or bool(LOCAL_SIGNER.search(signer)) or any("not enrolled" in ln for ln in f.mok_test_lines)
+
+
+def signer_trusted(f: Facts, signer: str) -> list[str]:
+    """The kernel-log lines showing that the kernel loaded the certificate the module is signed
+    with (an enrolled MOK, or a key in db): the kernel trusts that signer."""
+    want = signer.strip().lower()
+    return [ln for m in f.klog.find_all(K.X509_LOADED) if (m.groups[0] or "").strip().lower() == want for ln in m.lines]
 
 
 def module_flavour(f: Facts) -> tuple[bool | None, str | None]:
