@@ -34,7 +34,7 @@ CORPUS = (
     + sorted(FRESH.glob("*.json"))
     + sorted(HELDOUT3.glob("*.json"))
 )
-ALL_FIXTURES = sorted(FIXTURES.glob("*.json")) + sorted(REAL.glob("*.json")) + sorted(HELDOUT.glob("*.json")) + sorted(FRESH.glob("*.json")) + sorted(HELDOUT3.glob("*.json"))
+ALL_FIXTURES = [*sorted(FIXTURES.glob("*.json")), *(p for d in (REAL, HELDOUT, FRESH, HELDOUT3) for p in sorted(d.glob("*.json")))]
 
 
 def load(path: Path) -> dict:
@@ -65,7 +65,8 @@ def test_heldout_corpus_is_sourced_and_new():
     assert len(set(urls)) == len(urls) and not set(urls) & real_urls
     third = [load(p)["_source"]["url"] for p in sorted(HELDOUT3.glob("*.json"))]
     assert len(third) >= 25 and len(set(third)) == len(third) and not set(third) & (set(urls) | real_urls)
-    for path in [*(HELDOUT / f"{n}.json" for n in HELDOUT_CASES), *sorted(FRESH.glob("*.json")), *sorted(HELDOUT3.glob("*.json"))]:
+    for path in [*(HELDOUT / f"{n}.json" for n in HELDOUT_CASES),
+                 *sorted(FRESH.glob("*.json")), *sorted(HELDOUT3.glob("*.json"))]:
         name, src = path.stem, load(path)["_source"]
         assert src["url"].startswith("https://"), name
         assert src["verbatim"] and src["filled_in"] and src["context"] and src["thread_concluded"], name

@@ -229,7 +229,9 @@ def read_facts(c: Collected) -> Facts:
         klog_seen=klog_seen,
         apt_events=P.parse_apt_log(c.text("/var/log/apt/term.log") or ""),
         runfile=bool(runfile_evidence)
-        and not any(re.match(r"^nvidia-(?:(?:dkms|driver|utils)-|\d{3}(?:-updates)?$)", p.name) and p.installed for p in packages),
+        and not any(
+            re.match(r"^nvidia-(?:(?:dkms|driver|utils)-|\d{3}(?:-updates)?$)", p.name) and p.installed for p in packages
+        ),
         runfile_evidence=runfile_evidence,
         installer_version=inst_ver.group(1) if inst_ver else None,
         in_container=container_marker is not None,

@@ -121,7 +121,9 @@ def _packages(f: Facts) -> list[Finding]:
     runfile_on_apt = (
         "/usr/bin/nvidia-uninstall" in f.runfile_evidence
         and installed
-        and any(p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) or DKMS_PKG.match(p.name) for p in installed)
+        and any(
+            p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) or DKMS_PKG.match(p.name) for p in installed
+        )
     )
     if runfile_on_apt:
         ev += ["/usr/bin/nvidia-uninstall exists (a .run install)"] + [p.line for p in installed][:2]
