@@ -1012,8 +1012,8 @@ class Doctor:
         of the log: the run diverged without a NaN (a loss_spike warning that did not come back down)."""
         tail = list(s.tail_losses)
         low = s.min_loss
-        if len(tail) < 5 or low is None or low <= 0.01 or s.loss_records > len(tail) and min(tail) > low:
-            return False
+        if len(tail) < 5 or low is None or low <= 0.01 or s.restarts or (s.loss_records > len(tail) and min(tail) > low):
+            return False  # (a step counter that went back is a new run in the same log: its loss starts high again)
         at = max(i for i, v in enumerate(tail) if v == low)
         after = tail[at + 1:]
         if len(after) < 3 or min(after[-3:]) < 2 * low or tail[-1] < 3 * low:
@@ -1062,8 +1062,9 @@ class Doctor:
                 f = Finding("loss_plateau", WARNING, f"loss flat at {fmt(mid)} on all {len(vals)} records (within "
                             f"{(max(vals) - min(vals)) / mid:.2%})", key[0], key[1], s.first_step,
                             s.window[0].where.line if s.window else None)
-                f.because = ["no batch noise at all: the model's outputs do not depend on its input (a loss at "
-                             "chance level, e.g. ln(num_classes), lr 0, frozen or dead parameters)"]
+                f.because = ["no batch noise at all from the first record: the model's outputs do not depend on "
+                             "its input (a loss at chance level, e.g. ln(num_classes) = 6.908 for 1000 classes), or "
+                             "nothing is updated (lr 0, frozen or dead parameters)"]
                 f.fix = ["check the lr schedule (printed lr) and which parameters require grad",
                          "check that the inputs reach the model (normalisation, a constant batch) and the labels"]
                 f.data = {"loss": mid, "spread": max(vals) - min(vals)}
