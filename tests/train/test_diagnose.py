@@ -226,3 +226,112 @@ def test_host_allocation_failures_are_host_memory_not_a_crash():
                       b"memory: you tried to allocate 1073741824 bytes.\n")
     (f,) = r.errors
     assert f.cls == "host_oom_dataloader" and f.cause == "host_ram" and "allocation failed" in f.title
+
+
+# --- the classes heldout3 showed (real lines from tests/fixtures/train/heldout3, with their traps) ---------
+
+def test_an_nccl_error_that_names_its_nccl_version_is_not_nccl_info_chatter():
+    line = (b"torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/NCCLUtils.hpp:268, "
+            b"remote process exited or there was a network error, NCCL version 2.21.5\n")
+    chatter = b"node-7:1234:1234 [0] NCCL INFO NCCL version 2.21.5+cuda12.4\n" * 30
+    r = analyse_bytes(chatter + line)
+    (f,) = r.errors
+    assert (f.cls, f.line) == ("nccl_error", 31)
+    assert analyse_bytes(chatter).exit_code == 0
+
+
+def test_a_named_nccl_error_on_the_failed_or_timed_out_line_is_an_error_not_a_timeout():
+    flat = (b"[E ProcessGroupNCCL.cpp:455] Some NCCL operations have failed or timed out. [...] what(): NCCL error: "
+            b"remote process exited or there was a network error, NCCL version 2.14.3 ncclRemoteError: A call failed\n")
+    assert analyse_bytes(flat).errors[0].cls == "nccl_error"
+    timeout = (b"[rank11]:[E617 15:17:35.519071987 ProcessGroupNCCL.cpp:681] [Rank 11] Some NCCL operations have "
+               b"failed or timed out. Due to the asynchronous nature of CUDA kernels, subsequent GPU operations might "
+               b"run on corrupted/incomplete data.\n")
+    assert analyse_bytes(timeout).errors[0].cls == "nccl_timeout"
+
+
+def test_a_kernel_assertion_without_loss_in_its_name_is_the_onset():
+    lines = (b"../aten/src/ATen/native/cuda/Indexing.cu:1146: indexSelectLargeIndex: block: [18,0,0], thread: [5,0,0] "
+             b"Assertion `srcIndex < srcSelectDimSize` failed.\n" * 3
+             + b"RuntimeError: CUDA error: device-side assert triggered\n")
+    f = analyse_bytes(lines).errors[0]
+    assert (f.cls, f.line) == ("device_assert", 1)
+
+
+def test_a_wrapped_oom_message_keeps_its_numbers_and_a_headless_one_is_still_an_oom():
+    wrapped = (b"OutOfMemoryError: CUDA out of memory. Tried to allocate 1.25 GiB (GPU 1; 79.10 GiB total capacity; "
+               b"76.13 GiB \nalready allocated; 290.12 MiB free; 77.47 GiB reserved in total by PyTorch) If reserved "
+               b"memory is >> allocated \nmemory try setting max_split_size_mb\n")
+    f = analyse_bytes(wrapped).errors[0]
+    assert (f.cls, f.data["split"]) == ("cuda_oom", "fragmentation")
+    headless = (b"Tried to allocate 20.00 MiB (GPU 0; 1.96 GiB total capacity; 1.24 GiB already allocated; 2.88 MiB "
+                b"free; 1.25 GiB reserved in total by PyTorch)\n")
+    f = analyse_bytes(headless).errors[0]
+    assert (f.cls, f.data["split"]) == ("cuda_oom", "capacity")
+
+
+def test_a_worker_killed_by_sigabrt_is_a_crash_and_by_sigkill_host_ram():
+    def killed(sig):
+        return f"RuntimeError: DataLoader worker (pid 2256) is killed by signal: {sig}. \n".encode()
+    assert analyse_bytes(killed("Aborted")).errors[0].cause == "worker_crash"
+    assert analyse_bytes(killed("Killed")).errors[0].cause == "host_ram"
+    assert analyse_bytes(b"iter 144: time:1.722(sec), total-loss 0.5882\n\n**Killed**\n").errors[0].cause == "host_ram"
+
+
+def test_nan_guards_in_words_and_in_a_json_exception():
+    guard = (b'{"simapp_exception": {"function": "training_worker", "message": "NaN detected in loss function, '
+             b'aborting training. Job failed!", "eventType": "system_error"}}\n')
+    assert analyse_bytes(guard).errors[0].cls == "nan_loss"
+
+
+def test_an_eval_nan_with_a_finite_training_loss_is_a_warning_not_an_error():
+    lines = healthy_hf() + "{'eval_loss': nan, 'eval_runtime': 17.3, 'epoch': 0.21}\n" + healthy_hf(start=220)
+    r = analyse_bytes(lines.encode())
+    assert r.exit_code == 0
+    assert [f.cls for f in r.findings] == ["eval_nan"]
+    # a training NaN is still the error; the eval NaN is evidence of it
+    r = analyse_bytes((lines + hf(440, "nan", "nan")).encode())
+    assert [f.cls for f in r.errors] == ["nan_loss"]
+
+
+def test_dpo_loss_zero_with_nan_log_probs_is_the_hidden_nan_and_grpo_zero_is_not():
+    dpo = ("{'loss': 0.0, 'learning_rate': 9.99e-06, 'rewards/chosen': nan, 'rewards/rejected': nan, "
+           "'rewards/margins': nan, 'logps/chosen': nan, 'logits/chosen': nan, 'epoch': 0.0}\n")
+    assert analyse_bytes(dpo.encode()).errors[0].cls == "nan_loss"
+    grpo = "".join(hf(s, 0.0, 0.05, reward=0.5, kl="nan") for s in range(10, 100, 10))
+    assert analyse_bytes(grpo.encode()).exit_code == 0
+
+
+def test_markdown_bold_and_dotted_keys_and_gan_postfixes_are_read():
+    dll = (b"DLL 2023-02-15 08:27:46.754175 - Epoch: 0 Iteration: 20  train.loss : **inf** None train.lr : 0.256  "
+           b"train.grad_scale : 128.00000 None\n")
+    f = analyse_bytes(dll).errors[0]
+    assert (f.cls, f.step) == ("nan_loss", 20)
+    gan = "Epoch 41/250: 100%|████| 9375/9375 [07:11<00:00, 21.73it/s, DR=713, DF=nan, G=nan, GP=2.16e+4, LR=0.0001]\n"
+    assert analyse_bytes(gan.encode()).errors[0].cls == "nan_loss"
+
+
+def test_a_run_of_nan_grad_norms_without_a_loss_is_an_onset_outside_fp16_only():
+    rows = "".join(f"    backbone.blocks.{i}.weight - Grad Norm: nan\n" for i in range(4))
+    f = analyse_bytes(rows.encode()).errors[0]
+    assert (f.cls, f.line) == ("nan_loss", 1)
+    fp16 = "fp16: true\n" + "".join(f"step {i} | grad_norm: inf\n" for i in range(3)) + healthy_hf()
+    assert analyse_bytes(fp16.encode()).exit_code == 0
+
+
+def test_short_logs_get_spike_divergence_and_flat_loss_warnings():
+    spike = ("Epoch(train)  [2][ 50/788]  lr: 2.0000e-03  grad_norm: 3.4572  loss: 1.5043\n"
+             "Epoch(train)  [2][100/788]  lr: 2.0000e-03  grad_norm: 31101415.5974  loss: 63.1261\n")
+    r = analyse_bytes(spike.encode())
+    assert r.exit_code == 0 and [f.cls for f in r.findings] == ["loss_spike"]
+    diverged = "".join(f"step={s}  loss={v}  gnorm=7.0\n" for s, v in
+                       ((1, 15.5), (55, 13.0), (110, 3.8), (165, 2.39), (220, 1.43), (275, 5.82), (330, 7.05),
+                        (385, 10.03)))
+    (w,) = analyse_bytes(diverged.encode()).findings
+    assert (w.cls, w.step) == ("loss_spike", 220)
+    flat = "".join(f"Iteration {i * 20}, loss = {v}\n" for i, v in
+                   enumerate((6.91161, 6.90501, 6.90635, 6.90681, 6.90704, 6.90776, 6.90776, 6.90776)))
+    (w,) = analyse_bytes(flat.encode()).findings
+    assert w.cls == "loss_plateau"
+    falling = "".join(f"Iteration {i * 20}, loss = {6.9 - i * 0.2:.4f}\n" for i in range(8))
+    assert not analyse_bytes(falling.encode()).findings

@@ -36,7 +36,7 @@ FRAMEWORKS = ("auto", "hf", "trl", "deepspeed", "lightning", "megatron", "llamaf
               "torchtune", "generic")
 # root cause first: a NaN or an OOM on one rank makes the others time out, not the other way round
 PRIORITY = ["nan_on_one_rank", "nan_loss", "cuda_oom", "device_assert", "host_oom_dataloader", "cuda_error",
-            "nccl_error", "nccl_timeout", "crash", "loss_spike", "loss_plateau", "grad_norm_frozen"]
+            "nccl_error", "nccl_timeout", "crash", "loss_spike", "loss_plateau", "grad_norm_frozen", "eval_nan"]
 MAX_EVIDENCE = 6
 LR_FLOOR = 2e-6  # below this an lr is not "too high" for any optimizer people use
 
@@ -54,8 +54,12 @@ _SIMPLE_TEXT = {
          "suspect custom CUDA extensions and a driver/toolkit mismatch (`mlops driver-check`), then out-of-range indices",
          "an uncorrectable ECC error or Xid in `dmesg` means the GPU: drain the node"]),
     "nccl_error": (
-        ["NCCL reported an error of its own (a CUDA call inside NCCL failed), not a timeout"],
-        ["re-run with NCCL_DEBUG=INFO to see which call and which GPU",
+        ["NCCL reported an error of its own, not a timeout: ncclRemoteError / 'remote process exited or there was "
+         "a network error' (another rank died first, or the network: InfiniBand, sockets), ncclUnhandledCudaError "
+         "(a CUDA call inside NCCL failed), ncclSystemError / ncclInternalError (setup: shm, ports, versions)"],
+        ["for a remote error: find the rank that exited first (its own log) or the node whose network failed "
+         "(`ibstat`, NCCL_IB_* / NCCL_SOCKET_IFNAME)",
+         "re-run with NCCL_DEBUG=INFO to see which call and which GPU",
          "check the driver and the GPU (`mlops driver-check`, `dmesg` for Xid errors)",
          "in containers: --ipc=host (or a larger --shm-size) and matching NCCL/driver versions"]),
 }
@@ -238,6 +242,7 @@ class Doctor:
         self._last_guard: tuple[str, int] = ("", 0)
         self._zero_loss_note = False
         self._rl_note = False
+        self._grad_run: dict[tuple[str, Optional[int]], int] = {}
 
     # -- input ---------------------------------------------------------------------------
     def set_context(self, file: str, ctx: Context) -> None:
@@ -317,8 +322,19 @@ class Doctor:
                 reason = f"grad norm {fmt(rec.grad_norm)} and the loss jumped {rec.loss / base:.0f}x (to {fmt(rec.loss)})"
             elif pend is None:
                 self.pending[key] = (rec, list(s.window), s.records)
+                self._grad_run[key] = 1
                 return
             else:
+                run = self._grad_run.get(key, 1) + 1
+                self._grad_run[key] = run
+                if run >= 3 and rec.loss is None and pend[0].loss is None and not self._fp16(key[0]):
+                    # three non-finite grad norms in a row with no loss printed: the fp16 scaler skips a step
+                    # and the next one is finite; outside fp16 nothing skips them, the weights are poisoned
+                    first, window, idx = pend
+                    del self.pending[key]
+                    self._onset(key, s, first, f"grad norm {fmt(first.grad_norm)} on {run} records in a row "
+                                "(no loss printed; outside fp16 no scaler skips them)", index=idx, window=window)
+                    return
                 self.pending[key] = (pend[0], pend[1], pend[2])
                 self.skipped_grad[key] = self.skipped_grad.get(key, 0) + 1
                 return
@@ -349,6 +365,11 @@ class Doctor:
         if reason is not None:
             self._onset(key, s, rec, reason)
 
+    def _fp16(self, file: str) -> bool:
+        """fp16 mixed precision: from the config, or a loss scaler seen in the log."""
+        st = self.scale.get(file)
+        return self.ctx(file).precision == "fp16" or (st is not None and st.fp16)
+
     def _onset(self, key, s: Series, rec: Record, reason: str, *, index: Optional[int] = None,
                window: Optional[list[Record]] = None) -> None:
         if key in self.onsets:
@@ -362,7 +383,12 @@ class Doctor:
 
     def _spike(self, key, s: Series, rec: Record) -> None:
         loss = rec.loss
-        if loss is None or not math.isfinite(loss) or len(s.recent_losses) < 16 or "spike" in s.__dict__:
+        if loss is None or not math.isfinite(loss) or "spike" in s.__dict__ or not s.recent_losses:
+            return
+        if len(s.recent_losses) < 16:  # a short log: no spread to measure; only a jump no batch noise makes
+            top = max(s.recent_losses)
+            if top > 0.01 and loss >= 10 * top:
+                s.__dict__["spike"] = (rec, median(s.recent_losses), rec)
             return
         if s.loss_ema is not None and loss < 1.5 * s.loss_ema:
             return  # the cheap test first: most records are nowhere near a spike
@@ -687,10 +713,13 @@ class Doctor:
                          "(Docker's default is 64 MiB)"]
             f.fix = ["run the container with --ipc=host or --shm-size=16g (Kubernetes: an emptyDir with "
                      "medium: Memory mounted at /dev/shm)", "or fewer DataLoader workers / a smaller prefetch_factor"]
-        elif "segmentation" in sig:
-            f.title = "DataLoader worker crashed (segmentation fault)"
+        elif any(w in sig for w in ("segmentation", "abort", "illegal", "floating point")):
+            # SIGSEGV, SIGABRT (`Attempt to free invalid pointer`, a failed C assert), SIGILL, SIGFPE: the
+            # worker crashed in native code; the OOM killer sends SIGKILL, not these
+            f.title = f"DataLoader worker crashed ({sig.strip() or 'fatal signal'})"
             f.cause = "worker_crash"
-            f.because = ["a worker process crashed in native code (a decoder, a C extension), or ran out of memory"]
+            f.because = ["a worker process crashed in native code (a decoder, a C extension, a corrupted heap): "
+                         f"{sig.strip()} is a crash, not the OOM killer (that is SIGKILL, 'Killed')"]
             f.fix = ["set num_workers=0 once to see the real error in the main process",
                      "update or pin the library that decodes the data (images, audio, video)"]
         else:
@@ -859,9 +888,7 @@ class Doctor:
     def finish(self) -> list[Finding]:
         """Settle causes with everything seen, add what needs the whole log, sort root cause first."""
         for key, (first, window, idx) in list(self.pending.items()):
-            st = self.scale.get(key[0])
-            fp16 = self.ctx(key[0]).precision == "fp16" or (st is not None and st.fp16)
-            if fp16 or key in self.onsets or key[0] in self._grad_skips:
+            if self._fp16(key[0]) or key in self.onsets or key[0] in self._grad_skips:
                 self.skipped_grad[key] = self.skipped_grad.get(key, 0) + 1
             else:  # outside fp16 a non-finite grad norm poisons the weights; the log just ends there
                 self._onset(key, self._series(key), first, f"grad norm {fmt(first.grad_norm)} on the last record "
@@ -875,11 +902,7 @@ class Doctor:
                             "logging_nan_inf_filter prints 0.0 for an all-NaN window", index=s.records - len(s.zero_run))
                 continue
             if not any(k[0] == key[0] for k in self.onsets):
-                s = self._series(key)
-                o = Onset(rec, rec.where, rec.step, f"eval loss {fmt(rec.loss)} while the training loss is finite",
-                          idx, list(s.window), key[1], key[0], signal_kind="eval")
-                self.onsets[key] = o
-                o.finding = self._nan_finding(o)
+                self._eval_nan_warning(key, rec)
             else:
                 for k, o in self.onsets.items():
                     if k[0] == key[0] and o.finding:
@@ -943,6 +966,23 @@ class Doctor:
         f.add_evidence(sig.where)
         self._add(f)
 
+    def _eval_nan_warning(self, key, rec: Record) -> None:
+        """An eval loss that is NaN while no training record went non-finite: the evaluation is broken,
+        the run is not (a warning; the training loss says whether the model is)."""
+        s = self.series.get(key)
+        train = s.loss_records if s is not None else 0
+        f = Finding("eval_nan", WARNING, f"eval loss {fmt(rec.loss)} while the training loss stays finite", key[0],
+                    key[1], rec.step, rec.where.line, time=time_of(rec.where.text), epoch=rec.epoch)
+        f.because = [f"no training record went non-finite ({train} finite training loss record(s) in the log): "
+                     "the model is not NaN, the evaluation is",
+                     "usually an eval batch whose labels are all masked (-100): the mean over zero tokens is 0/0; "
+                     "or empty / too-long eval samples cut to nothing, or evaluation in fp16"]
+        f.fix = ["check the eval set: samples whose answer is cut off by the max length, empty targets, a template "
+                 "that masks everything",
+                 "evaluate in bf16/fp32 and drop eval samples with no label tokens"]
+        f.add_evidence(rec.where, "eval loss")
+        self._add(f)
+
     def _warnings(self) -> None:
         for key, s in self.series.items():
             if key in self.onsets or s.rl:
@@ -963,7 +1003,37 @@ class Doctor:
                          f"({fixes.flags(fw)[0]}) and lower the lr",
                          "to recover: restart from a checkpoint some 10-100 steps before the spike and skip that data"]
                 self._add(f)
+            elif self._diverged(key, s):
+                continue
             self._plateau(key, s)
+
+    def _diverged(self, key, s: Series) -> bool:
+        """No NaN, but the loss climbed back from its lowest point to 3x that and stayed there to the end
+        of the log: the run diverged without a NaN (a loss_spike warning that did not come back down)."""
+        tail = list(s.tail_losses)
+        low = s.min_loss
+        if len(tail) < 5 or low is None or low <= 0.01 or s.restarts or (s.loss_records > len(tail) and min(tail) > low):
+            return False  # (a step counter that went back is a new run in the same log: its loss starts high again)
+        at = max(i for i, v in enumerate(tail) if v == low)
+        after = tail[at + 1:]
+        if len(after) < 3 or min(after[-3:]) < 2 * low or tail[-1] < 3 * low:
+            return False
+        rec = next((r for r in s.window if r.loss == low), None)
+        last = s.window[-1] if s.window else None
+        f = Finding("loss_spike", WARNING, f"loss diverged without a NaN: from {fmt(low)} back up to {fmt(tail[-1])}",
+                    key[0], key[1], rec.step if rec else None, rec.where.line if rec else None,
+                    time=time_of(rec.where.text) if rec else None)
+        f.because = [f"the loss went down to {fmt(low)}, then rose to {tail[-1] / low:.1f}x that and stayed up for "
+                     f"{len(after)} record(s) to the end of the log: not one hard batch, the run diverged"]
+        fw = self.framework_name(key[0])
+        f.fix = [f"restart from the checkpoint at the lowest loss with a lower lr, or a shorter peak "
+                 f"(and clip gradients: {fixes.flags(fw)[0]})",
+                 "if the grad norm rose with it, the lr is too high for this data; check the batches where it turned"]
+        f.data = {"min_loss": low, "last_loss": tail[-1]}
+        f.add_evidence(rec.where if rec else None, "lowest loss")
+        f.add_evidence(last.where if last else None, "last record")
+        self._add(f)
+        return True
 
     def _plateau(self, key, s: Series) -> None:
         if s.grad_same_run >= 5 and s.max_grad:
@@ -984,6 +1054,22 @@ class Doctor:
                      "check that labels are not all masked (-100)"]
             f.add_evidence(s.window[-1].where if s.window else None)
             self._add(f)
+            return
+        if 8 <= s.loss_records == len(s.head_losses):  # a short log, every loss kept: flat from the first record?
+            vals = s.head_losses
+            mid = median(vals)
+            if mid > 0.01 and max(vals) - min(vals) <= 0.002 * mid:
+                f = Finding("loss_plateau", WARNING, f"loss flat at {fmt(mid)} on all {len(vals)} records (within "
+                            f"{(max(vals) - min(vals)) / mid:.2%})", key[0], key[1], s.first_step,
+                            s.window[0].where.line if s.window else None)
+                f.because = ["no batch noise at all from the first record: the model's outputs do not depend on "
+                             "its input (a loss at chance level, e.g. ln(num_classes) = 6.908 for 1000 classes), or "
+                             "nothing is updated (lr 0, frozen or dead parameters)"]
+                f.fix = ["check the lr schedule (printed lr) and which parameters require grad",
+                         "check that the inputs reach the model (normalisation, a constant batch) and the labels"]
+                f.data = {"loss": mid, "spread": max(vals) - min(vals)}
+                f.add_evidence(s.window[-1].where if s.window else None)
+                self._add(f)
             return
         span = (s.last_step - s.first_step) if s.last_step is not None and s.first_step is not None else 0
         if s.loss_records < 100 and not (s.loss_records >= 20 and span >= 100):

@@ -24,12 +24,18 @@ _SIZE = rb"([0-9]{1,12}(?:\.[0-9]{1,6})?)\s{0,2}(bytes|B|KiB|MiB|GiB|TiB|KB|MB|G
 _UNITS = {b"bytes": 1, b"B": 1, b"KiB": 1024, b"MiB": 1024**2, b"GiB": 1024**3, b"TiB": 1024**4,
           b"KB": 1024, b"MB": 1024**2, b"GB": 1024**3, b"TB": 1024**4}
 
-_REQ = re.compile(rb"Tried to allocate " + _SIZE)
-_GPU_NEW = re.compile(rb"GPU ?(\d{1,4})? has a total capac(?:i)?ty of " + _SIZE + rb" of which " + _SIZE + rb" is free")
-_OLD = re.compile(rb"\(GPU (\d{1,4}); " + _SIZE + rb" total capacity; " + _SIZE + rb" already allocated; "
-                  + _SIZE + rb" free; " + _SIZE + rb" (reserved in total by [Pp]y[Tt]orch|cached)")
-_ALLOC_NEW = re.compile(rb"Of the allocated memory " + _SIZE + rb" is allocated by [Pp]y[Tt]orch, and " + _SIZE
-                        + rb" is reserved by [Pp]y[Tt]orch but unallocated")
+# `_S`: the blanks between words; a message wrapped by a terminal and joined again keeps the trailing
+# space of the cut line, so two blanks (or a tab) stand where the message has one
+_S = rb"\s{1,4}"
+_REQ = re.compile(rb"Tried" + _S + rb"to" + _S + rb"allocate" + _S + _SIZE)
+_GPU_NEW = re.compile(rb"GPU ?(\d{1,4})?" + _S + rb"has" + _S + rb"a" + _S + rb"total" + _S + rb"capac(?:i)?ty" + _S + rb"of"
+                      + _S + _SIZE + _S + rb"of" + _S + rb"which" + _S + _SIZE + _S + rb"is" + _S + rb"free")
+_OLD = re.compile(rb"\(GPU (\d{1,4});" + _S + _SIZE + _S + rb"total" + _S + rb"capacity;" + _S + _SIZE + _S + rb"already"
+                  + _S + rb"allocated;" + _S + _SIZE + _S + rb"free;" + _S + _SIZE + _S
+                  + rb"(reserved" + _S + rb"in" + _S + rb"total" + _S + rb"by" + _S + rb"[Pp]y[Tt]orch|cached)")
+_ALLOC_NEW = re.compile(rb"Of" + _S + rb"the" + _S + rb"allocated" + _S + rb"memory" + _S + _SIZE + _S + rb"is" + _S
+                        + rb"allocated" + _S + rb"by" + _S + rb"[Pp]y[Tt]orch," + _S + rb"and" + _S + _SIZE + _S + rb"is"
+                        + _S + rb"reserved" + _S + rb"by" + _S + rb"[Pp]y[Tt]orch" + _S + rb"but" + _S + rb"unallocated")
 _THIS_PROC = re.compile(rb"this process has " + _SIZE + rb" memory in use")
 _PROC = re.compile(rb"Process (\d{1,10}) has " + _SIZE + rb" memory in use")
 _ENV = re.compile(rb"(PYTORCH_(?:CUDA_)?ALLOC_CONF)")
@@ -93,7 +99,7 @@ def parse_oom(text: bytes) -> OomNumbers:
             n.allocated = _bytes(m.group(4), m.group(5))
             n.free = _bytes(m.group(6), m.group(7))
             held = _bytes(m.group(8), m.group(9))
-            if m.group(10) == b"cached":  # torch <= 1.3: cached on top of allocated
+            if m.group(10).startswith(b"cached"):  # torch <= 1.3: cached on top of allocated
                 n.reserved_unallocated = held
                 n.reserved = n.allocated + held
             else:

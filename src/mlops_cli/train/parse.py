@@ -57,7 +57,8 @@ _DS_RANK = re.compile(rb"\[rank (\d{1,6})\]")
 _POSTFIX = re.compile(rb"(?<![\w/.-])([a-z_][\w/.\-]{0,63})=(" + VALUE + rb")(?![\w.])")
 
 # --- generic key/value -------------------------------------------------------------------
-_AFTER_LOSS = re.compile(rb"['\"\]]{0,2}\s{0,4}(?:[:=]|is\b|-)?\s{0,8}['\"]?(" + VALUE + rb")(?![\w]|\.\d)")
+# the value after a loss key; a paste may have wrapped it in markdown bold (`train.loss : **inf**`)
+_AFTER_LOSS = re.compile(rb"['\"\]]{0,2}\s{0,4}(?:[:=]|is\b|-)?\s{0,8}['\"*]{0,2}(" + VALUE + rb")(?![\w]|\.\d)")
 _KEYCHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_/.-")
 _PREFIX_WORDS = {b"lm", b"train", b"training", b"total", b"val", b"valid", b"validation", b"eval", b"test", b"dev",
                  b"average", b"avg", b"mean", b"step", b"batch", b"reduced", b"running", b"current"}
@@ -67,6 +68,9 @@ _MAIN_LOSS = {b"loss", b"lm loss", b"lm_loss", b"train_loss", b"train loss", b"t
               b"train_loss_step", b"loss_step", b"avr_loss", b"main_loss", b"losses", b"running loss",
               b"current loss", b"train_lm_loss", b"loss_avg", b"loss_mean", b"loss_net", b"step loss", b"batch loss"}
 _EVAL_PREFIX = (b"eval", b"val", b"valid", b"test", b"dev")
+# a GAN's losses in a progress-bar postfix, generator first (the order is the preference)
+_GAN_KEYS = (b"g", b"g_loss", b"loss_g", b"errg", b"gen", b"d", b"d_loss", b"loss_d", b"errd", b"disc",
+             b"dr", b"df", b"d_real", b"d_fake")
 _GEN_STEP = (
     re.compile(rb"(?<![\w/.-])(?:global[_ ]?step|num_updates|train/global_step)\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")"),
     re.compile(rb"(?<![\w/.-])(?:step)s?\]?\s{0,4}[:=#]?\s{0,8}\[?\s{0,8}(\d{1,12})(?:\s{0,8}/\s{0,8}(\d{1,12}))?(?![\w.])"),
@@ -168,8 +172,8 @@ class LogParser:
     def _handle(self, block: Block, start: int, end: int, line_no: int, group: int) -> int:
         data = block.data
         low = block.low[start:end]
-        if group == SIGNAL | NCCL and (b"nccl info" in low or b"nccl version" in low):
-            return end  # NCCL_DEBUG=INFO chatter
+        if group == SIGNAL | NCCL and (b"nccl info" in low or (b"nccl version" in low and b"error" not in low)):
+            return end  # NCCL_DEBUG=INFO chatter (an NCCL error also names the version: `..., NCCL version 2.21.5`)
         line = data[start:end]
         rank = self._rank(line)
         new_end = end
@@ -179,8 +183,11 @@ class LogParser:
             family, new_end = self._record(block, start, end, line, low, rank, line_no)
             if new_end != end:
                 line, low = data[start:new_end], block.low[start:new_end]
-        if not group & SIGNAL and (b"assertion `" in low or b"invalid loss" in low):
-            group |= SIGNAL  # a kernel assert naming `nll_loss`, Keras' `Invalid loss`: failure lines holding `loss`
+        if not group & SIGNAL and (b"assertion `" in low or b"invalid loss" in low or (
+                self.records == before and (b"nan" in low or b"inf" in low))):
+            # a kernel assert naming `nll_loss`, Keras' `Invalid loss`, `NaN detected in loss function`: failure
+            # lines that hold only a record needle (a line that gave no record and names a NaN is looked at)
+            group |= SIGNAL
         if group & SIGNAL:  # failure lines hold a needle of their own; a record line alone never is one
             new_end = max(new_end, self._signals(block, start, new_end, line, low, rank, line_no))
         if group & CONTEXT and block.offset + start < HEAD and self.records == before:
@@ -245,6 +252,8 @@ class LogParser:
             self._generic(block, start, line, low, rank, line_no)
         elif b"nan" in low and _PAIR_NAN.match(low):
             self._pair_record(block, start, line, low, rank, line_no)
+        elif b"nan" in low and b"norm" in low and _GEN_GN.search(low):
+            self._generic(block, start, line, low, rank, line_no)  # `... - Grad Norm: nan` (no loss on the line)
         elif b"nan" in low and (self._table or _YOLO_ROW.search(low)):
             self._table_row(line, low, rank, line_no)
         return "generic", end
@@ -336,6 +345,7 @@ class LogParser:
         loss = eval_loss = grad = lr = epoch = scale = None
         step = epoch_raw = None
         rl = False
+        pref_bad = False  # a DPO/ORPO reward, log-prob or logit that is NaN: the loss behind it is NaN too
         elapsed = None
         mode = None
         for key, sval, nval in kv:
@@ -373,8 +383,13 @@ class LogParser:
             elif key in _RL_KEYS or key.startswith((b"completions/", b"ppo/", b"objective/")) or (
                     key.startswith(b"rewards/") and key not in _DPO_REWARDS):
                 rl = True
+            elif (key in _DPO_REWARDS or key.startswith((b"logps/", b"logits/"))) and not pref_bad:
+                v = to_float(nval or sval)
+                pref_bad = v is not None and v != v
         if mode == b"val" and loss is not None and eval_loss is None:
             eval_loss, loss = loss, None
+        if pref_bad and loss == 0.0 and not rl:
+            loss = float("nan")  # `'loss': 0.0, 'rewards/chosen': nan, 'logps/chosen': nan`: the filtered NaN
         if loss is None and eval_loss is None and grad is None:
             return None, end
         fam = "json" if body[:2] == b'{"' else "hf_dict"
@@ -533,7 +548,15 @@ class LogParser:
                 if v is not None and v == v and abs(v) < 1e15:
                     step = int(v)
         if loss is None and grad is None and eval_loss is None:
-            return False
+            # a GAN's bar names its losses G and D (`DR=713, DF=nan, G=nan, GP=2.16e+4`): the generator's
+            # loss is the run's loss, the discriminator's when there is no G
+            gan = {k: v for k, v in _POSTFIX.findall(low) if k in _GAN_KEYS}
+            pick = next((gan[k] for k in _GAN_KEYS if k in gan), None)
+            if pick is None:
+                return False
+            loss = to_float(pick)
+            if any(to_float(v) != to_float(v) for v in gan.values()):
+                loss = float("nan")
         bar = _BAR.search(line)
         epoch = None
         if bar:
@@ -645,7 +668,7 @@ class LogParser:
                     pos = w.end()
                 continue
             value = to_float(m.group(1))
-            comp = key.rsplit(b"/", 1)[-1]
+            comp = key.rsplit(b"/", 1)[-1].rsplit(b".", 1)[-1]  # `train/loss`, DLLogger's `train.loss`
             if comp in _MAIN_LOSS or key in _MAIN_LOSS:
                 if key.startswith(_EVAL_PREFIX):
                     if eval_loss is None:

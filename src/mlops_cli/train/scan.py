@@ -32,6 +32,8 @@ SAMPLES = 64  # record lines looked at in a sampled block (evenly spread, plus t
 
 # needle (lowercase) -> group; the order does not matter.
 NEEDLES: dict[bytes, int] = {
+    # first: whether a block holds `nan` at all is known before the clean test needs it (block_is_clean)
+    b"nan": RECORD,  # a bare `print(step, loss)` line (`76980 nan`), an ultralytics row: no other needle
     b"loss": RECORD | LOSS,  # step records, "loss is nan" lines
     b"step=": RECORD,  # DeepSpeed `step=N, skipped=K`
     b"error": SIGNAL,  # OOM, RuntimeError (anomaly, NaN guards, NCCL, CUDA, asserts), DataLoader, bus error
@@ -41,7 +43,7 @@ NEEDLES: dict[bytes, int] = {
     b"overflow": SIGNAL,  # loss-scale overflows (DeepSpeed, apex, fairseq)
     b"minimum": SIGNAL,  # the loss scale at its minimum (DeepSpeed, fairseq)
     b"finite": SIGNAL,  # NaN guards ("not finite", "non-finite"), mlops-nanguard
-    b"nan": RECORD,  # a bare `print(step, loss)` line (`76980 nan`), an ultralytics row: no other needle
+    b"assertion `": SIGNAL,  # a CUDA kernel's `Assertion `srcIndex < srcSelectDimSize` failed.` (no other needle)
     b"nvrm: xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
@@ -65,6 +67,7 @@ HEAD_NEEDLES: dict[bytes, int] = {
     b"total optimization steps": CONTEXT,  # printed without a progress bar
     b"log_history": CONTEXT,
     b"out of memory": SIGNAL,
+    b"tried to allocate": SIGNAL,  # an OOM message pasted without its `CUDA out of memory.` head
     b"nan or inf": SIGNAL,
 }
 # pretty-printed JSON (trainer_state.json): one field per line; switched on by `"log_history"`
@@ -182,6 +185,7 @@ class Scanner:
         low, data, has_cr = block.low, block.data, block.has_cr
         cands: dict[int, list[int]] = {}
         clean: bool | None = None
+        nan_seen = True
         for needle, group in self._needles(block).items():
             find = low.find
             pos = begin
@@ -190,6 +194,8 @@ class Scanner:
             while True:
                 i = find(needle, pos, limit)
                 if i < 0:
+                    if needle == b"nan" and not hits:
+                        nan_seen = False  # no `nan` in the block: block_is_clean need not look for one
                     break
                 start, stop = self._fragment(data, i, begin, limit, has_cr)
                 hit = cands.get(start)
@@ -206,7 +212,7 @@ class Scanner:
                 if hits == DENSE and not group & SIGNAL and not stride and block.offset + limit > FULL:
                     # step records only, and many: if nothing in the block is unusual, take a sample
                     if clean is None:
-                        clean = block_is_clean(low, begin, limit)
+                        clean = block_is_clean(low, begin, limit, nan_seen)
                     if clean:
                         stride = max(1, (limit - pos) // SAMPLES)
                         per_hit = (pos - begin) / hits
@@ -261,10 +267,11 @@ _ZERO_LOSS = re.compile(rb"loss['\"]: 0\.0[,}]")
 LOWER = bytes(range(256)).lower()
 
 
-def block_is_clean(low: bytes, begin: int, limit: int) -> bool:
+def block_is_clean(low: bytes, begin: int, limit: int, nan_seen: bool = True) -> bool:
     """Nothing in this block needs every record looked at: no NaN/Inf value, no Megatron line
-    without its loss, no 0.0 loss (HF's hidden NaN). Failure lines have needles of their own."""
-    if _NAN_VALUE.search(low, begin, limit) or _INF_VALUE.search(low, begin, limit):
+    without its loss, no 0.0 loss (HF's hidden NaN). Failure lines have needles of their own.
+    `nan_seen=False`: the caller already knows the block holds no `nan`."""
+    if (nan_seen and _NAN_VALUE.search(low, begin, limit)) or _INF_VALUE.search(low, begin, limit):
         return False
     if _ZERO_LOSS.search(low, begin, limit):
         return False

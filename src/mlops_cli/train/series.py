@@ -158,6 +158,11 @@ class Series:
         vals = list(self.recent_losses)
         return median(vals) if len(vals) >= 3 else None
 
+    @property
+    def head_losses(self) -> list[float]:
+        """The first (up to 64) finite losses."""
+        return self._head_losses
+
     def head_loss(self) -> Optional[float]:
         return median(self._head_losses[:max(5, len(self._head_losses) // 2)]) if len(self._head_losses) >= 5 else None
 

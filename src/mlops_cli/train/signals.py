@@ -39,6 +39,7 @@ _GUARD = re.compile(
     rb"|loss in not finite|loss is not finite|non-finite loss|nan loss (?:detected|encountered)"
     rb"|monitored metric [\w/.-]{1,80} = (?:nan|inf|-inf) is not finite"
     rb"|mlops-nanguard: non-finite"
+    rb"|(?:nan|inf) (?:detected|found|encountered) in (?:the )?loss"  # `NaN detected in loss function, aborting`
     rb"|invalid loss, terminating training")  # Keras TerminateOnNaN: `Batch 6: Invalid loss, terminating training`
 _GRAD_SKIP = re.compile(rb"grad[_ ]?norm (?:is )?not finite|non-finite grad(?:ient)?s?[^\n]{0,40}skip")
 _TB_NONFINITE = re.compile(rb"(?:nan|inf) or (?:nan|inf) found in input tensor")
@@ -47,7 +48,9 @@ _NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\
 
 # --- memory ----------------------------------------------------------------------------------
 _CUDA_OOM = re.compile(rb"cuda out of memory|outofmemoryerror|cuda error: out of memory|cublas_status_alloc_failed"
-                       rb"|cuda failure 'out of memory'|cudaerrormemoryallocation")
+                       rb"|cuda failure 'out of memory'|cudaerrormemoryallocation"
+                       # the message's body pasted without its `CUDA out of memory.` head: both wordings
+                       rb"|tried to allocate [0-9.]{1,16} ?[kmgt]?i?b(?: \(gpu ?\d{0,4};|\. ?gpu ?\d{0,4} has a total capac)")
 _HOST_ALLOC = re.compile(rb"defaultcpuallocator: (?:can't allocate memory|not enough memory)|cannot allocate memory \(os error 12\)")
 _SHM_FULL = re.compile(rb"unable to write to file </torch_[^>]{1,80}>")  # torch's shared-memory file: /dev/shm full
 _XID = re.compile(rb"nvrm: xid \([^)]{0,60}\):? ?(\d{1,4})")
@@ -79,6 +82,8 @@ _NCCL_WORK = re.compile(rb"last enqueued nccl work: (-?\d{1,14}), last completed
 _NCCL_OTHER = re.compile(rb"watchdog caught collective operation timeout|some nccl operations have failed or timed out"
                          rb"|watchdog got stuck|heartbeat monitor timed out"
                          rb"|timed out in blocking wait|nccl communicator was aborted|collective operation timeout")
+_NCCL_TIMED_OUT = re.compile(rb"watchdog caught collective operation timeout|timed out in blocking wait|watchdog got stuck"
+                             rb"|heartbeat monitor timed out")
 _NCCL_ERROR = re.compile(rb"ncclunhandledcudaerror|ncclsystemerror|ncclinternalerror|ncclremoteerror|ncclinvalidusage"
                          rb"|nccl error(?: \d{1,4})?:|distbackenderror: nccl error")
 _ASSERT = re.compile(rb"device-side assert triggered|cudaerrorassert|assertion `[^`]{1,200}` failed")
@@ -222,7 +227,7 @@ def classify(line: bytes, low: bytes) -> Found:
             if code is None and m.group(3):
                 code = -int(m.group(3))
             out.append(("exitcode", {"exitcode": code, "local_rank": None, "pid": None}))
-    if low.strip() in (b"killed", b"killed.") or low.rstrip().endswith(b" killed python"):
+    if low.strip().strip(b"*_`>#\t .") == b"killed" or low.rstrip().endswith(b" killed python"):
         out.append(("host_oom", {"how": "the shell reports the process 'Killed' (SIGKILL, usually the OOM killer)"}))
     if b"nccl" in low or b"watchdog" in low or b"timed out" in low:
         m = _WORKNCCL.search(low)
@@ -239,12 +244,14 @@ def classify(line: bytes, low: bytes) -> Found:
                 rank = _NCCL_RANK.search(low)
                 out.append(("nccl_progress", {"last_enqueued": int(w.group(1)), "last_completed": int(w.group(2)),
                                               "rank": _int(rank, 1)}))
+            elif _NCCL_ERROR.search(low) and not _NCCL_TIMED_OUT.search(low):
+                # an NCCL error by name (ncclRemoteError, `NCCL error: remote process exited`) is not a timeout,
+                # even on the line that also says `Some NCCL operations have failed or timed out`
+                out.append(("nccl_error", {}))
             elif _NCCL_OTHER.search(low):
                 rank = _NCCL_RANK.search(low)
                 out.append(("nccl_timeout", {"op": None, "seq": None, "numel": None, "timeout_ms": None,
                                              "ran_ms": None, "rank": _int(rank, 1)}))
-            elif _NCCL_ERROR.search(low):
-                out.append(("nccl_error", {}))
     if b"assert" in low:
         m = _ASSERT.search(low)
         if m:
