@@ -18,6 +18,7 @@ from mlops_cli.data.readers import Broken, Record
 from mlops_cli.data.report import CheckResult
 from mlops_cli.data.source import KIND_BUILDER, dataset_files, extension_builder, open_dataset
 from mlops_cli.data.synthesize import synthesize_entry
+from mlops_cli.data.templates import template_for
 from mlops_cli.data.versions import Rules, rules_for
 
 INFO_MAX = 64 << 20
@@ -34,6 +35,7 @@ class CheckOptions:
     media_dir: Optional[str] = None
     version: Optional[str] = None
     max_findings: int = 1000
+    template: Optional[str] = None  # LLaMA-Factory's `template:`; None: assumed from the data
 
 
 class Collector:
@@ -67,6 +69,8 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
     rules = rules_for(opts.version)
     if opts.stage is not None and opts.stage not in STAGES:
         raise UsageError(f"unknown stage {opts.stage!r}", hint="one of: " + ", ".join(STAGES))
+    if opts.template is not None:
+        template_for(opts.template, rules, media_mapped=False)  # an unknown name is exit 2 before any work
     entry = load_entry(opts, rules)
     paths = dataset_files(opts.files, entry.file_name if entry else None, opts.info)
     if not paths:
@@ -115,7 +119,8 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                     for f in entry.findings:
                         out.add(f)
                         load_fails |= f.consequence in ("fatal",)
-                    ctx = Context(entry, rules, stage, media_dir)
+                    ctx = Context(entry, rules, stage, media_dir, template_name=opts.template)
+                    ctx.media_meant = media_meant(entry, event.value)
                 if event.oddity is not None:
                     load_fails |= _oddity_finding(event, opened.kind, path, number, out)
                 tracker.add(event.value, event.line, number, event.offset, event.end)
@@ -135,7 +140,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
         done_bytes += opened.size or 0
     if ctx is None:
         entry = entry or synthesize_entry(None, opts.fmt, rules)
-        ctx = Context(entry, rules, opts.stage or _default_stage(entry), media_dir)
+        ctx = Context(entry, rules, opts.stage or _default_stage(entry), media_dir, template_name=opts.template)
         for f in entry.findings:
             out.add(f)
     if tracker is not None:
@@ -159,9 +164,24 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                         "samples, check `data/README.md` for the data format."))
     return CheckResult(
         files=files_json, entry=ctx.entry.to_json(), version=rules.version, stage=ctx.stage,
+        template={"name": ctx.template.name or ("qwen2_vl" if ctx.media_cols else "qwen"),
+                  "assumed": ctx.template.name is None, "table_release": ctx.template.release},
         parser=parser_name(), findings=out.kept, counts=dict(out.counts), records=number,
         keep=result_counts["keep"], drop=result_counts["drop"], crash=result_counts["crash"],
         first_crash=first_crash, load_fails=load_fails, findings_left_out=out.left_out)
+
+
+_MEDIA_WORDS = ("image", "img", "picture", "photo", "video", "audio", "speech")
+
+
+def media_meant(entry: Entry, first: Any) -> bool:
+    """Media were meant though the entry maps none: a columns key like "image"/"video" that
+    LLaMA-Factory ignores, or a media-like column of the data that no key maps."""
+    if any(entry.col(k) for k in ("images", "videos", "audios")):
+        return False
+    mapped = {v for v in entry.columns.values() if v}
+    names = set(entry.unknown_column_keys) | ({k for k in first if k not in mapped} if isinstance(first, dict) else set())
+    return any(word in str(name).lower() for name in names for word in _MEDIA_WORDS)
 
 
 def _default_stage(entry: Entry) -> str:
