@@ -50,7 +50,7 @@ def main() -> int:
             if not s.run_ok:
                 misses.append((key, version, ("file " if not s.file_ok else "") + str(s.misses)))
     rows = [("cases", "runs", "file-level agree", "records agree", "runs agree entirely")]
-    for group in ("real", "adversarial", "all"):
+    for group in ("real", "adversarial", "fuzz", "all"):
         runs, file_ok, records, agree, runs_ok, _ = tally[group]
         rows.append((group, str(runs), f"{file_ok}/{runs}", f"{agree}/{records}", f"{runs_ok}/{runs}"))
     if args.markdown:

@@ -25,7 +25,7 @@ HELDOUT = Path(__file__).resolve().parent.parent / "fixtures" / "data" / "heldou
 
 def load_cases() -> list[dict]:
     out = []
-    for kind in ("real", "adversarial"):
+    for kind in ("real", "adversarial", "fuzz"):
         for case in json.loads((HELDOUT / f"{kind}_cases.json").read_text()):
             out.append(dict(case, kind=kind))
     return out

@@ -42,11 +42,32 @@ def _defaults(tree: ast.AST) -> dict:
     return out
 
 
+def _plain_classes(tree: ast.AST, source: str) -> set[str]:
+    """Template classes whose _encode hands the function formatter no thought/tool-call words
+    (Llama2Template in 0.9.4+): their function calls are parsed as they are."""
+    classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+
+    def passes(name: str, seen: frozenset = frozenset()) -> bool:
+        node = classes.get(name)
+        if node is None or name in seen:
+            return True
+        encode = next((f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "_encode"), None)
+        if encode is not None:
+            return "tool_call_words" in (ast.get_source_segment(source, encode) or "")
+        return all(passes(getattr(b, "id", ""), seen | {name}) for b in node.bases)
+
+    if "tool_call_words" not in source:
+        return set()
+    return {name for name in classes if name.endswith("Template") and not passes(name)}
+
+
 def read_templates(source: str) -> dict[str, Any]:
-    """{"defaults": {thought, tool_call}, "templates": {name: {tools, media?, thought?, tool_call?, reasoning?}}}:
-    a template's thought/tool-call words are listed only where they differ from the release's defaults."""
+    """{"defaults": {thought, tool_call}, "templates": {name: {tools, media?, thought?, tool_call?, reasoning?,
+    plain_function?}}}: a template's thought/tool-call words are listed only where they differ from the
+    release's defaults."""
     tree = ast.parse(source)
     defaults = _defaults(tree)
+    plain = _plain_classes(tree, source)
     out: dict[str, dict] = {}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or getattr(node.func, "id", None) not in ("register_template",
@@ -75,8 +96,11 @@ def read_templates(source: str) -> dict[str, Any]:
             value = _const(kw[key]) if key in kw else None
             if value and tuple(value) != tuple(defaults.get(key) or ()):
                 entry[key.split("_words")[0]] = list(value)
-        if getattr(kw.get("template_class"), "id", None) == "ReasoningTemplate":
+        template_class = getattr(kw.get("template_class"), "id", None)
+        if template_class == "ReasoningTemplate":
             entry["reasoning"] = True
+        if template_class in plain:
+            entry["plain_function"] = True
         out[name] = entry
     return {"defaults": {k.split("_words")[0]: list(v) for k, v in defaults.items() if v}, "templates": out}
 

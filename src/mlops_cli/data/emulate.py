@@ -485,6 +485,8 @@ def _thought_hint(text: str, ctx: Context) -> str:
         return ""
     if ctx.rules.function_thought == "none":
         return f"; [LLaMA-Factory {ctx.rules.series}] does not set a <think> block apart (0.9.2+ does)"
+    if ctx.template.plain_function:
+        return f"; {ctx.template.label} hands function calls over as they are (no thought or tool-call words)"
     words = ctx.template.thought
     shown = f"{words[0]!r}...{words[1]!r}" if words else "none"
     return (f"; the thought words of {ctx.template.label} are {shown} and must match exactly, newlines "
@@ -654,6 +656,8 @@ def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
     for key, tag in PLACEHOLDERS.items():
         if key == "audios" and not rules.has_audios:
             continue
+        if counted and not rules.mm_counts_all and not _handles(template, key, mapped):
+            continue  # <= 0.9.2: the plugin counts the kinds it handles only
         count = blob.count(tag) if blob else 0
         found = items.get(key, [])
         if not counted:
@@ -676,6 +680,12 @@ def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
                         f"({key} is null; [LLaMA-Factory {rules.series}] passes it on as [None])")
         if ctx.media_dir is not None:
             _check_files(found, ctx, key)
+
+
+def _handles(template: Template, key: str, mapped: dict) -> bool:
+    if template.media is None:  # not given: a qwen2_vl-like plugin, plus what the entry maps
+        return key in ("images", "videos") or key in mapped
+    return key[0] in template.media
 
 
 def _mm_label(ctx: Context) -> str:

@@ -35,6 +35,7 @@ class Template:
     thought: Optional[tuple[str, str]]  # thought words (0.9.2+)
     tool_call: Optional[tuple[str, str]]  # tool-call words (0.9.4+)
     release: str  # the table's release these facts were read from
+    plain_function: bool = False  # its template class hands the function formatter no words (Llama2Template)
 
     @property
     def label(self) -> str:
@@ -80,5 +81,6 @@ def template_for(name: Optional[str], rules: Rules, media_mapped: bool) -> Templ
     media = t.get("media", "")
     if given is None and media_mapped:
         media = None  # not given: assume it takes whatever the entry maps
-    return Template(given, t["tools"], media, tuple(thought) if thought else None,
-                    tuple(tool_call) if tool_call else None, release)
+    plain = bool(t.get("plain_function"))
+    return Template(given, t["tools"], media, None if plain or not thought else tuple(thought),
+                    None if plain or not tool_call else tuple(tool_call), release, plain)
