@@ -27,7 +27,7 @@ def main() -> int:
     ap.add_argument("--misses", action="store_true", help="list every run that does not agree")
     ap.add_argument("--markdown", action="store_true", help="print the summary as a markdown table")
     args = ap.parse_args()
-    tally: dict = defaultdict(lambda: [0, 0, 0, 0, 0, 0])  # runs, file ok, records, agree, runs ok, real-run count
+    tally: dict = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])  # runs, file ok, records, agree, runs ok, outcomes judged, outcomes ok
     misses = []
     with tempfile.TemporaryDirectory() as tmp:
         for run, version, key, gt in all_runs():
@@ -47,12 +47,18 @@ def main() -> int:
                 t[2] += s.records
                 t[3] += s.agree
                 t[4] += s.run_ok
+                t[5] += s.outcome_ok is not None
+                t[6] += bool(s.outcome_ok)
+            if s.outcome_ok is False:
+                misses.append((key, version, f"run outcome: theirs {gt['run'][:70]!r}, ours "
+                               f"{(result.first_crash or {}).get('record')}"))
             if not s.run_ok:
                 misses.append((key, version, ("file " if not s.file_ok else "") + str(s.misses)))
-    rows = [("cases", "runs", "file-level agree", "records agree", "runs agree entirely")]
+    rows = [("cases", "runs", "file-level agree", "records agree", "runs agree entirely", "run dies where said")]
     for group in ("real", "adversarial", "fuzz", "all"):
-        runs, file_ok, records, agree, runs_ok, _ = tally[group]
-        rows.append((group, str(runs), f"{file_ok}/{runs}", f"{agree}/{records}", f"{runs_ok}/{runs}"))
+        runs, file_ok, records, agree, runs_ok, judged, outcome_ok = tally[group]
+        rows.append((group, str(runs), f"{file_ok}/{runs}", f"{agree}/{records}", f"{runs_ok}/{runs}",
+                     f"{outcome_ok}/{judged}"))
     if args.markdown:
         print("| " + " | ".join(rows[0]) + " |")
         print("|" + "---|" * len(rows[0]))

@@ -103,6 +103,8 @@ class Score:
     records: int = 0  # records compared
     agree: int = 0  # records with the same verdict
     misses: list = dataclasses.field(default_factory=list)  # (record, theirs, ours)
+    # the whole run: it survives, or dies on the record check names first (None: not judged)
+    outcome_ok: Optional[bool] = None
 
     @property
     def run_ok(self) -> bool:
@@ -120,6 +122,7 @@ def score(gt: dict, result) -> Score:
         s.misses = [("file", "loads", "fails")]
         return s
     ours = our_verdicts(result)
+    s.outcome_ok = _outcome_ok(gt, result)
     for n, (verdict, _msg) in enumerate(gt["records"], 1):
         s.records += 1
         mine = ours.get(n, "keep")
@@ -130,6 +133,20 @@ def score(gt: dict, result) -> Score:
         if verdict == "crash":
             break
     return s
+
+
+def _outcome_ok(gt: dict, result) -> bool:
+    """The real run over the whole file survived (or lost every record: Cannot find valid samples)
+    and check names no crash; or it died of the very exception one record dies of alone, on the
+    record check names as the first crash."""
+    run = gt["run"]
+    ours = (result.first_crash or {}).get("record")
+    if run.startswith(("ok", "StopIteration")) or "Cannot find" in run:
+        return ours is None
+    if ours is None or ours > len(gt["records"]):
+        return False
+    verdict, message = gt["records"][ours - 1]
+    return verdict == "crash" and message.removeprefix("KTO KL pass: ")[:60] == run[:60]
 
 
 def _compared(records: list) -> int:

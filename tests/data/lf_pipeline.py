@@ -168,8 +168,70 @@ def run_case(pkg, version: str, case: dict, root: Path) -> dict:
             verdicts.append(["drop", ""])
         else:
             verdicts.append(["crash", result])
+    if stage == "kto":
+        _kto_in_batch(pkg, loader, call, ds, verdicts)
     out["records"] = verdicts
     return out
+
+
+def _kto_in_batch(pkg, loader, call: dict, ds, verdicts: list) -> None:
+    """KTO pairs each record with another record's answer of the same batch (the KL pass), which a
+    one-record run cannot show: run the whole file once more with the real processor, its per-example
+    encoder wrapped so that an exception is recorded against its record (found by identity in the
+    batch) instead of ending the run. 0.9.0+ (0.8's converter removes dropped records from the batch,
+    so batch positions are not record numbers there)."""
+    names = [(pkg.__name__ + ".data.processor.feedback", "FeedbackDatasetProcessor", "_encode_data_example",
+              "preprocess_dataset"),
+             (pkg.__name__ + ".data.processors.feedback", None, "_encode_feedback_example",
+              "preprocess_feedback_dataset")]
+    for module_name, cls_name, encode_name, batch_name in names:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        break
+    else:
+        return
+    owner = getattr(module, cls_name) if cls_name else module
+    state = {"examples": None, "offset": 0, "failed": {}}
+    real_encode, real_batch = getattr(owner, encode_name), getattr(owner, batch_name)
+
+    def encode(*a, **kw):
+        try:
+            return real_encode(*a, **kw)
+        except Exception as exc:  # noqa: BLE001 - recorded against its record
+            prompts = state["examples"]["_prompt"]
+            j = next(k for k, p in enumerate(prompts) if p is kw["prompt"])
+            state["failed"].setdefault(state["offset"] + j, _error(exc))
+            return [], [], [], [], True
+
+    def batch(*a, **kw):
+        examples = a[1] if cls_name else (a[0] if a else kw["examples"])
+        state["examples"] = examples
+        try:
+            return real_batch(*a, **kw)
+        finally:
+            state["offset"] += len(examples["_prompt"])
+
+    setattr(owner, encode_name, encode)
+    setattr(owner, batch_name, batch)
+    preprocess = importlib.import_module(pkg.__name__ + ".data.preprocess") if cls_name is None else None
+    if preprocess is not None:
+        real_pre = getattr(preprocess, batch_name)
+        setattr(preprocess, batch_name, batch)
+    try:
+        _get(loader, call, lambda *a, **kw: ds)
+    finally:
+        setattr(owner, encode_name, real_encode)
+        setattr(owner, batch_name, real_batch)
+        if preprocess is not None:
+            setattr(preprocess, batch_name, real_pre)
+    for index, message in state["failed"].items():
+        # keep -> crash; a record that crashes alone too dies here with the batch's exception when the
+        # KL pairing fails first (it is looked at before the record's own messages are processed)
+        if index < len(verdicts) and verdicts[index][0] in ("keep", "crash") and \
+                not verdicts[index][1].startswith(message[:40]):
+            verdicts[index] = ["crash", "KTO KL pass: " + message]
 
 
 def _get(loader, call: dict, load) -> str:
@@ -227,6 +289,7 @@ def main() -> int:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", default=None)
+    ap.add_argument("--only-stage", default=None, help="only the runs of this stage (re-record KTO runs)")
     args = ap.parse_args()
     manifest = json.loads(Path(args.manifest).read_text())
     root = Path(args.manifest).resolve().parent
@@ -240,7 +303,7 @@ def main() -> int:
         if args.only and case["case"] != args.only:
             continue
         for n, run in enumerate(case_runs(case)):
-            if version not in run["versions"]:
+            if version not in run["versions"] or (args.only_stage and run.get("stage", "sft") != args.only_stage):
                 continue
             key = f"{case['case']}#{n}"
             try:

@@ -143,3 +143,39 @@ def test_recording_agrees_with_the_live_converter(workdir):
 def test_manifest_folders_exist():
     for case in load_cases():
         assert (HELDOUT / case["folder"] / "dataset_info.json").is_file(), case["case"]
+
+
+def test_cli_template_option(workdir):
+    """The command line: --template judged, said in the JSON and the human summary; an unknown one is
+    exit 2 with one error line."""
+    from tests.conftest import run_mlops
+
+    run = next(r for r, _v, key, _g in RUNS if key == "lf8825_images_with_text_template#0")
+    folder = prepare(run, workdir)
+    args = ("data", "check", "--info", "dataset_info.json", "--name", "covla")
+    text = run_mlops(*args, "--template", "qwen", "--json", cwd=folder)
+    assert text.returncode == 1, text
+    doc = text.json()
+    assert doc["template"] == {"name": "qwen", "assumed": False, "table_release": "0.9.5"}
+    assert doc["first_crash"]["record"] == 1 and doc["crash"] == 1
+    human = run_mlops(*args, cwd=folder)
+    assert human.returncode == 0 and "template qwen2_vl (assumed; --template NAME for yours)" in human.stdout, human
+    bad = run_mlops(*args, "--template", "qwen-vl", cwd=folder)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: LLaMA-Factory 0.9.5 has no template 'qwen-vl'")
+    assert "Traceback" not in bad.stderr
+
+
+def test_kto_kl_pass_pairs_records_across_the_batch(check):
+    """KTO tokenizes each record a second time with another record's answer (processor/feedback.py):
+    a record the converter dropped leaves its neighbour without one, and the whole run stops."""
+    good = {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "label": True}
+    broken = {"conversations": [{"from": "gpt", "value": "a"}, {"from": "human", "value": "q"}], "label": False}
+    entry = {"formatting": "sharegpt", "columns": {"messages": "conversations", "kto_tag": "label"}}
+    result = check([good, broken, good], entry=entry, stage="kto", version="0.9.5", lines=True)
+    assert result.drop == 1 and result.crash == 1, result.to_json()["findings"]
+    crash = next(f for f in result.findings if f.code == "kto-kl-pair")
+    assert crash.record == 3 and "record 2" in crash.message  # 0.9.3+: the record before it
+    older = check([good, broken, good, good], entry=entry, stage="kto", version="0.9.2", lines=True)
+    assert {f.record for f in older.findings if f.code == "kto-kl-pair"} == {3}  # 0.9.2: the batch reversed
+    clean = check([good, dict(good, label=False)], entry=entry, stage="kto", version="0.9.5", lines=True)
+    assert clean.exit_code == 0

@@ -12,6 +12,7 @@ from mlops_cli.files import read_input_json
 from mlops_cli.data.emulate import Context, evaluate
 from mlops_cli.data.entry import Entry, read_entry, stage_findings
 from mlops_cli.data.findings import Finding
+from mlops_cli.data.kto import KlPairs
 from mlops_cli.data.loading import SchemaTracker, describe
 from mlops_cli.data.parse import duplicate_keys, may_repeat_keys, parser_name
 from mlops_cli.data.readers import Broken, Record
@@ -87,6 +88,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
     result_counts = Counter()
     first_crash: Optional[dict[str, Any]] = None
     load_fails = False
+    kl: Optional[KlPairs] = None
     number = 0  # record number across files, 1-based
     done_bytes = 0
     for path in paths:
@@ -121,6 +123,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                         load_fails |= f.consequence in ("fatal",)
                     ctx = Context(entry, rules, stage, media_dir, template_name=opts.template)
                     ctx.media_meant = media_meant(entry, event.value)
+                    kl = KlPairs(rules.version, rules.batched) if stage == "kto" else None
                 if event.oddity is not None:
                     load_fails |= _oddity_finding(event, opened.kind, path, number, out)
                 tracker.add(event.value, event.line, number, event.offset, event.end)
@@ -132,12 +135,18 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                 for issue in outcome.issues:
                     out.add(Finding(issue.code, issue.consequence, issue.message, file=path, record=number,
                                     line=event.line or None, versions=_versions(issue.code, rules)))
-                if outcome.verdict == "crash" and first_crash is None:
-                    first_crash = {"record": number, "line": event.line or None, "file": path,
-                                   "message": outcome.issues[-1].message}
+                if outcome.verdict == "crash":
+                    first_crash = _earlier(first_crash, {"record": number, "line": event.line or None, "file": path,
+                                                         "message": outcome.issues[-1].message,
+                                                         "stage": outcome.crash_stage})
+                if kl is not None:
+                    first_crash = _kl_crashes(kl.add(number, event.line or None, path, outcome), out,
+                                              result_counts, first_crash)
                 if progress is not None and number % 4096 == 0:
                     progress(done_bytes + event.end)
         done_bytes += opened.size or 0
+    if kl is not None:
+        first_crash = _kl_crashes(kl.finish(), out, result_counts, first_crash)
     if ctx is None:
         entry = entry or synthesize_entry(None, opts.fmt, rules)
         ctx = Context(entry, rules, opts.stage or _default_stage(entry), media_dir, template_name=opts.template)
@@ -321,6 +330,33 @@ def _settle_absent(ctx: Context, tracker: SchemaTracker, out: Collector,
     for record, message, code in sorted(crashes):
         out.add(Finding(code, "crash", message, record=record,
                         versions=ctx.rules.series if code == "tool-calls-null" else None))
-        if first_crash is None or record < first_crash["record"]:
-            first_crash = {"record": record, "line": None, "message": message}
+        first_crash = _earlier(first_crash, {"record": record, "line": None, "message": message,
+                                             "stage": "conversion"})
     return first_crash
+
+
+def _kl_crashes(crashes: list, out: Collector, counts: Counter,
+                first_crash: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """Records KTO's KL pass crashes on (kto.py): they were counted as kept."""
+    for member, message in crashes:
+        if member.outcome.verdict == "keep":
+            counts["keep"] -= 1
+            counts["crash"] += 1
+        member.outcome.verdict = "crash"
+        out.add(Finding("kto-kl-pair", "crash", message, file=member.path, record=member.number, line=member.line))
+        crash = {"record": member.number, "line": member.line, "file": member.path, "message": message,
+                 "stage": "tokenization"}
+        if first_crash and first_crash["record"] == member.number and first_crash.get("stage") == "tokenization":
+            first_crash = crash  # the pairing fails before the record's own messages are processed
+        first_crash = _earlier(first_crash, crash)
+    return first_crash
+
+
+def _earlier(have: Optional[dict[str, Any]], new: dict[str, Any]) -> dict[str, Any]:
+    """The crash the run dies on first: every record is converted before any is tokenized, so a
+    conversion crash comes before a tokenization one, whatever their order in the file."""
+    if have is None:
+        return new
+    rank = {"conversion": 0}
+    key = lambda c: (rank.get(c.get("stage"), 1), c["record"])  # noqa: E731
+    return new if key(new) < key(have) else have

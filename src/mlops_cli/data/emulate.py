@@ -25,10 +25,11 @@ ROLE = {"user": "user", "assistant": "assistant", "observation": "observation",
 class Crash(Exception):
     """The run dies at this record (an exception LLaMA-Factory does not catch)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, stage: Optional[str] = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.stage = stage  # "conversion" or "tokenization"; None: where it was raised
 
 
 @dataclass
@@ -46,6 +47,10 @@ class Outcome:
     prompt: list[tuple[str, Any]] = field(default_factory=list)
     response: list[tuple[str, Any]] = field(default_factory=list)
     system: Any = ""
+    # where the run dies on it: "conversion" (every record is converted before any is tokenized, so
+    # such a crash comes first) or "tokenization"
+    crash_stage: str = ""
+    media: Optional[dict] = None  # kind -> media count, for the kinds the plugin counts (KTO's KL pass)
 
     def add(self, code: str, consequence: str, message: str) -> None:
         self.issues.append(Issue(code, consequence, message))
@@ -537,7 +542,8 @@ def check_tools(rec: dict, ctx: Context, out: Outcome) -> None:
     tools = ctx.get(rec, col)
     if ctx.rules.casts_text and tools is not None and not isinstance(tools, str) and type(tools) not in _CASTS:
         raise Crash("tools-json", f"TypeError: Couldn't cast array of type {_arrow_kind(tools)} to string (tools is "
-                    f"{_kind(tools)}; [LLaMA-Factory {ctx.rules.series}] casts the converted tools column to text)")
+                    f"{_kind(tools)}; [LLaMA-Factory {ctx.rules.series}] casts the converted tools column to text)",
+                    stage="conversion")
     if not tools:
         return
     if ctx.entry.converter == "openai" and isinstance(tools, (dict, list)):
@@ -660,6 +666,9 @@ def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
             continue  # <= 0.9.2: the plugin counts the kinds it handles only
         count = blob.count(tag) if blob else 0
         found = items.get(key, [])
+        if counted:
+            out.media = out.media or {}
+            out.media[key] = len(found)
         if not counted:
             if count and key not in mapped:
                 out.add("placeholder-no-media", "warn", f"{count} {tag} in the text but no {key} column is mapped: "
@@ -712,21 +721,23 @@ def evaluate(rec: Any, ctx: Context) -> Outcome:
     """Run one record through converter, processor and formatter; never raises."""
     out = Outcome()
     if not isinstance(rec, dict):
-        out.verdict = "crash"
+        out.verdict, out.crash_stage = "crash", "conversion"
         out.add("record-not-object", "crash", f"the record is {_kind(rec)}, not an object")
         return out
+    stage = "conversion"
     try:
         converter = CONVERTERS.get(ctx.entry.converter)
         if converter is None:
             raise Crash("formatting", f"ValueError: Dataset converter {ctx.entry.formatting} not found.")
         converter(rec, ctx, out)
         output_reads(rec, ctx, out)
+        stage = "tokenization"
         if out.verdict == "keep":
             process(ctx, out)
         check_tools(rec, ctx, out)
         check_media(rec, ctx, out)
     except Crash as crash:
-        out.verdict = "crash"
+        out.verdict, out.crash_stage = "crash", crash.stage or stage
         out.add(crash.code, "crash", crash.message)
     return out
 

@@ -45,6 +45,8 @@ class CheckResult:
             text += f", crash at record {self.first_crash['record']}"
             if self.first_crash.get("line"):
                 text += f" (line {self.first_crash['line']})"
+            if self.first_crash.get("stage") == "conversion":
+                text += " while converting"
         text += f" of {self.records} records"
         if self.records and self.keep == 0 and not self.first_crash:
             text += ": RuntimeError: Cannot find valid samples"
