@@ -89,9 +89,8 @@ def our_verdicts(result) -> dict[int, str]:
     """record -> drop / crash from check's findings (records without such a finding are kept)."""
     out: dict[int, str] = {}
     for f in result.findings:
-        if f.record is not None and f.consequence in ("drop", "crash"):
-            if out.get(f.record) != "crash":
-                out[f.record] = f.consequence
+        if f.record is not None and f.consequence in ("drop", "crash") and out.get(f.record) != "crash":
+            out[f.record] = f.consequence
     if result.first_crash and result.first_crash.get("record"):
         out[result.first_crash["record"]] = "crash"
     return out

@@ -47,7 +47,7 @@ def _sharegpt(rnd: random.Random, keys: tuple, roles: dict, nulls: bool, tools: 
     if rnd.random() < 0.3:
         turns.append({rk: roles["system"], ck: "You are helpful."})
     n = rnd.choice([1, 2, 2, 2, 3, 4])
-    for i in range(n):
+    for _ in range(n):
         turns.append({rk: roles["user"], ck: _content(rnd, nulls)})
         if tools and rnd.random() < 0.5:
             turns.append({rk: roles["function"], ck: rnd.choice(FUNCTION_CALLS)})
@@ -63,7 +63,7 @@ def _sharegpt(rnd: random.Random, keys: tuple, roles: dict, nulls: bool, tools: 
     return turns
 
 
-def make_file(rnd: random.Random, idx: int) -> tuple[dict, dict, str]:
+def make_file(rnd: random.Random) -> tuple[list, dict, str]:
     """(records, entry, stage) of one file."""
     layout = rnd.choice(["sharegpt", "sharegpt", "role_content", "alpaca", "ranking", "kto"])
     nulls = rnd.random() < 0.4
@@ -130,7 +130,7 @@ def main(root: Path) -> int:
     rnd = random.Random(SEED)
     manifest = []
     for i in range(FILES):
-        recs, entry, stage = make_file(rnd, i)
+        recs, entry, stage = make_file(rnd)
         folder = root / f"fuzz_{i:02d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "d.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))

@@ -184,14 +184,15 @@ def _kto_in_batch(pkg, loader, call: dict, ds, verdicts: list) -> None:
               "preprocess_dataset"),
              (pkg.__name__ + ".data.processors.feedback", None, "_encode_feedback_example",
               "preprocess_feedback_dataset")]
-    for module_name, cls_name, encode_name, batch_name in names:
+    for spec in names:
         try:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(spec[0])
         except ImportError:
             continue
         break
     else:
         return
+    _module_name, cls_name, encode_name, batch_name = spec
     owner = getattr(module, cls_name) if cls_name else module
     state = {"examples": None, "offset": 0, "failed": {}}
     real_encode, real_batch = getattr(owner, encode_name), getattr(owner, batch_name)

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.data.heldout import HELDOUT, all_runs, check_run, groundtruth, load_cases, prepare, score
 
 RUNS = all_runs()
@@ -40,16 +39,18 @@ def test_every_case_is_documented_and_recorded():
 
 @pytest.mark.parametrize("case", CASES)
 def test_check_agrees_with_llamafactory(case, workdir):
-    """Every recorded run of the case, every release: file-level and per-record verdicts."""
+    """Every recorded run of the case, every release: file-level and per-record verdicts, and the
+    record the whole run dies on."""
     misses = []
     for run, version, key, gt in RUNS:
         if key.split("#")[0] != case:
             continue
         result = check_run(run, version, prepare(run, workdir))
         s = score(gt, result)
-        if not s.run_ok:
-            misses.append((key, version, "loads" if gt["loads"] is True else "fails to load",
-                           s.misses, [f.to_json()["message"][:160] for f in result.findings][:6]))
+        if not s.run_ok or s.outcome_ok is False:
+            misses.append((key, version, "loads" if gt["loads"] is True else "fails to load", s.misses,
+                           f"run: {gt['run'][:80]} / ours: {result.first_crash}",
+                           [f.to_json()["message"][:160] for f in result.findings][:6]))
     assert not misses, misses
 
 

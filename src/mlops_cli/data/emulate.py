@@ -462,7 +462,7 @@ def process(ctx: Context, out: Outcome) -> None:
 _THOUGHT = re.compile(r"<think>(.*)</think>", re.DOTALL)  # 0.9.2-0.9.3, greedy
 
 
-def _words(pair: tuple[str, str]) -> "re.Pattern[str]":
+def _words(pair: tuple[str, str]) -> re.Pattern[str]:
     return re.compile(f"{re.escape(pair[0])}(.*?){re.escape(pair[1])}", re.DOTALL)
 
 
@@ -586,12 +586,11 @@ def _check_tool_shape(tools: Any, ctx: Context) -> None:
     else:
         lead = ""
     for n, tool in enumerate(items, 1):
-        if unwrap or fmt in ("default", "glm4"):
-            if not isinstance(tool, dict):
-                error = "AttributeError: 'str' object has no attribute 'get'" if unwrap else \
-                    "TypeError: string indices must be integers, not 'str'"
-                raise Crash("tools-json", f"{error} ({where}: tool {n} is {_kind(tool)}"
-                            f"{'; ' + lead if lead else ''})")
+        if (unwrap or fmt in ("default", "glm4")) and not isinstance(tool, dict):
+            error = "AttributeError: 'str' object has no attribute 'get'" if unwrap else \
+                "TypeError: string indices must be integers, not 'str'"
+            raise Crash("tools-json", f"{error} ({where}: tool {n} is {_kind(tool)}"
+                        f"{'; ' + lead if lead else ''})")
         if not isinstance(tool, dict):
             continue
         if unwrap and tool.get("type") == "function":

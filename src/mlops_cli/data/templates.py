@@ -20,11 +20,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Optional
 
-from mlops_cli.errors import UsageError
 from mlops_cli.data.versions import Rules, parse_version
-
-DEFAULT_THOUGHT_094 = ("<think>\n", "\n</think>\n\n")
-DEFAULT_TOOL_CALL = ("<tool_call>", "</tool_call>")
+from mlops_cli.errors import UsageError
 
 
 @dataclass(frozen=True)
