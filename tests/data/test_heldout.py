@@ -31,6 +31,7 @@ def test_every_case_is_documented_and_recorded():
     assert len(real) >= 25 and len([c for c in cases if c["kind"] == "adversarial"]) >= 20
     for case in real:
         assert case["source"].startswith("https://") and case["verbatim"] and case["filled_in"] and case["reported"]
+        assert case["reported_version"] and case["reproduced"].startswith(("yes", "no"))
     recorded = {key.split("#")[0] for _r, _v, key, _g in RUNS}
     assert {c["case"] for c in cases} <= recorded, "a case without recorded ground truth"
     meta = groundtruth()["recorded"]
