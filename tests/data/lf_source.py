@@ -100,6 +100,7 @@ class Verdicts:
     load_error: Optional[str] = None
     per_record: list[str] = field(default_factory=list)  # keep / drop / crash, by record
     crash_message: Optional[str] = None
+    converter_crashes: list[int] = field(default_factory=list)  # 1-based records the converter itself raised on
 
 
 def _content_ok(messages: list[dict], strict_json: bool) -> bool:
@@ -151,6 +152,7 @@ def judge(lf: types.SimpleNamespace, info: dict, name: str, data_file: str, stag
             row = convert(example)
         except Exception as exc:  # noqa: BLE001
             out.per_record.append("crash")
+            out.converter_crashes.append(len(out.per_record))
             out.crash_message = out.crash_message or f"{type(exc).__name__}: {exc}"
             continue
         prompt, response = row["_prompt"], row["_response"]

@@ -12,12 +12,14 @@ from mlops_cli.files import read_input_json
 from mlops_cli.data.emulate import Context, evaluate
 from mlops_cli.data.entry import Entry, read_entry, stage_findings
 from mlops_cli.data.findings import Finding
+from mlops_cli.data.kto import KlPairs
 from mlops_cli.data.loading import SchemaTracker, describe
 from mlops_cli.data.parse import duplicate_keys, may_repeat_keys, parser_name
 from mlops_cli.data.readers import Broken, Record
 from mlops_cli.data.report import CheckResult
 from mlops_cli.data.source import KIND_BUILDER, dataset_files, extension_builder, open_dataset
 from mlops_cli.data.synthesize import synthesize_entry
+from mlops_cli.data.templates import template_for
 from mlops_cli.data.versions import Rules, rules_for
 
 INFO_MAX = 64 << 20
@@ -34,6 +36,7 @@ class CheckOptions:
     media_dir: Optional[str] = None
     version: Optional[str] = None
     max_findings: int = 1000
+    template: Optional[str] = None  # LLaMA-Factory's `template:`; None: assumed from the data
 
 
 class Collector:
@@ -67,6 +70,8 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
     rules = rules_for(opts.version)
     if opts.stage is not None and opts.stage not in STAGES:
         raise UsageError(f"unknown stage {opts.stage!r}", hint="one of: " + ", ".join(STAGES))
+    if opts.template is not None:
+        template_for(opts.template, rules, media_mapped=False)  # an unknown name is exit 2 before any work
     entry = load_entry(opts, rules)
     paths = dataset_files(opts.files, entry.file_name if entry else None, opts.info)
     if not paths:
@@ -83,6 +88,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
     result_counts = Counter()
     first_crash: Optional[dict[str, Any]] = None
     load_fails = False
+    kl: Optional[KlPairs] = None
     number = 0  # record number across files, 1-based
     done_bytes = 0
     for path in paths:
@@ -115,7 +121,9 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                     for f in entry.findings:
                         out.add(f)
                         load_fails |= f.consequence in ("fatal",)
-                    ctx = Context(entry, rules, stage, media_dir)
+                    ctx = Context(entry, rules, stage, media_dir, template_name=opts.template)
+                    ctx.media_meant = media_meant(entry, event.value)
+                    kl = KlPairs(rules.version, rules.batched) if stage == "kto" else None
                 if event.oddity is not None:
                     load_fails |= _oddity_finding(event, opened.kind, path, number, out)
                 tracker.add(event.value, event.line, number, event.offset, event.end)
@@ -127,15 +135,21 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                 for issue in outcome.issues:
                     out.add(Finding(issue.code, issue.consequence, issue.message, file=path, record=number,
                                     line=event.line or None, versions=_versions(issue.code, rules)))
-                if outcome.verdict == "crash" and first_crash is None:
-                    first_crash = {"record": number, "line": event.line or None, "file": path,
-                                   "message": outcome.issues[-1].message}
+                if outcome.verdict == "crash":
+                    first_crash = _earlier(first_crash, {"record": number, "line": event.line or None, "file": path,
+                                                         "message": outcome.issues[-1].message,
+                                                         "stage": outcome.crash_stage})
+                if kl is not None:
+                    first_crash = _kl_crashes(kl.add(number, event.line or None, path, outcome), out,
+                                              result_counts, first_crash)
                 if progress is not None and number % 4096 == 0:
                     progress(done_bytes + event.end)
         done_bytes += opened.size or 0
+    if kl is not None:
+        first_crash = _kl_crashes(kl.finish(), out, result_counts, first_crash)
     if ctx is None:
         entry = entry or synthesize_entry(None, opts.fmt, rules)
-        ctx = Context(entry, rules, opts.stage or _default_stage(entry), media_dir)
+        ctx = Context(entry, rules, opts.stage or _default_stage(entry), media_dir, template_name=opts.template)
         for f in entry.findings:
             out.add(f)
     if tracker is not None:
@@ -159,9 +173,24 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                         "samples, check `data/README.md` for the data format."))
     return CheckResult(
         files=files_json, entry=ctx.entry.to_json(), version=rules.version, stage=ctx.stage,
+        template={"name": ctx.template.name or ("qwen2_vl" if ctx.media_cols else "qwen"),
+                  "assumed": ctx.template.name is None, "table_release": ctx.template.release},
         parser=parser_name(), findings=out.kept, counts=dict(out.counts), records=number,
         keep=result_counts["keep"], drop=result_counts["drop"], crash=result_counts["crash"],
         first_crash=first_crash, load_fails=load_fails, findings_left_out=out.left_out)
+
+
+_MEDIA_WORDS = ("image", "img", "picture", "photo", "video", "audio", "speech")
+
+
+def media_meant(entry: Entry, first: Any) -> bool:
+    """Media were meant though the entry maps none: a columns key like "image"/"video" that
+    LLaMA-Factory ignores, or a media-like column of the data that no key maps."""
+    if any(entry.col(k) for k in ("images", "videos", "audios")):
+        return False
+    mapped = {v for v in entry.columns.values() if v}
+    names = set(entry.unknown_column_keys) | ({k for k in first if k not in mapped} if isinstance(first, dict) else set())
+    return any(word in str(name).lower() for name in names for word in _MEDIA_WORDS)
 
 
 def _default_stage(entry: Entry) -> str:
@@ -301,6 +330,33 @@ def _settle_absent(ctx: Context, tracker: SchemaTracker, out: Collector,
     for record, message, code in sorted(crashes):
         out.add(Finding(code, "crash", message, record=record,
                         versions=ctx.rules.series if code == "tool-calls-null" else None))
-        if first_crash is None or record < first_crash["record"]:
-            first_crash = {"record": record, "line": None, "message": message}
+        first_crash = _earlier(first_crash, {"record": record, "line": None, "message": message,
+                                             "stage": "conversion"})
     return first_crash
+
+
+def _kl_crashes(crashes: list, out: Collector, counts: Counter,
+                first_crash: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """Records KTO's KL pass crashes on (kto.py): they were counted as kept."""
+    for member, message in crashes:
+        if member.outcome.verdict == "keep":
+            counts["keep"] -= 1
+            counts["crash"] += 1
+        member.outcome.verdict = "crash"
+        out.add(Finding("kto-kl-pair", "crash", message, file=member.path, record=member.number, line=member.line))
+        crash = {"record": member.number, "line": member.line, "file": member.path, "message": message,
+                 "stage": "tokenization"}
+        if first_crash and first_crash["record"] == member.number and first_crash.get("stage") == "tokenization":
+            first_crash = crash  # the pairing fails before the record's own messages are processed
+        first_crash = _earlier(first_crash, crash)
+    return first_crash
+
+
+def _earlier(have: Optional[dict[str, Any]], new: dict[str, Any]) -> dict[str, Any]:
+    """The crash the run dies on first: every record is converted before any is tokenized, so a
+    conversion crash comes before a tokenization one, whatever their order in the file."""
+    if have is None:
+        return new
+    rank = {"conversion": 0}
+    key = lambda c: (rank.get(c.get("stage"), 1), c["record"])  # noqa: E731
+    return new if key(new) < key(have) else have

@@ -39,6 +39,8 @@ Examples:
 
   mlops data check --info data/dataset_info.json --name my_sft --stage sft --llamafactory-version 0.9.1
 
+  mlops data check --info data/dataset_info.json --name my_vl --template qwen2_vl
+
   mlops data check dpo.json --stage dpo --json | jq '.findings[] | select(.consequence=="crash")'
 """)
 def check(
@@ -58,6 +60,10 @@ def check(
                                                  "files are not looked for."),
     version: Optional[str] = typer.Option(None, "--llamafactory-version", metavar="X",
                                           help="Judge by this release's rules (default: current, 0.9.5)."),
+    template: Optional[str] = typer.Option(None, "--template", metavar="NAME",
+                                           help="The run's `template:` (qwen, qwen3, qwen2_vl, llama3...): what "
+                                                "its plugin, thought words and tool format accept. Default: "
+                                                "assumed qwen, or qwen2_vl when the entry maps media."),
     max_findings: int = typer.Option(1000, "--max-findings", min=0, metavar="N",
                                      help="List at most N findings (counts stay complete); 0 = all."),
     json_out: JsonOpt = False,
@@ -67,7 +73,7 @@ def check(
     from mlops_cli.output import emit
 
     opts = CheckOptions(files=list(files or []), info=info, name=name, fmt=fmt, stage=stage, media_dir=media_dir,
-                        version=version, max_findings=max_findings)
+                        version=version, max_findings=max_findings, template=template)
     with byte_progress(opts.files, json_out) as advance:
         result = run_check(opts, advance)
     return emit(result, json_out)

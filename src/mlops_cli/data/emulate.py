@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from mlops_cli.data.entry import Entry
+from mlops_cli.data.templates import Template, template_for
 from mlops_cli.data.versions import Rules
 
 PLACEHOLDERS = {"images": "<image>", "videos": "<video>", "audios": "<audio>"}
@@ -24,10 +25,11 @@ ROLE = {"user": "user", "assistant": "assistant", "observation": "observation",
 class Crash(Exception):
     """The run dies at this record (an exception LLaMA-Factory does not catch)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, stage: Optional[str] = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.stage = stage  # "conversion" or "tokenization"; None: where it was raised
 
 
 @dataclass
@@ -45,6 +47,10 @@ class Outcome:
     prompt: list[tuple[str, Any]] = field(default_factory=list)
     response: list[tuple[str, Any]] = field(default_factory=list)
     system: Any = ""
+    # where the run dies on it: "conversion" (every record is converted before any is tokenized, so
+    # such a crash comes first) or "tokenization"
+    crash_stage: str = ""
+    media: Optional[dict] = None  # kind -> media count, for the kinds the plugin counts (KTO's KL pass)
 
     def add(self, code: str, consequence: str, message: str) -> None:
         self.issues.append(Issue(code, consequence, message))
@@ -58,6 +64,7 @@ class Context:
     rules: Rules
     stage: str
     media_dir: Optional[str] = None  # None: do not look for media files
+    template_name: Optional[str] = None  # --template; None: assumed from the data (templates.py)
     top_keys: set = field(default_factory=set)
     msg_keys: set = field(default_factory=set)
     # key -> first record (1-based) that read it while it was absent from the record
@@ -73,6 +80,11 @@ class Context:
         self.odd = (e.tag("user_tag"), e.tag("observation_tag"))
         self.even = (e.tag("assistant_tag"), e.tag("function_tag"))
         self.media_cols = {k: e.col(k) for k in PLACEHOLDERS if e.col(k)}
+        self.template: Template = template_for(self.template_name, self.rules, bool(self.media_cols))
+        # Without --template: placeholders are counted (a multimodal template) when the entry maps a
+        # media column, or when the data says media were meant (a media-like column or columns key
+        # the entry does not map, set by check.py once seen).
+        self.media_meant = False
 
     def get(self, rec: dict, key: Optional[str]) -> Any:
         if key is None:
@@ -447,12 +459,50 @@ def process(ctx: Context, out: Outcome) -> None:
         out.add("empty-answer", "warn", "the answer is \"\": an empty answer is trained")
 
 
-_THOUGHT = re.compile(r"<think>(.*)</think>", re.DOTALL)
+_THOUGHT = re.compile(r"<think>(.*)</think>", re.DOTALL)  # 0.9.2-0.9.3, greedy
+
+
+def _words(pair: tuple[str, str]) -> re.Pattern[str]:
+    return re.compile(f"{re.escape(pair[0])}(.*?){re.escape(pair[1])}", re.DOTALL)
+
+
+def _function_json(text: str, ctx: Context) -> tuple[str, str]:
+    """The part of a function-call turn that must be JSON, and what was set apart (for messages)."""
+    rules, template = ctx.rules, ctx.template
+    if rules.function_thought == "regex":
+        thought = _THOUGHT.search(text)
+        return (text.replace(thought.group(0), ""), "a <think> block") if thought else (text, "")
+    if rules.function_thought == "template":
+        if template.tool_call:
+            call = _words(template.tool_call).search(text)
+            if call:
+                return call.group(1), f"a {template.tool_call[0]}...{template.tool_call[1]} wrapper"
+        if template.thought:
+            thought = _words(template.thought).search(text)
+            if thought:
+                return text.replace(thought.group(0), ""), "the thought block"
+    return text, ""
+
+
+def _thought_hint(text: str, ctx: Context) -> str:
+    """Why a function call that starts with a thought block is not JSON here."""
+    if "<think>" not in text or ctx.rules.function_thought == "regex":
+        return ""
+    if ctx.rules.function_thought == "none":
+        return f"; [LLaMA-Factory {ctx.rules.series}] does not set a <think> block apart (0.9.2+ does)"
+    if ctx.template.plain_function:
+        return f"; {ctx.template.label} hands function calls over as they are (no thought or tool-call words)"
+    words = ctx.template.thought
+    shown = f"{words[0]!r}...{words[1]!r}" if words else "none"
+    return (f"; the thought words of {ctx.template.label} are {shown} and must match exactly, newlines "
+            "included, or wrap the call in <tool_call>...</tool_call>")
 
 
 def _check_function_call(content: Any, n: int, ctx: Context, out: Outcome) -> None:
     """formatter.py's FunctionFormatter: the turn must be JSON, a call or a list of calls with
-    "name" and "arguments". Before 0.9.1 bad JSON was trained as an empty call without a word."""
+    "name" and "arguments", once the template's thought block / tool-call wrapper is set apart
+    (by release: none, a <think> regex, the template's own words). Before 0.9.1 bad JSON was
+    trained as an empty call without a word."""
     rules = ctx.rules
     if not isinstance(content, str):
         if rules.function_keys == "silent":
@@ -461,15 +511,7 @@ def _check_function_call(content: Any, n: int, ctx: Context, out: Outcome) -> No
             return
         raise Crash("null-content", f"TypeError: the JSON object must be str, not {type(content).__name__} "
                     f"(function call turn {n} is {_kind(content)})")
-    text = content
-    if rules.thought_strip:
-        thought = _THOUGHT.search(text)
-        if thought:
-            text = text.replace(thought.group(0), "")
-            if tuple(int(p) for p in rules.version.split(".")) >= (0, 9, 4):
-                out.add("function-thought", "warn", f"function call turn {n} starts with a <think> block: set apart "
-                        "only by a template with thought words <think>...</think> (qwen3, deepseekr1...); with "
-                        "another template: RuntimeError: Invalid JSON format in function message")
+    text, _apart = _function_json(content, ctx)
     try:
         calls = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -478,7 +520,8 @@ def _check_function_call(content: Any, n: int, ctx: Context, out: Outcome) -> No
                     f"the call, without a word: {_short([content])}")
             return
         raise Crash("function-json", f"RuntimeError: Invalid JSON format in function message: "
-                    f"{_short([content])} (turn {n}: {exc.msg} at line {exc.lineno} column {exc.colno})") from None
+                    f"{_short([content])} (turn {n}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                    f"{_thought_hint(content, ctx)})") from None
     for call in calls if isinstance(calls, list) else [calls]:
         if not isinstance(call, dict) or "name" not in call or "arguments" not in call:
             if rules.function_keys == "silent":
@@ -491,26 +534,80 @@ def _check_function_call(content: Any, n: int, ctx: Context, out: Outcome) -> No
 
 
 def check_tools(rec: dict, ctx: Context, out: Outcome) -> None:
-    """The tools column is JSON text decoded by ToolFormatter (0.9.1+: RuntimeError when it is not)."""
+    """The tools column is JSON text decoded by ToolFormatter (0.9.1+: RuntimeError when it is not),
+    then read by the template's tool format."""
     col = ctx.entry.col("tools")
     if not col or out.verdict != "keep":
         return
     tools = ctx.get(rec, col)
+    if ctx.rules.casts_text and tools is not None and not isinstance(tools, str) and type(tools) not in _CASTS:
+        raise Crash("tools-json", f"TypeError: Couldn't cast array of type {_arrow_kind(tools)} to string (tools is "
+                    f"{_kind(tools)}; [LLaMA-Factory {ctx.rules.series}] casts the converted tools column to text)",
+                    stage="conversion")
     if not tools:
         return
     if ctx.entry.converter == "openai" and isinstance(tools, (dict, list)):
-        return
+        tools = json.dumps(tools)
     if not isinstance(tools, str):
         raise Crash("tools-json", f"TypeError: the JSON object must be str, not {type(tools).__name__} (tools "
                     "must be a JSON string)")
     try:
-        json.loads(tools)
+        decoded = json.loads(tools)
     except json.JSONDecodeError as exc:
         if ctx.rules.bad_json == "silent":
             out.add("tools-json", "silent", f"tools is not JSON ({exc.msg}): trained without the tools, without a "
                     f"word: {_short([tools])}")
             return
         raise Crash("tools-json", f"RuntimeError: Invalid JSON format in tool description: {_short([tools])}") from None
+    if ctx.rules.function_keys == "crash":  # <=0.7.1 caught whatever the tool formatter raised
+        _check_tool_shape(decoded, ctx)
+
+
+def _arrow_kind(value: Any) -> str:
+    if isinstance(value, list):
+        inner = {type(v) for v in value}
+        return "list<item: null>" if not value else "list<item: struct<...>>" if dict in inner else "list<item: ...>"
+    return "struct<...>" if isinstance(value, dict) else type(value).__name__
+
+
+def _check_tool_shape(tools: Any, ctx: Context) -> None:
+    """What the template's tool format (tool_utils.py) does with the decoded tools."""
+    fmt, unwrap = ctx.template.tools, ctx.rules.tools_unwrap
+    where = f"tools, read by the {fmt!r} tool format of {ctx.template.label}"
+    try:
+        if len(tools) == 0:
+            return
+    except TypeError:
+        raise Crash("tools-json", f"TypeError: object of type '{type(tools).__name__}' has no len() ({where}: "
+                    f"{_short(tools)} is not a list of tools)") from None
+    items = list(tools)  # a JSON object is iterated key by key, as LLaMA-Factory does
+    if isinstance(tools, dict):
+        lead = f"the tools are one JSON object, not a list: its keys ({_short(list(tools))}) are read as tools"
+    else:
+        lead = ""
+    for n, tool in enumerate(items, 1):
+        if (unwrap or fmt in ("default", "glm4")) and not isinstance(tool, dict):
+            error = "AttributeError: 'str' object has no attribute 'get'" if unwrap else \
+                "TypeError: string indices must be integers, not 'str'"
+            raise Crash("tools-json", f"{error} ({where}: tool {n} is {_kind(tool)}"
+                        f"{'; ' + lead if lead else ''})")
+        if not isinstance(tool, dict):
+            continue
+        if unwrap and tool.get("type") == "function":
+            tool = tool.get("function", "")
+        if fmt == "default":
+            params = tool.get("parameters") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or "name" not in tool or not isinstance(params, dict) or \
+                    not isinstance(params.get("properties"), dict):
+                missing = "name" if isinstance(tool, dict) and "name" not in tool else "parameters.properties"
+                raise Crash("tools-json", f"KeyError: {missing.split('.')[-1]!r} ({where}: tool {n} has no "
+                            f"{missing}; this format lists every parameter: {_short(tool)})")
+            for pname, param in params["properties"].items():
+                if not isinstance(param, dict):
+                    raise Crash("tools-json", f"AttributeError: '{type(param).__name__}' object has no attribute "
+                                f"'get' ({where}: parameter {pname!r} of tool {n} is not an object)")
+        elif fmt == "glm4" and (not isinstance(tool, dict) or "name" not in tool):
+            raise Crash("tools-json", f"KeyError: 'name' ({where}: tool {n} has no name)")
 
 
 def media_of(value: Any, ctx: Context, key: str) -> list:
@@ -523,7 +620,7 @@ def media_of(value: Any, ctx: Context, key: str) -> list:
         if mode == "indexerror":
             raise Crash("media-null", f"IndexError: list index out of range ({key} is null or absent)")
         if mode == "none_item":
-            return [None]
+            return [None]  # 0.9.1: a list holding None (the plugin or the processor stops on it)
         return []
     if not isinstance(value, list):
         return [value]
@@ -537,35 +634,74 @@ def _placeholder_counts(turns: list) -> Optional[str]:
 
 
 def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
+    """The template's multimodal plugin (0.9.0+): media a text-only template cannot take stop the run;
+    a multimodal one counts <image>/<video>/<audio> in every message against the media, every kind."""
     if out.verdict != "keep":
         return
-    mapped = ctx.media_cols
-    checks = ctx.rules.checks_placeholders
-    if not mapped and not checks:
+    mapped, rules, template = ctx.media_cols, ctx.rules, ctx.template
+    if not mapped and not rules.checks_placeholders:
         return
+    items = {key: media_of(ctx.get(rec, col), ctx, key) for key, col in mapped.items()}
+    if not rules.checks_placeholders:
+        for key, found in items.items():
+            if ctx.media_dir is not None:
+                _check_files(found, ctx, key)
+        return
+    for key, found in items.items():
+        if found and not template.takes(key):
+            kind = key[:-1]
+            raise Crash("media-unsupported", f"ValueError: This model does not support {kind} input. Please check "
+                        f"whether the correct `template` is used. ({template.label} has no {kind} plugin; "
+                        f"{len(found)} {key} here)")
+    counted = template.media != "" or ctx.media_meant
     # mm_plugin counts the placeholders in the prompt and the (first) answer; for ranking data
     # the prompt and the rejected answer are counted again.
     blob = _placeholder_counts(out.prompt + out.response[:1])
     rejected = _placeholder_counts(out.prompt + out.response[1:2]) if ctx.entry.ranking else None
     for key, tag in PLACEHOLDERS.items():
-        count = blob.count(tag) if blob else 0
-        if key not in mapped:
-            if count and checks:
-                out.add("placeholder-no-media", "warn", f"{count} {tag} in the text but no {key} column is mapped: "
-                        "a multimodal template stops the run here")
+        if key == "audios" and not rules.has_audios:
             continue
-        items = media_of(ctx.get(rec, mapped[key]), ctx, key)
-        if checks:
-            if len(items) != count:
+        if counted and not rules.mm_counts_all and not _handles(template, key, mapped):
+            continue  # <= 0.9.2: the plugin counts the kinds it handles only
+        count = blob.count(tag) if blob else 0
+        found = items.get(key, [])
+        if counted:
+            out.media = out.media or {}
+            out.media[key] = len(found)
+        if not counted:
+            if count and key not in mapped:
+                out.add("placeholder-no-media", "warn", f"{count} {tag} in the text but no {key} column is mapped: "
+                        "a multimodal template stops the run here (ValueError: The number of "
+                        f"{key} does not match the number of {tag} tokens); a text-only one trains it as text")
+            continue
+        if len(found) != count:
+            why = f"no {key} column is mapped" if key not in mapped else f"{len(found)} {key}"
+            raise Crash("media-count", f"ValueError: The number of {key} does not match the number of {tag} "
+                        f"tokens: {why}, {count} {tag} in the text ({_mm_label(ctx)})")
+        if ctx.entry.ranking:
+            n = rejected.count(tag) if rejected else 0
+            if len(found) != n:
                 raise Crash("media-count", f"ValueError: The number of {key} does not match the number of "
-                            f"{tag} tokens: {len(items)} {key}, {count} {tag}")
-            if ctx.entry.ranking:
-                n = rejected.count(tag) if rejected else 0
-                if len(items) != n:
-                    raise Crash("media-count", f"ValueError: The number of {key} does not match the number of "
-                                f"{tag} tokens: {len(items)} {key}, {n} {tag} (prompt + rejected)")
+                            f"{tag} tokens: {len(found)} {key}, {n} {tag} (prompt + rejected)")
+        if found and rules.null_media == "none_item" and None in found:
+            raise Crash("media-null", f"ValueError: Expect input is a list of Images, but got <class 'NoneType'> "
+                        f"({key} is null; [LLaMA-Factory {rules.series}] passes it on as [None])")
         if ctx.media_dir is not None:
-            _check_files(items, ctx, key)
+            _check_files(found, ctx, key)
+
+
+def _handles(template: Template, key: str, mapped: dict) -> bool:
+    if template.media is None:  # not given: a qwen2_vl-like plugin, plus what the entry maps
+        return key in ("images", "videos") or key in mapped
+    return key[0] in template.media
+
+
+def _mm_label(ctx: Context) -> str:
+    if ctx.template.name:
+        return f"the multimodal {ctx.template.label}"
+    if ctx.media_cols:
+        return "a multimodal template, as the entry maps media"
+    return "a multimodal template, as the data names media the entry does not map"
 
 
 def _check_files(items: list, ctx: Context, key: str) -> None:
@@ -584,21 +720,23 @@ def evaluate(rec: Any, ctx: Context) -> Outcome:
     """Run one record through converter, processor and formatter; never raises."""
     out = Outcome()
     if not isinstance(rec, dict):
-        out.verdict = "crash"
+        out.verdict, out.crash_stage = "crash", "conversion"
         out.add("record-not-object", "crash", f"the record is {_kind(rec)}, not an object")
         return out
+    stage = "conversion"
     try:
         converter = CONVERTERS.get(ctx.entry.converter)
         if converter is None:
             raise Crash("formatting", f"ValueError: Dataset converter {ctx.entry.formatting} not found.")
         converter(rec, ctx, out)
         output_reads(rec, ctx, out)
+        stage = "tokenization"
         if out.verdict == "keep":
             process(ctx, out)
         check_tools(rec, ctx, out)
         check_media(rec, ctx, out)
     except Crash as crash:
-        out.verdict = "crash"
+        out.verdict, out.crash_stage = "crash", crash.stage or stage
         out.add(crash.code, "crash", crash.message)
     return out
 

@@ -36,6 +36,7 @@ class Entry:
     tags: dict[str, Optional[str]] = field(default_factory=lambda: dict(TAG_DEFAULTS))
     findings: list[Finding] = field(default_factory=list)
     synthesized: bool = False  # built by mlops from the data, not read from dataset_info.json
+    unknown_column_keys: list[str] = field(default_factory=list)  # keys of "columns" LLaMA-Factory ignores
 
     def col(self, key: str) -> Optional[str]:
         return self.columns.get(key)
@@ -111,8 +112,10 @@ def read_entry(info: Any, name: str, rules: Rules, *, info_path: str = "dataset_
         known = set(COLUMN_DEFAULTS)
         for key in columns:
             if key not in known:
+                entry.unknown_column_keys.append(key)
                 guess = {"instruction": "prompt", "input": "query", "output": "response",
-                         "conversations": "messages", "label": "kto_tag", "text": "prompt"}.get(key)
+                         "conversations": "messages", "label": "kto_tag", "text": "prompt", "image": "images",
+                         "video": "videos", "audio": "audios"}.get(key)
                 tip = f" (the key is \"{guess}\": \"{key}\")" if guess else ""
                 note("entry-unknown-column-key", "silent",
                      f"entry {name!r}: columns key {key!r} is not a LLaMA-Factory column key and is ignored{tip}")

@@ -47,6 +47,7 @@ class Conflict:
     cross_batch: bool = False
     new_field: bool = False
     value: Any = None  # the fraction, for an int64 column that gets one
+    other_file: bool = False  # found in another file of the dataset than the first
 
 
 @dataclass
@@ -66,11 +67,13 @@ class SchemaTracker:
     # (path, key tuple) of objects in a list whose every key is a string column in this batch: another
     # such object holding only strings and nulls changes nothing, so it is not walked (the fast path).
     text_objects: set = field(default_factory=set)
+    file_started: bool = False  # the open batch is the first of a file after the first
 
     def new_file(self) -> None:
         """Each file of a dataset is read on its own; the schema stays the first table's."""
         self._close_batch()
         self.batch_end = CHUNK
+        self.file_started = True
 
     def add(self, value: Any, line: int, record: int, offset: int, end: int) -> None:
         if self.lines_mode and offset >= self.batch_end:
@@ -184,7 +187,7 @@ class SchemaTracker:
                     break
                 if was is None:
                     self.conflicts.append(Conflict(path, "absent", kind, line, record, cross_batch=True,
-                                                   new_field=True))
+                                                   new_field=True, other_file=self.file_started))
                     self.schema[path] = kind
                 elif was in _NUMBER_RANK and kind in _NUMBER_RANK:
                     if was == "number" and kind == "fraction":
@@ -195,11 +198,19 @@ class SchemaTracker:
         self.batch = {}
         self.text_objects = set()
         self.batch_no += 1
+        self.file_started = False
 
     def _merge_pandas(self) -> None:
+        """Another file of the dataset (pandas reads each whole): its table is cast to the first
+        file's, so a column or field the first file did not have fails (DatasetGenerationCastError);
+        one it lacks is filled with null."""
         for path, (kind, line, record, _value) in self.batch.items():
             was = self.schema.get(path)
-            if was is None or was == "null":
+            if was is None and len(self.conflicts) < 20:
+                self.conflicts.append(Conflict(path, "absent", kind, line, record, cross_batch=True, new_field=True,
+                                               other_file=True))
+                self.schema[path] = kind
+            elif was is None or was == "null":
                 self.schema[path] = kind
             elif kind not in (was, "null") and not (was in _NUMBER_RANK and kind in _NUMBER_RANK) \
                     and len(self.conflicts) < 20:
@@ -212,11 +223,13 @@ class SchemaTracker:
 def describe(conflict: Conflict, lines_mode: bool) -> str:
     col = conflict.path.lstrip("/") or "(the record itself)"
     if conflict.new_field:
+        where = "in a later file of the dataset (not in the first)" if conflict.other_file else \
+            "after the first 10 MiB batch"
         if conflict.path.count("/") == 1:
-            return (f"column {col!r} first appears after the first 10 MiB batch: DatasetGenerationCastError: "
+            return (f"column {col!r} first appears {where}: DatasetGenerationCastError: "
                     f"All the data files must have the same columns, but at some point there are 1 new columns "
                     f"({{'{col}'}})")
-        return (f"field {col!r} first appears after the first 10 MiB batch: TypeError: Couldn't cast array of "
+        return (f"field {col!r} first appears {where}: TypeError: Couldn't cast array of "
                 "type struct<...> (a nested field the first batch did not have)")
     if conflict.now == "fraction":
         return (f"column {col!r} holds whole numbers in the first 10 MiB batch (int64) and {conflict.value!r} "

@@ -27,6 +27,7 @@ class CheckResult:
     first_crash: Optional[dict[str, Any]] = None
     load_fails: bool = False
     findings_left_out: int = 0
+    template: Optional[dict[str, Any]] = None  # {"name", "assumed", "table_release"}
 
     @property
     def exit_code(self) -> int:
@@ -44,6 +45,8 @@ class CheckResult:
             text += f", crash at record {self.first_crash['record']}"
             if self.first_crash.get("line"):
                 text += f" (line {self.first_crash['line']})"
+            if self.first_crash.get("stage") == "conversion":
+                text += " while converting"
         text += f" of {self.records} records"
         if self.records and self.keep == 0 and not self.first_crash:
             text += ": RuntimeError: Cannot find valid samples"
@@ -54,6 +57,7 @@ class CheckResult:
             "ok": self.exit_code == 0,
             "llamafactory_version": self.version,
             "stage": self.stage,
+            "template": self.template,
             "entry": self.entry,
             "files": self.files,
             "records": self.records,
@@ -89,8 +93,12 @@ class CheckResult:
             console.print(Text("by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())),
                                style="dim"))
         files = ", ".join(f"{clean(f['path'])} ({f['kind']})" for f in self.files)
+        template = ""
+        if self.template:
+            template = f", template {clean(self.template['name'])}" + (
+                " (assumed; --template NAME for yours)" if self.template.get("assumed") else "")
         console.print(Text(f"checked {files} as {self.entry.get('converter')} for stage {self.stage}, "
-                           f"rules of LLaMA-Factory {self.version}", style="dim"))
+                           f"rules of LLaMA-Factory {self.version}{template}", style="dim"))
         style = "bold red" if self.exit_code else "bold green"
         console.print(Text(self.summary(), style=style))
 

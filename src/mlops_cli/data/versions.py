@@ -43,8 +43,15 @@ class Rules:
     bad_json: str = "crash"
     # a function call without "name"/"arguments": "silent" (<=0.7.1 caught every exception) or "crash"
     function_keys: str = "crash"
-    # 0.9.2+: a <think>...</think> block before the function-call JSON is set apart first
-    thought_strip: bool = True
+    # a thought block before the function-call JSON: "none" (<=0.9.1: it is part of the JSON),
+    # "regex" (0.9.2-0.9.3: the first greedy <think>...</think> is set apart), "template" (0.9.4+:
+    # the template's thought words, then its tool-call words <tool_call>...</tool_call>, set apart)
+    function_thought: str = "template"
+    # 0.9.3+: the tool formats .get() each tool and unwrap {"type": "function", "function": ...}
+    tools_unwrap: bool = True
+    # 0.9.3+: a multimodal plugin counts <image>, <video> and <audio> (_validate_messages); before, each
+    # plugin counted the kinds it handles only
+    mm_counts_all: bool = True
     # <=0.8.3: the converted columns are cast to string (Features), so a number or a bool is text
     casts_text: bool = False
 
@@ -62,24 +69,26 @@ _RULES_090 = Rules("0.9.0", "0.9.0", role_check="keyerror", odd_count="drop", ba
                    tags_need_sharegpt=True, per_format_columns=True,
                    common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
                    null_media="lenerror", checks_placeholders=True, tool_calls_null_crash=False,
-                   datasets_pin=">=2.16.0,<=2.21.0", bad_json="silent", thought_strip=False)
+                   datasets_pin=">=2.16.0,<=2.21.0", bad_json="silent", function_thought="none", tools_unwrap=False,
+                   mm_counts_all=False)
 
 _TABLE = [
-    # (first release, last release, rules)
+    # (first release, the rules of it and of the releases up to the next entry)
     ((0, 5, 0), Rules("0.7.1", "0.5.0-0.7.1", role_check="raise", odd_count="cut", batched=True,
                       has_ranking_columns=False, has_videos=False, has_audios=False,
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
                       tags_need_sharegpt=True, per_format_columns=True, common_columns=("system", "images"),
                       null_media="typeerror", checks_placeholders=False, tool_calls_null_crash=False,
-                      datasets_pin=">=2.14.3", bad_json="silent", function_keys="silent", thought_strip=False,
-                      casts_text=True)),
+                      datasets_pin=">=2.14.3", bad_json="silent", function_keys="silent", function_thought="none",
+                      tools_unwrap=False, mm_counts_all=False, casts_text=True)),
     ((0, 8, 0), Rules("0.8.3", "0.8.0-0.8.3", role_check="keyerror", odd_count="drop", batched=True,
                       has_ranking_columns=True, has_videos=False, has_audios=False,
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
                       tags_need_sharegpt=True, per_format_columns=True,
                       common_columns=("system", "tools", "images", "chosen", "rejected", "kto_tag"),
                       null_media="typeerror", checks_placeholders=False, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0", bad_json="silent", thought_strip=False, casts_text=True)),
+                      datasets_pin=">=2.16.0", bad_json="silent", function_thought="none",
+                      tools_unwrap=False, mm_counts_all=False, casts_text=True)),
     # 0.9.0 and 0.9.1 share the aligner; 0.9.0 still ignored bad function/tools JSON (PR 5483, 2024-09)
     # and took len() of a null media value.
     ((0, 9, 0), _RULES_090),
@@ -90,12 +99,14 @@ _TABLE = [
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=False,
                       tags_need_sharegpt=False, per_format_columns=False, common_columns=_ALL_COLUMNS,
                       null_media="indexerror", checks_placeholders=True, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0,<=3.2.0")),
+                      datasets_pin=">=2.16.0,<=3.2.0", function_thought="regex", tools_unwrap=False,
+                      mm_counts_all=False)),
     ((0, 9, 3), Rules("0.9.3", "0.9.3", role_check="break", odd_count="drop", batched=False,
                       has_ranking_columns=True, has_videos=True, has_audios=True,
                       formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=False,
                       tags_need_sharegpt=False, per_format_columns=False, common_columns=_ALL_COLUMNS,
-                      null_media="ok", checks_placeholders=True, tool_calls_null_crash=False, datasets_pin=">=2.16.0,<=3.6.0")),
+                      null_media="ok", checks_placeholders=True, tool_calls_null_crash=False, datasets_pin=">=2.16.0,<=3.6.0",
+                      function_thought="regex")),
     ((0, 9, 4), Rules("0.9.4", "0.9.4", role_check="break", odd_count="drop", batched=False,
                       has_ranking_columns=True, has_videos=True, has_audios=True,
                       formatting_values=("alpaca", "sharegpt", "openai"), unknown_formatting_is_sharegpt=False,
