@@ -212,3 +212,14 @@ def test_an_output_name_that_is_not_utf8_is_written(tmp_path):
     files.check_writable(tmp_path / name, what="snapshot")
     files.write_atomic(tmp_path / name, "{}\n")
     assert (tmp_path / name).read_text() == "{}\n"
+
+
+def test_a_size_of_thousands_of_blanks_is_refused_at_once():
+    """--gpu-mem / --cuda-context: 120 KB of blanks made the size regex backtrack for minutes."""
+    from mlops_cli.units import parse_bytes
+
+    start = time.monotonic()
+    with pytest.raises(UsageError, match="not a size"):
+        parse_bytes("\t " * 60_000 + "x")
+    assert time.monotonic() - start < 1.0
+    assert parse_bytes(" 80 GiB ") == 80 * 1024**3
