@@ -223,3 +223,49 @@ def test_a_size_of_thousands_of_blanks_is_refused_at_once():
         parse_bytes("\t " * 60_000 + "x")
     assert time.monotonic() - start < 1.0
     assert parse_bytes(" 80 GiB ") == 80 * 1024**3
+
+
+# --- secrets in saved snapshots: process command lines, JSON, URL queries, token shapes -------
+
+
+@pytest.mark.parametrize("raw, gone, kept", [
+    ("python train.py --hf-token hf_abcdefghijklmnop --password hunter2 --lr 1e-4",
+     ["hf_abcdefghijklmnop", "hunter2"], "--lr 1e-4"),
+    ("torchrun --api-key abcdef123456 run.py", ["abcdef123456"], "torchrun --api-key"),
+    ("https://mirror/simple?token=abc123&arch=x86_64", ["abc123"], "&arch=x86_64"),
+    ('{"token": "abc123", "user": "bob"}', ["abc123"], '"user": "bob"'),
+    ("token = abc123", ["abc123"], "token = "),
+    ("export HUGGINGFACE=hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345", ["hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"], "export"),
+    ("aws AKIAABCDEFGHIJKLMNOP ghp_0123456789abcdefghijklmnopqrstuvwxyz", ["AKIAABCDEFGHIJKLMNOP", "ghp_0123"], "aws"),
+    ("apikey=s3cret nouveau.modeset=0", ["s3cret"], "nouveau.modeset=0"),
+])
+def test_redact_catches_secrets_in_command_lines_and_documents(raw, gone, kept):
+    from mlops_cli.text import redact
+
+    out = redact(raw)
+    assert kept in out and "<redacted>" in out, out
+    for secret in gone:
+        assert secret not in out, out
+
+
+@pytest.mark.parametrize("line", ["[    2.1] input: keyboard: usb 1-1", "Keyring: loaded 3 keys", "author: bob",
+                                  "signer: nvidia-dkms Secure Boot Module Signature key"])
+def test_redact_leaves_words_that_only_contain_a_secret_word(line):
+    from mlops_cli.text import redact
+
+    assert redact(line) == line
+
+
+def test_a_saved_nvml_snapshot_redacts_process_command_lines(tmp_path):
+    """NVML snapshots record each GPU process's command line (from /proc/PID/cmdline):
+    `--hf-token X` there was saved verbatim."""
+    from mlops_cli.host import save_snapshot_document
+
+    doc = json.loads(GPU_SNAPSHOT.read_text())
+    doc["calls"]["process/4242"] = {"value": {"user": "alice", "command":
+                                              "python train.py --hf-token hf_abcdefghijklmnop --wandb-key 0123abcd"}}
+    out = tmp_path / "gpus.json"
+    save_snapshot_document(out, doc, what="NVML snapshot")
+    saved = out.read_text()
+    assert "hf_abcdefghijklmnop" not in saved and "0123abcd" not in saved
+    assert "python train.py --hf-token <redacted> --wandb-key <redacted>" in saved
