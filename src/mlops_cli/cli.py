@@ -256,6 +256,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     _prepare_streams()
     interrupts.install()
     json_mode = _json_requested(args)
+    if json_mode:
+        from mlops_cli import files
+
+        files.reserve_stdout()
     command = typer.main.get_command(app)
     code: int
     try:

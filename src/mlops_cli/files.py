@@ -298,11 +298,41 @@ def _output_kind(path: Path, what: str) -> str:
     raise UsageError(f"refusing to write {what} {show_path(path)}: it is a device, not a file")
 
 
+_stdout_reserved = False
+
+
+def reserve_stdout() -> None:
+    """Called by ``cli.main`` under --json: stdout holds the JSON document and nothing else, so
+    another output (a snapshot, a metrics file) aimed at it is refused by ``check_writable``."""
+    global _stdout_reserved
+    _stdout_reserved = True
+
+
+def _is_stdout(path: PathLike) -> bool:
+    """Whether writing ``path`` would land in this process's stdout: /dev/stdout and its
+    aliases, or the very file or pipe stdout is redirected to (not a shared device such as
+    /dev/null)."""
+    text = os.fspath(path)
+    if text in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
+        return True
+    try:
+        out, st = os.fstat(1), os.stat(path)
+    except (OSError, ValueError):
+        return False
+    shared_device = stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+    return not shared_device and (out.st_dev, out.st_ino) == (st.st_dev, st.st_ino)
+
+
 def check_writable(path: PathLike, *, what: str = "file") -> None:
     """Refuse, before any work is done, an output path that ``write_atomic`` could not write."""
     text = os.fspath(path)
     if not text.strip():
         raise UsageError(f"cannot write {what}: the file name is empty")
+    if _stdout_reserved and _is_stdout(text):
+        raise UsageError(
+            f"cannot write {what} to {show_path(text)}: that is stdout, which --json keeps for the JSON document",
+            hint=f"give the {what} a file of its own, or drop --json",
+        )
     p = Path(text)
     if text.endswith(os.sep):
         raise UsageError(f"cannot write {what} {show_path(text)}: it names a folder; give a file name in it")

@@ -269,3 +269,23 @@ def test_a_saved_nvml_snapshot_redacts_process_command_lines(tmp_path):
     saved = out.read_text()
     assert "hf_abcdefghijklmnop" not in saved and "0123abcd" not in saved
     assert "python train.py --hf-token <redacted> --wandb-key <redacted>" in saved
+
+
+@pytest.mark.parametrize("args", [["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", "/dev/stdout"],
+                                  ["driver-check", "--snapshot", str(DRIVER_SNAPSHOT), "--save-snapshot", "/proc/self/fd/1"]])
+def test_json_keeps_stdout_for_the_json_document(args):
+    """`--prometheus /dev/stdout --json` put the metrics text before the JSON document."""
+    r = _mlops([*args, "--json"])
+    assert r.returncode == 2, r.stderr
+    assert "that is stdout, which --json keeps for the JSON document" in r.stderr.splitlines()[0]
+    assert json.loads(r.stdout)["error"]["exit_code"] == 2
+    plain = _mlops(args)  # without --json the user may send both to stdout
+    assert plain.returncode in (0, 1) and "error" not in plain.stderr
+
+
+def test_json_output_redirected_to_the_metrics_file_itself_is_refused(tmp_path):
+    target = tmp_path / "gpu.prom"
+    with open(target, "w") as out:
+        r = _mlops(["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", str(target), "--json"], stdout=out)
+    assert r.returncode == 2 and "that is stdout" in r.stderr
+    assert json.loads(target.read_text())["error"]["exit_code"] == 2
