@@ -83,23 +83,47 @@ def _stdin_buffer(what: str) -> BinaryIO:
 
 def _open_regular(path: PathLike, what: str) -> BinaryIO:
     """Open a file that must be a regular file (an entry found in a folder, not a path the user
-    typed): never blocks on a FIFO or a device, even one swapped in after it was listed."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    typed). A device is never opened (opening /dev/watchdog arms it, a tape rewinds), a FIFO
+    never waited on, even one swapped in after the folder was listed: the path is pinned with
+    O_PATH, checked, and only then opened for reading (through /proc/self/fd)."""
+    o_path = getattr(os, "O_PATH", 0)
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    nonblock = getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags)
+        pinned = os.open(path, o_path | cloexec) if o_path else None
     except FileNotFoundError:
         raise _input_error(what, path, "no such file") from None
     except OSError as exc:
         raise _input_error(what, path, os_reason(exc)) from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
-            raise _input_error(what, path, f"it is {kind}")
+        st = os.fstat(pinned) if pinned is not None else os.stat(path)
+        _require_regular(st, what, path)
+        try:
+            reopen = f"/proc/self/fd/{pinned}" if pinned is not None else path
+            fd = os.open(reopen, os.O_RDONLY | nonblock | cloexec)
+        except FileNotFoundError:
+            if pinned is None:
+                raise
+            fd = os.open(path, os.O_RDONLY | nonblock | cloexec)  # no /proc: the path itself
+    except FileNotFoundError:
+        raise _input_error(what, path, "no such file") from None
+    except OSError as exc:
+        raise _input_error(what, path, os_reason(exc)) from None
+    finally:
+        if pinned is not None:
+            os.close(pinned)
+    try:
+        _require_regular(os.fstat(fd), what, path)  # what was opened, in case it changed
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def _require_regular(st: os.stat_result, what: str, path: PathLike) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+        raise _input_error(what, path, f"it is {kind}")
 
 
 def _open_binary(path: PathLike, what: str, regular_only: bool = False) -> BinaryIO:

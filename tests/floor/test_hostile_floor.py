@@ -289,3 +289,22 @@ def test_json_output_redirected_to_the_metrics_file_itself_is_refused(tmp_path):
         r = _mlops(["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", str(target), "--json"], stdout=out)
     assert r.returncode == 2 and "that is stdout" in r.stderr
     assert json.loads(target.read_text())["error"]["exit_code"] == 2
+
+
+def test_regular_only_never_opens_a_device_for_reading(monkeypatch):
+    """`mlops report /` opened every device node under /dev it walked past (/dev/watchdog arms a
+    reboot when opened); a device found in a folder is now only pinned with O_PATH and checked."""
+    if not hasattr(os, "O_PATH"):
+        pytest.skip("O_PATH is Linux-only; elsewhere the file is stat()ed before it is opened")
+    opened: list[tuple[str, int]] = []
+    real_open = os.open
+
+    def spy(path, flags, *args):
+        opened.append((os.fspath(path), flags))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(files.os, "open", spy)
+    for device in ("/dev/null", "/dev/zero", "/dev/full"):
+        with pytest.raises(UsageError, match="not a regular file"):
+            files.read_input_bytes(device, what="report", regular_only=True)
+    assert opened and all(flags & os.O_PATH for _, flags in opened), opened

@@ -203,15 +203,25 @@ def expand(paths: list[str]) -> Iterator[tuple[str, Unusable | None, bool]]:
 
 
 def _walk(folder: str) -> Iterator[tuple[str, Unusable | None, bool]]:
+    """The files below ``folder`` on its own file system (as ``find -xdev``): a folder that is
+    a mount point of another (/proc, /sys, /dev under /) is not entered."""
     errors: list[OSError] = []
+    device = os.stat(folder).st_dev
     for root, dirs, names in os.walk(folder, onerror=errors.append):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _same_device(os.path.join(root, d), device))
         for name in sorted(names):
             if not name.startswith("."):
                 yield os.path.join(root, name), None, True
     for exc in errors:
         where = exc.filename or folder
         yield where, Unusable(files.show_path(where), f"folder not readable: {os_reason(exc)}"), True
+
+
+def _same_device(path: str, device: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == device
+    except OSError:
+        return True  # os.walk reports it as unreadable
 
 
 def read_all(paths: list[str]) -> tuple[list[Document], list[Unusable]]:
