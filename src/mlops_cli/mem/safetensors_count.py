@@ -10,13 +10,13 @@ Malformed input raises UsageError (exit 2) with one line.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_cli.errors import UsageError
+from mlops_cli.files import parse_json
 from mlops_cli.text import one_line, shorten
 
 MAX_HEADER = 100 * 1024 * 1024  # safetensors itself refuses headers above 100 MB
@@ -65,9 +65,9 @@ def header_length(prefix: bytes, what: str) -> int:
 def count_header(header: bytes, what: str) -> ParamCount:
     """Counts per dtype from one safetensors JSON header."""
     try:
-        doc = json.loads(header.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise UsageError(f"{what}: the safetensors header is not JSON") from None
+        doc = parse_json(header.decode("utf-8"), what=f"{what}: the safetensors header")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what}: the safetensors header is not UTF-8") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{what}: the safetensors header is not a JSON object")
     out = ParamCount(source=what)
