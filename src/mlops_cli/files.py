@@ -9,7 +9,8 @@ JSON rules to text from anywhere (an HTTP body, a file inside a bundle).
 
 Writing: ``write_atomic`` / ``atomic_writer`` write a temporary file beside the target, fsync it
 and rename it into place, so a reader never sees half a file. An existing FIFO, terminal,
-``/dev/null``, ``/dev/full`` or ``/dev/stdout`` is written through instead of being replaced; a
+``/dev/null``, ``/dev/full``, ``/dev/stdout`` or ``-`` (stdout, as ``-`` is stdin for an input)
+is written through instead of being replaced; a
 symbolic link, a block device or any other device is refused. New files get ``mode`` less the
 umask; a replaced file keeps its mode.
 
@@ -297,7 +298,7 @@ def _output_kind(path: Path, what: str) -> str:
     """'new', 'file' (an existing regular file) or 'through' (a stream to write through).
     Raises UsageError for what must never be written: a folder, a symlink, a block device."""
     text = os.fspath(path)
-    if text.startswith(_STREAM_PREFIXES):
+    if text == "-" or text.startswith(_STREAM_PREFIXES):
         return "through"
     try:
         lst = os.lstat(path)
@@ -337,7 +338,7 @@ def _is_stdout(path: PathLike) -> bool:
     aliases, or the very file or pipe stdout is redirected to (not a shared device such as
     /dev/null)."""
     text = os.fspath(path)
-    if text in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
+    if text in ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
         return True
     try:
         out, st = os.fstat(1), os.stat(path)
@@ -386,6 +387,13 @@ def _open_through(p: Path, what: str) -> int:
     """An fd for writing through to an existing stream. A FIFO nobody reads would block the open
     forever: wait a bounded time for a reader, then say so (exit 2)."""
     text = os.fspath(p)
+    if text == "-":  # stdout, as '-' is stdin for an input: after what was printed so far
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
+        try:
+            return os.dup(1)
+        except OSError as exc:
+            raise _write_error(what, "stdout", exc) from None
     append = os.O_APPEND if text.startswith(_STREAM_PREFIXES) else 0
     try:
         is_fifo = stat.S_ISFIFO(os.stat(p).st_mode)

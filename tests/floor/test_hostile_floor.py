@@ -308,3 +308,13 @@ def test_regular_only_never_opens_a_device_for_reading(monkeypatch):
         with pytest.raises(UsageError, match="not a regular file"):
             files.read_input_bytes(device, what="report", regular_only=True)
     assert opened and all(flags & os.O_PATH for _, flags in opened), opened
+
+
+def test_dash_as_an_output_is_stdout_not_a_file_named_dash(tmp_path):
+    """`--save-snapshot -` created a file called '-' in the working folder."""
+    r = _mlops(["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", "-"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "-").exists() and "warning" not in r.stderr
+    assert r.stdout.startswith("# HELP mlops_gpu_") and "2 GPU(s)" in r.stdout
+    j = _mlops(["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", "-", "--json"], cwd=tmp_path)
+    assert j.returncode == 2 and "that is stdout" in j.stderr and not (tmp_path / "-").exists()
