@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from mlops_cli.errors import OperationFailed, UsageError, os_reason
+from mlops_cli.interrupts import deferred
 from mlops_cli.text import one_line, shorten
 
 MiB = 1024 * 1024
@@ -569,22 +570,26 @@ def publish_dir(
         raise UsageError(
             f"refusing to replace {show_path(d)}: {reason}", hint="choose another path, or remove it first"
         )
-    old = Path(tempfile.mkdtemp(prefix=f".{d.name[:200]}.old.", dir=d.parent if str(d.parent) else Path(".")))
-    try:
-        os.rename(d, old / "x")
-    except OSError as exc:
-        shutil.rmtree(old, ignore_errors=True)
-        raise _write_error(what, d, exc) from None
-    try:
-        os.rename(staging, d)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.rename(old / "x", d)
-        shutil.rmtree(old, ignore_errors=True)
-        if isinstance(exc, OSError):
+    # Ctrl-C or SIGTERM between the two renames would leave neither the old folder nor the new
+    # one at dest: both renames (and the clean-up of the old one) run with signals held.
+    with deferred():
+        try:
+            old = Path(tempfile.mkdtemp(prefix=f".{d.name[:200]}.old.", dir=d.parent if str(d.parent) else Path(".")))
+        except OSError as exc:
             raise _write_error(what, d, exc) from None
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(d, old / "x")
+        except OSError as exc:
+            shutil.rmtree(old, ignore_errors=True)
+            raise _write_error(what, d, exc) from None
+        try:
+            os.rename(staging, d)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.rename(old / "x", d)
+            shutil.rmtree(old, ignore_errors=True)
+            raise _write_error(what, d, exc) from None
+        shutil.rmtree(old, ignore_errors=True)
     return True
 
 

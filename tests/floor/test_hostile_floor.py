@@ -318,3 +318,37 @@ def test_dash_as_an_output_is_stdout_not_a_file_named_dash(tmp_path):
     assert r.stdout.startswith("# HELP mlops_gpu_") and "2 GPU(s)" in r.stdout
     j = _mlops(["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", "-", "--json"], cwd=tmp_path)
     assert j.returncode == 2 and "that is stdout" in j.stderr and not (tmp_path / "-").exists()
+
+
+def test_an_interrupt_between_the_two_renames_of_publish_dir_loses_neither_folder(tmp_path, monkeypatch):
+    """SIGTERM right after the old output was moved aside left nothing at OUT (the old folder
+    sat in a hidden .old temp folder). The swap now runs with signals held."""
+    import signal as sig
+
+    from mlops_cli import interrupts
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "001.jpg").write_text("old")
+    real_rename = os.rename
+    calls = []
+
+    def rename_then_sigterm(src, dst):
+        real_rename(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:  # the old folder was just moved aside
+            os.kill(os.getpid(), sig.SIGTERM)
+
+    previous = sig.getsignal(sig.SIGTERM)
+    interrupts.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with files.staging_dir(dest) as staging:
+                (staging / "001.jpg").write_text("new")
+                monkeypatch.setattr(files.os, "rename", rename_then_sigterm)
+                files.publish_dir(staging, dest, may_replace=lambda d: None)
+    finally:
+        sig.signal(sig.SIGTERM, previous)
+        sig.signal(sig.SIGINT, sig.default_int_handler)
+    assert (dest / "001.jpg").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
