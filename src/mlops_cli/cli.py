@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mlops_cli.mem.cli:app",
         "Memory a training or serving setup will need (`mlops mem estimate`).",
     ),
+    "data": (
+        "mlops_cli.data.cli:app",
+        "Fine-tuning data vs LLaMA-Factory: what it keeps, drops or crashes on; convert; stats.",
+    ),
     "oom-check": (
         "mlops_cli.mem.cli:oom_app",
         "Will it fit on this GPU? If not, the cheapest changes that make it fit.",
@@ -50,6 +54,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "images": (
         "mlops_cli.images.cli:app",
         "Pair originals with model outputs across folders; stitch review strips.",
+    ),
+    "train-doctor": (
+        "mlops_cli.train.cli:app",
+        "When and why a training run went wrong (NaN, OOM, NCCL...), from its log, with the fix.",
     ),
 }
 

@@ -514,6 +514,49 @@ def copy_new(src: PathLike, dest: PathLike, *, what: str = "file") -> None:
         raise _write_error(what, dest, exc) from None
 
 
+@contextlib.contextmanager
+def append_writer(path: PathLike, *, what: str = "file") -> Iterator[IO[bytes]]:
+    """Append to a regular file, creating it if missing, inside a folder mlops owns (a resumable
+    partial download in the cache). Never follows a symlink; a folder or device there is refused."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        raise _write_error(what, path, exc) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UsageError(f"refusing to write {what} {show_path(path)}: it is not a regular file")
+        with os.fdopen(fd, "ab") as fh:
+            yield fh
+    except OSError as exc:
+        raise _write_error(what, path, exc) from None
+
+
+def _lstat_or_none(path: PathLike, what: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _write_error(what, path, exc) from None
+
+
+def move_file(src: PathLike, dest: PathLike, *, what: str = "file") -> None:
+    """Rename a file mlops made (a finished download) to ``dest`` in the same file system,
+    atomically; an existing regular file there is replaced, a folder or symlink is refused.
+    A missing ``src`` raises FileNotFoundError (another process took it first)."""
+    lst = _lstat_or_none(dest, what)
+    if lst is not None and not stat.S_ISREG(lst.st_mode):
+        raise UsageError(f"refusing to replace {what} {show_path(dest)}: it is not a regular file")
+    try:
+        os.replace(src, dest)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise _write_error(what, dest, exc) from None
+
+
 # --- folders ----------------------------------------------------------------------------
 
 
@@ -546,12 +589,7 @@ def publish_dir(
     ``may_replace(dest)`` returns None; otherwise its reason is the error (exit 2). A symlink or
     a file at ``dest`` is refused. Returns True when an older folder was replaced."""
     d = Path(dest)
-    try:
-        lst = os.lstat(d)
-    except FileNotFoundError:
-        lst = None
-    except OSError as exc:
-        raise _write_error(what, d, exc) from None
+    lst = _lstat_or_none(d, what)
     if lst is None:
         try:
             os.rename(staging, d)

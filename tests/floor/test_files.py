@@ -260,3 +260,37 @@ def test_cache_and_state_dirs_follow_one_rule(tmp_path, monkeypatch):
     assert files.state_dir("patch") == tmp_path / "s" / "patch"
     with pytest.raises(ValueError):
         files.cache_dir("../escape")
+
+
+def test_append_writer_appends_and_refuses_a_symlink(tmp_path):
+    part = tmp_path / "x.part"
+    with files.append_writer(part) as fh:
+        fh.write(b"ab")
+    with files.append_writer(part) as fh:
+        fh.write(b"cd")
+    assert part.read_bytes() == b"abcd"
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "link.part").symlink_to(victim)
+    with pytest.raises(UsageError):
+        with files.append_writer(tmp_path / "link.part") as fh:
+            fh.write(b"x")
+    assert victim.read_text() == "keep"
+
+
+def test_move_file_replaces_a_file_but_never_a_folder_or_link(tmp_path):
+    src, dest = tmp_path / "a", tmp_path / "b"
+    src.write_text("new")
+    dest.write_text("old")
+    files.move_file(src, dest)
+    assert dest.read_text() == "new" and not src.exists()
+    with pytest.raises(FileNotFoundError):
+        files.move_file(src, dest)
+    src.write_text("x")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(UsageError):
+        files.move_file(src, tmp_path / "d")
+    (tmp_path / "l").symlink_to(dest)
+    with pytest.raises(UsageError):
+        files.move_file(src, tmp_path / "l")
+    assert dest.read_text() == "new"

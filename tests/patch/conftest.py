@@ -28,6 +28,11 @@ import pytest
 
 PINNED = "5.20.2"
 OTHER = "5.23.0"
+# Later real releases `patch port` carries the 5.20.2 patch to (with OTHER).
+LATER = ("5.22.2", "5.24.0")
+# A real upstream fix: 5.5.4 changed exactly get_rope_index's temporal scaling of still images
+# (transformers issue #45325, PR #45330; shared/research/vllm-patch.md §3 item 6).
+BEFORE_FIX, AFTER_FIX = "5.5.3", "5.5.4"
 MODELING = "transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py"
 SHA_5_20_2 = "8ca7f8ac3af58071bc6058e5f9017e8b152034cd85090d7fbbd80dd0fbb329d0"  # research §2.4
 SHA_PATCHED = "cc6fd330a8324e892e51e949023f4cacd90e2cb79663a225361f0c5781af01dd"  # research §2.4
@@ -73,6 +78,45 @@ def _wheel(request, version: str) -> Path:
     return found[0]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_and_state(tmp_path_factory):
+    """The store `patch port` reads bases from, and the backups and journals of local applies:
+    fresh ones for these tests (tests that look at them set their own), never the user's."""
+    saved = {k: os.environ.get(k) for k in ("MLOPS_CACHE_DIR", "MLOPS_STATE_DIR")}
+    os.environ["MLOPS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["MLOPS_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def wheel_of(request):
+    """wheel_of("5.22.2") -> the downloaded wheel of that transformers release."""
+    return lambda version: _wheel(request, version)
+
+
+@pytest.fixture(scope="session")
+def venv_of(tmp_path_factory, wheel_of):
+    """venv_of("5.22.2") -> a LocalEnv with that real transformers release (made once per run)."""
+    made: dict[str, LocalEnv] = {}
+
+    def get(version: str) -> LocalEnv:
+        if version not in made:
+            wheel = wheel_of(version)
+            python = _venv(tmp_path_factory.mktemp(f"venv-{version}"), wheel)
+            made[version] = LocalEnv(python, wheel_file(wheel, MODELING))
+        made[version].reset()
+        return made[version]
+
+    yield get
+    for env in made.values():
+        env.reset()
+
+
 @pytest.fixture(scope="session")
 def wheel_pinned(request) -> Path:
     return _wheel(request, PINNED)
@@ -111,9 +155,8 @@ class LocalEnv:
 
 
 @pytest.fixture(scope="session")
-def _local_env_session(tmp_path_factory, wheel_pinned) -> LocalEnv:
-    python = _venv(tmp_path_factory.mktemp("venv-5.20.2"), wheel_pinned)
-    return LocalEnv(python, wheel_file(wheel_pinned, MODELING))
+def _local_env_session(venv_of) -> LocalEnv:
+    return venv_of(PINNED)
 
 
 @pytest.fixture
@@ -125,10 +168,9 @@ def local_env(_local_env_session, tmp_path, monkeypatch) -> LocalEnv:
     _local_env_session.reset()
 
 
-@pytest.fixture(scope="session")
-def local_env_other(tmp_path_factory, wheel_other) -> LocalEnv:
-    python = _venv(tmp_path_factory.mktemp("venv-5.23.0"), wheel_other)
-    return LocalEnv(python, wheel_file(wheel_other, MODELING))
+@pytest.fixture
+def local_env_other(venv_of) -> LocalEnv:
+    return venv_of(OTHER)
 
 
 @pytest.fixture(scope="session")
@@ -229,18 +271,16 @@ exec python3 -c 'import signal, sys, time; signal.signal(signal.SIGTERM, lambda 
 """
 
 
-@pytest.fixture(scope="session")
-def vllm_image(base_image, wheel_pinned, tmp_path_factory) -> str:
-    """A stand-in for vllm/vllm-openai with the real layout and the real transformers 5.20.2 files."""
-    digest = hashlib.sha256(wheel_pinned.read_bytes() + VLLM_STANDIN.encode()).hexdigest()[:12]
-    tag = f"mlops-test/vllm-openai:tf{PINNED}-{digest}"
+def build_standin(base_image: str, wheel: Path, version: str, ctx: Path) -> str:
+    """A stand-in for vllm/vllm-openai with the real layout and the real files of one transformers release."""
+    digest = hashlib.sha256(wheel.read_bytes() + VLLM_STANDIN.encode()).hexdigest()[:12]
+    tag = f"mlops-test/vllm-openai:tf{version}-{digest}"
     if docker("image", "inspect", tag, check=False).returncode == 0:
         return tag
-    ctx = tmp_path_factory.mktemp("vllm-image")
     site = ctx / "site"
-    with zipfile.ZipFile(wheel_pinned) as zf:
+    with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
-    (site / "transformers" / "__init__.py").write_text(f'__version__ = "{PINNED}"\n')
+    (site / "transformers" / "__init__.py").write_text(f'__version__ = "{version}"\n')
     (ctx / "vllm").write_text(VLLM_STANDIN)
     os.chmod(ctx / "vllm", 0o755)
     (ctx / "Dockerfile").write_text(
@@ -252,6 +292,18 @@ def vllm_image(base_image, wheel_pinned, tmp_path_factory) -> str:
     docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
     shutil.rmtree(ctx, ignore_errors=True)
     return tag
+
+
+@pytest.fixture(scope="session")
+def vllm_image(base_image, wheel_pinned, tmp_path_factory) -> str:
+    """A stand-in for vllm/vllm-openai with the real layout and the real transformers 5.20.2 files."""
+    return build_standin(base_image, wheel_pinned, PINNED, tmp_path_factory.mktemp("vllm-image"))
+
+
+@pytest.fixture(scope="session")
+def vllm_image_other(base_image, wheel_other, tmp_path_factory) -> str:
+    """The same stand-in for a later release: the real transformers 5.23.0 files."""
+    return build_standin(base_image, wheel_other, OTHER, tmp_path_factory.mktemp("vllm-image-other"))
 
 
 @pytest.fixture

@@ -11,7 +11,14 @@ import json
 import pytest
 
 from .conftest import (
-    MODELING, SHA_5_20_2, SHA_PATCHED, SITE_IN_IMAGE, container_sha, docker, image_sha, mrope_edit,
+    MODELING,
+    SHA_5_20_2,
+    SHA_PATCHED,
+    SITE_IN_IMAGE,
+    container_sha,
+    docker,
+    image_sha,
+    mrope_edit,
 )
 
 pytestmark = pytest.mark.container

@@ -61,7 +61,13 @@ def test_hunks_apply_only_at_their_exact_line():
     ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -1,2 +1,2 @@\n a\n-b\n", "truncated"),
     ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ bogus @@\n", "malformed hunk header"),
     ("--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n", "unsafe"),
-    ("--- /dev/null\n+++ b/pkg/new.py\n@@ -0,0 +1 @@\n+a\n", "not supported"),
+    ("--- a/pkg/old.py\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+a\n", "renames are not supported"),
+    ("--- /dev/null\n+++ /dev/null\n@@ -0,0 +1 @@\n+a\n", "both sides"),
+    ("--- /dev/null\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+b\n", "cannot have old lines"),
+    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -" + "9" * 5000 + " +1 @@\n-a\n+b\n", "malformed hunk header"),
+    ("# mlops-patch 1\n# package: ../x\n# version: 1\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "not a package"),
+    ("# mlops-patch 1\n# package: p\n# version: 1\n# file: p/m.py\n#   sha256-before: absent\n#   sha256-after: "
+     + "b" * 64 + "\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'absent' pins do not match"),
     ("# mlops-patch 1\n# package: p\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'version:'"),
     ("# mlops-patch 9\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "unknown header version"),
     ("# mlops-patch 1\n# package: p\n# version: 1\n# file: p/other.py\n#   sha256-before: " + "a" * 64
@@ -193,11 +199,11 @@ def _immutable(path) -> bool:
     return bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
 
 
-def test_local_write_is_all_or_nothing(tmp_path):
+def test_local_write_is_all_or_nothing(tmp_path, monkeypatch):
     """A file that cannot be replaced (read-only site-packages) puts back the ones already written."""
     import subprocess
 
-    from mlops_cli.errors import OperationFailed
+    from mlops_cli.errors import MlopsError, OperationFailed
     from mlops_cli.patch.targets import LocalTarget, Located
 
     site = tmp_path / "site"
@@ -207,13 +213,66 @@ def test_local_write_is_all_or_nothing(tmp_path):
     if not _immutable(site / "pkg" / "b.py"):
         pytest.skip("chattr +i is not available here (needs root and a filesystem with the immutable flag)")
     try:
+        monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "state"))
         located = Located(sys.executable, "3", str(site), "1.0", {"pkg/a.py": b"a = 1\n", "pkg/b.py": b"b = 1\n"})
         with pytest.raises(OperationFailed, match="cannot replace .*b.py.*nothing was changed"):
-            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n", "pkg/b.py": b"b = 2\n"},
-                                              tmp_path / "backups")
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n", "pkg/b.py": b"b = 2\n"})
         assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
-        with pytest.raises(OperationFailed, match="cannot write the backup"):
-            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n"}, site / "pkg" / "b.py" / "x")
+        assert not list((tmp_path / "state").rglob("*.json"))  # no journal left behind
+        (tmp_path / "afile").write_text("x")
+        monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path / "afile" / "state"))
+        with pytest.raises(MlopsError, match="cannot (write the backup|use the folder)"):
+            LocalTarget(sys.executable).write(located, {"pkg/a.py": b"a = 2\n"})
         assert (site / "pkg" / "a.py").read_bytes() == b"a = 1\n"
     finally:
         subprocess.run(["chattr", "-i", str(site / "pkg" / "b.py")], capture_output=True)
+
+
+# --- property tests: any input gives a patch or one PatchFormatError ------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_LINES = st.lists(st.sampled_from(["a\n", "b\n", "c\n", "def f():\n", "    return 1\n", "\n", "x = 1"]), max_size=12)
+_DIFF_CHARS = st.sampled_from(["--- a/p/m.py\n", "+++ b/p/m.py\n", "--- /dev/null\n", "+++ /dev/null\n",
+                               "@@ -1 +1 @@\n", "@@ -0,0 +1,2 @@\n", "@@ -1,2 +1,0 @@\n", "-a\n", "+b\n", " c\n",
+                               "\\ No newline at end of file\n", "# mlops-patch 1\n", "# package: p\n",
+                               "# version: 1\n", "# file: p/m.py\n", "#   sha256-before: absent\n",
+                               "#   sha256-after: " + "a" * 64 + "\n", "diff --git a/p b/p\n", "new file mode 100644\n"])
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.lists(_DIFF_CHARS, max_size=20).map("".join) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
+def test_any_text_parses_or_is_one_format_error(text):
+    try:
+        patch = pf.parse(text.encode("utf-8", "surrogateescape"))
+    except pf.PatchFormatError as exc:
+        assert "\n" not in str(exc) or str(exc).count("\n") < 2
+        return
+    for diff in patch.files:  # whatever parses can be applied without anything but HunkMismatch
+        for data in (None, b"", b"a\nb\nc\n"):
+            try:
+                pf.apply_content(diff, data)
+            except pf.HunkMismatch:
+                pass
+
+
+def _content(lines):
+    return None if lines is None else "".join(lines).encode()
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.none() | _LINES, st.none() | _LINES)
+def test_make_parse_apply_round_trips_including_creates_and_deletes(before_lines, after_lines):
+    before, after = _content(before_lines), _content(after_lines)
+    if before is None and after is None or before == after:
+        return
+    patch = pf.parse(pf.make_patch("pkg", "1.0", [("pkg/m.py", before, after)]))
+    diff = patch.files[0]
+    assert diff.kind == ("create" if before is None else "delete" if after is None else "modify")
+    assert pf.apply_content(diff, before) == after
+    assert pf.apply_content(diff, after, reverse=True) == before
+    a = decide.assess(patch, "1.0", {"pkg/m.py": before})
+    assert a.state == decide.NOT_APPLIED and a.files[0].patched == after
+    a = decide.assess(patch, "1.0", {"pkg/m.py": after})
+    assert a.state == decide.APPLIED and a.files[0].original == before

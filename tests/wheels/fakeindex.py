@@ -27,8 +27,10 @@ def _record_line(path: str, data: bytes) -> str:
 
 
 def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: tuple[str, ...] = (),
-               requires_python: str | None = None, extras: tuple[str, ...] = ()) -> tuple[str, bytes]:
-    """(filename, bytes) of a wheel whose package `name` has `VERSION` and `TAG` constants."""
+               requires_python: str | None = None, extras: tuple[str, ...] = (),
+               extra_files: dict[str, bytes] | None = None) -> tuple[str, bytes]:
+    """(filename, bytes) of a wheel whose package `name` has `VERSION` and `TAG` constants;
+    `extra_files` adds entries (e.g. `NAME-V.data/data/lib`, which pip cannot install)."""
     dist = f"{name}-{version}.dist-info"
     meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Provides-Extra: {e}" for e in extras]
@@ -42,6 +44,7 @@ def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: tup
         f"{dist}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: fakeindex\nRoot-Is-Purelib: {'true' if pure else 'false'}\n"
                           + "".join(f"Tag: {t}\n" for t in _expand(tag))).encode(),
         f"{dist}/top_level.txt": f"{name}\n".encode(),
+        **(extra_files or {}),
     }
     record = [_record_line(p, d) for p, d in files.items()] + [f"{dist}/RECORD,,"]
     files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
@@ -117,11 +120,22 @@ class Listed:
     yanked: str | None = None  # reason ("" = yanked without reason)
     requires_python: str | None = None
     wrong_hash: bool = False
+    listed_hash: str | None = None  # listed as it is instead of the real digest (hostile or odd indexes)
+    hash_algo: str = "sha256"  # the algorithm the index lists
+    no_hash: bool = False  # the index lists no hash at all
 
     @property
     def listed_sha256(self) -> str:
-        real = hashlib.sha256(self.data).hexdigest()
-        return ("0" * 64) if self.wrong_hash else real
+        if self.listed_hash is not None:
+            return self.listed_hash
+        real = hashlib.new(self.hash_algo, self.data).hexdigest()
+        return ("0" * len(real)) if self.wrong_hash else real
+
+    def hashes(self) -> dict[str, str]:
+        return {} if self.no_hash else {self.hash_algo: self.listed_sha256}
+
+    def fragment(self) -> str:
+        return "" if self.no_hash else f"#{self.hash_algo}={self.listed_sha256}"
 
 
 @dataclass
@@ -131,6 +145,9 @@ class FakeIndex:
     auth: tuple[str, str] | None = None
     served: dict[str, int] = field(default_factory=lambda: {"json": 0, "html": 0, "file": 0, "range": 0, "mlops_range": 0})
     url: str = ""
+    raw_pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # project -> (content type, body) as is
+    file_delay: float = 0.0  # seconds between the chunks of a file (downloads that overlap)
+    auth_seen: list[str] = field(default_factory=list)  # Authorization headers received
 
     def add(self, project: str, listed: Listed) -> None:
         self.projects.setdefault(project, []).append(listed)
@@ -142,13 +159,13 @@ class FakeIndex:
         files = self.projects[project]
         if as_json:
             doc = {"meta": {"api-version": "1.0"}, "name": project, "files": [
-                {"filename": f.filename, "url": f"../../files/{f.filename}", "hashes": {"sha256": f.listed_sha256},
+                {"filename": f.filename, "url": f"../../files/{f.filename}", "hashes": f.hashes(),
                  "requires-python": f.requires_python, "yanked": (f.yanked or True) if f.yanked is not None else False,
                  "size": len(f.data)} for f in files]}
             return json.dumps(doc).encode()
         rows = []
         for f in files:
-            attrs = f'href="../../files/{f.filename}#sha256={f.listed_sha256}"'
+            attrs = f'href="../../files/{f.filename}{f.fragment()}"'
             if f.requires_python:
                 attrs += f' data-requires-python="{html.escape(f.requires_python)}"'
             if f.yanked is not None:
@@ -188,9 +205,13 @@ def _handler(index: FakeIndex):
             self.do_GET()
 
         def do_GET(self):
+            index.auth_seen.append(self.headers.get("Authorization", ""))
             if not self._authorized():
                 return
             parts = [p for p in self.path.split("?")[0].split("/") if p]
+            if len(parts) == 2 and parts[0] == "simple" and parts[1] in index.raw_pages:
+                ctype, body = index.raw_pages[parts[1]]
+                return self._send(200, body, ctype)
             if len(parts) == 2 and parts[0] == "simple" and parts[1] in index.projects:
                 as_json = index.json_ok and "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
                 index.served["json" if as_json else "html"] += 1
@@ -207,11 +228,26 @@ def _handler(index: FakeIndex):
                     start_s, _, end_s = rng[6:].partition("-")
                     start = int(start_s or 0)
                     end = int(end_s) if end_s else len(f.data) - 1
+                    if start >= len(f.data):
+                        return self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{len(f.data)}"})
                     index.served["range"] += 1
                     if self.headers.get("User-Agent", "").startswith("mlops-wheels"):
                         index.served["mlops_range"] += 1
                     return self._send(206, f.data[start:end + 1], "application/octet-stream",
                                       {"Content-Range": f"bytes {start}-{end}/{len(f.data)}", "Accept-Ranges": "bytes"})
+                if index.file_delay:
+                    import time
+
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(f.data)))
+                    self.end_headers()
+                    step = max(1, len(f.data) // 4)
+                    for i in range(0, len(f.data), step):
+                        self.wfile.write(f.data[i:i + step])
+                        self.wfile.flush()
+                        time.sleep(index.file_delay)
+                    return None
                 return self._send(200, f.data, "application/octet-stream", {"Accept-Ranges": "bytes"})
             return self._send(404, b"not found", "text/plain")
 
@@ -265,4 +301,27 @@ def standard_index() -> FakeIndex:
     # An index that lists the wrong hash for a file.
     name, data = make_wheel("badhash", "1.0")
     idx.add("badhash", Listed(name, data, wrong_hash=True))
+    # Hashes as real indexes list them: upper-case hex, only sha512, none at all.
+    name, data = make_wheel("upperhash", "1.0")
+    idx.add("upperhash", Listed(name, data, listed_hash=hashlib.sha256(data).hexdigest().upper()))
+    name, data = make_wheel("sha512only", "1.0")
+    idx.add("sha512only", Listed(name, data, hash_algo="sha512"))
+    name, data = make_wheel("nohash", "1.0")
+    idx.add("nohash", Listed(name, data, no_hash=True))
+    # cryptography's shape: an abi3 wheel whose Requires-Python shuts out 3.9.0 and 3.9.1, and an
+    # sdist that builds a platform wheel (building it here would ship this host's binaries).
+    name, data = make_wheel("cryptolike", "1.0", "cp37-abi3-manylinux_2_28_x86_64.manylinux_2_28_aarch64")
+    idx.add("cryptolike", Listed(name, data, requires_python=">=3.7,!=3.9.0,!=3.9.1"))
+    name, data = make_sdist("cryptolike", "1.0", "cp39-cp39-linux_x86_64")
+    idx.add("cryptolike", Listed(name, data, requires_python=">=3.7,!=3.9.0,!=3.9.1"))
+    # numpy's shape for an old glibc: the newest release has wheels for glibc 2.28 only (and an
+    # sdist), the one before has manylinux2014 wheels. pip picks the older; so must we.
+    for version, tag in (("1.0", "cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64"),
+                         ("2.0", "cp310-cp310-manylinux_2_28_x86_64")):
+        name, data = make_wheel("numpylike", version, tag)
+        idx.add("numpylike", Listed(name, data))
+    name, data = make_sdist("numpylike", "2.0", "cp310-cp310-linux_x86_64")
+    idx.add("numpylike", Listed(name, data))
+    # Installs beta 1.1 and alpha first, then fails: a file where pip needs the prefix's lib/ folder.
+    wheel("zbroken", "1.0", requires=("alpha==1.0",), extra_files={"zbroken-1.0.data/data/lib": b"x"})
     return idx

@@ -43,6 +43,7 @@ def _not_seen(c: Collected) -> list[NotSeen]:
         if key in (
             "fabricmanager_active", "fabricmanager_journal", "nvidia_smi", "nvidia_smi_query",
             "systemd_detect_virt", "systemd_detect_container", "uptime_since", "ofed_info",
+            "mok_test_dkms", "mok_test_shim",
         ):
             continue  # their failure is evidence (or irrelevant), not blindness
         if klog_seen and key in ("dmesg", "journal_kernel"):
@@ -178,6 +179,14 @@ def read_facts(c: Collected) -> Facts:
     if not key_lines and secure_boot and "nvidia" not in loaded_now and not (c.text("/sys/module/nvidia/version") or "").strip():
         key_lines += [m.lines[-1] for m in klog.find_all(K.MODULE_SIG_TAINT) if (m.groups[0] or "").startswith("nvidia")][-1:]
 
+    # "mokutil --test-key KEY": "KEY is not enrolled" is direct evidence for Secure Boot rejections.
+    mok_lines = [
+        ln.strip()
+        for key in ("mok_test_dkms", "mok_test_shim")
+        for ln in (c.command(key).stdout + "\n" + c.command(key).stderr).splitlines()
+        if re.search(r"is (?:not|already) enrolled", ln)
+    ]
+
     virt = None
     vendor = " ".join(
         filter(
@@ -239,6 +248,7 @@ def read_facts(c: Collected) -> Facts:
         virt=virt,
         firmware_versions=firmware,
         key_rejected_lines=key_lines,
+        mok_test_lines=mok_lines,
         not_seen=_not_seen(c),
     )
     facts.installer_logs = [
@@ -287,6 +297,10 @@ def _failed_steps(f: Facts) -> set[tuple[str, ...]]:
         for e in f.dkms:
             failed.add(("dkms", "install", f"{e.module}/{e.version}", "-k", k))
             failed.add(("dkms", "build", f"{e.module}/{e.version}", "-k", k))
+        if any(p.half_configured for p in f.dkms_packages):
+            # finishing the half-configured package re-runs the same postinst build
+            failed.add(("apt-get", "install", "-f", "-y"))
+            failed.add(("dpkg", "--configure", "-a"))
         cls = st.build_class
         if cls is not None and cls.kind in ("cc_check", "cc_flags") and cls.same_cc_major:
             # the compiler of that major version is the one that just failed the check
@@ -340,7 +354,7 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
                 continue
             log = P.parse_make_log(text)
             cls = buildlogs.classify(text, path)
-            if (log.errors or cls.failed) and (log.kernel == kernel or (log.kernel is None and _apt_failed(f, kernel))):
+            if (log.errors or cls.failed) and make_log_kernel(f, c, log, text) == kernel:
                 st.build, st.build_log_path, st.build_class = log, path, cls
     if st.build_class is None:
         for path in INSTALLER_LOGS:
@@ -352,8 +366,56 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
             if cls.kind and built_for == kernel:
                 st.build_class, st.build_log_path = cls, path
     st.apt_events = [e for e in f.apt_events if e.kernel == kernel]
+    if kernel == f.running_kernel and not st.present and st.headers_installed is not False:
+        # A DKMS driver package left half-configured (iF/iU) is a postinst, i.e. the DKMS build
+        # for the running kernel, that failed: apt's summary often is the only trace of it.
+        broken = [p for p in f.dkms_packages if p.half_configured]
+        if broken and not any(e.kind == "build_failed" for e in st.apt_events):
+            st.apt_events += [P.AptEvent("build_failed", kernel, p.line) for p in broken[:2]]
     return st
 
 
-def _apt_failed(f: Facts, kernel: str) -> bool:
-    return any(e.kernel == kernel and e.kind == "build_failed" for e in f.apt_events)
+# The kernel a make.log built for, from its body when the DKMS header line is missing (a log
+# quoted from its tail): "Entering directory '/usr/src/linux-headers-K'", "KERNEL_UNAME=K",
+# "/lib/modules/K/build".
+_MAKE_LOG_KERNEL = re.compile(
+    r"/usr/src/linux-headers-([^/\s'\"]{1,200})[/'\"]|KERNEL_UNAME=(\S{1,200})|/lib/modules/([^/\s'\"]{1,200})/build"
+)
+
+
+def _has_module(f: Facts, c: Collected, kernel: str) -> bool:
+    base = f"/lib/modules/{kernel}"
+    for sub in ("updates/dkms", "kernel/drivers/video", "updates", "extra", "extra/nvidia"):
+        if any(MODULE_FILE.match(n) or n.startswith("nvidia-current.ko") for n in c.listing(f"{base}/{sub}") or []):
+            return True
+    return any(e.kernel == kernel and e.state == "installed" for e in f.dkms)
+
+
+def make_log_kernel(f: Facts, c: Collected, log: P.MakeLog, text: str) -> str | None:
+    """The kernel a failed make.log belongs to. DKMS keeps one make.log per driver version, the
+    last build's: without its header line, the kernel named in its body, else an apt failure for
+    a kernel, else the one installed kernel that has no module (the only build that can have
+    failed). More than one candidate: unknown (no guess)."""
+    if log.kernel:
+        return log.kernel
+    known = {*f.installed_kernels, *(k for k in (f.running_kernel,) if k)}
+    for m in _MAKE_LOG_KERNEL.finditer(text[:200_000]):
+        named = next(g for g in m.groups() if g)
+        if named in known:
+            return named
+    failed = {e.kernel for e in f.apt_events if e.kind == "build_failed" and e.kernel}
+    if len(failed) == 1:
+        return failed.pop()
+    # DKMS skips a kernel without headers, so only a kernel with headers can own a failed build.
+    unbuilt = [k for k in known if not _has_module(f, c, k) and _has_headers(f, c, k)]
+    return unbuilt[0] if len(unbuilt) == 1 else None
+
+
+def _has_headers(f: Facts, c: Collected, kernel: str) -> bool:
+    return (
+        f.installed(f"linux-headers-{kernel}") is not None
+        or f.installed(f"pve-headers-{kernel}") is not None
+        or f.installed(f"proxmox-headers-{kernel}") is not None
+        or f"linux-headers-{kernel}" in (c.listing("/usr/src") or [])
+        or "build" in (c.listing(f"/lib/modules/{kernel}") or [])
+    )

@@ -94,6 +94,17 @@ def wsl_evidence(c: Collected) -> list[str]:
         ev.append("/dev/dxg exists (the WSL GPU paravirtualisation device)")
     if c.listing("/usr/lib/wsl/lib") is not None:
         ev.append("/usr/lib/wsl/lib exists (the Windows driver's libraries mounted into WSL)")
+    # NVML says this only through the Windows paravirtualised GPU (WSL, Hyper-V GPU-P).
+    smi = c.command("nvidia_smi")
+    blocked = next((ln.strip() for ln in (smi.stdout + "\n" + smi.stderr).splitlines() if "GPU access blocked by the operating system" in ln), None)
+    if blocked:
+        ev.append(f"nvidia-smi: {blocked}")
+    # Hyper-V's virtual GPU-P render device (vendor Microsoft 1414, device 008e) on the PCI bus.
+    for dev in c.listing("/sys/bus/pci/devices") or []:
+        base = f"/sys/bus/pci/devices/{dev}"
+        if (c.text(f"{base}/vendor") or "").strip().lower() == "0x1414" and (c.text(f"{base}/device") or "").strip().lower() == "0x008e":
+            ev.append(f"{dev}: PCI 1414:008e, the Hyper-V paravirtualised GPU")
+            break
     for key in ("systemd_detect_virt", "systemd_detect_container"):
         out = c.command(key).stdout.strip()
         if out == "wsl":
@@ -170,7 +181,11 @@ def operator_evidence(c: Collected) -> list[str]:
 def kubernetes_evidence(c: Collected) -> list[str]:
     from mlops_cli.driver.parse import parse_dpkg
 
-    ev = [f"{p} exists (a Kubernetes node)" for p in ("/var/lib/kubelet", "/etc/kubernetes") if c.exists(p)]
+    ev = [
+        f"{p} exists (a Kubernetes node)"
+        for p in ("/var/lib/kubelet", "/etc/kubernetes", "/var/snap/microk8s", "/etc/rancher/k3s", "/etc/rancher/rke2")
+        if c.exists(p)
+    ]
     r = c.command("dpkg_list")
     if r.ok:
         ev += [p.line for p in parse_dpkg(r.stdout) if p.installed and p.name in ("kubelet", "k3s", "rke2-server", "rke2-agent", "microk8s")][:1]

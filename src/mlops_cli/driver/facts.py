@@ -88,6 +88,7 @@ class Facts:
     virt: str | None
     firmware_versions: list[str] | None
     key_rejected_lines: list[str]
+    mok_test_lines: list[str] = field(default_factory=list)  # mokutil --test-key verdicts
     modules: dict[str, KernelModuleState] = field(default_factory=dict)
     not_seen: list[NotSeen] = field(default_factory=list)
     context: Context = field(default_factory=lambda: Context("bare-metal"))

@@ -216,6 +216,16 @@ def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
     from mlops_cli.driver.buildlogs import major
 
     ref = dkms_ref(f)
+    want = major(build.kernel_cc)
+    if f.context.kind == "operator":
+        return FixPlan(
+            "use a driver image whose compiler matches the kernel's",
+            (),
+            f"The GPU Operator's driver container compiles with {build.used_cc or 'another gcc'}, the kernel was built with "
+            f"{build.kernel_cc or 'another gcc'}. Move the ClusterPolicy's driver.version to a release whose image carries "
+            f"gcc-{want or 'N'} (newer driver images do), or use precompiled drivers for this kernel (driver.usePrecompiled=true). "
+            "Nothing to install on the host.",
+        )
     if build.same_cc_major:
         manual = (
             f"The kernel was built with {build.kernel_cc}, this system compiles with {build.used_cc}: the same major "
@@ -237,7 +247,6 @@ def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
             manual + f"Re-run the installer with it relaxed: IGNORE_CC_MISMATCH=1 sh NVIDIA-Linux-x86_64-{ver}.run --dkms "
             "(or --no-cc-version-check).",
         )
-    want = major(build.kernel_cc)
     if not want:
         return gcc_mismatch(f, kernel, None)
     steps = [
@@ -319,14 +328,59 @@ def load_module() -> FixPlan:
     )
 
 
+def debian_packaging(f: Facts) -> bool:
+    """Debian's packaging (nvidia-driver, nvidia-kernel-dkms, nvidia-smi, firmware-nvidia-gsp),
+    not Ubuntu's nvidia-driver-<branch>: the package names of a fix differ."""
+    if f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split():
+        return False
+    names = {p.name for p in f.packages if p.installed}
+    return bool(names & {"nvidia-driver", "nvidia-kernel-dkms", "nvidia-kernel-support", "nvidia-smi", "libnvidia-ml1"}) or (
+        f.os.get("ID") == "debian" or "debian" in f.os.get("ID_LIKE", "").split()
+    )
+
+
+def mok_key(f: Facts) -> str:
+    """The signing certificate DKMS used: the one mokutil was asked about, Ubuntu's shim-signed
+    key on Ubuntu, dkms' own (>= 3.0) elsewhere."""
+    for ln in f.mok_test_lines:
+        if "not enrolled" in ln:
+            return ln.split()[0]
+    if f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split():
+        return MOK
+    return "/var/lib/dkms/mok.pub"
+
+
 def secure_boot(f: Facts) -> FixPlan:
+    key = mok_key(f)
+    if f.context.kind == "operator":
+        return FixPlan(
+            "give the driver container a module Secure Boot accepts (signed precompiled drivers or an enrolled key)",
+            (),
+            "The GPU Operator's driver container builds an unsigned module and Secure Boot refuses it. Use precompiled, "
+            "signed driver images for this kernel (ClusterPolicy driver.usePrecompiled=true where they exist), or build the "
+            "driver image with a signing key whose certificate is enrolled as a MOK on the node, or turn Secure Boot off "
+            "in the node's firmware. Nothing to install on the host.",
+        )
+    enrol = (
+        f"enrol the signing key: mokutil --import {key} (choose a one-time password), reboot, and complete 'Enroll MOK' "
+        "in the blue MokManager screen at the console or BMC; afterwards 'dkms autoinstall --force' if the module was "
+        "built before the key existed"
+    )
+    if debian_packaging(f) or not (f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split()):
+        text = f"Either {enrol}; or turn Secure Boot off in the firmware. Rebuilding or reinstalling the driver changes nothing."
+    else:
+        text = (
+            "Either switch to Canonical-signed prebuilt modules (no key to enrol): apt purge 'nvidia-dkms-*' then "
+            f"'ubuntu-drivers install --gpgpu', then reboot; or keep DKMS and {enrol}."
+        )
+    if f.context.kind == "vm":
+        text += (
+            " A cloud VM often has no console for MokManager (Azure Trusted Launch, GCP Shielded VM, AWS UEFI Secure "
+            "Boot): there, use the distribution's signed prebuilt modules or turn Secure Boot off in the VM's security "
+            "settings."
+        )
     return FixPlan(
-        "make the module trusted by Secure Boot (needs a person at the console) or use Canonical-signed modules",
-        (),
-        "Either switch to Canonical-signed prebuilt modules (no key to enrol): apt purge 'nvidia-dkms-*' then "
-        "'ubuntu-drivers install --gpgpu', then reboot; or keep DKMS and enrol its key: "
-        f"mokutil --import {MOK} (choose a one-time password), reboot, and complete 'Enroll MOK' in the blue MokManager "
-        "screen at the console or BMC; afterwards 'dkms autoinstall --force' if the module was built before the key existed.",
+        "make the module trusted by Secure Boot (needs a person at the console) or use signed modules", (), text
     )
 
 
@@ -408,6 +462,18 @@ def nouveau() -> FixPlan:
 
 
 def packages_removed(f: Facts) -> FixPlan:
+    if debian_packaging(f):
+        # Debian splits nvidia-smi and the libraries out of nvidia-driver; reinstall from the
+        # suite the driver came from (a -backports driver needs -t <suite>-backports).
+        names = ["nvidia-driver", "nvidia-smi"] if not f.installed("nvidia-driver") else ["nvidia-smi"]
+        version = next((p.version for p in f.packages if p.installed and p.name in ("nvidia-driver", "nvidia-kernel-dkms", "libcuda1", "libnvidia-ml1")), None)
+        pin = [f"{n}={version}" for n in names] if version else names
+        return FixPlan(
+            f"reinstall {' and '.join(names)} at the installed driver's version",
+            (FixStep((*APT, *pin), "Debian ships nvidia-smi and the driver in separate packages; same version as the rest"),),
+            "If apt cannot find that version, add the suite the driver came from (for a backports driver: "
+            "apt-get install -t <codename>-backports nvidia-smi).",
+        )
     suffix = f.branch_suffix
     if not suffix:
         return FixPlan(
@@ -442,17 +508,19 @@ def driver_not_installed() -> FixPlan:
     )
 
 
-def multiple_branches(remove: list[str]) -> FixPlan:
+def multiple_branches(remove: list[str], half_configured: bool = False) -> FixPlan:
     if not remove:
         return FixPlan(
             "remove all but one driver branch",
             (),
             "purge the older branch: apt --purge remove '*nvidia*<OLD_BRANCH>*', then reboot",
         )
-    return FixPlan(
-        "purge the other branch, keep one",
-        (FixStep(("apt-get", "purge", "-y", *remove), "remove the branch that is not in use", reboot_after=True),),
-    )
+    steps = [FixStep(("apt-get", "purge", "-y", *remove), "remove the branch that is not in use", reboot_after=True)]
+    if half_configured:
+        steps.append(
+            FixStep(("dpkg", "--configure", "-a"), "finish what the failing build of the removed branch left half-configured")
+        )
+    return FixPlan("purge the other branch, keep one", tuple(steps))
 
 
 def flavour(f: Facts, want_open: bool) -> FixPlan:
@@ -485,6 +553,26 @@ def unsupported_gpu(pci_id: str | None) -> FixPlan:
 
 
 def gsp_firmware(f: Facts, version: str | None) -> FixPlan:
+    want = f"/lib/firmware/nvidia/{version or '<module version>'}/"
+    if f.context.kind == "operator":
+        return FixPlan(
+            "use a driver (or vGPU manager) image that carries the GSP firmware of its version",
+            (),
+            f"The module the operator's container loaded asks for {want}gsp_*.bin, which the image does not provide. "
+            "Move the ClusterPolicy's driver (vgpuManager) version/image to one whose firmware matches, and read the pod's "
+            "log. Nothing to install on the host.",
+        )
+    if debian_packaging(f):
+        # Debian ships the GSP firmware in its own package, only recommended by the driver.
+        fw = "firmware-nvidia-gsp" + (f"={next(p.version for p in f.packages if p.installed and p.name == 'nvidia-kernel-dkms')}" if f.installed("nvidia-kernel-dkms") else "")
+        return FixPlan(
+            "install firmware-nvidia-gsp (the GSP firmware of the driver's version), then refresh the initramfs",
+            (
+                FixStep((*APT, fw), "Debian packages the GSP firmware separately (a Recommends, skipped by --no-install-recommends)"),
+                FixStep(("update-initramfs", "-u"), "refresh the firmware copy in the initramfs", reboot_after=True),
+            ),
+            f"afterwards {want} must exist",
+        )
     suffix = f.branch_suffix
     fw = next((p.name for p in f.packages if p.name.startswith("nvidia-firmware-")), None)
     pkgs = [p for p in (f"nvidia-driver-{suffix}" if suffix else None, fw) if p]
@@ -500,7 +588,7 @@ def gsp_firmware(f: Facts, version: str | None) -> FixPlan:
     return FixPlan(
         "reinstall the firmware that matches the module version",
         tuple(steps),
-        f"afterwards /lib/firmware/nvidia/{version or '<module version>'}/ must exist",
+        f"afterwards {want} must exist",
     )
 
 

@@ -98,6 +98,8 @@ KEY_REJECTED = re.compile(
     r"(Loading of module with unavailable key is rejected|Loading of unsigned module is rejected"
     r"|Lockdown: \S{1,64}: unsigned module loading is restricted)"
 )
+# Printed at boot when Secure Boot locks the kernel down (module signatures are then enforced).
+LOCKED_DOWN = re.compile(r"Kernel is locked down from (?:EFI Secure Boot|[\w ]{1,40})(?: mode)?()")
 # Printed when signature enforcement is OFF (the module loads, the kernel is tainted): alone it
 # is never a rejection; it only supports one when Secure Boot is on and nothing is loaded.
 MODULE_SIG_TAINT = re.compile(r"(?<!\w)(\w{1,64}): module verification failed: signature and/or required key missing")

@@ -114,6 +114,7 @@ PRIORITY = [
     "version_mismatch_pending_reboot",
     "module_not_loaded",
     "driver_managed_by_operator",
+    "operator_driver_conflicts_with_host_driver",
     "driver_failure_unexplained",
     "fabricmanager_version_mismatch",
     "fabricmanager_not_running",

@@ -52,6 +52,9 @@ PROBES: dict[str, tuple[tuple[str, ...], float]] = {
     "uptime_since": (("uptime", "-s"), DEFAULT_TIMEOUT),
     # The RDMA stack nvidia-peermem must be built against.
     "ofed_info": (("ofed_info", "-s"), DEFAULT_TIMEOUT),
+    # Is the key DKMS signs modules with enrolled? (dkms >= 3 and Ubuntu's shim-signed key)
+    "mok_test_dkms": (("mokutil", "--test-key", "/var/lib/dkms/mok.pub"), DEFAULT_TIMEOUT),
+    "mok_test_shim": (("mokutil", "--test-key", "/var/lib/shim-signed/mok/MOK.der"), DEFAULT_TIMEOUT),
 }
 
 FILES = [
@@ -81,6 +84,8 @@ MAKE_LOG_TAIL = 2000
 EXISTS = [
     "/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/.dockerenv", "/run/.containerenv", "/run/host",
     "/etc/kubernetes",
+    # Kubernetes distributions that install no kubelet package: MicroK8s (snap), k3s, RKE2.
+    "/var/snap/microk8s", "/etc/rancher/k3s", "/etc/rancher/rke2",
 ]
 DIRS = [
     "/lib/modules",
@@ -96,6 +101,7 @@ DIRS = [
     "/lib/modprobe.d",
     "/usr/lib/wsl/lib",  # WSL: the Windows driver's libraries
     "/run/nvidia",  # GPU Operator: driver, toolkit, validations
+    "/run/nvidia/driver",  # the driver container's root: empty unless a driver container runs
     "/run/nvidia/validations",
     "/var/lib/kubelet",
     "/usr/src/ofa_kernel",

@@ -13,6 +13,7 @@ from mlops_cli.driver import fixes
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver.context import CONTAINER, OPERATOR, VGPU_GUEST, WSL, Context
 from mlops_cli.driver.facts import Facts
+from mlops_cli.driver.gpu_arch import arch_of, branch_knows
 from mlops_cli.driver.model import ERROR, INFO, Finding, make_finding
 from mlops_cli.driver.parse import same_driver_version, upstream_version
 from mlops_cli.driver.probe import LIB_DIRS
@@ -83,9 +84,16 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
                 ),
             )
         ]
+    # /dev/dxg and /usr/lib/wsl/lib without a WSL kernel: a Hyper-V VM with GPU partitioning
+    # (dxgkrnl built for its own kernel, the host driver's files copied in by hand).
+    gpu_pv = not any(e.startswith(("uname", "/proc/version", "systemd-detect-virt")) for e in ctx.evidence)
     ev = list(ctx.evidence) + list(f.smi.lines[:2])
     if "dxg" not in (f.collected.listing("/dev") or []):
-        ev.append("no /dev/dxg: Windows does not offer the GPU to this WSL instance")
+        ev.append(
+            "no /dev/dxg: the running kernel has no dxgkrnl, or Windows does not offer the GPU here"
+            if gpu_pv
+            else "no /dev/dxg: Windows does not offer the GPU to this WSL instance"
+        )
     if f.collected.listing("/usr/lib/wsl/lib") is None:
         ev.append("no /usr/lib/wsl/lib: the Windows driver's libraries are not mounted")
     linux_driver = [p for p in f.packages if p.installed and re.match(r"^(nvidia-(utils|driver|dkms)-\d+|libnvidia-compute-\d+|cuda-drivers)", p.name)]
@@ -97,13 +105,31 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
         "an elevated Windows prompt and reboot Windows), run 'wsl --update' and 'wsl --shutdown', and boot the stock WSL kernel "
         "(a self-built one needs the dxgkrnl driver). Never install a Linux NVIDIA driver inside WSL."
     )
+    if gpu_pv:
+        manual = (
+            "This VM gets the GPU through Windows GPU paravirtualisation (Hyper-V GPU-P: /dev/dxg, the host driver's user "
+            "space in /usr/lib/wsl/lib): the fix is on the Windows host. Copy the host driver's complete file set again "
+            "(C:\\Windows\\System32\\DriverStore\\FileRepository\\nv*dispi.inf_amd64_* and the WSL libraries such as "
+            "libd3d12core.so from C:\\Program Files\\WSL\\lib), check the VM's GPU partition (Get-VMGpuPartitionAdapter) "
+            "and that the dxgkrnl module matches this kernel. Never install a Linux NVIDIA driver in this VM."
+        )
+        if "dxg" not in (f.collected.listing("/dev") or []):
+            manual = (
+                "There is no /dev/dxg: the running kernel has no dxgkrnl module. Boot the kernel that carries it (the "
+                "dxgkrnl kernel package, or build dxgkrnl for this kernel with DKMS), then check again. " + manual
+            )
     if remove:
         manual += f" Remove the Linux driver packages installed here, they shadow /usr/lib/wsl/lib: apt-get purge {remove}."
+    title = (
+        "this VM's GPU paravirtualisation (Hyper-V GPU-P, /dev/dxg) gives no GPU access: the host side or its copied files"
+        if gpu_pv
+        else "WSL has no GPU access: Windows does not give this WSL instance the GPU"
+    )
     return [
         make_finding(
             "wsl_gpu_unavailable",
             ERROR,
-            "WSL has no GPU access: Windows does not give this WSL instance the GPU" + (" (the check runs in a container in WSL)" if ctx.container else ""),
+            title + (" (the check runs in a container in WSL)" if ctx.container else ""),
             ev,
             fixes.manual("fix it on the Windows side (driver, GPU mode, WSL update); nothing to install in Linux", manual),
         )
@@ -215,6 +241,12 @@ FIRST_BRANCH = {
 }
 
 
+# A release this many branch numbers newer than an architecture's first supports all of its
+# SKUs in practice (a brand-new SKU of an old architecture can need a newer release than its
+# first): refusing such a GPU in a VM means the device is a vGPU, not an unknown GPU.
+KNOWN_ARCH_MARGIN = 40
+
+
 def vgpu_refusals(f: Facts, in_vm: bool) -> list[str]:
     """Kernel lines where a VM's driver refused a GPU its branch supports: a vGPU with a bare-metal driver."""
     if not in_vm:
@@ -222,12 +254,16 @@ def vgpu_refusals(f: Facts, in_vm: bool) -> list[str]:
     out = []
     for m in f.klog.find_all(K.UNSUPPORTED_RELEASE):
         pci_id, release = m.groups[1] or "", m.groups[2] or ""
-        first = FIRST_BRANCH.get(pci_id.split(":")[-1].lower())
+        dev = pci_id.split(":")[-1].lower()
+        first = FIRST_BRANCH.get(dev)
         try:
             branch = int(release.split(".")[0])
         except ValueError:
             continue
-        if first is not None and branch >= first:
+        arch = arch_of(dev)
+        if (first is not None and branch >= first) or (
+            first is None and arch is not None and branch_knows(arch, branch, margin=KNOWN_ARCH_MARGIN)
+        ):
             out += m.lines
     for m in f.klog.find_all(K.VGPU_REFUSED):
         out += m.lines

@@ -10,9 +10,10 @@ from typing import Any
 from mlops_cli.driver import fixes, fixes_gpu
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver.facts import DRIVER_PKG, Facts
-from mlops_cli.driver.model import ERROR, WARNING, Finding, make_finding
+from mlops_cli.driver.gpu_arch import arch_of
+from mlops_cli.driver.model import ERROR, INFO, WARNING, Finding, make_finding
 from mlops_cli.driver.parse import same_driver_version, upstream_version
-from mlops_cli.driver.rules_module import module_not_loaded_findings, running_module_findings
+from mlops_cli.driver.rules_module import module_not_loaded_findings, nvidia_blacklisted, running_module_findings
 
 
 def host_findings(f: Facts, explained: bool) -> list[Finding]:
@@ -36,6 +37,7 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
             )
         )
     out += _fabric_manager(f)
+    out += _operator_over_host_driver(f)
     out += _containers(f, host_broken=any(x.severity == ERROR for x in out))
     if f.reboot_required:
         ev = ["/var/run/reboot-required exists"] + [f"/var/run/reboot-required.pkgs: {p}" for p in f.reboot_pkgs]
@@ -99,11 +101,12 @@ def _packages(f: Facts) -> list[Finding]:
             )
         )
     groups: dict[tuple[str, str], list[str]] = {}
-    versioned = [p for p in installed if DRIVER_PKG.match(p.name)]
-    for p in versioned:
-        m = DRIVER_PKG.match(p.name)
-        if m and not p.name.startswith("nvidia-firmware-"):
-            groups.setdefault((m["br"], m["server"] or ""), []).append(p.line)
+    members: dict[tuple[str, str], list[str]] = {}
+    for p in f.packages:
+        key = _branch_key(p) if p.installed else None
+        if key is not None:
+            groups.setdefault(key, []).append(p.line)
+            members.setdefault(key, []).append(p.name)
     ev: list[str] = []
     remove: list[str] = []
     if len(groups) > 1:
@@ -111,11 +114,10 @@ def _packages(f: Facts) -> list[Finding]:
         for key, lines in sorted(groups.items()):
             ev += lines[:3]
             if key != keep:
-                remove += [
-                    p.name
-                    for p in versioned
-                    if (DRIVER_PKG.match(p.name)["br"], DRIVER_PKG.match(p.name)["server"] or "") == key  # type: ignore[index]
-                ]
+                remove += members[key]
+        # a DKMS build of the branch not in use failing (it blocks apt: headers left half-configured)
+        ev += [e.line for e in f.apt_events if e.kind == "build_failed"][-2:]
+        ev += [p.line for p in f.packages if p.half_configured and p.name.startswith("linux-headers-")][:1]
     runfile_on_apt = (
         "/usr/bin/nvidia-uninstall" in f.runfile_evidence
         and installed
@@ -132,10 +134,30 @@ def _packages(f: Facts) -> list[Finding]:
                 ERROR,
                 "more than one driver branch or install method is present",
                 ev,
-                fixes.multiple_branches(remove),
+                fixes.multiple_branches(remove, half_configured=any(p.half_configured for p in f.packages)),
             )
         )
     return out
+
+
+# Debian's per-branch packages (bullseye/bookworm): nvidia-tesla-470-driver,
+# nvidia-tesla-460-kernel-dkms, libnvidia-tesla-470-cuda1 ...; and Debian's current driver under
+# unversioned names (nvidia-driver, nvidia-kernel-dkms), whose branch is in the version.
+_TESLA_PKG = re.compile(r"^(?:lib)?nvidia-tesla-(?P<br>\d{3})-")
+_DEBIAN_CURRENT = ("nvidia-driver", "nvidia-kernel-dkms", "nvidia-open-kernel-dkms")
+
+
+def _branch_key(p) -> tuple[str, str] | None:
+    """The driver branch a package belongs to, as (branch, variant); None for other packages."""
+    m = DRIVER_PKG.match(p.name)
+    if m and not p.name.startswith("nvidia-firmware-"):
+        return (m["br"], m["server"] or "")
+    m = _TESLA_PKG.match(p.name)
+    if m:
+        return (m["br"], "tesla")
+    if p.name in _DEBIAN_CURRENT:
+        return (upstream_version(p.version).split(".")[0], "")
+    return None
 
 
 def _branch_in_use(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, str]:
@@ -149,28 +171,33 @@ def _branch_in_use(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, s
 def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
     out = []
     driver_down = not (f.smi.kind == "ok")
-    if driver_down and (
-        f.key_rejected_lines
-        or (
-            f.secure_boot
-            and not f.module_loaded
-            and f.modules.get(f.running_kernel or "")
-            and f.modules[f.running_kernel].present
-            and not f.modinfo.get("signer")
-            and f.modinfo
-        )
-    ):  # type: ignore[index]
+    inferred = driver_down and not f.key_rejected_lines and _secure_boot_blocks_unloaded_module(f)
+    if driver_down and (f.key_rejected_lines or inferred):
         if f.secure_boot is not False:
             ev = [*f.smi.lines[:1], *f.key_rejected_lines[-3:]]
             ev += [f.secure_boot_line] if f.secure_boot else []
+            ev += [ln for m in f.klog.find_all(K.LOCKED_DOWN)[-1:] for ln in m.lines]
+            ev += [ln for ln in f.mok_test_lines if "not enrolled" in ln]
             ev += [e.line for e in f.dkms if e.kernel == f.running_kernel and e.state == "installed"]
-            if f.modinfo and not f.modinfo.get("signer"):
+            signer = f.modinfo.get("signer")
+            if f.modinfo and not signer:
                 ev.append(f"modinfo nvidia: no signer (filename: {f.modinfo.get('filename', '?')})")
+            elif signer and LOCAL_SIGNER.search(signer):
+                ev.append(f"modinfo nvidia: signer: {signer} (a key made on this machine: trusted only once enrolled as a MOK)")
+            if not inferred:
+                title = "Secure Boot rejects the nvidia module (unsigned, or signed by a key that is not enrolled)"
+            elif signer:
+                title = (
+                    "Secure Boot is on and the nvidia module on disk, signed by a key made on this machine, is not loaded: "
+                    "its key is not enrolled (the kernel refuses it)"
+                )
+            else:
+                title = "Secure Boot is on and the nvidia module on disk is unsigned and not loaded: the kernel refuses it"
             out.append(
                 make_finding(
                     "secure_boot_module_rejected",
                     ERROR,
-                    "Secure Boot rejects the nvidia module (unsigned, or signed by a key that is not enrolled)",
+                    title,
                     ev,
                     fixes.secure_boot(f),
                     "running",
@@ -207,6 +234,8 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
                 )
             )
             break
+    else:
+        out += _flavour_by_architecture(f)
     m = f.klog.find(K.UNSUPPORTED_RELEASE) or f.klog.find(K.LEGACY_DROPPED)
     installer = [
         ln
@@ -250,6 +279,76 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
             )
         )
     return out
+
+
+# Keys generated on the machine (DKMS, Ubuntu's update-secureboot-policy, a hand-made MOK): the
+# kernel trusts modules signed with them only after the key is enrolled in MokManager.
+LOCAL_SIGNER = re.compile(r"DKMS|Secure Boot Module Signature key|\bMOK\b|[Mm]odule signing key", re.I)
+
+
+def _secure_boot_blocks_unloaded_module(f: Facts) -> bool:
+    """No rejection line seen, but Secure Boot is on, a module for the running kernel is on disk
+    and not loaded, and it is unsigned or signed by a local key that is not (known to be)
+    enrolled. ``mokutil --test-key`` saying 'already enrolled' rules it out."""
+    st = f.modules.get(f.running_kernel or "")
+    if not (f.secure_boot and not f.module_loaded and st is not None and st.present and f.modinfo):
+        return False
+    if any("already enrolled" in ln for ln in f.mok_test_lines) and not any("not enrolled" in ln for ln in f.mok_test_lines):
+        return False
+    if nvidia_blacklisted(f):
+        return False  # something else keeps it from loading: module_not_loaded names it
+    signer = f.modinfo.get("signer")
+    return not signer or bool(LOCAL_SIGNER.search(signer)) or any("not enrolled" in ln for ln in f.mok_test_lines)
+
+
+def module_flavour(f: Facts) -> tuple[bool | None, str | None]:
+    """(open?, the line that says so) for the loaded module, else the one on disk."""
+    if f.proc_version:
+        return f.proc_version.open, f.proc_version.line
+    lic = f.modinfo.get("license")
+    if lic:
+        return ("MIT" in lic or "GPL" in lic), f"modinfo nvidia: license: {lic}"
+    return None, None
+
+
+def _flavour_by_architecture(f: Facts) -> list[Finding]:
+    """The module flavour cannot drive this GPU's architecture (older drivers print no message
+    for it): Blackwell and later only run with the open modules, Maxwell/Pascal/Volta only with
+    the proprietary ones. Preconditions: the flavour is known, the GPU's id says its
+    architecture, and the GPU did not come up (RmInitAdapter failed, or nvidia-smi finds no
+    device / no driver)."""
+    is_open, flavour_line = module_flavour(f)
+    if is_open is None or f.smi.kind == "ok":
+        return []
+    init_failed = f.klog.find_all(K.RM_INIT_FAILED)
+    if not init_failed and f.smi.kind not in ("no_devices", "no_driver", "device_handle"):
+        return []
+    ids = [(d.slot, d.device_id) for d in f.pci_gpus if d.device_id] or [
+        (addr, dev.lower().replace("0x", "")) for addr, dev, _ in f.sysfs_nvidia if dev
+    ]
+    for slot, dev in ids:
+        arch = arch_of(dev)
+        if arch is None:
+            continue
+        if arch.open_only and not is_open:
+            want_open, why = True, f"only the open kernel modules support {arch.name} GPUs"
+        elif arch.open_modules is False and is_open:
+            want_open, why = False, f"the open kernel modules need a GSP, which {arch.name} GPUs do not have"
+        else:
+            continue
+        ev = [f"{slot}: PCI ID 10de:{dev} is a {arch.name} GPU: {why}", flavour_line]
+        ev += [ln for m in init_failed[-1:] for ln in m.lines] + list(f.smi.lines[:1])
+        what = "needs the open kernel modules" if want_open else "cannot use the open kernel modules"
+        return [
+            make_finding(
+                "wrong_kernel_module_flavor",
+                ERROR,
+                f"the {arch.name} GPU {what}: wrong module flavour installed",
+                ev,
+                fixes.flavour(f, want_open),
+            )
+        ]
+    return []
 
 
 def nvidia_would_bind(f: Facts) -> bool:
@@ -322,6 +421,45 @@ def _mismatch(f: Facts) -> list[Finding]:
             fixes.mismatch_reload(f),
             "running",
             f.running_kernel,
+        )
+    ]
+
+
+def _operator_over_host_driver(f: Facts) -> list[Finding]:
+    """The GPU Operator's driver component on a node whose driver is installed on the host
+    (packages or .run): two owners of one kernel module. The operator's driver pod then fails
+    ('Could not unload NVIDIA driver kernel modules, driver is in use') or replaces the host's
+    module behind apt's back. A warning when the driver container shows activity (its root or
+    installer log under /run/nvidia/driver), a note when only the empty mount point is there."""
+    if not f.collected.exists("/run/nvidia/driver"):
+        return []
+    host = [p for p in f.driver_packages if p.installed] + [p for p in f.prebuilt_packages]
+    if not host and not f.runfile:
+        return []
+    root = f.collected.listing("/run/nvidia/driver") or []
+    log = f.collected.text("/run/nvidia/driver/var/log/nvidia-installer.log")
+    active = bool(root) or bool(log)
+    ev = ["/run/nvidia/driver exists (the GPU Operator's driver container root)" + ("" if root else ", empty")]
+    if log:
+        ev += [ln for ln in log.splitlines() if ln.strip()][-2:]
+    ev += [p.line for p in host][:2] + [f"{p} exists (a .run install on the host)" for p in f.runfile_evidence][:1]
+    if f.modinfo.get("filename"):
+        ev.append(f"filename:       {f.modinfo['filename']} (the host's module)")
+    return [
+        make_finding(
+            "operator_driver_conflicts_with_host_driver",
+            WARNING if active else INFO,
+            "the GPU Operator's driver container and a host-installed driver both claim this node's GPU driver"
+            if active
+            else "a host-installed driver on a node prepared for the GPU Operator: its driver component must stay disabled",
+            ev,
+            fixes.manual(
+                "keep one owner of the driver: driver.enabled=false in the ClusterPolicy, or remove the host's driver",
+                "Keep the host's driver and deploy the operator with its driver component off (Helm --set "
+                "driver.enabled=false, or the ClusterPolicy's spec.driver.enabled: false); or, to let the operator own it, "
+                "purge the host's NVIDIA driver packages (a fabric-manager metapackage such as cuda-drivers-fabricmanager "
+                "pulls the driver in too) and reboot. Nothing is changed automatically.",
+            ),
         )
     ]
 

@@ -13,22 +13,29 @@ from mlops_cli.driver.buildlogs import BuildLog
 from mlops_cli.driver.parse import version_key
 
 
-def module_not_loaded_findings(f: Facts) -> list[Finding]:
-    """A module for this kernel is on disk but not loaded, and nothing rejected it."""
-    st = f.modules.get(f.running_kernel or "")
-    if f.module_loaded or not st or not st.present:
-        return []
-    blacklist = []
+def nvidia_blacklisted(f: Facts) -> list[str]:
+    """The lines that keep nvidia from loading: 'blacklist nvidia' / 'install nvidia /bin/false'
+    in modprobe.d, modprobe.blacklist=nvidia on the kernel command line."""
+    out = []
     for path, text in sorted(f.collected.files.items()):
         if path.startswith(("/etc/modprobe.d/", "/lib/modprobe.d/")) and text:
-            blacklist += [
+            out += [
                 f"{path}: {ln.strip()}"
                 for ln in text.splitlines()
                 if re.match(r"^\s*(blacklist\s+nvidia\s*$|install\s+nvidia\s+/bin/(false|true))", ln)
             ]
     cmdline = (f.collected.text("/proc/cmdline") or "").strip()
     if re.search(r"(?:modprobe|module)\.blacklist=\S*\bnvidia\b", cmdline):
-        blacklist.append(f"/proc/cmdline: {cmdline}")
+        out.append(f"/proc/cmdline: {cmdline}")
+    return out
+
+
+def module_not_loaded_findings(f: Facts) -> list[Finding]:
+    """A module for this kernel is on disk but not loaded, and nothing rejected it."""
+    st = f.modules.get(f.running_kernel or "")
+    if f.module_loaded or not st or not st.present:
+        return []
+    blacklist = nvidia_blacklisted(f)
     ev = [*f.smi.lines[:1], *st.evidence[:2], *blacklist, "/proc/modules: nvidia is not loaded"]
     if blacklist:
         plan = fixes.manual(
@@ -91,13 +98,19 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
     failed = [e.line for e in st.apt_events if e.kind == "build_failed"]
     if failed:
         ev = symptom + failed[-3:]
+        logs = [p for p in f.collected.files if p.endswith("/build/make.log") and p.startswith("/var/lib/dkms/nvidia")]
+        read = [p for p in logs if f.collected.text(p)]
+        why = (
+            f"{read[0]} was read and names no cause" if read else "its make.log could not be read to say why"
+        )
+        ev += [f"{p}: no error line" for p in read][:1]
         return [
             make_finding(
                 "dkms_build_failed",
                 ERROR,
-                f"the DKMS build of nvidia failed for {k} (its make.log could not be read to say why)",
+                f"the DKMS build of nvidia failed for {k} ({why})",
                 ev,
-                fixes.manual(
+                fixes.build_failed_unexplained(read[0]) if read else fixes.manual(
                     "read the build log, then fix the cause",
                     "Read /var/lib/dkms/nvidia/<version>/build/make.log (run mlops "
                     "driver-check as root to have it read): 'error:' lines about kernel functions mean the driver branch is too "

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlops_cli.patch import patchfile as pf
+from mlops_cli.text import shorten_list
 
 APPLIED = "applied"
 NOT_APPLIED = "not-applied"
@@ -36,11 +37,16 @@ class FileState:
     path: str
     state: str  # applied | not-applied | conflict
     sha256_current: str | None
-    sha256_before: str | None  # the pin, or what un-applying gives
+    sha256_before: str | None  # the pin, or what un-applying gives (None: absent, or unknown in a conflict)
     sha256_after: str | None  # the pin, or what applying gives
     reason: str | None = None
-    patched: bytes | None = field(default=None, repr=False)  # bytes after applying (not-applied files)
-    original: bytes | None = field(default=None, repr=False)  # bytes after un-applying (applied files)
+    kind: str = pf.MODIFY  # modify | create | delete
+    # Bytes after applying (not-applied files; None = the patch deletes the file) and after
+    # un-applying (applied files; None = the patch created it). Meaningful only when *_known.
+    patched: bytes | None = field(default=None, repr=False)
+    original: bytes | None = field(default=None, repr=False)
+    patched_known: bool = False
+    original_known: bool = False
 
     def to_json(self) -> dict:
         return {
@@ -62,16 +68,20 @@ class Assessment:
 
     @property
     def problem(self) -> str | None:
-        """One line for the error message, when in conflict."""
+        """One line for the error message, when in conflict (a long list is shortened)."""
         if self.state != CONFLICT:
             return None
         if self.version_mismatch:
             return self.version_mismatch
         bad = [f for f in self.files if f.state == CONFLICT]
         if bad:
-            return "; ".join(f"{f.path}: {f.reason}" for f in bad)
-        states = ", ".join(f"{f.path} {f.state}" for f in self.files)
-        return f"partially applied ({states}); refusing to change a half-patched target"
+            first = f"{bad[0].path}: {bad[0].reason}"
+            return first if len(bad) == 1 else f"{first}; {len(bad) - 1} more file(s) in conflict: " + shorten_list(
+                [f.path for f in bad[1:]], 5)
+        applied = [f.path for f in self.files if f.state == APPLIED]
+        missing = [f.path for f in self.files if f.state == NOT_APPLIED]
+        return (f"partially applied ({len(applied)} of {len(self.files)} files patched: {shorten_list(applied, 3)}; "
+                f"not patched: {shorten_list(missing, 3)}); refusing to change a half-patched target")
 
 
 def assess(patch: pf.Patch, target_version: str | None, current: dict[str, bytes | None],
@@ -100,42 +110,81 @@ def assess(patch: pf.Patch, target_version: str | None, current: dict[str, bytes
     return Assessment(state, tuple(files), None, tuple(warnings))
 
 
+_MISMATCH = object()
+
+
+def _state(diff, state, current, before, after, reason=None, **kw) -> FileState:
+    return FileState(diff.path, state, current, before, after, reason, diff.kind, **kw)
+
+
 def _assess_file(diff: pf.FileDiff, pin: pf.FilePin | None, data: bytes | None, match_context: bool,
                  warnings: list[str]) -> FileState:
     before = pin.sha256_before if pin else None
     after = pin.sha256_after if pin else None
-    if data is None:
-        return FileState(diff.path, CONFLICT, None, before, after, "file not found in the target")
-    current = pf.sha256_bytes(data)
-    text = pf.decode(data)
+    current = pf.sha256_of(data)
     if pin is not None:
-        if current == pin.sha256_after:
-            return FileState(diff.path, APPLIED, current, before, after, original=_try(diff, text, True))
-        if current == pin.sha256_before:
-            patched = _try(diff, text, False)
-            if patched is None or pf.sha256_bytes(patched) != pin.sha256_after:
-                return FileState(diff.path, CONFLICT, current, before, after, INCONSISTENT)
-            return FileState(diff.path, NOT_APPLIED, current, before, after, patched=patched)
+        if current == after:  # (None == None: a deleted file that is gone)
+            back = _try(diff, data, True)
+            if back is _MISMATCH or pf.sha256_of(back) != before:
+                back = _MISMATCH
+            return _state(diff, APPLIED, current, before, after, original=None if back is _MISMATCH else back,
+                          original_known=back is not _MISMATCH)
+        if current == before:
+            patched = _try(diff, data, False)
+            if patched is _MISMATCH or pf.sha256_of(patched) != after:
+                return _state(diff, CONFLICT, current, before, after, INCONSISTENT)
+            return _state(diff, NOT_APPLIED, current, before, after, patched=patched, patched_known=True)
+        if data is None:
+            return _state(diff, CONFLICT, None, before, after, "file not found in the target")
         if not match_context:
-            return FileState(diff.path, CONFLICT, current, before, after,
-                             f"sha256 {current[:12]} matches neither the pinned original {before[:12]} nor the patched {after[:12]}")
-    forward = _try(diff, text, False)
-    backward = _try(diff, text, True)
-    if forward is not None and backward is None:
+            return _state(diff, CONFLICT, current, before, after,
+                          f"sha256 {current[:12]} matches neither the pinned original {_short(before)} "
+                          f"nor the patched {_short(after)}")
+    forward = _try(diff, data, False)
+    backward = _try(diff, data, True)
+    if forward is not _MISMATCH and backward is _MISMATCH:
         if pin is not None:
             warnings.append(f"{diff.path}: sha256 differs from the pin; the hunks match exactly, so it is patched anyway")
-        return FileState(diff.path, NOT_APPLIED, current, current, pf.sha256_bytes(forward), patched=forward)
-    if backward is not None and forward is None:
-        return FileState(diff.path, APPLIED, current, pf.sha256_bytes(backward), current, original=backward)
-    if forward is not None:
-        return FileState(diff.path, CONFLICT, current, before, after,
-                         "the hunks match both ways (ambiguous); refusing to guess")
-    return FileState(diff.path, CONFLICT, current, before, after,
-                     "the hunks match neither the original nor the patched text")
+        return _state(diff, NOT_APPLIED, current, current, pf.sha256_of(forward), patched=forward, patched_known=True)
+    if backward is not _MISMATCH and forward is _MISMATCH:
+        return _state(diff, APPLIED, current, pf.sha256_of(backward), current, original=backward, original_known=True)
+    if data is None and diff.kind == pf.MODIFY:
+        return _state(diff, CONFLICT, None, before, after, "file not found in the target")
+    if forward is not _MISMATCH:
+        return _state(diff, CONFLICT, current, before, after, "the hunks match both ways (ambiguous); refusing to guess")
+    return _state(diff, CONFLICT, current, before, after, "the hunks match neither the original nor the patched text")
 
 
-def _try(diff: pf.FileDiff, text: str, reverse: bool) -> bytes | None:
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else pf.ABSENT
+
+
+def _try(diff: pf.FileDiff, data: bytes | None, reverse: bool):
     try:
-        return pf.encode(pf.apply(diff, text, reverse=reverse))
+        return pf.apply_content(diff, data, reverse=reverse)
     except pf.HunkMismatch:
-        return None
+        return _MISMATCH
+
+
+def foreign_paths(package: str, paths: list[str], owner: dict | None) -> list[tuple[str, str]]:
+    """Paths a patch pinned to ``package`` may not touch (P2), with the reason. A path is the
+    package's when its installed RECORD lists it, or when it lies under one of its top-level
+    packages; a ``.pth`` file in site-packages itself (run at every Python start-up) only when the
+    RECORD lists it."""
+    tops = set(owner.get("top_level") or []) if owner else set()
+    tops.add(package)
+    record = set(owner.get("in_record") or []) if owner else set()
+    where = f"{owner['dist']}/RECORD" if owner else "no installed distribution found"
+    bad = []
+    for path in paths:
+        if path in record:
+            continue
+        first = path.split("/", 1)[0]
+        if "/" not in path and path.endswith(".pth"):
+            bad.append((path, f"a .pth file (run at every Python start-up) that {package} does not own ({where})"))
+        elif ("/" in path and first in tops) or ("/" not in path and path.endswith(".py") and path[:-3] in tops):
+            continue
+        else:
+            bad.append((path, f"not part of {package} (not in {where}, not under its top-level packages: "
+                              f"{', '.join(sorted(tops))})"))
+    return bad

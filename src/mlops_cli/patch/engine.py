@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from mlops_cli import proc
-from mlops_cli.host import CommandResult, NOT_INSTALLED, TIMED_OUT
-from mlops_cli.text import shell_join
 from mlops_cli.errors import OperationFailed, UsageError
+from mlops_cli.host import NOT_INSTALLED, TIMED_OUT, CommandResult
+from mlops_cli.text import shell_join
 
 ENGINES = ("docker", "podman")
 
@@ -114,6 +114,14 @@ def select_engine(requested: str | None, which=shutil.which, env=os.environ) -> 
                                    f"or choose the other engine with --engine")
     raise OperationFailed("no container engine found: neither docker nor podman is on PATH",
                           hint="install Docker (apt-get install docker.io) or Podman (apt-get install podman)")
+
+
+def engine_name(requested: str | None, which=shutil.which, env=os.environ) -> str:
+    """The engine a command would use, for a hint: never fails (docker when nothing is known)."""
+    name = (requested or env.get("MLOPS_ENGINE") or "").strip().lower()
+    if name in ENGINES:
+        return name
+    return "podman" if not which("docker") and which("podman") else "docker"
 
 
 def _first_line(text: str) -> str:

@@ -14,6 +14,9 @@ which GNU ``patch -p1`` and ``git apply`` both skip, so the file stays a usable 
     @@ -1044,7 +1044,10 @@
     ...
 
+A file the patch creates is ``--- /dev/null`` with ``sha256-before: absent``; a file it deletes
+is ``+++ /dev/null`` with ``sha256-after: absent`` (real upstream fixes add modules).
+
 Paths are relative to the folder that holds the package (site-/dist-packages), ``-p1``.
 Hunks apply at their exact line numbers, with no offset and no fuzz: the sha256 pin is what
 ties a patch to one file, and a near match elsewhere is a conflict, never a guess.
@@ -26,11 +29,20 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from mlops_cli.text import one_line, shorten_list
+
 HEADER_MAGIC = "# mlops-patch 1"
+_GIT_EXTENDED = ("new mode", "old mode", "new file mode", "deleted file mode")
 NO_NEWLINE = "\\ No newline at end of file"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_HUNK = re.compile(r"@@ -(\d{1,9})(?:,(\d{1,9}))? \+(\d{1,9})(?:,(\d{1,9}))? @@")
 _PATH_OK = re.compile(r"[A-Za-z0-9_.\-/]+")
+# An import name: what `package:` and --package give (find_spec is asked about it in the target).
+_PACKAGE_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A version as packaging writes it, or anything a __version__ could hold that is one printable word.
+_VERSION_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_\-]{0,99}")
+ABSENT = "absent"  # the sha256 pin of a file that does not exist (before a create, after a delete)
+MODIFY, CREATE, DELETE = "modify", "create", "delete"
 
 
 class PatchFormatError(ValueError):
@@ -45,11 +57,24 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_of(data: bytes | None) -> str | None:
+    """The sha256 of a file's bytes; None for a file that does not exist."""
+    return None if data is None else sha256_bytes(data)
+
+
+def valid_package(name: str) -> bool:
+    return bool(_PACKAGE_OK.fullmatch(name or ""))
+
+
+def valid_version(version: str) -> bool:
+    return bool(_VERSION_OK.fullmatch(version or ""))
+
+
 @dataclass(frozen=True)
 class FilePin:
     path: str
-    sha256_before: str
-    sha256_after: str
+    sha256_before: str | None  # None: the patch creates the file
+    sha256_after: str | None  # None: the patch deletes the file
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,7 @@ class Hunk:
 class FileDiff:
     path: str
     hunks: tuple[Hunk, ...]
+    kind: str = MODIFY  # modify | create | delete
 
 
 @dataclass(frozen=True)
@@ -140,8 +166,12 @@ def parse(data: bytes) -> Patch:
         pin_paths = [p.path for p in header.pins]
         if sorted(diff_paths) != sorted(pin_paths):
             raise PatchFormatError(
-                f"header pins {', '.join(pin_paths) or 'no file'} but the diff changes {', '.join(diff_paths)}"
+                f"header pins {shorten_list(pin_paths) or 'no file'} but the diff changes {shorten_list(diff_paths)}"
             )
+        for f in files:
+            pin = header.pin_for(f.path)
+            if (pin.sha256_before is None) != (f.kind == CREATE) or (pin.sha256_after is None) != (f.kind == DELETE):
+                raise PatchFormatError(f"{f.path}: the header's 'absent' pins do not match the diff ({f.kind})")
     return Patch(header=header, files=tuple(files), sha256=sha256_bytes(data))
 
 
@@ -160,9 +190,15 @@ def _parse_header(lines: list[str]) -> Header | None:
         if current is None:
             return
         for key in ("sha256-before", "sha256-after"):
-            if not _HEX64.fullmatch(current.get(key, "")):
+            value = current.get(key, "")
+            if not (_HEX64.fullmatch(value) or value == ABSENT):
                 raise PatchFormatError(f"header: file {current['path']} has no valid {key}")
-        pins.append(FilePin(current["path"], current["sha256-before"], current["sha256-after"]))
+        before, after = current["sha256-before"], current["sha256-after"]
+        if before == ABSENT and after == ABSENT:
+            raise PatchFormatError(f"header: file {current['path']} is absent both before and after")
+        if any(p.path == current["path"] for p in pins):
+            raise PatchFormatError(f"header: file {current['path']} is pinned twice")
+        pins.append(FilePin(current["path"], None if before == ABSENT else before, None if after == ABSENT else after))
 
     for ln in comment[1:]:
         body = ln[1:]
@@ -186,20 +222,30 @@ def _parse_header(lines: list[str]) -> Header | None:
     for key in ("package", "version"):
         if not fields.get(key):
             raise PatchFormatError(f"header has no '{key}:' line")
+    if not valid_package(fields["package"]):
+        raise PatchFormatError(f"header: {fields['package'][:60]!r} is not a package (import) name")
+    if not valid_version(fields["version"]):
+        raise PatchFormatError(f"header: {fields['version'][:60]!r} is not a version")
     if not pins:
         raise PatchFormatError("header pins no file ('# file:' with sha256-before/after)")
     return Header(fields["package"], fields["version"], tuple(pins), tuple(extra))
 
 
 def _check_path(path: str) -> None:
-    if not _PATH_OK.fullmatch(path) or path.startswith("/") or ".." in path.split("/"):
-        raise PatchFormatError(f"unsafe or unsupported file path in patch: {path!r}")
+    if (not _PATH_OK.fullmatch(path) or len(path) > 1024
+            or any(part in ("", ".", "..") for part in path.split("/"))):
+        raise PatchFormatError(f"unsafe or unsupported file path in patch: {one_line(path)[:120]!r}")
 
 
-def _strip_prefix(raw: str, prefix: str) -> str:
+def check_path(path: str) -> None:
+    """Raise PatchFormatError unless ``path`` is a plain relative path (no '..', no odd characters)."""
+    _check_path(path)
+
+
+def _strip_prefix(raw: str, prefix: str) -> str | None:
     path = raw.split("\t")[0].strip()
     if path == "/dev/null":
-        raise PatchFormatError("creating or deleting files is not supported; patch existing files only")
+        return None
     if path.startswith(prefix):
         path = path[len(prefix):]
     _check_path(path)
@@ -211,29 +257,39 @@ def _parse_diff(lines: list[str], i: int) -> list[FileDiff]:
     n = len(lines)
     while i < n:
         line = lines[i].rstrip("\n")
-        if not line.strip() or line.startswith(("diff ", "index ", "#")) or line.startswith(("new mode", "old mode")):
+        if not line.strip() or line.startswith(("diff ", "index ", "#")) or line.startswith(_GIT_EXTENDED):
             i += 1
             continue
+        if line.startswith(("rename ", "copy ", "similarity ", "dissimilarity ", "Binary files ", "GIT binary patch")):
+            raise PatchFormatError(f"line {i + 1}: renames, copies and binary diffs are not supported ({line[:60]!r})")
         if not line.startswith("--- "):
             raise PatchFormatError(f"line {i + 1}: expected '--- a/FILE', got {line[:60]!r}")
         if i + 1 >= n or not lines[i + 1].startswith("+++ "):
             raise PatchFormatError(f"line {i + 2}: expected '+++ b/FILE' after '---'")
         old_path = _strip_prefix(line[4:], "a/")
         new_path = _strip_prefix(lines[i + 1].rstrip("\n")[4:], "b/")
-        if old_path != new_path:
+        if old_path is None and new_path is None:
+            raise PatchFormatError(f"line {i + 1}: both sides are /dev/null")
+        kind = CREATE if old_path is None else DELETE if new_path is None else MODIFY
+        path = old_path or new_path
+        if kind == MODIFY and old_path != new_path:
             raise PatchFormatError(f"line {i + 1}: renames are not supported ({old_path} -> {new_path})")
-        if any(f.path == old_path for f in files):
-            raise PatchFormatError(f"line {i + 1}: {old_path} appears twice in the patch")
+        if any(f.path == path for f in files):
+            raise PatchFormatError(f"line {i + 1}: {path} appears twice in the patch")
         i += 2
         hunks: list[Hunk] = []
         while i < n and lines[i].startswith("@@"):
             hunk, i = _parse_hunk(lines, i)
             if hunks and hunk.old_start < hunks[-1].old_start + len(hunks[-1].old_lines):
-                raise PatchFormatError(f"{old_path}: hunks overlap or are out of order")
+                raise PatchFormatError(f"{path}: hunks overlap or are out of order")
             hunks.append(hunk)
-        if not hunks:
-            raise PatchFormatError(f"line {i + 1}: {old_path} has no hunk ('@@ -l,n +l,n @@')")
-        files.append(FileDiff(old_path, tuple(hunks)))
+        if kind == CREATE and any(h.old_lines for h in hunks):
+            raise PatchFormatError(f"{path}: a created file (--- /dev/null) cannot have old lines")
+        if kind == DELETE and any(h.new_lines for h in hunks):
+            raise PatchFormatError(f"{path}: a deleted file (+++ /dev/null) cannot have new lines")
+        if not hunks and kind == MODIFY:
+            raise PatchFormatError(f"line {i + 1}: {path} has no hunk ('@@ -l,n +l,n @@')")
+        files.append(FileDiff(path, tuple(hunks), kind))
     if not files:
         raise PatchFormatError("the patch changes nothing")
     return files
@@ -301,10 +357,35 @@ def apply(diff: FileDiff, text: str, reverse: bool = False) -> str:
 # --- making ---------------------------------------------------------------------
 
 
-def make_diff(path: str, before: str, after: str, context: int = 3) -> str:
-    """A unified diff of one file, '-p1' paths, with 'No newline' markers where due."""
+def apply_content(diff: FileDiff, data: bytes | None, reverse: bool = False) -> bytes | None:
+    """Apply (or un-apply) a file's diff to its bytes, None meaning "the file does not exist".
+    Raise HunkMismatch when the hunks do not match, or the file exists where it must not (or not
+    where it must)."""
+    absent_before = diff.kind == (DELETE if reverse else CREATE)
+    absent_after = diff.kind == (CREATE if reverse else DELETE)
+    if absent_before and data is not None:
+        raise HunkMismatch(f"{diff.path}: the file exists already")
+    if not absent_before and data is None:
+        raise HunkMismatch(f"{diff.path}: the file does not exist")
+    text = apply(diff, decode(data or b""), reverse=reverse)
+    if absent_after:
+        if text:
+            raise HunkMismatch(f"{diff.path}: the file holds more than the patch removes")
+        return None
+    return encode(text)
+
+
+def make_diff(path: str, before: str | None, after: str | None, context: int = 3) -> str:
+    """A unified diff of one file, '-p1' paths, with 'No newline' markers where due. None on a side
+    means the file does not exist there (``/dev/null``)."""
     out: list[str] = []
-    for line in difflib.unified_diff(split_lines(before), split_lines(after), f"a/{path}", f"b/{path}", n=context):
+    old_name = "/dev/null" if before is None else f"a/{path}"
+    new_name = "/dev/null" if after is None else f"b/{path}"
+    diff_lines = list(difflib.unified_diff(split_lines(before or ""), split_lines(after or ""), old_name, new_name,
+                                           n=context))
+    if not diff_lines and (before is None) != (after is None):  # an empty file created or deleted
+        diff_lines = [f"--- {old_name}\n", f"+++ {new_name}\n"]
+    for line in diff_lines:
         if line.startswith(("--- ", "+++ ")):
             line = line.rstrip() + "\n"  # difflib adds a tab when no date is given
         out.append(line)
@@ -313,13 +394,21 @@ def make_diff(path: str, before: str, after: str, context: int = 3) -> str:
     return "".join(out)
 
 
-def make_patch(package: str, version: str, changes: list[tuple[str, bytes, bytes]], notes: list[str] = ()) -> bytes:
-    """A pinned patch from (path, original bytes, edited bytes) triples."""
+def make_patch(package: str, version: str, changes: list[tuple[str, bytes | None, bytes | None]],
+               notes: list[str] = ()) -> bytes:
+    """A pinned patch from (path, original bytes, edited bytes) triples; None = the file does not
+    exist on that side (created or deleted)."""
+    if not valid_package(package):
+        raise PatchFormatError(f"{package[:60]!r} is not a package (import) name")
+    if not valid_version(version):
+        raise PatchFormatError(f"{version[:60]!r} is not a version")
     head = [HEADER_MAGIC, f"# package: {package}", f"# version: {version}"]
     body: list[str] = []
     for path, before, after in changes:
         _check_path(path)
-        head += [f"# file: {path}", f"#   sha256-before: {sha256_bytes(before)}", f"#   sha256-after: {sha256_bytes(after)}"]
-        body.append(make_diff(path, decode(before), decode(after)))
-    head += [f"# {note}" for note in notes]
+        head += [f"# file: {path}", f"#   sha256-before: {sha256_of(before) or ABSENT}",
+                 f"#   sha256-after: {sha256_of(after) or ABSENT}"]
+        body.append(make_diff(path, None if before is None else decode(before),
+                              None if after is None else decode(after)))
+    head += [f"# {one_line(note)}" for note in notes]
     return encode("\n".join(head) + "\n" + "".join(body))

@@ -41,6 +41,8 @@ class PatchReport:
     plan: list[str] = field(default_factory=list)
     import_check: dict | None = None
     status_exit: bool = False  # status: not-applied is exit 1 too
+    hint: str | None = None  # shown after `problem` on stderr
+    changed_system: bool = False  # files written or an image built (the exit code says so even if printing fails)
 
     @property
     def exit_code(self) -> int:
@@ -170,3 +172,134 @@ class DiffReport:
         if src.get("kind") == "image":
             console.print(f"next: mlops patch apply {self.output} --image {src['ref']} --dry-run",
                           markup=False, highlight=False)
+
+
+@dataclass
+class PortReport:
+    """`mlops patch port`: the old patch carried to the target's release (or why not)."""
+
+    target: dict
+    package: str
+    old_version: str
+    new_version: str
+    patch: dict  # path, sha256 of the old patch
+    tool: str  # git | merge3
+    result: str = ""  # ported | upstream-fixed | conflict | unchanged
+    files: list = field(default_factory=list)  # port.FilePort
+    output: dict | None = None  # the new patch: path, sha256, version
+    work: str | None = None  # conflict: the work folder to finish
+    finish: str | None = None  # conflict: the command that finishes
+    base_sources: dict = field(default_factory=dict)
+    new_hunks: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return ExitCode.PROBLEM if self.result == "conflict" else ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": "port", "result": self.result, "target": self.target, "package": self.package,
+                "old_version": self.old_version, "new_version": self.new_version, "patch": self.patch,
+                "merge_tool": self.tool, "files": [f.to_json() for f in self.files], "output": self.output,
+                "work": self.work, "finish": self.finish, "base_sources": self.base_sources, "notes": self.notes}
+
+    def render(self, console: Console) -> None:
+        def say(line: str) -> None:
+            console.print(line, markup=False, highlight=False)
+
+        say(f"port {self.patch['path']}: {self.package} {self.old_version} -> {self.new_version} "
+            f"({self.target['kind']} {self.target.get('ref')}; merged with {self.tool})")
+        for f in self.files:
+            say(f"  {f.outcome:<16} {f.path}" + (f" ({f.reason})" if f.reason else ""))
+            for h in f.hunks:
+                if f.outcome == "upstream-has-it":
+                    continue
+                moved = "not moved" if h["offset"] == 0 else f"moved {h['offset']:+d} lines"
+                say(f"  {'':<16} hunk {h['hunk']}: line {h['old_line']} -> {h['new_line']} ({moved})")
+            for note in f.moved:
+                say(f"  {'':<16} {note}")
+        for note in self.notes:
+            say(f"note: {note}")
+        if self.result == "ported":
+            say(f"wrote {self.output['path']} (sha256 {self.output['sha256'][:12]}), pinned to "
+                f"{self.package} {self.new_version}")
+            say(f"next: mlops patch apply {self.output['path']} --{self.target['kind'] if self.target['kind'] != 'local' else 'python'} "
+                f"{self.target.get('ref')} --dry-run")
+        elif self.result == "upstream-fixed":
+            say(f"result: {self.package} {self.new_version} already contains the change; no patch written")
+        elif self.result == "unchanged":
+            say("result: nothing to port; no patch written")
+        elif self.result == "conflict":
+            say(f"result: CONFLICT; the merged files, with conflict markers, are in {self.work}")
+            say(f"next: edit them (keep what is right between <<<<<<< and >>>>>>>), then: {self.finish}")
+
+
+@dataclass
+class StatusTable:
+    """`mlops patch status FOLDER`: every patch in a folder against one target."""
+
+    target: dict
+    folder: str
+    expect: str  # applied | applicable
+    rows: list[dict]
+    labels: dict = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        results = [r["result"] for r in self.rows]
+        if "invalid" in results:
+            return ExitCode.USAGE
+        good = {"applied"} if self.expect == "applied" else {"applied", "not-applied"}
+        return ExitCode.OK if all(r in good for r in results) else ExitCode.PROBLEM
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r["result"]] = out.get(r["result"], 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": "status", "folder": self.folder, "target": self.target, "expect": self.expect,
+                "patches": self.rows, "counts": self.counts(), "labels": self.labels,
+                "ok": self.exit_code == ExitCode.OK}
+
+    def render(self, console: Console) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"{self.target['kind']} {self.target.get('ref')}: {len(self.rows)} patch(es) in {self.folder}",
+                      title_justify="left", show_edge=False, pad_edge=False)
+        for column in ("patch", "package", "pinned", "target", "status"):
+            table.add_column(column, no_wrap=column != "patch", overflow="fold")
+        for r in self.rows:
+            table.add_row(r["path"].rsplit("/", 1)[-1], r["package"] or "-", r["pinned_version"] or "(unpinned)",
+                          r["target_version"] or "-", r["result"])
+        console.print(table)
+        for r in self.rows:
+            if r["problem"] and r["result"] != "applied":
+                console.print(f"  {r['path'].rsplit('/', 1)[-1]}: {r['problem']}", markup=False, highlight=False)
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts().items()))
+        verdict = "ok" if self.exit_code == ExitCode.OK else "NOT ok"
+        console.print(f"status: {counts} ({verdict} for --expect {self.expect})", markup=False, highlight=False)
+
+
+@dataclass
+class DockerfileReport:
+    """`mlops patch dockerfile`: the Dockerfile text (stdout), and what was checked."""
+
+    image: str
+    patch: dict
+    package: str
+    labels: dict
+    text: str
+    state: str | None  # the patch's state in the local image, when it could be checked
+    notes: list[str] = field(default_factory=list)
+    base_image_id: str | None = None
+    exit_code: int = ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": "dockerfile", "image": self.image, "image_id": self.base_image_id, "patch": self.patch,
+                "package": self.package, "labels": self.labels, "checked_state": self.state,
+                "dockerfile": self.text, "notes": self.notes}
+
+    def render(self, console: Console) -> None:
+        console.print(self.text, markup=False, highlight=False, end="", soft_wrap=True)

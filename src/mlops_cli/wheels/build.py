@@ -8,13 +8,12 @@ refused with a message that names the package. Built wheels are cached by the sd
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from mlops_cli import proc
-from mlops_cli.errors import OperationFailed
+from mlops_cli import files, proc
+from mlops_cli.errors import MlopsError, OperationFailed
 from mlops_cli.wheels.resolve import clean_env, index_args, summarize_uv_error, uv_binary
 
 
@@ -32,9 +31,11 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
     existing = sorted(done.glob("*.whl")) if done.is_dir() else []
     if existing:
         return existing[0]
+    from mlops_cli.wheels.index import safe_filename
+
     with tempfile.TemporaryDirectory(prefix="mlops-sdist-") as work:
         src = Path(work) / sdist_name
-        shutil.copyfile(sdist, src)
+        files.copy_new(sdist, src, what="sdist copy")
         out = Path(work) / "out"
         argv = [uv_binary(), "build", "--wheel", "--out-dir", str(out), str(src),
                 "--python", sys.executable, "--no-python-downloads", "--no-config",
@@ -47,6 +48,8 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
             raise OperationFailed(f"cannot build a wheel from the sdist-only dependency {sdist_name}: "
                                   f"{summarize_uv_error(result.stderr)}")
         wheel = wheels[0]
+        if not safe_filename(wheel.name) or not wheel.name.endswith(".whl"):
+            raise OperationFailed(f"building {sdist_name} gave a file that is not a wheel")
         if not is_pure_wheel(wheel.name):
             raise OperationFailed(
                 f"{sdist_name} has no wheel for the target and is not pure Python (building it here gave {wheel.name})",
@@ -54,5 +57,9 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
                      "machine like the target and serve it from an --extra-index-url")
         done.mkdir(parents=True, exist_ok=True)
         final = done / wheel.name
-        shutil.copyfile(wheel, final)
+        try:
+            files.copy_new(wheel, final, what="built wheel")
+        except MlopsError:
+            if not final.is_file():  # else another mlops process built the same sdist meanwhile
+                raise
         return final

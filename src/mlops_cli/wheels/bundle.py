@@ -1,24 +1,23 @@
 """`mlops wheels`: resolve for each target, fetch, build pure sdists, write the bundle.
 
-Order of work: requirements are checked, uv resolves per target (in parallel), the index
-pages of every pin are read (in parallel), a pure plan says which file each target gets,
-files are downloaded into the cache (in parallel, hash-checked), and the bundle is written
-to a temporary folder that is renamed into place only when everything, including the
-optional `--check-install`, succeeded.
+Order of work: the output path and the requirements are checked, uv resolves per target (in
+parallel; binary-only, so a version with a wheel for the target wins over a newer sdist), the
+index pages of every pin are read (in parallel), a pure plan says which file each target gets,
+files are downloaded into the cache (in parallel, hash-checked), and the bundle is written to
+a staging folder beside the destination that is renamed into place only when everything,
+including the optional `--check-install`, succeeded.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops_cli import files as floor
 from mlops_cli.errors import OperationFailed, UsageError
-
 from mlops_cli.output import info, warn
 from mlops_cli.wheels.targets import Target
 
@@ -54,16 +53,14 @@ def default_out_name(requirements: list[str], requirement_files: list[Path] = ()
         return f"{Path(requirement_files[0]).stem}-bundle" if requirement_files else "requirements-bundle"
     first = Requirement(requirements[0])
     pins = [s.version for s in first.specifier if s.operator in ("==", "===")]
-    return f"{first.name}-{pins[0]}-bundle" if pins else f"{first.name}-bundle"
+    name = f"{first.name}-{pins[0]}-bundle" if pins else f"{first.name}-bundle"
+    return name if len(name) <= 120 else f"{name[:100]}-bundle"  # a file name has 255 bytes at most
 
 
 def _read_requirement_files(paths: list[Path]) -> dict[str, set[str]]:
     """Check the -r files (readable, no index options, no URLs); their --hash pins by name."""
     from mlops_cli.wheels.reqfile import scan_files
 
-    for p in paths:
-        if not p.is_file() or not os.access(p, os.R_OK):
-            raise UsageError(f"cannot read requirements file {p}")
     return scan_files(paths)
 
 
@@ -80,7 +77,7 @@ def _speculate(req: BundleRequest, pages, downloader):
             for t in req.targets:
                 c = choose_file(files, name, version, t.tags(), t.markers()["python_full_version"])
                 if c.file is not None and not c.needs_build:
-                    downloader.submit(Job(c.file.filename, c.file.url, c.file.sha256, c.file.size))
+                    downloader.submit(Job(c.file.filename, c.file.url, c.file.sha256, c.file.size, c.file.hashes))
         except Exception:  # noqa: BLE001 - a failed guess costs nothing; the real pass reports
             pass
 
@@ -90,11 +87,43 @@ def _speculate(req: BundleRequest, pages, downloader):
     return on_select
 
 
+def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_select):
+    """Pins for one target, binary-only: every package gets a version with a wheel for the
+    target; only projects that ship no wheel at all (in any release) may come as an sdist.
+
+    One uv run does it when every package has wheels (`--only-binary :all:`). Otherwise uv
+    resolves once without the rule to learn the closure, and again with `--only-binary NAME` for
+    every package in it that ships wheels somewhere (numpy and pandas for a manylinux2014 box
+    get their last versions with such wheels instead of a newer sdist built on this host)."""
+    from mlops_cli.wheels.index import ships_wheels
+    from mlops_cli.wheels.resolve import resolve, stopping
+
+    def run(only_binary):
+        return resolve(target, inputs, req.index_urls, cache_root / "uv", on_select=on_select, only_binary=only_binary)
+
+    try:
+        return run([":all:"])
+    except OperationFailed:
+        if stopping() or any(isinstance(pages.failure(n), OperationFailed) for n in req.first_names):
+            raise  # interrupted, or the index itself failed: a second uv would only wait again
+        # some package has no wheel for the target: find which may be built
+    pins, warnings = run(None)
+    exempt: set[str] = set()
+    for _ in range(3):
+        names = {p.name.lower() for p in pins}
+        exempt |= {n for n in names if not ships_wheels(pages.want(n).result())}
+        binary = sorted(names - exempt)
+        pins, warnings = run(binary or [":none:"])
+        if {p.name.lower() for p in pins} <= names:
+            break
+    return pins, warnings
+
+
 def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_select) -> tuple[dict, list[str]]:
-    from mlops_cli.wheels.resolve import resolve, stop_running
+    from mlops_cli.wheels.resolve import stop_running
 
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
-        futures = {t.name: pool.submit(resolve, t, inputs, req.index_urls, cache_root / "uv", on_select=on_select)
+        futures = {t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_select)
                    for t in req.targets}
         try:
             results = {name: f.result() for name, f in futures.items()}
@@ -102,14 +131,33 @@ def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages
             stop_running()  # else the pool would wait for uv before the temporary folder is removed
             raise
         except OperationFailed:
-            # An unreachable index explains a failed resolution better than uv's retries do.
+            # An unreachable index, or one listing malformed hashes, explains a failed resolution
+            # better than uv's retries do.
+            from mlops_cli.wheels.index import parse_page
+
             for name in req.first_names:
                 failure = pages.failure(name)
                 if isinstance(failure, OperationFailed):
                     raise failure from None
+                bad = [f.hash_problem for f in parse_page(pages.want(name).result()) if f.hash_problem]
+                if bad:
+                    raise OperationFailed(bad[0], hint="the index is broken or hostile; nothing was written") from None
             raise
     warnings = sorted({w for _, ws in results.values() for w in ws})
     return {name: pins for name, (pins, _) in results.items()}, warnings
+
+
+def _refuse_empty(req: BundleRequest, pins: dict) -> None:
+    """A requirement whose marker is false for a target gives that target nothing to install:
+    say so, and build no bundle that installs nothing (exit 2)."""
+    empty = [t.name for t in req.targets if not pins.get(t.name)]
+    if not empty:
+        return
+    for name in empty:
+        warn(f"target {name} gets no packages: every requirement's environment marker is false there")
+    raise UsageError(f"nothing to bundle for target {', '.join(empty)}: the requirements' markers exclude it",
+                     hint="check the markers (python_version, sys_platform, platform_machine) against the target, "
+                          "or leave that target out")
 
 
 def _fetch_pages(pages, pins: dict) -> dict:
@@ -140,40 +188,63 @@ def build_bundle(req: BundleRequest):
         gc.enable()
 
 
+def _output_paths(req: BundleRequest) -> tuple[Path, str]:
+    out = Path(req.out or default_out_name(req.requirements, req.requirement_files)).absolute()
+    final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
+    name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
+    return final, name
+
+
 def _build_bundle(req: BundleRequest):
+    from mlops_cli.wheels import publish
+
+    started = time.perf_counter()
+    final, name = _output_paths(req)
+    publish.check_output(final, req.archive)  # before any work: never someone else's data
+    hash_pins = _read_requirement_files(req.requirement_files)
+    with tempfile.TemporaryDirectory(prefix="mlops-wheels-") as scratch:
+        with floor.staging_dir(final, what="bundle") as stage:
+            result = _build_into(req, stage, Path(scratch), final, name, hash_pins, started)
+            if req.archive == "tar.gz":
+                from mlops_cli.wheels import layout
+                from mlops_cli.wheels.manifest import archive_epoch
+
+                publish.check_output(final, req.archive)  # again: it may have appeared meanwhile
+                with floor.atomic_writer(final, what="bundle archive") as fh:
+                    layout.write_archive(stage, fh, name, archive_epoch())
+            else:
+                floor.publish_dir(stage, final, may_replace=publish.folder_reason, what="bundle")
+    result.phases["build_and_write"] = time.perf_counter() - started - sum(result.phases.values())
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, name: str, hash_pins, started: float):
     from mlops_cli.wheels import layout
     from mlops_cli.wheels.build import build_pure_wheel
     from mlops_cli.wheels.download import Cache, Downloader, Job, default_cache_root
     from mlops_cli.wheels.index import PagePrefetcher
-    from mlops_cli.wheels.manifest import archive_epoch, describe_bundle
+    from mlops_cli.wheels.manifest import describe_bundle
     from mlops_cli.wheels.plan import make_plan
     from mlops_cli.wheels.result import BundleResult
 
-    started = time.perf_counter()
-    hash_pins = _read_requirement_files(req.requirement_files)
     cache_root = Path(req.cache_root or default_cache_root())
-    out = Path(req.out or default_out_name(req.requirements, req.requirement_files)).absolute()
-    final = out.with_name(out.name + ".tar.gz") if req.archive == "tar.gz" and not out.name.endswith(".tar.gz") else out
-    if final.exists() and not (_replaceable(final) if req.archive == "dir" else final.is_file()):
-        raise UsageError(f"{final} exists and is not a bundle; refusing to replace it", hint="choose another -o")
-    final.parent.mkdir(parents=True, exist_ok=True)
-
     pages = PagePrefetcher(req.index_urls, req.workers)
     downloader = Downloader(pages.session, Cache(cache_root), req.workers)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         inputs = list(req.requirement_files)
         if req.requirements:
-            top = work / "requirements.in"
-            top.write_text("\n".join(req.requirements) + "\n")
+            top = scratch / "requirements.in"
+            floor.write_new(top, "\n".join(req.requirements) + "\n", what="resolver input")
             inputs.insert(0, top)
-        for name in req.first_names:
-            pages.want(name)
+        for first in req.first_names:
+            pages.want(first)
         if req.chatty:
             info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
         phases = {"setup": time.perf_counter() - started}
         pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader))
         phases["resolve"] = time.perf_counter() - started - sum(phases.values())
+        _refuse_empty(req, pins)
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))
         if plan.problems:
             raise OperationFailed("; ".join(plan.problems),
@@ -188,44 +259,40 @@ def _build_bundle(req: BundleRequest):
         for note in warnings:
             warn(note)
         files = plan.unique_files()
-        jobs = [Job(f.filename, f.url, f.sha256, f.size) for f in files]
+        jobs = [Job(f.filename, f.url, f.sha256, f.size, f.hashes) for f in files]
         if req.chatty:
             info(f"fetching {len(jobs)} files ...")
         fetched = {f.filename: f for f in downloader.fetch_all(jobs, req.show_progress)}
+        unhashed = sorted(f.filename for f in fetched.values() if f.checked_with is None)
+        if unhashed:
+            note = (f"the index gave no sha256 for {len(unhashed)} file(s) ({', '.join(unhashed[:3])}"
+                    f"{', ...' if len(unhashed) > 3 else ''}): their hashes were taken from the download itself")
+            warn(note)
+            warnings.append(note)
         _check_hash_pins(hash_pins, plan, fetched)
         phases["fetch_after_resolve"] = time.perf_counter() - started - sum(phases.values())
         bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
-        manifest, requirements, targets_json = describe_bundle(req, bundle_files)
-        name = final.name[: -len(".tar.gz")] if final.name.endswith(".tar.gz") else final.name
-        folder = work / name
-        layout.write_bundle_dir(folder, list(bundle_files.values()), requirements, manifest,
+        manifest, texts, targets_json = describe_bundle(req, bundle_files)
+        layout.write_bundle_dir(stage, list(bundle_files.values()), texts, manifest,
                                 layout.readme_text(name, targets_json))
         if req.check_install:
             from mlops_cli.wheels.checkinstall import check_install
 
-            check_install(folder, manifest, req.requirements)
-        if req.archive == "tar.gz":
-            layout.write_archive(folder, work / final.name, name, archive_epoch())
-            _replace(work / final.name, final)
-        else:
-            _replace(folder, final)
+            check_install(stage, manifest, req.requirements, req.targets)
     finally:
         pages.close()
         downloader.close()
-        shutil.rmtree(work, ignore_errors=True)
     downloaded = sum(f.downloaded_bytes for f in fetched.values())
     hits = sum(1 for f in fetched.values() if f.from_cache)
-    phases["build_and_write"] = time.perf_counter() - started - sum(phases.values())
     return BundleResult(bundle=final, archive=req.archive, targets=targets_json, files=list(bundle_files.values()),
-                        downloaded_bytes=downloaded, cache_hits=hits, seconds=time.perf_counter() - started,
-                        phases=phases, warnings=warnings)
+                        downloaded_bytes=downloaded, cache_hits=hits, seconds=0.0, phases=phases, warnings=warnings)
 
 
 def _check_hash_pins(hash_pins: dict, plan, fetched: dict) -> None:
     """A -r file's --hash pins hold, as in pip's hash-checking mode: a file none allows is fatal."""
     from mlops_cli.wheels.reqfile import hash_mismatches
 
-    chosen = {(c.name, c.file.filename, fetched[c.file.filename].sha256)
+    chosen = {(c.name, c.file.filename, fetched[c.file.filename].sha256, fetched[c.file.filename].path)
               for cs in plan.per_target.values() for c in cs if c.file is not None}
     problems = hash_mismatches(hash_pins, sorted(chosen))
     if problems:
@@ -262,22 +329,3 @@ def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> di
             if target_name not in out[key].targets:
                 out[key].targets.append(target_name)
     return out
-
-
-def _replaceable(path: Path) -> bool:
-    """An earlier bundle or an empty folder may be replaced; anything else is someone's data."""
-    return path.is_dir() and ((path / "manifest.json").is_file() or not any(path.iterdir()))
-
-
-def _replace(src: Path, dest: Path) -> None:
-    """Rename into place; an older bundle at `dest` is moved aside first, then removed."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(src, dest)
-    if old is not None:
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)

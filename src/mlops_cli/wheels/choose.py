@@ -72,14 +72,15 @@ def choose_file(files: list[IndexFile], name: str, version: str, tags: list[str]
         if score is not None and (best is None or score < best[0]):
             best = (score, f)
     if best:
+        if best[1].hash_problem:
+            return Choice(name, version, None, problem=best[1].hash_problem)
         return Choice(name, version, best[1])
     if sdists and not wheels:
+        if sdists[0].hash_problem:
+            return Choice(name, version, None, problem=sdists[0].hash_problem)
         return Choice(name, version, sdists[0], needs_build=True)
-    if sdists:
-        # Wheels exist but none for this target (e.g. a C extension without aarch64 wheels):
-        # building on this host would ship the host's binaries, so offer the sdist as a build
-        # only to be rejected later unless it turns out pure.
-        return Choice(name, version, sdists[0], needs_build=True)
+    # Wheels exist but none for this target (a C extension without aarch64 wheels, a glibc
+    # too old for them): never a build on this host, which would ship this host's binaries.
     available = sorted({t for _, ts in wheels for t in ts})
     shown = ", ".join(available[:4]) + (", ..." if len(available) > 4 else "")
     return Choice(name, version, None, problem=f"{name}=={version} has no wheel for this target (it has: {shown})")

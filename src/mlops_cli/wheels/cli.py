@@ -39,6 +39,7 @@ Exit codes: 0 bundle written (or verified), 1 resolution/download/verification f
 
 def _targets(presets, python, platforms, target_files):
     """The targets asked for (default: this machine), and this machine as a target or None."""
+    from mlops_cli import files
     from mlops_cli.errors import UsageError
     from mlops_cli.wheels import targets as T
     from mlops_cli.wheels.probe import probe_this_interpreter
@@ -60,27 +61,9 @@ def _targets(presets, python, platforms, target_files):
     elif python and not presets:
         chosen.append(T.from_flags(python, None, need_host()))
     for f in target_files:
-        try:
-            text = Path(f).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot read target file {f}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise UsageError(f"cannot read target file {f}: not UTF-8 text (a binary file?)") from None
-        chosen.append(T.parse_target_file(text, str(f)))
+        text = files.read_input_text(f, what="target file", max_bytes=4 * 1024 * 1024)
+        chosen.append(T.parse_target_file(text, files.show_path(f)))
     return T.dedupe_names(chosen or [need_host()]), host
-
-
-def _interrupt_on_sigterm() -> None:
-    """A CI timeout or `kill` (SIGTERM) unwinds like Ctrl-C: the temporary bundle folder is removed
-    and uv is stopped, instead of both being left behind."""
-    import signal
-    import threading
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _exit_now_after_interrupt() -> None:
@@ -95,6 +78,21 @@ def _exit_now_after_interrupt() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _check_index_urls(urls: list[str]) -> None:
+    """http(s) URLs with a host and, if given, a port from 1 to 65535 (bad input: exit 2)."""
+    from mlops_cli.errors import UsageError
+    from mlops_cli.text import one_line, shorten
+    from mlops_cli.wheels.index import origin, strip_credentials_loose
+
+    for url in urls:
+        shown = shorten(one_line(strip_credentials_loose(url)), 120)
+        if not url.lower().startswith(("http://", "https://")) or len(url.split("//", 1)[1].strip("/")) == 0 \
+                or any(c.isspace() for c in url):
+            raise UsageError(f"not an index URL: {shown!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple")
+        if not origin(url)[1]:
+            raise UsageError(f"not an index URL: {shown!r}: no host")
 
 
 def _is_pip(requirement: str) -> bool:
@@ -117,16 +115,16 @@ def wheels(
     extra_index_url: List[str] = typer.Option([], "--extra-index-url", help="Further index, used only for names the first lacks."),
     sdist: str = typer.Option("build", "--sdist", help="sdist-only dependencies: build (pure ones, on this host) or refuse."),
     archive: str = typer.Option("dir", "--archive", help="dir, or tar.gz (reproducible: same inputs, same bytes)."),
-    with_pip: bool = typer.Option(False, "--with-pip", help="Also bundle pip: install.sh runs it when the target has no pip or an old one."),
-    check_install: bool = typer.Option(False, "--check-install", help="Install the bundle offline into a throwaway venv and import it."),
+    with_pip: bool = typer.Option(False, "--with-pip", help="Also bundle pip: install.sh runs it when the target has no pip or an "
+                                  "old one; it is installed only into a venv, never over a system python's own pip."),
+    check_install: bool = typer.Option(False, "--check-install", help="Install the bundle offline into a throwaway venv per target "
+                                       "(any target whose Python is on this machine) and import it."),
     verify: Optional[Path] = typer.Option(None, "--verify", help="Re-hash a bundle folder or .tar.gz against its manifest; build nothing."),
     print_target: bool = typer.Option(False, "--print-target", help="Print this interpreter as a target file (same as `mlops wheels target`)."),
     json_out: JsonOpt = False,
 ) -> int:
     from mlops_cli.errors import UsageError
     from mlops_cli.output import progress_enabled
-
-    _interrupt_on_sigterm()
 
     words = list(reqs or [])
     if print_target or words == ["target"]:
@@ -142,9 +140,7 @@ def wheels(
         raise UsageError(f"--sdist must be build or refuse, not {sdist!r}")
     if archive not in ("dir", "tar.gz"):
         raise UsageError(f"--archive must be dir or tar.gz, not {archive!r}")
-    for url in (index_url, *extra_index_url):
-        if not url.lower().startswith(("http://", "https://")) or len(url.split("//", 1)[1].strip("/")) == 0:
-            raise UsageError(f"not an index URL: {url!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple")
+    _check_index_urls([index_url, *extra_index_url])
     if not words and not requirement:
         raise UsageError("nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt")
     from mlops_cli.wheels.bundle import BundleRequest, build_bundle, default_out_name
@@ -156,8 +152,10 @@ def wheels(
     if with_pip and not any(_is_pip(w) for w in words):
         words.append("pip")
     chosen, host = _targets(target, python, platform, target_file)
-    if check_install and (host is None or not any(t.python == host.python and t.arch == host.arch for t in chosen)):
-        raise UsageError("--check-install needs a target this machine can run (same Python and CPU)")
+    if check_install:
+        from mlops_cli.wheels.checkinstall import interpreters_for
+
+        interpreters_for(chosen)  # before any work: say which target has no interpreter here
     request = BundleRequest(
         requirements=words, requirement_files=list(requirement), targets=chosen,
         index_urls=[index_url, *extra_index_url], out=out, sdist_policy=sdist, archive=archive,

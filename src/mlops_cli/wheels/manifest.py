@@ -12,20 +12,23 @@ from mlops_cli import __version__
 
 
 def describe_bundle(req, bundle_files: dict):
-    """(manifest, requirements file name -> text, targets as JSON) for a finished plan."""
+    """(manifest, bundle file name -> text, targets as JSON) for a finished plan: per target a
+    hash-pinned requirements file and a PEP 751 lock."""
     from mlops_cli.wheels.index import strip_credentials
-    from mlops_cli.wheels.layout import MANIFEST_FORMAT, requirements_text
-    from mlops_cli.wheels.plan import required_glibc
+    from mlops_cli.wheels.layout import MANIFEST_FORMAT, pylock_name, pylock_text, requirements_text
+    from mlops_cli.wheels.plan import required_glibc, required_pip
 
-    targets_json, requirements = [], {}
+    targets_json, texts = [], {}
     for t in req.targets:
         mine = [f for f in bundle_files.values() if t.name in f.targets]
         needs = required_glibc([f.filename for f in mine])
         req_file = f"requirements-{t.name}.txt"
-        requirements[req_file] = requirements_text(
+        texts[req_file] = requirements_text(
             f"target {t.name}: Python {t.python}, {t.arch}, glibc {t.glibc}", mine)
         entry = t.to_json()
-        entry.update(requires_glibc=needs, requirements_file=req_file, files=len(mine))
+        entry.update(requires_glibc=needs, requires_pip=required_pip([f.filename for f in mine]),
+                     requirements_file=req_file, pylock=pylock_name(t.name), files=len(mine))
+        texts[entry["pylock"]] = pylock_text(entry, mine, f"mlops-cli {__version__}")
         targets_json.append(entry)
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -40,7 +43,7 @@ def describe_bundle(req, bundle_files: dict):
         "targets": targets_json,
         "packages": [f.to_json() for f in sorted(bundle_files.values(), key=lambda f: (f.name, f.filename))],
     }
-    return manifest, requirements, targets_json
+    return manifest, texts, targets_json
 
 
 def archive_epoch() -> int:

@@ -79,3 +79,29 @@ def required_glibc(wheel_filenames: list[str]) -> str | None:
             lowest = min(levels)  # the file installs where its most lenient tag does
             need = lowest if need is None else max(need, lowest)
     return f"{need[0]}.{need[1]}" if need else None
+
+
+# The first pip that reads each platform tag spelling (PEP 513, 571, 599, 600). A file installs
+# with the oldest pip that reads any one of its tags; a target needs the newest of those.
+_PIP_FOR_TAG = (("manylinux_", (20, 3)), ("manylinux2014_", (19, 3)), ("manylinux2010_", (19, 0)),
+                ("manylinux1_", (8, 1)))
+
+
+def required_pip(wheel_filenames: list[str]) -> str | None:
+    """The oldest pip that can install every one of these wheels (None: any pip).
+
+    A wheel tagged only `manylinux_2_17_x86_64` (no `manylinux2014` alias) is invisible to
+    pip 20.2.4, which RHEL 8 and Rocky 8 ship, though their glibc is new enough."""
+    from packaging.utils import parse_wheel_filename
+
+    need: tuple[int, int] | None = None
+    for filename in wheel_filenames:
+        _n, _v, _b, tags = parse_wheel_filename(filename)
+        per_tag = []
+        for t in tags:
+            found = next((v for prefix, v in _PIP_FOR_TAG if t.platform.startswith(prefix)), None)
+            per_tag.append(found or (0, 0))
+        lowest = min(per_tag) if per_tag else (0, 0)
+        if lowest > (0, 0):
+            need = lowest if need is None else max(need, lowest)
+    return f"{need[0]}.{need[1]}" if need else None

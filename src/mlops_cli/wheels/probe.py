@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 PROBE_SOURCE = r'''
-import json, platform, socket, sys
+import json, os, platform, socket, sys, sysconfig
 libc, libc_version = platform.libc_ver()
 tags = []
 try:
@@ -30,6 +30,8 @@ print(json.dumps({
     "libc": libc or None,
     "glibc": libc_version if libc == "glibc" else None,
     "tags": tags,
+    "externally_managed": sys.prefix == getattr(sys, "base_prefix", sys.prefix) and os.path.isfile(
+        os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")),
 }, indent=2))
 '''
 

@@ -13,9 +13,9 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mlops_cli import proc
 from mlops_cli.errors import OperationFailed, UsageError
@@ -41,14 +41,26 @@ def uv_binary() -> str:
 
 
 def clean_env() -> dict[str, str]:
-    """This process's environment without anything that configures uv or pip behind our back."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_")) and k != "VIRTUAL_ENV"}
+    """This process's environment without anything that configures uv or pip behind our back;
+    uv waits as long as mlops does for an index (MLOPS_WHEELS_HTTP_TIMEOUT)."""
+    from mlops_cli.wheels.index import http_timeout
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_")) and k != "VIRTUAL_ENV"}
+    env["UV_HTTP_TIMEOUT"] = str(max(1, int(http_timeout())))
+    return env
+
+
+MAX_REQUIREMENT = 1000  # characters: no project name or specifier comes near (PyPI names stop far sooner)
 
 
 def validate_requirement(text: str) -> str:
     from packaging.requirements import InvalidRequirement, Requirement
 
+    from mlops_cli.text import one_line, shorten
+
     try:
+        if len(text) > MAX_REQUIREMENT:
+            raise InvalidRequirement(f"longer than {MAX_REQUIREMENT} characters")
         parsed = Requirement(text)
         if any(not spec.version for spec in parsed.specifier):
             raise InvalidRequirement("a version specifier has no version")
@@ -56,7 +68,7 @@ def validate_requirement(text: str) -> str:
             raise InvalidRequirement("direct URL requirements cannot be hash-pinned from an index")
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0]
-        raise UsageError(f"malformed requirement {text!r}: {first}",
+        raise UsageError(f"malformed requirement {shorten(one_line(text), 80)!r}: {shorten(one_line(first), 200)}",
                          hint="write it like swanlab==0.5.7, 'swanlab[dashboard]>=0.5' or -r requirements.txt") from None
     return text
 
@@ -74,13 +86,17 @@ def index_args(index_urls: list[str]) -> list[str]:
     return argv + ["--default-index", index_urls[-1]]
 
 
-def compile_command(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path) -> list[str]:
+def compile_command(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
+                    only_binary: list[str] | None = None) -> list[str]:
+    """`uv pip compile` for one target; `only_binary`: names (or ':all:') resolved to versions
+    that have a wheel for the target, as pip's --only-binary."""
+    binary = [arg for name in (only_binary or []) for arg in ("--only-binary", name)]
     argv = [uv_binary(), "pip", "compile", *[str(p) for p in inputs],
             "--python-platform", target.uv_platform(),
-            "--python-version", target.python_full or target.python,
+            "--python-version", target.markers()["python_full_version"],
             "--python", sys.executable, "--no-python-downloads",
             "--no-config", "--no-header", "--no-annotate",
-            "--cache-dir", str(cache_dir), *index_args(index_urls)]
+            "--cache-dir", str(cache_dir), *binary, *index_args(index_urls)]
     return argv
 
 
@@ -111,8 +127,18 @@ _SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
 
 
+_stopping = threading.Event()
+
+
+def stopping() -> bool:
+    """True once `stop_running` was called: no further uv may start."""
+    return _stopping.is_set()
+
+
 def stop_running() -> None:
-    """Stop every uv this process started and has not yet reaped (on Ctrl-C / SIGTERM)."""
+    """Stop every uv this process started and has not yet reaped (on Ctrl-C / SIGTERM), and
+    start no other."""
+    _stopping.set()
     proc.kill_all()
 
 
@@ -143,13 +169,16 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
 
 
 def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-            timeout: float = 600, on_select: Callable[[str, str], None] | None = None) -> tuple[list[Pin], list[str]]:
+            timeout: float = 600, on_select: Callable[[str, str], None] | None = None,
+            only_binary: list[str] | None = None) -> tuple[list[Pin], list[str]]:
     """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
 
     `on_select(name, version)` is called as uv picks each package (from its -v log), so callers can
     start fetching index pages before the resolution ends; it is only a hint.
     """
-    argv = compile_command(target, inputs, index_urls, cache_dir) + ["-v"]
+    argv = compile_command(target, inputs, index_urls, cache_dir, only_binary) + ["-v"]
+    if stopping():
+        raise OperationFailed("interrupted")
 
     def hint(line: str) -> None:
         m = _SELECTING.search(line)

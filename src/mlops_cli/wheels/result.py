@@ -51,13 +51,22 @@ class BundleResult:
                           f"{t['requires_glibc'] or 'any'} -> {t['requirements_file']} ({t['files']} files)", markup=False)
         if built:
             console.print(f"  built from sdist on this host: {', '.join(built)}", markup=False)
+        pips = [f for f in self.files if f.name.lower() == "pip"]
+        if pips:
+            console.print(f"  pip {pips[0].version} is bundled (--with-pip): install.sh runs it where the target has no "
+                          "usable pip, and installs it only into venvs, never over a system python's own pip", markup=False)
         console.print("install on the target machine (no network needed):", markup=False)
         if self.archive == "tar.gz":
             folder = self.bundle.name[: -len(".tar.gz")]
-            console.print(f"  tar xzf {quote(self.bundle.name)} && sh {quote(folder + '/install.sh')}", markup=False)
+            venv = " --venv /opt/venv" if any(t.get("externally_managed") for t in self.targets) else ""
+            console.print(f"  tar xzf {quote(self.bundle.name)} && sh {quote(folder + '/install.sh')}{venv}", markup=False)
+        elif any(t.get("externally_managed") for t in self.targets):
+            console.print(f"  sh {quote(self.bundle.name + '/install.sh')} --venv /opt/venv    "
+                          "(the target's python3 is externally managed, PEP 668: install into a new venv)", markup=False)
         else:
             console.print(f"  sh {quote(self.bundle.name + '/install.sh')}            "
-                          f"(PYTHON=/path/to/python to pick the interpreter; --verify to only check)", markup=False)
+                          f"(PYTHON=/path/to/python to pick the interpreter; --venv DIR for a new venv; "
+                          "--verify to only check)", markup=False)
 
 
 @dataclass

@@ -18,18 +18,18 @@ from mlops_cli.errors import UsageError
 
 TARGET_FORMAT = "mlops-wheels-target/1"
 
-# name -> (python X.Y, glibc X.Y); the -aarch64 variants share both. Sources: the distros'
-# own package lists (python3, libc6 / glibc) for each release.
-PRESETS: dict[str, tuple[str, str]] = {
-    "ubuntu20.04": ("3.8", "2.31"),
-    "ubuntu22.04": ("3.10", "2.35"),
-    "ubuntu24.04": ("3.12", "2.39"),
-    "debian11": ("3.9", "2.31"),
-    "debian12": ("3.11", "2.36"),
-    # RHEL 8's platform python is 3.6; the supported python3 module people install is 3.9.
-    "rhel8": ("3.9", "2.28"),
-    "rhel9": ("3.9", "2.34"),
-}
+
+
+@functools.lru_cache(maxsize=1)
+def preset_table() -> dict[str, dict[str, Any]]:
+    """name -> {python, python_full, glibc, externally_managed, sources}: data/presets.json,
+    the one table of presets (the -aarch64 variants share each entry)."""
+    from importlib import resources
+
+    doc = json.loads(resources.files("mlops_cli.wheels").joinpath("data/presets.json").read_text(encoding="utf-8"))
+    return doc["presets"]
+
+
 ARCHES = ("x86_64", "aarch64")
 # Manylinux glibc levels uv accepts in `--python-platform <arch>-manylinux_2_NN`.
 UV_GLIBC_LEVELS = (17, 28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40)
@@ -45,6 +45,7 @@ class Target:
     python_full: str = ""  # "3.10.12" when known (target file / host)
     exact_tags: tuple[str, ...] = field(default=())  # from a target file, best first
     source: str = "preset"  # preset | flags | file | host
+    externally_managed: bool = False  # its python3 is PEP 668 "externally managed" (Debian 12+, Ubuntu 23.04+)
 
     @property
     def py_nodot(self) -> str:
@@ -98,7 +99,9 @@ class Target:
             "platform_machine": self.arch,
             "platform_python_implementation": "CPython",
             "platform_system": "Linux",
-            "python_full_version": self.python_full or f"{self.python}.0",
+            # Only X.Y known: a maintained, patched X.Y (markers and requires-python that shut out
+            # early patch releases, such as cryptography's !=3.9.0,!=3.9.1, do not apply).
+            "python_full_version": self.python_full or f"{self.python}.{UNKNOWN_PATCH}",
             "python_version": self.python,
             "sys_platform": "linux",
         }
@@ -111,6 +114,7 @@ class Target:
             "arch": self.arch,
             "glibc": self.glibc,
             "source": self.source,
+            "externally_managed": self.externally_managed,
             "uv_python_platform": self.uv_platform(),
             "markers": self.markers(),
             "tags": self.tags(),  # all of them, best first: the manifest says exactly what was allowed
@@ -122,15 +126,41 @@ def _tags_of(target: Target) -> tuple[str, ...]:
     return tuple(target._compute_tags())
 
 
+UNKNOWN_PATCH = 99
+# The glibc releases a target may name: 2.5 (manylinux1) up to 2.99; none has had another major.
+GLIBC_MINOR_RANGE = (5, 99)
+_FULL_VERSION = re.compile(r"3\.(\d{1,2})\.(\d{1,3})(?:(?:a|b|rc)\d{1,3})?\+?")
+
+
+def check_glibc(value: str, origin: str = "") -> str:
+    """'2.35' (a third part is dropped); exit 2 for anything that is no glibc release."""
+    where = f"{origin}: " if origin else ""
+    m = re.fullmatch(r"(\d{1,3})\.(\d{1,3})(?:\.\d{1,6})?", value or "")
+    if not m:
+        raise UsageError(f"{where}glibc must look like 2.35, not {value!r}")
+    major, minor = int(m.group(1)), int(m.group(2))
+    if major != 2 or not GLIBC_MINOR_RANGE[0] <= minor <= GLIBC_MINOR_RANGE[1]:
+        raise UsageError(f"{where}glibc {value} is not a glibc release (2.{GLIBC_MINOR_RANGE[0]} to 2.{GLIBC_MINOR_RANGE[1]})",
+                         hint="`ldd --version` on the target machine prints it")
+    return f"{major}.{minor}"
+
+
 # CPython minor releases a bundle can be made for: 3.6 (the oldest uv resolves for) up to the
 # release in development (3.16 in late 2026). uv resolves for any number it is given, so without
 # this bound a typo such as 3.99 or 3.1 would build a bundle no interpreter can install.
 OLDEST_MINOR, NEWEST_MINOR = 6, 16
 
 
+def _split_python(value: str) -> tuple[str, str]:
+    """--python X.Y or X.Y.Z -> (X.Y, X.Y.Z or '')."""
+    if _FULL_VERSION.fullmatch(value or ""):
+        return _check_python(".".join(value.split(".")[:2])), value
+    return _check_python(value), ""
+
+
 def _check_python(value: str) -> str:
     if not re.fullmatch(r"3\.\d{1,2}", value or ""):
-        raise UsageError(f"not a Python version: {value!r}", hint="write it as X.Y, e.g. --python 3.10")
+        raise UsageError(f"not a Python version: {value!r}", hint="write it as X.Y or X.Y.Z, e.g. --python 3.10")
     minor = int(value.split(".")[1])
     if not OLDEST_MINOR <= minor <= NEWEST_MINOR:
         raise UsageError(
@@ -141,20 +171,31 @@ def _check_python(value: str) -> str:
 
 
 def preset_names() -> list[str]:
-    return [f"{n}{suffix}" for n in PRESETS for suffix in ("", "-aarch64")]
+    return [f"{n}{suffix}" for n in preset_table() for suffix in ("", "-aarch64")]
 
 
 def from_preset(name: str, python: str | None = None) -> Target:
+    import difflib
+
+    from mlops_cli.text import one_line, shorten
+
     base, _, arch_suffix = name.partition("-")
-    if base not in PRESETS or arch_suffix not in ("", "aarch64", "x86_64"):
-        raise UsageError(f"unknown target preset: {name!r}", hint="known presets: " + ", ".join(preset_names()))
-    py, glibc = PRESETS[base]
+    table = preset_table()
+    if base not in table or arch_suffix not in ("", "aarch64", "x86_64"):
+        near = difflib.get_close_matches(name.lower(), preset_names(), n=1, cutoff=0.5)
+        guess = f"; did you mean {near[0]}?" if near else ""
+        raise UsageError(f"unknown target preset: {shorten(one_line(name), 60)!r}{guess}",
+                         hint="known presets: " + ", ".join(preset_names())
+                         + " (or --python X.Y --platform TAG, or --target-file FILE)")
+    entry = table[base]
+    py, full = entry["python"], entry["python_full"]
     if python:
-        py = _check_python(python)
-    return Target(name=name, python=py, arch=arch_suffix or "x86_64", glibc=glibc)
+        py, full = _split_python(python)
+    return Target(name=name, python=py, arch=arch_suffix or "x86_64", glibc=entry["glibc"], python_full=full,
+                  externally_managed=bool(entry.get("externally_managed")))
 
 
-_PLATFORM_RE = re.compile(r"(?:manylinux_(\d+)_(\d+)|manylinux(2014|2010|1))_(x86_64|aarch64)")
+_PLATFORM_RE = re.compile(r"(?:manylinux_(\d{1,3})_(\d{1,3})|manylinux(2014|2010|1))_(x86_64|aarch64)")
 _LEGACY_GLIBC = {"2014": "2.17", "2010": "2.12", "1": "2.5"}
 
 
@@ -162,7 +203,9 @@ def from_flags(python: str | None, platform: str | None, host: Target | None) ->
     """--python X.Y and/or --platform TAG; what is not given comes from the host (then needed)."""
     if host is None and not (python and platform):
         raise UsageError("give both --python and --platform: this machine cannot stand in for the rest")
-    py = _check_python(python) if python else host.python
+    py, full = _split_python(python) if python else (host.python, host.python_full)
+    if not full and host is not None and py == host.python:
+        full = host.python_full
     arch, glibc = (host.arch, host.glibc) if host else ("", "")
     if platform:
         m = _PLATFORM_RE.fullmatch(platform)
@@ -172,9 +215,19 @@ def from_flags(python: str | None, platform: str | None, host: Target | None) ->
                 hint="give a Linux glibc tag such as manylinux_2_28_x86_64 or manylinux2014_aarch64",
             )
         arch = m.group(4)
-        glibc = f"{m.group(1)}.{m.group(2)}" if m.group(1) else _LEGACY_GLIBC[m.group(3)]
+        glibc = check_glibc(f"{m.group(1)}.{m.group(2)}", "--platform") if m.group(1) else _LEGACY_GLIBC[m.group(3)]
     name = f"cp{py.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
-    return Target(name=name, python=py, arch=arch, glibc=glibc, python_full=host.python_full if host and py == host.python else "", source="flags")
+    return Target(name=name, python=py, arch=arch, glibc=glibc, python_full=full, source="flags")
+
+
+MAX_TAGS = 10_000
+_TAG = re.compile(r"[a-z0-9_.]{1,60}-[a-z0-9_.]{1,60}-[a-z0-9_.]{1,120}")
+
+
+def _short(value: Any) -> str:
+    from mlops_cli.text import one_line, shorten
+
+    return repr(shorten(one_line(str(value)), 40)) if isinstance(value, str) else type(value).__name__
 
 
 def _check_shapes(data: dict[str, Any], origin: str) -> None:
@@ -182,13 +235,21 @@ def _check_shapes(data: dict[str, Any], origin: str) -> None:
     bad = []
     if not isinstance(data.get("machine", ""), str):
         bad.append("machine must be a string")
-    if not re.fullmatch(r"\d+\.\d+(?:\.\d+)?", str(data.get("glibc"))):
-        bad.append(f"glibc must look like 2.35, not {data.get('glibc')!r}")
-    if data.get("name") is not None and not isinstance(data.get("name"), str):
-        bad.append("name must be a string")
+    if not re.fullmatch(r"\d{1,3}\.\d{1,3}(?:\.\d{1,6})?", str(data.get("glibc"))):
+        bad.append(f"glibc must look like 2.35, not {_short(data.get('glibc'))}")
+    if data.get("name") is not None and not (isinstance(data.get("name"), str) and len(data["name"]) <= 100):
+        bad.append("name must be a string of at most 100 characters")
     tags = data.get("tags")
     if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
         bad.append("tags must be a list of strings")
+    elif tags and (len(tags) > MAX_TAGS or not all(_TAG.fullmatch(t) for t in tags)):
+        bad.append(f"tags must be at most {MAX_TAGS} wheel tags like cp311-cp311-manylinux_2_36_x86_64")
+    full = data.get("python_full_version")
+    if full not in (None, "") and not (isinstance(full, str) and _FULL_VERSION.fullmatch(full)):
+        bad.append(f"python_full_version must look like 3.11.7, not {_short(full)}")
+    for key in ("python", "implementation", "system", "libc"):
+        if data.get(key) is not None and not isinstance(data.get(key), str):
+            bad.append(f"{key} must be a string")
     if bad:
         raise UsageError(f"{origin}: malformed target file: {'; '.join(bad)}",
                          hint="print it again on the target machine with `mlops wheels target`")
@@ -209,7 +270,7 @@ def from_probe(data: dict[str, Any], origin: str) -> Target:
     if arch not in ARCHES:
         raise UsageError(f"{origin}: unsupported architecture {arch!r} (supported: {', '.join(ARCHES)})")
     python = _check_python(str(data.get("python", "")))
-    glibc = str(data["glibc"])
+    glibc = check_glibc(str(data["glibc"]), origin)
     full = str(data.get("python_full_version") or "")
     if not full.startswith(python + "."):
         full = ""  # inconsistent with "python": trust the X.Y
@@ -217,22 +278,22 @@ def from_probe(data: dict[str, Any], origin: str) -> Target:
     # Only the manylinux/abi3/none tags travel: `linux_*` wheels are local builds, never portable.
     tags = tuple(t for t in data.get("tags") or () if "-linux_" not in t)
     return Target(name=re.sub(r"[^A-Za-z0-9_.-]", "_", name), python=python, arch=arch, glibc=glibc,
-                  python_full=full, exact_tags=tags, source="file")
+                  python_full=full, exact_tags=tags, source="file",
+                  externally_managed=data.get("externally_managed") is True)
 
 
 def parse_target_file(text: str, origin: str) -> Target:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{origin}: not JSON ({exc.msg} at line {exc.lineno})") from None
-    return from_probe(data, origin)
+    from mlops_cli.files import parse_json
+
+    return from_probe(parse_json(text, what=origin), origin)
 
 
 def host_target(probe: dict[str, Any]) -> Target:
     target = from_probe(probe, "this machine")
     name = f"cp{target.py_nodot}-manylinux_{target.glibc.replace('.', '_')}_{target.arch}"
     return Target(name=name, python=target.python, arch=target.arch, glibc=target.glibc,
-                  python_full=target.python_full, exact_tags=target.exact_tags, source="host")
+                  python_full=target.python_full, exact_tags=target.exact_tags, source="host",
+                  externally_managed=target.externally_managed)
 
 
 def dedupe_names(targets: list[Target]) -> list[Target]:

@@ -1,58 +1,114 @@
 """`mlops wheels --verify PATH`: re-hash a bundle folder or .tar.gz against its manifest.
 
-The check itself is `bundle_tool.verify`, the very code `install.sh --verify` runs on the
-far side. An archive is unpacked into a temporary folder first, refusing any member that
-would land outside it.
+A folder is checked by `bundle_tool.verify`, the very code `install.sh --verify` runs on the
+far side, after every path in the manifest passed `files.safe_join` (no absolute path, no
+`..`, no symlink out of the bundle). An archive is never unpacked: its members are hashed
+while they stream by, with a cap on the total size, so a small archive that expands to
+gigabytes costs time, not memory, and stops at the cap.
+
+Every file but manifest.json itself must be listed in the manifest (install.sh, _bundle.py
+and README.txt included: a tampered install.sh fails), and a manifest that lists nothing is
+refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import stat
 import tarfile
-import tempfile
 from pathlib import Path
 
+from mlops_cli import files
 from mlops_cli.errors import UsageError
+from mlops_cli.files import show_path
 from mlops_cli.wheels import bundle_tool
 from mlops_cli.wheels.result import VerifyResult
 
+# The largest unpacked bundle --verify reads from an archive (a CUDA stack is ~10 GiB).
+MAX_ARCHIVE_BYTES = 64 * 1024**3
+MAX_MEMBERS = 200_000
 
-def _unpack(archive: Path, into: Path) -> Path:
+
+def _entries(manifest: dict, label: str) -> list[tuple[str, str]]:
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            for m in members:
-                if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
-                    raise UsageError(f"{archive}: unsafe or unexpected member {m.name!r}; not a bundle made by mlops wheels")
-            for m in members:
-                target = into / m.name
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with tar.extractfile(m) as src, open(target, "wb") as dst:
-                        dst.write(src.read())
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise UsageError(f"{archive}: not a readable tar.gz bundle ({exc})") from None
-    roots = [p for p in into.iterdir() if (p / bundle_tool.MANIFEST).is_file()]
-    if len(roots) != 1:
-        raise UsageError(f"{archive}: no bundle folder with a manifest.json inside")
-    return roots[0]
+        return bundle_tool.manifest_entries(manifest)
+    except ValueError as exc:
+        raise UsageError(f"{label}: manifest.json is damaged: {exc}") from None
 
 
 def _verify_folder(folder: Path, label: str) -> VerifyResult:
-    if not (folder / bundle_tool.MANIFEST).is_file():
+    manifest_path = folder / bundle_tool.MANIFEST
+    if not manifest_path.is_file():
         raise UsageError(f"{label}: no manifest.json; not a bundle made by mlops wheels")
+    data = files.read_input_bytes(manifest_path, what="manifest", max_bytes=bundle_tool.MAX_MANIFEST_BYTES)
     try:
-        count, problems = bundle_tool.verify(str(folder))
-    except (ValueError, KeyError, TypeError, AttributeError, SystemExit) as exc:  # wrong shapes too
-        raise UsageError(f"{label}: manifest.json is damaged ({exc})") from None
-    return VerifyResult(label, count, problems)
+        manifest = bundle_tool.parse_manifest(data, "manifest.json")
+    except ValueError as exc:
+        raise UsageError(f"{label}: manifest.json is damaged: {exc}") from None
+    entries = _entries(manifest, label)
+    for rel, _sha in entries:
+        files.safe_join(folder, rel, what=f"{label}: manifest path")
+    return VerifyResult(label, len(entries), bundle_tool.compare(entries, bundle_tool.scan_folder(str(folder))))
+
+
+def verify_archive(path: Path, label: str, max_bytes: int = MAX_ARCHIVE_BYTES) -> VerifyResult:
+    """Hash every member of a bundle .tar.gz as it streams by; nothing is written to disk."""
+    found: dict[str, str] = {}
+    manifest_data: bytes | None = None
+    root = None
+    total = 0
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            for n, member in enumerate(tar):
+                if n >= MAX_MEMBERS:
+                    raise UsageError(f"{label}: more than {MAX_MEMBERS} members; not a bundle made by mlops wheels")
+                parts = member.name.split("/")
+                why = bundle_tool.check_rel(member.name)
+                if why or not (member.isfile() or member.isdir()):
+                    raise UsageError(f"{label}: unsafe or unexpected member {member.name[:120]!r}; "
+                                     "not a bundle made by mlops wheels")
+                root = root or parts[0]
+                if parts[0] != root:
+                    raise UsageError(f"{label}: more than one top folder; not a bundle made by mlops wheels")
+                if member.isdir() or len(parts) == 1:
+                    continue
+                rel = "/".join(parts[1:])
+                total += member.size
+                if total > max_bytes:
+                    raise UsageError(f"{label}: unpacks to more than {files.format_size(max_bytes)}; "
+                                     "refusing to read further (not a bundle made by mlops wheels?)")
+                fh = tar.extractfile(member)
+                if fh is None:
+                    continue
+                if rel == bundle_tool.MANIFEST:
+                    if member.size > bundle_tool.MAX_MANIFEST_BYTES:
+                        raise UsageError(f"{label}: manifest.json is larger than any bundle's")
+                    manifest_data = fh.read()
+                    continue
+                digest = hashlib.sha256()
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                found[rel] = digest.hexdigest()
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise UsageError(f"{label}: not a readable tar.gz bundle ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if manifest_data is None:
+        raise UsageError(f"{label}: no bundle folder with a manifest.json inside")
+    try:
+        manifest = bundle_tool.parse_manifest(manifest_data, "manifest.json")
+    except ValueError as exc:
+        raise UsageError(f"{label}: manifest.json is damaged: {exc}") from None
+    entries = _entries(manifest, label)
+    return VerifyResult(label, len(entries), bundle_tool.compare(entries, found))
 
 
 def verify_bundle(path: Path) -> VerifyResult:
-    if path.is_dir():
-        return _verify_folder(path, str(path))
-    if path.is_file():
-        with tempfile.TemporaryDirectory(prefix="mlops-verify-") as tmp:
-            return _verify_folder(_unpack(path, Path(tmp)), str(path))
-    raise UsageError(f"{path}: no such bundle folder or archive")
+    label = show_path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        raise UsageError(f"{label}: no such bundle folder or archive") from None
+    if stat.S_ISDIR(st.st_mode):
+        return _verify_folder(path, label)
+    if stat.S_ISREG(st.st_mode):
+        return verify_archive(path, label)
+    raise UsageError(f"{label}: not a bundle folder or a .tar.gz file")

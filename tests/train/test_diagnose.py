@@ -1,0 +1,228 @@
+"""The rules: the traps from the research, each cause, the OOM split, one-rank NaN."""
+
+from __future__ import annotations
+
+from mlops_cli.train.diagnose import nan_cause
+from mlops_cli.train.oom import parse_oom, split_kind
+from tests.train.conftest import analyse_bytes
+
+
+def hf(step, loss, grad, lr=2e-05, bar=True, **extra):
+    d = {"loss": loss, "grad_norm": grad, "learning_rate": lr, "epoch": step / 1000, **extra}
+    body = "{" + ", ".join(f"'{k}': {v}" for k, v in d.items()) + "}"
+    return (f" {step // 10}%|#| {step}/1000 [00:{step % 60:02d}<10:00, 1.00it/s]" if bar else "") + body + "\n"
+
+
+def healthy_hf(n=20, start=10):
+    return "".join(hf(s, round(2.0 - s / 1000, 4), 1.0 + (s % 7) / 10) for s in range(start, start + 10 * n, 10))
+
+
+def test_hf_filter_trap_loss_zero_with_nan_grad_norm_is_a_nan():
+    r = analyse_bytes((healthy_hf() + hf(210, 0.0, "nan") + hf(220, 0.0, "nan")).encode())
+    (f,) = r.errors
+    assert f.cls == "nan_loss" and f.step == 210
+    assert any("logging_nan_inf_filter" in b for b in f.because)
+
+
+def test_one_nan_grad_norm_with_a_finite_loss_is_a_skipped_fp16_step_not_an_error():
+    r = analyse_bytes((healthy_hf() + hf(210, 1.79, "nan") + hf(220, 1.78, 1.1) + hf(230, 1.77, 1.0)).encode())
+    assert r.exit_code == 0 and not r.findings
+    assert any("skipped" in n for n in r.notes)
+
+
+def test_grpo_loss_of_zero_and_rising_is_normal():
+    lines = "".join(hf(s, round(0.0001 * s / 10, 4), 0.05, lr=1e-06, reward=0.5, kl=0.001 * s) for s in range(10, 500, 10))
+    r = analyse_bytes(lines.encode())
+    assert r.exit_code == 0 and not r.findings
+
+
+def test_deepspeed_calibration_at_the_start_is_normal_and_a_descent_to_one_is_not():
+    def ov(a, b):
+        return (f"[2023-04-28 06:51:29,903] [INFO] [loss_scaler.py:181:update_scale] [deepspeed] OVERFLOW! Rank 0 "
+                f"Skipping step. Attempted loss scale: {a}, reducing to {b}\n")
+    calib = "".join(ov(2 ** k, 2 ** (k - 1)) for k in range(32, 26, -1)) + healthy_hf()
+    assert analyse_bytes(calib.encode()).exit_code == 0
+    collapse = healthy_hf() + "".join(ov(2 ** k, 2 ** (k - 1)) for k in range(6, 0, -1)) + ov(1, 1)
+    r = analyse_bytes(collapse.encode())
+    (f,) = r.errors
+    assert (f.cls, f.cause) == ("nan_loss", "fp16_overflow_loss_scale")
+
+
+def test_megatron_fp16_calibration_is_normal():
+    lines = "".join(f" iteration {i:8d}/ 1000 | learning rate: 0.000E+00 | loss scale: {2.0 ** (32 - i):.1f} |"
+                    f" number of skipped iterations:   1 | number of nan iterations:   0 |\n" for i in range(1, 10))
+    lines += "".join(f" iteration {i:8d}/ 1000 | learning rate: 1.0E-05 | lm loss: {9.5 - i / 100:.6E} | loss scale: 4096.0 |"
+                     f" grad norm: 3.1 | number of skipped iterations:   0 | number of nan iterations:   0 |\n" for i in range(10, 40))
+    assert analyse_bytes(lines.encode()).exit_code == 0
+
+
+def test_the_expandable_segments_hint_is_not_evidence():
+    """The same hint with capacity numbers and with fragmentation numbers: the numbers decide."""
+    hint = (" If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"
+            " to avoid fragmentation.  See documentation for Memory Management")
+    cap = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB"
+           " of which 1.06 GiB is free. Of the allocated memory 22.00 GiB is allocated by PyTorch, and 194.87 MiB is"
+           " reserved by PyTorch but unallocated." + hint)
+    frag = cap.replace("194.87 MiB", "4.50 GiB").replace("22.00 GiB is allocated", "17.50 GiB is allocated")
+    assert split_kind(parse_oom(cap.encode())) == "capacity"
+    assert split_kind(parse_oom(frag.encode())) == "fragmentation"
+    r = analyse_bytes((healthy_hf() + frag + "\n").encode(), framework="hf")
+    (f,) = r.errors
+    assert f.cls == "cuda_oom" and f.data["split"] == "fragmentation" and f.step == 200
+    assert f.data["numbers"]["reserved_unallocated"] == int(4.5 * 2**30)
+    assert any("expandable_segments" in x for x in f.fix)
+
+
+def test_oom_check_command_uses_the_model_from_the_log_or_model_flag():
+    from mlops_cli.train.analyse import analyse
+    import io
+
+    msg = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.18 GiB"
+           " of which 1.06 GiB is free. Of the allocated memory 77.00 GiB is allocated by PyTorch, and 94.87 MiB is"
+           " reserved by PyTorch but unallocated.\n")
+    log = "model_name_or_path: Qwen/Qwen2.5-7B\nper_device_train_batch_size: 8\ncutoff_len: 4096\n" + healthy_hf(3) + msg
+    f = analyse([("log", io.BytesIO(log.encode()))]).errors[0]
+    assert f.data["oom_check"] == "mlops oom-check Qwen/Qwen2.5-7B --gpu-mem 79.18GiB --batch 8 --seq-len 4096"
+    g = analyse([("log", io.BytesIO(msg.encode()))], model="meta-llama/Llama-3.1-8B").errors[0]
+    assert g.data["oom_check"].startswith("mlops oom-check meta-llama/Llama-3.1-8B --gpu-mem 79.18GiB")
+    h = analyse([("log", io.BytesIO(msg.encode()))]).errors[0]
+    assert h.data["oom_check"] is None and any("--model" in x for x in h.fix)
+
+
+def test_nan_cause_priority():
+    base = {"records_before": 50, "step": 500, "lr": 3e-4, "max_lr": 3e-4}
+    assert nan_cause({**base, "op": "SqrtBackward0", "scale_floor": "x"})[0] == "numerical_op"
+    assert nan_cause({**base, "scale_floor": "the loss scale fell to 1"})[0] == "fp16_overflow_loss_scale"
+    assert nan_cause({**base, "records_before": 0})[0] == "bad_data"
+    assert nan_cause({**base, "recovered": True})[0] == "bad_data"
+    assert nan_cause({**base, "one_rank": 3})[0] == "bad_data"
+    assert nan_cause({**base, "lr_rising": True})[0] == "lr_too_high"
+    assert nan_cause({**base, "lr_jump": 10.0})[0] == "lr_too_high"
+    assert nan_cause({**base, "lr": 1e-7, "lr_rising": True})[0] is None  # too small an lr to blame
+    assert nan_cause({**base, "pre_grad_max": 50.0, "grad_baseline": 1.0})[0] == "grad_explosion"
+    assert nan_cause({**base, "pre_loss_max": 900.0, "loss_baseline": 2.0})[0] == "grad_explosion"
+    assert nan_cause({**base, "precision": "fp16"})[0] == "fp16_overflow_loss_scale"
+    assert nan_cause(base)[0] is None
+
+
+def test_lr_too_high_fix_names_the_lr_and_the_framework_flags():
+    warm = "".join(hf(s, round(2.0 - s / 2000, 4), 1.0, lr=2e-4 * s / 300) for s in range(10, 300, 10))
+    r = analyse_bytes((warm + hf(300, "nan", "nan", lr=2e-4)).encode())
+    (f,) = r.errors
+    assert f.cause == "lr_too_high" and f.step == 300
+    assert any("from 0.0002" in x and "--learning_rate" in x for x in f.fix)
+    assert any("--max_grad_norm 1.0" in x for x in f.fix)
+
+
+def test_nan_on_one_rank_then_the_others_time_out():
+    lines = []
+    for st in (10, 20, 30):
+        for rank in range(4):
+            bad = rank == 1 and st == 30
+            lines.append(f"[rank{rank}]: step {st} | loss {'nan' if bad else 1.5} | grad_norm {'nan' if bad else 1.0}\n")
+    lines.append("[rank0]:[E1206 18:44:12.7 ProcessGroupNCCL.cpp:607] [Rank 0] Watchdog caught collective operation timeout:"
+                 " WorkNCCL(SeqNum=77, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600061 milliseconds"
+                 " before timing out.\n")
+    r = analyse_bytes("".join(lines).encode())
+    first = r.errors[0]
+    assert (first.cls, first.rank, first.step, first.cause) == ("nan_on_one_rank", 1, 30, "bad_data")
+    nccl = [f for f in r.errors if f.cls == "nccl_timeout"][0]
+    assert "NaN on rank 1" in nccl.because[0]
+
+
+def test_loss_spike_without_nan_is_a_warning_only():
+    lines = "".join(f"step {s} | loss {2.0 + (0.02 if s % 2 else 0):.4f} | lr 1e-4\n" for s in range(1, 40))
+    lines += "step 40 | loss 9.5 | lr 1e-4\nstep 41 | loss 2.1 | lr 1e-4\n"
+    r = analyse_bytes(lines.encode())
+    assert r.exit_code == 0
+    (w,) = r.findings
+    assert (w.cls, w.severity, w.step) == ("loss_spike", "warning", 40)
+
+
+def test_plateau_from_the_start_is_a_warning_and_a_falling_loss_is_not():
+    flat = "".join(f"step {s} | loss {2.30 + 0.01 * (s % 3):.4f} | lr 1e-5\n" for s in range(1, 160))
+    (w,) = analyse_bytes(flat.encode()).findings
+    assert (w.cls, w.severity) == ("loss_plateau", "warning")
+    falling = "".join(f"step {s} | loss {2.30 - 0.005 * s:.4f} | lr 1e-5\n" for s in range(1, 160))
+    assert not analyse_bytes(falling.encode()).findings
+
+
+def test_the_json_report_has_the_documented_fields():
+    r = analyse_bytes((healthy_hf() + hf(210, "nan", "nan")).encode())
+    doc = r.to_json()
+    assert set(doc) >= {"schema", "files", "framework", "healthy", "primary", "findings", "series", "notes", "bytes",
+                        "records"}
+    f = doc["findings"][0]
+    assert doc["primary"] == f["id"] == "nan_loss-1"
+    assert set(f) >= {"id", "class", "severity", "title", "cause", "rank", "file", "onset", "because", "evidence", "fix",
+                      "data"}
+    assert set(f["onset"]) == {"step", "time", "elapsed", "epoch", "line"}
+    s = doc["series"][0]
+    assert s["points_columns"] == ["step", "loss", "lr", "grad_norm", "loss_scale"]
+    assert ["nan" == p[1] for p in s["points"]][-1]
+    import json
+
+    json.dumps(doc, allow_nan=False)  # no NaN/Infinity in the document
+
+
+def test_a_counted_nan_iteration_with_a_finite_loss_and_a_skipping_guard_are_notes():
+    meg = "".join(f" iteration {i:8d}/ 1000 | learning rate: 1.0E-05 | lm loss: {3.1 - i / 1000:.6E} | loss scale: 4096.0 |"
+                  f" grad norm: 1.2 | number of skipped iterations:   {1 if i == 30 else 0} |"
+                  f" number of nan iterations:   {1 if i == 30 else 0} |\n" for i in range(1, 60))
+    r = analyse_bytes(meg.encode())
+    assert r.exit_code == 0 and any("NaN iteration" in n for n in r.notes)
+    guard = "step 10 | loss 1.2\nWARNING: Skip the batch due to the loss is NaN\nstep 11 | loss 1.19\n"
+    r = analyse_bytes(guard.encode())
+    assert r.exit_code == 0 and any("skipped 1 batch" in n for n in r.notes)
+
+
+def test_a_run_that_ends_on_an_unknown_exception_is_a_crash_and_a_handled_one_is_not():
+    tb = ('Traceback (most recent call last):\n  File "train.py", line 88, in <module>\n    batch = next(it)\n'
+          "[rank1]: KeyError: 'input_ids'\n")
+    r = analyse_bytes(("step 10 | loss 1.2\n" + tb).encode())
+    (f,) = r.errors
+    assert (f.cls, f.rank, f.line) == ("crash", 1, 5) and "KeyError: 'input_ids'" in f.title
+    assert analyse_bytes(("step 10 | loss 1.2\n" + tb + "step 11 | loss 1.1\n").encode()).exit_code == 0
+    oom_then_child = ("step 10 | loss 1.2\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a"
+                      " total capacity of 8.00 GiB of which 0 bytes is free. Of the allocated memory 7.9 GiB is allocated by"
+                      " PyTorch, and 1.00 MiB is reserved by PyTorch but unallocated.\n"
+                      "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n")
+    assert [f.cls for f in analyse_bytes(oom_then_child.encode()).errors] == ["cuda_oom"]
+
+
+def test_a_non_finite_grad_norm_last_that_the_code_says_it_skipped_is_not_an_onset():
+    """verl prints `WARN: rank N grad_norm is not finite: nan` and zero_grads instead of stepping
+    (the message is verl's own, dp_actor.py): the last record's NaN norm is a skipped update."""
+    steps = "".join(f"step:{s} - actor/pg_loss:{0.01 * (s % 5):.3f} - actor/grad_norm:{0.5 + s / 100:.3f} - "
+                    f"actor/lr:1e-06\n" for s in range(1, 30))
+    last = "step:30 - actor/pg_loss:0.020 - actor/grad_norm:nan - actor/lr:1e-06\n"
+    bare = analyse_bytes((steps + last).encode())
+    assert bare.errors and bare.errors[0].cls == "nan_loss"  # outside fp16, with no word about a skip
+    skipped = analyse_bytes((steps + "(WorkerDict pid=1) WARN: rank 0 grad_norm is not finite: nan\n" + last).encode())
+    assert skipped.exit_code == 0, [(f.cls, f.step) for f in skipped.errors]
+    assert any("skipped" in n for n in skipped.notes)
+
+
+def test_hf_dicts_without_a_bar_get_their_step_from_the_epoch_when_the_header_gives_the_epoch_length():
+    """The header is verbatim from huggingface/open-r1#483 (196 steps, 1 epoch); the dicts are in
+    transformers' format with full-precision epochs, as newer versions print them."""
+    head = ("[INFO|trainer.py:2405] 2025-03-06 12:04:09,913 >> ***** Running training *****\n"
+            "[INFO|trainer.py:2406] 2025-03-06 12:04:09,913 >>   Num examples = 5,498\n"
+            "[INFO|trainer.py:2407] 2025-03-06 12:04:09,914 >>   Num Epochs = 1\n"
+            "[INFO|trainer.py:2413] 2025-03-06 12:04:09,914 >>   Total optimization steps = 196\n")
+    dicts = "".join(hf(s, round(2.0 - s / 1000, 4), 1.0, bar=False, epoch=repr(s / 196)).replace(
+        f"'epoch': {s / 1000}, ", "") for s in range(5, 100, 5))
+    r = analyse_bytes((head + dicts + hf(100, 0.0, "nan", bar=False, epoch=repr(100 / 196)).replace(
+        "'epoch': 0.1, ", "")).encode())
+    (f,) = r.errors
+    assert f.cls == "nan_loss" and f.step == 100
+    rounded = analyse_bytes((head + hf(100, 0.0, "nan", bar=False, epoch=0.51).replace("'epoch': 0.1, ", "")).encode())
+    assert rounded.errors[0].step is None  # 2 decimals: 0.51 x 196 is not a whole step, so no guess
+
+
+def test_host_allocation_failures_are_host_memory_not_a_crash():
+    """torch >= 2.0 words it `not enough memory` (older: `can't allocate memory`)."""
+    r = analyse_bytes(b"RuntimeError: [enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough "
+                      b"memory: you tried to allocate 1073741824 bytes.\n")
+    (f,) = r.errors
+    assert f.cls == "host_oom_dataloader" and f.cause == "host_ram" and "allocation failed" in f.title
