@@ -168,6 +168,34 @@ class _ClosedStream:
         return False
 
 
+class StdoutFailed(OSError):
+    """A write to stdout failed (full disk, closed, a reader gone): whatever printed it (a
+    report, --help, --version, a list), ``main`` says so in one line instead of crashing."""
+
+
+class _GuardedStdout:
+    """sys.stdout, with a failed write raised as ``StdoutFailed`` (still an OSError, so code
+    that handles OSError keeps working)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def write(self, text):
+        try:
+            return self._inner.write(text)
+        except OSError as exc:
+            raise StdoutFailed(exc.errno, exc.strerror or str(exc)) from None
+
+    def flush(self) -> None:
+        try:
+            self._inner.flush()
+        except OSError as exc:
+            raise StdoutFailed(exc.errno, exc.strerror or str(exc)) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
 def _prepare_streams() -> None:
     """stdout/stderr that cannot fail on text: a closed one raises OSError on write (reported
     as a failed report), and characters the encoding lacks (PYTHONIOENCODING=ascii) are escaped."""
@@ -182,6 +210,8 @@ def _prepare_streams() -> None:
                 reconfigure(errors="backslashreplace")
             except (ValueError, OSError):
                 pass
+    if not isinstance(sys.stdout, _GuardedStdout):
+        sys.stdout = _GuardedStdout(sys.stdout)  # type: ignore[assignment]
 
 
 def _silence_stdout() -> None:
@@ -207,6 +237,8 @@ def _fail(exc: BaseException, json_mode: bool) -> int:
 
     if isinstance(exc, KeyboardInterrupt) and "mlops_cli.proc" in sys.modules:
         sys.modules["mlops_cli.proc"].kill_all()
+    if isinstance(exc, StdoutFailed):
+        exc = OutputFailed(exc, 0, False)
     code = report_error(exc)
     if isinstance(exc, OutputFailed):
         _silence_stdout()
@@ -232,17 +264,28 @@ def main(argv: Optional[list[str]] = None) -> None:
     _prepare_streams()
     interrupts.install()
     json_mode = _json_requested(args)
+    if json_mode:
+        from mlops_cli import files
+
+        files.reserve_stdout()
     command = typer.main.get_command(app)
     code: int
     try:
         result = command.main(args=args, prog_name="mlops", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if code == 130 and interrupts.received():
+            # Typer >= 0.16 turns Ctrl-C / SIGTERM into a bare exit status 130: report it the
+            # one way (an error line, the JSON error document, child programs stopped).
+            code = _fail(KeyboardInterrupt(), json_mode)
     except click_exc.NoArgsIsHelpError as exc:
         # `mlops` alone: show the help, as a person expects; a script gets exit 2.
         help_text = exc.format_message()
-        if help_text.strip():
-            typer.echo(help_text)
         code = 2
+        if help_text.strip():
+            try:
+                typer.echo(help_text)
+            except OSError as failed:
+                _fail(failed, json_mode)
     except click_exc.UsageError as exc:
         from mlops_cli.errors import UsageError
 
@@ -257,6 +300,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         code = _fail(KeyboardInterrupt() if interrupted else exc, json_mode)
     except (click_exc.Exit, typer.Exit) as exc:
         code = exc.exit_code
+        if code == 130 and interrupts.received():
+            code = _fail(KeyboardInterrupt(), json_mode)
     except BaseException as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
         if isinstance(exc, SystemExit):
             raise

@@ -9,7 +9,8 @@ JSON rules to text from anywhere (an HTTP body, a file inside a bundle).
 
 Writing: ``write_atomic`` / ``atomic_writer`` write a temporary file beside the target, fsync it
 and rename it into place, so a reader never sees half a file. An existing FIFO, terminal,
-``/dev/null``, ``/dev/full`` or ``/dev/stdout`` is written through instead of being replaced; a
+``/dev/null``, ``/dev/full``, ``/dev/stdout`` or ``-`` (stdout, as ``-`` is stdin for an input)
+is written through instead of being replaced; a
 symbolic link, a block device or any other device is refused. New files get ``mode`` less the
 umask; a replaced file keeps its mode.
 
@@ -30,11 +31,13 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from mlops_cli.errors import OperationFailed, UsageError, os_reason
+from mlops_cli.interrupts import deferred
 from mlops_cli.text import one_line, shorten
 
 MiB = 1024 * 1024
@@ -72,9 +75,64 @@ def _check_readable_kind(path: PathLike, what: str) -> None:
         raise _input_error(what, path, "it is a device, not a file")
 
 
-def _open_binary(path: PathLike, what: str) -> BinaryIO:
+def _stdin_buffer(what: str) -> BinaryIO:
+    """stdin as bytes; one error line when it is closed (``mlops ... <&-``)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        raise UsageError(f"cannot read {what} from stdin: stdin is closed")
+    return buffer
+
+
+def _open_regular(path: PathLike, what: str) -> BinaryIO:
+    """Open a file that must be a regular file (an entry found in a folder, not a path the user
+    typed). A device is never opened (opening /dev/watchdog arms it, a tape rewinds), a FIFO
+    never waited on, even one swapped in after the folder was listed: the path is pinned with
+    O_PATH, checked, and only then opened for reading (through /proc/self/fd)."""
+    o_path = getattr(os, "O_PATH", 0)
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    nonblock = getattr(os, "O_NONBLOCK", 0)
+    try:
+        pinned = os.open(path, o_path | cloexec) if o_path else None
+    except FileNotFoundError:
+        raise _input_error(what, path, "no such file") from None
+    except OSError as exc:
+        raise _input_error(what, path, os_reason(exc)) from None
+    try:
+        st = os.fstat(pinned) if pinned is not None else os.stat(path)
+        _require_regular(st, what, path)
+        try:
+            reopen = f"/proc/self/fd/{pinned}" if pinned is not None else path
+            fd = os.open(reopen, os.O_RDONLY | nonblock | cloexec)
+        except FileNotFoundError:
+            if pinned is None:
+                raise
+            fd = os.open(path, os.O_RDONLY | nonblock | cloexec)  # no /proc: the path itself
+    except FileNotFoundError:
+        raise _input_error(what, path, "no such file") from None
+    except OSError as exc:
+        raise _input_error(what, path, os_reason(exc)) from None
+    finally:
+        if pinned is not None:
+            os.close(pinned)
+    try:
+        _require_regular(os.fstat(fd), what, path)  # what was opened, in case it changed
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _require_regular(st: os.stat_result, what: str, path: PathLike) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a FIFO, socket or device)"
+        raise _input_error(what, path, f"it is {kind}")
+
+
+def _open_binary(path: PathLike, what: str, regular_only: bool = False) -> BinaryIO:
     if os.fspath(path) == "-":
-        return sys.stdin.buffer
+        return _stdin_buffer(what)
+    if regular_only:
+        return _open_regular(path, what)
     _check_readable_kind(path, what)
     try:
         return open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
@@ -82,16 +140,23 @@ def _open_binary(path: PathLike, what: str) -> BinaryIO:
         raise _input_error(what, path, os_reason(exc)) from None
 
 
-def read_input_bytes(path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT) -> bytes:
-    """The bytes of a user-supplied file (``-``: stdin), at most ``max_bytes``."""
-    fh = _open_binary(path, what)
+def read_input_bytes(
+    path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT, regular_only: bool = False
+) -> bytes:
+    """The bytes of a user-supplied file (``-``: stdin), at most ``max_bytes``.
+
+    ``regular_only``: for files found by walking a folder (not named by the user): a FIFO,
+    socket or device there is refused instead of read (reading one can block forever)."""
+    fh = _open_binary(path, what, regular_only)
     try:
         data = fh.read(max_bytes + 1)
     except OSError as exc:
         raise _input_error(what, path, os_reason(exc)) from None
     finally:
-        if fh is not sys.stdin.buffer:
+        if os.fspath(path) != "-":
             fh.close()
+    if data is None:  # a non-blocking read with nothing to read (a /proc file that waits)
+        raise _input_error(what, path, "nothing to read without waiting (not a regular file)")
     if len(data) > max_bytes:
         raise _input_error(what, path, f"larger than {format_size(max_bytes)}, more than such a file ever holds")
     return data
@@ -106,23 +171,49 @@ def decode_utf8(data: bytes, *, what: str, path: PathLike) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def read_input_text(path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT) -> str:
+def read_input_text(
+    path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT, regular_only: bool = False
+) -> str:
     """The UTF-8 text of a user-supplied file (``-``: stdin)."""
-    return decode_utf8(read_input_bytes(path, what=what, max_bytes=max_bytes), what=what, path=path)
+    data = read_input_bytes(path, what=what, max_bytes=max_bytes, regular_only=regular_only)
+    return decode_utf8(data, what=what, path=path)
 
 
 def read_input_json(
-    path: PathLike, *, what: str, max_bytes: int = DEFAULT_MAX_INPUT, max_depth: int = DEFAULT_MAX_DEPTH
+    path: PathLike,
+    *,
+    what: str,
+    max_bytes: int = DEFAULT_MAX_INPUT,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    regular_only: bool = False,
 ) -> Any:
     """A user-supplied JSON document, checked by ``parse_json``."""
-    text = read_input_text(path, what=what, max_bytes=max_bytes)
+    text = read_input_text(path, what=what, max_bytes=max_bytes, regular_only=regular_only)
     return parse_json(text, what=f"{what} {show_path(path)}", max_depth=max_depth)
 
 
-def open_input_stream(path: PathLike, *, what: str) -> BinaryIO:
+def open_input_stream(path: PathLike, *, what: str, regular_only: bool = False) -> BinaryIO:
     """A binary stream over a large input read incrementally (no size cap): a regular file,
-    a FIFO or ``-`` (stdin). The caller closes it (closing stdin's buffer is harmless here)."""
-    return _open_binary(path, what)
+    a FIFO or ``-`` (stdin). The caller closes it (closing stdin's buffer is harmless here).
+    ``regular_only`` as for ``read_input_bytes``."""
+    return _open_binary(path, what, regular_only)
+
+
+def user_path_exists(path: PathLike) -> bool:
+    """Whether something is at a path a user typed, for commands whose argument is a path OR a
+    name (a model id, a preset). A name no path can have (too long, a missing parent, a
+    component that is a file) is simply not a path: False, never an OSError. Anything that
+    exists but cannot be used (a symlink loop, no permission) is True, so reading it gives
+    the reason."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        return exc.errno != errno.ENAMETOOLONG
+    except ValueError:  # an embedded NUL
+        return False
+    return True
 
 
 class _BadNumber(ValueError):
@@ -208,7 +299,7 @@ def _output_kind(path: Path, what: str) -> str:
     """'new', 'file' (an existing regular file) or 'through' (a stream to write through).
     Raises UsageError for what must never be written: a folder, a symlink, a block device."""
     text = os.fspath(path)
-    if text.startswith(_STREAM_PREFIXES):
+    if text == "-" or text.startswith(_STREAM_PREFIXES):
         return "through"
     try:
         lst = os.lstat(path)
@@ -233,11 +324,41 @@ def _output_kind(path: Path, what: str) -> str:
     raise UsageError(f"refusing to write {what} {show_path(path)}: it is a device, not a file")
 
 
+_stdout_reserved = False
+
+
+def reserve_stdout() -> None:
+    """Called by ``cli.main`` under --json: stdout holds the JSON document and nothing else, so
+    another output (a snapshot, a metrics file) aimed at it is refused by ``check_writable``."""
+    global _stdout_reserved
+    _stdout_reserved = True
+
+
+def _is_stdout(path: PathLike) -> bool:
+    """Whether writing ``path`` would land in this process's stdout: /dev/stdout and its
+    aliases, or the very file or pipe stdout is redirected to (not a shared device such as
+    /dev/null)."""
+    text = os.fspath(path)
+    if text in ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"):
+        return True
+    try:
+        out, st = os.fstat(1), os.stat(path)
+    except (OSError, ValueError):
+        return False
+    shared_device = stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+    return not shared_device and (out.st_dev, out.st_ino) == (st.st_dev, st.st_ino)
+
+
 def check_writable(path: PathLike, *, what: str = "file") -> None:
     """Refuse, before any work is done, an output path that ``write_atomic`` could not write."""
     text = os.fspath(path)
     if not text.strip():
         raise UsageError(f"cannot write {what}: the file name is empty")
+    if _stdout_reserved and _is_stdout(text):
+        raise UsageError(
+            f"cannot write {what} to {show_path(text)}: that is stdout, which --json keeps for the JSON document",
+            hint=f"give the {what} a file of its own, or drop --json",
+        )
     p = Path(text)
     if text.endswith(os.sep):
         raise UsageError(f"cannot write {what} {show_path(text)}: it names a folder; give a file name in it")
@@ -255,8 +376,52 @@ def check_writable(path: PathLike, *, what: str = "file") -> None:
         raise UsageError(f"cannot write {what} {show_path(text)}: {show_path(folder)} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {what} {show_path(text)}: folder {show_path(folder)} is not writable")
-    if len(p.name.encode()) > 255:
+    if len(os.fsencode(p.name)) > 255:
         raise UsageError(f"cannot write {what} {show_path(text)}: the file name is too long")
+
+
+# How long a write to an existing FIFO waits for a reader to open the other end.
+FIFO_READER_WAIT = 10.0
+
+
+def _open_through(p: Path, what: str) -> int:
+    """An fd for writing through to an existing stream. A FIFO nobody reads would block the open
+    forever: wait a bounded time for a reader, then say so (exit 2)."""
+    text = os.fspath(p)
+    if text == "-":  # stdout, as '-' is stdin for an input: after what was printed so far
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stdout.flush()
+        try:
+            return os.dup(1)
+        except OSError as exc:
+            raise _write_error(what, "stdout", exc) from None
+    append = os.O_APPEND if text.startswith(_STREAM_PREFIXES) else 0
+    try:
+        is_fifo = stat.S_ISFIFO(os.stat(p).st_mode)
+    except OSError as exc:
+        raise _write_error(what, p, exc) from None
+    if not is_fifo:
+        try:
+            return os.open(p, os.O_WRONLY | append)
+        except OSError as exc:
+            raise _write_error(what, p, exc) from None
+    deadline = time.monotonic() + FIFO_READER_WAIT
+    while True:
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_NONBLOCK | append)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise _write_error(what, p, exc) from None
+            if time.monotonic() >= deadline:
+                raise UsageError(
+                    f"cannot write {what} {show_path(p)}: it is a FIFO and nothing reads from it "
+                    f"(waited {FIFO_READER_WAIT:g} s)",
+                    hint="start the reader first, or give a regular file",
+                ) from None
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        return fd
 
 
 @contextlib.contextmanager
@@ -265,11 +430,7 @@ def atomic_writer(path: PathLike, *, mode: int | None = None, what: str = "file"
     p = Path(path)
     kind = _output_kind(p, what)
     if kind == "through":
-        flags = os.O_WRONLY | (os.O_APPEND if os.fspath(p).startswith(_STREAM_PREFIXES) else 0)
-        try:
-            fd = os.open(p, flags)
-        except OSError as exc:
-            raise _write_error(what, p, exc) from None
+        fd = _open_through(p, what)
         try:
             with os.fdopen(fd, "wb") as fh:
                 yield fh
@@ -300,22 +461,38 @@ def atomic_writer(path: PathLike, *, mode: int | None = None, what: str = "file"
         raise
 
 
+def encode_text(text: str) -> bytes:
+    """UTF-8, except that a lone surrogate (valid in JSON as ``"\\ud800"``, so it can arrive in
+    any input) is written as the escape ``\\ud800`` instead of failing the write."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="backslashreplace")
+
+
 def write_atomic(path: PathLike, data: bytes | str, *, mode: int | None = None, what: str = "file") -> None:
     """Write ``data`` (text is UTF-8) so that ``path`` is either untouched or complete."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    payload = encode_text(data) if isinstance(data, str) else data
     with atomic_writer(path, mode=mode, what=what) as fh:
         fh.write(payload)
 
 
 def write_json(path: PathLike, doc: Any, *, what: str = "file", indent: int | None = 2) -> None:
-    """A JSON document written atomically, with a final newline."""
-    write_atomic(path, json.dumps(doc, indent=indent, ensure_ascii=False) + "\n", what=what)
+    """A JSON document written atomically, with a final newline. Text that UTF-8 cannot hold
+    (a lone surrogate read from another JSON document) is kept as its JSON escape, so the
+    file reads back to the same document."""
+    text = json.dumps(doc, indent=indent, ensure_ascii=False) + "\n"
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:
+        payload = (json.dumps(doc, indent=indent, ensure_ascii=True) + "\n").encode("ascii")
+    write_atomic(path, payload, what=what)
 
 
 def write_new(path: PathLike, data: bytes | str, *, mode: int | None = None, what: str = "file") -> None:
     """Create a file that must not exist yet, inside a folder mlops made (a staging folder):
     never follows a symlink planted at that name, never truncates an existing file."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
+    payload = encode_text(data) if isinstance(data, str) else data
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o666 if mode is None else mode)
@@ -431,22 +608,26 @@ def publish_dir(
         raise UsageError(
             f"refusing to replace {show_path(d)}: {reason}", hint="choose another path, or remove it first"
         )
-    old = Path(tempfile.mkdtemp(prefix=f".{d.name[:200]}.old.", dir=d.parent if str(d.parent) else Path(".")))
-    try:
-        os.rename(d, old / "x")
-    except OSError as exc:
-        shutil.rmtree(old, ignore_errors=True)
-        raise _write_error(what, d, exc) from None
-    try:
-        os.rename(staging, d)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.rename(old / "x", d)
-        shutil.rmtree(old, ignore_errors=True)
-        if isinstance(exc, OSError):
+    # Ctrl-C or SIGTERM between the two renames would leave neither the old folder nor the new
+    # one at dest: both renames (and the clean-up of the old one) run with signals held.
+    with deferred():
+        try:
+            old = Path(tempfile.mkdtemp(prefix=f".{d.name[:200]}.old.", dir=d.parent if str(d.parent) else Path(".")))
+        except OSError as exc:
             raise _write_error(what, d, exc) from None
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.rename(d, old / "x")
+        except OSError as exc:
+            shutil.rmtree(old, ignore_errors=True)
+            raise _write_error(what, d, exc) from None
+        try:
+            os.rename(staging, d)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.rename(old / "x", d)
+            shutil.rmtree(old, ignore_errors=True)
+            raise _write_error(what, d, exc) from None
+        shutil.rmtree(old, ignore_errors=True)
     return True
 
 

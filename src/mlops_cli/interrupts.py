@@ -14,15 +14,25 @@ import threading
 from collections.abc import Iterator
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []
 
 
 def _raise_interrupt(signum, frame) -> None:
+    _received.append(signum)
     raise KeyboardInterrupt
 
 
 def install() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, and are remembered (``received``)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+        for s in _SIGNALS:
+            signal.signal(s, _raise_interrupt)
+
+
+def received() -> bool:
+    """Whether Ctrl-C or SIGTERM arrived in this process. Recent Typer releases turn the
+    KeyboardInterrupt into a plain exit status 130; ``cli.main`` asks this to still report it."""
+    return bool(_received)
 
 
 @contextlib.contextmanager
@@ -35,11 +45,12 @@ def deferred() -> Iterator[None]:
     pending: list[int] = []
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
     for s in _SIGNALS:
-        signal.signal(s, lambda signum, frame: pending.append(signum))
+        signal.signal(s, lambda signum, frame: pending.append(signum))  # noqa: B023
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if pending:
+        _received.extend(pending)
         raise KeyboardInterrupt

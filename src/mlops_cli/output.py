@@ -21,7 +21,7 @@ from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 
 from mlops_cli.errors import ExitCode, MlopsError, UsageError
-from mlops_cli.text import _CLEAN, clean, one_line
+from mlops_cli.text import _CLEAN, clean, one_line, shorten
 from mlops_cli.units import format_bytes, parse_bytes  # noqa: F401 - re-exported for renderers
 
 
@@ -163,12 +163,14 @@ def emit(result: Result, json_mode: bool) -> int:
 
 
 def warn(message: str) -> None:
-    err_console().print(f"warning: {message}", markup=False, highlight=False)
+    """One warning line on stderr (a newline in what it quotes shows as \\n)."""
+    err_console().print(f"warning: {one_line(message)}", markup=False, highlight=False)
 
 
 def info(message: str) -> None:
-    """A progress/log line for people; goes to stderr so stdout stays clean."""
-    err_console().print(message, markup=False, highlight=False)
+    """A progress/log line for people; goes to stderr so stdout stays clean. One line: a
+    newline in what it quotes (a file name, a command) shows as \\n."""
+    err_console().print(one_line(message), markup=False, highlight=False)
 
 
 def confirm(question: str, assume_yes: bool) -> bool:
@@ -188,6 +190,15 @@ def confirm(question: str, assume_yes: bool) -> bool:
 # --- errors ---------------------------------------------------------------------------
 
 
+# An error or hint line is for a person: one line, at most this long (the middle is elided),
+# however much of a hostile input a message quotes.
+MAX_ERROR_LINE = 1000
+
+
+def error_line(text: object) -> str:
+    return shorten(one_line(text), MAX_ERROR_LINE)
+
+
 def debug_enabled() -> bool:
     return os.environ.get("MLOPS_DEBUG", "") not in ("", "0", "false", "no")
 
@@ -202,16 +213,22 @@ def _say(line: str) -> None:
 def error_document(exc: BaseException) -> dict[str, Any]:
     """The JSON document printed on stdout for a failed command run with --json."""
     if isinstance(exc, MlopsError):
-        return {"error": {"message": one_line(exc.message), "hint": exc.hint, "exit_code": int(exc.exit_code)}}
+        hint = None if exc.hint is None else error_line(exc.hint)
+        return {"error": {"message": error_line(exc.message), "hint": hint, "exit_code": int(exc.exit_code)}}
     if isinstance(exc, KeyboardInterrupt):
         return {"error": {"message": "interrupted", "hint": None, "exit_code": int(ExitCode.INTERRUPTED)}}
+    if isinstance(exc, MemoryError):
+        return {"error": {"message": OUT_OF_MEMORY, "hint": None, "exit_code": int(ExitCode.PROBLEM)}}
     return {
         "error": {
-            "message": f"internal error: {type(exc).__name__}: {one_line(exc)}",
+            "message": f"internal error: {type(exc).__name__}: {error_line(exc)}",
             "hint": None,
             "exit_code": int(ExitCode.PROBLEM),
         }
     }
+
+
+OUT_OF_MEMORY = "out of memory: this input needs more memory than this machine gave mlops"
 
 
 def report_error(exc: BaseException) -> int:
@@ -219,10 +236,13 @@ def report_error(exc: BaseException) -> int:
     if debug_enabled() and not isinstance(exc, KeyboardInterrupt):
         _say("".join(traceback.format_exception(exc)))
     if isinstance(exc, MlopsError):
-        _say(f"error: {one_line(exc.message)}")
+        _say(f"error: {error_line(exc.message)}")
         if exc.hint:
-            _say(f"hint: {one_line(exc.hint)}")
+            _say(f"hint: {error_line(exc.hint)}")
         return int(exc.exit_code)
+    if isinstance(exc, MemoryError):
+        _say(f"error: {OUT_OF_MEMORY}")
+        return int(ExitCode.PROBLEM)
     if isinstance(exc, KeyboardInterrupt):
         _say("error: interrupted")
         return int(ExitCode.INTERRUPTED)
@@ -232,6 +252,6 @@ def report_error(exc: BaseException) -> int:
         if exc.changed_system:
             _say("note: the change itself was made; only printing its report failed")
         return exc.exit_code if (exc.exit_code or exc.changed_system) else int(ExitCode.PROBLEM)
-    _say(f"error: internal error: {type(exc).__name__}: {one_line(exc)}")
+    _say(f"error: internal error: {type(exc).__name__}: {error_line(exc)}")
     _say("hint: re-run with --debug for the traceback, and report it with that output")
     return int(ExitCode.PROBLEM)

@@ -28,7 +28,7 @@ class Textfile:
         from mlops_cli import files
 
         files.check_writable(path, what="metrics file")
-        if not path.endswith(".prom") and not path.startswith("/dev/"):
+        if not path.endswith(".prom") and path != "-" and not path.startswith("/dev/"):
             from mlops_cli.output import warn
 
             warn(f"{files.show_path(path)}: node_exporter's textfile collector reads only files named *.prom")

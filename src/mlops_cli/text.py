@@ -93,11 +93,31 @@ def shell_join(argv: list[str] | tuple[str, ...]) -> str:
 
 # Key names whose values are secrets, wherever they appear as key=value / key: value.
 _SECRET_WORDS = ("pass", "pwd", "token", "secret", "key", "auth", "credential", "cookie", "session")
-# A key starts only where a run of key characters starts (the look-behind), so a long token
-# is scanned once, not once per position.
-_KEY_VALUE = re.compile(r"(?<![A-Za-z0-9_.\-])([A-Za-z0-9_.\-]{1,128})([=:])(\s?)(\S{1,4096})")
+# One of the words, not followed by a letter or digit ("api_key", "apikey", "vault_password",
+# "HF_TOKEN", "luks.key", but not "keyboard", "Keyring" or "author"), then optionally more of
+# the key after a separator ("secret_key_id").
+_WORDS = (r"(?:pass(?:word|wd|phrase)?|pwd|tokens?|secrets?|keys?|auth(?:orization|token|key)?|credentials?"
+          r"|cookies?|session(?:id)?)")
+_KEY_BODY = rf"(?i:[A-Za-z0-9_.\-]{{0,64}}?{_WORDS}(?![A-Za-z0-9])(?:[_.\-][A-Za-z0-9_.\-]{{0,63}})?)"
+# key=value, key: value, "key": "value", key = value. A key starts only where a run of key
+# characters starts (the look-behind), both sides are bounded, so a long token is scanned in
+# linear time; and only secret keys match, so a harmless key's value (a URL after "https:")
+# never swallows the "?token=..." inside it. The value ends at a blank, a quote, '&' (URL
+# queries), ',' or ';'.
+_KEY_VALUE = re.compile(
+    rf"((?<![A-Za-z0-9_.\-]){_KEY_BODY})([\"']?[ \t]{{0,4}}[=:][ \t]{{0,4}}[\"']?)([^\s\"'&,;]{{1,4096}})"
+)
+# --password hunter2, -api-key X: an option naming a secret, then its value as the next word.
+_OPTION_VALUE = re.compile(rf"((?<!\S)--?{_KEY_BODY})([ \t]{{1,4}})(?!-)(\S{{1,4096}})")
 _URL_CREDENTIALS = re.compile(r"(://[^\s/:@]{1,256}:)[^\s/@]{1,1024}@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,4096}")
+# Tokens recognisable by their shape alone (Hugging Face, OpenAI, GitHub, GitLab, Slack, AWS
+# access key ids), wherever they stand.
+_TOKEN_SHAPES = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?:hf_[A-Za-z0-9]{30,256}|sk-(?:proj-)?[A-Za-z0-9_\-]{20,256}|gh[pousr]_[A-Za-z0-9]{36,256}"
+    r"|github_pat_[A-Za-z0-9_]{40,256}|glpat-[A-Za-z0-9_\-]{20,256}|xox[abprs]-[A-Za-z0-9\-]{10,256}|AKIA[0-9A-Z]{16})"
+    r"(?![A-Za-z0-9_\-])"
+)
 REDACTED = "<redacted>"
 
 
@@ -108,19 +128,23 @@ def _is_secret_key(key: str) -> bool:
 
 def redact(text: str) -> str:
     """Secrets replaced by ``<redacted>``: values of keys such as ``password=``, ``token:``,
-    ``api_key=``, credentials in URLs, and bearer tokens. The rest is kept, since the
-    diagnosis reads it (``nouveau.modeset=0`` stays)."""
+    ``"api_key": "..."``, options such as ``--hf-token X``, credentials in URLs, bearer tokens,
+    and tokens of well-known shapes (``hf_...``, ``ghp_...``, ``AKIA...``). The rest is kept,
+    since the diagnosis reads it (``nouveau.modeset=0`` stays)."""
     if not text:
         return text
 
-    def key_value(m: re.Match[str]) -> str:
-        if _is_secret_key(m.group(1)) and not m.group(4).startswith(("<redacted>", "Bearer", "Basic")):
-            return f"{m.group(1)}{m.group(2)}{m.group(3)}{REDACTED}"
-        return m.group(0)
+    def keep_marker(m: re.Match[str]) -> str:
+        value = m.group(3)
+        if value.startswith((REDACTED, "Bearer", "Basic", "<")):
+            return m.group(0)
+        return f"{m.group(1)}{m.group(2)}{REDACTED}"
 
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
-    return _KEY_VALUE.sub(key_value, text)
+    text = _TOKEN_SHAPES.sub(REDACTED, text)
+    text = _OPTION_VALUE.sub(keep_marker, text)
+    return _KEY_VALUE.sub(keep_marker, text)
 
 
 def redact_document(doc):

@@ -35,7 +35,9 @@ _SIZE = re.compile(r"\s*([0-9]{1,15}(?:\.[0-9]{1,15})?|\.[0-9]{1,15})\s*([KMGTP]
 def parse_bytes(text: str, *, what: str = "size", minimum: int = 0) -> int:
     """'80GiB', '80 GB', '81920MiB', '1.5T' -> bytes. Decimal units are decimal; a bare
     'G'/'T' (no 'B') is binary, as nvidia-smi and most people mean it."""
-    m = _SIZE.fullmatch(text)
+    # A size is a few characters; a longer text is refused before the regex sees it (with
+    # thousands of blanks its surrounding \s* would backtrack quadratically).
+    m = _SIZE.fullmatch(text) if len(text) <= 64 else None
     if not m or (not m.group(2) and m.group(3)):
         raise UsageError(f"not a {what}: {shorten(one_line(text), 40)!r}", hint="write it like 80GiB, 24GB or 81920MiB")
     number, prefix, binary, _ = m.groups()

@@ -87,7 +87,7 @@ def driver_check(
         if recorder is not None and save_snapshot is not None and not saved:
             recorder.snapshot.save(save_snapshot)
             saved.append(save_snapshot)
-            info(f"snapshot written to {save_snapshot}")
+            info(f"snapshot written to {files.show_path(save_snapshot)}")
 
     if fix or dry_run:
 

@@ -140,11 +140,13 @@ def split_pdsh(text: str) -> dict[str, str] | None:
     return {h: "\n".join(lines) for h, lines in hosts.items()} or None
 
 
-def read_file(path: str) -> tuple[list[Document], list[Unusable]]:
-    """The documents in one file (or stdin); a file that cannot be used is an Unusable."""
+def read_file(path: str, *, found_in_folder: bool = False) -> tuple[list[Document], list[Unusable]]:
+    """The documents in one file (or stdin); a file that cannot be used is an Unusable. A file
+    found by walking a folder must be a regular file: a FIFO or a socket left there is listed
+    as unusable, never waited on."""
     shown = "stdin" if path == "-" else files.show_path(path)
     try:
-        text = files.read_input_text(path, what="report", max_bytes=MAX_FILE_BYTES)
+        text = files.read_input_text(path, what="report", max_bytes=MAX_FILE_BYTES, regular_only=found_in_folder)
     except UsageError as exc:
         return [], [Unusable(shown, _reason(exc, path))]
     try:
@@ -181,44 +183,56 @@ def _reason(exc: UsageError, path: str) -> str:
     return exc.message[len(head):] if exc.message.startswith(head) else exc.message
 
 
-def expand(paths: list[str]) -> Iterator[tuple[str, Unusable | None]]:
-    """Every file the inputs name, in order: a folder is walked (hidden names skipped)."""
+def expand(paths: list[str]) -> Iterator[tuple[str, Unusable | None, bool]]:
+    """Every file the inputs name, in order: (path, why it cannot be used or None, whether it
+    was found in a folder). A folder is walked (hidden names skipped)."""
     for path in paths:
         if path == "-":
-            yield path, None
+            yield path, None, False
             continue
         try:
             st = os.stat(path)
         except OSError as exc:
             reason = "no such file or folder" if isinstance(exc, FileNotFoundError) else os_reason(exc)
-            yield path, Unusable(files.show_path(path), reason)
+            yield path, Unusable(files.show_path(path), reason), False
             continue
         if not stat.S_ISDIR(st.st_mode):
-            yield path, None
+            yield path, None, False
             continue
         yield from _walk(path)
 
 
-def _walk(folder: str) -> Iterator[tuple[str, Unusable | None]]:
+def _walk(folder: str) -> Iterator[tuple[str, Unusable | None, bool]]:
+    """The files below ``folder`` on its own file system (as ``find -xdev``): a folder that is
+    a mount point of another (/proc, /sys, /dev under /) is not entered."""
     errors: list[OSError] = []
+    device = os.stat(folder).st_dev
     for root, dirs, names in os.walk(folder, onerror=errors.append):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and _same_device(os.path.join(root, d), device))
         for name in sorted(names):
             if not name.startswith("."):
-                yield os.path.join(root, name), None
+                yield os.path.join(root, name), None, True
     for exc in errors:
-        yield exc.filename or folder, Unusable(files.show_path(exc.filename or folder), f"folder not readable: {os_reason(exc)}")
+        where = exc.filename or folder
+        yield where, Unusable(files.show_path(where), f"folder not readable: {os_reason(exc)}"), True
+
+
+def _same_device(path: str, device: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == device
+    except OSError:
+        return True  # os.walk reports it as unreadable
 
 
 def read_all(paths: list[str]) -> tuple[list[Document], list[Unusable]]:
     """Every document in the inputs, and every input that could not be used."""
     found: list[Document] = []
     bad: list[Unusable] = []
-    for path, problem in expand(paths):
+    for path, problem, in_folder in expand(paths):
         if problem is not None:
             bad.append(problem)
             continue
-        docs, unusable = read_file(path)
+        docs, unusable = read_file(path, found_in_folder=in_folder)
         found.extend(docs)
         bad.extend(unusable)
     return found, bad

@@ -220,7 +220,7 @@ class _ShutdownPool(ThreadPoolExecutor):
 
 def _read(path: str) -> bytes:
     try:
-        return files.read_input_bytes(path, what="image", max_bytes=MAX_IMAGE_BYTES)
+        return files.read_input_bytes(path, what="image", max_bytes=MAX_IMAGE_BYTES, regular_only=True)
     except MlopsError as exc:
         prefix = f"cannot read image {files.show_path(path)}: "
         reason = exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message

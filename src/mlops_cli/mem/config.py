@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mlops_cli.errors import UsageError
+from mlops_cli.text import one_line, shorten
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,11 @@ class ModelConfig:
         return doc
 
 
+def _shown(value: Any) -> str:
+    """A config value quoted in an error: on one line and short, however long it is."""
+    return shorten(one_line(repr(value)), 80)
+
+
 def _first(cfg: dict[str, Any], *keys: str, default: Any = None) -> Any:
     for key in keys:
         if key in cfg and cfg[key] is not None:
@@ -168,8 +174,10 @@ def _finite(cfg: Any, prefix: str = "") -> None:
             name = f"{where}.{key}" if where else str(key)
             if isinstance(value, float) and not math.isfinite(value):
                 raise UsageError(f"malformed model config: {name[:80]} is {value!r}, not a finite number")
-            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**62:
-                raise UsageError(f"malformed model config: {name[:80]} = {str(value)[:30]}... is out of range")
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > 2**62:
+                # 1e308 is finite, but no dimension or count is that large, and products of
+                # such values overflow a float.
+                raise UsageError(f"malformed model config: {name[:80]} = {str(value)[:30]} is out of range")
             if isinstance(value, (dict, list)):
                 stack.append((name, value))
 
@@ -180,7 +188,7 @@ def _positive_int(cfg: dict[str, Any], what: str, *keys: str, default: Any = Non
         raise UsageError(f"malformed model config: no {what} ({' / '.join(keys)})",
                          hint="pass a transformers config.json of a decoder or encoder model")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
-        raise UsageError(f"malformed model config: {keys[0]} must be a positive integer, got {value!r}")
+        raise UsageError(f"malformed model config: {keys[0]} must be a positive integer, got {_shown(value)}")
     return int(value)
 
 
@@ -191,7 +199,7 @@ def _count(cfg: dict[str, Any], *keys: str, default: Any = 0) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
         key = next((k for k in keys if cfg.get(k) is not None), keys[0])
-        raise UsageError(f"malformed model config: {key} must be a whole number >= 0, got {value!r}")
+        raise UsageError(f"malformed model config: {key} must be a whole number >= 0, got {_shown(value)}")
     return int(value)
 
 

@@ -10,15 +10,19 @@ Malformed input raises UsageError (exit 2) with one line.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_cli.errors import UsageError
+from mlops_cli.files import parse_json
+from mlops_cli.text import one_line, shorten
 
 MAX_HEADER = 100 * 1024 * 1024  # safetensors itself refuses headers above 100 MB
+# No checkpoint holds more parameters than this (2**50, about 10**15; the largest are ~10**12):
+# a larger count is a malformed or hostile file, and would overflow the float arithmetic after.
+MAX_PARAMS = 2**50
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "U32": 4, "U64": 8, "F4": 0.5, "F6_E2M3": 0.75,
                "F6_E3M2": 0.75}
@@ -61,9 +65,9 @@ def header_length(prefix: bytes, what: str) -> int:
 def count_header(header: bytes, what: str) -> ParamCount:
     """Counts per dtype from one safetensors JSON header."""
     try:
-        doc = json.loads(header.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise UsageError(f"{what}: the safetensors header is not JSON") from None
+        doc = parse_json(header.decode("utf-8"), what=f"{what}: the safetensors header")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what}: the safetensors header is not UTF-8") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{what}: the safetensors header is not a JSON object")
     out = ParamCount(source=what)
@@ -71,12 +75,14 @@ def count_header(header: bytes, what: str) -> ParamCount:
         if name == "__metadata__":
             continue
         if not isinstance(info, dict) or not isinstance(info.get("shape"), list) or not isinstance(info.get("dtype"), str):
-            raise UsageError(f"{what}: tensor {str(name)[:80]!r} has no dtype/shape")
+            raise UsageError(f"{what}: tensor {shorten(one_line(name), 80)!r} has no dtype/shape")
         shape = info["shape"]
         if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape):
-            raise UsageError(f"{what}: tensor {str(name)[:80]!r} has a malformed shape")
+            raise UsageError(f"{what}: tensor {shorten(one_line(name), 80)!r} has a malformed shape")
         n = math.prod(shape)
         dtype = info["dtype"].upper()
+        if n > MAX_PARAMS or out.by_dtype.get(dtype, 0) + n > MAX_PARAMS:
+            raise UsageError(f"{what}: tensor {shorten(one_line(name), 80)!r} has more elements than any model")
         out.by_dtype[dtype] = out.by_dtype.get(dtype, 0) + n
         out.bytes_by_dtype[dtype] = out.bytes_by_dtype.get(dtype, 0) + int(n * DTYPE_BYTES.get(dtype, 2))
     return out
@@ -101,8 +107,8 @@ def count_from_hub(doc: Any, what: str) -> ParamCount:
         raise UsageError(f"{what}: no safetensors parameter counts")
     out = ParamCount(source=what)
     for dtype, n in params.items():
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise UsageError(f"{what}: malformed parameter count for {str(dtype)[:20]}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > MAX_PARAMS:
+            raise UsageError(f"{what}: malformed parameter count for {shorten(one_line(dtype), 20)}")
         out.by_dtype[str(dtype).upper()] = n
         out.bytes_by_dtype[str(dtype).upper()] = int(n * DTYPE_BYTES.get(str(dtype).upper(), 2))
     return out

@@ -12,6 +12,11 @@ from typing import Any, Optional
 
 from mlops_cli.errors import UsageError
 
+# Any count or size a setup flag takes (batch, tokens, GPUs, ranks, bytes) stays below this:
+# 2**40 is a trillion, far beyond any real setup, and keeps every product of them finite.
+MAX_COUNT = 2**40
+MIN_UTILIZATION = 0.01
+
 GiB = 1024**3
 MiB = 1024**2
 
@@ -163,8 +168,14 @@ class Setup:
             raise UsageError("ZeRO-3 live parameters, prefetch and bucket sizes must not be negative")
         for value, flag in ((self.gpu_memory_utilization, "--gpu-memory-utilization"),
                             (self.gen_memory_utilization, "--gen-memory-utilization")):
-            if not 0 < value <= 1:
-                raise UsageError(f"{flag} must be in (0, 1], got {value}")
+            # Below 1 % no model loads; 1e-300 would make the required capacity infinite.
+            if not MIN_UTILIZATION <= value <= 1:
+                raise UsageError(f"{flag} must be between {MIN_UTILIZATION} and 1, got {value}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_COUNT:
+                raise UsageError(f"--{f.name.replace('_', '-')} {str(value)[:40]} is out of range "
+                                 f"(at most {MAX_COUNT:,}; no GPU setup comes near it)")
         self._check_contradictions()
         return self
 
