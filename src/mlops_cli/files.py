@@ -146,9 +146,35 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
+_JSON_LEAVES = frozenset((str, int, float, bool, type(None)))
+_JSON_EXACT = _JSON_LEAVES | {dict, list}
+_IS_DICT, _IS_LIST = frozenset((dict,)).__contains__, frozenset((list,)).__contains__
+
+
 def json_depth_exceeds(doc: Any, limit: int) -> bool:
-    """True when containers in ``doc`` nest deeper than ``limit`` (iterative: no recursion)."""
-    stack = [(doc, 1)]
+    """True when containers in ``doc`` nest deeper than ``limit`` (iterative: no recursion).
+
+    One level at a time, with the per-item work in C (an index page holds ~10^5 values): only
+    a level holding something other than plain JSON types takes the item-by-item path."""
+    from itertools import chain, compress
+
+    level, depth = [doc], 1
+    while level:
+        types = list(map(type, level))
+        if not _JSON_EXACT.issuperset(types):
+            return _depth_exceeds_slow([n for n in level if isinstance(n, (dict, list))], depth, limit)
+        if _JSON_LEAVES.issuperset(types):
+            return False
+        if depth > limit:
+            return True
+        level = list(chain(chain.from_iterable(map(dict.values, compress(level, map(_IS_DICT, types)))),
+                           chain.from_iterable(compress(level, map(_IS_LIST, types)))))
+        depth += 1
+    return False
+
+
+def _depth_exceeds_slow(nodes: list, depth: int, limit: int) -> bool:
+    stack = [(node, depth) for node in nodes]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, (dict, list)):

@@ -111,6 +111,39 @@ def test_every_ordinary_json_document_parses_back(doc):
     assert files.parse_json(json.dumps(doc), what="x") == doc
 
 
+class _Dict(dict):
+    pass
+
+
+class _List(list):
+    pass
+
+
+def _depth(node) -> int:
+    """Nesting depth of containers, the plain recursive definition (0 for a leaf)."""
+    if isinstance(node, dict):
+        return 1 + max(map(_depth, node.values()), default=0)
+    if isinstance(node, list):
+        return 1 + max(map(_depth, node), default=0)
+    return 0
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=2), kids, max_size=3)
+        | st.lists(kids, max_size=2).map(_List) | st.dictionaries(st.text(max_size=2), kids, max_size=2).map(_Dict)
+        | st.lists(kids, max_size=2).map(tuple),
+        max_leaves=30,
+    ),
+    st.integers(min_value=0, max_value=6),
+)
+def test_depth_check_matches_the_plain_definition(doc, limit):
+    # subclasses and tuples (not JSON types, but a caller may pass them) take the item-by-item path
+    assert files.json_depth_exceeds(doc, limit) == (_depth(doc) > limit)
+
+
 # --- writing ---------------------------------------------------------------------------
 
 

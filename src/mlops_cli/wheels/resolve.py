@@ -124,7 +124,47 @@ def parse_pins(stdout: str) -> list[Pin]:
 
 
 _SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
+# Earlier hints in uv's -v log (recorded from uv 0.13.9): a dependency named when its parent's
+# metadata is read (its index page is worth fetching now), and the wheel uv reads metadata from
+# for a candidate version (by a HEAD + range request, or PEP 658's `.whl.metadata`), which is
+# usually the version uv selects a little later.
+_DEPENDENCY = re.compile(r"Adding (?:transitive|direct) dependency (?:for \S+: )?([A-Za-z0-9][A-Za-z0-9._-]*)")
+_WHEEL_URL = re.compile(r"request for: (\S+/([^/\s]+\.whl))(?:\.metadata)?\s*$")
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What a line of uv's log says about the resolution under way: a project name it needs
+    (`version` None), or a version it considers (`selected`: it picked it) or picked."""
+
+    name: str
+    version: str | None = None
+    selected: bool = False
+
+
+def parse_hint(line: str) -> Hint | None:
+    """The hint in one line of uv's -v log, or None. Only a head start: never trusted for
+    anything but what to fetch early."""
+    m = _SELECTING.search(line)
+    if m:
+        return Hint(m.group(1), m.group(2), selected=True)
+    if "dependency" in line:
+        m = _DEPENDENCY.search(line)
+        return Hint(m.group(1).rstrip("._-")) if m else None
+    if ".whl" in line:
+        m = _WHEEL_URL.search(line)
+        if m:
+            from urllib.parse import unquote
+
+            from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+            try:
+                name, version, _build, _tags = parse_wheel_filename(unquote(m.group(2)))
+            except (InvalidWheelFilename, ValueError):
+                return None
+            return Hint(str(name), str(version))
+    return None
 
 
 _stopping = threading.Event()
@@ -142,7 +182,8 @@ def stop_running() -> None:
     proc.kill_all()
 
 
-def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None]) -> tuple[int, str, str]:
+def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None],
+                   on_start: Callable[[], None] | None = None) -> tuple[int, str, str]:
     """Run uv, handing each stderr line to `on_line` as it comes; (rc, stdout, stderr without logs)."""
     if proc.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise OperationFailed(f"the resolver {argv[0]} is not installed")
@@ -153,6 +194,8 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
         kept: list[str] = []
         timer = threading.Timer(timeout, proc.stop, args=(child,))
         timer.start()
+        if on_start is not None:
+            on_start()
         try:
             for line in child.stderr:
                 if _LOG_LINE.match(line):
@@ -169,23 +212,29 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
 
 
 def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-            timeout: float = 600, on_select: Callable[[str, str], None] | None = None,
-            only_binary: list[str] | None = None) -> tuple[list[Pin], list[str]]:
+            timeout: float = 600, on_hint: Callable[[Hint], None] | None = None,
+            only_binary: list[str] | None = None,
+            on_start: Callable[[], None] | None = None) -> tuple[list[Pin], list[str]]:
     """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
 
-    `on_select(name, version)` is called as uv picks each package (from its -v log), so callers can
-    start fetching index pages before the resolution ends; it is only a hint.
+    `on_hint(Hint)` is called as uv names, considers and picks packages (from its -v log), so
+    callers can start fetching index pages and files before the resolution ends; only a hint.
     """
     argv = compile_command(target, inputs, index_urls, cache_dir, only_binary) + ["-v"]
     if stopping():
         raise OperationFailed("interrupted")
 
     def hint(line: str) -> None:
-        m = _SELECTING.search(line)
-        if m and on_select is not None:
-            on_select(m.group(1), m.group(2))
+        if on_hint is None:
+            return
+        try:
+            found = parse_hint(line)
+            if found is not None:
+                on_hint(found)
+        except Exception:  # noqa: BLE001 - a hint that fails costs its head start, never the resolution
+            pass
 
-    rc, stdout, stderr = _run_streaming(argv, timeout, hint)
+    rc, stdout, stderr = _run_streaming(argv, timeout, hint, on_start)
     if rc != 0 and "Couldn't parse requirement" in stderr:
         raise UsageError(f"malformed requirement: {summarize_uv_error(stderr)}")
     if rc != 0:
