@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -145,6 +146,46 @@ def test_depth_check_matches_the_plain_definition(doc, limit):
 
 
 # --- writing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("refuse_after", [None, 0, 1])  # sendfile works / is refused at once / midway
+def test_copy_new_copies_every_byte_in_the_kernel_or_not(tmp_path, monkeypatch, refuse_after):
+    import errno
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    src = tmp_path / "src.whl"
+    src.write_bytes(data)
+    calls, real = [], os.sendfile
+
+    def sendfile(out_fd, in_fd, offset, count):
+        calls.append(offset)
+        if refuse_after is not None and len(calls) > refuse_after:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(out_fd, in_fd, offset, min(count, 1024 * 1024))
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    files.copy_new(src, tmp_path / "dest.whl")
+    assert (tmp_path / "dest.whl").read_bytes() == data
+    assert stat.S_IMODE((tmp_path / "dest.whl").stat().st_mode) == 0o666 & ~files.current_umask()
+    if sys.platform.startswith("linux"):
+        assert calls  # the kernel path was tried
+    with pytest.raises(UsageError, match="cannot write"):
+        files.copy_new(src, tmp_path / "dest.whl")  # never over an existing file
+
+
+def test_copy_new_on_a_full_disk_is_an_operation_failure(tmp_path, monkeypatch):
+    import errno
+
+    src = tmp_path / "src.whl"
+    src.write_bytes(b"x" * 100)
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "sendfile", full)
+    monkeypatch.setattr(files.shutil, "copyfileobj", lambda *a, **k: full())
+    with pytest.raises(OperationFailed, match="No space left"):
+        files.copy_new(src, tmp_path / "dest.whl")
 
 
 def test_write_atomic_creates_with_the_umask_and_keeps_an_existing_mode(tmp_path):
