@@ -275,7 +275,10 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
             if req.chatty:
                 info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
 
+        import os as _os
+        downloader.limit(int(_os.environ.get("MLOPS_EXP_DL_LIMIT", "8")))
         pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader), uv_started)
+        downloader.limit(req.workers)
         phases["resolve"] = time.perf_counter() - started - sum(phases.values())
         _refuse_empty(req, pins)
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))

@@ -124,28 +124,45 @@ def parse_pins(stdout: str) -> list[Pin]:
 
 
 _SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
-# Earlier hints in uv's -v log (recorded from uv 0.13.9): a dependency named when its parent's
-# metadata is read (its index page is worth fetching now), and the wheel uv reads metadata from
-# for a candidate version (by a HEAD + range request, or PEP 658's `.whl.metadata`), which is
-# usually the version uv selects a little later.
-_DEPENDENCY = re.compile(r"Adding (?:transitive|direct) dependency (?:for \S+: )?([A-Za-z0-9][A-Za-z0-9._-]*)")
-_WHEEL_URL = re.compile(r"request for: (\S+/([^/\s]+\.whl))(?:\.metadata)?\s*$")
+# Earlier hints in uv's -v log: a dependency named as soon as its parent's metadata is read (its
+# index page is worth fetching now), and the wheel whose metadata uv reads for a candidate
+# version (`No cache entry for: URL`, `Sending fresh HEAD request for: URL`, or PEP 658's
+# `URL.metadata`), usually the version uv then selects. Recorded lines: tests/wheels/test_choose.py.
+_DEPENDENCY = re.compile(r"Adding (?:transitive|direct) dependency(?: for \S+)?: ([A-Za-z0-9][A-Za-z0-9._-]*)")
+_URL_LEAD = re.compile(r"\bfor:? (?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
+MAX_HINT_LINE = 8192  # characters: a longer line is nobody's hint
 
 
 @dataclass(frozen=True)
 class Hint:
-    """What a line of uv's log says about the resolution under way: a project name it needs
-    (`version` None), or a version it considers (`selected`: it picked it) or picked."""
+    """What a line of uv's log says about the resolution under way: a project it needs
+    (`version` None), a version it considers, or (`selected`) the version it picked."""
 
     name: str
     version: str | None = None
     selected: bool = False
 
 
+def _wheel_in(line: str) -> str | None:
+    """The wheel file name at the end of a `... for: URL` line (a `.metadata` suffix, query or
+    fragment dropped), or None. String operations only: linear in the line."""
+    m = _URL_LEAD.search(line)
+    if not m:
+        return None
+    url = line[m.end():].strip().split()[0] if line[m.end():].strip() else ""
+    path = url.split("#", 1)[0].split("?", 1)[0]
+    if path.endswith(".metadata"):
+        path = path[: -len(".metadata")]
+    name = path.rsplit("/", 1)[-1]
+    return name if name.endswith(".whl") and "://" in url else None
+
+
 def parse_hint(line: str) -> Hint | None:
     """The hint in one line of uv's -v log, or None. Only a head start: never trusted for
     anything but what to fetch early."""
+    if len(line) > MAX_HINT_LINE:
+        return None
     m = _SELECTING.search(line)
     if m:
         return Hint(m.group(1), m.group(2), selected=True)
@@ -153,14 +170,14 @@ def parse_hint(line: str) -> Hint | None:
         m = _DEPENDENCY.search(line)
         return Hint(m.group(1).rstrip("._-")) if m else None
     if ".whl" in line:
-        m = _WHEEL_URL.search(line)
-        if m:
+        filename = _wheel_in(line)
+        if filename:
             from urllib.parse import unquote
 
             from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
             try:
-                name, version, _build, _tags = parse_wheel_filename(unquote(m.group(2)))
+                name, version, _build, _tags = parse_wheel_filename(unquote(filename))
             except (InvalidWheelFilename, ValueError):
                 return None
             return Hint(str(name), str(version))
