@@ -75,7 +75,6 @@ def _speculate(req: BundleRequest, pages, downloader):
 
     from mlops_cli.wheels.choose import choose_file
     from mlops_cli.wheels.download import Job
-    from mlops_cli.wheels.index import parse_page
 
     first_version: dict[str, str] = {}
     handled: set[tuple[str, str]] = set()
@@ -83,7 +82,7 @@ def _speculate(req: BundleRequest, pages, downloader):
 
     def page_ready(future, name: str, version: str) -> None:
         try:
-            files = parse_page(future.result(), version)
+            files = pages.files(name, version)  # the page is here: no wait
             for t in req.targets:
                 c = choose_file(files, name, version, t.tags(), t.markers()["python_full_version"])
                 if c.file is not None and not c.needs_build:
@@ -275,10 +274,7 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
             if req.chatty:
                 info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
 
-        import os as _os
-        downloader.limit(int(_os.environ.get("MLOPS_EXP_DL_LIMIT", "8")))
         pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader), uv_started)
-        downloader.limit(req.workers)
         phases["resolve"] = time.perf_counter() - started - sum(phases.values())
         _refuse_empty(req, pins)
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))

@@ -224,15 +224,7 @@ class Downloader:
         self._order = itertools.count()
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._slots = threading.Condition()
-        self._limit, self._running = workers, 0
         self.bytes_seen = 0
-
-    def limit(self, streams: int) -> None:
-        """At most `streams` downloads at once from now on (the rest wait, largest first)."""
-        with self._slots:
-            self._limit = max(1, streams)
-            self._slots.notify_all()
 
     def _advance(self, n: int) -> None:
         if self._closed.is_set():  # a guess nobody needs any more: stop at the next chunk (kept to resume)
@@ -254,25 +246,14 @@ class Downloader:
     def _run_next(self) -> None:
         import heapq
 
-        with self._slots:
-            while self._running >= self._limit and not self._closed.is_set():
-                self._slots.wait()
-            if self._closed.is_set():
-                return  # nobody waits for it any more
-            self._running += 1
+        with self._lock:
+            _size, _order, job, future = heapq.heappop(self._waiting)
+        if not future.set_running_or_notify_cancel():
+            return
         try:
-            with self._lock:
-                _size, _order, job, future = heapq.heappop(self._waiting)
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(_download(self._session_factory(), job, self.cache, self._advance))
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, as the pool would
-                future.set_exception(exc)
-        finally:
-            with self._slots:
-                self._running -= 1
-                self._slots.notify()
+            future.set_result(_download(self._session_factory(), job, self.cache, self._advance))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, as the pool would
+            future.set_exception(exc)
 
     def fetch_all(self, jobs: list[Job], show_progress: bool = False) -> list[Fetched]:
         """Every job's file, in the order given; the first failure is raised."""
@@ -293,6 +274,4 @@ class Downloader:
 
     def close(self) -> None:
         self._closed.set()
-        with self._slots:
-            self._slots.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)

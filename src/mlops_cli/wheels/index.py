@@ -405,6 +405,7 @@ class PagePrefetcher:
         self._session_lock = Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers)
         self._futures: dict = {}
+        self._parsed: dict = {}  # (name, version) -> files: a big page is filtered once
         self._lock = Lock()
 
     def want(self, name: str):
@@ -424,7 +425,14 @@ class PagePrefetcher:
             return self._session
 
     def files(self, name: str, version: str | None = None) -> list[IndexFile]:
-        return parse_page(self.want(name).result(), version)
+        """The files of `version` (or all) on the project's page; waits for the page."""
+        from packaging.utils import canonicalize_name
+
+        key = (canonicalize_name(name), version)
+        found = self._parsed.get(key)
+        if found is None:
+            found = self._parsed[key] = parse_page(self.want(name).result(), version)
+        return list(found)
 
     def failure(self, name: str) -> BaseException | None:
         """The error fetching `name` raised, if any (waits for it)."""
