@@ -60,6 +60,8 @@ def default_out_name(requirements: list[str], requirement_files: list[Path] = ()
 
 def _read_requirement_files(paths: list[Path]) -> dict[str, set[str]]:
     """Check the -r files (readable, no index options, no URLs); their --hash pins by name."""
+    if not paths:
+        return {}
     from mlops_cli.wheels.reqfile import scan_files
 
     return scan_files(paths)

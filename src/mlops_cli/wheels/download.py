@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -93,7 +92,7 @@ class Cache:
         """This download's own partial file: no other process or thread writes it."""
         folder = self.root / "partial"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{self._key(job)}.{os.getpid()}-{secrets.token_hex(4)}.part"
+        return folder / f"{self._key(job)}.{os.getpid()}-{os.urandom(4).hex()}.part"
 
     def store(self, tmp: Path, sha256: str) -> Path:
         final = self.blob(sha256)
