@@ -56,19 +56,14 @@ def _command(name):
 
 
 def _outcome(command, argv, env):
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        ctx = command.make_context("mlops", list(argv), resilient_parsing=False)
-        return "ok", {k: v for k, v in ctx.params.items()}
-    except Exception as exc:  # noqa: BLE001 - the error itself is the outcome compared
-        return type(exc).__name__, str(getattr(exc, "format_message", lambda: str(exc))())
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, env):
+        try:
+            ctx = command.make_context("mlops", list(argv), resilient_parsing=False)
+            return "ok", dict(ctx.params)
+        except Exception as exc:  # noqa: BLE001 - the error itself is the outcome compared
+            return type(exc).__name__, str(getattr(exc, "format_message", lambda: str(exc))())
 
 
 @pytest.fixture(scope="module")

@@ -267,8 +267,9 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
         first_names, once = req.first_names, threading.Lock()
 
         def uv_started() -> None:
-            # Only once the first uv runs: it starts sooner without this process importing an
-            # HTTP stack (and rich, for the line below) meanwhile.
+            # Only once the first uv has begun resolving: its start (an interpreter query) is
+            # quicker without this process importing an HTTP stack (and rich, for the line
+            # below) on the same CPUs meanwhile.
             if not once.acquire(blocking=False):
                 return
             for first in first_names:

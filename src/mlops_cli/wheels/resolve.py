@@ -199,8 +199,7 @@ def stop_running() -> None:
     proc.kill_all()
 
 
-def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None],
-                   on_start: Callable[[], None] | None = None) -> tuple[int, str, str]:
+def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], None]) -> tuple[int, str, str]:
     """Run uv, handing each stderr line to `on_line` as it comes; (rc, stdout, stderr without logs)."""
     if proc.which(argv[0]) is None and not os.path.exists(argv[0]):
         raise OperationFailed(f"the resolver {argv[0]} is not installed")
@@ -211,8 +210,6 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
         kept: list[str] = []
         timer = threading.Timer(timeout, proc.stop, args=(child,))
         timer.start()
-        if on_start is not None:
-            on_start()
         try:
             for line in child.stderr:
                 if _LOG_LINE.match(line):
@@ -236,22 +233,27 @@ def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir
 
     `on_hint(Hint)` is called as uv names, considers and picks packages (from its -v log), so
     callers can start fetching index pages and files before the resolution ends; only a hint.
+    `on_start()` is called once, just before the first hint: uv has started, queried its
+    interpreter (CPU-bound; better not shared) and begun resolving.
     """
     argv = compile_command(target, inputs, index_urls, cache_dir, only_binary) + ["-v"]
     if stopping():
         raise OperationFailed("interrupted")
+    pending_start = [on_start] if on_start is not None else []
 
     def hint(line: str) -> None:
-        if on_hint is None:
-            return
         try:
-            found = parse_hint(line)
-            if found is not None:
+            found = parse_hint(line) if on_hint is not None or pending_start else None
+            if found is None:
+                return
+            while pending_start:
+                pending_start.pop()()
+            if on_hint is not None:
                 on_hint(found)
         except Exception:  # noqa: BLE001 - a hint that fails costs its head start, never the resolution
             pass
 
-    rc, stdout, stderr = _run_streaming(argv, timeout, hint, on_start)
+    rc, stdout, stderr = _run_streaming(argv, timeout, hint)
     if rc != 0 and "Couldn't parse requirement" in stderr:
         raise UsageError(f"malformed requirement: {summarize_uv_error(stderr)}")
     if rc != 0:
