@@ -154,8 +154,9 @@ _IS_DICT, _IS_LIST = frozenset((dict,)).__contains__, frozenset((list,)).__conta
 def json_depth_exceeds(doc: Any, limit: int) -> bool:
     """True when containers in ``doc`` nest deeper than ``limit`` (iterative: no recursion).
 
-    One level at a time, with the per-item work in C (an index page holds ~10^5 values): only
-    a level holding something other than plain JSON types takes the item-by-item path."""
+    One level at a time, with the per-value work in C (map, compress, chain; an index page
+    holds ~10^5 values); a level holding something other than plain JSON types (dict and list
+    as json.loads makes them) is walked item by item instead."""
     from itertools import chain, compress
 
     level, depth = [doc], 1
