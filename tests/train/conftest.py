@@ -29,6 +29,31 @@ def analyse_bytes(data: bytes, name: str = "log", framework: str = "auto"):
     return analyse([(name, io.BytesIO(data))], framework)
 
 
+def check_expect(report, expect: dict, *, warnings: bool = True) -> None:
+    """A report against a manifest's `expect`: exit code, then the first error's class, onset (step
+    or line), cause, OOM split and rank; the expected warning when `warnings`."""
+    assert report.exit_code == expect["exit"], [(f.cls, f.severity, f.step, f.title) for f in report.findings]
+    errors = report.errors
+    if expect["exit"] == 0:
+        assert not errors
+    else:
+        first = errors[0]
+        assert first.cls == expect["class"]
+        for key, got in (("onset_step", first.step), ("onset_line", first.line), ("cause", first.cause),
+                         ("rank", first.rank)):
+            if key in expect:
+                assert got == expect[key], (key, got)
+        if "split" in expect:
+            assert first.data["split"] == expect["split"]
+        assert first.evidence and first.fix
+        assert all(e["text"] for e in first.evidence)
+    if warnings and "warning" in expect:
+        found = [f for f in report.findings if f.severity == "warning"]
+        assert found and found[0].cls == expect["warning"]
+        if "warning_step" in expect:
+            assert found[0].step == expect["warning_step"]
+
+
 @pytest.fixture
 def fixture_path():
     return lambda name: FIXTURES / name

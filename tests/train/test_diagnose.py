@@ -188,3 +188,41 @@ def test_a_run_that_ends_on_an_unknown_exception_is_a_crash_and_a_handled_one_is
                       " PyTorch, and 1.00 MiB is reserved by PyTorch but unallocated.\n"
                       "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n")
     assert [f.cls for f in analyse_bytes(oom_then_child.encode()).errors] == ["cuda_oom"]
+
+
+def test_a_non_finite_grad_norm_last_that_the_code_says_it_skipped_is_not_an_onset():
+    """verl prints `WARN: rank N grad_norm is not finite: nan` and zero_grads instead of stepping
+    (the message is verl's own, dp_actor.py): the last record's NaN norm is a skipped update."""
+    steps = "".join(f"step:{s} - actor/pg_loss:{0.01 * (s % 5):.3f} - actor/grad_norm:{0.5 + s / 100:.3f} - "
+                    f"actor/lr:1e-06\n" for s in range(1, 30))
+    last = "step:30 - actor/pg_loss:0.020 - actor/grad_norm:nan - actor/lr:1e-06\n"
+    bare = analyse_bytes((steps + last).encode())
+    assert bare.errors and bare.errors[0].cls == "nan_loss"  # outside fp16, with no word about a skip
+    skipped = analyse_bytes((steps + "(WorkerDict pid=1) WARN: rank 0 grad_norm is not finite: nan\n" + last).encode())
+    assert skipped.exit_code == 0, [(f.cls, f.step) for f in skipped.errors]
+    assert any("skipped" in n for n in skipped.notes)
+
+
+def test_hf_dicts_without_a_bar_get_their_step_from_the_epoch_when_the_header_gives_the_epoch_length():
+    """The header is verbatim from huggingface/open-r1#483 (196 steps, 1 epoch); the dicts are in
+    transformers' format with full-precision epochs, as newer versions print them."""
+    head = ("[INFO|trainer.py:2405] 2025-03-06 12:04:09,913 >> ***** Running training *****\n"
+            "[INFO|trainer.py:2406] 2025-03-06 12:04:09,913 >>   Num examples = 5,498\n"
+            "[INFO|trainer.py:2407] 2025-03-06 12:04:09,914 >>   Num Epochs = 1\n"
+            "[INFO|trainer.py:2413] 2025-03-06 12:04:09,914 >>   Total optimization steps = 196\n")
+    dicts = "".join(hf(s, round(2.0 - s / 1000, 4), 1.0, bar=False, epoch=repr(s / 196)).replace(
+        f"'epoch': {s / 1000}, ", "") for s in range(5, 100, 5))
+    r = analyse_bytes((head + dicts + hf(100, 0.0, "nan", bar=False, epoch=repr(100 / 196)).replace(
+        "'epoch': 0.1, ", "")).encode())
+    (f,) = r.errors
+    assert f.cls == "nan_loss" and f.step == 100
+    rounded = analyse_bytes((head + hf(100, 0.0, "nan", bar=False, epoch=0.51).replace("'epoch': 0.1, ", "")).encode())
+    assert rounded.errors[0].step is None  # 2 decimals: 0.51 x 196 is not a whole step, so no guess
+
+
+def test_host_allocation_failures_are_host_memory_not_a_crash():
+    """torch >= 2.0 words it `not enough memory` (older: `can't allocate memory`)."""
+    r = analyse_bytes(b"RuntimeError: [enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough "
+                      b"memory: you tried to allocate 1073741824 bytes.\n")
+    (f,) = r.errors
+    assert f.cls == "host_oom_dataloader" and f.cause == "host_ram" and "allocation failed" in f.title

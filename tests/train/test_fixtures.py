@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.train.conftest import FIXTURES, analyse_path, manifest
+from tests.train.conftest import FIXTURES, analyse_path, check_expect, manifest
 
 ENTRIES = manifest()
 
@@ -36,31 +36,7 @@ def test_the_manifest_covers_every_class_and_trap():
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
 def test_fixture(entry):
     report = analyse_path(FIXTURES / entry["file"], entry.get("framework", "auto"), entry.get("model"))
-    expect = entry["expect"]
-    assert report.exit_code == expect["exit"], [(f.cls, f.severity, f.step, f.title) for f in report.findings]
-    errors = report.errors
-    if expect["exit"] == 0:
-        assert not errors
-    else:
-        first = errors[0]
-        assert first.cls == expect["class"]
-        if "onset_step" in expect:
-            assert first.step == expect["onset_step"]
-        if "onset_line" in expect:
-            assert first.line == expect["onset_line"]
-        if "cause" in expect:
-            assert first.cause == expect["cause"]
-        if "split" in expect:
-            assert first.data["split"] == expect["split"]
-        if "rank" in expect:
-            assert first.rank == expect["rank"]
-        assert first.evidence and first.fix
-        assert all(e["text"] for e in first.evidence)
-    if "warning" in expect:
-        warnings = [f for f in report.findings if f.severity == "warning"]
-        assert warnings and warnings[0].cls == expect["warning"]
-        if "warning_step" in expect:
-            assert warnings[0].step == expect["warning_step"]
+    check_expect(report, entry["expect"])
 
 
 def test_every_healthy_fixture_stays_healthy_when_the_logs_are_read_together():

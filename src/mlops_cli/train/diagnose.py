@@ -231,6 +231,9 @@ class Doctor:
         self._calibration_overflows = 0
         self._guard_skips = 0
         self._last_exception: Optional[Signal] = None
+        self._tb_nonfinite: dict[str, Signal] = {}
+        self._grad_skips: set[str] = set()
+        self._summary: dict[str, Signal] = {}
         self._last_record_at: dict[str, int] = {}
         self._last_guard: tuple[str, int] = ("", 0)
         self._zero_loss_note = False
@@ -320,8 +323,10 @@ class Doctor:
                 self.skipped_grad[key] = self.skipped_grad.get(key, 0) + 1
                 return
         if reason is None and rec.loss == 0.0 and not rec.rl and rec.family in ("hf_dict", "json") and \
-                rec.grad_norm is None and (s.zero_run or (s.nonzero_loss_seen and (s.last_loss or 0) > 0.05)):
-            # no grad norm printed (transformers < 4.38): 0.0 after real losses is the filtered all-NaN window
+                rec.grad_norm is None and (s.zero_run or (s.nonzero_loss_seen and (s.last_loss or 0) > 0.05)
+                                           or s.loss_records == 0):
+            # no grad norm printed (transformers < 4.38, LLaMA-Factory's trainer_log.jsonl): 0.0 after real
+            # losses, or 0.0 on every record from the first, is the filtered all-NaN window
             s.zero_run.append(rec)
             if len(s.zero_run) >= 3:
                 first = s.zero_run[0]
@@ -429,11 +434,20 @@ class Doctor:
                 self._signal_onset(sig, f"autograd anomaly mode: an error (NaN) in the backward of `{d['op']}`{frame}")
         elif kind == "rank_nan":
             r = d.get("rank") if d.get("rank") is not None else sig.rank
+            if d.get("iteration") is not None and d["iteration"] >= 0:
+                sig.step = d["iteration"]  # the guard names its iteration (-1: before the first step)
             if r not in self._rank_nan:
                 self._rank_nan[r] = sig
                 sig.rank = r
                 self._signal_onset(sig, f"rank {r}: NaN in its local grad norm, found before the all-reduce"
                                    if r is not None else "NaN in a local grad norm, found before the all-reduce")
+        elif kind == "grad_skip":
+            self._grad_skips.add(file)  # the code skips a step whose grad norm is not finite
+        elif kind == "train_summary":
+            self._summary.setdefault(file, sig)
+        elif kind == "tb_nonfinite":
+            if sig.where.file not in self._tb_nonfinite:
+                self._tb_nonfinite[sig.where.file] = sig  # judged at the end: did finite records follow it?
         elif kind == "nan_guard":
             if d.get("step") is not None:
                 sig.step = d["step"]
@@ -451,7 +465,13 @@ class Doctor:
         elif kind == "device_assert":
             self._simple(sig, "device_assert", "CUDA device-side assert (an index or label out of range)")
         elif kind == "cuda_error":
-            self._simple(sig, "cuda_error", "CUDA error (illegal memory access or a failed kernel)")
+            f = self._simple(sig, "cuda_error", f"GPU error: Xid {d['xid'] if d.get('xid') else '?'}, {d['what']}"
+                             if d.get("what") else "CUDA error (illegal memory access or a failed kernel)")
+            if f is not None and d.get("what"):
+                f.because = ["the driver reported this in the kernel log (dmesg): a hardware or driver fault, not "
+                             "the training code, unless it is Xid 13/31/43 right after your own CUDA error"]
+                f.fix = ["drain the node and check the GPU (`mlops gpu`, `nvidia-smi -q -d ECC,ROW_REMAPPER`); "
+                         "resume from the last checkpoint on a healthy node"]
         elif kind == "nccl_error":
             self._simple(sig, "nccl_error", "NCCL error (not a timeout)")
 
@@ -597,6 +617,8 @@ class Doctor:
         if f is not None:
             f.data["count"] += 1
             f.data["ranks"] = sorted(self._nccl_ranks)[:64]
+            if f.rank is None and rank is not None:  # the first line's prefix was cut or absent
+                f.rank = rank
             for k in ("op", "seq", "timeout_ms", "ran_ms", "numel"):
                 if f.data.get(k) is None and d.get(k) is not None:
                     f.data[k] = d[k]
@@ -673,6 +695,7 @@ class Doctor:
                      "update or pin the library that decodes the data (images, audio, video)"]
         else:
             f.title = ("DataLoader worker killed: host RAM (the OOM killer)" if f.data.get("signal")
+                       else "host RAM ran out: an allocation failed" if "allocation failed" in (f.data.get("how") or "")
                        else "a training process was killed (SIGKILL): host RAM, the OOM killer")
             f.cause = "host_ram"
             f.because = ["SIGKILL (-9, 'Killed') with no Python error is almost always the kernel OOM killer: "
@@ -838,7 +861,7 @@ class Doctor:
         for key, (first, window, idx) in list(self.pending.items()):
             st = self.scale.get(key[0])
             fp16 = self.ctx(key[0]).precision == "fp16" or (st is not None and st.fp16)
-            if fp16 or key in self.onsets:
+            if fp16 or key in self.onsets or key[0] in self._grad_skips:
                 self.skipped_grad[key] = self.skipped_grad.get(key, 0) + 1
             else:  # outside fp16 a non-finite grad norm poisons the weights; the log just ends there
                 self._onset(key, self._series(key), first, f"grad norm {fmt(first.grad_norm)} on the last record "
@@ -862,6 +885,12 @@ class Doctor:
                     if k[0] == key[0] and o.finding:
                         o.finding.add_evidence(rec.where, "eval loss is NaN too")
                         break
+        for file, sig in self._summary.items():
+            self._summary_onset(file, sig)
+        for file, sig in self._tb_nonfinite.items():
+            if not any(k[0] == file for k in self.onsets) and self._last_record_at.get(file, 0) < sig.where.line:
+                self._signal_onset(sig, "tensorboardX: `NaN or Inf found in input tensor` (a logged value went "
+                                   "non-finite) and no finite step record follows it")
         for o in self.onsets.values():
             if o.finding is not None:
                 self._settle(o, o.finding)
@@ -879,6 +908,21 @@ class Doctor:
             nan_one.add_evidence(Where(nccl.file, nccl.line or 0, nccl.evidence[0]["text"].encode())
                                  if nccl.evidence else None, "the other ranks then timed out")
         return self.findings
+
+    def _summary_onset(self, file: str, sig: Signal) -> None:
+        """HF's end-of-training `train_loss`: NaN, or exactly 0.0 for a whole (non-RL) run whose logged
+        losses never showed a real value, is every step's NaN hidden by logging_nan_inf_filter."""
+        if any(k[0] == file for k in self.onsets):
+            return
+        v = sig.data.get("train_loss")
+        series = [s for k, s in self.series.items() if k[0] == file]
+        if any(s.rl for s in series):
+            return
+        if is_bad(v):
+            self._signal_onset(sig, f"the run's average train_loss is {fmt(v)}")
+        elif v == 0.0 and not any(s.nonzero_loss_seen for s in series):
+            self._signal_onset(sig, "the run's average train_loss is exactly 0.0: HF's logging_nan_inf_filter "
+                               "replaces NaN losses, so a run whose every step was NaN averages to 0.0")
 
     def _crash(self) -> None:
         """A run that ended on an exception none of the classes explain is not healthy."""

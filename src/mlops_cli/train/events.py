@@ -66,6 +66,8 @@ class Context:
     seq_len: Optional[int] = None
     method: Optional[str] = None  # "lora" | "qlora" | "full"
     zero_stage: Optional[int] = None
+    epochs: Optional[int] = None  # HF's `***** Running training *****` block: Num Epochs
+    total_steps: Optional[int] = None  # ... and Total optimization steps
     frameworks: dict[str, int] = field(default_factory=dict)
 
     def saw(self, framework: str) -> None:

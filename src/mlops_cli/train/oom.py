@@ -25,7 +25,7 @@ _UNITS = {b"bytes": 1, b"B": 1, b"KiB": 1024, b"MiB": 1024**2, b"GiB": 1024**3, 
           b"KB": 1024, b"MB": 1024**2, b"GB": 1024**3, b"TB": 1024**4}
 
 _REQ = re.compile(rb"Tried to allocate " + _SIZE)
-_GPU_NEW = re.compile(rb"GPU (\d{1,4}) has a total capac(?:i)?ty of " + _SIZE + rb" of which " + _SIZE + rb" is free")
+_GPU_NEW = re.compile(rb"GPU ?(\d{1,4})? has a total capac(?:i)?ty of " + _SIZE + rb" of which " + _SIZE + rb" is free")
 _OLD = re.compile(rb"\(GPU (\d{1,4}); " + _SIZE + rb" total capacity; " + _SIZE + rb" already allocated; "
                   + _SIZE + rb" free; " + _SIZE + rb" (reserved in total by [Pp]y[Tt]orch|cached)")
 _ALLOC_NEW = re.compile(rb"Of the allocated memory " + _SIZE + rb" is allocated by [Pp]y[Tt]orch, and " + _SIZE
@@ -71,7 +71,7 @@ def parse_oom(text: bytes) -> OomNumbers:
         n.requested = _bytes(m.group(1), m.group(2))
     m = _GPU_NEW.search(text)
     if m:
-        n.gpu = int(m.group(1))
+        n.gpu = int(m.group(1)) if m.group(1) else None  # `GPU  has`: some builds print no index
         n.total = _bytes(m.group(2), m.group(3))
         n.free = _bytes(m.group(4), m.group(5))
         m2 = _ALLOC_NEW.search(text)

@@ -24,7 +24,7 @@ MAX_TEXT = 2000  # evidence text kept per line
 MAX_JOIN = 8  # physical lines a wrapped record may span
 
 # --- line prefixes ------------------------------------------------------------------------
-_RANK = re.compile(rb"\[rank(\d{1,6})\]:|\[default(\d{1,6})\]:|^(\d{1,6}): |^\[\d{1,9},(\d{1,6})\]<std(?:out|err)>:")
+_RANK = re.compile(rb"(?:\[|^)rank(\d{1,6})\]:|\[default(\d{1,6})\]:|^(\d{1,6}): |^\[\d{1,9},(\d{1,6})\]<std(?:out|err)>:")
 
 # --- progress bars ------------------------------------------------------------------------
 _BAR = re.compile(rb"(\d{1,12})/(\d{1,12}) \[(\d{1,4}(?::\d\d){1,2})")
@@ -81,6 +81,13 @@ _GEN_LR = re.compile(rb"(?<![\w/.-])(?:train/)?(?:lr|learning[_ ]rate)(?:[-_][\w
                      + VALUE + rb")(?![\w])")
 _GEN_GN = re.compile(rb"(?<![\w./-])(?:train/|actor/|optim/)?(?:grad[_ -]?norm|gradient[_ ]norm|gnorm|total_norm|grad_norm_total)"
                      rb"\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
+_PAIR_NAN = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}[-+]?nan\s{0,4}$")
+_PAIR = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}([-+]?[0-9]{0,12}\.[0-9]{1,12}(?:e[-+]?[0-9]{1,3})?)\s{0,4}$")
+_YOLO_ROW = re.compile(rb"(?:^|\s)(\d{1,6})/\d{1,6}\s{1,12}\d{1,5}(?:\.\d{1,3})?[gm]\s{1,12}")  # epoch, GPU memory
+_KERAS_GLUE = re.compile(rb"(?<=[0-9a-z])epoch \d{1,9}/\d{1,9}\s{0,4}$")
+_SUMMARY_LOSS = re.compile(rb"train_loss\s{0,40}=\s{0,40}(" + VALUE + rb")\s{0,8}$")
+_LOSS_WORD = re.compile(rb" ([a-z][a-z0-9_]{0,20})\s{0,2}[:=]\s{0,4}(" + VALUE + rb")(?![\w])")
+_TOTAL = re.compile(rb"(?<![\w/.-])total\]?\s{0,4}[:=]?\s{0,4}(" + VALUE + rb")(?![\w])")
 _GEN_SCALE = re.compile(rb"loss[_ ]scale\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
 
 # --- context --------------------------------------------------------------------------------
@@ -109,6 +116,7 @@ _CTX_SEQ = re.compile(rb"(?<![\w])(?:cutoff_len|max_seq_length|max_seq_len|seq_l
 _CTX_METHOD = re.compile(rb"(?:finetuning_type|train_type|tuner_backend|peft_type)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(?:peftt?ype\.)?"
                          rb"(lora|qlora|full|freeze)|(load_in_4bit|quantization_bit)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(true|4)")
 _CTX_ZERO = re.compile(rb"zero_stage['\"]?\s{0,3}[:=]\s{0,3}(\d)|\"stage\"\s{0,3}:\s{0,3}(\d)|ds_z(\d)_|zero(\d)(?:_\w{0,20})?\.json")
+_CTX_HF_RUN = re.compile(rb"(num epochs|total optimization steps)\s{0,4}=\s{0,4}([0-9][0-9,]{0,14})")
 _CTX_NUMBERS = (("max_grad_norm", _CTX_CLIP, to_float), ("batch_size", _CTX_BATCH, int), ("seq_len", _CTX_SEQ, int))
 _BAD_MODEL = {b"none", b"null", b"auto", b"true", b"false", b"model", b""}
 
@@ -131,6 +139,8 @@ class LogParser:
         self._train_step: Optional[int] = None
         self._json_obj: dict[bytes, bytes] = {}
         self._json_where: Optional[Where] = None
+        self._pair_mode = False  # `step loss` pairs seen (a bare print loop)
+        self._table: list[bytes] = []  # the last column header with loss columns (ultralytics)
 
     # -- streaming API --------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -169,6 +179,8 @@ class LogParser:
             family, new_end = self._record(block, start, end, line, low, rank, line_no)
             if new_end != end:
                 line, low = data[start:new_end], block.low[start:new_end]
+        if not group & SIGNAL and (b"assertion `" in low or b"invalid loss" in low):
+            group |= SIGNAL  # a kernel assert naming `nll_loss`, Keras' `Invalid loss`: failure lines holding `loss`
         if group & SIGNAL:  # failure lines hold a needle of their own; a record line alone never is one
             new_end = max(new_end, self._signals(block, start, new_end, line, low, rank, line_no))
         if group & CONTEXT and block.offset + start < HEAD and self.records == before:
@@ -231,7 +243,68 @@ class LogParser:
                 return "bar", end
         if b"loss" in low:
             self._generic(block, start, line, low, rank, line_no)
+        elif b"nan" in low and _PAIR_NAN.match(low):
+            self._pair_record(block, start, line, low, rank, line_no)
+        elif b"nan" in low and (self._table or _YOLO_ROW.search(low)):
+            self._table_row(line, low, rank, line_no)
         return "generic", end
+
+    def _table_row(self, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+        """A row under a column header (ultralytics: `2/100  2.11G  nan  nan  nan  12  640: 100%|...`).
+        Only rows holding a NaN reach here (the `nan` needle); the epoch column is the step."""
+        y = _YOLO_ROW.search(low)
+        if y is not None:  # `49/1799  6.47G  nan  nan  nan  28  416: ...`, with or without its header
+            cells = low[y.end():].split(b"%|", 1)[0].split()
+            if b"nan" in cells[:-2] or any(c == b"nan" for c in cells[:3]):
+                ep = int(y.group(1))
+                self._emit_record(Record(self._where(line_no, line), rank, ep, float("nan"), epoch=float(ep),
+                                         family="table"))
+            return
+        head = self._table
+        cells = low.split(b"%|", 1)[0].split()
+        if len(cells) < len(head):
+            return
+        cells = [c.rstrip(b":") for c in cells[:len(head)]]
+        first = cells[0].split(b"/")
+        if not (first[0].isdigit() and (len(first) == 1 or first[1].isdigit())):
+            return  # not a row of this table (ultralytics' validation rows start with a class name)
+        losses = [to_float(cells[i]) for i, name in enumerate(head) if name.endswith(b"loss")]
+        if not losses or None in losses or all(v == v for v in losses):
+            return
+        step = epoch = None
+        if head[0] == b"epoch" and b"/" in cells[0] and cells[0].split(b"/")[0].isdigit():
+            step = int(cells[0].split(b"/")[0])
+            epoch = float(step)
+        self._emit_record(Record(self._where(line_no, line), rank, step, float("nan"), epoch=epoch, family="table"))
+
+    def _pair_record(self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+        """`print(step, loss)` logs: `76980 nan` right after lines like `76970 2.6265104`. Only the NaN
+        line holds a needle; the finite pairs before it are read back from the block (at least two,
+        their steps rising), so a table that happens to hold a NaN is not taken for a run."""
+        m = _PAIR_NAN.match(low)
+        step = int(m.group(1))
+        if not self._pair_mode:
+            prev: list[tuple[int, bytes, int]] = []
+            pos, n = start - 1, line_no - 1
+            while pos > 0 and len(prev) < 64:
+                a = block.data.rfind(b"\n", 0, pos) + 1
+                text = block.data[a:pos]
+                pos, n = a - 1, n - 1
+                if not text.strip():
+                    continue
+                p = _PAIR.match(text.lower())
+                if p is None:
+                    break
+                prev.append((int(p.group(1)), text, n + 1))
+            prev.reverse()
+            steps = [p[0] for p in prev]
+            if len(prev) < 2 or any(b <= a for a, b in zip(steps, steps[1:])) or steps[-1] >= step:
+                return
+            self._pair_mode = True
+            for st, text, no in prev:
+                self._emit_record(Record(self._where(no, text), rank, st, to_float(_PAIR.match(text.lower()).group(2)),
+                                         family="pairs"))
+        self._emit_record(Record(self._where(line_no, line), rank, step, float("nan"), family="pairs"))
 
     def _join_until(self, block: Block, start: int, end: int, done) -> int:
         """Join following physical lines to a wrapped record until `done(text)` says it is whole."""
@@ -261,7 +334,7 @@ class LogParser:
         if not kv:
             return None, end
         loss = eval_loss = grad = lr = epoch = scale = None
-        step = None
+        step = epoch_raw = None
         rl = False
         elapsed = None
         mode = None
@@ -274,6 +347,7 @@ class LogParser:
                 lr = to_float(nval or sval)
             elif key == b"epoch" or key == b"train/epoch":
                 epoch = to_float(nval or sval)
+                epoch_raw = nval or sval
             elif key in _STEP_KEYS:
                 v = to_float(nval or sval)
                 if v is not None and v == v and abs(v) < 1e15:
@@ -286,8 +360,12 @@ class LogParser:
                 eval_loss = to_float(nval or sval)
             elif key == b"loss_scale" or key == b"scale":
                 scale = to_float(nval or sval)
-            elif key == b"train_runtime":
-                return "hf_dict", end  # the end-of-training summary, not a step
+            elif key == b"train_runtime":  # the end-of-training summary, not a step
+                for k2, s2, n2 in kv:
+                    if k2 == b"train_loss":
+                        self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
+                                                   {"train_loss": to_float(n2 or s2)}))
+                return "hf_dict", end
             elif key == b"elapsed_time":
                 elapsed = sval.decode("ascii", "replace")
             elif key == b"mode":
@@ -316,6 +394,8 @@ class LogParser:
                     bar = self._bar_after(block, end) or self._bar_before(block, start + brace)
                 if bar is not None:
                     step, elapsed = bar[0], elapsed or bar[2]
+                elif epoch_raw is not None:
+                    step = self._step_from_epoch(epoch_raw)
             if step is not None:
                 self._train_step = step
             self._emit_record(Record(where, rank, step, loss, lr, grad, scale, None, None, epoch, "train", fam,
@@ -324,6 +404,20 @@ class LogParser:
             self._emit_record(Record(where, rank, self._train_step if step is None else step, eval_loss, None, None,
                                      None, None, None, epoch, "eval", fam, False, rl, False, elapsed))
         return fam, end
+
+    def _step_from_epoch(self, raw: bytes) -> Optional[int]:
+        """A dict with no bar: its step from the epoch, when HF's header gave the steps of an epoch
+        (Total optimization steps / Num Epochs, whole) and the epoch is printed with >= 4 decimals, so
+        that epoch x steps lands within 0.05 of a whole step."""
+        ctx = self.context
+        if not ctx.epochs or not ctx.total_steps or ctx.total_steps % ctx.epochs or b"." not in raw or \
+                len(raw.split(b".", 1)[1]) < 4:
+            return None
+        v = to_float(raw)
+        if v is None or not v == v:
+            return None
+        exact = v * ctx.total_steps / ctx.epochs
+        return round(exact) if abs(exact - round(exact)) <= 0.05 and exact >= 0.5 else None
 
     def _bar_before(self, block: Block, pos: int) -> Optional[tuple[int, int, str]]:
         """The progress-bar counter drawn last before `pos` (HF prints its dict right after it)."""
@@ -459,6 +553,20 @@ class LogParser:
         return True
 
     def _generic(self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+        if low.lstrip()[:10] == b"train_loss":
+            m = _SUMMARY_LOSS.match(low.lstrip())
+            if m:  # HF's `***** train metrics *****` block: `  train_loss  =  0.0`, the run's average
+                self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
+                                           {"train_loss": to_float(m.group(1))}))
+                return
+        glued = _KERAS_GLUE.search(low)
+        if glued:  # Keras: `- loss: nanEpoch 1/1000`, the next header glued to the bar
+            line, low = line[:glued.start()], low[:glued.start()]
+        cells = low.split()
+        if 3 <= len(cells) <= 24 and sum(c.endswith(b"loss") for c in cells) >= 2 and not any(
+                c[:1].isdigit() or c[:1] == b"." for c in cells):
+            self._table = cells  # a column header: `Epoch GPU_mem box_loss cls_loss dfl_loss Instances Size`
+            return
         if b"skip" in low and (b"nan" in low or b"finite" in low) and b"loss" in low:
             # "Skip the batch due to the loss is NaN": a guard that dropped a batch, not a step record
             self._events.append(Signal("nan_guard", self._where(line_no, line), rank, self._step_for(rank), {}))
@@ -529,6 +637,12 @@ class LogParser:
                 continue
             m = _AFTER_LOSS.match(low, b)
             if not m:
+                w = _LOSS_WORD.match(low, b)  # `Loss content: nan`, `Loss G: 1.2`: a named part of the loss
+                if w and w.group(1) not in (b"scale", b"scaler"):
+                    v = to_float(w.group(2))
+                    if v is not None and v != v and not key.startswith(_EVAL_PREFIX):
+                        aux_bad = True
+                    pos = w.end()
                 continue
             value = to_float(m.group(1))
             comp = key.rsplit(b"/", 1)[-1]
@@ -541,9 +655,15 @@ class LogParser:
             elif key.startswith(_EVAL_PREFIX) and comp.endswith(b"loss"):
                 if eval_loss is None:
                     eval_loss = value
-            elif value is not None and value != value:
+            elif value is not None and value != value and not key.startswith(_EVAL_PREFIX):
                 aux_bad = True
             pos = m.end()
+        if loss is None and b"total" in low:  # `[Losses: x 0.1, ..., cls 0.2, total 1.3]`
+            t = _TOTAL.search(low)
+            if t:
+                loss = to_float(t.group(1))
+        if loss is None and aux_bad:  # only parts of the loss are printed, and one is NaN: so is their sum
+            loss = float("nan")
         return loss, eval_loss, scale, aux_bad
 
     @staticmethod
@@ -683,6 +803,10 @@ class LogParser:
             m = _CTX_METHOD.search(low)
             if m:
                 ctx.method = "qlora" if m.group(2) else m.group(1).decode()
+        if b" = " in low and (b"num epochs" in low or b"total optimization steps" in low):
+            m = _CTX_HF_RUN.search(low)
+            if m:
+                setattr(ctx, "epochs" if m.group(1) == b"num epochs" else "total_steps", int(m.group(2).replace(b",", b"")))
         if ctx.zero_stage is None and (b"zero" in low or b"stage" in low):
             m = _CTX_ZERO.search(low)
             if m:

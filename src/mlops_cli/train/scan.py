@@ -41,6 +41,8 @@ NEEDLES: dict[bytes, int] = {
     b"overflow": SIGNAL,  # loss-scale overflows (DeepSpeed, apex, fairseq)
     b"minimum": SIGNAL,  # the loss scale at its minimum (DeepSpeed, fairseq)
     b"finite": SIGNAL,  # NaN guards ("not finite", "non-finite"), mlops-nanguard
+    b"nan": RECORD,  # a bare `print(step, loss)` line (`76980 nan`), an ultralytics row: no other needle
+    b"nvrm: xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {
@@ -59,6 +61,8 @@ HEAD_NEEDLES: dict[bytes, int] = {
     b"max_length": CONTEXT,
     b"seq_len": CONTEXT,
     b"zero": CONTEXT,
+    b"num epochs": CONTEXT,  # HF `***** Running training *****`: the steps of an epoch, for dicts
+    b"total optimization steps": CONTEXT,  # printed without a progress bar
     b"log_history": CONTEXT,
     b"out of memory": SIGNAL,
     b"nan or inf": SIGNAL,

@@ -31,20 +31,30 @@ _ANOMALY = re.compile(rb"function '(\w{1,80})' returned (nan|inf|an invalid grad
 _ANOMALY_FWD = re.compile(rb"error detected in (\w{1,80})\. traceback of forward call")
 _MEGATRON_NAN = re.compile(rb"rank (\d{1,6})(?:, node ([\w.-]{1,80}))?(?:, device (\d{1,4}))?(?:, iteration (-?\d{1,12}))?:"
                            rb" unexpected result (nan|inf)")
-_LOCAL_NAN = re.compile(rb"found (nan|inf) in local grad norm")
+_MEGATRON_NAN_ON = re.compile(rb"unexpected result (nan|inf) on rank (\d{1,6})(?: at iteration #?(-?\d{1,12}))?")
+_LOCAL_NAN = re.compile(rb"(?:rank (\d{1,6}): )?found (nan|inf) in local grad norm")
 _GUARD = re.compile(
     rb"loss returned in `?training_step`? is (?:nan|inf)"
     rb"|loss (?:is|became|becomes|was|has become|became a) (?:nan|inf|not finite|non-finite)"
     rb"|loss in not finite|loss is not finite|non-finite loss|nan loss (?:detected|encountered)"
-    rb"|(?:nan|inf) or (?:nan|inf) found in input tensor"
     rb"|monitored metric [\w/.-]{1,80} = (?:nan|inf|-inf) is not finite"
-    rb"|mlops-nanguard: non-finite")
-_NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\d{1,12})")
+    rb"|mlops-nanguard: non-finite"
+    rb"|invalid loss, terminating training")  # Keras TerminateOnNaN: `Batch 6: Invalid loss, terminating training`
+_GRAD_SKIP = re.compile(rb"grad[_ ]?norm (?:is )?not finite|non-finite grad(?:ient)?s?[^\n]{0,40}skip")
+_TB_NONFINITE = re.compile(rb"(?:nan|inf) or (?:nan|inf) found in input tensor")
+_NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\d{1,12})"
+                            rb"|(?:at|on) (?:iteration|step|iter)[ =#:]{1,3}(\d{1,12})|^\s{0,8}batch (\d{1,12}): invalid loss")
 
 # --- memory ----------------------------------------------------------------------------------
 _CUDA_OOM = re.compile(rb"cuda out of memory|outofmemoryerror|cuda error: out of memory|cublas_status_alloc_failed"
                        rb"|cuda failure 'out of memory'|cudaerrormemoryallocation")
-_HOST_ALLOC = re.compile(rb"defaultcpuallocator: can't allocate memory|cannot allocate memory \(os error 12\)")
+_HOST_ALLOC = re.compile(rb"defaultcpuallocator: (?:can't allocate memory|not enough memory)|cannot allocate memory \(os error 12\)")
+_SHM_FULL = re.compile(rb"unable to write to file </torch_[^>]{1,80}>")  # torch's shared-memory file: /dev/shm full
+_XID = re.compile(rb"nvrm: xid \([^)]{0,60}\):? ?(\d{1,4})")
+_XID_WHAT = {13: "graphics engine exception (often the application's own illegal access)", 31: "GPU memory page fault",
+             43: "GPU stopped processing (a kernel was killed)", 48: "double-bit ECC error", 63: "ECC page retirement / row remapping",
+             64: "ECC row remapping failed", 74: "NVLink error", 79: "GPU has fallen off the bus", 92: "high single-bit ECC rate",
+             94: "contained ECC error", 95: "uncontained ECC error", 119: "GSP RPC timeout", 120: "GSP error"}
 _OOM_KILLER = re.compile(rb"out of memory: kill(?:ed)? process (\d{1,10})|oom-kill(?:er)?[^\n]{0,80}?(?:task|pid)[=: ]{1,2}(\d{1,10})")
 
 # --- processes -------------------------------------------------------------------------------
@@ -52,6 +62,7 @@ _EXITCODE = re.compile(rb"failed \(exitcode: (-?\d{1,4})\) local_rank: (\d{1,6})
 _ROOT_RANK = re.compile(rb"rank\s{0,10}: (\d{1,6}) \(local_rank: (\d{1,6})\)")
 _ROOT_EXIT = re.compile(rb"exitcode\s{0,10}: (-?\d{1,4}) \(pid: (\d{1,10})\)")
 _ROOT_SIGNAL = re.compile(rb"signal (\d{1,3}) \((sig\w{1,10})\) received by pid (\d{1,10})")
+_ELASTIC_FAILED = re.compile(rb"torchelastic\.worker\.status\.failed[^\n]{0,400}?\"global_rank\":\s{0,2}(\d{1,6})")
 _DS_RETURN = re.compile(rb"exits with return code = (-?\d{1,4})|died with <signals\.(sig\w{1,10}): (\d{1,3})>")
 _DATALOADER = re.compile(rb"dataloader worker \(pid(?:\(s\))? ?([\d, ]{1,200})\) (?:is killed by signal: ([a-z][a-z ]{0,40})|exited unexpectedly)")
 _BUS = re.compile(rb"bus error encountered in worker|insufficient shared memory \(shm\)")
@@ -129,24 +140,49 @@ def _orig(line: bytes, m: re.Match, i: int) -> str:
 def classify(line: bytes, low: bytes) -> Found:
     """Every event one line names (usually none or one); `low` is `line.lower()`."""
     out: Found = loss_scale_events(low) if (b"overflow" in low or b"minimum" in low) else []
-    if b"nan" in low or b"inf" in low or b"finite" in low or b"invalid gradient" in low:
+    if b"nan" in low or b"inf" in low or b"finite" in low or b"invalid gradient" in low or b"invalid loss" in low:
         m = _ANOMALY.search(low)
         if m:
             out.append(("anomaly", {"op": _orig(line, m, 1), "value": m.group(2).decode(), "output": _int(m, 3)}))
         m = _MEGATRON_NAN.search(low)
+        on = None if m else _MEGATRON_NAN_ON.search(low)
         if m:
             out.append(("rank_nan", {"rank": int(m.group(1)), "node": _orig(line, m, 2) if m.group(2) else None,
                                      "device": _int(m, 3), "iteration": _int(m, 4), "value": m.group(5).decode()}))
-        elif _LOCAL_NAN.search(low):
-            out.append(("rank_nan", {"rank": None, "node": None, "device": None, "iteration": None, "value": "nan"}))
+        elif on:  # mcore's rerun state machine: `Unexpected result nan on rank 3 at iteration #3 invocation #2`
+            out.append(("rank_nan", {"rank": int(on.group(2)), "node": None, "device": None,
+                                     "iteration": _int(on, 3), "value": on.group(1).decode()}))
+        else:
+            loc = _LOCAL_NAN.search(low)  # older Megatron: `AssertionError: Rank 11: found NaN in local grad norm`
+            if loc:
+                out.append(("rank_nan", {"rank": _int(loc, 1), "node": None, "device": None, "iteration": None,
+                                         "value": loc.group(2).decode()}))
         m = _GUARD.search(low)
+        if m and (b"={" in low or b'f"' in low or b"f'" in low):
+            m = None  # the guard's own source line, quoted by a traceback (`... at iteration={storage.iter}`)
         if m and not out:
-            step = _NANGUARD_STEP.search(low)
-            out.append(("nan_guard", {"step": _int(step, 1)}))
+            step = _NANGUARD_STEP.search(low)  # the step the guard names (nanguard, detectron2, Keras)
+            out.append(("nan_guard", {"step": next((int(g) for g in step.groups() if g), None) if step else None}))
+        elif not out and _GRAD_SKIP.search(low):
+            # verl: `WARN: rank 0 grad_norm is not finite: nan` and the update is skipped (zero_grad)
+            out.append(("grad_skip", {}))
+        elif not out and _TB_NONFINITE.search(low):
+            # tensorboardX: SOME logged scalar was NaN/Inf (often an fp16 step's skipped grad norm), weak alone
+            out.append(("tb_nonfinite", {}))
     if b"error detected in" in low:
         m = _ANOMALY_FWD.search(low)
         if m:
             out.append(("anomaly_forward", {"op": _orig(line, m, 1)}))
+    if b"xid" in low or b"fallen off the bus" in low:  # dmesg lines pasted into (or tailed with) the log
+        m = _XID.search(low)
+        xid = _int(m, 1)
+        if m or b"fallen off the bus" in low:
+            out.append(("cuda_error", {"xid": xid, "what": _XID_WHAT.get(xid or 79, "GPU error") if xid or
+                                       b"fallen off" in low else None}))
+            return out
+    if b"/torch_" in low and _SHM_FULL.search(low):  # the DataLoader's shared-memory file in a full /dev/shm
+        out.append(("dataloader_killed", {"signal": "bus error", "pids": None, "shm_full": True}))
+        return out
     if b"memory" in low or b"alloc" in low:
         if _CUDA_OOM.search(low) and b"defaultcpuallocator" not in low:
             out.append(("oom", {}))
@@ -171,6 +207,10 @@ def classify(line: bytes, low: bytes) -> Found:
             m = _ROOT_EXIT.search(low)
             if m:
                 out.append(("exitcode", {"exitcode": int(m.group(1)), "local_rank": None, "pid": int(m.group(2))}))
+    if b"torchelastic.worker.status.failed" in low:  # torchelastic's JSON event for a failed worker
+        m = _ELASTIC_FAILED.search(low)
+        out.append(("exception", {"type": "torchelastic worker FAILED",
+                                  "message": f"global rank {m.group(1).decode()}" if m else "", "rank": _int(m, 1)}))
     if b"received by pid" in low:
         m = _ROOT_SIGNAL.search(low)
         if m:
