@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from mlops_cli import __version__
 from mlops_cli import _click as click_exc
+from mlops_cli.plain_params import use_plain_params
 
 # name -> (module:attribute of a typer.Typer, one-line help shown in `mlops --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -84,7 +85,7 @@ def load_command(name: str) -> typer.core.TyperCommand:
     module_name, _, attr = target.partition(":")
     module = importlib.import_module(module_name)
     sub_app = getattr(module, attr)
-    command = typer.main.get_command(sub_app)
+    command = use_plain_params(typer.main.get_command(sub_app))
     command.name = name
     if not command.short_help:
         command.short_help = short_help
@@ -95,6 +96,10 @@ class LazyGroup(TyperGroup):
     """A Typer group whose subcommands are imported on first use."""
 
     _listing = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        use_plain_params(self)  # --version/--debug parsed without pydantic (mlops_cli/plain_params.py)
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(super().list_commands(ctx)) + [n for n in COMMANDS if n not in self.commands]

@@ -237,9 +237,36 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
+_JSON_LEAVES = frozenset((str, int, float, bool, type(None)))
+_JSON_EXACT = _JSON_LEAVES | {dict, list}
+_IS_DICT, _IS_LIST = frozenset((dict,)).__contains__, frozenset((list,)).__contains__
+
+
 def json_depth_exceeds(doc: Any, limit: int) -> bool:
-    """True when containers in ``doc`` nest deeper than ``limit`` (iterative: no recursion)."""
-    stack = [(doc, 1)]
+    """True when containers in ``doc`` nest deeper than ``limit`` (iterative: no recursion).
+
+    One level at a time, with the per-value work in C (map, compress, chain; an index page
+    holds ~10^5 values); a level holding something other than plain JSON types (dict and list
+    as json.loads makes them) is walked item by item instead."""
+    from itertools import chain, compress
+
+    level, depth = [doc], 1
+    while level:
+        types = list(map(type, level))
+        if not _JSON_EXACT.issuperset(types):
+            return _depth_exceeds_slow([n for n in level if isinstance(n, (dict, list))], depth, limit)
+        if _JSON_LEAVES.issuperset(types):
+            return False
+        if depth > limit:
+            return True
+        level = list(chain(chain.from_iterable(map(dict.values, compress(level, map(_IS_DICT, types)))),
+                           chain.from_iterable(compress(level, map(_IS_LIST, types)))))
+        depth += 1
+    return False
+
+
+def _depth_exceeds_slow(nodes: list, depth: int, limit: int) -> bool:
+    stack = [(node, depth) for node in nodes]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, (dict, list)):
@@ -509,9 +536,28 @@ def copy_new(src: PathLike, dest: PathLike, *, what: str = "file") -> None:
         with open(src, "rb") as fin:
             fd = os.open(dest, flags, 0o666)
             with os.fdopen(fd, "wb") as fout:
-                shutil.copyfileobj(fin, fout, 1024 * 1024)
+                _copy_data(fin, fout)
     except OSError as exc:
         raise _write_error(what, dest, exc) from None
+
+
+def _copy_data(fin, fout) -> None:
+    """The bytes of ``fin`` from its position onto ``fout``: in the kernel where Linux offers it
+    (sendfile: nothing passes through this process; a third of the CPU for a 50 MB wheel), else
+    a loop."""
+    offset = fin.tell()
+    if sys.platform.startswith("linux"):
+        try:
+            while True:
+                sent = os.sendfile(fout.fileno(), fin.fileno(), offset, 1 << 30)
+                if sent == 0:
+                    return
+                offset += sent
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+                raise  # a failing write (ENOSPC, EIO) fails the same either way
+            fin.seek(offset)  # sendfile is not offered for these files: the loop copies the rest
+    shutil.copyfileobj(fin, fout, 1024 * 1024)
 
 
 @contextlib.contextmanager

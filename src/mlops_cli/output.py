@@ -14,15 +14,14 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Iterable
-from typing import Any, Protocol
-
-from rich.console import Console, ConsoleOptions, RenderableType
-from rich.segment import Segment
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlops_cli.errors import ExitCode, MlopsError, UsageError
 from mlops_cli.text import _CLEAN, clean, one_line, shorten
 from mlops_cli.units import format_bytes, parse_bytes  # noqa: F401 - re-exported for renderers
+
+if TYPE_CHECKING:  # rich is imported when a console is first made: --json never needs it
+    from rich.console import Console
 
 
 class Result(Protocol):
@@ -53,16 +52,27 @@ def _needs_clean(text: str) -> bool:
     return any(ord(c) in _CLEAN for c in text)
 
 
-class SafeConsole(Console):
-    """A rich Console that shows control characters in rendered text as escapes. Rich's own
-    styling is added when segments are written, so it is untouched."""
+def _safe_console_class() -> type:
+    """SafeConsole: a rich Console that shows control characters in rendered text as escapes.
+    Rich's own styling is added when segments are written, so it is untouched."""
+    global _SafeConsole
+    if _SafeConsole is None:
+        from rich.console import Console
+        from rich.segment import Segment
 
-    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
-        for segment in super().render(renderable, options):
-            if segment.control is None and segment.text and _needs_clean(segment.text):
-                yield Segment(clean(segment.text), segment.style)
-            else:
-                yield segment
+        class SafeConsole(Console):
+            def render(self, renderable, options=None):
+                for segment in super().render(renderable, options):
+                    if segment.control is None and segment.text and _needs_clean(segment.text):
+                        yield Segment(clean(segment.text), segment.style)
+                    else:
+                        yield segment
+
+        _SafeConsole = SafeConsole
+    return _SafeConsole
+
+
+_SafeConsole: type | None = None
 
 
 _consoles: dict[str, Console] = {}
@@ -90,7 +100,7 @@ def _env_width() -> int:
 def _make_console(stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     plain = _plain(stream)
-    return SafeConsole(
+    return _safe_console_class()(
         file=stream,
         stderr=stderr,
         no_color=plain,

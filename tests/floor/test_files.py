@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -111,7 +112,80 @@ def test_every_ordinary_json_document_parses_back(doc):
     assert files.parse_json(json.dumps(doc), what="x") == doc
 
 
+class _Dict(dict):
+    pass
+
+
+class _List(list):
+    pass
+
+
+def _depth(node) -> int:
+    """Nesting depth of containers, the plain recursive definition (0 for a leaf)."""
+    if isinstance(node, dict):
+        return 1 + max(map(_depth, node.values()), default=0)
+    if isinstance(node, list):
+        return 1 + max(map(_depth, node), default=0)
+    return 0
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=2), kids, max_size=3)
+        | st.lists(kids, max_size=2).map(_List) | st.dictionaries(st.text(max_size=2), kids, max_size=2).map(_Dict)
+        | st.lists(kids, max_size=2).map(tuple),
+        max_leaves=30,
+    ),
+    st.integers(min_value=0, max_value=6),
+)
+def test_depth_check_matches_the_plain_definition(doc, limit):
+    # subclasses and tuples (not JSON types, but a caller may pass them) take the item-by-item path
+    assert files.json_depth_exceeds(doc, limit) == (_depth(doc) > limit)
+
+
 # --- writing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("refuse_after", [None, 0, 1])  # sendfile works / is refused at once / midway
+def test_copy_new_copies_every_byte_in_the_kernel_or_not(tmp_path, monkeypatch, refuse_after):
+    import errno
+
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    src = tmp_path / "src.whl"
+    src.write_bytes(data)
+    calls, real = [], os.sendfile
+
+    def sendfile(out_fd, in_fd, offset, count):
+        calls.append(offset)
+        if refuse_after is not None and len(calls) > refuse_after:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(out_fd, in_fd, offset, min(count, 1024 * 1024))
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    files.copy_new(src, tmp_path / "dest.whl")
+    assert (tmp_path / "dest.whl").read_bytes() == data
+    assert stat.S_IMODE((tmp_path / "dest.whl").stat().st_mode) == 0o666 & ~files.current_umask()
+    if sys.platform.startswith("linux"):
+        assert calls  # the kernel path was tried
+    with pytest.raises(UsageError, match="cannot write"):
+        files.copy_new(src, tmp_path / "dest.whl")  # never over an existing file
+
+
+def test_copy_new_on_a_full_disk_is_an_operation_failure(tmp_path, monkeypatch):
+    import errno
+
+    src = tmp_path / "src.whl"
+    src.write_bytes(b"x" * 100)
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "sendfile", full)
+    monkeypatch.setattr(files.shutil, "copyfileobj", lambda *a, **k: full())
+    with pytest.raises(OperationFailed, match="No space left"):
+        files.copy_new(src, tmp_path / "dest.whl")
 
 
 def test_write_atomic_creates_with_the_umask_and_keeps_an_existing_mode(tmp_path):

@@ -107,3 +107,21 @@ def test_printed_install_command_uses_a_venv_for_an_externally_managed_target(in
     assert "  sh d12/install.sh --venv /opt/venv" in r.stdout, r.stdout
     r = wheels("alpha==1.0", "--target", "rhel9", "-o", "r9", index_url=index.url)
     assert "  sh r9/install.sh  " in r.stdout and "--venv /opt/venv" not in r.stdout, r.stdout
+
+
+def test_uv_log_names_every_pin_while_it_resolves(index, tmp_path):
+    """The head start of the downloads: the installed uv's own -v log names each package (its
+    page is fetched then), the wheel it reads metadata from, and its pick, before uv exits."""
+    from mlops_cli.wheels.probe import probe_this_interpreter
+    from mlops_cli.wheels.resolve import resolve
+
+    host = T.host_target(probe_this_interpreter(with_tags=False))
+    (tmp_path / "r.in").write_text("alpha==1.0\nomega[fast]\n")
+    hints, started = [], []
+    pins, _ = resolve(host, [tmp_path / "r.in"], [index.url], tmp_path / "uv", on_hint=hints.append,
+                      on_start=lambda: started.append(len(hints)))
+    pinned = {(p.name, p.version) for p in pins}
+    assert started == [0]  # called once, as uv starts, before any line of its log
+    assert pinned <= {(h.name, h.version) for h in hints if h.selected}
+    assert pinned <= {(h.name, h.version) for h in hints if h.version and not h.selected}  # the wheel it read
+    assert {"beta", "delta", "gamma"} <= {h.name for h in hints if h.version is None}  # named as dependencies

@@ -11,6 +11,7 @@ including the optional `--check-install`, succeeded.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -59,21 +60,31 @@ def default_out_name(requirements: list[str], requirement_files: list[Path] = ()
 
 def _read_requirement_files(paths: list[Path]) -> dict[str, set[str]]:
     """Check the -r files (readable, no index options, no URLs); their --hash pins by name."""
+    if not paths:
+        return {}
     from mlops_cli.wheels.reqfile import scan_files
 
     return scan_files(paths)
 
 
 def _speculate(req: BundleRequest, pages, downloader):
-    """While uv resolves: fetch the page of each package it selects and start downloading the
-    file each target would get. Only a head start: the final plan decides what is used."""
+    """While uv resolves: fetch the page of each package it names and start downloading the
+    file each target would get of each version it considers or selects. Only a head start:
+    the final plan decides what is used, and every file is still checked against its hash."""
+    import threading
+
+    from packaging.utils import canonicalize_name
+
     from mlops_cli.wheels.choose import choose_file
     from mlops_cli.wheels.download import Job
-    from mlops_cli.wheels.index import parse_page
+
+    first_version: dict[str, str] = {}
+    handled: set[tuple[str, str]] = set()
+    lock = threading.Lock()
 
     def page_ready(future, name: str, version: str) -> None:
         try:
-            files = parse_page(future.result(), version)
+            files = pages.files(name, version)  # the page is here: no wait
             for t in req.targets:
                 c = choose_file(files, name, version, t.tags(), t.markers()["python_full_version"])
                 if c.file is not None and not c.needs_build:
@@ -81,13 +92,26 @@ def _speculate(req: BundleRequest, pages, downloader):
         except Exception:  # noqa: BLE001 - a failed guess costs nothing; the real pass reports
             pass
 
-    def on_select(name: str, version: str) -> None:
-        pages.want(name).add_done_callback(lambda f: page_ready(f, name, version))
+    def on_hint(hint) -> None:
+        name = canonicalize_name(hint.name)
+        future = pages.want(name)
+        if hint.version is None:
+            return
+        with lock:
+            if (name, hint.version) in handled:
+                return
+            # A second version considered (not selected) means uv is backtracking over this
+            # project: wait for its pick rather than download every candidate.
+            if not hint.selected and first_version.setdefault(name, hint.version) != hint.version:
+                return
+            handled.add((name, hint.version))
+        future.add_done_callback(lambda f: page_ready(f, name, hint.version))
 
-    return on_select
+    return on_hint
 
 
-def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_select):
+def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_hint,
+                    on_start=None):
     """Pins for one target, binary-only: every package gets a version with a wheel for the
     target; only projects that ship no wheel at all (in any release) may come as an sdist.
 
@@ -99,7 +123,8 @@ def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cach
     from mlops_cli.wheels.resolve import resolve, stopping
 
     def run(only_binary):
-        return resolve(target, inputs, req.index_urls, cache_root / "uv", on_select=on_select, only_binary=only_binary)
+        return resolve(target, inputs, req.index_urls, cache_root / "uv", on_hint=on_hint, only_binary=only_binary,
+                       on_start=on_start)
 
     try:
         return run([":all:"])
@@ -119,11 +144,12 @@ def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cach
     return pins, warnings
 
 
-def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_select) -> tuple[dict, list[str]]:
+def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_hint,
+                 on_start=None) -> tuple[dict, list[str]]:
     from mlops_cli.wheels.resolve import stop_running
 
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
-        futures = {t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_select)
+        futures = {t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_hint, on_start)
                    for t in req.targets}
         try:
             results = {name: f.result() for name, f in futures.items()}
@@ -237,12 +263,21 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
             top = scratch / "requirements.in"
             floor.write_new(top, "\n".join(req.requirements) + "\n", what="resolver input")
             inputs.insert(0, top)
-        for first in req.first_names:
-            pages.want(first)
-        if req.chatty:
-            info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
         phases = {"setup": time.perf_counter() - started}
-        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader))
+        first_names, once = req.first_names, threading.Lock()
+
+        def uv_started() -> None:
+            # Only once the first uv has begun resolving: its start (an interpreter query) is
+            # quicker without this process importing an HTTP stack (and rich, for the line
+            # below) on the same CPUs meanwhile.
+            if not once.acquire(blocking=False):
+                return
+            for first in first_names:
+                pages.want(first)
+            if req.chatty:
+                info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
+
+        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader), uv_started)
         phases["resolve"] = time.perf_counter() - started - sum(phases.values())
         _refuse_empty(req, pins)
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))

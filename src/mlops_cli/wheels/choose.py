@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from mlops_cli.wheels.index import IndexFile
@@ -16,29 +17,46 @@ class Choice:
     problem: str | None = None  # why nothing fits (no wheel, no sdist)
 
 
+# The same file names, requires-python strings and tag lists come back for every target and
+# twice per package (the guess while uv resolves, then the plan): each is parsed once.
+@functools.lru_cache(maxsize=8192)
+def _parsed_name(filename: str, is_wheel: bool) -> tuple:
+    """(name, version, tags) of a wheel, (name, version, None) of an sdist; raises if invalid."""
+    from packaging.utils import parse_sdist_filename, parse_wheel_filename
+
+    if is_wheel:
+        n, v, _build, tags = parse_wheel_filename(filename)
+        return n, v, frozenset(str(t) for t in tags)
+    n, v = parse_sdist_filename(filename)
+    return n, v, None
+
+
+@functools.lru_cache(maxsize=16)
+def _rank(tags: tuple[str, ...]) -> dict[str, int]:
+    return {tag: i for i, tag in enumerate(tags)}
+
+
 def _release_files(files: list[IndexFile], name: str, version: str) -> tuple[list, list]:
     """(wheels with their tags, sdists) of exactly this release."""
-    from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name,
-                                 parse_sdist_filename, parse_wheel_filename)
+    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, canonicalize_name
     from packaging.version import InvalidVersion, Version
 
     want_name, want_version = canonicalize_name(name), Version(version)
     wheels, sdists = [], []
     for f in files:
         try:
-            if f.is_wheel:
-                n, v, _build, tags = parse_wheel_filename(f.filename)
-                if n == want_name and v == want_version:
-                    wheels.append((f, {str(t) for t in tags}))
-            else:
-                n, v = parse_sdist_filename(f.filename)
-                if n == want_name and v == want_version:
-                    sdists.append(f)
+            n, v, tags = _parsed_name(f.filename, f.is_wheel)
         except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
             continue
+        if n == want_name and v == want_version:
+            if tags is not None:
+                wheels.append((f, tags))
+            else:
+                sdists.append(f)
     return wheels, sdists
 
 
+@functools.lru_cache(maxsize=1024)
 def _python_ok(requires_python: str | None, python_full: str) -> bool:
     if not requires_python:
         return True
@@ -63,7 +81,7 @@ def choose_file(files: list[IndexFile], name: str, version: str, tags: list[str]
     if live:
         wheels = [w for w in wheels if not w[0].yanked]
         sdists = [s for s in sdists if not s.yanked]
-    rank = {tag: i for i, tag in enumerate(tags)}
+    rank = _rank(tuple(tags))
     best: tuple[int, IndexFile] | None = None
     for f, file_tags in wheels:
         if not _python_ok(f.requires_python, python_full):

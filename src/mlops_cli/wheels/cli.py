@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from mlops_cli.options import JsonOpt
-from mlops_cli.output import emit
 
 app = typer.Typer(add_completion=False)
 
@@ -124,7 +123,7 @@ def wheels(
     json_out: JsonOpt = False,
 ) -> int:
     from mlops_cli.errors import UsageError
-    from mlops_cli.output import progress_enabled
+    from mlops_cli.output import emit, progress_enabled
 
     words = list(reqs or [])
     if print_target or words == ["target"]:

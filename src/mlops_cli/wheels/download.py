@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -93,7 +92,7 @@ class Cache:
         """This download's own partial file: no other process or thread writes it."""
         folder = self.root / "partial"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{self._key(job)}.{os.getpid()}-{secrets.token_hex(4)}.part"
+        return folder / f"{self._key(job)}.{os.getpid()}-{os.urandom(4).hex()}.part"
 
     def store(self, tmp: Path, sha256: str) -> Path:
         final = self.blob(sha256)
@@ -209,26 +208,51 @@ class Downloader:
     """A pool that fetches each file once, whoever asks first.
 
     The bundle asks early, for the files it expects while the resolver still works, and then
-    for the final list; a file already under way is waited for, not fetched twice.
+    for the final list; a file already under way is waited for, not fetched twice. When more
+    files wait than there are workers (the resolver names the last packages in a burst), the
+    largest starts first: it is the one the bundle would otherwise wait for at the end.
     """
 
     def __init__(self, session_factory: Callable[[], object], cache: Cache, workers: int = 8):
+        import itertools
+
         self._session_factory, self.cache = session_factory, cache
         self._pool = ThreadPoolExecutor(max_workers=workers)
         self._futures: dict[str, Future] = {}
+        self._waiting: list[tuple[int, int, Job, Future]] = []  # a heap: largest first, then first asked
+        self._order = itertools.count()
         self._lock = threading.Lock()
+        self._closed = threading.Event()
         self.bytes_seen = 0
 
     def _advance(self, n: int) -> None:
+        if self._closed.is_set():  # a guess nobody needs any more: stop at the next chunk (kept to resume)
+            raise OperationFailed("download stopped: the bundle no longer needs it")
         with self._lock:
             self.bytes_seen += n
 
     def submit(self, job: Job) -> Future:
+        import heapq
+
         with self._lock:
-            if job.filename not in self._futures:
-                self._futures[job.filename] = self._pool.submit(
-                    lambda: _download(self._session_factory(), job, self.cache, self._advance))
-            return self._futures[job.filename]
+            future = self._futures.get(job.filename)
+            if future is None:
+                future = self._futures[job.filename] = Future()
+                heapq.heappush(self._waiting, (-(job.size or 0), next(self._order), job, future))
+                self._pool.submit(self._run_next)  # one run per job: each takes the largest waiting
+            return future
+
+    def _run_next(self) -> None:
+        import heapq
+
+        with self._lock:
+            _size, _order, job, future = heapq.heappop(self._waiting)
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(_download(self._session_factory(), job, self.cache, self._advance))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits, as the pool would
+            future.set_exception(exc)
 
     def fetch_all(self, jobs: list[Job], show_progress: bool = False) -> list[Fetched]:
         """Every job's file, in the order given; the first failure is raised."""
@@ -248,4 +272,5 @@ class Downloader:
         return [f.result() for f in futures]
 
     def close(self) -> None:
+        self._closed.set()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -7,12 +7,9 @@ into place by the caller, so a failure never leaves half a bundle.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-import tarfile
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +141,8 @@ def write_bundle_dir(folder: Path, files: list[BundleFile], texts: dict[str, str
         # a copy, not a link: editing the bundle must not touch the cache
         floor.copy_new(f.blob, folder / "wheels" / f.filename, what="bundle file")
         entries.append({"path": f"wheels/{f.filename}", "sha256": f.sha256, "size": f.size})
+    from importlib import resources
+
     here = resources.files("mlops_cli.wheels")
     all_texts = dict(texts, **simple_index(files))
     all_texts["README.txt"] = readme
@@ -162,6 +161,9 @@ def write_bundle_dir(folder: Path, files: list[BundleFile], texts: dict[str, str
 def write_archive(folder: Path, out, root: str, mtime: int) -> None:
     """Stream a tar.gz of `folder` into the binary file `out`: sorted names, fixed times, owners
     and modes, so the same inputs give the same bytes."""
+    import gzip
+    import tarfile
+
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=mtime, compresslevel=6) as gz:
         with tarfile.TarFile(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:  # into the stream given
             paths = sorted(p for p in folder.rglob("*"))

@@ -12,20 +12,20 @@ from __future__ import annotations
 
 import os
 import stat
-import tarfile
 from pathlib import Path
 
 from mlops_cli import files
 from mlops_cli.errors import UsageError
 from mlops_cli.files import show_path
 from mlops_cli.text import shorten_list
-from mlops_cli.wheels import bundle_tool
 from mlops_cli.wheels.layout import MANIFEST_FORMAT
 
 MAX_SCAN = 200_000  # files in a folder, members in an archive
 
 
 def _marker(data: bytes, where: str) -> str | None:
+    from mlops_cli.wheels import bundle_tool  # only for an output that exists already
+
     try:
         doc = bundle_tool.parse_manifest(data, where)
     except ValueError as exc:
@@ -37,6 +37,8 @@ def _marker(data: bytes, where: str) -> str | None:
 
 def folder_reason(path: Path) -> str | None:
     """None when `path` is an empty folder or provably an mlops bundle; else why not."""
+    from mlops_cli.wheels import bundle_tool
+
     entries = []
     for count, (dirpath, dirnames, filenames) in enumerate(os.walk(path)):
         for name in dirnames + filenames:
@@ -71,6 +73,10 @@ def folder_reason(path: Path) -> str | None:
 
 def archive_reason(path: Path) -> str | None:
     """None when the file at `path` is a bundle archive made by mlops wheels; else why not."""
+    import tarfile
+
+    from mlops_cli.wheels import bundle_tool
+
     try:
         with tarfile.open(path, "r|gz") as tar:
             root = None

@@ -124,7 +124,64 @@ def parse_pins(stdout: str) -> list[Pin]:
 
 
 _SELECTING = re.compile(r"Selecting: ([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(\S+)")
+# Earlier hints in uv's -v log: a dependency named as soon as its parent's metadata is read (its
+# index page is worth fetching now), and the wheel whose metadata uv reads for a candidate
+# version (`No cache entry for: URL`, `Sending fresh HEAD request for: URL`, or PEP 658's
+# `URL.metadata`), usually the version uv then selects. Recorded lines: tests/wheels/test_choose.py.
+_DEPENDENCY = re.compile(r"Adding (?:transitive|direct) dependency(?: for \S+)?: ([A-Za-z0-9][A-Za-z0-9._-]*)")
+_URL_LEAD = re.compile(r"\bfor:? (?=[A-Za-z][A-Za-z0-9+.-]*://)")
 _LOG_LINE = re.compile(r"^\s*(\d+(\.\d+)?m?s\s+)?(DEBUG|TRACE|INFO|WARN)\b")
+MAX_HINT_LINE = 8192  # characters: a longer line is nobody's hint
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What a line of uv's log says about the resolution under way: a project it needs
+    (`version` None), a version it considers, or (`selected`) the version it picked."""
+
+    name: str
+    version: str | None = None
+    selected: bool = False
+
+
+def _wheel_in(line: str) -> str | None:
+    """The wheel file name at the end of a `... for: URL` line (a `.metadata` suffix, query or
+    fragment dropped), or None. String operations only: linear in the line."""
+    m = _URL_LEAD.search(line)
+    if not m:
+        return None
+    url = line[m.end():].strip().split()[0] if line[m.end():].strip() else ""
+    path = url.split("#", 1)[0].split("?", 1)[0]
+    if path.endswith(".metadata"):
+        path = path[: -len(".metadata")]
+    name = path.rsplit("/", 1)[-1]
+    return name if name.endswith(".whl") and "://" in url else None
+
+
+def parse_hint(line: str) -> Hint | None:
+    """The hint in one line of uv's -v log, or None. Only a head start: never trusted for
+    anything but what to fetch early."""
+    if len(line) > MAX_HINT_LINE:
+        return None
+    m = _SELECTING.search(line)
+    if m:
+        return Hint(m.group(1), m.group(2), selected=True)
+    if "dependency" in line:
+        m = _DEPENDENCY.search(line)
+        return Hint(m.group(1).rstrip("._-")) if m else None
+    if ".whl" in line:
+        filename = _wheel_in(line)
+        if filename:
+            from urllib.parse import unquote
+
+            from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+            try:
+                name, version, _build, _tags = parse_wheel_filename(unquote(filename))
+            except (InvalidWheelFilename, ValueError):
+                return None
+            return Hint(str(name), str(version))
+    return None
 
 
 _stopping = threading.Event()
@@ -169,21 +226,32 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
 
 
 def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-            timeout: float = 600, on_select: Callable[[str, str], None] | None = None,
-            only_binary: list[str] | None = None) -> tuple[list[Pin], list[str]]:
+            timeout: float = 600, on_hint: Callable[[Hint], None] | None = None,
+            only_binary: list[str] | None = None,
+            on_start: Callable[[], None] | None = None) -> tuple[list[Pin], list[str]]:
     """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
 
-    `on_select(name, version)` is called as uv picks each package (from its -v log), so callers can
-    start fetching index pages before the resolution ends; it is only a hint.
+    `on_hint(Hint)` is called as uv names, considers and picks packages (from its -v log), so
+    callers can start fetching index pages and files before the resolution ends; only a hint.
+    `on_start()` is called once, just before the first hint: uv has started, queried its
+    interpreter (CPU-bound; better not shared) and begun resolving.
     """
     argv = compile_command(target, inputs, index_urls, cache_dir, only_binary) + ["-v"]
     if stopping():
         raise OperationFailed("interrupted")
+    pending_start = [on_start] if on_start is not None else []
 
     def hint(line: str) -> None:
-        m = _SELECTING.search(line)
-        if m and on_select is not None:
-            on_select(m.group(1), m.group(2))
+        try:
+            found = parse_hint(line) if on_hint is not None or pending_start else None
+            if found is None:
+                return
+            while pending_start:
+                pending_start.pop()()
+            if on_hint is not None:
+                on_hint(found)
+        except Exception:  # noqa: BLE001 - a hint that fails costs its head start, never the resolution
+            pass
 
     rc, stdout, stderr = _run_streaming(argv, timeout, hint)
     if rc != 0 and "Couldn't parse requirement" in stderr:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from mlops_cli.text import shell_quote as quote
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
+from mlops_cli.text import shell_quote as quote
 from mlops_cli.units import format_bytes
 from mlops_cli.wheels.layout import BundleFile
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @dataclass
