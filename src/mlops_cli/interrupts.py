@@ -35,6 +35,12 @@ def received() -> bool:
     return bool(_received)
 
 
+def reported() -> None:
+    """The command has reported the interruption itself (its partial result, then exit 130):
+    ``cli.main`` adds no second report."""
+    _received.clear()
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """SIGINT/SIGTERM arriving inside the block are delivered (as KeyboardInterrupt) when it

@@ -114,8 +114,10 @@ def _follow(path: str, framework: str, model: Optional[str], kill_pid: Optional[
     report.shown = shown
     code = emit(report, json_out)
     if report.interrupted:  # the report so far is out (one JSON document with --json); then 130
+        from mlops_cli import interrupts
         from mlops_cli.errors import ExitCode
 
         err_console().print("error: interrupted", markup=False, highlight=False)
+        interrupts.reported()
         return int(ExitCode.INTERRUPTED)
     return code

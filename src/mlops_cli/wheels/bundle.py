@@ -146,8 +146,9 @@ def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cach
 
 def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_hint,
                  on_start=None) -> tuple[dict, list[str]]:
-    from mlops_cli.wheels.resolve import stop_running
+    from mlops_cli.wheels.resolve import stop_running, uv_binary
 
+    uv_binary()  # found here, in one thread, before the targets' threads need it
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
         futures = {t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_hint, on_start)
                    for t in req.targets}

@@ -31,13 +31,23 @@ class Pin:
     version: str
 
 
-def uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
+_uv_lock = threading.Lock()
+_uv_path: list[str] = []
 
-        return find_uv_bin()
-    except (ImportError, FileNotFoundError) as exc:
-        raise OperationFailed("the uv resolver is not installed", hint="pip install uv (a dependency of mlops-cli)") from exc
+
+def uv_binary() -> str:
+    """The uv program, found once. Targets resolve in threads, and ``find_uv_bin`` reads
+    ``sysconfig``, whose first use is not thread-safe (two threads at once saw ``EXE`` as None)."""
+    with _uv_lock:
+        if not _uv_path:
+            try:
+                from uv import find_uv_bin
+
+                _uv_path.append(find_uv_bin())
+            except (ImportError, FileNotFoundError) as exc:
+                raise OperationFailed("the uv resolver is not installed",
+                                      hint="pip install uv (a dependency of mlops-cli)") from exc
+        return _uv_path[0]
 
 
 def clean_env() -> dict[str, str]:
