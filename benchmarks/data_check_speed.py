@@ -21,9 +21,8 @@ def generate(path: str, mib: int) -> int:
     newlines; a colon or an escaped quote costs the duplicate-key check a second look) and one
     record in four in Chinese (multi-byte UTF-8)."""
     rnd = random.Random(7)
-    words = ("the of model data train token layer value gradient batch answer question loss "
-             "Here are: 1. note: \"quoted\" step\n2. https://example.com/a?b=c").split(" ")
-    zh = "模型 数据 训练 问题 回答 梯度 批次 损失 你好 请问 如何 因为 所以".split()
+    words = ["the", "of", "model", "data", "train", "token", "layer", "value", "gradient", "batch", "answer", "question", "loss", "Here", "are:", "1.", "note:", '"quoted"', "step\n2.", "https://example.com/a?b=c"]
+    zh = ["模型", "数据", "训练", "问题", "回答", "梯度", "批次", "损失", "你好", "请问", "如何", "因为", "所以"]
     target, written, n = mib << 20, 0, 0
     with open(path, "w") as fh:
         while written < target:

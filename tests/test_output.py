@@ -1,7 +1,6 @@
 import pytest
 
 from mlops_cli.errors import UsageError
-
 from mlops_cli.units import format_bytes, parse_bytes
 
 

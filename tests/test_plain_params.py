@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import pytest
 import typer
@@ -32,11 +32,11 @@ demo = typer.Typer()
 
 @demo.command()
 def _demo(
-    words: Optional[List[str]] = typer.Argument(None),
+    words: Optional[list[str]] = typer.Argument(None),
     existing: Optional[Path] = typer.Option(None, "--existing", exists=True),
     file_only: Optional[Path] = typer.Option(None, "--file-only", dir_okay=False),
     dir_only: Optional[Path] = typer.Option(None, "--dir-only", file_okay=False, exists=True),
-    many: List[Path] = typer.Option([], "--many", exists=True),
+    many: list[Path] = typer.Option([], "--many", exists=True),
     text: str = typer.Option("d", "--text", envvar="DEMO_TEXT"),
     flag: bool = typer.Option(False, "--flag", envvar="DEMO_FLAG"),
     count: int = typer.Option(0, "--count"),  # not plain: stays Typer's
@@ -63,7 +63,7 @@ def _outcome(command, argv, env):
             ctx = command.make_context("mlops", list(argv), resilient_parsing=False)
             return "ok", dict(ctx.params)
         except Exception as exc:  # noqa: BLE001 - the error itself is the outcome compared
-            return type(exc).__name__, str(getattr(exc, "format_message", lambda: str(exc))())
+            return type(exc).__name__, str(getattr(exc, "format_message", lambda: str(exc))())  # noqa: F821 - called inside the except block
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,8 @@ import datetime
 import math
 import os
 import sys
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 __all__ = ["NanGuard", "NonFiniteError", "hf_callback", "lightning_callback"]
 

@@ -13,7 +13,6 @@ this machinery, are left alone. tests/test_plain_params.py parses command lines 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, get_args, get_origin
 

@@ -26,7 +26,7 @@ import tempfile
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 PACKAGE = "lf_under_test"
 FILES = ("data/parser.py", "data/data_utils.py")

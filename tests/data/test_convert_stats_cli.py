@@ -8,10 +8,10 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.data.conftest import DEMO
 
 from mlops_cli.data.convert import run_convert
 from mlops_cli.data.readers import Broken, Record, read_array, read_lines
-from tests.data.conftest import DEMO
 
 CHAT = [{"conversations": [{"from": "system", "value": "Be kind."}, {"from": "human", "value": "q1"},
                            {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"},
@@ -112,7 +112,7 @@ def test_stats_with_a_local_tokenizer(tmp_path, mlops):
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import Whitespace
 
-    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate("a b c d e f g h".split())}}
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(["a", "b", "c", "d", "e", "f", "g", "h"])}}
     tok = tokenizers.Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = Whitespace()
     tok.save(str(tmp_path / "tokenizer.json"))

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import run_mlops
 
 REAL = Path(__file__).resolve().parent.parent / "fixtures" / "data" / "real"

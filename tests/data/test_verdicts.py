@@ -4,7 +4,6 @@ converter + processor rules on datasets 4.0.0) is a case here, with its recorded
 from __future__ import annotations
 
 import pytest
-
 from tests.data.conftest import by_record
 
 SG = {"formatting": "sharegpt", "columns": {"messages": "conversations"}}

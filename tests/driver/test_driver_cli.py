@@ -6,7 +6,6 @@ import glob
 import json
 
 import pytest
-
 from driver_helpers import FIXTURES
 
 
@@ -251,10 +250,10 @@ def test_commands_not_a_mapping_is_exit_2(mlops, tmp_path, commands):
 def test_fix_with_save_snapshot_writes_the_broken_state_from_the_command_line(monkeypatch, tmp_path):
     """The whole command: `--fix --yes --save-snapshot F` on a box with missing headers (replayed
     through the seam instead of this machine) fixes it, and F holds the broken state."""
+    from driver_helpers import FixHost, snapshot
     from typer.testing import CliRunner
 
     import mlops_cli.host as host_mod
-    from driver_helpers import FixHost, snapshot
     from mlops_cli.cli import app
 
     host = FixHost(snapshot("headers-missing"), after=snapshot("healthy"))

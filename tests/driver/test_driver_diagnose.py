@@ -6,13 +6,12 @@ import json
 import re
 
 import pytest
-
 from driver_helpers import FIXTURES, load_doc
+from tests.conftest import SHARED
+
 from mlops_cli.driver.check import check
 from mlops_cli.driver.model import ERROR, PRIORITY, SPEC_IDS
 from mlops_cli.host import Snapshot, SnapshotHost
-
-from tests.conftest import SHARED
 
 ALL = sorted(p.stem for p in FIXTURES.glob("*.json"))
 

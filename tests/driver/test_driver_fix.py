@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
 from driver_helpers import FixHost, snapshot
-from mlops_cli.host import CommandResult
+
 from mlops_cli.driver.check import check_and_fix
 from mlops_cli.errors import ExitCode, UsageError
+from mlops_cli.host import CommandResult
 from mlops_cli.output import confirm
 
 
@@ -109,7 +109,7 @@ def test_exit_4_when_a_step_needs_a_reboot():
     assert host.ran[-1] == ["update-initramfs", "-u"]
     assert host.ran[0][:3] == ["install", "-D", "-m"] and host.ran[0][-1] == "/etc/modprobe.d/blacklist-nouveau.conf"
     assert report.exit_code == ExitCode.REBOOT_NEEDED
-    assert not any("reboot" == a for argv in host.ran for a in argv)  # never reboots by itself
+    assert not any(a == "reboot" for argv in host.ran for a in argv)  # never reboots by itself
 
 
 def test_stops_where_only_a_person_can_act():

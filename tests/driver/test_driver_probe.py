@@ -7,6 +7,7 @@ import threading
 import time
 
 from driver_helpers import snapshot
+
 from mlops_cli.driver.probe import NVIDIA_SMI_TIMEOUT, PROBES, collect
 from mlops_cli.host import CommandResult, RecordingHost, SnapshotHost
 

@@ -8,10 +8,10 @@ import random
 from pathlib import Path
 
 import pytest
+from driver_helpers import FIXTURES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driver_helpers import FIXTURES
 from mlops_cli.driver import buildlogs, kernlog, parse, timeline
 from mlops_cli.driver.check import check
 from mlops_cli.errors import MlopsError

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from driver_helpers import FIXTURES
+
 from mlops_cli.driver import gate
 from mlops_cli.driver.apply import build_plan
 from mlops_cli.driver.assemble import read_facts

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from tests.images.conftest import needs_extra
 
 pytestmark = needs_extra

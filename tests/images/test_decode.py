@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 
 import pytest
-
 from tests.images.conftest import needs_extra
 
 pytestmark = needs_extra
@@ -13,9 +12,9 @@ np = pytest.importorskip("numpy", reason="the images extra is not installed")
 pytest.importorskip("PIL", reason="the images extra is not installed")
 
 from PIL import Image  # noqa: E402
+from tests.images import synth  # noqa: E402
 
 from mlops_cli.images import decode  # noqa: E402
-from tests.images import synth  # noqa: E402
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import io
 
 import pytest
-
 from tests.images.conftest import needs_extra
 
 pytestmark = needs_extra
 np = pytest.importorskip("numpy", reason="the images extra is not installed")
 pytest.importorskip("PIL", reason="the images extra is not installed")
 
-from mlops_cli.images import decode, distance  # noqa: E402
 from tests.images import synth  # noqa: E402
+
+from mlops_cli.images import decode, distance  # noqa: E402
 
 
 def _rng_images(seed, shape):

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.images.conftest import needs_extra
 
 pytestmark = needs_extra
@@ -25,7 +24,6 @@ np = pytest.importorskip("numpy", reason="the images extra is not installed")
 pytest.importorskip("PIL", reason="the images extra is not installed")
 
 from PIL import Image  # noqa: E402
-
 from tests.images import synth  # noqa: E402
 
 N = 12

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_cli.mem.config import config_from_dict
 from mlops_cli.errors import UsageError
+from mlops_cli.mem.config import config_from_dict
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "mem" / "param-totals.json"
 MODELS = json.loads(FIX.read_text(encoding="utf-8"))["models"]

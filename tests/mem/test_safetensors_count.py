@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-from mlops_cli.mem.safetensors_count import count_from_hub, count_from_index, count_header, header_length
 from mlops_cli.errors import UsageError
+from mlops_cli.mem.safetensors_count import count_from_hub, count_from_index, count_header, header_length
 
 
 def _file_bytes(tensors: dict[str, tuple[str, list[int]]]) -> bytes:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from tests.train.conftest import analyse_bytes
+
 from mlops_cli.train.diagnose import nan_cause
 from mlops_cli.train.oom import parse_oom, split_kind
-from tests.train.conftest import analyse_bytes
 
 
 def hf(step, loss, grad, lr=2e-05, bar=True, **extra):
@@ -74,8 +75,9 @@ def test_the_expandable_segments_hint_is_not_evidence():
 
 
 def test_oom_check_command_uses_the_model_from_the_log_or_model_flag():
-    from mlops_cli.train.analyse import analyse
     import io
+
+    from mlops_cli.train.analyse import analyse
 
     msg = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.18 GiB"
            " of which 1.06 GiB is free. Of the allocated memory 77.00 GiB is allocated by PyTorch, and 94.87 MiB is"
@@ -159,7 +161,7 @@ def test_the_json_report_has_the_documented_fields():
     assert set(f["onset"]) == {"step", "time", "elapsed", "epoch", "line"}
     s = doc["series"][0]
     assert s["points_columns"] == ["step", "loss", "lr", "grad_norm", "loss_scale"]
-    assert ["nan" == p[1] for p in s["points"]][-1]
+    assert [p[1] == "nan" for p in s["points"]][-1]
     import json
 
     json.dumps(doc, allow_nan=False)  # no NaN/Infinity in the document

@@ -4,7 +4,6 @@ class, onset, cause, OOM split and rank the manifest says; healthy logs exit 0 w
 from __future__ import annotations
 
 import pytest
-
 from tests.train.conftest import FIXTURES, analyse_path, check_expect, manifest
 
 ENTRIES = manifest()

@@ -9,7 +9,6 @@ import json
 import re
 
 import pytest
-
 from tests.train.conftest import FIXTURES, check_expect
 
 FOLDERS = ("heldout", "heldout2", "heldout3")

@@ -17,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from tests.train.conftest import analyse_path
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None

@@ -12,9 +12,9 @@ from contextlib import contextmanager
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.train.conftest import analyse_bytes
 
 from mlops_cli.errors import UsageError
-from tests.train.conftest import analyse_bytes
 
 BOUND_S = 20  # a guard against catastrophic backtracking, not a speed test (benchmarks/ measures speed)
 

@@ -11,7 +11,6 @@ import pytest
 
 from .conftest import make_venv, manifest, run_install_sh
 
-
 PLAT_FOR_HOST = {(3, 10): "plat-1.0-cp310-cp310-manylinux_2_28_x86_64.whl",
                  (3, 11): "plat-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"}.get(sys.version_info[:2])
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from mlops_cli.errors import UsageError
-from mlops_cli.files import read_input_json
 from mlops_cli.data.emulate import Context, evaluate
 from mlops_cli.data.entry import Entry, read_entry, stage_findings
 from mlops_cli.data.findings import Finding
@@ -21,6 +20,8 @@ from mlops_cli.data.source import KIND_BUILDER, dataset_files, extension_builder
 from mlops_cli.data.synthesize import synthesize_entry
 from mlops_cli.data.templates import template_for
 from mlops_cli.data.versions import Rules, rules_for
+from mlops_cli.errors import UsageError
+from mlops_cli.files import read_input_json
 
 INFO_MAX = 64 << 20
 STAGES = ("sft", "rm", "dpo", "kto", "pt")
@@ -314,7 +315,7 @@ def _settle_absent(ctx: Context, tracker: SchemaTracker, out: Collector,
     for key, record in ctx.absent.items():
         if key.startswith("tool_calls-null:"):
             if "tool_calls" in tracker.msg_keys:
-                crashes.append((record, f"TypeError: object of type 'NoneType' has no len() (an assistant turn "
+                crashes.append((record, "TypeError: object of type 'NoneType' has no len() (an assistant turn "
                                         "without tool_calls while other turns have them)", "tool-calls-null"))
             continue
         if key.startswith("message:"):

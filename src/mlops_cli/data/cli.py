@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -44,7 +44,7 @@ Examples:
   mlops data check dpo.json --stage dpo --json | jq '.findings[] | select(.consequence=="crash")'
 """)
 def check(
-    files: Optional[List[str]] = typer.Argument(None, metavar="FILE...", help="Data files ('-' = stdin). "
+    files: Optional[list[str]] = typer.Argument(None, metavar="FILE...", help="Data files ('-' = stdin). "
                                                 "Default with --info: the entry's file_name."),
     info: Optional[str] = typer.Option(None, "--info", metavar="dataset_info.json",
                                        help="LLaMA-Factory's dataset_info.json holding the entry."),

@@ -10,12 +10,12 @@ import json
 import os
 from typing import Any, Optional
 
-from mlops_cli.errors import OperationFailed, UsageError
-from mlops_cli.files import atomic_writer, read_input_json, write_atomic
 from mlops_cli.data.report import ConvertResult
 from mlops_cli.data.source import open_dataset, readable_records
 from mlops_cli.data.synthesize import detect_format, entry_document
 from mlops_cli.data.versions import rules_for
+from mlops_cli.errors import OperationFailed, UsageError
+from mlops_cli.files import atomic_writer, read_input_json, write_atomic
 
 TARGETS = ("sharegpt", "openai", "alpaca")
 SG_ROLE = {"human": "user", "gpt": "assistant", "system": "system", "function_call": "function",
@@ -138,28 +138,27 @@ def run_convert(source: str, output: str, to: str, *, info: Optional[str] = None
     skipped: list[dict[str, Any]] = []
     written = 0
     first_out: Any = None
-    with open_dataset(source) as opened:
-        with atomic_writer(output) as fh:
-            fh.write(b"" if lines else b"[\n")
-            src_fmt = None
-            for n, event in enumerate(readable_records(opened), 1):
-                src_fmt = src_fmt or (detect_format(event.value) if fmt == "auto" else fmt)
-                try:
-                    rec = from_neutral(to_neutral(event.value, src_fmt), to)
-                except Unconvertible as exc:
-                    skipped.append({"record": n, "line": event.line, "reason": str(exc)})
-                    if strict:
-                        raise OperationFailed(f"record {n} (line {event.line}) cannot be converted: {exc}",
-                                              hint="without --strict such records are listed and skipped") from None
-                    continue
-                text = json.dumps(rec, ensure_ascii=False)
-                if lines:
-                    fh.write(text.encode() + b"\n")
-                else:
-                    fh.write((b",\n" if written else b"") + text.encode())
-                written += 1
-                first_out = first_out if first_out is not None else rec
-            fh.write(b"" if lines else b"\n]\n")
+    with open_dataset(source) as opened, atomic_writer(output) as fh:
+        fh.write(b"" if lines else b"[\n")
+        src_fmt = None
+        for n, event in enumerate(readable_records(opened), 1):
+            src_fmt = src_fmt or (detect_format(event.value) if fmt == "auto" else fmt)
+            try:
+                rec = from_neutral(to_neutral(event.value, src_fmt), to)
+            except Unconvertible as exc:
+                skipped.append({"record": n, "line": event.line, "reason": str(exc)})
+                if strict:
+                    raise OperationFailed(f"record {n} (line {event.line}) cannot be converted: {exc}",
+                                          hint="without --strict such records are listed and skipped") from None
+                continue
+            text = json.dumps(rec, ensure_ascii=False)
+            if lines:
+                fh.write(text.encode() + b"\n")
+            else:
+                fh.write((b",\n" if written else b"") + text.encode())
+            written += 1
+            first_out = first_out if first_out is not None else rec
+        fh.write(b"" if lines else b"\n]\n")
     entry = None
     if info is not None:
         base = os.path.dirname(os.path.abspath(info))

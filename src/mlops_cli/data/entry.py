@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from mlops_cli.errors import UsageError
 from mlops_cli.data.findings import Finding
 from mlops_cli.data.versions import Rules
+from mlops_cli.errors import UsageError
 
 COLUMN_DEFAULTS: dict[str, Optional[str]] = {
     "prompt": "instruction", "query": "input", "response": "output", "history": None,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 try:  # optional: the `data` extra
     if os.environ.get("MLOPS_DATA_PURE_PYTHON"):

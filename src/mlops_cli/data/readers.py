@@ -8,8 +8,9 @@ one read buffer at a time).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator, Optional, Union
+from typing import Any, BinaryIO, Optional, Union
 
 from mlops_cli.data.parse import Oddity, Unreadable, loads
 

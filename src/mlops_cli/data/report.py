@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from mlops_cli.text import clean
 from mlops_cli.data.findings import FAILING, Finding
+from mlops_cli.text import clean
 
 STYLE = {"fatal": "bold red", "crash": "bold red", "drop": "yellow", "silent": "magenta", "warn": "cyan"}
 

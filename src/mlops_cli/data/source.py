@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
+from mlops_cli.data.readers import BOM, Event, read_array, read_lines, read_objects, read_parquet, sniff
 from mlops_cli.errors import NotApplicable, UsageError
 from mlops_cli.files import open_input_stream
-from mlops_cli.data.readers import BOM, Event, read_array, read_lines, read_objects, read_parquet, sniff
 
 # LLaMA-Factory's FILEEXT2TYPE (extras/constants.py): the builder is chosen by extension.
 EXT_BUILDER = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
@@ -114,7 +115,7 @@ def readable_records(opened: Opened) -> Iterator:
 
 
 def extension_builder(path: str) -> Optional[str]:
-    return EXT_BUILDER.get(os.path.splitext(path)[1][1:], None)
+    return EXT_BUILDER.get(os.path.splitext(path)[1][1:])
 
 
 __all__ = ["BOM", "Opened", "dataset_files", "open_dataset", "extension_builder", "KIND_BUILDER"]

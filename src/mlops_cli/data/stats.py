@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
-from mlops_cli.errors import UsageError
 from mlops_cli.data.convert import Unconvertible, to_neutral
 from mlops_cli.data.report import StatsResult
 from mlops_cli.data.source import missing_extra, open_dataset, readable_records
 from mlops_cli.data.synthesize import detect_format
+from mlops_cli.errors import UsageError
 
 
 def load_tokenizer(path: str):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mlops_cli.errors import UsageError
 from mlops_cli.data.entry import Entry, read_entry
 from mlops_cli.data.versions import Rules
+from mlops_cli.errors import UsageError
 
 FORMATS = ("auto", "alpaca", "sharegpt", "openai")
 
@@ -72,7 +72,7 @@ def synthesize_entry(record: Any, fmt: str, rules: Rules) -> Entry:
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", hint="one of: " + ", ".join(FORMATS))
     if fmt == "openai" and "openai" not in rules.formatting_values:
-        fmt_note: Optional[str] = f"formatting openai needs LLaMA-Factory 0.9.4+; read as sharegpt with role tags"
+        fmt_note: Optional[str] = "formatting openai needs LLaMA-Factory 0.9.4+; read as sharegpt with role tags"
     else:
         fmt_note = None
     doc = entry_document(record, fmt, rules)

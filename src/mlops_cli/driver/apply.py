@@ -3,8 +3,9 @@ first failed step or at the first finding only a person can fix. Never reboots."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from mlops_cli.driver.model import ERROR, Finding, FixStep
 from mlops_cli.host import Host, command_key

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 
-from mlops_cli.driver import buildlogs
+from mlops_cli.driver import buildlogs, timeline
 from mlops_cli.driver import context as ctx_mod
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver import parse as P
-from mlops_cli.driver import timeline
 from mlops_cli.driver.facts import MODULE_FILE, PREBUILT_PKG, Facts, KernelModuleState
 from mlops_cli.driver.model import NotSeen
 from mlops_cli.driver.probe import DKMS_TREES, PROBES, Collected

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from mlops_cli.driver.apply import FixRun, build_plan, run_plan
 from mlops_cli.driver.assemble import read_facts
@@ -10,8 +10,8 @@ from mlops_cli.driver.diagnose import diagnose
 from mlops_cli.driver.model import Diagnosis
 from mlops_cli.driver.probe import collect
 from mlops_cli.driver.report import DriverReport
-from mlops_cli.host import Host
 from mlops_cli.errors import UsageError
+from mlops_cli.host import Host
 
 
 def check(host: Host, kernel: str | None = None) -> Diagnosis:

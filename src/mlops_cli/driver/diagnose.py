@@ -18,7 +18,6 @@ from mlops_cli.driver.rules_host import host_findings, kernel_log_causes, nvidia
 from mlops_cli.driver.rules_module import next_kernel_findings, running_module_findings
 from mlops_cli.driver.rules_platform import platform_findings
 
-
 _NOTHING_TO_JUDGE = ("no_nvidia_gpu", "inside_container_no_gpu_passed", "container_lost_gpu_after_daemon_reload")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-
 MAX_LINE = 4096  # longer lines are cut before a pattern sees them
 
 

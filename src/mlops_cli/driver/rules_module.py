@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 
 from mlops_cli.driver import fixes
+from mlops_cli.driver.buildlogs import BuildLog
 from mlops_cli.driver.facts import Facts
 from mlops_cli.driver.model import ERROR, Finding, make_finding
-from mlops_cli.driver.buildlogs import BuildLog
 from mlops_cli.driver.parse import version_key
 
 

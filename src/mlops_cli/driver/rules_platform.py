@@ -5,7 +5,6 @@ Pure: decisions over ``Facts`` only.
 
 from __future__ import annotations
 
-
 from mlops_cli.driver import fixes
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver.facts import Facts

@@ -23,7 +23,6 @@ NOT_RECORDED for a key it does not hold.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -184,7 +183,7 @@ class SnapshotNvml:
         self.origin = origin
 
     @classmethod
-    def load(cls, path: str | Path) -> "SnapshotNvml":
+    def load(cls, path: str | Path) -> SnapshotNvml:
         from mlops_cli.host import load_snapshot_document
 
         doc = load_snapshot_document(path, what="NVML snapshot")

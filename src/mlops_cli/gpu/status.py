@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops_cli.gpu.nvml import NvmlCallError, NvmlSource
-from mlops_cli.units import format_bytes
 
 MiB = 1024**2
 
@@ -169,8 +168,8 @@ def open_source(snapshot: Optional[str], save_snapshot: Optional[str]) -> tuple[
         return SnapshotNvml.load(snapshot), snapshot
     live: NvmlSource = LiveNvml()
     if save_snapshot is not None:
-        from datetime import datetime, timezone
         import platform
+        from datetime import datetime, timezone
 
         live = RecordingNvml(live, {"source": {"kind": "nvml", "host": platform.node(),
                                                "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}})

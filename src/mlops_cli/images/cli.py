@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -54,7 +54,7 @@ Examples:
 """)
 def match(
     ref_dir: str = typer.Argument(..., metavar="REF_DIR", help="Folder of reference images (the originals)."),
-    other_dirs: List[str] = typer.Argument(..., metavar="OTHER_DIR", help="Folders to pair with the references."),
+    other_dirs: list[str] = typer.Argument(..., metavar="OTHER_DIR", help="Folders to pair with the references."),
     out: str = typer.Option(..., "--out", "-o", metavar="OUT", help="Folder to write the strips and matches.csv to."),
     metric: Metric = typer.Option(Metric.mse, "--metric",
                                   help="mse: pixels; ssim: structure, for outputs whose colours or contrast changed; "

@@ -37,11 +37,11 @@ PERSISTENT = ("weights", "adapters", "optimizer_states", "master", "reference_mo
               "generation_engine")
 
 
-def transient(phase: "Phase") -> float:
+def transient(phase: Phase) -> float:
     return sum(v for k, v in phase.parts.items() if k not in PERSISTENT)
 
 
-def reserve(phases: "list[Phase]", peak: "Phase", s: Setup) -> float:
+def reserve(phases: list[Phase], peak: Phase, s: Setup) -> float:
     extra = peak.parts.get("gathered", 0.0) / max(1, s.fsdp_prefetch_units) if s.sharding == "fsdp" else 0.0
     frac = RESERVE_OF_TRANSIENT if s.packing else RESERVE_OF_TRANSIENT_UNPACKED
     return RESERVE_FIXED + frac * transient(peak) + extra

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 import typer
 
@@ -71,8 +72,8 @@ MIN_GPU_MEM = 256 * 1024**2  # below this a --gpu-mem is a typo (a bare '80' is 
 
 
 def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional[tuple[int, str]]:
-    from mlops_cli.mem.gpus import gpu_memory, known_gpus
     from mlops_cli.errors import UsageError
+    from mlops_cli.mem.gpus import gpu_memory, known_gpus
     from mlops_cli.units import parse_bytes
 
     if gpu_mem is not None and gpu is not None:
@@ -124,10 +125,10 @@ def estimate_cmd(
     list_presets: bool = typer.Option(False, "--list-presets", help="List built-in model presets and exit."),
     setup: Optional[dict] = None,
 ) -> int:
+    from mlops_cli.errors import UsageError
     from mlops_cli.mem.estimate import estimate
     from mlops_cli.mem.models import resolve_model
     from mlops_cli.mem.report import EstimateReport
-    from mlops_cli.errors import UsageError
     from mlops_cli.output import emit_json
 
     s, revision, json_out = _build(setup or {})
@@ -189,8 +190,8 @@ def oom_check(
 def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[int, str, list[int]]:
     """The free memory of the GPUs this run would use (the `gpus_wanted` with most free memory),
     its label, and every GPU's free bytes (for remedies that use more GPUs)."""
-    from mlops_cli.gpu.status import collect, open_source
     from mlops_cli.errors import NotApplicable
+    from mlops_cli.gpu.status import collect, open_source
 
     try:
         source, origin = open_source(snapshot, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from mlops_cli.errors import UsageError
 from mlops_cli.mem import rl
 from mlops_cli.mem.config import ModelConfig
 from mlops_cli.mem.phases import TrainPeak, training_peak
@@ -18,7 +19,6 @@ from mlops_cli.mem.serving import ServingEstimate, required_capacity, serving
 from mlops_cli.mem.spec import Setup
 from mlops_cli.mem.stacks import resolve
 from mlops_cli.mem.terms import kv_bytes_per_token
-from mlops_cli.errors import UsageError
 
 
 @dataclass

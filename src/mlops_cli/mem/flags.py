@@ -11,8 +11,8 @@ from typing import Any, Optional
 
 import typer
 
-from mlops_cli.mem.spec import DEFAULT_CUDA_CONTEXT, Setup
 from mlops_cli.errors import UsageError
+from mlops_cli.mem.spec import DEFAULT_CUDA_CONTEXT, Setup
 
 
 def setup_options() -> dict[str, tuple[Any, Any]]:

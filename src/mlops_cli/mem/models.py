@@ -99,7 +99,7 @@ def local_param_count(folder: Path, model: ModelConfig) -> Optional[ParamCount]:
     index = folder / "model.safetensors.index.json"
     if os.path.isfile(index):
         doc = files.read_input_json(index, what="safetensors index", max_bytes=MAX_INDEX_BYTES, regular_only=True)
-        return count_from_index(doc, model.torch_dtype, f"model.safetensors.index.json total_size")
+        return count_from_index(doc, model.torch_dtype, "model.safetensors.index.json total_size")
     return None
 
 

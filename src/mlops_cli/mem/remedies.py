@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from mlops_cli.mem.config import ModelConfig
-from mlops_cli.mem.estimate import Estimate, estimate
+from mlops_cli.mem.estimate import estimate
 from mlops_cli.mem.setup import Setup
 
 

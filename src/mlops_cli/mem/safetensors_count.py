@@ -43,7 +43,7 @@ class ParamCount:
     def total_bytes(self) -> int:
         return sum(self.bytes_by_dtype.values())
 
-    def add(self, other: "ParamCount") -> None:
+    def add(self, other: ParamCount) -> None:
         for k, v in other.by_dtype.items():
             self.by_dtype[k] = self.by_dtype.get(k, 0) + v
         for k, v in other.bytes_by_dtype.items():

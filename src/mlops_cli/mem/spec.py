@@ -117,7 +117,7 @@ class Setup:
     def zero(self) -> int:
         return {"zero1": 1, "zero2": 2, "zero3": 3}.get(self.sharding or "none", 0)
 
-    def with_changes(self, **changes: Any) -> "Setup":
+    def with_changes(self, **changes: Any) -> Setup:
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -133,7 +133,7 @@ class Setup:
         return doc
 
     # ------------------------------------------------------------------ checks
-    def validated(self) -> "Setup":
+    def validated(self) -> Setup:
         _choice(self.method, METHODS, "--method")
         for value, allowed, flag in ((self.tuning, TUNINGS, "--tuning"), (self.precision, PRECISIONS, "--precision"),
                                      (self.attn, ATTENTION, "--attn"), (self.optimizer, OPTIMIZERS, "--optimizer"),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from mlops_cli.errors import UsageError
-
 from mlops_cli.train.diagnose import Doctor
 from mlops_cli.train.parse import LogParser
 from mlops_cli.train.report import TrainReport
 from mlops_cli.train.scan import iter_chunks
-
 
 _TEXT_CONTROLS = bytes(range(0x20)).translate(None, b"\t\n\r\x0b\x0c\x1b\x08")
 

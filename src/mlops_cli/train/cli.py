@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -30,7 +30,7 @@ Examples:
 
 @app.command(help=HELP)
 def train_doctor(
-    logs: List[str] = typer.Argument(..., metavar="LOG", help="Training log(s); '-' reads stdin."),
+    logs: list[str] = typer.Argument(..., metavar="LOG", help="Training log(s); '-' reads stdin."),
     follow: bool = typer.Option(False, "--follow", "-f",
                                 help="Tail a growing log (or stdin); print findings as they appear; exit 1 at the first error."),
     framework: str = typer.Option("auto", "--framework",

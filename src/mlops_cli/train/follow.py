@@ -13,7 +13,8 @@ import select
 import signal
 import stat
 import time
-from typing import BinaryIO, Callable, Optional
+from collections.abc import Callable
+from typing import BinaryIO, Optional
 
 from mlops_cli.errors import MlopsError, UsageError
 from mlops_cli.files import read_input_bytes

@@ -17,7 +17,7 @@ from typing import Optional
 from mlops_cli.train import signals
 from mlops_cli.train.events import Context, Record, Signal, Where
 from mlops_cli.train.oom import needs_more_text, parse_oom, split_kind
-from mlops_cli.train.scan import CONTEXT, HEAD, LOSS, NCCL, RECORD, SIGNAL, Block, Scanner
+from mlops_cli.train.scan import CONTEXT, HEAD, NCCL, RECORD, SIGNAL, Block, Scanner
 from mlops_cli.train.values import VALUE, to_float
 
 MAX_TEXT = 2000  # evidence text kept per line

@@ -16,8 +16,8 @@ Line numbers count ``\\n`` only (tqdm's ``\\r`` redraws stay on their physical l
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 BLOCK = 4 << 20  # process once this much is buffered
 LOOKAHEAD = 16 << 10  # complete lines held back so a wrapped record can be joined

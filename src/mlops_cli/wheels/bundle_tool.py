@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Checks that run on the far side: copied into every bundle as `_bundle.py`.
 
 Standard library only and Python 3.6 compatible (RHEL 8's platform python), because the
@@ -293,7 +292,7 @@ def _record_files(site, dist_info):
     out = []
     prefix = os.path.realpath(sys.prefix)
     try:
-        with open(os.path.join(site, dist_info, "RECORD"), "r") as fh:
+        with open(os.path.join(site, dist_info, "RECORD")) as fh:
             rows = fh.read().splitlines()
     except (OSError, UnicodeDecodeError):
         rows = []
@@ -309,7 +308,7 @@ def _record_files(site, dist_info):
 
 def _requirement_names(reqfile):
     names = set()
-    with open(reqfile, "r") as fh:
+    with open(reqfile) as fh:
         for line in fh:
             line = line.strip()
             if not line or line.startswith(("#", "-")):
@@ -343,7 +342,7 @@ def snapshot(state, reqfile):
 
 def _load_state(state):
     try:
-        with open(os.path.join(state, "before.json"), "r") as fh:
+        with open(os.path.join(state, "before.json")) as fh:
             return json.load(fh)
     except (OSError, ValueError):
         raise SystemExit("error: no install recorded in %s (nothing to roll back)" % state)

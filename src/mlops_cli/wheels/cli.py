@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -102,16 +102,16 @@ def _is_pip(requirement: str) -> bool:
 
 @app.command(help=HELP)
 def wheels(
-    reqs: Optional[List[str]] = typer.Argument(None, metavar="REQ", help="Requirements, e.g. swanlab==0.5.7 'pkg\\[extra]>=1'."),
-    requirement: List[Path] = typer.Option([], "-r", "--requirement", help="Read requirements from this file (repeatable)."),
+    reqs: Optional[list[str]] = typer.Argument(None, metavar="REQ", help="Requirements, e.g. swanlab==0.5.7 'pkg\\[extra]>=1'."),
+    requirement: list[Path] = typer.Option([], "-r", "--requirement", help="Read requirements from this file (repeatable)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder (default: NAME-VERSION-bundle here)."),
-    target: List[str] = typer.Option([], "--target", help="Target preset, e.g. ubuntu22.04, rhel9-aarch64 (repeatable)."),
+    target: list[str] = typer.Option([], "--target", help="Target preset, e.g. ubuntu22.04, rhel9-aarch64 (repeatable)."),
     python: Optional[str] = typer.Option(None, "--python", help="Target Python X.Y (alone, with --platform, or overriding a preset's)."),
-    platform: List[str] = typer.Option([], "--platform", help="Target platform tag, e.g. manylinux_2_28_aarch64 (one target each)."),
-    target_file: List[Path] = typer.Option([], "--target-file", help="Target JSON printed on the target by `mlops wheels target`."),
+    platform: list[str] = typer.Option([], "--platform", help="Target platform tag, e.g. manylinux_2_28_aarch64 (one target each)."),
+    target_file: list[Path] = typer.Option([], "--target-file", help="Target JSON printed on the target by `mlops wheels target`."),
     index_url: str = typer.Option("https://pypi.org/simple", "--index-url", envvar="MLOPS_WHEELS_INDEX_URL",
                                   help="Package index (PEP 503/691). Credentials: in the URL or ~/.netrc."),
-    extra_index_url: List[str] = typer.Option([], "--extra-index-url", help="Further index, used only for names the first lacks."),
+    extra_index_url: list[str] = typer.Option([], "--extra-index-url", help="Further index, used only for names the first lacks."),
     sdist: str = typer.Option("build", "--sdist", help="sdist-only dependencies: build (pure ones, on this host) or refuse."),
     archive: str = typer.Option("dir", "--archive", help="dir, or tar.gz (reproducible: same inputs, same bytes)."),
     with_pip: bool = typer.Option(False, "--with-pip", help="Also bundle pip: install.sh runs it when the target has no pip or an "
