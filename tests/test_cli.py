@@ -68,3 +68,34 @@ def test_shell_completion_is_offered(mlops):
     r = mlops(env={"_MLOPS_COMPLETE": "source_bash"})
     assert r.returncode == 0, r
     assert "complete -o default -F _mlops_completion mlops" in r.stdout
+
+
+def _leaf_commands():
+    """(path, command) of every command of the real tree; groups are walked through their contexts."""
+    import typer
+
+    from mlops_cli.cli import app
+
+    root = typer.main.get_command(app)
+    found = []
+
+    def walk(cmd, path, parent_ctx):
+        ctx = cmd.make_context(path[-1], [], parent=parent_ctx, resilient_parsing=True)
+        if hasattr(cmd, "list_commands"):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), path + [name], ctx)
+        else:
+            found.append((" ".join(path), cmd))
+
+    walk(root, ["mlops"], None)
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    # An option whose help is lost (a wrapper that re-builds a signature from string annotations)
+    # shows as a bare `<str>` in --help: oom-check's --snapshot did.
+    leaves = _leaf_commands()
+    assert {p.split()[1] for p, _ in leaves} >= set(COMMANDS)
+    bare = [f"{path} {'/'.join(p.opts)}" for path, cmd in leaves for p in cmd.params
+            if getattr(p, "param_type_name", "") == "option" and not p.hidden and not (p.help or "").strip()]
+    assert bare == []

@@ -51,7 +51,7 @@ def with_setup_options(fn: Callable[..., int]) -> Callable[..., int]:
         setup = {n: kwargs.pop(n) for n in names}
         return fn(setup=setup, **kwargs)
 
-    own = [p for p in inspect.signature(fn).parameters.values() if p.name != "setup"]
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "setup"]
     extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
              for n, (typ, opt) in _setup_options().items()]
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]

@@ -38,7 +38,7 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
                                                                 "paged-adamw | sgd | adafactor [adamw: foreach]")),
         "optimizer_in_bwd": (Optional[bool], O(None, "--optimizer-in-bwd/--no-optimizer-in-bwd",
                                                help="Optimizer step fused into backward (torchtune).")),
-        "lora_rank": (Optional[int], O(None, "--lora-rank", min=1)),
+        "lora_rank": (Optional[int], O(None, "--lora-rank", min=1, help="LoRA rank r [stack default, else 8].")),
         "lora_targets": (Optional[str], O(None, "--lora-targets", help="all-linear | attention | q,k,v,o,gate,up,down,mlp")),
         "lora_dropout": (Optional[bool], O(None, "--lora-dropout/--no-lora-dropout", help="LoRA dropout > 0 (saves a copy of x).")),
         "quant": (Optional[str], O(None, "--quant", help="Base-weight format: nf4 | int4 | int8 | fp8 | mxfp4 "
