@@ -70,8 +70,9 @@ def score_row(r: dict[str, str]) -> Result:
         est = estimate(model, setup_for(r), capacity=capacity, gpu_name=r["gpu"])
     except UsageError as exc:
         return Result(r, None, None, False if r["metric"] in ("fit", "oom") else None, refused=str(exc))
-    value = {"torch_reserved": est.torch_peak_bytes, "torch_allocated": est.allocated_peak_bytes}.get(
-        r["metric"], est.device_peak_bytes) / GiB
+    # fit/oom rows: what `oom-check` compares with the GPU (required_bytes); numeric rows: their metric
+    value = {"torch_reserved": est.torch_peak_bytes, "torch_allocated": est.allocated_peak_bytes,
+             "device": est.device_peak_bytes}.get(r["metric"], est.required_bytes) / GiB
     if r["metric"] in ("fit", "oom"):
         fits = value <= float(r["gpu_total_gib"])
         return Result(r, value, None, fits == (r["metric"] == "fit"))

@@ -61,7 +61,7 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "gen_engine": (str, O("hf", "--gen-engine", help="GRPO generation: hf | vllm-colocate | vllm-server")),
         "gen_memory_utilization": (float, O(0.3, "--gen-memory-utilization",
                                             help="GRPO colocated vLLM share of each GPU (TRL vllm_gpu_memory_utilization).")),
-        "max_completion_len": (Optional[int], O(None, "--max-completion-len", min=1, help="GRPO completion tokens [256].")),
+        "max_completion_len": (Optional[int], O(None, "--max-completion-len", min=1, help="GRPO/PPO generated tokens per completion [256].")),
         "inference": (bool, O(False, "--inference", help="Serving (vLLM) instead of training.")),
         "max_model_len": (Optional[int], O(None, "--max-model-len", min=1, help="Serving: tokens per sequence.")),
         "max_seqs": (Optional[int], O(None, "--max-seqs", min=1, help="Serving: vLLM max_num_seqs [engine default].")),
