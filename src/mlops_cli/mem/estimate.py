@@ -74,10 +74,17 @@ class Estimate:
 
     @property
     def required_bytes(self) -> int:
-        """What must fit on each GPU: the device peak for training; for serving, the GPU size on
-        which vLLM can hold one full-length sequence at this --gpu-memory-utilization."""
+        """What must fit on each GPU: the device peak for training, less paged optimizer states;
+        for serving, the GPU size on which vLLM can hold one full-length sequence at this
+        --gpu-memory-utilization.
+
+        Paged optimizer states live in CUDA unified memory: nvidia-smi counts them while there is
+        room, but the driver moves them to host memory "when GPU memory is exhausted" (bitsandbytes
+        docs, reference/optim/adam: "paged optimizers which take advantage of CUDAs unified memory to
+        transfer memory from the GPU to the CPU when GPU memory is exhausted"), so they never cause
+        an out-of-memory error and are not part of what must fit."""
         if self.train:
-            return int(self.train.device)
+            return int(self.train.device - self.train.states.paged)
         return int(required_capacity(self.model, self.setup, self.gpu_name, self.capacity, self.model.quantization))
 
     @property

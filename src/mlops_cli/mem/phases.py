@@ -24,7 +24,7 @@ from typing import Optional
 
 from mlops_cli.mem import allocator, rl, terms
 from mlops_cli.mem.config import ModelConfig
-from mlops_cli.mem.spec import Setup
+from mlops_cli.mem.spec import ONLINE, Setup
 from mlops_cli.mem.states import States, model_states
 
 PHASES = ("generation", "forward", "backward_start", "recompute", "optimizer_step")
@@ -53,8 +53,9 @@ class TrainPeak:
 
 
 def tokens_per_step(s: Setup) -> int:
-    """Tokens in one micro-batch's forward (DPO/ORPO run chosen and rejected in one batch)."""
-    seq = s.seq_len + ((s.max_completion_len or 0) if s.objective == "grpo" else 0)
+    """Tokens in one micro-batch's forward (DPO/ORPO run chosen and rejected in one batch; GRPO and
+    PPO train on prompt + generated response)."""
+    seq = s.seq_len + ((s.max_completion_len or 256) if s.objective in ONLINE else 0)  # 256: the flag's default
     rows = s.batch * (2 if s.objective in ("dpo", "orpo") else 1)
     return rows * seq
 
@@ -98,7 +99,10 @@ def training_peak(model: ModelConfig, s: Setup, capacity: Optional[float] = None
         # TRL computes log-probs of the completion tokens only (logits_to_keep) with a row-by-row
         # selective_log_softmax: the 16-bit logits and their gradient for batch × completion tokens
         completion = s.batch * (s.max_completion_len or 256)
-        logits = float(completion * model.vocab * 2 * terms.activation_bytes(s.precision or "bf16"))
+        if s.loss == "fused":  # Liger's LigerFusedLinearGRPOLoss (TRL use_liger_kernel): one chunk
+            logits = terms.logits_bytes(model, completion, s.precision or "bf16", "fused")
+        else:
+            logits = float(completion * model.vocab * 2 * terms.activation_bytes(s.precision or "bf16"))
     else:
         logits = terms.logits_bytes(model, tokens, s.precision or "bf16", s.loss or "full")
     # torch.autocast caches the 16-bit casts of the weights it uses until backward; FSDP's

@@ -16,7 +16,13 @@ References (docs/mem.md, "RL methods"):
   long; generation either in the trainer (`model.generate`, a dynamic KV cache for the whole
   generation batch) or in vLLM: `vllm_mode="colocate"` starts an engine in every training
   process that takes `vllm_gpu_memory_utilization` (default 0.3) of the GPU; `"server"` runs it on
-  other GPUs.
+  other GPUs. PPO generates its responses the same way (TRL `PPOTrainer` and torchtune with
+  `model.generate` / a KV cache; verl and OpenRLHF with a colocated vLLM engine), so the engine,
+  the generation phase and the response tokens apply to PPO too;
+- GRPO log-probs: TRL's default path keeps the 16-bit logits of the completion tokens and their
+  gradient; `use_liger_kernel=True` swaps in Liger's `LigerFusedLinearGRPOLoss`
+  (trl/trainer/grpo_trainer.py at c9a9e25, L584/L2097), which runs the LM head in chunks and never
+  holds the full logits: --loss fused.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Optional
 
 from mlops_cli.mem import terms
 from mlops_cli.mem.config import ModelConfig
-from mlops_cli.mem.spec import Setup
+from mlops_cli.mem.spec import ONLINE, Setup
 from mlops_cli.mem.states import States, replica_weights
 
 
@@ -61,15 +67,15 @@ def persistent_parts(model: ModelConfig, s: Setup, st: States, capacity: Optiona
     if s.objective == "ppo":
         parts["reward_model"] = _frozen_copy(model, s)
         parts["value_model"] = st.weights + st.adapters + st.optimizer + st.master + st.gradients
-    if s.objective == "grpo" and s.gen_engine == "vllm-colocate" and capacity is not None:
+    if s.objective in ONLINE and s.gen_engine == "vllm-colocate" and capacity is not None:
         parts["generation_engine"] = s.gen_memory_utilization * capacity
     return parts
 
 
 def generation_bytes(model: ModelConfig, s: Setup) -> float:
-    """GRPO with in-trainer generation: HF DynamicCache for every completion of the batch
+    """GRPO/PPO with in-trainer generation: HF DynamicCache for every completion of the batch
     (prompt + completion tokens), plus one step's fp32 logits for them."""
-    if s.objective != "grpo" or s.gen_engine != "hf":
+    if s.objective not in ONLINE or s.gen_engine != "hf":
         return 0.0
     rows = s.batch
     length = s.seq_len + (s.max_completion_len or 256)
@@ -89,10 +95,12 @@ def notes(s: Setup, capacity: Optional[float]) -> list[str]:
     elif s.objective in ("dpo", "kto") and mode == "none":
         out.append("reference model: the base model with the adapters disabled (no extra copy)")
     if s.objective == "ppo":
-        out.append("PPO: policy, reference, reward model and a trainable value model on every GPU")
+        out.append(f"PPO: policy, reference, reward model and a trainable value model on every GPU; {s.batch} "
+                   f"responses per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} generated tokens; "
+                   f"generation: {s.gen_engine}")
     if s.objective == "grpo":
         out.append(f"GRPO: {s.batch} completions per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} "
                    f"completion tokens; generation: {s.gen_engine}")
-        if s.gen_engine == "vllm-colocate" and capacity is None:
-            out.append("colocated vLLM takes --gen-memory-utilization of the GPU: give --gpu or --gpu-mem to count it")
+    if s.objective in ONLINE and s.gen_engine == "vllm-colocate" and capacity is None:
+        out.append("colocated vLLM takes --gen-memory-utilization of the GPU: give --gpu or --gpu-mem to count it")
     return out

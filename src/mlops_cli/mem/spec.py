@@ -21,6 +21,7 @@ GiB = 1024**3
 MiB = 1024**2
 
 OBJECTIVES = ("sft", "dpo", "kto", "orpo", "ppo", "grpo")
+ONLINE = ("ppo", "grpo")  # objectives that generate their own completions during training
 TUNINGS = ("full", "freeze", "lora", "qlora")
 METHODS = TUNINGS + OBJECTIVES[1:]  # --method: a tuning (SFT) or an RL/preference objective
 PRECISIONS = ("fp32", "fp16", "bf16", "amp-fp16", "amp-bf16")
@@ -200,8 +201,8 @@ class Setup:
         if self.optimizer_in_bwd and self.grad_accum > 1:
             raise UsageError("--optimizer-in-bwd with --grad-accum > 1: the step runs in backward, so there are "
                              "no gradients to accumulate (torchtune refuses this too)")
-        if self.gen_engine != "hf" and self.objective != "grpo":
-            raise UsageError(f"--gen-engine {self.gen_engine} applies to --method grpo (online generation)")
+        if self.gen_engine != "hf" and self.objective not in ONLINE:
+            raise UsageError(f"--gen-engine {self.gen_engine} applies to --method grpo|ppo (online generation)")
 
 
 def _choice(value: Any, allowed: tuple[str, ...], flag: str) -> None:

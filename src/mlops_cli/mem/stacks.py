@@ -111,9 +111,29 @@ def version_tuple(text: Optional[str], current: str) -> tuple[int, ...]:
         raise UsageError(f"--stack-version {text!r} is not a version like 0.21.0") from None
 
 
-def trl_defaults(version: Optional[str]) -> dict[str, Any]:
+def trl_defaults(version: Optional[str], objective: str = "sft") -> dict[str, Any]:
+    """TRL's defaults at a release, for the trainer that runs the objective.
+
+    `loss`: SFTConfig loss_type "chunked_nll" from v1.7.0 is the SFT trainer's; the RL trainers keep
+    their own log-prob path (GRPO: `selective_log_softmax`; Liger's fused GRPO/DPO losses only with
+    `use_liger_kernel`, i.e. --loss fused). `keep_fp32_non_quantized`: which trainer calls PEFT's
+    `prepare_model_for_kbit_training` (it upcasts every non-quantized 16-bit weight to fp32):
+    `git grep prepare_model_for_kbit_training <tag> -- trl/trainer` at the tags: sft_trainer.py up to
+    v0.21.0, not from v0.22.0; grpo_trainer.py at no release; dpo_trainer.py up to v0.26.0, not at
+    v1.0.0; kto/orpo (trl/experimental since v0.26) still do. PPO: as DPO (its trainer loads the
+    models itself; no release checked), kept at the stack's generic value."""
     v = version_tuple(version, CURRENT_TRL)
-    return {"grad_ckpt": v >= (0, 22, 0), "loss": "fused" if v >= (1, 7, 0) else "full"}
+    out: dict[str, Any] = {"grad_ckpt": v >= (0, 22, 0)}
+    if objective == "sft":
+        # SFT's upcast ended at v0.22.0 too, but the collected SFT rows (PEFT's FSDP/DeepSpeed docs,
+        # early-2024 TRL) do not record their release and rely on the upcast: left as the preset's
+        # True until those rows carry a version (docs/mem.md, known gaps)
+        out["loss"] = "fused" if v >= (1, 7, 0) else "full"
+    elif objective == "grpo":
+        out["keep_fp32_non_quantized"] = False
+    elif objective == "dpo":
+        out["keep_fp32_non_quantized"] = v < (1, 0, 0)
+    return out
 
 
 def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
@@ -123,7 +143,7 @@ def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
     origin: dict[str, str] = {}
     preset = dict(PRESETS.get(setup.stack or "", {}))
     if setup.stack == "trl":
-        preset.update(trl_defaults(setup.stack_version))
+        preset.update(trl_defaults(setup.stack_version, setup.objective))
     by_method = preset.pop("by_method", {}).get(setup.tune, {})
     preset.update(by_method)
     changes: dict[str, Any] = {}
