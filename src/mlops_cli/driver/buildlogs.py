@@ -47,9 +47,9 @@ BUILD_FAILED = re.compile(
 )
 # A missing build tool or build dependency: rpm names the package, a shell names the command.
 DEPS = re.compile(
-    r"(\S+) is needed by \S+"
+    r"(?<!\S)(\S{1,200}) is needed by "
     r"|(?:^|[\s:])(g\+\+|c\+\+|gcc|cc|make|ld|pahole): (?:command )?not found"
-    r"|Unable to find the development tool [`'\"]?([\w+.-]+)[`'\"]? in your path"
+    r"|Unable to find the development tool [`'\"]?([\w+.-]{1,80})[`'\"]? in your path"
 )
 # rpmbuild's summary lines say that %build failed, never why: not compiler errors.
 RPM_SUMMARY = re.compile(r"error: Bad exit status from|RPM build errors|error: Failed build dependencies")
