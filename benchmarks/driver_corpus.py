@@ -12,7 +12,7 @@ of ``no_step_argv``). Usage:
     python benchmarks/driver_corpus.py [--folder DIR] [--write] [--verbose]
 
 ``--write`` replaces the section of docs/benchmarks.md named for the folder (real/, heldout/,
-fresh/, heldout3/: see SECTIONS).
+fresh/, heldout3/, heldout4/: see SECTIONS).
 """
 
 from __future__ import annotations
@@ -58,6 +58,14 @@ SECTIONS = {
         "DKMS build fails or never ran, Secure Boot after a driver update, a pending reboot, nouveau, compiler changes) "
         "plus Xid 45/48/79, legacy GPUs dropped by a branch, WSL and an operator node; scored once on main before any "
         "change for them (the 'before' line), then the misses were fixed by class.",
+    ),
+    "heldout4": (
+        "driver-check fourth held-out corpus (RPM, Arch, SUSE, servers and fabric)",
+        "26 cases collected after the heldout3/ changes from the families the earlier corpora were thin on: RHEL/Rocky/"
+        "Alma/CentOS (precompiled kmods, DKMS with kernel-devel), Fedora akmods, Arch (pacman, mkinitcpio), openSUSE, "
+        "Void, TrueNAS, servers whose packages moved under a loaded module, fabric manager on NVSwitch and non-NVSwitch "
+        "boxes, operator nodes, GSP Xid 120, CUDA-too-new containers and nvidia-persistenced; scored once on main before "
+        "any change for them (the 'before' line), then the misses were fixed by class.",
     ),
 }
 
@@ -143,7 +151,7 @@ def main() -> None:
     if args.write:
         text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
         title, note = SECTIONS.get(folder.name, SECTIONS["real"])
-        held_out = folder.name in ("heldout", "fresh", "heldout3")
+        held_out = folder.name in ("heldout", "fresh", "heldout3", "heldout4")
         rel = folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder
         section = (
             f"## {title}\n\n"
@@ -166,6 +174,9 @@ def main() -> None:
                 at = after.end()
             elif folder.name == "heldout3" and (fresh or after):
                 at = (fresh or after).end()
+            elif folder.name == "heldout4":
+                third = re.compile(r"^## driver-check third held-out corpus.*?(?=^## |\Z)", re.S | re.M).search(text)
+                at = (third or fresh or after or real).end()
             text = text[:at] + section + "\n" + text[at:]
         else:
             text = text.rstrip("\n") + "\n\n" + section

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from mlops_cli.driver import buildlogs, timeline
+from mlops_cli.driver import buildlogs, distro, timeline
 from mlops_cli.driver import context as ctx_mod
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver import parse as P
@@ -19,7 +19,7 @@ _HOST_ONLY_PROBES = ("dkms_status", "modinfo_nvidia", "modprobe_dry_run", "mokut
 INSTALLER_LOGS = ("/var/log/nvidia-installer.log", "/run/nvidia/driver/var/log/nvidia-installer.log")
 # The kernel an installer log built for: SYSSRC=/lib/modules/K/build, "Kernel source path:
 # '/lib/modules/K/build'", "/usr/src/linux-headers-K/Makefile", "dkms build ... -k K".
-_INSTALLER_KERNEL = re.compile(r"/lib/modules/([^/\s'\"]{1,200})/build|/usr/src/linux-headers-([^/\s'\"]{1,200})/|dkms build -m \S{1,80} -v \S{1,80} -k (\S{1,200})")
+_INSTALLER_KERNEL = re.compile(r"/lib/modules/([^/\s'\"]{1,200})/build|/usr/src/linux-headers-([^/\s'\"]{1,200})/|dkms build -m \S{1,80} -v \S{1,80} -k ([^\s`'\":]{1,200})")
 
 _WHAT = {
     "dmesg": "kernel log",
@@ -249,6 +249,18 @@ def read_facts(c: Collected) -> Facts:
         mok_test_lines=mok_lines,
         not_seen=_not_seen(c),
     )
+    facts.rpm_packages = _rows(c.command("rpm_list"), "\t")
+    facts.pacman_packages = _rows(c.command("pacman_list"), " ")
+    facts.distro = distro.family(
+        facts.os, facts.dpkg_seen, bool(facts.rpm_packages), bool(facts.pacman_packages), running,
+        ostree=c.exists("/run/ostree-booted"),
+    )
+    # The GPU Operator's driver container runs fabric manager; its log lies under the driver root.
+    facts.fm_journal += [
+        ln.rstrip()
+        for ln in (c.text("/run/nvidia/driver/var/log/fabricmanager.log") or "").splitlines()[-50:]
+        if ln.strip()
+    ]
     facts.installer_logs = [
         buildlogs.classify(text, path) for path in INSTALLER_LOGS if (text := c.text(path))
     ]
@@ -265,7 +277,8 @@ def read_facts(c: Collected) -> Facts:
         facts.not_seen = [n for n in facts.not_seen if n.probe not in _HOST_ONLY_PROBES]
     tl = timeline.read(
         c.command("uptime_since").stdout,
-        c.text("/var/log/dpkg.log") or "",
+        (c.text("/var/log/dpkg.log") or "")
+        + timeline.other_package_logs(c.text("/var/log/pacman.log") or "", c.text("/var/log/dnf.rpm.log") or ""),
         c.text("/var/log/apt/term.log") or "",
         klog_text,
         facts.reboot_pkgs,
@@ -275,6 +288,28 @@ def read_facts(c: Collected) -> Facts:
     facts.timeline_evidence = tl.evidence()
     facts.failed_steps = _failed_steps(facts)
     return facts
+
+
+def _rows(r, sep: str) -> list[tuple[str, str]]:
+    """``name<sep>version`` lines of rpm -qa / pacman -Q; nothing when the program did not answer."""
+    if not r.ok:
+        return []
+    out = []
+    for ln in r.stdout.splitlines()[:20000]:
+        name, _, version = ln.strip().partition(sep)
+        if name and version:
+            out.append((name.strip(), version.strip()))
+    return out
+
+
+def akmods_logs(c: Collected, kernel: str) -> list[tuple[str, str]]:
+    """akmods' logs for ``kernel`` (``<driver>-for-<kernel>.failed.log`` when the build failed)."""
+    out = []
+    for name in sorted(c.listing("/var/cache/akmods/nvidia") or []):
+        path = f"/var/cache/akmods/nvidia/{name}"
+        if name.endswith(f"-for-{kernel}.failed.log") and (text := c.text(path)):
+            out.append((path, text))
+    return out
 
 
 def installer_kernel(log: buildlogs.BuildLog, text: str) -> str | None:
@@ -292,6 +327,8 @@ def _failed_steps(f: Facts) -> set[tuple[str, ...]]:
         if not failed_here:
             continue
         failed.add(("dkms", "autoinstall", "-k", k))
+        if st.build_log_path and st.build_log_path.startswith("/var/cache/akmods/"):
+            failed.update({("akmods", "--force"), ("akmods", "--force", "--kernels", k), ("akmods", "--rebuild", "--force")})
         for e in f.dkms:
             failed.add(("dkms", "install", f"{e.module}/{e.version}", "-k", k))
             failed.add(("dkms", "build", f"{e.module}/{e.version}", "-k", k))
@@ -358,6 +395,12 @@ def _module_state(f: Facts, c: Collected, kernel: str) -> KernelModuleState:
             cls = buildlogs.classify(text, path)
             if (log.errors or cls.failed) and make_log_kernel(f, c, log, text) == kernel:
                 st.build, st.build_log_path, st.build_class = log, path, cls
+    if st.build_class is None:
+        for path, text in akmods_logs(c, kernel):
+            cls = buildlogs.classify(text, path)
+            if cls.kind is None:
+                cls.kind, cls.lines = "unknown", [f"{path} exists: akmods' build for {kernel} failed"]
+            st.build_class, st.build_log_path = cls, path
     if st.build_class is None:
         for path in INSTALLER_LOGS:
             text = c.text(path)

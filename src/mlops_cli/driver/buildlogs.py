@@ -14,6 +14,10 @@ The classes, most specific first:
   this kernel's API.
 - ``headers``: the kernel's headers are missing or incomplete (``Kernel configuration is
   invalid``, no ``include/generated/autoconf.h``): the build never started.
+- ``deps``: a tool or package the build needs is not installed: rpm's ``Failed build
+  dependencies: gcc-c++ is needed by nvidia-kmod-...`` (akmods), ``g++: command not found``,
+  the installer's ``Unable to find the development tool `cc` in your path``: install it, then
+  the same build can succeed.
 - ``load``: the build worked but loading failed (the installer's ``Unable to load the kernel
   module``): not a build problem; the kernel's messages name the cause.
 - ``unknown``: the log says the build failed and shows no cause.
@@ -38,7 +42,17 @@ BUILD_FAILED = re.compile(
     r"|Error! Bad return status for module build"
     r"|ERROR: Failed to run `/usr/sbin/dkms build"
     r"|make(?:\[\d+\])?: \*\*\* \[[^\]]*\] Error \d"
+    r"|^# exit code: [1-9]\d*\s*$"  # DKMS 3's make.log footer
+    r"|Building rpms failed|Bad exit status from \S+ \(%build\)"  # akmods / rpmbuild
 )
+# A missing build tool or build dependency: rpm names the package, a shell names the command.
+DEPS = re.compile(
+    r"(?<!\S)(\S{1,200}) is needed by "
+    r"|(?:^|[\s:])(g\+\+|c\+\+|gcc|cc|make|ld|pahole): (?:command )?not found"
+    r"|Unable to find the development tool [`'\"]?([\w+.-]{1,80})[`'\"]? in your path"
+)
+# rpmbuild's summary lines say that %build failed, never why: not compiler errors.
+RPM_SUMMARY = re.compile(r"error: Bad exit status from|RPM build errors|error: Failed build dependencies")
 # Incomplete or missing kernel headers: the build cannot start at all.
 HEADERS_BROKEN = re.compile(
     r"Kernel configuration is invalid|include/generated/autoconf\.h: No such file|Unable to find the kernel source tree"
@@ -81,7 +95,7 @@ class BuildLog:
     """What one build or install log says."""
 
     path: str
-    kind: str | None  # gpl_only | cc_check | cc_flags | compile | load | unknown | None (no failure)
+    kind: str | None  # gpl_only | headers | deps | cc_check | cc_flags | compile | load | unknown | None (no failure)
     lines: list[str] = field(default_factory=list)  # the lines that prove it, verbatim
     kernel_cc: str | None = None  # the kernel's compiler version
     used_cc: str | None = None
@@ -89,6 +103,7 @@ class BuildLog:
     load_reason: str | None = None
     installer_version: str | None = None
     succeeded: bool = False
+    missing: list[str] = field(default_factory=list)  # deps: the packages or commands the build needs
 
     @property
     def failed(self) -> bool:
@@ -128,8 +143,11 @@ def classify(text: str, path: str) -> BuildLog:
     cc = [ln for ln in lines if CC_FAILED.search(ln)]
     flags = [ln for ln in lines if CC_FLAGS.search(ln) and COMPILE_ERROR.search(ln)]
     compile_errors = [
-        ln for ln in lines if COMPILE_ERROR.search(ln) and "warning:" not in ln.split("error:")[0] and ln not in flags
+        ln
+        for ln in lines
+        if COMPILE_ERROR.search(ln) and "warning:" not in ln.split("error:")[0] and ln not in flags and not RPM_SUMMARY.search(ln)
     ]
+    deps = [ln for ln in lines if DEPS.search(ln)]
     modpost = [ln for ln in lines if MODPOST_ERROR.search(ln) and ln not in gpl]
     failed = [ln for ln in lines if BUILD_FAILED.search(ln)]
     load = [ln for ln in lines if LOAD_FAILED.search(ln)]
@@ -140,6 +158,9 @@ def classify(text: str, path: str) -> BuildLog:
         log.symbols = sorted({GPL_ONLY.search(ln).group(2) for ln in gpl})  # type: ignore[union-attr]
     elif headers:
         log.kind, log.lines = "headers", headers[:2]
+    elif deps:
+        log.kind, log.lines = "deps", deps[:3]
+        log.missing = sorted({next(g for g in DEPS.search(ln).groups() if g) for ln in deps})  # type: ignore[union-attr]
     elif cc:
         log.kind = "cc_check"
         log.lines = [ln for ln in lines if BUILT_BY.search(ln) or USING.search(ln)][:2] + cc[-1:]

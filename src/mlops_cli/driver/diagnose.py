@@ -14,7 +14,7 @@ from mlops_cli.driver.facts import Facts
 from mlops_cli.driver.model import ERROR, Diagnosis, Finding, make_finding, order_findings
 from mlops_cli.driver.rules_context import container_findings, operator_findings, vgpu_findings, wsl_findings
 from mlops_cli.driver.rules_gpu import conflicting_driver_findings, fabric_findings, peermem_findings, reset_findings
-from mlops_cli.driver.rules_host import host_findings, kernel_log_causes, nvidia_would_bind
+from mlops_cli.driver.rules_host import fabric_manager_findings, host_findings, kernel_log_causes, nvidia_would_bind
 from mlops_cli.driver.rules_module import next_kernel_findings, running_module_findings
 from mlops_cli.driver.rules_platform import platform_findings
 
@@ -32,7 +32,7 @@ def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
         findings = _on_operator_node(f, ctx)
     else:
         findings = _on_host(f, ctx, extra_kernel)
-    findings = gate.apply(order_findings(findings), ctx, f.failed_steps)
+    findings = gate.apply(order_findings(findings), ctx, f.failed_steps, f.distro, f.os)
     if any(x.id == "no_nvidia_gpu" for x in findings):
         status = "no-gpu"
     elif any(x.severity == ERROR for x in findings):
@@ -110,6 +110,7 @@ def _on_operator_node(f: Facts, ctx) -> list[Finding]:
     findings = [x for x in platform_findings(f) if x.id not in ("no_nvidia_gpu",) or not f.nvidia_on_pci]
     findings += vgpu_findings(f, ctx)
     findings += _gpu_findings(f, ctx)
+    findings += fabric_manager_findings(f)
     findings += kernel_log_causes(f, driver_installed=True)
     if f.running_kernel and f.running_kernel in f.modules and not f.module_loaded:
         findings += running_module_findings(f)

@@ -105,6 +105,10 @@ class Facts:
     boot_time: str | None = None
     rebooted_since_driver_change: bool | None = None
     timeline_evidence: list[str] = field(default_factory=list)
+    # Other package databases: (name, version) rows of `rpm -qa` / `pacman -Q`.
+    rpm_packages: list[tuple[str, str]] = field(default_factory=list)
+    pacman_packages: list[tuple[str, str]] = field(default_factory=list)
+    distro: str = "unknown"  # distro.family(): debian, rhel, suse, arch, appliance, other, unknown
 
     # -- derived -------------------------------------------------------------------
 

@@ -306,6 +306,68 @@ def build_failed_unexplained(path: str | None) -> FixPlan:
     )
 
 
+# The package that provides a missing build command, per distribution family.
+_TOOL_PACKAGE = {
+    "g++": {"debian": "g++", "rhel": "gcc-c++", "suse": "gcc-c++", "arch": "gcc"},
+    "c++": {"debian": "g++", "rhel": "gcc-c++", "suse": "gcc-c++", "arch": "gcc"},
+    "gcc": {"debian": "gcc", "rhel": "gcc", "suse": "gcc", "arch": "gcc"},
+    "cc": {"debian": "gcc", "rhel": "gcc", "suse": "gcc", "arch": "gcc"},
+    "make": {"debian": "make", "rhel": "make", "suse": "make", "arch": "make"},
+    "ld": {"debian": "binutils", "rhel": "binutils", "suse": "binutils", "arch": "binutils"},
+    "pahole": {"debian": "pahole", "rhel": "dwarves", "suse": "dwarves", "arch": "pahole"},
+}
+
+
+def build_dependency(f: Facts, kernel: str, missing: list[str], akmods: bool) -> FixPlan:
+    """Install what the build said it needs (in the family's tool), then the same build again:
+    the install is the change that lets it succeed."""
+    from mlops_cli.driver import distro
+
+    fam = f.distro if f.distro != "unknown" else "debian"
+    tool = "apt-get" if fam == "debian" else distro.package_tool(fam, f.os)
+    pkgs = []
+    for name in missing:
+        by_family = _TOOL_PACKAGE.get(name)
+        pkg = by_family.get(fam) if by_family else (name if re.match(r"^[\w+.-]{1,80}$", name) else None)
+        if pkg:
+            pkgs.append(pkg)
+    what = ", ".join(missing) or "a build tool"
+    if not tool or not pkgs:
+        return manual(
+            f"install the build dependency ({what}), then rebuild the module",
+            f"The module build stopped because {what} is not installed. Install it with this system's package manager, "
+            "then rebuild the module (akmods --force, or dkms install) and load it.",
+        )
+    install = ("pacman", "-S", "--needed", "--noconfirm", *pkgs) if tool == "pacman" else (
+        ("zypper", "--non-interactive", "install", *pkgs) if tool == "zypper" else (tool, "install", "-y", *pkgs)
+    )
+    steps = [FixStep(install, f"the build needs {what}")]
+    if akmods:
+        steps.append(FixStep(("akmods", "--force", "--kernels", kernel), f"build the kmod for {kernel} again, now with {what}"))
+    elif f.dkms:
+        steps.append(_dkms_build(f, kernel))
+    else:
+        return FixPlan(f"install {what}, then rebuild the module", tuple(steps), "Then rebuild the module the way it was installed.")
+    steps.append(FixStep(("modprobe", "nvidia"), "load the new module"))
+    return FixPlan(f"install {what}, then build the module again", tuple(steps))
+
+
+def rpm_kmod_missing(f: Facts, kernel: str, good_kernel: str | None) -> FixPlan:
+    """A precompiled kmod exists only for the kernels it was built for; nothing to build here."""
+    boot = (
+        f"boot {good_kernel}, which has the module ('grubby --set-default /boot/vmlinuz-{good_kernel}', then reboot), "
+        if good_kernel
+        else ""
+    )
+    return manual(
+        "install the precompiled kmod for this kernel, or boot a kernel that has one",
+        f"Precompiled kmod packages are built for one kernel each and none is installed for {kernel}. If the repository "
+        f"already has the kmod for {kernel}, install it with dnf (it is pulled by the driver's module stream); if not, "
+        f"{boot}and hold kernel updates (dnf versionlock) until the kmod for the new kernel is published. A DKMS build "
+        "would not be signed with the distribution's key (Secure Boot).",
+    )
+
+
 def runfile_rebuild_text(f: Facts, kernel: str) -> str:
     ver = f.installer_version or "<version>"
     return (

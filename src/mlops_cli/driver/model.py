@@ -99,6 +99,7 @@ PRIORITY = [
     "multiple_driver_branches",
     "runfile_module_missing_after_kernel_upgrade",
     "kernel_headers_missing",
+    "build_dependency_missing",
     "dkms_build_fail_gcc_mismatch",
     "dkms_build_fail_kernel_too_new",
     "dkms_build_failed",

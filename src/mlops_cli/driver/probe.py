@@ -55,6 +55,9 @@ PROBES: dict[str, tuple[tuple[str, ...], float]] = {
     # Is the key DKMS signs modules with enrolled? (dkms >= 3 and Ubuntu's shim-signed key)
     "mok_test_dkms": (("mokutil", "--test-key", "/var/lib/dkms/mok.pub"), DEFAULT_TIMEOUT),
     "mok_test_shim": (("mokutil", "--test-key", "/var/lib/shim-signed/mok/MOK.der"), DEFAULT_TIMEOUT),
+    # The package databases of the other families (RHEL/Fedora/SUSE; Arch).
+    "rpm_list": (("rpm", "-qa", "--qf", "%{NAME}\\t%{VERSION}-%{RELEASE}\\n"), DEFAULT_TIMEOUT),
+    "pacman_list": (("pacman", "-Q"), DEFAULT_TIMEOUT),
 }
 
 FILES = [
@@ -79,6 +82,11 @@ LOGS = {
     "/var/log/dpkg.log": 300,
     # The GPU Operator's driver container root is mounted here on the host.
     "/run/nvidia/driver/var/log/nvidia-installer.log": 300,
+    # ... and the fabric manager's log there (the driver container runs it on HGX nodes).
+    "/run/nvidia/driver/var/log/fabricmanager.log": 200,
+    # Package history of the other families (the boot-versus-upgrade timeline).
+    "/var/log/pacman.log": 400,
+    "/var/log/dnf.rpm.log": 400,
 }
 MAKE_LOG_TAIL = 2000
 EXISTS = [
@@ -86,6 +94,7 @@ EXISTS = [
     "/etc/kubernetes",
     # Kubernetes distributions that install no kubelet package: MicroK8s (snap), k3s, RKE2.
     "/var/snap/microk8s", "/etc/rancher/k3s", "/etc/rancher/rke2",
+    "/run/ostree-booted",  # rpm-ostree (Silverblue, CoreOS): packages change through the image
 ]
 DIRS = [
     "/lib/modules",
@@ -105,6 +114,7 @@ DIRS = [
     "/run/nvidia/validations",
     "/var/lib/kubelet",
     "/usr/src/ofa_kernel",
+    "/var/cache/akmods/nvidia",  # Fedora/RPM Fusion akmods: one build log per driver and kernel
 ]
 # Library folders: only the driver libraries' names are kept (their versions are the userspace's).
 LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu"]
@@ -242,6 +252,9 @@ def _read_files(host: Host, out: Collected) -> None:
         folder = f"/var/lib/dkms/nvidia/{ver}"
         if _list(host, out, folder) is not None:
             _read(host, out, f"{folder}/build/make.log", tail_lines=MAKE_LOG_TAIL)
+    for name in (out.dirs.get("/var/cache/akmods/nvidia") or [])[:MAX_CONFIG_FILES]:
+        if name.endswith(".log"):
+            _read(host, out, f"/var/cache/akmods/nvidia/{name}", tail_lines=MAKE_LOG_TAIL)
     for name in out.dirs.get("/lib/firmware/nvidia") or []:
         _list(host, out, f"/lib/firmware/nvidia/{name}")
     for folder in ("/etc/modprobe.d", "/lib/modprobe.d"):

@@ -171,6 +171,11 @@ def fabric_findings(f: Facts) -> list[Finding]:
     fm_pkg = next((p for p in f.packages if p.installed and re.match(r"^nvidia-fabricmanager(-\d+)?$", p.name)), None)
     journal = [ln for ln in f.fm_journal if re.search(r"fail|error", ln, re.I)]
     sxm = len([d for d in devices if d in SXM_FABRIC_GPUS]) and len(f.smi_gpus or f.sysfs_nvidia) >= 4
+    # Fabric manager's own "Nothing to do" (NV_WARN_NOTHING_TO_DO): no NVSwitch on this box (PCIe
+    # GPUs, an NVLink bridge): it has nothing to manage and exits; the GPUs do not need it.
+    nothing_to_do = any("NV_WARN_NOTHING_TO_DO" in ln for ln in f.fm_journal)
+    if nothing_to_do and not switches and not sxm:
+        return []
     needs_fm = bool(switches) or bool(journal) or bool(sxm and fm_pkg)
     if not needs_fm or f.smi.kind != "ok" or f.fm_active == "active":
         return []

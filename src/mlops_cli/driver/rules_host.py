@@ -493,6 +493,11 @@ def _operator_over_host_driver(f: Facts) -> list[Finding]:
 FM_PKG = re.compile(r"^nvidia-fabricmanager(?:-\d+)?$")
 
 
+def fabric_manager_findings(f: Facts) -> list[Finding]:
+    """Fabric manager against the driver; on an operator node its log comes from the driver root."""
+    return _fabric_manager(f)
+
+
 def _fabric_manager(f: Facts) -> list[Finding]:
     fm = next((p for p in f.packages if p.installed and FM_PKG.match(p.name)), None)
     journal = [ln for ln in f.fm_journal if "don't match with driver version" in ln]

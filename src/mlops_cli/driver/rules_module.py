@@ -154,6 +154,22 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
                 k,
             )
         ]
+    kmods = rpm_precompiled_kmods(f)
+    if scope == "running" and kmods:
+        good = [kk for kk, s in sorted(f.modules.items(), key=lambda i: version_key(i[0]), reverse=True) if kk != k and s.present]
+        ev = symptom + [f"rpm: {n} {v}" for n, v in kmods][:3] + others[:2]
+        ev.append(f"no nvidia module under /lib/modules/{k} (precompiled kmods are built for one kernel each)")
+        return [
+            make_finding(
+                "prebuilt_module_missing_for_kernel",
+                ERROR,
+                f"no precompiled nvidia kmod for the running kernel {k}",
+                ev,
+                fixes.rpm_kmod_missing(f, k, good[0] if good else None),
+                scope,
+                k,
+            )
+        ]
     if scope == "running" and f.prebuilt_packages:
         ev = symptom + [p.line for p in f.prebuilt_packages][:3] + [f"no linux-modules-nvidia-*-{k} package installed"]
         return [
@@ -168,6 +184,16 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
             )
         ]
     return []
+
+
+def rpm_precompiled_kmods(f: Facts) -> list[tuple[str, str]]:
+    """NVIDIA's / the distribution's precompiled kmod packages (``kmod-nvidia``,
+    ``kmod-nvidia-open``, ``kmod-nvidia-latest``), when nothing builds modules here (no akmod,
+    no DKMS flavour)."""
+    names = [n for n, _ in f.rpm_packages]
+    if any(n.startswith("akmod-nvidia") or n.endswith("-dkms") or n == "dkms" for n in names) or f.dkms_registered:
+        return []
+    return [(n, v) for n, v in f.rpm_packages if re.match(r"^kmod-nvidia(?:-open)?(?:-latest)?(?:-\d[\w.]*)?$", n)]
 
 
 def next_kernel_findings(f: Facts, extra: str | None) -> list[Finding]:
@@ -225,6 +251,18 @@ def _build_failure(f: Facts, k: str, scope: str, symptom: list[str], build: Buil
                 f"the kernel headers for {k} are missing or incomplete, so the driver build could not start",
                 base + build.lines + [source],
                 fixes.headers_reinstall(f, k),
+                scope,
+                k,
+            )
+        ]
+    if build.kind == "deps":
+        return [
+            make_finding(
+                "build_dependency_missing",
+                ERROR,
+                f"the nvidia module build for {k} stopped: {', '.join(build.missing) or 'a build tool'} is not installed",
+                base + build.lines + [source],
+                fixes.build_dependency(f, k, build.missing, akmods=build.path.startswith("/var/cache/akmods/")),
                 scope,
                 k,
             )

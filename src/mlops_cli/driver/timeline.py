@@ -24,6 +24,13 @@ _TERM_PKG = re.compile(r"^(?:Unpacking|Setting up|Removing) ((?:nvidia-|libnvidi
 _MODULE_LOADED = re.compile(r"^\[(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4})\] NVRM: loading NVIDIA UNIX")
 _DRIVER_PKG = re.compile(r"^(nvidia-|libnvidia-|cuda-drivers|libcuda1|xserver-xorg-video-nvidia|linux-modules-nvidia)")
 _FMT = "%Y-%m-%d %H:%M:%S"
+# pacman.log: "[2014-06-03 19:59] [PACMAN] upgraded nvidia (337.19-2 -> 337.25-1)",
+# newer: "[2021-06-03T19:59:10+0200] [ALPM] upgraded nvidia-utils (...)".
+_PACMAN = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d)(:\d\d)?[^\]]*\] \[(?:PACMAN|ALPM)\] (installed|upgraded|removed|downgraded|reinstalled) (\S+)"
+)
+# dnf.rpm.log: "2024-05-01T10:00:00+0000 SUBDEBUG Upgrade: nvidia-driver-3:550.90.07-1.el9.x86_64"
+_DNF = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\S* \w+ (Upgrade|Upgraded|Installed|Install|Erase|Reinstall)d?: (\S+)")
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,31 @@ class Timeline:
         if self.pending_marker:
             out.append("/var/run/reboot-required.pkgs names a driver package: not rebooted since it changed")
         if self.change_line:
-            out.append(f"/var/log/dpkg.log: {self.change_line}")
+            out.append(self.change_line if self.change_line.startswith("/var/log/") else f"/var/log/dpkg.log: {self.change_line}")
         if self.boot_line:
             out.append(f"uptime -s: {self.boot_line} (booted {'after' if self.rebooted_since_change else 'before'} that)")
         return out
+
+
+def other_package_logs(pacman_log: str, dnf_log: str) -> str:
+    """pacman's and dnf's package history as dpkg.log lines (the one timeline below reads them).
+    Their driver packages (nvidia, kmod-nvidia, xorg-x11-drv-nvidia ...) are named ``nvidia-*``
+    here so that the driver-package pattern takes them."""
+    out = []
+    for raw in pacman_log.splitlines()[-2000:]:
+        m = _PACMAN.match(raw[:512])
+        if m:
+            name = m.group(5)
+            out.append(f"{m.group(1)} {m.group(2)}{m.group(3) or ':00'} upgrade {_as_driver(name)} | /var/log/pacman.log: {raw.strip()[:200]}")
+    for raw in dnf_log.splitlines()[-2000:]:
+        m = _DNF.match(raw[:512])
+        if m:
+            out.append(f"{m.group(1)} {m.group(2)} upgrade {_as_driver(m.group(4))} | /var/log/dnf.rpm.log: {raw.strip()[:200]}")
+    return ("\n" + "\n".join(out) + "\n") if out else ""
+
+
+def _as_driver(name: str) -> str:
+    return name if name.startswith("nvidia-") or "nvidia" not in name else f"nvidia-{name}"
 
 
 def read(uptime_since: str, dpkg_log: str, term_log: str = "", kernel_log: str = "", reboot_pkgs: list[str] | None = None) -> Timeline:
@@ -75,6 +103,8 @@ def read(uptime_since: str, dpkg_log: str, term_log: str = "", kernel_log: str =
             continue
         if last is None or when >= last:
             last, line = when, raw.rstrip()[:300]
+            if " | /var/log/" in line:  # pacman's or dnf's own line, with its file
+                line = line.split(" | ", 1)[1]
     started = None
     for raw in term_log.splitlines():
         m = _TERM_START.match(raw[:200])
