@@ -172,8 +172,11 @@ class LogParser:
     def _handle(self, block: Block, start: int, end: int, line_no: int, group: int) -> int:
         data = block.data
         low = block.low[start:end]
-        if group == SIGNAL | NCCL and (b"nccl info" in low or (b"nccl version" in low and b"error" not in low)):
-            return end  # NCCL_DEBUG=INFO chatter (an NCCL error also names the version: `..., NCCL version 2.21.5`)
+        if group == SIGNAL | NCCL and ((b"nccl info" in low and not (b" -> " in low and b".cc:" in low)) or
+                                     (b"nccl version" in low and b"error" not in low)):
+            # NCCL_DEBUG=INFO chatter (an NCCL error also names the version: `..., NCCL version 2.21.5`; an INFO
+            # line `bootstrap.cc:91 -> 2` is NCCL passing an error code up the stack)
+            return end
         line = data[start:end]
         rank = self._rank(line)
         new_end = end
@@ -743,7 +746,7 @@ class LogParser:
                     end = self._join_until(block, start, end, lambda t: not needs_more_text(t.replace(b"\n", b" ")))
                     text = block.data[start:end].replace(b"\n", b" ")
                 nums = parse_oom(text)
-                data = {"numbers": nums, "split": split_kind(nums)}
+                data = {**data, "numbers": nums, "split": split_kind(nums)}
             elif kind == "device_assert" and data.get("assertion") is None:
                 back = block.data.rfind(b"Assertion `", max(0, start - 65536), start)
                 if back >= 0:
