@@ -351,6 +351,7 @@ def test_tensorflow_and_xla_oom_wordings_are_ooms_with_their_own_fixes():
            b"while trying to allocate 1073741824 bytes.\n")
     f = analyse_bytes(xla).errors[0]
     assert f.cls == "cuda_oom" and "XLA" in f.title and any("XLA_PYTHON_CLIENT" in x for x in f.fix)
+    assert f.data["oom_check"] is None and not any("oom-check" in x for x in f.fix)
     wrapped = b"[1] 2024-01-01: E local_client.cc:672] Execution of replica 0 failed: Resource exhausted: Out \nof memory.\n"
     assert (analyse_bytes(wrapped).errors[0].cls, analyse_bytes(wrapped).errors[0].line) == ("cuda_oom", 1)
     async_alloc = b"E1103 1 gpu_cudamallocasync_allocator.cc:361] cuMemAllocAsync failed: CUDA_ERROR_OUT_OF_MEMORY: out of memory\n"

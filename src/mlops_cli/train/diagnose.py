@@ -637,6 +637,9 @@ class Doctor:
         fw = self.framework_name(sig.where.file)
         f.fix = fixes.oom_fixes(split, n, fw, ctx, sig.data.get("runtime"))
         model = self.model or ctx.model
+        if sig.data.get("runtime") in ("tensorflow", "xla"):
+            f.data["model"], f.data["oom_check"] = model, None  # oom-check models PyTorch training
+            return
         cmd = fixes.oom_check_command(model, n, ctx)
         f.data["model"] = model
         f.data["oom_check"] = cmd
