@@ -337,3 +337,80 @@ def test_short_logs_get_spike_divergence_and_flat_loss_warnings():
     assert w.cls == "loss_plateau"
     falling = "".join(f"Iteration {i * 20}, loss = {6.9 - i * 0.2:.4f}\n" for i in range(8))
     assert not analyse_bytes(falling.encode()).findings
+
+
+def test_tensorflow_and_xla_oom_wordings_are_ooms_with_their_own_fixes():
+    tf = (b"2024-01-01 10:00:00.000001: W tensorflow/core/framework/op_kernel.cc:1192] Resource exhausted: OOM when "
+          b"allocating tensor with shape[64,512,28,28] and type float on /job:localhost/replica:0/task:0/device:GPU:0\n")
+    f = analyse_bytes(tf).errors[0]
+    assert (f.cls, f.line) == ("cuda_oom", 1) and "TensorFlow" in f.title
+    assert not any("PYTORCH_CUDA_ALLOC_CONF" in x or "expandable" in x for x in f.fix + f.because)
+    keras = b"ResourceExhaustedError: OOM when allocating tensor with shape[128,64] and type float by allocator GPU_0_bfc\n"
+    assert analyse_bytes(keras).errors[0].cls == "cuda_oom"
+    xla = (b"E0101 12:00:00.1 1 pjrt_client.cc:2985] Execution of replica 0 failed: RESOURCE_EXHAUSTED: Out of memory "
+           b"while trying to allocate 1073741824 bytes.\n")
+    f = analyse_bytes(xla).errors[0]
+    assert f.cls == "cuda_oom" and "XLA" in f.title and any("XLA_PYTHON_CLIENT" in x for x in f.fix)
+    assert f.data["oom_check"] is None and not any("oom-check" in x for x in f.fix)
+    wrapped = b"[1] 2024-01-01: E local_client.cc:672] Execution of replica 0 failed: Resource exhausted: Out \nof memory.\n"
+    assert (analyse_bytes(wrapped).errors[0].cls, analyse_bytes(wrapped).errors[0].line) == ("cuda_oom", 1)
+    async_alloc = b"E1103 1 gpu_cudamallocasync_allocator.cc:361] cuMemAllocAsync failed: CUDA_ERROR_OUT_OF_MEMORY: out of memory\n"
+    assert analyse_bytes(async_alloc).errors[0].cls == "cuda_oom"
+
+
+def test_tensorflow_bfc_warning_and_other_resource_exhausted_statuses_are_not_ooms():
+    bfc = (b"W bfc_allocator.cc:217] Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.10GiB. The caller "
+           b"indicates that this is not a failure, but may mean that there could be performance gains\n")
+    assert analyse_bytes(bfc + healthy_hf().encode()).exit_code == 0
+    grpc = b"W grpc.cc:1] RESOURCE_EXHAUSTED: Received message larger than max (5000000 vs. 4194304)\n"
+    assert analyse_bytes(grpc + healthy_hf().encode()).exit_code == 0
+
+
+def test_nccl_error_wordings_and_nccl_error_returns_with_their_warn_line():
+    pt = b"RuntimeError: NCCL error in: /pytorch/torch/lib/c10d/ProcessGroupNCCL.cpp:911, unhandled system error, NCCL version 2.7.8\n"
+    f = analyse_bytes(b"Traceback (most recent call last):\n" + pt).errors[0]
+    assert (f.cls, f.line) == ("nccl_error", 2)
+    ret = (healthy_hf(3) + "host:1:1 [0] include/socket.h:333 NCCL WARN Call to connect returned Connection refused\n"
+           "host:1:1 [0] NCCL INFO bootstrap.cc:95 -> 2\nhost:1:1 [0] NCCL INFO init.cc:700 -> 2\n").encode()
+    f = analyse_bytes(ret).errors[0]
+    assert (f.cls, f.line) == ("nccl_error", 4) and len(f.evidence) >= 2
+    chatter = (b"host:1:1 [0] NCCL INFO Channel 00 : 0[0] -> 1[1] via P2P/IPC\n"
+               b"host:1:1 [0] NCCL WARN Could not find real path of /sys/class/net/eth0\n")
+    assert analyse_bytes(chatter + healthy_hf().encode()).exit_code == 0
+
+
+def test_a_rank_that_died_of_sigbus_is_shared_memory_and_sigsegv_stays_a_crash():
+    bus = b"ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -7) local_rank: 0 (pid: 138) of binary: /usr/bin/python3\n"
+    f = analyse_bytes(bus).errors[0]
+    assert (f.cls, f.cause, f.line) == ("host_oom_dataloader", "shared_memory", 1) and "SIGBUS" in f.title
+    segv = bus.replace(b"-7", b"-11")
+    assert analyse_bytes(segv).errors[0].cls == "crash"
+
+
+def test_a_shells_job_control_killed_report_is_host_ram():
+    log = (healthy_hf(3) + "/var/spool/slurmd/job00042/slurm_script: line 12:  4242 Killed                  "
+           "python train.py --lr 1e-3\n").encode()
+    f = analyse_bytes(log).errors[0]
+    assert (f.cls, f.cause, f.line) == ("host_oom_dataloader", "host_ram", 4)
+
+
+def test_a_logger_table_row_is_a_loss_and_a_log2_scale_is_not_a_scale():
+    def table(loss, lg):
+        return (f"---------------------------\n| lg_loss_scale | {lg} |\n| loss          | {loss}  |\n"
+                f"| step          | 1.2e+03   |\n---------------------------\n")
+    healthy = "".join(table(f"{0.9 - i / 100:.3f}", "-1.62e+04") for i in range(20))
+    assert analyse_bytes(healthy.encode()).exit_code == 0
+    f = analyse_bytes((healthy + table("nan", "-1.62e+04")).encode()).errors[0]
+    assert (f.cls, f.line) == ("nan_loss", 20 * 5 + 3)
+
+
+def test_a_megatron_record_wrapped_at_its_separators_keeps_its_step():
+    def rec(i, loss, gn):
+        lm = f"lm loss: {loss} | " if loss else ""
+        return (f"iteration {i}/50 | elapsed time per iteration: 21392.5 ms |\nlearning rate: 1.35E-04 | {lm}"
+                f"global batch size: 4096 |\nloss scale: 1.0 | grad norm: {gn} |\n"
+                f"number of skipped iterations: 0 | number of nan iterations: 0\n\n")
+    healthy = "".join(rec(i, f"{9.0 - i / 10:.6E}", 1.5) for i in range(1, 20))
+    assert analyse_bytes(healthy.encode()).exit_code == 0
+    f = analyse_bytes((healthy + rec(20, None, "nan")).encode()).errors[0]
+    assert (f.cls, f.step) == ("nan_loss", 20)

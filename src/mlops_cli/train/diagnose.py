@@ -41,6 +41,9 @@ MAX_EVIDENCE = 6
 LR_FLOOR = 2e-6  # below this an lr is not "too high" for any optimizer people use
 
 # class -> (why, fix) of the findings that are one line's word
+# exit codes of a process killed by a signal the host sent: SIGKILL (-9; 137 from a shell or a container
+# runtime) is the OOM killer, SIGBUS (-7; 135) a full /dev/shm
+_KILLED_CODES = (-9, 137, -7, 135)
 _SIMPLE_TEXT = {
     "device_assert": (
         ["a CUDA kernel checked an index and it was out of range: in training almost always a label >= num_classes "
@@ -243,6 +246,7 @@ class Doctor:
         self._zero_loss_note = False
         self._rl_note = False
         self._grad_run: dict[tuple[str, Optional[int]], int] = {}
+        self._nccl_warn: dict[str, Signal] = {}  # the latest `NCCL WARN` line per input
 
     # -- input ---------------------------------------------------------------------------
     def set_context(self, file: str, ctx: Context) -> None:
@@ -483,8 +487,8 @@ class Doctor:
                     self._last_guard = (file, sig.where.line)
             else:
                 self._signal_onset(sig, "the training code's own NaN check fired")
-        elif kind in ("dataloader_killed", "host_oom") or (kind == "exitcode" and d.get("exitcode") in (-9, 137)) or \
-                (kind == "signal" and d.get("signal") == 9):
+        elif kind in ("dataloader_killed", "host_oom") or (kind == "exitcode" and d.get("exitcode") in _KILLED_CODES) or \
+                (kind == "signal" and d.get("signal") in (7, 9)):
             self._host(sig)
         elif kind == "exception" or (kind == "exitcode" and d.get("exitcode") not in (None, 0)):
             self._last_exception = sig  # judged at the end: did the run go on after it?
@@ -498,8 +502,17 @@ class Doctor:
                              "the training code, unless it is Xid 13/31/43 right after your own CUDA error"]
                 f.fix = ["drain the node and check the GPU (`mlops gpu`, `nvidia-smi -q -d ECC,ROW_REMAPPER`); "
                          "resume from the last checkpoint on a healthy node"]
+        elif kind == "nccl_warn":
+            self._nccl_warn[file] = sig
         elif kind == "nccl_error":
-            self._simple(sig, "nccl_error", "NCCL error (not a timeout)")
+            warn = self._nccl_warn.get(file)
+            if warn is not None and 0 <= sig.where.line - warn.where.line <= 20 and "nccl_error" not in self._by_class:
+                # NCCL's own `NCCL WARN ...` line just before the error says what failed: it is the onset
+                f = self._simple(warn, "nccl_error", "NCCL error (not a timeout)")
+                if f is not None:
+                    f.add_evidence(sig.where)
+            else:
+                self._simple(sig, "nccl_error", "NCCL error (not a timeout)")
 
     def _signal_onset(self, sig: Signal, reason: str) -> None:
         key = (sig.where.file, sig.rank)
@@ -609,15 +622,24 @@ class Doctor:
             f.title = "CUDA out of memory: capacity"
             f.because.append("the reserved-but-unallocated memory is smaller than the request: the setup needs more "
                              "memory than the GPU has")
+        elif sig.data.get("runtime") in ("tensorflow", "xla"):
+            rt = "TensorFlow" if sig.data["runtime"] == "tensorflow" else "JAX/XLA"
+            f.title = f"GPU out of memory ({rt} allocator)"
+            f.because.append(f"{rt}'s allocator could not get the memory it asked for; its message has no "
+                             "PyTorch allocator numbers, so capacity and fragmentation cannot be told apart")
         else:
             f.because.append("the message carries no allocator numbers (a CUDA/cuBLAS allocation failed)")
         if n.allocated and n.total and n.allocated > n.total:
             f.because.append("allocated is larger than the GPU: the driver spilled into shared host memory (Windows/WSL)")
-        f.because.append("the allocator hint about expandable_segments/max_split_size_mb is printed on every OOM "
-                         "and is not evidence either way")
+        if sig.data.get("runtime") in (None, "pytorch"):
+            f.because.append("the allocator hint about expandable_segments/max_split_size_mb is printed on every OOM "
+                             "and is not evidence either way")
         fw = self.framework_name(sig.where.file)
-        f.fix = fixes.oom_fixes(split, n, fw, ctx)
+        f.fix = fixes.oom_fixes(split, n, fw, ctx, sig.data.get("runtime"))
         model = self.model or ctx.model
+        if sig.data.get("runtime") in ("tensorflow", "xla"):
+            f.data["model"], f.data["oom_check"] = model, None  # oom-check models PyTorch training
+            return
         cmd = fixes.oom_check_command(model, n, ctx)
         f.data["model"] = model
         f.data["oom_check"] = cmd
@@ -697,6 +719,8 @@ class Doctor:
         f.data = {"count": 1, "kind": sig.kind}
         if sig.kind == "dataloader_killed":
             f.data["signal"] = sig.data.get("signal")
+        elif sig.data.get("exitcode") in (-7, 135) or (sig.kind == "signal" and sig.data.get("signal") == 7):
+            f.data["signal"] = "bus error (SIGBUS)"  # a rank (not a worker) died of SIGBUS: /dev/shm again
         for k in ("local_rank", "pid", "how"):
             if sig.data.get(k) is not None:
                 f.data[k] = sig.data[k]
@@ -707,7 +731,9 @@ class Doctor:
     def _host_text(self, f: Finding) -> None:
         sig = (f.data.get("signal") or "").lower()
         if "bus" in sig or "shm" in sig:
-            f.title = "DataLoader worker died of a bus error: shared memory (/dev/shm) is too small"
+            f.title = ("a training process died of a bus error (SIGBUS): shared memory (/dev/shm) is too small"
+                       if f.data.get("kind") != "dataloader_killed" else
+                       "DataLoader worker died of a bus error: shared memory (/dev/shm) is too small")
             f.cause = "shared_memory"
             f.because = ["DataLoader workers hand batches over in /dev/shm; a bus error there means it is full "
                          "(Docker's default is 64 MiB)"]

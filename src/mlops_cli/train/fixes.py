@@ -81,7 +81,17 @@ def nan_fixes(cause: Optional[str], framework: str, ctx: Context, *, lr: Optiona
     return out
 
 
-def oom_fixes(split: str, n: OomNumbers, framework: str, ctx: Context) -> list[str]:
+def oom_fixes(split: str, n: OomNumbers, framework: str, ctx: Context, runtime: Optional[str] = None) -> list[str]:
+    if runtime == "tensorflow":
+        return ["lower the batch size (model.fit(batch_size=...)) or the input size; the tensor shape in the "
+                "message shows which dimension is large",
+                "use mixed precision (tf.keras.mixed_precision.set_global_policy('mixed_float16'))",
+                "if other processes share the GPU: tf.config.experimental.set_memory_growth(gpu, True)"]
+    if runtime == "xla":
+        return ["lower the per-device batch size or the sequence length; shard more (FSDP/tensor parallel mesh axes)",
+                "turn on rematerialisation (jax.checkpoint / remat policy) and bfloat16 activations",
+                "if another process holds the GPU: XLA_PYTHON_CLIENT_PREALLOCATE=false or a lower "
+                "XLA_PYTHON_CLIENT_MEM_FRACTION for the other one"]
     env = n.env_var or "PYTORCH_CUDA_ALLOC_CONF"
     if split == "fragmentation":
         return [f"set {env}=expandable_segments:True before starting (the allocator held enough free memory, "

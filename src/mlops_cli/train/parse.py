@@ -58,7 +58,8 @@ _POSTFIX = re.compile(rb"(?<![\w/.-])([a-z_][\w/.\-]{0,63})=(" + VALUE + rb")(?!
 
 # --- generic key/value -------------------------------------------------------------------
 # the value after a loss key; a paste may have wrapped it in markdown bold (`train.loss : **inf**`)
-_AFTER_LOSS = re.compile(rb"['\"\]]{0,2}\s{0,4}(?:[:=]|is\b|-)?\s{0,8}['\"*]{0,2}(" + VALUE + rb")(?![\w]|\.\d)")
+# or printed it in a logger's key/value table (OpenAI baselines / guided-diffusion: `| loss          | nan       |`)
+_AFTER_LOSS = re.compile(rb"['\"\]]{0,2}(?:\s{0,4}(?:[:=]|is\b|-)?|\s{0,40}\|)\s{0,8}['\"*]{0,2}(" + VALUE + rb")(?![\w]|\.\d)")
 _KEYCHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_/.-")
 _PREFIX_WORDS = {b"lm", b"train", b"training", b"total", b"val", b"valid", b"validation", b"eval", b"test", b"dev",
                  b"average", b"avg", b"mean", b"step", b"batch", b"reduced", b"running", b"current"}
@@ -172,8 +173,11 @@ class LogParser:
     def _handle(self, block: Block, start: int, end: int, line_no: int, group: int) -> int:
         data = block.data
         low = block.low[start:end]
-        if group == SIGNAL | NCCL and (b"nccl info" in low or (b"nccl version" in low and b"error" not in low)):
-            return end  # NCCL_DEBUG=INFO chatter (an NCCL error also names the version: `..., NCCL version 2.21.5`)
+        if group == SIGNAL | NCCL and ((b"nccl info" in low and not (b" -> " in low and b".cc:" in low)) or
+                                     (b"nccl version" in low and b"error" not in low)):
+            # NCCL_DEBUG=INFO chatter (an NCCL error also names the version: `..., NCCL version 2.21.5`; an INFO
+            # line `bootstrap.cc:91 -> 2` is NCCL passing an error code up the stack)
+            return end
         line = data[start:end]
         rank = self._rank(line)
         new_end = end
@@ -234,6 +238,12 @@ class LogParser:
             return "json", end
         if b"iteration" in low and b"|" in line:
             return self._megatron(block, start, end, line, low, rank, line_no)
+        if b"|" in line and (b"grad norm" in low or b"loss scale" in low):
+            head = self._megatron_head(block, start)
+            if head is not None:  # a Megatron line the paste wrapped at its `|` separators
+                a, back = head
+                text = block.data[a:end].replace(b"\n", b" ")
+                return self._megatron(block, a, end, text, text.lower(), rank, line_no - back)
         if b"step=" in low and b"skipped=" in low:
             m = _DS_STEP.search(low)
             if m:
@@ -257,6 +267,23 @@ class LogParser:
         elif b"nan" in low and (self._table or _YOLO_ROW.search(low)):
             self._table_row(line, low, rank, line_no)
         return "generic", end
+
+    @staticmethod
+    def _megatron_head(block: Block, start: int) -> Optional[tuple[int, int]]:
+        """The `iteration N/M |` line a wrapped Megatron record started on: the lines before this one, each
+        ending in `|` (wrapped at a separator), up to MAX_JOIN back; (its start, how many lines back)."""
+        pos = start
+        for back in range(1, MAX_JOIN):
+            if pos <= 0:
+                return None
+            a = block.data.rfind(b"\n", 0, pos - 1) + 1
+            prev = block.low[a:pos - 1]
+            if not prev.rstrip().endswith(b"|"):
+                return None
+            if _ITER.search(prev):
+                return a, back
+            pos = a
+        return None
 
     def _table_row(self, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
         """A row under a column header (ultralytics: `2/100  2.11G  nan  nan  nan  12  640: 100%|...`).
@@ -654,6 +681,8 @@ class LogParser:
                 if word in _PREFIX_WORDS:
                     key = word + b" " + key
             if key.endswith(b"scale") or key.endswith(b"scaler"):
+                if key.startswith((b"lg_", b"log")):
+                    continue  # a log2 of the scale (guided-diffusion's `lg_loss_scale`), not the scale
                 m = _AFTER_LOSS.match(low, b)
                 if m and scale is None:
                     scale = to_float(m.group(1))
@@ -743,7 +772,7 @@ class LogParser:
                     end = self._join_until(block, start, end, lambda t: not needs_more_text(t.replace(b"\n", b" ")))
                     text = block.data[start:end].replace(b"\n", b" ")
                 nums = parse_oom(text)
-                data = {"numbers": nums, "split": split_kind(nums)}
+                data = {**data, "numbers": nums, "split": split_kind(nums)}
             elif kind == "device_assert" and data.get("assertion") is None:
                 back = block.data.rfind(b"Assertion `", max(0, start - 65536), start)
                 if back >= 0:

@@ -6,7 +6,7 @@ in Python would cap the speed far below the 100 MB/s goal, so the scanner lowerc
 ``\\r``-separated fragments of a line) that hold a needle reach Python. Needles are chosen so
 that every line the parser needs holds one: step records hold ``loss`` (Megatron's NaN line
 still holds ``loss scale``) or ``step=`` (DeepSpeed); failure lines hold ``error``,
-``timeout``, ``kill``, ``nan or inf`` or ``exitcode``. Config dumps are looked for only in
+``timeout``, ``kill``, ``nan or inf``, ``exitcode`` or ``exhausted``. Config dumps are looked for only in
 the first few MiB, where they are printed.
 
 Memory is flat: a block, a 64 KiB look-behind and a 16 KiB look-ahead are kept, never the log.
@@ -45,6 +45,7 @@ NEEDLES: dict[bytes, int] = {
     b"finite": SIGNAL,  # NaN guards ("not finite", "non-finite"), mlops-nanguard
     b"assertion `": SIGNAL,  # a CUDA kernel's `Assertion `srcIndex < srcSelectDimSize` failed.` (no other needle)
     b"nvrm: xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
+    b"exhausted": SIGNAL,  # TensorFlow/XLA OOMs: `Resource exhausted: OOM when allocating tensor` (no `error`)
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {

@@ -50,7 +50,12 @@ _NANGUARD_STEP = re.compile(rb"mlops-nanguard: non-finite [\w ]{1,40} at step (\
 _CUDA_OOM = re.compile(rb"cuda out of memory|outofmemoryerror|cuda error: out of memory|cublas_status_alloc_failed"
                        rb"|cuda failure 'out of memory'|cudaerrormemoryallocation"
                        # the message's body pasted without its `CUDA out of memory.` head: both wordings
-                       rb"|tried to allocate [0-9.]{1,16} ?[kmgt]?i?b(?: \(gpu ?\d{0,4};|\. ?gpu ?\d{0,4} has a total capac)")
+                       rb"|tried to allocate [0-9.]{1,16} ?[kmgt]?i?b(?: \(gpu ?\d{0,4};|\. ?gpu ?\d{0,4} has a total capac)"
+                       # TensorFlow / Keras / JAX (XLA): `Resource exhausted: OOM when allocating tensor`,
+                       # `ResourceExhaustedError: OOM ...`, `RESOURCE_EXHAUSTED: Out of memory while trying to allocate`
+                       # (the `out` alone: a paste that wrapped after it), cuMemAllocAsync's `CUDA_ERROR_OUT_OF_MEMORY`
+                       rb"|oom when allocating tensor|resource[_ ]?exhausted(?:error)?:[\s:]{0,6}(?:oom\b|out\b)"
+                       rb"|cuda_error_out_of_memory")
 _HOST_ALLOC = re.compile(rb"defaultcpuallocator: (?:can't allocate memory|not enough memory)|cannot allocate memory \(os error 12\)")
 _SHM_FULL = re.compile(rb"unable to write to file </torch_[^>]{1,80}>")  # torch's shared-memory file: /dev/shm full
 _XID = re.compile(rb"nvrm: xid \([^)]{0,60}\):? ?(\d{1,4})")
@@ -59,6 +64,14 @@ _XID_WHAT = {13: "graphics engine exception (often the application's own illegal
              64: "ECC row remapping failed", 74: "NVLink error", 79: "GPU has fallen off the bus", 92: "high single-bit ECC rate",
              94: "contained ECC error", 95: "uncontained ECC error", 119: "GSP RPC timeout", 120: "GSP error"}
 _OOM_KILLER = re.compile(rb"out of memory: kill(?:ed)? process (\d{1,10})|oom-kill(?:er)?[^\n]{0,80}?(?:task|pid)[=: ]{1,2}(\d{1,10})")
+_XLA_TF_OOM = re.compile(rb"oom when allocating tensor|resource[_ ]?exhausted|cuda_error_out_of_memory")
+
+
+def _oom_runtime(low: bytes) -> str:
+    """Whose allocator ran out: PyTorch's caching allocator, or TensorFlow/JAX (XLA), whose fixes differ."""
+    if not _XLA_TF_OOM.search(low):
+        return "pytorch"
+    return "tensorflow" if b"tensor with shape" in low or b"_bfc" in low else "xla"
 
 # --- processes -------------------------------------------------------------------------------
 _EXITCODE = re.compile(rb"failed \(exitcode: (-?\d{1,4})\) local_rank: (\d{1,6}) \(pid: (\d{1,10})\)")
@@ -69,6 +82,8 @@ _ELASTIC_FAILED = re.compile(rb"torchelastic\.worker\.status\.failed[^\n]{0,400}
 _DS_RETURN = re.compile(rb"exits with return code = (-?\d{1,4})|died with <signals\.(sig\w{1,10}): (\d{1,3})>")
 _DATALOADER = re.compile(rb"dataloader worker \(pid(?:\(s\))? ?([\d, ]{1,200})\) (?:is killed by signal: ([a-z][a-z ]{0,40})|exited unexpectedly)")
 _BUS = re.compile(rb"bus error encountered in worker|insufficient shared memory \(shm\)")
+# a shell's job-control report of a SIGKILLed child: `/var/spool/slurmd/job00191/slurm_script: line 28:  8156 Killed  python3 ...`
+_JOB_KILLED = re.compile(rb"line \d{1,7}:\s{1,8}\d{1,10}\s{1,8}killed\s{1,40}\S")
 
 # --- NCCL / CUDA ---------------------------------------------------------------------------
 _WORKNCCL = re.compile(rb"worknccl\(")
@@ -85,7 +100,9 @@ _NCCL_OTHER = re.compile(rb"watchdog caught collective operation timeout|some nc
 _NCCL_TIMED_OUT = re.compile(rb"watchdog caught collective operation timeout|timed out in blocking wait|watchdog got stuck"
                              rb"|heartbeat monitor timed out")
 _NCCL_ERROR = re.compile(rb"ncclunhandledcudaerror|ncclsystemerror|ncclinternalerror|ncclremoteerror|ncclinvalidusage"
-                         rb"|nccl error(?: \d{1,4})?:|distbackenderror: nccl error")
+                         rb"|nccl error(?: \d{1,4}| in)?:|distbackenderror: nccl error"
+                         # an NCCL call returning its error code up the stack (`NCCL INFO bootstrap.cc:91 -> 2`)
+                         rb"|nccl info [\w./-]{1,80}\.cc:\d{1,6} -> [1-7]\b")
 _ASSERT = re.compile(rb"device-side assert triggered|cudaerrorassert|assertion `[^`]{1,200}` failed")
 _ASSERT_TEXT = re.compile(rb"assertion `([^`]{1,200})` failed", re.IGNORECASE)
 _CUDA_ERROR = re.compile(rb"an illegal memory access was encountered|cudaerrorillegaladdress|misaligned address"
@@ -188,9 +205,9 @@ def classify(line: bytes, low: bytes) -> Found:
     if b"/torch_" in low and _SHM_FULL.search(low):  # the DataLoader's shared-memory file in a full /dev/shm
         out.append(("dataloader_killed", {"signal": "bus error", "pids": None, "shm_full": True}))
         return out
-    if b"memory" in low or b"alloc" in low:
+    if b"memory" in low or b"alloc" in low or b"exhausted" in low:
         if _CUDA_OOM.search(low) and b"defaultcpuallocator" not in low:
-            out.append(("oom", {}))
+            out.append(("oom", {"runtime": _oom_runtime(low)}))
         elif _HOST_ALLOC.search(low):
             out.append(("host_oom", {"how": "host allocation failed (DefaultCPUAllocator)"}))
         else:
@@ -227,7 +244,8 @@ def classify(line: bytes, low: bytes) -> Found:
             if code is None and m.group(3):
                 code = -int(m.group(3))
             out.append(("exitcode", {"exitcode": code, "local_rank": None, "pid": None}))
-    if low.strip().strip(b"*_`>#\t .") == b"killed" or low.rstrip().endswith(b" killed python"):
+    if low.strip().strip(b"*_`>#\t .") == b"killed" or low.rstrip().endswith(b" killed python") or (
+            b"killed" in low and _JOB_KILLED.search(low)):
         out.append(("host_oom", {"how": "the shell reports the process 'Killed' (SIGKILL, usually the OOM killer)"}))
     if b"nccl" in low or b"watchdog" in low or b"timed out" in low:
         m = _WORKNCCL.search(low)
@@ -252,6 +270,8 @@ def classify(line: bytes, low: bytes) -> Found:
                 rank = _NCCL_RANK.search(low)
                 out.append(("nccl_timeout", {"op": None, "seq": None, "numel": None, "timeout_ms": None,
                                              "ran_ms": None, "rank": _int(rank, 1)}))
+            elif b"nccl warn" in low:  # NCCL's own warning (`NCCL WARN Call to bind failed`): weak alone
+                out.append(("nccl_warn", {}))
     if b"assert" in low:
         m = _ASSERT.search(low)
         if m:
