@@ -98,8 +98,10 @@ def matches(remedy_change: dict[str, Any], change: dict[str, Any], keys: list[st
 
 def score_case(case: dict[str, Any]) -> dict[str, Any]:
     rc, doc = run_check(case)
-    row: dict[str, Any] = {"id": case["id"], "outcome": case["outcome"], "rc": rc,
-                           "verdict": "oom" if rc == 1 else ("fits" if rc == 0 else f"error {rc}"),
+    said = {"does not fit": "oom", "fits": "fits", "tight": "tight"}.get(doc.get("verdict", ""))
+    if said is None:  # documents without a verdict field (the code before the oomcheck changes)
+        said = "oom" if rc == 1 else ("fits" if rc == 0 else f"error {rc}")
+    row: dict[str, Any] = {"id": case["id"], "outcome": case["outcome"], "rc": rc, "verdict": said,
                            "required_gib": round(doc.get("required_bytes", 0) / 2**30, 2),
                            "capacity_gib": round(doc.get("capacity_bytes", 0) / 2**30, 2),
                            "remedies": [r["name"] for r in doc.get("remedies", [])]}
@@ -130,7 +132,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     nh = [r for r in oom if "bad_top" in r]
     return {
         "cases": len(rows), "oom": len(oom), "fits": len(fits),
-        "verdict_agree": sum(r["agree"] for r in rows),
+        "verdict_agree": sum(r["agree"] for r in rows), "tight": sum(r["verdict"] == "tight" for r in rows),
+        "tight_oom": sum(r["verdict"] == "tight" for r in oom),
         "oom_called_oom": sum(r["agree"] for r in oom), "fits_called_fits": sum(r["agree"] for r in fits),
         "with_fix": len(with_fix), "fix_listed": sum(r["fix_rank"] is not None for r in with_fix),
         "fix_rank_1": sum(r["fix_rank"] == 1 for r in with_fix),
@@ -155,6 +158,8 @@ def render(rows: list[dict[str, Any]], s: dict[str, Any], label: str) -> str:
              "(`mlops oom-check MODEL ... --gpu-mem|--gpu --json`).", "",
              "| measure | score |", "| --- | --- |",
              f"| (a) verdict agrees with what happened | {s['verdict_agree']}/{s['cases']} |",
+             f"| (a) said \"tight\" (fits by less than the estimate's error: does not know) | {s['tight']}/{s['cases']} "
+             f"({s['tight_oom']} of them OOMed) |",
              f"| (a) OOM cases called \"does not fit\" | {s['oom_called_oom']}/{s['oom']} |",
              f"| (a) setups that ran called \"fits\" (no false alarm) | {s['fits_called_fits']}/{s['fits']} |",
              f"| (b) the thread's fix is among the remedies | {s['fix_listed']}/{s['with_fix']} |",
