@@ -5,7 +5,7 @@ estimator again on the changed setup, so a remedy can only claim what the model
 of memory says it saves. The order is the cost order of memory-anchors §3: free
 changes first, then throughput (CPU offload included), then method, then hardware, then
 data; the list shows first the remedies that fit on their own, in that order, then those that
-only help. Checked against 25 public OOM threads (tests/fixtures/mem/oom-cases.json).
+only help. Checked against public OOM threads (tests/fixtures/mem/oom-cases.json).
 """
 
 from __future__ import annotations
@@ -178,9 +178,7 @@ MAX_SEQS_STEPS = (256, 128, 64, 32, 16)
 
 def _fewer_max_seqs(model: ModelConfig, s: Setup, capacity: int) -> Optional[int]:
     """The largest --max-num-seqs below the engine's that fits; else the smallest step that lowers it."""
-    from mlops_cli.mem.estimate import estimate as _estimate
-
-    current = _estimate(model, s, capacity)
+    current = estimate(model, s, capacity)
     engine_seqs = current.serve.max_num_seqs if current.serve is not None else 0
     steps = [n for n in MAX_SEQS_STEPS if n < engine_seqs]
     best = None
