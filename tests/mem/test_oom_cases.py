@@ -105,10 +105,14 @@ def test_a_near_capacity_estimate_says_tight(mlops):
     case = next(c for c in CASES if c["id"] == "lf1221-llama7b-full-zero2-8xv100")
     doc = check(mlops, case)
     assert doc["verdict"] == "tight" and doc["headroom_bytes"] < 0.1 * doc["capacity_bytes"]
+    # what to do if it does run out: the remedies that add headroom, the thread's ZeRO-3 among them
+    assert doc["remedies"] and all(r["new_required_bytes"] < doc["required_bytes"] for r in doc["remedies"])
+    assert any(bench.matches(r["change"], case["fix"]["change"], case["fix"]["match"], doc) for r in doc["remedies"])
     roomy = check(mlops, case, bench.with_change(case["args"], {"sharding": "zero3"}))
     assert roomy["verdict"] == "fits"
     r = mlops(*bench.command(case)[3:-1])
     assert r.returncode == 0 and "FITS, BUT TIGHT" in r.stdout and "max_memory_reserved" in r.stdout
+    assert "For more headroom" in r.stdout
 
 
 def test_offload_ranks_before_changing_the_method():

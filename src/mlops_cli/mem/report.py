@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mlops_cli.errors import ExitCode
 from mlops_cli.mem.estimate import Estimate, describe_setup
-from mlops_cli.mem.remedies import Advice
+from mlops_cli.mem.remedies import TIGHT_SHARE, Advice, is_tight
 from mlops_cli.text import clean
 from mlops_cli.units import format_bytes
 
@@ -27,11 +27,7 @@ TERM_LABELS = {
     "cuda_graphs": "CUDA graphs",
 }
 DEVICE_ONLY = ("cuda_context_and_nccl", "paged_optimizer_states")
-# A fit with less headroom than this share of the GPU is inside the estimate's own error (held-out
-# median absolute error 9 %, docs/benchmarks.md "mem out-of-sample"): oom-check says it fits but
-# that it cannot tell (verdict "tight"), and what to measure. Public OOM threads at 93 % and 99 %
-# of the GPU (tests/fixtures/mem/oom-cases.json) did run out of memory.
-TIGHT_SHARE = 0.10
+
 
 
 def _gib(n: Optional[int]) -> str:
@@ -139,8 +135,7 @@ class OomReport:
         """fits | tight (fits by less than the estimate's error) | does not fit."""
         if not self.fits:
             return "does not fit"
-        headroom = self.capacity_bytes - self.estimate.required_bytes
-        return "tight" if headroom < TIGHT_SHARE * self.capacity_bytes else "fits"
+        return "tight" if is_tight(self.estimate.required_bytes, self.capacity_bytes) else "fits"
 
     @property
     def exit_code(self) -> int:
@@ -180,12 +175,14 @@ class OomReport:
             console.print(f"largest batch that fits as configured: {a.largest_batch if a.largest_batch else 'none'}",
                           markup=False)
         console.print(f"largest {seq_name} that fits as configured: {a.largest_seq_len or 'none'}", markup=False)
-        if self.fits:
+        if self.verdict == "fits" or (self.fits and not a.remedies):
             return
         if not a.remedies:
             console.print("no remedy in the catalogue lowers this estimate; a larger GPU is needed", markup=False)
             return
-        table = Table(title="Remedies, cheapest first (each alone, new estimate re-computed)", title_justify="left")
+        title = ("Remedies, cheapest first (each alone, new estimate re-computed)" if not self.fits else
+                 "For more headroom, cheapest first (each alone, new estimate re-computed)")
+        table = Table(title=title, title_justify="left")
         for col in ("#", "change", "new estimate", "saves", "fits", "cost"):
             table.add_column(col, justify="right" if col in ("#", "new estimate", "saves") else "left")
         for i, r in enumerate(a.remedies, 1):
