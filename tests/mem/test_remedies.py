@@ -11,7 +11,7 @@ from mlops_cli.mem.setup import GiB, Setup
 
 COST_ORDER = ["smaller-micro-batch", "lora-reference", "ref-offload", "smaller-generation-share", "vllm-sleep-or-server",
               "fused-attention", "fused-cross-entropy", "gradient-checkpointing", "bf16",
-              "8bit-optimizer", "lora", "qlora", "zero3", "cpu-offload", "shorter-sequences"]
+              "8bit-optimizer", "cpu-offload", "lora", "qlora", "zero3", "more-gpus", "shorter-sequences"]
 
 
 @pytest.mark.parametrize("setup,capacity,gpus", [
@@ -29,7 +29,11 @@ def test_each_remedy_lowers_the_estimate_it_claims(setup, capacity, gpus):
     advice = advise(m, setup, capacity, gpus)
     assert advice.remedies
     names = [r.name for r in advice.remedies]
-    assert names == [n for n in COST_ORDER if n in names]  # cheapest first
+    fitting = [r.name for r in advice.remedies if r.fits]
+    helping = [r.name for r in advice.remedies if not r.fits]
+    assert names == fitting + helping  # what fits on its own first
+    for group in (fitting, helping):
+        assert group == [n for n in COST_ORDER if n in group]  # cheapest first within each
     for r in advice.remedies:
         recomputed = estimate(m, setup.with_changes(**r.change), capacity).required_bytes
         assert r.new_bytes == recomputed < current, r.name

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from mlops_cli.errors import ExitCode
 from mlops_cli.mem.estimate import Estimate, describe_setup
-from mlops_cli.mem.remedies import Advice
+from mlops_cli.mem.remedies import TIGHT_SHARE, Advice, is_tight
 from mlops_cli.text import clean
 from mlops_cli.units import format_bytes
 
@@ -27,6 +27,7 @@ TERM_LABELS = {
     "cuda_graphs": "CUDA graphs",
 }
 DEVICE_ONLY = ("cuda_context_and_nccl", "paged_optimizer_states")
+
 
 
 def _gib(n: Optional[int]) -> str:
@@ -130,13 +131,21 @@ class OomReport:
         return self.estimate.required_bytes <= self.capacity_bytes
 
     @property
+    def verdict(self) -> str:
+        """fits | tight (fits by less than the estimate's error) | does not fit."""
+        if not self.fits:
+            return "does not fit"
+        return "tight" if is_tight(self.estimate.required_bytes, self.capacity_bytes) else "fits"
+
+    @property
     def exit_code(self) -> int:
         return ExitCode.OK if self.fits else ExitCode.PROBLEM
 
     def to_json(self) -> dict[str, Any]:
         doc = estimate_json(self.estimate)
         doc.update({"capacity_bytes": self.capacity_bytes, "capacity_source": self.capacity_source,
-                    "fits": self.fits, "headroom_bytes": self.capacity_bytes - self.estimate.required_bytes})
+                    "fits": self.fits, "verdict": self.verdict,
+                    "headroom_bytes": self.capacity_bytes - self.estimate.required_bytes})
         a = self.advice
         doc["remedies"] = [r.to_json() for r in a.remedies] if a else []
         doc["plan"] = [r.to_json() for r in a.plan] if a else []
@@ -148,10 +157,16 @@ class OomReport:
     def render(self, console: Console) -> None:
         render_estimate(self.estimate, console)
         need, have = self.estimate.required_bytes, self.capacity_bytes
-        verdict = "FITS" if self.fits else "DOES NOT FIT"
-        console.print(f"{verdict}: needs {_gib(need)} per GPU, {self.capacity_source} has {_gib(have)} "
-                      f"({'headroom' if self.fits else 'short by'} {_gib(abs(have - need))})",
-                      style="bold green" if self.fits else "bold red", markup=False)
+        verdict = {"fits": "FITS", "tight": "FITS, BUT TIGHT", "does not fit": "DOES NOT FIT"}[self.verdict]
+        console.print(clean(f"{verdict}: needs {_gib(need)} per GPU, {self.capacity_source} has {_gib(have)} "
+                            f"({'headroom' if self.fits else 'short by'} {_gib(abs(have - need))})"),
+                      style="bold green" if self.verdict == "fits" else ("bold yellow" if self.fits else "bold red"),
+                      markup=False)
+        if self.verdict == "tight":
+            console.print(f"the headroom is under {TIGHT_SHARE:.0%} of the GPU, inside this estimate's typical error: "
+                          "it may still run out of memory. To know, run a few steps and read "
+                          "torch.cuda.max_memory_reserved() (training) or vLLM's 'Available KV cache memory' line "
+                          "(serving), with nvidia-smi for the whole process.", markup=False)
         a = self.advice
         if a is None:
             return
@@ -160,12 +175,14 @@ class OomReport:
             console.print(f"largest batch that fits as configured: {a.largest_batch if a.largest_batch else 'none'}",
                           markup=False)
         console.print(f"largest {seq_name} that fits as configured: {a.largest_seq_len or 'none'}", markup=False)
-        if self.fits:
+        if self.verdict == "fits" or (self.fits and not a.remedies):
             return
         if not a.remedies:
             console.print("no remedy in the catalogue lowers this estimate; a larger GPU is needed", markup=False)
             return
-        table = Table(title="Remedies, cheapest first (each alone, new estimate re-computed)", title_justify="left")
+        title = ("Remedies, cheapest first (each alone, new estimate re-computed)" if not self.fits else
+                 "For more headroom, cheapest first (each alone, new estimate re-computed)")
+        table = Table(title=title, title_justify="left")
         for col in ("#", "change", "new estimate", "saves", "fits", "cost"):
             table.add_column(col, justify="right" if col in ("#", "new estimate", "saves") else "left")
         for i, r in enumerate(a.remedies, 1):
