@@ -60,21 +60,21 @@ def clean_pip_env() -> dict:
     return env
 
 
-def _wheel(request, version: str) -> Path:
+def _wheel(request, version: str, package: str = "transformers") -> Path:
     if getattr(request.config, "cache", None) is not None:
         cache = Path(request.config.cache.mkdir("mlops-patch-wheels"))
     else:  # pytest -p no:cacheprovider
         cache = Path(tempfile.gettempdir(), "mlops-patch-wheels")
         cache.mkdir(exist_ok=True)
-    found = list(cache.glob(f"transformers-{version}-*.whl"))
+    found = list(cache.glob(f"{package}-{version}-*.whl"))
     if not found:
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--index-url", "https://pypi.org/simple",
-             f"transformers=={version}", "-d", str(cache)],
+             f"{package}=={version}", "-d", str(cache)],
             capture_output=True, text=True, env=clean_pip_env(), timeout=300)
-        found = list(cache.glob(f"transformers-{version}-*.whl"))
+        found = list(cache.glob(f"{package}-{version}-*.whl"))
         if proc.returncode != 0 or not found:
-            pytest.skip(f"cannot download transformers=={version} from PyPI: {proc.stderr.strip()[-300:]}")
+            pytest.skip(f"cannot download {package}=={version} from PyPI: {proc.stderr.strip()[-300:]}")
     return found[0]
 
 
@@ -115,6 +115,21 @@ def venv_of(tmp_path_factory, wheel_of):
     yield get
     for env in made.values():
         env.reset()
+
+
+@pytest.fixture(scope="session")
+def package_env(tmp_path_factory, request):
+    """package_env("accelerate", "1.12.0") -> (python, wheel) of a venv with that real release
+    (pip --no-deps; small pure-Python wheels from PyPI, cached like the transformers ones)."""
+    made: dict[tuple[str, str], tuple[Path, Path]] = {}
+
+    def get(package: str, version: str) -> tuple[Path, Path]:
+        if (package, version) not in made:
+            wheel = _wheel(request, version, package)
+            made[(package, version)] = (_venv(tmp_path_factory.mktemp(f"venv-{package}-{version}"), wheel), wheel)
+        return made[(package, version)]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -62,6 +62,11 @@ def _label(text: str) -> str:
     return one_line(text)[:120] or "-"
 
 
+def markers(labels: tuple[str, str, str]) -> tuple[str, str, str, str]:
+    """The conflict marker lines (no newline) both tools write for these labels (ours, base, theirs)."""
+    return (f"<<<<<<< {_label(labels[0])}", f"||||||| {_label(labels[1])}", "=======", f">>>>>>> {_label(labels[2])}")
+
+
 def three_way(base: str, ours: str, theirs: str, labels: tuple[str, str, str], tool: str | None = None) -> Merged:
     """Merge ``ours`` and ``theirs``, both changed from ``base``. labels = (ours, base, theirs)."""
     tool = available_tool(tool)

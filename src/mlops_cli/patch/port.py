@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mlops_cli import __version__, files
 from mlops_cli.errors import MlopsError, OperationFailed, UsageError
-from mlops_cli.patch import decide, merge
+from mlops_cli.patch import decide, merge, upstream
 from mlops_cli.patch import patchfile as pf
 from mlops_cli.patch.ops import Loaded, Options, check_paths, load_patch
 from mlops_cli.patch.report import PortReport
@@ -179,12 +179,21 @@ def merge_file(rel: str, base: bytes | None, ours: bytes | None, theirs: bytes |
         return FilePort(rel, CONFLICT, base, ours, theirs, result=theirs, conflicts=1,
                         reason="not UTF-8 text, so it cannot be merged line by line; edit it by hand")
     merged = merge.three_way(_text(base), _text(ours), _text(theirs), labels, tool)
-    data = pf.encode(merged.text)
-    if merged.conflicts:
-        return FilePort(rel, CONFLICT, base, ours, theirs, result=data, conflicts=merged.conflicts,
-                        reason=f"{merged.conflicts} conflicting region(s): the new release changed the same lines")
+    text, conflicts, held = merged.text, merged.conflicts, 0
+    if conflicts:  # regions the new release already holds (upstream's fix, extended) are taken from it
+        resolved = upstream.resolve(text, merge.markers(labels))
+        if resolved is not None and resolved.held:
+            text, conflicts, held = resolved.text, resolved.conflicts, resolved.held
+    data = pf.encode(text)
+    also = (f"; {held} more region(s) the new release already holds, with more changes of its own on the same "
+            "lines, were taken from it") if held else ""
+    if conflicts:
+        return FilePort(rel, CONFLICT, base, ours, theirs, result=data, conflicts=conflicts,
+                        reason=f"{conflicts} conflicting region(s): the new release changed the same lines{also}")
     if data == theirs:
-        return FilePort(rel, UPSTREAM, base, ours, theirs, result=theirs)
+        return FilePort(rel, UPSTREAM, base, ours, theirs, result=theirs,
+                        reason=(f"the new release has the change in {held} region(s) where it also changed the same "
+                                "lines further: review its version there") if held else None)
     if rel.endswith(".py"):
         try:
             ast.parse(data, filename=rel)
@@ -192,7 +201,9 @@ def merge_file(rel: str, base: bytes | None, ours: bytes | None, theirs: bytes |
             return FilePort(rel, CONFLICT, base, ours, theirs, result=data, conflicts=1,
                             reason=f"it merged cleanly but does not parse (line {getattr(exc, 'lineno', '?')}: "
                                    f"{one_line(getattr(exc, 'msg', exc))})")
-    return FilePort(rel, MERGED, base, ours, theirs, result=data)
+    return FilePort(rel, MERGED, base, ours, theirs, result=data,
+                    reason=(f"{held} region(s) of the change the new release already holds (with more changes of its "
+                            "own on the same lines) were taken from it; the rest merged") if held else None)
 
 
 def line_map(base: str, theirs: str):
