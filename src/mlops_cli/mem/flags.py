@@ -58,7 +58,10 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "offload": (Optional[str], O(None, "--offload", help="none | optimizer | params | activations (CPU offload)")),
         "ref_model": (str, O("auto", "--ref-model", help="RL reference model: auto | copy | none | offload | precomputed")),
         "num_generations": (int, O(8, "--num-generations", min=1, help="GRPO completions per prompt.")),
-        "gen_engine": (str, O("hf", "--gen-engine", help="GRPO/PPO generation: hf | vllm-colocate | vllm-server")),
+        "gen_engine": (str, O("hf", "--gen-engine", help="GRPO/PPO generation: hf | vllm-colocate | vllm-hybrid "
+                                                         "(verl: engine memory released outside generation) | vllm-server")),
+        "reward_model": (str, O("model", "--reward-model", help="PPO rewards: model (a frozen reward-model copy) | "
+                                                               "function (rule/function rewards: verl reward_model.enable=False)")),
         "gen_memory_utilization": (float, O(0.3, "--gen-memory-utilization",
                                             help="GRPO colocated vLLM share of each GPU (TRL vllm_gpu_memory_utilization).")),
         "max_completion_len": (Optional[int], O(None, "--max-completion-len", min=1, help="GRPO/PPO generated tokens per completion [256].")),
