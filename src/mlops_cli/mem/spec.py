@@ -48,6 +48,7 @@ class Setup:
     tuning: Optional[str] = None  # for RL objectives: full | lora | qlora (default full)
     stack: Optional[str] = None
     stack_version: Optional[str] = None  # the framework release whose defaults apply (TRL); None = current
+    transformers_version: Optional[str] = None  # the HF transformers release the run used; None = current
     precision: Optional[str] = None
     batch: int = 1
     seq_len: int = 2048
