@@ -60,7 +60,8 @@ def test_estimate_serving_reports_concurrency(mlops):
                                   ["--stack", "keras"], ["--vllm-version", "banana", "--inference"],
                                   ["--method", "lora", "--tuning", "full"],
                                   ["--method", "ppo", "--reward-model", "none"],
-                                  ["--method", "grpo", "--reward-model", "function"]])
+                                  ["--method", "grpo", "--reward-model", "function"],
+                                  ["--transformers-version", "four"]])
 def test_bad_setup_is_exit_2(mlops, args):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", *args)
     assert r.returncode == 2, r
