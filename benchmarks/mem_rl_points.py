@@ -68,7 +68,7 @@ def setup_for(r: dict[str, str]) -> Setup:
         lora_rank=num("lora_rank"), lora_targets=r["lora_targets"] or None, gpus=int(r["gpus"]),
         sharding=r["sharding"] or None, offload=r["offload"] or None, loss=r["loss"] or None,
         kernels=r["kernels"] or None, compile=r["compile"] == "yes", ref_model=r["ref_model"] or "auto",
-        gen_engine=r["gen_engine"] or "hf",
+        gen_engine=r["gen_engine"] or "hf", reward_model=r.get("reward_model") or "model",
         gen_memory_utilization=float(r["gen_memory_utilization"]) if r["gen_memory_utilization"] else 0.3,
         cuda_context=int(0.5 * GiB))
 

@@ -150,7 +150,9 @@ def commit_id() -> str:
 
 def render(rows: list[dict[str, Any]], s: dict[str, Any], label: str) -> str:
     title = {"before": "## oom-check against real OOM threads, BEFORE (blind: the code as it was when the cases were collected)",
-             "after": "## oom-check against real OOM threads, AFTER the oomcheck changes"}[label]
+             "after": "## oom-check against real OOM threads, AFTER the oomcheck changes",
+             "memfix-before": "## oom-check against real OOM threads, memfix BEFORE (the estimator as merged at 1227688)",
+             "memfix-after": "## oom-check against real OOM threads, memfix AFTER (the estimator's fixes by class)"}[label]
     lines = [title, "",
              f"Script: `benchmarks/oom_cases.py --label {label} --write docs/benchmarks.md`; cases: "
              f"`tests/fixtures/mem/oom-cases.json` ({s['cases']} from public threads: {s['oom']} OOM, {s['fits']} that ran); "
@@ -187,7 +189,7 @@ def run(path: Path = CASES) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=Path, default=CASES)
-    ap.add_argument("--label", choices=("before", "after"), default="after")
+    ap.add_argument("--label", choices=("before", "after", "memfix-before", "memfix-after"), default="after")
     ap.add_argument("--write", type=Path, help="replace this label's section of a markdown file (docs/benchmarks.md)")
     ap.add_argument("--json", action="store_true", help="print the rows and the summary as JSON")
     args = ap.parse_args(argv)

@@ -58,7 +58,10 @@ def test_estimate_serving_reports_concurrency(mlops):
                                   ["--inference", "--method", "lora"], ["--fsdp", "--zero", "1"],
                                   ["--fsdp", "--zero", "3"], ["--sharding", "zero2", "--zero", "3"],
                                   ["--stack", "keras"], ["--vllm-version", "banana", "--inference"],
-                                  ["--method", "lora", "--tuning", "full"]])
+                                  ["--method", "lora", "--tuning", "full"],
+                                  ["--method", "ppo", "--reward-model", "none"],
+                                  ["--method", "grpo", "--reward-model", "function"],
+                                  ["--transformers-version", "four"]])
 def test_bad_setup_is_exit_2(mlops, args):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", *args)
     assert r.returncode == 2, r
@@ -181,3 +184,15 @@ def test_rl_method_reports_its_parts(mlops):
     assert {"reference_model", "reward_model", "value_model"} <= set(doc["breakdown"]) or \
         {"reward_model", "value_model"} <= set(doc["breakdown"])
     assert doc["setup"]["objective"] == "ppo" and doc["setup"]["tuning"] == "lora"
+
+
+def test_ppo_reward_model_and_hybrid_engine_flags_reach_the_estimate(mlops):
+    """--reward-model function drops the reward-model copy; --gen-engine vllm-hybrid puts the engine
+    in a generation phase only (verl defaults: reward_model.enable False, free_cache_engine True)."""
+    base = ["mem", "estimate", "Qwen/Qwen2.5-0.5B", "--method", "ppo", "--batch", "1", "--seq-len", "512",
+            "--gpu-mem", "24GiB", "--json"]
+    with_rm = mlops(*base, "--gen-engine", "vllm-colocate").json()
+    verl = mlops(*base, "--gen-engine", "vllm-hybrid", "--reward-model", "function").json()
+    assert with_rm["setup"]["reward_model"] == "model" and verl["setup"]["reward_model"] == "function"
+    assert "reward_model" in with_rm["breakdown"] and "reward_model" not in verl["breakdown"]
+    assert verl["peak_phase"] == "generation" and verl["required_bytes"] < with_rm["required_bytes"]

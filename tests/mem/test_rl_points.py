@@ -114,3 +114,30 @@ def test_paged_optimizer_states_are_not_part_of_what_must_fit(qwen7b):
     assert paged.required_bytes == int(paged.device_peak_bytes - paged.train.states.paged)
     plain = estimate(qwen7b, Setup(method="full", optimizer="adamw", batch=1, seq_len=512))
     assert plain.required_bytes == plain.device_peak_bytes
+
+
+def test_ppo_with_function_rewards_holds_no_reward_model_copy(qwen7b):
+    """verl's reward_model.enable defaults to False (rule/function rewards): no frozen reward model."""
+    s = Setup(method="ppo", batch=2, seq_len=256, max_completion_len=256)
+    with_rm = _parts(estimate(qwen7b, s), "forward")
+    without = _parts(estimate(qwen7b, s.with_changes(reward_model="function")), "forward")
+    assert with_rm["reward_model"] == pytest.approx(with_rm["reference_model"])  # a 16-bit copy of the policy
+    assert "reward_model" not in without
+    assert sum(with_rm.values()) - sum(without.values()) == pytest.approx(with_rm["reward_model"])
+    with pytest.raises(UsageError, match="--reward-model"):
+        estimate(qwen7b, Setup(method="grpo", reward_model="function"))
+
+
+def test_verl_hybrid_engine_is_held_during_generation_only(qwen7b):
+    """verl free_cache_engine (default True): the engine's share is released after generation, so it
+    is part of a generation phase and of no training phase; vllm-colocate keeps it in every phase."""
+    s = Setup(method="grpo", tuning="lora", batch=8, seq_len=256, max_completion_len=256,
+              gen_engine="vllm-hybrid", gen_memory_utilization=0.4)
+    est = estimate(qwen7b, s, capacity=80 * GiB)
+    assert _parts(est, "generation")["generation_engine"] == pytest.approx(0.4 * 80 * GiB)
+    for phase in est.train.phases:
+        if phase.name != "generation":
+            assert "generation_engine" not in phase.parts, phase.name
+    colocated = estimate(qwen7b, s.with_changes(gen_engine="vllm-colocate"), capacity=80 * GiB)
+    assert colocated.required_bytes > est.required_bytes
+    assert "generation_engine" in _parts(colocated, "backward_start")

@@ -25,6 +25,10 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "stack_version": (Optional[str], O(None, "--stack-version", help="Release of the --stack framework whose defaults "
                                                                   "apply (TRL: gradient checkpointing from 0.22, chunked "
                                                                   "loss from 1.7, GRPO beta 0 from 0.19) [current]")),
+        "transformers_version": (Optional[str], O(None, "--transformers-version",
+                                                  help="HF transformers release of the run: before 4.36 Llama-style "
+                                                       "attention is eager (no SDPA), before 4.46 the loss makes a "
+                                                       "shifted fp32 logits copy (full-legacy) [current]")),
         "precision": (Optional[str], O(None, "--precision", help="fp32 | fp16 | bf16 | amp-fp16 | amp-bf16 [bf16]")),
         "batch": (int, O(1, "--batch", min=1, help="Micro-batch per GPU (GRPO: completions per GPU).")),
         "seq_len": (int, O(2048, "--seq-len", min=1, help="Tokens per sample (GRPO: prompt tokens).")),
@@ -58,7 +62,10 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
         "offload": (Optional[str], O(None, "--offload", help="none | optimizer | params | activations (CPU offload)")),
         "ref_model": (str, O("auto", "--ref-model", help="RL reference model: auto | copy | none | offload | precomputed")),
         "num_generations": (int, O(8, "--num-generations", min=1, help="GRPO completions per prompt.")),
-        "gen_engine": (str, O("hf", "--gen-engine", help="GRPO/PPO generation: hf | vllm-colocate | vllm-server")),
+        "gen_engine": (str, O("hf", "--gen-engine", help="GRPO/PPO generation: hf | vllm-colocate | vllm-hybrid "
+                                                         "(verl: engine memory released outside generation) | vllm-server")),
+        "reward_model": (str, O("model", "--reward-model", help="PPO rewards: model (a frozen reward-model copy) | "
+                                                               "function (rule/function rewards: verl reward_model.enable=False)")),
         "gen_memory_utilization": (float, O(0.3, "--gen-memory-utilization",
                                             help="GRPO colocated vLLM share of each GPU (TRL vllm_gpu_memory_utilization).")),
         "max_completion_len": (Optional[int], O(None, "--max-completion-len", min=1, help="GRPO/PPO generated tokens per completion [256].")),

@@ -126,6 +126,9 @@ def training_peak(model: ModelConfig, s: Setup, capacity: Optional[float] = None
     generation = rl.generation_bytes(model, s)
     if generation:
         phases.insert(0, Phase("generation", {**base, "gathered": working, "kv_cache": generation}))
+    hybrid = rl.hybrid_engine_bytes(s, capacity)
+    if hybrid:  # verl: the engine exists only while it generates (its KV cache and weights are released after)
+        phases.insert(0, Phase("generation", {**base, "gathered": working, "generation_engine": hybrid}))
     if not s.optimizer_in_bwd:
         phases.append(Phase("optimizer_step", {**base, "gradients": st.gradients + st.grad_buckets,
                                                "optimizer_temporaries": st.step_transient}))

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from mlops_cli.mem.config import ModelConfig
 from mlops_cli.mem.estimate import estimate
 from mlops_cli.mem.setup import Setup
+from mlops_cli.mem.stacks import TRANSFORMERS_STACKS, transformers_defaults
 
 # A fit with less headroom than this share of the GPU is inside the estimate's own error (held-out
 # median absolute error 9 %, docs/benchmarks.md "mem out-of-sample"): oom-check calls it "tight",
@@ -96,7 +97,12 @@ def _candidates(model: ModelConfig, s: Setup, capacity: int, gpus_available: int
                 if s.objective == "grpo" else f"micro-batch {batch} with gradient accumulation ×{steps} (same global batch)")
         out.append(("smaller-micro-batch", {"batch": batch}, what, "throughput: fewer tokens per step"))
     out.extend(_rl_candidates(model, s, capacity))
-    if s.attn == "eager":
+    if s.attn == "eager" and s.stack in TRANSFORMERS_STACKS and transformers_defaults(s.transformers_version).get("attn"):
+        # a transformers release without SDPA (stacks.transformers_defaults): upgrading removes the scores
+        out.append(("fused-attention", {"attn": "sdpa", "transformers_version": "4.36.0"},
+                    "transformers >= 4.36 (SDPA attention by default with torch >= 2.1.1): no seq² score matrix",
+                    "an upgrade; none at run time (any GPU)"))
+    elif s.attn == "eager":
         out.append(("fused-attention", {"attn": "flash" if s.precision != "fp32" else "sdpa"},
                     "FlashAttention / SDPA: no seq² score matrix", "none; usually faster (FlashAttention: Ampere+, fp16/bf16)"))
     if s.loss != "fused":

@@ -8,7 +8,9 @@ References (docs/mem.md, "RL methods"):
   `ref.fsdp_config.param_offload` keep it on the CPU. Under ZeRO-3/FSDP it is sharded like the
   policy. GRPO needs it only when `beta > 0` (TRL's default became 0.0 in v0.19);
 - PPO: TRL `PPOTrainer` (and OpenRLHF, verl) hold policy, reference, reward model and a value
-  model; the value model trains (weights, gradients, optimizer states);
+  model; the value model trains (weights, gradients, optimizer states). verl's default
+  `reward_model.enable: False` scores with a rule/function instead (config.rst: "If False, we compute
+  the reward only with the user-defined reward functions"): --reward-model function, no copy;
 - DPO/ORPO concatenate chosen and rejected sequences into one forward (`concatenated_forward`),
   so activations and logits are for 2 × batch rows; ORPO has no reference model; KTO runs a
   separate KL batch without gradients;
@@ -65,11 +67,24 @@ def persistent_parts(model: ModelConfig, s: Setup, st: States, capacity: Optiona
     if ref_mode(s) == "copy":
         parts["reference_model"] = _frozen_copy(model, s)
     if s.objective == "ppo":
-        parts["reward_model"] = _frozen_copy(model, s)
+        if s.reward_model == "model":  # --reward-model function: rule rewards computed on the CPU, no copy
+            parts["reward_model"] = _frozen_copy(model, s)
         parts["value_model"] = st.weights + st.adapters + st.optimizer + st.master + st.gradients
     if s.objective in ONLINE and s.gen_engine == "vllm-colocate" and capacity is not None:
         parts["generation_engine"] = s.gen_memory_utilization * capacity
     return parts
+
+
+def hybrid_engine_bytes(s: Setup, capacity: Optional[float]) -> float:
+    """verl's hybrid engine: the colocated vLLM engine holds `gpu_memory_utilization` of the GPU only
+    while it generates. verl docs/examples/config.rst: rollout `free_cache_engine` "Offload the KVCache
+    after rollout generation stage. Default is True" (ppo_trainer.yaml at 008db45: free_cache_engine
+    True, enforce_eager True), and for vLLM >= 0.7 gpu_memory_utilization is "the fraction of total
+    GPU memory to be used for the vLLM instance". So the engine is a part of the generation phase
+    only, never of forward/backward/optimizer step."""
+    if s.objective not in ONLINE or s.gen_engine != "vllm-hybrid" or capacity is None:
+        return 0.0
+    return s.gen_memory_utilization * capacity
 
 
 def generation_bytes(model: ModelConfig, s: Setup) -> float:
@@ -95,12 +110,16 @@ def notes(s: Setup, capacity: Optional[float]) -> list[str]:
     elif s.objective in ("dpo", "kto") and mode == "none":
         out.append("reference model: the base model with the adapters disabled (no extra copy)")
     if s.objective == "ppo":
-        out.append(f"PPO: policy, reference, reward model and a trainable value model on every GPU; {s.batch} "
+        reward = "reward model" if s.reward_model == "model" else "function rewards (no reward model)"
+        out.append(f"PPO: policy, reference, {reward} and a trainable value model on every GPU; {s.batch} "
                    f"responses per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} generated tokens; "
                    f"generation: {s.gen_engine}")
     if s.objective == "grpo":
         out.append(f"GRPO: {s.batch} completions per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} "
                    f"completion tokens; generation: {s.gen_engine}")
-    if s.objective in ONLINE and s.gen_engine == "vllm-colocate" and capacity is None:
+    if s.objective in ONLINE and s.gen_engine == "vllm-hybrid":
+        out.append("vllm-hybrid (verl): the engine's share of the GPU is held during generation only "
+                   "(free_cache_engine), so it peaks with the model states, not with activations")
+    if s.objective in ONLINE and s.gen_engine in ("vllm-colocate", "vllm-hybrid") and capacity is None:
         out.append("colocated vLLM takes --gen-memory-utilization of the GPU: give --gpu or --gpu-mem to count it")
     return out

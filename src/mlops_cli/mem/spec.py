@@ -33,7 +33,8 @@ LOSSES = ("full", "full-legacy", "chunked", "fused")
 SHARDINGS = ("none", "ddp", "fsdp", "zero1", "zero2", "zero3")
 OFFLOADS = ("none", "optimizer", "params", "activations")
 REF_MODELS = ("auto", "copy", "none", "precomputed", "offload")
-GEN_ENGINES = ("hf", "vllm-colocate", "vllm-server")
+GEN_ENGINES = ("hf", "vllm-colocate", "vllm-hybrid", "vllm-server")
+REWARD_MODELS = ("model", "function")
 AC_MODES = ("full", "selective")
 KERNELS = ("torch", "liger", "unsloth")
 STACKS = ("hf", "trl", "llamafactory", "unsloth", "torchtune", "axolotl", "ms-swift", "fsdp-qlora", "deepspeed",
@@ -47,6 +48,7 @@ class Setup:
     tuning: Optional[str] = None  # for RL objectives: full | lora | qlora (default full)
     stack: Optional[str] = None
     stack_version: Optional[str] = None  # the framework release whose defaults apply (TRL); None = current
+    transformers_version: Optional[str] = None  # the HF transformers release the run used; None = current
     precision: Optional[str] = None
     batch: int = 1
     seq_len: int = 2048
@@ -80,6 +82,7 @@ class Setup:
     ref_model: str = "auto"
     num_generations: int = 8
     gen_engine: str = "hf"
+    reward_model: str = "model"  # PPO: a reward-model copy, or rule/function rewards (verl reward_model.enable=False)
     gen_memory_utilization: float = 0.3  # TRL vllm_gpu_memory_utilization (colocate default)
     max_completion_len: Optional[int] = None
     # serving
@@ -155,6 +158,7 @@ class Setup:
             _choice(self.offload, OFFLOADS, "--offload")
         _choice(self.ref_model, REF_MODELS, "--ref-model")
         _choice(self.gen_engine, GEN_ENGINES, "--gen-engine")
+        _choice(self.reward_model, REWARD_MODELS, "--reward-model")
         for value, flag in ((self.batch, "--batch"), (self.seq_len, "--seq-len"), (self.gpus, "--gpus"),
                             (self.grad_accum, "--grad-accum"), (self.num_generations, "--num-generations"),
                             (self.fsdp_prefetch_units, "--fsdp-prefetch-units")):
@@ -203,6 +207,8 @@ class Setup:
                              "no gradients to accumulate (torchtune refuses this too)")
         if self.gen_engine != "hf" and self.objective not in ONLINE:
             raise UsageError(f"--gen-engine {self.gen_engine} applies to --method grpo|ppo (online generation)")
+        if self.reward_model != "model" and self.objective != "ppo":
+            raise UsageError(f"--reward-model {self.reward_model} applies to --method ppo (GRPO rewards are functions already)")
 
 
 def _choice(value: Any, allowed: tuple[str, ...], flag: str) -> None:

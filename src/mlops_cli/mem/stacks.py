@@ -136,6 +136,34 @@ def trl_defaults(version: Optional[str], objective: str = "sft") -> dict[str, An
     return out
 
 
+# Stacks that run HF transformers' own modelling code and loss (the others bring their own model or
+# kernels: torchtune, torchtitan; unsloth patches attention and the loss).
+TRANSFORMERS_STACKS = (None, "hf", "trl", "llamafactory", "axolotl", "ms-swift", "fsdp-qlora", "deepspeed")
+SDPA_SINCE = (4, 36, 0)
+LOSS_UTILS_SINCE = (4, 46, 0)
+
+
+def transformers_defaults(version: Optional[str]) -> dict[str, Any]:
+    """What a transformers release did by default for a Llama-style decoder (only fields it decides).
+
+    - attention: `LlamaSdpaAttention` arrived in v4.36.0; the docs (perf_infer_gpu_one) say SDPA "is
+      used by default for `torch>=2.1.1` when an implementation is available". Before 4.36, Llama,
+      Mistral and Qwen2-style models ran the eager path (fp32 softmax over heads × seq² per layer)
+      unless flash-attention 2 was asked for -- which is why axolotl shipped
+      `llama_attn_hijack_sdp.py` ("Patched LlamaAttention to use ... scaled_dot_product_attention");
+    - loss: before 4.46 (loss_utils.py `ForCausalLMLoss`) the model upcast `logits.float()` itself and
+      shifted the logits with `.contiguous()`: --loss full-legacy."""
+    if version is None:
+        return {}
+    v = version_tuple(version, "99.0.0")
+    out: dict[str, Any] = {}
+    if v < SDPA_SINCE:
+        out["attn"] = "eager"
+    if v < LOSS_UTILS_SINCE:
+        out["loss"] = "full-legacy"
+    return out
+
+
 def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
     """Fill every unset field from the stack preset, then the generic defaults.
 
@@ -146,13 +174,22 @@ def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
         preset.update(trl_defaults(setup.stack_version, setup.objective))
     by_method = preset.pop("by_method", {}).get(setup.tune, {})
     preset.update(by_method)
+    from_release: set[str] = set()
+    if setup.stack in TRANSFORMERS_STACKS:
+        # the release's own behaviour, unless the stack sets that field itself (axolotl: flash-attn)
+        for name, value in transformers_defaults(setup.transformers_version).items():
+            if name not in preset:
+                preset[name] = value
+                from_release.add(name)
     changes: dict[str, Any] = {}
     for name, generic in GENERIC.items():
         current = getattr(setup, name)
         if current is not None:
             origin[name] = "flag"
             continue
-        if name in preset:
+        if name in from_release:
+            changes[name], origin[name] = preset[name], f"transformers {setup.transformers_version}"
+        elif name in preset:
             changes[name], origin[name] = preset[name], f"stack:{setup.stack}"
         else:
             changes[name], origin[name] = generic, "default"
