@@ -145,5 +145,13 @@ def test_openai_tool_calls_null_crash_only_in_0_9_4(check):
 
 
 def test_stage_gate(check):
+    """The file loads; LLaMA-Factory refuses the entry before loading it (heldout3 lf1027, lf1440)."""
     result = check([turns("human", "gpt")], entry=SG, stage="dpo")
-    assert result.load_fails and "not applicable" in result.findings[0].message
+    assert result.refused and "not applicable" in result.refused and "not applicable" in result.findings[0].message
+    assert not result.load_fails and result.exit_code == 1
+    assert result.summary().startswith("LLaMA-Factory would stop before loading the file: it refuses the entry")
+    assert result.to_json()["refused"] == result.refused
+    ranked = {"columns": {"prompt": "instruction", "response": "output"}, "ranking": True}
+    result = check([{"instruction": "q", "output": ["a", "b"]}], entry=ranked, stage="sft")
+    assert result.refused and not result.load_fails
+    assert not check([turns("human", "gpt")], entry=SG, stage="sft").refused
