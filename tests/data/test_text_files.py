@@ -38,3 +38,15 @@ def test_same_json_named_json_is_parsed(check):
     records = [{"instruction": "q1", "input": "", "output": "a1"}]
     result = check(json.dumps(records), entry=ALPACA, name="data.json", stage="sft")
     assert result.records == 1 and result.keep == 1 and not result.load_fails
+
+
+def test_convert_and_stats_still_read_json_saved_as_txt(tmp_path):
+    """Only check reads a .txt the way LLaMA-Factory will; convert/stats read the JSON it holds."""
+    from mlops_cli.data.source import open_dataset
+
+    path = tmp_path / "data.txt"
+    path.write_text(json.dumps([{"instruction": "q", "output": "a"}]))
+    with open_dataset(str(path)) as opened:
+        assert opened.kind == "array" and [e.value for e in opened.events] == [{"instruction": "q", "output": "a"}]
+    with open_dataset(str(path), as_llamafactory=True) as opened:
+        assert opened.kind == "text" and opened.looks == "array"

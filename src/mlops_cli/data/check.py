@@ -94,7 +94,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
     number = 0  # record number across files, 1-based
     done_bytes = 0
     for path in paths:
-        with open_dataset(path) as opened:
+        with open_dataset(path, as_llamafactory=True) as opened:
             files_json.append({"path": path, "kind": opened.kind, "bytes": opened.size})
             load_fails |= _file_findings(opened, path, out)
             if opened.kind not in ("lines", "objects", "array", "parquet", "text"):

@@ -53,7 +53,9 @@ def dataset_files(files: list[str], entry_file: Optional[str], info_path: Option
 
 
 @contextlib.contextmanager
-def open_dataset(path: str) -> Iterator[Opened]:
+def open_dataset(path: str, *, as_llamafactory: bool = False) -> Iterator[Opened]:
+    """The file's records. `as_llamafactory`: read it the way LLaMA-Factory's loader will (check): a .txt
+    through datasets' text builder, one record a line; otherwise (convert, stats) by content."""
     with contextlib.ExitStack() as stack:
         stream = open_input_stream(path, what="data file")
         if path != "-":
@@ -66,7 +68,7 @@ def open_dataset(path: str) -> Iterator[Opened]:
         if kind == "lines":
             kind = _lines_or_objects(body)
         looks = ""
-        if path != "-" and extension_builder(path) == "text" and kind not in ("parquet", "arrow", "utf16", "gzip",
+        if as_llamafactory and path != "-" and extension_builder(path) == "text" and kind not in ("parquet", "arrow", "utf16", "gzip",
                                                                              "empty"):
             from mlops_cli.data.textfile import read_text_lines
 
