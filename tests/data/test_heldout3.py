@@ -43,6 +43,10 @@ def test_check_agrees_with_llamafactory(case, workdir):
             continue
         result = check_run(run, version, prepare(run, workdir, HELDOUT3))
         s = score(gt, result)
+        if s.outcome_ok and result.first_crash:  # the exception the run dies of, not only where
+            theirs, ours = gt["run"].split(":")[0], result.first_crash["message"].split(":")[0]
+            if theirs != ours:
+                misses.append((key, version, "exception", gt["run"][:80], result.first_crash["message"][:80]))
         if not s.run_ok or s.outcome_ok is False:
             misses.append((key, version, gt["loads"] is True, s.misses, gt["run"][:80], result.first_crash,
                            result.refused))

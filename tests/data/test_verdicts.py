@@ -155,3 +155,22 @@ def test_stage_gate(check):
     result = check([{"instruction": "q", "output": ["a", "b"]}], entry=ranked, stage="sft")
     assert result.refused and not result.load_fails
     assert not check([turns("human", "gpt")], entry=SG, stage="sft").refused
+
+
+def test_multimodal_plugin_reads_a_null_text_before_the_formatter(check, tmp_path):
+    """heldout3 lf6743: a null answer in a Qwen2-VL set dies in the plugin's placeholder count, with
+    that release's exception; a text-only template's plugin reads no text (the formatter's error)."""
+    from PIL import Image
+
+    Image.new("RGB", (28, 28)).save(tmp_path / "a.png")
+    entry = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": ROLE_TAGS}
+    records = [{"messages": [{"role": "user", "content": "<image>What?"}, {"role": "assistant", "content": None}],
+                "images": ["a.png"]}]
+    new = check(records, entry=entry, version="0.9.5", template="qwen2_vl").first_crash
+    assert new["message"].startswith("AttributeError: 'NoneType' object has no attribute 'count'"), new
+    old = check(records, entry=entry, version="0.9.1", template="qwen2_vl").first_crash
+    assert old["message"].startswith("TypeError: argument of type 'NoneType' is not iterable"), old
+    text = [{"messages": [{"role": "user", "content": "What?"}, {"role": "assistant", "content": None}]}]
+    plain = {"formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": ROLE_TAGS}
+    only_text = check(text, entry=plain, version="0.9.5", template="qwen").first_crash
+    assert only_text["message"].startswith("RuntimeError: Expected a string, got None"), only_text

@@ -333,7 +333,8 @@ def _settle_absent(ctx: Context, tracker: SchemaTracker, out: Collector,
             crashes.append((record, f"KeyError: {key!r} (the entry maps a column the file does not have; the "
                                     f"file's columns: {', '.join(sorted(tracker.top_keys)) or 'none'})",
                             "column-absent"))
-    for record, message, code in sorted(crashes):
+    # by record; within a record in the order the converter reads the keys (the first one is the KeyError)
+    for record, message, code in sorted(crashes, key=lambda c: c[0]):
         out.add(Finding(code, "crash", message, record=record,
                         versions=ctx.rules.series if code == "tool-calls-null" else None))
         first_crash = _earlier(first_crash, {"record": record, "line": None, "message": message,

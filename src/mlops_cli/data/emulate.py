@@ -443,6 +443,7 @@ def process(ctx: Context, out: Outcome) -> None:
             what = "no answer" if n_resp == 0 else f"{n_resp} answers"
             out.add("processor-drop", "drop", f"{what}, stage {stage} needs {need}: Dropped invalid example")
         return
+    _plugin_reads_texts(ctx, out)
     system = out.system
     cast = ctx.rules.casts_text
     if system and not isinstance(system, str) and not (cast and type(system) in _CASTS):
@@ -457,6 +458,25 @@ def process(ctx: Context, out: Outcome) -> None:
     last = out.response[0][1] if out.response else None
     if last == "" and stage != "kto":
         out.add("empty-answer", "warn", "the answer is \"\": an empty answer is trained")
+
+
+def _plugin_reads_texts(ctx: Context, out: Outcome) -> None:
+    """A multimodal plugin reads every message's text for placeholders before the template formats
+    it, so a text that is not a string fails there first, with the plugin's own exception: 0.9.3+
+    `content.count(...)` (AttributeError; a list has .count), up to 0.9.2 `<image> in content`
+    (TypeError; a dict or list can be searched). A text-only template's plugin reads no text."""
+    rules = ctx.rules
+    if not rules.checks_placeholders or not (ctx.template.media != "" or ctx.media_meant):
+        return
+    turns = out.prompt + out.response[:1] + (out.response[1:2] if ctx.entry.ranking else [])
+    for n, (role, content) in enumerate(turns, 1):
+        kind = type(content).__name__
+        if rules.mm_counts_all and not isinstance(content, (str, list)):
+            raise Crash("null-content", f"AttributeError: '{kind}' object has no attribute 'count' ({role} turn "
+                        f"{n} is {_py(content)}: the multimodal plugin counts placeholders in every message)")
+        if not rules.mm_counts_all and not isinstance(content, (str, list, dict)):
+            raise Crash("null-content", f"TypeError: argument of type '{kind}' is not iterable ({role} turn {n} "
+                        f"is {_py(content)}: the multimodal plugin looks for placeholders in every message)")
 
 
 _THOUGHT = re.compile(r"<think>(.*)</think>", re.DOTALL)  # 0.9.2-0.9.3, greedy
