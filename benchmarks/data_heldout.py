@@ -33,6 +33,7 @@ def main() -> int:
     root = SETS[args.set]
     tally: dict = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])  # runs, file ok, records, agree, runs ok, outcomes judged, outcomes ok
     misses = []
+    named = [0, 0]  # runs whose death check places right and names a crash: same exception as the real run
     with tempfile.TemporaryDirectory() as tmp:
         for run, version, key, gt in all_runs(root):
             folder = prepare(run, Path(tmp), root)
@@ -53,6 +54,13 @@ def main() -> int:
                 t[4] += s.run_ok
                 t[5] += s.outcome_ok is not None
                 t[6] += bool(s.outcome_ok)
+            if s.outcome_ok and result.first_crash:
+                named[1] += 1
+                same = gt["run"].split(":")[0] == result.first_crash["message"].split(":")[0]
+                named[0] += same
+                if not same:
+                    misses.append((key, version, f"exception: theirs {gt['run'][:60]!r}, ours "
+                                   f"{result.first_crash['message'][:60]!r}"))
             if s.outcome_ok is False:
                 misses.append((key, version, f"run outcome: theirs {gt['run'][:70]!r}, ours "
                                f"{(result.first_crash or {}).get('record')}"))
@@ -71,6 +79,7 @@ def main() -> int:
     else:
         for row in rows:
             print("  ".join(f"{c:>20}" for c in row))
+    print(f"exception named as the real run's (runs that die where check says): {named[0]}/{named[1]}")
     if args.misses:
         for key, version, what in misses:
             print(f"MISS {key} @{version}: {what}")
