@@ -1,6 +1,6 @@
 """Score `mlops data check` on the held-out cases against LLaMA-Factory's recorded ground truth.
 
-    python benchmarks/data_heldout.py [--misses] [--markdown]
+    python benchmarks/data_heldout.py [--misses] [--markdown] [--set heldout3]
 
 For every recorded run (case x release x stage/template/entry; tests/fixtures/data/heldout/
 groundtruth.json, recorded by tests/data/lf_pipeline.py from the released wheels) it runs
@@ -19,19 +19,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.data.heldout import all_runs, check_run, prepare, score  # noqa: E402
+from tests.data.heldout import HELDOUT, HELDOUT3, all_runs, check_run, prepare, score  # noqa: E402
+
+SETS = {"heldout": HELDOUT, "heldout3": HELDOUT3}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--misses", action="store_true", help="list every run that does not agree")
     ap.add_argument("--markdown", action="store_true", help="print the summary as a markdown table")
+    ap.add_argument("--set", choices=sorted(SETS), default="heldout", help="which held-out folder to score")
     args = ap.parse_args()
+    root = SETS[args.set]
     tally: dict = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])  # runs, file ok, records, agree, runs ok, outcomes judged, outcomes ok
     misses = []
+    named = [0, 0]  # runs whose death check places right and names a crash: same exception as the real run
     with tempfile.TemporaryDirectory() as tmp:
-        for run, version, key, gt in all_runs():
-            folder = prepare(run, Path(tmp))
+        for run, version, key, gt in all_runs(root):
+            folder = prepare(run, Path(tmp), root)
             try:
                 result = check_run(run, version, folder)
                 s = score(gt, result)
@@ -49,6 +54,13 @@ def main() -> int:
                 t[4] += s.run_ok
                 t[5] += s.outcome_ok is not None
                 t[6] += bool(s.outcome_ok)
+            if s.outcome_ok and result.first_crash:
+                named[1] += 1
+                same = gt["run"].split(":")[0] == result.first_crash["message"].split(":")[0]
+                named[0] += same
+                if not same:
+                    misses.append((key, version, f"exception: theirs {gt['run'][:60]!r}, ours "
+                                   f"{result.first_crash['message'][:60]!r}"))
             if s.outcome_ok is False:
                 misses.append((key, version, f"run outcome: theirs {gt['run'][:70]!r}, ours "
                                f"{(result.first_crash or {}).get('record')}"))
@@ -67,6 +79,7 @@ def main() -> int:
     else:
         for row in rows:
             print("  ".join(f"{c:>20}" for c in row))
+    print(f"exception named as the real run's (runs that die where check says): {named[0]}/{named[1]}")
     if args.misses:
         for key, version, what in misses:
             print(f"MISS {key} @{version}: {what}")

@@ -3,6 +3,8 @@ converter + processor rules on datasets 4.0.0) is a case here, with its recorded
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from tests.data.conftest import by_record
 
@@ -145,5 +147,59 @@ def test_openai_tool_calls_null_crash_only_in_0_9_4(check):
 
 
 def test_stage_gate(check):
+    """The file loads; LLaMA-Factory refuses the entry before loading it (heldout3 lf1027, lf1440)."""
     result = check([turns("human", "gpt")], entry=SG, stage="dpo")
-    assert result.load_fails and "not applicable" in result.findings[0].message
+    assert result.refused and "not applicable" in result.refused and "not applicable" in result.findings[0].message
+    assert not result.load_fails and result.exit_code == 1
+    assert result.summary().startswith("LLaMA-Factory would stop before loading the file: it refuses the entry")
+    assert result.to_json()["refused"] == result.refused
+    ranked = {"columns": {"prompt": "instruction", "response": "output"}, "ranking": True}
+    result = check([{"instruction": "q", "output": ["a", "b"]}], entry=ranked, stage="sft")
+    assert result.refused and not result.load_fails
+    assert not check([turns("human", "gpt")], entry=SG, stage="sft").refused
+
+
+def test_multimodal_plugin_reads_a_null_text_before_the_formatter(check, tmp_path):
+    """heldout3 lf6743: a null answer in a Qwen2-VL set dies in the plugin's placeholder count, with
+    that release's exception; a text-only template's plugin reads no text (the formatter's error)."""
+    from PIL import Image
+
+    Image.new("RGB", (28, 28)).save(tmp_path / "a.png")
+    entry = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": ROLE_TAGS}
+    records = [{"messages": [{"role": "user", "content": "<image>What?"}, {"role": "assistant", "content": None}],
+                "images": ["a.png"]}]
+    new = check(records, entry=entry, version="0.9.5", template="qwen2_vl").first_crash
+    assert new["message"].startswith("AttributeError: 'NoneType' object has no attribute 'count'"), new
+    old = check(records, entry=entry, version="0.9.1", template="qwen2_vl").first_crash
+    assert old["message"].startswith("TypeError: argument of type 'NoneType' is not iterable"), old
+    text = [{"messages": [{"role": "user", "content": "What?"}, {"role": "assistant", "content": None}]}]
+    plain = {"formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": ROLE_TAGS}
+    only_text = check(text, entry=plain, version="0.9.5", template="qwen").first_crash
+    assert only_text["message"].startswith("RuntimeError: Expected a string, got None"), only_text
+
+
+def test_one_record_several_faults_dies_of_the_first_llamafactory_meets(check, tmp_path):
+    """Inside one record: the processor's drop rules, then the multimodal plugin (media the template
+    cannot take), then the template's system+tools with the first turn, then each turn's formatter."""
+    from PIL import Image
+
+    Image.new("RGB", (28, 28)).save(tmp_path / "a.png")
+    entry = {"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"}, "tags": ROLE_TAGS}
+    null_turn = {"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "a"}],
+                 "images": ["a.png"]}
+    crash = check([null_turn], entry=entry, version="0.9.5", template="qwen").first_crash
+    assert crash["message"].startswith("ValueError: This model does not support image input"), crash
+    tools = json.dumps([{"name": "f", "description": "d", "parameters": {"type": "object"}}])
+    entry = {"formatting": "sharegpt", "columns": {"messages": "messages", "tools": "tools"}, "tags": ROLE_TAGS}
+    record = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}], "tools": tools}
+    crash = check([record], entry=entry, version="0.9.5", template="default").first_crash
+    assert crash["message"].startswith("KeyError: 'properties'"), crash
+
+
+def test_named_text_template_counts_no_placeholders(check):
+    """A template given as text-only has no plugin to count: '<image>' in the text of a record whose
+    data names an image column the entry does not map trains as text."""
+    entry = {"formatting": "sharegpt", "columns": {"messages": "messages"}, "tags": ROLE_TAGS}
+    record = {"messages": [{"role": "user", "content": "<image>q"}, {"role": "assistant", "content": "a"}],
+              "image": "a.png"}
+    assert check([record], entry=entry, version="0.9.5", template="qwen").keep == 1

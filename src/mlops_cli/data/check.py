@@ -89,17 +89,18 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
     result_counts = Counter()
     first_crash: Optional[dict[str, Any]] = None
     load_fails = False
+    refused: Optional[str] = None  # LLaMA-Factory refuses the entry before it loads the file
     kl: Optional[KlPairs] = None
     number = 0  # record number across files, 1-based
     done_bytes = 0
     for path in paths:
-        with open_dataset(path) as opened:
+        with open_dataset(path, as_llamafactory=True) as opened:
             files_json.append({"path": path, "kind": opened.kind, "bytes": opened.size})
             load_fails |= _file_findings(opened, path, out)
-            if opened.kind not in ("lines", "objects", "array", "parquet"):
+            if opened.kind not in ("lines", "objects", "array", "parquet", "text"):
                 continue
             if tracker is None:
-                tracker = SchemaTracker(lines_mode=opened.kind in ("lines", "objects"))
+                tracker = SchemaTracker(lines_mode=opened.kind in ("lines", "objects", "text"))
             else:
                 tracker.new_file()
             for event in opened.events:
@@ -117,7 +118,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                         entry = synthesize_entry(event.value, opts.fmt, rules)
                     stage = opts.stage or _default_stage(entry)
                     for f in stage_findings(entry, opts.stage, opts.info or "dataset_info.json"):
-                        load_fails = True
+                        refused = refused or f.message
                         out.add(f)
                     for f in entry.findings:
                         out.add(f)
@@ -169,7 +170,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
         load_fails = True
         out.add(Finding("no-records", "fatal", "no records: datasets fails (SchemaInferenceError / "
                         "Instruction \"train\" corresponds to no data!)", file=paths[0]))
-    if number and result_counts["keep"] == 0 and not first_crash and not load_fails:
+    if number and result_counts["keep"] == 0 and not first_crash and not load_fails and not refused:
         out.add(Finding("no-valid-samples", "fatal", "every record is dropped: RuntimeError: Cannot find valid "
                         "samples, check `data/README.md` for the data format."))
     return CheckResult(
@@ -178,7 +179,7 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                   "assumed": ctx.template.name is None, "table_release": ctx.template.release},
         parser=parser_name(), findings=out.kept, counts=dict(out.counts), records=number,
         keep=result_counts["keep"], drop=result_counts["drop"], crash=result_counts["crash"],
-        first_crash=first_crash, load_fails=load_fails, findings_left_out=out.left_out)
+        first_crash=first_crash, load_fails=load_fails, findings_left_out=out.left_out, refused=refused)
 
 
 _MEDIA_WORDS = ("image", "img", "picture", "photo", "video", "audio", "speech")
@@ -250,6 +251,10 @@ def _file_findings(opened, path: str, out: Collector) -> bool:
                         f"{os.path.splitext(path)[1]!r}: LLaMA-Factory picks the {builder} loader by extension "
                         "and it fails", file=path))
         fails = True
+    elif kind == "text" and opened.looks in ("array", "lines", "objects"):
+        out.add(Finding("file-extension", "warn", f"the content is JSON ({opened.looks}) but the name ends '.txt': "
+                        "LLaMA-Factory hands it to datasets' text loader, which does not parse JSON: every line "
+                        "becomes one record with a single column 'text' (rename it .json or .jsonl)", file=path))
     elif kind == "array" and path.endswith(".jsonl"):
         out.add(Finding("file-extension", "warn", "a JSON array in a .jsonl file: datasets reads it all the same "
                         "(it ignores the extension), other tools may not", file=path))
@@ -328,7 +333,8 @@ def _settle_absent(ctx: Context, tracker: SchemaTracker, out: Collector,
             crashes.append((record, f"KeyError: {key!r} (the entry maps a column the file does not have; the "
                                     f"file's columns: {', '.join(sorted(tracker.top_keys)) or 'none'})",
                             "column-absent"))
-    for record, message, code in sorted(crashes):
+    # by record; within a record in the order the converter reads the keys (the first one is the KeyError)
+    for record, message, code in sorted(crashes, key=lambda c: c[0]):
         out.add(Finding(code, "crash", message, record=record,
                         versions=ctx.rules.series if code == "tool-calls-null" else None))
         first_crash = _earlier(first_crash, {"record": record, "line": None, "message": message,

@@ -425,7 +425,7 @@ _CASTS = (int, float, bool)
 
 
 def process(ctx: Context, out: Outcome) -> None:
-    """The stage's processor: drop rules, then what the template/formatter refuses."""
+    """The stage's processor drop rules (and pre-training's text); `format_turns` is the template's part."""
     stage = ctx.stage
     n_prompt, n_resp = len(out.prompt), len(out.response)
     if stage == "pt":
@@ -442,6 +442,12 @@ def process(ctx: Context, out: Outcome) -> None:
             out.verdict = "drop"
             what = "no answer" if n_resp == 0 else f"{n_resp} answers"
             out.add("processor-drop", "drop", f"{what}, stage {stage} needs {need}: Dropped invalid example")
+
+
+def format_turns(ctx: Context, out: Outcome) -> None:
+    """What the template's formatters refuse, turn by turn (after the plugin and the tools)."""
+    stage = ctx.stage
+    if stage == "pt":
         return
     system = out.system
     cast = ctx.rules.casts_text
@@ -457,6 +463,28 @@ def process(ctx: Context, out: Outcome) -> None:
     last = out.response[0][1] if out.response else None
     if last == "" and stage != "kto":
         out.add("empty-answer", "warn", "the answer is \"\": an empty answer is trained")
+
+
+def _plugin_reads_texts(ctx: Context, out: Outcome) -> None:
+    """A multimodal plugin reads every message's text for placeholders before the template formats
+    it, so a text that is not a string fails there first, with the plugin's own exception: 0.9.3+
+    `content.count(...)` (AttributeError; a list has .count), up to 0.9.2 `<image> in content`
+    (TypeError; a dict or list can be searched). A text-only template's plugin reads no text."""
+    rules = ctx.rules
+    template = ctx.template
+    # a template named on the command line has the plugin the table says; an assumed one has one when
+    # the entry maps media or the data names media
+    if not rules.checks_placeholders or not (template.media != "" or (template.name is None and ctx.media_meant)):
+        return
+    turns = out.prompt + out.response[:1] + (out.response[1:2] if ctx.entry.ranking else [])
+    for n, (role, content) in enumerate(turns, 1):
+        kind = type(content).__name__
+        if rules.mm_counts_all and not isinstance(content, (str, list)):
+            raise Crash("null-content", f"AttributeError: '{kind}' object has no attribute 'count' ({role} turn "
+                        f"{n} is {_py(content)}: the multimodal plugin counts placeholders in every message)")
+        if not rules.mm_counts_all and not isinstance(content, (str, list, dict)):
+            raise Crash("null-content", f"TypeError: argument of type '{kind}' is not iterable ({role} turn {n} "
+                        f"is {_py(content)}: the multimodal plugin looks for placeholders in every message)")
 
 
 _THOUGHT = re.compile(r"<think>(.*)</think>", re.DOTALL)  # 0.9.2-0.9.3, greedy
@@ -653,7 +681,11 @@ def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
             raise Crash("media-unsupported", f"ValueError: This model does not support {kind} input. Please check "
                         f"whether the correct `template` is used. ({template.label} has no {kind} plugin; "
                         f"{len(found)} {key} here)")
-    counted = template.media != "" or ctx.media_meant
+    # a template named on the command line counts when the table gives it a plugin; an assumed one
+    # when the entry maps media or the data names media (a text-only plugin counts nothing)
+    counted = template.media != "" or (template.name is None and ctx.media_meant)
+    if counted:
+        _plugin_reads_texts(ctx, out)
     # mm_plugin counts the placeholders in the prompt and the (first) answer; for ranking data
     # the prompt and the rejected answer are counted again.
     blob = _placeholder_counts(out.prompt + out.response[:1])
@@ -731,10 +763,15 @@ def evaluate(rec: Any, ctx: Context) -> Outcome:
         converter(rec, ctx, out)
         output_reads(rec, ctx, out)
         stage = "tokenization"
+        # LLaMA-Factory's order inside one record: the processor's drop rules, the multimodal plugin
+        # (media the template cannot take, placeholder counts), then the template: system and tools
+        # with the first turn, then each turn's formatter.
         if out.verdict == "keep":
             process(ctx, out)
-        check_tools(rec, ctx, out)
         check_media(rec, ctx, out)
+        check_tools(rec, ctx, out)
+        if out.verdict == "keep":
+            format_turns(ctx, out)
     except Crash as crash:
         out.verdict, out.crash_stage = "crash", crash.stage or stage
         out.add(crash.code, "crash", crash.message)

@@ -28,10 +28,12 @@ class CheckResult:
     load_fails: bool = False
     findings_left_out: int = 0
     template: Optional[dict[str, Any]] = None  # {"name", "assumed", "table_release"}
+    # LLaMA-Factory refuses the entry itself before it loads the file (ranking vs stage): the message
+    refused: Optional[str] = None
 
     @property
     def exit_code(self) -> int:
-        if self.load_fails or self.crash or self.drop:
+        if self.load_fails or self.refused or self.crash or self.drop:
             return 1
         return 1 if any(f.consequence in FAILING for f in self.findings) else 0
 
@@ -39,6 +41,10 @@ class CheckResult:
         if self.load_fails:
             head = "LLaMA-Factory would not load the data: datasets.load_dataset fails for the whole file"
             tail = f" (the records themselves: keep {self.keep}, drop {self.drop}, crash on {self.crash})"
+            return head + tail
+        if self.refused:
+            head = "LLaMA-Factory would stop before loading the file: it refuses the entry (" + self.refused + ")"
+            tail = f"; the records as this entry maps them: keep {self.keep}, drop {self.drop}, crash on {self.crash}"
             return head + tail
         text = f"LLaMA-Factory would keep {self.keep}, drop {self.drop}"
         if self.first_crash:
@@ -66,6 +72,7 @@ class CheckResult:
             "crash": self.crash,
             "first_crash": self.first_crash,
             "load_fails": self.load_fails,
+            "refused": self.refused,
             "summary": self.summary(),
             "counts": self.counts,
             "findings": [f.to_json() for f in self.findings],

@@ -14,7 +14,8 @@ from mlops_cli.files import open_input_stream
 
 # LLaMA-Factory's FILEEXT2TYPE (extras/constants.py): the builder is chosen by extension.
 EXT_BUILDER = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
-KIND_BUILDER = {"lines": "json", "array": "json", "objects": "json", "parquet": "parquet", "arrow": "arrow"}
+KIND_BUILDER = {"lines": "json", "array": "json", "objects": "json", "parquet": "parquet", "arrow": "arrow",
+                "text": "text"}
 HEAD = 1 << 16
 INSTALL_DATA = "pip install 'mlops-cli[data]'"
 
@@ -27,10 +28,11 @@ def missing_extra(what: str) -> NotApplicable:
 @dataclass
 class Opened:
     path: str
-    kind: str  # lines, array, objects, parquet, arrow, empty, other, utf16, gzip
+    kind: str  # lines, array, objects, parquet, arrow, empty, other, utf16, gzip, text (a .txt: one row a line)
     bom: bool
     size: Optional[int]
     events: Iterator[Event]
+    looks: str = ""  # kind text: what the bytes look like otherwise (array, lines, objects, other)
 
 
 def dataset_files(files: list[str], entry_file: Optional[str], info_path: Optional[str]) -> list[str]:
@@ -51,7 +53,9 @@ def dataset_files(files: list[str], entry_file: Optional[str], info_path: Option
 
 
 @contextlib.contextmanager
-def open_dataset(path: str) -> Iterator[Opened]:
+def open_dataset(path: str, *, as_llamafactory: bool = False) -> Iterator[Opened]:
+    """The file's records. `as_llamafactory`: read it the way LLaMA-Factory's loader will (check): a .txt
+    through datasets' text builder, one record a line; otherwise (convert, stats) by content."""
     with contextlib.ExitStack() as stack:
         stream = open_input_stream(path, what="data file")
         if path != "-":
@@ -63,7 +67,14 @@ def open_dataset(path: str) -> Iterator[Opened]:
         body = head[skip:]
         if kind == "lines":
             kind = _lines_or_objects(body)
-        if kind == "lines":
+        looks = ""
+        if as_llamafactory and path != "-" and extension_builder(path) == "text" and kind not in ("parquet", "arrow", "utf16", "gzip",
+                                                                             "empty"):
+            from mlops_cli.data.textfile import read_text_lines
+
+            looks, kind = kind, "text"
+            events: Iterator[Event] = read_text_lines(stream, first=head)
+        elif kind == "lines":
             events: Iterator[Event] = read_lines(stream, skip=skip, first=body)
         elif kind == "objects":
             events = read_objects(stream, skip=skip, first=body)
@@ -79,7 +90,7 @@ def open_dataset(path: str) -> Iterator[Opened]:
             events = read_parquet(path)
         else:
             events = iter(())
-        yield Opened(path, kind, bom, size, events)
+        yield Opened(path, kind, bom, size, events, looks)
 
 
 def _size(path: str) -> Optional[int]:
