@@ -420,7 +420,10 @@ def _mismatch(f: Facts) -> list[Finding]:
     # new one is on disk but the box booted after the upgrade and still loads the old one (from
     # the initramfs, or a half-configured package never installed the new one).
     survived = loaded and disk and loaded != disk and f.rebooted_since_driver_change is True
-    if (loaded and disk and loaded == disk and user and not same_driver_version(user, disk)) or survived:
+    # The kernel's own API-mismatch line carries both full versions: "575.64" and "575.64.03" are two
+    # releases there, although NVML's major.minor would make them look alike.
+    differs = bool(user) and (not same_driver_version(user, disk) or (api is not None and api.groups[0] != api.groups[1]))
+    if (loaded and disk and loaded == disk and differs) or survived:
         stale = sorted({e.version for e in f.dkms if user and not same_driver_version(e.version, user)})
         ev += [e.line for e in f.dkms if e.version in stale][:3]
         ev += f.timeline_evidence + [p.line for p in f.half_configured][:2]
@@ -432,7 +435,7 @@ def _mismatch(f: Facts) -> list[Finding]:
                 + (f" (on disk: {disk})" if disk != loaded else "")
                 + ": a stale nvidia.ko is loaded and survived a reboot; rebooting again will not help",
                 ev,
-                fixes.stale_module(f, stale),
+                _stale_plan(f, stale, loaded == disk),
                 "running",
                 f.running_kernel,
             )
@@ -449,6 +452,23 @@ def _mismatch(f: Facts) -> list[Finding]:
             f.running_kernel,
         )
     ]
+
+
+def _stale_plan(f: Facts, stale_dkms: list[str], disk_is_loaded: bool):
+    """Rebuilding the initramfs drops an old copy of nvidia.ko; it cannot help when the file on disk
+    is itself the old version (a kmod/prebuilt package left behind, not a DKMS build): then the
+    package that owns the file must be updated or removed, which only a person can choose."""
+    if disk_is_loaded and not stale_dkms and not f.half_configured and not f.runfile_evidence:
+        where = f.modinfo.get("filename") or f"/lib/modules/{f.running_kernel}/.../nvidia.ko"
+        return fixes.manual(
+            "the nvidia.ko on disk is the old version: update or remove the package that owns it",
+            f"The module file for the running kernel ({where}) is the same version as the loaded one, older than the "
+            "driver's userspace, so a reboot or an initramfs rebuild loads the same file again. Find the package that "
+            f"owns it ('rpm -qf {where}' or 'dpkg -S {where}'), then update it to the userspace version or remove it "
+            "if a newer package for the same kernel is installed beside it; if the repository has no matching module "
+            "package yet, hold the userspace packages at the module's version until it does.",
+        )
+    return fixes.stale_module(f, stale_dkms)
 
 
 def _operator_over_host_driver(f: Facts) -> list[Finding]:
