@@ -1,0 +1,155 @@
+"""The rule classes changed for the fifth held-out corpus (tests/fixtures/driver/heldout5), each with
+its preconditions: the real case gets the class, and the same case changed where the test says (the
+evidence the rule needs taken away or added) flips back. Snapshots are the heldout5 ones."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from driver_helpers import FIXTURES
+
+from mlops_cli.driver import gate
+from mlops_cli.driver.apply import build_plan
+from mlops_cli.driver.assemble import read_facts
+from mlops_cli.driver.context import vgpu_names
+from mlops_cli.driver.diagnose import diagnose
+from mlops_cli.driver.parse import parse_nvidia_smi
+from mlops_cli.driver.probe import collect
+from mlops_cli.host import Snapshot, SnapshotHost
+
+HELDOUT5 = FIXTURES / "heldout5"
+
+
+def doc(name: str) -> dict:
+    return json.loads((HELDOUT5 / f"{name}.json").read_text())
+
+
+def run(d: dict):
+    facts = read_facts(collect(SnapshotHost(Snapshot.from_json(d))))
+    return facts, diagnose(facts)
+
+
+def ids(d: dict) -> list[str]:
+    return [f.id for f in run(d)[1].findings]
+
+
+def steps(d: dict) -> list[tuple[str, ...]]:
+    return [tuple(p.step.argv) for p in build_plan(run(d)[1].findings).steps]
+
+
+def changed(d: dict, fn) -> dict:
+    d = copy.deepcopy(d)
+    fn(d)
+    return d
+
+
+# --- GRID K520 is a physical board, not a vGPU profile --------------------------------------
+
+EC2_K520 = "ec2-ubuntu1404-runfile-361-restart-nouveau-from-initramfs-uvm-fails"
+
+
+def test_physical_grid_boards_are_not_vgpu_profiles():
+    assert vgpu_names(["GK104GL [GRID K520]", "GRID K1", "GRID K2", "GRID K340"]) == []
+    assert vgpu_names(["GRID K260Q", "GRID K200", "GRID T4-16Q", "NVIDIA A100-4C"]) == [
+        "GRID K260Q", "GRID K200", "GRID T4-16Q", "NVIDIA A100-4C"]
+
+
+def test_k520_on_ec2_gets_the_driver_diagnosis_and_a_profile_name_flips_it():
+    found = ids(doc(EC2_K520))
+    # no module for the changed kernel: nouveau holding the GPU is the consequence, the .run module the cause
+    assert "vgpu_guest_driver" not in found and found[0] == "runfile_module_missing_after_kernel_upgrade"
+
+    def profile(d):
+        d["commands"]["lspci_nvidia"]["stdout"] = d["commands"]["lspci_nvidia"]["stdout"].replace("GRID K520", "GRID K260Q")
+
+    assert ids(changed(doc(EC2_K520), profile))[0] == "vgpu_guest_driver"
+
+
+# --- Arch's vmlinuz-<package> names are not kernel releases --------------------------------
+
+CACHYOS = "cachyos-nvidia-dkms-not-built-for-linux-cachyos-works-on-arch-kernel"
+
+
+def test_unversioned_vmlinuz_names_are_not_kernels():
+    facts, d = run(doc(CACHYOS))
+    assert facts.next_kernel and facts.next_kernel[0].isdigit()
+    assert [f.id for f in d.findings][0] == "dkms_module_not_built_for_running_kernel"
+    assert "kernel_headers_missing" not in [f.id for f in d.findings]
+
+
+# --- DKMS failures in pacman.log ----------------------------------------------------------------
+
+ARCH470 = "arch-nvidia-470xx-dkms-fails-for-6-14-4-mkinitcpio-module-not-found"
+
+
+def test_pacman_log_dkms_failure_is_a_failed_build_and_is_not_rerun():
+    d = doc(ARCH470)
+    assert ids(d)[0] in ("dkms_build_failed", "dkms_build_fail_kernel_too_new")
+    assert not [s for s in steps(d) if gate.program(s) == "dkms" and "install" in s]
+
+    def no_log(x):
+        del x["files"]["/var/log/pacman.log"]
+
+    assert ids(changed(d, no_log))[0] == "dkms_module_not_built_for_running_kernel"
+
+
+# --- a table of ERR! fields plus a reset Xid ----------------------------------------------------
+
+G5_GSP = "eks-al2-g5-a10g-ami-with-gsp-nvml-unknown-error-xid-119"
+
+
+def test_err_fields_are_seen_by_the_parser():
+    s = parse_nvidia_smi(0, "| NVIDIA-SMI 535.54.03   Driver Version: 535.54.03 |\n|   0  NVIDIA A10G  On | 00000000:00:1E.0 Off | ERR! |\n", "")
+    assert s.kind == "ok" and s.err_fields
+    assert not parse_nvidia_smi(0, "| NVIDIA-SMI 535.54.03   Driver Version: 535.54.03 |\n", "").err_fields
+
+
+def test_err_fields_with_xid_119_need_a_reset_and_no_reinstall():
+    d = doc(G5_GSP)
+    _, diag = run(d)
+    assert diag.status == "problem" and diag.findings[0].id == "gpu_needs_reset"
+    assert not [s for s in steps(d) if gate.program(s) in ("dkms", "apt-get", "yum", "dnf")]
+
+    def clean_table(x):
+        out = x["commands"]["nvidia_smi"]["stdout"]
+        x["commands"]["nvidia_smi"]["stdout"] = out.replace("ERR!", "  0%")
+
+    assert run(changed(d, clean_table))[1].status == "ok"
+
+
+# --- 575.64 is not 575.64.03: the file on disk is the loaded old version ---------------------------
+
+NEGATIVO = "rhel96-negativo17-kmod-575-64-left-beside-575-64-03-userspace-mismatch"
+
+
+def test_api_line_full_versions_make_it_stale_and_the_plan_names_the_package():
+    d = doc(NEGATIVO)
+    _, diag = run(d)
+    first = diag.findings[0]
+    assert first.id == "version_mismatch_stale_module"
+    assert not first.fix.steps and "rpm -qf" in first.fix.manual
+
+    def new_file_on_disk(x):
+        x["commands"]["modinfo_nvidia"]["stdout"] = x["commands"]["modinfo_nvidia"]["stdout"].replace("575.64\n", "575.64.03\n")
+
+    assert ids(changed(d, new_file_on_disk))[0] == "version_mismatch_pending_reboot"
+
+
+# --- 'Kernel configuration is invalid' with the headers package installed ----------------------------
+
+GCP70 = "gcp-ubuntu2404-gcp-kernel-7-0-cuda-repo-590-dkms-kernel-configuration-invalid"
+
+
+def test_config_invalid_with_headers_installed_is_a_failed_build_not_missing_headers():
+    d = doc(GCP70)
+    _, diag = run(d)
+    assert diag.findings[0].id == "dkms_build_failed"
+    assert "dpkg -V" in diag.findings[0].fix.manual
+    assert not [s for s in steps(d) if s[:2] == ("dkms", "install")]
+
+    def no_headers(x):
+        rows = x["commands"]["dpkg_list"]["stdout"].splitlines(keepends=True)
+        x["commands"]["dpkg_list"]["stdout"] = "".join(r for r in rows if "linux-headers-" not in r)
+
+    assert ids(changed(d, no_headers))[0] == "kernel_headers_missing"
