@@ -153,3 +153,22 @@ def test_config_invalid_with_headers_installed_is_a_failed_build_not_missing_hea
         x["commands"]["dpkg_list"]["stdout"] = "".join(r for r in rows if "linux-headers-" not in r)
 
     assert ids(changed(d, no_headers))[0] == "kernel_headers_missing"
+
+
+# --- Secure Boot on an akmods system names akmods' key and rebuild --------------------------------
+
+FEDORA_SB = "fedora43-akmod-580-105-rtx5060-laptop-smi-fails-mok-reenrolled-no-kernel-log"
+
+
+def test_secure_boot_on_akmods_names_the_akmods_key_not_dkms():
+    d = doc(FEDORA_SB)
+    first = run(d)[1].findings[0]
+    assert first.id == "secure_boot_module_rejected"
+    assert "/etc/pki/akmods/certs/public_key.der" in first.fix.manual and "akmods --force" in first.fix.manual
+    assert "/var/lib/dkms/mok.pub" not in first.fix.manual
+
+    def no_akmods(x):
+        rows = x["commands"]["rpm_list"]["stdout"].splitlines(keepends=True)
+        x["commands"]["rpm_list"]["stdout"] = "".join(r for r in rows if not r.startswith("akmod"))
+
+    assert "/var/lib/dkms/mok.pub" in run(changed(d, no_akmods))[1].findings[0].fix.manual

@@ -427,7 +427,18 @@ def mok_key(f: Facts) -> str:
             return ln.split()[0]
     if f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split():
         return MOK
+    if uses_akmods(f):
+        return AKMODS_KEY
     return "/var/lib/dkms/mok.pub"
+
+
+# akmods (Fedora / RPM Fusion, negativo17) signs with its own key, made by kmodgenca.
+AKMODS_KEY = "/etc/pki/akmods/certs/public_key.der"
+
+
+def uses_akmods(f: Facts) -> bool:
+    names = {n for n, _ in f.rpm_packages} | {p.name for p in f.packages if p.installed}
+    return bool(names & {"akmods", "akmod-nvidia"}) or f.collected.listing("/var/cache/akmods/nvidia") is not None
 
 
 def secure_boot(f: Facts) -> FixPlan:
@@ -441,9 +452,10 @@ def secure_boot(f: Facts) -> FixPlan:
             "driver image with a signing key whose certificate is enrolled as a MOK on the node, or turn Secure Boot off "
             "in the node's firmware. Nothing to install on the host.",
         )
+    rebuild = "akmods --force" if uses_akmods(f) else "dkms autoinstall --force"
     enrol = (
         f"enrol the signing key: mokutil --import {key} (choose a one-time password), reboot, and complete 'Enroll MOK' "
-        "in the blue MokManager screen at the console or BMC; afterwards 'dkms autoinstall --force' if the module was "
+        f"in the blue MokManager screen at the console or BMC; afterwards '{rebuild}' if the module was "
         "built before the key existed"
     )
     if debian_packaging(f) or not (f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split()):
