@@ -172,3 +172,26 @@ def test_secure_boot_on_akmods_names_the_akmods_key_not_dkms():
         x["commands"]["rpm_list"]["stdout"] = "".join(r for r in rows if not r.startswith("akmod"))
 
     assert "/var/lib/dkms/mok.pub" in run(changed(d, no_akmods))[1].findings[0].fix.manual
+
+
+# --- 'Unknown symbol drm_*' on a kernel without its extra modules ------------------------------------
+
+EC2_DRM = "ec2-ubuntu1604-runfile-361-unknown-symbol-drm-linux-image-extra-missing"
+
+
+def test_unknown_drm_symbols_without_the_extra_modules_name_the_package():
+    d = doc(EC2_DRM)
+    first = run(d)[1].findings[0]
+    assert first.id == "kernel_modules_extra_missing"
+    argvs = [s.argv for s in first.fix.steps]
+    assert argvs == [("apt-get", "install", "-y", "linux-image-extra-4.4.0-36-generic")]  # 16.04's name; no modprobe: no nvidia.ko
+
+    def extra_installed(x):
+        x["commands"]["dpkg_list"]["stdout"] += "ii \tlinux-image-extra-4.4.0-36-generic\t4.4.0-36.55\n"
+
+    assert "kernel_modules_extra_missing" not in ids(changed(d, extra_installed))
+
+    def jammy(x):
+        x["files"]["/etc/os-release"] = x["files"]["/etc/os-release"].replace('VERSION_ID="16.04"', 'VERSION_ID="22.04"')
+
+    assert ("apt-get", "install", "-y", "linux-modules-extra-4.4.0-36-generic") in steps(changed(d, jammy))

@@ -219,6 +219,7 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
                     f.running_kernel,
                 )
             )
+    out += _modules_extra(f, driver_down)
     nouveau_pci = [ln for d in f.pci_gpus if d.driver_in_use == "nouveau" for ln in d.lines]
     probe = f.klog.find(K.PROBE_NOT_CALLED)
     if driver_installed and nvidia_would_bind(f) and (nouveau_pci or (probe and "nouveau" in f.loaded)):
@@ -450,6 +451,45 @@ def _mismatch(f: Facts) -> list[Finding]:
             fixes.mismatch_reload(f),
             "running",
             f.running_kernel,
+        )
+    ]
+
+
+def _modules_extra(f: Facts, driver_down: bool) -> list[Finding]:
+    """'nvidia: Unknown symbol drm_*': the module needs the kernel's drm module, which Ubuntu's
+    virtual/cloud kernels ship in a separate package. Preconditions: the driver is down and not
+    loaded, dpkg answered, the kernel is known, and no extra-modules package for it is installed
+    (with one installed, the symbols are missing for another reason: left to the other rules)."""
+    lines = f.klog.find_all(K.UNKNOWN_DRM)
+    k = f.running_kernel
+    if not (driver_down and lines and not f.module_loaded and f.dpkg_seen and k):
+        return []
+    names = (f"linux-modules-extra-{k}", f"linux-image-extra-{k}")
+    if any(f.installed(n) is not None for n in names):
+        return []
+    ver = f.os.get("VERSION_ID", "")
+    old = f.os.get("ID") == "ubuntu" and ver[:2].isdigit() and int(ver[:2]) <= 16
+    pkg = names[1] if old else names[0]
+    st = f.modules.get(k)
+    on_disk = bool(st is not None and st.present)
+    ev = list(f.smi.lines[:1]) + [ln for m in lines[-3:] for ln in m.lines]
+    ev.append(f"neither {names[0]} nor {names[1]} is installed (dpkg)")
+    return [
+        make_finding(
+            "kernel_modules_extra_missing",
+            ERROR,
+            f"the nvidia module cannot load: it needs the kernel's drm module, which {k} ships in {pkg} (not installed)",
+            ev,
+            fixes.FixPlan(
+                f"install {pkg}, then load the driver" + ("" if on_disk else " (run its installer again: no nvidia.ko is installed)"),
+                (fixes.FixStep(("apt-get", "install", "-y", pkg), f"the drm modules of {k} (virtual/cloud kernels leave them out)"),)
+                + ((fixes.FixStep(("modprobe", "nvidia"), "load the driver now that its symbols resolve"),) if on_disk else ()),
+                "If the driver came from the .run installer and it stopped at this error, run it again after the install. "
+                "Keep the extra package with the kernel: install the metapackage (e.g. linux-modules-extra-aws, or "
+                "linux-image-extra-virtual on 16.04) so the next kernel gets it too.",
+            ),
+            "running",
+            k,
         )
     ]
 
