@@ -195,3 +195,14 @@ def test_unknown_drm_symbols_without_the_extra_modules_name_the_package():
         x["files"]["/etc/os-release"] = x["files"]["/etc/os-release"].replace('VERSION_ID="16.04"', 'VERSION_ID="22.04"')
 
     assert ("apt-get", "install", "-y", "linux-modules-extra-4.4.0-36-generic") in steps(changed(d, jammy))
+
+
+def test_inferred_secure_boot_without_a_kernel_log_says_it_is_not_confirmed():
+    d = doc(FEDORA_SB)
+    first = run(d)[1].findings[0]
+    assert "not confirmed" in first.title and any("run as root to confirm" in ln for ln in first.evidence)
+
+    def readable_log(x):
+        x["commands"]["dmesg"] = {"rc": 0, "stdout": "[    1.000000] Linux version 6.17.10-300.fc43.x86_64\n", "stderr": ""}
+
+    assert "not confirmed" not in run(changed(d, readable_log))[1].findings[0].title

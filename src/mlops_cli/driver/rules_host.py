@@ -199,8 +199,16 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
                 ev.append(f"modinfo nvidia: no signer (filename: {f.modinfo.get('filename', '?')})")
             elif signer and LOCAL_SIGNER.search(signer):
                 ev.append(f"modinfo nvidia: signer: {signer} (a key made on this machine: trusted only once enrolled as a MOK)")
+            if inferred and not f.klog_seen:
+                # No kernel log to confirm it: say what the inference rests on and how to check.
+                ev.append("the kernel log could not be read: run as root to confirm ('Key was rejected by service' / 'Loading of unsigned module')")
             if not inferred:
                 title = "Secure Boot rejects the nvidia module (unsigned, or signed by a key that is not enrolled)"
+            elif not f.klog_seen:
+                title = (
+                    "Secure Boot is on and the nvidia module on disk is not loaded: most likely the kernel refuses it "
+                    "(its signing key is not enrolled), not confirmed because the kernel log was not readable"
+                )
             elif signer:
                 title = (
                     "Secure Boot is on and the nvidia module on disk, signed by a key made on this machine, is not loaded: "
