@@ -206,3 +206,21 @@ def test_inferred_secure_boot_without_a_kernel_log_says_it_is_not_confirmed():
         x["commands"]["dmesg"] = {"rc": 0, "stdout": "[    1.000000] Linux version 6.17.10-300.fc43.x86_64\n", "stderr": ""}
 
     assert "not confirmed" not in run(changed(d, readable_log))[1].findings[0].title
+
+
+# --- prebuilt flavour switch: the kernel flavour's metapackage and the userspace follow -------------
+
+G7E = "aws-g7e-ubuntu2404-linux-modules-nvidia-580-aws-proprietary-on-blackwell"
+
+
+def test_prebuilt_flavour_switch_moves_the_metapackages_too():
+    d = doc(G7E)
+    assert steps(d) == [("apt-get", "install", "-y", "linux-modules-nvidia-580-open-6.14.0-1015-aws",
+                         "linux-modules-nvidia-580-open-aws", "nvidia-driver-580-open")]
+
+    def no_metas(x):
+        rows = x["commands"]["dpkg_list"]["stdout"].splitlines(keepends=True)
+        keep = ("linux-modules-nvidia-580-aws", "nvidia-driver-580\t")
+        x["commands"]["dpkg_list"]["stdout"] = "".join(r for r in rows if not any(k in r for k in keep))
+
+    assert steps(changed(d, no_metas)) == [("apt-get", "install", "-y", "linux-modules-nvidia-580-open-6.14.0-1015-aws")]

@@ -634,14 +634,27 @@ def flavour(f: Facts, want_open: bool) -> FixPlan:
             (),
             f"re-run the .run installer with -m={'kernel-open' if want_open else 'kernel'}",
         )
-    pkg = (
-        f"linux-modules-nvidia-{target}-{f.running_kernel}"
-        if f.install_method == "apt-prebuilt"
-        else f"nvidia-driver-{target}"
-    )
+    if f.install_method != "apt-prebuilt":
+        pkg = f"nvidia-driver-{target}"
+        return FixPlan(
+            f"switch to the {'open' if want_open else 'proprietary'} kernel modules ({pkg})",
+            (FixStep((*APT, pkg), "apt replaces the conflicting flavour", reboot_after=True),),
+        )
+    # Canonical's prebuilt modules: the module for this kernel, the flavour's metapackage for the kernel
+    # flavour (linux-modules-nvidia-580-aws -> -580-open-aws, so the next kernel gets the same flavour) and
+    # the matching userspace metapackage (nvidia-driver-580 -> nvidia-driver-580-open), in one transaction.
+    current = suffix + ("" if want_open else "-open")
+    pkgs = [f"linux-modules-nvidia-{target}-{f.running_kernel}"]
+    prefix = f"linux-modules-nvidia-{current}-"
+    for p in f.packages:
+        rest = p.name[len(prefix):] if p.installed and p.name.startswith(prefix) else ""
+        if rest and not rest[0].isdigit():
+            pkgs.append(f"linux-modules-nvidia-{target}-{rest}")
+    if f.installed(f"nvidia-driver-{current}") is not None:
+        pkgs.append(f"nvidia-driver-{target}")
     return FixPlan(
-        f"switch to the {'open' if want_open else 'proprietary'} kernel modules ({pkg})",
-        (FixStep((*APT, pkg), "apt replaces the conflicting flavour", reboot_after=True),),
+        f"switch to the {'open' if want_open else 'proprietary'} kernel modules ({', '.join(pkgs)})",
+        (FixStep((*APT, *pkgs), "apt replaces the conflicting flavour", reboot_after=True),),
     )
 
 
