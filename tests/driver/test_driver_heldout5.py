@@ -224,3 +224,22 @@ def test_prebuilt_flavour_switch_moves_the_metapackages_too():
         x["commands"]["dpkg_list"]["stdout"] = "".join(r for r in rows if not any(k in r for k in keep))
 
     assert steps(changed(d, no_metas)) == [("apt-get", "install", "-y", "linux-modules-nvidia-580-open-6.14.0-1015-aws")]
+
+
+# --- NVML failing on its own with the module loaded: look at the library first -----------------------
+
+NVML_FNF = "rhel-ppc64le-yum-update-nvml-function-not-found-survives-reboot"
+
+
+def test_nvml_failure_with_module_loaded_points_at_the_library_and_changes_nothing():
+    d = doc(NVML_FNF)
+    first = run(d)[1].findings[0]
+    assert first.id == "driver_failure_unexplained" and not first.fix.steps
+    assert "libnvidia-ml.so.1" in first.fix.manual
+
+    def not_loaded(x):
+        x["files"]["/proc/modules"] = ""
+        del x["files"]["/sys/module/nvidia/version"]
+        x["files"].pop("/proc/driver/nvidia/version", None)
+
+    assert "libnvidia-ml.so.1" not in (run(changed(d, not_loaded))[1].findings[0].fix.manual or "")

@@ -737,12 +737,21 @@ def gsp_firmware(f: Facts, version: str | None) -> FixPlan:
     )
 
 
-def unexplained() -> FixPlan:
-    """Nothing seen names the cause: safe, read-only diagnostics, and nothing is changed."""
+def unexplained(nvml_with_module_loaded: bool = False) -> FixPlan:
+    """Nothing seen names the cause: safe, read-only diagnostics, and nothing is changed. With the
+    module loaded and NVML failing on its own, the library nvidia-smi loads is the first suspect."""
+    nvml = (
+        "The module is loaded and NVML fails on its own: first check which libnvidia-ml.so.1 nvidia-smi loads and "
+        "whether it is the module's version ('ldconfig -p | grep libnvidia-ml', 'ls -l' of each path it lists, "
+        "'cat /proc/driver/nvidia/version'); a stale copy or symlink left by an older install (e.g. in /usr/lib64/nvidia "
+        "or /usr/local/lib) is the usual cause. "
+        if nvml_with_module_loaded
+        else ""
+    )
     return FixPlan(
         "collect the kernel's own words before changing anything",
         (),
-        "Nothing seen names the cause, so nothing is changed. Collect (read-only, as root): 'sudo dmesg | grep -iE \"nvrm|nvidia|xid\"', "
+        nvml + "Nothing seen names the cause, so nothing is changed. Collect (read-only, as root): 'sudo dmesg | grep -iE \"nvrm|nvidia|xid\"', "
         "'sudo modprobe -v nvidia' (its error), 'modinfo nvidia', 'dkms status', 'cat /proc/driver/nvidia/version', "
         "'sudo nvidia-bug-report.sh' (writes nvidia-bug-report.log.gz), and 'sudo mlops driver-check --save-snapshot FILE'; "
         "attach them to the ticket.",

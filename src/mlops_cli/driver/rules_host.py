@@ -33,7 +33,9 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
                 ERROR,
                 "nvidia-smi fails and the evidence seen does not name the cause",
                 ev,
-                fixes.unexplained(),
+                fixes.unexplained(
+                    nvml_with_module_loaded=f.module_loaded and any("Failed to initialize NVML" in ln for ln in f.smi.lines)
+                ),
             )
         )
     out += _fabric_manager(f)
