@@ -31,16 +31,20 @@ HELDOUT3 = FIXTURES / "heldout3"
 # Collected after the heldout3/ changes from RPM, Arch, SUSE, appliance, server and fabric families;
 # scored once on main before any change for them (docs/benchmarks.md).
 HELDOUT4 = FIXTURES / "heldout4"
+# Collected after the heldout4/ changes: cloud kernels and their prebuilt modules, the CUDA repository,
+# mismatches, EKS AMIs, VMs and not-a-driver cases; scored once on main before any change (docs/benchmarks.md).
+HELDOUT5 = FIXTURES / "heldout5"
 CORPUS = (
     [REAL / f"{n}.json" for n in REAL_CASES]
     + [HELDOUT / f"{n}.json" for n in HELDOUT_CASES]
     + sorted(FRESH.glob("*.json"))
     + sorted(HELDOUT3.glob("*.json"))
     + sorted(HELDOUT4.glob("*.json"))
+    + sorted(HELDOUT5.glob("*.json"))
 )
 ALL_FIXTURES = [
     *sorted(FIXTURES.glob("*.json")),
-    *(p for d in (REAL, HELDOUT, FRESH, HELDOUT3, HELDOUT4) for p in sorted(d.glob("*.json"))),
+    *(p for d in (REAL, HELDOUT, FRESH, HELDOUT3, HELDOUT4, HELDOUT5) for p in sorted(d.glob("*.json"))),
 ]
 # Cases the current rules still get wrong, with why (docs/benchmarks.md lists them too). Strict:
 # the day one passes, its entry must go.
@@ -85,8 +89,8 @@ def test_corpus_is_large_and_sourced():
 
 
 def test_heldout_corpus_is_sourced_and_new():
-    """At least 25 held-out cases (and 25 more in heldout3/ and in heldout4/), each from a thread of its own that no
-    other corpus uses."""
+    """At least 25 held-out cases (and 25 more in each of heldout3/, heldout4/ and heldout5/), each from a thread of
+    its own that no other corpus uses."""
     assert len(HELDOUT_CASES) >= 25
     real_urls = {load(REAL / f"{n}.json")["_source"]["url"] for n in REAL_CASES}
     urls = [load(HELDOUT / f"{n}.json")["_source"]["url"] for n in HELDOUT_CASES]
@@ -97,8 +101,12 @@ def test_heldout_corpus_is_sourced_and_new():
     fourth = [load(p)["_source"]["url"] for p in sorted(HELDOUT4.glob("*.json"))]
     assert len(fourth) >= 25 and len(set(fourth)) == len(fourth)
     assert not set(fourth) & (set(urls) | real_urls | set(third))
+    fifth = [load(p)["_source"]["url"] for p in sorted(HELDOUT5.glob("*.json"))]
+    assert len(fifth) >= 25 and len(set(fifth)) == len(fifth)
+    assert not set(fifth) & (set(urls) | real_urls | set(third) | set(fourth))
     for path in [*(HELDOUT / f"{n}.json" for n in HELDOUT_CASES),
-                 *sorted(FRESH.glob("*.json")), *sorted(HELDOUT3.glob("*.json")), *sorted(HELDOUT4.glob("*.json"))]:
+                 *sorted(FRESH.glob("*.json")), *sorted(HELDOUT3.glob("*.json")), *sorted(HELDOUT4.glob("*.json")),
+                 *sorted(HELDOUT5.glob("*.json"))]:
         name, src = path.stem, load(path)["_source"]
         assert src["url"].startswith("https://"), name
         assert src["verbatim"] and src["filled_in"] and src["context"] and src["thread_concluded"], name

@@ -69,7 +69,11 @@ def _not_seen(c: Collected) -> list[NotSeen]:
 
 def _kernels(c: Collected) -> list[str]:
     boot = c.listing("/boot") or []
-    from_boot = [n[len("vmlinuz-") :] for n in boot if n.startswith("vmlinuz-") and not n.endswith(".old")]
+    # Only versioned names are kernels: Arch's vmlinuz-linux / vmlinuz-linux-lts name the package, and its
+    # release is then only in /lib/modules.
+    from_boot = [
+        n[len("vmlinuz-") :] for n in boot if n.startswith("vmlinuz-") and not n.endswith(".old") and n[len("vmlinuz-") :][:1].isdigit()
+    ]
     if from_boot:
         return sorted(set(from_boot), key=P.version_key)
     found = []
@@ -226,7 +230,7 @@ def read_facts(c: Collected) -> Facts:
         secure_boot_line=sb_line,
         klog=klog,
         klog_seen=klog_seen,
-        apt_events=P.parse_apt_log(c.text("/var/log/apt/term.log") or ""),
+        apt_events=P.parse_apt_log((c.text("/var/log/apt/term.log") or "") + "\n" + (c.text("/var/log/pacman.log") or "")),
         runfile=bool(runfile_evidence)
         and not any(
             re.match(r"^nvidia-(?:(?:dkms|driver|utils)-|\d{3}(?:-updates)?$)", p.name) and p.installed for p in packages

@@ -42,8 +42,10 @@ VIRT_DMI = re.compile(
     r"OpenStack|Cloud Hypervisor|Parallels|Nutanix|oVirt|RHEV|Bochs|BHYVE|Alibaba Cloud|Oracle Cloud",
 )
 _CONTAINER_KINDS = {"docker", "podman", "lxc", "lxc-libvirt", "systemd-nspawn", "rkt", "openvz", "proot", "pouch", "containerd", "oci"}
-# A vGPU profile name: "GRID T4-16Q", "NVIDIA A100-4C", "NVIDIA L40S-24Q", "A16-2B".
-_VGPU_NAME = re.compile(r"\bGRID\b|-\d+[QCABN]\b")
+# A vGPU profile name: "GRID T4-16Q", "NVIDIA A100-4C", "NVIDIA L40S-24Q", "A16-2B". "GRID K1", "GRID K2",
+# "GRID K340" and "GRID K520" are physical Kepler boards (the K520 is AWS g2's passed-through GPU), not
+# profiles: their profiles carry a profile number and suffix ("GRID K120Q", "GRID K260Q", "GRID K200").
+_VGPU_NAME = re.compile(r"\bGRID\b(?!\s+K(?:1|2|340|520)\b)|-\d+[QCABN]\b")
 
 
 @dataclass

@@ -427,7 +427,18 @@ def mok_key(f: Facts) -> str:
             return ln.split()[0]
     if f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split():
         return MOK
+    if uses_akmods(f):
+        return AKMODS_KEY
     return "/var/lib/dkms/mok.pub"
+
+
+# akmods (Fedora / RPM Fusion, negativo17) signs with its own key, made by kmodgenca.
+AKMODS_KEY = "/etc/pki/akmods/certs/public_key.der"
+
+
+def uses_akmods(f: Facts) -> bool:
+    names = {n for n, _ in f.rpm_packages} | {p.name for p in f.packages if p.installed}
+    return bool(names & {"akmods", "akmod-nvidia"}) or f.collected.listing("/var/cache/akmods/nvidia") is not None
 
 
 def secure_boot(f: Facts) -> FixPlan:
@@ -441,9 +452,10 @@ def secure_boot(f: Facts) -> FixPlan:
             "driver image with a signing key whose certificate is enrolled as a MOK on the node, or turn Secure Boot off "
             "in the node's firmware. Nothing to install on the host.",
         )
+    rebuild = "akmods --force" if uses_akmods(f) else "dkms autoinstall --force"
     enrol = (
         f"enrol the signing key: mokutil --import {key} (choose a one-time password), reboot, and complete 'Enroll MOK' "
-        "in the blue MokManager screen at the console or BMC; afterwards 'dkms autoinstall --force' if the module was "
+        f"in the blue MokManager screen at the console or BMC; afterwards '{rebuild}' if the module was "
         "built before the key existed"
     )
     if debian_packaging(f) or not (f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split()):
@@ -622,14 +634,27 @@ def flavour(f: Facts, want_open: bool) -> FixPlan:
             (),
             f"re-run the .run installer with -m={'kernel-open' if want_open else 'kernel'}",
         )
-    pkg = (
-        f"linux-modules-nvidia-{target}-{f.running_kernel}"
-        if f.install_method == "apt-prebuilt"
-        else f"nvidia-driver-{target}"
-    )
+    if f.install_method != "apt-prebuilt":
+        pkg = f"nvidia-driver-{target}"
+        return FixPlan(
+            f"switch to the {'open' if want_open else 'proprietary'} kernel modules ({pkg})",
+            (FixStep((*APT, pkg), "apt replaces the conflicting flavour", reboot_after=True),),
+        )
+    # Canonical's prebuilt modules: the module for this kernel, the flavour's metapackage for the kernel
+    # flavour (linux-modules-nvidia-580-aws -> -580-open-aws, so the next kernel gets the same flavour) and
+    # the matching userspace metapackage (nvidia-driver-580 -> nvidia-driver-580-open), in one transaction.
+    current = suffix + ("" if want_open else "-open")
+    pkgs = [f"linux-modules-nvidia-{target}-{f.running_kernel}"]
+    prefix = f"linux-modules-nvidia-{current}-"
+    for p in f.packages:
+        rest = p.name[len(prefix):] if p.installed and p.name.startswith(prefix) else ""
+        if rest and not rest[0].isdigit():
+            pkgs.append(f"linux-modules-nvidia-{target}-{rest}")
+    if f.installed(f"nvidia-driver-{current}") is not None:
+        pkgs.append(f"nvidia-driver-{target}")
     return FixPlan(
-        f"switch to the {'open' if want_open else 'proprietary'} kernel modules ({pkg})",
-        (FixStep((*APT, pkg), "apt replaces the conflicting flavour", reboot_after=True),),
+        f"switch to the {'open' if want_open else 'proprietary'} kernel modules ({', '.join(pkgs)})",
+        (FixStep((*APT, *pkgs), "apt replaces the conflicting flavour", reboot_after=True),),
     )
 
 
@@ -712,12 +737,21 @@ def gsp_firmware(f: Facts, version: str | None) -> FixPlan:
     )
 
 
-def unexplained() -> FixPlan:
-    """Nothing seen names the cause: safe, read-only diagnostics, and nothing is changed."""
+def unexplained(nvml_with_module_loaded: bool = False) -> FixPlan:
+    """Nothing seen names the cause: safe, read-only diagnostics, and nothing is changed. With the
+    module loaded and NVML failing on its own, the library nvidia-smi loads is the first suspect."""
+    nvml = (
+        "The module is loaded and NVML fails on its own: first check which libnvidia-ml.so.1 nvidia-smi loads and "
+        "whether it is the module's version ('ldconfig -p | grep libnvidia-ml', 'ls -l' of each path it lists, "
+        "'cat /proc/driver/nvidia/version'); a stale copy or symlink left by an older install (e.g. in /usr/lib64/nvidia "
+        "or /usr/local/lib) is the usual cause. "
+        if nvml_with_module_loaded
+        else ""
+    )
     return FixPlan(
         "collect the kernel's own words before changing anything",
         (),
-        "Nothing seen names the cause, so nothing is changed. Collect (read-only, as root): 'sudo dmesg | grep -iE \"nvrm|nvidia|xid\"', "
+        nvml + "Nothing seen names the cause, so nothing is changed. Collect (read-only, as root): 'sudo dmesg | grep -iE \"nvrm|nvidia|xid\"', "
         "'sudo modprobe -v nvidia' (its error), 'modinfo nvidia', 'dkms status', 'cat /proc/driver/nvidia/version', "
         "'sudo nvidia-bug-report.sh' (writes nvidia-bug-report.log.gz), and 'sudo mlops driver-check --save-snapshot FILE'; "
         "attach them to the ticket.",

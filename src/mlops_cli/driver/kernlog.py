@@ -112,6 +112,9 @@ XID = re.compile(r"Xid \(PCI:([0-9a-fA-F:.]{4,20})\): (\d{1,4})\b")
 WPR2 = re.compile(r"WPR2 already up")
 NEEDS_RESET_TEXT = re.compile(r"may need to be reset|GPU Reset Required|GPU is probably locked|Node Reboot Required")
 ALREADY_BOUND = re.compile(r"GPU ([0-9a-fA-F:.]{7,16}) is already bound to ([A-Za-z][\w-]{0,40})")
+# The nvidia module (or nvidia-drm/-modeset) cannot resolve the kernel's DRM symbols: the drm module is
+# not on disk (Ubuntu's virtual/cloud kernels ship it in linux-modules-extra-K, linux-image-extra-K <= 16.04).
+UNKNOWN_DRM = re.compile(r"(?<![\w-])nvidia(?:[_-](?:drm|modeset))?: Unknown symbol (drm_\w{1,80})")
 PEERMEM = re.compile(r"(?<![\w-])(nvidia_peermem|nv_peer_mem): (disagrees about version of symbol|Unknown symbol) (\w{1,80})")
 # A vGPU guest whose guest driver the host's vGPU manager refuses (version or licence).
 VGPU_REFUSED = re.compile(r"(?:vGPU|GRID)[^.]{0,120}?(?:incompatible|not supported|unsupported|mismatch|not compatible)")

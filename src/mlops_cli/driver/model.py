@@ -98,6 +98,7 @@ PRIORITY = [
     "driver_packages_removed",
     "multiple_driver_branches",
     "runfile_module_missing_after_kernel_upgrade",
+    "kernel_modules_extra_missing",
     "kernel_headers_missing",
     "build_dependency_missing",
     "dkms_build_fail_gcc_mismatch",

@@ -108,6 +108,7 @@ class SmiState:
     cuda_version: str | None = None
     nvml_version: str | None = None
     lines: list[str] = field(default_factory=list)  # the lines that say it, verbatim
+    err_fields: bool = False  # the table answered, but with ERR! in its GPU fields
 
 
 _SMI_PATTERNS = [
@@ -129,11 +130,13 @@ def parse_nvidia_smi(rc: int, stdout: str, stderr: str) -> SmiState:
     m = re.search(r"(?:Driver|KMD) Version:\s*([\d.]+)", text)
     cuda = re.search(r"CUDA (?:UMD )?Version:\s*([\d.]+)", text)
     if rc == 0 and m:
+        err = [ln.rstrip() for ln in text.splitlines() if "ERR!" in ln]
         return SmiState(
             "ok",
             m.group(1),
             cuda.group(1) if cuda else None,
-            lines=[ln for ln in text.splitlines() if m.group(1) in ln][:1],
+            lines=[ln for ln in text.splitlines() if m.group(1) in ln][:1] + err[:2],
+            err_fields=bool(err),
         )
     for kind, pattern in _SMI_PATTERNS:
         if pattern.search(text):

@@ -33,7 +33,7 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
     failing = sorted({m.groups[0] for m in f.klog.find_all(K.RM_INIT_FAILED)})
     gpus_seen = len(f.pci_gpus or f.sysfs_nvidia)
     one_of_many = bool(failing) and f.module_loaded and gpus_seen > len(failing) and (bool(f.smi_gpus) or f.smi.kind == "device_handle")
-    hung = f.smi.kind in ("timed_out", "device_handle", "no_devices")
+    hung = f.smi.kind in ("timed_out", "device_handle", "no_devices") or f.smi.err_fields
     always = [m for m in xids if int(m.groups[1] or 0) in ALWAYS_RESET_XIDS]
     smi_hangs = f.smi.kind == "timed_out" and f.module_loaded
     if not (text or always or (xids and hung) or (one_of_many and not ctx.vm) or smi_hangs):

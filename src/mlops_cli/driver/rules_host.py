@@ -33,7 +33,9 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
                 ERROR,
                 "nvidia-smi fails and the evidence seen does not name the cause",
                 ev,
-                fixes.unexplained(),
+                fixes.unexplained(
+                    nvml_with_module_loaded=f.module_loaded and any("Failed to initialize NVML" in ln for ln in f.smi.lines)
+                ),
             )
         )
     out += _fabric_manager(f)
@@ -199,8 +201,16 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
                 ev.append(f"modinfo nvidia: no signer (filename: {f.modinfo.get('filename', '?')})")
             elif signer and LOCAL_SIGNER.search(signer):
                 ev.append(f"modinfo nvidia: signer: {signer} (a key made on this machine: trusted only once enrolled as a MOK)")
+            if inferred and not f.klog_seen:
+                # No kernel log to confirm it: say what the inference rests on and how to check.
+                ev.append("the kernel log could not be read: run as root to confirm ('Key was rejected by service' / 'Loading of unsigned module')")
             if not inferred:
                 title = "Secure Boot rejects the nvidia module (unsigned, or signed by a key that is not enrolled)"
+            elif not f.klog_seen:
+                title = (
+                    "Secure Boot is on and the nvidia module on disk is not loaded: most likely the kernel refuses it "
+                    "(its signing key is not enrolled), not confirmed because the kernel log was not readable"
+                )
             elif signer:
                 title = (
                     "Secure Boot is on and the nvidia module on disk, signed by a key made on this machine, is not loaded: "
@@ -219,6 +229,7 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
                     f.running_kernel,
                 )
             )
+    out += _modules_extra(f, driver_down)
     nouveau_pci = [ln for d in f.pci_gpus if d.driver_in_use == "nouveau" for ln in d.lines]
     probe = f.klog.find(K.PROBE_NOT_CALLED)
     if driver_installed and nvidia_would_bind(f) and (nouveau_pci or (probe and "nouveau" in f.loaded)):
@@ -420,7 +431,10 @@ def _mismatch(f: Facts) -> list[Finding]:
     # new one is on disk but the box booted after the upgrade and still loads the old one (from
     # the initramfs, or a half-configured package never installed the new one).
     survived = loaded and disk and loaded != disk and f.rebooted_since_driver_change is True
-    if (loaded and disk and loaded == disk and user and not same_driver_version(user, disk)) or survived:
+    # The kernel's own API-mismatch line carries both full versions: "575.64" and "575.64.03" are two
+    # releases there, although NVML's major.minor would make them look alike.
+    differs = bool(user) and (not same_driver_version(user, disk) or (api is not None and api.groups[0] != api.groups[1]))
+    if (loaded and disk and loaded == disk and differs) or survived:
         stale = sorted({e.version for e in f.dkms if user and not same_driver_version(e.version, user)})
         ev += [e.line for e in f.dkms if e.version in stale][:3]
         ev += f.timeline_evidence + [p.line for p in f.half_configured][:2]
@@ -432,7 +446,7 @@ def _mismatch(f: Facts) -> list[Finding]:
                 + (f" (on disk: {disk})" if disk != loaded else "")
                 + ": a stale nvidia.ko is loaded and survived a reboot; rebooting again will not help",
                 ev,
-                fixes.stale_module(f, stale),
+                _stale_plan(f, stale, loaded == disk),
                 "running",
                 f.running_kernel,
             )
@@ -449,6 +463,62 @@ def _mismatch(f: Facts) -> list[Finding]:
             f.running_kernel,
         )
     ]
+
+
+def _modules_extra(f: Facts, driver_down: bool) -> list[Finding]:
+    """'nvidia: Unknown symbol drm_*': the module needs the kernel's drm module, which Ubuntu's
+    virtual/cloud kernels ship in a separate package. Preconditions: the driver is down and not
+    loaded, dpkg answered, the kernel is known, and no extra-modules package for it is installed
+    (with one installed, the symbols are missing for another reason: left to the other rules)."""
+    lines = f.klog.find_all(K.UNKNOWN_DRM)
+    k = f.running_kernel
+    if not (driver_down and lines and not f.module_loaded and f.dpkg_seen and k):
+        return []
+    names = (f"linux-modules-extra-{k}", f"linux-image-extra-{k}")
+    if any(f.installed(n) is not None for n in names):
+        return []
+    ver = f.os.get("VERSION_ID", "")
+    old = f.os.get("ID") == "ubuntu" and ver[:2].isdigit() and int(ver[:2]) <= 16
+    pkg = names[1] if old else names[0]
+    st = f.modules.get(k)
+    on_disk = bool(st is not None and st.present)
+    ev = list(f.smi.lines[:1]) + [ln for m in lines[-3:] for ln in m.lines]
+    ev.append(f"neither {names[0]} nor {names[1]} is installed (dpkg)")
+    return [
+        make_finding(
+            "kernel_modules_extra_missing",
+            ERROR,
+            f"the nvidia module cannot load: it needs the kernel's drm module, which {k} ships in {pkg} (not installed)",
+            ev,
+            fixes.FixPlan(
+                f"install {pkg}, then load the driver" + ("" if on_disk else " (run its installer again: no nvidia.ko is installed)"),
+                (fixes.FixStep(("apt-get", "install", "-y", pkg), f"the drm modules of {k} (virtual/cloud kernels leave them out)"),)
+                + ((fixes.FixStep(("modprobe", "nvidia"), "load the driver now that its symbols resolve"),) if on_disk else ()),
+                "If the driver came from the .run installer and it stopped at this error, run it again after the install. "
+                "Keep the extra package with the kernel: install the metapackage (e.g. linux-modules-extra-aws, or "
+                "linux-image-extra-virtual on 16.04) so the next kernel gets it too.",
+            ),
+            "running",
+            k,
+        )
+    ]
+
+
+def _stale_plan(f: Facts, stale_dkms: list[str], disk_is_loaded: bool):
+    """Rebuilding the initramfs drops an old copy of nvidia.ko; it cannot help when the file on disk
+    is itself the old version (a kmod/prebuilt package left behind, not a DKMS build): then the
+    package that owns the file must be updated or removed, which only a person can choose."""
+    if disk_is_loaded and not stale_dkms and not f.half_configured and not f.runfile_evidence:
+        where = f.modinfo.get("filename") or f"/lib/modules/{f.running_kernel}/.../nvidia.ko"
+        return fixes.manual(
+            "the nvidia.ko on disk is the old version: update or remove the package that owns it",
+            f"The module file for the running kernel ({where}) is the same version as the loaded one, older than the "
+            "driver's userspace, so a reboot or an initramfs rebuild loads the same file again. Find the package that "
+            f"owns it ('rpm -qf {where}' or 'dpkg -S {where}'), then update it to the userspace version or remove it "
+            "if a newer package for the same kernel is installed beside it; if the repository has no matching module "
+            "package yet, hold the userspace packages at the module's version until it does.",
+        )
+    return fixes.stale_module(f, stale_dkms)
 
 
 def _operator_over_host_driver(f: Facts) -> list[Finding]:

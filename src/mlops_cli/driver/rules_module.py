@@ -243,6 +243,28 @@ def _build_failure(f: Facts, k: str, scope: str, symptom: list[str], build: Buil
     base += [p.line for p in f.half_configured][:2]
     source = f"(from {build.path})"
     operator = f.context.kind == "operator"
+    if build.kind == "headers" and f.installed(f"linux-headers-{k}") is not None:
+        # The headers package is installed, yet the build found no usable kernel configuration: either
+        # that package is damaged or the driver's build system does not know this kernel (a kernel
+        # newer than the branch supports, e.g. 590 on 7.0). Which one the log cannot say.
+        row = f.installed(f"linux-headers-{k}")
+        return [
+            make_finding(
+                "dkms_build_failed",
+                ERROR,
+                f"the nvidia build for {k} could not configure against the installed headers",
+                base + build.lines + [source, row.line],
+                fixes.manual(
+                    "check the headers package, then the driver branch's kernel support; do not re-run the same build",
+                    f"linux-headers-{k} is installed, but the build reports no usable kernel configuration. Check the package "
+                    f"('dpkg -V linux-headers-{k}'; if files are missing, 'apt-get install --reinstall linux-headers-{k}'). If it "
+                    "is intact, the driver branch does not support this kernel yet: boot the previous kernel and move to a "
+                    "branch that supports it (or hold the kernel) rather than rebuilding.",
+                ),
+                scope,
+                k,
+            )
+        ]
     if build.kind == "headers":
         return [
             make_finding(
