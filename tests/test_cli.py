@@ -99,3 +99,18 @@ def test_every_option_of_every_command_says_what_it_does():
     bare = [f"{path} {'/'.join(p.opts)}" for path, cmd in leaves for p in cmd.params
             if getattr(p, "param_type_name", "") == "option" and not p.hidden and not (p.help or "").strip()]
     assert bare == []
+
+
+def test_help_paragraphs_are_reflowed_examples_and_lists_are_not():
+    from mlops_cli.cli import reflow_help
+
+    text = "First line\nof the first.\n\nA paragraph\nwrapped in the source.\n\n  mlops x --a\n  mlops y\n\n- one\n- two"
+    assert reflow_help(text) == ("First line of the first.\n\nA paragraph wrapped in the source.\n\n"
+                                 "  mlops x --a\n  mlops y\n\n- one\n- two")
+
+
+def test_wide_terminal_help_has_no_source_line_breaks(mlops):
+    # Typer's rich renderer kept the source's line breaks after the first paragraph: ragged help.
+    r = mlops("images", "match", "--help", env={"COLUMNS": "250"})
+    assert r.returncode == 0
+    assert "the Hungarian method over a matrix of thumbnail distances), not the greedy" in r.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from typing import Optional
 
@@ -79,6 +80,32 @@ Examples:
 """
 
 
+_LIST_ITEM = re.compile(r"^(?:[-*\u2022] |\d+[.)] )")
+
+
+def reflow_help(text: Optional[str]) -> Optional[str]:
+    """Help texts are written wrapped at ~100 columns; Typer's rich renderer keeps those line
+    breaks after the first paragraph, so a narrower terminal shows ragged lines. Each plain
+    paragraph becomes one line (the renderer wraps it to the terminal); indented lines
+    (examples), list items and ``\\b`` blocks keep their breaks."""
+    if not text or "\n" not in text:
+        return text
+    out = []
+    for para in text.split("\n\n"):
+        lines = para.split("\n")
+        plain = [ln for ln in lines if ln.strip()]
+        if len(plain) > 1 and not any(ln[:1].isspace() or ln.startswith("\b") or _LIST_ITEM.match(ln) for ln in plain):
+            para = " ".join(ln.strip() for ln in plain)
+        out.append(para)
+    return "\n\n".join(out)
+
+
+def _reflow_tree(command) -> None:
+    command.help = reflow_help(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_tree(sub)
+
+
 def load_command(name: str) -> typer.core.TyperCommand:
     """Import a command's module and turn its Typer app into a click command."""
     target, short_help = COMMANDS[name]
@@ -86,6 +113,7 @@ def load_command(name: str) -> typer.core.TyperCommand:
     module = importlib.import_module(module_name)
     sub_app = getattr(module, attr)
     command = use_plain_params(typer.main.get_command(sub_app))
+    _reflow_tree(command)
     command.name = name
     if not command.short_help:
         command.short_help = short_help
