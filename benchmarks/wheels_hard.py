@@ -69,6 +69,8 @@ PAIRS = [
     P("torch-cpu-arm-py312", ["torch==2.6.0", "numpy"], "PyTorch CPU index, aarch64, py3.12 (no +cpu label on arm)",
       "https://github.com/pytorch/pytorch/issues/142043", python="3.12", platform_tag="manylinux_2_28_aarch64",
       index=TORCH_CPU, extra=[PYPI]),
+    P("torch-pypi-arm-2014", ["torch<2.6", "numpy"], "torch from PyPI for aarch64 glibc 2.17, py3.10: 2.6+ needs 2_28",
+      "https://github.com/pytorch/pytorch/issues/142043", python="3.10", platform_tag="manylinux2014_aarch64"),
     P("pyarrow-rhel8", ["pyarrow"], "pyarrow ships manylinux_2_28 / 2_17 wheels; RHEL 8 = glibc 2.28, py3.9",
       "https://pypi.org/project/pyarrow/#files", preset="rhel8"),
     P("matplotlib-rhel8-arm", ["matplotlib"], "rhel8 aarch64 (py3.9): contourpy/kiwisolver wheels per arch",
@@ -138,7 +140,7 @@ PAIRS = [
     P("airflow-constraints", ["-r", "{reqs.txt}"], "apache-airflow 2.10.5 under a constraints file, ubuntu22.04",
       "https://airflow.apache.org/docs/apache-airflow/stable/installation/installing-from-pypi.html",
       preset="ubuntu22.04", files={"reqs.txt": "apache-airflow==2.10.5\n-c constraints.txt\n",
-                                   "constraints.txt": "sqlalchemy<2\nflask<2.3\npendulum<3\n"}),
+                                   "constraints.txt": "sqlalchemy<2\nflask<2.3\n"}),
     P("psycopg-rhel8-arm", ["psycopg2-binary", "psycopg[binary]"], "libpq bundled wheels; rhel8 aarch64",
       "https://pypi.org/project/psycopg-binary/#files", preset="rhel8-aarch64"),
     P("black-mypyc-py312", ["black"], "mypyc-compiled per-python wheels; py3.12 glibc 2.17",
@@ -181,9 +183,15 @@ def target_tags(py: str, glibc: str, arch: str) -> set[str]:
 
     major, minor = (int(x) for x in py.split("."))
     plats = platforms_for(glibc, arch)
-    out = set(str(t) for t in tags.cpython_tags((major, minor), [f"cp{major}{minor}"], plats))
+    out = set(str(t) for t in tags.cpython_tags((major, minor), [abi_of(py)], plats))
     out |= set(str(t) for t in tags.compatible_tags((major, minor), f"cp{major}{minor}", plats))
     return out
+
+
+def abi_of(py: str) -> str:
+    """The ABI tag of a release build of CPython X.Y: 3.6 and 3.7 carry pymalloc's `m` (cp37m)."""
+    major, minor = (int(x) for x in py.split("."))
+    return f"cp{major}{minor}" + ("m" if (major, minor) < (3, 8) else "")
 
 
 def wheel_tags(filename: str) -> set[str]:
@@ -223,7 +231,7 @@ def pip_argv(pair: dict, work: Path, out: Path, newest_py: str) -> tuple[list[st
             return [], "no interpreter of the target here: pip cannot download sdists for another platform"
         return [interp, "-m", "pip", "download", *reqs, "-d", str(out), *index], f"pip of {interp}"
     argv = [newest_py, "-m", "pip", "download", *reqs, "-d", str(out), *index, "--only-binary=:all:",
-            "--python-version", py, "--implementation", "cp", "--abi", f"cp{py.replace('.', '')}"]
+            "--python-version", py, "--implementation", "cp", "--abi", abi_of(py)]
     for plat in platforms_for(glibc, arch)[:-1]:  # not linux_*: a local build is not for another machine
         argv += ["--platform", plat]
     return argv, "newest pip"
@@ -325,18 +333,48 @@ def newest_pip(root: Path) -> str:
     return str(venv / "bin/python")
 
 
+def _dist(filename: str) -> str:
+    """name==version of a wheel or sdist file name (for the table)."""
+    from packaging.utils import parse_sdist_filename, parse_wheel_filename
+
+    try:
+        n, v = parse_wheel_filename(filename)[:2] if filename.endswith(".whl") else parse_sdist_filename(filename)
+    except ValueError:
+        return filename
+    return f"{n}=={v}"
+
+
+def difference(res: dict) -> str:
+    """What mlops has that pip has not (+) and the other way round (-), by name==version."""
+    m = {_dist(f) for f in res["mlops"]["files"] if not f.startswith("pip-")}
+    p = {_dist(f) for f in res["pip"]["files"] if not f.startswith("pip-")}
+    if not (res["mlops"]["served"] and res["pip"]["served"]):
+        return ""
+    diff = [f"+{d}" for d in sorted(m - p)] + [f"-{d}" for d in sorted(p - m)]
+    return " ".join(diff) if diff else "same"
+
+
 def table(results: list[dict], meta: dict) -> str:
-    rows = ["| pair | target | pip | mlops | installable | real install | verdict |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| pair | target | pip | mlops | installable | real install | verdict | mlops vs pip |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         m, p = r["mlops"], r["pip"]
         ri = m.get("real_install") or {}
         inst = "-" if not m["served"] else ("yes" if m["installable"] else "NO: " + ", ".join(m["not_installable"])[:80])
         rin = "-" if not ri.get("ran") else ("ok (" + Path(ri["python"]).name + ")" if ri["ok"] else "FAILED")
         rows.append(f"| {r['id']} | {r['target']} | {'served' if p['served'] else 'no'} ({len(p['files'])}) | "
-                    f"{'served' if m['served'] else 'no'} ({len(m['files'])}) | {inst} | {rin} | {r['verdict']} |")
+                    f"{'served' if m['served'] else 'no'} ({len(m['files'])}) | {inst} | {rin} | {r['verdict']} | "
+                    f"{difference(r) or (m['detail'] or p['detail'])[:160].replace('|', '/')} |")
     bugs = sum(r["verdict"].startswith("BUG") for r in results)
+    pip_served = [r for r in results if r["pip"]["served"]]
+    ok = [r for r in pip_served if r["mlops"]["served"] and r["mlops"].get("installable")]
+    refused = [r for r in pip_served if r["verdict"] == "refused as documented"]
+    installs = [r["mlops"]["real_install"] for r in results if r["mlops"].get("real_install", {}).get("ran")]
     head = (f"{meta['when']}, commit {meta['commit']}, {meta['machine']}, {meta['pip']}; {len(results)} pairs, "
-            f"{bugs} BUG verdicts.")
+            f"{bugs} BUG verdicts. **Score: pip served {len(pip_served)}; mlops served {len(ok)} of them with "
+            f"installable files** ({len(refused)} refused as documented: a direct URL); mlops alone served "
+            f"{sum(r['verdict'] == 'mlops only' for r in results)}; real offline installs: "
+            f"{sum(i['ok'] for i in installs)} of {len(installs)} passed.")
     return head + "\n\n" + "\n".join(rows) + "\n"
 
 
@@ -345,11 +383,18 @@ def main() -> None:
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default="wheels_hard.jsonl")
     ap.add_argument("--no-install", action="store_true")
-    ap.add_argument("--table", help="print the Markdown table of a results file and exit")
+    ap.add_argument("--table", help="print the Markdown table of results files (comma-separated) and exit")
     args = ap.parse_args()
-    if args.table:
-        lines = [json.loads(x) for x in Path(args.table).read_text().splitlines() if x.strip()]
-        print(table(lines[1:], lines[0]))
+    if args.table:  # several files: a later file's result for a pair replaces an earlier one
+        by_id: dict[str, dict] = {}
+        metas = []
+        for name in args.table.split(","):
+            lines = [json.loads(x) for x in Path(name).read_text().splitlines() if x.strip()]
+            metas.append(lines[0])
+            by_id.update({r["id"]: r for r in lines[1:]})
+        order = [p["id"] for p in PAIRS]
+        results = sorted(by_id.values(), key=lambda r: order.index(r["id"]) if r["id"] in order else len(order))
+        print(table(results, metas[-1]))
         return
     only = set(filter(None, args.only.split(",")))
     pairs = [p for p in PAIRS if not only or p["id"] in only]
