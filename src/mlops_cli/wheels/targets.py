@@ -80,7 +80,7 @@ class Target:
 
         major, minor = (int(p) for p in self.python.split("."))
         platforms = self.platform_tags()
-        found = list(ptags.cpython_tags((major, minor), abis=[f"cp{major}{minor}"], platforms=platforms))
+        found = list(ptags.cpython_tags((major, minor), abis=[cpython_abi(major, minor)], platforms=platforms))
         found += list(ptags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
         return [str(t) for t in found]
 
@@ -119,6 +119,13 @@ class Target:
             "markers": self.markers(),
             "tags": self.tags(),  # all of them, best first: the manifest says exactly what was allowed
         }
+
+
+def cpython_abi(major: int, minor: int) -> str:
+    """The ABI tag a release build of CPython X.Y reports: before 3.8 it carries pymalloc's `m`
+    (`cp37m`), the flag every compiled wheel for 3.6/3.7 is tagged with (pillow, lxml, cffi);
+    3.8 dropped the flag (`cp38`)."""
+    return f"cp{major}{minor}" + ("m" if (major, minor) < (3, 8) else "")
 
 
 @functools.lru_cache(maxsize=64)
