@@ -57,3 +57,14 @@ def test_py36_py37_targets_get_their_m_abi_wheels(python, platform, old_abi_inde
     target = T.from_flags(python, platform, None)
     for filename in files.values():
         assert {str(t) for t in parse_wheel_filename(filename)[3]} & set(target.tags()), filename
+
+
+@pytest.mark.parametrize("requirement", ["pip @ https://files.pythonhosted.org/packages/ef/7d/pip-24.3.1-py3-none-any.whl",
+                                         "alpha[x] @ file:///tmp/alpha-1.0-py3-none-any.whl"])
+def test_a_direct_url_requirement_is_refused_as_such_not_called_malformed(requirement, wheels):
+    """pip downloads a direct reference; mlops refuses it (no index hash to pin it to), clearly."""
+    r = wheels(requirement, "--target", "ubuntu22.04", "-o", "b")
+    assert r.returncode == 2, r
+    assert "direct URL requirement for" in r.stderr and "is not supported" in r.stderr, r.stderr
+    assert "malformed" not in r.stderr
+    assert "hint:" in r.stderr and "==VERSION" in r.stderr

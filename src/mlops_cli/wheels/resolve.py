@@ -74,12 +74,15 @@ def validate_requirement(text: str) -> str:
         parsed = Requirement(text)
         if any(not spec.version for spec in parsed.specifier):
             raise InvalidRequirement("a version specifier has no version")
-        if parsed.url:
-            raise InvalidRequirement("direct URL requirements cannot be hash-pinned from an index")
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0]
         raise UsageError(f"malformed requirement {shorten(one_line(text), 80)!r}: {shorten(one_line(first), 200)}",
                          hint="write it like swanlab==0.5.7, 'swanlab[dashboard]>=0.5' or -r requirements.txt") from None
+    if parsed.url:  # well formed, deliberately not bundled: a refusal, not a typo (pip would download it)
+        raise UsageError(f"direct URL requirement for {shorten(one_line(parsed.name), 80)} is not supported: a bundle "
+                         "holds only files an index lists with their hash",
+                         hint=f"name it with its version ({shorten(one_line(parsed.name), 80)}==VERSION) and give its "
+                              "index with --index-url / --extra-index-url")
     return text
 
 
