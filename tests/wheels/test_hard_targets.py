@@ -26,6 +26,12 @@ def old_abi_index():
         ("oldabi", "1.0", "cp37-cp37m-manylinux2014_aarch64.manylinux_2_17_aarch64"),
         ("oldabi", "1.0", "cp38-cp38-manylinux2014_x86_64.manylinux_2_17_x86_64"),
         ("stable", "1.0", "cp36-abi3-manylinux2014_x86_64.manylinux2014_aarch64"),
+        # numpy's shape for CentOS 6: the newest release has manylinux2014 wheels only, the one
+        # before has manylinux2010 ones, the first manylinux1 ones (glibc 2.12 / 2.5 pick those)
+        ("oldglibc", "1.0", "cp36-cp36m-manylinux1_x86_64"),
+        ("oldglibc", "2.0", "cp36-cp36m-manylinux2010_x86_64"),
+        ("oldglibc", "3.0", "cp36-cp36m-manylinux2014_x86_64"),
+        ("oldglibc", "3.0", "cp310-cp310-manylinux2014_x86_64"),
     ):
         name, data = fakeindex.make_wheel(project, version, tag)
         idx.add(project, fakeindex.Listed(name, data))
@@ -68,3 +74,26 @@ def test_a_direct_url_requirement_is_refused_as_such_not_called_malformed(requir
     assert "direct URL requirement for" in r.stderr and "is not supported" in r.stderr, r.stderr
     assert "malformed" not in r.stderr
     assert "hint:" in r.stderr and "==VERSION" in r.stderr
+
+
+@pytest.mark.parametrize("platform,version", [("manylinux2010_x86_64", "2.0"), ("manylinux1_x86_64", "1.0"),
+                                              ("manylinux2014_x86_64", "3.0")])
+def test_glibc_below_2_17_gets_the_last_release_with_a_wheel_for_it(platform, version, old_abi_index, wheels):
+    """CentOS 6 (glibc 2.12) and manylinux1 boxes: uv knows no level below 2.17, so it resolves
+    there and a version without a wheel for the target is excluded and resolved again, as pip
+    (`--platform manylinux2010_x86_64`) backtracks to the last release it can install. It was
+    refused outright (exit 2) before."""
+    r = wheels("oldglibc", "--python", "3.6", "--platform", platform, "-o", "b", "--json", index_url=old_abi_index.url)
+    assert r.returncode == 0, r
+    (pkg,) = r.json()["packages"]
+    assert pkg["version"] == version, pkg
+    target = T.from_flags("3.6", platform, None)
+    assert {str(t) for t in parse_wheel_filename(pkg["filename"])[3]} & set(target.tags())
+
+
+def test_no_release_with_a_wheel_for_an_old_glibc_is_a_clear_failure(old_abi_index, wheels):
+    """Nothing installable there (only a cp310 wheel for glibc 2.17): exit 1, never a bundle."""
+    r = wheels("oldglibc==3.0", "--python", "3.10", "--platform", "manylinux2010_x86_64", "-o", "b",
+               index_url=old_abi_index.url)
+    assert r.returncode == 1, r
+    assert "oldglibc" in r.stderr and not (wheels.work / "b").exists()

@@ -85,10 +85,12 @@ class Target:
         return [str(t) for t in found]
 
     def uv_platform(self) -> str:
-        """The `--python-platform` triple: never the bare `linux` (= manylinux_2_17, uv #3842)."""
-        level = max((lv for lv in UV_GLIBC_LEVELS if lv <= self.glibc_minor), default=None)
-        if level is None:
-            raise UsageError(f"target {self.name}: glibc {self.glibc} is older than 2.17, which no resolver supports")
+        """The `--python-platform` triple: never the bare `linux` (= manylinux_2_17, uv #3842).
+
+        uv knows no level below 2.17: an older glibc (CentOS 6's 2.12, manylinux2010/manylinux1)
+        resolves at 2.17, the markers being the same; a version uv picks that has no wheel for
+        the target is then excluded and uv asked again (bundle.py), as pip would backtrack."""
+        level = max((lv for lv in UV_GLIBC_LEVELS if lv <= self.glibc_minor), default=min(UV_GLIBC_LEVELS))
         return f"{self.arch}-manylinux_2_{level}"
 
     def markers(self) -> dict[str, str]:
