@@ -307,9 +307,6 @@ def one(pair: dict, root: Path, newest_py: str, install: bool, cache: Path) -> d
         res["mlops"]["installable"] = not bad
         if install:
             res["mlops"]["real_install"] = real_install(bundle, doc["targets"][0]["name"], py, arch, work)
-    pip_files = {f for f in res["pip"]["files"]}
-    res["same_files"] = served and res["pip"]["served"] and set(mfiles) - {"pip"} >= pip_files and \
-        {f for f in mfiles if not f.startswith("pip-")} == {f for f in pip_files if not f.startswith("pip-")}
     res["verdict"] = verdict(res)
     return res
 
@@ -326,7 +323,7 @@ def verdict(res: dict) -> str:
         return "mlops only"
     if not m["served"] and not p["served"]:
         return "neither (ok)" if res["expect"] == "neither" else "neither"
-    return "same files" if res["same_files"] else "both, different files"
+    return "same files" if difference(res) == "same" else "both, different files"
 
 
 def newest_pip(root: Path) -> str:
@@ -349,7 +346,8 @@ def _dist(filename: str) -> str:
 
 
 def difference(res: dict) -> str:
-    """What mlops has that pip has not (+) and the other way round (-), by name==version."""
+    """What mlops has that pip has not (+) and the other way round (-), by name==version (pip
+    itself, bundled by `--with-pip` for the 3.6/3.7 installs, left out)."""
     m = {_dist(f) for f in res["mlops"]["files"] if not f.startswith("pip-")}
     p = {_dist(f) for f in res["pip"]["files"] if not f.startswith("pip-")}
     if not (res["mlops"]["served"] and res["pip"]["served"]):
@@ -359,6 +357,8 @@ def difference(res: dict) -> str:
 
 
 def table(results: list[dict], meta: dict) -> str:
+    for r in results:
+        r["verdict"] = verdict(r)  # by name==version (two equally good wheels of one release are the same)
     rows = ["| pair | target | pip | mlops | installable | real install | verdict | mlops vs pip |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
