@@ -75,6 +75,8 @@ PAIRS = [
       "https://peps.python.org/pep-0571/", python="3.6", platform_tag="manylinux2010_x86_64"),
     P("manylinux1-py37", ["psutil", "msgpack"], "glibc 2.5 (manylinux1), py3.7",
       "https://pypi.org/project/msgpack/1.0.5/#files", python="3.7", platform_tag="manylinux1_x86_64"),
+    P("ubuntu18-py313", ["numpy", "scikit-learn"], "glibc 2.27 (Ubuntu 18.04): wheels tagged manylinux_2_27 lie between uv's 2_17 and 2_28",
+      "https://github.com/scikit-learn/scikit-learn/pull/32603", python="3.13", platform_tag="manylinux_2_27_x86_64"),
     P("pyarrow-rhel8", ["pyarrow"], "pyarrow ships manylinux_2_28 / 2_17 wheels; RHEL 8 = glibc 2.28, py3.9",
       "https://pypi.org/project/pyarrow/#files", preset="rhel8"),
     P("matplotlib-rhel8-arm", ["matplotlib"], "rhel8 aarch64 (py3.9): contourpy/kiwisolver wheels per arch",

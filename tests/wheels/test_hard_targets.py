@@ -32,6 +32,12 @@ def old_abi_index():
         ("oldglibc", "2.0", "cp36-cp36m-manylinux2010_x86_64"),
         ("oldglibc", "3.0", "cp36-cp36m-manylinux2014_x86_64"),
         ("oldglibc", "3.0", "cp310-cp310-manylinux2014_x86_64"),
+        # numpy 2.3's shape: wheels for glibc 2.27/2.28, between uv's levels 2.17 and 2.28
+        ("midglibc", "1.0", "cp310-cp310-manylinux2014_x86_64"),
+        ("midglibc", "2.0", "cp310-cp310-manylinux_2_24_x86_64"),
+        ("midglibc", "3.0", "cp310-cp310-manylinux_2_27_x86_64.manylinux_2_28_x86_64"),
+        ("midglibc", "4.0", "cp310-cp310-manylinux_2_28_x86_64"),
+        ("midglibc", "4.1", "cp310-cp310-manylinux_2_28_x86_64"),
     ):
         name, data = fakeindex.make_wheel(project, version, tag)
         idx.add(project, fakeindex.Listed(name, data))
@@ -97,3 +103,20 @@ def test_no_release_with_a_wheel_for_an_old_glibc_is_a_clear_failure(old_abi_ind
                index_url=old_abi_index.url)
     assert r.returncode == 1, r
     assert "oldglibc" in r.stderr and not (wheels.work / "b").exists()
+
+
+@pytest.mark.parametrize("glibc,version", [("2_27", "3.0"), ("2_26", "2.0"), ("2_17", "1.0"), ("2_28", "4.1"),
+                                           ("2_30", "4.1")])
+def test_glibc_between_uv_levels_gets_the_newest_release_it_can_install(glibc, version, old_abi_index, wheels):
+    """Ubuntu 18.04 (2.27), Amazon Linux 2 (2.26): uv resolved at 2.17 and never saw wheels
+    tagged 2.24 or 2.27, so the bundle got an older release than pip serves (numpy 2.2.6 and
+    scikit-learn 1.7.2 instead of 2.5.5 and 1.9.1 for Python 3.13 on glibc 2.27), or none at
+    all for a Python whose only wheels are that new. It resolves at the level above now, and
+    the releases the target cannot install are excluded (4.0 and 4.1 in one round)."""
+    r = wheels("midglibc", "--python", "3.10", "--platform", f"manylinux_{glibc}_x86_64", "-o", "b", "--json",
+               index_url=old_abi_index.url)
+    assert r.returncode == 0, r
+    (pkg,) = r.json()["packages"]
+    assert pkg["version"] == version, pkg
+    target = T.from_flags("3.10", f"manylinux_{glibc}_x86_64", None)
+    assert {str(t) for t in parse_wheel_filename(pkg["filename"])[3]} & set(target.tags())

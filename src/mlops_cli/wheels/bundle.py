@@ -113,20 +113,34 @@ def _speculate(req: BundleRequest, pages, downloader):
 MAX_EXCLUSION_ROUNDS = 6  # uv runs added at most for versions that have no wheel for the target
 
 
-def _without_target_files(target: Target, pins, pages) -> list[str]:
-    """`name!=version` for each pin whose release has wheels, none of them for this target (uv,
-    resolving at the nearest manylinux level it knows, can pick one for a target below 2.17).
-    A page that failed to load excludes nothing: the plan reports it."""
+def _no_target_wheel(files, name: str, version: str, target: Target) -> bool:
     from mlops_cli.wheels.choose import choose_file
 
-    python_full = target.markers()["python_full_version"]
+    choice = choose_file(files, name, version, target.tags(), target.markers()["python_full_version"])
+    return bool(choice.problem and "has no wheel for this target" in choice.problem)
+
+
+def _without_target_files(target: Target, pins, pages) -> list[str]:
+    """`name!=version` for every release of a pinned project that has wheels, none of them for
+    this target, once uv picked one of them (resolving at the manylinux level above the
+    target's glibc, it may: numpy 2.3's `manylinux_2_28` wheels for a glibc 2.27 box). All of
+    that project's such releases at once, so one more uv run finds the newest usable one.
+    A page that failed to load excludes nothing: the plan reports it."""
+    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+
     out = []
     for pin in pins:
-        if pages.failure(pin.name) is not None:
+        if pages.failure(pin.name) is not None or \
+                not _no_target_wheel(pages.files(pin.name, pin.version), pin.name, pin.version, target):
             continue
-        choice = choose_file(pages.files(pin.name, pin.version), pin.name, pin.version, target.tags(), python_full)
-        if choice.problem and "has no wheel for this target" in choice.problem:
-            out.append(f"{pin.name}!={pin.version}")
+        everything = pages.files(pin.name)
+        versions = set()
+        for f in everything:
+            try:
+                versions.add(str((parse_wheel_filename if f.is_wheel else parse_sdist_filename)(f.filename)[1]))
+            except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+                continue
+        out += [f"{pin.name}!={v}" for v in sorted(versions) if _no_target_wheel(everything, pin.name, v, target)]
     return out
 
 

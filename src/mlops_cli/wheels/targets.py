@@ -87,10 +87,15 @@ class Target:
     def uv_platform(self) -> str:
         """The `--python-platform` triple: never the bare `linux` (= manylinux_2_17, uv #3842).
 
-        uv knows no level below 2.17: an older glibc (CentOS 6's 2.12, manylinux2010/manylinux1)
-        resolves at 2.17, the markers being the same; a version uv picks that has no wheel for
-        the target is then excluded and uv asked again (bundle.py), as pip would backtrack."""
-        level = max((lv for lv in UV_GLIBC_LEVELS if lv <= self.glibc_minor), default=min(UV_GLIBC_LEVELS))
+        uv knows only some glibc levels. A target between two of them (Ubuntu 18.04's 2.27,
+        Amazon Linux 2's 2.26) or below the lowest (CentOS 6's 2.12) resolves at the next level
+        up, so uv sees every wheel the target can install (numpy's `manylinux_2_27` ones
+        included, which a resolution at 2.17 would miss); the versions uv then picks that have no
+        wheel for the target are excluded and uv asked again (bundle.py), as pip backtracks.
+        Above the highest level, the highest. The markers are the same at every level."""
+        minor = self.glibc_minor
+        level = minor if minor in UV_GLIBC_LEVELS else \
+            min((lv for lv in UV_GLIBC_LEVELS if lv > minor), default=max(UV_GLIBC_LEVELS))
         return f"{self.arch}-manylinux_2_{level}"
 
     def markers(self) -> dict[str, str]:
