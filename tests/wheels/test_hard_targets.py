@@ -38,6 +38,10 @@ def old_abi_index():
         ("midglibc", "3.0", "cp310-cp310-manylinux_2_27_x86_64.manylinux_2_28_x86_64"),
         ("midglibc", "4.0", "cp310-cp310-manylinux_2_28_x86_64"),
         ("midglibc", "4.1", "cp310-cp310-manylinux_2_28_x86_64"),
+        # PyTorch's CPU index: local version labels, wheels tagged plain linux_x86_64
+        ("torchlike", "1.0+cpu", "cp310-cp310-manylinux2014_x86_64"),
+        ("torchlike", "2.0+cpu", "cp310-cp310-linux_x86_64"),
+        ("torchlike", "2.0+cpu", "cp310-cp310-linux_aarch64"),
     ):
         name, data = fakeindex.make_wheel(project, version, tag)
         idx.add(project, fakeindex.Listed(name, data))
@@ -120,3 +124,25 @@ def test_glibc_between_uv_levels_gets_the_newest_release_it_can_install(glibc, v
     assert pkg["version"] == version, pkg
     target = T.from_flags("3.10", f"manylinux_{glibc}_x86_64", None)
     assert {str(t) for t in parse_wheel_filename(pkg["filename"])[3]} & set(target.tags())
+
+
+@pytest.mark.parametrize("args", [["--target", "ubuntu22.04"], ["--python", "3.10", "--platform", "manylinux2014_x86_64"],
+                                  ["--target", "ubuntu22.04-aarch64"]])
+def test_a_plain_linux_wheel_from_the_index_is_served_with_a_warning(args, old_abi_index, wheels):
+    """`torch==2.5.1+cpu` from download.pytorch.org/whl/cpu is tagged linux_x86_64: pip on the
+    target installs it; uv picks it too. mlops refused every target it was meant for ("no wheel
+    for this target"), and with the exclusion rounds would have fallen back to an older release
+    silently. It is bundled now, with a warning that its glibc needs are not declared."""
+    r = wheels("torchlike==2.0+cpu", *args, "-o", "b", "--json", index_url=old_abi_index.url)
+    assert r.returncode == 0, r
+    (pkg,) = r.json()["packages"]
+    assert pkg["version"] == "2.0+cpu" and "-linux_" in pkg["filename"], pkg
+    assert any("not manylinux" in w and pkg["filename"] in w for w in r.json()["warnings"]), r.json()["warnings"]
+    assert "not manylinux" in r.stderr
+
+
+def test_a_manylinux_wheel_gets_no_such_warning(old_abi_index, wheels):
+    r = wheels("torchlike<2", "--target", "ubuntu22.04", "-o", "b", "--json", index_url=old_abi_index.url)
+    assert r.returncode == 0, r
+    (pkg,) = r.json()["packages"]
+    assert "manylinux2014" in pkg["filename"] and not any("not manylinux" in w for w in r.json()["warnings"])

@@ -359,7 +359,7 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
             raise OperationFailed(f"sdist-only dependencies (no wheel for the target): {names}",
                                   hint="--sdist build builds pure-Python ones into py3-none-any wheels on this host")
         # uv's own warnings (e.g. "does not have an extra named ..."), less the yanked ones we word better
-        warnings = plan.yanked + [w for w in uv_warnings if not (plan.yanked and "yanked" in w)]
+        warnings = plan.yanked + plan.untagged + [w for w in uv_warnings if not (plan.yanked and "yanked" in w)]
         for note in warnings:
             warn(note)
         files = plan.unique_files()

@@ -76,10 +76,13 @@ class Target:
         from packaging import tags as ptags
 
         if self.source == "host":  # this very interpreter: exactly what pip here accepts
-            return [str(t) for t in ptags.sys_tags() if "-linux_" not in str(t)]
+            return [str(t) for t in ptags.sys_tags()]
 
+        # `linux_<arch>` last, as pip on that machine ranks it: wheels an index publishes with
+        # no manylinux promise (PyTorch's CPU index: torch-2.5.1+cpu-cp310-cp310-linux_x86_64)
+        # install there; the plan warns that their glibc needs are not declared.
         major, minor = (int(p) for p in self.python.split("."))
-        platforms = self.platform_tags()
+        platforms = self.platform_tags() + [f"linux_{self.arch}"]
         found = list(ptags.cpython_tags((major, minor), abis=[cpython_abi(major, minor)], platforms=platforms))
         found += list(ptags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
         return [str(t) for t in found]
@@ -289,8 +292,8 @@ def from_probe(data: dict[str, Any], origin: str) -> Target:
     if not full.startswith(python + "."):
         full = ""  # inconsistent with "python": trust the X.Y
     name = data.get("name") or f"cp{python.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
-    # Only the manylinux/abi3/none tags travel: `linux_*` wheels are local builds, never portable.
-    tags = tuple(t for t in data.get("tags") or () if "-linux_" not in t)
+    # pip's own list on the target, `linux_<arch>` included: what pip there installs.
+    tags = tuple(data.get("tags") or ())
     return Target(name=re.sub(r"[^A-Za-z0-9_.-]", "_", name), python=python, arch=arch, glibc=glibc,
                   python_full=full, exact_tags=tags, source="file",
                   externally_managed=data.get("externally_managed") is True)
