@@ -238,7 +238,7 @@ def pip_argv(pair: dict, work: Path, out: Path, newest_py: str) -> tuple[list[st
         return [interp, "-m", "pip", "download", *reqs, "-d", str(out), *index], f"pip of {interp}"
     argv = [newest_py, "-m", "pip", "download", *reqs, "-d", str(out), *index, "--only-binary=:all:",
             "--python-version", py, "--implementation", "cp", "--abi", abi_of(py)]
-    for plat in platforms_for(glibc, arch)[:-1]:  # not linux_*: a local build is not for another machine
+    for plat in platforms_for(glibc, arch):  # linux_<arch> too: pip on that machine accepts it
         argv += ["--platform", plat]
     return argv, "newest pip"
 
