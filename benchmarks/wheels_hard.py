@@ -77,6 +77,8 @@ PAIRS = [
       "https://pypi.org/project/msgpack/1.0.5/#files", python="3.7", platform_tag="manylinux1_x86_64"),
     P("ubuntu18-py313", ["numpy", "scikit-learn"], "glibc 2.27 (Ubuntu 18.04): wheels tagged manylinux_2_27 lie between uv's 2_17 and 2_28",
       "https://github.com/scikit-learn/scikit-learn/pull/32603", python="3.13", platform_tag="manylinux_2_27_x86_64"),
+    P("amzn2-py310", ["numpy", "scipy", "pandas"], "glibc 2.26 (Amazon Linux 2): resolved at uv's 2_28, then 2_27/2_28-only releases excluded",
+      "https://github.com/scikit-learn/scikit-learn/pull/32603", python="3.10", platform_tag="manylinux_2_26_x86_64"),
     P("pyarrow-rhel8", ["pyarrow"], "pyarrow ships manylinux_2_28 / 2_17 wheels; RHEL 8 = glibc 2.28, py3.9",
       "https://pypi.org/project/pyarrow/#files", preset="rhel8"),
     P("matplotlib-rhel8-arm", ["matplotlib"], "rhel8 aarch64 (py3.9): contourpy/kiwisolver wheels per arch",
