@@ -146,3 +146,23 @@ def test_a_manylinux_wheel_gets_no_such_warning(old_abi_index, wheels):
     assert r.returncode == 0, r
     (pkg,) = r.json()["packages"]
     assert "manylinux2014" in pkg["filename"] and not any("not manylinux" in w for w in r.json()["warnings"])
+
+
+def test_exclusions_name_every_release_without_a_wheel_for_the_target_at_once():
+    """Pure: numpy's real file names (pypi.org/simple/numpy/) for a glibc 2.26 box."""
+    from mlops_cli.wheels.exclude import exclusions
+    from mlops_cli.wheels.index import IndexFile
+    from mlops_cli.wheels.resolve import Pin
+
+    names = ["numpy-2.2.6-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "numpy-2.2.6.tar.gz",
+             "numpy-2.3.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl", "numpy-2.3.0.tar.gz",
+             "numpy-2.5.5-cp313-cp313-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"]
+    files = [IndexFile(n, f"https://files.example/{n}", "0" * 64, None, False, None, None, "i") for n in names]
+
+    def files_of(name, version):
+        return [f for f in files if version is None or f"-{version}-" in f.filename or f"-{version}.tar" in f.filename]
+
+    target = T.from_flags("3.10", "manylinux_2_26_x86_64", None)
+    assert exclusions(target, [Pin("numpy", "2.5.5")], files_of) == ["numpy!=2.3.0", "numpy!=2.5.5"]
+    assert exclusions(target, [Pin("numpy", "2.2.6")], files_of) == []
+    assert exclusions(target, [Pin("numpy", "2.5.5")], lambda name, version: None) == []  # page failed

@@ -113,37 +113,6 @@ def _speculate(req: BundleRequest, pages, downloader):
 MAX_EXCLUSION_ROUNDS = 6  # uv runs added at most for versions that have no wheel for the target
 
 
-def _no_target_wheel(files, name: str, version: str, target: Target) -> bool:
-    from mlops_cli.wheels.choose import choose_file
-
-    choice = choose_file(files, name, version, target.tags(), target.markers()["python_full_version"])
-    return bool(choice.problem and "has no wheel for this target" in choice.problem)
-
-
-def _without_target_files(target: Target, pins, pages) -> list[str]:
-    """`name!=version` for every release of a pinned project that has wheels, none of them for
-    this target, once uv picked one of them (resolving at the manylinux level above the
-    target's glibc, it may: numpy 2.3's `manylinux_2_28` wheels for a glibc 2.27 box). All of
-    that project's such releases at once, so one more uv run finds the newest usable one.
-    A page that failed to load excludes nothing: the plan reports it."""
-    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
-
-    out = []
-    for pin in pins:
-        if pages.failure(pin.name) is not None or \
-                not _no_target_wheel(pages.files(pin.name, pin.version), pin.name, pin.version, target):
-            continue
-        everything = pages.files(pin.name)
-        versions = set()
-        for f in everything:
-            try:
-                versions.add(str((parse_wheel_filename if f.is_wheel else parse_sdist_filename)(f.filename)[1]))
-            except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
-                continue
-        out += [f"{pin.name}!={v}" for v in sorted(versions) if _no_target_wheel(everything, pin.name, v, target)]
-    return out
-
-
 def _exclude_unusable(target: Target, pins, warnings, run, scratch: Path | None, pages):
     """Pins whose every release has a file for the target: versions that have none are excluded
     and uv asked again (pip's backtracking over a platform it cannot install), a few times."""
@@ -151,10 +120,15 @@ def _exclude_unusable(target: Target, pins, warnings, run, scratch: Path | None,
         return pins, warnings
     import hashlib
 
+    from mlops_cli.wheels.exclude import exclusions
+
+    def files_of(name: str, version: str | None):
+        return None if pages.failure(name) is not None else pages.files(name, version)
+
     excluded: list[str] = []
     tag = hashlib.sha256(target.name.encode()).hexdigest()[:12]
     for round_ in range(MAX_EXCLUSION_ROUNDS):
-        more = [e for e in _without_target_files(target, pins, pages) if e not in excluded]
+        more = [e for e in exclusions(target, pins, files_of) if e not in excluded]
         if not more:
             break
         excluded += more
