@@ -110,8 +110,49 @@ def _speculate(req: BundleRequest, pages, downloader):
     return on_hint
 
 
+MAX_EXCLUSION_ROUNDS = 6  # uv runs added at most for versions that have no wheel for the target
+
+
+def _exclude_unusable(target: Target, pins, warnings, run, scratch: Path | None, pages):
+    """Pins whose every release has a file for the target: versions that have none are excluded
+    and uv asked again (pip's backtracking over a platform it cannot install), a few times."""
+    if scratch is None:
+        return pins, warnings
+    import hashlib
+
+    from mlops_cli.wheels.exclude import exclusions
+
+    def files_of(name: str, version: str | None):
+        return None if pages.failure(name) is not None else pages.files(name, version)
+
+    excluded: list[str] = []
+    tag = hashlib.sha256(target.name.encode()).hexdigest()[:12]
+    for round_ in range(MAX_EXCLUSION_ROUNDS):
+        more = [e for e in exclusions(target, pins, files_of) if e not in excluded]
+        if not more:
+            break
+        excluded += more
+        constraints = scratch / f"exclude-{tag}-{round_}.txt"
+        floor.write_new(constraints, "\n".join(excluded) + "\n", what="resolver constraints")
+        pins, warnings = run(constraints)
+    return pins, warnings
+
+
 def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_hint,
-                    on_start=None):
+                    on_start=None, scratch: Path | None = None):
+    pins, warnings, only_binary = _resolve_binary_first(req, target, inputs, cache_root, pages, on_hint, on_start)
+
+    def again(constraints: Path):
+        from mlops_cli.wheels.resolve import resolve
+
+        return resolve(target, inputs, req.index_urls, cache_root / "uv", on_hint=on_hint, only_binary=only_binary,
+                       constraints=constraints)
+
+    return _exclude_unusable(target, pins, warnings, again, scratch, pages)
+
+
+def _resolve_binary_first(req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_hint,
+                          on_start=None):
     """Pins for one target, binary-only: every package gets a version with a wheel for the
     target; only projects that ship no wheel at all (in any release) may come as an sdist.
 
@@ -127,7 +168,7 @@ def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cach
                        on_start=on_start)
 
     try:
-        return run([":all:"])
+        return (*run([":all:"]), [":all:"])
     except OperationFailed:
         if stopping() or any(isinstance(pages.failure(n), OperationFailed) for n in req.first_names):
             raise  # interrupted, or the index itself failed: a second uv would only wait again
@@ -141,16 +182,16 @@ def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cach
         pins, warnings = run(binary or [":none:"])
         if {p.name.lower() for p in pins} <= names:
             break
-    return pins, warnings
+    return pins, warnings, binary or [":none:"]
 
 
 def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_hint,
-                 on_start=None) -> tuple[dict, list[str]]:
+                 on_start=None, scratch: Path | None = None) -> tuple[dict, list[str]]:
     from mlops_cli.wheels.resolve import stop_running, uv_binary
 
     uv_binary()  # found here, in one thread, before the targets' threads need it
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
-        futures = {t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_hint, on_start)
+        futures = {t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_hint, on_start, scratch)
                    for t in req.targets}
         try:
             results = {name: f.result() for name, f in futures.items()}
@@ -278,7 +319,8 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
             if req.chatty:
                 info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
 
-        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader), uv_started)
+        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader), uv_started,
+                                        scratch)
         phases["resolve"] = time.perf_counter() - started - sum(phases.values())
         _refuse_empty(req, pins)
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))
@@ -291,7 +333,7 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
             raise OperationFailed(f"sdist-only dependencies (no wheel for the target): {names}",
                                   hint="--sdist build builds pure-Python ones into py3-none-any wheels on this host")
         # uv's own warnings (e.g. "does not have an extra named ..."), less the yanked ones we word better
-        warnings = plan.yanked + [w for w in uv_warnings if not (plan.yanked and "yanked" in w)]
+        warnings = plan.yanked + plan.untagged + [w for w in uv_warnings if not (plan.yanked and "yanked" in w)]
         for note in warnings:
             warn(note)
         files = plan.unique_files()

@@ -16,6 +16,7 @@ class Plan:
     per_target: dict[str, list[Choice]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # no file fits: fatal
     yanked: list[str] = field(default_factory=list)  # chosen although yanked: warn
+    untagged: list[str] = field(default_factory=list)  # plain linux_<arch> wheels chosen: warn
 
     def unique_files(self) -> list[IndexFile]:
         seen: dict[str, IndexFile] = {}
@@ -48,6 +49,9 @@ def make_plan(targets: list[Target], pins: dict[str, list[Pin]], pages: dict[str
             if choice.problem:
                 plan.problems.append(f"{choice.problem} [target {target.name}]")
                 continue
+            note = _undeclared_glibc(choice)
+            if note and note not in plan.untagged:
+                plan.untagged.append(note)
             if choice.file is not None and choice.file.yanked:
                 reason = f" ({choice.file.yanked_reason})" if choice.file.yanked_reason else ""
                 note = f"{pin.name}=={pin.version} is yanked{reason}; it is used because it is pinned exactly"
@@ -56,6 +60,21 @@ def make_plan(targets: list[Target], pins: dict[str, list[Pin]], pages: dict[str
             chosen.append(choice)
         plan.per_target[target.name] = chosen
     return plan
+
+
+def _undeclared_glibc(choice: Choice) -> str | None:
+    """A warning when the chosen wheel is tagged only `linux_<arch>` (no manylinux promise)."""
+    f = choice.file
+    if f is None or choice.needs_build or not f.is_wheel:
+        return None
+    from packaging.utils import parse_wheel_filename
+
+    platforms = {t.platform for t in parse_wheel_filename(f.filename)[3]}
+    if not platforms or not all(p.startswith("linux_") for p in platforms):
+        return None
+    return (f"{f.filename} is tagged {', '.join(sorted(platforms))}, not manylinux: pip on the target installs it, "
+            "but which glibc it needs is not declared (it may fail at import on a glibc older than its build "
+            "machine's); check it there")
 
 
 def required_glibc(wheel_filenames: list[str]) -> str | None:

@@ -74,12 +74,15 @@ def validate_requirement(text: str) -> str:
         parsed = Requirement(text)
         if any(not spec.version for spec in parsed.specifier):
             raise InvalidRequirement("a version specifier has no version")
-        if parsed.url:
-            raise InvalidRequirement("direct URL requirements cannot be hash-pinned from an index")
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0]
         raise UsageError(f"malformed requirement {shorten(one_line(text), 80)!r}: {shorten(one_line(first), 200)}",
                          hint="write it like swanlab==0.5.7, 'swanlab[dashboard]>=0.5' or -r requirements.txt") from None
+    if parsed.url:  # well formed, deliberately not bundled: a refusal, not a typo (pip would download it)
+        raise UsageError(f"direct URL requirement for {shorten(one_line(parsed.name), 80)} is not supported: a bundle "
+                         "holds only files an index lists with their hash",
+                         hint=f"name it with its version ({shorten(one_line(parsed.name), 80)}==VERSION) and give its "
+                              "index with --index-url / --extra-index-url")
     return text
 
 
@@ -97,10 +100,11 @@ def index_args(index_urls: list[str]) -> list[str]:
 
 
 def compile_command(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-                    only_binary: list[str] | None = None) -> list[str]:
+                    only_binary: list[str] | None = None, constraints: Path | None = None) -> list[str]:
     """`uv pip compile` for one target; `only_binary`: names (or ':all:') resolved to versions
-    that have a wheel for the target, as pip's --only-binary."""
+    that have a wheel for the target, as pip's --only-binary; `constraints`: a constraints file."""
     binary = [arg for name in (only_binary or []) for arg in ("--only-binary", name)]
+    binary += ["--constraint", str(constraints)] if constraints is not None else []
     argv = [uv_binary(), "pip", "compile", *[str(p) for p in inputs],
             "--python-platform", target.uv_platform(),
             "--python-version", target.markers()["python_full_version"],
@@ -238,7 +242,8 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
 def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
             timeout: float = 600, on_hint: Callable[[Hint], None] | None = None,
             only_binary: list[str] | None = None,
-            on_start: Callable[[], None] | None = None) -> tuple[list[Pin], list[str]]:
+            on_start: Callable[[], None] | None = None,
+            constraints: Path | None = None) -> tuple[list[Pin], list[str]]:
     """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
 
     `on_hint(Hint)` is called as uv names, considers and picks packages (from its -v log), so
@@ -246,7 +251,7 @@ def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir
     `on_start()` is called once, just before the first hint: uv has started, queried its
     interpreter (CPU-bound; better not shared) and begun resolving.
     """
-    argv = compile_command(target, inputs, index_urls, cache_dir, only_binary) + ["-v"]
+    argv = compile_command(target, inputs, index_urls, cache_dir, only_binary, constraints) + ["-v"]
     if stopping():
         raise OperationFailed("interrupted")
     pending_start = [on_start] if on_start is not None else []

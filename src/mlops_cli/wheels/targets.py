@@ -76,19 +76,29 @@ class Target:
         from packaging import tags as ptags
 
         if self.source == "host":  # this very interpreter: exactly what pip here accepts
-            return [str(t) for t in ptags.sys_tags() if "-linux_" not in str(t)]
+            return [str(t) for t in ptags.sys_tags()]
 
+        # `linux_<arch>` last, as pip on that machine ranks it: wheels an index publishes with
+        # no manylinux promise (PyTorch's CPU index: torch-2.5.1+cpu-cp310-cp310-linux_x86_64)
+        # install there; the plan warns that their glibc needs are not declared.
         major, minor = (int(p) for p in self.python.split("."))
-        platforms = self.platform_tags()
-        found = list(ptags.cpython_tags((major, minor), abis=[f"cp{major}{minor}"], platforms=platforms))
+        platforms = self.platform_tags() + [f"linux_{self.arch}"]
+        found = list(ptags.cpython_tags((major, minor), abis=[cpython_abi(major, minor)], platforms=platforms))
         found += list(ptags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
         return [str(t) for t in found]
 
     def uv_platform(self) -> str:
-        """The `--python-platform` triple: never the bare `linux` (= manylinux_2_17, uv #3842)."""
-        level = max((lv for lv in UV_GLIBC_LEVELS if lv <= self.glibc_minor), default=None)
-        if level is None:
-            raise UsageError(f"target {self.name}: glibc {self.glibc} is older than 2.17, which no resolver supports")
+        """The `--python-platform` triple: never the bare `linux` (= manylinux_2_17, uv #3842).
+
+        uv knows only some glibc levels. A target between two of them (Ubuntu 18.04's 2.27,
+        Amazon Linux 2's 2.26) or below the lowest (CentOS 6's 2.12) resolves at the next level
+        up, so uv sees every wheel the target can install (numpy's `manylinux_2_27` ones
+        included, which a resolution at 2.17 would miss); the versions uv then picks that have no
+        wheel for the target are excluded and uv asked again (bundle.py), as pip backtracks.
+        Above the highest level, the highest. The markers are the same at every level."""
+        minor = self.glibc_minor
+        level = minor if minor in UV_GLIBC_LEVELS else \
+            min((lv for lv in UV_GLIBC_LEVELS if lv > minor), default=max(UV_GLIBC_LEVELS))
         return f"{self.arch}-manylinux_2_{level}"
 
     def markers(self) -> dict[str, str]:
@@ -119,6 +129,13 @@ class Target:
             "markers": self.markers(),
             "tags": self.tags(),  # all of them, best first: the manifest says exactly what was allowed
         }
+
+
+def cpython_abi(major: int, minor: int) -> str:
+    """The ABI tag a release build of CPython X.Y reports: before 3.8 it carries pymalloc's `m`
+    (`cp37m`), the flag every compiled wheel for 3.6/3.7 is tagged with (pillow, lxml, cffi);
+    3.8 dropped the flag (`cp38`)."""
+    return f"cp{major}{minor}" + ("m" if (major, minor) < (3, 8) else "")
 
 
 @functools.lru_cache(maxsize=64)
@@ -275,8 +292,8 @@ def from_probe(data: dict[str, Any], origin: str) -> Target:
     if not full.startswith(python + "."):
         full = ""  # inconsistent with "python": trust the X.Y
     name = data.get("name") or f"cp{python.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
-    # Only the manylinux/abi3/none tags travel: `linux_*` wheels are local builds, never portable.
-    tags = tuple(t for t in data.get("tags") or () if "-linux_" not in t)
+    # pip's own list on the target, `linux_<arch>` included: what pip there installs.
+    tags = tuple(data.get("tags") or ())
     return Target(name=re.sub(r"[^A-Za-z0-9_.-]", "_", name), python=python, arch=arch, glibc=glibc,
                   python_full=full, exact_tags=tags, source="file",
                   externally_managed=data.get("externally_managed") is True)
