@@ -19,9 +19,6 @@ KNOWN_MISSES = {
         "only an epoch summary with `loss_scale 0.000` (rounded) survives of the failing run; its "
         "`Minimum loss scale reached` line is not in the log, and a small fairseq scale alone is normal "
         "(fixtures/fairseq515: 0.004, healthy), so no rule can call it without false alarms",
-    "heldout5/nan_synthseg63_keras_bar_trailing_spaces.log":
-        "the NaN is found on the right line, but a Keras progress bar (`49/5000 [====...] - ETA: ... - loss: nan`) "
-        "is not read as a step record, so no step number is reported",
     "heldout5/nan_yolov3_215_table_rows_from_batch18.log":
         "a 2019 ultralytics table row with no header and every column `nan` (`0/272  18/7328  nan  nan ...`): "
         "which column is the loss cannot be told without the header",
