@@ -33,7 +33,8 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 FOLDERS = {"fixtures": ROOT / "tests" / "fixtures" / "train", "heldout": ROOT / "tests" / "fixtures" / "train" / "heldout",
            "heldout2": ROOT / "tests" / "fixtures" / "train" / "heldout2",
            "heldout3": ROOT / "tests" / "fixtures" / "train" / "heldout3",
-           "heldout4": ROOT / "tests" / "fixtures" / "train" / "heldout4"}
+           "heldout4": ROOT / "tests" / "fixtures" / "train" / "heldout4",
+           "heldout5": ROOT / "tests" / "fixtures" / "train" / "heldout5"}
 SECTION = "## train-doctor accuracy"
 
 
@@ -157,7 +158,7 @@ def write_docs(label: str, results: list[dict]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, help="a fixture folder with a manifest.json (default: the held-out logs)")
-    ap.add_argument("--all", action="store_true", help="tests/fixtures/train and its heldout/, heldout2/, heldout3/ and heldout4/ folders")
+    ap.add_argument("--all", action="store_true", help="tests/fixtures/train and its heldout/ to heldout5/ folders")
     ap.add_argument("--label", default="run", help="the row's name in docs/benchmarks.md (e.g. before, after)")
     ap.add_argument("--write", action="store_true", help="add the rows to docs/benchmarks.md")
     ap.add_argument("--json", action="store_true", help="print the scores as JSON")

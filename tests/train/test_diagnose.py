@@ -414,3 +414,48 @@ def test_a_megatron_record_wrapped_at_its_separators_keeps_its_step():
     assert analyse_bytes(healthy.encode()).exit_code == 0
     f = analyse_bytes((healthy + rec(20, None, "nan")).encode()).errors[0]
     assert (f.cls, f.step) == ("nan_loss", 20)
+
+
+# --- heldout5 classes: what a cut paste still proves ------------------------------------------------------
+
+_TB = ("Traceback (most recent call last):\n"
+       '  File "train.py", line 12, in <module>\n'
+       "    main()\n"
+       '  File "train.py", line 9, in main\n'
+       "    trainer.train()\n")
+
+
+def test_a_log_that_ends_inside_a_traceback_is_a_crash_that_says_the_error_line_is_missing():
+    r = analyse_bytes((healthy_hf() + _TB).encode())
+    (f,) = r.errors
+    assert f.cls == "crash" and f.line == healthy_hf().count("\n") + 1
+    assert f.data.get("cut") is True and any("not in the log" in b for b in f.because)
+
+
+def test_a_traceback_with_its_error_line_or_followed_by_training_is_not_a_cut_crash():
+    whole = analyse_bytes((healthy_hf() + _TB + "KeyError: 'losses'\n").encode())
+    (f,) = whole.errors
+    assert f.cls == "crash" and not f.data.get("cut") and "KeyError" in f.title
+    went_on = analyse_bytes((healthy_hf(5) + _TB + healthy_hf(5, start=60)).encode())
+    assert went_on.exit_code == 0 and not went_on.errors
+
+
+def test_an_ipython_traceback_header_names_the_exception():
+    r = analyse_bytes((healthy_hf() + "NotImplementedError                       Traceback (most recent call last)\n"
+                       "Cell In[23], line 1\n").encode())
+    (f,) = r.errors
+    assert f.cls == "crash" and "NotImplementedError" in f.title
+
+
+def test_a_dataloader_kill_cut_before_the_signal_claims_no_cause():
+    cut = analyse_bytes((healthy_hf() + "RuntimeError: DataLoader worker (pid 2978) is killed by\n").encode())
+    (f,) = cut.errors
+    assert f.cls == "host_oom_dataloader" and f.cause is None
+    whole = analyse_bytes((healthy_hf() + "RuntimeError: DataLoader worker (pid 2978) is killed by signal: Killed.\n").encode())
+    assert whole.errors[0].cause == "host_ram"
+
+
+def test_fairseq_minimum_loss_exception_cut_after_its_first_words_is_the_loss_scale_floor():
+    r = analyse_bytes((healthy_hf() + "FloatingPointError: Minimum loss.\n").encode())
+    (f,) = r.errors
+    assert f.cls == "nan_loss" and f.cause == "fp16_overflow_loss_scale"

@@ -238,6 +238,7 @@ class Doctor:
         self._calibration_overflows = 0
         self._guard_skips = 0
         self._last_exception: Optional[Signal] = None
+        self._last_traceback: Optional[Signal] = None
         self._tb_nonfinite: dict[str, Signal] = {}
         self._grad_skips: set[str] = set()
         self._summary: dict[str, Signal] = {}
@@ -490,6 +491,8 @@ class Doctor:
         elif kind in ("dataloader_killed", "host_oom") or (kind == "exitcode" and d.get("exitcode") in _KILLED_CODES) or \
                 (kind == "signal" and d.get("signal") in (7, 9)):
             self._host(sig)
+        elif kind == "traceback":
+            self._last_traceback = sig  # judged at the end: did its exception line (or a step record) follow?
         elif kind == "exception" or (kind == "exitcode" and d.get("exitcode") not in (None, 0)):
             self._last_exception = sig  # judged at the end: did the run go on after it?
         elif kind == "device_assert":
@@ -739,6 +742,13 @@ class Doctor:
                          "(Docker's default is 64 MiB)"]
             f.fix = ["run the container with --ipc=host or --shm-size=16g (Kubernetes: an emptyDir with "
                      "medium: Memory mounted at /dev/shm)", "or fewer DataLoader workers / a smaller prefetch_factor"]
+        elif "cut off" in sig:  # `is killed by` with the signal's name cut off: killed, but by what is unknown
+            f.title = "a DataLoader worker was killed; the log is cut before the signal's name"
+            f.cause = None
+            f.because = ["'is killed by signal: Killed' (SIGKILL) would be host RAM, 'Segmentation fault' or "
+                         "'Aborted' a crash inside the worker: the name is not in the log"]
+            f.fix = ["collect the full error line (and `dmesg -T | grep -i -E 'killed process|out of memory'`)",
+                     "set num_workers=0 once: the main process then shows the real error"]
         elif any(w in sig for w in ("segmentation", "abort", "illegal", "floating point")):
             # SIGSEGV, SIGABRT (`Attempt to free invalid pointer`, a failed C assert), SIGILL, SIGFPE: the
             # worker crashed in native code; the OOM killer sends SIGKILL, not these
@@ -976,6 +986,10 @@ class Doctor:
     def _crash(self) -> None:
         """A run that ended on an exception none of the classes explain is not healthy."""
         sig = self._last_exception
+        tb = self._last_traceback
+        if tb is not None and (sig is None or (sig.where.file == tb.where.file and sig.where.line < tb.where.line)):
+            self._cut_traceback(tb)
+            return
         if sig is None or any(f.severity == ERROR for f in self.findings):
             return
         if self._last_record_at.get(sig.where.file, 0) > sig.where.line:
@@ -989,6 +1003,23 @@ class Doctor:
         f.fix = ["read the traceback above this line: the last frame in your code is where it broke",
                  "with torchrun, the first rank that failed is in the 'Root Cause' block; its own log has the real error"]
         f.data = {k: v for k, v in d.items()}
+        f.add_evidence(sig.where)
+        self._add(f)
+
+    def _cut_traceback(self, sig: Signal) -> None:
+        """The log ends inside a traceback whose exception line never came (the paste or the log was cut):
+        the run stopped on an exception, and which one the log does not say."""
+        if any(f.severity == ERROR for f in self.findings) or self._last_record_at.get(sig.where.file, 0) > sig.where.line:
+            return
+        kind = sig.data.get("type")
+        f = Finding("crash", ERROR, f"the run stopped on {kind or 'an exception'}; the log is cut before the error line",
+                    sig.where.file, sig.rank, sig.step, sig.where.line, time=time_of(sig.where.text))
+        f.because = ["the log ends inside a Python traceback and no step record follows it; the traceback's last "
+                     "line, which names the error, is not in the log (the paste or the log file was cut)",
+                     "which failure this is (OOM, NCCL, CUDA error, a bug) cannot be told from the frames alone"]
+        f.fix = ["collect the end of the log: the line after the last frame names the error; run train-doctor on it",
+                 "with torchrun, the failing rank's own log (or its 'Root Cause' block) has the full traceback"]
+        f.data = {"type": kind, "message": None, "cut": True}
         f.add_evidence(sig.where)
         self._add(f)
 

@@ -46,6 +46,7 @@ NEEDLES: dict[bytes, int] = {
     b"assertion `": SIGNAL,  # a CUDA kernel's `Assertion `srcIndex < srcSelectDimSize` failed.` (no other needle)
     b"nvrm: xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
     b"exhausted": SIGNAL,  # TensorFlow/XLA OOMs: `Resource exhausted: OOM when allocating tensor` (no `error`)
+    b"most recent call last": SIGNAL,  # a traceback's header: the run's end when its exception line is cut off
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {

@@ -80,7 +80,8 @@ _ROOT_EXIT = re.compile(rb"exitcode\s{0,10}: (-?\d{1,4}) \(pid: (\d{1,10})\)")
 _ROOT_SIGNAL = re.compile(rb"signal (\d{1,3}) \((sig\w{1,10})\) received by pid (\d{1,10})")
 _ELASTIC_FAILED = re.compile(rb"torchelastic\.worker\.status\.failed[^\n]{0,400}?\"global_rank\":\s{0,2}(\d{1,6})")
 _DS_RETURN = re.compile(rb"exits with return code = (-?\d{1,4})|died with <signals\.(sig\w{1,10}): (\d{1,3})>")
-_DATALOADER = re.compile(rb"dataloader worker \(pid(?:\(s\))? ?([\d, ]{1,200})\) (?:is killed by signal: ([a-z][a-z ]{0,40})|exited unexpectedly)")
+# `is killed by` alone: a paste cut before the signal's name (the worker died; of what, the log does not say)
+_DATALOADER = re.compile(rb"dataloader worker \(pid(?:\(s\))? ?([\d, ]{1,200})\) (?:is killed by(?: signal: ([a-z][a-z ]{0,40}))?|exited unexpectedly)")
 _BUS = re.compile(rb"bus error encountered in worker|insufficient shared memory \(shm\)")
 # a shell's job-control report of a SIGKILLed child: `/var/spool/slurmd/job00191/slurm_script: line 28:  8156 Killed  python3 ...`
 _JOB_KILLED = re.compile(rb"line \d{1,7}:\s{1,8}\d{1,10}\s{1,8}killed\s{1,40}\S")
@@ -110,6 +111,8 @@ _CUDA_ERROR = re.compile(rb"an illegal memory access was encountered|cudaerroril
                          rb"|cudnn_status_internal_error|cudnn_status_execution_failed|uncorrectable ecc error")
 
 
+_TRACEBACK = re.compile(rb"^\W{0,8}([A-Z]\w{0,60}(?:Error|Exception|Interrupt))\s{2,80}traceback \(most recent call last\)",
+                        re.IGNORECASE)  # IPython's header names the exception: `NotImplementedError    Traceback (...)`
 _EXCEPTION = re.compile(rb"^(?:\[rank\d{1,6}\]:\s?|\d{1,6}: )?(?:[a-z_][\w]{0,40}\.){0,8}([A-Z]\w{0,60}(?:Error|Exception|Failure)):(?: |$)")
 
 
@@ -142,7 +145,8 @@ def loss_scale_events(low: bytes) -> Found:
                 m = _DS_OVERFLOW_BARE.search(low) or _ITER_OVERFLOW.search(low)
                 if m:
                     out.append(("overflow", {"attempted": None, "reduced": None, "hysteresis": None, "rank": None}))
-    if b"minimum" in low and (b"already at minimum" in low or _FAIRSEQ_MIN.search(low)):
+    if b"minimum" in low and (b"already at minimum" in low or _FAIRSEQ_MIN.search(low)
+                              or b"floatingpointerror: minimum loss" in low):  # fairseq's exception, wrapped/garbled
         m = _FAIRSEQ_MIN.search(low)
         out.append(("min_scale", {"scale": _num(m, 1)}))
     return out
@@ -217,7 +221,7 @@ def classify(line: bytes, low: bytes) -> Found:
     if b"dataloader worker" in low:
         m = _DATALOADER.search(low)
         if m:
-            how = (m.group(2) or b"exited unexpectedly").decode().strip()
+            how = (m.group(2) or (b"signal cut off" if b"killed by" in m.group(0) else b"exited unexpectedly")).decode().strip()
             out.append(("dataloader_killed", {"signal": how, "pids": m.group(1).decode().strip()}))
     elif _BUS.search(low) if b"bus error" in low or b"shared memory" in low else False:
         out.append(("dataloader_killed", {"signal": "bus error", "pids": None}))
@@ -282,6 +286,9 @@ def classify(line: bytes, low: bytes) -> Found:
         if m:
             out.append(("exception", {"type": _orig(line, m, 1), "message": line[m.end():m.end() + 300].decode(
                 "utf-8", "replace").strip()}))
+    if not out and b"most recent call last" in low:  # a traceback starts; its exception line may never come
+        m = _TRACEBACK.search(line)
+        out.append(("traceback", {"type": _orig(line, m, 1) if m else None}))
     if b"illegal" in low or b"misaligned" in low or b"launch failure" in low or b"_status_" in low or b"ecc error" in low:
         if _CUDA_ERROR.search(low) and not any(k == "device_assert" for k, _ in out):
             out.append(("cuda_error", {}))
