@@ -302,6 +302,25 @@ def _build_failure(f: Facts, k: str, scope: str, symptom: list[str], build: Buil
                 k,
             )
         ]
+    if build.kind == "preempt_rt":
+        good = next((kk for kk, s in sorted(f.modules.items(), key=lambda i: version_key(i[0]), reverse=True) if kk != k and s.present), None)
+        return [
+            make_finding(
+                "kernel_preempt_rt_unsupported",
+                ERROR,
+                f"the nvidia build refuses {k}: it is a PREEMPT_RT (real-time) kernel, which the driver does not support",
+                base + build.lines + [source],
+                fixes.manual(
+                    "boot a non-real-time kernel; rebuilding for this kernel fails the same way",
+                    "NVIDIA's build checks for PREEMPT_RT and bails out by design, so re-running DKMS or reinstalling the driver "
+                    f"cannot help. Boot {'the non-RT kernel ' + good + ' (it has a module)' if good else 'a standard (non-RT) kernel of your distribution'} "
+                    "and make it the default; keep the real-time kernel only if you accept building with "
+                    "IGNORE_PREEMPT_RT_PRESENCE=1, an override NVIDIA does not support.",
+                ),
+                scope,
+                k,
+            )
+        ]
     if build.kind in ("gpl_only", "compile"):
         good = next(
             (
