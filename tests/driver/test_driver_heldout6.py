@@ -160,3 +160,25 @@ def test_without_the_operator_the_fabric_manager_fix_is_planned_again():
     found = ids(changed(doc(DGX), no_operator))
     assert "operator_driver_conflicts_with_host_driver" not in found
     assert any("fabricmanager" in " ".join(s) for s in steps(changed(doc(DGX), no_operator)))
+
+
+# --- nvidia-prime's 'intel' profile: switch the profile, do not edit its file -----------------
+
+PRIME = "ubuntu2004-laptop-prime-select-intel-alias-nvidia-off-cuda-only-nvidia-smi-fails"
+
+
+def _fix(d: dict):
+    return next(f for f in run(d)[1].findings if f.id == "module_not_loaded").fix
+
+
+def test_nvidia_prime_blacklist_points_at_prime_select():
+    fix = _fix(doc(PRIME))
+    assert "prime-select" in fix.summary and not fix.steps
+
+
+def test_a_hand_written_blacklist_keeps_the_remove_it_fix():
+    def hand_written(d):
+        d["files"]["/lib/modprobe.d/blacklist-nvidia.conf"] = "blacklist nvidia\n"
+
+    fix = _fix(changed(doc(PRIME), hand_written))
+    assert "prime-select" not in fix.summary and "remove the blacklist" in fix.summary
