@@ -2,6 +2,9 @@
 
 The classes, most specific first:
 
+- ``preempt_rt``: ``The kernel you are installing for is a PREEMPT_RT kernel!`` / ``Failed
+  PREEMPT_RT sanity check. Bailing out!``: NVIDIA's build refuses real-time kernels by design;
+  rebuilding fails the same way (the kernel, not the driver release, is the problem).
 - ``gpl_only``: ``ERROR: modpost: GPL-incompatible module nvidia.ko uses GPL-only symbol 'X'``;
   the kernel (6.1.76, 6.6.15, 6.7.3, 5.15.0-10xx stable updates, 6.15 ...) made a symbol
   GPL-only that this driver release still uses: the branch's newer point release fixes it.
@@ -31,6 +34,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+PREEMPT_RT = re.compile(r"Failed PREEMPT_RT sanity check|The kernel you are installing for is a PREEMPT_RT kernel")
 GPL_ONLY = re.compile(r"ERROR: modpost: GPL-incompatible module (\S+) uses GPL-only symbol '([^']+)'")
 MODPOST_ERROR = re.compile(r"ERROR: modpost: .+")
 CC_FAILED = re.compile(r"(?<!Warning: )Compiler version check failed|Failed CC version check|The CC version check failed")
@@ -95,7 +99,7 @@ class BuildLog:
     """What one build or install log says."""
 
     path: str
-    kind: str | None  # gpl_only | headers | deps | cc_check | cc_flags | compile | load | unknown | None (no failure)
+    kind: str | None  # preempt_rt | gpl_only | headers | deps | cc_check | cc_flags | compile | load | unknown | None (no failure)
     lines: list[str] = field(default_factory=list)  # the lines that prove it, verbatim
     kernel_cc: str | None = None  # the kernel's compiler version
     used_cc: str | None = None
@@ -152,8 +156,11 @@ def classify(text: str, path: str) -> BuildLog:
     failed = [ln for ln in lines if BUILD_FAILED.search(ln)]
     load = [ln for ln in lines if LOAD_FAILED.search(ln)]
     headers = [ln for ln in lines if HEADERS_BROKEN.search(ln)]
+    rt = [ln for ln in lines if PREEMPT_RT.search(ln)]
     log.succeeded = any(INSTALL_OK.search(ln) for ln in lines)
-    if gpl:
+    if rt:
+        log.kind, log.lines = "preempt_rt", rt[:2]
+    elif gpl:
         log.kind, log.lines = "gpl_only", gpl[:4]
         log.symbols = sorted({GPL_ONLY.search(ln).group(2) for ln in gpl})  # type: ignore[union-attr]
     elif headers:

@@ -6,19 +6,20 @@ Each rule raises a finding only on evidence, and quotes that evidence verbatim. 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from mlops_cli.driver import fixes, gate
 from mlops_cli.driver.context import CONTAINER, OPERATOR, WSL
 from mlops_cli.driver.facts import Facts
-from mlops_cli.driver.model import ERROR, Diagnosis, Finding, make_finding, order_findings
+from mlops_cli.driver.model import ERROR, Diagnosis, Finding, FixPlan, make_finding, order_findings
 from mlops_cli.driver.rules_context import container_findings, operator_findings, vgpu_findings, wsl_findings
 from mlops_cli.driver.rules_gpu import conflicting_driver_findings, fabric_findings, peermem_findings, reset_findings
 from mlops_cli.driver.rules_host import fabric_manager_findings, host_findings, kernel_log_causes, nvidia_would_bind
 from mlops_cli.driver.rules_module import next_kernel_findings, running_module_findings
 from mlops_cli.driver.rules_platform import platform_findings
 
-_NOTHING_TO_JUDGE = ("no_nvidia_gpu", "inside_container_no_gpu_passed", "container_lost_gpu_after_daemon_reload")
+_NOTHING_TO_JUDGE = ("no_nvidia_gpu", "tegra_integrated_gpu", "inside_container_no_gpu_passed", "container_lost_gpu_after_daemon_reload")
 
 
 def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
@@ -33,7 +34,7 @@ def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
     else:
         findings = _on_host(f, ctx, extra_kernel)
     findings = gate.apply(order_findings(findings), ctx, f.failed_steps, f.distro, f.os)
-    if any(x.id == "no_nvidia_gpu" for x in findings):
+    if any(x.id in ("no_nvidia_gpu", "tegra_integrated_gpu") for x in findings):
         status = "no-gpu"
     elif any(x.severity == ERROR for x in findings):
         status = "problem"
@@ -62,9 +63,31 @@ def _on_host(f: Facts, ctx, extra_kernel: str | None) -> list[Finding]:
         findings += next_kernel_findings(f, extra_kernel)
     if any(x.id == "vgpu_guest_driver" for x in findings):
         findings = [x for x in findings if x.id != "gpu_unsupported_by_branch"]
-    if not any(x.severity == ERROR for x in findings) and f.smi.kind != "ok" and not f.module_loaded:
+    if any(x.id == "operator_driver_conflicts_with_host_driver" for x in findings):
+        findings = [_after_owner_is_settled(x) for x in findings]
+    judged = not any(x.id == "tegra_integrated_gpu" for x in findings)
+    if judged and not any(x.severity == ERROR for x in findings) and f.smi.kind != "ok" and not f.module_loaded:
         findings += _nothing_proves_it_works(f)
     return findings
+
+
+def _after_owner_is_settled(x: Finding) -> Finding:
+    """Two owners of the driver (the operator's container and the host's packages): aligning the
+    fabric manager to whichever module happens to be loaded would chase the wrong owner (a DGX OS
+    fabric manager downgraded to the operator's driver). Nothing automated until one owner is kept."""
+    if not x.id.startswith("fabricmanager_") or not x.fix.steps:
+        return x
+    return dataclasses.replace(
+        x,
+        fix=FixPlan(
+            "settle which driver owns this node first (see the operator finding); then match the fabric manager to it",
+            (),
+            "The loaded module may be the operator's, not the host's: matching the fabric manager to it by hand would "
+            "downgrade or replace the host's packages. Keep one owner (driver.enabled=false in the ClusterPolicy, or "
+            "remove the host's driver), reboot, then the fabric manager of that driver's exact version. Steps that would "
+            "have run: " + "; ".join(" ".join(s.argv) for s in x.fix.steps),
+        ),
+    )
 
 
 def _in_container(f: Facts, ctx) -> list[Finding]:

@@ -86,6 +86,7 @@ def make_finding(
 # (nothing else can help until they are fixed) first, consequences last.
 PRIORITY = [
     "no_nvidia_gpu",
+    "tegra_integrated_gpu",
     "wsl_gpu_unavailable",
     "inside_container_no_gpu_passed",
     "container_driver_mismatch",
@@ -103,6 +104,7 @@ PRIORITY = [
     "build_dependency_missing",
     "dkms_build_fail_gcc_mismatch",
     "dkms_build_fail_kernel_too_new",
+    "kernel_preempt_rt_unsupported",
     "dkms_build_failed",
     "dkms_module_not_built_for_running_kernel",
     "prebuilt_module_missing_for_kernel",

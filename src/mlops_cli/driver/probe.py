@@ -74,6 +74,8 @@ FILES = [
     "/sys/class/dmi/id/product_name",
     "/run/systemd/container",  # written by systemd inside a container: docker, lxc, ...
     "/run/host/container-manager",
+    "/etc/nv_tegra_release",  # Jetson / L4T: an integrated GPU with its own driver stack
+    "/proc/device-tree/compatible",
 ]
 # Large logs: only their tail is read.
 LOGS = {

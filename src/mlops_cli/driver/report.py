@@ -107,6 +107,9 @@ class DriverReport:
 
 def verdict(d: Diagnosis) -> Text:
     if d.status == "no-gpu":
+        tegra = next((x for x in d.findings if x.id == "tegra_integrated_gpu"), None)
+        if tegra:
+            return Text("NOT APPLICABLE: a Jetson / L4T integrated GPU (its own driver stack; nothing to check here)", style="bold yellow")
         f = next((x for x in d.findings if x.id == "no_nvidia_gpu"), None)
         if f and f.title != "no NVIDIA GPU on the PCI bus of this machine":  # a container, or nothing visible
             return Text(f"NO GPU: {one_line(f.title)} (nothing to check)", style="bold yellow")

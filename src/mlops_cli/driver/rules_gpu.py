@@ -36,7 +36,9 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
     hung = f.smi.kind in ("timed_out", "device_handle", "no_devices") or f.smi.err_fields
     always = [m for m in xids if int(m.groups[1] or 0) in ALWAYS_RESET_XIDS]
     smi_hangs = f.smi.kind == "timed_out" and f.module_loaded
-    if not (text or always or (xids and hung) or (one_of_many and not ctx.vm) or smi_hangs):
+    # NVML's own verdict on a GPU it can no longer reach: 'GPU is lost. Reboot the system to recover this GPU'.
+    lost = [ln for ln in f.smi.lines if "GPU is lost" in ln]
+    if not (text or always or (xids and hung) or (one_of_many and not ctx.vm) or smi_hangs or lost):
         return []
     ev = [ln for m in (text + xids)[-4:] for ln in m.lines] + [ln for m in f.klog.find_all(K.RM_INIT_FAILED)[-1:] for ln in m.lines]
     ev += list(f.smi.lines[:1])

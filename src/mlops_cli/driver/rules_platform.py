@@ -5,10 +5,29 @@ Pure: decisions over ``Facts`` only.
 
 from __future__ import annotations
 
+import re
+
 from mlops_cli.driver import fixes
 from mlops_cli.driver import kernlog as K
 from mlops_cli.driver.facts import Facts
-from mlops_cli.driver.model import ERROR, Finding, make_finding
+from mlops_cli.driver.model import ERROR, INFO, Finding, make_finding
+
+
+def tegra_evidence(f: Facts) -> list[str]:
+    """A Jetson / L4T board: the L4T release file, the device tree, a -tegra kernel, the L4T core package."""
+    ev = []
+    rel = next((ln.strip() for ln in (f.collected.text("/etc/nv_tegra_release") or "").splitlines() if ln.strip()), "")
+    if rel:
+        ev.append(f"/etc/nv_tegra_release: {rel[:160]}")
+    compat = (f.collected.text("/proc/device-tree/compatible") or "")[:1024].replace("\x00", " ").strip()
+    if re.search(r"nvidia,(?:tegra|jetson)", compat):
+        ev.append(f"/proc/device-tree/compatible: {compat[:160]}")
+    if re.search(r"-tegra$", f.running_kernel or ""):
+        ev.append(f"uname -r: {f.running_kernel}")
+    row = f.installed("nvidia-l4t-core")
+    if row is not None:
+        ev.append(row.line)
+    return ev
 
 
 def platform_findings(f: Facts) -> list[Finding]:
@@ -52,6 +71,23 @@ def platform_findings(f: Facts) -> list[Finding]:
                     "start the container with GPUs, or run the check on the host",
                     "Re-run the container with 'docker run --gpus all ...' (Kubernetes: resources.limits nvidia.com/gpu), "
                     "or run 'mlops driver-check' on the host. Do not install a driver inside the container.",
+                ),
+            )
+        ]
+    tegra = tegra_evidence(f)
+    if tegra and not f.nvidia_on_pci:
+        return [
+            make_finding(
+                "tegra_integrated_gpu",
+                INFO,
+                "a Jetson / L4T (Tegra) board: its integrated GPU uses L4T's own driver stack, which this check does not judge",
+                tegra + [*f.smi.lines[:1]],
+                fixes.manual(
+                    "not applicable: use L4T's tools (tegrastats, jtop) and JetPack; install no desktop driver",
+                    "The integrated GPU of a Jetson is driven by the L4T BSP (nvgpu), not by the discrete-GPU driver packages "
+                    "this check diagnoses; nvidia-smi is absent (JetPack 5) or reduced (JetPack 6), which is normal. Do not apt-install "
+                    "nvidia-driver-*/nvidia-utils-* or build DKMS modules here: if such packages were installed, remove them by hand "
+                    "and keep the L4T packages (nvidia-l4t-*) at the JetPack release that was flashed.",
                 ),
             )
         ]
