@@ -2,8 +2,8 @@
 
 This module never opens a file: the caller reads the bytes (through the floor) and hands them
 over, so a hostile folder entry is checked before Pillow sees it. Pillow is limited to the
-formats the command promises (JPEG, PNG, WebP, BMP, TIFF; Pillow's JPEG opener also returns
-the MPO files many cameras write), which also keeps plugins that run programs (EPS runs Ghostscript) out of reach.
+formats the command promises (JPEG, PNG, WebP, BMP, TIFF, GIF; Pillow's JPEG opener also returns
+the MPO files many cameras write; an animated GIF or WebP counts by its first frame), which also keeps plugins that run programs (EPS runs Ghostscript) out of reach.
 
 - EXIF orientation is applied, so a portrait photo stored sideways is compared and shown upright.
 - JPEG draft mode: the decoder scales by 1/2, 1/4 or 1/8 while decoding (DCT scaling), never
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 Image.init()  # registers every plugin, so each name in FORMATS is known; only those are tried
 PHASH_BITS = 64
 _ORIENTATION = 0x0112
@@ -80,7 +80,7 @@ def open_upright(data: bytes, at_least: tuple[int, int]) -> tuple[Image.Image, i
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise Unreadable("not an image in a format this command reads (JPEG, PNG, WebP, BMP, TIFF)") from None
+        raise Unreadable("not an image in a format this command reads (JPEG, PNG, WebP, BMP, TIFF, GIF)") from None
     orientation = _orientation(image)
     width, height = image.size
     want_w, want_h = at_least
