@@ -9,6 +9,8 @@ the MPO files many cameras write; an animated GIF or WebP counts by its first fr
 - JPEG draft mode: the decoder scales by 1/2, 1/4 or 1/8 while decoding (DCT scaling), never
   below the size asked for; a 4000x3000 photo becomes 500x375 before any pixel is touched.
 - Transparency is flattened onto white; 16-bit grayscale is scaled to 8 bits, not clipped.
+- Flat padding bars (letterbox, pillarbox) are left out of the comparison (``borders.py``), not out
+  of the strips.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mlops_cli.images import borders
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 Image.init()  # registers every plugin, so each name in FORMATS is known; only those are tried
@@ -44,6 +48,7 @@ def features(data: bytes, metric: str, size: int) -> Features:
     """Decode just enough of one image to compare it: a size x size thumbnail or a hash."""
     try:
         image, width, height = open_upright(data, (size, size))
+        image = without_bars(image)
         if metric == "phash":
             import imagehash
 
@@ -58,6 +63,12 @@ def features(data: bytes, metric: str, size: int) -> Features:
     except Exception as exc:  # noqa: BLE001 - any decoder failure on hostile bytes is "unreadable"
         raise Unreadable(_reason(exc)) from exc
     return Features(width, height, vector)
+
+
+def without_bars(image: Image.Image) -> Image.Image:
+    """The picture inside flat padding bars (letterbox, pillarbox), for comparing; see borders.py."""
+    box = borders.picture_box(np.asarray(image.convert("L"), dtype=np.uint8))
+    return image if box == (0, 0, *image.size) else image.crop(box)
 
 
 def panel(data: bytes, width: int, height: int) -> Image.Image:
