@@ -411,7 +411,8 @@ def run_case(root: Path, case: Case) -> dict:
              "internal_error": "internal error" in stderr, "right": 0, "wrong": 0, "unmatched_right": 0,
              "should_pair": sum(v is not None for v in case.truth.values()),
              "should_stay_unmatched": sum(v is None for v in case.truth.values()),
-             "leftovers_expected": len(case.leftovers), "leftovers_reported": 0, "misses": []}
+             "leftovers_expected": len(case.leftovers), "leftovers_reported": 0, "flagged_wrong": 0,
+             "flagged_right": 0, "misses": []}
     try:
         doc = json.loads(proc.stdout or b"{}")
     except ValueError:
@@ -444,6 +445,11 @@ def run_case(root: Path, case: Case) -> dict:
             score["wrong"] += 1
             score["misses"].append(f"{ref}: got {have}, want {want}")
     folder = (doc.get("folders") or [{}])[0]
+    flagged = {_norm(n) for n in folder.get("far_pairs", [])}
+    for ref, want in case.truth.items():
+        ref, want = _norm(ref), _norm(want)
+        if ref in flagged:
+            score["flagged_wrong" if got.get(ref) != want else "flagged_right"] += 1
     reported = {_norm(n) for n in folder.get("leftovers", [])}
     expected = {_norm(n) for n in case.leftovers}
     score["leftovers_reported"] = len(expected & reported)
@@ -468,6 +474,7 @@ def main() -> int:
         print(json.dumps(scores, indent=1, ensure_ascii=True))
         return 0
     tot = {k: sum(s[k] for s in scores) for k in ("right", "wrong", "should_pair", "unmatched_right",
+                                                   "flagged_wrong", "flagged_right",
                                                    "should_stay_unmatched", "leftovers_reported",
                                                    "leftovers_expected")}
     print("| case | right / should pair | wrong | unmatched right | left over reported | exit (want) | internal error |")
@@ -483,6 +490,9 @@ def main() -> int:
           f"{sum(s['exit'] == s['expect_exit'] for s in scores)}/{len(scores)} exit codes right | "
           f"{sum(s['internal_error'] for s in scores)} |")
     print(f"cases fully right: {sum(s['ok'] for s in scores)}/{len(scores)}")
+    wrong_any = tot["wrong"] + tot["should_stay_unmatched"] - tot["unmatched_right"]
+    print(f"wrong or forced pairs flagged as far from the rest (far_pairs): {tot['flagged_wrong']}/{wrong_any}; "
+          f"right pairs flagged (false alarms): {tot['flagged_right']}")
     for s in scores:
         for miss in s["misses"][:6]:
             print(f"  {s['case']}: {ascii(miss)}", file=sys.stderr)

@@ -494,3 +494,25 @@ def test_gif_outputs_palette_and_animated_are_matched(mlops, notes, tmp_path):
     assert r.returncode == 0, r
     got = {s["reference"]: s["matches"][0]["file"] for s in r.json()["strips"]}
     assert {ref: got[ref] for ref in refs} == {ref: f"g{3 - k}.gif" for k, ref in enumerate(refs)}
+
+
+def test_references_whose_output_is_missing_are_flagged_far_from_the_rest(mlops, notes, tmp_path):
+    # Effect_ox1 less two outputs, plus two strangers: the two references are paired with what is
+    # left, far from every true pair, and the report says so (JSON far_pairs and one text line).
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    missing = ("003.jpg", "007.jpg")
+    for ref, by_folder in notes["truth"].items():
+        if ref not in missing:
+            src = notes["root"] / "Effect_ox1" / by_folder["Effect_ox1"]
+            (outs / src.name).write_bytes(src.read_bytes())
+    for seed in (3001, 3002):
+        synth.save(synth.picture(seed), outs / f"stranger_{seed}.jpg")
+    r = mlops("images", "match", *folders(notes, "yuantu"), str(outs), "-o", str(tmp_path / "o"), "--json")
+    assert r.returncode == 0, r
+    assert sorted(r.json()["folders"][0]["far_pairs"]) == sorted(missing)
+    t = mlops("images", "match", *folders(notes, "yuantu"), str(outs), "-o", str(tmp_path / "t"))
+    line = next(x for x in t.stdout.splitlines() if x.startswith("Far from the other pairs"))
+    assert all(m in line for m in missing)
+    clean = mlops("images", "match", *folders(notes, "yuantu", "Effect_ox1"), "-o", str(tmp_path / "c"), "--json")
+    assert clean.json()["folders"][0]["far_pairs"] == []

@@ -305,6 +305,7 @@ def _pair(folder: Folder, refs: list[_Image], cands: list[_Image],
         greedy_disagreements=assign.disagreements(best, greedy),
         total_distance=_round(assign.total(dist, best)),
         greedy_total_distance=_round(assign.total(dist, greedy)),
+        far_pairs=tuple(refs[r].name for r in assign.far_pairs(dist, best)),
     )
     return summary, pairing
 
