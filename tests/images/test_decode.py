@@ -146,3 +146,9 @@ def test_an_animated_gif_counts_by_its_first_frame():
     near = [np.abs(f.vector.astype(float) - np.asarray(p.resize((16, 16), Image.Resampling.BILINEAR), dtype=float)).mean()
             for p in (first, second)]
     assert near[0] < near[1]
+
+
+def test_an_empty_file_is_said_to_be_empty_not_of_another_format():
+    # A zero-byte output (a crashed or interrupted tool) is not "another format": say what it is.
+    with pytest.raises(decode.Unreadable, match=r"empty file \(0 bytes\)"):
+        decode.features(b"", "mse", 64)

@@ -88,6 +88,8 @@ def open_upright(data: bytes, at_least: tuple[int, int]) -> tuple[Image.Image, i
     """Open, draft-decode to no less than ``at_least`` (upright), turn upright, make RGB.
 
     Returns the image and the upright size of the full picture (before draft scaling)."""
+    if not data:
+        raise Unreadable("empty file (0 bytes): a write or copy that did not finish")
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
