@@ -118,3 +118,21 @@ def test_optimal_matches_brute_force_and_never_loses_to_greedy(dist, limit):
         assert assign.total(dist, best) <= assign.total(dist, greedy) + 1e-9
     else:
         assert pairs > int((greedy != UN).sum())
+
+
+def test_a_pair_far_from_the_folders_typical_pair_is_flagged():
+    # Six references with outputs at ~0.001; the seventh's output is missing, so it gets a stranger.
+    dist = np.full((7, 7), 0.05)
+    for i in range(6):
+        dist[i, i] = 0.001 + 0.0002 * i
+    dist[6, 6] = 0.03  # the stranger: nearest of what is left, 25x the median pair
+    best = assign.optimal(dist, None)
+    assert assign.far_pairs(dist, best).tolist() == [6]
+
+
+def test_no_pair_is_flagged_when_distances_are_alike_or_too_few():
+    dist = np.eye(6) * 0 + 0.2
+    np.fill_diagonal(dist, [0.01, 0.02, 0.015, 0.03, 0.05, 0.04])  # 5x spread: ordinary variation
+    assert assign.far_pairs(dist, assign.optimal(dist, None)).tolist() == []
+    small = np.array([[0.001, 0.5], [0.5, 0.4]])  # two pairs give no typical distance
+    assert assign.far_pairs(small, assign.optimal(small, None)).tolist() == []

@@ -89,14 +89,14 @@ def test_garbage_is_unreadable(data):
 def test_formats_outside_the_promised_ones_are_not_opened():
     # Pillow would open these (EPS by running Ghostscript); the command never lets it.
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
-    gif = encode(synth.picture(1, 32, 32), "GIF")
-    assert Image.open(io.BytesIO(gif)).format == "GIF"
-    for data in (eps, gif):
+    pcx = encode(synth.picture(1, 32, 32), "PCX")
+    assert Image.open(io.BytesIO(pcx)).format == "PCX"
+    for data in (eps, pcx):
         with pytest.raises(decode.Unreadable, match="not an image in a format this command reads"):
             decode.features(data, "mse", 64)
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "BMP", "TIFF", "GIF"])
 def test_each_promised_format_decodes(fmt):
     f = decode.features(encode(synth.picture(2, 90, 60), fmt), "ssim", 16)
     assert (f.width, f.height) == (90, 60) and f.vector.shape == (16, 16)
@@ -126,3 +126,29 @@ def test_too_many_pixels_is_unreadable(monkeypatch):
 def test_phash_is_64_bits():
     f = decode.features(encode(synth.picture(4), "JPEG"), "phash", 64)
     assert f.vector.shape == (64,) and f.vector.dtype == bool
+
+
+def test_a_palette_gif_is_compared_by_its_colours():
+    # Image models and converters write GIFs (palette, 256 colours): the thumbnail must be the picture.
+    pic = synth.picture(5, 96, 64)
+    gif = encode(pic.convert("P", palette=Image.Palette.ADAPTIVE, colors=256), "GIF")
+    f = decode.features(gif, "mse", 16)
+    want = np.asarray(pic.resize((16, 16), Image.Resampling.BILINEAR), dtype=float)
+    assert np.abs(f.vector.astype(float) - want).mean() < 12
+
+
+def test_an_animated_gif_counts_by_its_first_frame():
+    first, second = synth.picture(6, 64, 48), synth.picture(7, 64, 48)
+    buf = io.BytesIO()
+    first.convert("P", palette=Image.Palette.ADAPTIVE).save(
+        buf, "GIF", save_all=True, append_images=[second.convert("P", palette=Image.Palette.ADAPTIVE)], duration=100)
+    f = decode.features(buf.getvalue(), "mse", 16)
+    near = [np.abs(f.vector.astype(float) - np.asarray(p.resize((16, 16), Image.Resampling.BILINEAR), dtype=float)).mean()
+            for p in (first, second)]
+    assert near[0] < near[1]
+
+
+def test_an_empty_file_is_said_to_be_empty_not_of_another_format():
+    # A zero-byte output (a crashed or interrupted tool) is not "another format": say what it is.
+    with pytest.raises(decode.Unreadable, match=r"empty file \(0 bytes\)"):
+        decode.features(b"", "mse", 64)

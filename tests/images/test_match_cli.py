@@ -462,3 +462,57 @@ def test_help_names_the_extra_and_the_default_height(mlops):
     assert "pip install 'mlops-cli[images]'" in r.stdout  # not eaten as rich markup
     assert "[default: each reference's own height]" in r.stdout
     assert "Example" in r.stdout
+
+
+def test_a_folder_whose_images_are_in_subfolders_is_refused_with_where_they_are(mlops, notes, tmp_path):
+    # GFPGAN writes results/{restored_imgs,cmp,...}/; given results/ itself, say which subfolders hold images.
+    results = tmp_path / "results"
+    for sub, count in (("restored_imgs", 3), ("cmp", 2)):
+        for i in range(count):
+            synth.save(synth.picture(i), results / sub / f"{i:02d}.png")
+    (results / "notes").mkdir()
+    r = mlops("images", "match", str(notes["root"] / "yuantu"), str(results), "-o", str(tmp_path / "out"))
+    assert r.returncode == 2, r
+    assert "no image files in folder" in r.stderr
+    hint = next(line for line in r.stderr.splitlines() if line.startswith("hint:"))
+    assert f"{results / 'restored_imgs'} (3)" in hint and f"{results / 'cmp'} (2)" in hint
+    assert "notes" not in hint
+
+
+def test_gif_outputs_palette_and_animated_are_matched(mlops, notes, tmp_path):
+    # A folder of outputs saved as GIF (one animated: its first frame is the output) pairs like any other.
+    outs = tmp_path / "gifs"
+    outs.mkdir()
+    refs = sorted(notes["truth"])[:4]
+    for k, ref in enumerate(refs):
+        pic = Image.open(notes["root"] / "yuantu" / ref).convert("RGB")
+        frames = [pic.convert("P", palette=Image.Palette.ADAPTIVE)]
+        if k == 0:
+            frames.append(synth.picture(999).resize(pic.size).convert("P", palette=Image.Palette.ADAPTIVE))
+        frames[0].save(outs / f"g{3 - k}.gif", save_all=True, append_images=frames[1:], duration=100)
+    r = mlops("images", "match", str(notes["root"] / "yuantu"), str(outs), "-o", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r
+    got = {s["reference"]: s["matches"][0]["file"] for s in r.json()["strips"]}
+    assert {ref: got[ref] for ref in refs} == {ref: f"g{3 - k}.gif" for k, ref in enumerate(refs)}
+
+
+def test_references_whose_output_is_missing_are_flagged_far_from_the_rest(mlops, notes, tmp_path):
+    # Effect_ox1 less two outputs, plus two strangers: the two references are paired with what is
+    # left, far from every true pair, and the report says so (JSON far_pairs and one text line).
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    missing = ("003.jpg", "007.jpg")
+    for ref, by_folder in notes["truth"].items():
+        if ref not in missing:
+            src = notes["root"] / "Effect_ox1" / by_folder["Effect_ox1"]
+            (outs / src.name).write_bytes(src.read_bytes())
+    for seed in (3001, 3002):
+        synth.save(synth.picture(seed), outs / f"stranger_{seed}.jpg")
+    r = mlops("images", "match", *folders(notes, "yuantu"), str(outs), "-o", str(tmp_path / "o"), "--json")
+    assert r.returncode == 0, r
+    assert sorted(r.json()["folders"][0]["far_pairs"]) == sorted(missing)
+    t = mlops("images", "match", *folders(notes, "yuantu"), str(outs), "-o", str(tmp_path / "t"))
+    line = next(x for x in t.stdout.splitlines() if x.startswith("Far from the other pairs"))
+    assert all(m in line for m in missing)
+    clean = mlops("images", "match", *folders(notes, "yuantu", "Effect_ox1"), "-o", str(tmp_path / "c"), "--json")
+    assert clean.json()["folders"][0]["far_pairs"] == []

@@ -77,6 +77,28 @@ def ranks(dist: np.ndarray, partner: np.ndarray) -> np.ndarray:
     return out
 
 
+FAR = 10.0  # a pair this many times farther than the folder's median pair is an outlier
+MIN_PAIRS = 5  # fewer pairs give no "typical" distance to compare with
+
+
+def far_pairs(dist: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """Rows whose pair is FAR times (or more) farther apart than the median pair of the folder.
+
+    In a folder of one model's outputs the true pairs have similar distances; a reference whose
+    output is missing is paired with what is left (another picture, or another reference's
+    output), much farther. Flagged, not unpaired: the command cannot know it is wrong."""
+    rows = np.flatnonzero(partner != UNMATCHED)
+    if len(rows) < MIN_PAIRS:
+        return np.zeros(0, dtype=np.int64)
+    chosen = dist[rows, partner[rows]].astype(np.float64)
+    typical = float(np.median(chosen))
+    if typical <= 0:
+        typical = float(np.min(chosen[chosen > 0])) if np.any(chosen > 0) else 0.0
+    if typical <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return rows[chosen >= FAR * typical]
+
+
 def total(dist: np.ndarray, partner: np.ndarray) -> float:
     rows = np.flatnonzero(partner != UNMATCHED)
     return float(dist[rows, partner[rows]].sum())

@@ -2,13 +2,15 @@
 
 This module never opens a file: the caller reads the bytes (through the floor) and hands them
 over, so a hostile folder entry is checked before Pillow sees it. Pillow is limited to the
-formats the command promises (JPEG, PNG, WebP, BMP, TIFF; Pillow's JPEG opener also returns
-the MPO files many cameras write), which also keeps plugins that run programs (EPS runs Ghostscript) out of reach.
+formats the command promises (JPEG, PNG, WebP, BMP, TIFF, GIF; Pillow's JPEG opener also returns
+the MPO files many cameras write; an animated GIF or WebP counts by its first frame), which also keeps plugins that run programs (EPS runs Ghostscript) out of reach.
 
 - EXIF orientation is applied, so a portrait photo stored sideways is compared and shown upright.
 - JPEG draft mode: the decoder scales by 1/2, 1/4 or 1/8 while decoding (DCT scaling), never
   below the size asked for; a 4000x3000 photo becomes 500x375 before any pixel is touched.
 - Transparency is flattened onto white; 16-bit grayscale is scaled to 8 bits, not clipped.
+- Flat padding bars (letterbox, pillarbox) are left out of the comparison (``borders.py``), not out
+  of the strips.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+from mlops_cli.images import borders
+
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 Image.init()  # registers every plugin, so each name in FORMATS is known; only those are tried
 PHASH_BITS = 64
 _ORIENTATION = 0x0112
@@ -44,6 +48,7 @@ def features(data: bytes, metric: str, size: int) -> Features:
     """Decode just enough of one image to compare it: a size x size thumbnail or a hash."""
     try:
         image, width, height = open_upright(data, (size, size))
+        image = without_bars(image)
         if metric == "phash":
             import imagehash
 
@@ -58,6 +63,12 @@ def features(data: bytes, metric: str, size: int) -> Features:
     except Exception as exc:  # noqa: BLE001 - any decoder failure on hostile bytes is "unreadable"
         raise Unreadable(_reason(exc)) from exc
     return Features(width, height, vector)
+
+
+def without_bars(image: Image.Image) -> Image.Image:
+    """The picture inside flat padding bars (letterbox, pillarbox), for comparing; see borders.py."""
+    box = borders.picture_box(np.asarray(image.convert("L"), dtype=np.uint8))
+    return image if box == (0, 0, *image.size) else image.crop(box)
 
 
 def panel(data: bytes, width: int, height: int) -> Image.Image:
@@ -77,10 +88,12 @@ def open_upright(data: bytes, at_least: tuple[int, int]) -> tuple[Image.Image, i
     """Open, draft-decode to no less than ``at_least`` (upright), turn upright, make RGB.
 
     Returns the image and the upright size of the full picture (before draft scaling)."""
+    if not data:
+        raise Unreadable("empty file (0 bytes): a write or copy that did not finish")
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise Unreadable("not an image in a format this command reads (JPEG, PNG, WebP, BMP, TIFF)") from None
+        raise Unreadable("not an image in a format this command reads (JPEG, PNG, WebP, BMP, TIFF, GIF)") from None
     orientation = _orientation(image)
     width, height = image.size
     want_w, want_h = at_least

@@ -2,7 +2,7 @@
 
 Only the folder itself is read (not its subfolders). An entry counts when it is a regular file
 (a symbolic link to one is fine) with an image extension (.jpg .jpeg .jpe .jfif .png .webp .bmp
-.tif .tiff, any case) whose name does not start with a dot: macOS leaves ``._IMG_1.jpg``
+.tif .tiff .gif, any case) whose name does not start with a dot: macOS leaves ``._IMG_1.jpg``
 resource forks that are no images. Everything else is counted as ignored. Files are in natural
 order, the order a file browser shows: ``img2.jpg`` before ``img10.jpg``.
 """
@@ -23,6 +23,7 @@ class Folder:
     path: str  # as given on the command line
     files: tuple[str, ...]  # names inside it, natural order
     ignored: int  # entries that are not image files
+    subfolders: tuple[str, ...] = ()  # its subfolders (natural order), for the hint when it holds no image
 
     @property
     def name(self) -> str:
@@ -33,7 +34,7 @@ class Folder:
         return os.path.join(self.path, name)
 
 
-EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
+EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -57,20 +58,44 @@ def list_folder(path: str, *, what: str) -> Folder:
         raise UsageError(f"cannot read {what} {show_path(path)}: {os_reason(exc)}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{what} {show_path(path)} is not a folder", hint="give folders of images, not files")
-    names = []
+    names, subfolders = [], []
     ignored = 0
     try:
         with os.scandir(path) as entries:
             for entry in entries:
                 try:
                     regular = entry.is_file()
+                    folder = not regular and entry.is_dir() and not entry.name.startswith(".")
                 except OSError:
-                    regular = False
+                    regular = folder = False
                 if regular and is_image_name(entry.name):
                     names.append(entry.name)
                 else:
                     ignored += 1
+                    if folder:
+                        subfolders.append(entry.name)
     except OSError as exc:
         raise UsageError(f"cannot read {what} {show_path(path)}: {os_reason(exc)}") from None
     names.sort(key=natural_key)
-    return Folder(path, tuple(names), ignored)
+    subfolders.sort(key=natural_key)
+    return Folder(path, tuple(names), ignored, tuple(subfolders))
+
+
+MAX_HINTED = 5
+
+
+def image_subfolders(folder: Folder) -> list[tuple[str, int]]:
+    """The subfolders of a folder that hold image files directly, with their counts, at most
+    MAX_HINTED of them: where a tool put its outputs (GFPGAN ``results/restored_imgs``, A1111
+    ``outputs/txt2img-images/<date>``). Only read to say so when the folder itself holds none."""
+    found = []
+    for name in folder.subfolders:
+        try:
+            sub = list_folder(folder.join(name), what="folder")
+        except UsageError:
+            continue
+        if sub.files:
+            found.append((name, len(sub.files)))
+            if len(found) == MAX_HINTED:
+                break
+    return found

@@ -27,7 +27,7 @@ import numpy as np
 from mlops_cli import files
 from mlops_cli.errors import MlopsError, UsageError
 from mlops_cli.images import assign, decode
-from mlops_cli.images.discover import Folder, list_folder
+from mlops_cli.images.discover import Folder, image_subfolders, list_folder
 from mlops_cli.images.distance import distance_matrix
 from mlops_cli.images.layout import strip_layout, strip_names
 from mlops_cli.images.result import CSV_HEADER, FolderSummary, MatchResult, Pair, Skipped, Strip
@@ -95,8 +95,7 @@ def run(ref_dir: str, other_dirs: list[str], out: str, settings: Settings, *, sh
     for i, folder in enumerate(folders):
         if not folder.files:
             raise UsageError(f"no image files in {'reference folder' if i == 0 else 'folder'} "
-                             f"{files.show_path(folder.path)}",
-                             hint="images are .jpg .jpeg .png .webp .bmp .tif .tiff files directly in the folder")
+                             f"{files.show_path(folder.path)}", hint=_no_images_hint(folder))
     check_output(out, folders)
     # Pillow warns on stderr about odd or huge files; each is handled (or skipped) here instead.
     warnings.filterwarnings("ignore", module=r"PIL\.")
@@ -130,6 +129,14 @@ def run(ref_dir: str, other_dirs: list[str], out: str, settings: Settings, *, sh
         with deferred():
             result.replaced = files.publish_dir(staging, out, may_replace=previous_output_reason, what="output folder")
     return result
+
+
+def _no_images_hint(folder: Folder) -> str:
+    subs = image_subfolders(folder)
+    if subs:
+        where = ", ".join(f"{files.show_path(folder.join(name))} ({count})" for name, count in subs)
+        return f"only its subfolders hold images; give the one with the outputs: {where}"
+    return "images are .jpg .jpeg .png .webp .bmp .tif .tiff .gif files directly in the folder"
 
 
 @contextmanager
@@ -298,6 +305,7 @@ def _pair(folder: Folder, refs: list[_Image], cands: list[_Image],
         greedy_disagreements=assign.disagreements(best, greedy),
         total_distance=_round(assign.total(dist, best)),
         greedy_total_distance=_round(assign.total(dist, greedy)),
+        far_pairs=tuple(refs[r].name for r in assign.far_pairs(dist, best)),
     )
     return summary, pairing
 

@@ -39,6 +39,7 @@ class FolderSummary:
     greedy_disagreements: int  # references the greedy recipe would have paired otherwise
     total_distance: float
     greedy_total_distance: float
+    far_pairs: tuple[str, ...] = ()  # references whose pair is an outlier in distance (assign.far_pairs)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class MatchResult:
                     "unmatched_references": list(f.unmatched_references),
                     "leftovers": list(f.leftovers),
                     "greedy_disagreements": f.greedy_disagreements,
+                    "far_pairs": list(f.far_pairs),
                     "not_nearest": sum(1 for s in self.strips if (s.pairs[index].rank or 0) > 1),
                     "total_distance": {"optimal": f.total_distance, "greedy": f.greedy_total_distance},
                 }
@@ -137,6 +139,10 @@ class MatchResult:
                 console.print(f"Not the nearest image in {one_line(f.path)}, {len(far)} (worth a look): "
                               + shorten_list([f"{one_line(ref)} -> {one_line(p.file)} (rank {p.rank}, "
                                               f"d={p.distance:.4g})" for ref, p in far]), markup=False)
+            if f.far_pairs:
+                console.print(f"Far from the other pairs in {one_line(f.path)}, {len(f.far_pairs)} (10x the median "
+                              "distance or more: likely no true output there, check them or use --max-distance): "
+                              + shorten_list([one_line(n) for n in f.far_pairs]), markup=False)
             if f.unmatched_references:
                 console.print(f"No match in {one_line(f.path)} for {len(f.unmatched_references)}: "
                               + shorten_list([one_line(n) for n in f.unmatched_references]), markup=False)
