@@ -21,7 +21,28 @@ def generate(path: str, mib: int) -> int:
     newlines; a colon or an escaped quote costs the duplicate-key check a second look) and one
     record in four in Chinese (multi-byte UTF-8)."""
     rnd = random.Random(7)
-    words = ["the", "of", "model", "data", "train", "token", "layer", "value", "gradient", "batch", "answer", "question", "loss", "Here", "are:", "1.", "note:", '"quoted"', "step\n2.", "https://example.com/a?b=c"]
+    words = [
+        "the",
+        "of",
+        "model",
+        "data",
+        "train",
+        "token",
+        "layer",
+        "value",
+        "gradient",
+        "batch",
+        "answer",
+        "question",
+        "loss",
+        "Here",
+        "are:",
+        "1.",
+        "note:",
+        '"quoted"',
+        "step\n2.",
+        "https://example.com/a?b=c",
+    ]
     zh = ["模型", "数据", "训练", "问题", "回答", "梯度", "批次", "损失", "你好", "请问", "如何", "因为", "所以"]
     target, written, n = mib << 20, 0, 0
     with open(path, "w") as fh:
@@ -40,11 +61,13 @@ def generate(path: str, mib: int) -> int:
 
 def measure(path: str, env: dict) -> tuple[float, float, float, str]:
     """(wall seconds, CPU seconds, peak RSS MiB, parser) of one `run_check` in a child pinned to one core."""
-    code = ("import os,resource,sys,time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from mlops_cli.data.check import run_check, CheckOptions; "
-            "t=time.perf_counter(); c=time.process_time(); r=run_check(CheckOptions(files=[sys.argv[1]])); "
-            "w=time.perf_counter()-t; c=time.process_time()-c; "
-            "print(w, c, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.records, r.parser)")
+    code = (
+        "import os,resource,sys,time; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from mlops_cli.data.check import run_check, CheckOptions; "
+        "t=time.perf_counter(); c=time.process_time(); r=run_check(CheckOptions(files=[sys.argv[1]])); "
+        "w=time.perf_counter()-t; c=time.process_time()-c; "
+        "print(w, c, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, r.records, r.parser)"
+    )
     out = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, check=True)
     wall, cpu, rss_kib, _records, parser = out.stdout.split(maxsplit=4)
     return float(wall), float(cpu), int(rss_kib) / 1024, parser.strip()
@@ -68,8 +91,11 @@ def main() -> None:
                 envs.append(dict(os.environ, MLOPS_DATA_PURE_PYTHON="1"))
             for env in envs:
                 wall, cpu, rss, parser = measure(path, env)
-                print(f"| {size / 2**20:.0f} MiB | {records} | {parser.split()[0]} | {cpu:.1f} | {size / 1e6 / cpu:.0f} | "
-                      f"{wall:.1f} | {size / 1e6 / wall:.0f} | {rss:.0f} MiB |", flush=True)
+                print(
+                    f"| {size / 2**20:.0f} MiB | {records} | {parser.split()[0]} | {cpu:.1f} | {size / 1e6 / cpu:.0f} | "
+                    f"{wall:.1f} | {size / 1e6 / wall:.0f} | {rss:.0f} MiB |",
+                    flush=True,
+                )
         finally:
             if os.path.exists(path):
                 os.remove(path)

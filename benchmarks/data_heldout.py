@@ -31,7 +31,9 @@ def main() -> int:
     ap.add_argument("--set", choices=sorted(SETS), default="heldout", help="which held-out folder to score")
     args = ap.parse_args()
     root = SETS[args.set]
-    tally: dict = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])  # runs, file ok, records, agree, runs ok, outcomes judged, outcomes ok
+    tally: dict = defaultdict(
+        lambda: [0, 0, 0, 0, 0, 0, 0]
+    )  # runs, file ok, records, agree, runs ok, outcomes judged, outcomes ok
     misses = []
     named = [0, 0]  # runs whose death check places right and names a crash: same exception as the real run
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,18 +61,29 @@ def main() -> int:
                 same = gt["run"].split(":")[0] == result.first_crash["message"].split(":")[0]
                 named[0] += same
                 if not same:
-                    misses.append((key, version, f"exception: theirs {gt['run'][:60]!r}, ours "
-                                   f"{result.first_crash['message'][:60]!r}"))
+                    misses.append(
+                        (
+                            key,
+                            version,
+                            f"exception: theirs {gt['run'][:60]!r}, ours {result.first_crash['message'][:60]!r}",
+                        )
+                    )
             if s.outcome_ok is False:
-                misses.append((key, version, f"run outcome: theirs {gt['run'][:70]!r}, ours "
-                               f"{(result.first_crash or {}).get('record')}"))
+                misses.append(
+                    (
+                        key,
+                        version,
+                        f"run outcome: theirs {gt['run'][:70]!r}, ours {(result.first_crash or {}).get('record')}",
+                    )
+                )
             if not s.run_ok:
                 misses.append((key, version, ("file " if not s.file_ok else "") + str(s.misses)))
     rows = [("cases", "runs", "file-level agree", "records agree", "runs agree entirely", "run dies where said")]
     for group in ("real", "adversarial", "fuzz", "all"):
         runs, file_ok, records, agree, runs_ok, judged, outcome_ok = tally[group]
-        rows.append((group, str(runs), f"{file_ok}/{runs}", f"{agree}/{records}", f"{runs_ok}/{runs}",
-                     f"{outcome_ok}/{judged}"))
+        rows.append(
+            (group, str(runs), f"{file_ok}/{runs}", f"{agree}/{records}", f"{runs_ok}/{runs}", f"{outcome_ok}/{judged}")
+        )
     if args.markdown:
         print("| " + " | ".join(rows[0]) + " |")
         print("|" + "---|" * len(rows[0]))

@@ -77,7 +77,9 @@ SECTIONS = {
     ),
 }
 
-DRIVER_REINSTALL = re.compile(r"^(nvidia-(driver|dkms|headless|utils|kernel)|linux-modules-nvidia|cuda-drivers|nvidia-open)")
+DRIVER_REINSTALL = re.compile(
+    r"^(nvidia-(driver|dkms|headless|utils|kernel)|linux-modules-nvidia|cuda-drivers|nvidia-open)"
+)
 
 
 def score_case(doc: dict) -> tuple[bool, list[str], list[str], dict]:
@@ -151,7 +153,9 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--label", default="current")
     ap.add_argument("--before", default="", help="a line on an earlier score to keep in the section")
-    ap.add_argument("--folder", type=Path, default=CORPUS, help="folder of fixtures (default: tests/fixtures/driver/real)")
+    ap.add_argument(
+        "--folder", type=Path, default=CORPUS, help="folder of fixtures (default: tests/fixtures/driver/real)"
+    )
     args = ap.parse_args()
     folder = args.folder if args.folder.is_absolute() else (Path.cwd() / args.folder)
     right, total, harmful, lines = run(verbose=args.verbose, folder=folder)
@@ -167,8 +171,11 @@ def main() -> None:
             f"**{right} of {total} right, {harmful} with a harmful automated step** "
             f"(cases: {rel}, one public thread each; see docs/driver-check.md).\n\n"
             + (f"{args.before}\n\n" if args.before else "")
-            + note + "\n\n"
-            + "```\n" + "\n".join(lines) + "\n```\n"
+            + note
+            + "\n\n"
+            + "```\n"
+            + "\n".join(lines)
+            + "\n```\n"
         )
         pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
         real = re.compile(r"^## driver-check real-world corpus\n.*?(?=^## |\Z)", re.S | re.M).search(text)

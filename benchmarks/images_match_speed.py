@@ -60,7 +60,9 @@ def make_set(workdir: Path, n: int, width: int, height: int) -> tuple[Path, Path
     return base / "refs", base / "outs", truth
 
 
-def subset(workdir: Path, full: tuple[Path, Path, dict[str, str]], n: int, tag: str) -> tuple[Path, Path, dict[str, str]]:
+def subset(
+    workdir: Path, full: tuple[Path, Path, dict[str, str]], n: int, tag: str
+) -> tuple[Path, Path, dict[str, str]]:
     """The first n references of the full set and their outputs, as hard links (made in no time)."""
     refs, outs, truth = full
     if n >= len(truth):
@@ -79,9 +81,25 @@ def subset(workdir: Path, full: tuple[Path, Path, dict[str, str]], n: int, tag: 
 def run_once(refs: Path, outs: Path, out: Path, metric: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mlops_cli", "images", "match", str(refs), str(outs),
-                           "-o", str(out), "--metric", metric, "--json"], capture_output=True, text=True,
-                          timeout=3600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlops_cli",
+            "images",
+            "match",
+            str(refs),
+            str(outs),
+            "-o",
+            str(out),
+            "--metric",
+            metric,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"mlops images match failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -136,16 +154,32 @@ def main() -> None:
         runs = [run_once(refs, outs, workdir / "out", "mse") for _ in range(args.rounds)]
         right, total = accuracy(runs[-1]["doc"], truth)
         med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "decode", "match", "stitch")}
-        rows.append({"n": n, **med, "runs": [r["wall"] for r in runs], "right": right, "total": total,
-                     "greedy": runs[-1]["doc"]["folders"][0]["greedy_disagreements"]})
+        rows.append(
+            {
+                "n": n,
+                **med,
+                "runs": [r["wall"] for r in runs],
+                "right": right,
+                "total": total,
+                "greedy": runs[-1]["doc"]["folders"][0]["greedy_disagreements"],
+            }
+        )
         print(f"N={n}: {med}", file=sys.stderr)
     extra = []
     refs, outs, truth = full
     for metric in [m for m in args.metrics.split(",") if m]:
         r = run_once(refs, outs, workdir / "out", metric)
         right, total = accuracy(r["doc"], truth)
-        extra.append({"metric": metric, "n": ns[-1], **{k: r[k] for k in ("wall", "decode", "match", "stitch")},
-                      "right": right, "total": total, "greedy": r["doc"]["folders"][0]["greedy_disagreements"]})
+        extra.append(
+            {
+                "metric": metric,
+                "n": ns[-1],
+                **{k: r[k] for k in ("wall", "decode", "match", "stitch")},
+                "right": right,
+                "total": total,
+                "greedy": r["doc"]["folders"][0]["greedy_disagreements"],
+            }
+        )
     shutil.rmtree(workdir / "out", ignore_errors=True)
     load = (load_before[1], os.getloadavg()[1])
     section = render(rows, extra, args, width, height, sorted(cpus), skimage_pair_ms(), load)
@@ -178,24 +212,38 @@ def render(rows, extra, args, width, height, cpus, ssim_ms, load) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        lines.append(f"| {r['n']} x {r['n']} | {r['wall']:.1f} | {r['decode']:.1f} | {r['match']:.2f} | "
-                     f"**{r['decode'] + r['match']:.1f}** | {r['stitch']:.1f} | {r['right']}/{r['total']} | "
-                     f"{r['greedy']} |")
-    lines += ["", f"Growth from N={rows[-2]['n'] if len(rows) > 1 else '-'} to N={rows[-1]['n']} (exponent of N): "
-              f"decode {growth(rows, 'decode')}, match {growth(rows, 'match')}, stitch {growth(rows, 'stitch')}, "
-              f"wall {growth(rows, 'wall')}."]
+        lines.append(
+            f"| {r['n']} x {r['n']} | {r['wall']:.1f} | {r['decode']:.1f} | {r['match']:.2f} | "
+            f"**{r['decode'] + r['match']:.1f}** | {r['stitch']:.1f} | {r['right']}/{r['total']} | "
+            f"{r['greedy']} |"
+        )
+    lines += [
+        "",
+        f"Growth from N={rows[-2]['n'] if len(rows) > 1 else '-'} to N={rows[-1]['n']} (exponent of N): "
+        f"decode {growth(rows, 'decode')}, match {growth(rows, 'match')}, stitch {growth(rows, 'stitch')}, "
+        f"wall {growth(rows, 'wall')}.",
+    ]
     if extra:
-        lines += ["", "Other metrics, once, at the largest N:", "",
-                  "| metric | wall s | decode s | match s | stitch s | right pairs | greedy would differ |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "Other metrics, once, at the largest N:",
+            "",
+            "| metric | wall s | decode s | match s | stitch s | right pairs | greedy would differ |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for e in extra:
-            lines.append(f"| {e['metric']} | {e['wall']:.1f} | {e['decode']:.1f} | {e['match']:.2f} | "
-                         f"{e['stitch']:.1f} | {e['right']}/{e['total']} | {e['greedy']} |")
+            lines.append(
+                f"| {e['metric']} | {e['wall']:.1f} | {e['decode']:.1f} | {e['match']:.2f} | "
+                f"{e['stitch']:.1f} | {e['right']}/{e['total']} | {e['greedy']} |"
+            )
     if ssim_ms is not None:
         n = rows[-1]["n"]
-        lines += ["", f"scikit-image's `structural_similarity` takes {ssim_ms:.2f} ms for one 64x64 pair here, so "
-                  f"{n} x {n} pairs one by one would take ~{ssim_ms * n * n / 1000 / 60:.0f} min; the command's "
-                  "block SSIM is a few matrix products per window instead (the `match` column)."]
+        lines += [
+            "",
+            f"scikit-image's `structural_similarity` takes {ssim_ms:.2f} ms for one 64x64 pair here, so "
+            f"{n} x {n} pairs one by one would take ~{ssim_ms * n * n / 1000 / 60:.0f} min; the command's "
+            "block SSIM is a few matrix products per window instead (the `match` column).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -203,8 +251,11 @@ def write_section(section: str) -> None:
     path = REPO / "docs" / "benchmarks.md"
     text = path.read_text()
     pattern = re.compile(r"^## images\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section.replace("\\", "\\\\") + "\n", text) if pattern.search(text) else (
-        text.rstrip("\n") + "\n\n" + section)
+    text = (
+        pattern.sub(section.replace("\\", "\\\\") + "\n", text)
+        if pattern.search(text)
+        else (text.rstrip("\n") + "\n\n" + section)
+    )
     path.write_text(text)
     print(f"wrote the images section of {path}", file=sys.stderr)
 

@@ -62,8 +62,10 @@ MANIFEST = {
     "retina.jpg": ("human retina fundus photo", "CC0 1.0"),
     "rocket.jpg": ("SpaceX Falcon 9 launch", "public domain (SpaceX)"),
     "motorcycle_left.png": ("Middlebury stereo, left view", "scikit-image data, no licence stated"),
-    "motorcycle_right.png": ("Middlebury stereo, right view (near-duplicate of left)",
-                             "scikit-image data, no licence stated"),
+    "motorcycle_right.png": (
+        "Middlebury stereo, right view (near-duplicate of left)",
+        "scikit-image data, no licence stated",
+    ),
 }
 TILED = ("hubble_deep_field.jpg", "retina.jpg", "astronaut.png", "coffee.png")  # 3 tiles each
 
@@ -167,8 +169,16 @@ def write_refs(root: Path, photos, *, names=None) -> list[str]:
     return refs
 
 
-def simple_case(root: Path, photos, name: str, what: str, fn: Callable, namer: Callable[[int, str], str],
-                ext_kw: dict | None = None, args: list[str] | None = None) -> Case:
+def simple_case(
+    root: Path,
+    photos,
+    name: str,
+    what: str,
+    fn: Callable,
+    namer: Callable[[int, str], str],
+    ext_kw: dict | None = None,
+    args: list[str] | None = None,
+) -> Case:
     case = Case(name, what, 0, args=args or [])
     refs = write_refs(root, photos)
     order = list(range(len(photos)))
@@ -190,27 +200,84 @@ def build_cases(workdir: Path) -> list[tuple[Path, Case]]:
         root.mkdir(parents=True)
         built.append((root, builder(root)))
 
-    make("upscale4x_realesrgan", lambda r: simple_case(
-        r, photos, "upscale4x_realesrgan", "4x LANCZOS + unsharp mask, Real-ESRGAN names name_out.png",
-        lambda im: upscale_sharpen(im, 4), lambda k, stem: f"{stem}_out.png"))
-    make("upscale2x_comfyui", lambda r: simple_case(
-        r, photos, "upscale2x_comfyui", "2x + sharpen, JPEG q75, ComfyUI names in shuffled order",
-        lambda im: jpeg(upscale_sharpen(im, 2), 75), lambda k, stem: f"ComfyUI_{k + 1:05d}_.png"))
-    make("jpeg_q10", lambda r: simple_case(
-        r, photos, "jpeg_q10", "re-encoded at JPEG quality 10", lambda im: im,
-        lambda k, stem: f"{k + 1:05d}-{1000 + 7 * k}.jpg", {"quality": 10}))
-    make("denoise_blur", lambda r: simple_case(
-        r, photos, "denoise_blur", "median 5 + Gaussian blur 2 (a denoiser's smoothing)", denoise,
-        lambda k, stem: f"{k + 1:05d}-{4242 + k}.png"))
-    make("colour_grade", lambda r: simple_case(
-        r, photos, "colour_grade", "warm grade, saturation x1.5, contrast x1.3", grade,
-        lambda k, stem: f"graded_{k:03d}.jpg"))
-    make("grayscale", lambda r: simple_case(
-        r, photos, "grayscale", "outputs in grayscale (a colouriser's input, or a B/W filter)", gray,
-        lambda k, stem: f"bw_{k:03d}.png"))
-    make("crop_pad_16x9", lambda r: simple_case(
-        r, photos, "crop_pad_16x9", "6 % cropped each side, letterboxed to 16:9 (outpainting frame)",
-        crop_pad_169, lambda k, stem: f"frame_{k:03d}.png"))
+    make(
+        "upscale4x_realesrgan",
+        lambda r: simple_case(
+            r,
+            photos,
+            "upscale4x_realesrgan",
+            "4x LANCZOS + unsharp mask, Real-ESRGAN names name_out.png",
+            lambda im: upscale_sharpen(im, 4),
+            lambda k, stem: f"{stem}_out.png",
+        ),
+    )
+    make(
+        "upscale2x_comfyui",
+        lambda r: simple_case(
+            r,
+            photos,
+            "upscale2x_comfyui",
+            "2x + sharpen, JPEG q75, ComfyUI names in shuffled order",
+            lambda im: jpeg(upscale_sharpen(im, 2), 75),
+            lambda k, stem: f"ComfyUI_{k + 1:05d}_.png",
+        ),
+    )
+    make(
+        "jpeg_q10",
+        lambda r: simple_case(
+            r,
+            photos,
+            "jpeg_q10",
+            "re-encoded at JPEG quality 10",
+            lambda im: im,
+            lambda k, stem: f"{k + 1:05d}-{1000 + 7 * k}.jpg",
+            {"quality": 10},
+        ),
+    )
+    make(
+        "denoise_blur",
+        lambda r: simple_case(
+            r,
+            photos,
+            "denoise_blur",
+            "median 5 + Gaussian blur 2 (a denoiser's smoothing)",
+            denoise,
+            lambda k, stem: f"{k + 1:05d}-{4242 + k}.png",
+        ),
+    )
+    make(
+        "colour_grade",
+        lambda r: simple_case(
+            r,
+            photos,
+            "colour_grade",
+            "warm grade, saturation x1.5, contrast x1.3",
+            grade,
+            lambda k, stem: f"graded_{k:03d}.jpg",
+        ),
+    )
+    make(
+        "grayscale",
+        lambda r: simple_case(
+            r,
+            photos,
+            "grayscale",
+            "outputs in grayscale (a colouriser's input, or a B/W filter)",
+            gray,
+            lambda k, stem: f"bw_{k:03d}.png",
+        ),
+    )
+    make(
+        "crop_pad_16x9",
+        lambda r: simple_case(
+            r,
+            photos,
+            "crop_pad_16x9",
+            "6 % cropped each side, letterboxed to 16:9 (outpainting frame)",
+            crop_pad_169,
+            lambda k, stem: f"frame_{k:03d}.png",
+        ),
+    )
     make("exif_rotated", lambda r: _exif_case(r, photos))
     make("formats", lambda r: _formats_case(r, photos))
     make("flips_as_distractors", lambda r: _flip_case(r, photos))
@@ -238,8 +305,12 @@ def _exif_case(root: Path, photos) -> Case:
 
 
 def _formats_case(root: Path, photos) -> Case:
-    case = Case("formats", "outputs in every format a tool writes: RGBA PNG, 16-bit PNG, CMYK JPEG, "
-                "palette GIF, WebP, animated GIF (frame 1 is the output), TIFF", 0)
+    case = Case(
+        "formats",
+        "outputs in every format a tool writes: RGBA PNG, 16-bit PNG, CMYK JPEG, "
+        "palette GIF, WebP, animated GIF (frame 1 is the output), TIFF",
+        0,
+    )
     refs = write_refs(root, photos)
     kinds = ("rgba", "png16", "cmyk", "gif", "webp", "anigif", "tiff")
     for i, (stem, pic) in enumerate(photos):
@@ -255,7 +326,7 @@ def _formats_case(root: Path, photos) -> Case:
         elif kind == "png16":
             import numpy as np
 
-            wide = (np.asarray(pic.convert("L"), dtype=np.uint16) * 257)
+            wide = np.asarray(pic.convert("L"), dtype=np.uint16) * 257
             out = base.with_suffix(".png")
             _save(Image.fromarray(wide), out)
         elif kind == "cmyk":
@@ -271,7 +342,8 @@ def _formats_case(root: Path, photos) -> Case:
             out = base.with_suffix(".gif")
             frames = [pic.convert("P", palette=Image.Palette.ADAPTIVE)] + [
                 photos[(i + d) % len(photos)][1].resize(pic.size).convert("P", palette=Image.Palette.ADAPTIVE)
-                for d in (5, 9)]
+                for d in (5, 9)
+            ]
             out.parent.mkdir(parents=True, exist_ok=True)
             frames[0].save(out, save_all=True, append_images=frames[1:], duration=100, loop=0)
         else:
@@ -282,8 +354,9 @@ def _formats_case(root: Path, photos) -> Case:
 
 
 def _flip_case(root: Path, photos) -> Case:
-    case = simple_case(root, photos, "flips_as_distractors", "", lambda im: jpeg(im, 60),
-                       lambda k, stem: f"res_{k:03d}.jpg")
+    case = simple_case(
+        root, photos, "flips_as_distractors", "", lambda im: jpeg(im, 60), lambda k, stem: f"res_{k:03d}.jpg"
+    )
     case.what = "true outputs (JPEG q60) plus a mirrored copy of 8 of them: a flip is another image"
     for ref in list(case.truth)[:8]:
         with Image.open(root / "outs" / case.truth[ref]) as im:
@@ -295,10 +368,13 @@ def _flip_case(root: Path, photos) -> Case:
 
 
 def _hostile_case(root: Path, photos) -> Case:
-    case = simple_case(root, photos, "hostile_folder", "", lambda im: jpeg(im, 70),
-                       lambda k, stem: f"result_{k:03d}.jpg")
-    case.what = ("zero-byte and truncated images, an over-limit (>179 MP) PNG, .DS_Store, ._AppleDouble, "
-                 "a .txt, a subfolder, among the outputs")
+    case = simple_case(
+        root, photos, "hostile_folder", "", lambda im: jpeg(im, 70), lambda k, stem: f"result_{k:03d}.jpg"
+    )
+    case.what = (
+        "zero-byte and truncated images, an over-limit (>179 MP) PNG, .DS_Store, ._AppleDouble, "
+        "a .txt, a subfolder, among the outputs"
+    )
     case.expect_exit = 1  # unreadable files are listed and skipped
     outs = root / "outs"
     (outs / "empty.png").write_bytes(b"")
@@ -314,8 +390,14 @@ def _hostile_case(root: Path, photos) -> Case:
 
 
 def _unequal_case(root: Path, photos) -> Case:
-    case = simple_case(root, photos, "missing_and_extra", "", lambda im: denoise(jpeg(im, 50)),
-                       lambda k, stem: f"{k + 1:05d}-{99 + k}.png")
+    case = simple_case(
+        root,
+        photos,
+        "missing_and_extra",
+        "",
+        lambda im: denoise(jpeg(im, 50)),
+        lambda k, stem: f"{k + 1:05d}-{99 + k}.png",
+    )
     case.what = "5 outputs missing, 3 outputs of other photos (strangers) present"
     for ref in list(case.truth)[-5:]:
         (root / "outs" / case.truth[ref]).unlink()
@@ -331,8 +413,11 @@ def _unequal_case(root: Path, photos) -> Case:
 
 def _burst_case(root: Path, photos) -> Case:
     """A burst: 8 frames a few pixels apart from each of three photos, outputs blurred + JPEG."""
-    case = Case("burst_near_duplicates", "3 bursts of 8 frames 6 px apart (plus the motorcycle stereo pair), "
-                "outputs blurred + JPEG q40", 0)
+    case = Case(
+        "burst_near_duplicates",
+        "3 bursts of 8 frames 6 px apart (plus the motorcycle stereo pair), outputs blurred + JPEG q40",
+        0,
+    )
     order = []
     for stem, pic in photos:
         if stem not in ("chelsea", "coffee", "camera"):
@@ -359,8 +444,13 @@ def _burst_case(root: Path, photos) -> Case:
 def _gfpgan_case(root: Path, photos) -> Case:
     """GFPGAN writes results/{restored_imgs,cmp,cropped_faces,restored_faces}/: nothing at the top.
     Given results/ itself, the run must refuse (exit 2) and say where the images are."""
-    case = Case("gfpgan_results_root", "results/ of GFPGAN given instead of results/restored_imgs", 2,
-                folder="results", expect_error="restored_imgs")
+    case = Case(
+        "gfpgan_results_root",
+        "results/ of GFPGAN given instead of results/restored_imgs",
+        2,
+        folder="results",
+        expect_error="restored_imgs",
+    )
     write_refs(root, photos[:6])
     for stem, pic in photos[:6]:
         _save(denoise(pic), root / "results" / "restored_imgs" / f"{stem}.png")
@@ -402,17 +492,39 @@ def _norm(name: str | None) -> str | None:
 def run_case(root: Path, case: Case) -> dict:
     out_dir = root / "OUT"
     shutil.rmtree(out_dir, ignore_errors=True)
-    argv = [sys.executable, "-m", "mlops_cli", "images", "match", str(root / "refs"), str(root / case.folder),
-            "-o", str(out_dir), "--json", *case.args]
+    argv = [
+        sys.executable,
+        "-m",
+        "mlops_cli",
+        "images",
+        "match",
+        str(root / "refs"),
+        str(root / case.folder),
+        "-o",
+        str(out_dir),
+        "--json",
+        *case.args,
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     proc = subprocess.run(argv, capture_output=True, env=env, timeout=600)
     stderr = proc.stderr.decode(errors="replace")
-    score = {"case": case.name, "what": case.what, "exit": proc.returncode, "expect_exit": case.expect_exit,
-             "internal_error": "internal error" in stderr, "right": 0, "wrong": 0, "unmatched_right": 0,
-             "should_pair": sum(v is not None for v in case.truth.values()),
-             "should_stay_unmatched": sum(v is None for v in case.truth.values()),
-             "leftovers_expected": len(case.leftovers), "leftovers_reported": 0, "flagged_wrong": 0,
-             "flagged_right": 0, "misses": []}
+    score = {
+        "case": case.name,
+        "what": case.what,
+        "exit": proc.returncode,
+        "expect_exit": case.expect_exit,
+        "internal_error": "internal error" in stderr,
+        "right": 0,
+        "wrong": 0,
+        "unmatched_right": 0,
+        "should_pair": sum(v is not None for v in case.truth.values()),
+        "should_stay_unmatched": sum(v is None for v in case.truth.values()),
+        "leftovers_expected": len(case.leftovers),
+        "leftovers_reported": 0,
+        "flagged_wrong": 0,
+        "flagged_right": 0,
+        "misses": [],
+    }
     try:
         doc = json.loads(proc.stdout or b"{}")
     except ValueError:
@@ -473,26 +585,44 @@ def main() -> int:
     if args.json:
         print(json.dumps(scores, indent=1, ensure_ascii=True))
         return 0
-    tot = {k: sum(s[k] for s in scores) for k in ("right", "wrong", "should_pair", "unmatched_right",
-                                                   "flagged_wrong", "flagged_right",
-                                                   "should_stay_unmatched", "leftovers_reported",
-                                                   "leftovers_expected")}
-    print("| case | right / should pair | wrong | unmatched right | left over reported | exit (want) | internal error |")
+    tot = {
+        k: sum(s[k] for s in scores)
+        for k in (
+            "right",
+            "wrong",
+            "should_pair",
+            "unmatched_right",
+            "flagged_wrong",
+            "flagged_right",
+            "should_stay_unmatched",
+            "leftovers_reported",
+            "leftovers_expected",
+        )
+    }
+    print(
+        "| case | right / should pair | wrong | unmatched right | left over reported | exit (want) | internal error |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for s in scores:
-        print(f"| {s['case']} | {s['right']}/{s['should_pair']} | {s['wrong']} | "
-              f"{s['unmatched_right']}/{s['should_stay_unmatched']} | "
-              f"{s['leftovers_reported']}/{s['leftovers_expected']} | {s['exit']} ({s['expect_exit']}) | "
-              f"{'yes' if s['internal_error'] else 'no'} |")
-    print(f"| **total** | {tot['right']}/{tot['should_pair']} | {tot['wrong']} | "
-          f"{tot['unmatched_right']}/{tot['should_stay_unmatched']} | "
-          f"{tot['leftovers_reported']}/{tot['leftovers_expected']} | "
-          f"{sum(s['exit'] == s['expect_exit'] for s in scores)}/{len(scores)} exit codes right | "
-          f"{sum(s['internal_error'] for s in scores)} |")
+        print(
+            f"| {s['case']} | {s['right']}/{s['should_pair']} | {s['wrong']} | "
+            f"{s['unmatched_right']}/{s['should_stay_unmatched']} | "
+            f"{s['leftovers_reported']}/{s['leftovers_expected']} | {s['exit']} ({s['expect_exit']}) | "
+            f"{'yes' if s['internal_error'] else 'no'} |"
+        )
+    print(
+        f"| **total** | {tot['right']}/{tot['should_pair']} | {tot['wrong']} | "
+        f"{tot['unmatched_right']}/{tot['should_stay_unmatched']} | "
+        f"{tot['leftovers_reported']}/{tot['leftovers_expected']} | "
+        f"{sum(s['exit'] == s['expect_exit'] for s in scores)}/{len(scores)} exit codes right | "
+        f"{sum(s['internal_error'] for s in scores)} |"
+    )
     print(f"cases fully right: {sum(s['ok'] for s in scores)}/{len(scores)}")
     wrong_any = tot["wrong"] + tot["should_stay_unmatched"] - tot["unmatched_right"]
-    print(f"wrong or forced pairs flagged as far from the rest (far_pairs): {tot['flagged_wrong']}/{wrong_any}; "
-          f"right pairs flagged (false alarms): {tot['flagged_right']}")
+    print(
+        f"wrong or forced pairs flagged as far from the rest (far_pairs): {tot['flagged_wrong']}/{wrong_any}; "
+        f"right pairs flagged (false alarms): {tot['flagged_right']}"
+    )
     for s in scores:
         for miss in s["misses"][:6]:
             print(f"  {s['case']}: {ascii(miss)}", file=sys.stderr)

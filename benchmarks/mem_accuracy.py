@@ -46,8 +46,10 @@ class Point:
 def parse_row(i: int, r: dict[str, str]) -> Point:
     notes = r["notes"]
     model = find_preset(r["model"]) or r["model"]
-    label = f"{r['model'].split('/')[-1]} {r['method']} {r['precision'].split(' ')[0]} b{r['batch']} s{r['seq_len'].split(' ')[0]}" \
-            f" gc={r['grad_ckpt']} fa={r['flash_attn'].split(' ')[0]} {r['optimizer'].split(' ')[0]} x{r['gpus']} {r['zero'].split(' ')[0]}"
+    label = (
+        f"{r['model'].split('/')[-1]} {r['method']} {r['precision'].split(' ')[0]} b{r['batch']} s{r['seq_len'].split(' ')[0]}"
+        f" gc={r['grad_ckpt']} fa={r['flash_attn'].split(' ')[0]} {r['optimizer'].split(' ')[0]} x{r['gpus']} {r['zero'].split(' ')[0]}"
+    )
     measured, oom = None, None
     m = re.match(r"OOM>(\d+)", r["measured_gib"])
     if m:
@@ -83,8 +85,15 @@ def parse_row(i: int, r: dict[str, str]) -> Point:
     opt = r["optimizer"]
     optimizer = "adamw-8bit" if "8bit" in opt else "adafactor" if "adafactor" in opt else "adamw"
     zero_text = r["zero"]
-    sharding = ("fsdp" if "fsdp" in zero_text else "zero3" if "zero3" in zero_text else
-                "zero2" if "zero2" in zero_text else None)
+    sharding = (
+        "fsdp"
+        if "fsdp" in zero_text
+        else "zero3"
+        if "zero3" in zero_text
+        else "zero2"
+        if "zero2" in zero_text
+        else None
+    )
     offload = "params" if "offload" in zero_text else None
     context = 1343 * MiB if metric == "nvml" else 0
     fused_ce = "liger" in notes.lower() and "use_liger_kernel" in notes
@@ -95,15 +104,29 @@ def parse_row(i: int, r: dict[str, str]) -> Point:
     # stage3_max_live_parameters 1e9 (the Setup defaults). FSDP has no live-parameter pool.
     zero_bucket = 500_000_000 if metric == "allocated" else 0
     live = 0 if "fsdp" in zero_text else Setup().zero3_live_params
-    setup = Setup(method=method, precision=precision, batch=int(r["batch"]), seq_len=seq_len,
-                  grad_ckpt=r["grad_ckpt"] == "yes", attn=attn, optimizer=optimizer, quant=quant,
-                  lora_targets="attention" if ("c_attn" in notes and "all-linear" not in notes and "all-linear" not in label) else "all-linear",
-                  gpus=int(r["gpus"]), sharding=sharding, offload=offload,
-                  # every harness here predates transformers 4.46 (torch 2.1 / transformers 4.3x): the
-                  # model returned fp32 logits and the loss made a shifted fp32 copy
-                  loss="fused" if fused_ce else "full-legacy",
-                  cuda_context=context, zero_bucket=zero_bucket, zero3_live_params=live,
-                  stack="ms-swift" if "ms-swift" in notes else "hf" if "PEFT README" in notes else None)
+    setup = Setup(
+        method=method,
+        precision=precision,
+        batch=int(r["batch"]),
+        seq_len=seq_len,
+        grad_ckpt=r["grad_ckpt"] == "yes",
+        attn=attn,
+        optimizer=optimizer,
+        quant=quant,
+        lora_targets="attention"
+        if ("c_attn" in notes and "all-linear" not in notes and "all-linear" not in label)
+        else "all-linear",
+        gpus=int(r["gpus"]),
+        sharding=sharding,
+        offload=offload,
+        # every harness here predates transformers 4.46 (torch 2.1 / transformers 4.3x): the
+        # model returned fp32 logits and the loss made a shifted fp32 copy
+        loss="fused" if fused_ce else "full-legacy",
+        cuda_context=context,
+        zero_bucket=zero_bucket,
+        zero3_live_params=live,
+        stack="ms-swift" if "ms-swift" in notes else "hf" if "PEFT README" in notes else None,
+    )
     group, why = "headline", ""
     if "effective seq" in notes or "padding_free" in notes:
         group, why = "informational", "samples shorter than max_length / padded per batch: true token count unknown"
@@ -132,8 +155,9 @@ def accelerate_method(model_key: str, setup: Setup) -> float:
 def our_estimate(p: Point) -> float:
     """The figure in the source's own metric: reserved, allocated, or the device (nvidia-smi)."""
     est = estimate(load_preset(p.model), p.setup)
-    total = {"reserved": est.torch_peak_bytes, "allocated": est.allocated_peak_bytes,
-             "nvml": est.device_peak_bytes}[p.metric]
+    total = {"reserved": est.torch_peak_bytes, "allocated": est.allocated_peak_bytes, "nvml": est.device_peak_bytes}[
+        p.metric
+    ]
     return total / GiB
 
 
@@ -213,8 +237,8 @@ def _residuals_text(results) -> str:
     listed = "; ".join(f"{group}: rows {', '.join(rows)}" for group, rows in misses.items())
     return (
         f"Headline misses beyond ±25 % ({sum(len(v) for v in misses.values())} of {len(errs)}): {listed}. "
-        "What is known about them (details and sources in docs/mem.md, \"Accuracy and limits\"): "
-        "(1) for the rows marked \"actual kernel depends on model code\", the model code was read — ChatGLM3 "
+        'What is known about them (details and sources in docs/mem.md, "Accuracy and limits"): '
+        '(1) for the rows marked "actual kernel depends on model code", the model code was read — ChatGLM3 '
         "calls SDPA with is_causal, Baichuan2 runs xformers / SDPA with its ALiBi bias as the mask (xformers is in "
         "that environment), ms-swift 1.x requests FlashAttention-2 for Yi and OpenBuddy-Zephyr through "
         "config._flash_attn_2_enabled (Yi's remote code of that time not verified) — so the kernels are fused; the headline keeps the requested kernel and counts the one documented seq² tensor, Baichuan-13B's "
@@ -248,25 +272,33 @@ def render(results, csv_path: Path) -> str:
     out = lines.append
     out("## mem (`mlops mem estimate` accuracy)")
     out("")
-    out(f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'} "
+    out(
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'} "
         f"({platform.machine()}, Python {platform.python_version()}), no GPU: the estimator is pure arithmetic. "
         f"Script: `benchmarks/mem_accuracy.py`; data: `{csv_path.name}` (shared research). "
         "Real-peak measurements on a GPU grid (torch.cuda.max_memory_reserved on random-weight models) were "
-        "NOT done: no GPU was available to this work.")
+        "NOT done: no GPU was available to this work."
+    )
     out("")
-    out("Like with like: ms-swift rows report `torch.cuda.max_memory_reserved` (CUDA context excluded, "
+    out(
+        "Like with like: ms-swift rows report `torch.cuda.max_memory_reserved` (CUDA context excluded, "
         "allocator reserve included); the HF bert rows report nvidia-smi used memory (context of 1343 MiB, "
         "as measured in that source, included); the PEFT README rows report peak allocated memory "
         "(context and allocator reserve excluded). `accelerate` = its documented method "
-        "(fp32 meta-model size; \"Training using Adam\" = max over stages, batch 1, no activations; "
-        "N/A for quantized bases), reimplemented here since the hub cannot be reached.")
+        '(fp32 meta-model size; "Training using Adam" = max over stages, batch 1, no activations; '
+        "N/A for quantized bases), reimplemented here since the hub cannot be reached."
+    )
     out("")
     out(_residuals_text(results))
     groups = {}
     for p, ours, acc in results:
         groups.setdefault(p.group, []).append((p, ours, acc))
-    for group, title in (("headline", "Headline points"), ("informational", "Informational points"),
-                         ("classification", "Fit/OOM points"), ("skipped", "Skipped points")):
+    for group, title in (
+        ("headline", "Headline points"),
+        ("informational", "Informational points"),
+        ("classification", "Fit/OOM points"),
+        ("skipped", "Skipped points"),
+    ):
         items = groups.get(group, [])
         if not items:
             continue
@@ -299,20 +331,29 @@ def render(results, csv_path: Path) -> str:
                 met2 = "met" if s["within_25"] >= 80 else "NOT met"
                 inside = sum(1 for e in errs if abs(e) <= 25)
                 spare = inside - math.ceil(0.8 * len(errs))
-                margin = ("no margin: one more miss fails it" if spare == 0 else
-                          f"margin {spare} point(s)" if spare > 0 else f"short by {-spare} point(s)")
-                out(f"**Bar** (spec): median |error| ≤ 15 %: {met1} ({s['median_abs']:.1f} %); "
+                margin = (
+                    "no margin: one more miss fails it"
+                    if spare == 0
+                    else f"margin {spare} point(s)"
+                    if spare > 0
+                    else f"short by {-spare} point(s)"
+                )
+                out(
+                    f"**Bar** (spec): median |error| ≤ 15 %: {met1} ({s['median_abs']:.1f} %); "
                     f"≥ 80 % of points within ±25 %: {met2} ({s['within_25']:.1f} %, {inside} of {len(errs)}; "
-                    f"{margin}).")
+                    f"{margin})."
+                )
                 out("")
                 out("Error distribution of mlops (signed, estimate vs measured): " + histogram(errs))
                 out("")
             for name, idx in (("mlops", 1), ("accelerate", 2)):
                 errs = [e for e in (_err(item[idx], item[0].measured) for item in items) if e is not None]
                 s = summarize(errs)
-                out(f"- {name}: n={s['n']}, median |error| {s['median_abs']:.1f} %, within ±25 %: "
+                out(
+                    f"- {name}: n={s['n']}, median |error| {s['median_abs']:.1f} %, within ±25 %: "
                     f"{s['within_25']:.0f} %, within ±15 %: {s['within_15']:.0f} %, median signed error "
-                    f"{s['median_signed']:+.1f} %, 10th/90th percentile {s['p10']:+.1f} / {s['p90']:+.1f} %")
+                    f"{s['median_signed']:+.1f} %, 10th/90th percentile {s['p10']:+.1f} / {s['p90']:+.1f} %"
+                )
             out("")
     return "\n".join(lines) + "\n"
 
@@ -323,10 +364,11 @@ def write_section(doc: Path, section: str, marker: str = "## mem (`mlops mem est
     start = text.find(marker)
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     from mlops_cli.files import write_atomic
+
     write_atomic(doc, text)
 
 

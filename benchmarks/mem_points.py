@@ -59,15 +59,32 @@ def setup_for(r: dict[str, str]) -> Setup:
     loss = {"hf-full-fp32": "full"}.get(r["loss"], r["loss"] or None)
     targets = r["lora_targets"] or None
     return Setup(
-        method=r["method"], stack=r["stack"] or None, precision=prec, batch=int(r["batch"]), seq_len=int(r["seq_len"]),
+        method=r["method"],
+        stack=r["stack"] or None,
+        precision=prec,
+        batch=int(r["batch"]),
+        seq_len=int(r["seq_len"]),
         grad_ckpt=r["grad_ckpt"] in ("yes", "selective-op"),
-        ac_mode="selective" if r["grad_ckpt"] == "selective-op" else None, attn=r["attn"] or None, optimizer=opt, optimizer_in_bwd=in_bwd or None,
-        lora_rank=int(r["lora_rank"]) if r["lora_rank"] else None, lora_targets=targets, quant=r["quant"] or None,
-        loss=loss, gpus=int(r["gpus"]), sharding=r["sharding"] or None, offload=r["offload"] or None,
-        lora_dropout=_flag(r.get("lora_dropout")) if r.get("lora_dropout") else (
-            True if r["stack"] in ("hf",) and r["method"] != "full" else None),
-        lora_dtype=r.get("lora_dtype") or None, grad_accum=int(r.get("grad_accum") or 1),
-        compile=r["compile"] == "yes", packing=r["packing"] not in ("", "no"), cuda_context=int(0.5 * GiB))
+        ac_mode="selective" if r["grad_ckpt"] == "selective-op" else None,
+        attn=r["attn"] or None,
+        optimizer=opt,
+        optimizer_in_bwd=in_bwd or None,
+        lora_rank=int(r["lora_rank"]) if r["lora_rank"] else None,
+        lora_targets=targets,
+        quant=r["quant"] or None,
+        loss=loss,
+        gpus=int(r["gpus"]),
+        sharding=r["sharding"] or None,
+        offload=r["offload"] or None,
+        lora_dropout=_flag(r.get("lora_dropout"))
+        if r.get("lora_dropout")
+        else (True if r["stack"] in ("hf",) and r["method"] != "full" else None),
+        lora_dtype=r.get("lora_dtype") or None,
+        grad_accum=int(r.get("grad_accum") or 1),
+        compile=r["compile"] == "yes",
+        packing=r["packing"] not in ("", "no"),
+        cuda_context=int(0.5 * GiB),
+    )
 
 
 def estimate_row(r: dict[str, str]) -> float | None:
@@ -76,8 +93,12 @@ def estimate_row(r: dict[str, str]) -> float | None:
         return None
     s, _ = resolve(setup_for(r))
     peak = training_peak(model, s.validated())
-    value = {"torch_reserved": peak.reserved, "torch_allocated": peak.allocated, "torch_active": peak.allocated,
-             "device": peak.device}[r["metric"]]
+    value = {
+        "torch_reserved": peak.reserved,
+        "torch_allocated": peak.allocated,
+        "torch_active": peak.allocated,
+        "device": peak.device,
+    }[r["metric"]]
     return value / GiB
 
 
@@ -85,8 +106,10 @@ def summarize(errors: list[float]) -> str:
     if not errors:
         return "n=0"
     a = [abs(e) for e in errors]
-    return (f"n={len(errors)}, median |err| {statistics.median(a):.1f} %, within ±25 %: "
-            f"{sum(1 for e in a if e <= 25) / len(a) * 100:.0f} %, median signed {statistics.median(errors):+.1f} %")
+    return (
+        f"n={len(errors)}, median |err| {statistics.median(a):.1f} %, within ±25 %: "
+        f"{sum(1 for e in a if e <= 25) / len(a) * 100:.0f} %, median signed {statistics.median(errors):+.1f} %"
+    )
 
 
 SECTIONS = {
@@ -103,40 +126,50 @@ def family(url: str) -> str:
     return parts[2] if len(parts) > 2 else url
 
 
-def render(rows: list[dict[str, str]], results: dict[str, float], serving_lines: list[str],
-           points: str = "public") -> str:
+def render(
+    rows: list[dict[str, str]], results: dict[str, float], serving_lines: list[str], points: str = "public"
+) -> str:
     import platform
     from datetime import datetime, timezone
 
     from mlops_cli.mem import allocator
 
     out = [SECTIONS[points][1], ""]
-    out.append(f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'} "
-               f"({platform.machine()}, Python {platform.python_version()}), no GPU: the estimator is arithmetic. "
-               f"Script: `benchmarks/mem_points.py{' --points oos' if points == 'oos' else ''} --write docs/benchmarks.md`; "
-               f"data: `tests/fixtures/mem/{SECTIONS[points][0]}*.csv` "
-               "(every row with its source URL). Errors are (estimate − measured) / measured, in the metric the "
-               "source printed. The split (dev / holdout) was fixed before any constant was chosen (sha256 of the "
-               f"row id); the two fitted constants are the allocator's transient shares "
-               f"({allocator.RESERVE_OF_TRANSIENT} packed, on dev rows; {allocator.RESERVE_OF_TRANSIENT_UNPACKED} "
-               "unpacked, on the shared public set). No GPU was available, so nothing here was measured by this "
-               "project.")
+    out.append(
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'} "
+        f"({platform.machine()}, Python {platform.python_version()}), no GPU: the estimator is arithmetic. "
+        f"Script: `benchmarks/mem_points.py{' --points oos' if points == 'oos' else ''} --write docs/benchmarks.md`; "
+        f"data: `tests/fixtures/mem/{SECTIONS[points][0]}*.csv` "
+        "(every row with its source URL). Errors are (estimate − measured) / measured, in the metric the "
+        "source printed. The split (dev / holdout) was fixed before any constant was chosen (sha256 of the "
+        f"row id); the two fitted constants are the allocator's transient shares "
+        f"({allocator.RESERVE_OF_TRANSIENT} packed, on dev rows; {allocator.RESERVE_OF_TRANSIENT_UNPACKED} "
+        "unpacked, on the shared public set). No GPU was available, so nothing here was measured by this "
+        "project."
+    )
     out.append("")
     if points == "oos":
-        out.append("What was chosen with these rows after the BEFORE run (section above): the native vLLM sampler's "
-                   "38.4 B per logit element comes from the activation figures of three llm-d dev rows (Llama-3.1-8B, "
-                   "Qwen3-0.6B, gpt-oss-20b) and is confirmed by issue #23278; the MXFP4 expert padding was read from "
-                   "vLLM's mxfp4.py and checked on the llm-d gpt-oss weights; the llm-d gpt-oss-120b row's utilization "
-                   "was corrected to 0.95 (its own figures add up only at 0.95). Every other change was read from the "
-                   "frameworks' source (docs/mem.md, Sources). No constant was chosen on a holdout row, but the "
-                   "mechanisms to look into were picked from the BEFORE misses, holdout rows included, so these "
-                   "rows are no longer a blind test; only new sources would be.")
+        out.append(
+            "What was chosen with these rows after the BEFORE run (section above): the native vLLM sampler's "
+            "38.4 B per logit element comes from the activation figures of three llm-d dev rows (Llama-3.1-8B, "
+            "Qwen3-0.6B, gpt-oss-20b) and is confirmed by issue #23278; the MXFP4 expert padding was read from "
+            "vLLM's mxfp4.py and checked on the llm-d gpt-oss weights; the llm-d gpt-oss-120b row's utilization "
+            "was corrected to 0.95 (its own figures add up only at 0.95). Every other change was read from the "
+            "frameworks' source (docs/mem.md, Sources). No constant was chosen on a holdout row, but the "
+            "mechanisms to look into were picked from the BEFORE misses, holdout rows included, so these "
+            "rows are no longer a blind test; only new sources would be."
+        )
         out.append("")
     by: dict[tuple[str, str], list[float]] = {}
     for r in rows:
         if r["id"] in results:
             e = results[r["id"]]
-            keys = [(r["split"], r["stack"] or "none"), (r["split"], "ALL"), ("both", r["stack"] or "none"), ("both", "ALL")]
+            keys = [
+                (r["split"], r["stack"] or "none"),
+                (r["split"], "ALL"),
+                ("both", r["stack"] or "none"),
+                ("both", "ALL"),
+            ]
             if points == "oos":
                 keys.append(("source", family(r["source"])))
             for key in keys:
@@ -145,8 +178,10 @@ def render(rows: list[dict[str, str]], results: dict[str, float], serving_lines:
     out.append("| --- | --- | --- | --- | --- | --- |")
     for key in sorted(by, key=lambda k: (k[0] != "holdout", k[0], k[1] != "ALL", k[1])):
         a = [abs(e) for e in by[key]]
-        out.append(f"| {key[0]} | {key[1]} | {len(a)} | {statistics.median(a):.1f} % | "
-                   f"{sum(1 for x in a if x <= 25) / len(a) * 100:.0f} % | {statistics.median(by[key]):+.1f} % |")
+        out.append(
+            f"| {key[0]} | {key[1]} | {len(a)} | {statistics.median(a):.1f} % | "
+            f"{sum(1 for x in a if x <= 25) / len(a) * 100:.0f} % | {statistics.median(by[key]):+.1f} % |"
+        )
     out.append("")
     out.append("Per row (training):")
     out.append("")
@@ -156,7 +191,9 @@ def render(rows: list[dict[str, str]], results: dict[str, float], serving_lines:
         if r["id"] in results:
             meas = float(r["measured_gib"])
             est = meas * (1 + results[r["id"]] / 100)
-            out.append(f"| {r['split']} | {r['id']} | {r['metric']} | {meas:.2f} | {est:.2f} | {results[r['id']]:+.1f} % |")
+            out.append(
+                f"| {r['split']} | {r['id']} | {r['metric']} | {meas:.2f} | {est:.2f} | {results[r['id']]:+.1f} % |"
+            )
     out.append("")
     out.append("vLLM start-up logs (weights, Available KV cache memory in GiB, GPU KV cache size in tokens):")
     out.append("")
@@ -171,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", action="store_true", help="print every row")
     ap.add_argument("--write", type=Path, help="replace this section of a markdown file (docs/benchmarks.md)")
-    ap.add_argument("--points", choices=sorted(SECTIONS), default="public",
-                    help="public: the collected points the constants were chosen on; oos: the out-of-sample points")
+    ap.add_argument(
+        "--points",
+        choices=sorted(SECTIONS),
+        default="public",
+        help="public: the collected points the constants were chosen on; oos: the out-of-sample points",
+    )
     args = ap.parse_args(argv)
     prefix = SECTIONS[args.points][0]
     rows = list(csv.DictReader((FIX / f"{prefix}training-points.csv").open(encoding="utf-8")))
@@ -191,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
             by.setdefault(("source", family(r["source"])), []).append(err)
             by.setdefault(("all", "ALL"), []).append(err)
         if args.rows:
-            print(f"{r['split']:7} {r['id']:58} {r['metric']:15} meas {float(r['measured_gib']):7.2f} est {est:7.2f} {err:+6.1f} %")
+            print(
+                f"{r['split']:7} {r['id']:58} {r['metric']:15} meas {float(r['measured_gib']):7.2f} est {est:7.2f} {err:+6.1f} %"
+            )
     for key in sorted(by):
         print(f"{key[0]:7} {key[1]:12} {summarize(by[key])}")
     lines: list[str] = []
@@ -225,12 +268,19 @@ def serving_rows(show: bool, lines: list[str] | None = None, prefix: str = "") -
             print(f"skip {r['id']}: no config for {r['model']}")
             continue
         cap = float(r["gpu_total_gib"]) * GiB if r["gpu_total_gib"] else torch_total(r["gpu"])
-        s = Setup(inference=True, gpus=int(r["tp"]), max_model_len=int(r["max_model_len"]),
-                  gpu_memory_utilization=float(r["gpu_memory_utilization"]), vllm_version=r["vllm_version"],
-                  quant=r["quant"] or None, max_seqs=int(r["max_num_seqs"]) if r["max_num_seqs"] else None,
-                  max_batched_tokens=int(r["max_num_batched_tokens"]) if r["max_num_batched_tokens"] else None,
-                  kv_dtype=r["kv_dtype"] or "auto", enforce_eager=r["enforce_eager"] == "yes",
-                  vllm_sampler=r.get("sampler") or "auto")
+        s = Setup(
+            inference=True,
+            gpus=int(r["tp"]),
+            max_model_len=int(r["max_model_len"]),
+            gpu_memory_utilization=float(r["gpu_memory_utilization"]),
+            vllm_version=r["vllm_version"],
+            quant=r["quant"] or None,
+            max_seqs=int(r["max_num_seqs"]) if r["max_num_seqs"] else None,
+            max_batched_tokens=int(r["max_num_batched_tokens"]) if r["max_num_batched_tokens"] else None,
+            kv_dtype=r["kv_dtype"] or "auto",
+            enforce_eager=r["enforce_eager"] == "yes",
+            vllm_sampler=r.get("sampler") or "auto",
+        )
         qinfo = None
         path = FIX / "configs" / (r["model"].replace("/", "--") + ".json")
         if path.is_file():
@@ -238,26 +288,34 @@ def serving_rows(show: bool, lines: list[str] | None = None, prefix: str = "") -
 
             qinfo = from_config(json.loads(path.read_text(encoding="utf-8")).get("quantization_config"))
         est = serving(model, s, cap, r["gpu"], qinfo)
-        for what, measured, ours in (("weights", r["weights_gib"], est.weights / GiB),
-                                     ("kv_gib", r["kv_gib"], (est.kv_cache_bytes or 0) / GiB),
-                                     ("kv_tokens", r["kv_tokens"], est.kv_cache_tokens or 0),
-                                     ("concurrency", r.get("max_concurrency", ""), est.max_concurrency or 0)):
+        for what, measured, ours in (
+            ("weights", r["weights_gib"], est.weights / GiB),
+            ("kv_gib", r["kv_gib"], (est.kv_cache_bytes or 0) / GiB),
+            ("kv_tokens", r["kv_tokens"], est.kv_cache_tokens or 0),
+            ("concurrency", r.get("max_concurrency", ""), est.max_concurrency or 0),
+        ):
             if not measured:
                 continue
             if float(measured) <= 0:  # a failed start ("Available KV cache memory: -2.14 GiB"): no relative error
                 if lines is not None:
-                    lines.append(f"| {r['split']} | {r['id']} | {what} | {float(measured):,.2f} | {ours:,.2f} | "
-                                 f"{ours - float(measured):+.2f} GiB (not in the %) | {r['vllm_version']}: {est.era} |")
+                    lines.append(
+                        f"| {r['split']} | {r['id']} | {what} | {float(measured):,.2f} | {ours:,.2f} | "
+                        f"{ours - float(measured):+.2f} GiB (not in the %) | {r['vllm_version']}: {est.era} |"
+                    )
                 continue
             err = (ours - float(measured)) / float(measured) * 100
             out.setdefault((r["split"], what), []).append(err)
             if prefix:
                 out.setdefault(("all", what), []).append(err)
             if show:
-                print(f"{r['split']:7} {r['id']:42} {what:9} meas {float(measured):12.2f} est {ours:12.2f} {err:+6.1f} % [{est.era}]")
+                print(
+                    f"{r['split']:7} {r['id']:42} {what:9} meas {float(measured):12.2f} est {ours:12.2f} {err:+6.1f} % [{est.era}]"
+                )
             if lines is not None:
-                lines.append(f"| {r['split']} | {r['id']} | {what} | {float(measured):,.2f} | {ours:,.2f} | {err:+.1f} % | "
-                             f"{r['vllm_version']}: {est.era} |")
+                lines.append(
+                    f"| {r['split']} | {r['id']} | {what} | {float(measured):,.2f} | {ours:,.2f} | {err:+.1f} % | "
+                    f"{r['vllm_version']}: {est.era} |"
+                )
     return out
 
 

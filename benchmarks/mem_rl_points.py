@@ -39,7 +39,8 @@ PREFACE = (
     "was fitted to these rows. No regression on the other scorers (same figures before and after, 2026-11-30): "
     "`mem_points.py` dev 8.4 % / 98 %, holdout 8.0 % / 96 %, vLLM kv_gib 3.8 % / 89 % and 1.6 % / 100 %; "
     "`--points oos` 7.1 % / 82 %, vLLM kv_gib 0.7 % / 92 %; `mem_accuracy.py` (shared set) 14.0 % / 81.2 %. "
-    "The misses that remain, and what to collect for them, are in docs/mem.md (Accuracy).")
+    "The misses that remain, and what to collect for them, are in docs/mem.md (Accuracy)."
+)
 
 
 @dataclass
@@ -60,17 +61,35 @@ def setup_for(r: dict[str, str]) -> Setup:
         return int(r[key]) if r.get(key) else default
 
     return Setup(
-        method=r["method"], tuning=r["tuning"] or None, stack=r["stack"] or None,
-        stack_version=r["stack_version"] or None, precision=r["precision"] or None, quant=r["quant"] or None,
-        batch=int(r["batch"]), seq_len=int(r["seq_len"]), max_completion_len=num("max_completion_len"),
-        num_generations=num("num_generations", 8), packing=_yes(r["packing"]), grad_ckpt=_yes(r["grad_ckpt"]),
-        attn=r["attn"] or None, optimizer=r["optimizer"] or None, optimizer_in_bwd=_yes(r["optimizer_in_bwd"]),
-        lora_rank=num("lora_rank"), lora_targets=r["lora_targets"] or None, gpus=int(r["gpus"]),
-        sharding=r["sharding"] or None, offload=r["offload"] or None, loss=r["loss"] or None,
-        kernels=r["kernels"] or None, compile=r["compile"] == "yes", ref_model=r["ref_model"] or "auto",
-        gen_engine=r["gen_engine"] or "hf", reward_model=r.get("reward_model") or "model",
+        method=r["method"],
+        tuning=r["tuning"] or None,
+        stack=r["stack"] or None,
+        stack_version=r["stack_version"] or None,
+        precision=r["precision"] or None,
+        quant=r["quant"] or None,
+        batch=int(r["batch"]),
+        seq_len=int(r["seq_len"]),
+        max_completion_len=num("max_completion_len"),
+        num_generations=num("num_generations", 8),
+        packing=_yes(r["packing"]),
+        grad_ckpt=_yes(r["grad_ckpt"]),
+        attn=r["attn"] or None,
+        optimizer=r["optimizer"] or None,
+        optimizer_in_bwd=_yes(r["optimizer_in_bwd"]),
+        lora_rank=num("lora_rank"),
+        lora_targets=r["lora_targets"] or None,
+        gpus=int(r["gpus"]),
+        sharding=r["sharding"] or None,
+        offload=r["offload"] or None,
+        loss=r["loss"] or None,
+        kernels=r["kernels"] or None,
+        compile=r["compile"] == "yes",
+        ref_model=r["ref_model"] or "auto",
+        gen_engine=r["gen_engine"] or "hf",
+        reward_model=r.get("reward_model") or "model",
         gen_memory_utilization=float(r["gen_memory_utilization"]) if r["gen_memory_utilization"] else 0.3,
-        cuda_context=int(0.5 * GiB))
+        cuda_context=int(0.5 * GiB),
+    )
 
 
 def score_row(r: dict[str, str]) -> Result:
@@ -83,8 +102,11 @@ def score_row(r: dict[str, str]) -> Result:
     except UsageError as exc:
         return Result(r, None, None, False if r["metric"] in ("fit", "oom") else None, refused=str(exc))
     # fit/oom rows: what `oom-check` compares with the GPU (required_bytes); numeric rows: their metric
-    value = {"torch_reserved": est.torch_peak_bytes, "torch_allocated": est.allocated_peak_bytes,
-             "device": est.device_peak_bytes}.get(r["metric"], est.required_bytes) / GiB
+    value = {
+        "torch_reserved": est.torch_peak_bytes,
+        "torch_allocated": est.allocated_peak_bytes,
+        "device": est.device_peak_bytes,
+    }.get(r["metric"], est.required_bytes) / GiB
     if r["metric"] in ("fit", "oom"):
         fits = value <= float(r["gpu_total_gib"])
         return Result(r, value, None, fits == (r["metric"] == "fit"))
@@ -107,11 +129,14 @@ def summary(results: list[Result]) -> dict[str, float]:
     fit = [x for x in results if x.row["metric"] in ("fit", "oom")]
     a = [abs(e) for e in errors]
     return {
-        "numeric": len(numeric), "scored": len(errors), "refused": sum(1 for x in results if x.refused),
+        "numeric": len(numeric),
+        "scored": len(errors),
+        "refused": sum(1 for x in results if x.refused),
         "median_abs": statistics.median(a) if a else float("nan"),
         "within25": sum(1 for e in a if e <= 25) / len(numeric) * 100 if numeric else float("nan"),
         "median_signed": statistics.median(errors) if errors else float("nan"),
-        "fit_points": len(fit), "fit_agree": sum(1 for x in fit if x.agrees),
+        "fit_points": len(fit),
+        "fit_agree": sum(1 for x in fit if x.agrees),
     }
 
 
@@ -121,17 +146,24 @@ def render(results: list[Result], title: str = MARKER, preface: str = "") -> str
 
     s = summary(results)
     out = [title, ""]
-    out.append(f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'} "
-               f"({platform.machine()}, Python {platform.python_version()}), no GPU: the estimator is arithmetic. "
-               "Script: `benchmarks/mem_rl_points.py`; data: `tests/fixtures/mem/rl-points.csv` (27 published "
-               "DPO/ORPO(SimPO)/PPO/GRPO setups, each with its source URL, quote, and what was filled in).")
+    out.append(
+        f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node() or 'unknown'} "
+        f"({platform.machine()}, Python {platform.python_version()}), no GPU: the estimator is arithmetic. "
+        "Script: `benchmarks/mem_rl_points.py`; data: `tests/fixtures/mem/rl-points.csv` (27 published "
+        "DPO/ORPO(SimPO)/PPO/GRPO setups, each with its source URL, quote, and what was filled in)."
+    )
     if preface:
         out += ["", preface]
-    out += ["", f"- numeric points: {s['numeric']} (scored {s['scored']}, refused by the estimator "
-                f"{s['numeric'] - s['scored']}); median |error| {s['median_abs']:.1f} %, within ±25 %: "
-                f"{s['within25']:.0f} % (a refused row counts as outside), median signed {s['median_signed']:+.1f} %",
-            f"- fit/OOM points: {s['fit_points']}, the estimate agrees on {s['fit_agree']}",
-            "", "| id | metric | measured GiB | estimate GiB | error / verdict |", "| --- | --- | --- | --- | --- |"]
+    out += [
+        "",
+        f"- numeric points: {s['numeric']} (scored {s['scored']}, refused by the estimator "
+        f"{s['numeric'] - s['scored']}); median |error| {s['median_abs']:.1f} %, within ±25 %: "
+        f"{s['within25']:.0f} % (a refused row counts as outside), median signed {s['median_signed']:+.1f} %",
+        f"- fit/OOM points: {s['fit_points']}, the estimate agrees on {s['fit_agree']}",
+        "",
+        "| id | metric | measured GiB | estimate GiB | error / verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for x in results:
         r = x.row
         est = "refused" if x.refused else f"{x.estimate_gib:.2f}"

@@ -27,9 +27,18 @@ CASES = FIX / "oom-cases.json"
 TOP = 3
 NUMERIC = {"max_model_len", "batch", "seq_len", "gpus", "gpu_memory_utilization", "max_seqs"}
 SAME = [{"optimizer", "params"}, {"zero3", "fsdp"}]  # CPU offload of states; full sharding
-FLAG = {"max_model_len": "--max-model-len", "batch": "--batch", "seq_len": "--seq-len", "gpus": "--gpus",
-        "gpu_memory_utilization": "--gpu-memory-utilization", "quant": "--quant", "offload": "--offload",
-        "sharding": "--sharding", "max_seqs": "--max-seqs", "kv_dtype": "--kv-dtype"}
+FLAG = {
+    "max_model_len": "--max-model-len",
+    "batch": "--batch",
+    "seq_len": "--seq-len",
+    "gpus": "--gpus",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "quant": "--quant",
+    "offload": "--offload",
+    "sharding": "--sharding",
+    "max_seqs": "--max-seqs",
+    "kv_dtype": "--kv-dtype",
+}
 BOOL_FLAG = {"enforce_eager": "--enforce-eager"}
 
 
@@ -42,7 +51,16 @@ def command(case: dict[str, Any], args: list[str] | None = None) -> list[str]:
     if model.startswith("configs/"):
         model = str(FIX / model)
     cap = ["--gpu-mem", case["gpu_mem"]] if case.get("gpu_mem") else ["--gpu", case["gpu"]]
-    return [sys.executable, "-m", "mlops_cli", "oom-check", model, *(case["args"] if args is None else args), *cap, "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "mlops_cli",
+        "oom-check",
+        model,
+        *(case["args"] if args is None else args),
+        *cap,
+        "--json",
+    ]
 
 
 def run_check(case: dict[str, Any], args: list[str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -63,7 +81,7 @@ def with_change(args: list[str], change: dict[str, Any]) -> list[str] | None:
         flag = FLAG[key]
         if flag in out:
             i = out.index(flag)
-            del out[i:i + 2]
+            del out[i : i + 2]
         if key == "sharding":
             out = [a for a in out if a != "--fsdp"]
         out += [flag, str(value)]
@@ -92,8 +110,10 @@ def same_direction(key: str, base: Any, got: Any, want: Any) -> bool:
 
 
 def matches(remedy_change: dict[str, Any], change: dict[str, Any], keys: list[str], doc: dict[str, Any]) -> bool:
-    return any(k in remedy_change and same_direction(k, base_value(doc, k), remedy_change[k], change.get(k, "any"))
-               for k in keys)
+    return any(
+        k in remedy_change and same_direction(k, base_value(doc, k), remedy_change[k], change.get(k, "any"))
+        for k in keys
+    )
 
 
 def score_case(case: dict[str, Any]) -> dict[str, Any]:
@@ -101,15 +121,23 @@ def score_case(case: dict[str, Any]) -> dict[str, Any]:
     said = {"does not fit": "oom", "fits": "fits", "tight": "tight"}.get(doc.get("verdict", ""))
     if said is None:  # documents without a verdict field (the code before the oomcheck changes)
         said = "oom" if rc == 1 else ("fits" if rc == 0 else f"error {rc}")
-    row: dict[str, Any] = {"id": case["id"], "outcome": case["outcome"], "rc": rc, "verdict": said,
-                           "required_gib": round(doc.get("required_bytes", 0) / 2**30, 2),
-                           "capacity_gib": round(doc.get("capacity_bytes", 0) / 2**30, 2),
-                           "remedies": [r["name"] for r in doc.get("remedies", [])]}
+    row: dict[str, Any] = {
+        "id": case["id"],
+        "outcome": case["outcome"],
+        "rc": rc,
+        "verdict": said,
+        "required_gib": round(doc.get("required_bytes", 0) / 2**30, 2),
+        "capacity_gib": round(doc.get("capacity_bytes", 0) / 2**30, 2),
+        "remedies": [r["name"] for r in doc.get("remedies", [])],
+    }
     row["agree"] = row["verdict"] == case["outcome"]
     fix = case.get("fix")
     if case["outcome"] == "oom" and fix:
-        ranks = [i + 1 for i, r in enumerate(doc.get("remedies", []))
-                 if matches(r["change"], fix["change"], fix["match"], doc)]
+        ranks = [
+            i + 1
+            for i, r in enumerate(doc.get("remedies", []))
+            if matches(r["change"], fix["change"], fix["match"], doc)
+        ]
         row["fix_rank"] = ranks[0] if ranks else None
         fixed_args = with_change(case["args"], fix["change"])
         if fixed_args is None:
@@ -119,8 +147,11 @@ def score_case(case: dict[str, Any]) -> dict[str, Any]:
             row["fits_after_fix"] = rc2 == 0
     if case["outcome"] == "oom" and case.get("not_helped"):
         top = doc.get("remedies", [])[:TOP]
-        row["bad_top"] = [r["name"] for r in top
-                          if any(matches(r["change"], nh["change"], list(nh["change"]), doc) for nh in case["not_helped"])]
+        row["bad_top"] = [
+            r["name"]
+            for r in top
+            if any(matches(r["change"], nh["change"], list(nh["change"]), doc) for nh in case["not_helped"])
+        ]
     return row
 
 
@@ -131,15 +162,22 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     checked = [r for r in with_fix if r.get("fits_after_fix") is not None]
     nh = [r for r in oom if "bad_top" in r]
     return {
-        "cases": len(rows), "oom": len(oom), "fits": len(fits),
-        "verdict_agree": sum(r["agree"] for r in rows), "tight": sum(r["verdict"] == "tight" for r in rows),
+        "cases": len(rows),
+        "oom": len(oom),
+        "fits": len(fits),
+        "verdict_agree": sum(r["agree"] for r in rows),
+        "tight": sum(r["verdict"] == "tight" for r in rows),
         "tight_oom": sum(r["verdict"] == "tight" for r in oom),
-        "oom_called_oom": sum(r["agree"] for r in oom), "fits_called_fits": sum(r["agree"] for r in fits),
-        "with_fix": len(with_fix), "fix_listed": sum(r["fix_rank"] is not None for r in with_fix),
+        "oom_called_oom": sum(r["agree"] for r in oom),
+        "fits_called_fits": sum(r["agree"] for r in fits),
+        "with_fix": len(with_fix),
+        "fix_listed": sum(r["fix_rank"] is not None for r in with_fix),
         "fix_rank_1": sum(r["fix_rank"] == 1 for r in with_fix),
         "fix_top3": sum(r["fix_rank"] is not None and r["fix_rank"] <= TOP for r in with_fix),
-        "fix_checkable": len(checked), "fits_after_fix": sum(bool(r["fits_after_fix"]) for r in checked),
-        "with_not_helped": len(nh), "bad_top": sum(bool(r["bad_top"]) for r in nh),
+        "fix_checkable": len(checked),
+        "fits_after_fix": sum(bool(r["fits_after_fix"]) for r in checked),
+        "with_not_helped": len(nh),
+        "bad_top": sum(bool(r["bad_top"]) for r in nh),
     }
 
 
@@ -149,35 +187,47 @@ def commit_id() -> str:
 
 
 def render(rows: list[dict[str, Any]], s: dict[str, Any], label: str) -> str:
-    title = {"before": "## oom-check against real OOM threads, BEFORE (blind: the code as it was when the cases were collected)",
-             "after": "## oom-check against real OOM threads, AFTER the oomcheck changes",
-             "memfix-before": "## oom-check against real OOM threads, memfix BEFORE (the estimator as merged at 1227688)",
-             "memfix-after": "## oom-check against real OOM threads, memfix AFTER (the estimator's fixes by class)"}[label]
-    lines = [title, "",
-             f"Script: `benchmarks/oom_cases.py --label {label} --write docs/benchmarks.md`; cases: "
-             f"`tests/fixtures/mem/oom-cases.json` ({s['cases']} from public threads: {s['oom']} OOM, {s['fits']} that ran); "
-             f"commit {commit_id()}, {datetime.date.today().isoformat()}. Each case goes through the real CLI "
-             "(`mlops oom-check MODEL ... --gpu-mem|--gpu --json`).", "",
-             "| measure | score |", "| --- | --- |",
-             f"| (a) verdict agrees with what happened | {s['verdict_agree']}/{s['cases']} |",
-             f"| (a) said \"tight\" (fits by less than the estimate's error: does not know) | {s['tight']}/{s['cases']} "
-             f"({s['tight_oom']} of them OOMed) |",
-             f"| (a) OOM cases called \"does not fit\" | {s['oom_called_oom']}/{s['oom']} |",
-             f"| (a) setups that ran called \"fits\" (no false alarm) | {s['fits_called_fits']}/{s['fits']} |",
-             f"| (b) the thread's fix is among the remedies | {s['fix_listed']}/{s['with_fix']} |",
-             f"| (b) ... ranked first | {s['fix_rank_1']}/{s['with_fix']} |",
-             f"| (b) ... in the first {TOP} | {s['fix_top3']}/{s['with_fix']} |",
-             f"| (b) oom-check says the thread's changed setup fits | {s['fits_after_fix']}/{s['fix_checkable']} |",
-             f"| (c) a first-{TOP} remedy is one the thread shows did not help | {s['bad_top']}/{s['with_not_helped']} |",
-             "", "| case | happened | verdict | required / capacity GiB | fix rank | fits after fix | remedies (cheapest first) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    title = {
+        "before": "## oom-check against real OOM threads, BEFORE (blind: the code as it was when the cases were collected)",
+        "after": "## oom-check against real OOM threads, AFTER the oomcheck changes",
+        "memfix-before": "## oom-check against real OOM threads, memfix BEFORE (the estimator as merged at 1227688)",
+        "memfix-after": "## oom-check against real OOM threads, memfix AFTER (the estimator's fixes by class)",
+    }[label]
+    lines = [
+        title,
+        "",
+        f"Script: `benchmarks/oom_cases.py --label {label} --write docs/benchmarks.md`; cases: "
+        f"`tests/fixtures/mem/oom-cases.json` ({s['cases']} from public threads: {s['oom']} OOM, {s['fits']} that ran); "
+        f"commit {commit_id()}, {datetime.date.today().isoformat()}. Each case goes through the real CLI "
+        "(`mlops oom-check MODEL ... --gpu-mem|--gpu --json`).",
+        "",
+        "| measure | score |",
+        "| --- | --- |",
+        f"| (a) verdict agrees with what happened | {s['verdict_agree']}/{s['cases']} |",
+        f'| (a) said "tight" (fits by less than the estimate\'s error: does not know) | {s["tight"]}/{s["cases"]} '
+        f"({s['tight_oom']} of them OOMed) |",
+        f'| (a) OOM cases called "does not fit" | {s["oom_called_oom"]}/{s["oom"]} |',
+        f'| (a) setups that ran called "fits" (no false alarm) | {s["fits_called_fits"]}/{s["fits"]} |',
+        f"| (b) the thread's fix is among the remedies | {s['fix_listed']}/{s['with_fix']} |",
+        f"| (b) ... ranked first | {s['fix_rank_1']}/{s['with_fix']} |",
+        f"| (b) ... in the first {TOP} | {s['fix_top3']}/{s['with_fix']} |",
+        f"| (b) oom-check says the thread's changed setup fits | {s['fits_after_fix']}/{s['fix_checkable']} |",
+        f"| (c) a first-{TOP} remedy is one the thread shows did not help | {s['bad_top']}/{s['with_not_helped']} |",
+        "",
+        "| case | happened | verdict | required / capacity GiB | fix rank | fits after fix | remedies (cheapest first) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         rank = r.get("fix_rank", "")
         rank = "not listed" if "fix_rank" in r and rank is None else rank
-        after = {True: "yes", False: "no", None: "n/a"}.get(r.get("fits_after_fix"), "") if "fits_after_fix" in r else ""
+        after = (
+            {True: "yes", False: "no", None: "n/a"}.get(r.get("fits_after_fix"), "") if "fits_after_fix" in r else ""
+        )
         bad = f" (did not help: {', '.join(r['bad_top'])})" if r.get("bad_top") else ""
-        lines.append(f"| {r['id']} | {r['outcome']} | {r['verdict']} | {r['required_gib']} / {r['capacity_gib']} | "
-                     f"{rank} | {after} | {', '.join(r['remedies'])}{bad} |")
+        lines.append(
+            f"| {r['id']} | {r['outcome']} | {r['verdict']} | {r['required_gib']} / {r['capacity_gib']} | "
+            f"{rank} | {after} | {', '.join(r['remedies'])}{bad} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from mem_accuracy import write_section
+
         write_section(args.write, section, section.splitlines()[0][:48])
     return 0
 

@@ -39,8 +39,12 @@ def timed(argv: list[str], **kw) -> float:
 
 
 def find_image() -> str:
-    out = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "mlops-test/vllm-openai"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "mlops-test/vllm-openai"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     tags = [t for t in out if ":tf5.20.2-" in t]
     if not tags:
         sys.exit("no stand-in image; run the container tests once (pytest -m container) or pass --image")
@@ -62,8 +66,20 @@ def one_run(image: str, root: Path, results: dict[str, list[float]]) -> None:
     # The hand recipe, for the same result.
     hand = root / "hand"
     hand.mkdir()
-    t = timed(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c",
-               "import transformers; print(transformers.__file__)"])
+    t = timed(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            "import transformers; print(transformers.__file__)",
+        ]
+    )
     start = time.perf_counter()
     cid = subprocess.run(["docker", "create", image], capture_output=True, text=True, check=True).stdout.strip()
     subprocess.run(["docker", "cp", f"{cid}:{SITE}/{MODELING}", str(hand / "m.py")], check=True, capture_output=True)
@@ -89,24 +105,39 @@ def main() -> None:
         sys.exit("GNU patch is needed for the hand recipe (apt-get install patch)")
     image = args.image or find_image()
     results: dict[str, list[float]] = {}
-    keys = ["mlops extract", "mlops diff", "mlops apply --dry-run", "mlops apply (build)", "mlops status (derived)",
-            "hand: probe path", "hand: create+cp+rm", "hand: GNU patch", "hand: docker build"]
+    keys = [
+        "mlops extract",
+        "mlops diff",
+        "mlops apply --dry-run",
+        "mlops apply (build)",
+        "mlops status (derived)",
+        "hand: probe path",
+        "hand: create+cp+rm",
+        "hand: GNU patch",
+        "hand: docker build",
+    ]
     for k in keys:
         results[k] = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="mlops-bench-") as tmp:
             one_run(image, Path(tmp), results)
-    server = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: {platform.node()} ({platform.machine()}, {shutil.os.cpu_count()} cores), docker {server}, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, image {image}, {args.runs} runs\n")
+    server = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"machine: {platform.node()} ({platform.machine()}, {shutil.os.cpu_count()} cores), docker {server}, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, image {image}, {args.runs} runs\n"
+    )
     print("| step | median s | min s | max s |\n|---|---|---|---|")
     for k in keys:
         v = results[k]
         print(f"| {k} | {statistics.median(v):.2f} | {min(v):.2f} | {max(v):.2f} |")
     mlops_total = sum(statistics.median(results[k]) for k in keys[:4])
     hand_total = sum(statistics.median(results[k]) for k in keys[5:])
-    print(f"\nmlops extract+diff+dry-run+apply: {mlops_total:.2f} s; hand recipe: {hand_total:.2f} s; "
-          f"ratio {mlops_total / hand_total:.2f}")
+    print(
+        f"\nmlops extract+diff+dry-run+apply: {mlops_total:.2f} s; hand recipe: {hand_total:.2f} s; "
+        f"ratio {mlops_total / hand_total:.2f}"
+    )
 
 
 if __name__ == "__main__":

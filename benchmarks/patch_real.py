@@ -42,9 +42,24 @@ def clean_env(**extra) -> dict:
 def wheel(cache: Path, package: str, version: str) -> Path:
     found = sorted(cache.glob(f"{package}-{version}-*.whl"))
     if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--index-url",
-                        "https://pypi.org/simple", f"{package}=={version}", "-d", str(cache)],
-                       check=True, env=clean_env(), timeout=600)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--index-url",
+                "https://pypi.org/simple",
+                f"{package}=={version}",
+                "-d",
+                str(cache),
+            ],
+            check=True,
+            env=clean_env(),
+            timeout=600,
+        )
         found = sorted(cache.glob(f"{package}-{version}-*.whl"))
     return found[0]
 
@@ -59,16 +74,32 @@ class Venvs:
             folder = self.root / f"{package}-{version}"
             subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120)
             py = folder / "bin" / "python"
-            subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps",
-                            "--no-index", "--ignore-requires-python", str(wheel(self.cache, package, version))],
-                           check=True, env=clean_env(), timeout=600)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "--python",
+                    str(py),
+                    "install",
+                    "-q",
+                    "--no-deps",
+                    "--no-index",
+                    "--ignore-requires-python",
+                    str(wheel(self.cache, package, version)),
+                ],
+                check=True,
+                env=clean_env(),
+                timeout=600,
+            )
             self.made[key] = py
         return self.made[key]
 
 
 def mlops(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlops_cli", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def module_of(path: str) -> str:
@@ -79,8 +110,9 @@ def import_state(py: Path, paths: list[str]) -> dict[str, str]:
     out = {}
     for path in paths:
         if path.endswith(".py"):
-            proc = subprocess.run([str(py), "-c", f"import {module_of(path)}"], capture_output=True, text=True,
-                                  timeout=300)
+            proc = subprocess.run(
+                [str(py), "-c", f"import {module_of(path)}"], capture_output=True, text=True, timeout=300
+            )
             last = (proc.stderr.strip().splitlines() or [""])[-1]
             out[path] = "ok" if proc.returncode == 0 else last[:160]
     return out
@@ -106,9 +138,9 @@ def edit(text: str, edits: list[dict]) -> str:
     for e in sorted(edits, key=lambda e: e["line"], reverse=True):
         old = e["old"].splitlines(keepends=True)
         start = e["line"] - 1
-        if lines[start:start + len(old)] != old:
+        if lines[start : start + len(old)] != old:
             raise SystemExit(f"fixture edit at line {e['line']} does not match the release's file")
-        lines[start:start + len(old)] = e["new"].splitlines(keepends=True)
+        lines[start : start + len(old)] = e["new"].splitlines(keepends=True)
     return "".join(lines)
 
 
@@ -150,16 +182,36 @@ def run_case(case: dict, venvs: Venvs, cache: Path, tmp: Path, env: dict) -> dic
     for later in case["later"]:
         new_py = venvs.python(pkg, later["version"])
         ported = tmp / f"{case['id']}-{later['version']}.patch"
-        r = mlops("patch", "port", str(patch), "--python", str(new_py), "--base", str(base), "-o", str(ported),
-                  "--work", str(tmp / f"{case['id']}-{later['version']}.work"), "--json", env=env)
+        r = mlops(
+            "patch",
+            "port",
+            str(patch),
+            "--python",
+            str(new_py),
+            "--base",
+            str(base),
+            "-o",
+            str(ported),
+            "--work",
+            str(tmp / f"{case['id']}-{later['version']}.work"),
+            "--json",
+            env=env,
+        )
         try:
             doc = json.loads(r.stdout)
         except ValueError:
             doc = {}
         result = doc.get("result") or f"error (exit {r.returncode}): {r.stderr.strip()[-200:]}"
-        row = {"version": later["version"], "expected": later["expected"], "result": result, "exit": r.returncode,
-               "files": [{"path": f.get("path"), "outcome": f.get("outcome"), "reason": f.get("reason")}
-                         for f in doc.get("files", [])]}
+        row = {
+            "version": later["version"],
+            "expected": later["expected"],
+            "result": result,
+            "exit": r.returncode,
+            "files": [
+                {"path": f.get("path"), "outcome": f.get("outcome"), "reason": f.get("reason")}
+                for f in doc.get("files", [])
+            ],
+        }
         row["match"] = result == later["expected"] or (later["expected"] == "ported" and result in CLEAN)
         # Unsafe: a patch written where upstream already has the fix or a person must choose.
         row["unsafe"] = result in CLEAN and later["expected"] != "ported"
@@ -172,8 +224,14 @@ def run_case(case: dict, venvs: Venvs, cache: Path, tmp: Path, env: dict) -> dic
 
 
 def cycle_ok(c: dict | None) -> bool:
-    return bool(c) and c["apply"] and c["status_applied"] and c["revert"] and c["import"] != "broken" \
+    return (
+        bool(c)
+        and c["apply"]
+        and c["status_applied"]
+        and c["revert"]
+        and c["import"] != "broken"
         and c["status_after_revert"] == "not-applied"
+    )
 
 
 def main() -> int:
@@ -188,8 +246,9 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="mlops-patch-real-") as tmpdir:
         tmp = Path(tmpdir)
-        env = clean_env(MLOPS_CACHE_DIR=str(tmp / "cache"), MLOPS_STATE_DIR=str(tmp / "state"),
-                        PYTHONPATH=str(ROOT / "src"))
+        env = clean_env(
+            MLOPS_CACHE_DIR=str(tmp / "cache"), MLOPS_STATE_DIR=str(tmp / "state"), PYTHONPATH=str(ROOT / "src")
+        )
         venvs = Venvs(tmp / "venvs", cache)
         for case in doc["cases"]:
             if args.only and case["id"] not in args.only:
@@ -198,9 +257,15 @@ def main() -> int:
             case_tmp.mkdir()
             res = run_case(case, venvs, cache, case_tmp, env)
             results.append(res)
-            print(f"{case['id']}: local {'ok' if cycle_ok(res.get('local')) else 'FAILED'}; "
-                  + ", ".join(f"{r['version']} {r['result']}{'' if r['match'] else ' (expected ' + r['expected'] + ')'}"
-                              for r in res["later"]), file=sys.stderr, flush=True)
+            print(
+                f"{case['id']}: local {'ok' if cycle_ok(res.get('local')) else 'FAILED'}; "
+                + ", ".join(
+                    f"{r['version']} {r['result']}{'' if r['match'] else ' (expected ' + r['expected'] + ')'}"
+                    for r in res["later"]
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
     rows = [r for res in results for r in res["later"]]
     summary = {
         "cases": len(results),
@@ -215,25 +280,32 @@ def main() -> int:
     for exp in ("ported", "upstream-fixed", "conflict"):
         sel = [r for r in rows if r["expected"] == exp]
         summary["by_expected"][exp] = f"{sum(r['match'] for r in sel)}/{len(sel)}"
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\npatch_real at {commit}, {when}: {summary['cases']} cases, {summary['ports']} ports")
     print("| case | local workflow | port outcomes (result / expected) |")
     print("|---|---|---|")
     for res in results:
-        cells = "; ".join(f"{r['version']}: {r['result']}" + ("" if r["match"] else f" **/ {r['expected']}**")
-                          + (" (ported patch applies)" if r["result"] in CLEAN and cycle_ok(r.get("cycle")) else "")
-                          for r in res["later"])
+        cells = "; ".join(
+            f"{r['version']}: {r['result']}"
+            + ("" if r["match"] else f" **/ {r['expected']}**")
+            + (" (ported patch applies)" if r["result"] in CLEAN and cycle_ok(r.get("cycle")) else "")
+            for r in res["later"]
+        )
         print(f"| {res['id']} | {'ok' if cycle_ok(res.get('local')) else 'FAILED'} | {cells} |")
-    print(f"\noutcome matches {summary['outcome_match']}/{summary['ports']} "
-          f"(ported {summary['by_expected']['ported']}, upstream-fixed {summary['by_expected']['upstream-fixed']}, "
-          f"conflict {summary['by_expected']['conflict']}); unsafe {summary['unsafe']}; "
-          f"local workflow {summary['workflow_ok']}/{summary['cases']}; "
-          f"ported patches that apply+revert {summary['ported_cycle_ok']}/{summary['ported']}")
+    print(
+        f"\noutcome matches {summary['outcome_match']}/{summary['ports']} "
+        f"(ported {summary['by_expected']['ported']}, upstream-fixed {summary['by_expected']['upstream-fixed']}, "
+        f"conflict {summary['by_expected']['conflict']}); unsafe {summary['unsafe']}; "
+        f"local workflow {summary['workflow_ok']}/{summary['cases']}; "
+        f"ported patches that apply+revert {summary['ported_cycle_ok']}/{summary['ported']}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"commit": commit, "when": when, "summary": summary, "results": results},
-                                        indent=1))
+        args.json.write_text(
+            json.dumps({"commit": commit, "when": when, "summary": summary, "results": results}, indent=1)
+        )
     return 0
 
 

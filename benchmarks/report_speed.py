@@ -60,8 +60,11 @@ def make_fleet(folder: Path, n: int, docs: dict[str, str], seed: int = 15) -> in
 
 def run_report(folder: Path) -> tuple[float, int, int]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "mlops_cli", "report", str(folder), "--json"],
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops_cli", "report", str(folder), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     elapsed = time.perf_counter() - t0
     assert proc.returncode in (0, 1), proc.returncode  # 1: some nodes are broken
     doc = json.loads(proc.stdout)
@@ -97,27 +100,34 @@ def main() -> None:
     start = medians[min(sizes)]  # the run with the fewest nodes is mostly start-up
     base_n = min(n for n in sizes if n > min(sizes))
     base = medians[base_n] - start
-    table = [f"| {n:,} | {size / 2**20:.1f} MiB | {med:.2f} s | "
-             + (f"{(med - start) / (n - min(sizes)) * 1e6:.0f} µs | {(med - start) / base:.2f}x for {n / base_n:.1f}x the nodes"
-                if n > min(sizes) else "(start-up) | ")
-             + f" | {groups} |"
-             for n, size, med, groups in rows]
-    section = "\n".join([
-        "## report (`mlops report`, fleet summary)",
-        "",
-        f"Machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
-        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. `python benchmarks/report_speed.py -n {args.n}`: "
-        "synthetic fleets, one real driver-check `--json` output per node (80 % healthy, the rest every recorded "
-        "problem), timed end to end as a child process (`mlops report DIR --json`: start-up, every file read "
-        "through the floor, parsed, summarised, printed); medians. Peak memory of the largest run: "
-        f"{peak_kib / 1024:.0f} MiB. Load average when it started: {load:.1f} (the machine is shared; "
-        "compare the growth column, not single times).",
-        "",
-        "| nodes | JSON read | median | per node beyond start-up | growth beyond start-up | groups |",
-        "| --- | --- | --- | --- | --- | --- |",
-        *table,
-        "",
-    ])
+    table = [
+        f"| {n:,} | {size / 2**20:.1f} MiB | {med:.2f} s | "
+        + (
+            f"{(med - start) / (n - min(sizes)) * 1e6:.0f} µs | {(med - start) / base:.2f}x for {n / base_n:.1f}x the nodes"
+            if n > min(sizes)
+            else "(start-up) | "
+        )
+        + f" | {groups} |"
+        for n, size, med, groups in rows
+    ]
+    section = "\n".join(
+        [
+            "## report (`mlops report`, fleet summary)",
+            "",
+            f"Machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}. "
+            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. `python benchmarks/report_speed.py -n {args.n}`: "
+            "synthetic fleets, one real driver-check `--json` output per node (80 % healthy, the rest every recorded "
+            "problem), timed end to end as a child process (`mlops report DIR --json`: start-up, every file read "
+            "through the floor, parsed, summarised, printed); medians. Peak memory of the largest run: "
+            f"{peak_kib / 1024:.0f} MiB. Load average when it started: {load:.1f} (the machine is shared; "
+            "compare the growth column, not single times).",
+            "",
+            "| nodes | JSON read | median | per node beyond start-up | growth beyond start-up | groups |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *table,
+            "",
+        ]
+    )
     print(section)
     if not args.no_write:
         write_section(DOCS, section + "\n", "## report (`mlops report`")

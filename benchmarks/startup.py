@@ -51,22 +51,26 @@ def main() -> None:
         for name, argv in CASES.items():
             runs[name].append(once(argv))
     base = statistics.median(runs["python -c pass"])
-    rows = [f"| `{name}` | {statistics.median(t) * 1000:.0f} ms | {statistics.median(t) / base:.1f}x |"
-            for name, t in runs.items()]
-    section = "\n".join([
-        "## startup",
-        "",
-        f"Machine: {platform.node()}, {platform.machine()}, Python {platform.python_version()}. "
-        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. `python benchmarks/startup.py -n {args.n}`: "
-        "medians of child processes run interleaved (`python -m mlops_cli ...`, no console-script "
-        "shim). The root help is rendered by plain click formatting and imports no command "
-        "module; a command's own help imports that command's module and Typer's rich renderer.",
-        "",
-        "| command | median | vs bare python |",
-        "| --- | --- | --- |",
-        *rows,
-        "",
-    ])
+    rows = [
+        f"| `{name}` | {statistics.median(t) * 1000:.0f} ms | {statistics.median(t) / base:.1f}x |"
+        for name, t in runs.items()
+    ]
+    section = "\n".join(
+        [
+            "## startup",
+            "",
+            f"Machine: {platform.node()}, {platform.machine()}, Python {platform.python_version()}. "
+            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. `python benchmarks/startup.py -n {args.n}`: "
+            "medians of child processes run interleaved (`python -m mlops_cli ...`, no console-script "
+            "shim). The root help is rendered by plain click formatting and imports no command "
+            "module; a command's own help imports that command's module and Typer's rich renderer.",
+            "",
+            "| command | median | vs bare python |",
+            "| --- | --- | --- |",
+            *rows,
+            "",
+        ]
+    )
     print(section)
     if not args.no_write:
         text = DOCS.read_text()

@@ -30,11 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 DOCS = ROOT / "docs" / "benchmarks.md"
-FOLDERS = {"fixtures": ROOT / "tests" / "fixtures" / "train", "heldout": ROOT / "tests" / "fixtures" / "train" / "heldout",
-           "heldout2": ROOT / "tests" / "fixtures" / "train" / "heldout2",
-           "heldout3": ROOT / "tests" / "fixtures" / "train" / "heldout3",
-           "heldout4": ROOT / "tests" / "fixtures" / "train" / "heldout4",
-           "heldout5": ROOT / "tests" / "fixtures" / "train" / "heldout5"}
+FOLDERS = {
+    "fixtures": ROOT / "tests" / "fixtures" / "train",
+    "heldout": ROOT / "tests" / "fixtures" / "train" / "heldout",
+    "heldout2": ROOT / "tests" / "fixtures" / "train" / "heldout2",
+    "heldout3": ROOT / "tests" / "fixtures" / "train" / "heldout3",
+    "heldout4": ROOT / "tests" / "fixtures" / "train" / "heldout4",
+    "heldout5": ROOT / "tests" / "fixtures" / "train" / "heldout5",
+}
 SECTION = "## train-doctor accuracy"
 
 
@@ -53,8 +56,16 @@ def judge(entry: dict, report) -> dict:
     got = {"exit": report.exit_code}
     if errors:
         f = errors[0]
-        got.update({"class": f.cls, "step": f.step, "line": f.line, "cause": f.cause, "rank": f.rank,
-                    "split": f.data.get("split") if isinstance(f.data, dict) else None})
+        got.update(
+            {
+                "class": f.cls,
+                "step": f.step,
+                "line": f.line,
+                "cause": f.cause,
+                "rank": f.rank,
+                "split": f.data.get("split") if isinstance(f.data, dict) else None,
+            }
+        )
     warnings = [f.cls for f in report.findings if f.severity == "warning"]
     v: dict = {"file": entry["file"], "healthy": expect["exit"] == 0, "got": got, "warnings": warnings}
     if expect["exit"] == 0:
@@ -87,16 +98,26 @@ def score(folder: Path) -> dict:
         return sum(v[key] for v in rows), len(rows)
 
     return {
-        "folder": str(folder.relative_to(ROOT)), "logs": len(verdicts), "failing": len(failing),
+        "folder": str(folder.relative_to(ROOT)),
+        "logs": len(verdicts),
+        "failing": len(failing),
         "healthy": len(healthy),
-        "class": count("class_ok"), "onset": count("onset_ok"),
+        "class": count("class_ok"),
+        "onset": count("onset_ok"),
         "class_and_onset": (sum(v["ok"] for v in failing), len(failing)),
-        "cause": count("cause_ok"), "split": count("split_ok"), "rank": count("rank_ok"),
+        "cause": count("cause_ok"),
+        "split": count("split_ok"),
+        "rank": count("rank_ok"),
         "false_alarms": sum(v["false_alarm"] for v in healthy),
-        "warnings": (sum(v["warning_ok"] for v in verdicts if "warning_ok" in v),
-                     sum("warning_ok" in v for v in verdicts)),
-        "misses": [v for v in verdicts if not v["ok"] or not all(v.get(k, True) for k in
-                                                                 ("cause_ok", "split_ok", "rank_ok", "warning_ok"))],
+        "warnings": (
+            sum(v["warning_ok"] for v in verdicts if "warning_ok" in v),
+            sum("warning_ok" in v for v in verdicts),
+        ),
+        "misses": [
+            v
+            for v in verdicts
+            if not v["ok"] or not all(v.get(k, True) for k in ("cause_ok", "split_ok", "rank_ok", "warning_ok"))
+        ],
     }
 
 
@@ -105,20 +126,30 @@ def frac(pair: tuple[int, int]) -> str:
 
 
 def table_rows(label: str, results: list[dict]) -> list[str]:
-    return [f"| {label} | {r['folder']} | {r['logs']} ({r['failing']} failing, {r['healthy']} healthy) | "
-            f"{frac(r['class'])} | {frac(r['onset'])} | {frac(r['class_and_onset'])} | {r['false_alarms']} | "
-            f"{frac(r['cause'])} | {frac(r['split'])} | {frac(r['rank'])} | {frac(r['warnings'])} |" for r in results]
+    return [
+        f"| {label} | {r['folder']} | {r['logs']} ({r['failing']} failing, {r['healthy']} healthy) | "
+        f"{frac(r['class'])} | {frac(r['onset'])} | {frac(r['class_and_onset'])} | {r['false_alarms']} | "
+        f"{frac(r['cause'])} | {frac(r['split'])} | {frac(r['rank'])} | {frac(r['warnings'])} |"
+        for r in results
+    ]
 
 
 def print_result(r: dict) -> None:
     print(f"{r['folder']}: {r['logs']} logs ({r['failing']} failing, {r['healthy']} healthy)")
-    print(f"  right class {frac(r['class'])}, right onset {frac(r['onset'])} (where the manifest gives one), "
-          f"class and onset {frac(r['class_and_onset'])}, false alarms {r['false_alarms']}/{r['healthy']}")
-    print(f"  cause {frac(r['cause'])}, OOM split {frac(r['split'])}, rank {frac(r['rank'])}, "
-          f"expected warnings {frac(r['warnings'])}")
+    print(
+        f"  right class {frac(r['class'])}, right onset {frac(r['onset'])} (where the manifest gives one), "
+        f"class and onset {frac(r['class_and_onset'])}, false alarms {r['false_alarms']}/{r['healthy']}"
+    )
+    print(
+        f"  cause {frac(r['cause'])}, OOM split {frac(r['split'])}, rank {frac(r['rank'])}, "
+        f"expected warnings {frac(r['warnings'])}"
+    )
     for v in r["misses"]:
-        bad = [k[:-3] for k in ("class_ok", "onset_ok", "cause_ok", "split_ok", "rank_ok", "warning_ok")
-               if v.get(k) is False]
+        bad = [
+            k[:-3]
+            for k in ("class_ok", "onset_ok", "cause_ok", "split_ok", "rank_ok", "warning_ok")
+            if v.get(k) is False
+        ]
         if v["healthy"] and v.get("false_alarm"):
             bad.append("false alarm")
         print(f"  MISS {v['file']}: {', '.join(bad)}; got {v['got']} warnings={v['warnings']}")
@@ -126,16 +157,18 @@ def print_result(r: dict) -> None:
 
 def write_docs(label: str, results: list[dict]) -> None:
     text = DOCS.read_text(encoding="utf-8")
-    head = (f"{SECTION}\n\n`python benchmarks/train_doctor_score.py --all --label LABEL --write`: every log of a "
-            "fixture folder through the command's core. Failing logs: the first error finding's class, its onset "
-            "(step, or line where the manifest gives one), and cause / OOM split / rank where the manifest names "
-            "them; healthy logs: any error finding is a false alarm. The held-out logs (tests/fixtures/train/heldout, "
-            "collected after the rules were written, sources not in the fixture manifest nor in "
-            "shared/research/train-logs.md) are read with `--framework auto`; heldout2 was collected after the "
-            "fixes made on heldout, heldout3 after those made on heldout2 and heldout4 after those made on heldout3: the first row of each is its blind "
-            "score.\n\n"
-            "| run | folder | logs | right class | right onset | class and onset | false alarms | cause | OOM split "
-            "| rank | warnings |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    head = (
+        f"{SECTION}\n\n`python benchmarks/train_doctor_score.py --all --label LABEL --write`: every log of a "
+        "fixture folder through the command's core. Failing logs: the first error finding's class, its onset "
+        "(step, or line where the manifest gives one), and cause / OOM split / rank where the manifest names "
+        "them; healthy logs: any error finding is a false alarm. The held-out logs (tests/fixtures/train/heldout, "
+        "collected after the rules were written, sources not in the fixture manifest nor in "
+        "shared/research/train-logs.md) are read with `--framework auto`; heldout2 was collected after the "
+        "fixes made on heldout, heldout3 after those made on heldout2 and heldout4 after those made on heldout3: the first row of each is its blind "
+        "score.\n\n"
+        "| run | folder | logs | right class | right onset | class and onset | false alarms | cause | OOM split "
+        "| rank | warnings |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
     rows: list[str] = []
     notes = ""
     if SECTION in text:
@@ -145,10 +178,11 @@ def write_docs(label: str, results: list[dict]) -> None:
         old = text[start:end].splitlines()
         table = [i for i, ln in enumerate(old) if ln.startswith("| ")]
         rows = [ln for ln in old if ln.startswith("| ") and not ln.startswith(("| run ", "| --- ", f"| {label} ("))]
-        notes = "\n".join(old[table[-1] + 1:]).strip("\n") if table else ""
+        notes = "\n".join(old[table[-1] + 1 :]).strip("\n") if table else ""
         text = text[:start] + text[end:]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     rows += table_rows(f"{label} ({commit}, {when})", results)
     section = head + "\n".join(rows) + "\n" + (f"\n{notes}\n" if notes else "")

@@ -38,43 +38,53 @@ MiB = 1 << 20
 def hf_lines(rng: random.Random):
     """HF Trainer / TRL / LLaMA-Factory: a tqdm redraw per step (\\r), a dict every 10 steps, and the
     per-step warning transformers >= 4.53 prints with gradient checkpointing."""
-    total, step = 10 ** 7, 0
+    total, step = 10**7, 0
     while True:
         step += 1
         pct = step * 100 // total
-        yield (f"\r{pct:3d}%|{'█' * (pct // 10):10s}| {step}/{total} [{step // 3600:02d}:{step // 60 % 60:02d}<99:00:00,"
-               f" {1 + rng.random():.2f}s/it]Caching is incompatible with gradient checkpointing in Qwen2DecoderLayer."
-               " Setting `past_key_value=None`.\n")
+        yield (
+            f"\r{pct:3d}%|{'█' * (pct // 10):10s}| {step}/{total} [{step // 3600:02d}:{step // 60 % 60:02d}<99:00:00,"
+            f" {1 + rng.random():.2f}s/it]Caching is incompatible with gradient checkpointing in Qwen2DecoderLayer."
+            " Setting `past_key_value=None`.\n"
+        )
         if step % 10 == 0:
-            yield (f"{{'loss': {2.0 / (1 + step / 5e4) + 0.05 * rng.random():.4f}, 'grad_norm': {0.5 + rng.random()!r}, "
-                   f"'learning_rate': {2e-5 * (1 - step / total)!r}, 'epoch': {step / 30000:.2f}}}\n")
+            yield (
+                f"{{'loss': {2.0 / (1 + step / 5e4) + 0.05 * rng.random():.4f}, 'grad_norm': {0.5 + rng.random()!r}, "
+                f"'learning_rate': {2e-5 * (1 - step / total)!r}, 'epoch': {step / 30000:.2f}}}\n"
+            )
 
 
 def megatron_lines(rng: random.Random):
     it = 0
     while True:
         it += 1
-        yield (f"[2026-05-28 22:{it // 60 % 60:02d}:{it % 60:02d}] iteration {it:8d}/ 99999999 | consumed samples: {it * 512:12d} |"
-               f" elapsed time per iteration (ms): {27000 + 900 * rng.random():.1f} | learning rate: {6e-5:.6E} |"
-               f" global batch size:   512 | lm loss: {2.0 / (1 + it / 5e4) + 0.05 * rng.random():.6E} | loss scale: 1.0 |"
-               f" grad norm: {0.7 + rng.random():.3f} | number of skipped iterations:   0 | number of nan iterations:   0 |\n")
+        yield (
+            f"[2026-05-28 22:{it // 60 % 60:02d}:{it % 60:02d}] iteration {it:8d}/ 99999999 | consumed samples: {it * 512:12d} |"
+            f" elapsed time per iteration (ms): {27000 + 900 * rng.random():.1f} | learning rate: {6e-5:.6E} |"
+            f" global batch size:   512 | lm loss: {2.0 / (1 + it / 5e4) + 0.05 * rng.random():.6E} | loss scale: 1.0 |"
+            f" grad norm: {0.7 + rng.random():.3f} | number of skipped iterations:   0 | number of nan iterations:   0 |\n"
+        )
 
 
 def deepspeed_lines(rng: random.Random):
     """HF Trainer under DeepSpeed fp16: bars, DeepSpeed step/timer lines, a few calibration overflows."""
-    step, scale = 0, 2 ** 16
+    step, scale = 0, 2**16
     while True:
         step += 1
         yield f"\r  1%|▉         | {step}/99999999 [01:00<99:00:00,  3.52s/it]"
         if step < 8:
-            yield (f"[2024-01-01 10:00:{step:02d},825] [INFO] [loss_scaler.py:181:update_scale] [deepspeed] OVERFLOW! "
-                   f"Rank 0 Skipping step. Attempted loss scale: {scale}, reducing to {scale // 2}\n")
+            yield (
+                f"[2024-01-01 10:00:{step:02d},825] [INFO] [loss_scaler.py:181:update_scale] [deepspeed] OVERFLOW! "
+                f"Rank 0 Skipping step. Attempted loss scale: {scale}, reducing to {scale // 2}\n"
+            )
             scale //= 2
         if step % 10 == 0:
-            yield (f"\n[2024-01-01 10:00:00,066] [INFO] [logging.py:96:log_dist] [Rank 0] step={step}, skipped=7, "
-                   f"lr=[{2e-5!r}], mom=[(0.9, 0.999)]\n[2024-01-01 10:00:00,066] [INFO] [timer.py:260:stop] epoch=0/"
-                   f"micro_step={step}/global_step={step}, RunningAvgSamplesPerSec={30 + rng.random():.3f}, "
-                   f"CurrSamplesPerSec={30 + rng.random():.3f}, MemAllocated=13.8GB, MaxMemAllocated=21.6GB\n")
+            yield (
+                f"\n[2024-01-01 10:00:00,066] [INFO] [logging.py:96:log_dist] [Rank 0] step={step}, skipped=7, "
+                f"lr=[{2e-5!r}], mom=[(0.9, 0.999)]\n[2024-01-01 10:00:00,066] [INFO] [timer.py:260:stop] epoch=0/"
+                f"micro_step={step}/global_step={step}, RunningAvgSamplesPerSec={30 + rng.random():.3f}, "
+                f"CurrSamplesPerSec={30 + rng.random():.3f}, MemAllocated=13.8GB, MaxMemAllocated=21.6GB\n"
+            )
             yield f"{{'loss': {1.5 + 0.1 * rng.random():.4f}, 'learning_rate': {2e-5!r}, 'epoch': {step / 9000:.2f}}}\n"
 
 
@@ -86,8 +96,10 @@ def lightning_lines(rng: random.Random):
         if batch > total:
             epoch, batch = epoch + 1, 1
             yield "\n"
-        yield (f"\rEpoch {epoch}:  {batch * 100 // total:2d}%|{'█' * (batch * 10 // total):10s}| {batch}/{total} "
-               f"[1:02:03<4:05:06,  4.47it/s, v_num=3, train_loss_step={0.5 + rng.random() / 5:.3f}]")
+        yield (
+            f"\rEpoch {epoch}:  {batch * 100 // total:2d}%|{'█' * (batch * 10 // total):10s}| {batch}/{total} "
+            f"[1:02:03<4:05:06,  4.47it/s, v_num=3, train_loss_step={0.5 + rng.random() / 5:.3f}]"
+        )
 
 
 def mixed_lines(rng: random.Random):
@@ -102,8 +114,13 @@ def mixed_lines(rng: random.Random):
             yield "INFO 11-14 13:37:34 [block_pool.py:321] Successfully reset prefix cache\n"
 
 
-FORMATS = {"hf": hf_lines, "megatron": megatron_lines, "deepspeed": deepspeed_lines, "lightning": lightning_lines,
-           "mixed": mixed_lines}
+FORMATS = {
+    "hf": hf_lines,
+    "megatron": megatron_lines,
+    "deepspeed": deepspeed_lines,
+    "lightning": lightning_lines,
+    "mixed": mixed_lines,
+}
 
 
 def write_log(path: Path, gen, size: int) -> None:
@@ -137,16 +154,25 @@ print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - w0, "records": r.rec
 
 
 def measure(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     return json.loads(out.stdout)
 
 
 def baseline_rss() -> int:
-    code = ("import resource, mlops_cli.train.analyse; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    code = "import resource, mlops_cli.train.analyse; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     return int(out.stdout)
 
 
@@ -171,8 +197,12 @@ def main() -> None:
         big = paths[("mixed", sizes[-1])]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        cli = subprocess.run([sys.executable, "-m", "mlops_cli", "train-doctor", str(big), "--json"],
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        cli = subprocess.run(
+            [sys.executable, "-m", "mlops_cli", "train-doctor", str(big), "--json"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
         cli_wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cli_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -191,33 +221,39 @@ def main() -> None:
     rss_rows = [f"| {fmt} | " + " | ".join(f"{rss((fmt, s)):.0f} MiB" for s in sizes) + " |" for fmt in FORMATS]
     records = {fmt: results[(fmt, sizes[-1])][0]["records"] for fmt in FORMATS}
     all_speeds = [mbps(k) for k in results]
-    section = "\n".join([
-        "## train-doctor",
-        "",
-        f"`python benchmarks/train_doctor_speed.py --sizes {args.sizes} --rounds {args.rounds}`. Machine: "
-        f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs (shared), Python {platform.python_version()}; "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Each log is read in a fresh child process on one core; "
-        "throughput = bytes / CPU seconds of that process (median of the rounds), memory = its peak RSS "
-        f"(max of the rounds; the interpreter with the modules imported is {base / 1024:.0f} MiB).",
-        "",
-        "Throughput:",
-        "",
-        head, sep, *speed_rows,
-        "",
-        "Peak RSS (the growth curve: flat in the size of the log):",
-        "",
-        head, sep, *rss_rows,
-        "",
-        f"Median of all cases: {statistics.median(all_speeds):.0f} MB/s, slowest {min(all_speeds):.0f} MB/s "
-        f"(goal: >= 100 MB/s on one core). Records read in the {sizes[-1]} MiB logs: "
-        + ", ".join(f"{k} {v}" for k, v in records.items())
-        + ". The first MiB is read record by record; after that, 4 MiB blocks with many step records and "
-        "nothing unusual in them are sampled (docs/train-doctor.md, Limits), which is why throughput rises with size.",
-        f"One CLI run, `mlops train-doctor mixed-{sizes[-1]}.log --json` (start-up, imports, report): "
-        f"{cli_wall:.1f} s wall, {cli_cpu:.1f} s CPU, exit {cli.returncode} "
-        f"({sizes_on_disk[('mixed', sizes[-1])] / 1e6 / cli_cpu:.0f} MB/s of CPU, start-up included).",
-        "",
-    ])
+    section = "\n".join(
+        [
+            "## train-doctor",
+            "",
+            f"`python benchmarks/train_doctor_speed.py --sizes {args.sizes} --rounds {args.rounds}`. Machine: "
+            f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs (shared), Python {platform.python_version()}; "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Each log is read in a fresh child process on one core; "
+            "throughput = bytes / CPU seconds of that process (median of the rounds), memory = its peak RSS "
+            f"(max of the rounds; the interpreter with the modules imported is {base / 1024:.0f} MiB).",
+            "",
+            "Throughput:",
+            "",
+            head,
+            sep,
+            *speed_rows,
+            "",
+            "Peak RSS (the growth curve: flat in the size of the log):",
+            "",
+            head,
+            sep,
+            *rss_rows,
+            "",
+            f"Median of all cases: {statistics.median(all_speeds):.0f} MB/s, slowest {min(all_speeds):.0f} MB/s "
+            f"(goal: >= 100 MB/s on one core). Records read in the {sizes[-1]} MiB logs: "
+            + ", ".join(f"{k} {v}" for k, v in records.items())
+            + ". The first MiB is read record by record; after that, 4 MiB blocks with many step records and "
+            "nothing unusual in them are sampled (docs/train-doctor.md, Limits), which is why throughput rises with size.",
+            f"One CLI run, `mlops train-doctor mixed-{sizes[-1]}.log --json` (start-up, imports, report): "
+            f"{cli_wall:.1f} s wall, {cli_cpu:.1f} s CPU, exit {cli.returncode} "
+            f"({sizes_on_disk[('mixed', sizes[-1])] / 1e6 / cli_cpu:.0f} MB/s of CPU, start-up included).",
+            "",
+        ]
+    )
     print(section)
     if not args.no_write:
         text = DOCS.read_text()

@@ -79,22 +79,77 @@ def measure(reqs: list[str], rounds: int, work: Path, machine_python: str, newes
     mlops_cmd = [sys.executable, "-m", "mlops_cli", "wheels", *reqs]
     runners = {
         "mlops wheels": lambda d, c: [*mlops_cmd, "-o", str(d), "--json"],
-        machine_label: lambda d, c: [machine_python, "-m", "pip", "download", *reqs, "-d", str(d), "--no-cache-dir",
-                                     "--index-url", INDEX],
-        newest_label: lambda d, c: [newest_py, "-m", "pip", "download", *reqs, "-d", str(d), "--no-cache-dir",
-                                    "--index-url", INDEX],
+        machine_label: lambda d, c: [
+            machine_python,
+            "-m",
+            "pip",
+            "download",
+            *reqs,
+            "-d",
+            str(d),
+            "--no-cache-dir",
+            "--index-url",
+            INDEX,
+        ],
+        newest_label: lambda d, c: [
+            newest_py,
+            "-m",
+            "pip",
+            "download",
+            *reqs,
+            "-d",
+            str(d),
+            "--no-cache-dir",
+            "--index-url",
+            INDEX,
+        ],
         "uv pip compile (resolver only)": lambda d, c: [
-            find_uv_bin(), "pip", "compile", "-", "--no-config", "--no-header", "--python", sys.executable,
-            "--no-python-downloads", "--cache-dir", str(c), "--index-url", INDEX],
+            find_uv_bin(),
+            "pip",
+            "compile",
+            "-",
+            "--no-config",
+            "--no-header",
+            "--python",
+            sys.executable,
+            "--no-python-downloads",
+            "--cache-dir",
+            str(c),
+            "--index-url",
+            INDEX,
+        ],
         "uv pip compile + pip (newest) download of its pins": lambda d, c: ["compile+download", str(d), str(c)],
     }
     if cross:
         runners["mlops wheels --target ubuntu22.04-aarch64 (cross)"] = lambda d, c: [
-            *mlops_cmd, "--target", "ubuntu22.04-aarch64", "-o", str(d), "--json"]
+            *mlops_cmd,
+            "--target",
+            "ubuntu22.04-aarch64",
+            "-o",
+            str(d),
+            "--json",
+        ]
         runners[f"{newest_label}, cp310 aarch64, 3x --platform (cross)"] = lambda d, c: [
-            newest_py, "-m", "pip", "download", *reqs, "-d", str(d), "--no-cache-dir", "--index-url", INDEX,
-            "--only-binary=:all:", "--python-version", "3.10", "--platform", "manylinux_2_35_aarch64",
-            "--platform", "manylinux_2_17_aarch64", "--platform", "manylinux2014_aarch64"]
+            newest_py,
+            "-m",
+            "pip",
+            "download",
+            *reqs,
+            "-d",
+            str(d),
+            "--no-cache-dir",
+            "--index-url",
+            INDEX,
+            "--only-binary=:all:",
+            "--python-version",
+            "3.10",
+            "--platform",
+            "manylinux_2_35_aarch64",
+            "--platform",
+            "manylinux_2_17_aarch64",
+            "--platform",
+            "manylinux2014_aarch64",
+        ]
     warm_label = "mlops wheels, warm cache (second run, new output)"
     times: dict[str, list[float]] = {k: [] for k in [*runners, warm_label]}
     sizes: dict[str, tuple[int, int]] = {}
@@ -108,11 +163,35 @@ def measure(reqs: list[str], rounds: int, work: Path, machine_python: str, newes
             argv = make(out, cache)
             start = time.perf_counter()
             if argv[0] == "compile+download":
-                pins = subprocess.run(runners["uv pip compile (resolver only)"](out, cache), input=stdin, env=env,
-                                      cwd=work, capture_output=True, text=True, timeout=900, check=True).stdout
+                pins = subprocess.run(
+                    runners["uv pip compile (resolver only)"](out, cache),
+                    input=stdin,
+                    env=env,
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    timeout=900,
+                    check=True,
+                ).stdout
                 (work / "pins.txt").write_text(pins)
-                timed([newest_py, "-m", "pip", "download", "--no-deps", "-r", str(work / "pins.txt"), "-d", str(out),
-                       "--no-cache-dir", "--index-url", INDEX], env, work)
+                timed(
+                    [
+                        newest_py,
+                        "-m",
+                        "pip",
+                        "download",
+                        "--no-deps",
+                        "-r",
+                        str(work / "pins.txt"),
+                        "-d",
+                        str(out),
+                        "--no-cache-dir",
+                        "--index-url",
+                        INDEX,
+                    ],
+                    env,
+                    work,
+                )
                 elapsed = time.perf_counter() - start
                 sizes[name] = dir_stats(out)
             elif argv[1:3] == ["pip", "compile"]:
@@ -141,9 +220,20 @@ def measure(reqs: list[str], rounds: int, work: Path, machine_python: str, newes
     med = {k: statistics.median(v) for k, v in times.items() if v}
     resolver = med["uv pip compile (resolver only)"]
     floor = resolver + last_json["total_bytes"] / speed
-    return {"reqs": reqs, "times": times, "med": med, "sizes": sizes, "floor": floor, "resolver": resolver,
-            "speed": speed, "biggest": biggest["filename"], "payload": last_json["total_bytes"],
-            "phases": phase_runs, "machine_label": machine_label, "newest_label": newest_label}
+    return {
+        "reqs": reqs,
+        "times": times,
+        "med": med,
+        "sizes": sizes,
+        "floor": floor,
+        "resolver": resolver,
+        "speed": speed,
+        "biggest": biggest["filename"],
+        "payload": last_json["total_bytes"],
+        "phases": phase_runs,
+        "machine_label": machine_label,
+        "newest_label": newest_label,
+    }
 
 
 def render(m: dict) -> list[str]:
@@ -154,12 +244,18 @@ def render(m: dict) -> list[str]:
             continue
         files, size = m["sizes"].get(k, (None, None))
         shown = f"{files} files, {size / 2**20:.1f} MiB" if files else "pins only"
-        rows.append(f"| {k} | **{med[k]:.2f}** | {' / '.join(f'{x:.2f}' for x in v)} | {shown} | {med[k] / mlops:.2f}x |")
+        rows.append(
+            f"| {k} | **{med[k]:.2f}** | {' / '.join(f'{x:.2f}' for x in v)} | {shown} | {med[k] / mlops:.2f}x |"
+        )
     newest = med[m["newest_label"]]
     goals = [
         ("<= 1.5x the floor", mlops <= 1.5 * floor, f"{mlops / floor:.2f}x the floor"),
         ("<= 0.5x the newest pip", mlops <= 0.5 * newest, f"{mlops / newest:.2f}x of it"),
-        ("<= 1/3 of the machine's pip", mlops <= med[m["machine_label"]] / 3, f"{mlops / med[m['machine_label']]:.2f} of it"),
+        (
+            "<= 1/3 of the machine's pip",
+            mlops <= med[m["machine_label"]] / 3,
+            f"{mlops / med[m['machine_label']]:.2f} of it",
+        ),
     ]
     return [
         f"### `{' '.join(m['reqs'])}`",
@@ -171,8 +267,8 @@ def render(m: dict) -> list[str]:
         f"Floor = resolver ({m['resolver']:.2f} s) + payload {m['payload'] / 2**20:.1f} MiB at link speed "
         f"{m['speed'] / 2**20:.0f} MiB/s (best single stream of {m['biggest']}) = **{floor:.2f} s**.",
         "",
-        "Where mlops wheels spends its time (medians, s): " + ", ".join(
-            f"{k} {statistics.median(r[k] for r in m['phases']):.2f}" for k in m["phases"][0])
+        "Where mlops wheels spends its time (medians, s): "
+        + ", ".join(f"{k} {statistics.median(r[k] for r in m['phases']):.2f}" for k in m["phases"][0])
         + f"; start-up and exit (process less the phases) {statistics.median(r['process'] - sum(v for k, v in r.items() if k != 'process') for r in m['phases']):.2f}"
         + f". `resolve` is uv inside mlops, beside the page fetches and downloads; uv alone took {m['resolver']:.2f}.",
         "",
@@ -186,8 +282,12 @@ def render(m: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--set", action="append", dest="sets",
-                    help="a requirement set, space-separated (repeatable; default: swanlab==0.5.7, and transformers datasets)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        dest="sets",
+        help="a requirement set, space-separated (repeatable; default: swanlab==0.5.7, and transformers datasets)",
+    )
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--no-cross", action="store_true", help="skip the cp310/aarch64 cross-target rows")
     args = ap.parse_args()
@@ -197,39 +297,49 @@ def main() -> None:
     machine_python = os.path.realpath(getattr(sys, "_base_executable", "") or shutil.which("python3") or sys.executable)
     newest = work / "newest-pip"
     subprocess.run([machine_python, "-m", "venv", str(newest)], check=True)
-    subprocess.run([str(newest / "bin/python"), "-m", "pip", "install", "-q", "-U", "pip", "--index-url", INDEX],
-                   check=True, env=clean_env())
+    subprocess.run(
+        [str(newest / "bin/python"), "-m", "pip", "install", "-q", "-U", "pip", "--index-url", INDEX],
+        check=True,
+        env=clean_env(),
+    )
     # mlops as a pip install leaves it: byte-compiled (an editable checkout under
     # PYTHONDONTWRITEBYTECODE would compile every module on every run, ~0.05 s here)
     import mlops_cli
 
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(mlops_cli.__file__).parent)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(mlops_cli.__file__).parent)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     load = os.getloadavg()
-    results = [measure(reqs, args.rounds, work, machine_python, newest, not args.no_cross and i == 0)
-               for i, reqs in enumerate(sets)]
-    section = "\n".join([
-        "## wheels",
-        "",
-        "`benchmarks/wheels_speed.py`: each requirement set for the host target with cold caches (fresh cache",
-        "and output folder per run, `--no-cache-dir` for pip), every tool isolated from pip configuration and",
-        f"pointed at `{INDEX}`; one warm-up round, then {args.rounds} rounds, tools interleaved, all in one",
-        "run. The warm-cache row is a second mlops run into a new folder with the cache the first one filled.",
-        "mlops runs byte-compiled, as a pip install leaves it (the script compiles the package first).",
-        "The (cross) rows build for Python 3.10 on aarch64 from this x86_64 host; they are not part of the goals.",
-        f"Machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"load average at the start {load[0]:.1f}, at the end {os.getloadavg()[0]:.1f} (the machine is shared with other jobs); "
-        f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
-        "",
-        *[line for m in results for line in render(m)],
-        "The floor counts the resolver and the transfer back to back; mlops overlaps them: uv starts first",
-        "(before the HTTP stack is even imported), each index page is fetched as soon as uv's log names the",
-        "project, and each file as soon as uv reads a candidate's metadata or selects it. What remains above",
-        "the floor is Python start-up (before uv starts) and uv itself running slower beside mlops' own page",
-        "fetches, hashing and downloads on the same two cores and link (compare `resolve` with uv alone).",
-        "On a loaded machine every ratio moves by tenths; compare runs of one session only.",
-        "",
-    ])
+    results = [
+        measure(reqs, args.rounds, work, machine_python, newest, not args.no_cross and i == 0)
+        for i, reqs in enumerate(sets)
+    ]
+    section = "\n".join(
+        [
+            "## wheels",
+            "",
+            "`benchmarks/wheels_speed.py`: each requirement set for the host target with cold caches (fresh cache",
+            "and output folder per run, `--no-cache-dir` for pip), every tool isolated from pip configuration and",
+            f"pointed at `{INDEX}`; one warm-up round, then {args.rounds} rounds, tools interleaved, all in one",
+            "run. The warm-cache row is a second mlops run into a new folder with the cache the first one filled.",
+            "mlops runs byte-compiled, as a pip install leaves it (the script compiles the package first).",
+            "The (cross) rows build for Python 3.10 on aarch64 from this x86_64 host; they are not part of the goals.",
+            f"Machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+            f"load average at the start {load[0]:.1f}, at the end {os.getloadavg()[0]:.1f} (the machine is shared with other jobs); "
+            f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
+            "",
+            *[line for m in results for line in render(m)],
+            "The floor counts the resolver and the transfer back to back; mlops overlaps them: uv starts first",
+            "(before the HTTP stack is even imported), each index page is fetched as soon as uv's log names the",
+            "project, and each file as soon as uv reads a candidate's metadata or selects it. What remains above",
+            "the floor is Python start-up (before uv starts) and uv itself running slower beside mlops' own page",
+            "fetches, hashing and downloads on the same two cores and link (compare `resolve` with uv alone).",
+            "On a loaded machine every ratio moves by tenths; compare runs of one session only.",
+            "",
+        ]
+    )
     print(section)
     if not args.no_write:
         path = REPO / "docs" / "benchmarks.md"

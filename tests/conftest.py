@@ -32,7 +32,9 @@ class Run:
         try:
             return json.loads(self.stdout)
         except json.JSONDecodeError as exc:  # pragma: no cover - shows the output on failure
-            raise AssertionError(f"stdout is not one JSON document: {exc}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}")
+            raise AssertionError(
+                f"stdout is not one JSON document: {exc}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+            )
 
     def no_report(self) -> bool:
         """True when the command failed without printing a report: stdout is empty, or, when
@@ -48,16 +50,29 @@ class Run:
         return f"Run(argv={self.argv}, rc={self.returncode})\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
 
 
-def run_mlops(*args: str, input: str | None = None, env: dict[str, str] | None = None,
-              cwd: str | Path | None = None, timeout: float = 300) -> Run:
+def run_mlops(
+    *args: str,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 300,
+) -> Run:
     full_env = dict(os.environ)
     full_env.pop("MLOPS_DEBUG", None)
     full_env.update({"COLUMNS": "120", "PYTHONUNBUFFERED": "1"})
     if env:
         full_env.update(env)
     argv = [sys.executable, "-m", "mlops_cli", *args]
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=full_env,
-                          cwd=cwd, timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+    proc = subprocess.run(
+        argv,
+        input=input,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
     return Run(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 

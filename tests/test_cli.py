@@ -96,17 +96,24 @@ def test_every_option_of_every_command_says_what_it_does():
     # shows as a bare `<str>` in --help: oom-check's --snapshot did.
     leaves = _leaf_commands()
     assert {p.split()[1] for p, _ in leaves} >= set(COMMANDS)
-    bare = [f"{path} {'/'.join(p.opts)}" for path, cmd in leaves for p in cmd.params
-            if getattr(p, "param_type_name", "") == "option" and not p.hidden and not (p.help or "").strip()]
+    bare = [
+        f"{path} {'/'.join(p.opts)}"
+        for path, cmd in leaves
+        for p in cmd.params
+        if getattr(p, "param_type_name", "") == "option" and not p.hidden and not (p.help or "").strip()
+    ]
     assert bare == []
 
 
 def test_help_paragraphs_are_reflowed_examples_and_lists_are_not():
     from mlops_cli.cli import reflow_help
 
-    text = "First line\nof the first.\n\nA paragraph\nwrapped in the source.\n\n  mlops x --a\n  mlops y\n\n- one\n- two"
-    assert reflow_help(text) == ("First line of the first.\n\nA paragraph wrapped in the source.\n\n"
-                                 "  mlops x --a\n  mlops y\n\n- one\n- two")
+    text = (
+        "First line\nof the first.\n\nA paragraph\nwrapped in the source.\n\n  mlops x --a\n  mlops y\n\n- one\n- two"
+    )
+    assert reflow_help(text) == (
+        "First line of the first.\n\nA paragraph wrapped in the source.\n\n  mlops x --a\n  mlops y\n\n- one\n- two"
+    )
 
 
 def test_wide_terminal_help_has_no_source_line_breaks(mlops):

@@ -85,12 +85,15 @@ def test_record_then_replay_answers_the_same(tmp_path):
     assert not replay.exists(str(tmp_path / "nope"))
 
 
-@pytest.mark.parametrize("doc,msg", [
-    ({"format": 2}, "unsupported snapshot format"),
-    ([], "JSON object"),
-    ({"format": 1, "files": {"/x": 3}}, "'files'"),
-    ({"format": 1, "commands": {"k": "text"}}, "command 'k'"),
-])
+@pytest.mark.parametrize(
+    "doc,msg",
+    [
+        ({"format": 2}, "unsupported snapshot format"),
+        ([], "JSON object"),
+        ({"format": 1, "files": {"/x": 3}}, "'files'"),
+        ({"format": 1, "commands": {"k": "text"}}, "command 'k'"),
+    ],
+)
 def test_bad_snapshots_are_refused(doc, msg):
     with pytest.raises(SnapshotError, match=msg):
         Snapshot.from_json(doc)

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from mlops_cli import cli
 from mlops_cli.plain_params import _runtime_param_class, use_plain_params
 
-pytestmark = pytest.mark.skipif(_runtime_param_class() is None,
-                                reason="this Typer coerces with click, not pydantic: nothing to replace")
+pytestmark = pytest.mark.skipif(
+    _runtime_param_class() is None, reason="this Typer coerces with click, not pydantic: nothing to replace"
+)
 
 
 demo = typer.Typer()
@@ -71,17 +72,35 @@ def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("plain")
     (root / "a file").write_text("x")
     (root / "folder").mkdir()
-    return [str(root / "a file"), str(root / "folder"), str(root / "missing" / "x"), "", "-", "x", "1", "yes",
-            "--", "ünïcode", " a b ", "0"]
+    return [
+        str(root / "a file"),
+        str(root / "folder"),
+        str(root / "missing" / "x"),
+        "",
+        "-",
+        "x",
+        "1",
+        "yes",
+        "--",
+        "ünïcode",
+        " a b ",
+        "0",
+    ]
 
 
 def _argv_strategy(command, values):
-    options = [p for p in command.params if getattr(p, "opts", None) and not getattr(p, "is_flag", False)
-               and not p.name.endswith("completion")]
+    options = [
+        p
+        for p in command.params
+        if getattr(p, "opts", None) and not getattr(p, "is_flag", False) and not p.name.endswith("completion")
+    ]
     flags = [p for p in command.params if getattr(p, "is_flag", False) and not p.name.endswith("completion")]
     pieces = st.one_of(
-        *([st.tuples(st.sampled_from(options), st.sampled_from(values)).map(lambda t: [t[0].opts[0], t[1]])]
-          if options else []),
+        *(
+            [st.tuples(st.sampled_from(options), st.sampled_from(values)).map(lambda t: [t[0].opts[0], t[1]])]
+            if options
+            else []
+        ),
         *([st.sampled_from(flags).map(lambda f: [f.opts[0]])] if flags else []),
         st.sampled_from(values).map(lambda v: [v]),
     )
@@ -94,9 +113,14 @@ def test_every_command_parses_the_same_with_plain_params(name, paths):
     envvars = sorted({p.envvar for p in stock.params if isinstance(getattr(p, "envvar", None), str)})
 
     @settings(derandomize=True, max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(_argv_strategy(stock, paths),
-           st.dictionaries(st.sampled_from(envvars), st.sampled_from(["1", "0", "yes", "bogus", "https://h/simple", ""]),
-                           max_size=2) if envvars else st.just({}))
+    @given(
+        _argv_strategy(stock, paths),
+        st.dictionaries(
+            st.sampled_from(envvars), st.sampled_from(["1", "0", "yes", "bogus", "https://h/simple", ""]), max_size=2
+        )
+        if envvars
+        else st.just({}),
+    )
     def check(argv, env):
         assert _outcome(plain, argv, env) == _outcome(stock, argv, env), (argv, env)
 
@@ -112,8 +136,10 @@ def test_root_flags_and_their_environment_variable():
 
 
 def test_a_wheels_command_line_imports_no_pydantic():
-    code = ("import sys; from mlops_cli.cli import main\n"
-            "try:\n    main(['wheels', '--verify', '/nonexistent-bundle', '--json'])\nexcept SystemExit:\n    pass\n"
-            "print('pydantic' in sys.modules)")
+    code = (
+        "import sys; from mlops_cli.cli import main\n"
+        "try:\n    main(['wheels', '--verify', '/nonexistent-bundle', '--json'])\nexcept SystemExit:\n    pass\n"
+        "print('pydantic' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr

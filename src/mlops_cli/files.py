@@ -259,8 +259,12 @@ def json_depth_exceeds(doc: Any, limit: int) -> bool:
             return False
         if depth > limit:
             return True
-        level = list(chain(chain.from_iterable(map(dict.values, compress(level, map(_IS_DICT, types)))),
-                           chain.from_iterable(compress(level, map(_IS_LIST, types)))))
+        level = list(
+            chain(
+                chain.from_iterable(map(dict.values, compress(level, map(_IS_DICT, types)))),
+                chain.from_iterable(compress(level, map(_IS_LIST, types))),
+            )
+        )
         depth += 1
     return False
 

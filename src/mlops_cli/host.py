@@ -152,7 +152,9 @@ class Snapshot:
                 or not -255 <= rc <= 255
                 or not all(isinstance(value.get(k), (str, type(None))) for k in ("stdout", "stderr"))
             ):
-                raise SnapshotError(f"command {one_line(key)[:80]!r}: expected {{rc: -255..255, stdout: text, stderr: text}}")
+                raise SnapshotError(
+                    f"command {one_line(key)[:80]!r}: expected {{rc: -255..255, stdout: text, stderr: text}}"
+                )
             commands[key] = CommandResult(rc, value.get("stdout") or "", value.get("stderr") or "")
         files = doc.get("files") or {}
         dirs = doc.get("dirs") or {}

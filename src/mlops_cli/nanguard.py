@@ -120,17 +120,28 @@ def tensor_summary(model: Any, top_k: int = 10) -> dict:
     largest.sort(reverse=True)
     return {
         "parameters": {"count": n_params, "norm": math.sqrt(params), "non_finite": bad_params},
-        "gradients": {"norm_of_finite": math.sqrt(grads), "non_finite": bad_grads,
-                      "largest": [[name, norm] for norm, name in largest[:top_k]]},
+        "gradients": {
+            "norm_of_finite": math.sqrt(grads),
+            "non_finite": bad_grads,
+            "largest": [[name, norm] for norm, name in largest[:top_k]],
+        },
     }
 
 
 class NanGuard:
     """Watches loss and grad norm; on the first non-finite value writes a record and says stop."""
 
-    def __init__(self, path: str | os.PathLike = "nan-guard.json", *, stop: bool = True, raise_on_nan: bool = False,
-                 grads_only_when_finite_loss: bool = False, top_k: int = 10,
-                 log: Optional[Callable[[str], None]] = None, framework: str = "loop") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike = "nan-guard.json",
+        *,
+        stop: bool = True,
+        raise_on_nan: bool = False,
+        grads_only_when_finite_loss: bool = False,
+        top_k: int = 10,
+        log: Optional[Callable[[str], None]] = None,
+        framework: str = "loop",
+    ) -> None:
         rank = _rank()
         path = os.fspath(path)
         if rank:  # one record per rank: rank 0 keeps the plain name
@@ -151,8 +162,18 @@ class NanGuard:
     def triggered(self) -> bool:
         return self.record is not None
 
-    def check(self, *, step: int, loss: Any = None, grad_norm: Any = None, lr: Any = None,
-              batch_indices: Any = None, epoch: Any = None, model: Any = None, extra: Optional[dict] = None) -> bool:
+    def check(
+        self,
+        *,
+        step: int,
+        loss: Any = None,
+        grad_norm: Any = None,
+        lr: Any = None,
+        batch_indices: Any = None,
+        epoch: Any = None,
+        model: Any = None,
+        extra: Optional[dict] = None,
+    ) -> bool:
         """True when the run should stop (a non-finite loss, or grad norm; see fp16 note above)."""
         if self.record is not None:
             return self.stop
@@ -168,15 +189,24 @@ class NanGuard:
         if not what:
             return False
         rec: dict[str, Any] = {
-            "version": RECORD_VERSION, "event": "non_finite", "what": what, "step": int(step),
-            "epoch": _value(epoch), "loss": _json_number(loss_v), "grad_norm": _json_number(grad_v),
-            "lr": _value(lr), "batch_indices": _indices(batch_indices), "rank": self.rank,
-            "framework": self.framework, "pid": os.getpid(),
+            "version": RECORD_VERSION,
+            "event": "non_finite",
+            "what": what,
+            "step": int(step),
+            "epoch": _value(epoch),
+            "loss": _json_number(loss_v),
+            "grad_norm": _json_number(grad_v),
+            "lr": _value(lr),
+            "batch_indices": _indices(batch_indices),
+            "rank": self.rank,
+            "framework": self.framework,
+            "pid": os.getpid(),
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         if extra:
-            rec["extra"] = {str(k): v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-                            for k, v in extra.items()}
+            rec["extra"] = {
+                str(k): v if isinstance(v, (int, float, str, bool, type(None))) else str(v) for k, v in extra.items()
+            }
         if model is not None:
             try:
                 rec.update(tensor_summary(model, self.top_k))
@@ -185,8 +215,10 @@ class NanGuard:
         self.record = rec
         self._write(rec)
         lr_text = f", lr={rec['lr']:g}" if isinstance(rec["lr"], float) else ""
-        self._log(f"mlops-nanguard: non-finite {' and '.join(what)} at step {rec['step']} "
-                  f"(loss={rec['loss']}, grad_norm={rec['grad_norm']}{lr_text}); record: {self.path}")
+        self._log(
+            f"mlops-nanguard: non-finite {' and '.join(what)} at step {rec['step']} "
+            f"(loss={rec['loss']}, grad_norm={rec['grad_norm']}{lr_text}); record: {self.path}"
+        )
         if self.raise_on_nan:
             raise NonFiniteError(f"non-finite {' and '.join(what)} at step {rec['step']}; record: {self.path}")
         return self.stop
@@ -239,8 +271,14 @@ def hf_callback(path: str | os.PathLike = "nan-guard.json", **kwargs: Any):
             if "loss" not in logs and "grad_norm" not in logs:
                 return control
             self.guard.fp16 = self._fp16(args)
-            if self.guard.check(step=state.global_step, loss=logs.get("loss"), grad_norm=logs.get("grad_norm"),
-                                lr=logs.get("learning_rate"), epoch=state.epoch, model=model):
+            if self.guard.check(
+                step=state.global_step,
+                loss=logs.get("loss"),
+                grad_norm=logs.get("grad_norm"),
+                lr=logs.get("learning_rate"),
+                epoch=state.epoch,
+                model=model,
+            ):
                 control.should_training_stop = True
             return control
 
@@ -272,8 +310,15 @@ def lightning_callback(path: str | os.PathLike = "nan-guard.json", *, index_key:
             if trainer.optimizers and trainer.optimizers[0].param_groups:
                 lr = trainer.optimizers[0].param_groups[0].get("lr")
             self.guard.fp16 = "16" in str(getattr(trainer, "precision", "")) and "bf16" not in str(trainer.precision)
-            if self.guard.check(step=trainer.global_step, loss=loss, lr=lr, batch_indices=indices,
-                                epoch=trainer.current_epoch, model=pl_module, extra={"batch_idx": batch_idx}):
+            if self.guard.check(
+                step=trainer.global_step,
+                loss=loss,
+                lr=lr,
+                batch_indices=indices,
+                epoch=trainer.current_epoch,
+                model=pl_module,
+                extra={"batch_idx": batch_idx},
+            ):
                 trainer.should_stop = True
 
     return LightningNanGuard()

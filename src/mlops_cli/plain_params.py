@@ -82,16 +82,23 @@ def _path_converter(parameter_info: Any):
 def _plain_coercion(descriptor: Any) -> tuple[Any, bool] | None:
     """(convert, many) for a parameter of type str, Path, bool, list[str] or list[Path]; else None."""
     info = descriptor.parameter_info
-    if descriptor.file_annotation is not None or getattr(info, "parser", None) is not None \
-            or getattr(info, "click_type", None) is not None:
+    if (
+        descriptor.file_annotation is not None
+        or getattr(info, "parser", None) is not None
+        or getattr(info, "click_type", None) is not None
+    ):
         return None
     annotation, many = descriptor.annotation, False
     if get_origin(annotation) is list and len(get_args(annotation)) == 1:
         annotation, many = get_args(annotation)[0], True
     if annotation is bool and not many:
         return _to_bool, False
-    if annotation is str and getattr(info, "path_type", None) is None and not getattr(info, "resolve_path", False) \
-            and not getattr(info, "allow_dash", False):
+    if (
+        annotation is str
+        and getattr(info, "path_type", None) is None
+        and not getattr(info, "resolve_path", False)
+        and not getattr(info, "allow_dash", False)
+    ):
         return _to_str, many
     if annotation is Path and getattr(info, "path_type", None) in (None, Path):
         return _path_converter(info), many
@@ -107,8 +114,13 @@ def _patch(params: Any) -> None:
         found = _plain_coercion(descriptor)
         if found is not None:
             convert, many = found
-            param._runtime_param = plain(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation,
-                                         convert=convert, many=many, descriptor=descriptor)
+            param._runtime_param = plain(
+                parameter_info=descriptor.parameter_info,
+                annotation=descriptor.annotation,
+                convert=convert,
+                many=many,
+                descriptor=descriptor,
+            )
 
 
 def use_plain_params(command: Any) -> Any:

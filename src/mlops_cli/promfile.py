@@ -41,6 +41,10 @@ class Textfile:
         from mlops_cli import files
 
         now = time.monotonic()
-        families = self.build(result.to_json(), exit_code=int(result.exit_code), timestamp=time.time(),
-                              duration=now - (self.started if started is None else started))
+        families = self.build(
+            result.to_json(),
+            exit_code=int(result.exit_code),
+            timestamp=time.time(),
+            duration=now - (self.started if started is None else started),
+        )
         files.write_atomic(self.path, render(families), what="metrics file")

@@ -96,8 +96,10 @@ _SECRET_WORDS = ("pass", "pwd", "token", "secret", "key", "auth", "credential", 
 # One of the words, not followed by a letter or digit ("api_key", "apikey", "vault_password",
 # "HF_TOKEN", "luks.key", but not "keyboard", "Keyring" or "author"), then optionally more of
 # the key after a separator ("secret_key_id").
-_WORDS = (r"(?:pass(?:word|wd|phrase)?|pwd|tokens?|secrets?|keys?|auth(?:orization|token|key)?|credentials?"
-          r"|cookies?|session(?:id)?)")
+_WORDS = (
+    r"(?:pass(?:word|wd|phrase)?|pwd|tokens?|secrets?|keys?|auth(?:orization|token|key)?|credentials?"
+    r"|cookies?|session(?:id)?)"
+)
 _KEY_BODY = rf"(?i:[A-Za-z0-9_.\-]{{0,64}}?{_WORDS}(?![A-Za-z0-9])(?:[_.\-][A-Za-z0-9_.\-]{{0,63}})?)"
 # key=value, key: value, "key": "value", key = value. A key starts only where a run of key
 # characters starts (the look-behind), both sides are bounded, so a long token is scanned in

@@ -26,8 +26,14 @@ def check(tmp_path):
         if entry is not None:
             info = tmp_path / "dataset_info.json"
             info.write_text(json.dumps({"e": dict(entry, file_name=name)}))
-        opts = CheckOptions(files=[str(path)], info=str(info) if info else None, name="e" if info else None,
-                            stage=stage, version=version, **kw)
+        opts = CheckOptions(
+            files=[str(path)],
+            info=str(info) if info else None,
+            name="e" if info else None,
+            stage=stage,
+            version=version,
+            **kw,
+        )
         return run_check(opts)
 
     return run

@@ -37,8 +37,11 @@ def load_cases(root: Path = HELDOUT) -> list[dict]:
 
 
 def case_runs(case: dict) -> list[dict]:
-    base = {k: case[k] for k in ("case", "folder", "name", "stage", "template", "versions", "generated", "kind")
-            if k in case}
+    base = {
+        k: case[k]
+        for k in ("case", "folder", "name", "stage", "template", "versions", "generated", "kind")
+        if k in case
+    }
     return [dict(base, **run) for run in case.get("runs", [{}])]
 
 
@@ -80,8 +83,13 @@ def check_run(run: dict, version: str, folder: Path, template: Optional[str] = "
     the check knows the option."""
     from mlops_cli.data.check import CheckOptions, run_check
 
-    kw: dict[str, Any] = dict(files=[], info=str(folder / "dataset_info.json"), name=run["name"],
-                              stage=run.get("stage", "sft"), version=version)
+    kw: dict[str, Any] = dict(
+        files=[],
+        info=str(folder / "dataset_info.json"),
+        name=run["name"],
+        stage=run.get("stage", "sft"),
+        version=version,
+    )
     fields = {f.name for f in dataclasses.fields(CheckOptions)}
     if template == "given":
         template = run.get("template", "qwen")

@@ -14,8 +14,10 @@ LINES = 50_000  # records of ~230 bytes: past datasets' first 10 MiB batch
 
 
 def _pad(i: int) -> dict:
-    return {"conversations": [{"from": "human", "value": "x" * 150 + str(i)}, {"from": "gpt", "value": "ok"}],
-            "system": "be brief"}
+    return {
+        "conversations": [{"from": "human", "value": "x" * 150 + str(i)}, {"from": "gpt", "value": "ok"}],
+        "system": "be brief",
+    }
 
 
 def _late(folder: Path, last: dict, system=_pad(0)["system"]) -> None:
@@ -41,17 +43,25 @@ def materialize(generated: str, folder: Path) -> None:
         import pyarrow.parquet as pq
 
         msgs = lambda q: [{"from": "human", "value": q}, {"from": "gpt", "value": "a"}]  # noqa: E731
-        table = pa.table({"conversations": [msgs("<image>What?"), msgs("<image>And?"), msgs("No image."),
-                                            msgs("<image>Null?")],
-                          "images": [["../media/a.png"], ["../media/b.png"], [], None]})
+        table = pa.table(
+            {
+                "conversations": [msgs("<image>What?"), msgs("<image>And?"), msgs("No image."), msgs("<image>Null?")],
+                "images": [["../media/a.png"], ["../media/b.png"], [], None],
+            }
+        )
         pq.write_table(table, folder / "d.parquet")
     elif generated == "parquet_alpaca":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({"instruction": ["q1", "q2", "q3", "q4"], "input": ["", "", None, ""],
-                          "output": ["a1", None, "a3", "a4"],
-                          "history": [[["h", "a"]], [], [["h", None]], None]})
+        table = pa.table(
+            {
+                "instruction": ["q1", "q2", "q3", "q4"],
+                "input": ["", "", None, ""],
+                "output": ["a1", None, "a3", "a4"],
+                "history": [[["h", "a"]], [], [["h", None]], None],
+            }
+        )
         pq.write_table(table, folder / "d.parquet")
     else:
         raise ValueError(f"unknown generated case {generated!r}")

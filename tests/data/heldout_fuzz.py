@@ -18,20 +18,65 @@ from pathlib import Path
 SEED = 20261130
 FILES = 48
 VERSIONS = ["0.8.3", "0.9.1", "0.9.2", "0.9.3", "0.9.4", "0.9.5"]
-TEMPLATES = ["qwen", "qwen3", "qwen2_vl", "llama3", "glm4", "default", "mistral", "qwen3_nothink", "deepseek3",
-             "chatml", "qwen3_vl"]
+TEMPLATES = [
+    "qwen",
+    "qwen3",
+    "qwen2_vl",
+    "llama3",
+    "glm4",
+    "default",
+    "mistral",
+    "qwen3_nothink",
+    "deepseek3",
+    "chatml",
+    "qwen3_vl",
+]
 CALL = '{"name": "get_weather", "arguments": {"city": "Paris"}}'
-FUNCTION_CALLS = [CALL, "[" + CALL + ", " + CALL + "]", '{"name": "get_weather"}', "get_weather(city=Paris)",
-                  "<think>check the weather</think>" + CALL, "<think>\ncheck the weather\n</think>\n\n" + CALL,
-                  "<tool_call>" + CALL + "</tool_call>", "Let me look.<tool_call>" + CALL + "</tool_call>",
-                  "<think>plan</think>ok<tool_call>" + CALL + "</tool_call>", '{"name": "f", "arguments": "{}"}']
-TOOL = {"name": "get_weather", "description": "weather", "parameters": {"type": "object", "properties": {
-    "city": {"type": "string", "description": "the city"}}, "required": ["city"]}}
-TOOLS = [json.dumps([TOOL]), json.dumps([{"name": "f", "description": "d", "parameters": {}}]),
-         json.dumps([{"type": "function", "function": TOOL}]), json.dumps(TOOL), "", " ", "[]", "null", "not json",
-         json.dumps([TOOL, "oops"])]
-TEXTS = ["Hello there.", "What is 2+2?", "It is 4.", "", "Describe <image> please.", "<image><image>Compare.",
-         "HTML has a <video> tag.", "<think>\nreason\n</think>\n\nanswer", "<think>unclosed answer", "Use <audio> here."]
+FUNCTION_CALLS = [
+    CALL,
+    "[" + CALL + ", " + CALL + "]",
+    '{"name": "get_weather"}',
+    "get_weather(city=Paris)",
+    "<think>check the weather</think>" + CALL,
+    "<think>\ncheck the weather\n</think>\n\n" + CALL,
+    "<tool_call>" + CALL + "</tool_call>",
+    "Let me look.<tool_call>" + CALL + "</tool_call>",
+    "<think>plan</think>ok<tool_call>" + CALL + "</tool_call>",
+    '{"name": "f", "arguments": "{}"}',
+]
+TOOL = {
+    "name": "get_weather",
+    "description": "weather",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "the city"}},
+        "required": ["city"],
+    },
+}
+TOOLS = [
+    json.dumps([TOOL]),
+    json.dumps([{"name": "f", "description": "d", "parameters": {}}]),
+    json.dumps([{"type": "function", "function": TOOL}]),
+    json.dumps(TOOL),
+    "",
+    " ",
+    "[]",
+    "null",
+    "not json",
+    json.dumps([TOOL, "oops"]),
+]
+TEXTS = [
+    "Hello there.",
+    "What is 2+2?",
+    "It is 4.",
+    "",
+    "Describe <image> please.",
+    "<image><image>Compare.",
+    "HTML has a <video> tag.",
+    "<think>\nreason\n</think>\n\nanswer",
+    "<think>unclosed answer",
+    "Use <audio> here.",
+]
 IMAGES = [[], ["../media/a.png"], ["../media/a.png", "../media/b.png"], None, ["../media/missing.png"]]
 
 
@@ -72,29 +117,50 @@ def make_file(rnd: random.Random) -> tuple[list, dict, str]:
     stage = {"ranking": "rm", "kto": "kto"}.get(layout, "sft")
     recs = []
     if layout == "role_content":
-        roles = {"system": "system", "user": "user", "assistant": "assistant", "function": "function_call",
-                 "observation": "tool"}
+        roles = {
+            "system": "system",
+            "user": "user",
+            "assistant": "assistant",
+            "function": "function_call",
+            "observation": "tool",
+        }
         keys, col = ("role", "content"), "messages"
-        tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-                "observation_tag": "tool"}
+        tags = {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+            "observation_tag": "tool",
+        }
         if rnd.random() < 0.7:
             tags["system_tag"] = "system"
     else:
-        roles = {"system": "system", "user": "human", "assistant": "gpt", "function": "function_call",
-                 "observation": "observation"}
+        roles = {
+            "system": "system",
+            "user": "human",
+            "assistant": "gpt",
+            "function": "function_call",
+            "observation": "observation",
+        }
         keys, col, tags = ("from", "value"), "conversations", None
     for _ in range(rnd.randint(3, 7)):
         if layout == "alpaca":
-            rec = {"instruction": _content(rnd, nulls), "input": rnd.choice(["", "context", None]),
-                   "output": _content(rnd, nulls)}
+            rec = {
+                "instruction": _content(rnd, nulls),
+                "input": rnd.choice(["", "context", None]),
+                "output": _content(rnd, nulls),
+            }
             if rnd.random() < 0.5:
                 rec["history"] = rnd.choice([[], [["q", "a"]], [["q", None]], [["q", "a", "x"]]])
         elif layout == "ranking":
             conv = _sharegpt(rnd, keys, roles, nulls, False)
             if conv and conv[-1][keys[0]] == roles["assistant"]:
                 conv.pop()
-            rec = {col: conv, "chosen": {"from": "gpt", "value": _content(rnd, nulls)},
-                   "rejected": rnd.choice([{"from": "gpt", "value": "worse"}, {"from": "human", "value": "x"}, None])}
+            rec = {
+                col: conv,
+                "chosen": {"from": "gpt", "value": _content(rnd, nulls)},
+                "rejected": rnd.choice([{"from": "gpt", "value": "worse"}, {"from": "human", "value": "x"}, None]),
+            }
         else:
             rec = {col: _sharegpt(rnd, keys, roles, nulls, tools)}
             if layout == "kto":
@@ -136,8 +202,15 @@ def main(root: Path) -> int:
         (folder / "d.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
         (folder / "dataset_info.json").write_text(json.dumps({"e": entry}, indent=2) + "\n")
         templates = rnd.sample(TEMPLATES, 2)
-        manifest.append({"case": f"fuzz_{i:02d}", "folder": f"fuzz_{i:02d}", "name": "e", "stage": stage,
-                         "runs": [{"template": t, "versions": VERSIONS} for t in templates]})
+        manifest.append(
+            {
+                "case": f"fuzz_{i:02d}",
+                "folder": f"fuzz_{i:02d}",
+                "name": "e",
+                "stage": stage,
+                "runs": [{"template": t, "versions": VERSIONS} for t in templates],
+            }
+        )
     (root / "fuzz_cases.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return 0
 

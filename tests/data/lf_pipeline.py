@@ -38,10 +38,28 @@ import traceback
 import types
 from pathlib import Path
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-           "<|video_pad|>", "<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>",
-           "</tool_response>", "<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>",
-           "<image>", "<video>", "<audio>"]
+SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    "<|begin_of_text|>",
+    "<|eot_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<image>",
+    "<video>",
+    "<audio>",
+]
 
 
 def _stub(name: str) -> None:
@@ -75,8 +93,9 @@ def make_tokenizer():
         vocab[tok] = len(vocab)
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>", pad_token="<|endoftext|>",
-                                  unk_token="[UNK]")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="[UNK]"
+    )
     tok.add_special_tokens({"additional_special_tokens": SPECIAL[1:]})
     return tok
 
@@ -115,16 +134,23 @@ def run_case(pkg, version: str, case: dict, root: Path) -> dict:
     stage = case.get("stage", "sft")
     template_name = case.get("template", "qwen")
     fields = {f for f in hparams.DataArguments.__dataclass_fields__}
-    kwargs = dict(template=template_name, dataset=case["name"], dataset_dir=str(work / "d"), cutoff_len=2048,
-                  overwrite_cache=True)
+    kwargs = dict(
+        template=template_name, dataset=case["name"], dataset_dir=str(work / "d"), cutoff_len=2048, overwrite_cache=True
+    )
     if "media_dir" in fields:
         kwargs["media_dir"] = str(work / "d")
     if "image_dir" in fields:
         kwargs["image_dir"] = str(work / "d")
     data_args = hparams.DataArguments(**kwargs)
-    model_args = types.SimpleNamespace(cache_dir=str(work / "cache"), hf_hub_token=None, ms_hub_token=None,
-                                       om_hub_token=None, model_revision="main", trust_remote_code=False,
-                                       visual_inputs=False)
+    model_args = types.SimpleNamespace(
+        cache_dir=str(work / "cache"),
+        hf_hub_token=None,
+        ms_hub_token=None,
+        om_hub_token=None,
+        model_revision="main",
+        trust_remote_code=False,
+        visual_inputs=False,
+    )
     training_args = Seq2SeqTrainingArguments(output_dir=str(work / "out"), do_train=True, report_to=[])
     tokenizer = make_tokenizer()
     out: dict = {"template": template_name, "stage": stage, "loads": datasets_loads(work / "d", case["name"])}
@@ -140,8 +166,15 @@ def run_case(pkg, version: str, case: dict, root: Path) -> dict:
     plugin = getattr(template, "mm_plugin", None)
     processor = make_processor(tokenizer) if plugin is not None and getattr(plugin, "image_token", None) else None
     params = get_params(loader.get_dataset)
-    call = {"model_args": model_args, "data_args": data_args, "training_args": training_args, "stage": stage,
-            "tokenizer": tokenizer, "processor": processor, "template": template}
+    call = {
+        "model_args": model_args,
+        "data_args": data_args,
+        "training_args": training_args,
+        "stage": stage,
+        "tokenizer": tokenizer,
+        "processor": processor,
+        "template": template,
+    }
     call = {k: v for k, v in call.items() if k in params}
     raw: list = []
     real_load = loader.load_dataset
@@ -161,8 +194,11 @@ def run_case(pkg, version: str, case: dict, root: Path) -> dict:
         result = _get(loader, call, lambda *a, _i=i, **kw: ds.select([_i]))
         if result.startswith("ok: 1 "):
             verdicts.append(["keep", ""])
-        elif result.startswith(("ok: 0 ", "StopIteration")) or "Cannot find valid samples" in result or \
-                "Cannot find sufficient samples" in result:
+        elif (
+            result.startswith(("ok: 0 ", "StopIteration"))
+            or "Cannot find valid samples" in result
+            or "Cannot find sufficient samples" in result
+        ):
             # StopIteration: next(iter(dataset)) on the empty dataset the converter left (<= 0.8.3
             # drops a broken record there); a whole run that loses every record dies the same way
             verdicts.append(["drop", ""])
@@ -180,10 +216,15 @@ def _kto_in_batch(pkg, loader, call: dict, ds, verdicts: list) -> None:
     encoder wrapped so that an exception is recorded against its record (found by identity in the
     batch) instead of ending the run. 0.9.0+ (0.8's converter removes dropped records from the batch,
     so batch positions are not record numbers there)."""
-    names = [(pkg.__name__ + ".data.processor.feedback", "FeedbackDatasetProcessor", "_encode_data_example",
-              "preprocess_dataset"),
-             (pkg.__name__ + ".data.processors.feedback", None, "_encode_feedback_example",
-              "preprocess_feedback_dataset")]
+    names = [
+        (
+            pkg.__name__ + ".data.processor.feedback",
+            "FeedbackDatasetProcessor",
+            "_encode_data_example",
+            "preprocess_dataset",
+        ),
+        (pkg.__name__ + ".data.processors.feedback", None, "_encode_feedback_example", "preprocess_feedback_dataset"),
+    ]
     for spec in names:
         try:
             module = importlib.import_module(spec[0])
@@ -230,8 +271,11 @@ def _kto_in_batch(pkg, loader, call: dict, ds, verdicts: list) -> None:
     for index, message in state["failed"].items():
         # keep -> crash; a record that crashes alone too dies here with the batch's exception when the
         # KL pairing fails first (it is looked at before the record's own messages are processed)
-        if index < len(verdicts) and verdicts[index][0] in ("keep", "crash") and \
-                not verdicts[index][1].startswith(message[:40]):
+        if (
+            index < len(verdicts)
+            and verdicts[index][0] in ("keep", "crash")
+            and not verdicts[index][1].startswith(message[:40])
+        ):
             verdicts[index] = ["crash", "KTO KL pass: " + message]
 
 
@@ -262,11 +306,18 @@ def datasets_loads(folder: Path, name: str):
     info = json.loads((folder / "dataset_info.json").read_text())[name]
     path = folder / info["file_name"]
     files = sorted(str(p) for p in path.iterdir()) if path.is_dir() else [str(path)]
-    builder = {"json": "json", "jsonl": "json", "parquet": "parquet", "arrow": "arrow", "csv": "csv",
-               "txt": "text"}.get(files[0].rsplit(".", 1)[-1])
+    builder = {
+        "json": "json",
+        "jsonl": "json",
+        "parquet": "parquet",
+        "arrow": "arrow",
+        "csv": "csv",
+        "txt": "text",
+    }.get(files[0].rsplit(".", 1)[-1])
     try:
-        ds = datasets.load_dataset(builder, data_files=files, split="train",
-                                   cache_dir=tempfile.mkdtemp(prefix="lfp-ds-"))
+        ds = datasets.load_dataset(
+            builder, data_files=files, split="train", cache_dir=tempfile.mkdtemp(prefix="lfp-ds-")
+        )
         return True if len(ds) else "empty"
     except Exception as exc:  # noqa: BLE001
         return _error(exc)

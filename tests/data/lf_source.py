@@ -32,7 +32,7 @@ PACKAGE = "lf_under_test"
 FILES = ("data/parser.py", "data/data_utils.py")
 CONVERTERS = ("data/converter.py", "data/aligner.py")  # 0.9.2+ / 0.8.0-0.9.1
 
-_LOGGING = '''
+_LOGGING = """
 RECORDED = []
 class _Logger:
     def warning_rank0(self, msg, *a, **k): RECORDED.append(str(msg))
@@ -41,7 +41,7 @@ class _Logger:
     def info_rank0(self, *a, **k): pass
     info = debug = info_rank0
 def get_logger(name=None): return _Logger()
-'''
+"""
 _CONSTANTS = 'DATA_CONFIG = "dataset_info.json"\n'
 _MISC = "def use_modelscope(): return False\ndef use_openmind(): return False\n"
 
@@ -124,12 +124,18 @@ def judge(lf: types.SimpleNamespace, info: dict, name: str, data_file: str, stag
     folder = tempfile.mkdtemp(prefix="lf-info-")  # older releases take only a folder holding dataset_info.json
     Path(folder, "dataset_info.json").write_text(json.dumps(info))
     attr = lf.parser.get_dataset_list([name], folder)[0]
-    data_args = types.SimpleNamespace(media_dir=media_dir, dataset_dir=media_dir, streaming=False,
-                                      preprocessing_num_workers=None, overwrite_cache=True)
+    data_args = types.SimpleNamespace(
+        media_dir=media_dir,
+        dataset_dir=media_dir,
+        streaming=False,
+        preprocessing_num_workers=None,
+        overwrite_cache=True,
+    )
     out = Verdicts()
     try:
-        ds = datasets.load_dataset("json", data_files=[data_file], split="train",
-                                   cache_dir=tempfile.mkdtemp(prefix="lf-cache-"))
+        ds = datasets.load_dataset(
+            "json", data_files=[data_file], split="train", cache_dir=tempfile.mkdtemp(prefix="lf-cache-")
+        )
     except Exception as exc:  # noqa: BLE001 - any load failure is the verdict
         out.load_error = f"{type(exc).__name__}: {exc}"
         return out
@@ -140,8 +146,9 @@ def judge(lf: types.SimpleNamespace, info: dict, name: str, data_file: str, stag
         training_args = types.SimpleNamespace(local_process_index=0)
 
         def convert(example: dict) -> Optional[dict]:
-            rows = lf.converter.align_dataset(datasets.Dataset.from_list([example], features=ds.features), attr,
-                                              data_args, training_args)
+            rows = lf.converter.align_dataset(
+                datasets.Dataset.from_list([example], features=ds.features), attr, data_args, training_args
+            )
             if len(rows) == 0:  # 0.8's batched aligner leaves a broken record out
                 return {"_prompt": [], "_response": [], "_system": "", "_tools": "", "_images": None}
             row = rows[0]
@@ -166,7 +173,9 @@ def judge(lf: types.SimpleNamespace, info: dict, name: str, data_file: str, stag
             out.per_record.append("drop")
             continue
         texts = prompt + response[:1]
-        if not _content_ok(prompt + response, lf.strict_json) or (row["_system"] and not isinstance(row["_system"], str)):
+        if not _content_ok(prompt + response, lf.strict_json) or (
+            row["_system"] and not isinstance(row["_system"], str)
+        ):
             verdict = "crash"
         else:
             verdict = "keep"

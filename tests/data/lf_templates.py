@@ -36,8 +36,11 @@ def _defaults(tree: ast.AST) -> dict:
     """The thought/tool-call words register_template falls back to (`x or (...)`), if any."""
     out = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.keyword) and node.arg in ("thought_words", "tool_call_words") and \
-                isinstance(node.value, ast.BoolOp):
+        if (
+            isinstance(node, ast.keyword)
+            and node.arg in ("thought_words", "tool_call_words")
+            and isinstance(node.value, ast.BoolOp)
+        ):
             out[node.arg] = _const(node.value.values[-1])
     return out
 
@@ -70,8 +73,10 @@ def read_templates(source: str) -> dict[str, Any]:
     plain = _plain_classes(tree, source)
     out: dict[str, dict] = {}
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or getattr(node.func, "id", None) not in ("register_template",
-                                                                                    "_register_template"):
+        if not isinstance(node, ast.Call) or getattr(node.func, "id", None) not in (
+            "register_template",
+            "_register_template",
+        ):
             continue
         kw = {k.arg: k.value for k in node.keywords if k.arg}
         name = _const(kw.get("name")) if "name" in kw else None
@@ -113,8 +118,10 @@ def release(src: Path) -> tuple[str, dict]:
 
 
 def main(argv: list[str]) -> int:
-    table = {"source": "register_template calls of each release's data/template.py (tests/data/lf_templates.py)",
-             "releases": {}}
+    table = {
+        "source": "register_template calls of each release's data/template.py (tests/data/lf_templates.py)",
+        "releases": {},
+    }
     for arg in argv:
         version, templates = release(Path(arg))
         table["releases"][version] = templates

@@ -13,10 +13,19 @@ from tests.data.conftest import DEMO
 from mlops_cli.data.convert import run_convert
 from mlops_cli.data.readers import Broken, Record, read_array, read_lines
 
-CHAT = [{"conversations": [{"from": "system", "value": "Be kind."}, {"from": "human", "value": "q1"},
-                           {"from": "gpt", "value": "a1"}, {"from": "human", "value": "q2"},
-                           {"from": "gpt", "value": "a2"}], "images": []},
-        {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}]
+CHAT = [
+    {
+        "conversations": [
+            {"from": "system", "value": "Be kind."},
+            {"from": "human", "value": "q1"},
+            {"from": "gpt", "value": "a1"},
+            {"from": "human", "value": "q2"},
+            {"from": "gpt", "value": "a2"},
+        ],
+        "images": [],
+    },
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]},
+]
 
 
 @pytest.mark.parametrize("via", ["openai", "alpaca"])
@@ -39,8 +48,20 @@ def test_convert_writes_entry_without_clobbering_and_check_accepts_it(tmp_path, 
     info.write_text(json.dumps({"other": {"file_name": "other.json"}}))
     src = tmp_path / "in.json"
     src.write_text(json.dumps(CHAT + [{"conversations": [{"from": "bot", "value": "?"}]}]))
-    run = mlops("data", "convert", str(src), "-o", str(tmp_path / "out.jsonl"), "--to", "openai",
-                "--info", str(info), "--name", "chat", "--json")
+    run = mlops(
+        "data",
+        "convert",
+        str(src),
+        "-o",
+        str(tmp_path / "out.jsonl"),
+        "--to",
+        "openai",
+        "--info",
+        str(info),
+        "--name",
+        "chat",
+        "--json",
+    )
     assert run.returncode == 1  # one record could not be converted and is listed
     doc = run.json()
     assert doc["written"] == 2 and doc["skipped"][0]["record"] == 3
@@ -61,19 +82,23 @@ def test_convert_strict_writes_nothing(tmp_path, mlops):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-@pytest.mark.parametrize("name", ["alpaca_en_demo", "glaive_toolcall_en_demo", "dpo_en_demo", "kto_en_demo",
-                                  "mllm_demo", "c4_demo"])
+@pytest.mark.parametrize(
+    "name", ["alpaca_en_demo", "glaive_toolcall_en_demo", "dpo_en_demo", "kto_en_demo", "mllm_demo", "c4_demo"]
+)
 def test_demo_entries_are_clean(mlops, name):
     run = mlops("data", "check", "--info", str(DEMO / "dataset_info.json"), "--name", name, "--json")
     assert run.returncode == 0, run.stdout
     assert run.json()["drop"] == 0 and run.json()["first_crash"] is None
 
 
-@pytest.mark.parametrize("name,needle", [
-    ("mllm_no_tags", "KeyError: 'from'"),  # github.com/hiyouga/LlamaFactory/issues/6924
-    ("alpaca_history_absent", "KeyError: 'history'"),
-    ("dpo_wrong_keys", "KeyError: None"),  # github.com/hiyouga/LlamaFactory/issues/4720
-])
+@pytest.mark.parametrize(
+    "name,needle",
+    [
+        ("mllm_no_tags", "KeyError: 'from'"),  # github.com/hiyouga/LlamaFactory/issues/6924
+        ("alpaca_history_absent", "KeyError: 'history'"),
+        ("dpo_wrong_keys", "KeyError: None"),  # github.com/hiyouga/LlamaFactory/issues/4720
+    ],
+)
 def test_issue_entries_crash(mlops, name, needle):
     run = mlops("data", "check", "--info", str(DEMO / "dataset_info.json"), "--name", name, "--json")
     assert run.returncode == 1
@@ -99,8 +124,9 @@ def test_exit_2_for_unusable_input(mlops, tmp_path):
 
 def test_findings_name_file_line_and_escape_hostile_text(mlops, tmp_path):
     path = tmp_path / "x.jsonl"
-    path.write_text(json.dumps({"conversations": [{"from": "\x1b[31mevil", "value": "q"},
-                                                  {"from": "gpt", "value": "a"}]}) + "\n")
+    path.write_text(
+        json.dumps({"conversations": [{"from": "\x1b[31mevil", "value": "q"}, {"from": "gpt", "value": "a"}]}) + "\n"
+    )
     run = mlops("data", "check", str(path))
     assert run.returncode == 1
     assert f"{path}:1 record 1" in run.stdout
@@ -117,8 +143,12 @@ def test_stats_with_a_local_tokenizer(tmp_path, mlops):
     tok.pre_tokenizer = Whitespace()
     tok.save(str(tmp_path / "tokenizer.json"))
     data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"instruction": "a b", "input": "", "output": "c"}) + "\n" +
-                    json.dumps({"instruction": " ".join(["a"] * 50), "input": "", "output": "b"}) + "\n")
+    data.write_text(
+        json.dumps({"instruction": "a b", "input": "", "output": "c"})
+        + "\n"
+        + json.dumps({"instruction": " ".join(["a"] * 50), "input": "", "output": "b"})
+        + "\n"
+    )
     run = mlops("data", "stats", str(data), "--tokenizer", str(tmp_path), "--cutoff-len", "10", "--json")
     assert run.returncode == 0, run.stderr
     doc = run.json()
@@ -134,9 +164,11 @@ def test_readers_never_raise_on_any_bytes(data):
             assert isinstance(event, (Record, Broken))
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=8),
-                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
-                           max_leaves=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+    max_leaves=8,
+)
 
 
 @settings(derandomize=True, max_examples=60, deadline=None)
@@ -149,8 +181,9 @@ def test_array_reader_returns_every_record_with_its_line(records, indent):
         assert text.count("\n", 0, e.offset) + 1 == e.line
 
 
-@pytest.mark.parametrize("argv,library", [(["check", "d.parquet"], "pyarrow"),
-                                          (["stats", "d.jsonl", "--tokenizer", "."], "tokenizers")])
+@pytest.mark.parametrize(
+    "argv,library", [(["check", "d.parquet"], "pyarrow"), (["stats", "d.jsonl", "--tokenizer", "."], "tokenizers")]
+)
 def test_missing_optional_library_is_one_line_with_the_install_command(tmp_path, mlops, argv, library):
     pq = pytest.importorskip("pyarrow.parquet", reason="the test extra installs pyarrow (through datasets)")
     import pyarrow as pa
@@ -168,13 +201,17 @@ def test_missing_optional_library_is_one_line_with_the_install_command(tmp_path,
 
 def test_without_orjson_the_standard_library_parser_gives_the_same_findings(tmp_path, mlops):
     path = tmp_path / "x.jsonl"
-    path.write_text(json.dumps({"conversations": [{"from": "gpt", "value": "a"}]}) + "\n"
-                    + '{"conversations": [{"from": "human", "value": NaN}]}\n')
+    path.write_text(
+        json.dumps({"conversations": [{"from": "gpt", "value": "a"}]})
+        + "\n"
+        + '{"conversations": [{"from": "human", "value": NaN}]}\n'
+    )
     shadow = tmp_path / "shadow" / "orjson"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('not installed')\n")
     fast = mlops("data", "check", str(path), "--json").json()
     slow = mlops("data", "check", str(path), "--json", env={"PYTHONPATH": str(tmp_path / "shadow")}).json()
     assert slow["parser"].startswith("json") and fast["parser"] == "orjson"
-    assert [(f["code"], f.get("record")) for f in slow["findings"]] == \
-        [(f["code"], f.get("record")) for f in fast["findings"]]
+    assert [(f["code"], f.get("record")) for f in slow["findings"]] == [
+        (f["code"], f.get("record")) for f in fast["findings"]
+    ]

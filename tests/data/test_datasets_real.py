@@ -49,13 +49,16 @@ PROBES = {
     "escaped_quote_colon.jsonl": '{"instruction":"say \\"a\\": b","input":"","output":"\\\\"}\n',
     # int64 from the first batch, a fraction later: the cast fails; a whole 2.0 or float-first is fine
     "int_then_fraction_late.jsonl": "\n".join([NUM] * BIG) + '\n{"instruction":"a","input":"","output":"b","n":1.5}\n',
-    "int_then_whole_float_late.jsonl": "\n".join([NUM] * BIG) + '\n{"instruction":"a","input":"","output":"b","n":2.0}\n',
+    "int_then_whole_float_late.jsonl": "\n".join([NUM] * BIG)
+    + '\n{"instruction":"a","input":"","output":"b","n":2.0}\n',
     "fraction_then_int_late.jsonl": '{"n":0.5}\n' + "\n".join([NUM] * BIG) + "\n",
     "nested_int_then_fraction_late.jsonl": "\n".join(['{"m":[{"w":1,"p":"%s"}]}' % ("x" * 200)] * BIG)
     + '\n{"m":[{"w":0.5,"p":"y"}]}\n',
     # a later batch of numbers only, in a string column: cast to string, loads
-    "string_then_number_batch.jsonl": "\n".join([PAD] * FIRST_BATCH) + "\n"
-    + "\n".join([PAD.replace('"output":"b"', '"output":5')] * 2000) + "\n",
+    "string_then_number_batch.jsonl": "\n".join([PAD] * FIRST_BATCH)
+    + "\n"
+    + "\n".join([PAD.replace('"output":"b"', '"output":5')] * 2000)
+    + "\n",
     "null_then_string.jsonl": "\n".join(['{"a":null,"p":"%s"}' % ("x" * 200)] * BIG) + '\n{"a":"s","p":"y"}\n',
 }
 

@@ -49,9 +49,16 @@ def test_check_agrees_with_llamafactory(case, workdir):
         result = check_run(run, version, prepare(run, workdir))
         s = score(gt, result)
         if not s.run_ok or s.outcome_ok is False:
-            misses.append((key, version, "loads" if gt["loads"] is True else "fails to load", s.misses,
-                           f"run: {gt['run'][:80]} / ours: {result.first_crash}",
-                           [f.to_json()["message"][:160] for f in result.findings][:6]))
+            misses.append(
+                (
+                    key,
+                    version,
+                    "loads" if gt["loads"] is True else "fails to load",
+                    s.misses,
+                    f"run: {gt['run'][:80]} / ours: {result.first_crash}",
+                    [f.to_json()["message"][:160] for f in result.findings][:6],
+                )
+            )
     assert not misses, misses
 
 
@@ -96,8 +103,10 @@ def _source():
 
     pkg = lf_source.source_root()
     if pkg is None:
-        pytest.skip("set LLAMAFACTORY_SRC to an unpacked llamafactory wheel (.ci/run: 0.9.5) to check the "
-                    "recording against that release's own converter and template.py")
+        pytest.skip(
+            "set LLAMAFACTORY_SRC to an unpacked llamafactory wheel (.ci/run: 0.9.5) to check the "
+            "recording against that release's own converter and template.py"
+        )
     from tests.data.lf_templates import read_templates
 
     dist = next(pkg.parent.glob("llamafactory-*.dist-info"), None)
@@ -111,8 +120,9 @@ def _source():
 
 def test_template_table_matches_the_source():
     _lf, pkg, version, read_templates = _source()
-    shipped = json.loads((Path(__file__).resolve().parents[2] / "src" / "mlops_cli" / "data" /
-                          "templates.json").read_text())["releases"]
+    shipped = json.loads(
+        (Path(__file__).resolve().parents[2] / "src" / "mlops_cli" / "data" / "templates.json").read_text()
+    )["releases"]
     if version not in shipped:
         pytest.skip(f"the table has no release {version}")
     assert read_templates((pkg / "data" / "template.py").read_text()) == shipped[version]

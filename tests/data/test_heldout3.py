@@ -48,6 +48,7 @@ def test_check_agrees_with_llamafactory(case, workdir):
             if theirs != ours:
                 misses.append((key, version, "exception", gt["run"][:80], result.first_crash["message"][:80]))
         if not s.run_ok or s.outcome_ok is False:
-            misses.append((key, version, gt["loads"] is True, s.misses, gt["run"][:80], result.first_crash,
-                           result.refused))
+            misses.append(
+                (key, version, gt["loads"] is True, s.misses, gt["run"][:80], result.first_crash, result.refused)
+            )
     assert not misses, misses

@@ -29,14 +29,15 @@ def _verdicts(doc: dict) -> dict[int, str]:
     return out
 
 
-@pytest.mark.parametrize("case,run", RUNS, ids=[f"{c['case']}@{r['version']}{'-' + r['stage'] if 'stage' in r else ''}"
-                                                for c, r in RUNS])
+@pytest.mark.parametrize(
+    "case,run", RUNS, ids=[f"{c['case']}@{r['version']}{'-' + r['stage'] if 'stage' in r else ''}" for c, r in RUNS]
+)
 def test_check_names_the_bad_records(case, run):
     assert case["source"].startswith("https://") and case["verbatim"] and case["reported"]
     args = list(case["args"])
     if "stage" in run:
         if "--stage" in args:
-            del args[args.index("--stage"):args.index("--stage") + 2]
+            del args[args.index("--stage") : args.index("--stage") + 2]
         args += ["--stage", run["stage"]]
     argv = ["data", "check", *args, "--llamafactory-version", run["version"], "--json"]
     result = run_mlops(*argv, cwd=REAL / case["case"])
@@ -78,8 +79,9 @@ def _lf_source_version() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c["runs"][0].get("exit") != 2 and "--info" in c["args"]],
-                         ids=lambda c: c["case"])
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c["runs"][0].get("exit") != 2 and "--info" in c["args"]], ids=lambda c: c["case"]
+)
 def test_agrees_with_llamafactory_source(case, tmp_path):
     from tests.data import lf_source
 
@@ -115,28 +117,66 @@ _FN = '{"name": "f", "arguments": {"a": 1}}'
 _CONTENTS = ["text", "text", "", None, "<image>look", "<image><image>", _FN, "not json", 5]
 _KINDS = {
     # kind: (entry, role key, content key, roles to draw from (the first two alternate), stage)
-    "sharegpt": ({"formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system",
-                                                        "images": "images", "tools": "tools"}},
-                 "from", "value", ["human", "gpt", "system", "observation", "function_call", "bot", None], "sft"),
-    "role_content": ({"formatting": "sharegpt", "columns": {"messages": "messages", "images": "images"},
-                      "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                               "assistant_tag": "assistant"}},
-                     "role", "content", ["user", "assistant", "system", "tool", None], "sft"),
-    "ranking": ({"formatting": "sharegpt", "ranking": True,
-                 "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}},
-                "from", "value", ["human", "gpt", "system", "bot"], "dpo"),
-    "alpaca": ({"columns": {"prompt": "instruction", "query": "input", "response": "output", "history": "history",
-                            "system": "system"}}, None, None, None, "sft"),
+    "sharegpt": (
+        {
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "system": "system", "images": "images", "tools": "tools"},
+        },
+        "from",
+        "value",
+        ["human", "gpt", "system", "observation", "function_call", "bot", None],
+        "sft",
+    ),
+    "role_content": (
+        {
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "images": "images"},
+            "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"},
+        },
+        "role",
+        "content",
+        ["user", "assistant", "system", "tool", None],
+        "sft",
+    ),
+    "ranking": (
+        {
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"},
+        },
+        "from",
+        "value",
+        ["human", "gpt", "system", "bot"],
+        "dpo",
+    ),
+    "alpaca": (
+        {
+            "columns": {
+                "prompt": "instruction",
+                "query": "input",
+                "response": "output",
+                "history": "history",
+                "system": "system",
+            }
+        },
+        None,
+        None,
+        None,
+        "sft",
+    ),
 }
 
 
 def _random_record(rnd, kind: str) -> dict:
     entry, rk, ck, roles, _stage = _KINDS[kind]
     if kind == "alpaca":
-        return {"instruction": rnd.choice(["q", "", None]), "input": rnd.choice(["", "x", None]),
-                "output": rnd.choice(["a", "", None, 3]),
-                "history": rnd.choice([[["a", "b"]], [["a", "b", "c"]], [], None, [["a", None]]]),
-                "system": rnd.choice(["s", None, ""])}
+        return {
+            "instruction": rnd.choice(["q", "", None]),
+            "input": rnd.choice(["", "x", None]),
+            "output": rnd.choice(["a", "", None, 3]),
+            "history": rnd.choice([[["a", "b"]], [["a", "b", "c"]], [], None, [["a", None]]]),
+            "system": rnd.choice(["s", None, ""]),
+        }
     if rnd.random() < 0.6:  # mostly well-formed turns, so that keep and the later stages are reached
         seq = ([roles[2]] if rnd.random() < 0.3 else []) + [roles[0], roles[1]] * rnd.randint(1, 3)
         seq = seq[:-1] if kind == "ranking" else seq
@@ -154,8 +194,9 @@ def _random_record(rnd, kind: str) -> dict:
         rec["tools"] = rnd.choice(['[{"name": "f"}]', " ", "", "bad", None])
     if kind == "ranking":
         for side in ("chosen", "rejected"):
-            rec[side] = rnd.choice([{"from": "gpt", "value": "a"}, {"from": "human", "value": "a"}, None,
-                                    {"from": "gpt", "value": None}])
+            rec[side] = rnd.choice(
+                [{"from": "gpt", "value": "a"}, {"from": "human", "value": "a"}, None, {"from": "gpt", "value": None}]
+            )
     return rec
 
 
@@ -181,9 +222,19 @@ def test_random_records_agree_with_llamafactory_source(kind, tmp_path):
         info = {"e": dict(entry, file_name=data.name)}
         (tmp_path / "dataset_info.json").write_text(json.dumps(info))
         theirs = lf_source.judge(lf, info, "e", str(data), stage, str(tmp_path))
-        ours = run_check(CheckOptions(files=[str(data)], info=str(tmp_path / "dataset_info.json"), name="e",
-                                      stage=stage, version=version))
-        mine = "load" if ours.load_fails else "crash" if (ours.crash or ours.first_crash) else \
-            "drop" if ours.drop else "keep"
+        ours = run_check(
+            CheckOptions(
+                files=[str(data)], info=str(tmp_path / "dataset_info.json"), name="e", stage=stage, version=version
+            )
+        )
+        mine = (
+            "load"
+            if ours.load_fails
+            else "crash"
+            if (ours.crash or ours.first_crash)
+            else "drop"
+            if ours.drop
+            else "keep"
+        )
         want = "load" if theirs.load_error else theirs.per_record[0]
         assert mine == want, (rec, theirs, [f.to_json() for f in ours.findings])

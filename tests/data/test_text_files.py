@@ -18,8 +18,9 @@ def test_json_array_in_txt_loads_and_crashes_on_the_first_line(check):
     assert result.first_crash and result.first_crash["record"] == 1
     # the converter reads instruction before input and output: that KeyError is the one the run dies of
     assert result.first_crash["message"].startswith("KeyError: 'instruction'"), result.first_crash
-    assert any(f.code == "file-extension" and f.consequence == "warn" and "text loader" in f.message
-               for f in result.findings)
+    assert any(
+        f.code == "file-extension" and f.consequence == "warn" and "text loader" in f.message for f in result.findings
+    )
 
 
 def test_txt_lines_are_records_with_blank_lines_kept(check):

@@ -45,9 +45,23 @@ def cmd(stdout: str, rc: int = 0, stderr: str = "") -> dict:
 
 @pytest.mark.parametrize(
     "dev, name",
-    [("2e12", "Blackwell"), ("0x2901", "Blackwell"), ("10de:2b85", "Blackwell"), ("2342", "Grace Hopper"), ("2330", "Hopper"),
-     ("26b9", "Ada Lovelace"), ("2204", "Ampere"), ("20b0", "Ampere"), ("1e30", "Turing"), ("2182", "Turing"),
-     ("1db4", "Volta"), ("15f8", "Pascal"), ("1b06", "Pascal"), ("134d", "Maxwell"), ("1287", "Kepler")],
+    [
+        ("2e12", "Blackwell"),
+        ("0x2901", "Blackwell"),
+        ("10de:2b85", "Blackwell"),
+        ("2342", "Grace Hopper"),
+        ("2330", "Hopper"),
+        ("26b9", "Ada Lovelace"),
+        ("2204", "Ampere"),
+        ("20b0", "Ampere"),
+        ("1e30", "Turing"),
+        ("2182", "Turing"),
+        ("1db4", "Volta"),
+        ("15f8", "Pascal"),
+        ("1b06", "Pascal"),
+        ("134d", "Maxwell"),
+        ("1287", "Kepler"),
+    ],
 )
 def test_architecture_from_the_device_id(dev, name):
     assert arch_of(dev).name == name
@@ -85,7 +99,9 @@ def test_open_module_on_a_working_blackwell_or_a_hopper_is_not_a_flavour_problem
 
 def test_pascal_on_the_open_module_is_the_wrong_flavour():
     d = doc("debian9-backports-libcuda1-upgrade-removed-nvidia-smi")  # a GTX 1080 Ti (Pascal)
-    d["files"]["/proc/driver/nvidia/version"] = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build\n"
+    d["files"]["/proc/driver/nvidia/version"] = (
+        "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  560.35.03  Release Build\n"
+    )
     d["commands"]["nvidia_smi"] = cmd("No devices were found\n", 6)
     d["commands"]["dmesg"] = cmd("[    5.1] NVRM: GPU 0000:01:00.0: RmInitAdapter failed! (0x22:0x56:884)\n")
     _, dg = run(d)
@@ -268,8 +284,9 @@ def test_gpu_paravirtualised_vm_is_told_apart_from_wsl():
 
 def test_no_error_where_the_driver_is_fine_in_an_lxd_container():
     facts, dg = run(doc("lxd-unprivileged-nested-docker-cgroup-driver-fine"))
-    assert facts.context.kind == "container" and dg.status == "ok" and not [f for f in dg.findings if f.severity == ERROR]
-
+    assert (
+        facts.context.kind == "container" and dg.status == "ok" and not [f for f in dg.findings if f.severity == ERROR]
+    )
 
 
 def test_gpu_pv_guest_without_dxgkrnl_is_not_a_cpu_node():

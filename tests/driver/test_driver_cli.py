@@ -223,11 +223,17 @@ def test_kernel_option_is_answered_in_text_and_json(mlops):
     fine. Now a line answers it, and JSON has kernel.judged_has_module (added field)."""
     r = mlops("driver-check", "--snapshot", fixture("headers-missing"), "--kernel", "6.8.0-41-generic")
     assert "--kernel 6.8.0-41-generic: an nvidia module is installed for it" in r.stdout
-    doc = mlops("driver-check", "--snapshot", fixture("headers-missing"), "--kernel", "6.8.0-41-generic", "--json").json()
+    doc = mlops(
+        "driver-check", "--snapshot", fixture("headers-missing"), "--kernel", "6.8.0-41-generic", "--json"
+    ).json()
     assert doc["kernel"]["judged"] == "6.8.0-41-generic" and doc["kernel"]["judged_has_module"] is True
-    doc = mlops("driver-check", "--snapshot", fixture("next-boot-grub-default"), "--kernel", "6.8.0-31-generic", "--json").json()
+    doc = mlops(
+        "driver-check", "--snapshot", fixture("next-boot-grub-default"), "--kernel", "6.8.0-31-generic", "--json"
+    ).json()
     assert doc["kernel"]["judged_has_module"] is False
-    assert any(f["id"] == "next_boot_kernel_missing_module" and f["kernel"] == "6.8.0-31-generic" for f in doc["findings"])
+    assert any(
+        f["id"] == "next_boot_kernel_missing_module" and f["kernel"] == "6.8.0-31-generic" for f in doc["findings"]
+    )
 
 
 def test_binary_snapshot_is_exit_2_not_an_internal_error(mlops, tmp_path):

@@ -24,14 +24,18 @@ def C(out="", rc=0, err=""):
 
 
 def diagnose(commands, files=None, dirs=None):
-    d = check(SnapshotHost(Snapshot.from_json({"format": 1, "commands": commands, "files": files or {}, "dirs": dirs or {}})))
+    d = check(
+        SnapshotHost(Snapshot.from_json({"format": 1, "commands": commands, "files": files or {}, "dirs": dirs or {}}))
+    )
     return d, [f.id for f in d.findings], [list(p.step.argv) for p in build_plan(d.findings).steps]
 
 
 def test_wsl_from_the_kernel_release_alone_is_a_problem_not_a_cpu_node():
     d, ids, steps = diagnose(
-        {"uname_r": C("5.15.153.1-microsoft-standard-WSL2\n"),
-         "nvidia_smi": C("Failed to initialize NVML: GPU access blocked by the operating system\n", 255)}
+        {
+            "uname_r": C("5.15.153.1-microsoft-standard-WSL2\n"),
+            "nvidia_smi": C("Failed to initialize NVML: GPU access blocked by the operating system\n", 255),
+        }
     )
     assert d.status == "problem" and ids == ["wsl_gpu_unavailable"] and steps == []
     assert d.context["kind"] == "wsl" and d.context["gated"]
@@ -39,7 +43,10 @@ def test_wsl_from_the_kernel_release_alone_is_a_problem_not_a_cpu_node():
 
 def test_a_container_in_wsl_without_the_gpu_is_told_to_pass_it():
     d, ids, steps = diagnose(
-        {"uname_r": C("5.15.153.1-microsoft-standard-WSL2\n"), "nvidia_smi": C("", 127, "nvidia-smi: command not found\n")},
+        {
+            "uname_r": C("5.15.153.1-microsoft-standard-WSL2\n"),
+            "nvidia_smi": C("", 127, "nvidia-smi: command not found\n"),
+        },
         {"/.dockerenv": ""},
         {"/dev": ["null", "pts"]},
     )
@@ -56,9 +63,13 @@ def test_lxc_is_recognised_without_dockerenv_and_gets_no_kernel_step(marker):
         **marker,
     }
     d, ids, steps = diagnose(
-        {"uname_r": C("6.8.0-45-generic\n"),
-         "nvidia_smi": C("Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.127\n", 18),
-         "dpkg_list": C("ii \tnvidia-utils-550\t550.127.05-0ubuntu1\n")},
+        {
+            "uname_r": C("6.8.0-45-generic\n"),
+            "nvidia_smi": C(
+                "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 550.127\n", 18
+            ),
+            "dpkg_list": C("ii \tnvidia-utils-550\t550.127.05-0ubuntu1\n"),
+        },
         files,
         {"/dev": ["nvidia0", "nvidiactl"]},
     )
@@ -68,8 +79,13 @@ def test_lxc_is_recognised_without_dockerenv_and_gets_no_kernel_step(marker):
 
 def test_a_proxmox_kernel_without_its_modules_is_an_lxc_container():
     d, ids, _ = diagnose(
-        {"uname_r": C("6.8.12-4-pve\n"), "nvidia_smi": C("Failed to initialize NVML: Driver/library version mismatch\n", 18)},
-        {"/proc/driver/nvidia/version": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.90.07  Fri May 31 09:35:42 UTC 2024\n"},
+        {
+            "uname_r": C("6.8.12-4-pve\n"),
+            "nvidia_smi": C("Failed to initialize NVML: Driver/library version mismatch\n", 18),
+        },
+        {
+            "/proc/driver/nvidia/version": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.90.07  Fri May 31 09:35:42 UTC 2024\n"
+        },
         {"/lib/modules": [], "/dev": ["nvidia0"]},
     )
     assert d.context["kind"] == "container"
@@ -87,9 +103,14 @@ def test_a_kubernetes_node_whose_module_comes_from_no_package_is_operator_manage
 def test_a_rejected_module_in_the_kernel_log_is_never_driver_not_installed():
     """Direct kernel evidence outranks package inference: no packages, but the kernel refused one."""
     d, ids, steps = diagnose(
-        {"uname_r": C("6.8.0-45-generic\n"), "mokutil_sb_state": C("SecureBoot enabled\n"), "nvidia_smi": C(NO_DRIVER, 9),
-         "dmesg": C("[  342.118201] Loading of unsigned module is rejected\n"), "dpkg_list": C("ii \tbuild-essential\t12.10ubuntu1\n"),
-         "lspci_nvidia": C(A100)},
+        {
+            "uname_r": C("6.8.0-45-generic\n"),
+            "mokutil_sb_state": C("SecureBoot enabled\n"),
+            "nvidia_smi": C(NO_DRIVER, 9),
+            "dmesg": C("[  342.118201] Loading of unsigned module is rejected\n"),
+            "dpkg_list": C("ii \tbuild-essential\t12.10ubuntu1\n"),
+            "lspci_nvidia": C(A100),
+        },
     )
     assert ids[0] == "secure_boot_module_rejected" and "driver_not_installed" not in ids
     assert not [s for s in steps if s[0] == "ubuntu-drivers"]
@@ -101,8 +122,13 @@ def test_vfio_pci_owning_the_gpu_is_reported_and_never_unbound_automatically(pas
     if passthrough:
         files["/etc/modprobe.d/vfio.conf"] = "options vfio-pci ids=10de:20f1\n"
     d, ids, steps = diagnose(
-        {"uname_r": C("6.8.0-45-generic\n"), "nvidia_smi": C(NO_DRIVER, 9), "lspci_nvidia": C(A100 + "\tKernel driver in use: vfio-pci\n"),
-         "dkms_status": C("nvidia/550.127.05, 6.8.0-45-generic, x86_64: installed\n"), "dpkg_list": C(DKMS_550)},
+        {
+            "uname_r": C("6.8.0-45-generic\n"),
+            "nvidia_smi": C(NO_DRIVER, 9),
+            "lspci_nvidia": C(A100 + "\tKernel driver in use: vfio-pci\n"),
+            "dkms_status": C("nvidia/550.127.05, 6.8.0-45-generic, x86_64: installed\n"),
+            "dpkg_list": C(DKMS_550),
+        },
         files,
     )
     assert ids[0] == "conflicting_driver_bound" and steps == []
@@ -111,9 +137,15 @@ def test_vfio_pci_owning_the_gpu_is_reported_and_never_unbound_automatically(pas
 
 def test_nouveau_without_any_nvidia_module_is_a_consequence_not_the_cause():
     d, ids, _ = diagnose(
-        {"uname_r": C("6.1.0-21-amd64\n"), "nvidia_smi": C("", 127, "nvidia-smi: command not found\n"),
-         "lspci_nvidia": C(A100 + "\tKernel driver in use: nouveau\n"), "dkms_status": C("nvidia-current/535.161.08: added\n"),
-         "dpkg_list": C("iF \tnvidia-kernel-dkms:amd64\t535.161.08-2~deb12u1\niU \tnvidia-driver\t535.161.08-2~deb12u1\n")},
+        {
+            "uname_r": C("6.1.0-21-amd64\n"),
+            "nvidia_smi": C("", 127, "nvidia-smi: command not found\n"),
+            "lspci_nvidia": C(A100 + "\tKernel driver in use: nouveau\n"),
+            "dkms_status": C("nvidia-current/535.161.08: added\n"),
+            "dpkg_list": C(
+                "iF \tnvidia-kernel-dkms:amd64\t535.161.08-2~deb12u1\niU \tnvidia-driver\t535.161.08-2~deb12u1\n"
+            ),
+        },
         {"/var/log/apt/term.log": "Error! Bad return status for module build on kernel: 6.1.0-21-amd64 (x86_64)\n"},
         {"/lib/modules/6.1.0-21-amd64": ["build", "kernel"]},
     )
@@ -123,10 +155,18 @@ def test_nouveau_without_any_nvidia_module_is_a_consequence_not_the_cause():
 def test_module_load_time_after_the_upgrade_makes_the_mismatch_stale():
     commands = {
         "uname_r": C("5.15.0-100-generic\n"),
-        "nvidia_smi": C("Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 535.183\n", 18),
-        "dmesg": C("[Mon Jun 10 09:00:01 2024] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  535.161.08  Wed Feb 28 21:00:00 UTC 2024\n"),
-        "modinfo_nvidia": C("filename:       /lib/modules/5.15.0-100-generic/updates/dkms/nvidia.ko\nversion:        535.183.01\n"),
-        "dpkg_list": C("ii \tnvidia-dkms-535\t535.183.01-0ubuntu0.22.04.1\nii \tnvidia-utils-535\t535.183.01-0ubuntu0.22.04.1\n"),
+        "nvidia_smi": C(
+            "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 535.183\n", 18
+        ),
+        "dmesg": C(
+            "[Mon Jun 10 09:00:01 2024] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  535.161.08  Wed Feb 28 21:00:00 UTC 2024\n"
+        ),
+        "modinfo_nvidia": C(
+            "filename:       /lib/modules/5.15.0-100-generic/updates/dkms/nvidia.ko\nversion:        535.183.01\n"
+        ),
+        "dpkg_list": C(
+            "ii \tnvidia-dkms-535\t535.183.01-0ubuntu0.22.04.1\nii \tnvidia-utils-535\t535.183.01-0ubuntu0.22.04.1\n"
+        ),
     }
     term = "Log started: 2024-06-08  06:10:01\nSetting up nvidia-utils-535 (535.183.01-0ubuntu0.22.04.1) ...\n"
     files = {"/sys/module/nvidia/version": "535.161.08\n", "/lib/modules/5.15.0-100-generic/updates/dkms/nvidia.ko": ""}

@@ -65,7 +65,14 @@ def test_evidence_quotes_the_snapshot_verbatim(name):
 
 def test_every_spec_id_and_every_added_id_has_a_fixture_that_raises_it():
     raised = {fid for n in ALL for fid in load_doc(n)["expect"]["ids"]}
-    for folder in ("real", "heldout", "heldout3", "heldout4", "heldout5", "heldout6"):  # replayed by test_driver_real.py
+    for folder in (
+        "real",
+        "heldout",
+        "heldout3",
+        "heldout4",
+        "heldout5",
+        "heldout6",
+    ):  # replayed by test_driver_real.py
         for path in (FIXTURES / folder).glob("*.json"):
             raised |= set(json.loads(path.read_text())["_source"]["expect"]["ids"])
     assert set(SPEC_IDS) <= set(PRIORITY)
@@ -302,16 +309,20 @@ def test_headers_metapackage_follows_the_kernel_flavour():
             "ii  linux-modules-nvidia-525-open-5.15.0-58-generic\t5.15.0-58.64+1\n"
             "rc  nvidia-compute-utils-525\t525.78.01-0ubuntu0.22.04.1\n"
             "ii  nvidia-kernel-common-525\t525.78.01-0ubuntu0.22.04.1\n",
-            ["apt-get install -y nvidia-headless-no-dkms-525-open nvidia-utils-525",
-             "apt-mark manual nvidia-headless-no-dkms-525-open"],
+            [
+                "apt-get install -y nvidia-headless-no-dkms-525-open nvidia-utils-525",
+                "apt-mark manual nvidia-headless-no-dkms-525-open",
+            ],
         ),
         # DKMS open modules, server branch
         (
             "ii  nvidia-dkms-580-server-open\t580.95.05-0ubuntu1\n"
             "ii  nvidia-driver-580-server-open\t580.95.05-0ubuntu1\n"
             "rc  nvidia-utils-580-server\t580.95.05-0ubuntu1\n",
-            ["apt-get install -y nvidia-driver-580-server-open nvidia-utils-580-server",
-             "apt-mark manual nvidia-driver-580-server-open"],
+            [
+                "apt-get install -y nvidia-driver-580-server-open nvidia-utils-580-server",
+                "apt-mark manual nvidia-driver-580-server-open",
+            ],
         ),
     ],
 )
@@ -319,9 +330,7 @@ def test_packages_removed_on_open_flavour_reinstalls_utils_that_exist(dpkg, want
     """There is no nvidia-utils-<br>-open package: the plan asked apt for one and failed."""
     doc = load_doc("packages-removed")
     # the probe's own format: ${db:Status-Abbrev}<TAB>${Package}<TAB>${Version}
-    doc["commands"]["dpkg_list"]["stdout"] = "".join(
-        ln[:2] + " \t" + ln[4:] for ln in dpkg.splitlines(keepends=True)
-    )
+    doc["commands"]["dpkg_list"]["stdout"] = "".join(ln[:2] + " \t" + ln[4:] for ln in dpkg.splitlines(keepends=True))
     d = diagnose_doc(doc)
     f = next(x for x in d.findings if x.id == "driver_packages_removed")
     assert [" ".join(s.argv) for s in f.fix.steps] == want
@@ -340,7 +349,9 @@ def test_headers_metapackage_exists_for_extra_virtual(images, meta):
     linux-headers-extra-virtual, which does not exist: --fix stopped after the first step."""
     doc = load_doc("headers-missing")
     lines = [ln for ln in doc["commands"]["dpkg_list"]["stdout"].splitlines() if "linux-image-generic" not in ln]
-    doc["commands"]["dpkg_list"]["stdout"] = "\n".join(sorted(lines + [f"ii \t{i}\t6.8.0-45.45" for i in images])) + "\n"
+    doc["commands"]["dpkg_list"]["stdout"] = (
+        "\n".join(sorted(lines + [f"ii \t{i}\t6.8.0-45.45" for i in images])) + "\n"
+    )
     f = diagnose_doc(doc).findings[0]
     assert f.id == "kernel_headers_missing"
     assert [" ".join(s.argv) for s in f.fix.steps][1] == f"apt-get install -y {meta}"
@@ -364,10 +375,20 @@ def test_no_evidence_is_never_an_ok_verdict():
     d = diagnose_doc({"format": 1})
     assert d.status == "no-gpu" and [f.id for f in d.findings] == ["no_nvidia_gpu"]
     # a GPU is seen, but no driver: no nvidia-smi, no module, no dpkg to say more
-    doc = {"format": 1, "commands": {"uname_r": {"rc": 0, "stdout": "6.8.0-45-generic\n", "stderr": ""},
-                                     "lspci_nvidia": {"rc": 0, "stdout": (
-                                         "17:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB] [10de:2330] (rev a1)\n"
-                                         "\tSubsystem: NVIDIA Corporation Device [10de:16c1]\n"), "stderr": ""}}}
+    doc = {
+        "format": 1,
+        "commands": {
+            "uname_r": {"rc": 0, "stdout": "6.8.0-45-generic\n", "stderr": ""},
+            "lspci_nvidia": {
+                "rc": 0,
+                "stdout": (
+                    "17:00.0 3D controller [0302]: NVIDIA Corporation GH100 [H100 SXM5 80GB] [10de:2330] (rev a1)\n"
+                    "\tSubsystem: NVIDIA Corporation Device [10de:16c1]\n"
+                ),
+                "stderr": "",
+            },
+        },
+    }
     d = diagnose_doc(doc)
     assert d.status == "problem" and d.errors[0].id == "driver_failure_unexplained"
     # the healthy fixtures stay healthy

@@ -57,7 +57,9 @@ class HeaderHookHost(FixHost):
             self.built_for |= {p[len("linux-headers-") :] for p in cmd[3:] if p.startswith("linux-headers-")}
         if cmd[:2] == ["dkms", "install"] and cmd[-1] in self.built_for:
             self.ran.append(list(argv))
-            return CommandResult(5, "", f"Error! This module/version combo is already installed for kernel {cmd[-1]} (x86_64).\n")
+            return CommandResult(
+                5, "", f"Error! This module/version combo is already installed for kernel {cmd[-1]} (x86_64).\n"
+            )
         return super().run(argv, timeout, key)
 
 
@@ -188,8 +190,16 @@ def test_snapshot_saved_with_fix_holds_the_diagnosed_state_not_the_fixed_one(tmp
         recorder.snapshot.save(saved)
 
     report = check_and_fix(
-        recorder, kernel=None, source="test", is_root=True, assume_yes=True, dry_run=False,
-        ask=confirm, show_plan=lambda r: None, progress=lambda m: None, on_diagnosed=on_diagnosed,
+        recorder,
+        kernel=None,
+        source="test",
+        is_root=True,
+        assume_yes=True,
+        dry_run=False,
+        ask=confirm,
+        show_plan=lambda r: None,
+        progress=lambda m: None,
+        on_diagnosed=on_diagnosed,
     )
     assert report.diagnosis.status == "ok"  # the fix worked ...
     assert steps_run_at_save == [0]  # ... but the snapshot was taken before any step ran

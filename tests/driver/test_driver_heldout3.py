@@ -110,7 +110,10 @@ def test_secure_boot_is_not_inferred_when_the_kernel_loaded_the_signers_certific
     d = doc(SIGNED_RUN)
     assert X509 in d["commands"]["dmesg"]["stdout"]
     found = ids(d)
-    assert "secure_boot_module_rejected" not in found and found[0] in ("module_not_loaded", "driver_failure_unexplained")
+    assert "secure_boot_module_rejected" not in found and found[0] in (
+        "module_not_loaded",
+        "driver_failure_unexplained",
+    )
     # the same machine without that certificate: an unloaded module signed by a local key is inferred rejected
     d["commands"]["dmesg"]["stdout"] = d["commands"]["dmesg"]["stdout"].replace(X509, "")
     assert ids(d)[0] == "secure_boot_module_rejected"

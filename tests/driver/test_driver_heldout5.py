@@ -52,7 +52,11 @@ EC2_K520 = "ec2-ubuntu1404-runfile-361-restart-nouveau-from-initramfs-uvm-fails"
 def test_physical_grid_boards_are_not_vgpu_profiles():
     assert vgpu_names(["GK104GL [GRID K520]", "GRID K1", "GRID K2", "GRID K340"]) == []
     assert vgpu_names(["GRID K260Q", "GRID K200", "GRID T4-16Q", "NVIDIA A100-4C"]) == [
-        "GRID K260Q", "GRID K200", "GRID T4-16Q", "NVIDIA A100-4C"]
+        "GRID K260Q",
+        "GRID K200",
+        "GRID T4-16Q",
+        "NVIDIA A100-4C",
+    ]
 
 
 def test_k520_on_ec2_gets_the_driver_diagnosis_and_a_profile_name_flips_it():
@@ -61,7 +65,9 @@ def test_k520_on_ec2_gets_the_driver_diagnosis_and_a_profile_name_flips_it():
     assert "vgpu_guest_driver" not in found and found[0] == "runfile_module_missing_after_kernel_upgrade"
 
     def profile(d):
-        d["commands"]["lspci_nvidia"]["stdout"] = d["commands"]["lspci_nvidia"]["stdout"].replace("GRID K520", "GRID K260Q")
+        d["commands"]["lspci_nvidia"]["stdout"] = d["commands"]["lspci_nvidia"]["stdout"].replace(
+            "GRID K520", "GRID K260Q"
+        )
 
     assert ids(changed(doc(EC2_K520), profile))[0] == "vgpu_guest_driver"
 
@@ -100,7 +106,11 @@ G5_GSP = "eks-al2-g5-a10g-ami-with-gsp-nvml-unknown-error-xid-119"
 
 
 def test_err_fields_are_seen_by_the_parser():
-    s = parse_nvidia_smi(0, "| NVIDIA-SMI 535.54.03   Driver Version: 535.54.03 |\n|   0  NVIDIA A10G  On | 00000000:00:1E.0 Off | ERR! |\n", "")
+    s = parse_nvidia_smi(
+        0,
+        "| NVIDIA-SMI 535.54.03   Driver Version: 535.54.03 |\n|   0  NVIDIA A10G  On | 00000000:00:1E.0 Off | ERR! |\n",
+        "",
+    )
     assert s.kind == "ok" and s.err_fields
     assert not parse_nvidia_smi(0, "| NVIDIA-SMI 535.54.03   Driver Version: 535.54.03 |\n", "").err_fields
 
@@ -131,7 +141,9 @@ def test_api_line_full_versions_make_it_stale_and_the_plan_names_the_package():
     assert not first.fix.steps and "rpm -qf" in first.fix.manual
 
     def new_file_on_disk(x):
-        x["commands"]["modinfo_nvidia"]["stdout"] = x["commands"]["modinfo_nvidia"]["stdout"].replace("575.64\n", "575.64.03\n")
+        x["commands"]["modinfo_nvidia"]["stdout"] = x["commands"]["modinfo_nvidia"]["stdout"].replace(
+            "575.64\n", "575.64.03\n"
+        )
 
     assert ids(changed(d, new_file_on_disk))[0] == "version_mismatch_pending_reboot"
 
@@ -184,7 +196,9 @@ def test_unknown_drm_symbols_without_the_extra_modules_name_the_package():
     first = run(d)[1].findings[0]
     assert first.id == "kernel_modules_extra_missing"
     argvs = [s.argv for s in first.fix.steps]
-    assert argvs == [("apt-get", "install", "-y", "linux-image-extra-4.4.0-36-generic")]  # 16.04's name; no modprobe: no nvidia.ko
+    assert argvs == [
+        ("apt-get", "install", "-y", "linux-image-extra-4.4.0-36-generic")
+    ]  # 16.04's name; no modprobe: no nvidia.ko
 
     def extra_installed(x):
         x["commands"]["dpkg_list"]["stdout"] += "ii \tlinux-image-extra-4.4.0-36-generic\t4.4.0-36.55\n"
@@ -192,7 +206,9 @@ def test_unknown_drm_symbols_without_the_extra_modules_name_the_package():
     assert "kernel_modules_extra_missing" not in ids(changed(d, extra_installed))
 
     def jammy(x):
-        x["files"]["/etc/os-release"] = x["files"]["/etc/os-release"].replace('VERSION_ID="16.04"', 'VERSION_ID="22.04"')
+        x["files"]["/etc/os-release"] = x["files"]["/etc/os-release"].replace(
+            'VERSION_ID="16.04"', 'VERSION_ID="22.04"'
+        )
 
     assert ("apt-get", "install", "-y", "linux-modules-extra-4.4.0-36-generic") in steps(changed(d, jammy))
 
@@ -203,7 +219,11 @@ def test_inferred_secure_boot_without_a_kernel_log_says_it_is_not_confirmed():
     assert "not confirmed" in first.title and any("run as root to confirm" in ln for ln in first.evidence)
 
     def readable_log(x):
-        x["commands"]["dmesg"] = {"rc": 0, "stdout": "[    1.000000] Linux version 6.17.10-300.fc43.x86_64\n", "stderr": ""}
+        x["commands"]["dmesg"] = {
+            "rc": 0,
+            "stdout": "[    1.000000] Linux version 6.17.10-300.fc43.x86_64\n",
+            "stderr": "",
+        }
 
     assert "not confirmed" not in run(changed(d, readable_log))[1].findings[0].title
 
@@ -215,15 +235,25 @@ G7E = "aws-g7e-ubuntu2404-linux-modules-nvidia-580-aws-proprietary-on-blackwell"
 
 def test_prebuilt_flavour_switch_moves_the_metapackages_too():
     d = doc(G7E)
-    assert steps(d) == [("apt-get", "install", "-y", "linux-modules-nvidia-580-open-6.14.0-1015-aws",
-                         "linux-modules-nvidia-580-open-aws", "nvidia-driver-580-open")]
+    assert steps(d) == [
+        (
+            "apt-get",
+            "install",
+            "-y",
+            "linux-modules-nvidia-580-open-6.14.0-1015-aws",
+            "linux-modules-nvidia-580-open-aws",
+            "nvidia-driver-580-open",
+        )
+    ]
 
     def no_metas(x):
         rows = x["commands"]["dpkg_list"]["stdout"].splitlines(keepends=True)
         keep = ("linux-modules-nvidia-580-aws", "nvidia-driver-580\t")
         x["commands"]["dpkg_list"]["stdout"] = "".join(r for r in rows if not any(k in r for k in keep))
 
-    assert steps(changed(d, no_metas)) == [("apt-get", "install", "-y", "linux-modules-nvidia-580-open-6.14.0-1015-aws")]
+    assert steps(changed(d, no_metas)) == [
+        ("apt-get", "install", "-y", "linux-modules-nvidia-580-open-6.14.0-1015-aws")
+    ]
 
 
 # --- NVML failing on its own with the module loaded: look at the library first -----------------------

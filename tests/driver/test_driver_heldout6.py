@@ -68,6 +68,7 @@ def test_each_tegra_signal_alone_is_enough():
                 d["commands"]["uname_r"]["stdout"] = "5.10.120\n"
             if keep != "package":
                 d["commands"]["dpkg_list"]["stdout"] = ""
+
         return fn
 
     for keep in ("release", "compatible", "uname", "package"):
@@ -90,7 +91,9 @@ def test_a_discrete_gpu_on_a_tegra_board_is_judged_normally():
         d["dirs"]["/sys/bus/pci/devices"] = ["0005:01:00.0"]
         for k, v in (("vendor", "0x10de"), ("device", "0x26b1"), ("class", "0x030200")):
             d["files"][f"/sys/bus/pci/devices/0005:01:00.0/{k}"] = v + "\n"
-        d["commands"]["lspci_nvidia"]["stdout"] = "0005:01:00.0 3D controller [0302]: NVIDIA Corporation AD102GL [RTX 6000 Ada] [10de:26b1] (rev a1)\n"
+        d["commands"]["lspci_nvidia"]["stdout"] = (
+            "0005:01:00.0 3D controller [0302]: NVIDIA Corporation AD102GL [RTX 6000 Ada] [10de:26b1] (rev a1)\n"
+        )
 
     assert "tegra_integrated_gpu" not in ids(changed(doc(JP5), add_dgpu))
 
@@ -135,7 +138,9 @@ def test_gpu_is_lost_needs_a_reset_and_plans_nothing():
 
 def test_an_unknown_error_handle_without_lost_stays_unexplained():
     def unknown(d):
-        d["commands"]["nvidia_smi"]["stdout"] = "Unable to determine the device handle for GPU 0000:02:00.0: Unknown Error\n"
+        d["commands"]["nvidia_smi"]["stdout"] = (
+            "Unable to determine the device handle for GPU 0000:02:00.0: Unknown Error\n"
+        )
 
     found = ids(changed(doc(LOST), unknown))
     assert "gpu_needs_reset" not in found and found[:1] == ["driver_failure_unexplained"]

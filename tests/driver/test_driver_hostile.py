@@ -74,7 +74,11 @@ def test_d2_newline_in_uname_never_makes_a_second_pasted_command(mlops, tmp_path
 def test_d3_escape_sequences_from_a_snapshot_never_reach_the_terminal(mlops, tmp_path):
     doc = load_doc("nouveau")
     doc["commands"]["uname_r"]["stdout"] = "6.8.0-45-generic\x1b]0;owned\x07\n"
-    doc["commands"]["dmesg"] = {"rc": 0, "stdout": "[ 1.0] NVRM: The NVIDIA probe routine was not called for 1 device(s).\x1b[2J\x1b[H\n", "stderr": ""}
+    doc["commands"]["dmesg"] = {
+        "rc": 0,
+        "stdout": "[ 1.0] NVRM: The NVIDIA probe routine was not called for 1 device(s).\x1b[2J\x1b[H\n",
+        "stderr": "",
+    }
     lspci = doc["commands"]["lspci_nvidia"]["stdout"]
     doc["commands"]["lspci_nvidia"]["stdout"] = lspci.replace("NVIDIA Corporation", "NVIDIA Corporation\x1b[31m", 1)
     r = mlops("driver-check", "--snapshot", str(_write(tmp_path, doc)))
@@ -88,7 +92,11 @@ def test_d4_secrets_are_redacted_everywhere_in_a_saved_snapshot(mlops, tmp_path)
     cmdline = "BOOT_IMAGE=/vmlinuz ro root_password=hunter2 api_token=s3cr3tT0ken aws_secret_access_key=AKIAXXXXXXXX"
     doc["files"]["/proc/cmdline"] = cmdline + "\n"
     doc["commands"]["dmesg"] = {"rc": 0, "stdout": f"[    0.000000] Command line: {cmdline}\n", "stderr": ""}
-    doc["commands"]["journal_kernel"] = {"rc": 0, "stdout": f"Jan 01 kernel: Kernel command line: {cmdline}\n", "stderr": ""}
+    doc["commands"]["journal_kernel"] = {
+        "rc": 0,
+        "stdout": f"Jan 01 kernel: Kernel command line: {cmdline}\n",
+        "stderr": "",
+    }
     doc["files"]["/var/log/apt/term.log"] = "Setting up foo ... password=pa55w0rd\n"
     doc["files"]["/etc/modprobe.d/custom.conf"] = "options foo token=s3cr3tT0ken\n"
     doc["commands"]["docker_runtimes"] = {"rc": 0, "stdout": '{"runc":{"path":"runc"}} auth=hunter2\n', "stderr": ""}

@@ -232,5 +232,7 @@ def test_same_driver_version_compares_what_both_sides_have():
 def test_xid_79_short_and_long_forms():
     short = K.KernelLog("NVRM: Xid (PCI:0000:44:00): 79, GPU has fallen off the bus.\n")
     assert short.find(K.XID_79).groups == ("0000:44:00",)
-    long = K.KernelLog("[ 99.1] NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n")
+    long = K.KernelLog(
+        "[ 99.1] NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n"
+    )
     assert long.find(K.XID_79)

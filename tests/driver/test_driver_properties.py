@@ -21,10 +21,31 @@ SETTINGS = settings(derandomize=True, max_examples=60, deadline=None)
 # Text with the characters parsers split on, and fragments of the real formats.
 FRAGMENTS = st.sampled_from(
     [
-        "NVRM: ", "nvidia/535.86.05, ", "6.8.0-45-generic", ", x86_64: installed", "\t", "ii ", "iF ", "Xid (PCI:0000:01:00): ",
-        "error: ", "ERROR: modpost: ", "Kernel driver in use: ", "#012", "[  12.3] ", "Driver Version: ", "version:  ",
-        "The kernel was built by: gcc (Ubuntu 11.2.0-19ubuntu1) 11.2.0", "2024-09-04 06:12:01 upgrade nvidia-driver-550:amd64 ",
-        "saved_entry=gnulinux-", "\n", ":", ",", " ", "'", "\x1b[2J", "\r",
+        "NVRM: ",
+        "nvidia/535.86.05, ",
+        "6.8.0-45-generic",
+        ", x86_64: installed",
+        "\t",
+        "ii ",
+        "iF ",
+        "Xid (PCI:0000:01:00): ",
+        "error: ",
+        "ERROR: modpost: ",
+        "Kernel driver in use: ",
+        "#012",
+        "[  12.3] ",
+        "Driver Version: ",
+        "version:  ",
+        "The kernel was built by: gcc (Ubuntu 11.2.0-19ubuntu1) 11.2.0",
+        "2024-09-04 06:12:01 upgrade nvidia-driver-550:amd64 ",
+        "saved_entry=gnulinux-",
+        "\n",
+        ":",
+        ",",
+        " ",
+        "'",
+        "\x1b[2J",
+        "\r",
     ]
 )
 TEXT = st.lists(st.one_of(st.text(max_size=40), FRAGMENTS), max_size=40).map("".join)

@@ -69,7 +69,9 @@ KNOWN_PLAN_MISSES = {
 
 def _known(table: dict[str, str]):
     return [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=table[k])) if (k := f"{p.parent.name}/{p.stem}") in table else p
+        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=table[k]))
+        if (k := f"{p.parent.name}/{p.stem}") in table
+        else p
         for p in CORPUS
     ]
 
@@ -111,9 +113,14 @@ def test_heldout_corpus_is_sourced_and_new():
     sixth = [load(p)["_source"]["url"] for p in sorted(HELDOUT6.glob("*.json"))]
     assert len(sixth) >= 25 and len(set(sixth)) == len(sixth)
     assert not set(sixth) & (set(urls) | real_urls | set(third) | set(fourth) | set(fifth))
-    for path in [*(HELDOUT / f"{n}.json" for n in HELDOUT_CASES),
-                 *sorted(FRESH.glob("*.json")), *sorted(HELDOUT3.glob("*.json")), *sorted(HELDOUT4.glob("*.json")),
-                 *sorted(HELDOUT5.glob("*.json")), *sorted(HELDOUT6.glob("*.json"))]:
+    for path in [
+        *(HELDOUT / f"{n}.json" for n in HELDOUT_CASES),
+        *sorted(FRESH.glob("*.json")),
+        *sorted(HELDOUT3.glob("*.json")),
+        *sorted(HELDOUT4.glob("*.json")),
+        *sorted(HELDOUT5.glob("*.json")),
+        *sorted(HELDOUT6.glob("*.json")),
+    ]:
         name, src = path.stem, load(path)["_source"]
         assert src["url"].startswith("https://"), name
         assert src["verbatim"] and src["filled_in"] and src["context"] and src["thread_concluded"], name
@@ -142,7 +149,9 @@ def test_real_case_gets_the_class_the_thread_concluded(path):
         assert bad not in ids, (bad, ids)
 
 
-@pytest.mark.parametrize("path", _known({**KNOWN_MISSES, **KNOWN_PLAN_MISSES}), ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize(
+    "path", _known({**KNOWN_MISSES, **KNOWN_PLAN_MISSES}), ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
 def test_real_case_plan_is_safe(path):
     doc = load(path)
     expect = doc["_source"]["expect"]
@@ -159,7 +168,11 @@ def test_real_case_plan_is_safe(path):
     for argv in expect.get("exact_argv", []):
         assert argv in steps, steps
     if expect.get("no_driver_reinstall"):
-        assert not [s for s in steps if any(a.startswith(("nvidia-driver", "nvidia-dkms", "cuda-drivers", "nvidia-open")) for a in s[1:])]
+        assert not [
+            s
+            for s in steps
+            if any(a.startswith(("nvidia-driver", "nvidia-dkms", "cuda-drivers", "nvidia-open")) for a in s[1:])
+        ]
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -225,7 +238,14 @@ def test_same_major_compiler_mismatch_uses_the_override_not_a_reinstall():
 def test_fabric_manager_is_pinned_to_the_exact_driver_version_and_held():
     _, d = run(load(REAL / "aws-dlami-h100-fabric-manager-not-installed.json"))
     argvs = [s.argv for s in d.findings[0].fix.steps]
-    assert ("apt-get", "install", "-y", "--allow-downgrades", "nvidia-fabricmanager-570=570.133.20-*", "libnvidia-nscq-570=570.133.20-*") in argvs
+    assert (
+        "apt-get",
+        "install",
+        "-y",
+        "--allow-downgrades",
+        "nvidia-fabricmanager-570=570.133.20-*",
+        "libnvidia-nscq-570=570.133.20-*",
+    ) in argvs
     assert ("apt-mark", "hold", "nvidia-fabricmanager-570", "libnvidia-nscq-570", "cuda-drivers") in argvs
 
 

@@ -32,7 +32,14 @@ TOKENS = {
 
 
 # Literal starts of real lines, so anchored patterns get to their greedy parts too.
-PREFIXES = ("NVRM: GPU ", "01:00.0 ", "0000:01:00.0 ", "nvidia/1.0, ", "The kernel was built by: ", "DKMS make.log for nvidia-")
+PREFIXES = (
+    "NVRM: GPU ",
+    "01:00.0 ",
+    "0000:01:00.0 ",
+    "nvidia/1.0, ",
+    "The kernel was built by: ",
+    "DKMS make.log for nvidia-",
+)
 
 
 def _patterns() -> list[tuple[str, re.Pattern[str]]]:
@@ -75,7 +82,11 @@ def test_the_audit_finds_the_patterns():
 def test_pattern_is_linear_on_a_1mb_token(name, pattern):
     with time_limit(BOUND_S):
         for token in TOKENS.values():
-            for text in (token, token + ": Unable to change power state from D3cold to D0", *(p + token for p in PREFIXES)):
+            for text in (
+                token,
+                token + ": Unable to change power state from D3cold to D0",
+                *(p + token for p in PREFIXES),
+            ):
                 pattern.search(text)
                 for _ in pattern.finditer(text):
                     pass
@@ -84,20 +95,50 @@ def test_pattern_is_linear_on_a_1mb_token(name, pattern):
 def test_the_d5_pattern_is_fast_and_still_matches():
     from mlops_cli.driver import kernlog as K
 
-    log = K.KernelLog("[    3.1] pcieport 0000:00:01.0: Unable to change power state from D3cold to D0, device inaccessible\n")
+    log = K.KernelLog(
+        "[    3.1] pcieport 0000:00:01.0: Unable to change power state from D3cold to D0, device inaccessible\n"
+    )
     assert log.find(K.D3COLD).groups[0] == "0000:00:01.0"
     with time_limit(BOUND_S):
         K.KernelLog("x" * MB + ": Unable to change power state from D3cold to D0, device inaccessible").find(K.D3COLD)
 
 
 def _hostile_snapshot(token: str) -> dict:
-    keys = ["uname_r", "nvidia_smi", "nvidia_smi_query", "dkms_status", "modinfo_nvidia", "modprobe_dry_run", "lspci_nvidia",
-            "mokutil_sb_state", "dpkg_list", "dmesg", "journal_kernel", "docker_runtimes", "fabricmanager_active",
-            "fabricmanager_journal", "systemd_detect_virt", "systemd_detect_container", "uptime_since", "ofed_info"]
-    files = ["/proc/driver/nvidia/version", "/proc/modules", "/proc/cmdline", "/proc/version", "/var/log/nvidia-installer.log",
-             "/var/log/apt/term.log", "/var/log/dpkg.log", "/etc/os-release", "/boot/grub/grubenv",
-             "/var/lib/dkms/nvidia/1.0/build/make.log", "/run/nvidia/driver/var/log/nvidia-installer.log",
-             "/sys/bus/pci/devices/0000:01:00.0/vendor", "/etc/modprobe.d/x.conf"]
+    keys = [
+        "uname_r",
+        "nvidia_smi",
+        "nvidia_smi_query",
+        "dkms_status",
+        "modinfo_nvidia",
+        "modprobe_dry_run",
+        "lspci_nvidia",
+        "mokutil_sb_state",
+        "dpkg_list",
+        "dmesg",
+        "journal_kernel",
+        "docker_runtimes",
+        "fabricmanager_active",
+        "fabricmanager_journal",
+        "systemd_detect_virt",
+        "systemd_detect_container",
+        "uptime_since",
+        "ofed_info",
+    ]
+    files = [
+        "/proc/driver/nvidia/version",
+        "/proc/modules",
+        "/proc/cmdline",
+        "/proc/version",
+        "/var/log/nvidia-installer.log",
+        "/var/log/apt/term.log",
+        "/var/log/dpkg.log",
+        "/etc/os-release",
+        "/boot/grub/grubenv",
+        "/var/lib/dkms/nvidia/1.0/build/make.log",
+        "/run/nvidia/driver/var/log/nvidia-installer.log",
+        "/sys/bus/pci/devices/0000:01:00.0/vendor",
+        "/etc/modprobe.d/x.conf",
+    ]
     return {
         "format": 1,
         "commands": {k: {"rc": 1, "stdout": token, "stderr": token} for k in keys},
@@ -108,7 +149,9 @@ def _hostile_snapshot(token: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["letters", "digits", "hex-colon", "spaces", "lspci-spaces", "dkms-commas"])
 def test_whole_diagnosis_is_linear_on_1mb_tokens(kind):
-    token = {"lspci-spaces": "01:00.0" + " " * MB, "dkms-commas": "nvidia/1.0" + ", " * (MB // 2)}.get(kind) or TOKENS[kind]
+    token = {"lspci-spaces": "01:00.0" + " " * MB, "dkms-commas": "nvidia/1.0" + ", " * (MB // 2)}.get(kind) or TOKENS[
+        kind
+    ]
     with time_limit(BOUND_S * 3):
         d = check(SnapshotHost(Snapshot.from_json(_hostile_snapshot(token))))
     assert d.status in ("ok", "problem", "no-gpu")

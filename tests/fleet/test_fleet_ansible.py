@@ -40,24 +40,54 @@ def play(tmp_path_factory):
     playbook = ansible_playbook()
     tmp = tmp_path_factory.mktemp("ansible")
     mlops = [sys.executable, "-m", "mlops_cli"]
-    hosts = {h: {"mlops_driver_check_args": ["--snapshot", str(DRIVER_FIXTURES / f"{snap}.json")]}
-             for h, (snap, _) in HOSTS.items()}
+    hosts = {
+        h: {"mlops_driver_check_args": ["--snapshot", str(DRIVER_FIXTURES / f"{snap}.json")]}
+        for h, (snap, _) in HOSTS.items()
+    }
     hosts["gpu02"]["mlops_next_boot_kernel"] = "6.8.0-45-generic"  # as an upgrade playbook would pass it
     hosts["gpu07"] = {"mlops_driver_check_args": ["--snapshot", str(tmp / "missing.json")]}  # mlops exits 2
-    inventory = {"all": {"hosts": hosts, "vars": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "mlops_command": mlops, "mlops_report_command": mlops, "mlops_fleet_dir": str(tmp / "fleet")}}}
+    inventory = {
+        "all": {
+            "hosts": hosts,
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_python_interpreter": sys.executable,
+                "mlops_command": mlops,
+                "mlops_report_command": mlops,
+                "mlops_fleet_dir": str(tmp / "fleet"),
+            },
+        }
+    }
     (tmp / "inventory.json").write_text(json.dumps(inventory))
     (tmp / "ansible.cfg").write_text(
         "[defaults]\n"
         f"roles_path = {CONTRIB / 'ansible' / 'roles'}\n"
         f"fact_caching = jsonfile\nfact_caching_connection = {tmp / 'facts'}\n"
-        "retry_files_enabled = False\nforks = 6\n")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(tmp / "ansible.cfg"), "ANSIBLE_HOME": str(tmp / "home"),
-           "ANSIBLE_LOCAL_TEMP": str(tmp / "tmp"), "ANSIBLE_NOCOLOR": "1", "LC_ALL": "C.UTF-8",
-           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([playbook, "-i", str(tmp / "inventory.json"), str(CONTRIB / "ansible" / "driver-check.yml"),
-                           "-e", "ansible_become=false"], capture_output=True, text=True, env=env, timeout=600)
+        "retry_files_enabled = False\nforks = 6\n"
+    )
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(tmp / "ansible.cfg"),
+        "ANSIBLE_HOME": str(tmp / "home"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "tmp"),
+        "ANSIBLE_NOCOLOR": "1",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+    }
+    proc = subprocess.run(
+        [
+            playbook,
+            "-i",
+            str(tmp / "inventory.json"),
+            str(CONTRIB / "ansible" / "driver-check.yml"),
+            "-e",
+            "ansible_become=false",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     return tmp, proc
 
 
@@ -71,10 +101,15 @@ def test_the_play_fails_exactly_the_hosts_that_will_not_come_back(play):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out  # ansible-playbook: some hosts failed
     stats = recap(proc.stdout)
-    assert {h for h, s in stats.items() if s["failed"]} == {h for h, (_, fails) in HOSTS.items() if fails} | {"gpu07"}, out
+    assert {h for h, s in stats.items() if s["failed"]} == {h for h, (_, fails) in HOSTS.items() if fails} | {
+        "gpu07"
+    }, out
     # gpu02 and gpu04 failed at the verdict, with the cause and the fix, after their JSON was collected
-    assert re.search(r"gpu02 will not have a working GPU after a reboot \(kernel_headers_missing, "
-                     r"next_boot_kernel_missing_module[^)]*\).*Fix: sudo apt-get install -y linux-headers-6.8.0-45-generic", out)
+    assert re.search(
+        r"gpu02 will not have a working GPU after a reboot \(kernel_headers_missing, "
+        r"next_boot_kernel_missing_module[^)]*\).*Fix: sudo apt-get install -y linux-headers-6.8.0-45-generic",
+        out,
+    )
     assert re.search(r"gpu04 will not have a working GPU after a reboot \(nouveau_bound[^)]*\)", out)
     # gpu07: mlops itself refused (exit 2) -> failed at the first task, left out of the summary
     assert re.search(r"fatal: \[gpu07\]: FAILED!.*\"rc\": 2", out)

@@ -54,8 +54,16 @@ EXPECTED = {
     "NvidiaGpuLostAtNextBoot": {"next-boot-headers-missing"},
     "NvidiaFabricManagerDown": {"fabricmanager-mismatch"},
 }
-CASES = ["healthy", "reboot-required", "next-boot-headers-missing", "nouveau", "fabricmanager-mismatch",
-         "mismatch-pending-reboot", "no-gpu", "headers-missing"]
+CASES = [
+    "healthy",
+    "reboot-required",
+    "next-boot-headers-missing",
+    "nouveau",
+    "fabricmanager-mismatch",
+    "mismatch-pending-reboot",
+    "no-gpu",
+    "headers-missing",
+]
 
 
 def test_the_alerts_fire_on_the_metrics_the_commands_write(tmp_path):
@@ -68,11 +76,19 @@ def test_the_alerts_fire_on_the_metrics_the_commands_write(tmp_path):
         report = driver_report(name)
         text = render(driver_metrics(report.to_json(), exit_code=report.exit_code, timestamp=0.0, duration=0.1))
         series += _series(name, text)
-    tests = [{"expr": f"count by (instance) ({rules[alert]})", "eval_time": "20m",
-              "exp_samples": [{"labels": f'{{instance="{i}"}}', "value": 1} for i in sorted(want)]}
-             for alert, want in EXPECTED.items()]
-    doc = {"rule_files": [str(RULES)], "evaluation_interval": "1m",
-           "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}]}
+    tests = [
+        {
+            "expr": f"count by (instance) ({rules[alert]})",
+            "eval_time": "20m",
+            "exp_samples": [{"labels": f'{{instance="{i}"}}', "value": 1} for i in sorted(want)],
+        }
+        for alert, want in EXPECTED.items()
+    ]
+    doc = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
+    }
     test_file = tmp_path / "generated.test.yml"
     test_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     r = run([promtool(), "test", "rules", str(test_file)])
@@ -106,7 +122,10 @@ def test_systemd_units_verify(tmp_path):
         text = unit.read_text()
         # systemd-analyze checks that ExecStart's program exists: point it at this mlops.
         (tmp_path / unit.name).write_text(text.replace("/usr/local/bin/mlops", mlops_bin))
-    r = run([analyze, "verify", *[str(tmp_path / u.name) for u in units]], env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    r = run(
+        [analyze, "verify", *[str(tmp_path / u.name) for u in units]],
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
     service = (CONTRIB / "systemd" / "mlops-driver-check.service").read_text()
     assert f"--prometheus {TEXTFILE_DIR}/mlops_driver.prom" in service and "SuccessExitStatus=1 3" in service
@@ -118,7 +137,9 @@ def test_systemd_verify_is_not_vacuous(tmp_path):
     if analyze is None:
         pytest.skip("systemd-analyze is not installed (package systemd)")
     bad = tmp_path / "bad.service"
-    bad.write_text((CONTRIB / "systemd" / "mlops-gpu.service").read_text().replace("Restart=always", "Restart=sometimes"))
+    bad.write_text(
+        (CONTRIB / "systemd" / "mlops-gpu.service").read_text().replace("Restart=always", "Restart=sometimes")
+    )
     r = run([analyze, "verify", str(bad)])
     assert "sometimes" in r.stdout + r.stderr
 
@@ -173,10 +194,16 @@ def test_the_kubernetes_validation_is_not_vacuous():
 def test_every_contrib_file_is_covered_here():
     files = {p.relative_to(CONTRIB).as_posix() for p in CONTRIB.rglob("*") if p.is_file()}
     assert files == {
-        "prometheus/mlops-alerts.yml", "prometheus/mlops-alerts.test.yml",
-        "systemd/mlops-driver-check.service", "systemd/mlops-driver-check.timer", "systemd/mlops-gpu.service",
-        "apt/99mlops-driver-check", "k8s/mlops-node-checks.yaml",
-        "ansible/driver-check.yml", "ansible/roles/mlops_driver_check/defaults/main.yml",
-        "ansible/roles/mlops_driver_check/meta/main.yml", "ansible/roles/mlops_driver_check/tasks/main.yml",
+        "prometheus/mlops-alerts.yml",
+        "prometheus/mlops-alerts.test.yml",
+        "systemd/mlops-driver-check.service",
+        "systemd/mlops-driver-check.timer",
+        "systemd/mlops-gpu.service",
+        "apt/99mlops-driver-check",
+        "k8s/mlops-node-checks.yaml",
+        "ansible/driver-check.yml",
+        "ansible/roles/mlops_driver_check/defaults/main.yml",
+        "ansible/roles/mlops_driver_check/meta/main.yml",
+        "ansible/roles/mlops_driver_check/tasks/main.yml",
     }, "a new contrib file needs a test"
     assert Path(__file__).parent.joinpath("test_fleet_ansible.py").exists()

@@ -50,14 +50,15 @@ def test_driver_metrics_say_what_the_json_says(name):
     drv = doc["driver"]
     info = one(m, "mlops_driver_check_info")
     assert info == 1
-    (labels, _), = m["mlops_driver_check_info"]
+    ((labels, _),) = m["mlops_driver_check_info"]
     assert labels["status"] == doc["status"] and labels["exit_code"] == str(code)
     assert labels["install_method"] == drv["install_method"]
     assert labels["driver_version"] == (drv["module_loaded"] or drv["userspace"] or "none")
     assert labels["kernel"] == doc["kernel"]["running"]
     errors = [f for f in doc["findings"] if f["severity"] == "error"]
     works_now = doc["status"] == "ok" or (
-        doc["status"] != "no-gpu" and all(f.get("kernel") not in (None, doc["kernel"]["running"]) for f in errors))
+        doc["status"] != "no-gpu" and all(f.get("kernel") not in (None, doc["kernel"]["running"]) for f in errors)
+    )
     assert one(m, "mlops_driver_check_healthy") == works_now
     for severity in ("error", "warning", "info"):
         want = sum(f["severity"] == severity for f in doc["findings"])
@@ -106,12 +107,15 @@ def test_gpu_metrics_say_what_the_json_says(name):
     assert one(m, "mlops_gpu_devices") == doc["gpu_count"]
     for g in doc["gpus"]:
         gpu = str(g["index"])
-        (labels, _), = [s for s in m["mlops_gpu_info"] if s[0]["gpu"] == gpu]
+        ((labels, _),) = [s for s in m["mlops_gpu_info"] if s[0]["gpu"] == gpu]
         assert labels["model_name"] == (g["name"] or "unknown")
         assert labels["driver_version"] == (doc["driver_version"] or "unknown")
         assert labels.get("UUID") == g["uuid"]  # DCGM exporter's label name, so the two join
-        for key, metric in (("total_bytes", "mlops_gpu_memory_total_bytes"), ("used_bytes", "mlops_gpu_memory_used_bytes"),
-                            ("free_bytes", "mlops_gpu_memory_free_bytes")):
+        for key, metric in (
+            ("total_bytes", "mlops_gpu_memory_total_bytes"),
+            ("used_bytes", "mlops_gpu_memory_used_bytes"),
+            ("free_bytes", "mlops_gpu_memory_free_bytes"),
+        ):
             values = [v for lab, v in m.get(metric, []) if lab["gpu"] == gpu]
             assert values == ([] if g["memory"][key] is None else [g["memory"][key]])  # n/a: no sample, not 0
         util = [v for lab, v in m.get("mlops_gpu_utilization_ratio", []) if lab["gpu"] == gpu]
@@ -155,7 +159,7 @@ def test_driver_check_writes_the_file_beside_its_normal_output(mlops, tmp_path):
     assert r.returncode == 1, r
     assert r.json()["findings"][0]["id"] == "nouveau_bound"  # stdout: the JSON document, unchanged
     m = parse_prom(out.read_text())
-    (labels, _), = m["mlops_driver_check_info"]
+    ((labels, _),) = m["mlops_driver_check_info"]
     assert labels["exit_code"] == "1" and labels["status"] == "problem"
     assert one(m, "mlops_driver_check_finding", finding="nouveau_bound") == 1
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~_umask()
@@ -173,8 +177,18 @@ def _umask() -> int:
 
 def test_gpu_writes_the_file_each_sample_with_watch(mlops, tmp_path):
     out = tmp_path / "mlops_gpu.prom"
-    r = mlops("gpu", "--snapshot", str(GPU_FIXTURES / "a800-2gpu.json"), "--watch", "0.1", "--count", "2",
-              "--json", "--prometheus", str(out))
+    r = mlops(
+        "gpu",
+        "--snapshot",
+        str(GPU_FIXTURES / "a800-2gpu.json"),
+        "--watch",
+        "0.1",
+        "--count",
+        "2",
+        "--json",
+        "--prometheus",
+        str(out),
+    )
     assert r.returncode == 0, r
     assert len(r.stdout.splitlines()) == 2  # the NDJSON samples, unchanged
     m = parse_prom(out.read_text())
@@ -182,15 +196,23 @@ def test_gpu_writes_the_file_each_sample_with_watch(mlops, tmp_path):
     assert one(m, "mlops_gpu_exit_code") == 0
 
 
-@pytest.mark.parametrize("command", [["driver-check", "--snapshot", str(DRIVER_FIXTURES / "healthy.json")],
-                                     ["gpu", "--snapshot", str(GPU_FIXTURES / "a800-2gpu.json")]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["driver-check", "--snapshot", str(DRIVER_FIXTURES / "healthy.json")],
+        ["gpu", "--snapshot", str(GPU_FIXTURES / "a800-2gpu.json")],
+    ],
+)
 def test_an_unwritable_metrics_path_is_refused_before_any_work(mlops, tmp_path, command):
     target = tmp_path / "real.prom"
     target.write_text("kept\n")
     link = tmp_path / "link.prom"
     link.symlink_to(target)
-    for dest, words in ((link, "symbolic link"), (tmp_path / "missing" / "x.prom", "does not exist"),
-                        (tmp_path, "folder")):
+    for dest, words in (
+        (link, "symbolic link"),
+        (tmp_path / "missing" / "x.prom", "does not exist"),
+        (tmp_path, "folder"),
+    ):
         r = mlops(*command, "--json", "--prometheus", str(dest))
         assert r.returncode == 2 and r.no_report(), r
         assert words in r.stderr and r.stderr.count("error:") == 1, r
@@ -215,7 +237,7 @@ def test_hostile_text_from_a_machine_stays_one_label_value(version, kernel, find
     doc["findings"] = [{"id": finding, "severity": "error"}]
     text = render(driver_metrics(doc, exit_code=1, timestamp=0.0, duration=None))
     m = parse_prom(text)
-    (labels, _), = m["mlops_driver_check_info"]
+    ((labels, _),) = m["mlops_driver_check_info"]
 
     def shown(s: str) -> str | None:
         return shorten(clean(s).replace("\n", " "), MAX_LABEL_VALUE) or None
@@ -240,4 +262,5 @@ def test_the_format_refuses_what_prometheus_would_reject():
         render([fam, Family("mlops_x", "again").add(1)])
     assert render([Family("mlops_empty", "no samples")]) == ""
     assert render([Family("mlops_y", 'a "help"\nline\\').add(float("nan")).add(float("inf"), a="b")]) == (
-        '# HELP mlops_y a "help"\\nline\\\\\n# TYPE mlops_y gauge\nmlops_y NaN\nmlops_y{a="b"} +Inf\n')
+        '# HELP mlops_y a "help"\\nline\\\\\n# TYPE mlops_y gauge\nmlops_y NaN\nmlops_y{a="b"} +Inf\n'
+    )

@@ -27,9 +27,17 @@ def node_exporter(tmp_path):
     textfile = tmp_path / "textfile_collector"
     textfile.mkdir()
     port = free_port()
-    proc = subprocess.Popen([binary, "--collector.disable-defaults", "--collector.textfile",
-                             f"--collector.textfile.directory={textfile}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={textfile}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
     def scrape() -> str:
         deadline = time.monotonic() + 20
@@ -39,7 +47,9 @@ def node_exporter(tmp_path):
                     return resp.read().decode()
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"node_exporter did not serve: {proc.stderr.read().decode()[-2000:]}") from None
+                    raise AssertionError(
+                        f"node_exporter did not serve: {proc.stderr.read().decode()[-2000:]}"
+                    ) from None
                 time.sleep(0.2)
 
     try:
@@ -51,10 +61,17 @@ def node_exporter(tmp_path):
 
 def test_node_exporter_serves_what_driver_check_and_gpu_write(mlops, node_exporter):
     textfile, scrape = node_exporter
-    r = mlops("driver-check", "--snapshot", str(DRIVER_FIXTURES / "next-boot-headers-missing.json"),
-              "--prometheus", str(textfile / "mlops_driver.prom"))
+    r = mlops(
+        "driver-check",
+        "--snapshot",
+        str(DRIVER_FIXTURES / "next-boot-headers-missing.json"),
+        "--prometheus",
+        str(textfile / "mlops_driver.prom"),
+    )
     assert r.returncode == 1, r
-    r = mlops("gpu", "--snapshot", str(GPU_FIXTURES / "a800-2gpu.json"), "--prometheus", str(textfile / "mlops_gpu.prom"))
+    r = mlops(
+        "gpu", "--snapshot", str(GPU_FIXTURES / "a800-2gpu.json"), "--prometheus", str(textfile / "mlops_gpu.prom")
+    )
     assert r.returncode == 0, r
     m = parse_prom_any(scrape())
     assert one(m, "node_textfile_scrape_error") == 0  # node_exporter parsed both files

@@ -44,8 +44,12 @@ def test_report_over_every_recorded_snapshot(mlops, every_snapshot, docs):
     out = r.json()
     assert out["nodes_total"] == len(docs) and out["unusable"] == []
     statuses = Counter(d["status"] for d in docs.values())
-    assert out["by_status"] == {"ok": statuses["ok"], "problem": statuses["problem"], "no-gpu": statuses["no-gpu"],
-                                "failed": 0}
+    assert out["by_status"] == {
+        "ok": statuses["ok"],
+        "problem": statuses["problem"],
+        "no-gpu": statuses["no-gpu"],
+        "failed": 0,
+    }
     per_id = Counter(i for d in docs.values() for i in {f["id"] for f in d["findings"]})
     assert {k: v["nodes"] for k, v in out["by_finding"].items()} == dict(per_id)
     assert set(out["broken"]) == {n for n, d in docs.items() if d["status"] == "problem"}
@@ -143,13 +147,16 @@ def test_hostile_and_foreign_files_are_named_and_skipped(mlops, tmp_path, docs):
     assert "gpu\\x1b[2J9" in [n["node"] for n in out["nodes"]]
 
 
-@pytest.mark.parametrize("args, words", [
-    ([], "give the JSON outputs"),
-    (["{tmp}/missing"], "no such file or folder"),
-    (["{tmp}/empty"], "no mlops JSON output found in 0 input"),
-    (["{tmp}/junk.json"], "not valid JSON"),
-    (["-", "-"], "stdin (-) can be read once"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ([], "give the JSON outputs"),
+        (["{tmp}/missing"], "no such file or folder"),
+        (["{tmp}/empty"], "no mlops JSON output found in 0 input"),
+        (["{tmp}/junk.json"], "not valid JSON"),
+        (["-", "-"], "stdin (-) can be read once"),
+    ],
+)
 def test_no_usable_input_is_one_error_line_exit_2(mlops, tmp_path, args, words):
     (tmp_path / "empty").mkdir()
     (tmp_path / "junk.json").write_text("<html>")
@@ -161,8 +168,10 @@ def test_no_usable_input_is_one_error_line_exit_2(mlops, tmp_path, args, words):
 def test_pdsh_output_on_stdin(mlops, docs):
     """What `pdsh -w gpu[1-3] mlops driver-check --json` prints: each host's lines prefixed with
     'host: ', lines of different hosts interleaved as they arrive."""
-    lines = {h: json.dumps(docs[n], indent=2).splitlines()
-             for h, n in (("gpu1", "healthy"), ("gpu2", "next-boot-headers-missing"), ("gpu3", "nouveau"))}
+    lines = {
+        h: json.dumps(docs[n], indent=2).splitlines()
+        for h, n in (("gpu1", "healthy"), ("gpu2", "next-boot-headers-missing"), ("gpu3", "nouveau"))
+    }
     out: list[str] = []
     for i in range(max(len(v) for v in lines.values())):
         out.extend(f"{h}: {v[i]}" for h, v in lines.items() if i < len(v))
@@ -185,8 +194,17 @@ def test_gpu_oom_check_and_failed_checks_in_one_fleet(mlops, tmp_path, docs):
     for node, fixture in (("gpu1", "a100-8gpu-processes"), ("gpu2", "a800-2gpu"), ("gpu3", "a100-8gpu-processes")):
         status = collect(SnapshotNvml.load(str(GPU_FIXTURES / f"{fixture}.json")), fixture)
         write_doc(fleet / "gpu", node, status.to_json())
-    oom = mlops("oom-check", str(TESTS / "fixtures" / "mem" / "tiny-llama"), "--gpu-mem", "1GiB", "--batch", "64",
-                "--seq-len", "8192", "--json")
+    oom = mlops(
+        "oom-check",
+        str(TESTS / "fixtures" / "mem" / "tiny-llama"),
+        "--gpu-mem",
+        "1GiB",
+        "--batch",
+        "64",
+        "--seq-len",
+        "8192",
+        "--json",
+    )
     assert oom.returncode == 1, oom
     (fleet / "oom").mkdir()
     (fleet / "oom" / "gpu3.json").write_text(oom.stdout)
@@ -221,7 +239,9 @@ def test_ansible_fact_cache_before_ansible_2_19(mlops, tmp_path, docs):
     """ansible-core <= 2.18's jsonfile cache: a file named after the host, the facts at the top."""
     cache = tmp_path / "facts"
     cache.mkdir()
-    (cache / "gpu1.example.com").write_text(json.dumps({"ansible_hostname": "gpu1", "mlops_driver_check": docs["nouveau"]}))
+    (cache / "gpu1.example.com").write_text(
+        json.dumps({"ansible_hostname": "gpu1", "mlops_driver_check": docs["nouveau"]})
+    )
     (cache / "login1").write_text(json.dumps({"ansible_hostname": "login1", "ansible_distribution": "Ubuntu"}))
     r = mlops("report", str(cache), "--json")
     assert r.returncode == 1, r
@@ -250,10 +270,21 @@ def expand(hostlist: str) -> list[str]:
 
 
 @settings(derandomize=True, max_examples=80, deadline=None)
-@given(st.lists(st.one_of(
-    st.builds(lambda p, n, w, s: f"{p}{n:0{w}d}{s}", st.sampled_from(["gpu", "node-", "a", ""]),
-              st.integers(0, 120), st.integers(1, 4), st.sampled_from(["", ".dc1", "-ib"])),
-    st.text("abcxyz.-", min_size=1, max_size=6)), max_size=40))
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(
+                lambda p, n, w, s: f"{p}{n:0{w}d}{s}",
+                st.sampled_from(["gpu", "node-", "a", ""]),
+                st.integers(0, 120),
+                st.integers(1, 4),
+                st.sampled_from(["", ".dc1", "-ib"]),
+            ),
+            st.text("abcxyz.-", min_size=1, max_size=6),
+        ),
+        max_size=40,
+    )
+)
 def test_a_host_list_expands_to_the_same_nodes(names):
     assert sorted(expand(compress(names))) == sorted(set(names))
 
@@ -274,28 +305,59 @@ def test_a_finding_id_added_later_is_judged_by_what_it_names():
 
 # Documents that pass for a command's output by their keys but hold anything in their fields
 # (a hand-edited file, another tool's output, a future schema): the summary never crashes.
-_ANY = st.recursive(st.none() | st.booleans() | st.integers(-5, 10**12) | st.text(max_size=12),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-                    max_leaves=8)
-_FINDING = st.fixed_dictionaries({"id": st.text(max_size=10) | _ANY, "severity": st.sampled_from(["error", "warning", "x"]) | _ANY},
-                                 optional={"kernel": _ANY, "title": _ANY, "fix": st.fixed_dictionaries(
-                                     {"steps": st.lists(st.fixed_dictionaries({"argv": st.lists(_ANY, max_size=3)},
-                                                                              optional={"why": _ANY}), max_size=2) | _ANY},
-                                     optional={"manual": _ANY}) | _ANY})
-_DRIVER = st.fixed_dictionaries({"status": st.sampled_from(["ok", "problem", "no-gpu", "weird"]), "kernel": _ANY,
-                                 "findings": st.lists(_FINDING | _ANY, max_size=4)},
-                                optional={"driver": _ANY, "gpus": _ANY})
+_ANY = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**12) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_FINDING = st.fixed_dictionaries(
+    {"id": st.text(max_size=10) | _ANY, "severity": st.sampled_from(["error", "warning", "x"]) | _ANY},
+    optional={
+        "kernel": _ANY,
+        "title": _ANY,
+        "fix": st.fixed_dictionaries(
+            {
+                "steps": st.lists(
+                    st.fixed_dictionaries({"argv": st.lists(_ANY, max_size=3)}, optional={"why": _ANY}), max_size=2
+                )
+                | _ANY
+            },
+            optional={"manual": _ANY},
+        )
+        | _ANY,
+    },
+)
+_DRIVER = st.fixed_dictionaries(
+    {
+        "status": st.sampled_from(["ok", "problem", "no-gpu", "weird"]),
+        "kernel": _ANY,
+        "findings": st.lists(_FINDING | _ANY, max_size=4),
+    },
+    optional={"driver": _ANY, "gpus": _ANY},
+)
 _GPU = st.fixed_dictionaries({"gpus": st.lists(_ANY, max_size=3), "gpu_count": _ANY}, optional={"driver_version": _ANY})
-_OOM = st.fixed_dictionaries({"fits": st.booleans(), "capacity_bytes": _ANY, "required_bytes": _ANY},
-                             optional={"model": _ANY, "plan": st.lists(_ANY, max_size=3) | _ANY})
+_OOM = st.fixed_dictionaries(
+    {"fits": st.booleans(), "capacity_bytes": _ANY, "required_bytes": _ANY},
+    optional={"model": _ANY, "plan": st.lists(_ANY, max_size=3) | _ANY},
+)
 _ERROR = st.fixed_dictionaries({"error": st.dictionaries(st.sampled_from(["message", "hint", "exit_code"]), _ANY)})
 
 
 @settings(derandomize=True, max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["gpu1", "gpu2", "gpu3"]), _DRIVER | _GPU | _OOM | _ERROR), max_size=6))
 @example([("gpu1", {"fits": False, "capacity_bytes": 1, "required_bytes": 2, "plan": 5})])
-@example([("gpu1", {"status": "problem", "kernel": {}, "findings": [{"id": "x", "severity": "error",
-                                                                    "fix": {"steps": 5, "manual": 7}}]})])
+@example(
+    [
+        (
+            "gpu1",
+            {
+                "status": "problem",
+                "kernel": {},
+                "findings": [{"id": "x", "severity": "error", "fix": {"steps": 5, "manual": 7}}],
+            },
+        )
+    ]
+)
 @example([("gpu1", {"gpus": [], "gpu_count": True}), ("gpu1", {"error": {"message": None, "exit_code": 3}})])
 def test_odd_documents_never_crash_the_summary(entries):
     import io

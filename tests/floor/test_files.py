@@ -133,9 +133,13 @@ def _depth(node) -> int:
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
-        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=2), kids, max_size=3)
-        | st.lists(kids, max_size=2).map(_List) | st.dictionaries(st.text(max_size=2), kids, max_size=2).map(_Dict)
-        | st.lists(kids, max_size=2).map(tuple),
+        lambda kids: (
+            st.lists(kids, max_size=3)
+            | st.dictionaries(st.text(max_size=2), kids, max_size=3)
+            | st.lists(kids, max_size=2).map(_List)
+            | st.dictionaries(st.text(max_size=2), kids, max_size=2).map(_Dict)
+            | st.lists(kids, max_size=2).map(tuple)
+        ),
         max_leaves=30,
     ),
     st.integers(min_value=0, max_value=6),

@@ -32,40 +32,66 @@ def _env() -> dict[str, str]:
 def _mlops(args, **kw) -> subprocess.CompletedProcess:
     kw.setdefault("stdin", subprocess.DEVNULL)
     kw.setdefault("stdout", subprocess.PIPE)
-    return subprocess.run([sys.executable, "-m", "mlops_cli", *args], stderr=subprocess.PIPE, text=True,
-                          env=_env(), timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_cli", *args], stderr=subprocess.PIPE, text=True, env=_env(), timeout=120, **kw
+    )
 
 
 # --- stdout that cannot be written: --help, --version and listings, not only reports -------
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["driver-check", "--help"],
-                                  ["mem", "estimate", "--list-presets"], ["mem", "estimate", "--list-presets", "--json"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["driver-check", "--help"],
+        ["mem", "estimate", "--list-presets"],
+        ["mem", "estimate", "--list-presets", "--json"],
+    ],
+)
 def test_help_version_and_listings_to_a_full_or_closed_stdout_are_one_error_line(args):
     with open("/dev/full", "w") as full:
         r = _mlops(args, stdout=full)
     assert r.returncode == 1, r.stderr
     assert r.stderr.splitlines() == ["error: could not write the report to stdout: No space left on device"]
-    closed = subprocess.run(["bash", "-c", f"{sys.executable} -m mlops_cli {' '.join(args)} >&-"],
-                            stderr=subprocess.PIPE, text=True, env=_env(), timeout=120)
+    closed = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m mlops_cli {' '.join(args)} >&-"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
     assert closed.returncode == 1 and closed.stderr.splitlines() == [
-        "error: could not write the report to stdout: stdout is closed"]
+        "error: could not write the report to stdout: stdout is closed"
+    ]
 
 
 # --- stdin closed (`<&-`) ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["gpu", "--snapshot", str(GPU_SNAPSHOT)],
-                                  ["driver-check", "--snapshot", str(DRIVER_SNAPSHOT), "--json"]])
+@pytest.mark.parametrize(
+    "args", [["gpu", "--snapshot", str(GPU_SNAPSHOT)], ["driver-check", "--snapshot", str(DRIVER_SNAPSHOT), "--json"]]
+)
 def test_a_closed_stdin_does_not_break_commands_that_do_not_read_it(args):
-    r = subprocess.run(["bash", "-c", " ".join([sys.executable, "-m", "mlops_cli", *args, "<&-"])],
-                       capture_output=True, text=True, env=_env(), timeout=120)
+    r = subprocess.run(
+        ["bash", "-c", " ".join([sys.executable, "-m", "mlops_cli", *args, "<&-"])],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
     assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
 
 
 def test_reading_a_closed_stdin_is_one_error_line():
-    r = subprocess.run(["bash", "-c", f"{sys.executable} -m mlops_cli gpu --snapshot - --json <&-"],
-                       capture_output=True, text=True, env=_env(), timeout=120)
+    r = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -m mlops_cli gpu --snapshot - --json <&-"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr.splitlines() == ["error: cannot read NVML snapshot from stdin: stdin is closed"]
     assert json.loads(r.stdout)["error"]["exit_code"] == 2
@@ -81,9 +107,14 @@ def test_an_interrupted_command_says_so_and_prints_the_json_error_document(tmp_p
     its input: a FIFO whose writer never writes."""
     fifo = tmp_path / "nodes.json"
     os.mkfifo(fifo)
-    p = subprocess.Popen([sys.executable, "-m", "mlops_cli", "report", str(fifo), "--json"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=_env())
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mlops_cli", "report", str(fifo), "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     writer = None
     deadline = time.monotonic() + 120
     while writer is None and time.monotonic() < deadline:
@@ -125,7 +156,7 @@ def test_a_progress_line_naming_a_file_stays_one_line(tmp_path):
 
 
 def test_out_of_memory_is_one_line_not_an_internal_error():
-    code = ("from mlops_cli.cli import _fail; import sys; sys.exit(_fail(MemoryError(), True))")
+    code = "from mlops_cli.cli import _fail; import sys; sys.exit(_fail(MemoryError(), True))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("error: out of memory") and "internal" not in r.stderr
     assert json.loads(r.stdout)["error"]["exit_code"] == 1
@@ -228,17 +259,27 @@ def test_a_size_of_thousands_of_blanks_is_refused_at_once():
 # --- secrets in saved snapshots: process command lines, JSON, URL queries, token shapes -------
 
 
-@pytest.mark.parametrize("raw, gone, kept", [
-    ("python train.py --hf-token hf_abcdefghijklmnop --password hunter2 --lr 1e-4",
-     ["hf_abcdefghijklmnop", "hunter2"], "--lr 1e-4"),
-    ("torchrun --api-key abcdef123456 run.py", ["abcdef123456"], "torchrun --api-key"),
-    ("https://mirror/simple?token=abc123&arch=x86_64", ["abc123"], "&arch=x86_64"),
-    ('{"token": "abc123", "user": "bob"}', ["abc123"], '"user": "bob"'),
-    ("token = abc123", ["abc123"], "token = "),
-    ("export HUGGINGFACE=hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345", ["hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"], "export"),
-    ("aws AKIAABCDEFGHIJKLMNOP ghp_0123456789abcdefghijklmnopqrstuvwxyz", ["AKIAABCDEFGHIJKLMNOP", "ghp_0123"], "aws"),
-    ("apikey=s3cret nouveau.modeset=0", ["s3cret"], "nouveau.modeset=0"),
-])
+@pytest.mark.parametrize(
+    "raw, gone, kept",
+    [
+        (
+            "python train.py --hf-token hf_abcdefghijklmnop --password hunter2 --lr 1e-4",
+            ["hf_abcdefghijklmnop", "hunter2"],
+            "--lr 1e-4",
+        ),
+        ("torchrun --api-key abcdef123456 run.py", ["abcdef123456"], "torchrun --api-key"),
+        ("https://mirror/simple?token=abc123&arch=x86_64", ["abc123"], "&arch=x86_64"),
+        ('{"token": "abc123", "user": "bob"}', ["abc123"], '"user": "bob"'),
+        ("token = abc123", ["abc123"], "token = "),
+        ("export HUGGINGFACE=hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345", ["hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"], "export"),
+        (
+            "aws AKIAABCDEFGHIJKLMNOP ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+            ["AKIAABCDEFGHIJKLMNOP", "ghp_0123"],
+            "aws",
+        ),
+        ("apikey=s3cret nouveau.modeset=0", ["s3cret"], "nouveau.modeset=0"),
+    ],
+)
 def test_redact_catches_secrets_in_command_lines_and_documents(raw, gone, kept):
     from mlops_cli.text import redact
 
@@ -248,8 +289,15 @@ def test_redact_catches_secrets_in_command_lines_and_documents(raw, gone, kept):
         assert secret not in out, out
 
 
-@pytest.mark.parametrize("line", ["[    2.1] input: keyboard: usb 1-1", "Keyring: loaded 3 keys", "author: bob",
-                                  "signer: nvidia-dkms Secure Boot Module Signature key"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[    2.1] input: keyboard: usb 1-1",
+        "Keyring: loaded 3 keys",
+        "author: bob",
+        "signer: nvidia-dkms Secure Boot Module Signature key",
+    ],
+)
 def test_redact_leaves_words_that_only_contain_a_secret_word(line):
     from mlops_cli.text import redact
 
@@ -262,8 +310,9 @@ def test_a_saved_nvml_snapshot_redacts_process_command_lines(tmp_path):
     from mlops_cli.host import save_snapshot_document
 
     doc = json.loads(GPU_SNAPSHOT.read_text())
-    doc["calls"]["process/4242"] = {"value": {"user": "alice", "command":
-                                              "python train.py --hf-token hf_abcdefghijklmnop --wandb-key 0123abcd"}}
+    doc["calls"]["process/4242"] = {
+        "value": {"user": "alice", "command": "python train.py --hf-token hf_abcdefghijklmnop --wandb-key 0123abcd"}
+    }
     out = tmp_path / "gpus.json"
     save_snapshot_document(out, doc, what="NVML snapshot")
     saved = out.read_text()
@@ -271,8 +320,13 @@ def test_a_saved_nvml_snapshot_redacts_process_command_lines(tmp_path):
     assert "python train.py --hf-token <redacted> --wandb-key <redacted>" in saved
 
 
-@pytest.mark.parametrize("args", [["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", "/dev/stdout"],
-                                  ["driver-check", "--snapshot", str(DRIVER_SNAPSHOT), "--save-snapshot", "/proc/self/fd/1"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["gpu", "--snapshot", str(GPU_SNAPSHOT), "--prometheus", "/dev/stdout"],
+        ["driver-check", "--snapshot", str(DRIVER_SNAPSHOT), "--save-snapshot", "/proc/self/fd/1"],
+    ],
+)
 def test_json_keeps_stdout_for_the_json_document(args):
     """`--prometheus /dev/stdout --json` put the metrics text before the JSON document."""
     r = _mlops([*args, "--json"])

@@ -20,8 +20,12 @@ EXEMPT = {
 # Being moved onto the floor by the wheels work of issue 8; to be emptied.
 PENDING: set[str] = set()
 PATTERNS = {
-    "starts a program": re.compile(r"\bsubprocess\.(run|Popen|check_output|check_call|call)\(|\bos\.(system|popen|exec\w*|spawn\w*)\("),
-    "writes a file": re.compile(r"\.write_(text|bytes)\(|\bos\.replace\(|\bos\.rename\(|\bshutil\.(move|copyfile|copy2?)\("),
+    "starts a program": re.compile(
+        r"\bsubprocess\.(run|Popen|check_output|check_call|call)\(|\bos\.(system|popen|exec\w*|spawn\w*)\("
+    ),
+    "writes a file": re.compile(
+        r"\.write_(text|bytes)\(|\bos\.replace\(|\bos\.rename\(|\bshutil\.(move|copyfile|copy2?)\("
+    ),
     "opens a file for writing": re.compile(r"\bopen\([^)]*['\"][wax]b?\+?['\"]"),
 }
 

@@ -15,25 +15,53 @@ from hypothesis import strategies as st
 from mlops_cli.errors import MlopsError, UsageError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-LLAMA = json.loads((FIXTURES / "mem" / "tiny-llama" / "config.json").read_text()) if (
-    FIXTURES / "mem" / "tiny-llama" / "config.json").exists() else {
-    "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
-    "num_key_value_heads": 2, "num_hidden_layers": 2, "vocab_size": 1000}
+LLAMA = (
+    json.loads((FIXTURES / "mem" / "tiny-llama" / "config.json").read_text())
+    if (FIXTURES / "mem" / "tiny-llama" / "config.json").exists()
+    else {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_hidden_layers": 2,
+        "vocab_size": 1000,
+    }
+)
 GPU_SNAPSHOT = json.loads((FIXTURES / "gpu" / "a800-2gpu.json").read_text())
 
 # JSON values a hostile or broken file can hold (parse_json already refuses NaN/Infinity/huge numbers).
-scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) \
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12)
-values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
-                      max_leaves=8)
+)
+values = st.recursive(
+    scalars,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+    max_leaves=8,
+)
 SETTINGS = settings(derandomize=True, max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _mutated(base: dict, data) -> dict:
     doc = copy.deepcopy(base)
     for _ in range(data.draw(st.integers(1, 4))):
-        key = data.draw(st.sampled_from(sorted(doc) + ["num_experts_per_tok", "num_local_experts", "rope_scaling",
-                                                        "quantization_config", "text_config", "head_dim"]))
+        key = data.draw(
+            st.sampled_from(
+                sorted(doc)
+                + [
+                    "num_experts_per_tok",
+                    "num_local_experts",
+                    "rope_scaling",
+                    "quantization_config",
+                    "text_config",
+                    "head_dim",
+                ]
+            )
+        )
         doc[key] = data.draw(values)
     return doc
 
@@ -67,8 +95,11 @@ def test_any_nvml_snapshot_gives_a_status_or_one_usage_error(data):
     calls = doc["calls"]
     for _ in range(data.draw(st.integers(1, 4))):
         key = data.draw(st.sampled_from(sorted(calls) + ["device_count", "memory/0", "processes/0", "name/1"]))
-        calls[key] = data.draw(st.one_of(values, st.fixed_dictionaries({"value": values}),
-                                          st.fixed_dictionaries({"error": st.text(max_size=10)})))
+        calls[key] = data.draw(
+            st.one_of(
+                values, st.fixed_dictionaries({"value": values}), st.fixed_dictionaries({"error": st.text(max_size=10)})
+            )
+        )
     start = time.perf_counter()
     try:
         status = collect(SnapshotNvml(doc, origin="fuzz"), "fuzz")

@@ -26,7 +26,12 @@ def test_several_gpus(mlops):
     g0, g1 = doc["gpus"]
     assert g0["name"] == "NVIDIA A800-SXM4-80GB"
     assert g0["memory"] == {"total_bytes": 81920 * MiB, "used_bytes": 34447 * MiB, "free_bytes": 47473 * MiB}
-    assert (g0["utilization_percent"], g0["temperature_c"], g0["power_w"], g0["power_limit_w"]) == (72, 49, 125.0, 400.0)
+    assert (g0["utilization_percent"], g0["temperature_c"], g0["power_w"], g0["power_limit_w"]) == (
+        72,
+        49,
+        125.0,
+        400.0,
+    )
     assert (g1["utilization_percent"], g1["temperature_c"], g1["power_w"]) == (68, 42, 139.0)
     text = replay(mlops, "a800-2gpu.json")
     assert "34,447 MiB / 81,920 MiB" in text.stdout and "139 W / 400 W" in text.stdout
@@ -37,9 +42,16 @@ def test_processes_with_users(mlops):
     assert doc["gpu_count"] == 4
     procs = doc["gpus"][0]["processes"]
     assert [p["pid"] for p in procs] == [69081, 59963]  # largest first
-    assert procs[0] == {"pid": 69081, "user": "podda", "command": "python", "used_bytes": 12693 * MiB, "used_mib": 12693}
-    assert doc["gpus"][1]["processes"] == [{"pid": 77124, "user": None, "command": None,
-                                            "used_bytes": 13613 * MiB, "used_mib": 13613}]
+    assert procs[0] == {
+        "pid": 69081,
+        "user": "podda",
+        "command": "python",
+        "used_bytes": 12693 * MiB,
+        "used_mib": 12693,
+    }
+    assert doc["gpus"][1]["processes"] == [
+        {"pid": 77124, "user": None, "command": None, "used_bytes": 13613 * MiB, "used_mib": 13613}
+    ]
     text = replay(mlops, "t4-4gpu-processes.json").stdout
     assert "Processes holding GPU memory" in text and "/home/podda/.miniconda3/envs/chem/bin/python" in text
 
@@ -122,16 +134,23 @@ def test_watch_text_mode_repeats_the_table(mlops):
     assert r.stdout.count("NVIDIA A800-SXM4-80GB") == 4  # 2 GPUs × 2 samples
 
 
-@pytest.mark.parametrize("calls", [
-    {"device_count": {"value": "two"}},
-    {"device_count": 5},
-    {"device_count": {"value": 1}, "memory/0": {"value": 5}},
-    {"device_count": {"value": 1}, "memory/0": {"value": {"total": "80GB", "used": 1, "free": 1}}},
-    {"device_count": {"value": 1}, "processes/0": {"value": [{"x": 1}]}},
-    {"device_count": {"value": 1}, "processes/0": {"value": [{"pid": 1, "used_bytes": "1 GiB"}]}},
-    {"device_count": {"value": 1}, "power_usage/0": {"value": "12"}},
-    {"device_count": {"value": 1}, "processes/0": {"value": [{"pid": 7, "used_bytes": 1}]}, "process/7": {"value": 3}},
-])
+@pytest.mark.parametrize(
+    "calls",
+    [
+        {"device_count": {"value": "two"}},
+        {"device_count": 5},
+        {"device_count": {"value": 1}, "memory/0": {"value": 5}},
+        {"device_count": {"value": 1}, "memory/0": {"value": {"total": "80GB", "used": 1, "free": 1}}},
+        {"device_count": {"value": 1}, "processes/0": {"value": [{"x": 1}]}},
+        {"device_count": {"value": 1}, "processes/0": {"value": [{"pid": 1, "used_bytes": "1 GiB"}]}},
+        {"device_count": {"value": 1}, "power_usage/0": {"value": "12"}},
+        {
+            "device_count": {"value": 1},
+            "processes/0": {"value": [{"pid": 7, "used_bytes": 1}]},
+            "process/7": {"value": 3},
+        },
+    ],
+)
 def test_malformed_snapshot_values_are_exit_2_not_an_internal_error(mlops, tmp_path, calls):
     """A hand-edited or damaged snapshot is bad input: one error line naming the key, exit 2."""
     bad = tmp_path / "bad.json"
@@ -170,8 +189,14 @@ def test_a_failed_device_count_is_reported_not_hidden(mlops, tmp_path):
     """NVML answered but could not count the GPUs: the report said '0 GPU(s)' with no reason
     (the error was collected and dropped). It is now in JSON 'unavailable' and the text note."""
     snap = tmp_path / "s.json"
-    snap.write_text(json.dumps({"format": "mlops-nvml/1", "calls": {
-        "driver_version": {"value": "550.127.05"}, "device_count": {"error": "UNKNOWN"}}}))
+    snap.write_text(
+        json.dumps(
+            {
+                "format": "mlops-nvml/1",
+                "calls": {"driver_version": {"value": "550.127.05"}, "device_count": {"error": "UNKNOWN"}},
+            }
+        )
+    )
     r = mlops("gpu", "--snapshot", str(snap), "--json")
     doc = r.json()
     assert doc["gpu_count"] == 0 and doc["unavailable"] == {"device_count": "UNKNOWN"}
@@ -183,8 +208,14 @@ def test_nvml_with_no_gpu_is_exit_3_with_the_report(mlops, tmp_path):
     """NVML started but counts 0 GPUs (every GPU unbound or off the bus): it was exit 0 with an
     empty table; the spec's 'no NVIDIA GPU: exit 3' now holds, the report is still printed."""
     snap = tmp_path / "s.json"
-    snap.write_text(json.dumps({"format": "mlops-nvml/1", "calls": {
-        "driver_version": {"value": "550.127.05"}, "device_count": {"value": 0}}}))
+    snap.write_text(
+        json.dumps(
+            {
+                "format": "mlops-nvml/1",
+                "calls": {"driver_version": {"value": "550.127.05"}, "device_count": {"value": 0}},
+            }
+        )
+    )
     r = mlops("gpu", "--snapshot", str(snap), "--json")
     assert r.returncode == 3 and r.json()["gpu_count"] == 0
     text = mlops("gpu", "--snapshot", str(snap))

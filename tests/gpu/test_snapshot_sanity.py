@@ -38,8 +38,16 @@ def test_gpu_refuses_an_implausible_snapshot(mlops, tmp_path, case):
 
 @pytest.mark.parametrize("case", ["negative memory", "free 2**70", "used > total"])
 def test_oom_check_never_says_fits_on_an_implausible_snapshot(mlops, tmp_path, case):
-    r = mlops("oom-check", "Qwen/Qwen2.5-0.5B", "--method", "lora", "--snapshot", _snapshot(tmp_path, **CASES[case]),
-              "--json", timeout=60)
+    r = mlops(
+        "oom-check",
+        "Qwen/Qwen2.5-0.5B",
+        "--method",
+        "lora",
+        "--snapshot",
+        _snapshot(tmp_path, **CASES[case]),
+        "--json",
+        timeout=60,
+    )
     assert r.returncode == 2, r
     error = r.json()["error"]  # --json: the error is the one JSON document
     assert error["exit_code"] == 2 and ("out of range" in error["message"] or "more than total" in error["message"])
@@ -54,7 +62,15 @@ def test_plausible_snapshot_still_reads(mlops, tmp_path):
 @pytest.mark.parametrize("seconds", ["inf", "nan", "1e400", "-inf"])
 def test_watch_interval_must_be_finite(mlops, seconds):
     # issue 8: `gpu --watch inf` was an internal error (time.sleep overflow); nan slipped past min=0.1
-    r = mlops("gpu", "--watch", seconds, "--count", "1", "--snapshot",
-              str(Path(__file__).resolve().parent.parent / "fixtures" / "gpu" / "a800-2gpu.json"), timeout=30)
+    r = mlops(
+        "gpu",
+        "--watch",
+        seconds,
+        "--count",
+        "1",
+        "--snapshot",
+        str(Path(__file__).resolve().parent.parent / "fixtures" / "gpu" / "a800-2gpu.json"),
+        timeout=30,
+    )
     assert r.returncode == 2, r
     assert "--watch" in r.stderr and "internal error" not in r.stderr

@@ -51,8 +51,7 @@ def greedy_by_hand(dist, max_distance=None):
 def test_greedy_pairs_wrongly_where_the_optimal_assignment_does_not():
     # Reference A's output drifted towards B (0.20 from A); B's true output is 0.30 away;
     # the true pair A-A' is 0.25. Greedy takes the closest pair, A-B', and forces B-A'.
-    dist = np.array([[0.25, 0.20],
-                     [1.25, 0.30]])
+    dist = np.array([[0.25, 0.20], [1.25, 0.30]])
     assert assign.greedy(dist).tolist() == [1, 0]
     assert assign.optimal(dist).tolist() == [0, 1]
     assert assign.disagreements(assign.optimal(dist), assign.greedy(dist)) == 2
@@ -75,8 +74,7 @@ def test_unequal_sizes_leave_leftovers_and_unmatched_rows():
 
 
 def test_max_distance_leaves_poor_pairs_unmatched_but_keeps_as_many_good_ones_as_possible():
-    dist = np.array([[0.1, 0.2],
-                     [0.15, 5.0]])
+    dist = np.array([[0.1, 0.2], [0.15, 5.0]])
     # Unrestricted, the total is least with 0.2 + 0.15.
     assert assign.optimal(dist).tolist() == [1, 0]
     # Within 0.18 only 0.1 and 0.15 are allowed and they share column 0: one pair survives.

@@ -141,10 +141,13 @@ def test_an_animated_gif_counts_by_its_first_frame():
     first, second = synth.picture(6, 64, 48), synth.picture(7, 64, 48)
     buf = io.BytesIO()
     first.convert("P", palette=Image.Palette.ADAPTIVE).save(
-        buf, "GIF", save_all=True, append_images=[second.convert("P", palette=Image.Palette.ADAPTIVE)], duration=100)
+        buf, "GIF", save_all=True, append_images=[second.convert("P", palette=Image.Palette.ADAPTIVE)], duration=100
+    )
     f = decode.features(buf.getvalue(), "mse", 16)
-    near = [np.abs(f.vector.astype(float) - np.asarray(p.resize((16, 16), Image.Resampling.BILINEAR), dtype=float)).mean()
-            for p in (first, second)]
+    near = [
+        np.abs(f.vector.astype(float) - np.asarray(p.resize((16, 16), Image.Resampling.BILINEAR), dtype=float)).mean()
+        for p in (first, second)
+    ]
     assert near[0] < near[1]
 
 

@@ -42,7 +42,9 @@ def test_mse_keeps_small_differences_on_bright_images():
 
 
 def test_ssim_matrix_equals_scikit_image_on_each_window():
-    skimage_metrics = pytest.importorskip("skimage.metrics", reason="scikit-image (the SSIM reference) is not installed")
+    skimage_metrics = pytest.importorskip(
+        "skimage.metrics", reason="scikit-image (the SSIM reference) is not installed"
+    )
     a = _rng_images(3, (3, 14, 14))
     b = _rng_images(4, (2, 14, 14))
     b[1] = np.clip(a[0].astype(int) + 40, 0, 255)  # a brighter copy: structure kept
@@ -51,17 +53,26 @@ def test_ssim_matrix_equals_scikit_image_on_each_window():
         for j in range(2):
             # scikit-image on a single 7x7 window (uniform filter, population statistics) is
             # the SSIM of that window; our value is 1 - the mean over the four windows.
-            windows = [skimage_metrics.structural_similarity(
-                a[i, r:r + 7, c:c + 7] / 255.0, b[j, r:r + 7, c:c + 7] / 255.0, win_size=7,
-                data_range=1.0, use_sample_covariance=False) for r in (0, 7) for c in (0, 7)]
+            windows = [
+                skimage_metrics.structural_similarity(
+                    a[i, r : r + 7, c : c + 7] / 255.0,
+                    b[j, r : r + 7, c : c + 7] / 255.0,
+                    win_size=7,
+                    data_range=1.0,
+                    use_sample_covariance=False,
+                )
+                for r in (0, 7)
+                for c in (0, 7)
+            ]
             assert got[i, j] == pytest.approx(1 - np.mean(windows), abs=1e-5)
     assert got[0, 1] < got[1, 1] and got[0, 1] < got[2, 1]
 
 
 def test_ssim_drops_the_edge_that_does_not_fill_a_window():
     a = _rng_images(5, (2, 10, 10))
-    np.testing.assert_allclose(distance.ssim_matrix(a, a, block=8),
-                               distance.ssim_matrix(a[:, :8, :8], a[:, :8, :8], block=8), atol=1e-6)
+    np.testing.assert_allclose(
+        distance.ssim_matrix(a, a, block=8), distance.ssim_matrix(a[:, :8, :8], a[:, :8, :8], block=8), atol=1e-6
+    )
     with pytest.raises(ValueError):
         distance.ssim_matrix(a[:, :4, :4], a[:, :4, :4], block=8)
 

@@ -41,8 +41,9 @@ def notes(tmp_path_factory) -> dict:
         pic = synth.picture(i)
         ref = f"{i:03d}.jpg"
         synth.save(pic, root / "yuantu" / ref, quality=92)
-        synth.save(synth.recompress(synth.resize(synth.blur(pic, 1.5), 0.75)), root / "Effect_ox1" / ox_names[i],
-                   quality=85)
+        synth.save(
+            synth.recompress(synth.resize(synth.blur(pic, 1.5), 0.75)), root / "Effect_ox1" / ox_names[i], quality=85
+        )
         synth.save(synth.colour_shift(pic), root / "Effect_pf" / pf_names[i])
         truth[ref] = {"Effect_ox1": ox_names[i], "Effect_pf": pf_names[i]}
     synth.save(synth.picture(1000), root / "Effect_pf" / "pf_distractor.png")
@@ -67,8 +68,16 @@ def paired(doc: dict) -> dict:
 @pytest.mark.parametrize("metric", ["mse", "ssim", "phash"])
 def test_pairs_the_notes_folders_and_writes_strips_and_csv(mlops, notes, tmp_path, metric):
     out = tmp_path / "save"
-    r = mlops("images", "match", *folders(notes, "yuantu", "Effect_ox1", "Effect_pf"), "-o", str(out),
-              "--metric", metric, "--json")
+    r = mlops(
+        "images",
+        "match",
+        *folders(notes, "yuantu", "Effect_ox1", "Effect_pf"),
+        "-o",
+        str(out),
+        "--metric",
+        metric,
+        "--json",
+    )
     assert r.returncode == 0, r
     assert r.stderr == ""
     doc = r.json()
@@ -134,9 +143,21 @@ def test_optimal_assignment_recovers_the_truth_where_greedy_pairs_wrongly(mlops,
     # The premise, checked on the pixels themselves: the closest pair overall is the wrong one,
     # yet the right pairing has the smaller total.
     assert min(dist, key=dist.get) == ("a.png", "out_1.png")
-    assert dist["a.png", "out_2.png"] + dist["b.png", "out_1.png"] < dist["a.png", "out_1.png"] + dist["b.png", "out_2.png"]
-    r = mlops("images", "match", str(tmp_path / "ref"), str(tmp_path / "out"), "-o", str(tmp_path / "strips"),
-              "--size", "64", "--json")
+    assert (
+        dist["a.png", "out_2.png"] + dist["b.png", "out_1.png"]
+        < dist["a.png", "out_1.png"] + dist["b.png", "out_2.png"]
+    )
+    r = mlops(
+        "images",
+        "match",
+        str(tmp_path / "ref"),
+        str(tmp_path / "out"),
+        "-o",
+        str(tmp_path / "strips"),
+        "--size",
+        "64",
+        "--json",
+    )
     assert r.returncode == 0, r
     doc = r.json()
     assert paired(doc) == {"a.png": {"out": "out_2.png"}, "b.png": {"out": "out_1.png"}}
@@ -147,8 +168,9 @@ def test_optimal_assignment_recovers_the_truth_where_greedy_pairs_wrongly(mlops,
     assert a_match["rank"] == 2  # A's partner is not its nearest image
     assert a_match["distance"] == pytest.approx(dist["a.png", "out_2.png"], rel=1e-4)
     assert folder["not_nearest"] == 1
-    text = mlops("images", "match", str(tmp_path / "ref"), str(tmp_path / "out"), "-o", str(tmp_path / "strips"),
-                 "--size", "64")
+    text = mlops(
+        "images", "match", str(tmp_path / "ref"), str(tmp_path / "out"), "-o", str(tmp_path / "strips"), "--size", "64"
+    )
     assert text.returncode == 0, text
     assert "Not the nearest image in" in text.stdout and "a.png -> out_2.png (rank 2," in text.stdout
 
@@ -178,8 +200,9 @@ def test_unequal_folder_sizes_report_unmatched_references_and_leftovers(mlops, n
     assert all(abs(c - 224) <= 3 for c in strip.getpixel((240, 60)))
     rows = read_csv(out / "matches.csv")
     blank = [row for row in rows if row["reference"] == "011.jpg" and row["folder"] == str(few)]
-    assert blank == [{"strip": "012.jpg", "reference": "011.jpg", "folder": str(few), "match": "", "distance": "",
-                      "rank": ""}]
+    assert blank == [
+        {"strip": "012.jpg", "reference": "011.jpg", "folder": str(few), "match": "", "distance": "", "rank": ""}
+    ]
 
 
 def test_max_distance_leaves_poor_matches_unmatched(mlops, notes, tmp_path):
@@ -198,8 +221,17 @@ def test_max_distance_leaves_poor_matches_unmatched(mlops, notes, tmp_path):
     wrong_d = [s["matches"][0]["distance"] for s in forced_doc["strips"][6:]]
     assert max(true_d) < min(wrong_d)
     limit = (max(true_d) + min(wrong_d)) / 2
-    r = mlops("images", "match", *folders(notes, "yuantu"), str(partial), "-o", str(tmp_path / "b"), "--json",
-              "--max-distance", f"{limit:.6f}")
+    r = mlops(
+        "images",
+        "match",
+        *folders(notes, "yuantu"),
+        str(partial),
+        "-o",
+        str(tmp_path / "b"),
+        "--json",
+        "--max-distance",
+        f"{limit:.6f}",
+    )
     assert r.returncode == 0, r
     doc = r.json()
     assert doc["max_distance"] == pytest.approx(limit, rel=1e-5)
@@ -208,7 +240,8 @@ def test_max_distance_leaves_poor_matches_unmatched(mlops, notes, tmp_path):
     assert folder["unmatched_references"] == [f"{i:03d}.jpg" for i in range(6, N)]
     assert sorted(folder["leftovers"]) == [f"zz_{s}.jpg" for s in range(3000, 3006)]
     assert {s["reference"]: s["matches"][0]["file"] for s in doc["strips"][:6]} == {
-        f"{i:03d}.jpg": notes["truth"][f"{i:03d}.jpg"]["Effect_ox1"] for i in range(6)}
+        f"{i:03d}.jpg": notes["truth"][f"{i:03d}.jpg"]["Effect_ox1"] for i in range(6)
+    }
 
 
 def test_unreadable_files_are_listed_and_skipped_with_exit_1(mlops, notes, tmp_path):
@@ -242,8 +275,9 @@ def test_exif_rotated_reference_is_matched_and_shown_upright(mlops, tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned 90 degrees anticlockwise; viewers turn it back
     for i, pic in enumerate(upright):
-        synth.save(pic.transpose(Image.Transpose.ROTATE_90), tmp_path / "ref" / f"r{i}.jpg", quality=95,
-                   exif=exif.tobytes())
+        synth.save(
+            pic.transpose(Image.Transpose.ROTATE_90), tmp_path / "ref" / f"r{i}.jpg", quality=95, exif=exif.tobytes()
+        )
         synth.save(synth.blur(pic, 1.0), tmp_path / "out" / f"x{2 - i}.jpg", quality=90)
     r = mlops("images", "match", str(tmp_path / "ref"), str(tmp_path / "out"), "-o", str(tmp_path / "s"), "--json")
     assert r.returncode == 0, r
@@ -261,8 +295,20 @@ def test_stitched_layout_is_exact(mlops, tmp_path):
     synth.save(Image.new("RGB", (400, 100), colours["wide"]), tmp_path / "wide" / "w.png")
     synth.save(Image.new("RGB", (50, 150), colours["tall"]), tmp_path / "tall" / "t.png")
     out = tmp_path / "s"
-    r = mlops("images", "match", str(tmp_path / "ref"), str(tmp_path / "wide"), str(tmp_path / "tall"),
-              "-o", str(out), "--height", "60", "--labels", "--format", "png")
+    r = mlops(
+        "images",
+        "match",
+        str(tmp_path / "ref"),
+        str(tmp_path / "wide"),
+        str(tmp_path / "tall"),
+        "-o",
+        str(out),
+        "--height",
+        "60",
+        "--labels",
+        "--format",
+        "png",
+    )
     assert r.returncode == 0, r
     assert sorted(os.listdir(out)) == ["001.png", "matches.csv"]
     strip = Image.open(out / "001.png").convert("RGB")
@@ -344,17 +390,20 @@ def test_not_utf8_file_names_round_trip_through_csv_and_json(mlops, notes, tmp_p
     assert b"\n001.jpg,caf\xe9.jpg," in (out / "matches.csv").read_bytes()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["{root}/nope", "{root}/Effect_ox1"], "reference folder {root}/nope does not exist"),
-    (["{root}/yuantu/000.jpg", "{root}/Effect_ox1"], "is not a folder"),
-    (["{empty}", "{root}/Effect_ox1"], "no image files in reference folder"),
-    (["{root}/yuantu", "{empty}"], "no image files in folder"),
-    (["{root}/yuantu", "{root}/Effect_ox1", "--metric", "psnr"], "Invalid value for '--metric'"),
-    (["{root}/yuantu", "{root}/Effect_ox1", "--size", "4"], "Invalid value for '--size'"),
-    (["{root}/yuantu", "{root}/Effect_ox1", "--max-distance", "-1"], "Invalid value for '--max-distance'"),
-    (["{root}/yuantu", "{root}/Effect_ox1", "--max-distance", "nan"], "--max-distance"),
-    (["{root}/yuantu"], "Missing argument"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{root}/nope", "{root}/Effect_ox1"], "reference folder {root}/nope does not exist"),
+        (["{root}/yuantu/000.jpg", "{root}/Effect_ox1"], "is not a folder"),
+        (["{empty}", "{root}/Effect_ox1"], "no image files in reference folder"),
+        (["{root}/yuantu", "{empty}"], "no image files in folder"),
+        (["{root}/yuantu", "{root}/Effect_ox1", "--metric", "psnr"], "Invalid value for '--metric'"),
+        (["{root}/yuantu", "{root}/Effect_ox1", "--size", "4"], "Invalid value for '--size'"),
+        (["{root}/yuantu", "{root}/Effect_ox1", "--max-distance", "-1"], "Invalid value for '--max-distance'"),
+        (["{root}/yuantu", "{root}/Effect_ox1", "--max-distance", "nan"], "--max-distance"),
+        (["{root}/yuantu"], "Missing argument"),
+    ],
+)
 def test_bad_input_is_one_error_line_and_exit_2(mlops, notes, tmp_path, args, message):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -378,18 +427,26 @@ def test_help_and_the_root_help_import_no_image_library():
     assert "HEAVY []" in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("blocked, metric, named", [
-    ("PIL", "mse", "Pillow"), ("scipy", "ssim", "scipy"), ("imagehash", "phash", "imagehash")])
+@pytest.mark.parametrize(
+    "blocked, metric, named",
+    [("PIL", "mse", "Pillow"), ("scipy", "ssim", "scipy"), ("imagehash", "phash", "imagehash")],
+)
 def test_without_the_extra_it_says_how_to_install_it_and_exits_3(notes, tmp_path, blocked, metric, named):
     # sys.modules[name] = None makes `import name` fail exactly as if it were not installed.
-    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
-            "from mlops_cli.cli import main\n"
-            f"main(['images', 'match', sys.argv[1], sys.argv[2], '-o', sys.argv[3], '--metric', {metric!r}])\n")
-    proc = subprocess.run([sys.executable, "-c", code, *folders(notes, "yuantu", "Effect_ox1"), str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "from mlops_cli.cli import main\n"
+        f"main(['images', 'match', sys.argv[1], sys.argv[2], '-o', sys.argv[3], '--metric', {metric!r}])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *folders(notes, "yuantu", "Effect_ox1"), str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 3, proc
-    assert proc.stderr == (f"error: `mlops images match` needs {named}, not installed here: "
-                           "pip install 'mlops-cli[images]'\n")
+    assert proc.stderr == (
+        f"error: `mlops images match` needs {named}, not installed here: pip install 'mlops-cli[images]'\n"
+    )
     assert proc.stdout == "" and not (tmp_path / "o").exists()
 
 
@@ -398,10 +455,24 @@ def test_interrupted_run_leaves_nothing_behind(notes, tmp_path):
     parent = tmp_path / "parent"
     parent.mkdir()
     out = parent / "save"
-    proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "images", "match",
-                             *folders(notes, "yuantu", "Effect_ox1", "Effect_pf"), "-o", str(out),
-                             "--height", "6000", "--labels"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlops_cli",
+            "images",
+            "match",
+            *folders(notes, "yuantu", "Effect_ox1", "Effect_pf"),
+            "-o",
+            str(out),
+            "--height",
+            "6000",
+            "--labels",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         staging = [p for p in parent.iterdir() if p.name.startswith(".save.")]
@@ -419,8 +490,16 @@ def test_interrupted_run_leaves_nothing_behind(notes, tmp_path):
 def test_progress_is_shown_on_a_terminal_only(notes, tmp_path):
     import pty
 
-    argv = [sys.executable, "-m", "mlops_cli", "images", "match", *folders(notes, "yuantu", "Effect_ox1"),
-            "-o", str(tmp_path / "o")]
+    argv = [
+        sys.executable,
+        "-m",
+        "mlops_cli",
+        "images",
+        "match",
+        *folders(notes, "yuantu", "Effect_ox1"),
+        "-o",
+        str(tmp_path / "o"),
+    ]
     leader, follower = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
     env.update(TERM="xterm", COLUMNS="100")
@@ -444,16 +523,35 @@ def test_progress_is_shown_on_a_terminal_only(notes, tmp_path):
 
 def test_csv_and_json_agree(mlops, notes, tmp_path):
     out = tmp_path / "save"
-    doc = mlops("images", "match", *folders(notes, "yuantu", "Effect_ox1", "Effect_pf"), "-o", str(out),
-                "--json").json()
-    from_json = [(s["strip"], s["reference"], m["folder"], m["file"] or "", m["distance"], m["rank"])
-                 for s in doc["strips"] for m in s["matches"]]
-    from_csv = [(r["strip"], r["reference"], r["folder"], r["match"], float(r["distance"]), int(r["rank"]))
-                for r in read_csv(out / "matches.csv")]
+    doc = mlops(
+        "images", "match", *folders(notes, "yuantu", "Effect_ox1", "Effect_pf"), "-o", str(out), "--json"
+    ).json()
+    from_json = [
+        (s["strip"], s["reference"], m["folder"], m["file"] or "", m["distance"], m["rank"])
+        for s in doc["strips"]
+        for m in s["matches"]
+    ]
+    from_csv = [
+        (r["strip"], r["reference"], r["folder"], r["match"], float(r["distance"]), int(r["rank"]))
+        for r in read_csv(out / "matches.csv")
+    ]
     assert from_csv == from_json
     json.dumps(doc)  # one plain JSON document
-    assert set(doc) >= {"out", "replaced", "metric", "size", "max_distance", "height", "labels", "format",
-                        "reference", "folders", "strips", "skipped", "timings_s"}
+    assert set(doc) >= {
+        "out",
+        "replaced",
+        "metric",
+        "size",
+        "max_distance",
+        "height",
+        "labels",
+        "format",
+        "reference",
+        "folders",
+        "strips",
+        "skipped",
+        "timings_s",
+    }
 
 
 def test_help_names_the_extra_and_the_default_height(mlops):

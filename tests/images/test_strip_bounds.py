@@ -13,12 +13,15 @@ from mlops_cli.images.layout import MAX_STRIP_PIXELS, MAX_STRIP_WIDTH, strip_lay
 from .conftest import needs_extra
 
 
-@pytest.mark.parametrize("sizes, height", [
-    ([(1, 20000), (20000, 1)], None),
-    ([(70000, 2), (64, 48)], None),
-    ([(64, 48), (64, 48), (48, 64)], 16384),
-    ([(4000, 3000)] * 30, None),
-])
+@pytest.mark.parametrize(
+    "sizes, height",
+    [
+        ([(1, 20000), (20000, 1)], None),
+        ([(70000, 2), (64, 48)], None),
+        ([(64, 48), (64, 48), (48, 64)], 16384),
+        ([(4000, 3000)] * 30, None),
+    ],
+)
 def test_a_strip_is_scaled_down_to_fit_its_bounds(sizes, height):
     layout = strip_layout(sizes, height, labels=True)
     assert layout.width <= MAX_STRIP_WIDTH and layout.width * layout.height <= MAX_STRIP_PIXELS
@@ -26,8 +29,11 @@ def test_a_strip_is_scaled_down_to_fit_its_bounds(sizes, height):
     # the tallest panel height that fits: one pixel more would not
     if layout.panel_height < (height or sizes[0][1]):
         taller = strip_layout(sizes, layout.panel_height + 1, labels=True)
-        assert taller.panel_height < layout.panel_height + 1 or taller.width > MAX_STRIP_WIDTH \
+        assert (
+            taller.panel_height < layout.panel_height + 1
+            or taller.width > MAX_STRIP_WIDTH
             or taller.width * taller.height > MAX_STRIP_PIXELS
+        )
 
 
 def test_a_strip_within_bounds_is_untouched():

@@ -10,16 +10,38 @@ GPU_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 
 
 def test_estimate_json_schema(mlops):
-    r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--method", "lora", "--seq-len", "4096", "--no-grad-ckpt",
-              "--attn", "eager", "--json")
+    r = mlops(
+        "mem",
+        "estimate",
+        "Qwen/Qwen2.5-7B",
+        "--method",
+        "lora",
+        "--seq-len",
+        "4096",
+        "--no-grad-ckpt",
+        "--attn",
+        "eager",
+        "--json",
+    )
     assert r.returncode == 0, r
     doc = r.json()
     assert doc["allocated_peak_bytes"] <= doc["torch_peak_bytes"] <= doc["device_peak_bytes"] == doc["peak_bytes"]
     assert doc["peak_phase"] in {p["name"] for p in doc["phases"]}
     peak = max(doc["phases"], key=lambda p: p["allocated_bytes"])
     assert peak["name"] == doc["peak_phase"] and peak["allocated_bytes"] == doc["allocated_peak_bytes"]
-    sdpa = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--method", "lora", "--seq-len", "4096", "--no-grad-ckpt",
-                 "--attn", "sdpa", "--json").json()
+    sdpa = mlops(
+        "mem",
+        "estimate",
+        "Qwen/Qwen2.5-7B",
+        "--method",
+        "lora",
+        "--seq-len",
+        "4096",
+        "--no-grad-ckpt",
+        "--attn",
+        "sdpa",
+        "--json",
+    ).json()
     assert sdpa["allocated_peak_bytes"] < doc["allocated_peak_bytes"]  # eager keeps the seq² scores
     assert doc["setup"]["method"] == "lora" and doc["setup"]["seq_len"] == 4096 and doc["setup"]["grad_ckpt"] is False
     assert doc["setup"]["origin"]["grad_ckpt"] == "flag" and doc["setup"]["origin"]["loss"] == "default"
@@ -30,8 +52,9 @@ def test_estimate_json_schema(mlops):
 
 
 def test_deprecated_setup_fields_follow_the_new_ones(mlops):
-    fsdp = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--gpus", "2", "--fsdp", "--offload", "params",
-                 "--fused-ce", "--json").json()["setup"]
+    fsdp = mlops(
+        "mem", "estimate", "Qwen/Qwen2.5-7B", "--gpus", "2", "--fsdp", "--offload", "params", "--fused-ce", "--json"
+    ).json()["setup"]
     assert (fsdp["sharding"], fsdp["zero"], fsdp["offload"]) == ("fsdp", 3, "params")  # zero 3 meant FSDP too
     assert fsdp["loss"] == "fused" and fsdp["fused_ce"] is True
     z2 = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--gpus", "2", "--zero", "2", "--json").json()["setup"]
@@ -39,29 +62,62 @@ def test_deprecated_setup_fields_follow_the_new_ones(mlops):
 
 
 def test_estimate_serving_reports_concurrency(mlops):
-    r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192",
-              "--gpu", "H100", "--json")
+    r = mlops(
+        "mem",
+        "estimate",
+        "meta-llama/Llama-3.1-8B",
+        "--inference",
+        "--max-model-len",
+        "8192",
+        "--gpu",
+        "H100",
+        "--json",
+    )
     assert r.returncode == 0, r
     sv = r.json()["serving"]
     assert sv["kv_bytes_per_token"] == 131072 and sv["era"] == "v1-cudagraphs-estimated"
     assert sv["max_concurrency"] == pytest.approx(sv["kv_cache_tokens"] / 8192, abs=0.01)
     assert sv["sampler"] == "flashinfer" and sv["kv_layout"] == "uniform"
-    native = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192",
-                   "--gpu", "H100", "--vllm-version", "0.14.0", "--json").json()["serving"]
+    native = mlops(
+        "mem",
+        "estimate",
+        "meta-llama/Llama-3.1-8B",
+        "--inference",
+        "--max-model-len",
+        "8192",
+        "--gpu",
+        "H100",
+        "--vllm-version",
+        "0.14.0",
+        "--json",
+    ).json()["serving"]
     assert native["sampler"] == "native" and native["activation_peak"] > 3 * sv["activation_peak"]
-    text = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192", "--gpu", "H100")
+    text = mlops(
+        "mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--max-model-len", "8192", "--gpu", "H100"
+    )
     assert "maximum concurrency for 8192 tokens per request" in text.stdout
 
 
-@pytest.mark.parametrize("args", [["--method", "bogus"], ["--zero", "5"], ["--batch", "0"],
-                                  ["--gpu-memory-utilization", "1.5"], ["--offload", "params"],
-                                  ["--inference", "--method", "lora"], ["--fsdp", "--zero", "1"],
-                                  ["--fsdp", "--zero", "3"], ["--sharding", "zero2", "--zero", "3"],
-                                  ["--stack", "keras"], ["--vllm-version", "banana", "--inference"],
-                                  ["--method", "lora", "--tuning", "full"],
-                                  ["--method", "ppo", "--reward-model", "none"],
-                                  ["--method", "grpo", "--reward-model", "function"],
-                                  ["--transformers-version", "four"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--method", "bogus"],
+        ["--zero", "5"],
+        ["--batch", "0"],
+        ["--gpu-memory-utilization", "1.5"],
+        ["--offload", "params"],
+        ["--inference", "--method", "lora"],
+        ["--fsdp", "--zero", "1"],
+        ["--fsdp", "--zero", "3"],
+        ["--sharding", "zero2", "--zero", "3"],
+        ["--stack", "keras"],
+        ["--vllm-version", "banana", "--inference"],
+        ["--method", "lora", "--tuning", "full"],
+        ["--method", "ppo", "--reward-model", "none"],
+        ["--method", "grpo", "--reward-model", "function"],
+        ["--transformers-version", "four"],
+    ],
+)
 def test_bad_setup_is_exit_2(mlops, args):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", *args)
     assert r.returncode == 2, r
@@ -162,8 +218,18 @@ def test_empty_gpu_name_is_bad_input_not_no_gpu(mlops):
 
 
 def test_stack_preset_is_echoed_and_flags_override_it(mlops):
-    r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--method", "lora", "--stack", "torchtune",
-              "--loss", "full", "--json")
+    r = mlops(
+        "mem",
+        "estimate",
+        "meta-llama/Llama-3.1-8B",
+        "--method",
+        "lora",
+        "--stack",
+        "torchtune",
+        "--loss",
+        "full",
+        "--json",
+    )
     assert r.returncode == 0, r
     setup = r.json()["setup"]
     assert setup["stack"] == "torchtune" and setup["loss"] == "full" and setup["origin"]["loss"] == "flag"
@@ -181,16 +247,30 @@ def test_rl_method_reports_its_parts(mlops):
     r = mlops("mem", "estimate", "Qwen/Qwen2.5-7B", "--method", "ppo", "--tuning", "lora", "--json")
     assert r.returncode == 0, r
     doc = r.json()
-    assert {"reference_model", "reward_model", "value_model"} <= set(doc["breakdown"]) or \
-        {"reward_model", "value_model"} <= set(doc["breakdown"])
+    assert {"reference_model", "reward_model", "value_model"} <= set(doc["breakdown"]) or {
+        "reward_model",
+        "value_model",
+    } <= set(doc["breakdown"])
     assert doc["setup"]["objective"] == "ppo" and doc["setup"]["tuning"] == "lora"
 
 
 def test_ppo_reward_model_and_hybrid_engine_flags_reach_the_estimate(mlops):
     """--reward-model function drops the reward-model copy; --gen-engine vllm-hybrid puts the engine
     in a generation phase only (verl defaults: reward_model.enable False, free_cache_engine True)."""
-    base = ["mem", "estimate", "Qwen/Qwen2.5-0.5B", "--method", "ppo", "--batch", "1", "--seq-len", "512",
-            "--gpu-mem", "24GiB", "--json"]
+    base = [
+        "mem",
+        "estimate",
+        "Qwen/Qwen2.5-0.5B",
+        "--method",
+        "ppo",
+        "--batch",
+        "1",
+        "--seq-len",
+        "512",
+        "--gpu-mem",
+        "24GiB",
+        "--json",
+    ]
     with_rm = mlops(*base, "--gen-engine", "vllm-colocate").json()
     verl = mlops(*base, "--gen-engine", "vllm-hybrid", "--reward-model", "function").json()
     assert with_rm["setup"]["reward_model"] == "model" and verl["setup"]["reward_model"] == "function"

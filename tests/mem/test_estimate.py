@@ -40,8 +40,14 @@ def test_parameter_count_by_hand(tiny):
 def test_full_bf16_phases_by_hand(tiny):
     est = estimate(tiny, Setup(batch=2, seq_len=8, cuda_context=0))
     ph, tokens = phases(est), 16
-    assert ph["optimizer_step"] == {"weights": 2 * P, "adapters": 0, "optimizer_states": 4 * P, "master": 0,
-                                    "gradients": 2 * P, "optimizer_temporaries": 2 * P}
+    assert ph["optimizer_step"] == {
+        "weights": 2 * P,
+        "adapters": 0,
+        "optimizer_states": 4 * P,
+        "master": 0,
+        "gradients": 2 * P,
+        "optimizer_temporaries": 2 * P,
+    }
     assert ph["forward"]["activations"] == tokens * L * PER_TOKEN_LAYER + tokens * 2 * 2 * H
     assert ph["forward"]["gradients"] == 0  # freed by zero_grad(set_to_none=True) after the last step
     # bf16 logits, their fp32 upcast, the log-softmax output, the gradient in the loss backward
@@ -120,11 +126,20 @@ def test_vllm_anchor_llama3_8b_on_h100():
     assert est.serve.kv_cache_bytes / GiB == pytest.approx(53.29, rel=0.05)
 
 
-@pytest.mark.parametrize("setup", [
-    Setup(), Setup(method="lora", grad_ckpt=True), Setup(attn="eager"), Setup(method="qlora"),
-    Setup(gpus=4, sharding="zero3"), Setup(gpus=4, sharding="fsdp"), Setup(precision="fp32", optimizer="sgd"),
-    Setup(method="dpo", tuning="lora"), Setup(stack="torchtune", method="lora"),
-])
+@pytest.mark.parametrize(
+    "setup",
+    [
+        Setup(),
+        Setup(method="lora", grad_ckpt=True),
+        Setup(attn="eager"),
+        Setup(method="qlora"),
+        Setup(gpus=4, sharding="zero3"),
+        Setup(gpus=4, sharding="fsdp"),
+        Setup(precision="fp32", optimizer="sgd"),
+        Setup(method="dpo", tuning="lora"),
+        Setup(stack="torchtune", method="lora"),
+    ],
+)
 def test_monotonic_in_batch_and_sequence_length(setup):
     m = load_preset("Qwen/Qwen2.5-7B")
     by_batch = [estimate(m, setup.with_changes(batch=b)).device_peak_bytes for b in (1, 2, 3, 4, 8, 32)]
@@ -152,8 +167,14 @@ def test_serving_fits_exactly_when_one_full_sequence_fits_in_the_kv_cache(length
 def test_alibi_bias_is_counted_once_whatever_the_kernel():
     from mlops_cli.mem.config import config_from_dict
 
-    base = {"model_type": "baichuan", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "intermediate_size": 128, "vocab_size": 1000}
+    base = {
+        "model_type": "baichuan",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "vocab_size": 1000,
+    }
     alibi = config_from_dict(base, "b13")
     rope = config_from_dict({**base, "max_position_embeddings": 4096}, "b7")
     assert alibi.alibi_mask and not rope.alibi_mask

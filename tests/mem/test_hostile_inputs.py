@@ -62,7 +62,8 @@ def test_a_safetensors_tensor_with_more_elements_than_any_model_is_exit_2(mlops,
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(CONFIG))
     (folder / "model.safetensors").write_bytes(
-        _safetensors({"w": {"dtype": dtype, "shape": [2**39] * 30, "data_offsets": [0, 1]}}))
+        _safetensors({"w": {"dtype": dtype, "shape": [2**39] * 30, "data_offsets": [0, 1]}})
+    )
     line = _one_error_line(mlops("mem", "estimate", str(folder), "--json"))
     assert "model.safetensors: tensor 'w' has more elements than any model" in line
 
@@ -78,7 +79,9 @@ def test_files_in_a_model_folder_that_are_fifos_are_not_waited_on(mlops, tmp_pat
     assert r.returncode == 0 and r.json()["model"]["param_source"] == "config formula", r
 
 
-@pytest.mark.parametrize("spec", ["x" * 5000, "a/" * 3000 + "b", "org/" + "x" * 5000, "~no-such-user-mlops/config.json"])
+@pytest.mark.parametrize(
+    "spec", ["x" * 5000, "a/" * 3000 + "b", "org/" + "x" * 5000, "~no-such-user-mlops/config.json"]
+)
 def test_names_that_cannot_be_paths_are_one_short_line(mlops, tmp_path, spec):
     r = mlops("mem", "estimate", spec, env={"MLOPS_CACHE_DIR": str(tmp_path), "HF_HUB_OFFLINE": "1"})
     line = _one_error_line(r)
@@ -153,7 +156,8 @@ def test_a_hub_that_trickles_forever_is_a_timeout_not_a_hang(hostile_hub, tmp_pa
         models.fetch_from_hub("acme/trickle", timeout=1.0)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "hf-configs" / "acme--trickle").exists() or not any(
-        (tmp_path / "hf-configs" / "acme--trickle").rglob("config.json"))
+        (tmp_path / "hf-configs" / "acme--trickle").rglob("config.json")
+    )
 
 
 def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_answer(mlops, hostile_hub, tmp_path):

@@ -45,8 +45,12 @@ def test_training_peaks_meet_the_bar(split):
 
 def test_vllm_kv_cache_meets_the_bar():
     sv = mem_points.serving_rows(False)
-    kv = sv.get(("dev", "kv_gib"), []) + sv.get(("holdout", "kv_gib"), []) + sv.get(("dev", "kv_tokens"), []) \
+    kv = (
+        sv.get(("dev", "kv_gib"), [])
+        + sv.get(("holdout", "kv_gib"), [])
+        + sv.get(("dev", "kv_tokens"), [])
         + sv.get(("holdout", "kv_tokens"), [])
+    )
     median, within = _bar(kv)
     assert len(kv) >= 12 and median <= 15 and within >= 80, (median, within)
     weights = sv[("dev", "weights")] + sv[("holdout", "weights")]

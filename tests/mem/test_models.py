@@ -69,8 +69,11 @@ def hub():
 
 
 def env_for(server, tmp_path, token=TOKEN):
-    env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
-           "HF_HUB_OFFLINE": ""}
+    env = {
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+        "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "",
+    }
     if token:
         env["HF_TOKEN"] = token
     return env
@@ -95,7 +98,9 @@ def test_hub_safetensors_metadata_gives_the_exact_count(mlops, hub, tmp_path):
     Hub.api_count = {"BF16": 202000, "F32": 64}
     r = mlops("mem", "estimate", "acme/tiny", "--json", env=env_for(hub, tmp_path))
     assert r.returncode == 0, r
-    assert r.json()["model"]["total_params"] == 202064 and r.json()["model"]["param_source"] == "Hub safetensors metadata"
+    assert (
+        r.json()["model"]["total_params"] == 202064 and r.json()["model"]["param_source"] == "Hub safetensors metadata"
+    )
     again = mlops("mem", "estimate", "acme/tiny", "--json", env=env_for(hub, tmp_path))
     assert again.json()["model"]["total_params"] == 202064  # from the cache
 
@@ -127,9 +132,15 @@ def test_oversized_hub_config_is_refused_and_not_cached(mlops, hub, tmp_path):
     assert not list((tmp_path / "cache").rglob("config.json"))
 
 
-@pytest.mark.parametrize("text,key", [('"rope_theta": NaN', "rope_theta"), ('"rms_norm_eps": Infinity', "rms_norm_eps"),
-                                      ('"initializer_range": 1e400', "initializer_range"),
-                                      ('"rope_scaling": {"factor": -Infinity}', "rope_scaling.factor")])
+@pytest.mark.parametrize(
+    "text,key",
+    [
+        ('"rope_theta": NaN', "rope_theta"),
+        ('"rms_norm_eps": Infinity', "rms_norm_eps"),
+        ('"initializer_range": 1e400', "initializer_range"),
+        ('"rope_scaling": {"factor": -Infinity}', "rope_scaling.factor"),
+    ],
+)
 def test_non_finite_numbers_name_their_key(mlops, tmp_path, text, key):
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(CONFIG)[:-1] + ", " + text + "}")
@@ -145,7 +156,9 @@ def test_checkpoint_folder_counts_safetensors_headers(mlops, tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(CONFIG))
     for i, shape in enumerate(([1000, 64], [64, 64])):
-        header = json.dumps({"w": {"dtype": "BF16", "shape": shape, "data_offsets": [0, shape[0] * shape[1] * 2]}}).encode()
+        header = json.dumps(
+            {"w": {"dtype": "BF16", "shape": shape, "data_offsets": [0, shape[0] * shape[1] * 2]}}
+        ).encode()
         (folder / f"model-0000{i}.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 16)
     r = mlops("mem", "estimate", str(folder), "--json")
     assert r.returncode == 0, r
@@ -187,12 +200,15 @@ def test_config_file_and_folder(mlops):
     assert by_folder.json()["peak_bytes"] == by_file.json()["peak_bytes"]
 
 
-@pytest.mark.parametrize("arg,message", [
-    (str(FIXTURES / "not-json.json"), "is not valid JSON"),
-    (str(FIXTURES / "missing-hidden.json"), "malformed model config: no hidden size"),
-    ("no-such-model-anywhere", "unknown model"),
-    ("./nope/config.json", "no such file"),
-])
+@pytest.mark.parametrize(
+    "arg,message",
+    [
+        (str(FIXTURES / "not-json.json"), "is not valid JSON"),
+        (str(FIXTURES / "missing-hidden.json"), "malformed model config: no hidden size"),
+        ("no-such-model-anywhere", "unknown model"),
+        ("./nope/config.json", "no such file"),
+    ],
+)
 def test_bad_models_are_exit_2_one_line(mlops, arg, message, tmp_path):
     r = mlops("mem", "estimate", arg, env={"MLOPS_CACHE_DIR": str(tmp_path)})
     assert r.returncode == 2, r
@@ -216,10 +232,15 @@ def test_preset_by_alias(mlops):
     assert r.json()["model"]["name"] == "Qwen/Qwen2.5-7B" and "huggingface.co" in r.json()["model"]["source"]
 
 
-@pytest.mark.parametrize("extra, key", [({"num_local_experts": -3}, "num_local_experts"),
-                                        ({"num_local_experts": 8, "num_experts_per_tok": "x"}, "num_experts_per_tok"),
-                                        ({"num_local_experts": 8, "moe_intermediate_size": -1}, "moe_intermediate_size"),
-                                        ({"max_position_embeddings": "4k"}, "max_position_embeddings")])
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ({"num_local_experts": -3}, "num_local_experts"),
+        ({"num_local_experts": 8, "num_experts_per_tok": "x"}, "num_experts_per_tok"),
+        ({"num_local_experts": 8, "moe_intermediate_size": -1}, "moe_intermediate_size"),
+        ({"max_position_embeddings": "4k"}, "max_position_embeddings"),
+    ],
+)
 def test_bad_optional_counts_are_exit_2_not_negative_params_or_a_crash(mlops, tmp_path, extra, key):
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps({**CONFIG, **extra}))

@@ -50,7 +50,9 @@ def test_the_case_file_is_what_the_brief_asks_for():
     assert len({c["id"] for c in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c["outcome"] == "oom" and c.get("not_helped")], ids=lambda c: c["id"])
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c["outcome"] == "oom" and c.get("not_helped")], ids=lambda c: c["id"]
+)
 def test_no_first_three_remedy_is_one_the_thread_shows_did_not_help(mlops, case):
     doc = check(mlops, case)
     for r in doc["remedies"][:3]:
@@ -68,8 +70,14 @@ def test_remedies_that_fit_alone_come_first_and_each_claim_is_recomputed(mlops, 
         assert r["new_required_bytes"] < doc["required_bytes"]
 
 
-SERVING_FIXES = [c for c in CASES if c["kind"] == "serving" and c["outcome"] == "oom" and c.get("fix")
-                 and set(c["fix"]["match"]) & {"max_model_len", "quant", "gpu_memory_utilization"}]
+SERVING_FIXES = [
+    c
+    for c in CASES
+    if c["kind"] == "serving"
+    and c["outcome"] == "oom"
+    and c.get("fix")
+    and set(c["fix"]["match"]) & {"max_model_len", "quant", "gpu_memory_utilization"}
+]
 
 
 @pytest.mark.parametrize("case", SERVING_FIXES, ids=lambda c: c["id"])
@@ -77,7 +85,9 @@ def test_serving_fix_people_used_is_the_first_remedy_when_it_fits(mlops, case):
     doc = check(mlops, case)
     if doc["verdict"] != "does not fit":
         pytest.skip("the estimate says it fits: a verdict miss (docs/benchmarks.md), no remedies to rank")
-    fixing = [r for r in doc["remedies"] if bench.matches(r["change"], case["fix"]["change"], case["fix"]["match"], doc)]
+    fixing = [
+        r for r in doc["remedies"] if bench.matches(r["change"], case["fix"]["change"], case["fix"]["match"], doc)
+    ]
     assert fixing, "the thread's fix is not among the remedies"
     if fixing[0]["fits"]:
         assert doc["remedies"][0]["name"] == fixing[0]["name"] or doc["remedies"][0]["fits"]
@@ -105,7 +115,7 @@ def test_a_near_capacity_estimate_says_tight(mlops):
     # Without its transformers release (SDPA attention) the estimate is that near-capacity one.
     case = dict(next(c for c in CASES if c["id"] == "lf1221-llama7b-full-zero2-8xv100"))
     i = case["args"].index("--transformers-version")
-    case["args"] = case["args"][:i] + case["args"][i + 2:]
+    case["args"] = case["args"][:i] + case["args"][i + 2 :]
     doc = check(mlops, case)
     assert doc["verdict"] == "tight" and doc["headroom_bytes"] < 0.1 * doc["capacity_bytes"]
     # what to do if it does run out: the remedies that add headroom, the thread's ZeRO-3 among them

@@ -30,8 +30,15 @@ def test_phi_is_not_a_gated_mlp():
     assert not m.gated_mlp and m.total_params == 2779683840  # was 3.62B when read as SwiGLU (1.82B for phi-1.5)
 
 
-@pytest.mark.parametrize("key,value", [("hidden_size", float("nan")), ("rope_theta", float("inf")),
-                                       ("vocab_size", float("-inf")), ("initializer_range", float("nan"))])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("hidden_size", float("nan")),
+        ("rope_theta", float("inf")),
+        ("vocab_size", float("-inf")),
+        ("initializer_range", float("nan")),
+    ],
+)
 def test_non_finite_numbers_name_the_key(key, value):
     cfg = {**MODELS[0]["config"], key: value}
     with pytest.raises(UsageError, match=key):

@@ -30,8 +30,12 @@ def test_full_finetune_peaks_at_the_foreach_adamw_step():
 def test_fused_adamw_has_no_step_temporaries():
     foreach = peak("mistralai/Mistral-7B-v0.1", method="full", grad_ckpt=True, optimizer="adamw")
     fused = peak("mistralai/Mistral-7B-v0.1", method="full", grad_ckpt=True, optimizer="adamw-fused")
-    step = {t: next(p for p in r.phases if p.name == "optimizer_step") for t, r in (("foreach", foreach), ("fused", fused))}
-    assert step["foreach"].total - step["fused"].total == pytest.approx(2 * load_preset("mistralai/Mistral-7B-v0.1").total_params)
+    step = {
+        t: next(p for p in r.phases if p.name == "optimizer_step") for t, r in (("foreach", foreach), ("fused", fused))
+    }
+    assert step["foreach"].total - step["fused"].total == pytest.approx(
+        2 * load_preset("mistralai/Mistral-7B-v0.1").total_params
+    )
     assert fused.peak_phase != "optimizer_step"  # without the temporaries the step is no longer the peak
 
 
@@ -51,14 +55,18 @@ def test_gradients_only_overlap_forward_when_accumulating():
 
 def test_optimizer_in_backward_drops_the_step_and_the_gradients():
     t = peak("meta-llama/Llama-3.1-8B", method="full", stack="torchtune", batch=2)
-    assert t.states.gradients < 0.1 * 2 * load_preset("meta-llama/Llama-3.1-8B").total_params  # vs 2 B/param for all grads
+    assert (
+        t.states.gradients < 0.1 * 2 * load_preset("meta-llama/Llama-3.1-8B").total_params
+    )  # vs 2 B/param for all grads
     assert "optimizer_step" not in {p.name for p in t.phases}
 
 
 def test_metrics_are_ordered_and_paged_states_only_count_on_the_device():
     t = peak("meta-llama/Llama-3.1-8B", method="full", optimizer="paged-adamw-8bit", grad_ckpt=True)
     assert t.allocated <= t.reserved <= t.device
-    assert t.states.optimizer == 0 and t.states.paged == pytest.approx(2 * load_preset("meta-llama/Llama-3.1-8B").total_params)
+    assert t.states.optimizer == 0 and t.states.paged == pytest.approx(
+        2 * load_preset("meta-llama/Llama-3.1-8B").total_params
+    )
     assert t.device - t.reserved == pytest.approx(t.states.paged + t.context)
 
 
@@ -81,7 +89,9 @@ def test_fsdp_qlora_gathers_packed_4bit_units_and_zero3_has_its_own_knobs():
     large = peak("meta-llama/Llama-3.1-8B", method="full", gpus=8, sharding="zero3", zero3_live_params=9 * 10**8)
     assert large.states.gathered - small.states.gathered == pytest.approx(2 * 3 * 10**8)
     fsdp = peak("meta-llama/Llama-3.1-8B", method="full", gpus=8, sharding="fsdp", zero3_live_params=6 * 10**8)
-    assert fsdp.states.gathered == peak("meta-llama/Llama-3.1-8B", method="full", gpus=8, sharding="fsdp").states.gathered
+    assert (
+        fsdp.states.gathered == peak("meta-llama/Llama-3.1-8B", method="full", gpus=8, sharding="fsdp").states.gathered
+    )
 
 
 def test_the_peak_phase_is_named_and_is_the_maximum():

@@ -21,8 +21,13 @@ def test_awq_and_gptq_keep_embeddings_and_head_16bit():
 
 
 def test_compressed_tensors_bits_and_ignore_list():
-    q = from_config({"quant_method": "compressed-tensors", "ignore": ["lm_head", "re:.*mlp.gate$"],
-                     "config_groups": {"group_0": {"weights": {"num_bits": 4}}}})
+    q = from_config(
+        {
+            "quant_method": "compressed-tensors",
+            "ignore": ["lm_head", "re:.*mlp.gate$"],
+            "config_groups": {"group_0": {"weights": {"num_bits": 4}}},
+        }
+    )
     assert q.bits == 4 and q.skips("lm_head") and q.skips("model.layers.3.mlp.gate")
     assert not q.skips("model.layers.3.mlp.gate_proj")
 

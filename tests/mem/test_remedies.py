@@ -9,19 +9,49 @@ from mlops_cli.mem.presets import load_preset
 from mlops_cli.mem.remedies import advise
 from mlops_cli.mem.setup import GiB, Setup
 
-COST_ORDER = ["smaller-micro-batch", "lora-reference", "ref-offload", "smaller-generation-share", "vllm-sleep-or-server",
-              "fused-attention", "fused-cross-entropy", "gradient-checkpointing", "bf16",
-              "8bit-optimizer", "cpu-offload", "lora", "qlora", "zero3", "more-gpus", "shorter-sequences"]
+COST_ORDER = [
+    "smaller-micro-batch",
+    "lora-reference",
+    "ref-offload",
+    "smaller-generation-share",
+    "vllm-sleep-or-server",
+    "fused-attention",
+    "fused-cross-entropy",
+    "gradient-checkpointing",
+    "bf16",
+    "8bit-optimizer",
+    "cpu-offload",
+    "lora",
+    "qlora",
+    "zero3",
+    "more-gpus",
+    "shorter-sequences",
+]
 
 
-@pytest.mark.parametrize("setup,capacity,gpus", [
-    (Setup(batch=4, seq_len=4096, attn="eager", precision="amp-bf16"), 80 * GiB, 8),
-    (Setup(method="lora", seq_len=8192), 24 * GiB, 1),
-    (Setup(batch=2, seq_len=2048), 40 * GiB, 2),
-    (Setup(method="dpo", seq_len=2048, grad_ckpt=True), 80 * GiB, 1),
-    (Setup(method="grpo", tuning="lora", stack="trl", batch=16, seq_len=1024, max_completion_len=2048,
-           gen_engine="vllm-colocate", gen_memory_utilization=0.6), 80 * GiB, 1),
-])
+@pytest.mark.parametrize(
+    "setup,capacity,gpus",
+    [
+        (Setup(batch=4, seq_len=4096, attn="eager", precision="amp-bf16"), 80 * GiB, 8),
+        (Setup(method="lora", seq_len=8192), 24 * GiB, 1),
+        (Setup(batch=2, seq_len=2048), 40 * GiB, 2),
+        (Setup(method="dpo", seq_len=2048, grad_ckpt=True), 80 * GiB, 1),
+        (
+            Setup(
+                method="grpo",
+                tuning="lora",
+                stack="trl",
+                batch=16,
+                seq_len=1024,
+                max_completion_len=2048,
+                gen_engine="vllm-colocate",
+                gen_memory_utilization=0.6,
+            ),
+            80 * GiB,
+            1,
+        ),
+    ],
+)
 def test_each_remedy_lowers_the_estimate_it_claims(setup, capacity, gpus):
     m = load_preset("Qwen/Qwen2.5-7B")
     current = estimate(m, setup, capacity).required_bytes
@@ -54,10 +84,17 @@ def test_largest_batch_and_sequence_length_fit_exactly():
     cap = 40 * GiB
     advice = advise(m, s, cap)
     b = advice.largest_batch
-    assert b and estimate(m, s.with_changes(batch=b)).peak_bytes <= cap < estimate(m, s.with_changes(batch=b + 1)).peak_bytes
+    assert (
+        b
+        and estimate(m, s.with_changes(batch=b)).peak_bytes <= cap < estimate(m, s.with_changes(batch=b + 1)).peak_bytes
+    )
     n = advice.largest_seq_len
     assert n and n % 64 == 0
-    assert estimate(m, s.with_changes(seq_len=n)).peak_bytes <= cap < estimate(m, s.with_changes(seq_len=n + 64)).peak_bytes
+    assert (
+        estimate(m, s.with_changes(seq_len=n)).peak_bytes
+        <= cap
+        < estimate(m, s.with_changes(seq_len=n + 64)).peak_bytes
+    )
 
 
 def test_serving_remedies_and_max_model_len():
@@ -79,7 +116,9 @@ def test_tensor_parallel_remedy_divides_the_heads(mlops):
     tp = next(r for r in advice.remedies if r.name == "tensor-parallel")
     assert tp.change == {"gpus": 2} and m.heads % 2 == 0
     r = mlops("mem", "estimate", "meta-llama/Llama-3.1-8B", "--inference", "--gpus", "3")
-    assert r.returncode == 2 and "divide the 32 attention heads" in r.stderr and "hint: --gpus 1 | 2 | 4 | 8" in r.stderr, r
+    assert (
+        r.returncode == 2 and "divide the 32 attention heads" in r.stderr and "hint: --gpus 1 | 2 | 4 | 8" in r.stderr
+    ), r
 
 
 def test_capacity_for_a_gpu_set_is_its_least_free_gpu():
@@ -121,8 +160,20 @@ def test_rl_remedies_name_the_rl_levers():
     assert "lora-reference" in names and "ref-offload" in names
     ref = next(r for r in dpo.remedies if r.name == "ref-offload")
     assert ref.saves_bytes == pytest.approx(2 * m.total_params, rel=0.05)  # the frozen bf16 copy
-    grpo = advise(m, Setup(method="grpo", tuning="lora", stack="trl", batch=16, seq_len=1024, max_completion_len=2048,
-                           gen_engine="vllm-colocate", gen_memory_utilization=0.6), 80 * GiB)
+    grpo = advise(
+        m,
+        Setup(
+            method="grpo",
+            tuning="lora",
+            stack="trl",
+            batch=16,
+            seq_len=1024,
+            max_completion_len=2048,
+            gen_engine="vllm-colocate",
+            gen_memory_utilization=0.6,
+        ),
+        80 * GiB,
+    )
     share = next(r for r in grpo.remedies if r.name == "smaller-generation-share")
     assert share.change["gen_memory_utilization"] < 0.6 and share.fits
     assert any(r.name == "smaller-micro-batch" and "completions" in r.what for r in grpo.remedies)

@@ -65,10 +65,15 @@ def test_grpo_fused_loss_keeps_one_chunk_not_the_completion_logits(qwen7b):
     assert fused.allocated_peak_bytes < full.allocated_peak_bytes
 
 
-@pytest.mark.parametrize(("method", "version", "upcast"), [
-    ("grpo", None, False), ("grpo", "0.15.0", False),   # GRPOTrainer never calls prepare_model_for_kbit_training
-    ("dpo", "0.26.0", True), ("dpo", "1.0.0", False),     # DPOTrainer did until v0.26.0
-])
+@pytest.mark.parametrize(
+    ("method", "version", "upcast"),
+    [
+        ("grpo", None, False),
+        ("grpo", "0.15.0", False),  # GRPOTrainer never calls prepare_model_for_kbit_training
+        ("dpo", "0.26.0", True),
+        ("dpo", "1.0.0", False),  # DPOTrainer did until v0.26.0
+    ],
+)
 def test_trl_fp32_upcast_follows_the_trainer_and_release(method, version, upcast):
     s, origin = resolve(Setup(method=method, tuning="qlora", stack="trl", stack_version=version))
     assert s.keep_fp32_non_quantized is upcast
@@ -84,12 +89,19 @@ def test_trl_grpo_qlora_weights_stay_16_bit(qwen7b):
 
 
 def test_ppo_takes_a_generation_engine_and_counts_its_share(qwen7b):
-    s = Setup(method="ppo", batch=2, seq_len=256, max_completion_len=256, gen_engine="vllm-colocate",
-              gen_memory_utilization=0.4)
+    s = Setup(
+        method="ppo",
+        batch=2,
+        seq_len=256,
+        max_completion_len=256,
+        gen_engine="vllm-colocate",
+        gen_memory_utilization=0.4,
+    )
     est = estimate(qwen7b, s, capacity=80 * GiB)
     assert _parts(est, "forward")["generation_engine"] == pytest.approx(0.4 * 80 * GiB)
-    assert "generation_engine" not in _parts(estimate(qwen7b, s.with_changes(gen_engine="vllm-server"),
-                                                      capacity=80 * GiB), "forward")
+    assert "generation_engine" not in _parts(
+        estimate(qwen7b, s.with_changes(gen_engine="vllm-server"), capacity=80 * GiB), "forward"
+    )
     with pytest.raises(UsageError, match="grpo|ppo"):
         estimate(qwen7b, Setup(method="dpo", gen_engine="vllm-colocate"), capacity=80 * GiB)
 
@@ -104,8 +116,10 @@ def test_ppo_trains_on_prompt_plus_response_and_generates_in_the_trainer(qwen7b)
 
 def test_unset_completion_length_counts_the_default_256(qwen7b):
     s = Setup(method="grpo", batch=8, seq_len=256)
-    assert estimate(qwen7b, s).allocated_peak_bytes == estimate(qwen7b, s.with_changes(max_completion_len=256)
-                                                                ).allocated_peak_bytes
+    assert (
+        estimate(qwen7b, s).allocated_peak_bytes
+        == estimate(qwen7b, s.with_changes(max_completion_len=256)).allocated_peak_bytes
+    )
 
 
 def test_paged_optimizer_states_are_not_part_of_what_must_fit(qwen7b):
@@ -131,8 +145,15 @@ def test_ppo_with_function_rewards_holds_no_reward_model_copy(qwen7b):
 def test_verl_hybrid_engine_is_held_during_generation_only(qwen7b):
     """verl free_cache_engine (default True): the engine's share is released after generation, so it
     is part of a generation phase and of no training phase; vllm-colocate keeps it in every phase."""
-    s = Setup(method="grpo", tuning="lora", batch=8, seq_len=256, max_completion_len=256,
-              gen_engine="vllm-hybrid", gen_memory_utilization=0.4)
+    s = Setup(
+        method="grpo",
+        tuning="lora",
+        batch=8,
+        seq_len=256,
+        max_completion_len=256,
+        gen_engine="vllm-hybrid",
+        gen_memory_utilization=0.4,
+    )
     est = estimate(qwen7b, s, capacity=80 * GiB)
     assert _parts(est, "generation")["generation_engine"] == pytest.approx(0.4 * 80 * GiB)
     for phase in est.train.phases:

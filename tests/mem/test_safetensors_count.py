@@ -29,7 +29,7 @@ def _file_bytes(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
 def test_counts_by_dtype_from_a_header():
     blob = _file_bytes({"a.weight": ("BF16", [4, 8]), "b.weight": ("U8", [16, 2]), "c.bias": ("F32", [3])})
     n = header_length(blob[:8], "x")
-    count = count_header(blob[8:8 + n], "x")
+    count = count_header(blob[8 : 8 + n], "x")
     assert count.by_dtype == {"BF16": 32, "U8": 32, "F32": 3} and count.total == 67
     assert count.total_bytes == 32 * 2 + 32 + 12
 
@@ -41,7 +41,7 @@ def test_real_library_file_when_available(tmp_path):
     st.save_file({"w": np.zeros((5, 7), dtype=np.float16), "b": np.zeros((7,), dtype=np.float32)}, str(path))
     blob = path.read_bytes()
     n = header_length(blob[:8], "model.safetensors")
-    assert count_header(blob[8:8 + n], "model.safetensors").by_dtype == {"F16": 35, "F32": 7}
+    assert count_header(blob[8 : 8 + n], "model.safetensors").by_dtype == {"F16": 35, "F32": 7}
 
 
 @pytest.mark.parametrize("blob", [b"\x01\x02", struct.pack("<Q", 10**12), struct.pack("<Q", 1)])
@@ -50,8 +50,17 @@ def test_not_safetensors_is_a_usage_error(blob):
         header_length(blob, "f")
 
 
-@pytest.mark.parametrize("header", [b"\xff\xfe", b"[1, 2]", b'{"t": {"dtype": "BF16"}}', b'{"t": {"dtype": "BF16", "shape": [-1]}}',
-                                    b'{"t": {"dtype": "BF16", "shape": [true]}}', b"[" * 5000])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"t": {"dtype": "BF16"}}',
+        b'{"t": {"dtype": "BF16", "shape": [-1]}}',
+        b'{"t": {"dtype": "BF16", "shape": [true]}}',
+        b"[" * 5000,
+    ],
+)
 def test_malformed_headers(header):
     with pytest.raises(UsageError):
         count_header(header, "f")

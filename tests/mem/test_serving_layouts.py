@@ -34,9 +34,20 @@ def load(name: str):
     return config_from_dict(cfg, name), from_config(cfg.get("quantization_config"))
 
 
-@pytest.mark.parametrize("version,expected", [
-    ("0.7.3", "v0"), ("0.8.5", "native"), ("0.11.0", "native"), ("0.14.1", "native"), ("0.16.0", "native"),
-    ("0.17.0", "triton"), ("0.20.2", "triton"), ("0.21.0", "flashinfer"), ("0.29.0", "flashinfer")])
+@pytest.mark.parametrize(
+    "version,expected",
+    [
+        ("0.7.3", "v0"),
+        ("0.8.5", "native"),
+        ("0.11.0", "native"),
+        ("0.14.1", "native"),
+        ("0.16.0", "native"),
+        ("0.17.0", "triton"),
+        ("0.20.2", "triton"),
+        ("0.21.0", "flashinfer"),
+        ("0.29.0", "flashinfer"),
+    ],
+)
 def test_sampler_backend_by_release(version, expected):
     assert sampler_backend(Setup(inference=True), parse_version(version)) == expected
 
@@ -85,14 +96,25 @@ def test_gpt_oss_120b_tp4_log_tokens_and_concurrency():
     assert concurrency == pytest.approx(284.25, rel=0.005)
     assert layout.startswith("hybrid")
     # from 0.21 the reported size is max_concurrency x max_model_len
-    later, conc, _, _ = kv_capacity(m, s.with_changes(vllm_version="0.21.0"), parse_version("0.21.0"), 45.32 * GiB, 2048)
+    later, conc, _, _ = kv_capacity(
+        m, s.with_changes(vllm_version="0.21.0"), parse_version("0.21.0"), 45.32 * GiB, 2048
+    )
     assert later == pytest.approx(conc * 16384, rel=1e-3) and later > tokens
 
 
 def test_gemma3_pattern_and_padding():
-    cfg = {"model_type": "gemma3_text", "hidden_size": 5376, "num_hidden_layers": 62, "num_attention_heads": 32,
-           "num_key_value_heads": 16, "head_dim": 128, "intermediate_size": 21504, "vocab_size": 262208,
-           "sliding_window": 1024, "sliding_window_pattern": 6}
+    cfg = {
+        "model_type": "gemma3_text",
+        "hidden_size": 5376,
+        "num_hidden_layers": 62,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 16,
+        "head_dim": 128,
+        "intermediate_size": 21504,
+        "vocab_size": 262208,
+        "sliding_window": 1024,
+        "sliding_window_pattern": 6,
+    }
     m = config_from_dict(cfg, "gemma-3-27b")
     assert m.layer_kinds.count("full") == 10 and m.layer_kinds.count("sliding") == 52
     counts, group = kv_groups(m, parse_version("0.11.0"))
@@ -100,10 +122,20 @@ def test_gemma3_pattern_and_padding():
 
 
 def test_mla_cache_is_the_latent_and_not_split():
-    cfg = {"model_type": "deepseek_v3", "hidden_size": 7168, "num_hidden_layers": 61, "num_attention_heads": 128,
-           "num_key_value_heads": 128, "intermediate_size": 18432, "moe_intermediate_size": 2048,
-           "n_routed_experts": 256, "num_experts_per_tok": 8, "vocab_size": 129280, "kv_lora_rank": 512,
-           "qk_rope_head_dim": 64}
+    cfg = {
+        "model_type": "deepseek_v3",
+        "hidden_size": 7168,
+        "num_hidden_layers": 61,
+        "num_attention_heads": 128,
+        "num_key_value_heads": 128,
+        "intermediate_size": 18432,
+        "moe_intermediate_size": 2048,
+        "n_routed_experts": 256,
+        "num_experts_per_tok": 8,
+        "vocab_size": 129280,
+        "kv_lora_rank": 512,
+        "qk_rope_head_dim": 64,
+    }
     m = config_from_dict(cfg, "DeepSeek-V3")
     assert kv_layer_bytes(m, 8, 2) == kv_layer_bytes(m, 1, 2) == (512 + 64) * 2
 

@@ -21,8 +21,15 @@ def llama7b():
     return load_preset("meta-llama/Llama-2-7b-hf")
 
 
-@pytest.mark.parametrize("version,attn,loss", [("4.34.0", "eager", "full-legacy"), ("4.36.0", "sdpa", "full-legacy"),
-                                               ("4.46.0", "sdpa", "full"), (None, "sdpa", "full")])
+@pytest.mark.parametrize(
+    "version,attn,loss",
+    [
+        ("4.34.0", "eager", "full-legacy"),
+        ("4.36.0", "sdpa", "full-legacy"),
+        ("4.46.0", "sdpa", "full"),
+        (None, "sdpa", "full"),
+    ],
+)
 def test_release_sets_attention_and_loss(version, attn, loss):
     s, origin = resolve(Setup(method="full", transformers_version=version))
     assert (s.attn, s.loss) == (attn, loss)

@@ -69,9 +69,24 @@ def _wheel(request, version: str, package: str = "transformers") -> Path:
     found = list(cache.glob(f"{package}-{version}-*.whl"))
     if not found:
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--index-url", "https://pypi.org/simple",
-             f"{package}=={version}", "-d", str(cache)],
-            capture_output=True, text=True, env=clean_pip_env(), timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--index-url",
+                "https://pypi.org/simple",
+                f"{package}=={version}",
+                "-d",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+            env=clean_pip_env(),
+            timeout=300,
+        )
         found = list(cache.glob(f"{package}-{version}-*.whl"))
         if proc.returncode != 0 or not found:
             pytest.skip(f"cannot download {package}=={version} from PyPI: {proc.stderr.strip()[-300:]}")
@@ -150,9 +165,24 @@ def wheel_file(wheel: Path, rel: str) -> bytes:
 def _venv(root: Path, wheel: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120)
     python = root / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
-                    "--ignore-requires-python",  # 5.23 wants 3.11+; the tests only read its files
-                    str(wheel)], check=True, env=clean_pip_env(), timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--ignore-requires-python",  # 5.23 wants 3.11+; the tests only read its files
+            str(wheel),
+        ],
+        check=True,
+        env=clean_pip_env(),
+        timeout=300,
+    )
     return python
 
 
@@ -160,8 +190,12 @@ class LocalEnv:
     def __init__(self, python: Path, original: bytes):
         self.python = python
         self.original = original
-        out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+        out = subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         self.site = Path(out)
         self.file = self.site / MODELING
 
@@ -201,9 +235,18 @@ def pinned_patch(tmp_path_factory, wheel_pinned) -> Path:
     (work / MODELING).parent.mkdir(parents=True)
     (work / MODELING).write_text(mrope_edit(original.decode()))
     import json
-    (work / ".mlops" / "extract.json").write_text(json.dumps({
-        "format": 1, "package": "transformers", "version": PINNED, "source": {"kind": "local", "ref": "wheel"},
-        "files": [{"path": MODELING, "sha256": hashlib.sha256(original).hexdigest()}]}))
+
+    (work / ".mlops" / "extract.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "package": "transformers",
+                "version": PINNED,
+                "source": {"kind": "local", "ref": "wheel"},
+                "files": [{"path": MODELING, "sha256": hashlib.sha256(original).hexdigest()}],
+            }
+        )
+    )
     diff(work, root / "qwen-mrope.patch")
     return root / "qwen-mrope.patch"
 
@@ -222,8 +265,9 @@ def _engine_problem() -> str | None:
     if not shutil.which("docker"):
         return "docker is not installed"
     try:
-        proc = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
-                              text=True, timeout=20)
+        proc = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True, timeout=20
+        )
     except subprocess.TimeoutExpired:
         return "docker version timed out"
     if proc.returncode != 0:
@@ -268,8 +312,19 @@ def base_image(engine, tmp_path_factory) -> str:
     if not shutil.which("debootstrap"):
         pytest.fail("debootstrap is needed to build the local base image (apt-get install debootstrap)", pytrace=False)
     rootfs = tmp_path_factory.mktemp("rootfs") / "root"
-    proc = subprocess.run(["debootstrap", "--variant=minbase", "--include=python3-minimal,python3", "bookworm",
-                           str(rootfs), debian_mirror()], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=python3-minimal,python3",
+            "bookworm",
+            str(rootfs),
+            debian_mirror(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode != 0:
         pytest.fail(f"debootstrap failed: {proc.stderr.strip()[-500:]}", pytrace=False)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
@@ -303,7 +358,8 @@ def build_standin(base_image: str, wheel: Path, version: str, ctx: Path) -> str:
         f"COPY site/ {SITE_IN_IMAGE}/\n"
         "COPY vllm /usr/local/bin/vllm\n"
         f"ENV PYTHONPATH={SITE_IN_IMAGE}\n"
-        'ENTRYPOINT ["vllm", "serve"]\n')
+        'ENTRYPOINT ["vllm", "serve"]\n'
+    )
     docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
     shutil.rmtree(ctx, ignore_errors=True)
     return tag

@@ -14,8 +14,13 @@ from mlops_cli.patch import agent
 
 def run_write(site, files: dict[str, bytes]) -> tuple[int, dict]:
     payload = {"site": str(site), "files": {rel: base64.b64encode(d).decode() for rel, d in files.items()}}
-    proc = subprocess.run([sys.executable, "-c", agent.SOURCE, "write", "{}"], input=json.dumps(payload),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", agent.SOURCE, "write", "{}"],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
 
 

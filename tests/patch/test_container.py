@@ -128,8 +128,9 @@ def test_image_import_check(mlops, vllm_image, wheel_pinned, tmp_path):
     original = wheel_file(wheel_pinned, rel)
     good, broken = tmp_path / "good.patch", tmp_path / "broken.patch"
     good.write_bytes(pf.make_patch("transformers", "5.20.2", [(rel, original, original + b"# pinned by mlops\n")]))
-    broken.write_bytes(pf.make_patch("transformers", "5.20.2",
-                                     [(rel, original, b"import mlops_no_such_module_xyz\n" + original)]))
+    broken.write_bytes(
+        pf.make_patch("transformers", "5.20.2", [(rel, original, b"import mlops_no_such_module_xyz\n" + original)])
+    )
     tag = "mlops-test/import-check:1"
     r = mlops("patch", "apply", str(broken), "--image", vllm_image, "--tag", tag, "--yes")
     assert r.returncode == 1, r
@@ -143,15 +144,17 @@ def test_image_import_check(mlops, vllm_image, wheel_pinned, tmp_path):
         # patch either, so the check is inconclusive (a warning), not a failure.
         original = wheel_file(wheel_pinned, MODELING)
         mrope = tmp_path / "mrope.patch"
-        mrope.write_bytes(pf.make_patch("transformers", "5.20.2",
-                                        [(MODELING, original, mrope_edit(original.decode()).encode())]))
+        mrope.write_bytes(
+            pf.make_patch("transformers", "5.20.2", [(MODELING, original, mrope_edit(original.decode()).encode())])
+        )
         r = mlops("patch", "apply", str(mrope), "--image", vllm_image, "--tag", tag, "--yes", "--json")
         assert r.returncode == 0 and r.json()["import_check"]["ok"] is None, r
         assert "import check inconclusive" in r.stderr
         docker("rmi", tag)
         # Switched off, the broken patch builds (the file still compiles).
-        r = mlops("patch", "apply", str(broken), "--image", vllm_image, "--tag", tag, "--yes",
-                  "--no-import-check", "--json")
+        r = mlops(
+            "patch", "apply", str(broken), "--image", vllm_image, "--tag", tag, "--yes", "--no-import-check", "--json"
+        )
         assert r.returncode == 0 and r.json()["import_check"]["skipped"] is True, r
     finally:
         docker("rmi", tag, check=False)
@@ -195,9 +198,14 @@ def test_running_container_apply_status_revert(mlops, running_container, pinned_
 def test_running_container_conflicting_hunk_changes_nothing(mlops, running_container, pinned_patch):
     name = running_container
     # Someone edited the very line the patch changes, by hand, inside the container.
-    docker("exec", name, "python3", "-c",
-           f"p='{FILE_IN_IMAGE}'; s=open(p).read(); "
-           "open(p,'w').write(s.replace('// spatial_merge_size\\n', '// spatial_merge_size  # hand edit\\n', 1))")
+    docker(
+        "exec",
+        name,
+        "python3",
+        "-c",
+        f"p='{FILE_IN_IMAGE}'; s=open(p).read(); "
+        "open(p,'w').write(s.replace('// spatial_merge_size\\n', '// spatial_merge_size  # hand edit\\n', 1))",
+    )
     before = container_sha(name, FILE_IN_IMAGE)
     r = mlops("patch", "apply", str(pinned_patch), "--container", name, "--yes", "--allow-other-version")
     assert r.returncode == 1, r
@@ -222,7 +230,8 @@ def test_image_with_only_python_falls_back_to_it(mlops, vllm_image, pinned_patch
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(
         f"FROM {vllm_image}\n"
-        'RUN ["/bin/sh", "-c", "ln -s /usr/bin/python3.11 /usr/local/bin/python && rm /usr/bin/python3"]\n')
+        'RUN ["/bin/sh", "-c", "ln -s /usr/bin/python3.11 /usr/local/bin/python && rm /usr/bin/python3"]\n'
+    )
     tag = "mlops-test/vllm-openai:only-python"
     docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
     try:
@@ -258,13 +267,26 @@ def test_podman_engine_builds_the_derived_image(mlops, podman_image, pinned_patc
 
     tag = "localhost/mlops-test/podman:patched"
     env = {"DOCKER_HOST": "unix:///nonexistent.sock"}  # proves docker is not used
-    r = mlops("patch", "apply", str(pinned_patch), "--image", podman_image, "--engine", "podman", "--tag", tag,
-              "--yes", "--json", env=env)
+    r = mlops(
+        "patch",
+        "apply",
+        str(pinned_patch),
+        "--image",
+        podman_image,
+        "--engine",
+        "podman",
+        "--tag",
+        tag,
+        "--yes",
+        "--json",
+        env=env,
+    )
     try:
         assert r.returncode == 0 and r.json()["result"] == "applied", r
         assert r.json()["target"]["engine"] == "podman"
-        info = json.loads(subprocess.run(["podman", "image", "inspect", tag], capture_output=True, text=True,
-                                         check=True).stdout)[0]
+        info = json.loads(
+            subprocess.run(["podman", "image", "inspect", tag], capture_output=True, text=True, check=True).stdout
+        )[0]
         assert info["Config"]["Entrypoint"] == ["vllm", "serve"]
         assert info["Config"]["Labels"]["org.mlops.patch.sha256"] == r.json()["patch"]["sha256"]
         r = mlops("patch", "status", str(pinned_patch), "--image", tag, "--json", env={**env, "MLOPS_ENGINE": "podman"})

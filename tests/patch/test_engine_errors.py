@@ -21,9 +21,11 @@ def dead_socket(tmp_path):
 @pytest.mark.skipif(shutil.which("docker") is None, reason="the docker client is not installed")
 def test_stopped_docker_engine_is_exit_1_with_a_hint(mlops, dead_socket, pinned_patch, tmp_path):
     env = {"DOCKER_HOST": dead_socket, "MLOPS_ENGINE": ""}
-    for argv in (["apply", str(pinned_patch), "--image", "vllm/vllm-openai:latest", "--yes"],
-                 ["extract", "vllm/vllm-openai:latest", "transformers/x.py", "-o", str(tmp_path / "w")],
-                 ["status", str(pinned_patch), "--container", "vllm"]):
+    for argv in (
+        ["apply", str(pinned_patch), "--image", "vllm/vllm-openai:latest", "--yes"],
+        ["extract", "vllm/vllm-openai:latest", "transformers/x.py", "-o", str(tmp_path / "w")],
+        ["status", str(pinned_patch), "--container", "vllm"],
+    ):
         r = mlops("patch", *argv, env=env)
         assert r.returncode == 1, r
         assert r.stderr.startswith(f"error: cannot reach the docker engine at DOCKER_HOST={dead_socket}"), r

@@ -36,8 +36,13 @@ def _env(extra: dict | None = None) -> dict:
 
 def _many_files(wheel: Path, count: int) -> dict[str, bytes]:
     with zipfile.ZipFile(wheel) as zf:
-        names = sorted(i.filename for i in zf.infolist() if i.filename.startswith("transformers/models/")
-                       and i.filename.endswith(".py") and 2000 < i.file_size < 30000)
+        names = sorted(
+            i.filename
+            for i in zf.infolist()
+            if i.filename.startswith("transformers/models/")
+            and i.filename.endswith(".py")
+            and 2000 < i.file_size < 30000
+        )
         return {rel: zf.read(rel) for rel in names[:count]}
 
 
@@ -75,9 +80,25 @@ def tree(local_env, wheel_pinned, tmp_path):
 
 
 def _start_apply(patch: Path, python: Path, state: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mlops_cli", "patch", "apply", str(patch), "--python", str(python),
-                             "--yes", "--no-import-check"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, env=_env({"MLOPS_STATE_DIR": str(state)}))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlops_cli",
+            "patch",
+            "apply",
+            str(patch),
+            "--python",
+            str(python),
+            "--yes",
+            "--no-import-check",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=_env({"MLOPS_STATE_DIR": str(state)}),
+    )
 
 
 def _wait_for_journal(tree: Tree, p: subprocess.Popen, limit: float = 120) -> bool:
@@ -93,11 +114,23 @@ def test_sigterm_or_ctrl_c_during_a_multi_file_apply_leaves_the_tree_whole(mlops
     """P1: 11 or 22 of 400 files were left patched, plus a stray temporary file, and afterwards
     apply and revert both refused. Now the replace loop holds the signal: all or nothing."""
     patch = tmp_path / "many.patch"
-    patch.write_bytes(pf.make_patch("transformers", PINNED, [(r, tree.originals[r], tree.patched[r])
-                                                             for r in tree.originals]))
+    patch.write_bytes(
+        pf.make_patch("transformers", PINNED, [(r, tree.originals[r], tree.patched[r]) for r in tree.originals])
+    )
     start = time.monotonic()
-    assert mlops("patch", "apply", str(patch), "--python", str(local_env.python), "--yes", "--no-import-check",
-                 env={"MLOPS_STATE_DIR": str(tree.state)}).returncode == 0
+    assert (
+        mlops(
+            "patch",
+            "apply",
+            str(patch),
+            "--python",
+            str(local_env.python),
+            "--yes",
+            "--no-import-check",
+            env={"MLOPS_STATE_DIR": str(tree.state)},
+        ).returncode
+        == 0
+    )
     whole_run = time.monotonic() - start
     assert tree.count_patched() == len(tree.originals)
     rng = random.Random(8)
@@ -120,11 +153,26 @@ def test_sigterm_or_ctrl_c_during_a_multi_file_apply_leaves_the_tree_whole(mlops
         assert tree.journals() == [] and tree.temporaries() == []
         seen.add(n)
         # and whatever the state, it can be finished both ways
-        r = mlops("patch", "apply", str(patch), "--python", str(local_env.python), "--yes", "--no-import-check",
-                  env={"MLOPS_STATE_DIR": str(tree.state)})
+        r = mlops(
+            "patch",
+            "apply",
+            str(patch),
+            "--python",
+            str(local_env.python),
+            "--yes",
+            "--no-import-check",
+            env={"MLOPS_STATE_DIR": str(tree.state)},
+        )
         assert r.returncode == 0 and tree.count_patched() == len(tree.originals), r
-    r = mlops("patch", "revert", str(patch), "--python", str(local_env.python), "--yes",
-              env={"MLOPS_STATE_DIR": str(tree.state)})
+    r = mlops(
+        "patch",
+        "revert",
+        str(patch),
+        "--python",
+        str(local_env.python),
+        "--yes",
+        env={"MLOPS_STATE_DIR": str(tree.state)},
+    )
     assert r.returncode == 0 and tree.count_patched() == 0, r
     assert seen, "no trial ran"
 
@@ -133,8 +181,9 @@ def test_a_killed_apply_is_finished_or_rolled_back_from_its_journal(mlops, local
     """P1: SIGKILL (OOM killer, power loss) cannot be held; the journal then lets `apply` finish
     and `revert` roll back, each file checked by sha256, and stray temporary files removed."""
     patch = tmp_path / "many.patch"
-    patch.write_bytes(pf.make_patch("transformers", PINNED, [(r, tree.originals[r], tree.patched[r])
-                                                             for r in tree.originals]))
+    patch.write_bytes(
+        pf.make_patch("transformers", PINNED, [(r, tree.originals[r], tree.patched[r]) for r in tree.originals])
+    )
     py, state = str(local_env.python), {"MLOPS_STATE_DIR": str(tree.state)}
     rng = random.Random(14)
     finished = 0
@@ -166,8 +215,9 @@ def test_a_killed_apply_is_finished_or_rolled_back_from_its_journal(mlops, local
 
 def test_a_journal_of_another_patch_is_named_and_blocks(mlops, local_env, tree, tmp_path):
     patch = tmp_path / "many.patch"
-    patch.write_bytes(pf.make_patch("transformers", PINNED, [(r, tree.originals[r], tree.patched[r])
-                                                             for r in tree.originals]))
+    patch.write_bytes(
+        pf.make_patch("transformers", PINNED, [(r, tree.originals[r], tree.patched[r]) for r in tree.originals])
+    )
     p = _start_apply(patch, local_env.python, tree.state)
     assert _wait_for_journal(tree, p)
     p.kill()
@@ -176,14 +226,26 @@ def test_a_journal_of_another_patch_is_named_and_blocks(mlops, local_env, tree, 
         pytest.skip("the apply finished before it could be killed")
     other = tmp_path / "mrope.patch"
     original = wheel_file_of(local_env)
-    other.write_bytes(pf.make_patch("transformers", PINNED, [(MODELING, original, mrope_edit(original.decode()).encode())]))
-    r = mlops("patch", "apply", str(other), "--python", str(local_env.python), "--yes",
-              env={"MLOPS_STATE_DIR": str(tree.state)})
+    other.write_bytes(
+        pf.make_patch("transformers", PINNED, [(MODELING, original, mrope_edit(original.decode()).encode())])
+    )
+    r = mlops(
+        "patch",
+        "apply",
+        str(other),
+        "--python",
+        str(local_env.python),
+        "--yes",
+        env={"MLOPS_STATE_DIR": str(tree.state)},
+    )
     assert r.returncode == 1 and "an interrupted `mlops patch apply` (many.patch" in r.stderr, r
-    assert "finish it with: mlops patch apply" in r.stderr and pf.sha256_bytes(local_env.file.read_bytes()) == SHA_5_20_2
+    assert (
+        "finish it with: mlops patch apply" in r.stderr and pf.sha256_bytes(local_env.file.read_bytes()) == SHA_5_20_2
+    )
     copy = r.stderr.split("finish it with: mlops patch apply ", 1)[1].split(" ", 1)[0]
-    r = mlops("patch", "revert", copy, "--python", str(local_env.python), "--yes",
-              env={"MLOPS_STATE_DIR": str(tree.state)})  # the stored copy of the patch finishes it
+    r = mlops(
+        "patch", "revert", copy, "--python", str(local_env.python), "--yes", env={"MLOPS_STATE_DIR": str(tree.state)}
+    )  # the stored copy of the patch finishes it
     assert r.returncode == 0 and tree.count_patched() == 0 and tree.journals() == [], r
 
 
@@ -212,25 +274,40 @@ def test_a_patch_may_not_touch_another_package_or_a_pth_file(mlops, local_env, t
     (site / "otherpkg" / "__init__.py").write_text("SAFE = True\n")
     try:
         evil = tmp_path / "evil.patch"
-        evil.write_bytes(pf.make_patch("transformers", PINNED, [
-            (MODELING, local_env.original, mrope_edit(local_env.original.decode()).encode()),
-            ("otherpkg/__init__.py", b"SAFE = True\n", b"SAFE = False\n")]))
+        evil.write_bytes(
+            pf.make_patch(
+                "transformers",
+                PINNED,
+                [
+                    (MODELING, local_env.original, mrope_edit(local_env.original.decode()).encode()),
+                    ("otherpkg/__init__.py", b"SAFE = True\n", b"SAFE = False\n"),
+                ],
+            )
+        )
         r = mlops("patch", "apply", str(evil), "--python", str(local_env.python), "--yes")
         assert r.returncode == 2 and "changes otherpkg/__init__.py: not part of transformers" in r.stderr, r
         assert "transformers-5.20.2.dist-info/RECORD" in r.stderr
         assert (site / "otherpkg" / "__init__.py").read_text() == "SAFE = True\n"
         assert local_env.file.read_bytes() == local_env.original
         pth = tmp_path / "pth.patch"
-        pth.write_bytes(pf.make_patch("transformers", PINNED, [
-            ("zzz-mlops.pth", None, b"import os; os.system('touch /tmp/pwned')\n")]))
+        pth.write_bytes(
+            pf.make_patch(
+                "transformers", PINNED, [("zzz-mlops.pth", None, b"import os; os.system('touch /tmp/pwned')\n")]
+            )
+        )
         r = mlops("patch", "apply", str(pth), "--python", str(local_env.python), "--yes")
         assert r.returncode == 2 and "a .pth file (run at every Python start-up)" in r.stderr, r
         assert not (site / "zzz-mlops.pth").exists()
         # The package's own files, including its dist-info (listed in RECORD), are fine.
         meta = "transformers-5.20.2.dist-info/METADATA"
         own = tmp_path / "own.patch"
-        own.write_bytes(pf.make_patch("transformers", PINNED, [(meta, (site / meta).read_bytes(),
-                                                                 (site / meta).read_bytes() + b"X-Patched: yes\n")]))
+        own.write_bytes(
+            pf.make_patch(
+                "transformers",
+                PINNED,
+                [(meta, (site / meta).read_bytes(), (site / meta).read_bytes() + b"X-Patched: yes\n")],
+            )
+        )
         r = mlops("patch", "status", str(own), "--python", str(local_env.python))
         assert r.returncode == 1 and "not-applied" in r.stdout, r
     finally:
@@ -248,8 +325,13 @@ def test_non_python_files_are_applied_and_never_compiled(mlops, local_env, tmp_p
     yaml = "transformers/models/qwen2_5_vl/mlops-notes.yaml"
     original = (local_env.site / typed).read_bytes()
     patch = tmp_path / "data.patch"
-    patch.write_bytes(pf.make_patch("transformers", PINNED, [
-        (typed, original, original + b"partial\n"), (yaml, None, b"note: [not, python: {\n")]))
+    patch.write_bytes(
+        pf.make_patch(
+            "transformers",
+            PINNED,
+            [(typed, original, original + b"partial\n"), (yaml, None, b"note: [not, python: {\n")],
+        )
+    )
     try:
         r = mlops("patch", "apply", str(patch), "--python", str(local_env.python), "--yes")
         assert r.returncode == 0, r
@@ -271,11 +353,18 @@ def test_the_agent_compiles_only_python_files(tmp_path):
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "a.py").write_text("A = 1\n")
     files = {"pkg/a.py": base64.b64encode(b"A = 2\n").decode(), "pkg/c.yaml": base64.b64encode(b"x: [\n").decode()}
-    p = subprocess.run([sys.executable, "-c", agent.SOURCE, "write", "{}"], input=json.dumps(
-        {"site": str(tmp_path), "files": files}), capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", agent.SOURCE, "write", "{}"],
+        input=json.dumps({"site": str(tmp_path), "files": files}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0 and json.loads(p.stdout)["written"]["pkg/c.yaml"], p.stderr
     verify = {"site": str(tmp_path), "files": {"pkg/c.yaml": pf.sha256_bytes(b"x: [\n")}}
-    p = subprocess.run([sys.executable, "-c", agent.SOURCE, "verify", json.dumps(verify)], capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-c", agent.SOURCE, "verify", json.dumps(verify)], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stdout
 
 
@@ -285,9 +374,11 @@ def test_the_agent_compiles_only_python_files(tmp_path):
 def test_patch_files_and_work_folders_respect_the_umask(local_env, tmp_path):
     """Patch files and snapshots were written 0600 whatever the umask."""
     work, out = tmp_path / "w", tmp_path / "x.patch"
-    script = (f"umask 027 && {sys.executable} -m mlops_cli patch extract --python {local_env.python} {MODELING} "
-              f"-o {work} && printf '# edit\\n' >> {work}/{MODELING} && "
-              f"{sys.executable} -m mlops_cli patch diff {work} -o {out}")
+    script = (
+        f"umask 027 && {sys.executable} -m mlops_cli patch extract --python {local_env.python} {MODELING} "
+        f"-o {work} && printf '# edit\\n' >> {work}/{MODELING} && "
+        f"{sys.executable} -m mlops_cli patch diff {work} -o {out}"
+    )
     r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=_env(), timeout=300)
     assert r.returncode == 0, r.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
@@ -337,8 +428,13 @@ def test_the_agent_refuses_to_write_through_a_symlink(tmp_path):
     outside.write_text("KEEP = 1\n")
     (site / "pkg" / "m.py").symlink_to(outside)
     payload = {"site": str(site), "files": {"pkg/m.py": base64.b64encode(b"KEEP = 2\n").decode()}}
-    p = subprocess.run([sys.executable, "-c", agent.SOURCE, "write", "{}"], input=json.dumps(payload),
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-c", agent.SOURCE, "write", "{}"],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 1 and json.loads(p.stdout)["error"] == "link"
     assert outside.read_text() == "KEEP = 1\n" and (site / "pkg" / "m.py").is_symlink()
 
@@ -351,14 +447,17 @@ def _work(root: Path, files: list[dict], package: str = "pkg", version: str = "1
     (root / ".mlops" / "original" / "pkg" / "m.py").write_bytes(b"x = 1\n")
     (root / "pkg").mkdir()
     (root / "pkg" / "m.py").write_bytes(b"x = 2\n")
-    (root / ".mlops" / "extract.json").write_text(json.dumps(
-        {"format": 1, "package": package, "version": version, "source": {}, "files": files}))
+    (root / ".mlops" / "extract.json").write_text(
+        json.dumps({"format": 1, "package": package, "version": version, "source": {}, "files": files})
+    )
     return root
 
 
 def test_a_newline_in_extract_json_is_exit_2_not_an_internal_error(mlops, tmp_path):
     good = {"path": "pkg/m.py", "sha256": pf.sha256_bytes(b"x = 1\n")}
-    for n, (files, version) in enumerate([([good], "1.0\n# file: pkg/evil.py"), ([good | {"path": "pkg/m.py\nx"}], "1.0")]):
+    for n, (files, version) in enumerate(
+        [([good], "1.0\n# file: pkg/evil.py"), ([good | {"path": "pkg/m.py\nx"}], "1.0")]
+    ):
         work = _work(tmp_path / f"w{n}", files, version=version)
         r = mlops("patch", "diff", str(work), "-o", str(tmp_path / f"x{n}.patch"))
         assert r.returncode == 2 and "is damaged" in r.stderr and "internal error" not in r.stderr, r
@@ -392,7 +491,7 @@ def test_a_shell_given_as_python_runs_no_python_source(mlops, tmp_path):
     line `import base64, ...` runs ImageMagick's `import` when installed (here: a marker program)."""
     bin_dir, marker = tmp_path / "bin", tmp_path / "ran"
     bin_dir.mkdir()
-    (bin_dir / "import").write_text(f"#!/bin/sh\necho \"$@\" > {marker}\n")
+    (bin_dir / "import").write_text(f'#!/bin/sh\necho "$@" > {marker}\n')
     (bin_dir / "import").chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
     for shell in ("/bin/sh", "/bin/bash"):
@@ -405,17 +504,40 @@ def test_a_shell_given_as_python_runs_no_python_source(mlops, tmp_path):
 
 def test_closed_stdout_after_apply_still_says_the_change_was_made(local_env, pinned_patch, tmp_path):
     """The report could not be printed, but the files were patched: exit 0 and a note, not exit 1."""
-    cmd = (f"{sys.executable} -m mlops_cli patch apply {pinned_patch} --python {local_env.python} --yes "
-           f"--no-import-check >&-")
-    r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300,
-                       env=_env({"MLOPS_STATE_DIR": str(tmp_path / "state")}))
+    cmd = (
+        f"{sys.executable} -m mlops_cli patch apply {pinned_patch} --python {local_env.python} --yes "
+        f"--no-import-check >&-"
+    )
+    r = subprocess.run(
+        ["bash", "-c", cmd],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_env({"MLOPS_STATE_DIR": str(tmp_path / "state")}),
+    )
     assert pf.sha256_bytes(local_env.file.read_bytes()) == SHA_PATCHED
     assert r.returncode == 0, r.stderr
     assert "error: could not write the report to stdout" in r.stderr
     assert "note: the change itself was made" in r.stderr and "Traceback" not in r.stderr
     with open("/dev/full", "w") as full:  # a full disk behind stdout: the same
-        r = subprocess.run([sys.executable, "-m", "mlops_cli", "patch", "revert", str(pinned_patch), "--python",
-                            str(local_env.python), "--yes", "--json"], stdout=full, stderr=subprocess.PIPE, text=True,
-                           env=_env({"MLOPS_STATE_DIR": str(tmp_path / "state")}), timeout=300)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mlops_cli",
+                "patch",
+                "revert",
+                str(pinned_patch),
+                "--python",
+                str(local_env.python),
+                "--yes",
+                "--json",
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env({"MLOPS_STATE_DIR": str(tmp_path / "state")}),
+            timeout=300,
+        )
     assert r.returncode == 0 and "the change itself was made" in r.stderr, r.stderr
     assert local_env.file.read_bytes() == local_env.original

@@ -38,16 +38,26 @@ OFFLINE_INSTALL = "PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-index
 
 
 def _pip(*args: str, timeout: float = 600) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=clean_pip_env(),
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, env=clean_pip_env(), timeout=timeout
+    )
     if proc.returncode != 0:
         pytest.fail(f"pip {' '.join(args[:2])} failed: {proc.stderr.strip()[-600:]}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def image_python(vllm_image) -> str:
-    return docker("run", "--rm", "--network", "none", "--entrypoint", "python3", vllm_image, "-c",
-                  "import sys; print('%d.%d' % sys.version_info[:2])").stdout.strip()
+    return docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        vllm_image,
+        "-c",
+        "import sys; print('%d.%d' % sys.version_info[:2])",
+    ).stdout.strip()
 
 
 @pytest.fixture(scope="session")
@@ -55,13 +65,37 @@ def wheelhouse(request, image_python, tmp_path_factory) -> Path:
     """pip, this checkout's mlops-cli and its dependencies, as wheels for the image's Python."""
     cache = Path(request.config.cache.mkdir(f"mlops-wheelhouse-{image_python}"))
     if not list(cache.glob("pip-*.whl")):
-        _pip("download", "-q", "--index-url", "https://pypi.org/simple", "--only-binary=:all:", "--no-deps", "-d",
-             str(cache), "pip")
+        _pip(
+            "download",
+            "-q",
+            "--index-url",
+            "https://pypi.org/simple",
+            "--only-binary=:all:",
+            "--no-deps",
+            "-d",
+            str(cache),
+            "pip",
+        )
     if not list(cache.glob("uv-*.whl")):
         deps = ["typer>=0.12", "rich>=13.7", "nvidia-ml-py>=12.535", "packaging>=23.2", "requests>=2.31", "uv>=0.4.20"]
-        _pip("download", "-q", "--index-url", "https://pypi.org/simple", "--only-binary=:all:", "--python-version",
-             image_python, "--implementation", "cp", "--platform", "manylinux2014_x86_64", "--platform",
-             "manylinux_2_17_x86_64", "-d", str(cache), *deps)
+        _pip(
+            "download",
+            "-q",
+            "--index-url",
+            "https://pypi.org/simple",
+            "--only-binary=:all:",
+            "--python-version",
+            image_python,
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "-d",
+            str(cache),
+            *deps,
+        )
     house = tmp_path_factory.mktemp("wheelhouse")
     for wheel in cache.glob("*.whl"):
         shutil.copy(wheel, house)
@@ -82,7 +116,8 @@ def with_pip(vllm_image, vllm_image_other, wheelhouse, tmp_path_factory) -> dict
             (ctx / "Dockerfile").write_text(
                 f"FROM {base}\nCOPY {pip.name} /tmp/{pip.name}\n"
                 f"RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 /tmp/{pip.name}/pip install -q --no-index /tmp/{pip.name} "
-                f"&& rm /tmp/{pip.name}\n")
+                f"&& rm /tmp/{pip.name}\n"
+            )
             docker("build", "--force-rm", "--network", "none", "-q", "-t", tag, str(ctx))
         tags[version] = tag
     return tags
@@ -100,8 +135,9 @@ def _build_context(tmp_path: Path, wheelhouse: Path, patch: Path, dockerfile: st
     return ctx
 
 
-def test_dockerfile_flow_builds_a_patched_image_with_the_labels_of_apply_image(mlops, with_pip, wheelhouse,
-                                                                                pinned_patch, tmp_path):
+def test_dockerfile_flow_builds_a_patched_image_with_the_labels_of_apply_image(
+    mlops, with_pip, wheelhouse, pinned_patch, tmp_path
+):
     base = with_pip[PINNED]
     patch = tmp_path / "qwen-mrope.patch"
     shutil.copy(pinned_patch, patch)
@@ -116,8 +152,11 @@ def test_dockerfile_flow_builds_a_patched_image_with_the_labels_of_apply_image(m
     r = mlops("patch", "apply", str(patch), "--image", base, "--dry-run", "--json")
     assert r.returncode == 0 and r.json()["labels"] == doc["labels"], (r, doc["labels"])
     r = mlops("patch", "dockerfile", patch.name, "--image", base, cwd=tmp_path)
-    assert r.returncode == 0 and r.stdout.replace(
-        "PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir mlops-cli==", "") != r.stdout, r
+    assert (
+        r.returncode == 0
+        and r.stdout.replace("PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir mlops-cli==", "")
+        != r.stdout
+    ), r
     ctx = _build_context(tmp_path, wheelhouse, patch, text)
     tag = "mlops-test/dockerfile-flow:1"
     build = docker("build", "--force-rm", "--network", "none", "-t", tag, str(ctx), check=False, timeout=900)
@@ -148,8 +187,9 @@ def test_dockerfile_build_fails_loudly_on_another_version(mlops, with_pip, wheel
     assert "patch is for transformers 5.20.2, the target has transformers 5.23.0" in r.stderr
     assert "mlops patch port qwen-mrope.patch --image" in r.stderr
     # A Dockerfile made for the old image, built on the new one (FROM bumped by hand, or a moved tag).
-    r = mlops("patch", "dockerfile", patch.name, "--image", newer, "--no-check", "--install", OFFLINE_INSTALL,
-              cwd=tmp_path)
+    r = mlops(
+        "patch", "dockerfile", patch.name, "--image", newer, "--no-check", "--install", OFFLINE_INSTALL, cwd=tmp_path
+    )
     assert r.returncode == 0, r
     ctx = _build_context(tmp_path, wheelhouse, patch, r.stdout)
     tag = "mlops-test/dockerfile-flow:mismatch"
@@ -177,7 +217,9 @@ def test_status_over_a_folder_of_patches(mlops, vllm_image, vllm_image_other, pi
     r = mlops("patch", "status", str(folder), "--image", vllm_image, "--json")
     assert r.returncode == 1, r  # not applied in the base image
     assert {Path(p["path"]).name: p["result"] for p in r.json()["patches"]} == {
-        "qwen-mrope.patch": "not-applied", "deps.patch": "not-applied"}
+        "qwen-mrope.patch": "not-applied",
+        "deps.patch": "not-applied",
+    }
     r = mlops("patch", "status", str(folder), "--image", vllm_image, "--expect", "applicable")
     assert r.returncode == 0 and "2 not-applied" in r.stdout, r
     # On the newer release: both are pinned to another version; one CI step says so.
@@ -186,8 +228,20 @@ def test_status_over_a_folder_of_patches(mlops, vllm_image, vllm_image_other, pi
     assert r.json()["patches"][0]["target_version"] == OTHER
     # A derived image with one applied; a corrupt patch in the folder is exit 2.
     tag = "mlops-test/status-folder:1"
-    assert mlops("patch", "apply", str(folder / "qwen-mrope.patch"), "--image", vllm_image, "--tag", tag,
-                 "--yes", "--no-import-check").returncode == 0
+    assert (
+        mlops(
+            "patch",
+            "apply",
+            str(folder / "qwen-mrope.patch"),
+            "--image",
+            vllm_image,
+            "--tag",
+            tag,
+            "--yes",
+            "--no-import-check",
+        ).returncode
+        == 0
+    )
     try:
         r = mlops("patch", "status", str(folder), "--image", tag)
         assert r.returncode == 1 and "applied" in r.stdout and "not-applied" in r.stdout, r

@@ -83,9 +83,16 @@ def test_partially_applied_two_file_patch_is_refused(mlops, local_env, wheel_pin
     other = "transformers/dependency_versions_table.py"
     orig_other = wheel_file(wheel_pinned, other)
     patch = tmp_path / "two.patch"
-    patch.write_bytes(pf.make_patch("transformers", "5.20.2", [
-        (MODELING, local_env.original, mrope_edit(local_env.original.decode()).encode()),
-        (other, orig_other, orig_other + b"# mlops\n")]))
+    patch.write_bytes(
+        pf.make_patch(
+            "transformers",
+            "5.20.2",
+            [
+                (MODELING, local_env.original, mrope_edit(local_env.original.decode()).encode()),
+                (other, orig_other, orig_other + b"# mlops\n"),
+            ],
+        )
+    )
     local_env.file.write_text(mrope_edit(local_env.original.decode()))  # first file already patched by hand
     other_path = local_env.site / other
     r = mlops("patch", "apply", str(patch), "--python", str(local_env.python), "--yes")
@@ -100,7 +107,9 @@ def test_corrupt_patch_is_exit_2_and_changes_nothing(mlops, local_env, pinned_pa
         "bad-hash": good.replace(SHA_PATCHED, "zz" + SHA_PATCHED[2:]),
         "garbage": "this is not a patch\n",
         "binary": "\udcff",
-        "hand-edited-hunk": good.replace("+                    current_pos = int(", "+                    current_pos = float("),
+        "hand-edited-hunk": good.replace(
+            "+                    current_pos = int(", "+                    current_pos = float("
+        ),
     }
     for name, text in variants.items():
         bad = tmp_path / f"{name}.patch"
@@ -169,9 +178,27 @@ def test_local_target_defaults_to_the_running_interpreter(mlops, tmp_path):
     assert r.json()["target"]["kind"] == "local"
 
 
-PATCH_JSON_KEYS = {"command", "result", "state", "target", "package", "version", "site", "python", "patch", "files",
-                   "new_image", "new_image_id", "labels", "dry_run", "plan", "import_check", "problem", "warnings",
-                   "notes"}
+PATCH_JSON_KEYS = {
+    "command",
+    "result",
+    "state",
+    "target",
+    "package",
+    "version",
+    "site",
+    "python",
+    "patch",
+    "files",
+    "new_image",
+    "new_image_id",
+    "labels",
+    "dry_run",
+    "plan",
+    "import_check",
+    "problem",
+    "warnings",
+    "notes",
+}
 
 
 def test_json_schema_and_revert_dry_run(mlops, local_env, pinned_patch):
@@ -180,8 +207,15 @@ def test_json_schema_and_revert_dry_run(mlops, local_env, pinned_patch):
         r = mlops("patch", argv[0], str(pinned_patch), "--python", py, *argv[1:], "--json")
         assert set(r.json()) == PATCH_JSON_KEYS, (argv, sorted(r.json()))
         assert set(r.json()["patch"]) == {"path", "sha256", "pinned", "version"}
-        assert set(r.json()["files"][0]) == {"path", "state", "sha256_current", "sha256_before", "sha256_after",
-                                             "reason", "target_path"}
+        assert set(r.json()["files"][0]) == {
+            "path",
+            "state",
+            "sha256_current",
+            "sha256_before",
+            "sha256_after",
+            "reason",
+            "target_path",
+        }
     assert mlops("patch", "apply", str(pinned_patch), "--python", py, "--yes").returncode == 0
     r = mlops("patch", "revert", str(pinned_patch), "--python", py, "--dry-run", "--json")
     assert r.returncode == 0 and r.json()["result"] == "would-revert" and r.json()["dry_run"] is True, r

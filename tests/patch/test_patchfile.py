@@ -16,14 +16,17 @@ def _patch(before: str, after: str, version: str = "1.0", path: str = "pkg/mod.p
     return pf.parse(pf.make_patch("pkg", version, [(path, before.encode(), after.encode())]))
 
 
-@pytest.mark.parametrize("after", [
-    BEFORE.replace("line 5\n", "line five\n"),
-    "first\n" + BEFORE,  # insert at the top
-    BEFORE + "last\n",  # append
-    BEFORE.replace("line 2\n", "").replace("line 9\n", "nine\nnine and a half\n"),  # two hunks
-    BEFORE.rstrip("\n"),  # drop the final newline
-    "",  # empty the file
-])
+@pytest.mark.parametrize(
+    "after",
+    [
+        BEFORE.replace("line 5\n", "line five\n"),
+        "first\n" + BEFORE,  # insert at the top
+        BEFORE + "last\n",  # append
+        BEFORE.replace("line 2\n", "").replace("line 9\n", "nine\nnine and a half\n"),  # two hunks
+        BEFORE.rstrip("\n"),  # drop the final newline
+        "",  # empty the file
+    ],
+)
 def test_make_then_apply_round_trips_both_ways(after):
     patch = _patch(BEFORE, after)
     diff = patch.files[0]
@@ -54,25 +57,41 @@ def test_hunks_apply_only_at_their_exact_line():
         pf.apply(patch.files[0], shifted)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "no unified diff"),
-    ("--- a/pkg/m.py\n", "expected '+++"),
-    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n", "has no hunk"),
-    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -1,2 +1,2 @@\n a\n-b\n", "truncated"),
-    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ bogus @@\n", "malformed hunk header"),
-    ("--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n", "unsafe"),
-    ("--- a/pkg/old.py\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+a\n", "renames are not supported"),
-    ("--- /dev/null\n+++ /dev/null\n@@ -0,0 +1 @@\n+a\n", "both sides"),
-    ("--- /dev/null\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+b\n", "cannot have old lines"),
-    ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -" + "9" * 5000 + " +1 @@\n-a\n+b\n", "malformed hunk header"),
-    ("# mlops-patch 1\n# package: ../x\n# version: 1\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "not a package"),
-    ("# mlops-patch 1\n# package: p\n# version: 1\n# file: p/m.py\n#   sha256-before: absent\n#   sha256-after: "
-     + "b" * 64 + "\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'absent' pins do not match"),
-    ("# mlops-patch 1\n# package: p\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'version:'"),
-    ("# mlops-patch 9\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "unknown header version"),
-    ("# mlops-patch 1\n# package: p\n# version: 1\n# file: p/other.py\n#   sha256-before: " + "a" * 64
-     + "\n#   sha256-after: " + "b" * 64 + "\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "header pins"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "no unified diff"),
+        ("--- a/pkg/m.py\n", "expected '+++"),
+        ("--- a/pkg/m.py\n+++ b/pkg/m.py\n", "has no hunk"),
+        ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -1,2 +1,2 @@\n a\n-b\n", "truncated"),
+        ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ bogus @@\n", "malformed hunk header"),
+        ("--- a/../etc/passwd\n+++ b/../etc/passwd\n@@ -1 +1 @@\n-a\n+b\n", "unsafe"),
+        ("--- a/pkg/old.py\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+a\n", "renames are not supported"),
+        ("--- /dev/null\n+++ /dev/null\n@@ -0,0 +1 @@\n+a\n", "both sides"),
+        ("--- /dev/null\n+++ b/pkg/new.py\n@@ -1 +1 @@\n-a\n+b\n", "cannot have old lines"),
+        ("--- a/pkg/m.py\n+++ b/pkg/m.py\n@@ -" + "9" * 5000 + " +1 @@\n-a\n+b\n", "malformed hunk header"),
+        (
+            "# mlops-patch 1\n# package: ../x\n# version: 1\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n",
+            "not a package",
+        ),
+        (
+            "# mlops-patch 1\n# package: p\n# version: 1\n# file: p/m.py\n#   sha256-before: absent\n#   sha256-after: "
+            + "b" * 64
+            + "\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n",
+            "'absent' pins do not match",
+        ),
+        ("# mlops-patch 1\n# package: p\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "'version:'"),
+        ("# mlops-patch 9\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n", "unknown header version"),
+        (
+            "# mlops-patch 1\n# package: p\n# version: 1\n# file: p/other.py\n#   sha256-before: "
+            + "a" * 64
+            + "\n#   sha256-after: "
+            + "b" * 64
+            + "\n--- a/p/m.py\n+++ b/p/m.py\n@@ -1 +1 @@\n-a\n+b\n",
+            "header pins",
+        ),
+    ],
+)
 def test_corrupt_patches_are_rejected_with_the_reason(text, message):
     with pytest.raises(pf.PatchFormatError, match=message.replace("(", r"\(").replace("+", r"\+")):
         pf.parse(text.encode())
@@ -128,8 +147,16 @@ def test_assess_unpinned_never_assumes_reversed():
 
 def test_assess_mixed_state_is_a_conflict():
     other_before, other_after = "x = 1\n", "x = 2\n"
-    patch = pf.parse(pf.make_patch("pkg", "1.0", [("pkg/mod.py", BEFORE.encode(), AFTER.encode()),
-                                                   ("pkg/other.py", other_before.encode(), other_after.encode())]))
+    patch = pf.parse(
+        pf.make_patch(
+            "pkg",
+            "1.0",
+            [
+                ("pkg/mod.py", BEFORE.encode(), AFTER.encode()),
+                ("pkg/other.py", other_before.encode(), other_after.encode()),
+            ],
+        )
+    )
     a = decide.assess(patch, "1.0", {"pkg/mod.py": AFTER.encode(), "pkg/other.py": other_before.encode()})
     assert a.state == decide.CONFLICT and "partially applied" in a.problem
 
@@ -151,9 +178,17 @@ def _small_work(root):
     (root / ".mlops" / "original" / "pkg" / "m.py").write_bytes(original)
     (root / "pkg").mkdir()
     (root / "pkg" / "m.py").write_bytes(b"x = 2\n")
-    (root / ".mlops" / "extract.json").write_text(json.dumps({
-        "format": 1, "package": "pkg", "version": "1.0", "source": {"kind": "local", "ref": "test"},
-        "files": [{"path": "pkg/m.py", "sha256": hashlib.sha256(original).hexdigest()}]}))
+    (root / ".mlops" / "extract.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "package": "pkg",
+                "version": "1.0",
+                "source": {"kind": "local", "ref": "test"},
+                "files": [{"path": "pkg/m.py", "sha256": hashlib.sha256(original).hexdigest()}],
+            }
+        )
+    )
     return root
 
 
@@ -196,7 +231,10 @@ def _immutable(path) -> bool:
     import shutil
     import subprocess
 
-    return bool(shutil.which("chattr")) and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    return (
+        bool(shutil.which("chattr"))
+        and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    )
 
 
 def test_local_write_is_all_or_nothing(tmp_path, monkeypatch):
@@ -234,11 +272,29 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _LINES = st.lists(st.sampled_from(["a\n", "b\n", "c\n", "def f():\n", "    return 1\n", "\n", "x = 1"]), max_size=12)
-_DIFF_CHARS = st.sampled_from(["--- a/p/m.py\n", "+++ b/p/m.py\n", "--- /dev/null\n", "+++ /dev/null\n",
-                               "@@ -1 +1 @@\n", "@@ -0,0 +1,2 @@\n", "@@ -1,2 +1,0 @@\n", "-a\n", "+b\n", " c\n",
-                               "\\ No newline at end of file\n", "# mlops-patch 1\n", "# package: p\n",
-                               "# version: 1\n", "# file: p/m.py\n", "#   sha256-before: absent\n",
-                               "#   sha256-after: " + "a" * 64 + "\n", "diff --git a/p b/p\n", "new file mode 100644\n"])
+_DIFF_CHARS = st.sampled_from(
+    [
+        "--- a/p/m.py\n",
+        "+++ b/p/m.py\n",
+        "--- /dev/null\n",
+        "+++ /dev/null\n",
+        "@@ -1 +1 @@\n",
+        "@@ -0,0 +1,2 @@\n",
+        "@@ -1,2 +1,0 @@\n",
+        "-a\n",
+        "+b\n",
+        " c\n",
+        "\\ No newline at end of file\n",
+        "# mlops-patch 1\n",
+        "# package: p\n",
+        "# version: 1\n",
+        "# file: p/m.py\n",
+        "#   sha256-before: absent\n",
+        "#   sha256-after: " + "a" * 64 + "\n",
+        "diff --git a/p b/p\n",
+        "new file mode 100644\n",
+    ]
+)
 
 
 @settings(derandomize=True, max_examples=300, deadline=None)

@@ -21,8 +21,10 @@ FIX_NEW = (
     "                        time_interval = 1\n"
 )
 # The same fix written differently (a user's own hot-fix of the same lines).
-FIX_MINE = ("                    time_interval = (tokens_per_second * int(next(second_per_grid_ts))\n"
-            "                                     if modality_type == 2 else 1)  # mlops hot-fix\n")
+FIX_MINE = (
+    "                    time_interval = (tokens_per_second * int(next(second_per_grid_ts))\n"
+    "                                     if modality_type == 2 else 1)  # mlops hot-fix\n"
+)
 
 
 def _sha(data: bytes) -> str:
@@ -33,8 +35,18 @@ def _sha(data: bytes) -> str:
 def test_port_the_mrope_patch_to_later_real_releases(mlops, venv_of, wheel_of, pinned_patch, tmp_path, version):
     env = venv_of(version)
     new = tmp_path / f"mrope-{version}.patch"
-    r = mlops("patch", "port", str(pinned_patch), "--python", str(env.python), "-o", str(new),
-              "--base", str(wheel_of(PINNED)), "--json")
+    r = mlops(
+        "patch",
+        "port",
+        str(pinned_patch),
+        "--python",
+        str(env.python),
+        "-o",
+        str(new),
+        "--base",
+        str(wheel_of(PINNED)),
+        "--json",
+    )
     assert r.returncode == 0, r
     doc = r.json()
     assert doc["result"] == "ported" and doc["old_version"] == PINNED and doc["new_version"] == version
@@ -43,7 +55,8 @@ def test_port_the_mrope_patch_to_later_real_releases(mlops, venv_of, wheel_of, p
     theirs_lines = env.original.decode().split("\n")
     # The hunk's first line (context) is where the merge put it in the new release's file.
     assert theirs_lines[hunk["new_line"] - 1] == pf.split_lines(wheel_file(wheel_of(PINNED), MODELING).decode())[
-        hunk["old_line"] - 1].rstrip("\n")
+        hunk["old_line"] - 1
+    ].rstrip("\n")
     if version == OTHER:
         assert hunk["offset"] == -13  # research §2.5: the code moved up 13 lines in 5.23.0
     text = new.read_text()
@@ -56,17 +69,28 @@ def test_port_the_mrope_patch_to_later_real_releases(mlops, venv_of, wheel_of, p
     # The human summary says where the hunk went.
     env.reset()
     r = mlops("patch", "port", str(pinned_patch), "--python", str(env.python), "-o", str(tmp_path / "again.patch"))
-    assert r.returncode == 0 and "merged" in r.stdout and f"line {hunk['old_line']} -> {hunk['new_line']}" in r.stdout, r
+    assert (
+        r.returncode == 0 and "merged" in r.stdout and f"line {hunk['old_line']} -> {hunk['new_line']}" in r.stdout
+    ), r
 
 
-def test_port_finds_the_base_in_the_store_and_asks_for_it_otherwise(mlops, venv_of, pinned_patch, tmp_path,
-                                                                    monkeypatch):
+def test_port_finds_the_base_in_the_store_and_asks_for_it_otherwise(
+    mlops, venv_of, pinned_patch, tmp_path, monkeypatch
+):
     env = venv_of(OTHER)
     # pinned_patch was made by `mlops patch diff`, which kept the original in the store.
     r = mlops("patch", "port", str(pinned_patch), "--python", str(env.python), "-o", str(tmp_path / "a.patch"))
     assert r.returncode == 0 and (tmp_path / "a.patch").exists(), r
-    r = mlops("patch", "port", str(pinned_patch), "--python", str(env.python), "-o", str(tmp_path / "b.patch"),
-              env={"MLOPS_CACHE_DIR": str(tmp_path / "empty-cache")})
+    r = mlops(
+        "patch",
+        "port",
+        str(pinned_patch),
+        "--python",
+        str(env.python),
+        "-o",
+        str(tmp_path / "b.patch"),
+        env={"MLOPS_CACHE_DIR": str(tmp_path / "empty-cache")},
+    )
     assert r.returncode == 2 and "is not here to merge against" in r.stderr and "--base" in r.stderr, r
     assert "pip download --no-deps 'transformers==5.20.2'" in r.stderr and not (tmp_path / "b.patch").exists()
 
@@ -77,8 +101,19 @@ def test_port_with_merge3_gives_the_same_patch_as_git(mlops, venv_of, wheel_of, 
     out = {}
     for tool in ("git", "merge3"):
         out[tool] = tmp_path / f"{tool}.patch"
-        r = mlops("patch", "port", str(pinned_patch), "--python", str(env.python), "-o", str(out[tool]),
-                  "--base", str(wheel_of(PINNED)), "--json", env={"MLOPS_MERGE_TOOL": tool})
+        r = mlops(
+            "patch",
+            "port",
+            str(pinned_patch),
+            "--python",
+            str(env.python),
+            "-o",
+            str(out[tool]),
+            "--base",
+            str(wheel_of(PINNED)),
+            "--json",
+            env={"MLOPS_MERGE_TOOL": tool},
+        )
         assert r.returncode == 0 and r.json()["merge_tool"] == tool, r
     assert out["git"].read_text() == out["merge3"].read_text()
 
@@ -94,9 +129,17 @@ def _hotfix_patch(wheel: bytes, tmp_path, new_text: str):
     (work / ".mlops" / "original" / MODELING).write_bytes(wheel)
     (work / MODELING).parent.mkdir(parents=True)
     (work / MODELING).write_text(wheel.decode().replace(FIX_OLD, new_text, 1))
-    (work / ".mlops" / "extract.json").write_text(json.dumps({
-        "format": 1, "package": "transformers", "version": BEFORE_FIX, "source": {"kind": "local", "ref": "wheel"},
-        "files": [{"path": MODELING, "sha256": _sha(wheel)}]}))
+    (work / ".mlops" / "extract.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "package": "transformers",
+                "version": BEFORE_FIX,
+                "source": {"kind": "local", "ref": "wheel"},
+                "files": [{"path": MODELING, "sha256": _sha(wheel)}],
+            }
+        )
+    )
     diff(work, tmp_path / "hotfix.patch")
     return tmp_path / "hotfix.patch"
 
@@ -139,9 +182,13 @@ def test_real_conflict_work_folder_then_diff_finishes(mlops, venv_of, wheel_of, 
     assert r.returncode == 1 and "conflict marker" in r.stderr and not out.exists(), r
     # A person keeps upstream's fix plus a comment of their own: diff writes the 5.5.4 patch.
     start, end = merged.index("<<<<<<< "), merged.index(">>>>>>> transformers 5.5.4\n")
-    theirs_side = merged[merged.index("=======\n", start) + 8:end]
-    resolved = merged[:start] + "                    # reviewed after the port (mlops)\n" + theirs_side + \
-        merged[end + len(">>>>>>> transformers 5.5.4\n"):]
+    theirs_side = merged[merged.index("=======\n", start) + 8 : end]
+    resolved = (
+        merged[:start]
+        + "                    # reviewed after the port (mlops)\n"
+        + theirs_side
+        + merged[end + len(">>>>>>> transformers 5.5.4\n") :]
+    )
     (work / MODELING).write_text(resolved)
     r = mlops("patch", "diff", str(work), "-o", str(out), "--json")
     assert r.returncode == 0, r
@@ -158,9 +205,15 @@ def test_a_patch_that_creates_a_module_is_applied_reverted_and_ported(mlops, ven
     assert mlops("patch", "extract", "--python", str(env.python), MODELING, "-o", str(work)).returncode == 0
     helper = "transformers/models/qwen2_5_vl/mlops_positions.py"
     (work / helper).write_text("def next_position(ids):\n    return int(ids.max()) + 1\n")
-    text = (work / MODELING).read_text().replace(
-        OLD_LINE, "                    from .mlops_positions import next_position\n"
-                  "                    current_pos = next_position(vision_position_ids)\n")
+    text = (
+        (work / MODELING)
+        .read_text()
+        .replace(
+            OLD_LINE,
+            "                    from .mlops_positions import next_position\n"
+            "                    current_pos = next_position(vision_position_ids)\n",
+        )
+    )
     (work / MODELING).write_text(text)
     patch = tmp_path / "with-module.patch"
     r = mlops("patch", "diff", str(work), "-o", str(patch), "--json")
@@ -220,22 +273,39 @@ def test_a_method_moved_to_a_new_sibling_module_is_found_and_copied(mlops, venv_
     model = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Qwen2_5_VLModel")
     method = next(n for n in model.body if isinstance(n, ast.FunctionDef) and n.name == "get_rope_index")
     lines = text.split("\n")
-    body = lines[method.lineno - 1 - len(method.decorator_list):method.end_lineno]
-    theirs = "\n".join(lines[:method.lineno - 1 - len(method.decorator_list)] + lines[method.end_lineno:])
+    body = lines[method.lineno - 1 - len(method.decorator_list) : method.end_lineno]
+    theirs = "\n".join(lines[: method.lineno - 1 - len(method.decorator_list)] + lines[method.end_lineno :])
     module = env.site / "transformers/models/qwen2_5_vl/mlops_rope_index.py"
     module.write_text("import torch\n\n\n" + "\n".join(line[4:] for line in body) + "\n")
     env.file.write_text(theirs)
     try:
         work = tmp_path / "work"
-        r = mlops("patch", "port", str(pinned_patch), "--python", str(env.python), "--base", str(wheel_of(PINNED)),
-                  "--work", str(work), "-o", str(tmp_path / "new.patch"), "--json")
+        r = mlops(
+            "patch",
+            "port",
+            str(pinned_patch),
+            "--python",
+            str(env.python),
+            "--base",
+            str(wheel_of(PINNED)),
+            "--work",
+            str(work),
+            "-o",
+            str(tmp_path / "new.patch"),
+            "--json",
+        )
         assert r.returncode == 1 and r.json()["result"] == "conflict", r
         moved = r.json()["files"][0]["moved"]
         assert "Qwen2_5_VLModel.get_rope_index is no longer in " + MODELING in moved
         # (the release's own modular_qwen2_5_vl.py, a sibling that defines it too, is named as well)
-        assert any(m.startswith("get_rope_index is now defined in transformers/models/qwen2_5_vl/mlops_rope_index.py")
-                   and m.endswith("(copied into the work folder)") for m in moved), moved
-        assert any(m.startswith("get_rope_index is also defined in transformers/models/") for m in moved)  # other VL models
+        assert any(
+            m.startswith("get_rope_index is now defined in transformers/models/qwen2_5_vl/mlops_rope_index.py")
+            and m.endswith("(copied into the work folder)")
+            for m in moved
+        ), moved
+        assert any(
+            m.startswith("get_rope_index is also defined in transformers/models/") for m in moved
+        )  # other VL models
         assert (work / "transformers/models/qwen2_5_vl/mlops_rope_index.py").read_bytes() == module.read_bytes()
         manifest = (work / ".mlops" / "extract.json").read_text()
         assert "mlops_rope_index.py" in manifest
@@ -254,7 +324,7 @@ def test_a_method_that_moved_to_another_class_merges_there_and_is_named(wheel_of
     line = "                    st_idx = llm_pos_ids_list[-1].max() + 1 if len(llm_pos_ids_list) > 0 else 0\n"
     text = base.decode()
     at = text.index(line)
-    ours = (text[:at] + line.replace("max() + 1", "max() + 1  # mlops: checked") + text[at + len(line):]).encode()
+    ours = (text[:at] + line.replace("max() + 1", "max() + 1  # mlops: checked") + text[at + len(line) :]).encode()
     patch = pf.parse(pf.make_patch("transformers", "4.51.3", [(MODELING, base, ours)]))
     fp = port.merge_file(MODELING, base, ours, theirs, ("ours", "base", "theirs"))
     assert fp.outcome == "merged"
@@ -264,4 +334,5 @@ def test_a_method_that_moved_to_another_class_merges_there_and_is_named(wheel_of
     assert owners == ["Qwen2_5_VLModel", "Qwen2_5_VLModel.get_rope_index"]
     assert port.moved_code(patch.files[0], fp)[0] == [
         "Qwen2_5_VLForConditionalGeneration.get_rope_index is now Qwen2_5_VLModel.get_rope_index "
-        "(line 1405 of transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py)"]
+        "(line 1405 of transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py)"
+    ]

@@ -12,8 +12,12 @@ import pytest
 
 from mlops_cli.patch import merge, upstream
 
-CASES = {c["id"]: c for c in json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "patch" / "real_fixes.json").read_text())["cases"]}
+CASES = {
+    c["id"]: c
+    for c in json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "patch" / "real_fixes.json").read_text())[
+        "cases"
+    ]
+}
 
 
 def edited(text: str, edits: list[dict]) -> str:
@@ -21,8 +25,8 @@ def edited(text: str, edits: list[dict]) -> str:
     for e in sorted(edits, key=lambda e: e["line"], reverse=True):
         old = e["old"].splitlines(keepends=True)
         start = e["line"] - 1
-        assert lines[start:start + len(old)] == old, "the fixture's edit does not match the release's file"
-        lines[start:start + len(old)] = e["new"].splitlines(keepends=True)
+        assert lines[start : start + len(old)] == old, "the fixture's edit does not match the release's file"
+        lines[start : start + len(old)] = e["new"].splitlines(keepends=True)
     return "".join(lines)
 
 
@@ -47,17 +51,31 @@ def port(mlops, package_env, case: dict, patch: Path, version: str, tmp_path: Pa
     python, _ = package_env(case["package"], version)
     _, old_wheel = package_env(case["package"], case["patched_version"])
     out = tmp_path / f"fix-{version}.patch"
-    r = mlops("patch", "port", str(patch), "--python", str(python), "--base", str(old_wheel), "-o", str(out),
-              "--work", str(tmp_path / f"fix-{version}.work"), "--json")
+    r = mlops(
+        "patch",
+        "port",
+        str(patch),
+        "--python",
+        str(python),
+        "--base",
+        str(old_wheel),
+        "-o",
+        str(out),
+        "--work",
+        str(tmp_path / f"fix-{version}.work"),
+        "--json",
+    )
     return r, out
 
 
-@pytest.mark.parametrize("case_id, version", [
-    ("accelerate-3742-device-mesh-import", "1.12.0"),  # upstream rewrote the import block around the fix
-    ("trl-1049-dpo-peft-ref", "0.7.5"),  # upstream re-indented the fixed lines under a new `else:`
-])
-def test_port_sees_an_upstream_fix_that_changed_the_same_lines_further(mlops, package_env, tmp_path, case_id,
-                                                                       version):
+@pytest.mark.parametrize(
+    "case_id, version",
+    [
+        ("accelerate-3742-device-mesh-import", "1.12.0"),  # upstream rewrote the import block around the fix
+        ("trl-1049-dpo-peft-ref", "0.7.5"),  # upstream re-indented the fixed lines under a new `else:`
+    ],
+)
+def test_port_sees_an_upstream_fix_that_changed_the_same_lines_further(mlops, package_env, tmp_path, case_id, version):
     case = CASES[case_id]
     assert any(later["version"] == version and later["expected"] == "upstream-fixed" for later in case["later"])
     patch = make_patch(mlops, package_env, case, tmp_path)
@@ -124,8 +142,9 @@ def test_region_not_held_when_a_removed_line_is_still_there_or_nothing_substanti
     res = upstream.resolve(text, merge.markers(LABELS))
     assert res is None or res.held == 0
     # a whitespace-only change proves nothing
-    region = upstream.Region(ours=["b = old()  \n"], base=["b = old()\n"], theirs=["b = old()\n", "x = 1\n"],
-                             markers=[])
+    region = upstream.Region(
+        ours=["b = old()  \n"], base=["b = old()\n"], theirs=["b = old()\n", "x = 1\n"], markers=[]
+    )
     assert not upstream.held_upstream(region, region.theirs)
     # a lone bracket or blank line is not evidence either
     region = upstream.Region(ours=[")\n", "\n"], base=["]\n"], theirs=[")\n"], markers=[])

@@ -39,8 +39,12 @@ def check_expect(report, expect: dict, *, warnings: bool = True) -> None:
     else:
         first = errors[0]
         assert first.cls == expect["class"]
-        for key, got in (("onset_step", first.step), ("onset_line", first.line), ("cause", first.cause),
-                         ("rank", first.rank)):
+        for key, got in (
+            ("onset_step", first.step),
+            ("onset_line", first.line),
+            ("cause", first.cause),
+            ("rank", first.rank),
+        ):
             if key in expect:
                 assert got == expect[key], (key, got)
         if "split" in expect:

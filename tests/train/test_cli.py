@@ -36,7 +36,9 @@ def test_json_is_one_document_with_the_primary_finding():
 
 def test_model_flag_names_the_oom_check_model():
     r = run_mlops("train-doctor", str(FIXTURES / "oom_gtad30_cached.log"), "--model", "Qwen/Qwen2.5-0.5B", "--json")
-    assert r.json()["findings"][0]["data"]["oom_check"].startswith("mlops oom-check Qwen/Qwen2.5-0.5B --gpu-mem 10.73GiB")
+    assert r.json()["findings"][0]["data"]["oom_check"].startswith(
+        "mlops oom-check Qwen/Qwen2.5-0.5B --gpu-mem 10.73GiB"
+    )
 
 
 def test_stdin_and_several_files():
@@ -47,17 +49,20 @@ def test_stdin_and_several_files():
     assert doc["findings"][0]["file"] == "<stdin>" and doc["findings"][0]["onset"]["step"] == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["/no/such/log"], "cannot read training log /no/such/log: no such file"),
-    (["."], "it is a folder"),
-    (["{log}", "--framework", "keras"], "unknown --framework 'keras'"),
-    (["{log}", "--kill-on-nan", "1234"], "--kill-on-nan needs --follow"),
-    (["{log}", "--follow", "--kill-on-nan", "1"], "refusing PID <= 1"),
-    (["{log}", "--follow", "--kill-on-nan", "0"], "refusing PID <= 1"),
-    (["{log}", "--follow", "--kill-on-nan", "-1"], "refusing PID <= 1"),
-    (["{log}", "{log}", "--follow"], "--follow takes exactly one LOG"),
-    (["-", "-"], "stdin ('-') can be read only once"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["/no/such/log"], "cannot read training log /no/such/log: no such file"),
+        (["."], "it is a folder"),
+        (["{log}", "--framework", "keras"], "unknown --framework 'keras'"),
+        (["{log}", "--kill-on-nan", "1234"], "--kill-on-nan needs --follow"),
+        (["{log}", "--follow", "--kill-on-nan", "1"], "refusing PID <= 1"),
+        (["{log}", "--follow", "--kill-on-nan", "0"], "refusing PID <= 1"),
+        (["{log}", "--follow", "--kill-on-nan", "-1"], "refusing PID <= 1"),
+        (["{log}", "{log}", "--follow"], "--follow takes exactly one LOG"),
+        (["-", "-"], "stdin ('-') can be read only once"),
+    ],
+)
 def test_bad_usage_and_unreadable_input_exit_2_with_one_error_line(args, message):
     log = str(FIXTURES / "healthy_nanotron390.log")
     r = run_mlops("train-doctor", *[a.replace("{log}", log) for a in args], input="")

@@ -32,38 +32,53 @@ def test_one_nan_grad_norm_with_a_finite_loss_is_a_skipped_fp16_step_not_an_erro
 
 
 def test_grpo_loss_of_zero_and_rising_is_normal():
-    lines = "".join(hf(s, round(0.0001 * s / 10, 4), 0.05, lr=1e-06, reward=0.5, kl=0.001 * s) for s in range(10, 500, 10))
+    lines = "".join(
+        hf(s, round(0.0001 * s / 10, 4), 0.05, lr=1e-06, reward=0.5, kl=0.001 * s) for s in range(10, 500, 10)
+    )
     r = analyse_bytes(lines.encode())
     assert r.exit_code == 0 and not r.findings
 
 
 def test_deepspeed_calibration_at_the_start_is_normal_and_a_descent_to_one_is_not():
     def ov(a, b):
-        return (f"[2023-04-28 06:51:29,903] [INFO] [loss_scaler.py:181:update_scale] [deepspeed] OVERFLOW! Rank 0 "
-                f"Skipping step. Attempted loss scale: {a}, reducing to {b}\n")
-    calib = "".join(ov(2 ** k, 2 ** (k - 1)) for k in range(32, 26, -1)) + healthy_hf()
+        return (
+            f"[2023-04-28 06:51:29,903] [INFO] [loss_scaler.py:181:update_scale] [deepspeed] OVERFLOW! Rank 0 "
+            f"Skipping step. Attempted loss scale: {a}, reducing to {b}\n"
+        )
+
+    calib = "".join(ov(2**k, 2 ** (k - 1)) for k in range(32, 26, -1)) + healthy_hf()
     assert analyse_bytes(calib.encode()).exit_code == 0
-    collapse = healthy_hf() + "".join(ov(2 ** k, 2 ** (k - 1)) for k in range(6, 0, -1)) + ov(1, 1)
+    collapse = healthy_hf() + "".join(ov(2**k, 2 ** (k - 1)) for k in range(6, 0, -1)) + ov(1, 1)
     r = analyse_bytes(collapse.encode())
     (f,) = r.errors
     assert (f.cls, f.cause) == ("nan_loss", "fp16_overflow_loss_scale")
 
 
 def test_megatron_fp16_calibration_is_normal():
-    lines = "".join(f" iteration {i:8d}/ 1000 | learning rate: 0.000E+00 | loss scale: {2.0 ** (32 - i):.1f} |"
-                    f" number of skipped iterations:   1 | number of nan iterations:   0 |\n" for i in range(1, 10))
-    lines += "".join(f" iteration {i:8d}/ 1000 | learning rate: 1.0E-05 | lm loss: {9.5 - i / 100:.6E} | loss scale: 4096.0 |"
-                     f" grad norm: 3.1 | number of skipped iterations:   0 | number of nan iterations:   0 |\n" for i in range(10, 40))
+    lines = "".join(
+        f" iteration {i:8d}/ 1000 | learning rate: 0.000E+00 | loss scale: {2.0 ** (32 - i):.1f} |"
+        f" number of skipped iterations:   1 | number of nan iterations:   0 |\n"
+        for i in range(1, 10)
+    )
+    lines += "".join(
+        f" iteration {i:8d}/ 1000 | learning rate: 1.0E-05 | lm loss: {9.5 - i / 100:.6E} | loss scale: 4096.0 |"
+        f" grad norm: 3.1 | number of skipped iterations:   0 | number of nan iterations:   0 |\n"
+        for i in range(10, 40)
+    )
     assert analyse_bytes(lines.encode()).exit_code == 0
 
 
 def test_the_expandable_segments_hint_is_not_evidence():
     """The same hint with capacity numbers and with fragmentation numbers: the numbers decide."""
-    hint = (" If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"
-            " to avoid fragmentation.  See documentation for Memory Management")
-    cap = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB"
-           " of which 1.06 GiB is free. Of the allocated memory 22.00 GiB is allocated by PyTorch, and 194.87 MiB is"
-           " reserved by PyTorch but unallocated." + hint)
+    hint = (
+        " If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True"
+        " to avoid fragmentation.  See documentation for Memory Management"
+    )
+    cap = (
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB"
+        " of which 1.06 GiB is free. Of the allocated memory 22.00 GiB is allocated by PyTorch, and 194.87 MiB is"
+        " reserved by PyTorch but unallocated." + hint
+    )
     frag = cap.replace("194.87 MiB", "4.50 GiB").replace("22.00 GiB is allocated", "17.50 GiB is allocated")
     assert split_kind(parse_oom(cap.encode())) == "capacity"
     assert split_kind(parse_oom(frag.encode())) == "fragmentation"
@@ -79,10 +94,14 @@ def test_oom_check_command_uses_the_model_from_the_log_or_model_flag():
 
     from mlops_cli.train.analyse import analyse
 
-    msg = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.18 GiB"
-           " of which 1.06 GiB is free. Of the allocated memory 77.00 GiB is allocated by PyTorch, and 94.87 MiB is"
-           " reserved by PyTorch but unallocated.\n")
-    log = "model_name_or_path: Qwen/Qwen2.5-7B\nper_device_train_batch_size: 8\ncutoff_len: 4096\n" + healthy_hf(3) + msg
+    msg = (
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.18 GiB"
+        " of which 1.06 GiB is free. Of the allocated memory 77.00 GiB is allocated by PyTorch, and 94.87 MiB is"
+        " reserved by PyTorch but unallocated.\n"
+    )
+    log = (
+        "model_name_or_path: Qwen/Qwen2.5-7B\nper_device_train_batch_size: 8\ncutoff_len: 4096\n" + healthy_hf(3) + msg
+    )
     f = analyse([("log", io.BytesIO(log.encode()))]).errors[0]
     assert f.data["oom_check"] == "mlops oom-check Qwen/Qwen2.5-7B --gpu-mem 79.18GiB --batch 8 --seq-len 4096"
     g = analyse([("log", io.BytesIO(msg.encode()))], model="meta-llama/Llama-3.1-8B").errors[0]
@@ -121,10 +140,14 @@ def test_nan_on_one_rank_then_the_others_time_out():
     for st in (10, 20, 30):
         for rank in range(4):
             bad = rank == 1 and st == 30
-            lines.append(f"[rank{rank}]: step {st} | loss {'nan' if bad else 1.5} | grad_norm {'nan' if bad else 1.0}\n")
-    lines.append("[rank0]:[E1206 18:44:12.7 ProcessGroupNCCL.cpp:607] [Rank 0] Watchdog caught collective operation timeout:"
-                 " WorkNCCL(SeqNum=77, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600061 milliseconds"
-                 " before timing out.\n")
+            lines.append(
+                f"[rank{rank}]: step {st} | loss {'nan' if bad else 1.5} | grad_norm {'nan' if bad else 1.0}\n"
+            )
+    lines.append(
+        "[rank0]:[E1206 18:44:12.7 ProcessGroupNCCL.cpp:607] [Rank 0] Watchdog caught collective operation timeout:"
+        " WorkNCCL(SeqNum=77, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600061 milliseconds"
+        " before timing out.\n"
+    )
     r = analyse_bytes("".join(lines).encode())
     first = r.errors[0]
     assert (first.cls, first.rank, first.step, first.cause) == ("nan_on_one_rank", 1, 30, "bad_data")
@@ -152,12 +175,34 @@ def test_plateau_from_the_start_is_a_warning_and_a_falling_loss_is_not():
 def test_the_json_report_has_the_documented_fields():
     r = analyse_bytes((healthy_hf() + hf(210, "nan", "nan")).encode())
     doc = r.to_json()
-    assert set(doc) >= {"schema", "files", "framework", "healthy", "primary", "findings", "series", "notes", "bytes",
-                        "records"}
+    assert set(doc) >= {
+        "schema",
+        "files",
+        "framework",
+        "healthy",
+        "primary",
+        "findings",
+        "series",
+        "notes",
+        "bytes",
+        "records",
+    }
     f = doc["findings"][0]
     assert doc["primary"] == f["id"] == "nan_loss-1"
-    assert set(f) >= {"id", "class", "severity", "title", "cause", "rank", "file", "onset", "because", "evidence", "fix",
-                      "data"}
+    assert set(f) >= {
+        "id",
+        "class",
+        "severity",
+        "title",
+        "cause",
+        "rank",
+        "file",
+        "onset",
+        "because",
+        "evidence",
+        "fix",
+        "data",
+    }
     assert set(f["onset"]) == {"step", "time", "elapsed", "epoch", "line"}
     s = doc["series"][0]
     assert s["points_columns"] == ["step", "loss", "lr", "grad_norm", "loss_scale"]
@@ -168,9 +213,12 @@ def test_the_json_report_has_the_documented_fields():
 
 
 def test_a_counted_nan_iteration_with_a_finite_loss_and_a_skipping_guard_are_notes():
-    meg = "".join(f" iteration {i:8d}/ 1000 | learning rate: 1.0E-05 | lm loss: {3.1 - i / 1000:.6E} | loss scale: 4096.0 |"
-                  f" grad norm: 1.2 | number of skipped iterations:   {1 if i == 30 else 0} |"
-                  f" number of nan iterations:   {1 if i == 30 else 0} |\n" for i in range(1, 60))
+    meg = "".join(
+        f" iteration {i:8d}/ 1000 | learning rate: 1.0E-05 | lm loss: {3.1 - i / 1000:.6E} | loss scale: 4096.0 |"
+        f" grad norm: 1.2 | number of skipped iterations:   {1 if i == 30 else 0} |"
+        f" number of nan iterations:   {1 if i == 30 else 0} |\n"
+        for i in range(1, 60)
+    )
     r = analyse_bytes(meg.encode())
     assert r.exit_code == 0 and any("NaN iteration" in n for n in r.notes)
     guard = "step 10 | loss 1.2\nWARNING: Skip the batch due to the loss is NaN\nstep 11 | loss 1.19\n"
@@ -179,24 +227,30 @@ def test_a_counted_nan_iteration_with_a_finite_loss_and_a_skipping_guard_are_not
 
 
 def test_a_run_that_ends_on_an_unknown_exception_is_a_crash_and_a_handled_one_is_not():
-    tb = ('Traceback (most recent call last):\n  File "train.py", line 88, in <module>\n    batch = next(it)\n'
-          "[rank1]: KeyError: 'input_ids'\n")
+    tb = (
+        'Traceback (most recent call last):\n  File "train.py", line 88, in <module>\n    batch = next(it)\n'
+        "[rank1]: KeyError: 'input_ids'\n"
+    )
     r = analyse_bytes(("step 10 | loss 1.2\n" + tb).encode())
     (f,) = r.errors
     assert (f.cls, f.rank, f.line) == ("crash", 1, 5) and "KeyError: 'input_ids'" in f.title
     assert analyse_bytes(("step 10 | loss 1.2\n" + tb + "step 11 | loss 1.1\n").encode()).exit_code == 0
-    oom_then_child = ("step 10 | loss 1.2\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a"
-                      " total capacity of 8.00 GiB of which 0 bytes is free. Of the allocated memory 7.9 GiB is allocated by"
-                      " PyTorch, and 1.00 MiB is reserved by PyTorch but unallocated.\n"
-                      "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n")
+    oom_then_child = (
+        "step 10 | loss 1.2\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a"
+        " total capacity of 8.00 GiB of which 0 bytes is free. Of the allocated memory 7.9 GiB is allocated by"
+        " PyTorch, and 1.00 MiB is reserved by PyTorch but unallocated.\n"
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+    )
     assert [f.cls for f in analyse_bytes(oom_then_child.encode()).errors] == ["cuda_oom"]
 
 
 def test_a_non_finite_grad_norm_last_that_the_code_says_it_skipped_is_not_an_onset():
     """verl prints `WARN: rank N grad_norm is not finite: nan` and zero_grads instead of stepping
     (the message is verl's own, dp_actor.py): the last record's NaN norm is a skipped update."""
-    steps = "".join(f"step:{s} - actor/pg_loss:{0.01 * (s % 5):.3f} - actor/grad_norm:{0.5 + s / 100:.3f} - "
-                    f"actor/lr:1e-06\n" for s in range(1, 30))
+    steps = "".join(
+        f"step:{s} - actor/pg_loss:{0.01 * (s % 5):.3f} - actor/grad_norm:{0.5 + s / 100:.3f} - actor/lr:1e-06\n"
+        for s in range(1, 30)
+    )
     last = "step:30 - actor/pg_loss:0.020 - actor/grad_norm:nan - actor/lr:1e-06\n"
     bare = analyse_bytes((steps + last).encode())
     assert bare.errors and bare.errors[0].cls == "nan_loss"  # outside fp16, with no word about a skip
@@ -208,14 +262,19 @@ def test_a_non_finite_grad_norm_last_that_the_code_says_it_skipped_is_not_an_ons
 def test_hf_dicts_without_a_bar_get_their_step_from_the_epoch_when_the_header_gives_the_epoch_length():
     """The header is verbatim from huggingface/open-r1#483 (196 steps, 1 epoch); the dicts are in
     transformers' format with full-precision epochs, as newer versions print them."""
-    head = ("[INFO|trainer.py:2405] 2025-03-06 12:04:09,913 >> ***** Running training *****\n"
-            "[INFO|trainer.py:2406] 2025-03-06 12:04:09,913 >>   Num examples = 5,498\n"
-            "[INFO|trainer.py:2407] 2025-03-06 12:04:09,914 >>   Num Epochs = 1\n"
-            "[INFO|trainer.py:2413] 2025-03-06 12:04:09,914 >>   Total optimization steps = 196\n")
-    dicts = "".join(hf(s, round(2.0 - s / 1000, 4), 1.0, bar=False, epoch=repr(s / 196)).replace(
-        f"'epoch': {s / 1000}, ", "") for s in range(5, 100, 5))
-    r = analyse_bytes((head + dicts + hf(100, 0.0, "nan", bar=False, epoch=repr(100 / 196)).replace(
-        "'epoch': 0.1, ", "")).encode())
+    head = (
+        "[INFO|trainer.py:2405] 2025-03-06 12:04:09,913 >> ***** Running training *****\n"
+        "[INFO|trainer.py:2406] 2025-03-06 12:04:09,913 >>   Num examples = 5,498\n"
+        "[INFO|trainer.py:2407] 2025-03-06 12:04:09,914 >>   Num Epochs = 1\n"
+        "[INFO|trainer.py:2413] 2025-03-06 12:04:09,914 >>   Total optimization steps = 196\n"
+    )
+    dicts = "".join(
+        hf(s, round(2.0 - s / 1000, 4), 1.0, bar=False, epoch=repr(s / 196)).replace(f"'epoch': {s / 1000}, ", "")
+        for s in range(5, 100, 5)
+    )
+    r = analyse_bytes(
+        (head + dicts + hf(100, 0.0, "nan", bar=False, epoch=repr(100 / 196)).replace("'epoch': 0.1, ", "")).encode()
+    )
     (f,) = r.errors
     assert f.cls == "nan_loss" and f.step == 100
     rounded = analyse_bytes((head + hf(100, 0.0, "nan", bar=False, epoch=0.51).replace("'epoch': 0.1, ", "")).encode())
@@ -224,17 +283,22 @@ def test_hf_dicts_without_a_bar_get_their_step_from_the_epoch_when_the_header_gi
 
 def test_host_allocation_failures_are_host_memory_not_a_crash():
     """torch >= 2.0 words it `not enough memory` (older: `can't allocate memory`)."""
-    r = analyse_bytes(b"RuntimeError: [enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough "
-                      b"memory: you tried to allocate 1073741824 bytes.\n")
+    r = analyse_bytes(
+        b"RuntimeError: [enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough "
+        b"memory: you tried to allocate 1073741824 bytes.\n"
+    )
     (f,) = r.errors
     assert f.cls == "host_oom_dataloader" and f.cause == "host_ram" and "allocation failed" in f.title
 
 
 # --- the classes heldout3 showed (real lines from tests/fixtures/train/heldout3, with their traps) ---------
 
+
 def test_an_nccl_error_that_names_its_nccl_version_is_not_nccl_info_chatter():
-    line = (b"torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/NCCLUtils.hpp:268, "
-            b"remote process exited or there was a network error, NCCL version 2.21.5\n")
+    line = (
+        b"torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/NCCLUtils.hpp:268, "
+        b"remote process exited or there was a network error, NCCL version 2.21.5\n"
+    )
     chatter = b"node-7:1234:1234 [0] NCCL INFO NCCL version 2.21.5+cuda12.4\n" * 30
     r = analyse_bytes(chatter + line)
     (f,) = r.errors
@@ -243,31 +307,42 @@ def test_an_nccl_error_that_names_its_nccl_version_is_not_nccl_info_chatter():
 
 
 def test_a_named_nccl_error_on_the_failed_or_timed_out_line_is_an_error_not_a_timeout():
-    flat = (b"[E ProcessGroupNCCL.cpp:455] Some NCCL operations have failed or timed out. [...] what(): NCCL error: "
-            b"remote process exited or there was a network error, NCCL version 2.14.3 ncclRemoteError: A call failed\n")
+    flat = (
+        b"[E ProcessGroupNCCL.cpp:455] Some NCCL operations have failed or timed out. [...] what(): NCCL error: "
+        b"remote process exited or there was a network error, NCCL version 2.14.3 ncclRemoteError: A call failed\n"
+    )
     assert analyse_bytes(flat).errors[0].cls == "nccl_error"
-    timeout = (b"[rank11]:[E617 15:17:35.519071987 ProcessGroupNCCL.cpp:681] [Rank 11] Some NCCL operations have "
-               b"failed or timed out. Due to the asynchronous nature of CUDA kernels, subsequent GPU operations might "
-               b"run on corrupted/incomplete data.\n")
+    timeout = (
+        b"[rank11]:[E617 15:17:35.519071987 ProcessGroupNCCL.cpp:681] [Rank 11] Some NCCL operations have "
+        b"failed or timed out. Due to the asynchronous nature of CUDA kernels, subsequent GPU operations might "
+        b"run on corrupted/incomplete data.\n"
+    )
     assert analyse_bytes(timeout).errors[0].cls == "nccl_timeout"
 
 
 def test_a_kernel_assertion_without_loss_in_its_name_is_the_onset():
-    lines = (b"../aten/src/ATen/native/cuda/Indexing.cu:1146: indexSelectLargeIndex: block: [18,0,0], thread: [5,0,0] "
-             b"Assertion `srcIndex < srcSelectDimSize` failed.\n" * 3
-             + b"RuntimeError: CUDA error: device-side assert triggered\n")
+    lines = (
+        b"../aten/src/ATen/native/cuda/Indexing.cu:1146: indexSelectLargeIndex: block: [18,0,0], thread: [5,0,0] "
+        b"Assertion `srcIndex < srcSelectDimSize` failed.\n"
+        * 3
+        + b"RuntimeError: CUDA error: device-side assert triggered\n"
+    )
     f = analyse_bytes(lines).errors[0]
     assert (f.cls, f.line) == ("device_assert", 1)
 
 
 def test_a_wrapped_oom_message_keeps_its_numbers_and_a_headless_one_is_still_an_oom():
-    wrapped = (b"OutOfMemoryError: CUDA out of memory. Tried to allocate 1.25 GiB (GPU 1; 79.10 GiB total capacity; "
-               b"76.13 GiB \nalready allocated; 290.12 MiB free; 77.47 GiB reserved in total by PyTorch) If reserved "
-               b"memory is >> allocated \nmemory try setting max_split_size_mb\n")
+    wrapped = (
+        b"OutOfMemoryError: CUDA out of memory. Tried to allocate 1.25 GiB (GPU 1; 79.10 GiB total capacity; "
+        b"76.13 GiB \nalready allocated; 290.12 MiB free; 77.47 GiB reserved in total by PyTorch) If reserved "
+        b"memory is >> allocated \nmemory try setting max_split_size_mb\n"
+    )
     f = analyse_bytes(wrapped).errors[0]
     assert (f.cls, f.data["split"]) == ("cuda_oom", "fragmentation")
-    headless = (b"Tried to allocate 20.00 MiB (GPU 0; 1.96 GiB total capacity; 1.24 GiB already allocated; 2.88 MiB "
-                b"free; 1.25 GiB reserved in total by PyTorch)\n")
+    headless = (
+        b"Tried to allocate 20.00 MiB (GPU 0; 1.96 GiB total capacity; 1.24 GiB already allocated; 2.88 MiB "
+        b"free; 1.25 GiB reserved in total by PyTorch)\n"
+    )
     f = analyse_bytes(headless).errors[0]
     assert (f.cls, f.data["split"]) == ("cuda_oom", "capacity")
 
@@ -275,14 +350,17 @@ def test_a_wrapped_oom_message_keeps_its_numbers_and_a_headless_one_is_still_an_
 def test_a_worker_killed_by_sigabrt_is_a_crash_and_by_sigkill_host_ram():
     def killed(sig):
         return f"RuntimeError: DataLoader worker (pid 2256) is killed by signal: {sig}. \n".encode()
+
     assert analyse_bytes(killed("Aborted")).errors[0].cause == "worker_crash"
     assert analyse_bytes(killed("Killed")).errors[0].cause == "host_ram"
     assert analyse_bytes(b"iter 144: time:1.722(sec), total-loss 0.5882\n\n**Killed**\n").errors[0].cause == "host_ram"
 
 
 def test_nan_guards_in_words_and_in_a_json_exception():
-    guard = (b'{"simapp_exception": {"function": "training_worker", "message": "NaN detected in loss function, '
-             b'aborting training. Job failed!", "eventType": "system_error"}}\n')
+    guard = (
+        b'{"simapp_exception": {"function": "training_worker", "message": "NaN detected in loss function, '
+        b'aborting training. Job failed!", "eventType": "system_error"}}\n'
+    )
     assert analyse_bytes(guard).errors[0].cls == "nan_loss"
 
 
@@ -297,16 +375,20 @@ def test_an_eval_nan_with_a_finite_training_loss_is_a_warning_not_an_error():
 
 
 def test_dpo_loss_zero_with_nan_log_probs_is_the_hidden_nan_and_grpo_zero_is_not():
-    dpo = ("{'loss': 0.0, 'learning_rate': 9.99e-06, 'rewards/chosen': nan, 'rewards/rejected': nan, "
-           "'rewards/margins': nan, 'logps/chosen': nan, 'logits/chosen': nan, 'epoch': 0.0}\n")
+    dpo = (
+        "{'loss': 0.0, 'learning_rate': 9.99e-06, 'rewards/chosen': nan, 'rewards/rejected': nan, "
+        "'rewards/margins': nan, 'logps/chosen': nan, 'logits/chosen': nan, 'epoch': 0.0}\n"
+    )
     assert analyse_bytes(dpo.encode()).errors[0].cls == "nan_loss"
     grpo = "".join(hf(s, 0.0, 0.05, reward=0.5, kl="nan") for s in range(10, 100, 10))
     assert analyse_bytes(grpo.encode()).exit_code == 0
 
 
 def test_markdown_bold_and_dotted_keys_and_gan_postfixes_are_read():
-    dll = (b"DLL 2023-02-15 08:27:46.754175 - Epoch: 0 Iteration: 20  train.loss : **inf** None train.lr : 0.256  "
-           b"train.grad_scale : 128.00000 None\n")
+    dll = (
+        b"DLL 2023-02-15 08:27:46.754175 - Epoch: 0 Iteration: 20  train.loss : **inf** None train.lr : 0.256  "
+        b"train.grad_scale : 128.00000 None\n"
+    )
     f = analyse_bytes(dll).errors[0]
     assert (f.cls, f.step) == ("nan_loss", 20)
     gan = "Epoch 41/250: 100%|████| 9375/9375 [07:11<00:00, 21.73it/s, DR=713, DF=nan, G=nan, GP=2.16e+4, LR=0.0001]\n"
@@ -322,17 +404,31 @@ def test_a_run_of_nan_grad_norms_without_a_loss_is_an_onset_outside_fp16_only():
 
 
 def test_short_logs_get_spike_divergence_and_flat_loss_warnings():
-    spike = ("Epoch(train)  [2][ 50/788]  lr: 2.0000e-03  grad_norm: 3.4572  loss: 1.5043\n"
-             "Epoch(train)  [2][100/788]  lr: 2.0000e-03  grad_norm: 31101415.5974  loss: 63.1261\n")
+    spike = (
+        "Epoch(train)  [2][ 50/788]  lr: 2.0000e-03  grad_norm: 3.4572  loss: 1.5043\n"
+        "Epoch(train)  [2][100/788]  lr: 2.0000e-03  grad_norm: 31101415.5974  loss: 63.1261\n"
+    )
     r = analyse_bytes(spike.encode())
     assert r.exit_code == 0 and [f.cls for f in r.findings] == ["loss_spike"]
-    diverged = "".join(f"step={s}  loss={v}  gnorm=7.0\n" for s, v in
-                       ((1, 15.5), (55, 13.0), (110, 3.8), (165, 2.39), (220, 1.43), (275, 5.82), (330, 7.05),
-                        (385, 10.03)))
+    diverged = "".join(
+        f"step={s}  loss={v}  gnorm=7.0\n"
+        for s, v in (
+            (1, 15.5),
+            (55, 13.0),
+            (110, 3.8),
+            (165, 2.39),
+            (220, 1.43),
+            (275, 5.82),
+            (330, 7.05),
+            (385, 10.03),
+        )
+    )
     (w,) = analyse_bytes(diverged.encode()).findings
     assert (w.cls, w.step) == ("loss_spike", 220)
-    flat = "".join(f"Iteration {i * 20}, loss = {v}\n" for i, v in
-                   enumerate((6.91161, 6.90501, 6.90635, 6.90681, 6.90704, 6.90776, 6.90776, 6.90776)))
+    flat = "".join(
+        f"Iteration {i * 20}, loss = {v}\n"
+        for i, v in enumerate((6.91161, 6.90501, 6.90635, 6.90681, 6.90704, 6.90776, 6.90776, 6.90776))
+    )
     (w,) = analyse_bytes(flat.encode()).findings
     assert w.cls == "loss_plateau"
     falling = "".join(f"Iteration {i * 20}, loss = {6.9 - i * 0.2:.4f}\n" for i in range(8))
@@ -340,27 +436,37 @@ def test_short_logs_get_spike_divergence_and_flat_loss_warnings():
 
 
 def test_tensorflow_and_xla_oom_wordings_are_ooms_with_their_own_fixes():
-    tf = (b"2024-01-01 10:00:00.000001: W tensorflow/core/framework/op_kernel.cc:1192] Resource exhausted: OOM when "
-          b"allocating tensor with shape[64,512,28,28] and type float on /job:localhost/replica:0/task:0/device:GPU:0\n")
+    tf = (
+        b"2024-01-01 10:00:00.000001: W tensorflow/core/framework/op_kernel.cc:1192] Resource exhausted: OOM when "
+        b"allocating tensor with shape[64,512,28,28] and type float on /job:localhost/replica:0/task:0/device:GPU:0\n"
+    )
     f = analyse_bytes(tf).errors[0]
     assert (f.cls, f.line) == ("cuda_oom", 1) and "TensorFlow" in f.title
     assert not any("PYTORCH_CUDA_ALLOC_CONF" in x or "expandable" in x for x in f.fix + f.because)
-    keras = b"ResourceExhaustedError: OOM when allocating tensor with shape[128,64] and type float by allocator GPU_0_bfc\n"
+    keras = (
+        b"ResourceExhaustedError: OOM when allocating tensor with shape[128,64] and type float by allocator GPU_0_bfc\n"
+    )
     assert analyse_bytes(keras).errors[0].cls == "cuda_oom"
-    xla = (b"E0101 12:00:00.1 1 pjrt_client.cc:2985] Execution of replica 0 failed: RESOURCE_EXHAUSTED: Out of memory "
-           b"while trying to allocate 1073741824 bytes.\n")
+    xla = (
+        b"E0101 12:00:00.1 1 pjrt_client.cc:2985] Execution of replica 0 failed: RESOURCE_EXHAUSTED: Out of memory "
+        b"while trying to allocate 1073741824 bytes.\n"
+    )
     f = analyse_bytes(xla).errors[0]
     assert f.cls == "cuda_oom" and "XLA" in f.title and any("XLA_PYTHON_CLIENT" in x for x in f.fix)
     assert f.data["oom_check"] is None and not any("oom-check" in x for x in f.fix)
-    wrapped = b"[1] 2024-01-01: E local_client.cc:672] Execution of replica 0 failed: Resource exhausted: Out \nof memory.\n"
+    wrapped = (
+        b"[1] 2024-01-01: E local_client.cc:672] Execution of replica 0 failed: Resource exhausted: Out \nof memory.\n"
+    )
     assert (analyse_bytes(wrapped).errors[0].cls, analyse_bytes(wrapped).errors[0].line) == ("cuda_oom", 1)
     async_alloc = b"E1103 1 gpu_cudamallocasync_allocator.cc:361] cuMemAllocAsync failed: CUDA_ERROR_OUT_OF_MEMORY: out of memory\n"
     assert analyse_bytes(async_alloc).errors[0].cls == "cuda_oom"
 
 
 def test_tensorflow_bfc_warning_and_other_resource_exhausted_statuses_are_not_ooms():
-    bfc = (b"W bfc_allocator.cc:217] Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.10GiB. The caller "
-           b"indicates that this is not a failure, but may mean that there could be performance gains\n")
+    bfc = (
+        b"W bfc_allocator.cc:217] Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.10GiB. The caller "
+        b"indicates that this is not a failure, but may mean that there could be performance gains\n"
+    )
     assert analyse_bytes(bfc + healthy_hf().encode()).exit_code == 0
     grpc = b"W grpc.cc:1] RESOURCE_EXHAUSTED: Received message larger than max (5000000 vs. 4194304)\n"
     assert analyse_bytes(grpc + healthy_hf().encode()).exit_code == 0
@@ -370,12 +476,16 @@ def test_nccl_error_wordings_and_nccl_error_returns_with_their_warn_line():
     pt = b"RuntimeError: NCCL error in: /pytorch/torch/lib/c10d/ProcessGroupNCCL.cpp:911, unhandled system error, NCCL version 2.7.8\n"
     f = analyse_bytes(b"Traceback (most recent call last):\n" + pt).errors[0]
     assert (f.cls, f.line) == ("nccl_error", 2)
-    ret = (healthy_hf(3) + "host:1:1 [0] include/socket.h:333 NCCL WARN Call to connect returned Connection refused\n"
-           "host:1:1 [0] NCCL INFO bootstrap.cc:95 -> 2\nhost:1:1 [0] NCCL INFO init.cc:700 -> 2\n").encode()
+    ret = (
+        healthy_hf(3) + "host:1:1 [0] include/socket.h:333 NCCL WARN Call to connect returned Connection refused\n"
+        "host:1:1 [0] NCCL INFO bootstrap.cc:95 -> 2\nhost:1:1 [0] NCCL INFO init.cc:700 -> 2\n"
+    ).encode()
     f = analyse_bytes(ret).errors[0]
     assert (f.cls, f.line) == ("nccl_error", 4) and len(f.evidence) >= 2
-    chatter = (b"host:1:1 [0] NCCL INFO Channel 00 : 0[0] -> 1[1] via P2P/IPC\n"
-               b"host:1:1 [0] NCCL WARN Could not find real path of /sys/class/net/eth0\n")
+    chatter = (
+        b"host:1:1 [0] NCCL INFO Channel 00 : 0[0] -> 1[1] via P2P/IPC\n"
+        b"host:1:1 [0] NCCL WARN Could not find real path of /sys/class/net/eth0\n"
+    )
     assert analyse_bytes(chatter + healthy_hf().encode()).exit_code == 0
 
 
@@ -388,16 +498,21 @@ def test_a_rank_that_died_of_sigbus_is_shared_memory_and_sigsegv_stays_a_crash()
 
 
 def test_a_shells_job_control_killed_report_is_host_ram():
-    log = (healthy_hf(3) + "/var/spool/slurmd/job00042/slurm_script: line 12:  4242 Killed                  "
-           "python train.py --lr 1e-3\n").encode()
+    log = (
+        healthy_hf(3) + "/var/spool/slurmd/job00042/slurm_script: line 12:  4242 Killed                  "
+        "python train.py --lr 1e-3\n"
+    ).encode()
     f = analyse_bytes(log).errors[0]
     assert (f.cls, f.cause, f.line) == ("host_oom_dataloader", "host_ram", 4)
 
 
 def test_a_logger_table_row_is_a_loss_and_a_log2_scale_is_not_a_scale():
     def table(loss, lg):
-        return (f"---------------------------\n| lg_loss_scale | {lg} |\n| loss          | {loss}  |\n"
-                f"| step          | 1.2e+03   |\n---------------------------\n")
+        return (
+            f"---------------------------\n| lg_loss_scale | {lg} |\n| loss          | {loss}  |\n"
+            f"| step          | 1.2e+03   |\n---------------------------\n"
+        )
+
     healthy = "".join(table(f"{0.9 - i / 100:.3f}", "-1.62e+04") for i in range(20))
     assert analyse_bytes(healthy.encode()).exit_code == 0
     f = analyse_bytes((healthy + table("nan", "-1.62e+04")).encode()).errors[0]
@@ -407,9 +522,12 @@ def test_a_logger_table_row_is_a_loss_and_a_log2_scale_is_not_a_scale():
 def test_a_megatron_record_wrapped_at_its_separators_keeps_its_step():
     def rec(i, loss, gn):
         lm = f"lm loss: {loss} | " if loss else ""
-        return (f"iteration {i}/50 | elapsed time per iteration: 21392.5 ms |\nlearning rate: 1.35E-04 | {lm}"
-                f"global batch size: 4096 |\nloss scale: 1.0 | grad norm: {gn} |\n"
-                f"number of skipped iterations: 0 | number of nan iterations: 0\n\n")
+        return (
+            f"iteration {i}/50 | elapsed time per iteration: 21392.5 ms |\nlearning rate: 1.35E-04 | {lm}"
+            f"global batch size: 4096 |\nloss scale: 1.0 | grad norm: {gn} |\n"
+            f"number of skipped iterations: 0 | number of nan iterations: 0\n\n"
+        )
+
     healthy = "".join(rec(i, f"{9.0 - i / 10:.6E}", 1.5) for i in range(1, 20))
     assert analyse_bytes(healthy.encode()).exit_code == 0
     f = analyse_bytes((healthy + rec(20, None, "nan")).encode()).errors[0]
@@ -418,11 +536,13 @@ def test_a_megatron_record_wrapped_at_its_separators_keeps_its_step():
 
 # --- heldout5 classes: what a cut paste still proves ------------------------------------------------------
 
-_TB = ("Traceback (most recent call last):\n"
-       '  File "train.py", line 12, in <module>\n'
-       "    main()\n"
-       '  File "train.py", line 9, in main\n'
-       "    trainer.train()\n")
+_TB = (
+    "Traceback (most recent call last):\n"
+    '  File "train.py", line 12, in <module>\n'
+    "    main()\n"
+    '  File "train.py", line 9, in main\n'
+    "    trainer.train()\n"
+)
 
 
 def test_a_log_that_ends_inside_a_traceback_is_a_crash_that_says_the_error_line_is_missing():
@@ -441,8 +561,12 @@ def test_a_traceback_with_its_error_line_or_followed_by_training_is_not_a_cut_cr
 
 
 def test_an_ipython_traceback_header_names_the_exception():
-    r = analyse_bytes((healthy_hf() + "NotImplementedError                       Traceback (most recent call last)\n"
-                       "Cell In[23], line 1\n").encode())
+    r = analyse_bytes(
+        (
+            healthy_hf() + "NotImplementedError                       Traceback (most recent call last)\n"
+            "Cell In[23], line 1\n"
+        ).encode()
+    )
     (f,) = r.errors
     assert f.cls == "crash" and "NotImplementedError" in f.title
 
@@ -451,7 +575,9 @@ def test_a_dataloader_kill_cut_before_the_signal_claims_no_cause():
     cut = analyse_bytes((healthy_hf() + "RuntimeError: DataLoader worker (pid 2978) is killed by\n").encode())
     (f,) = cut.errors
     assert f.cls == "host_oom_dataloader" and f.cause is None
-    whole = analyse_bytes((healthy_hf() + "RuntimeError: DataLoader worker (pid 2978) is killed by signal: Killed.\n").encode())
+    whole = analyse_bytes(
+        (healthy_hf() + "RuntimeError: DataLoader worker (pid 2978) is killed by signal: Killed.\n").encode()
+    )
     assert whole.errors[0].cause == "host_ram"
 
 

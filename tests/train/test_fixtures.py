@@ -20,8 +20,16 @@ def test_every_fixture_is_in_the_manifest_with_a_source():
 
 def test_the_manifest_covers_every_class_and_trap():
     classes = {e["expect"].get("class") for e in ENTRIES} | {e["expect"].get("warning") for e in ENTRIES}
-    assert {"nan_loss", "nan_on_one_rank", "cuda_oom", "nccl_timeout", "device_assert", "host_oom_dataloader",
-            "loss_spike", "grad_norm_frozen"} <= classes
+    assert {
+        "nan_loss",
+        "nan_on_one_rank",
+        "cuda_oom",
+        "nccl_timeout",
+        "device_assert",
+        "host_oom_dataloader",
+        "loss_spike",
+        "grad_norm_frozen",
+    } <= classes
     causes = {e["expect"].get("cause") for e in ENTRIES}
     assert {"lr_too_high", "grad_explosion", "fp16_overflow_loss_scale", "bad_data", "numerical_op"} <= causes
     splits = {e["expect"].get("split") for e in ENTRIES}
@@ -29,7 +37,17 @@ def test_the_manifest_covers_every_class_and_trap():
     healthy = [e for e in ENTRIES if e["expect"]["exit"] == 0]
     assert len(healthy) >= 25
     frameworks = {e.get("framework") for e in healthy}
-    assert {"hf", "trl", "deepspeed", "megatron", "lightning", "llamafactory", "ms-swift", "axolotl", "torchtune"} <= frameworks
+    assert {
+        "hf",
+        "trl",
+        "deepspeed",
+        "megatron",
+        "lightning",
+        "llamafactory",
+        "ms-swift",
+        "axolotl",
+        "torchtune",
+    } <= frameworks
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])

@@ -104,8 +104,9 @@ def test_follow_stdin_pipe_from_a_running_writer():
 def test_follow_stdin_to_the_end_of_a_healthy_run():
     writer = start_writer("-", nan=False, linger=0, stdout=subprocess.PIPE)
     try:
-        r = subprocess.run(mlops_argv("-", "--json"), stdin=writer.stdout, capture_output=True, text=True, env=env(),
-                           timeout=90)
+        r = subprocess.run(
+            mlops_argv("-", "--json"), stdin=writer.stdout, capture_output=True, text=True, env=env(), timeout=90
+        )
         assert r.returncode == 0, r.stderr
         doc = json.loads(r.stdout)
         assert doc["follow"]["stopped"] == "end of input" and doc["records"] == 15
@@ -131,8 +132,9 @@ def test_sigterm_to_train_doctor_ends_the_follow_with_130(tmp_path):
 def test_sigterm_with_json_still_prints_one_document(tmp_path):
     log = tmp_path / "train.log"
     log.write_text((FIXTURES / "healthy_torchtune1358_steps.log").read_text())
-    proc = subprocess.Popen(mlops_argv(str(log), "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env())
+    proc = subprocess.Popen(
+        mlops_argv(str(log), "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()
+    )
     try:
         time.sleep(3)
         proc.terminate()

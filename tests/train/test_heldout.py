@@ -15,16 +15,13 @@ FOLDERS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5")
 
 # logs the rules still get wrong, each with why (strict: a fix makes the test fail until it is removed here)
 KNOWN_MISSES = {
-    "heldout4/nan_fairseq1529_epoch_summary_loss_scale_zero.log":
-        "only an epoch summary with `loss_scale 0.000` (rounded) survives of the failing run; its "
-        "`Minimum loss scale reached` line is not in the log, and a small fairseq scale alone is normal "
-        "(fixtures/fairseq515: 0.004, healthy), so no rule can call it without false alarms",
-    "heldout5/nan_yolov3_215_table_rows_from_batch18.log":
-        "a 2019 ultralytics table row with no header and every column `nan` (`0/272  18/7328  nan  nan ...`): "
-        "which column is the loss cannot be told without the header",
-    "heldout5/healthy_anomalib1009_lightning_bar_loss_nan_no_training_loss.log":
-        "Lightning's bar shows `loss=nan` on every refresh when the model has no training loss (anomalib's "
-        "feature-memory models); from the bar alone that looks like a run NaN from its first step",
+    "heldout4/nan_fairseq1529_epoch_summary_loss_scale_zero.log": "only an epoch summary with `loss_scale 0.000` (rounded) survives of the failing run; its "
+    "`Minimum loss scale reached` line is not in the log, and a small fairseq scale alone is normal "
+    "(fixtures/fairseq515: 0.004, healthy), so no rule can call it without false alarms",
+    "heldout5/nan_yolov3_215_table_rows_from_batch18.log": "a 2019 ultralytics table row with no header and every column `nan` (`0/272  18/7328  nan  nan ...`): "
+    "which column is the loss cannot be told without the header",
+    "heldout5/healthy_anomalib1009_lightning_bar_loss_nan_no_training_loss.log": "Lightning's bar shows `loss=nan` on every refresh when the model has no training loss (anomalib's "
+    "feature-memory models); from the bar alone that looks like a run NaN from its first step",
 }
 
 
@@ -55,8 +52,11 @@ def test_manifest_lists_every_log_with_a_source_and_says_what_is_verbatim(folder
 def test_held_out_sources_are_not_the_fixtures_sources():
     """Held out means held out: no thread of the fixture manifest (the rules were written against
     those), and no thread twice across the held-out folders."""
-    seen = {_thread(u) for e in json.loads((FIXTURES / "manifest.json").read_text())["fixtures"]
-            for u in re.findall(r"https://github\.com/[^ )]+", e["source"])}
+    seen = {
+        _thread(u)
+        for e in json.loads((FIXTURES / "manifest.json").read_text())["fixtures"]
+        for u in re.findall(r"https://github\.com/[^ )]+", e["source"])
+    }
     for folder in FOLDERS:
         threads = {_thread(e["source"]) for e in _manifest(folder)["fixtures"]}
         assert not threads & seen, (folder, threads & seen)
@@ -65,8 +65,15 @@ def test_held_out_sources_are_not_the_fixtures_sources():
 
 def test_held_out_sets_cover_the_classes_and_healthy_logs():
     classes = {e["expect"].get("class") for _, e in ENTRIES}
-    assert {"nan_loss", "nan_on_one_rank", "cuda_oom", "nccl_timeout", "device_assert", "host_oom_dataloader",
-            "crash"} <= classes
+    assert {
+        "nan_loss",
+        "nan_on_one_rank",
+        "cuda_oom",
+        "nccl_timeout",
+        "device_assert",
+        "host_oom_dataloader",
+        "crash",
+    } <= classes
     assert {e["expect"].get("split") for _, e in ENTRIES} >= {"capacity", "fragmentation"}
     assert sum(e["expect"]["exit"] == 0 for _, e in ENTRIES) >= 15
 

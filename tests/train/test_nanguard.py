@@ -21,12 +21,15 @@ from tests.train.conftest import analyse_path
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed (pip install -e '.[train-test]')")
-needs_hf = pytest.mark.skipif(importlib.util.find_spec("transformers") is None or not HAVE_TORCH,
-                              reason="transformers/torch are not installed (pip install -e '.[train-test]')")
+needs_hf = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None or not HAVE_TORCH,
+    reason="transformers/torch are not installed (pip install -e '.[train-test]')",
+)
 needs_lightning = pytest.mark.skipif(
     (importlib.util.find_spec("lightning") is None and importlib.util.find_spec("pytorch_lightning") is None)
-    or not HAVE_TORCH, reason="lightning/torch are not installed (pip install -e '.[train-test]')")
-
+    or not HAVE_TORCH,
+    reason="lightning/torch are not installed (pip install -e '.[train-test]')",
+)
 
 
 def test_the_frameworks_are_there_when_ci_requires_them():
@@ -53,18 +56,29 @@ def run_training(tmp_path: Path, body: str) -> tuple[Path, Path]:
     script.write_text(textwrap.dedent(COMMON) + textwrap.dedent(body))
     log = tmp_path / "train.log"
     with open(log, "wb") as out:
-        r = subprocess.run([sys.executable, str(script), str(tmp_path / "nan-guard.json")], cwd=tmp_path, stdout=out,
-                           stderr=subprocess.STDOUT, timeout=600, env={"PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin",
-                                                                      "HOME": str(tmp_path),
-                                                                      "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+        r = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "nan-guard.json")],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            env={
+                "PYTHONUNBUFFERED": "1",
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(tmp_path),
+                "PYTHONPATH": str(Path(__file__).parents[2] / "src"),
+            },
+        )
     assert r.returncode == 0, log.read_text()[-3000:]
     return log, tmp_path / "nan-guard.json"
 
 
 def test_importing_the_helper_needs_neither_typer_nor_rich_nor_torch():
-    code = ("import sys, mlops_cli.nanguard as g; assert g.NanGuard; "
-            "bad = {'typer', 'rich', 'torch', 'transformers', 'lightning'} & set(sys.modules); "
-            "assert not bad, bad; print('light')")
+    code = (
+        "import sys, mlops_cli.nanguard as g; assert g.NanGuard; "
+        "bad = {'typer', 'rich', 'torch', 'transformers', 'lightning'} & set(sys.modules); "
+        "assert not bad, bad; print('light')"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "light" in r.stdout, r.stderr
 
@@ -78,7 +92,13 @@ def test_plain_numbers_trigger_once_and_write_the_record(tmp_path, capsys):
     assert g.check(step=2, loss=float("nan"), grad_norm=1.0, lr=1e-4, batch_indices=[3, 4]) is True
     assert g.check(step=3, loss=float("nan")) is True and len(lines) == 1
     rec = json.loads((tmp_path / "g.json").read_text())
-    assert (rec["step"], rec["loss"], rec["what"], rec["batch_indices"], rec["lr"]) == (2, "nan", ["loss"], [3, 4], 1e-4)
+    assert (rec["step"], rec["loss"], rec["what"], rec["batch_indices"], rec["lr"]) == (
+        2,
+        "nan",
+        ["loss"],
+        [3, 4],
+        1e-4,
+    )
     assert lines[0].startswith("mlops-nanguard: non-finite loss at step 2 (loss=nan, grad_norm=1.0, lr=0.0001)")
     fp16 = NanGuard(tmp_path / "f.json", grads_only_when_finite_loss=True, log=lines.append)
     assert fp16.check(step=5, loss=0.7, grad_norm=float("inf")) is False and fp16.skipped_grad_steps == 1
@@ -89,7 +109,9 @@ def test_plain_numbers_trigger_once_and_write_the_record(tmp_path, capsys):
 
 @needs_torch
 def test_plain_torch_loop(tmp_path):
-    log, record = run_training(tmp_path, """
+    log, record = run_training(
+        tmp_path,
+        """
         from mlops_cli.nanguard import NanGuard
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -105,7 +127,8 @@ def test_plain_torch_loop(tmp_path):
                 break
             opt.step(); opt.zero_grad()
         print("stopped at", step)
-    """)
+    """,
+    )
     rec = json.loads(record.read_text())
     bad_step = BAD_INDEX // 4 + 1
     assert rec["step"] == bad_step and BAD_INDEX in rec["batch_indices"] and rec["framework"] == "loop"
@@ -179,7 +202,9 @@ def test_train_doctor_on_a_real_hf_trainer_log_that_went_nan(tmp_path):
 
 @needs_lightning
 def test_lightning_callback_with_batch_indices(tmp_path):
-    log, record = run_training(tmp_path, """
+    log, record = run_training(
+        tmp_path,
+        """
         try:
             import lightning.pytorch as pl
         except ImportError:
@@ -206,7 +231,8 @@ def test_lightning_callback_with_batch_indices(tmp_path):
                              callbacks=[lightning_callback(sys.argv[1])])
         trainer.fit(M(), torch.utils.data.DataLoader(DS(), batch_size=4, shuffle=False))
         print("global_step", trainer.global_step)
-    """)
+    """,
+    )
     rec = json.loads(record.read_text())
     assert rec["framework"] == "lightning" and BAD_INDEX in rec["batch_indices"]
     assert rec["extra"]["batch_idx"] == BAD_INDEX // 4 and rec["loss"] == "nan"

@@ -48,13 +48,57 @@ def run_any(data: bytes):
     return report
 
 
-TOKENS = [b"loss", b"'loss': ", b"nan", b"NaN", b"inf", b"-nan(ind)", b"Infinity", b"0.0", b"1e-05", b"3.5", b"|", b":", b"=",
-          b" ", b"\n", b"\r", b"{", b"}", b"'", b'"', b"iteration", b"step=", b"skipped=", b" lm loss: ", b"grad norm: ",
-          b"[rank3]:", b"OVERFLOW! Rank 0 Skipping step. Attempted loss scale: ", b"reducing to ", b"CUDA out of memory. ",
-          b"Tried to allocate 2.00 GiB", b"WorkNCCL(", b"OpType=ALLREDUCE", b"Timeout(ms)=", b"ran for ", b"error",
-          b"Error", b"Assertion `t >= 0 && t < n_classes` failed", b"device-side assert triggered", b"exitcode: -9",
-          b"DataLoader worker (pid 1) is killed by signal: Killed", b"returned nan values in its 0th output",
-          b"Function '", b"Backward0'", b"\x1b[31m", b"\t", b"10/100 [00:10<", b"Epoch [1][5/10]", b"\xff\xfe", b"\x00"]
+TOKENS = [
+    b"loss",
+    b"'loss': ",
+    b"nan",
+    b"NaN",
+    b"inf",
+    b"-nan(ind)",
+    b"Infinity",
+    b"0.0",
+    b"1e-05",
+    b"3.5",
+    b"|",
+    b":",
+    b"=",
+    b" ",
+    b"\n",
+    b"\r",
+    b"{",
+    b"}",
+    b"'",
+    b'"',
+    b"iteration",
+    b"step=",
+    b"skipped=",
+    b" lm loss: ",
+    b"grad norm: ",
+    b"[rank3]:",
+    b"OVERFLOW! Rank 0 Skipping step. Attempted loss scale: ",
+    b"reducing to ",
+    b"CUDA out of memory. ",
+    b"Tried to allocate 2.00 GiB",
+    b"WorkNCCL(",
+    b"OpType=ALLREDUCE",
+    b"Timeout(ms)=",
+    b"ran for ",
+    b"error",
+    b"Error",
+    b"Assertion `t >= 0 && t < n_classes` failed",
+    b"device-side assert triggered",
+    b"exitcode: -9",
+    b"DataLoader worker (pid 1) is killed by signal: Killed",
+    b"returned nan values in its 0th output",
+    b"Function '",
+    b"Backward0'",
+    b"\x1b[31m",
+    b"\t",
+    b"10/100 [00:10<",
+    b"Epoch [1][5/10]",
+    b"\xff\xfe",
+    b"\x00",
+]
 
 
 @settings(derandomize=True, max_examples=60, deadline=None)
@@ -85,7 +129,7 @@ def test_chunking_does_not_change_the_verdict(tokens, chunk):
         p, d = LogParser("log"), Doctor()
         d.set_context("log", p.context)
         for i in range(0, len(data), step):
-            p.feed(data[i:i + step])
+            p.feed(data[i : i + step])
             d.feed(p.drain())
         p.close()
         d.feed(p.drain())
@@ -108,9 +152,32 @@ LINEAR = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("token", ["a", "9", " ", "loss", "loss:", "nan", "'", "{'", "|", "=", "1.", "e", "-",
-                                   "WorkNCCL(", "Tried to allocate ", "iteration ", "[rank", "Epoch [", "x9:",
-                                   "grad norm: ", "OVERFLOW! Attempted loss scal"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "a",
+        "9",
+        " ",
+        "loss",
+        "loss:",
+        "nan",
+        "'",
+        "{'",
+        "|",
+        "=",
+        "1.",
+        "e",
+        "-",
+        "WorkNCCL(",
+        "Tried to allocate ",
+        "iteration ",
+        "[rank",
+        "Epoch [",
+        "x9:",
+        "grad norm: ",
+        "OVERFLOW! Attempted loss scal",
+    ],
+)
 def test_a_1mb_single_token_line_is_read_in_bounded_time(token):
     r = subprocess.run([sys.executable, "-c", LINEAR, token], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "done" in r.stdout, r.stderr[-2000:]

@@ -71,8 +71,9 @@ def make_venv(path: Path, python: str = sys.executable) -> Path:
 
 def run_install_sh(bundle: Path, python: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(HOSTILE_ENV, PATH="/usr/bin:/bin", PYTHON=str(python), HOME=str(bundle.parent))
-    return subprocess.run(["sh", str(bundle / "install.sh"), *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        ["sh", str(bundle / "install.sh"), *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def manifest(bundle: Path) -> dict:

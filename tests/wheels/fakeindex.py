@@ -26,9 +26,15 @@ def _record_line(path: str, data: bytes) -> str:
     return f"{path},sha256={digest},{len(data)}"
 
 
-def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: tuple[str, ...] = (),
-               requires_python: str | None = None, extras: tuple[str, ...] = (),
-               extra_files: dict[str, bytes] | None = None) -> tuple[str, bytes]:
+def make_wheel(
+    name: str,
+    version: str,
+    tag: str = "py3-none-any",
+    requires: tuple[str, ...] = (),
+    requires_python: str | None = None,
+    extras: tuple[str, ...] = (),
+    extra_files: dict[str, bytes] | None = None,
+) -> tuple[str, bytes]:
     """(filename, bytes) of a wheel whose package `name` has `VERSION` and `TAG` constants;
     `extra_files` adds entries (e.g. `NAME-V.data/data/lib`, which pip cannot install)."""
     dist = f"{name}-{version}.dist-info"
@@ -41,8 +47,10 @@ def make_wheel(name: str, version: str, tag: str = "py3-none-any", requires: tup
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\nTAG = {tag!r}\n".encode(),
         f"{dist}/METADATA": ("\n".join(meta) + "\n").encode(),
-        f"{dist}/WHEEL": (f"Wheel-Version: 1.0\nGenerator: fakeindex\nRoot-Is-Purelib: {'true' if pure else 'false'}\n"
-                          + "".join(f"Tag: {t}\n" for t in _expand(tag))).encode(),
+        f"{dist}/WHEEL": (
+            f"Wheel-Version: 1.0\nGenerator: fakeindex\nRoot-Is-Purelib: {'true' if pure else 'false'}\n"
+            + "".join(f"Tag: {t}\n" for t in _expand(tag))
+        ).encode(),
         f"{dist}/top_level.txt": f"{name}\n".encode(),
         **(extra_files or {}),
     }
@@ -99,8 +107,9 @@ def make_sdist(name: str, version: str, wheel_tag: str = "py3-none-any") -> tupl
     root = f"{name}-{version}"
     files = {
         f"{root}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{root}/pyproject.toml": (b'[build-system]\nrequires = []\nbuild-backend = "inline_backend"\n'
-                                   b'backend-path = ["."]\n'),
+        f"{root}/pyproject.toml": (
+            b'[build-system]\nrequires = []\nbuild-backend = "inline_backend"\nbackend-path = ["."]\n'
+        ),
         f"{root}/inline_backend.py": (BACKEND % {"name": name, "version": version, "tag": wheel_tag}).encode(),
         f"{root}/{name}/__init__.py": f"VERSION = {version!r}\nBUILT = True\n".encode(),
     }
@@ -143,7 +152,9 @@ class FakeIndex:
     projects: dict[str, list[Listed]] = field(default_factory=dict)
     json_ok: bool = True
     auth: tuple[str, str] | None = None
-    served: dict[str, int] = field(default_factory=lambda: {"json": 0, "html": 0, "file": 0, "range": 0, "mlops_range": 0})
+    served: dict[str, int] = field(
+        default_factory=lambda: {"json": 0, "html": 0, "file": 0, "range": 0, "mlops_range": 0}
+    )
     url: str = ""
     raw_pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # project -> (content type, body) as is
     file_delay: float = 0.0  # seconds between the chunks of a file (downloads that overlap)
@@ -158,10 +169,21 @@ class FakeIndex:
     def page(self, project: str, as_json: bool) -> bytes:
         files = self.projects[project]
         if as_json:
-            doc = {"meta": {"api-version": "1.0"}, "name": project, "files": [
-                {"filename": f.filename, "url": f"../../files/{f.filename}", "hashes": f.hashes(),
-                 "requires-python": f.requires_python, "yanked": (f.yanked or True) if f.yanked is not None else False,
-                 "size": len(f.data)} for f in files]}
+            doc = {
+                "meta": {"api-version": "1.0"},
+                "name": project,
+                "files": [
+                    {
+                        "filename": f.filename,
+                        "url": f"../../files/{f.filename}",
+                        "hashes": f.hashes(),
+                        "requires-python": f.requires_python,
+                        "yanked": (f.yanked or True) if f.yanked is not None else False,
+                        "size": len(f.data),
+                    }
+                    for f in files
+                ],
+            }
             return json.dumps(doc).encode()
         rows = []
         for f in files:
@@ -171,7 +193,9 @@ class FakeIndex:
             if f.yanked is not None:
                 attrs += f' data-yanked="{html.escape(f.yanked)}"'
             rows.append(f"<a {attrs}>{f.filename}</a><br/>")
-        return ("<!DOCTYPE html><html><body><h1>Links for %s</h1>\n%s\n</body></html>" % (project, "\n".join(rows))).encode()
+        return (
+            "<!DOCTYPE html><html><body><h1>Links for %s</h1>\n%s\n</body></html>" % (project, "\n".join(rows))
+        ).encode()
 
 
 def _handler(index: FakeIndex):
@@ -233,8 +257,12 @@ def _handler(index: FakeIndex):
                     index.served["range"] += 1
                     if self.headers.get("User-Agent", "").startswith("mlops-wheels"):
                         index.served["mlops_range"] += 1
-                    return self._send(206, f.data[start:end + 1], "application/octet-stream",
-                                      {"Content-Range": f"bytes {start}-{end}/{len(f.data)}", "Accept-Ranges": "bytes"})
+                    return self._send(
+                        206,
+                        f.data[start : end + 1],
+                        "application/octet-stream",
+                        {"Content-Range": f"bytes {start}-{end}/{len(f.data)}", "Accept-Ranges": "bytes"},
+                    )
                 if index.file_delay:
                     import time
 
@@ -244,7 +272,7 @@ def _handler(index: FakeIndex):
                     self.end_headers()
                     step = max(1, len(f.data) // 4)
                     for i in range(0, len(f.data), step):
-                        self.wfile.write(f.data[i:i + step])
+                        self.wfile.write(f.data[i : i + step])
                         self.wfile.flush()
                         time.sleep(index.file_delay)
                     return None
@@ -316,8 +344,10 @@ def standard_index() -> FakeIndex:
     idx.add("cryptolike", Listed(name, data, requires_python=">=3.7,!=3.9.0,!=3.9.1"))
     # numpy's shape for an old glibc: the newest release has wheels for glibc 2.28 only (and an
     # sdist), the one before has manylinux2014 wheels. pip picks the older; so must we.
-    for version, tag in (("1.0", "cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64"),
-                         ("2.0", "cp310-cp310-manylinux_2_28_x86_64")):
+    for version, tag in (
+        ("1.0", "cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64"),
+        ("2.0", "cp310-cp310-manylinux_2_28_x86_64"),
+    ):
         name, data = make_wheel("numpylike", version, tag)
         idx.add("numpylike", Listed(name, data))
     name, data = make_sdist("numpylike", "2.0", "cp310-cp310-linux_x86_64")

@@ -33,8 +33,12 @@ def arm64_python(tmp_path) -> Path:
     venv = tmp_path / "armvenv"
     # --without-pip: ensurepip would start an aarch64 child, which needs binfmt; Debian's pip
     # comes in through --system-site-packages instead.
-    subprocess.run([qemu, f"{root}/usr/bin/python3", "-m", "venv", "--without-pip", "--system-site-packages",
-                    str(venv)], check=True, env=env, timeout=300)
+    subprocess.run(
+        [qemu, f"{root}/usr/bin/python3", "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
+        check=True,
+        env=env,
+        timeout=300,
+    )
     wrapper = tmp_path / "python-aarch64"
     wrapper.write_text(f'#!/bin/sh\nQEMU_LD_PREFIX={root} exec {qemu} {venv}/bin/python3 "$@"\n')
     wrapper.chmod(0o755)

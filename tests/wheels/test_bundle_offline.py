@@ -11,16 +11,20 @@ import pytest
 
 from .conftest import make_venv, manifest, run_install_sh
 
-PLAT_FOR_HOST = {(3, 10): "plat-1.0-cp310-cp310-manylinux_2_28_x86_64.whl",
-                 (3, 11): "plat-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"}.get(sys.version_info[:2])
+PLAT_FOR_HOST = {
+    (3, 10): "plat-1.0-cp310-cp310-manylinux_2_28_x86_64.whl",
+    (3, 11): "plat-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+}.get(sys.version_info[:2])
 
 
 def _names(doc) -> dict[str, dict]:
     return {p["name"]: p for p in doc["packages"]}
 
 
-@pytest.mark.skipif(PLAT_FOR_HOST is None or platform.machine() != "x86_64",
-                    reason="the test index has plat wheels for CPython 3.10/3.11 on x86_64 only")
+@pytest.mark.skipif(
+    PLAT_FOR_HOST is None or platform.machine() != "x86_64",
+    reason="the test index has plat wheels for CPython 3.10/3.11 on x86_64 only",
+)
 def test_host_bundle_installs_offline_and_verifies(index, wheels, tmp_path):
     r = wheels("alpha==1.0", "plat", "-o", "out", "--json", index_url=index.url)
     assert r.returncode == 0, r
@@ -46,9 +50,12 @@ def test_host_bundle_installs_offline_and_verifies(index, wheels, tmp_path):
     inst = run_install_sh(bundle, python)
     assert inst.returncode == 0, inst.stderr + inst.stdout
     assert "No broken requirements found" in inst.stdout
-    out = subprocess.run([str(python), "-c", "import alpha, beta, delta, plat; print(beta.VERSION, plat.TAG)"],
-                         capture_output=True, text=True)
-    assert out.stdout.split() == ["1.1", PLAT_FOR_HOST[len("plat-1.0-"):-len(".whl")]], out
+    out = subprocess.run(
+        [str(python), "-c", "import alpha, beta, delta, plat; print(beta.VERSION, plat.TAG)"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.split() == ["1.1", PLAT_FOR_HOST[len("plat-1.0-") : -len(".whl")]], out
 
 
 def test_install_sh_verify_catches_a_tampered_wheel(index, wheels, tmp_path, mlops):

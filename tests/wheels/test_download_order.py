@@ -40,7 +40,7 @@ def _server(state: _Files):
             try:
                 if name == "slow":
                     for i in range(0, len(data), 64 * 1024):
-                        self.wfile.write(data[i:i + 64 * 1024])
+                        self.wfile.write(data[i : i + 64 * 1024])
                         self.wfile.flush()
                         time.sleep(0.05)
                 else:

@@ -20,23 +20,29 @@ def _nothing_written(work) -> None:
     assert [p.name for p in work.iterdir()] == [], list(work.iterdir())
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["swanlab==="], 2, "malformed requirement"),
-    (["alpha", "--target", "ubuntu18.10"], 2, "unknown target preset"),
-    (["alpha", "--platform", "win_amd64"], 2, "unsupported platform tag"),
-    (["alpha", "-r", "missing.txt"], 2, "cannot read requirements file"),
-    (["alpha==7.0"], 1, "there is no version of alpha==7.0"),
-    (["platsd"], 1, "platsd-1.0.tar.gz has no wheel for the target and is not pure Python"),
-    (["puresd", "--sdist", "refuse"], 1, "sdist-only dependencies (no wheel for the target): puresd-1.0.tar.gz"),
-    (["badhash"], 1, "sha256 mismatch for badhash-1.0-py3-none-any.whl"),
-    (["alpha", "--target", "ubuntu22.04-aarch64", "--check-install"], 2,
-     "--check-install: no interpreter on this machine for target ubuntu22.04-aarch64 (Python 3.10, aarch64)"),
-    (["--sdist", "refuse"], 2, "nothing to bundle"),
-    (["alpha", "--archive", "zip"], 2, "--archive must be dir or tar.gz"),
-    (["--verify", "no-such-bundle"], 2, "no such bundle folder or archive"),
-    (["alpha", "--extra-index-url", "pypi.org/simple"], 2, "not an index URL: 'pypi.org/simple'"),
-    (["alpha", "--extra-index-url", "ftp://mirror/simple"], 2, "not an index URL"),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["swanlab==="], 2, "malformed requirement"),
+        (["alpha", "--target", "ubuntu18.10"], 2, "unknown target preset"),
+        (["alpha", "--platform", "win_amd64"], 2, "unsupported platform tag"),
+        (["alpha", "-r", "missing.txt"], 2, "cannot read requirements file"),
+        (["alpha==7.0"], 1, "there is no version of alpha==7.0"),
+        (["platsd"], 1, "platsd-1.0.tar.gz has no wheel for the target and is not pure Python"),
+        (["puresd", "--sdist", "refuse"], 1, "sdist-only dependencies (no wheel for the target): puresd-1.0.tar.gz"),
+        (["badhash"], 1, "sha256 mismatch for badhash-1.0-py3-none-any.whl"),
+        (
+            ["alpha", "--target", "ubuntu22.04-aarch64", "--check-install"],
+            2,
+            "--check-install: no interpreter on this machine for target ubuntu22.04-aarch64 (Python 3.10, aarch64)",
+        ),
+        (["--sdist", "refuse"], 2, "nothing to bundle"),
+        (["alpha", "--archive", "zip"], 2, "--archive must be dir or tar.gz"),
+        (["--verify", "no-such-bundle"], 2, "no such bundle folder or archive"),
+        (["alpha", "--extra-index-url", "pypi.org/simple"], 2, "not an index URL: 'pypi.org/simple'"),
+        (["alpha", "--extra-index-url", "ftp://mirror/simple"], 2, "not an index URL"),
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(args, code, words, index, wheels):
     r = wheels(*args, "-o", "out", index_url=index.url)
     assert r.returncode == code, r
@@ -219,8 +225,14 @@ def test_sigterm_mid_resolution_leaves_nothing_behind(tmp_path):
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
     env["MLOPS_CACHE_DIR"] = str(tmp_path / "cache")
-    proc = subprocess.Popen([sys.executable, "-m", "mlops_cli", "wheels", "alpha", "-o", "out", "--index-url", url],
-                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops_cli", "wheels", "alpha", "-o", "out", "--index-url", url],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         while not any(p.name.endswith(".tmp") for p in work.iterdir()) and time.time() < deadline:

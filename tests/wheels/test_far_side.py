@@ -38,10 +38,15 @@ def copied_python(dest: Path, managed: bool) -> Path:
             (lib / entry.name).symlink_to(entry)
     if managed:
         (lib / "EXTERNALLY-MANAGED").write_text(
-            "[externally-managed]\nError=To install Python packages system-wide, try apt install python3-xyz\n")
+            "[externally-managed]\nError=To install Python packages system-wide, try apt install python3-xyz\n"
+        )
     python = dest / "bin" / "python3"
-    out = subprocess.run([str(python), "-c", "import sys; print(sys.prefix == sys.base_prefix, sys.prefix)"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.prefix == sys.base_prefix, sys.prefix)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if out.returncode != 0 or out.stdout.split()[0] != "True":
         pytest.skip(f"this Python cannot be copied into a system-like prefix: {out.stderr.strip()[-200:]}")
     return python
@@ -63,7 +68,9 @@ def test_pep668_python_is_refused_and_venv_installs(index, wheels, tmp_path):
     venv = tmp_path / "site-venv"
     made = run_install_sh(bundle, system, "--venv", str(venv))
     assert made.returncode == 0, made.stderr + made.stdout
-    out = _imports(venv / "bin" / "python", "import alpha, beta, sys; print(beta.VERSION, sys.prefix != sys.base_prefix)")
+    out = _imports(
+        venv / "bin" / "python", "import alpha, beta, sys; print(beta.VERSION, sys.prefix != sys.base_prefix)"
+    )
     assert out.stdout.split() == ["1.1", "True"], out
     assert _imports(system, "import alpha").returncode != 0  # the system python is untouched
     again = run_install_sh(bundle, system, "--venv", str(venv))
@@ -80,20 +87,31 @@ def test_failure_halfway_says_what_changed_and_rollback_restores(index, wheels, 
     state = {"MLOPS_BUNDLE_STATE": str(tmp_path / "state")}
     assert run_install_sh(wheels.work / "old", python).returncode == 0
     env = dict(HOSTILE_ENV, PATH="/usr/bin:/bin", PYTHON=str(python), HOME=str(tmp_path), **state)
-    inst = subprocess.run(["sh", str(wheels.work / "b" / "install.sh")], capture_output=True, text=True, env=env, timeout=600)
+    inst = subprocess.run(
+        ["sh", str(wheels.work / "b" / "install.sh")], capture_output=True, text=True, env=env, timeout=600
+    )
     assert inst.returncode == 1, inst
     assert "the install failed partway; so far it installed" in inst.stderr
     assert "changed 1: beta 1.0 -> 1.1" in inst.stderr and "alpha" in inst.stderr
     assert "sh install.sh --rollback" in inst.stderr
     assert _imports(python, "import beta; print(beta.VERSION)").stdout.strip() == "1.1"
-    back = subprocess.run(["sh", str(wheels.work / "b" / "install.sh"), "--rollback"], capture_output=True,
-                          text=True, env=env, timeout=600)
+    back = subprocess.run(
+        ["sh", str(wheels.work / "b" / "install.sh"), "--rollback"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert back.returncode == 0, back
     assert _imports(python, "import beta; print(beta.VERSION)").stdout.strip() == "1.0"
     for gone in ("alpha", "delta"):
         assert _imports(python, f"import {gone}").returncode != 0, gone
-    freeze = subprocess.run([str(python), "-m", "pip", "--isolated", "freeze"], capture_output=True, text=True,
-                            env={"PIP_CONFIG_FILE": "/dev/null"})
+    freeze = subprocess.run(
+        [str(python), "-m", "pip", "--isolated", "freeze"],
+        capture_output=True,
+        text=True,
+        env={"PIP_CONFIG_FILE": "/dev/null"},
+    )
     assert freeze.stdout.split() == ["beta==1.0"], freeze
 
 
@@ -143,22 +161,34 @@ def test_pylock_installs_offline_with_pip_and_with_uv(index, wheels, tmp_path):
     bundle = wheels.work / "lk"
     (target,) = r.json()["targets"]
     lock = bundle / target["pylock"]
-    assert lock.name.startswith("pylock.") and "." not in lock.name[len("pylock."):-len(".toml")]
+    assert lock.name.startswith("pylock.") and "." not in lock.name[len("pylock.") : -len(".toml")]
     import tomllib
 
     doc = tomllib.loads(lock.read_text())
-    assert doc["lock-version"] == "1.0" and {p["name"] for p in doc["packages"]} == {p["name"] for p in r.json()["packages"]}
+    assert doc["lock-version"] == "1.0" and {p["name"] for p in doc["packages"]} == {
+        p["name"] for p in r.json()["packages"]
+    }
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_CONFIG_FILE": "/dev/null", "PIP_NO_INDEX": "1"}
     py_pip = make_venv(tmp_path / "by-pip")
-    inst = subprocess.run([*_new_pip(), "--python", str(py_pip), "install", "--no-index", "-r", str(lock)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    inst = subprocess.run(
+        [*_new_pip(), "--python", str(py_pip), "install", "--no-index", "-r", str(lock)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert inst.returncode == 0, inst.stderr
     assert _imports(py_pip, "import alpha, beta, delta, omega, gamma").returncode == 0
     from uv import find_uv_bin
 
     py_uv = make_venv(tmp_path / "by-uv")
-    inst = subprocess.run([find_uv_bin(), "pip", "install", "--offline", "--no-config", "--python", str(py_uv),
-                           "-r", str(lock)], capture_output=True, text=True, env=env, timeout=600)
+    inst = subprocess.run(
+        [find_uv_bin(), "pip", "install", "--offline", "--no-config", "--python", str(py_uv), "-r", str(lock)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert inst.returncode == 0, inst.stderr
     assert _imports(py_uv, "import alpha, beta, delta, omega, gamma").returncode == 0
 
@@ -171,14 +201,24 @@ def test_simple_index_in_the_bundle_serves_pip_and_uv_offline(index, wheels, tmp
     assert "simple/index.html" in {e["path"] for e in manifest(bundle)["files"]}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_CONFIG_FILE": "/dev/null"}
     py_pip = make_venv(tmp_path / "by-pip")
-    inst = subprocess.run([str(py_pip), "-m", "pip", "install", "--index-url", url, "alpha==1.0"],
-                          capture_output=True, text=True, env=env, timeout=600)
+    inst = subprocess.run(
+        [str(py_pip), "-m", "pip", "install", "--index-url", url, "alpha==1.0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert inst.returncode == 0, inst.stderr
     assert _imports(py_pip, "import alpha, beta, delta").returncode == 0
     from uv import find_uv_bin
 
     py_uv = make_venv(tmp_path / "by-uv")
-    inst = subprocess.run([find_uv_bin(), "pip", "install", "--no-config", "--index-url", url, "--python", str(py_uv),
-                           "alpha==1.0"], capture_output=True, text=True, env=env, timeout=600)
+    inst = subprocess.run(
+        [find_uv_bin(), "pip", "install", "--no-config", "--index-url", url, "--python", str(py_uv), "alpha==1.0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert inst.returncode == 0, inst.stderr
     assert _imports(py_uv, "import alpha, beta, delta").returncode == 0

@@ -60,11 +60,14 @@ def test_target_abi_is_the_one_cpython_of_that_release_reports(python, abi):
     assert wrong not in abis
 
 
-@pytest.mark.parametrize("python,platform", [("3.6", "manylinux2014_x86_64"), ("3.7", "manylinux2014_x86_64"),
-                                             ("3.7", "manylinux2014_aarch64")])
+@pytest.mark.parametrize(
+    "python,platform",
+    [("3.6", "manylinux2014_x86_64"), ("3.7", "manylinux2014_x86_64"), ("3.7", "manylinux2014_aarch64")],
+)
 def test_py36_py37_targets_get_their_m_abi_wheels(python, platform, old_abi_index, wheels):
-    r = wheels("oldabi", "stable", "--python", python, "--platform", platform, "-o", "b", "--json",
-               index_url=old_abi_index.url)
+    r = wheels(
+        "oldabi", "stable", "--python", python, "--platform", platform, "-o", "b", "--json", index_url=old_abi_index.url
+    )
     assert r.returncode == 0, r
     files = {p["name"]: p["filename"] for p in r.json()["packages"]}
     nodot = python.replace(".", "")
@@ -75,8 +78,13 @@ def test_py36_py37_targets_get_their_m_abi_wheels(python, platform, old_abi_inde
         assert {str(t) for t in parse_wheel_filename(filename)[3]} & set(target.tags()), filename
 
 
-@pytest.mark.parametrize("requirement", ["pip @ https://files.pythonhosted.org/packages/ef/7d/pip-24.3.1-py3-none-any.whl",
-                                         "alpha[x] @ file:///tmp/alpha-1.0-py3-none-any.whl"])
+@pytest.mark.parametrize(
+    "requirement",
+    [
+        "pip @ https://files.pythonhosted.org/packages/ef/7d/pip-24.3.1-py3-none-any.whl",
+        "alpha[x] @ file:///tmp/alpha-1.0-py3-none-any.whl",
+    ],
+)
 def test_a_direct_url_requirement_is_refused_as_such_not_called_malformed(requirement, wheels):
     """pip downloads a direct reference; mlops refuses it (no index hash to pin it to), clearly."""
     r = wheels(requirement, "--target", "ubuntu22.04", "-o", "b")
@@ -86,8 +94,9 @@ def test_a_direct_url_requirement_is_refused_as_such_not_called_malformed(requir
     assert "hint:" in r.stderr and "==VERSION" in r.stderr
 
 
-@pytest.mark.parametrize("platform,version", [("manylinux2010_x86_64", "2.0"), ("manylinux1_x86_64", "1.0"),
-                                              ("manylinux2014_x86_64", "3.0")])
+@pytest.mark.parametrize(
+    "platform,version", [("manylinux2010_x86_64", "2.0"), ("manylinux1_x86_64", "1.0"), ("manylinux2014_x86_64", "3.0")]
+)
 def test_glibc_below_2_17_gets_the_last_release_with_a_wheel_for_it(platform, version, old_abi_index, wheels):
     """CentOS 6 (glibc 2.12) and manylinux1 boxes: uv knows no level below 2.17, so it resolves
     there and a version without a wheel for the target is excluded and resolved again, as pip
@@ -103,22 +112,40 @@ def test_glibc_below_2_17_gets_the_last_release_with_a_wheel_for_it(platform, ve
 
 def test_no_release_with_a_wheel_for_an_old_glibc_is_a_clear_failure(old_abi_index, wheels):
     """Nothing installable there (only a cp310 wheel for glibc 2.17): exit 1, never a bundle."""
-    r = wheels("oldglibc==3.0", "--python", "3.10", "--platform", "manylinux2010_x86_64", "-o", "b",
-               index_url=old_abi_index.url)
+    r = wheels(
+        "oldglibc==3.0",
+        "--python",
+        "3.10",
+        "--platform",
+        "manylinux2010_x86_64",
+        "-o",
+        "b",
+        index_url=old_abi_index.url,
+    )
     assert r.returncode == 1, r
     assert "oldglibc" in r.stderr and not (wheels.work / "b").exists()
 
 
-@pytest.mark.parametrize("glibc,version", [("2_27", "3.0"), ("2_26", "2.0"), ("2_17", "1.0"), ("2_28", "4.1"),
-                                           ("2_30", "4.1")])
+@pytest.mark.parametrize(
+    "glibc,version", [("2_27", "3.0"), ("2_26", "2.0"), ("2_17", "1.0"), ("2_28", "4.1"), ("2_30", "4.1")]
+)
 def test_glibc_between_uv_levels_gets_the_newest_release_it_can_install(glibc, version, old_abi_index, wheels):
     """Ubuntu 18.04 (2.27), Amazon Linux 2 (2.26): uv resolved at 2.17 and never saw wheels
     tagged 2.24 or 2.27, so the bundle got an older release than pip serves (numpy 2.2.6 and
     scikit-learn 1.7.2 instead of 2.5.5 and 1.9.1 for Python 3.13 on glibc 2.27), or none at
     all for a Python whose only wheels are that new. It resolves at the level above now, and
     the releases the target cannot install are excluded (4.0 and 4.1 in one round)."""
-    r = wheels("midglibc", "--python", "3.10", "--platform", f"manylinux_{glibc}_x86_64", "-o", "b", "--json",
-               index_url=old_abi_index.url)
+    r = wheels(
+        "midglibc",
+        "--python",
+        "3.10",
+        "--platform",
+        f"manylinux_{glibc}_x86_64",
+        "-o",
+        "b",
+        "--json",
+        index_url=old_abi_index.url,
+    )
     assert r.returncode == 0, r
     (pkg,) = r.json()["packages"]
     assert pkg["version"] == version, pkg
@@ -126,8 +153,14 @@ def test_glibc_between_uv_levels_gets_the_newest_release_it_can_install(glibc, v
     assert {str(t) for t in parse_wheel_filename(pkg["filename"])[3]} & set(target.tags())
 
 
-@pytest.mark.parametrize("args", [["--target", "ubuntu22.04"], ["--python", "3.10", "--platform", "manylinux2014_x86_64"],
-                                  ["--target", "ubuntu22.04-aarch64"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--target", "ubuntu22.04"],
+        ["--python", "3.10", "--platform", "manylinux2014_x86_64"],
+        ["--target", "ubuntu22.04-aarch64"],
+    ],
+)
 def test_a_plain_linux_wheel_from_the_index_is_served_with_a_warning(args, old_abi_index, wheels):
     """`torch==2.5.1+cpu` from download.pytorch.org/whl/cpu is tagged linux_x86_64: pip on the
     target installs it; uv picks it too. mlops refused every target it was meant for ("no wheel
@@ -154,9 +187,13 @@ def test_exclusions_name_every_release_without_a_wheel_for_the_target_at_once():
     from mlops_cli.wheels.index import IndexFile
     from mlops_cli.wheels.resolve import Pin
 
-    names = ["numpy-2.2.6-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "numpy-2.2.6.tar.gz",
-             "numpy-2.3.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl", "numpy-2.3.0.tar.gz",
-             "numpy-2.5.5-cp313-cp313-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"]
+    names = [
+        "numpy-2.2.6-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "numpy-2.2.6.tar.gz",
+        "numpy-2.3.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+        "numpy-2.3.0.tar.gz",
+        "numpy-2.5.5-cp313-cp313-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+    ]
     files = [IndexFile(n, f"https://files.example/{n}", "0" * 64, None, False, None, None, "i") for n in names]
 
     def files_of(name, version):

@@ -83,11 +83,17 @@ def test_cache_paths_come_only_from_validated_digests(tmp_path):
     blob.write_text("other bytes")
     assert cache.lookup(wrong) is None and blob.read_text() == "other bytes"
     assert victim.read_text() == "precious"
-    (f,) = parse_html_page('<a href="/f/e-1.0-py3-none-any.whl#sha256=../victim/notes.txt">e-1.0-py3-none-any.whl</a>',
-                           "http://i/simple/e/", "http://i/simple")
+    (f,) = parse_html_page(
+        '<a href="/f/e-1.0-py3-none-any.whl#sha256=../victim/notes.txt">e-1.0-py3-none-any.whl</a>',
+        "http://i/simple/e/",
+        "http://i/simple",
+    )
     assert f.sha256 is None and "malformed sha256" in f.hash_problem
-    (g,) = parse_json_page({"files": [{"filename": "e-1.0-py3-none-any.whl", "url": "/x", "hashes": {"sha256": "A" * 64}}]},
-                           "http://i/simple/e/", "http://i/simple")
+    (g,) = parse_json_page(
+        {"files": [{"filename": "e-1.0-py3-none-any.whl", "url": "/x", "hashes": {"sha256": "A" * 64}}]},
+        "http://i/simple/e/",
+        "http://i/simple",
+    )
     assert g.sha256 == "a" * 64 and g.hash_problem is None
 
 
@@ -95,8 +101,9 @@ def test_upper_case_sha512_and_missing_hashes(index, html_index, wheels):
     """An upper-case hex digest is the same digest; sha512 alone is checked with sha512; an index
     giving no hash is warned about (the bundle records the hash of what was downloaded)."""
     for idx in (index, html_index):
-        r = wheels("upperhash==1.0", "sha512only==1.0", "nohash==1.0", "-o", f"h-{idx.json_ok}", "--json",
-                   index_url=idx.url)
+        r = wheels(
+            "upperhash==1.0", "sha512only==1.0", "nohash==1.0", "-o", f"h-{idx.json_ok}", "--json", index_url=idx.url
+        )
         assert r.returncode == 0, r
         pkgs = {p["name"]: p for p in r.json()["packages"]}
         data = idx.file("upperhash-1.0-py3-none-any.whl").data
@@ -114,15 +121,21 @@ def test_a_wrong_sha512_is_refused(own_index, wheels):
     assert r.returncode == 1 and "sha512 mismatch for five12-1.0-py3-none-any.whl" in _one_error_line(r)
 
 
-@pytest.mark.parametrize("ctype, body", [
-    ("application/vnd.pypi.simple.v1+json", b"{not json"),
-    ("application/vnd.pypi.simple.v1+json", b"[]"),
-    ("application/vnd.pypi.simple.v1+json", b'{"files": "x"}'),
-    ("application/vnd.pypi.simple.v1+json", b'{"files": [{"filename": 7}, 3, {"filename": "../x.whl", "url": "/x"}]}'),
-    ("application/vnd.pypi.simple.v1+json", b"[" * 5000 + b"]" * 5000),
-    ("text/html", b"<a href='x'>" * 1000),
-    ("text/html", b"\xff\xfe<html><a>"),
-])
+@pytest.mark.parametrize(
+    "ctype, body",
+    [
+        ("application/vnd.pypi.simple.v1+json", b"{not json"),
+        ("application/vnd.pypi.simple.v1+json", b"[]"),
+        ("application/vnd.pypi.simple.v1+json", b'{"files": "x"}'),
+        (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"files": [{"filename": 7}, 3, {"filename": "../x.whl", "url": "/x"}]}',
+        ),
+        ("application/vnd.pypi.simple.v1+json", b"[" * 5000 + b"]" * 5000),
+        ("text/html", b"<a href='x'>" * 1000),
+        ("text/html", b"\xff\xfe<html><a>"),
+    ],
+)
 def test_a_malformed_index_page_is_one_clear_error(ctype, body, own_index, wheels):
     """Internal errors: a malformed JSON or HTML page crashed (KeyError, TypeError, RecursionError)."""
     idx = fakeindex.standard_index()
@@ -198,9 +211,28 @@ def test_two_runs_sharing_a_cache_both_succeed(own_index, tmp_path):
     own_index(idx)
     env = dict(os.environ, **HOSTILE_ENV, MLOPS_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("MLOPS_DEBUG", None)
-    runs = [subprocess.Popen([sys.executable, "-m", "mlops_cli", "wheels", "alpha==1.0", "-o", f"b{i}", "--json",
-                              "--index-url", idx.url], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True) for i in range(2)]
+    runs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlops_cli",
+                "wheels",
+                "alpha==1.0",
+                "-o",
+                f"b{i}",
+                "--json",
+                "--index-url",
+                idx.url,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in runs]
     for p, (_, err) in zip(runs, outs, strict=True):
         assert p.returncode == 0, err
@@ -225,18 +257,28 @@ def test_a_partial_download_longer_than_the_file_is_fetched_again(index, wheels)
 
 # --- W4 and the target file -----------------------------------------------------------------
 
-_GOOD = {"format": "mlops-wheels-target/1", "implementation": "cpython", "system": "Linux", "libc": "glibc",
-         "python": "3.11", "machine": "x86_64", "glibc": "2.36"}
+_GOOD = {
+    "format": "mlops-wheels-target/1",
+    "implementation": "cpython",
+    "system": "Linux",
+    "libc": "glibc",
+    "python": "3.11",
+    "machine": "x86_64",
+    "glibc": "2.36",
+}
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"glibc": "2.99999999"}, "glibc must look like 2.35"),  # built 10^8 tags (24 GB)
-    ({"glibc": "2.999"}, "glibc 2.999 is not a glibc release (2.5 to 2.99)"),
-    ({"glibc": "3.0"}, "glibc 3.0 is not a glibc release"),  # was "older than 2.17"
-    ({"python_full_version": "3.11.abc"}, "python_full_version must look like 3.11.7"),  # was exit 1
-    ({"tags": ["cp311-cp311-manylinux_2_36_x86_64"] * 20000}, "tags must be at most 10000 wheel tags"),
-    ({"tags": ["not a tag"]}, "tags must be at most"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"glibc": "2.99999999"}, "glibc must look like 2.35"),  # built 10^8 tags (24 GB)
+        ({"glibc": "2.999"}, "glibc 2.999 is not a glibc release (2.5 to 2.99)"),
+        ({"glibc": "3.0"}, "glibc 3.0 is not a glibc release"),  # was "older than 2.17"
+        ({"python_full_version": "3.11.abc"}, "python_full_version must look like 3.11.7"),  # was exit 1
+        ({"tags": ["cp311-cp311-manylinux_2_36_x86_64"] * 20000}, "tags must be at most 10000 wheel tags"),
+        ({"tags": ["not a tag"]}, "tags must be at most"),
+    ],
+)
 def test_target_file_values_out_of_bounds_are_exit_2(change, words, index, wheels):
     (wheels.work / "box.json").write_text(json.dumps(dict(_GOOD, **change)))
     start = time.monotonic()
@@ -266,9 +308,11 @@ def test_verify_covers_install_sh_and_refuses_escaping_or_empty_manifests(index,
     v = mlops("wheels", "--verify", str(bundle), "--json")
     assert v.returncode == 1 and "sha256 mismatch: install.sh (the file was changed or damaged)" in v.json()["problems"]
     doc = manifest(bundle)
-    for files, words in (([], "it lists no files"),
-                         ([{"path": "../outside.txt", "sha256": "0" * 64}], "leads out of the bundle"),
-                         ([{"path": "/etc/passwd", "sha256": "0" * 64}], "an absolute path")):
+    for files, words in (
+        ([], "it lists no files"),
+        ([{"path": "../outside.txt", "sha256": "0" * 64}], "leads out of the bundle"),
+        ([{"path": "/etc/passwd", "sha256": "0" * 64}], "an absolute path"),
+    ):
         (bundle / "manifest.json").write_text(json.dumps(dict(doc, files=files)))
         v = mlops("wheels", "--verify", str(bundle))
         assert v.returncode == 2 and words in _one_error_line(v), v
@@ -309,8 +353,12 @@ def test_verify_of_an_archive_streams_and_caps_its_size(tmp_path, mlops):
         "_, status, usage = os.wait4(p.pid, 0)\n"
         "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, err.strip())\n"
     )
-    out = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-m", "mlops_cli", "wheels", "--verify",
-                          str(bomb)], capture_output=True, text=True, timeout=300).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", launcher, sys.executable, "-m", "mlops_cli", "wheels", "--verify", str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
     code, peak, stderr = out.split(" ", 2)
     peak_kib = int(peak)
     assert code == "2" and "no bundle folder with a manifest.json inside" in stderr, out
@@ -376,12 +424,19 @@ def test_full_disk_while_writing_the_bundle_is_one_error_line(own_index, wheels,
     assert list(small_disk.iterdir()) == []
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["a" * 5000], 2, "longer than 1000 characters"),  # ENAMETOOLONG before
-    (["alpha", "-o", "b" * 300], 2, "File name too long"),
-    (["alpha", "--extra-index-url", "http://127.0.0.1:99999/simple"], 2, "the port is not a number from 1 to 65535"),
-    (["alpha", "--extra-index-url", "http://127.0.0.1:0/simple"], 2, "port 0"),
-])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["a" * 5000], 2, "longer than 1000 characters"),  # ENAMETOOLONG before
+        (["alpha", "-o", "b" * 300], 2, "File name too long"),
+        (
+            ["alpha", "--extra-index-url", "http://127.0.0.1:99999/simple"],
+            2,
+            "the port is not a number from 1 to 65535",
+        ),
+        (["alpha", "--extra-index-url", "http://127.0.0.1:0/simple"], 2, "port 0"),
+    ],
+)
 def test_bad_input_is_exit_2_not_an_internal_error(args, code, words, index, wheels):
     r = wheels(*args, index_url=index.url)
     assert r.returncode == code, r
@@ -396,8 +451,13 @@ def test_a_silent_index_says_timed_out_within_a_bound(wheels):
     silent.listen(64)
     try:
         start = time.monotonic()
-        r = wheels("alpha==1.0", "-o", "out", index_url=f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
-                   env={"MLOPS_WHEELS_HTTP_TIMEOUT": "2"})
+        r = wheels(
+            "alpha==1.0",
+            "-o",
+            "out",
+            index_url=f"http://127.0.0.1:{silent.getsockname()[1]}/simple",
+            env={"MLOPS_WHEELS_HTTP_TIMEOUT": "2"},
+        )
         took = time.monotonic() - start
     finally:
         silent.close()
@@ -415,14 +475,20 @@ def test_a_marker_false_for_the_target_is_no_empty_bundle(index, wheels):
     assert list(wheels.work.iterdir()) == []
 
 
-@pytest.mark.parametrize("content, words", [
-    ("-r https://example.com/more.txt\nalpha\n", "r.txt:1: a nested -r naming a URL is not supported"),
-    ("-ihttp://127.0.0.1:9/simple\nalpha\n", "r.txt:1: --index-url in a requirements file"),
-    ("--extra-index http://127.0.0.1:9/simple\nalpha\n", "r.txt:1: --extra-index-url in a requirements file"),
-    ("-fhttp://127.0.0.1:9/links\nalpha\n", "r.txt:1: --find-links"),
-    ("alpha==1.0 --hash=md5:0123456789abcdef0123456789abcdef\n", "r.txt:1: --hash=md5: is not an algorithm pip accepts"),
-    ("alpha==1.0 --hash=sha256:abc\n", "r.txt:1: a --hash=sha256: value is not 64 hex digits"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("-r https://example.com/more.txt\nalpha\n", "r.txt:1: a nested -r naming a URL is not supported"),
+        ("-ihttp://127.0.0.1:9/simple\nalpha\n", "r.txt:1: --index-url in a requirements file"),
+        ("--extra-index http://127.0.0.1:9/simple\nalpha\n", "r.txt:1: --extra-index-url in a requirements file"),
+        ("-fhttp://127.0.0.1:9/links\nalpha\n", "r.txt:1: --find-links"),
+        (
+            "alpha==1.0 --hash=md5:0123456789abcdef0123456789abcdef\n",
+            "r.txt:1: --hash=md5: is not an algorithm pip accepts",
+        ),
+        ("alpha==1.0 --hash=sha256:abc\n", "r.txt:1: a --hash=sha256: value is not 64 hex digits"),
+    ],
+)
 def test_requirement_file_escapes_are_caught(content, words, index, wheels):
     (wheels.work / "r.txt").write_text(content)
     r = wheels("-r", "r.txt", "-o", "out", index_url=index.url)

@@ -23,15 +23,26 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=30,
 )
-file_entry = st.fixed_dictionaries({}, optional={
-    "filename": st.one_of(st.text(max_size=40), st.sampled_from(["a-1.0-py3-none-any.whl", "../x.whl", "a-1.0.tar.gz"]), json_values),
-    "url": st.one_of(st.text(max_size=40), st.just("http://[::1/x"), json_values),
-    "hashes": st.one_of(st.dictionaries(st.sampled_from(["sha256", "SHA256", "md5", "sha512", "x"]),
-                                        st.one_of(st.text(max_size=130), st.integers(), st.none()), max_size=3), json_values),
-    "requires-python": st.one_of(st.text(max_size=30), json_values),
-    "yanked": json_values,
-    "size": json_values,
-})
+file_entry = st.fixed_dictionaries(
+    {},
+    optional={
+        "filename": st.one_of(
+            st.text(max_size=40), st.sampled_from(["a-1.0-py3-none-any.whl", "../x.whl", "a-1.0.tar.gz"]), json_values
+        ),
+        "url": st.one_of(st.text(max_size=40), st.just("http://[::1/x"), json_values),
+        "hashes": st.one_of(
+            st.dictionaries(
+                st.sampled_from(["sha256", "SHA256", "md5", "sha512", "x"]),
+                st.one_of(st.text(max_size=130), st.integers(), st.none()),
+                max_size=3,
+            ),
+            json_values,
+        ),
+        "requires-python": st.one_of(st.text(max_size=30), json_values),
+        "yanked": json_values,
+        "size": json_values,
+    },
+)
 
 
 def _timed(fn, *args):
@@ -55,8 +66,27 @@ def test_any_json_page_gives_files_or_the_index_failure(doc):
         assert f.sha256 is None or (len(f.sha256) == 64 and f.sha256 == f.sha256.lower())
 
 
-html_pieces = st.sampled_from(['<a href="', '">', "</a>", "<a ", "#sha256=", "=", "'", '"', " ", "a-1.0-py3-none-any.whl",
-                               "../", "data-yanked", "&amp;", "<", ">", "\x00", "\n"])
+html_pieces = st.sampled_from(
+    [
+        '<a href="',
+        '">',
+        "</a>",
+        "<a ",
+        "#sha256=",
+        "=",
+        "'",
+        '"',
+        " ",
+        "a-1.0-py3-none-any.whl",
+        "../",
+        "data-yanked",
+        "&amp;",
+        "<",
+        ">",
+        "\x00",
+        "\n",
+    ]
+)
 
 
 @FAST
@@ -67,15 +97,38 @@ def test_any_html_page_gives_files(pieces):
         assert I.safe_filename(f.filename)
 
 
-target_keys = st.sampled_from(["format", "implementation", "system", "libc", "python", "python_full_version",
-                               "machine", "glibc", "name", "tags", "externally_managed"])
-_GOOD = {"format": "mlops-wheels-target/1", "implementation": "cpython", "system": "Linux", "libc": "glibc",
-         "python": "3.11", "machine": "x86_64", "glibc": "2.36"}
+target_keys = st.sampled_from(
+    [
+        "format",
+        "implementation",
+        "system",
+        "libc",
+        "python",
+        "python_full_version",
+        "machine",
+        "glibc",
+        "name",
+        "tags",
+        "externally_managed",
+    ]
+)
+_GOOD = {
+    "format": "mlops-wheels-target/1",
+    "implementation": "cpython",
+    "system": "Linux",
+    "libc": "glibc",
+    "python": "3.11",
+    "machine": "x86_64",
+    "glibc": "2.36",
+}
 
 
 @FAST
-@given(st.dictionaries(target_keys, st.one_of(json_values, st.sampled_from(["3.0", "2.99999999", "3.11.abc", "2.17"])),
-                       max_size=6))
+@given(
+    st.dictionaries(
+        target_keys, st.one_of(json_values, st.sampled_from(["3.0", "2.99999999", "3.11.abc", "2.17"])), max_size=6
+    )
+)
 def test_any_target_file_gives_a_target_or_exit_2(changes):
     text = json.dumps(dict(_GOOD, **changes))
     try:
@@ -95,9 +148,32 @@ def test_any_target_file_text_gives_a_target_or_exit_2(text):
         pass
 
 
-req_pieces = st.sampled_from(["alpha", "==1.0", " --hash=sha256:", "a" * 64, "-i", "-r ", "--index-url", "-e .", "\\\n",
-                              "#", "[x]", "; python_version < '3.11'", "@ https://x/a.whl", "\n", " ", "-ihttp://x",
-                              "--extra-index", "md5:", "--hash=", "-c", "https://x/r.txt", "\ufeff"])
+req_pieces = st.sampled_from(
+    [
+        "alpha",
+        "==1.0",
+        " --hash=sha256:",
+        "a" * 64,
+        "-i",
+        "-r ",
+        "--index-url",
+        "-e .",
+        "\\\n",
+        "#",
+        "[x]",
+        "; python_version < '3.11'",
+        "@ https://x/a.whl",
+        "\n",
+        " ",
+        "-ihttp://x",
+        "--extra-index",
+        "md5:",
+        "--hash=",
+        "-c",
+        "https://x/r.txt",
+        "\ufeff",
+    ]
+)
 
 
 @FAST

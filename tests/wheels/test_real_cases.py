@@ -52,12 +52,16 @@ CRYPTOGRAPHY_44 = [
 ]
 CRYPTOGRAPHY_REQUIRES_PYTHON = "!=3.9.0,!=3.9.1,>=3.7"
 # pypi.org/simple/pandas/, verbatim: 2.3.3's cp310 glibc wheels.
-PANDAS_233_CP310 = ["pandas-2.3.3-cp310-cp310-manylinux_2_24_aarch64.manylinux_2_28_aarch64.whl",
-                    "pandas-2.3.3-cp310-cp310-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl"]
+PANDAS_233_CP310 = [
+    "pandas-2.3.3-cp310-cp310-manylinux_2_24_aarch64.manylinux_2_28_aarch64.whl",
+    "pandas-2.3.3-cp310-cp310-manylinux_2_24_x86_64.manylinux_2_28_x86_64.whl",
+]
 
 
 def _files(names, requires_python=None):
-    return [IndexFile(n, f"https://files.example/{n}", "0" * 64, requires_python, False, None, None, "i") for n in names]
+    return [
+        IndexFile(n, f"https://files.example/{n}", "0" * 64, requires_python, False, None, None, "i") for n in names
+    ]
 
 
 def test_our_manylinux2014_aarch64_tags_are_pips():
@@ -66,11 +70,14 @@ def test_our_manylinux2014_aarch64_tags_are_pips():
     assert ours[: len(pips)] == pips
 
 
-@pytest.mark.parametrize("preset, expected", [
-    ("rhel9", "cryptography-44.0.0-cp39-abi3-manylinux_2_34_aarch64.whl"),
-    ("rhel8", "cryptography-44.0.0-cp39-abi3-manylinux_2_28_aarch64.whl"),
-    ("debian11", "cryptography-44.0.0-cp39-abi3-manylinux_2_28_aarch64.whl"),
-])
+@pytest.mark.parametrize(
+    "preset, expected",
+    [
+        ("rhel9", "cryptography-44.0.0-cp39-abi3-manylinux_2_34_aarch64.whl"),
+        ("rhel8", "cryptography-44.0.0-cp39-abi3-manylinux_2_28_aarch64.whl"),
+        ("debian11", "cryptography-44.0.0-cp39-abi3-manylinux_2_28_aarch64.whl"),
+    ],
+)
 def test_cryptography_on_every_python39_preset(preset, expected):
     target = T.from_preset(preset + "-aarch64")
     files = _files(CRYPTOGRAPHY_44, CRYPTOGRAPHY_REQUIRES_PYTHON)
@@ -85,19 +92,27 @@ def test_pandas_233_has_no_wheel_for_manylinux2014_and_is_never_built_here():
     target = T.from_flags("3.10", "manylinux2014_x86_64", None)
     c = choose_file(_files(PANDAS_233_CP310 + ["pandas-2.3.3.tar.gz"]), "pandas", "2.3.3", target.tags(), "3.10.99")
     assert c.file is None and "has no wheel for this target" in c.problem
-    ok = choose_file(_files(["pandas-2.3.2-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]),
-                     "pandas", "2.3.2", target.tags(), "3.10.99")
+    ok = choose_file(
+        _files(["pandas-2.3.2-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]),
+        "pandas",
+        "2.3.2",
+        target.tags(),
+        "3.10.99",
+    )
     assert ok.file is not None
 
 
-@pytest.mark.parametrize("names, pip, glibc", [
-    (["numpy-2.2.6-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"], "19.3", "2.17"),
-    (["cffi-2.0.0-cp39-cp39-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"], "19.3", "2.17"),
-    (["enola-0.4.14-cp311-cp311-manylinux_2_17_x86_64.whl"], "20.3", "2.17"),  # enola#280's single tag
-    (["cryptography-44.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"], "20.3", "2.28"),
-    (["x-1.0-cp36-cp36m-manylinux2010_x86_64.whl"], "19.0", "2.12"),
-    (["six-1.17.0-py2.py3-none-any.whl"], None, None),
-])
+@pytest.mark.parametrize(
+    "names, pip, glibc",
+    [
+        (["numpy-2.2.6-cp310-cp310-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"], "19.3", "2.17"),
+        (["cffi-2.0.0-cp39-cp39-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"], "19.3", "2.17"),
+        (["enola-0.4.14-cp311-cp311-manylinux_2_17_x86_64.whl"], "20.3", "2.17"),  # enola#280's single tag
+        (["cryptography-44.0.0-cp39-abi3-manylinux_2_28_x86_64.whl"], "20.3", "2.28"),
+        (["x-1.0-cp36-cp36m-manylinux2010_x86_64.whl"], "19.0", "2.12"),
+        (["six-1.17.0-py2.py3-none-any.whl"], None, None),
+    ],
+)
 def test_the_pip_a_wheel_needs_on_the_far_side(names, pip, glibc):
     assert required_pip(names) == pip and required_glibc(names) == glibc
 

@@ -35,8 +35,9 @@ def test_swanlab_bundle_installs_offline(wheels, tmp_path):
     python = make_venv(tmp_path / "venv")
     inst = run_install_sh(bundle, python)
     assert inst.returncode == 0, inst.stderr[-2000:]
-    out = subprocess.run([str(python), "-c", "import swanlab; print(swanlab.__version__)"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(python), "-c", "import swanlab; print(swanlab.__version__)"], capture_output=True, text=True, timeout=120
+    )
     assert out.stdout.strip().splitlines()[-1] == "0.5.7", out
 
 
@@ -90,7 +91,9 @@ def test_numpy_pandas_for_manylinux2014_take_releases_with_such_wheels(wheels):
     assert doc["targets"][0]["requires_glibc"] == "2.17"
     from packaging.version import Version
 
-    assert Version(pkgs["numpy"]["version"]) >= Version("2.2.6") and Version(pkgs["pandas"]["version"]) >= Version("2.3.2")
+    assert Version(pkgs["numpy"]["version"]) >= Version("2.2.6") and Version(pkgs["pandas"]["version"]) >= Version(
+        "2.3.2"
+    )
     _tags_ok(doc)
 
 
@@ -123,6 +126,10 @@ def test_offline_install_into_a_cpython_of_another_minor(wheels, tmp_path):
     venv_python = make_venv(tmp_path / "venv", python)
     inst = run_install_sh(wheels.work / "other", venv_python)
     assert inst.returncode == 0, inst.stderr[-2000:]
-    out = subprocess.run([str(venv_python), "-c", "import sys, paramiko, yaml, cryptography; print(sys.version_info[:2])"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(venv_python), "-c", "import sys, paramiko, yaml, cryptography; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0 and out.stdout.strip() == str(tuple(int(x) for x in minor.split("."))), out

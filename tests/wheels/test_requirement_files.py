@@ -8,15 +8,18 @@ import pytest
 from .conftest import manifest
 
 
-@pytest.mark.parametrize("content, words", [
-    ("alpha\n--extra-index-url https://pypi.org/simple\n", "r.txt:2: --extra-index-url in a requirements file"),
-    ("-i http://127.0.0.1:9/simple\nalpha\n", "r.txt:1: --index-url in a requirements file"),
-    ("--find-links /tmp\nalpha\n", "r.txt:1: --find-links"),
-    ("-e .\nalpha\n", "r.txt:1: -e/--editable"),
-    ("https://example.com/alpha-1.0-py3-none-any.whl\n", "r.txt:1: malformed requirement"),
-    ("# a comment\nalpha @ https://example.com/a.whl\n", "r.txt:2: direct URL requirement"),
-    ("-r nested.txt\nalpha\n", "nested.txt:1: --index-url in a requirements file"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ("alpha\n--extra-index-url https://pypi.org/simple\n", "r.txt:2: --extra-index-url in a requirements file"),
+        ("-i http://127.0.0.1:9/simple\nalpha\n", "r.txt:1: --index-url in a requirements file"),
+        ("--find-links /tmp\nalpha\n", "r.txt:1: --find-links"),
+        ("-e .\nalpha\n", "r.txt:1: -e/--editable"),
+        ("https://example.com/alpha-1.0-py3-none-any.whl\n", "r.txt:1: malformed requirement"),
+        ("# a comment\nalpha @ https://example.com/a.whl\n", "r.txt:2: direct URL requirement"),
+        ("-r nested.txt\nalpha\n", "nested.txt:1: --index-url in a requirements file"),
+    ],
+)
 def test_unbundlable_lines_are_exit_2_naming_file_and_line(content, words, index, wheels):
     (wheels.work / "r.txt").write_text(content)
     (wheels.work / "nested.txt").write_text("--index-url http://127.0.0.1:9/simple\n")
@@ -37,8 +40,9 @@ def test_hash_pins_in_the_file_are_held(index, wheels):
     first = wheels("alpha==1.0", "-o", "first", "--json", index_url=index.url)
     real = next(p["sha256"] for p in first.json()["packages"] if p["name"] == "alpha")
     # comments, a continuation line and a second (wrong) hash beside the right one: accepted
-    (wheels.work / "ok.txt").write_text(f"# pinned\nalpha==1.0 \\\n    --hash=sha256:{'0' * 64} \\\n"
-                                        f"    --hash=sha256:{real}  # ours\n")
+    (wheels.work / "ok.txt").write_text(
+        f"# pinned\nalpha==1.0 \\\n    --hash=sha256:{'0' * 64} \\\n    --hash=sha256:{real}  # ours\n"
+    )
     ok = wheels("-r", "ok.txt", "-o", "ok", "--json", index_url=index.url)
     assert ok.returncode == 0, ok
     assert {p["name"] for p in manifest(wheels.work / "ok")["packages"]} >= {"alpha", "beta", "delta"}

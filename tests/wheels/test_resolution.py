@@ -31,19 +31,31 @@ def test_python39_presets_take_the_wheel_that_excludes_3_9_0(preset, index, whee
 
 
 def test_python_x_y_alone_is_not_held_to_the_first_patch_release(index, wheels):
-    r = wheels("cryptolike==1.0", "--python", "3.9", "--platform", "manylinux_2_28_x86_64", "-o", "b", "--json",
-               index_url=index.url)
+    r = wheels(
+        "cryptolike==1.0",
+        "--python",
+        "3.9",
+        "--platform",
+        "manylinux_2_28_x86_64",
+        "-o",
+        "b",
+        "--json",
+        index_url=index.url,
+    )
     assert r.returncode == 0, r
     assert r.json()["packages"][0]["built_from_sdist"] is False
     # ... and an exact patch release can be given
-    r = wheels("cryptolike==1.0", "--python", "3.9.0", "--platform", "manylinux_2_28_x86_64", "-o", "c",
-               index_url=index.url)
+    r = wheels(
+        "cryptolike==1.0", "--python", "3.9.0", "--platform", "manylinux_2_28_x86_64", "-o", "c", index_url=index.url
+    )
     assert r.returncode == 1 and "cryptolike" in r.stderr, r
 
 
 def test_a_resolver_chosen_wheel_is_never_replaced_by_a_host_build(index, wheels):
     """The release has wheels, none for this target: exit 1 naming it, never a build here."""
-    r = wheels("cryptolike==1.0", "--python", "3.10", "--platform", "manylinux_2_17_x86_64", "-o", "b", index_url=index.url)
+    r = wheels(
+        "cryptolike==1.0", "--python", "3.10", "--platform", "manylinux_2_17_x86_64", "-o", "b", index_url=index.url
+    )
     assert r.returncode == 1, r
     assert "building" not in r.stderr and "cryptolike" in r.stderr
 
@@ -51,8 +63,18 @@ def test_a_resolver_chosen_wheel_is_never_replaced_by_a_host_build(index, wheels
 def test_old_glibc_gets_the_last_release_with_a_wheel_for_it(index, wheels):
     """numpy/pandas for manylinux2014: the newest release (wheels for glibc 2.28 + an sdist) was
     picked and compiled here, and failed; pip picks the last release with manylinux2014 wheels."""
-    r = wheels("numpylike", "puresd", "--python", "3.10", "--platform", "manylinux2014_x86_64", "-o", "old", "--json",
-               index_url=index.url)
+    r = wheels(
+        "numpylike",
+        "puresd",
+        "--python",
+        "3.10",
+        "--platform",
+        "manylinux2014_x86_64",
+        "-o",
+        "old",
+        "--json",
+        index_url=index.url,
+    )
     assert r.returncode == 0, r
     pkgs = {p["name"]: p for p in r.json()["packages"]}
     assert pkgs["numpylike"]["version"] == "1.0" and not pkgs["numpylike"]["built_from_sdist"]
@@ -63,8 +85,18 @@ def test_old_glibc_gets_the_last_release_with_a_wheel_for_it(index, wheels):
     for p in r.json()["packages"]:
         assert _accepted(target, p["filename"]), p["filename"]
     # --sdist refuse works for such targets too: numpylike needs no build any more
-    r = wheels("numpylike", "--python", "3.10", "--platform", "manylinux2014_x86_64", "--sdist", "refuse", "-o", "r",
-               index_url=index.url)
+    r = wheels(
+        "numpylike",
+        "--python",
+        "3.10",
+        "--platform",
+        "manylinux2014_x86_64",
+        "--sdist",
+        "refuse",
+        "-o",
+        "r",
+        index_url=index.url,
+    )
     assert r.returncode == 0, r
 
 
@@ -87,8 +119,19 @@ def test_presets_come_from_one_data_file_with_sources():
 
 
 def test_new_presets_build(index, wheels):
-    r = wheels("alpha==1.0", "--target", "debian13", "--target", "rhel10", "--target", "ubuntu26.04-aarch64",
-               "-o", "new", "--json", index_url=index.url)
+    r = wheels(
+        "alpha==1.0",
+        "--target",
+        "debian13",
+        "--target",
+        "rhel10",
+        "--target",
+        "ubuntu26.04-aarch64",
+        "-o",
+        "new",
+        "--json",
+        index_url=index.url,
+    )
     assert r.returncode == 0, r
     names = {t["name"]: t for t in r.json()["targets"]}
     assert names["debian13"]["externally_managed"] is True and names["rhel10"]["externally_managed"] is False
@@ -118,8 +161,14 @@ def test_uv_log_names_every_pin_while_it_resolves(index, tmp_path):
     host = T.host_target(probe_this_interpreter(with_tags=False))
     (tmp_path / "r.in").write_text("alpha==1.0\nomega[fast]\n")
     hints, started = [], []
-    pins, _ = resolve(host, [tmp_path / "r.in"], [index.url], tmp_path / "uv", on_hint=hints.append,
-                      on_start=lambda: started.append(len(hints)))
+    pins, _ = resolve(
+        host,
+        [tmp_path / "r.in"],
+        [index.url],
+        tmp_path / "uv",
+        on_hint=hints.append,
+        on_start=lambda: started.append(len(hints)),
+    )
     pinned = {(p.name, p.version) for p in pins}
     assert started == [0]  # called once, as uv starts, before any line of its log
     assert pinned <= {(h.name, h.version) for h in hints if h.selected}

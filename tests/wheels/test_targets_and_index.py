@@ -20,8 +20,18 @@ PY310 = Path.home() / ".pyenv/versions/3.10.13/bin/python3.10"
 def test_py310_aarch64_bundle_has_what_that_target_needs(flavour, index, html_index, wheels):
     idx = index if flavour == "json" else html_index
     before = dict(idx.served)
-    r = wheels("alpha==1.0", "plat", "--python", "3.10", "--platform", "manylinux_2_17_aarch64",
-               "-o", "arm", "--json", index_url=idx.url)
+    r = wheels(
+        "alpha==1.0",
+        "plat",
+        "--python",
+        "3.10",
+        "--platform",
+        "manylinux_2_17_aarch64",
+        "-o",
+        "arm",
+        "--json",
+        index_url=idx.url,
+    )
     assert r.returncode == 0, r
     doc = r.json()
     served = {k: idx.served[k] - before[k] for k in before}
@@ -41,22 +51,44 @@ def test_py310_aarch64_bundle_has_what_that_target_needs(flavour, index, html_in
 
 
 def test_several_targets_share_pure_wheels(index, wheels):
-    r = wheels("alpha==1.0", "plat", "--target", "ubuntu22.04", "--target", "ubuntu22.04-aarch64",
-               "--target", "debian12", "-o", "multi", "--json", index_url=index.url)
+    r = wheels(
+        "alpha==1.0",
+        "plat",
+        "--target",
+        "ubuntu22.04",
+        "--target",
+        "ubuntu22.04-aarch64",
+        "--target",
+        "debian12",
+        "-o",
+        "multi",
+        "--json",
+        index_url=index.url,
+    )
     assert r.returncode == 0, r
     doc = r.json()
     bundle = wheels.work / "multi"
     files = sorted(p.name for p in (bundle / "wheels").iterdir())
     assert len(files) == len(set(files)) == len(doc["packages"])
     by_file = {p["filename"]: p for p in doc["packages"]}
-    assert sorted(by_file["alpha-1.0-py3-none-any.whl"]["targets"]) == ["debian12", "ubuntu22.04", "ubuntu22.04-aarch64"]
+    assert sorted(by_file["alpha-1.0-py3-none-any.whl"]["targets"]) == [
+        "debian12",
+        "ubuntu22.04",
+        "ubuntu22.04-aarch64",
+    ]
     assert by_file["gamma-1.0-py3-none-any.whl"]["targets"] == ["ubuntu22.04", "ubuntu22.04-aarch64"]  # 3.10 only
     plats = sorted(f for f in files if f.startswith("plat-"))
-    assert plats == ["plat-1.0-cp310-cp310-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
-                     "plat-1.0-cp310-cp310-manylinux_2_28_x86_64.whl",
-                     "plat-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"]
+    assert plats == [
+        "plat-1.0-cp310-cp310-manylinux_2_17_aarch64.manylinux2014_aarch64.whl",
+        "plat-1.0-cp310-cp310-manylinux_2_28_x86_64.whl",
+        "plat-1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+    ]
     names = sorted(p.name for p in bundle.glob("requirements-*.txt"))
-    assert names == ["requirements-debian12.txt", "requirements-ubuntu22.04-aarch64.txt", "requirements-ubuntu22.04.txt"]
+    assert names == [
+        "requirements-debian12.txt",
+        "requirements-ubuntu22.04-aarch64.txt",
+        "requirements-ubuntu22.04.txt",
+    ]
     needs = {t["name"]: t["requires_glibc"] for t in doc["targets"]}
     assert needs == {"ubuntu22.04": "2.28", "ubuntu22.04-aarch64": "2.17", "debian12": "2.17"}
 
@@ -92,8 +124,14 @@ def test_target_file_from_the_far_machine(index, wheels, mlops, tmp_path):
     data = json.loads(probe.stdout)
     assert data["format"] == "mlops-wheels-target/1" and data["tags"]
     # pretend the far machine is a 3.10 aarch64 box: the exact tag list travels with it
-    data.update(python="3.10", python_full_version="3.10.12", machine="aarch64", glibc="2.35", name="farbox",
-                tags=[t.replace("cp311", "cp310").replace("x86_64", "aarch64") for t in data["tags"]])
+    data.update(
+        python="3.10",
+        python_full_version="3.10.12",
+        machine="aarch64",
+        glibc="2.35",
+        name="farbox",
+        tags=[t.replace("cp311", "cp310").replace("x86_64", "aarch64") for t in data["tags"]],
+    )
     f = tmp_path / "farbox.json"
     f.write_text(json.dumps(data))
     r = wheels("alpha==1.0", "plat", "--target-file", str(f), "-o", "far", "--json", index_url=index.url)
@@ -134,8 +172,16 @@ def test_preset_tags_and_uv_platforms():
 def test_a_mac_or_musl_host_can_still_build_for_linux_targets(monkeypatch):
     from mlops_cli.wheels import cli, probe
 
-    mac = {"format": "mlops-wheels-target/1", "implementation": "cpython", "python": "3.12",
-           "python_full_version": "3.12.4", "system": "Darwin", "machine": "arm64", "libc": None, "glibc": None}
+    mac = {
+        "format": "mlops-wheels-target/1",
+        "implementation": "cpython",
+        "python": "3.12",
+        "python_full_version": "3.12.4",
+        "system": "Darwin",
+        "machine": "arm64",
+        "libc": None,
+        "glibc": None,
+    }
     monkeypatch.setattr(probe, "probe_this_interpreter", lambda with_tags=True: dict(mac))
     chosen, host = cli._targets(["ubuntu22.04-aarch64"], None, [], [])
     assert host is None and [t.name for t in chosen] == ["ubuntu22.04-aarch64"]
@@ -147,16 +193,26 @@ def test_a_mac_or_musl_host_can_still_build_for_linux_targets(monkeypatch):
         cli._targets([], None, [], [])
 
 
-_GOOD = {"format": "mlops-wheels-target/1", "implementation": "cpython", "system": "Linux", "libc": "glibc",
-         "python": "3.11", "machine": "x86_64", "glibc": "2.36"}
+_GOOD = {
+    "format": "mlops-wheels-target/1",
+    "implementation": "cpython",
+    "system": "Linux",
+    "libc": "glibc",
+    "python": "3.11",
+    "machine": "x86_64",
+    "glibc": "2.36",
+}
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"machine": ["x86_64"]}, "machine must be a string"),
-    ({"glibc": "abc"}, "glibc must look like 2.35"),
-    ({"tags": "cp311-cp311-manylinux_2_36_x86_64"}, "tags must be a list of strings"),
-    ({"name": 7}, "name must be a string"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"machine": ["x86_64"]}, "machine must be a string"),
+        ({"glibc": "abc"}, "glibc must look like 2.35"),
+        ({"tags": "cp311-cp311-manylinux_2_36_x86_64"}, "tags must be a list of strings"),
+        ({"name": 7}, "name must be a string"),
+    ],
+)
 def test_malformed_target_file_is_exit_2_not_a_crash(change, words, index, wheels):
     (wheels.work / "box.json").write_text(json.dumps(dict(_GOOD, **change)))
     r = wheels("alpha", "--target-file", "box.json", "-o", "out", "--json", index_url=index.url)

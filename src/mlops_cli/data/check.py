@@ -59,8 +59,9 @@ class Collector:
 
 def load_entry(opts: CheckOptions, rules: Rules) -> Optional[Entry]:
     if (opts.info is None) != (opts.name is None):
-        raise UsageError("--info and --name go together", hint="mlops data check --info data/dataset_info.json "
-                         "--name my_dataset")
+        raise UsageError(
+            "--info and --name go together", hint="mlops data check --info data/dataset_info.json --name my_dataset"
+        )
     if opts.info is None:
         return None
     info = read_input_json(opts.info, what="dataset_info.json", max_bytes=INFO_MAX)
@@ -107,8 +108,17 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                 if isinstance(event, Broken):
                     load_fails = True
                     odd = event.oddity
-                    out.add(Finding("json-syntax", "fatal", odd.message + _fails_how(opened.kind), file=path,
-                                    line=odd.line, column=odd.column, offset=odd.offset))
+                    out.add(
+                        Finding(
+                            "json-syntax",
+                            "fatal",
+                            odd.message + _fails_how(opened.kind),
+                            file=path,
+                            line=odd.line,
+                            column=odd.column,
+                            offset=odd.offset,
+                        )
+                    )
                     if event.fatal_for_rest:
                         break
                     continue
@@ -135,15 +145,32 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                 outcome = evaluate(event.value, ctx)
                 result_counts[outcome.verdict] += 1
                 for issue in outcome.issues:
-                    out.add(Finding(issue.code, issue.consequence, issue.message, file=path, record=number,
-                                    line=event.line or None, versions=_versions(issue.code, rules)))
+                    out.add(
+                        Finding(
+                            issue.code,
+                            issue.consequence,
+                            issue.message,
+                            file=path,
+                            record=number,
+                            line=event.line or None,
+                            versions=_versions(issue.code, rules),
+                        )
+                    )
                 if outcome.verdict == "crash":
-                    first_crash = _earlier(first_crash, {"record": number, "line": event.line or None, "file": path,
-                                                         "message": outcome.issues[-1].message,
-                                                         "stage": outcome.crash_stage})
+                    first_crash = _earlier(
+                        first_crash,
+                        {
+                            "record": number,
+                            "line": event.line or None,
+                            "file": path,
+                            "message": outcome.issues[-1].message,
+                            "stage": outcome.crash_stage,
+                        },
+                    )
                 if kl is not None:
-                    first_crash = _kl_crashes(kl.add(number, event.line or None, path, outcome), out,
-                                              result_counts, first_crash)
+                    first_crash = _kl_crashes(
+                        kl.add(number, event.line or None, path, outcome), out, result_counts, first_crash
+                    )
                 if progress is not None and number % 4096 == 0:
                     progress(done_bytes + event.end)
         done_bytes += opened.size or 0
@@ -162,24 +189,58 @@ def run_check(opts: CheckOptions, progress: Optional[Callable[[int], None]] = No
                 continue
             seen.add(conflict.path)
             load_fails = True
-            out.add(Finding("column-kinds", "fatal", describe(conflict, tracker.lines_mode),
-                            file=paths[0] if len(paths) == 1 else None, record=conflict.first_record,
-                            line=conflict.first_line))
+            out.add(
+                Finding(
+                    "column-kinds",
+                    "fatal",
+                    describe(conflict, tracker.lines_mode),
+                    file=paths[0] if len(paths) == 1 else None,
+                    record=conflict.first_record,
+                    line=conflict.first_line,
+                )
+            )
         first_crash = _settle_absent(ctx, tracker, out, first_crash)
     if number == 0 and not load_fails:
         load_fails = True
-        out.add(Finding("no-records", "fatal", "no records: datasets fails (SchemaInferenceError / "
-                        "Instruction \"train\" corresponds to no data!)", file=paths[0]))
+        out.add(
+            Finding(
+                "no-records",
+                "fatal",
+                'no records: datasets fails (SchemaInferenceError / Instruction "train" corresponds to no data!)',
+                file=paths[0],
+            )
+        )
     if number and result_counts["keep"] == 0 and not first_crash and not load_fails and not refused:
-        out.add(Finding("no-valid-samples", "fatal", "every record is dropped: RuntimeError: Cannot find valid "
-                        "samples, check `data/README.md` for the data format."))
+        out.add(
+            Finding(
+                "no-valid-samples",
+                "fatal",
+                "every record is dropped: RuntimeError: Cannot find valid "
+                "samples, check `data/README.md` for the data format.",
+            )
+        )
     return CheckResult(
-        files=files_json, entry=ctx.entry.to_json(), version=rules.version, stage=ctx.stage,
-        template={"name": ctx.template.name or ("qwen2_vl" if ctx.media_cols else "qwen"),
-                  "assumed": ctx.template.name is None, "table_release": ctx.template.release},
-        parser=parser_name(), findings=out.kept, counts=dict(out.counts), records=number,
-        keep=result_counts["keep"], drop=result_counts["drop"], crash=result_counts["crash"],
-        first_crash=first_crash, load_fails=load_fails, findings_left_out=out.left_out, refused=refused)
+        files=files_json,
+        entry=ctx.entry.to_json(),
+        version=rules.version,
+        stage=ctx.stage,
+        template={
+            "name": ctx.template.name or ("qwen2_vl" if ctx.media_cols else "qwen"),
+            "assumed": ctx.template.name is None,
+            "table_release": ctx.template.release,
+        },
+        parser=parser_name(),
+        findings=out.kept,
+        counts=dict(out.counts),
+        records=number,
+        keep=result_counts["keep"],
+        drop=result_counts["drop"],
+        crash=result_counts["crash"],
+        first_crash=first_crash,
+        load_fails=load_fails,
+        findings_left_out=out.left_out,
+        refused=refused,
+    )
 
 
 _MEDIA_WORDS = ("image", "img", "picture", "photo", "video", "audio", "speech")
@@ -191,7 +252,9 @@ def media_meant(entry: Entry, first: Any) -> bool:
     if any(entry.col(k) for k in ("images", "videos", "audios")):
         return False
     mapped = {v for v in entry.columns.values() if v}
-    names = set(entry.unknown_column_keys) | ({k for k in first if k not in mapped} if isinstance(first, dict) else set())
+    names = set(entry.unknown_column_keys) | (
+        {k for k in first if k not in mapped} if isinstance(first, dict) else set()
+    )
     return any(word in str(name).lower() for name in names for word in _MEDIA_WORDS)
 
 
@@ -200,16 +263,17 @@ def _default_stage(entry: Entry) -> str:
         return "dpo"
     if entry.col("kto_tag"):
         return "kto"
-    if entry.converter == "alpaca" and entry.col("prompt") and not entry.col("response") and \
-            not entry.col("query"):
+    if entry.converter == "alpaca" and entry.col("prompt") and not entry.col("response") and not entry.col("query"):
         return "pt"
     return "sft"
 
 
 def _fails_how(kind: str) -> str:
     if kind == "array":
-        return (" -> datasets fails the whole file (shown as the misleading \"ArrowInvalid: JSON parse error: "
-                "Column() changed from object to array in row 0\")")
+        return (
+            ' -> datasets fails the whole file (shown as the misleading "ArrowInvalid: JSON parse error: '
+            'Column() changed from object to array in row 0")'
+        )
     return " -> datasets fails the whole file (ArrowInvalid: JSON parse error)"
 
 
@@ -218,46 +282,110 @@ def _file_findings(opened, path: str, out: Collector) -> bool:
     kind = opened.kind
     fails = False
     if kind == "utf16":
-        out.add(Finding("encoding", "fatal", "the file is UTF-16 (it starts with a UTF-16 byte order mark); "
-                        "datasets reads UTF-8 only: re-save it as UTF-8", file=path, offset=0))
+        out.add(
+            Finding(
+                "encoding",
+                "fatal",
+                "the file is UTF-16 (it starts with a UTF-16 byte order mark); "
+                "datasets reads UTF-8 only: re-save it as UTF-8",
+                file=path,
+                offset=0,
+            )
+        )
         return True
     if kind in ("empty",):
-        out.add(Finding("empty-file", "fatal", "the file is empty: datasets fails (SchemaInferenceError: Please "
-                        "pass `features` or at least one example when writing data)", file=path))
+        out.add(
+            Finding(
+                "empty-file",
+                "fatal",
+                "the file is empty: datasets fails (SchemaInferenceError: Please "
+                "pass `features` or at least one example when writing data)",
+                file=path,
+            )
+        )
         return True
     if kind in ("other", "gzip", "arrow"):
-        what = {"other": "neither JSON, JSON Lines nor Parquet", "gzip": "gzip-compressed",
-                "arrow": "an Arrow file (not checked record by record)"}[kind]
+        what = {
+            "other": "neither JSON, JSON Lines nor Parquet",
+            "gzip": "gzip-compressed",
+            "arrow": "an Arrow file (not checked record by record)",
+        }[kind]
         out.add(Finding("not-json", "fatal" if kind != "arrow" else "warn", f"the content is {what}", file=path))
         return kind != "arrow"
     if opened.bom:
         if kind == "array":
-            out.add(Finding("bom", "fatal", "the file starts with a UTF-8 byte order mark (BOM): datasets 2.16-4.0 "
-                            "fails the whole JSON array (\"ArrowInvalid: JSON parse error: Column() changed from "
-                            "object to array in row 0\"); re-save without BOM", file=path, line=1, offset=0))
+            out.add(
+                Finding(
+                    "bom",
+                    "fatal",
+                    "the file starts with a UTF-8 byte order mark (BOM): datasets 2.16-4.0 "
+                    'fails the whole JSON array ("ArrowInvalid: JSON parse error: Column() changed from '
+                    'object to array in row 0"); re-save without BOM',
+                    file=path,
+                    line=1,
+                    offset=0,
+                )
+            )
             fails = True
         else:
-            out.add(Finding("bom", "warn", "the file starts with a UTF-8 byte order mark (BOM): harmless for JSON "
-                            "Lines in datasets, but other tools choke on it", file=path, line=1, offset=0))
+            out.add(
+                Finding(
+                    "bom",
+                    "warn",
+                    "the file starts with a UTF-8 byte order mark (BOM): harmless for JSON "
+                    "Lines in datasets, but other tools choke on it",
+                    file=path,
+                    line=1,
+                    offset=0,
+                )
+            )
     builder = extension_builder(path) if path != "-" else "json"
     want = KIND_BUILDER.get(kind)
     if builder is None:
-        out.add(Finding("file-extension", "fatal", f"LLaMA-Factory picks the loader by extension and knows "
-                        f"{os.path.splitext(path)[1] or 'no extension'!r} not: ValueError: Allowed file types: "
-                        "arrow,csv,json,jsonl,parquet,txt.", file=path))
+        out.add(
+            Finding(
+                "file-extension",
+                "fatal",
+                f"LLaMA-Factory picks the loader by extension and knows "
+                f"{os.path.splitext(path)[1] or 'no extension'!r} not: ValueError: Allowed file types: "
+                "arrow,csv,json,jsonl,parquet,txt.",
+                file=path,
+            )
+        )
         fails = True
     elif want and builder != want:
-        out.add(Finding("file-extension", "fatal", f"the content is {kind} but the name ends "
-                        f"{os.path.splitext(path)[1]!r}: LLaMA-Factory picks the {builder} loader by extension "
-                        "and it fails", file=path))
+        out.add(
+            Finding(
+                "file-extension",
+                "fatal",
+                f"the content is {kind} but the name ends "
+                f"{os.path.splitext(path)[1]!r}: LLaMA-Factory picks the {builder} loader by extension "
+                "and it fails",
+                file=path,
+            )
+        )
         fails = True
     elif kind == "text" and opened.looks in ("array", "lines", "objects"):
-        out.add(Finding("file-extension", "warn", f"the content is JSON ({opened.looks}) but the name ends '.txt': "
-                        "LLaMA-Factory hands it to datasets' text loader, which does not parse JSON: every line "
-                        "becomes one record with a single column 'text' (rename it .json or .jsonl)", file=path))
+        out.add(
+            Finding(
+                "file-extension",
+                "warn",
+                f"the content is JSON ({opened.looks}) but the name ends '.txt': "
+                "LLaMA-Factory hands it to datasets' text loader, which does not parse JSON: every line "
+                "becomes one record with a single column 'text' (rename it .json or .jsonl)",
+                file=path,
+            )
+        )
     elif kind == "array" and path.endswith(".jsonl"):
-        out.add(Finding("file-extension", "warn", "a JSON array in a .jsonl file: datasets reads it all the same "
-                        "(it ignores the extension), other tools may not", file=path))
+        out.add(
+            Finding(
+                "file-extension",
+                "warn",
+                "a JSON array in a .jsonl file: datasets reads it all the same "
+                "(it ignores the extension), other tools may not",
+                file=path,
+            )
+        )
     return fails
 
 
@@ -280,9 +408,19 @@ def _oddity_finding(event: Record, kind: str, path: str, number: int, out: Colle
     }[(odd.kind, lines)]
     if odd.kind == "utf8" and lines:
         consequence = "crash"
-    out.add(Finding({"nan": "nan", "control": "control-char", "surrogate": "surrogate", "bigint": "big-number",
-                     "utf8": "utf8"}[odd.kind], consequence, f"{odd.message}: {how}", file=path, record=number,
-                    line=odd.line, offset=odd.offset))
+    out.add(
+        Finding(
+            {"nan": "nan", "control": "control-char", "surrogate": "surrogate", "bigint": "big-number", "utf8": "utf8"}[
+                odd.kind
+            ],
+            consequence,
+            f"{odd.message}: {how}",
+            file=path,
+            record=number,
+            line=odd.line,
+            offset=odd.offset,
+        )
+    )
     return fatal
 
 
@@ -293,57 +431,96 @@ def _duplicate_findings(event: Record, kind: str, path: str, number: int, out: C
     fatal = bool(top) and kind != "array"
     if top:
         if fatal:
-            message = (f"key {top[0]!r} is written twice in this record: datasets fails the whole file "
-                       f"(ArrowInvalid: JSON parse error: Column(/{top[0]}) was specified twice in row N)")
+            message = (
+                f"key {top[0]!r} is written twice in this record: datasets fails the whole file "
+                f"(ArrowInvalid: JSON parse error: Column(/{top[0]}) was specified twice in row N)"
+            )
         else:
             message = f"key {top[0]!r} is written twice in this record: the last value is used, the first ignored"
-        out.add(Finding("duplicate-key", "fatal" if fatal else "silent", message, file=path, record=number,
-                        line=event.line))
+        out.add(
+            Finding("duplicate-key", "fatal" if fatal else "silent", message, file=path, record=number, line=event.line)
+        )
     if nested:
-        out.add(Finding("duplicate-key", "silent", f"key {nested[0]!r} is written twice in an object inside this "
-                        "record: the last value is used, the first ignored", file=path, record=number,
-                        line=event.line))
+        out.add(
+            Finding(
+                "duplicate-key",
+                "silent",
+                f"key {nested[0]!r} is written twice in an object inside this "
+                "record: the last value is used, the first ignored",
+                file=path,
+                record=number,
+                line=event.line,
+            )
+        )
     return fatal
 
 
 def _versions(code: str, rules: Rules) -> Optional[str]:
-    if code in ("role-order", "unknown-role", "odd-count-cut", "ranking-role", "media-null", "empty-messages",
-                "messages-null"):
+    if code in (
+        "role-order",
+        "unknown-role",
+        "odd-count-cut",
+        "ranking-role",
+        "media-null",
+        "empty-messages",
+        "messages-null",
+    ):
         return rules.series
     return None
 
 
-def _settle_absent(ctx: Context, tracker: SchemaTracker, out: Collector,
-                   first_crash: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def _settle_absent(
+    ctx: Context, tracker: SchemaTracker, out: Collector, first_crash: Optional[dict[str, Any]]
+) -> Optional[dict[str, Any]]:
     """Keys read but absent from the whole file are a KeyError at the first record that reads them."""
     crashes = []
     for key, record in ctx.absent.items():
         if key.startswith("tool_calls-null:"):
             if "tool_calls" in tracker.msg_keys:
-                crashes.append((record, "TypeError: object of type 'NoneType' has no len() (an assistant turn "
-                                        "without tool_calls while other turns have them)", "tool-calls-null"))
+                crashes.append(
+                    (
+                        record,
+                        "TypeError: object of type 'NoneType' has no len() (an assistant turn "
+                        "without tool_calls while other turns have them)",
+                        "tool-calls-null",
+                    )
+                )
             continue
         if key.startswith("message:"):
-            name = key[len("message:"):]
+            name = key[len("message:") :]
             if name not in tracker.msg_keys:
-                crashes.append((record, f"KeyError: {name!r} (no message in the file has this key; check the "
-                                        "entry's tags role_tag/content_tag)", "tag-absent"))
+                crashes.append(
+                    (
+                        record,
+                        f"KeyError: {name!r} (no message in the file has this key; check the "
+                        "entry's tags role_tag/content_tag)",
+                        "tag-absent",
+                    )
+                )
             continue
         if key not in tracker.top_keys:
-            crashes.append((record, f"KeyError: {key!r} (the entry maps a column the file does not have; the "
-                                    f"file's columns: {', '.join(sorted(tracker.top_keys)) or 'none'})",
-                            "column-absent"))
+            crashes.append(
+                (
+                    record,
+                    f"KeyError: {key!r} (the entry maps a column the file does not have; the "
+                    f"file's columns: {', '.join(sorted(tracker.top_keys)) or 'none'})",
+                    "column-absent",
+                )
+            )
     # by record; within a record in the order the converter reads the keys (the first one is the KeyError)
     for record, message, code in sorted(crashes, key=lambda c: c[0]):
-        out.add(Finding(code, "crash", message, record=record,
-                        versions=ctx.rules.series if code == "tool-calls-null" else None))
-        first_crash = _earlier(first_crash, {"record": record, "line": None, "message": message,
-                                             "stage": "conversion"})
+        out.add(
+            Finding(
+                code, "crash", message, record=record, versions=ctx.rules.series if code == "tool-calls-null" else None
+            )
+        )
+        first_crash = _earlier(first_crash, {"record": record, "line": None, "message": message, "stage": "conversion"})
     return first_crash
 
 
-def _kl_crashes(crashes: list, out: Collector, counts: Counter,
-                first_crash: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def _kl_crashes(
+    crashes: list, out: Collector, counts: Counter, first_crash: Optional[dict[str, Any]]
+) -> Optional[dict[str, Any]]:
     """Records KTO's KL pass crashes on (kto.py): they were counted as kept."""
     for member, message in crashes:
         if member.outcome.verdict == "keep":
@@ -351,8 +528,13 @@ def _kl_crashes(crashes: list, out: Collector, counts: Counter,
             counts["crash"] += 1
         member.outcome.verdict = "crash"
         out.add(Finding("kto-kl-pair", "crash", message, file=member.path, record=member.number, line=member.line))
-        crash = {"record": member.number, "line": member.line, "file": member.path, "message": message,
-                 "stage": "tokenization"}
+        crash = {
+            "record": member.number,
+            "line": member.line,
+            "file": member.path,
+            "message": message,
+            "stage": "tokenization",
+        }
         if first_crash and first_crash["record"] == member.number and first_crash.get("stage") == "tokenization":
             first_crash = crash  # the pairing fails before the record's own messages are processed
         first_crash = _earlier(first_crash, crash)

@@ -18,13 +18,16 @@ from mlops_cli.errors import OperationFailed, UsageError
 from mlops_cli.files import atomic_writer, read_input_json, write_atomic
 
 TARGETS = ("sharegpt", "openai", "alpaca")
-SG_ROLE = {"human": "user", "gpt": "assistant", "system": "system", "function_call": "function",
-           "observation": "observation"}
+SG_ROLE = {
+    "human": "user",
+    "gpt": "assistant",
+    "system": "system",
+    "function_call": "function",
+    "observation": "observation",
+}
 SG_TAG = {v: k for k, v in SG_ROLE.items()}
-OA_ROLE = {"user": "user", "assistant": "assistant", "system": "system", "tool": "observation",
-           "function": "function"}
-OA_TAG = {"user": "user", "assistant": "assistant", "system": "system", "observation": "tool",
-          "function": "function"}
+OA_ROLE = {"user": "user", "assistant": "assistant", "system": "system", "tool": "observation", "function": "function"}
+OA_TAG = {"user": "user", "assistant": "assistant", "system": "system", "observation": "tool", "function": "function"}
 MEDIA = ("images", "videos", "audios")
 
 
@@ -111,8 +114,9 @@ def from_neutral(n: dict[str, Any], to: str) -> dict[str, Any]:
                 rest[side] = {"from": "gpt", "value": rest[side]}
         out.update(rest)
         return out
-    msgs = ([{"role": "system", "content": system}] if system else []) + \
-        [{"role": OA_TAG[r], "content": c} for r, c in turns]
+    msgs = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": OA_TAG[r], "content": c} for r, c in turns
+    ]
     out = {"messages": msgs}
     for side in ("chosen", "rejected"):
         if side in rest and isinstance(rest[side], str):
@@ -121,8 +125,16 @@ def from_neutral(n: dict[str, Any], to: str) -> dict[str, Any]:
     return out
 
 
-def run_convert(source: str, output: str, to: str, *, info: Optional[str] = None, name: Optional[str] = None,
-                strict: bool = False, fmt: str = "auto") -> ConvertResult:
+def run_convert(
+    source: str,
+    output: str,
+    to: str,
+    *,
+    info: Optional[str] = None,
+    name: Optional[str] = None,
+    strict: bool = False,
+    fmt: str = "auto",
+) -> ConvertResult:
     if to not in TARGETS:
         raise UsageError(f"unknown target format {to!r}", hint="--to sharegpt, openai or alpaca")
     if (info is None) != (name is None):
@@ -148,8 +160,10 @@ def run_convert(source: str, output: str, to: str, *, info: Optional[str] = None
             except Unconvertible as exc:
                 skipped.append({"record": n, "line": event.line, "reason": str(exc)})
                 if strict:
-                    raise OperationFailed(f"record {n} (line {event.line}) cannot be converted: {exc}",
-                                          hint="without --strict such records are listed and skipped") from None
+                    raise OperationFailed(
+                        f"record {n} (line {event.line}) cannot be converted: {exc}",
+                        hint="without --strict such records are listed and skipped",
+                    ) from None
                 continue
             text = json.dumps(rec, ensure_ascii=False)
             if lines:

@@ -18,8 +18,13 @@ from mlops_cli.data.templates import Template, template_for
 from mlops_cli.data.versions import Rules
 
 PLACEHOLDERS = {"images": "<image>", "videos": "<video>", "audios": "<audio>"}
-ROLE = {"user": "user", "assistant": "assistant", "observation": "observation",
-        "function": "function", "system": "system"}
+ROLE = {
+    "user": "user",
+    "assistant": "assistant",
+    "observation": "observation",
+    "function": "function",
+    "system": "system",
+}
 
 
 class Crash(Exception):
@@ -106,8 +111,15 @@ class Context:
 
 
 def _kind(v: Any) -> str:
-    return {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
-            dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 def _short(v: Any, n: int = 80) -> str:
@@ -141,8 +153,11 @@ def convert_alpaca(rec: dict, ctx: Context, out: Outcome) -> None:
                 try:
                     old_prompt, old_response = item
                 except (TypeError, ValueError) as exc:
-                    raise Crash("history-item", f"{type(exc).__name__}: {exc} (history item {n}: "
-                                f"{_short(item)}; each item must be a [question, answer] pair)") from None
+                    raise Crash(
+                        "history-item",
+                        f"{type(exc).__name__}: {exc} (history item {n}: "
+                        f"{_short(item)}; each item must be a [question, answer] pair)",
+                    ) from None
                 prompt += [("user", old_prompt), ("assistant", old_response)]
         elif history is not None:
             out.add("history-ignored", "silent", f"history is {_kind(history)}, not a list: ignored")
@@ -169,8 +184,11 @@ def convert_alpaca(rec: dict, ctx: Context, out: Outcome) -> None:
             response = [("assistant", answer), ("assistant", "")]
             if not ctx.get(rec, kto_col):
                 response.reverse()
-        elif e.ranking and isinstance(ctx.get(rec, e.col("chosen")), str) \
-                and isinstance(ctx.get(rec, e.col("rejected")), str):
+        elif (
+            e.ranking
+            and isinstance(ctx.get(rec, e.col("chosen")), str)
+            and isinstance(ctx.get(rec, e.col("rejected")), str)
+        ):
             response = [("assistant", ctx.get(rec, e.col("chosen"))), ("assistant", ctx.get(rec, e.col("rejected")))]
         elif resp_col and isinstance(ctx.get(rec, resp_col), str):
             response = [("assistant", ctx.get(rec, resp_col))]
@@ -196,14 +214,18 @@ def _why_no_response(rec: dict, ctx: Context, out: Outcome) -> None:
         return
     col = e.col("response")
     if col and col in rec:
-        out.add("output-not-text", "warn", f"output ({col!r}) is {_kind(rec[col])}, not text: "
-                "no answer to train on")
+        out.add("output-not-text", "warn", f"output ({col!r}) is {_kind(rec[col])}, not text: no answer to train on")
 
 
 def _tag_mapping(e: Entry) -> dict:
     mapping: dict = {}
-    for key, role in (("user_tag", "user"), ("assistant_tag", "assistant"), ("observation_tag", "observation"),
-                      ("function_tag", "function"), ("system_tag", "system")):
+    for key, role in (
+        ("user_tag", "user"),
+        ("assistant_tag", "assistant"),
+        ("observation_tag", "observation"),
+        ("function_tag", "function"),
+        ("system_tag", "system"),
+    ):
         mapping[e.tag(key)] = role
     return mapping
 
@@ -228,8 +250,11 @@ def _messages(rec: dict, ctx: Context) -> list:
     e = ctx.entry
     msgs = ctx.get(rec, e.col("messages"))
     if msgs is None:
-        raise Crash("messages-null", f"TypeError: object of type 'NoneType' has no len() (messages column "
-                    f"{e.col('messages')!r} is null or absent)")
+        raise Crash(
+            "messages-null",
+            f"TypeError: object of type 'NoneType' has no len() (messages column "
+            f"{e.col('messages')!r} is null or absent)",
+        )
     if not isinstance(msgs, list):
         raise Crash("messages-not-list", f"TypeError: messages ({e.col('messages')!r}) is {_kind(msgs)}, not a list")
     return msgs
@@ -241,8 +266,11 @@ def convert_sharegpt(rec: dict, ctx: Context, out: Outcome) -> None:
     odd, even = ctx.odd, ctx.even
     msgs, system = _split_system(_messages(rec, ctx), rec, ctx)
     if rules.odd_count == "cut" and len(msgs) % 2:
-        out.add("odd-count-cut", "silent", f"{len(msgs)} turns: the last turn ({_short(_roles(msgs, ctx)[-1])}) "
-                "is cut off without a word")
+        out.add(
+            "odd-count-cut",
+            "silent",
+            f"{len(msgs)} turns: the last turn ({_short(_roles(msgs, ctx)[-1])}) is cut off without a word",
+        )
         msgs = msgs[: len(msgs) // 2 * 2]
     if rules.batched and len(msgs) == 0:
         out.verdict = "drop"
@@ -271,7 +299,7 @@ def convert_sharegpt(rec: dict, ctx: Context, out: Outcome) -> None:
         aligned.append((mapped, msg[content_tag] if content_tag in msg else ctx.mget(msg, content_tag)))
     count_bad = (not e.ranking and len(aligned) % 2 != 0) or (e.ranking and len(aligned) % 2 == 0)
     if count_bad and rules.odd_count != "cut":
-        text = (f"{len(aligned)} turns; {'a ranking prompt needs an odd count (ending on the user turn)' if e.ranking else 'needs an even count (ending on the answer)'}: Invalid message count")
+        text = f"{len(aligned)} turns; {'a ranking prompt needs an odd count (ending on the user turn)' if e.ranking else 'needs an even count (ending on the answer)'}: Invalid message count"
         broken = broken or text
     post_check = rules.role_check == "break"
     if post_check and broken:
@@ -289,17 +317,21 @@ def _mapped(role: Any, mapping: dict, idx: int, e: Entry) -> str:
     try:
         return mapping[role]
     except KeyError:
-        raise Crash("unknown-role", f"KeyError: {role!r} (turn {idx + 1}: a role the entry's tags do not "
-                    f"name: {_known_tags(e)})") from None
+        raise Crash(
+            "unknown-role",
+            f"KeyError: {role!r} (turn {idx + 1}: a role the entry's tags do not name: {_known_tags(e)})",
+        ) from None
     except TypeError:
-        raise Crash("unknown-role", f"TypeError: unhashable type: '{type(role).__name__}' (turn {idx + 1}: "
-                    f"the role is {_kind(role)}, not a tag)") from None
+        raise Crash(
+            "unknown-role",
+            f"TypeError: unhashable type: '{type(role).__name__}' (turn {idx + 1}: "
+            f"the role is {_kind(role)}, not a tag)",
+        ) from None
 
 
 def _broken(out: Outcome, text: str) -> None:
     out.verdict = "drop"
-    code = "message-count" if "message count" in text else "unknown-role" if "unknown tag" in text \
-        else "role-order"
+    code = "message-count" if "message count" in text else "unknown-role" if "unknown tag" in text else "role-order"
     out.add(code, "drop", text)
     out.prompt, out.response = [], []
 
@@ -334,7 +366,9 @@ def _branch(rec: dict, ctx: Context, out: Outcome, aligned: list, mapping: dict,
     kto_col = e.col("kto_tag")
     if kto_col and isinstance(ctx.get(rec, kto_col), bool):
         out.prompt, out.response = aligned[:-1], aligned[-1:]
-        out.response = out.response + [("assistant", "")] if ctx.get(rec, kto_col) else [("assistant", "")] + out.response
+        out.response = (
+            out.response + [("assistant", "")] if ctx.get(rec, kto_col) else [("assistant", "")] + out.response
+        )
         return
     if e.ranking:
         chosen, rejected = ctx.get(rec, e.col("chosen")), ctx.get(rec, e.col("rejected"))
@@ -343,19 +377,29 @@ def _branch(rec: dict, ctx: Context, out: Outcome, aligned: list, mapping: dict,
             bad = [r for r in roles if r not in even]
             if bad:
                 if ctx.rules.role_check == "break":
-                    out.add("ranking-role", "warn", f"chosen/rejected role {bad[0]!r} is not an answer tag: "
-                            "Invalid role tag (logged, but the record is kept and trained as that role)")
+                    out.add(
+                        "ranking-role",
+                        "warn",
+                        f"chosen/rejected role {bad[0]!r} is not an answer tag: "
+                        "Invalid role tag (logged, but the record is kept and trained as that role)",
+                    )
                 else:
-                    out.add("ranking-role", "drop", f"chosen/rejected role {bad[0]!r} is not an answer tag: "
-                            "Invalid role tag")
+                    out.add(
+                        "ranking-role",
+                        "drop",
+                        f"chosen/rejected role {bad[0]!r} is not an answer tag: Invalid role tag",
+                    )
                     out.verdict = "drop"
             for r in roles:
                 if not _known(r, mapping):
-                    raise Crash("unknown-role", f"KeyError: {_short(r)} (chosen/rejected role the entry's tags do "
-                                "not name)")
+                    raise Crash(
+                        "unknown-role", f"KeyError: {_short(r)} (chosen/rejected role the entry's tags do not name)"
+                    )
             out.prompt = aligned
-            out.response = [(mapping[roles[0]], ctx.mget(chosen, ctx.content_tag)),
-                            (mapping[roles[1]], ctx.mget(rejected, ctx.content_tag))]
+            out.response = [
+                (mapping[roles[0]], ctx.mget(chosen, ctx.content_tag)),
+                (mapping[roles[1]], ctx.mget(rejected, ctx.content_tag)),
+            ]
             if out.verdict == "drop":
                 out.prompt, out.response = [], []
             return
@@ -382,8 +426,10 @@ def convert_openai(rec: dict, ctx: Context, out: Outcome) -> None:
                 try:
                     content = json.dumps([c["function"] for c in calls], ensure_ascii=False)
                 except (TypeError, KeyError) as exc:
-                    raise Crash("tool-calls", f"{type(exc).__name__}: {exc} (turn {idx + 1}: each tool_calls "
-                                "item needs a \"function\" object)") from None
+                    raise Crash(
+                        "tool-calls",
+                        f'{type(exc).__name__}: {exc} (turn {idx + 1}: each tool_calls item needs a "function" object)',
+                    ) from None
                 role = ctx.even[1]
         if role == ctx.odd[1]:
             pending.append(content)
@@ -434,8 +480,13 @@ def process(ctx: Context, out: Outcome) -> None:
         if not isinstance(out.prompt[0][1], str):
             raise Crash("null-content", f"TypeError: the text is {_kind(out.prompt[0][1])}, not a string")
         return
-    need = "exactly 1 answer" if stage == "sft" else "2 answers (chosen, rejected)" if stage in ("rm", "dpo") \
+    need = (
+        "exactly 1 answer"
+        if stage == "sft"
+        else "2 answers (chosen, rejected)"
+        if stage in ("rm", "dpo")
         else "2 answers (kto)"
+    )
     bad = n_prompt % 2 != 1 or (n_resp != 1 if stage == "sft" else n_resp < 2)
     if bad:
         if out.verdict != "drop":
@@ -462,7 +513,7 @@ def format_turns(ctx: Context, out: Outcome) -> None:
             raise Crash("null-content", f"RuntimeError: Expected a string, got {_py(content)} ({role} turn {n})")
     last = out.response[0][1] if out.response else None
     if last == "" and stage != "kto":
-        out.add("empty-answer", "warn", "the answer is \"\": an empty answer is trained")
+        out.add("empty-answer", "warn", 'the answer is "": an empty answer is trained')
 
 
 def _plugin_reads_texts(ctx: Context, out: Outcome) -> None:
@@ -480,11 +531,17 @@ def _plugin_reads_texts(ctx: Context, out: Outcome) -> None:
     for n, (role, content) in enumerate(turns, 1):
         kind = type(content).__name__
         if rules.mm_counts_all and not isinstance(content, (str, list)):
-            raise Crash("null-content", f"AttributeError: '{kind}' object has no attribute 'count' ({role} turn "
-                        f"{n} is {_py(content)}: the multimodal plugin counts placeholders in every message)")
+            raise Crash(
+                "null-content",
+                f"AttributeError: '{kind}' object has no attribute 'count' ({role} turn "
+                f"{n} is {_py(content)}: the multimodal plugin counts placeholders in every message)",
+            )
         if not rules.mm_counts_all and not isinstance(content, (str, list, dict)):
-            raise Crash("null-content", f"TypeError: argument of type '{kind}' is not iterable ({role} turn {n} "
-                        f"is {_py(content)}: the multimodal plugin looks for placeholders in every message)")
+            raise Crash(
+                "null-content",
+                f"TypeError: argument of type '{kind}' is not iterable ({role} turn {n} "
+                f"is {_py(content)}: the multimodal plugin looks for placeholders in every message)",
+            )
 
 
 _THOUGHT = re.compile(r"<think>(.*)</think>", re.DOTALL)  # 0.9.2-0.9.3, greedy
@@ -522,8 +579,10 @@ def _thought_hint(text: str, ctx: Context) -> str:
         return f"; {ctx.template.label} hands function calls over as they are (no thought or tool-call words)"
     words = ctx.template.thought
     shown = f"{words[0]!r}...{words[1]!r}" if words else "none"
-    return (f"; the thought words of {ctx.template.label} are {shown} and must match exactly, newlines "
-            "included, or wrap the call in <tool_call>...</tool_call>")
+    return (
+        f"; the thought words of {ctx.template.label} are {shown} and must match exactly, newlines "
+        "included, or wrap the call in <tool_call>...</tool_call>"
+    )
 
 
 def _check_function_call(content: Any, n: int, ctx: Context, out: Outcome) -> None:
@@ -534,31 +593,48 @@ def _check_function_call(content: Any, n: int, ctx: Context, out: Outcome) -> No
     rules = ctx.rules
     if not isinstance(content, str):
         if rules.function_keys == "silent":
-            out.add("function-json", "silent", f"function call turn {n} is {_kind(content)}: trained as an empty "
-                    f"call [LLaMA-Factory {rules.series}]")
+            out.add(
+                "function-json",
+                "silent",
+                f"function call turn {n} is {_kind(content)}: trained as an empty call [LLaMA-Factory {rules.series}]",
+            )
             return
-        raise Crash("null-content", f"TypeError: the JSON object must be str, not {type(content).__name__} "
-                    f"(function call turn {n} is {_kind(content)})")
+        raise Crash(
+            "null-content",
+            f"TypeError: the JSON object must be str, not {type(content).__name__} "
+            f"(function call turn {n} is {_kind(content)})",
+        )
     text, _apart = _function_json(content, ctx)
     try:
         calls = json.loads(text)
     except json.JSONDecodeError as exc:
         if rules.bad_json == "silent":
-            out.add("function-json", "silent", f"function call turn {n} is not JSON ({exc.msg}): trained without "
-                    f"the call, without a word: {_short([content])}")
+            out.add(
+                "function-json",
+                "silent",
+                f"function call turn {n} is not JSON ({exc.msg}): trained without "
+                f"the call, without a word: {_short([content])}",
+            )
             return
-        raise Crash("function-json", f"RuntimeError: Invalid JSON format in function message: "
-                    f"{_short([content])} (turn {n}: {exc.msg} at line {exc.lineno} column {exc.colno}"
-                    f"{_thought_hint(content, ctx)})") from None
+        raise Crash(
+            "function-json",
+            f"RuntimeError: Invalid JSON format in function message: "
+            f"{_short([content])} (turn {n}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"{_thought_hint(content, ctx)})",
+        ) from None
     for call in calls if isinstance(calls, list) else [calls]:
         if not isinstance(call, dict) or "name" not in call or "arguments" not in call:
             if rules.function_keys == "silent":
-                out.add("function-json", "silent", f"function call turn {n} has no \"name\"/\"arguments\": "
-                        f"trained as an empty call: {_short(call)}")
+                out.add(
+                    "function-json",
+                    "silent",
+                    f'function call turn {n} has no "name"/"arguments": trained as an empty call: {_short(call)}',
+                )
                 return
             error = "KeyError" if isinstance(call, dict) else "TypeError"
-            raise Crash("function-json", f"{error}: function call turn {n} needs \"name\" and \"arguments\": "
-                        f"{_short(call)}")
+            raise Crash(
+                "function-json", f'{error}: function call turn {n} needs "name" and "arguments": {_short(call)}'
+            )
 
 
 def check_tools(rec: dict, ctx: Context, out: Outcome) -> None:
@@ -569,22 +645,30 @@ def check_tools(rec: dict, ctx: Context, out: Outcome) -> None:
         return
     tools = ctx.get(rec, col)
     if ctx.rules.casts_text and tools is not None and not isinstance(tools, str) and type(tools) not in _CASTS:
-        raise Crash("tools-json", f"TypeError: Couldn't cast array of type {_arrow_kind(tools)} to string (tools is "
-                    f"{_kind(tools)}; [LLaMA-Factory {ctx.rules.series}] casts the converted tools column to text)",
-                    stage="conversion")
+        raise Crash(
+            "tools-json",
+            f"TypeError: Couldn't cast array of type {_arrow_kind(tools)} to string (tools is "
+            f"{_kind(tools)}; [LLaMA-Factory {ctx.rules.series}] casts the converted tools column to text)",
+            stage="conversion",
+        )
     if not tools:
         return
     if ctx.entry.converter == "openai" and isinstance(tools, (dict, list)):
         tools = json.dumps(tools)
     if not isinstance(tools, str):
-        raise Crash("tools-json", f"TypeError: the JSON object must be str, not {type(tools).__name__} (tools "
-                    "must be a JSON string)")
+        raise Crash(
+            "tools-json",
+            f"TypeError: the JSON object must be str, not {type(tools).__name__} (tools must be a JSON string)",
+        )
     try:
         decoded = json.loads(tools)
     except json.JSONDecodeError as exc:
         if ctx.rules.bad_json == "silent":
-            out.add("tools-json", "silent", f"tools is not JSON ({exc.msg}): trained without the tools, without a "
-                    f"word: {_short([tools])}")
+            out.add(
+                "tools-json",
+                "silent",
+                f"tools is not JSON ({exc.msg}): trained without the tools, without a word: {_short([tools])}",
+            )
             return
         raise Crash("tools-json", f"RuntimeError: Invalid JSON format in tool description: {_short([tools])}") from None
     if ctx.rules.function_keys == "crash":  # <=0.7.1 caught whatever the tool formatter raised
@@ -606,8 +690,11 @@ def _check_tool_shape(tools: Any, ctx: Context) -> None:
         if len(tools) == 0:
             return
     except TypeError:
-        raise Crash("tools-json", f"TypeError: object of type '{type(tools).__name__}' has no len() ({where}: "
-                    f"{_short(tools)} is not a list of tools)") from None
+        raise Crash(
+            "tools-json",
+            f"TypeError: object of type '{type(tools).__name__}' has no len() ({where}: "
+            f"{_short(tools)} is not a list of tools)",
+        ) from None
     items = list(tools)  # a JSON object is iterated key by key, as LLaMA-Factory does
     if isinstance(tools, dict):
         lead = f"the tools are one JSON object, not a list: its keys ({_short(list(tools))}) are read as tools"
@@ -615,25 +702,37 @@ def _check_tool_shape(tools: Any, ctx: Context) -> None:
         lead = ""
     for n, tool in enumerate(items, 1):
         if (unwrap or fmt in ("default", "glm4")) and not isinstance(tool, dict):
-            error = "AttributeError: 'str' object has no attribute 'get'" if unwrap else \
-                "TypeError: string indices must be integers, not 'str'"
-            raise Crash("tools-json", f"{error} ({where}: tool {n} is {_kind(tool)}"
-                        f"{'; ' + lead if lead else ''})")
+            error = (
+                "AttributeError: 'str' object has no attribute 'get'"
+                if unwrap
+                else "TypeError: string indices must be integers, not 'str'"
+            )
+            raise Crash("tools-json", f"{error} ({where}: tool {n} is {_kind(tool)}{'; ' + lead if lead else ''})")
         if not isinstance(tool, dict):
             continue
         if unwrap and tool.get("type") == "function":
             tool = tool.get("function", "")
         if fmt == "default":
             params = tool.get("parameters") if isinstance(tool, dict) else None
-            if not isinstance(tool, dict) or "name" not in tool or not isinstance(params, dict) or \
-                    not isinstance(params.get("properties"), dict):
+            if (
+                not isinstance(tool, dict)
+                or "name" not in tool
+                or not isinstance(params, dict)
+                or not isinstance(params.get("properties"), dict)
+            ):
                 missing = "name" if isinstance(tool, dict) and "name" not in tool else "parameters.properties"
-                raise Crash("tools-json", f"KeyError: {missing.split('.')[-1]!r} ({where}: tool {n} has no "
-                            f"{missing}; this format lists every parameter: {_short(tool)})")
+                raise Crash(
+                    "tools-json",
+                    f"KeyError: {missing.split('.')[-1]!r} ({where}: tool {n} has no "
+                    f"{missing}; this format lists every parameter: {_short(tool)})",
+                )
             for pname, param in params["properties"].items():
                 if not isinstance(param, dict):
-                    raise Crash("tools-json", f"AttributeError: '{type(param).__name__}' object has no attribute "
-                                f"'get' ({where}: parameter {pname!r} of tool {n} is not an object)")
+                    raise Crash(
+                        "tools-json",
+                        f"AttributeError: '{type(param).__name__}' object has no attribute "
+                        f"'get' ({where}: parameter {pname!r} of tool {n} is not an object)",
+                    )
         elif fmt == "glm4" and (not isinstance(tool, dict) or "name" not in tool):
             raise Crash("tools-json", f"KeyError: 'name' ({where}: tool {n} has no name)")
 
@@ -678,9 +777,12 @@ def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
     for key, found in items.items():
         if found and not template.takes(key):
             kind = key[:-1]
-            raise Crash("media-unsupported", f"ValueError: This model does not support {kind} input. Please check "
-                        f"whether the correct `template` is used. ({template.label} has no {kind} plugin; "
-                        f"{len(found)} {key} here)")
+            raise Crash(
+                "media-unsupported",
+                f"ValueError: This model does not support {kind} input. Please check "
+                f"whether the correct `template` is used. ({template.label} has no {kind} plugin; "
+                f"{len(found)} {key} here)",
+            )
     # a template named on the command line counts when the table gives it a plugin; an assumed one
     # when the entry maps media or the data names media (a text-only plugin counts nothing)
     counted = template.media != "" or (template.name is None and ctx.media_meant)
@@ -702,22 +804,35 @@ def check_media(rec: dict, ctx: Context, out: Outcome) -> None:
             out.media[key] = len(found)
         if not counted:
             if count and key not in mapped:
-                out.add("placeholder-no-media", "warn", f"{count} {tag} in the text but no {key} column is mapped: "
-                        "a multimodal template stops the run here (ValueError: The number of "
-                        f"{key} does not match the number of {tag} tokens); a text-only one trains it as text")
+                out.add(
+                    "placeholder-no-media",
+                    "warn",
+                    f"{count} {tag} in the text but no {key} column is mapped: "
+                    "a multimodal template stops the run here (ValueError: The number of "
+                    f"{key} does not match the number of {tag} tokens); a text-only one trains it as text",
+                )
             continue
         if len(found) != count:
             why = f"no {key} column is mapped" if key not in mapped else f"{len(found)} {key}"
-            raise Crash("media-count", f"ValueError: The number of {key} does not match the number of {tag} "
-                        f"tokens: {why}, {count} {tag} in the text ({_mm_label(ctx)})")
+            raise Crash(
+                "media-count",
+                f"ValueError: The number of {key} does not match the number of {tag} "
+                f"tokens: {why}, {count} {tag} in the text ({_mm_label(ctx)})",
+            )
         if ctx.entry.ranking:
             n = rejected.count(tag) if rejected else 0
             if len(found) != n:
-                raise Crash("media-count", f"ValueError: The number of {key} does not match the number of "
-                            f"{tag} tokens: {len(found)} {key}, {n} {tag} (prompt + rejected)")
+                raise Crash(
+                    "media-count",
+                    f"ValueError: The number of {key} does not match the number of "
+                    f"{tag} tokens: {len(found)} {key}, {n} {tag} (prompt + rejected)",
+                )
         if found and rules.null_media == "none_item" and None in found:
-            raise Crash("media-null", f"ValueError: Expect input is a list of Images, but got <class 'NoneType'> "
-                        f"({key} is null; [LLaMA-Factory {rules.series}] passes it on as [None])")
+            raise Crash(
+                "media-null",
+                f"ValueError: Expect input is a list of Images, but got <class 'NoneType'> "
+                f"({key} is null; [LLaMA-Factory {rules.series}] passes it on as [None])",
+            )
         if ctx.media_dir is not None:
             _check_files(found, ctx, key)
 
@@ -744,8 +859,11 @@ def _check_files(items: list, ctx: Context, key: str) -> None:
                 continue
             joined = os.path.join(ctx.media_dir or "", path)
             if not (os.path.isfile(joined) or os.path.isfile(path)):
-                raise Crash("media-missing", f"FileNotFoundError: {key} file {path!r} is neither under the media "
-                            f"folder {ctx.media_dir!r} nor at that path")
+                raise Crash(
+                    "media-missing",
+                    f"FileNotFoundError: {key} file {path!r} is neither under the media "
+                    f"folder {ctx.media_dir!r} nor at that path",
+                )
 
 
 def evaluate(rec: Any, ctx: Context) -> Outcome:

@@ -10,17 +10,46 @@ from mlops_cli.data.versions import Rules
 from mlops_cli.errors import UsageError
 
 COLUMN_DEFAULTS: dict[str, Optional[str]] = {
-    "prompt": "instruction", "query": "input", "response": "output", "history": None,
-    "messages": "conversations", "system": None, "tools": None, "images": None, "videos": None,
-    "audios": None, "chosen": None, "rejected": None, "kto_tag": None,
+    "prompt": "instruction",
+    "query": "input",
+    "response": "output",
+    "history": None,
+    "messages": "conversations",
+    "system": None,
+    "tools": None,
+    "images": None,
+    "videos": None,
+    "audios": None,
+    "chosen": None,
+    "rejected": None,
+    "kto_tag": None,
 }
 TAG_DEFAULTS: dict[str, Optional[str]] = {
-    "role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
-    "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system",
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
 }
 ALPACA_COLUMNS = ("prompt", "query", "response", "history")
-ENTRY_KEYS = {"hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "file_name",
-              "formatting", "ranking", "subset", "split", "folder", "num_samples", "columns", "tags"}
+ENTRY_KEYS = {
+    "hf_hub_url",
+    "ms_hub_url",
+    "om_hub_url",
+    "script_url",
+    "cloud_file_name",
+    "file_name",
+    "formatting",
+    "ranking",
+    "subset",
+    "split",
+    "folder",
+    "num_samples",
+    "columns",
+    "tags",
+}
 
 
 @dataclass
@@ -45,9 +74,16 @@ class Entry:
         return self.tags.get(key)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "file_name": self.file_name, "formatting": self.formatting,
-                "converter": self.converter, "ranking": self.ranking, "columns": self.columns,
-                "tags": self.tags, "from_dataset_info": not self.synthesized}
+        return {
+            "name": self.name,
+            "file_name": self.file_name,
+            "formatting": self.formatting,
+            "converter": self.converter,
+            "ranking": self.ranking,
+            "columns": self.columns,
+            "tags": self.tags,
+            "from_dataset_info": not self.synthesized,
+        }
 
 
 def read_entry(info: Any, name: str, rules: Rules, *, info_path: str = "dataset_info.json") -> Entry:
@@ -56,9 +92,12 @@ def read_entry(info: Any, name: str, rules: Rules, *, info_path: str = "dataset_
         raise UsageError(f"{info_path} is not a JSON object of dataset entries")
     if name not in info:
         close = sorted(k for k in info if name.lower() in k.lower())[:5]
-        raise UsageError(f"Undefined dataset {name} in {info_path}",
-                         hint=f"entries named like it: {', '.join(close)}" if close else
-                         f"{info_path} has {len(info)} entries; pass one of them with --name")
+        raise UsageError(
+            f"Undefined dataset {name} in {info_path}",
+            hint=f"entries named like it: {', '.join(close)}"
+            if close
+            else f"{info_path} has {len(info)} entries; pass one of them with --name",
+        )
     raw = info[name]
     if not isinstance(raw, dict):
         raise UsageError(f"entry {name!r} in {info_path} is not a JSON object")
@@ -70,12 +109,18 @@ def read_entry(info: Any, name: str, rules: Rules, *, info_path: str = "dataset_
 
     for key in raw:
         if key not in ENTRY_KEYS:
-            hint = {"format": " (did you mean \"formatting\"? as written the entry is read as alpaca)",
-                    "file_sha1": " (a checksum LLaMA-Factory stopped reading in 2024-05)"}.get(key, "")
+            hint = {
+                "format": ' (did you mean "formatting"? as written the entry is read as alpaca)',
+                "file_sha1": " (a checksum LLaMA-Factory stopped reading in 2024-05)",
+            }.get(key, "")
             note("entry-unknown-key", "silent", f"entry {name!r}: key {key!r} is ignored by LLaMA-Factory{hint}")
     if any(k in raw for k in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name")):
-        note("entry-not-local", "warn", f"entry {name!r} loads from a hub, a script or the cloud; "
-             "only its columns and tags are checked against the files given")
+        note(
+            "entry-not-local",
+            "warn",
+            f"entry {name!r} loads from a hub, a script or the cloud; "
+            "only its columns and tags are checked against the files given",
+        )
     entry.file_name = raw.get("file_name") if isinstance(raw.get("file_name"), str) else None
 
     formatting = raw.get("formatting", "alpaca")
@@ -86,19 +131,28 @@ def read_entry(info: Any, name: str, rules: Rules, *, info_path: str = "dataset_
         entry.converter = formatting
     elif rules.unknown_formatting_is_sharegpt:
         entry.converter = "sharegpt"
-        note("entry-formatting", "silent", f"entry {name!r}: formatting {formatting!r} is read as sharegpt "
-             f"by {rules.label} (anything but \"alpaca\" is)", versions=rules.series)
+        note(
+            "entry-formatting",
+            "silent",
+            f"entry {name!r}: formatting {formatting!r} is read as sharegpt "
+            f'by {rules.label} (anything but "alpaca" is)',
+            versions=rules.series,
+        )
     else:
         entry.converter = "unknown"
-        note("entry-formatting", "crash", f"entry {name!r}: formatting {formatting!r}: ValueError: Dataset "
-             f"converter {formatting} not found. (known: {', '.join(rules.formatting_values)})",
-             versions=rules.series)
+        note(
+            "entry-formatting",
+            "crash",
+            f"entry {name!r}: formatting {formatting!r}: ValueError: Dataset "
+            f"converter {formatting} not found. (known: {', '.join(rules.formatting_values)})",
+            versions=rules.series,
+        )
     entry.ranking = bool(raw.get("ranking", False))
 
     columns = raw.get("columns")
     if columns is not None:
         if not isinstance(columns, dict):
-            raise UsageError(f"entry {name!r}: \"columns\" is not a JSON object")
+            raise UsageError(f'entry {name!r}: "columns" is not a JSON object')
         if rules.per_format_columns:
             reset = list(rules.common_columns)
             reset += list(ALPACA_COLUMNS) if entry.converter == "alpaca" else ["messages"]
@@ -113,22 +167,41 @@ def read_entry(info: Any, name: str, rules: Rules, *, info_path: str = "dataset_
         for key in columns:
             if key not in known:
                 entry.unknown_column_keys.append(key)
-                guess = {"instruction": "prompt", "input": "query", "output": "response",
-                         "conversations": "messages", "label": "kto_tag", "text": "prompt", "image": "images",
-                         "video": "videos", "audio": "audios"}.get(key)
-                tip = f" (the key is \"{guess}\": \"{key}\")" if guess else ""
-                note("entry-unknown-column-key", "silent",
-                     f"entry {name!r}: columns key {key!r} is not a LLaMA-Factory column key and is ignored{tip}")
+                guess = {
+                    "instruction": "prompt",
+                    "input": "query",
+                    "output": "response",
+                    "conversations": "messages",
+                    "label": "kto_tag",
+                    "text": "prompt",
+                    "image": "images",
+                    "video": "videos",
+                    "audio": "audios",
+                }.get(key)
+                tip = f' (the key is "{guess}": "{key}")' if guess else ""
+                note(
+                    "entry-unknown-column-key",
+                    "silent",
+                    f"entry {name!r}: columns key {key!r} is not a LLaMA-Factory column key and is ignored{tip}",
+                )
         if entry.converter == "alpaca" and columns and entry.columns["prompt"] is None:
-            note("entry-prompt-unset", "warn", f"entry {name!r}: the columns block has no \"prompt\", so it is "
-                 "unset (a columns block resets every key it does not list)")
+            note(
+                "entry-prompt-unset",
+                "warn",
+                f'entry {name!r}: the columns block has no "prompt", so it is '
+                "unset (a columns block resets every key it does not list)",
+            )
     tags = raw.get("tags")
     if tags is not None:
         if not isinstance(tags, dict):
-            raise UsageError(f"entry {name!r}: \"tags\" is not a JSON object")
+            raise UsageError(f'entry {name!r}: "tags" is not a JSON object')
         if rules.tags_need_sharegpt and entry.formatting != "sharegpt":
-            note("entry-tags-ignored", "silent", f"entry {name!r}: \"tags\" are only read with formatting "
-                 f"sharegpt by {rules.label}", versions=rules.series)
+            note(
+                "entry-tags-ignored",
+                "silent",
+                f'entry {name!r}: "tags" are only read with formatting sharegpt by {rules.label}',
+                versions=rules.series,
+            )
         else:
             for key in TAG_DEFAULTS:
                 value = tags.get(key)
@@ -153,7 +226,14 @@ def stage_findings(entry: Entry, stage: Optional[str], info_path: str) -> list[F
     pairwise = stage in ("rm", "dpo")
     if pairwise != entry.ranking:
         want = "true" if pairwise else "false (or absent)"
-        return [Finding("entry-stage", "fatal", f"entry {entry.name!r} has ranking: "
-                        f"{str(entry.ranking).lower()}, stage {stage} needs ranking: {want}: ValueError: The "
-                        "dataset is not applicable in the current training stage.", file=info_path)]
+        return [
+            Finding(
+                "entry-stage",
+                "fatal",
+                f"entry {entry.name!r} has ranking: "
+                f"{str(entry.ranking).lower()}, stage {stage} needs ranking: {want}: ValueError: The "
+                "dataset is not applicable in the current training stage.",
+                file=info_path,
+            )
+        ]
     return []

@@ -60,9 +60,11 @@ class KlPairs:
 def _kl_crash(out: Outcome, partner: Outcome, partner_number: int, own_first: bool) -> Optional[str]:
     response = partner.response
     if not response or (not response[0][1] and len(response) < 2):
-        return (f"IndexError: list index out of range (KTO's KL pass pairs this record with the answers of record "
-                f"{partner_number}, which has {'none' if not response else 'one'}: a record dropped in a KTO batch "
-                "stops the run)")
+        return (
+            f"IndexError: list index out of range (KTO's KL pass pairs this record with the answers of record "
+            f"{partner_number}, which has {'none' if not response else 'one'}: a record dropped in a KTO batch "
+            "stops the run)"
+        )
     if own_first:  # the record's own messages fail before the borrowed answer is counted
         return None
     answer: Any = response[0][1] if response[0][1] else response[1][1]
@@ -73,7 +75,9 @@ def _kl_crash(out: Outcome, partner: Outcome, partner_number: int, own_first: bo
             continue
         count = sum(c.count(tag) for _r, c in out.prompt if isinstance(c, str)) + answer.count(tag)
         if count != out.media[key]:
-            return (f"ValueError: The number of {key} does not match the number of {tag} tokens (KTO's KL pass "
-                    f"puts record {partner_number}'s answer after this prompt: {count} {tag}, {out.media[key]} "
-                    f"{key})")
+            return (
+                f"ValueError: The number of {key} does not match the number of {tag} tokens (KTO's KL pass "
+                f"puts record {partner_number}'s answer after this prompt: {count} {tag}, {out.media[key]} "
+                f"{key})"
+            )
     return None

@@ -23,8 +23,15 @@ CHUNK = 10 << 20  # datasets' JsonConfig.chunksize
 # Kinds as pyarrow tells them apart. Numbers come in three: "number" (an integer), "float" (a float
 # with a whole value, e.g. 2.0) and "fraction" (1.5, NaN, or beyond int64): one kind inside a batch,
 # but a later batch may not put a fraction into a column the first batch made int64.
-_KIND = {str: "string", int: "number", float: "float", bool: "boolean", list: "list", dict: "object",
-         type(None): "null"}
+_KIND = {
+    str: "string",
+    int: "number",
+    float: "float",
+    bool: "boolean",
+    list: "list",
+    dict: "object",
+    type(None): "null",
+}
 _NUMBER_RANK = {"number": 0, "float": 1, "fraction": 2}
 _INT64 = 9.2e18
 
@@ -186,14 +193,27 @@ class SchemaTracker:
                 if len(self.conflicts) >= 20:
                     break
                 if was is None:
-                    self.conflicts.append(Conflict(path, "absent", kind, line, record, cross_batch=True,
-                                                   new_field=True, other_file=self.file_started))
+                    self.conflicts.append(
+                        Conflict(
+                            path,
+                            "absent",
+                            kind,
+                            line,
+                            record,
+                            cross_batch=True,
+                            new_field=True,
+                            other_file=self.file_started,
+                        )
+                    )
                     self.schema[path] = kind
                 elif was in _NUMBER_RANK and kind in _NUMBER_RANK:
                     if was == "number" and kind == "fraction":
-                        self.conflicts.append(Conflict(path, "number", "fraction", line, record, cross_batch=True,
-                                                       value=value))
-                elif kind not in (was, "null") and not (was == "string" and (kind in _NUMBER_RANK or kind == "boolean")):
+                        self.conflicts.append(
+                            Conflict(path, "number", "fraction", line, record, cross_batch=True, value=value)
+                        )
+                elif kind not in (was, "null") and not (
+                    was == "string" and (kind in _NUMBER_RANK or kind == "boolean")
+                ):
                     self.conflicts.append(Conflict(path, _shown(was), _shown(kind), line, record, cross_batch=True))
         self.batch = {}
         self.text_objects = set()
@@ -207,13 +227,17 @@ class SchemaTracker:
         for path, (kind, line, record, _value) in self.batch.items():
             was = self.schema.get(path)
             if was is None and len(self.conflicts) < 20:
-                self.conflicts.append(Conflict(path, "absent", kind, line, record, cross_batch=True, new_field=True,
-                                               other_file=True))
+                self.conflicts.append(
+                    Conflict(path, "absent", kind, line, record, cross_batch=True, new_field=True, other_file=True)
+                )
                 self.schema[path] = kind
             elif was is None or was == "null":
                 self.schema[path] = kind
-            elif kind not in (was, "null") and not (was in _NUMBER_RANK and kind in _NUMBER_RANK) \
-                    and len(self.conflicts) < 20:
+            elif (
+                kind not in (was, "null")
+                and not (was in _NUMBER_RANK and kind in _NUMBER_RANK)
+                and len(self.conflicts) < 20
+            ):
                 self.conflicts.append(Conflict(path, _shown(was), _shown(kind), line, record, cross_batch=True))
 
     def finish(self) -> None:
@@ -223,22 +247,37 @@ class SchemaTracker:
 def describe(conflict: Conflict, lines_mode: bool) -> str:
     col = conflict.path.lstrip("/") or "(the record itself)"
     if conflict.new_field:
-        where = "in a later file of the dataset (not in the first)" if conflict.other_file else \
-            "after the first 10 MiB batch"
+        where = (
+            "in a later file of the dataset (not in the first)"
+            if conflict.other_file
+            else "after the first 10 MiB batch"
+        )
         if conflict.path.count("/") == 1:
-            return (f"column {col!r} first appears {where}: DatasetGenerationCastError: "
-                    f"All the data files must have the same columns, but at some point there are 1 new columns "
-                    f"({{'{col}'}})")
-        return (f"field {col!r} first appears {where}: TypeError: Couldn't cast array of "
-                "type struct<...> (a nested field the first batch did not have)")
+            return (
+                f"column {col!r} first appears {where}: DatasetGenerationCastError: "
+                f"All the data files must have the same columns, but at some point there are 1 new columns "
+                f"({{'{col}'}})"
+            )
+        return (
+            f"field {col!r} first appears {where}: TypeError: Couldn't cast array of "
+            "type struct<...> (a nested field the first batch did not have)"
+        )
     if conflict.now == "fraction":
-        return (f"column {col!r} holds whole numbers in the first 10 MiB batch (int64) and {conflict.value!r} "
-                f"here: ArrowInvalid: Float value {conflict.value!r} was truncated converting to int64")
+        return (
+            f"column {col!r} holds whole numbers in the first 10 MiB batch (int64) and {conflict.value!r} "
+            f"here: ArrowInvalid: Float value {conflict.value!r} was truncated converting to int64"
+        )
     if conflict.cross_batch and conflict.was == "null":
-        return (f"column {col!r} is null in the whole first 10 MiB batch and {conflict.now} later: TypeError: "
-                f"Couldn't cast array of type {conflict.now} to null")
+        return (
+            f"column {col!r} is null in the whole first 10 MiB batch and {conflict.now} later: TypeError: "
+            f"Couldn't cast array of type {conflict.now} to null"
+        )
     if lines_mode:
-        return (f"column {col!r} is {conflict.was} in earlier records and {conflict.now} here: ArrowInvalid: "
-                f"JSON parse error: Column(/{col}) changed from {conflict.was} to {conflict.now}")
-    return (f"column {col!r} is {conflict.was} in earlier records and {conflict.now} here: ArrowTypeError / "
-            f"ArrowInvalid while pandas' table becomes Arrow (\"Expected bytes, got a '...' object\")")
+        return (
+            f"column {col!r} is {conflict.was} in earlier records and {conflict.now} here: ArrowInvalid: "
+            f"JSON parse error: Column(/{col}) changed from {conflict.was} to {conflict.now}"
+        )
+    return (
+        f"column {col!r} is {conflict.was} in earlier records and {conflict.now} here: ArrowTypeError / "
+        f"ArrowInvalid while pandas' table becomes Arrow (\"Expected bytes, got a '...' object\")"
+    )

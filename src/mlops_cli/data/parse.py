@@ -116,8 +116,12 @@ def _slow(data: bytes, nan_as_null: bool) -> tuple[Any, Optional[Oddity]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        oddity = Oddity("utf8", f"byte 0x{data[exc.start]:02x} is not UTF-8 (the file is not UTF-8 text; "
-                        "re-save it as UTF-8)", exc.start, line)
+        oddity = Oddity(
+            "utf8",
+            f"byte 0x{data[exc.start]:02x} is not UTF-8 (the file is not UTF-8 text; re-save it as UTF-8)",
+            exc.start,
+            line,
+        )
         text = data.decode("utf-8", errors="replace")
     constants: list[str] = []
 
@@ -134,13 +138,17 @@ def _slow(data: bytes, nan_as_null: bool) -> tuple[Any, Optional[Oddity]]:
             value = json.loads(text, parse_constant=constant, strict=False)
         except json.JSONDecodeError:
             raise Unreadable(_syntax(text, exc)) from None
-        return value, oddity or Oddity("control", "a raw control character (tab, newline...) inside a string "
-                                       "(write it as \\t, \\n)", *_pos(text, exc.pos))
+        return value, oddity or Oddity(
+            "control",
+            "a raw control character (tab, newline...) inside a string (write it as \\t, \\n)",
+            *_pos(text, exc.pos),
+        )
     if oddity:
         return value, oddity
     if constants:
-        return value, Oddity("nan", f"bare {constants[0]} (not JSON; Python's json.dumps writes it for a float "
-                             "NaN; write null)")
+        return value, Oddity(
+            "nan", f"bare {constants[0]} (not JSON; Python's json.dumps writes it for a float NaN; write null)"
+        )
     if _SURROGATE.search(data):
         return value, Oddity("surrogate", "a lone UTF-16 surrogate escape (\\ud8xx) in a string")
     return value, Oddity("bigint", "a number the strict parser refuses (an integer beyond 64 bits?)")
@@ -157,10 +165,10 @@ def _syntax(text: str, exc: json.JSONDecodeError) -> Oddity:
     stripped = text.rstrip()
     if stripped.startswith("\ufeff"):
         msg = "a UTF-8 byte order mark (BOM)"
-    elif msg.startswith("Expecting property name") and text[exc.pos:exc.pos + 1] == "}":
+    elif msg.startswith("Expecting property name") and text[exc.pos : exc.pos + 1] == "}":
         msg = "a trailing comma before '}'"
     elif msg == "Expecting value" and exc.pos >= len(stripped):
         msg = "the text ends early (truncated?)"
-    elif msg.startswith("Expecting property name") and text[exc.pos:exc.pos + 1] == "'":
+    elif msg.startswith("Expecting property name") and text[exc.pos : exc.pos + 1] == "'":
         msg = "single quotes (JSON needs double quotes; Python's str() of a dict is not JSON)"
     return Oddity("syntax", f"JSON syntax error: {msg}", *_pos(text, exc.pos))

@@ -23,7 +23,13 @@ def byte_progress(paths: list[str], json_mode: bool) -> Iterator[Optional[Callab
             pass
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    with Progress("checking", BarColumn(), DownloadColumn(binary_units=True), TransferSpeedColumn(),
-                  console=err_console(), transient=True) as bar:
+    with Progress(
+        "checking",
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        console=err_console(),
+        transient=True,
+    ) as bar:
         task = bar.add_task("check", total=total or None)
         yield lambda done: bar.update(task, completed=done)

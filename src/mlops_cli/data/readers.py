@@ -101,8 +101,9 @@ def _line_event(text: bytes, index: int, lineno: int, start: int, end: int) -> O
         if not text.strip(WHITESPACE):
             return None
         odd = exc.oddity
-        return Broken(index, lineno, start + odd.offset,
-                      Oddity(odd.kind, odd.message, start + odd.offset, lineno, odd.column))
+        return Broken(
+            index, lineno, start + odd.offset, Oddity(odd.kind, odd.message, start + odd.offset, lineno, odd.column)
+        )
     if oddity is not None:
         oddity = Oddity(oddity.kind, oddity.message, start + oddity.offset, lineno, oddity.column)
     return Record(index, lineno, start, end, value, oddity, text)
@@ -237,11 +238,16 @@ class _Scanner:
             odd = exc.oddity
             where = start + odd.offset
             col = where - (self.buf.rfind(b"\n", 0, where) + 1) + 1
-            return Broken(index, line + odd.line - 1, self.base + where,
-                          Oddity(odd.kind, odd.message, self.base + where, line + odd.line - 1, col))
+            return Broken(
+                index,
+                line + odd.line - 1,
+                self.base + where,
+                Oddity(odd.kind, odd.message, self.base + where, line + odd.line - 1, col),
+            )
         if oddity is not None:
-            oddity = Oddity(oddity.kind, oddity.message, self.base + start + oddity.offset, line + oddity.line - 1,
-                            oddity.column)
+            oddity = Oddity(
+                oddity.kind, oddity.message, self.base + start + oddity.offset, line + oddity.line - 1, oddity.column
+            )
         return Record(index, line, self.base + start, self.base + end, value, oddity, raw)
 
     def _gap(self, index: int, start: int, end: int, where: str) -> Iterator[Event]:
@@ -262,8 +268,12 @@ class _Scanner:
                 try:
                     value, _odd = loads(raw, nan_as_null=True)
                 except Unreadable:
-                    yield self._broken(index, start + lead, "JSON syntax error: unexpected text "
-                                       f"{raw[:20].decode('utf-8', 'replace')!r} between records", fatal=False)
+                    yield self._broken(
+                        index,
+                        start + lead,
+                        f"JSON syntax error: unexpected text {raw[:20].decode('utf-8', 'replace')!r} between records",
+                        fatal=False,
+                    )
                     return
                 yield Record(index, self.line_at(start + lead), self.base + start + lead, self.base + end, value)
                 index += 1

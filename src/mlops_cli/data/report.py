@@ -94,18 +94,30 @@ class CheckResult:
                 line.append(f" [LLaMA-Factory {f.versions}]", style="dim")
             console.print(line)
         if self.findings_left_out:
-            console.print(Text(f"... {self.findings_left_out} more findings not listed (counts below are complete; "
-                               "--max-findings 0 lists all)", style="dim"))
+            console.print(
+                Text(
+                    f"... {self.findings_left_out} more findings not listed (counts below are complete; "
+                    "--max-findings 0 lists all)",
+                    style="dim",
+                )
+            )
         if self.counts:
-            console.print(Text("by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())),
-                               style="dim"))
+            console.print(
+                Text("by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())), style="dim")
+            )
         files = ", ".join(f"{clean(f['path'])} ({f['kind']})" for f in self.files)
         template = ""
         if self.template:
             template = f", template {clean(self.template['name'])}" + (
-                " (assumed; --template NAME for yours)" if self.template.get("assumed") else "")
-        console.print(Text(f"checked {files} as {self.entry.get('converter')} for stage {self.stage}, "
-                           f"rules of LLaMA-Factory {self.version}{template}", style="dim"))
+                " (assumed; --template NAME for yours)" if self.template.get("assumed") else ""
+            )
+        console.print(
+            Text(
+                f"checked {files} as {self.entry.get('converter')} for stage {self.stage}, "
+                f"rules of LLaMA-Factory {self.version}{template}",
+                style="dim",
+            )
+        )
         style = "bold red" if self.exit_code else "bold green"
         console.print(Text(self.summary(), style=style))
 
@@ -127,16 +139,25 @@ class ConvertResult:
         return 1 if self.skipped else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": not self.skipped, "source": self.source, "target": self.target, "to": self.to,
-                "written": self.written, "skipped": self.skipped, "dataset_info": self.info_path,
-                "name": self.entry_name, "entry": self.entry}
+        return {
+            "ok": not self.skipped,
+            "source": self.source,
+            "target": self.target,
+            "to": self.to,
+            "written": self.written,
+            "skipped": self.skipped,
+            "dataset_info": self.info_path,
+            "name": self.entry_name,
+            "entry": self.entry,
+        }
 
     def render(self, console) -> None:
         from rich.text import Text
 
         for s in self.skipped:
-            console.print(Text(f"skipped record {s['record']} (line {s['line']}): {clean(s['reason'])}",
-                               style="yellow"))
+            console.print(
+                Text(f"skipped record {s['record']} (line {s['line']}): {clean(s['reason'])}", style="yellow")
+            )
         console.print(Text(f"wrote {self.written} records to {clean(self.target)} ({self.to})", style="bold green"))
         if self.info_path:
             console.print(Text(f"entry {clean(self.entry_name or '')!r} written to {clean(self.info_path)}"))
@@ -162,28 +183,47 @@ class StatsResult:
         return 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "records": self.records, "turns": self.turns, "chars": self.chars,
-                "tokens": self.tokens, "cutoff_len": self.cutoff_len, "over_cutoff": self.over_cutoff,
-                "cut_side": self.cut_side, "histogram": {"unit": self.unit, "bins": self.histogram}}
+        return {
+            "path": self.path,
+            "records": self.records,
+            "turns": self.turns,
+            "chars": self.chars,
+            "tokens": self.tokens,
+            "cutoff_len": self.cutoff_len,
+            "over_cutoff": self.over_cutoff,
+            "cut_side": self.cut_side,
+            "histogram": {"unit": self.unit, "bins": self.histogram},
+        }
 
     def render(self, console) -> None:
         from rich.text import Text
 
         console.print(Text(f"{clean(self.path)}: {self.records} records", style="bold"))
-        console.print(f"turns per record: min {self.turns['min']}, median {self.turns['median']}, "
-                      f"max {self.turns['max']}", markup=False)
+        console.print(
+            f"turns per record: min {self.turns['min']}, median {self.turns['median']}, max {self.turns['max']}",
+            markup=False,
+        )
         for label, block in (("characters", self.chars), ("tokens", self.tokens)):
             if block:
-                console.print(f"{label} per record: min {block['min']}, median {block['median']}, "
-                              f"p95 {block['p95']}, max {block['max']}", markup=False)
+                console.print(
+                    f"{label} per record: min {block['min']}, median {block['median']}, "
+                    f"p95 {block['p95']}, max {block['max']}",
+                    markup=False,
+                )
         if self.over_cutoff is not None:
             sides = ", ".join(f"{k} {v}" for k, v in self.cut_side.items() if v)
-            console.print(Text(f"{self.over_cutoff} records exceed cutoff_len {self.cutoff_len} tokens and would be "
-                               f"truncated, not dropped ({sides or 'none'})",
-                               style="yellow" if self.over_cutoff else "green"))
+            console.print(
+                Text(
+                    f"{self.over_cutoff} records exceed cutoff_len {self.cutoff_len} tokens and would be "
+                    f"truncated, not dropped ({sides or 'none'})",
+                    style="yellow" if self.over_cutoff else "green",
+                )
+            )
         else:
-            console.print("no --tokenizer: lengths in characters only (pass a tokenizer.json for tokens "
-                          "and cutoff_len)", markup=False)
+            console.print(
+                "no --tokenizer: lengths in characters only (pass a tokenizer.json for tokens and cutoff_len)",
+                markup=False,
+            )
         if self.histogram and console.is_terminal:
             peak = max(b["count"] for b in self.histogram) or 1
             for b in self.histogram:

@@ -14,8 +14,14 @@ from mlops_cli.files import open_input_stream
 
 # LLaMA-Factory's FILEEXT2TYPE (extras/constants.py): the builder is chosen by extension.
 EXT_BUILDER = {"arrow": "arrow", "csv": "csv", "json": "json", "jsonl": "json", "parquet": "parquet", "txt": "text"}
-KIND_BUILDER = {"lines": "json", "array": "json", "objects": "json", "parquet": "parquet", "arrow": "arrow",
-                "text": "text"}
+KIND_BUILDER = {
+    "lines": "json",
+    "array": "json",
+    "objects": "json",
+    "parquet": "parquet",
+    "arrow": "arrow",
+    "text": "text",
+}
 HEAD = 1 << 16
 INSTALL_DATA = "pip install 'mlops-cli[data]'"
 
@@ -40,8 +46,10 @@ def dataset_files(files: list[str], entry_file: Optional[str], info_path: Option
     if files:
         return files
     if not entry_file:
-        raise UsageError("no data file given and the entry has no file_name",
-                         hint="pass the file: mlops data check FILE --info dataset_info.json --name NAME")
+        raise UsageError(
+            "no data file given and the entry has no file_name",
+            hint="pass the file: mlops data check FILE --info dataset_info.json --name NAME",
+        )
     base = os.path.dirname(os.path.abspath(info_path)) if info_path and info_path != "-" else os.getcwd()
     path = os.path.join(base, entry_file)
     if os.path.isdir(path):
@@ -68,8 +76,12 @@ def open_dataset(path: str, *, as_llamafactory: bool = False) -> Iterator[Opened
         if kind == "lines":
             kind = _lines_or_objects(body)
         looks = ""
-        if as_llamafactory and path != "-" and extension_builder(path) == "text" and kind not in ("parquet", "arrow", "utf16", "gzip",
-                                                                             "empty"):
+        if (
+            as_llamafactory
+            and path != "-"
+            and extension_builder(path) == "text"
+            and kind not in ("parquet", "arrow", "utf16", "gzip", "empty")
+        ):
             from mlops_cli.data.textfile import read_text_lines
 
             looks, kind = kind, "text"
@@ -120,8 +132,10 @@ def readable_records(opened: Opened) -> Iterator:
 
     for event in opened.events:
         if isinstance(event, Broken):
-            raise UsageError(f"{opened.path}:{event.line}: {event.oddity.message}",
-                             hint=f"mlops data check {opened.path} lists every problem")
+            raise UsageError(
+                f"{opened.path}:{event.line}: {event.oddity.message}",
+                hint=f"mlops data check {opened.path} lists every problem",
+            )
         yield event
 
 

@@ -41,8 +41,13 @@ def _summary(values: list[int]) -> dict[str, Any]:
     if not values:
         return {"min": 0, "median": 0, "p95": 0, "max": 0, "total": 0}
     s = sorted(values)
-    return {"min": s[0], "median": s[len(s) // 2], "p95": s[min(len(s) - 1, int(len(s) * 0.95))],
-            "max": s[-1], "total": sum(s)}
+    return {
+        "min": s[0],
+        "median": s[len(s) // 2],
+        "p95": s[min(len(s) - 1, int(len(s) * 0.95))],
+        "max": s[-1],
+        "total": sum(s),
+    }
 
 
 def _histogram(values: list[int], bins: int = 10) -> list[dict[str, Any]]:
@@ -86,7 +91,15 @@ def run_stats(path: str, *, tokenizer: Optional[str] = None, cutoff_len: int = 2
                     over += 1
                     sides[side] += 1
     lengths = tokens if tok is not None else chars
-    return StatsResult(path=path, records=len(turns), turns=_summary(turns), chars=_summary(chars),
-                       tokens=_summary(tokens) if tok is not None else None, cutoff_len=cutoff_len,
-                       over_cutoff=over if tok is not None else None, cut_side=sides,
-                       histogram=_histogram(lengths), unit="tokens" if tok is not None else "characters")
+    return StatsResult(
+        path=path,
+        records=len(turns),
+        turns=_summary(turns),
+        chars=_summary(chars),
+        tokens=_summary(tokens) if tok is not None else None,
+        cutoff_len=cutoff_len,
+        over_cutoff=over if tok is not None else None,
+        cut_side=sides,
+        histogram=_histogram(lengths),
+        unit="tokens" if tok is not None else "characters",
+    )

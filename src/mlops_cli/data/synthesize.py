@@ -32,15 +32,24 @@ def entry_document(record: Any, fmt: str, rules: Rules, file_name: str = "data.j
     ranking = "chosen" in rec and "rejected" in rec
     if fmt == "alpaca":
         if "instruction" in rec or "output" in rec or ranking:
-            for key, col in (("prompt", "instruction"), ("query", "input"), ("response", "output"),
-                             ("history", "history")):
+            for key, col in (
+                ("prompt", "instruction"),
+                ("query", "input"),
+                ("response", "output"),
+                ("history", "history"),
+            ):
                 if col in rec:
                     columns[key] = col
         elif "text" in rec:
             columns["prompt"] = "text"
     else:
-        msg_col = "conversations" if "conversations" in rec else "messages" if "messages" in rec else \
-            ("conversations" if fmt == "sharegpt" else "messages")
+        msg_col = (
+            "conversations"
+            if "conversations" in rec
+            else "messages"
+            if "messages" in rec
+            else ("conversations" if fmt == "sharegpt" else "messages")
+        )
         columns["messages"] = msg_col
         doc["formatting"] = "sharegpt"
         if fmt == "openai":
@@ -49,8 +58,13 @@ def entry_document(record: Any, fmt: str, rules: Rules, file_name: str = "data.j
             wants_openai = any(isinstance(m, dict) and m.get("tool_calls") for m in msgs)
             if wants_openai and "openai" in rules.formatting_values:
                 doc["formatting"] = "openai"
-            tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                    "assistant_tag": "assistant", "system_tag": "system"}
+            tags = {
+                "role_tag": "role",
+                "content_tag": "content",
+                "user_tag": "user",
+                "assistant_tag": "assistant",
+                "system_tag": "system",
+            }
             if "tool" in roles or wants_openai:
                 tags["observation_tag"] = "tool"
                 tags["function_tag"] = "function_call" if doc["formatting"] == "sharegpt" else "function"

@@ -68,9 +68,12 @@ def template_for(name: Optional[str], rules: Rules, media_mapped: bool) -> Templ
         name = "qwen2_vl" if media_mapped and "qwen2_vl" in templates else "qwen"
     if name not in templates:
         close = sorted(t for t in templates if name.split("_")[0] in t)[:8]
-        raise UsageError(f"LLaMA-Factory {release} has no template {name!r}",
-                         hint=("templates named like it: " + ", ".join(close)) if close else
-                         "pass the name given to llamafactory-cli as template:")
+        raise UsageError(
+            f"LLaMA-Factory {release} has no template {name!r}",
+            hint=("templates named like it: " + ", ".join(close))
+            if close
+            else "pass the name given to llamafactory-cli as template:",
+        )
     t = templates[name]
     defaults = data.get("defaults", {})
     thought = t.get("thought", defaults.get("thought"))
@@ -79,5 +82,12 @@ def template_for(name: Optional[str], rules: Rules, media_mapped: bool) -> Templ
     if given is None and media_mapped:
         media = None  # not given: assume it takes whatever the entry maps
     plain = bool(t.get("plain_function"))
-    return Template(given, t["tools"], media, None if plain or not thought else tuple(thought),
-                    None if plain or not tool_call else tuple(tool_call), release, plain)
+    return Template(
+        given,
+        t["tools"],
+        media,
+        None if plain or not thought else tuple(thought),
+        None if plain or not tool_call else tuple(tool_call),
+        release,
+        plain,
+    )

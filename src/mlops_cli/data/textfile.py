@@ -37,10 +37,20 @@ def read_text_lines(stream: BinaryIO, *, first: bytes = b"") -> Iterator[Event]:
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield Broken(index, lineno, start + exc.start,
-                             Oddity("utf8", f"bytes that are not UTF-8 ({exc.reason}): datasets' text loader "
-                                    "fails the whole file (UnicodeDecodeError)", start + exc.start, lineno, 1),
-                             fatal_for_rest=True)
+                yield Broken(
+                    index,
+                    lineno,
+                    start + exc.start,
+                    Oddity(
+                        "utf8",
+                        f"bytes that are not UTF-8 ({exc.reason}): datasets' text loader "
+                        "fails the whole file (UnicodeDecodeError)",
+                        start + exc.start,
+                        lineno,
+                        1,
+                    ),
+                    fatal_for_rest=True,
+                )
                 return
             # str.splitlines also breaks at \r, \x0b, \x0c, \x1c-\x1e, \x85, \u2028, \u2029
             for part in text.splitlines() or [""]:

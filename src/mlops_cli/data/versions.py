@@ -13,7 +13,6 @@ from mlops_cli.errors import UsageError
 CURRENT = "0.9.5"
 
 
-
 @dataclass(frozen=True)
 class Rules:
     """What one LLaMA-Factory release does with a dataset."""
@@ -25,7 +24,9 @@ class Rules:
     # "break" (0.9.2+: any misplaced or unknown tag -> dropped).
     role_check: str
     odd_count: str  # "cut" (<=0.7: the last turn is silently cut off) or "drop"
-    batched: bool  # <=0.8.3: batched converter: messages[0] read without a length check, alpaca loops over the prompt column
+    batched: (
+        bool  # <=0.8.3: batched converter: messages[0] read without a length check, alpaca loops over the prompt column
+    )
     has_ranking_columns: bool  # chosen/rejected/kto_tag columns (0.8.0+)
     has_videos: bool  # 0.9.0+
     has_audios: bool  # 0.9.2+
@@ -60,63 +61,209 @@ class Rules:
         return f"LLaMA-Factory {self.series}"
 
 
-_ALL_COLUMNS = ("prompt", "query", "response", "history", "messages", "system", "tools",
-                "images", "videos", "audios", "chosen", "rejected", "kto_tag")
+_ALL_COLUMNS = (
+    "prompt",
+    "query",
+    "response",
+    "history",
+    "messages",
+    "system",
+    "tools",
+    "images",
+    "videos",
+    "audios",
+    "chosen",
+    "rejected",
+    "kto_tag",
+)
 
-_RULES_090 = Rules("0.9.0", "0.9.0", role_check="keyerror", odd_count="drop", batched=False,
-                   has_ranking_columns=True, has_videos=True, has_audios=False,
-                   formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
-                   tags_need_sharegpt=True, per_format_columns=True,
-                   common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
-                   null_media="lenerror", checks_placeholders=True, tool_calls_null_crash=False,
-                   datasets_pin=">=2.16.0,<=2.21.0", bad_json="silent", function_thought="none", tools_unwrap=False,
-                   mm_counts_all=False)
+_RULES_090 = Rules(
+    "0.9.0",
+    "0.9.0",
+    role_check="keyerror",
+    odd_count="drop",
+    batched=False,
+    has_ranking_columns=True,
+    has_videos=True,
+    has_audios=False,
+    formatting_values=("alpaca", "sharegpt"),
+    unknown_formatting_is_sharegpt=True,
+    tags_need_sharegpt=True,
+    per_format_columns=True,
+    common_columns=("system", "tools", "images", "videos", "chosen", "rejected", "kto_tag"),
+    null_media="lenerror",
+    checks_placeholders=True,
+    tool_calls_null_crash=False,
+    datasets_pin=">=2.16.0,<=2.21.0",
+    bad_json="silent",
+    function_thought="none",
+    tools_unwrap=False,
+    mm_counts_all=False,
+)
 
 _TABLE = [
     # (first release, the rules of it and of the releases up to the next entry)
-    ((0, 5, 0), Rules("0.7.1", "0.5.0-0.7.1", role_check="raise", odd_count="cut", batched=True,
-                      has_ranking_columns=False, has_videos=False, has_audios=False,
-                      formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
-                      tags_need_sharegpt=True, per_format_columns=True, common_columns=("system", "images"),
-                      null_media="typeerror", checks_placeholders=False, tool_calls_null_crash=False,
-                      datasets_pin=">=2.14.3", bad_json="silent", function_keys="silent", function_thought="none",
-                      tools_unwrap=False, mm_counts_all=False, casts_text=True)),
-    ((0, 8, 0), Rules("0.8.3", "0.8.0-0.8.3", role_check="keyerror", odd_count="drop", batched=True,
-                      has_ranking_columns=True, has_videos=False, has_audios=False,
-                      formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=True,
-                      tags_need_sharegpt=True, per_format_columns=True,
-                      common_columns=("system", "tools", "images", "chosen", "rejected", "kto_tag"),
-                      null_media="typeerror", checks_placeholders=False, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0", bad_json="silent", function_thought="none",
-                      tools_unwrap=False, mm_counts_all=False, casts_text=True)),
+    (
+        (0, 5, 0),
+        Rules(
+            "0.7.1",
+            "0.5.0-0.7.1",
+            role_check="raise",
+            odd_count="cut",
+            batched=True,
+            has_ranking_columns=False,
+            has_videos=False,
+            has_audios=False,
+            formatting_values=("alpaca", "sharegpt"),
+            unknown_formatting_is_sharegpt=True,
+            tags_need_sharegpt=True,
+            per_format_columns=True,
+            common_columns=("system", "images"),
+            null_media="typeerror",
+            checks_placeholders=False,
+            tool_calls_null_crash=False,
+            datasets_pin=">=2.14.3",
+            bad_json="silent",
+            function_keys="silent",
+            function_thought="none",
+            tools_unwrap=False,
+            mm_counts_all=False,
+            casts_text=True,
+        ),
+    ),
+    (
+        (0, 8, 0),
+        Rules(
+            "0.8.3",
+            "0.8.0-0.8.3",
+            role_check="keyerror",
+            odd_count="drop",
+            batched=True,
+            has_ranking_columns=True,
+            has_videos=False,
+            has_audios=False,
+            formatting_values=("alpaca", "sharegpt"),
+            unknown_formatting_is_sharegpt=True,
+            tags_need_sharegpt=True,
+            per_format_columns=True,
+            common_columns=("system", "tools", "images", "chosen", "rejected", "kto_tag"),
+            null_media="typeerror",
+            checks_placeholders=False,
+            tool_calls_null_crash=False,
+            datasets_pin=">=2.16.0",
+            bad_json="silent",
+            function_thought="none",
+            tools_unwrap=False,
+            mm_counts_all=False,
+            casts_text=True,
+        ),
+    ),
     # 0.9.0 and 0.9.1 share the aligner; 0.9.0 still ignored bad function/tools JSON (PR 5483, 2024-09)
     # and took len() of a null media value.
     ((0, 9, 0), _RULES_090),
-    ((0, 9, 1), replace(_RULES_090, version="0.9.1", series="0.9.1", null_media="none_item",
-                        datasets_pin=">=2.16.0,<=3.1.0", bad_json="crash")),
-    ((0, 9, 2), Rules("0.9.2", "0.9.2", role_check="break", odd_count="drop", batched=False,
-                      has_ranking_columns=True, has_videos=True, has_audios=True,
-                      formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=False,
-                      tags_need_sharegpt=False, per_format_columns=False, common_columns=_ALL_COLUMNS,
-                      null_media="indexerror", checks_placeholders=True, tool_calls_null_crash=False,
-                      datasets_pin=">=2.16.0,<=3.2.0", function_thought="regex", tools_unwrap=False,
-                      mm_counts_all=False)),
-    ((0, 9, 3), Rules("0.9.3", "0.9.3", role_check="break", odd_count="drop", batched=False,
-                      has_ranking_columns=True, has_videos=True, has_audios=True,
-                      formatting_values=("alpaca", "sharegpt"), unknown_formatting_is_sharegpt=False,
-                      tags_need_sharegpt=False, per_format_columns=False, common_columns=_ALL_COLUMNS,
-                      null_media="ok", checks_placeholders=True, tool_calls_null_crash=False, datasets_pin=">=2.16.0,<=3.6.0",
-                      function_thought="regex")),
-    ((0, 9, 4), Rules("0.9.4", "0.9.4", role_check="break", odd_count="drop", batched=False,
-                      has_ranking_columns=True, has_videos=True, has_audios=True,
-                      formatting_values=("alpaca", "sharegpt", "openai"), unknown_formatting_is_sharegpt=False,
-                      tags_need_sharegpt=False, per_format_columns=False, common_columns=_ALL_COLUMNS,
-                      null_media="ok", checks_placeholders=True, tool_calls_null_crash=True, datasets_pin=">=2.16.0,<=4.0.0")),
-    ((0, 9, 5), Rules("0.9.5", "0.9.5 and later", role_check="break", odd_count="drop", batched=False,
-                      has_ranking_columns=True, has_videos=True, has_audios=True,
-                      formatting_values=("alpaca", "sharegpt", "openai"), unknown_formatting_is_sharegpt=False,
-                      tags_need_sharegpt=False, per_format_columns=False, common_columns=_ALL_COLUMNS,
-                      null_media="ok", checks_placeholders=True, tool_calls_null_crash=False, datasets_pin=">=2.16.0,<=4.0.0")),
+    (
+        (0, 9, 1),
+        replace(
+            _RULES_090,
+            version="0.9.1",
+            series="0.9.1",
+            null_media="none_item",
+            datasets_pin=">=2.16.0,<=3.1.0",
+            bad_json="crash",
+        ),
+    ),
+    (
+        (0, 9, 2),
+        Rules(
+            "0.9.2",
+            "0.9.2",
+            role_check="break",
+            odd_count="drop",
+            batched=False,
+            has_ranking_columns=True,
+            has_videos=True,
+            has_audios=True,
+            formatting_values=("alpaca", "sharegpt"),
+            unknown_formatting_is_sharegpt=False,
+            tags_need_sharegpt=False,
+            per_format_columns=False,
+            common_columns=_ALL_COLUMNS,
+            null_media="indexerror",
+            checks_placeholders=True,
+            tool_calls_null_crash=False,
+            datasets_pin=">=2.16.0,<=3.2.0",
+            function_thought="regex",
+            tools_unwrap=False,
+            mm_counts_all=False,
+        ),
+    ),
+    (
+        (0, 9, 3),
+        Rules(
+            "0.9.3",
+            "0.9.3",
+            role_check="break",
+            odd_count="drop",
+            batched=False,
+            has_ranking_columns=True,
+            has_videos=True,
+            has_audios=True,
+            formatting_values=("alpaca", "sharegpt"),
+            unknown_formatting_is_sharegpt=False,
+            tags_need_sharegpt=False,
+            per_format_columns=False,
+            common_columns=_ALL_COLUMNS,
+            null_media="ok",
+            checks_placeholders=True,
+            tool_calls_null_crash=False,
+            datasets_pin=">=2.16.0,<=3.6.0",
+            function_thought="regex",
+        ),
+    ),
+    (
+        (0, 9, 4),
+        Rules(
+            "0.9.4",
+            "0.9.4",
+            role_check="break",
+            odd_count="drop",
+            batched=False,
+            has_ranking_columns=True,
+            has_videos=True,
+            has_audios=True,
+            formatting_values=("alpaca", "sharegpt", "openai"),
+            unknown_formatting_is_sharegpt=False,
+            tags_need_sharegpt=False,
+            per_format_columns=False,
+            common_columns=_ALL_COLUMNS,
+            null_media="ok",
+            checks_placeholders=True,
+            tool_calls_null_crash=True,
+            datasets_pin=">=2.16.0,<=4.0.0",
+        ),
+    ),
+    (
+        (0, 9, 5),
+        Rules(
+            "0.9.5",
+            "0.9.5 and later",
+            role_check="break",
+            odd_count="drop",
+            batched=False,
+            has_ranking_columns=True,
+            has_videos=True,
+            has_audios=True,
+            formatting_values=("alpaca", "sharegpt", "openai"),
+            unknown_formatting_is_sharegpt=False,
+            tags_need_sharegpt=False,
+            per_format_columns=False,
+            common_columns=_ALL_COLUMNS,
+            null_media="ok",
+            checks_placeholders=True,
+            tool_calls_null_crash=False,
+            datasets_pin=">=2.16.0,<=4.0.0",
+        ),
+    ),
 ]
 
 
@@ -140,8 +287,10 @@ def rules_for(text: str | None) -> Rules:
     """The rules of the release `text` names (None: the current release)."""
     version = parse_version(text or CURRENT)
     if version < _TABLE[0][0]:
-        raise UsageError(f"LLaMA-Factory {text} is older than 0.5.0, whose dataset rules are not modelled",
-                         hint="the oldest release modelled is 0.5.0")
+        raise UsageError(
+            f"LLaMA-Factory {text} is older than 0.5.0, whose dataset rules are not modelled",
+            hint="the oldest release modelled is 0.5.0",
+        )
     chosen = _TABLE[0][1]
     for first, rules in _TABLE:
         if version >= first:

@@ -19,7 +19,9 @@ _HOST_ONLY_PROBES = ("dkms_status", "modinfo_nvidia", "modprobe_dry_run", "mokut
 INSTALLER_LOGS = ("/var/log/nvidia-installer.log", "/run/nvidia/driver/var/log/nvidia-installer.log")
 # The kernel an installer log built for: SYSSRC=/lib/modules/K/build, "Kernel source path:
 # '/lib/modules/K/build'", "/usr/src/linux-headers-K/Makefile", "dkms build ... -k K".
-_INSTALLER_KERNEL = re.compile(r"/lib/modules/([^/\s'\"]{1,200})/build|/usr/src/linux-headers-([^/\s'\"]{1,200})/|dkms build -m \S{1,80} -v \S{1,80} -k ([^\s`'\":]{1,200})")
+_INSTALLER_KERNEL = re.compile(
+    r"/lib/modules/([^/\s'\"]{1,200})/build|/usr/src/linux-headers-([^/\s'\"]{1,200})/|dkms build -m \S{1,80} -v \S{1,80} -k ([^\s`'\":]{1,200})"
+)
 
 _WHAT = {
     "dmesg": "kernel log",
@@ -40,9 +42,16 @@ def _not_seen(c: Collected) -> list[NotSeen]:
     for key, (argv, timeout) in PROBES.items():
         r = c.command(key)
         if key in (
-            "fabricmanager_active", "fabricmanager_journal", "nvidia_smi", "nvidia_smi_query",
-            "systemd_detect_virt", "systemd_detect_container", "uptime_since", "ofed_info",
-            "mok_test_dkms", "mok_test_shim",
+            "fabricmanager_active",
+            "fabricmanager_journal",
+            "nvidia_smi",
+            "nvidia_smi_query",
+            "systemd_detect_virt",
+            "systemd_detect_container",
+            "uptime_since",
+            "ofed_info",
+            "mok_test_dkms",
+            "mok_test_shim",
         ):
             continue  # their failure is evidence (or irrelevant), not blindness
         if klog_seen and key in ("dmesg", "journal_kernel"):
@@ -72,7 +81,9 @@ def _kernels(c: Collected) -> list[str]:
     # Only versioned names are kernels: Arch's vmlinuz-linux / vmlinuz-linux-lts name the package, and its
     # release is then only in /lib/modules.
     from_boot = [
-        n[len("vmlinuz-") :] for n in boot if n.startswith("vmlinuz-") and not n.endswith(".old") and n[len("vmlinuz-") :][:1].isdigit()
+        n[len("vmlinuz-") :]
+        for n in boot
+        if n.startswith("vmlinuz-") and not n.endswith(".old") and n[len("vmlinuz-") :][:1].isdigit()
     ]
     if from_boot:
         return sorted(set(from_boot), key=P.version_key)
@@ -179,8 +190,15 @@ def read_facts(c: Collected) -> Facts:
     # "module verification failed" is a taint warning printed when enforcement is OFF; it only
     # counts as a rejection when Secure Boot is on and no nvidia module is loaded.
     loaded_now = P.loaded_modules(c.text("/proc/modules") or "")
-    if not key_lines and secure_boot and "nvidia" not in loaded_now and not (c.text("/sys/module/nvidia/version") or "").strip():
-        key_lines += [m.lines[-1] for m in klog.find_all(K.MODULE_SIG_TAINT) if (m.groups[0] or "").startswith("nvidia")][-1:]
+    if (
+        not key_lines
+        and secure_boot
+        and "nvidia" not in loaded_now
+        and not (c.text("/sys/module/nvidia/version") or "").strip()
+    ):
+        key_lines += [
+            m.lines[-1] for m in klog.find_all(K.MODULE_SIG_TAINT) if (m.groups[0] or "").startswith("nvidia")
+        ][-1:]
 
     # "mokutil --test-key KEY": "KEY is not enrolled" is direct evidence for Secure Boot rejections.
     mok_lines = [
@@ -230,10 +248,13 @@ def read_facts(c: Collected) -> Facts:
         secure_boot_line=sb_line,
         klog=klog,
         klog_seen=klog_seen,
-        apt_events=P.parse_apt_log((c.text("/var/log/apt/term.log") or "") + "\n" + (c.text("/var/log/pacman.log") or "")),
+        apt_events=P.parse_apt_log(
+            (c.text("/var/log/apt/term.log") or "") + "\n" + (c.text("/var/log/pacman.log") or "")
+        ),
         runfile=bool(runfile_evidence)
         and not any(
-            re.match(r"^nvidia-(?:(?:dkms|driver|utils)-|\d{3}(?:-updates)?$)", p.name) and p.installed for p in packages
+            re.match(r"^nvidia-(?:(?:dkms|driver|utils)-|\d{3}(?:-updates)?$)", p.name) and p.installed
+            for p in packages
         ),
         runfile_evidence=runfile_evidence,
         installer_version=inst_ver.group(1) if inst_ver else None,
@@ -256,7 +277,11 @@ def read_facts(c: Collected) -> Facts:
     facts.rpm_packages = _rows(c.command("rpm_list"), "\t")
     facts.pacman_packages = _rows(c.command("pacman_list"), " ")
     facts.distro = distro.family(
-        facts.os, facts.dpkg_seen, bool(facts.rpm_packages), bool(facts.pacman_packages), running,
+        facts.os,
+        facts.dpkg_seen,
+        bool(facts.rpm_packages),
+        bool(facts.pacman_packages),
+        running,
         ostree=c.exists("/run/ostree-booted"),
     )
     # The GPU Operator's driver container runs fabric manager; its log lies under the driver root.
@@ -265,9 +290,7 @@ def read_facts(c: Collected) -> Facts:
         for ln in (c.text("/run/nvidia/driver/var/log/fabricmanager.log") or "").splitlines()[-50:]
         if ln.strip()
     ]
-    facts.installer_logs = [
-        buildlogs.classify(text, path) for path in INSTALLER_LOGS if (text := c.text(path))
-    ]
+    facts.installer_logs = [buildlogs.classify(text, path) for path in INSTALLER_LOGS if (text := c.text(path))]
     for k in {*kernels, *(x for x in (running, next_kernel) if x)}:
         facts.modules[k] = _module_state(facts, c, k)
     names = [g.name for g in smi_gpus] + [d.name for d in pci_gpus]
@@ -332,7 +355,9 @@ def _failed_steps(f: Facts) -> set[tuple[str, ...]]:
             continue
         failed.add(("dkms", "autoinstall", "-k", k))
         if st.build_log_path and st.build_log_path.startswith("/var/cache/akmods/"):
-            failed.update({("akmods", "--force"), ("akmods", "--force", "--kernels", k), ("akmods", "--rebuild", "--force")})
+            failed.update(
+                {("akmods", "--force"), ("akmods", "--force", "--kernels", k), ("akmods", "--rebuild", "--force")}
+            )
         for e in f.dkms:
             failed.add(("dkms", "install", f"{e.module}/{e.version}", "-k", k))
             failed.add(("dkms", "build", f"{e.module}/{e.version}", "-k", k))

@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 PREEMPT_RT = re.compile(r"Failed PREEMPT_RT sanity check|The kernel you are installing for is a PREEMPT_RT kernel")
 GPL_ONLY = re.compile(r"ERROR: modpost: GPL-incompatible module (\S+) uses GPL-only symbol '([^']+)'")
 MODPOST_ERROR = re.compile(r"ERROR: modpost: .+")
-CC_FAILED = re.compile(r"(?<!Warning: )Compiler version check failed|Failed CC version check|The CC version check failed")
+CC_FAILED = re.compile(
+    r"(?<!Warning: )Compiler version check failed|Failed CC version check|The CC version check failed"
+)
 CC_FLAGS = re.compile(r"unrecognized (?:command[- ]line )?option|unknown (?:argument|option)\b")
 COMPILE_ERROR = re.compile(r"(?:^|: )(?:fatal )?error: ")
 BUILD_FAILED = re.compile(
@@ -64,7 +66,9 @@ HEADERS_BROKEN = re.compile(
 )
 LOAD_FAILED = re.compile(r"ERROR: Unable to load the kernel module '(\S+)'")
 LOAD_REASON = re.compile(r"Kernel module load error: (.+)")
-INSTALL_OK = re.compile(r"Installation of the (?:kernel module for the )?NVIDIA Accelerated Graphics Driver.*is now complete")
+INSTALL_OK = re.compile(
+    r"Installation of the (?:kernel module for the )?NVIDIA Accelerated Graphics Driver.*is now complete"
+)
 INSTALLER_VERSION = re.compile(r"installer version:\s*([\d.]+)")
 BUILT_BY = re.compile(r"The kernel was built by:\s*(.+)$")
 USING = re.compile(r"You are using:\s*(.+)$")
@@ -99,7 +103,9 @@ class BuildLog:
     """What one build or install log says."""
 
     path: str
-    kind: str | None  # preempt_rt | gpl_only | headers | deps | cc_check | cc_flags | compile | load | unknown | None (no failure)
+    kind: (
+        str | None
+    )  # preempt_rt | gpl_only | headers | deps | cc_check | cc_flags | compile | load | unknown | None (no failure)
     lines: list[str] = field(default_factory=list)  # the lines that prove it, verbatim
     kernel_cc: str | None = None  # the kernel's compiler version
     used_cc: str | None = None
@@ -149,7 +155,10 @@ def classify(text: str, path: str) -> BuildLog:
     compile_errors = [
         ln
         for ln in lines
-        if COMPILE_ERROR.search(ln) and "warning:" not in ln.split("error:")[0] and ln not in flags and not RPM_SUMMARY.search(ln)
+        if COMPILE_ERROR.search(ln)
+        and "warning:" not in ln.split("error:")[0]
+        and ln not in flags
+        and not RPM_SUMMARY.search(ln)
     ]
     deps = [ln for ln in lines if DEPS.search(ln)]
     modpost = [ln for ln in lines if MODPOST_ERROR.search(ln) and ln not in gpl]
@@ -172,7 +181,10 @@ def classify(text: str, path: str) -> BuildLog:
         log.kind = "cc_check"
         log.lines = [ln for ln in lines if BUILT_BY.search(ln) or USING.search(ln)][:2] + cc[-1:]
     elif flags:
-        log.kind, log.lines = "cc_flags", [ln for ln in lines if BUILT_BY.search(ln) or USING.search(ln)][:2] + flags[:3]
+        log.kind, log.lines = (
+            "cc_flags",
+            [ln for ln in lines if BUILT_BY.search(ln) or USING.search(ln)][:2] + flags[:3],
+        )
     elif compile_errors or modpost:
         log.kind, log.lines = "compile", (compile_errors + modpost)[:4]
     elif load:

@@ -61,10 +61,13 @@ def driver_check(
     from mlops_cli.output import confirm, emit, err_console, info
     from mlops_cli.promfile import Textfile
 
-    if kernel is not None and (not kernel.strip() or "/" in kernel or kernel != kernel.strip()
-                               or not kernel.isprintable() or len(kernel) > 200):
-        raise UsageError(f"--kernel {kernel!r} is not a kernel release",
-                         hint="write it as 'uname -r' prints it, e.g. 6.8.0-49-generic")
+    if kernel is not None and (
+        not kernel.strip() or "/" in kernel or kernel != kernel.strip() or not kernel.isprintable() or len(kernel) > 200
+    ):
+        raise UsageError(
+            f"--kernel {kernel!r} is not a kernel release",
+            hint="write it as 'uname -r' prints it, e.g. 6.8.0-49-generic",
+        )
     if save_snapshot is not None:  # before anything is probed, let alone fixed
         files.check_writable(save_snapshot, what="snapshot")
     metrics = Textfile(prometheus, driver_metrics)  # checks FILE now, starts the clock

@@ -41,7 +41,19 @@ VIRT_DMI = re.compile(
     r"QEMU|KVM|VMware|VirtualBox|Microsoft Corporation Virtual Machine|Xen|Standard PC|Google Compute|Amazon EC2|"
     r"OpenStack|Cloud Hypervisor|Parallels|Nutanix|oVirt|RHEV|Bochs|BHYVE|Alibaba Cloud|Oracle Cloud",
 )
-_CONTAINER_KINDS = {"docker", "podman", "lxc", "lxc-libvirt", "systemd-nspawn", "rkt", "openvz", "proot", "pouch", "containerd", "oci"}
+_CONTAINER_KINDS = {
+    "docker",
+    "podman",
+    "lxc",
+    "lxc-libvirt",
+    "systemd-nspawn",
+    "rkt",
+    "openvz",
+    "proot",
+    "pouch",
+    "containerd",
+    "oci",
+}
 # A vGPU profile name: "GRID T4-16Q", "NVIDIA A100-4C", "NVIDIA L40S-24Q", "A16-2B". "GRID K1", "GRID K2",
 # "GRID K340" and "GRID K520" are physical Kepler boards (the K520 is AWS g2's passed-through GPU), not
 # profiles: their profiles carry a profile number and suffix ("GRID K120Q", "GRID K260Q", "GRID K200").
@@ -100,13 +112,22 @@ def wsl_evidence(c: Collected) -> list[str]:
         ev.append("/usr/lib/wsl/lib exists (the Windows driver's libraries mounted into WSL)")
     # NVML says this only through the Windows paravirtualised GPU (WSL, Hyper-V GPU-P).
     smi = c.command("nvidia_smi")
-    blocked = next((ln.strip() for ln in (smi.stdout + "\n" + smi.stderr).splitlines() if "GPU access blocked by the operating system" in ln), None)
+    blocked = next(
+        (
+            ln.strip()
+            for ln in (smi.stdout + "\n" + smi.stderr).splitlines()
+            if "GPU access blocked by the operating system" in ln
+        ),
+        None,
+    )
     if blocked:
         ev.append(f"nvidia-smi: {blocked}")
     # Hyper-V's virtual GPU-P render device (vendor Microsoft 1414, device 008e) on the PCI bus.
     for dev in c.listing("/sys/bus/pci/devices") or []:
         base = f"/sys/bus/pci/devices/{dev}"
-        if (c.text(f"{base}/vendor") or "").strip().lower() == "0x1414" and (c.text(f"{base}/device") or "").strip().lower() == "0x008e":
+        if (c.text(f"{base}/vendor") or "").strip().lower() == "0x1414" and (
+            c.text(f"{base}/device") or ""
+        ).strip().lower() == "0x008e":
             ev.append(f"{dev}: PCI 1414:008e, the Hyper-V paravirtualised GPU")
             break
     for key in ("systemd_detect_virt", "systemd_detect_container"):
@@ -149,7 +170,9 @@ def container_evidence(c: Collected) -> tuple[str | None, list[str]]:
         devs = [d for d in c.listing("/dev") or [] if d.startswith("nvidia")]
         missing = modules is None or uname not in modules
         if uname and missing and (uname.endswith("-pve") or (devs and not modules)):
-            ev.append(f"/lib/modules/{uname} does not exist here while /dev/{devs[0]} does (the kernel belongs to a host)")
+            ev.append(
+                f"/lib/modules/{uname} does not exist here while /dev/{devs[0]} does (the kernel belongs to a host)"
+            )
             kind = "lxc" if uname.endswith("-pve") else "container"
     if kind and kind not in _CONTAINER_KINDS and kind != "container":
         kind = "container"
@@ -162,7 +185,9 @@ def _host_driver_packages(c: Collected) -> bool:
     r = c.command("dpkg_list")
     if not r.ok:
         return False
-    rx = re.compile(r"^(nvidia-(driver|dkms|utils|headless|kernel-dkms|open|smi)|linux-modules-nvidia|cuda-drivers|libnvidia-compute|libnvidia-ml1)")
+    rx = re.compile(
+        r"^(nvidia-(driver|dkms|utils|headless|kernel-dkms|open|smi)|linux-modules-nvidia|cuda-drivers|libnvidia-compute|libnvidia-ml1)"
+    )
     return any(p.installed and rx.match(p.name) for p in parse_dpkg(r.stdout))
 
 
@@ -192,7 +217,11 @@ def kubernetes_evidence(c: Collected) -> list[str]:
     ]
     r = c.command("dpkg_list")
     if r.ok:
-        ev += [p.line for p in parse_dpkg(r.stdout) if p.installed and p.name in ("kubelet", "k3s", "rke2-server", "rke2-agent", "microk8s")][:1]
+        ev += [
+            p.line
+            for p in parse_dpkg(r.stdout)
+            if p.installed and p.name in ("kubelet", "k3s", "rke2-server", "rke2-agent", "microk8s")
+        ][:1]
     return ev
 
 
@@ -205,7 +234,10 @@ def driver_container_evidence(c: Collected, module_loaded: bool, runfile: bool) 
     k8s = kubernetes_evidence(c)
     if not k8s:
         return []
-    return k8s + ["no NVIDIA driver package or .run install on the host" + (" while the module is loaded" if module_loaded else "")]
+    return k8s + [
+        "no NVIDIA driver package or .run install on the host"
+        + (" while the module is loaded" if module_loaded else "")
+    ]
 
 
 def vm_evidence(c: Collected) -> str | None:

@@ -19,7 +19,12 @@ from mlops_cli.driver.rules_host import fabric_manager_findings, host_findings, 
 from mlops_cli.driver.rules_module import next_kernel_findings, running_module_findings
 from mlops_cli.driver.rules_platform import platform_findings
 
-_NOTHING_TO_JUDGE = ("no_nvidia_gpu", "tegra_integrated_gpu", "inside_container_no_gpu_passed", "container_lost_gpu_after_daemon_reload")
+_NOTHING_TO_JUDGE = (
+    "no_nvidia_gpu",
+    "tegra_integrated_gpu",
+    "inside_container_no_gpu_passed",
+    "container_lost_gpu_after_daemon_reload",
+)
 
 
 def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
@@ -103,7 +108,9 @@ def _in_container(f: Facts, ctx) -> list[Finding]:
                 "container_host_driver_broken",
                 ERROR,
                 "the host's NVIDIA driver is not loaded: this container's GPU devices have no driver behind them",
-                list(ctx.evidence) + list(f.smi.lines[:1]) + ["/proc/driver/nvidia/version: not present (no module loaded on the host)"],
+                list(ctx.evidence)
+                + list(f.smi.lines[:1])
+                + ["/proc/driver/nvidia/version: not present (no module loaded on the host)"],
                 fixes.manual(
                     "fix the driver on the host, then restart this container",
                     "The kernel module belongs to the host: run 'sudo mlops driver-check' there and fix what it finds, then "
@@ -154,7 +161,8 @@ def _nothing_proves_it_works(f: Facts) -> list[Finding]:
                 "no_nvidia_gpu",
                 ERROR,
                 "no NVIDIA GPU and no working NVIDIA driver are visible here",
-                missing + ["no NVIDIA device seen (no lspci output, /sys/bus/pci/devices not readable or not recorded)"],
+                missing
+                + ["no NVIDIA device seen (no lspci output, /sys/bus/pci/devices not readable or not recorded)"],
                 fixes.manual(
                     "nothing to check here",
                     "Run 'sudo mlops driver-check' on the GPU host itself; for a snapshot, include lspci -nnk -d 10de: "

@@ -16,11 +16,20 @@ from __future__ import annotations
 import re
 
 DEBIAN, RHEL, SUSE, ARCH, APPLIANCE, OSTREE, OTHER, UNKNOWN = (
-    "debian", "rhel", "suse", "arch", "appliance", "ostree", "other", "unknown"
+    "debian",
+    "rhel",
+    "suse",
+    "arch",
+    "appliance",
+    "ostree",
+    "other",
+    "unknown",
 )
 
 # Programs that exist only on Debian-family systems.
-DEBIAN_ONLY = frozenset({"apt-get", "apt", "apt-mark", "dpkg", "update-initramfs", "ubuntu-drivers", "dpkg-reconfigure"})
+DEBIAN_ONLY = frozenset(
+    {"apt-get", "apt", "apt-mark", "dpkg", "update-initramfs", "ubuntu-drivers", "dpkg-reconfigure"}
+)
 _ID_FAMILY = (
     (re.compile(r"\b(debian|ubuntu|linuxmint|pop|raspbian|kali|elementary|zorin)\b"), DEBIAN),
     (re.compile(r"\b(rhel|centos|fedora|rocky|almalinux|ol|amzn|scientific|nobara)\b"), RHEL),
@@ -104,6 +113,4 @@ def by_hand_note(fam: str, os_release: dict[str, str], dropped: list[tuple[str, 
     tool = package_tool(fam, os_release)
     how = f"its own package manager ({tool})" if tool else "the way this system installs its driver"
     cmds = "; ".join(" ".join(a) for a in dropped[:4])
-    return (
-        f"Not run here: {cmds} are Debian/Ubuntu commands and this is {name}. Do the equivalent with {how}, by hand."
-    )
+    return f"Not run here: {cmds} are Debian/Ubuntu commands and this is {name}. Do the equivalent with {how}, by hand."

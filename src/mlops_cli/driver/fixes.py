@@ -159,7 +159,9 @@ def kernel_metapackages(f: Facts) -> list[str]:
     )[:4]
 
 
-_KERNEL_META = re.compile(r"^linux-(?:image-|headers-)?(?!modules|libc|firmware|tools|base|sound|source|doc|restricted)[a-z][\w.+-]*$")
+_KERNEL_META = re.compile(
+    r"^linux-(?:image-|headers-)?(?!modules|libc|firmware|tools|base|sound|source|doc|restricted)[a-z][\w.+-]*$"
+)
 
 
 def kernel_too_new(f: Facts, kernel: str, good_kernel: str | None, gpl_only: bool = False) -> FixPlan:
@@ -244,7 +246,8 @@ def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
         return FixPlan(
             "re-run the installer without the exact compiler check",
             (),
-            manual + f"Re-run the installer with it relaxed: IGNORE_CC_MISMATCH=1 sh NVIDIA-Linux-x86_64-{ver}.run --dkms "
+            manual
+            + f"Re-run the installer with it relaxed: IGNORE_CC_MISMATCH=1 sh NVIDIA-Linux-x86_64-{ver}.run --dkms "
             "(or --no-cc-version-check).",
         )
     if not want:
@@ -258,7 +261,9 @@ def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
     steps = []
     if missing:
         steps.append(
-            FixStep((*APT, *missing), f"the kernel was built with gcc {build.kernel_cc} (the open modules also need g++)")
+            FixStep(
+                (*APT, *missing), f"the kernel was built with gcc {build.kernel_cc} (the open modules also need g++)"
+            )
         )
     used = f"gcc {build.used_cc}" if build.used_cc else "another compiler"
     if ref:
@@ -338,16 +343,24 @@ def build_dependency(f: Facts, kernel: str, missing: list[str], akmods: bool) ->
             f"The module build stopped because {what} is not installed. Install it with this system's package manager, "
             "then rebuild the module (akmods --force, or dkms install) and load it.",
         )
-    install = ("pacman", "-S", "--needed", "--noconfirm", *pkgs) if tool == "pacman" else (
-        ("zypper", "--non-interactive", "install", *pkgs) if tool == "zypper" else (tool, "install", "-y", *pkgs)
+    install = (
+        ("pacman", "-S", "--needed", "--noconfirm", *pkgs)
+        if tool == "pacman"
+        else (("zypper", "--non-interactive", "install", *pkgs) if tool == "zypper" else (tool, "install", "-y", *pkgs))
     )
     steps = [FixStep(install, f"the build needs {what}")]
     if akmods:
-        steps.append(FixStep(("akmods", "--force", "--kernels", kernel), f"build the kmod for {kernel} again, now with {what}"))
+        steps.append(
+            FixStep(("akmods", "--force", "--kernels", kernel), f"build the kmod for {kernel} again, now with {what}")
+        )
     elif f.dkms:
         steps.append(_dkms_build(f, kernel))
     else:
-        return FixPlan(f"install {what}, then rebuild the module", tuple(steps), "Then rebuild the module the way it was installed.")
+        return FixPlan(
+            f"install {what}, then rebuild the module",
+            tuple(steps),
+            "Then rebuild the module the way it was installed.",
+        )
     steps.append(FixStep(("modprobe", "nvidia"), "load the new module"))
     return FixPlan(f"install {what}, then build the module again", tuple(steps))
 
@@ -414,9 +427,9 @@ def debian_packaging(f: Facts) -> bool:
     if f.os.get("ID") == "ubuntu" or "ubuntu" in f.os.get("ID_LIKE", "").split():
         return False
     names = {p.name for p in f.packages if p.installed}
-    return bool(names & {"nvidia-driver", "nvidia-kernel-dkms", "nvidia-kernel-support", "nvidia-smi", "libnvidia-ml1"}) or (
-        f.os.get("ID") == "debian" or "debian" in f.os.get("ID_LIKE", "").split()
-    )
+    return bool(
+        names & {"nvidia-driver", "nvidia-kernel-dkms", "nvidia-kernel-support", "nvidia-smi", "libnvidia-ml1"}
+    ) or (f.os.get("ID") == "debian" or "debian" in f.os.get("ID_LIKE", "").split())
 
 
 def mok_key(f: Facts) -> str:
@@ -558,11 +571,23 @@ def packages_removed(f: Facts) -> FixPlan:
         # Debian splits nvidia-smi and the libraries out of nvidia-driver; reinstall from the
         # suite the driver came from (a -backports driver needs -t <suite>-backports).
         names = ["nvidia-driver", "nvidia-smi"] if not f.installed("nvidia-driver") else ["nvidia-smi"]
-        version = next((p.version for p in f.packages if p.installed and p.name in ("nvidia-driver", "nvidia-kernel-dkms", "libcuda1", "libnvidia-ml1")), None)
+        version = next(
+            (
+                p.version
+                for p in f.packages
+                if p.installed and p.name in ("nvidia-driver", "nvidia-kernel-dkms", "libcuda1", "libnvidia-ml1")
+            ),
+            None,
+        )
         pin = [f"{n}={version}" for n in names] if version else names
         return FixPlan(
             f"reinstall {' and '.join(names)} at the installed driver's version",
-            (FixStep((*APT, *pin), "Debian ships nvidia-smi and the driver in separate packages; same version as the rest"),),
+            (
+                FixStep(
+                    (*APT, *pin),
+                    "Debian ships nvidia-smi and the driver in separate packages; same version as the rest",
+                ),
+            ),
             "If apt cannot find that version, add the suite the driver came from (for a backports driver: "
             "apt-get install -t <codename>-backports nvidia-smi).",
         )
@@ -610,7 +635,10 @@ def multiple_branches(remove: list[str], half_configured: bool = False) -> FixPl
     steps = [FixStep(("apt-get", "purge", "-y", *remove), "remove the branch that is not in use", reboot_after=True)]
     if half_configured:
         steps.append(
-            FixStep(("dpkg", "--configure", "-a"), "finish what the failing build of the removed branch left half-configured")
+            FixStep(
+                ("dpkg", "--configure", "-a"),
+                "finish what the failing build of the removed branch left half-configured",
+            )
         )
     return FixPlan("purge the other branch, keep one", tuple(steps))
 
@@ -647,7 +675,7 @@ def flavour(f: Facts, want_open: bool) -> FixPlan:
     pkgs = [f"linux-modules-nvidia-{target}-{f.running_kernel}"]
     prefix = f"linux-modules-nvidia-{current}-"
     for p in f.packages:
-        rest = p.name[len(prefix):] if p.installed and p.name.startswith(prefix) else ""
+        rest = p.name[len(prefix) :] if p.installed and p.name.startswith(prefix) else ""
         if rest and not rest[0].isdigit():
             pkgs.append(f"linux-modules-nvidia-{target}-{rest}")
     if f.installed(f"nvidia-driver-{current}") is not None:
@@ -673,9 +701,9 @@ def unsupported_gpu(f: Facts, pci_id: str | None, legacy_branch: str | None = No
         what = f"The installed branch does not support this GPU ({gpu}): install a branch that does: "
     ids = {f.os.get("ID", ""), *f.os.get("ID_LIKE", "").split()}
     br = legacy_branch or "<branch>"
-    if any("vgpu" in ln.lower() for ln in (f.collected.text("/var/log/nvidia-installer.log") or "").splitlines()[:12]) or any(
-        "nvidia_vgpu_vfio" in ln for d in f.pci_gpus for ln in d.lines
-    ):
+    if any(
+        "vgpu" in ln.lower() for ln in (f.collected.text("/var/log/nvidia-installer.log") or "").splitlines()[:12]
+    ) or any("nvidia_vgpu_vfio" in ln for d in f.pci_gpus for ln in d.lines):
         how = (
             "on a vGPU host that means the NVIDIA vGPU software release (host 'vgpu-kvm' driver) whose supported-GPU list "
             "names this board, with the guests' drivers from the same release."
@@ -709,11 +737,18 @@ def gsp_firmware(f: Facts, version: str | None) -> FixPlan:
         )
     if debian_packaging(f):
         # Debian ships the GSP firmware in its own package, only recommended by the driver.
-        fw = "firmware-nvidia-gsp" + (f"={next(p.version for p in f.packages if p.installed and p.name == 'nvidia-kernel-dkms')}" if f.installed("nvidia-kernel-dkms") else "")
+        fw = "firmware-nvidia-gsp" + (
+            f"={next(p.version for p in f.packages if p.installed and p.name == 'nvidia-kernel-dkms')}"
+            if f.installed("nvidia-kernel-dkms")
+            else ""
+        )
         return FixPlan(
             "install firmware-nvidia-gsp (the GSP firmware of the driver's version), then refresh the initramfs",
             (
-                FixStep((*APT, fw), "Debian packages the GSP firmware separately (a Recommends, skipped by --no-install-recommends)"),
+                FixStep(
+                    (*APT, fw),
+                    "Debian packages the GSP firmware separately (a Recommends, skipped by --no-install-recommends)",
+                ),
                 FixStep(("update-initramfs", "-u"), "refresh the firmware copy in the initramfs", reboot_after=True),
             ),
             f"afterwards {want} must exist",
@@ -751,7 +786,8 @@ def unexplained(nvml_with_module_loaded: bool = False) -> FixPlan:
     return FixPlan(
         "collect the kernel's own words before changing anything",
         (),
-        nvml + "Nothing seen names the cause, so nothing is changed. Collect (read-only, as root): 'sudo dmesg | grep -iE \"nvrm|nvidia|xid\"', "
+        nvml
+        + "Nothing seen names the cause, so nothing is changed. Collect (read-only, as root): 'sudo dmesg | grep -iE \"nvrm|nvidia|xid\"', "
         "'sudo modprobe -v nvidia' (its error), 'modinfo nvidia', 'dkms status', 'cat /proc/driver/nvidia/version', "
         "'sudo nvidia-bug-report.sh' (writes nvidia-bug-report.log.gz), and 'sudo mlops driver-check --save-snapshot FILE'; "
         "attach them to the ticket.",
@@ -806,8 +842,8 @@ def dev_char_symlinks(inside: bool) -> FixPlan:
             ),
         ),
         "Recreate containers that already lost their GPUs. By hand, the udev rule file "
-        "/lib/udev/rules.d/71-nvidia-dev-char.rules holds one line: ACTION==\"add\", "
-        "DEVPATH==\"/bus/pci/drivers/nvidia\", RUN+=\"/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all\"",
+        '/lib/udev/rules.d/71-nvidia-dev-char.rules holds one line: ACTION=="add", '
+        'DEVPATH=="/bus/pci/drivers/nvidia", RUN+="/usr/bin/nvidia-ctk system create-dev-char-symlinks --create-all"',
     )
 
 

@@ -40,14 +40,22 @@ def conflicting_driver(f: Facts, owner: str, passthrough: bool = False) -> FixPl
             ("install", "-D", "-m", "0644", data_file(name), f"/etc/modprobe.d/{name}"),
             f"stop {owner} from claiming the GPU at boot",
         ),
-        FixStep(("update-initramfs", "-u", "-k", "all"), f"so {owner} is not loaded from the initramfs either", reboot_after=True),
+        FixStep(
+            ("update-initramfs", "-u", "-k", "all"),
+            f"so {owner} is not loaded from the initramfs either",
+            reboot_after=True,
+        ),
     )
     manual = f"/etc/modprobe.d/{name} holds {lines}; then 'update-initramfs -u -k all' and reboot."
     if f.runfile_evidence and not f.runfile:
         manual += " The .run installer aborted before installing anything: run it again after the reboot, not before."
-    elif not f.module_loaded and (f.collected.text("/var/log/nvidia-installer.log") or "").count("Unable to load the kernel module"):
+    elif not f.module_loaded and (f.collected.text("/var/log/nvidia-installer.log") or "").count(
+        "Unable to load the kernel module"
+    ):
         manual += " Re-run the NVIDIA installer only after the reboot: before it, it fails the same way."
-    return FixPlan(f"blacklist {owner}, rebuild the initramfs, reboot (before installing or loading nvidia again)", steps, manual)
+    return FixPlan(
+        f"blacklist {owner}, rebuild the initramfs, reboot (before installing or loading nvidia again)", steps, manual
+    )
 
 
 def _driver_version(f: Facts) -> str | None:
@@ -71,7 +79,13 @@ def fabric_packages(f: Facts) -> tuple[str, str, str | None]:
     hold = next(
         (
             n
-            for pattern in (r"^cuda-drivers-\d+$", r"^cuda-drivers$", r"^nvidia-open$", r"^nvidia-driver-\d+(-server)?(-open)?$", r"^nvidia-headless-\d+")
+            for pattern in (
+                r"^cuda-drivers-\d+$",
+                r"^cuda-drivers$",
+                r"^nvidia-open$",
+                r"^nvidia-driver-\d+(-server)?(-open)?$",
+                r"^nvidia-headless-\d+",
+            )
             for n in sorted(names)
             if re.match(pattern, n)
         ),
@@ -103,7 +117,10 @@ def fabricmanager_install(f: Facts, nvlink5: bool = False, replacing: str | None
             (*APT, "--allow-downgrades", *pins),
             f"fabric manager and NSCQ must be exactly the driver's version {ver} (a newer or older one refuses to start)",
         ),
-        FixStep(("apt-mark", "hold", fm, nscq, *([hold] if hold else [])), "keep the driver and fabric manager from drifting apart again"),
+        FixStep(
+            ("apt-mark", "hold", fm, nscq, *([hold] if hold else [])),
+            "keep the driver and fabric manager from drifting apart again",
+        ),
         FixStep(("systemctl", "enable", "--now", "nvidia-fabricmanager"), "start it now and at every boot"),
     ]
     if replacing:
@@ -114,4 +131,3 @@ def fabricmanager_install(f: Facts, nvlink5: bool = False, replacing: str | None
         "If apt has no build of that exact version, move the driver to the newest point release that both exist for, "
         "then pin both." + manual_nvlink,
     )
-

@@ -22,10 +22,34 @@ from mlops_cli.driver.model import Finding, FixPlan
 # installers, initramfs, module loads, services. None runs in a gated context.
 KERNEL_LEVEL = frozenset(
     {
-        "apt-get", "apt", "apt-mark", "dpkg", "dkms", "update-initramfs", "ubuntu-drivers", "nvidia-uninstall",
-        "/usr/bin/nvidia-uninstall", "modprobe", "depmod", "reboot", "sh", "install", "mokutil", "nvidia-installer",
-        "systemctl", "nvidia-ctk",
-        "dnf", "yum", "zypper", "pacman", "rpm", "rpm-ostree", "dracut", "mkinitcpio", "akmods", "grubby",
+        "apt-get",
+        "apt",
+        "apt-mark",
+        "dpkg",
+        "dkms",
+        "update-initramfs",
+        "ubuntu-drivers",
+        "nvidia-uninstall",
+        "/usr/bin/nvidia-uninstall",
+        "modprobe",
+        "depmod",
+        "reboot",
+        "sh",
+        "install",
+        "mokutil",
+        "nvidia-installer",
+        "systemctl",
+        "nvidia-ctk",
+        "dnf",
+        "yum",
+        "zypper",
+        "pacman",
+        "rpm",
+        "rpm-ostree",
+        "dracut",
+        "mkinitcpio",
+        "akmods",
+        "grubby",
     }
 )
 
@@ -66,7 +90,9 @@ def apply(
             )
         if repeats:
             notes.append(
-                "Not repeated: " + "; ".join(" ".join(s.argv) for s in repeats) + " just failed on this machine with the same inputs."
+                "Not repeated: "
+                + "; ".join(" ".join(s.argv) for s in repeats)
+                + " just failed on this machine with the same inputs."
             )
         out.append(dataclasses.replace(f, fix=FixPlan(f.fix.summary, keep, " ".join(notes))))
     return out

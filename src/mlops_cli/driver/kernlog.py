@@ -88,7 +88,9 @@ FALLEN_OFF_BUS = re.compile(
     r"The NVIDIA GPU (\S+) \(PCI ID: (10de:[0-9a-fA-F]{4})\) installed in this system has fallen off the bus"
 )
 XID_79 = re.compile(r"Xid \(PCI:([^)]+)\): 79\b.{0,80}?fallen off the bus")
-RM_INIT_FAILED = re.compile(r"GPU (\S{1,32}): RmInitAdapter failed! \((0x[0-9a-fA-F]{1,8}:0x[0-9a-fA-F]{1,8}:\d{1,8})\)")
+RM_INIT_FAILED = re.compile(
+    r"GPU (\S{1,32}): RmInitAdapter failed! \((0x[0-9a-fA-F]{1,8}:0x[0-9a-fA-F]{1,8}:\d{1,8})\)"
+)
 # The look-behind starts a match only at a token's start: without it a search over one long
 # token retries every suffix (quadratic: 100 KB took 25 s, 1 MB over two minutes).
 D3COLD = re.compile(r"(?<!\S)(\S{1,64}): Unable to change power state from D3cold to D0, device inaccessible")
@@ -115,6 +117,10 @@ ALREADY_BOUND = re.compile(r"GPU ([0-9a-fA-F:.]{7,16}) is already bound to ([A-Z
 # The nvidia module (or nvidia-drm/-modeset) cannot resolve the kernel's DRM symbols: the drm module is
 # not on disk (Ubuntu's virtual/cloud kernels ship it in linux-modules-extra-K, linux-image-extra-K <= 16.04).
 UNKNOWN_DRM = re.compile(r"(?<![\w-])nvidia(?:[_-](?:drm|modeset))?: Unknown symbol (drm_\w{1,80})")
-PEERMEM = re.compile(r"(?<![\w-])(nvidia_peermem|nv_peer_mem): (disagrees about version of symbol|Unknown symbol) (\w{1,80})")
+PEERMEM = re.compile(
+    r"(?<![\w-])(nvidia_peermem|nv_peer_mem): (disagrees about version of symbol|Unknown symbol) (\w{1,80})"
+)
 # A vGPU guest whose guest driver the host's vGPU manager refuses (version or licence).
-VGPU_REFUSED = re.compile(r"(?:vGPU|GRID)[^.]{0,120}?(?:incompatible|not supported|unsupported|mismatch|not compatible)")
+VGPU_REFUSED = re.compile(
+    r"(?:vGPU|GRID)[^.]{0,120}?(?:incompatible|not supported|unsupported|mismatch|not compatible)"
+)

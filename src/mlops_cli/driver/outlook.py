@@ -33,7 +33,9 @@ def _errors(doc: dict[str, Any]) -> list[dict[str, Any]]:
     findings = doc.get("findings")
     if not isinstance(findings, list):
         return []
-    return [f for f in findings if isinstance(f, dict) and f.get("severity") == "error" and isinstance(f.get("id"), str)]
+    return [
+        f for f in findings if isinstance(f, dict) and f.get("severity") == "error" and isinstance(f.get("id"), str)
+    ]
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -379,7 +379,9 @@ def _trailing_version(text: str | None) -> str | None:
 
 # "DKMS make.log for nvidia-545.29.06 for kernel 6.6.15-... (x86_64)" (dkms 2/3.0) and
 # "DKMS (dkms-3.0.11) make.log for nvidia/575.57.08 for kernel 6.15.4-zabbly+ (x86_64)".
-_MAKE_LOG_HEAD = re.compile(r"DKMS (?:\([^()\n]{0,40}\) )?make\.log for [\w.+-]{1,80}?[-/](\d[\w.]{0,40}) for kernel (\S{1,200}) \(")
+_MAKE_LOG_HEAD = re.compile(
+    r"DKMS (?:\([^()\n]{0,40}\) )?make\.log for [\w.+-]{1,80}?[-/](\d[\w.]{0,40}) for kernel (\S{1,200}) \("
+)
 
 
 def parse_make_log(text: str) -> MakeLog:

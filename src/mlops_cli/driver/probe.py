@@ -92,10 +92,16 @@ LOGS = {
 }
 MAKE_LOG_TAIL = 2000
 EXISTS = [
-    "/usr/bin/nvidia-uninstall", "/usr/bin/nvidia-installer", "/.dockerenv", "/run/.containerenv", "/run/host",
+    "/usr/bin/nvidia-uninstall",
+    "/usr/bin/nvidia-installer",
+    "/.dockerenv",
+    "/run/.containerenv",
+    "/run/host",
     "/etc/kubernetes",
     # Kubernetes distributions that install no kubelet package: MicroK8s (snap), k3s, RKE2.
-    "/var/snap/microk8s", "/etc/rancher/k3s", "/etc/rancher/rke2",
+    "/var/snap/microk8s",
+    "/etc/rancher/k3s",
+    "/etc/rancher/rke2",
     "/run/ostree-booted",  # rpm-ostree (Silverblue, CoreOS): packages change through the image
 ]
 DIRS = [
@@ -119,7 +125,12 @@ DIRS = [
     "/var/cache/akmods/nvidia",  # Fedora/RPM Fusion akmods: one build log per driver and kernel
 ]
 # Library folders: only the driver libraries' names are kept (their versions are the userspace's).
-LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu"]
+LIB_DIRS = [
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+]
 LIB_NAME = re.compile(r"^lib(?:nvidia-ml|cuda)\.so\.\d")
 DKMS_TREES = ("/var/lib/dkms/nvidia", "/var/lib/dkms/nvidia-current")
 MAX_KERNELS = 12  # /lib/modules on a neglected box can hold dozens; the newest matter
@@ -273,4 +284,3 @@ def _read_files(host: Host, out: Collected) -> None:
 
 # Secrets (a provisioning token on the kernel command line, also echoed by dmesg and
 # journalctl -k) are redacted from every string of a saved snapshot: see host.save_snapshot_document.
-

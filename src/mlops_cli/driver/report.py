@@ -82,7 +82,12 @@ class DriverReport:
         judged = k.get("judged")
         if judged and judged != k.get("running"):  # answer the question --kernel asked, also when all is well
             has = {True: "an nvidia module is installed for it", False: "no nvidia module for it (see below)"}
-            console.print(Text(f"--kernel {one_line(judged)}: " + has.get(k.get("judged_has_module"), "could not tell whether it has an nvidia module")))
+            console.print(
+                Text(
+                    f"--kernel {one_line(judged)}: "
+                    + has.get(k.get("judged_has_module"), "could not tell whether it has an nvidia module")
+                )
+            )
         if self.source != "live":
             console.print(Text(f"(diagnosed from snapshot {one_line(self.source)})", style="dim"))
         for i, f in enumerate(d.findings, 1):
@@ -109,7 +114,10 @@ def verdict(d: Diagnosis) -> Text:
     if d.status == "no-gpu":
         tegra = next((x for x in d.findings if x.id == "tegra_integrated_gpu"), None)
         if tegra:
-            return Text("NOT APPLICABLE: a Jetson / L4T integrated GPU (its own driver stack; nothing to check here)", style="bold yellow")
+            return Text(
+                "NOT APPLICABLE: a Jetson / L4T integrated GPU (its own driver stack; nothing to check here)",
+                style="bold yellow",
+            )
         f = next((x for x in d.findings if x.id == "no_nvidia_gpu"), None)
         if f and f.title != "no NVIDIA GPU on the PCI bus of this machine":  # a container, or nothing visible
             return Text(f"NO GPU: {one_line(f.title)} (nothing to check)", style="bold yellow")
@@ -160,13 +168,17 @@ def render_plan(console: Console, plan: Plan) -> None:
     for n, p in enumerate(plan.steps, 1):
         line = Text(f"  {n}. {shell_line(p.step.argv)}", style="bold")
         line.append(
-            f"   # {p.finding}: {one_line(p.step.why)}" + ("  [reboot needed after this]" if p.step.reboot_after else ""),
+            f"   # {p.finding}: {one_line(p.step.why)}"
+            + ("  [reboot needed after this]" if p.step.reboot_after else ""),
             style="dim",
         )
         console.print(line, soft_wrap=True)
     if plan.stop_at:
         console.print(
-            Text(f"Then STOP: {plan.stop_at.id} needs a person: {one_line(plan.stop_at.fix.manual or '')}", style="yellow"),
+            Text(
+                f"Then STOP: {plan.stop_at.id} needs a person: {one_line(plan.stop_at.fix.manual or '')}",
+                style="yellow",
+            ),
             soft_wrap=True,
         )
 

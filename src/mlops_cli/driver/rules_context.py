@@ -96,7 +96,11 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
         )
     if f.collected.listing("/usr/lib/wsl/lib") is None:
         ev.append("no /usr/lib/wsl/lib: the Windows driver's libraries are not mounted")
-    linux_driver = [p for p in f.packages if p.installed and re.match(r"^(nvidia-(utils|driver|dkms)-\d+|libnvidia-compute-\d+|cuda-drivers)", p.name)]
+    linux_driver = [
+        p
+        for p in f.packages
+        if p.installed and re.match(r"^(nvidia-(utils|driver|dkms)-\d+|libnvidia-compute-\d+|cuda-drivers)", p.name)
+    ]
     ev += [f"{p.line}  (a Linux driver package inside WSL)" for p in linux_driver][:3]
     remove = " ".join(sorted({p.name for p in linux_driver}))
     manual = (
@@ -119,7 +123,9 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
                 "dxgkrnl kernel package, or build dxgkrnl for this kernel with DKMS), then check again. " + manual
             )
     if remove:
-        manual += f" Remove the Linux driver packages installed here, they shadow /usr/lib/wsl/lib: apt-get purge {remove}."
+        manual += (
+            f" Remove the Linux driver packages installed here, they shadow /usr/lib/wsl/lib: apt-get purge {remove}."
+        )
     title = (
         "this VM's GPU paravirtualisation (Hyper-V GPU-P, /dev/dxg) gives no GPU access: the host side or its copied files"
         if gpu_pv
@@ -131,7 +137,9 @@ def wsl_findings(f: Facts, ctx: Context) -> list[Finding]:
             ERROR,
             title + (" (the check runs in a container in WSL)" if ctx.container else ""),
             ev,
-            fixes.manual("fix it on the Windows side (driver, GPU mode, WSL update); nothing to install in Linux", manual),
+            fixes.manual(
+                "fix it on the Windows side (driver, GPU mode, WSL update); nothing to install in Linux", manual
+            ),
         )
     ]
 
@@ -146,9 +154,11 @@ def container_findings(f: Facts, ctx: Context) -> list[Finding]:
     user, user_ev = userspace_here(f)
     libs = library_versions(f)
     foreign = sorted(v for v in libs if host and not same_driver_version(v, host))
-    mismatch = f.smi.kind in ("version_mismatch", "no_nvml_lib") or bool(
-        host and user and not same_driver_version(user, host)
-    ) or bool(foreign)
+    mismatch = (
+        f.smi.kind in ("version_mismatch", "no_nvml_lib")
+        or bool(host and user and not same_driver_version(user, host))
+        or bool(foreign)
+    )
     if not mismatch:
         return []
     ev = list(ctx.evidence) + list(f.smi.lines[:2]) + host_ev[:2] + user_ev[:1]
@@ -176,7 +186,9 @@ def container_findings(f: Facts, ctx: Context) -> list[Finding]:
             ERROR,
             f"this {what}'s NVIDIA userspace ({user or ', '.join(foreign) or 'missing'}) does not match the host's kernel module ({host or '?'})",
             ev,
-            fixes.manual("make the container's userspace the host module's version (or mount the host's libraries)", manual),
+            fixes.manual(
+                "make the container's userspace the host module's version (or mount the host's libraries)", manual
+            ),
         )
     ]
 
@@ -194,7 +206,9 @@ def operator_findings(f: Facts, ctx: Context, explained: bool) -> list[Finding]:
     if loaded:
         ev.append(f"nvidia module loaded: {f.loaded_version or '?'} (by the driver container)")
     if f.smi.kind == "not_installed":
-        ev.append("no nvidia-smi on the host: expected, it lives in the driver container (chroot /run/nvidia/driver nvidia-smi)")
+        ev.append(
+            "no nvidia-smi on the host: expected, it lives in the driver container (chroot /run/nvidia/driver nvidia-smi)"
+        )
     logs = (
         "kubectl -n gpu-operator logs ds/nvidia-driver-daemonset -c nvidia-driver-ctr; "
         "kubectl get clusterpolicy -o yaml; kubectl -n gpu-operator get pods -o wide"
@@ -234,10 +248,36 @@ def operator_findings(f: Facts, ctx: Context, explained: bool) -> list[Finding]:
 # Datacenter GPUs and the first driver branch that supports them (for telling "this branch does
 # not know the GPU" from "this is a vGPU and needs the GRID guest driver").
 FIRST_BRANCH = {
-    "15f7": 361, "15f8": 361, "1b38": 375, "1bb3": 375, "1db1": 384, "1db4": 384, "1db5": 384, "1db6": 384,
-    "1df6": 418, "1eb8": 410, "20b0": 450, "20b2": 450, "20b5": 450, "20f1": 450, "20b7": 450, "2235": 460,
-    "2236": 460, "25b6": 460, "2237": 470, "27b8": 525, "26b5": 525, "26b9": 525, "2330": 525, "2331": 520,
-    "2322": 525, "2324": 525, "2335": 550, "233b": 550, "2901": 570, "2941": 570,
+    "15f7": 361,
+    "15f8": 361,
+    "1b38": 375,
+    "1bb3": 375,
+    "1db1": 384,
+    "1db4": 384,
+    "1db5": 384,
+    "1db6": 384,
+    "1df6": 418,
+    "1eb8": 410,
+    "20b0": 450,
+    "20b2": 450,
+    "20b5": 450,
+    "20f1": 450,
+    "20b7": 450,
+    "2235": 460,
+    "2236": 460,
+    "25b6": 460,
+    "2237": 470,
+    "27b8": 525,
+    "26b5": 525,
+    "26b9": 525,
+    "2330": 525,
+    "2331": 520,
+    "2322": 525,
+    "2324": 525,
+    "2335": 550,
+    "233b": 550,
+    "2901": 570,
+    "2941": 570,
 }
 
 

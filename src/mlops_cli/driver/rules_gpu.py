@@ -21,7 +21,14 @@ RESET_XIDS = {8, 48, 61, 62, 63, 64, 95, 109, 119, 120, 140, 143, 154}
 ALWAYS_RESET_XIDS = {48, 64, 95, 154}
 # Memory errors: after the reset, the retired pages / remapped rows say whether the GPU must be replaced.
 ECC_XIDS = {48, 63, 64, 92, 94, 95}
-CONFLICTING = {"nova_core": "nova_core", "nova-core": "nova_core", "novacore": "nova_core", "nova": "nova_core", "vfio-pci": "vfio-pci", "nouveau": "nouveau"}
+CONFLICTING = {
+    "nova_core": "nova_core",
+    "nova-core": "nova_core",
+    "novacore": "nova_core",
+    "nova": "nova_core",
+    "vfio-pci": "vfio-pci",
+    "nouveau": "nouveau",
+}
 # PCI device ids of NVSwitch chips and of HGX/SXM GPUs that only run CUDA with fabric manager.
 NVSWITCH_IDS = {"1af1", "22a3", "22a4"}
 SXM_FABRIC_GPUS = {"20b0", "20b2", "20f3", "2330", "2335", "2901", "2941", "31c2"}
@@ -32,7 +39,12 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
     text = f.klog.find_all(K.NEEDS_RESET_TEXT) + f.klog.find_all(K.WPR2)
     failing = sorted({m.groups[0] for m in f.klog.find_all(K.RM_INIT_FAILED)})
     gpus_seen = len(f.pci_gpus or f.sysfs_nvidia)
-    one_of_many = bool(failing) and f.module_loaded and gpus_seen > len(failing) and (bool(f.smi_gpus) or f.smi.kind == "device_handle")
+    one_of_many = (
+        bool(failing)
+        and f.module_loaded
+        and gpus_seen > len(failing)
+        and (bool(f.smi_gpus) or f.smi.kind == "device_handle")
+    )
     hung = f.smi.kind in ("timed_out", "device_handle", "no_devices") or f.smi.err_fields
     always = [m for m in xids if int(m.groups[1] or 0) in ALWAYS_RESET_XIDS]
     smi_hangs = f.smi.kind == "timed_out" and f.module_loaded
@@ -40,7 +52,9 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
     lost = [ln for ln in f.smi.lines if "GPU is lost" in ln]
     if not (text or always or (xids and hung) or (one_of_many and not ctx.vm) or smi_hangs or lost):
         return []
-    ev = [ln for m in (text + xids)[-4:] for ln in m.lines] + [ln for m in f.klog.find_all(K.RM_INIT_FAILED)[-1:] for ln in m.lines]
+    ev = [ln for m in (text + xids)[-4:] for ln in m.lines] + [
+        ln for m in f.klog.find_all(K.RM_INIT_FAILED)[-1:] for ln in m.lines
+    ]
     ev += list(f.smi.lines[:1])
     if smi_hangs and not f.smi.lines:
         ev.append("nvidia-smi did not answer within its time limit while the module is loaded")
@@ -71,7 +85,8 @@ def reset_findings(f: Facts, ctx: Context) -> list[Finding]:
             ev,
             fixes.manual(
                 "drain, reset the GPU (nvidia-smi -r) or power-cycle; do not reinstall the driver",
-                where + " Reinstalling the driver does not help. If it recurs, update the driver branch's point release and the "
+                where
+                + " Reinstalling the driver does not help. If it recurs, update the driver branch's point release and the "
                 "GPU/SBIOS firmware, and collect 'nvidia-bug-report.sh' for NVIDIA.",
             ),
         )
@@ -84,7 +99,9 @@ def _bus_id(xid_pci: str) -> str:
 
 
 def _passthrough_host(f: Facts) -> bool:
-    conf = "\n".join(t or "" for p, t in f.collected.files.items() if p.startswith(("/etc/modprobe.d/", "/lib/modprobe.d/")))
+    conf = "\n".join(
+        t or "" for p, t in f.collected.files.items() if p.startswith(("/etc/modprobe.d/", "/lib/modprobe.d/"))
+    )
     cmdline = f.collected.text("/proc/cmdline") or ""
     return bool(re.search(r"vfio[-_]pci[. ]ids=|softdep nvidia pre: vfio", conf + "\n" + cmdline))
 
@@ -109,7 +126,11 @@ def conflicting_driver_findings(f: Facts, driver_expected: bool) -> list[Finding
     ev = owners[owner][:4]
     for path, text in sorted(f.collected.files.items()):
         if path.endswith("nvidia-installer.log") and text and "Unable to load the kernel module" in text:
-            ev += [ln.strip() for ln in text.splitlines() if "Unable to load the kernel module" in ln or "Kernel module load error" in ln][-2:]
+            ev += [
+                ln.strip()
+                for ln in text.splitlines()
+                if "Unable to load the kernel module" in ln or "Kernel module load error" in ln
+            ][-2:]
     return [
         make_finding(
             "conflicting_driver_bound",

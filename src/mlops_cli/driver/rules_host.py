@@ -34,7 +34,8 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
                 "nvidia-smi fails and the evidence seen does not name the cause",
                 ev,
                 fixes.unexplained(
-                    nvml_with_module_loaded=f.module_loaded and any("Failed to initialize NVML" in ln for ln in f.smi.lines)
+                    nvml_with_module_loaded=f.module_loaded
+                    and any("Failed to initialize NVML" in ln for ln in f.smi.lines)
                 ),
             )
         )
@@ -68,7 +69,9 @@ def _packages(f: Facts) -> list[Finding]:
     smi_gone = f.smi.kind in ("not_installed", "no_nvml_lib") and not f.half_configured
     # Precondition of "not installed": the kernel never saw an nvidia module either (a rejected
     # or failing module in the kernel log is direct evidence that a driver is there).
-    kernel_saw_nvidia = bool(f.key_rejected_lines) or any("NVRM" in ln or ln.lstrip("[ .0123456789]").startswith("nvidia") for ln in f.klog.lines[-2000:])
+    kernel_saw_nvidia = bool(f.key_rejected_lines) or any(
+        "NVRM" in ln or ln.lstrip("[ .0123456789]").startswith("nvidia") for ln in f.klog.lines[-2000:]
+    )
     if (
         smi_gone
         and not kernel_saw_nvidia
@@ -124,7 +127,8 @@ def _packages(f: Facts) -> list[Finding]:
         "/usr/bin/nvidia-uninstall" in f.runfile_evidence
         and installed
         and any(
-            p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) or DKMS_PKG.match(p.name) for p in installed
+            p.name.startswith(("nvidia-driver-", "nvidia-dkms-", "nvidia-utils-")) or DKMS_PKG.match(p.name)
+            for p in installed
         )
     )
     if runfile_on_apt:
@@ -200,10 +204,14 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
             if f.modinfo and not signer:
                 ev.append(f"modinfo nvidia: no signer (filename: {f.modinfo.get('filename', '?')})")
             elif signer and LOCAL_SIGNER.search(signer):
-                ev.append(f"modinfo nvidia: signer: {signer} (a key made on this machine: trusted only once enrolled as a MOK)")
+                ev.append(
+                    f"modinfo nvidia: signer: {signer} (a key made on this machine: trusted only once enrolled as a MOK)"
+                )
             if inferred and not f.klog_seen:
                 # No kernel log to confirm it: say what the inference rests on and how to check.
-                ev.append("the kernel log could not be read: run as root to confirm ('Key was rejected by service' / 'Loading of unsigned module')")
+                ev.append(
+                    "the kernel log could not be read: run as root to confirm ('Key was rejected by service' / 'Loading of unsigned module')"
+                )
             if not inferred:
                 title = "Secure Boot rejects the nvidia module (unsigned, or signed by a key that is not enrolled)"
             elif not f.klog_seen:
@@ -217,7 +225,9 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
                     "its key is not enrolled (the kernel refuses it)"
                 )
             else:
-                title = "Secure Boot is on and the nvidia module on disk is unsigned and not loaded: the kernel refuses it"
+                title = (
+                    "Secure Boot is on and the nvidia module on disk is unsigned and not loaded: the kernel refuses it"
+                )
             out.append(
                 make_finding(
                     "secure_boot_module_rejected",
@@ -321,7 +331,9 @@ def _secure_boot_blocks_unloaded_module(f: Facts) -> bool:
     st = f.modules.get(f.running_kernel or "")
     if not (f.secure_boot and not f.module_loaded and st is not None and st.present and f.modinfo):
         return False
-    if any("already enrolled" in ln for ln in f.mok_test_lines) and not any("not enrolled" in ln for ln in f.mok_test_lines):
+    if any("already enrolled" in ln for ln in f.mok_test_lines) and not any(
+        "not enrolled" in ln for ln in f.mok_test_lines
+    ):
         return False
     if nvidia_blacklisted(f):
         return False  # something else keeps it from loading: module_not_loaded names it
@@ -405,11 +417,7 @@ def _mismatch(f: Facts) -> list[Finding]:
     if f.smi.kind != "version_mismatch" and not (api and f.smi.kind not in ("ok",) and f.smi.kind != "not_installed"):
         return []
     running = f.modules.get(f.running_kernel or "")
-    if (
-        running is not None
-        and running.present is False
-        and (f.dkms_registered or f.prebuilt_packages or f.runfile)
-    ):
+    if running is not None and running.present is False and (f.dkms_registered or f.prebuilt_packages or f.runfile):
         return []  # no new module on disk: a reboot would not help; the module rules say why
     loaded = f.loaded_version or (api.groups[1] if api else None)
     disk = f.disk_version
@@ -419,7 +427,11 @@ def _mismatch(f: Facts) -> list[Finding]:
     nvml = f.smi.nvml_version
     full = f.userspace_version
     # NVML prints major.minor only: prefer the package's full version when it is the same release
-    user = (api.groups[0] if api else None) or (full if nvml and full and same_driver_version(full, nvml) else nvml) or full
+    user = (
+        (api.groups[0] if api else None)
+        or (full if nvml and full and same_driver_version(full, nvml) else nvml)
+        or full
+    )
     ev = list(f.smi.lines[:2]) + (api.lines if api else [])
     if f.proc_version:
         ev.append(f.proc_version.line)
@@ -433,7 +445,9 @@ def _mismatch(f: Facts) -> list[Finding]:
     survived = loaded and disk and loaded != disk and f.rebooted_since_driver_change is True
     # The kernel's own API-mismatch line carries both full versions: "575.64" and "575.64.03" are two
     # releases there, although NVML's major.minor would make them look alike.
-    differs = bool(user) and (not same_driver_version(user, disk) or (api is not None and api.groups[0] != api.groups[1]))
+    differs = bool(user) and (
+        not same_driver_version(user, disk) or (api is not None and api.groups[0] != api.groups[1])
+    )
     if (loaded and disk and loaded == disk and differs) or survived:
         stale = sorted({e.version for e in f.dkms if user and not same_driver_version(e.version, user)})
         ev += [e.line for e in f.dkms if e.version in stale][:3]
@@ -491,9 +505,19 @@ def _modules_extra(f: Facts, driver_down: bool) -> list[Finding]:
             f"the nvidia module cannot load: it needs the kernel's drm module, which {k} ships in {pkg} (not installed)",
             ev,
             fixes.FixPlan(
-                f"install {pkg}, then load the driver" + ("" if on_disk else " (run its installer again: no nvidia.ko is installed)"),
-                (fixes.FixStep(("apt-get", "install", "-y", pkg), f"the drm modules of {k} (virtual/cloud kernels leave them out)"),)
-                + ((fixes.FixStep(("modprobe", "nvidia"), "load the driver now that its symbols resolve"),) if on_disk else ()),
+                f"install {pkg}, then load the driver"
+                + ("" if on_disk else " (run its installer again: no nvidia.ko is installed)"),
+                (
+                    fixes.FixStep(
+                        ("apt-get", "install", "-y", pkg),
+                        f"the drm modules of {k} (virtual/cloud kernels leave them out)",
+                    ),
+                )
+                + (
+                    (fixes.FixStep(("modprobe", "nvidia"), "load the driver now that its symbols resolve"),)
+                    if on_disk
+                    else ()
+                ),
                 "If the driver came from the .run installer and it stopped at this error, run it again after the install. "
                 "Keep the extra package with the kernel: install the metapackage (e.g. linux-modules-extra-aws, or "
                 "linux-image-extra-virtual on 16.04) so the next kernel gets it too.",

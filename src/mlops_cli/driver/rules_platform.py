@@ -167,8 +167,10 @@ def platform_findings(f: Facts) -> list[Finding]:
     ]
     if not in_vm:
         platform_lines = [ln for m in f.klog.find_all(K.D3COLD) for ln in m.lines]
-    if not explained and not wedged and (
-        platform_lines or (in_vm and (init_failed or f.smi.kind in ("no_devices", "device_handle")))
+    if (
+        not explained
+        and not wedged
+        and (platform_lines or (in_vm and (init_failed or f.smi.kind in ("no_devices", "device_handle"))))
     ):
         ev = platform_lines + [ln for m in init_failed[-2:] for ln in m.lines]
         if f.virt:

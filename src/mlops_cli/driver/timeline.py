@@ -19,7 +19,9 @@ _DPKG_LINE = re.compile(
 _BOOT = re.compile(r"^\s*(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s*$")
 # apt's term.log: "Log started: 2024-09-04  06:12:01", then the packages it set up.
 _TERM_START = re.compile(r"^Log started: (\d{4}-\d\d-\d\d) +(\d\d:\d\d:\d\d)")
-_TERM_PKG = re.compile(r"^(?:Unpacking|Setting up|Removing) ((?:nvidia-|libnvidia-|cuda-drivers|linux-modules-nvidia)[^\s:(]{0,80})")
+_TERM_PKG = re.compile(
+    r"^(?:Unpacking|Setting up|Removing) ((?:nvidia-|libnvidia-|cuda-drivers|linux-modules-nvidia)[^\s:(]{0,80})"
+)
 # dmesg -T: "[Fri Mar  3 04:27:08 2023] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  525.85.12 ..."
 _MODULE_LOADED = re.compile(r"^\[(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4})\] NVRM: loading NVIDIA UNIX")
 _DRIVER_PKG = re.compile(r"^(nvidia-|libnvidia-|cuda-drivers|libcuda1|xserver-xorg-video-nvidia|linux-modules-nvidia)")
@@ -30,7 +32,9 @@ _PACMAN = re.compile(
     r"^\[(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d)(:\d\d)?[^\]]*\] \[(?:PACMAN|ALPM)\] (installed|upgraded|removed|downgraded|reinstalled) (\S+)"
 )
 # dnf.rpm.log: "2024-05-01T10:00:00+0000 SUBDEBUG Upgrade: nvidia-driver-3:550.90.07-1.el9.x86_64"
-_DNF = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\S* \w+ (Upgrade|Upgraded|Installed|Install|Erase|Reinstall)d?: (\S+)")
+_DNF = re.compile(
+    r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\S* \w+ (Upgrade|Upgraded|Installed|Install|Erase|Reinstall)d?: (\S+)"
+)
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,15 @@ class Timeline:
         if self.pending_marker:
             out.append("/var/run/reboot-required.pkgs names a driver package: not rebooted since it changed")
         if self.change_line:
-            out.append(self.change_line if self.change_line.startswith("/var/log/") else f"/var/log/dpkg.log: {self.change_line}")
+            out.append(
+                self.change_line
+                if self.change_line.startswith("/var/log/")
+                else f"/var/log/dpkg.log: {self.change_line}"
+            )
         if self.boot_line:
-            out.append(f"uptime -s: {self.boot_line} (booted {'after' if self.rebooted_since_change else 'before'} that)")
+            out.append(
+                f"uptime -s: {self.boot_line} (booted {'after' if self.rebooted_since_change else 'before'} that)"
+            )
         return out
 
 
@@ -70,11 +80,15 @@ def other_package_logs(pacman_log: str, dnf_log: str) -> str:
         m = _PACMAN.match(raw[:512])
         if m:
             name = m.group(5)
-            out.append(f"{m.group(1)} {m.group(2)}{m.group(3) or ':00'} upgrade {_as_driver(name)} | /var/log/pacman.log: {raw.strip()[:200]}")
+            out.append(
+                f"{m.group(1)} {m.group(2)}{m.group(3) or ':00'} upgrade {_as_driver(name)} | /var/log/pacman.log: {raw.strip()[:200]}"
+            )
     for raw in dnf_log.splitlines()[-2000:]:
         m = _DNF.match(raw[:512])
         if m:
-            out.append(f"{m.group(1)} {m.group(2)} upgrade {_as_driver(m.group(4))} | /var/log/dnf.rpm.log: {raw.strip()[:200]}")
+            out.append(
+                f"{m.group(1)} {m.group(2)} upgrade {_as_driver(m.group(4))} | /var/log/dnf.rpm.log: {raw.strip()[:200]}"
+            )
     return ("\n" + "\n".join(out) + "\n") if out else ""
 
 
@@ -82,7 +96,9 @@ def _as_driver(name: str) -> str:
     return name if name.startswith("nvidia-") or "nvidia" not in name else f"nvidia-{name}"
 
 
-def read(uptime_since: str, dpkg_log: str, term_log: str = "", kernel_log: str = "", reboot_pkgs: list[str] | None = None) -> Timeline:
+def read(
+    uptime_since: str, dpkg_log: str, term_log: str = "", kernel_log: str = "", reboot_pkgs: list[str] | None = None
+) -> Timeline:
     """Boot (or module load) time against the last driver package change. Without times,
     /var/run/reboot-required.pkgs naming driver packages still says: not rebooted since."""
     booted = boot_line = None

@@ -42,13 +42,17 @@ def report(
     from mlops_cli.output import emit
 
     if not inputs:
-        raise UsageError("give the JSON outputs to summarise: files, folders, or - for stdin",
-                         hint="mlops report reports/   (see 'mlops report --help')")
+        raise UsageError(
+            "give the JSON outputs to summarise: files, folders, or - for stdin",
+            hint="mlops report reports/   (see 'mlops report --help')",
+        )
     if inputs.count("-") > 1:
         raise UsageError("stdin (-) can be read once")
     documents, unusable = read_all(inputs)
     if not documents:
         first = f" ({unusable[0].origin}: {unusable[0].reason})" if unusable else ""
-        raise UsageError(f"no mlops JSON output found in {len(unusable)} input(s){first}",
-                         hint="give the --json output of mlops driver-check, gpu or oom-check, one file per node")
+        raise UsageError(
+            f"no mlops JSON output found in {len(unusable)} input(s){first}",
+            hint="give the --json output of mlops driver-check, gpu or oom-check, one file per node",
+        )
     return emit(FleetReport(summarize(documents, unusable), list(inputs)), json_out)

@@ -101,7 +101,7 @@ def _fact_cache_payload(doc: dict[str, Any], fallback_node: str, origin: str) ->
     """The facts inside an ansible-core >= 2.19 cache file, and the host it is named after."""
     payload = files.parse_json(doc["__payload__"], what=f"the Ansible fact cache {origin}")
     m = _CACHE_SCHEMA_PREFIX.match(fallback_node)
-    return _untag(payload), fallback_node[m.end():] if m and m.end() < len(fallback_node) else fallback_node
+    return _untag(payload), fallback_node[m.end() :] if m and m.end() < len(fallback_node) else fallback_node
 
 
 def documents_in(doc: Any, fallback_node: str, origin: str) -> tuple[list[Document], str | None]:
@@ -180,7 +180,7 @@ def _read_pdsh(per_host: dict[str, str], shown: str) -> tuple[list[Document], li
 def _reason(exc: UsageError, path: str) -> str:
     """The error without its 'cannot read report PATH: ' head (the path is shown beside it)."""
     head = f"cannot read report {files.show_path(path)}: "
-    return exc.message[len(head):] if exc.message.startswith(head) else exc.message
+    return exc.message[len(head) :] if exc.message.startswith(head) else exc.message
 
 
 def expand(paths: list[str]) -> Iterator[tuple[str, Unusable | None, bool]]:

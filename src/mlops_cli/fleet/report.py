@@ -70,19 +70,32 @@ class FleetReport:
             console.print(table)
         gpus = s.gpu_counts()
         if len(gpus) > 1:
-            console.print(Text("GPUs per node: " + ", ".join(f"{k} on {v} node(s)" for k, v in gpus.items())
-                               + " (a node with fewer than its peers may have lost one)", style="yellow"))
+            console.print(
+                Text(
+                    "GPUs per node: "
+                    + ", ".join(f"{k} on {v} node(s)" for k, v in gpus.items())
+                    + " (a node with fewer than its peers may have lost one)",
+                    style="yellow",
+                )
+            )
         for i, g in enumerate(s.groups, 1):
             console.print()
             render_group(console, i, g)
         if any(g.kind == "driver-check" and g.steps for g in s.groups):
             console.print()
-            console.print(Text("Each driver-check plan is what 'sudo mlops driver-check --fix' runs on its node "
-                               "(--fix --dry-run shows it there first).", style="dim"), soft_wrap=True)
+            console.print(
+                Text(
+                    "Each driver-check plan is what 'sudo mlops driver-check --fix' runs on its node "
+                    "(--fix --dry-run shows it there first).",
+                    style="dim",
+                ),
+                soft_wrap=True,
+            )
         if s.unusable:
             console.print()
-            console.print(Text(f"Not used ({len(s.unusable)} input(s); nodes in them are missing above):",
-                               style="yellow"))
+            console.print(
+                Text(f"Not used ({len(s.unusable)} input(s); nodes in them are missing above):", style="yellow")
+            )
             for u in s.unusable[:50]:
                 console.print(Text(f"  - {one_line(u.origin)}: {one_line(u.reason)}"), soft_wrap=True)
             if len(s.unusable) > 50:
@@ -94,14 +107,17 @@ def render_group(console: Console, i: int, g: Group) -> None:
     kind = "check" if g.kind == "error" else g.kind
     head = Text(f"{i}. {len(g.nodes)} node(s), {kind} {g.status}", style=style)
     if g.kind == "driver-check" and g.loses_gpu_at_next_boot is not None:
-        head.append(_OUTLOOK[(bool(g.works_now), g.loses_gpu_at_next_boot)],
-                    style="bold red" if g.loses_gpu_at_next_boot else "")
+        head.append(
+            _OUTLOOK[(bool(g.works_now), g.loses_gpu_at_next_boot)],
+            style="bold red" if g.loses_gpu_at_next_boot else "",
+        )
     head.append(f": {one_line(g.title)}", style="")
     console.print(head, soft_wrap=True)
     console.print(Text(f"   nodes: {shorten(compress(g.nodes), MAX_HOSTLIST)}"), soft_wrap=True)
     if g.findings:
-        console.print(Text("   findings: " + ", ".join(f"{f['id']} ({f['severity']})" for f in g.findings)),
-                      soft_wrap=True)
+        console.print(
+            Text("   findings: " + ", ".join(f"{f['id']} ({f['severity']})" for f in g.findings)), soft_wrap=True
+        )
     if g.steps and g.kind == "driver-check":
         console.print(Text("   fix, on each of these nodes:"))
         for step in g.steps:

@@ -37,10 +37,17 @@ class Group:
     def to_json(self) -> dict[str, Any]:
         from mlops_cli.fleet.hostlist import compress
 
-        return {"kind": self.kind, "status": self.status, "title": self.title, "nodes": self.nodes,
-                "hostlist": compress(self.nodes), "findings": self.findings,
-                "works_now": self.works_now, "gpu_after_reboot": _negate(self.loses_gpu_at_next_boot),
-                "plan": {"steps": self.steps, "manual": self.manual}}
+        return {
+            "kind": self.kind,
+            "status": self.status,
+            "title": self.title,
+            "nodes": self.nodes,
+            "hostlist": compress(self.nodes),
+            "findings": self.findings,
+            "works_now": self.works_now,
+            "gpu_after_reboot": _negate(self.loses_gpu_at_next_boot),
+            "plan": {"steps": self.steps, "manual": self.manual},
+        }
 
 
 @dataclass
@@ -51,8 +58,12 @@ class NodeView:
     loses_gpu_at_next_boot: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "status": self.status, "gpu_after_reboot": _negate(self.loses_gpu_at_next_boot),
-                "checks": self.checks}
+        return {
+            "node": self.node,
+            "status": self.status,
+            "gpu_after_reboot": _negate(self.loses_gpu_at_next_boot),
+            "checks": self.checks,
+        }
 
 
 @dataclass
@@ -124,9 +135,15 @@ def _driver_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] |
     ids = [{"id": f["id"], "severity": _str(f.get("severity"), "error")} for f in findings]
     outlook = driver_outlook(doc)
     loses = None if outlook.after_reboot is None else not outlook.after_reboot
-    view = {"status": status, "works_now": outlook.works_now, "findings": ids, "next_boot_kernel": outlook.next_kernel,
-            "next_boot_module_present": outlook.module_present, "gpu_after_reboot": outlook.after_reboot,
-            "blocking": list(outlook.blocking)}
+    view = {
+        "status": status,
+        "works_now": outlook.works_now,
+        "findings": ids,
+        "next_boot_kernel": outlook.next_kernel,
+        "next_boot_module_present": outlook.module_present,
+        "gpu_after_reboot": outlook.after_reboot,
+        "blocking": list(outlook.blocking),
+    }
     if not findings:
         return view, None, None, loses
     steps: list[dict[str, Any]] = []
@@ -140,30 +157,52 @@ def _driver_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] |
             argv = tuple(str(a) for a in s["argv"])
             if argv and argv not in seen_argv:
                 seen_argv.add(argv)
-                steps.append({"argv": list(argv), "why": _str(s.get("why")), "reboot_after": bool(s.get("reboot_after")),
-                              "finding": f["id"]})
+                steps.append(
+                    {
+                        "argv": list(argv),
+                        "why": _str(s.get("why")),
+                        "reboot_after": bool(s.get("reboot_after")),
+                        "finding": f["id"],
+                    }
+                )
         if isinstance(fix.get("manual"), str) and fix["manual"] and fix["manual"] not in manual:
             manual.append(fix["manual"])
-    key = ("driver-check", status, outlook.works_now, loses, tuple((i["id"], i["severity"]) for i in ids),
-           tuple(tuple(s["argv"]) for s in steps), tuple(manual))
+    key = (
+        "driver-check",
+        status,
+        outlook.works_now,
+        loses,
+        tuple((i["id"], i["severity"]) for i in ids),
+        tuple(tuple(s["argv"]) for s in steps),
+        tuple(manual),
+    )
     first = next((f for f in findings if f.get("severity") == "error"), findings[0])
-    group = Group("driver-check", status, _str(first.get("title"), first["id"]), ids, steps, manual, loses,
-                  outlook.works_now)
+    group = Group(
+        "driver-check", status, _str(first.get("title"), first["id"]), ids, steps, manual, loses, outlook.works_now
+    )
     return view, key, group, loses
 
 
 def _gpu_view(doc: dict[str, Any]) -> dict[str, Any]:
     count = doc.get("gpu_count") if isinstance(doc.get("gpu_count"), int) else len(_list(doc.get("gpus")))
-    return {"status": "ok" if count else "no-gpu", "gpu_count": count,
-            "driver_version": doc.get("driver_version") if isinstance(doc.get("driver_version"), str) else None}
+    return {
+        "status": "ok" if count else "no-gpu",
+        "gpu_count": count,
+        "driver_version": doc.get("driver_version") if isinstance(doc.get("driver_version"), str) else None,
+    }
 
 
 def _oom_view(doc: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...] | None, Group | None]:
     model = doc.get("model") if isinstance(doc.get("model"), dict) else {}
     name = _str(model.get("name"), "model")
     fits = bool(doc.get("fits"))
-    view = {"status": "ok" if fits else "problem", "model": name, "fits": fits,
-            "required_bytes": doc.get("required_bytes"), "capacity_bytes": doc.get("capacity_bytes")}
+    view = {
+        "status": "ok" if fits else "problem",
+        "model": name,
+        "fits": fits,
+        "required_bytes": doc.get("required_bytes"),
+        "capacity_bytes": doc.get("capacity_bytes"),
+    }
     if fits:
         return view, None, None
     plan = [r for r in _list(doc.get("plan")) if isinstance(r, dict)]
@@ -193,8 +232,13 @@ def summarize(documents: list[Document], unusable: list[Unusable]) -> FleetSumma
     for d in documents:
         check_kind = d.kind if d.kind != "error" else "check"
         if (d.node, check_kind) in kinds_seen and d.kind != "error":
-            problems.append(Unusable(d.origin, f"a second {d.kind} document for node {d.node} "
-                                     f"(the one from {kinds_seen[(d.node, check_kind)]} is used)"))
+            problems.append(
+                Unusable(
+                    d.origin,
+                    f"a second {d.kind} document for node {d.node} "
+                    f"(the one from {kinds_seen[(d.node, check_kind)]} is used)",
+                )
+            )
             continue
         kinds_seen[(d.node, check_kind)] = d.origin
         node = nodes.setdefault(d.node, NodeView(d.node))

@@ -13,7 +13,8 @@ app = typer.Typer(add_completion=False)
 MAX_WATCH_SECONDS = 86400.0  # a day; `--watch inf` would never refresh and never end
 
 
-@app.command(help="""GPU memory, utilisation, temperature, power and the processes holding memory, per GPU,
+@app.command(
+    help="""GPU memory, utilisation, temperature, power and the processes holding memory, per GPU,
 read through NVML (not by parsing nvidia-smi). Fields a GPU cannot report show as n/a.
 No NVIDIA GPU or no NVML library: exit 3.
 
@@ -30,11 +31,18 @@ Examples:
   mlops gpu --snapshot gpus.json          # replay it anywhere
 
   mlops gpu --watch 15 --prometheus /var/lib/node_exporter/textfile_collector/mlops_gpu.prom
-""")
+"""
+)
 def gpu(
     json_out: JsonOpt = False,
-    watch: Optional[float] = typer.Option(None, "--watch", metavar="SECONDS", min=0.1, max=MAX_WATCH_SECONDS,
-                                          help="Refresh every SECONDS until Ctrl-C (JSON: one document per line)."),
+    watch: Optional[float] = typer.Option(
+        None,
+        "--watch",
+        metavar="SECONDS",
+        min=0.1,
+        max=MAX_WATCH_SECONDS,
+        help="Refresh every SECONDS until Ctrl-C (JSON: one document per line).",
+    ),
     count: Optional[int] = typer.Option(None, "--count", min=1, help="With --watch: stop after this many samples."),
     save_snapshot: SaveSnapshotOpt = None,
     snapshot: SnapshotOpt = None,
@@ -62,8 +70,9 @@ def gpu(
     return _watch(source, origin, watch, count, json_out, save_snapshot, metrics)
 
 
-def _watch(source, origin: str, seconds: float, count: Optional[int], json_out: bool,
-           save_snapshot: Optional[str], metrics) -> int:
+def _watch(
+    source, origin: str, seconds: float, count: Optional[int], json_out: bool, save_snapshot: Optional[str], metrics
+) -> int:
     import json
     import sys
     import time

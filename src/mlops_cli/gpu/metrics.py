@@ -23,8 +23,11 @@ def _num(value: Any) -> float | int | None:
 
 def build(doc: dict[str, Any], *, exit_code: int, timestamp: float, duration: float | None = None) -> list[Family]:
     """The metric families for one `mlops gpu` sample."""
-    gpus = [g for g in (doc.get("gpus") if isinstance(doc.get("gpus"), list) else [])
-            if isinstance(g, dict) and isinstance(g.get("index"), int)]
+    gpus = [
+        g
+        for g in (doc.get("gpus") if isinstance(doc.get("gpus"), list) else [])
+        if isinstance(g, dict) and isinstance(g.get("index"), int)
+    ]
     driver = doc.get("driver_version") if isinstance(doc.get("driver_version"), str) else None
 
     count = Family(f"{PREFIX}_devices", "NVIDIA GPUs NVML reports.")
@@ -34,27 +37,41 @@ def build(doc: dict[str, Any], *, exit_code: int, timestamp: float, duration: fl
         "total": Family(f"{PREFIX}_memory_total_bytes", "Total GPU memory, in bytes."),
         "used": Family(f"{PREFIX}_memory_used_bytes", "GPU memory in use, in bytes."),
         "free": Family(f"{PREFIX}_memory_free_bytes", "GPU memory free, in bytes."),
-        "util": Family(f"{PREFIX}_utilization_ratio", "Fraction of the last sample period a kernel ran on the GPU (0-1)."),
-        "mutil": Family(f"{PREFIX}_memory_utilization_ratio",
-                        "Fraction of the last sample period GPU memory was read or written (0-1)."),
+        "util": Family(
+            f"{PREFIX}_utilization_ratio", "Fraction of the last sample period a kernel ran on the GPU (0-1)."
+        ),
+        "mutil": Family(
+            f"{PREFIX}_memory_utilization_ratio",
+            "Fraction of the last sample period GPU memory was read or written (0-1).",
+        ),
         "temp": Family(f"{PREFIX}_temperature_celsius", "GPU temperature, in degrees Celsius."),
         "power": Family(f"{PREFIX}_power_watts", "GPU power draw, in watts."),
         "limit": Family(f"{PREFIX}_power_limit_watts", "GPU power limit, in watts."),
         "procs": Family(f"{PREFIX}_processes", "Processes holding memory on the GPU."),
-        "proc_mem": Family(f"{PREFIX}_processes_memory_used_bytes",
-                           "GPU memory held by those processes, in bytes (where NVML can attribute it)."),
+        "proc_mem": Family(
+            f"{PREFIX}_processes_memory_used_bytes",
+            "GPU memory held by those processes, in bytes (where NVML can attribute it).",
+        ),
     }
     for g in gpus:
         ids = {"gpu": str(g["index"]), "UUID": g.get("uuid") if isinstance(g.get("uuid"), str) else None}
-        info.add(1, **ids, model_name=g.get("name") if isinstance(g.get("name"), str) else "unknown",
-                 driver_version=driver or "unknown")
+        info.add(
+            1,
+            **ids,
+            model_name=g.get("name") if isinstance(g.get("name"), str) else "unknown",
+            driver_version=driver or "unknown",
+        )
         memory = g.get("memory") if isinstance(g.get("memory"), dict) else {}
         util, mutil = _num(g.get("utilization_percent")), _num(g.get("memory_utilization_percent"))
         values = {
-            "total": _num(memory.get("total_bytes")), "used": _num(memory.get("used_bytes")),
+            "total": _num(memory.get("total_bytes")),
+            "used": _num(memory.get("used_bytes")),
             "free": _num(memory.get("free_bytes")),
-            "util": None if util is None else util / 100, "mutil": None if mutil is None else mutil / 100,
-            "temp": _num(g.get("temperature_c")), "power": _num(g.get("power_w")), "limit": _num(g.get("power_limit_w")),
+            "util": None if util is None else util / 100,
+            "mutil": None if mutil is None else mutil / 100,
+            "temp": _num(g.get("temperature_c")),
+            "power": _num(g.get("power_w")),
+            "limit": _num(g.get("power_limit_w")),
         }
         processes = g.get("processes")
         unavailable = g.get("unavailable") if isinstance(g.get("unavailable"), dict) else {}

@@ -49,7 +49,7 @@ def _error_name(exc: Exception) -> str:
     value = getattr(exc, "value", None)
     for name in dir(pynvml):
         if name.startswith("NVML_ERROR_") and getattr(pynvml, name) == value:
-            return name[len("NVML_ERROR_"):]
+            return name[len("NVML_ERROR_") :]
     return f"NVML_ERROR_{value}"
 
 
@@ -60,8 +60,10 @@ class LiveNvml:
         try:
             import pynvml
         except ImportError:
-            raise NotApplicable("NVML is not available: the nvidia-ml-py package is not installed",
-                                hint="pip install nvidia-ml-py, or pass --snapshot FILE") from None
+            raise NotApplicable(
+                "NVML is not available: the nvidia-ml-py package is not installed",
+                hint="pip install nvidia-ml-py, or pass --snapshot FILE",
+            ) from None
         self._nvml = pynvml
         try:
             pynvml.nvmlInit()
@@ -72,8 +74,10 @@ class LiveNvml:
                 "DRIVER_NOT_LOADED": "the NVIDIA driver is not loaded",
                 "NO_PERMISSION": "no permission to talk to the NVIDIA driver",
             }.get(code, f"NVML could not start ({code})")
-            raise NotApplicable(f"no NVIDIA GPU available: {reason}",
-                                hint="run 'mlops driver-check' on a GPU machine; --snapshot FILE replays a recording") from None
+            raise NotApplicable(
+                f"no NVIDIA GPU available: {reason}",
+                hint="run 'mlops driver-check' on a GPU machine; --snapshot FILE replays a recording",
+            ) from None
         self._handles: dict[int, Any] = {}
 
     def _handle(self, index: int) -> Any:
@@ -188,7 +192,7 @@ class SnapshotNvml:
 
         doc = load_snapshot_document(path, what="NVML snapshot")
         if not isinstance(doc, dict) or doc.get("format") != SNAPSHOT_FORMAT or not isinstance(doc.get("calls"), dict):
-            raise UsageError(f"{path} is not an NVML snapshot (expected \"format\": \"{SNAPSHOT_FORMAT}\" and \"calls\")")
+            raise UsageError(f'{path} is not an NVML snapshot (expected "format": "{SNAPSHOT_FORMAT}" and "calls")')
         return cls(doc, origin=str(path))
 
     def call(self, key: str) -> Any:
@@ -206,8 +210,10 @@ class SnapshotNvml:
         return value
 
     def _malformed(self, key: str, problem: str) -> None:
-        raise UsageError(f"NVML snapshot {self.origin}: malformed answer for {key!r}: {problem}",
-                         hint="a snapshot is the file written by 'mlops gpu --save-snapshot FILE' (keys in docs/gpu.md)")
+        raise UsageError(
+            f"NVML snapshot {self.origin}: malformed answer for {key!r}: {problem}",
+            hint="a snapshot is the file written by 'mlops gpu --save-snapshot FILE' (keys in docs/gpu.md)",
+        )
 
 
 def _is_int(v: Any) -> bool:
@@ -258,10 +264,12 @@ def _shape_problem(key: str, value: Any) -> str | None:
     if what == "processes":
         ok = isinstance(value, list) and all(
             isinstance(p, dict) and _is_int(p.get("pid")) and (p.get("used_bytes") is None or _is_int(p["used_bytes"]))
-            for p in value)
+            for p in value
+        )
         return None if ok else 'expected a list of {"pid": N, "used_bytes": N or null}'
     if what == "process":
-        ok = isinstance(value, dict) and all(value.get(n) is None or isinstance(value.get(n), str)
-                                             for n in ("user", "command"))
+        ok = isinstance(value, dict) and all(
+            value.get(n) is None or isinstance(value.get(n), str) for n in ("user", "command")
+        )
         return None if ok else 'expected {"user": "...", "command": "..."}'
     return None

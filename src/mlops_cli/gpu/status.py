@@ -26,8 +26,13 @@ class GpuProcess:
     command: Optional[str]
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "user": self.user, "command": self.command, "used_bytes": self.used_bytes,
-                "used_mib": None if self.used_bytes is None else round(self.used_bytes / MiB)}
+        return {
+            "pid": self.pid,
+            "user": self.user,
+            "command": self.command,
+            "used_bytes": self.used_bytes,
+            "used_mib": None if self.used_bytes is None else round(self.used_bytes / MiB),
+        }
 
 
 @dataclass
@@ -48,11 +53,15 @@ class GpuDevice:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "index": self.index, "name": self.name, "uuid": self.uuid,
+            "index": self.index,
+            "name": self.name,
+            "uuid": self.uuid,
             "memory": {"total_bytes": self.total_bytes, "used_bytes": self.used_bytes, "free_bytes": self.free_bytes},
             "utilization_percent": self.utilization_percent,
             "memory_utilization_percent": self.memory_utilization_percent,
-            "temperature_c": self.temperature_c, "power_w": self.power_w, "power_limit_w": self.power_limit_w,
+            "temperature_c": self.temperature_c,
+            "power_w": self.power_w,
+            "power_limit_w": self.power_limit_w,
             "processes": [p.to_json() for p in self.processes],
             "unavailable": self.unavailable,
         }
@@ -68,9 +77,13 @@ class GpuStatus:
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "driver_version": self.driver_version,
-                "gpu_count": len(self.devices), "gpus": [d.to_json() for d in self.devices],
-                "unavailable": self.unavailable}
+        return {
+            "source": self.source,
+            "driver_version": self.driver_version,
+            "gpu_count": len(self.devices),
+            "gpus": [d.to_json() for d in self.devices],
+            "unavailable": self.unavailable,
+        }
 
     def render(self, console: Console) -> None:
         title = f"{len(self.devices)} GPU(s), driver {self.driver_version or 'n/a'}"
@@ -82,8 +95,15 @@ class GpuStatus:
         for d in self.devices:
             used = f"{_mib(d.used_bytes)} / {_mib(d.total_bytes)}"
             power = f"{_num(d.power_w, 'W')} / {_num(d.power_limit_w, 'W')}"
-            table.add_row(str(d.index), d.name or "n/a", used, _mib(d.free_bytes),
-                          _num(d.utilization_percent, "%"), _num(d.temperature_c, "°C"), power)
+            table.add_row(
+                str(d.index),
+                d.name or "n/a",
+                used,
+                _mib(d.free_bytes),
+                _num(d.utilization_percent, "%"),
+                _num(d.temperature_c, "°C"),
+                power,
+            )
         console.print(table)
         if not self.devices:
             console.print("NVML reports no NVIDIA GPU.", markup=False)
@@ -97,8 +117,10 @@ class GpuStatus:
             console.print(pt)
         else:
             console.print("No processes are holding GPU memory (or NVML cannot see them from here).")
-        notes = sorted({f"{k}: {v}" for d in self.devices for k, v in d.unavailable.items()}
-                       | {f"{k}: {v}" for k, v in self.unavailable.items()})
+        notes = sorted(
+            {f"{k}: {v}" for d in self.devices for k, v in d.unavailable.items()}
+            | {f"{k}: {v}" for k, v in self.unavailable.items()}
+        )
         if notes:
             console.print("n/a = not available from NVML: " + "; ".join(notes), markup=False)
 
@@ -141,12 +163,23 @@ def collect(source: NvmlSource, origin: str = "nvml") -> GpuStatus:
             info = _try(source, f"process/{p['pid']}", {}, "process") or {}
             processes.append(GpuProcess(int(p["pid"]), p.get("used_bytes"), info.get("user"), info.get("command")))
         processes.sort(key=lambda p: -(p.used_bytes or 0))
-        devices.append(GpuDevice(
-            index=i, name=name, uuid=uuid, total_bytes=mem.get("total"), used_bytes=mem.get("used"),
-            free_bytes=mem.get("free"), utilization_percent=util.get("gpu"),
-            memory_utilization_percent=util.get("memory"), temperature_c=temp,
-            power_w=None if power is None else power / 1000, power_limit_w=None if limit is None else limit / 1000,
-            processes=processes, unavailable=un))
+        devices.append(
+            GpuDevice(
+                index=i,
+                name=name,
+                uuid=uuid,
+                total_bytes=mem.get("total"),
+                used_bytes=mem.get("used"),
+                free_bytes=mem.get("free"),
+                utilization_percent=util.get("gpu"),
+                memory_utilization_percent=util.get("memory"),
+                temperature_c=temp,
+                power_w=None if power is None else power / 1000,
+                power_limit_w=None if limit is None else limit / 1000,
+                processes=processes,
+                unavailable=un,
+            )
+        )
     # NVML answered but shows no GPU (all unbound or fallen off the bus, or it could not count
     # them): the report is still printed, and the exit code says "no NVIDIA GPU" (3) as the spec does.
     return GpuStatus(origin, driver, devices, exit_code=0 if devices else 3, unavailable=misc)
@@ -171,6 +204,14 @@ def open_source(snapshot: Optional[str], save_snapshot: Optional[str]) -> tuple[
         import platform
         from datetime import datetime, timezone
 
-        live = RecordingNvml(live, {"source": {"kind": "nvml", "host": platform.node(),
-                                               "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}})
+        live = RecordingNvml(
+            live,
+            {
+                "source": {
+                    "kind": "nvml",
+                    "host": platform.node(),
+                    "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            },
+        )
     return live, "nvml"

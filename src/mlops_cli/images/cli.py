@@ -33,8 +33,9 @@ def images() -> None:
     """
 
 
-@app.command(short_help="Pair originals with their outputs in other folders; stitch review strips.",
-             help="""Pair every image of REF_DIR with its counterpart in each OTHER_DIR (file names need not
+@app.command(
+    short_help="Pair originals with their outputs in other folders; stitch review strips.",
+    help="""Pair every image of REF_DIR with its counterpart in each OTHER_DIR (file names need not
 correspond), then stitch each reference and its matches side by side into OUT/001.jpg, 002.jpg, ...
 in reference-file order, and list the pairs in OUT/matches.csv.
 
@@ -51,20 +52,34 @@ Examples:
   mlops images match originals upscaled -o review --labels --height 512 --max-distance 0.02
 
   mlops images match originals recoloured -o review --metric ssim --json | jq '.folders[].leftovers'
-""")
+""",
+)
 def match(
     ref_dir: str = typer.Argument(..., metavar="REF_DIR", help="Folder of reference images (the originals)."),
     other_dirs: list[str] = typer.Argument(..., metavar="OTHER_DIR", help="Folders to pair with the references."),
     out: str = typer.Option(..., "--out", "-o", metavar="OUT", help="Folder to write the strips and matches.csv to."),
-    metric: Metric = typer.Option(Metric.mse, "--metric",
-                                  help="mse: pixels; ssim: structure, for outputs whose colours or contrast changed; "
-                                       "phash: perceptual hash, for heavy edits."),
+    metric: Metric = typer.Option(
+        Metric.mse,
+        "--metric",
+        help="mse: pixels; ssim: structure, for outputs whose colours or contrast changed; "
+        "phash: perceptual hash, for heavy edits.",
+    ),
     size: int = typer.Option(64, "--size", min=8, max=128, help="Thumbnail side in pixels for mse and ssim."),
-    max_distance: Optional[float] = typer.Option(None, "--max-distance", min=0.0, metavar="X",
-                                                 help="Leave pairs farther apart than X unmatched "
-                                                      "(mse 0..1, ssim 0..2, phash 0..64 bits)."),
-    height: Optional[int] = typer.Option(None, "--height", min=8, max=16384, metavar="H",
-                                         help="Panel height in pixels \\[default: each reference's own height]."),
+    max_distance: Optional[float] = typer.Option(
+        None,
+        "--max-distance",
+        min=0.0,
+        metavar="X",
+        help="Leave pairs farther apart than X unmatched (mse 0..1, ssim 0..2, phash 0..64 bits).",
+    ),
+    height: Optional[int] = typer.Option(
+        None,
+        "--height",
+        min=8,
+        max=16384,
+        metavar="H",
+        help="Panel height in pixels \\[default: each reference's own height].",
+    ),
     labels: bool = typer.Option(False, "--labels", help="Caption each panel with its folder, file and distance."),
     fmt: Format = typer.Option(Format.jpg, "--format", help="Strip file format."),
     json_out: JsonOpt = False,
@@ -76,7 +91,8 @@ def match(
     from mlops_cli.images.match import Settings, run
     from mlops_cli.output import emit, progress_enabled
 
-    settings = Settings(metric=metric.value, size=size, max_distance=max_distance, height=height,
-                        labels=labels, format=fmt.value)
+    settings = Settings(
+        metric=metric.value, size=size, max_distance=max_distance, height=height, labels=labels, format=fmt.value
+    )
     result = run(ref_dir, list(other_dirs), out, settings, show_progress=progress_enabled(json_out))
     return emit(result, json_out)

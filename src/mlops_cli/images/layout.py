@@ -69,8 +69,10 @@ def strip_layout(sizes: list[tuple[int, int] | None], height: int | None, labels
         panel_height = max(1, min(panel_height - 1, math.floor(panel_height * scale)))
         layout = _layout_at(sizes, panel_height, labels)
     if not _fits(layout):
-        raise UsageError(f"{len(sizes)} panels do not fit in one strip ({MAX_STRIP_WIDTH} pixels wide at most)",
-                         hint="match fewer folders at a time")
+        raise UsageError(
+            f"{len(sizes)} panels do not fit in one strip ({MAX_STRIP_WIDTH} pixels wide at most)",
+            hint="match fewer folders at a time",
+        )
     return layout
 
 

@@ -48,8 +48,14 @@ class Settings:
     format: str = "jpg"
 
     def to_json(self) -> dict:
-        return {"metric": self.metric, "size": self.size, "max_distance": self.max_distance,
-                "height": self.height, "labels": self.labels, "format": self.format}
+        return {
+            "metric": self.metric,
+            "size": self.size,
+            "max_distance": self.max_distance,
+            "height": self.height,
+            "labels": self.labels,
+            "format": self.format,
+        }
 
 
 @dataclass
@@ -70,8 +76,14 @@ class Progress:
 
             from mlops_cli.output import err_console
 
-            self._bar = RichProgress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=err_console(), transient=True)
+            self._bar = RichProgress(
+                TextColumn("{task.description:<10}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err_console(),
+                transient=True,
+            )
 
     def __enter__(self) -> Progress:
         if self._bar is not None:
@@ -94,15 +106,16 @@ def run(ref_dir: str, other_dirs: list[str], out: str, settings: Settings, *, sh
     folders = [list_folder(ref_dir, what="reference folder")] + [list_folder(d, what="folder") for d in other_dirs]
     for i, folder in enumerate(folders):
         if not folder.files:
-            raise UsageError(f"no image files in {'reference folder' if i == 0 else 'folder'} "
-                             f"{files.show_path(folder.path)}", hint=_no_images_hint(folder))
+            raise UsageError(
+                f"no image files in {'reference folder' if i == 0 else 'folder'} {files.show_path(folder.path)}",
+                hint=_no_images_hint(folder),
+            )
     check_output(out, folders)
     # Pillow warns on stderr about odd or huge files; each is handled (or skipped) here instead.
     warnings.filterwarnings("ignore", module=r"PIL\.")
     warnings.filterwarnings("ignore", category=decode.Image.DecompressionBombWarning)
     timings: dict[str, float] = {}
-    with files.staging_dir(out, what="output folder") as staging, Progress(show_progress) as progress, \
-            _pool() as pool:
+    with files.staging_dir(out, what="output folder") as staging, Progress(show_progress) as progress, _pool() as pool:
         with _timed(timings, "decode"):
             images, skipped = _decode_all(pool, folders, settings, progress)
         with _timed(timings, "match"):
@@ -110,8 +123,10 @@ def run(ref_dir: str, other_dirs: list[str], out: str, settings: Settings, *, sh
             summaries, pairings = _pair_all(folders, images, refs, settings, progress)
         with _timed(timings, "stitch"):
             names = strip_names(len(refs), settings.format)
-            strips = [Strip(name, ref.name, tuple(p[i][0] for p in pairings))
-                      for i, (name, ref) in enumerate(zip(names, refs))]
+            strips = [
+                Strip(name, ref.name, tuple(p[i][0] for p in pairings))
+                for i, (name, ref) in enumerate(zip(names, refs))
+            ]
             skipped += _write_strips(pool, staging, folders, refs, strips, pairings, settings, progress)
         result = MatchResult(
             reference=folders[0].path,
@@ -160,8 +175,10 @@ def check_output(out: str, folders: list[Folder]) -> None:
     for folder in folders:
         real_in = os.path.realpath(folder.path)
         if real_in == real_out or real_in.startswith(real_out.rstrip(os.sep) + os.sep):
-            raise UsageError(f"-o {files.show_path(out)} would replace the input folder {files.show_path(folder.path)}",
-                             hint="write the strips to a new folder")
+            raise UsageError(
+                f"-o {files.show_path(out)} would replace the input folder {files.show_path(folder.path)}",
+                hint="write the strips to a new folder",
+            )
     try:
         st = os.lstat(out)
     except FileNotFoundError:
@@ -169,15 +186,20 @@ def check_output(out: str, folders: list[Folder]) -> None:
     except OSError as exc:
         raise UsageError(f"cannot use -o {files.show_path(out)}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(st.st_mode):
-        raise UsageError(f"refusing to replace {files.show_path(out)}: it is a symbolic link",
-                         hint="give the link's target, or another path")
+        raise UsageError(
+            f"refusing to replace {files.show_path(out)}: it is a symbolic link",
+            hint="give the link's target, or another path",
+        )
     if not stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"refusing to replace {files.show_path(out)}: it exists and is not a folder",
-                         hint="choose another path, or remove it first")
+        raise UsageError(
+            f"refusing to replace {files.show_path(out)}: it exists and is not a folder",
+            hint="choose another path, or remove it first",
+        )
     reason = previous_output_reason(Path(out))
     if reason:
-        raise UsageError(f"refusing to replace {files.show_path(out)}: {reason}",
-                         hint="choose another path, or remove it first")
+        raise UsageError(
+            f"refusing to replace {files.show_path(out)}: {reason}", hint="choose another path, or remove it first"
+        )
 
 
 def previous_output_reason(path: Path) -> str | None:
@@ -192,7 +214,9 @@ def previous_output_reason(path: Path) -> str | None:
     not_ours = "it is not an output of `mlops images match`"
     names = set()
     for entry in entries:
-        if not entry.is_file(follow_symlinks=False) or not (entry.name == "matches.csv" or STRIP_NAME.fullmatch(entry.name)):
+        if not entry.is_file(follow_symlinks=False) or not (
+            entry.name == "matches.csv" or STRIP_NAME.fullmatch(entry.name)
+        ):
             return f"{not_ours} (it holds {files.show_path(entry.name)})"
         names.add(entry.name)
     if "matches.csv" not in names:
@@ -230,12 +254,13 @@ def _read(path: str) -> bytes:
         return files.read_input_bytes(path, what="image", max_bytes=MAX_IMAGE_BYTES, regular_only=True)
     except MlopsError as exc:
         prefix = f"cannot read image {files.show_path(path)}: "
-        reason = exc.message[len(prefix):] if exc.message.startswith(prefix) else exc.message
+        reason = exc.message[len(prefix) :] if exc.message.startswith(prefix) else exc.message
         raise decode.Unreadable(reason) from None
 
 
-def _decode_all(pool: ThreadPoolExecutor, folders: list[Folder], settings: Settings,
-                progress: Progress) -> tuple[list[_Image], list[Skipped]]:
+def _decode_all(
+    pool: ThreadPoolExecutor, folders: list[Folder], settings: Settings, progress: Progress
+) -> tuple[list[_Image], list[Skipped]]:
     images = [_Image(i, name) for i, folder in enumerate(folders) for name in folder.files]
     tick = progress.phase("decoding", len(images))
 
@@ -267,8 +292,9 @@ def _each(pool: ThreadPoolExecutor, fn, items: list) -> Iterator[tuple[int, obje
 # --- pairing ------------------------------------------------------------------------------
 
 
-def _pair_all(folders: list[Folder], images: list[_Image], refs: list[_Image], settings: Settings,
-              progress: Progress) -> tuple[list[FolderSummary], list[list[tuple[Pair, _Image | None]]]]:
+def _pair_all(
+    folders: list[Folder], images: list[_Image], refs: list[_Image], settings: Settings, progress: Progress
+) -> tuple[list[FolderSummary], list[list[tuple[Pair, _Image | None]]]]:
     summaries, pairings = [], []
     tick = progress.phase("matching", len(folders) - 1)
     for index in range(1, len(folders)):
@@ -280,8 +306,9 @@ def _pair_all(folders: list[Folder], images: list[_Image], refs: list[_Image], s
     return summaries, pairings
 
 
-def _pair(folder: Folder, refs: list[_Image], cands: list[_Image],
-          settings: Settings) -> tuple[FolderSummary, list[tuple[Pair, _Image | None]]]:
+def _pair(
+    folder: Folder, refs: list[_Image], cands: list[_Image], settings: Settings
+) -> tuple[FolderSummary, list[tuple[Pair, _Image | None]]]:
     if cands:
         dist = distance_matrix(settings.metric, _stack(refs), _stack(cands))
     else:
@@ -321,9 +348,16 @@ def _round(x: float) -> float:
 # --- strips -------------------------------------------------------------------------------
 
 
-def _write_strips(pool: ThreadPoolExecutor, staging: Path, folders: list[Folder], refs: list[_Image],
-                  strips: list[Strip], pairings: list[list[tuple[Pair, _Image | None]]], settings: Settings,
-                  progress: Progress) -> list[Skipped]:
+def _write_strips(
+    pool: ThreadPoolExecutor,
+    staging: Path,
+    folders: list[Folder],
+    refs: list[_Image],
+    strips: list[Strip],
+    pairings: list[list[tuple[Pair, _Image | None]]],
+    settings: Settings,
+    progress: Progress,
+) -> list[Skipped]:
     from mlops_cli.images import stitch
     from mlops_cli.text import one_line
 
@@ -348,8 +382,13 @@ def _write_strips(pool: ThreadPoolExecutor, staging: Path, folders: list[Folder]
         if settings.labels:
             captions = [one_line(f"{folders[0].name} · {refs[i].name}")]
             for folder, (pair, _) in zip(folders[1:], (p[i] for p in pairings)):
-                captions.append(one_line(f"{folder.name} · no match" if pair.file is None
-                                         else f"{folder.name} · {pair.file} · d={pair.distance:.4g}"))
+                captions.append(
+                    one_line(
+                        f"{folder.name} · no match"
+                        if pair.file is None
+                        else f"{folder.name} · {pair.file} · d={pair.distance:.4g}"
+                    )
+                )
         image = stitch.render(layout, panels, captions)
         with files.atomic_writer(staging / strips[i].name, what="strip") as fh:
             stitch.save(image, fh, settings.format)

@@ -109,8 +109,16 @@ class MatchResult:
         writer.writerow(CSV_HEADER)
         for s in self.strips:
             for f, p in zip(self.folders, s.pairs):
-                writer.writerow([s.name, s.reference, f.path, p.file or "",
-                                 "" if p.distance is None else repr(p.distance), p.rank or ""])
+                writer.writerow(
+                    [
+                        s.name,
+                        s.reference,
+                        f.path,
+                        p.file or "",
+                        "" if p.distance is None else repr(p.distance),
+                        p.rank or "",
+                    ]
+                )
         # File names are written back byte for byte, also when they are not UTF-8.
         return buf.getvalue().encode("utf-8", "surrogateescape")
 
@@ -130,31 +138,56 @@ class MatchResult:
         for title in ("folder", "images", "paired", "no match", "left over", "greedy would differ"):
             table.add_column(title, justify="left" if title == "folder" else "right")
         for f in self.folders:
-            table.add_row(one_line(f.path), str(f.images), str(f.matched), str(len(f.unmatched_references)),
-                          str(len(f.leftovers)), str(f.greedy_disagreements))
+            table.add_row(
+                one_line(f.path),
+                str(f.images),
+                str(f.matched),
+                str(len(f.unmatched_references)),
+                str(len(f.leftovers)),
+                str(f.greedy_disagreements),
+            )
         console.print(table)
         for index, f in enumerate(self.folders):
             far = [(s.reference, s.pairs[index]) for s in self.strips if (s.pairs[index].rank or 0) > 1]
             if far:
-                console.print(f"Not the nearest image in {one_line(f.path)}, {len(far)} (worth a look): "
-                              + shorten_list([f"{one_line(ref)} -> {one_line(p.file)} (rank {p.rank}, "
-                                              f"d={p.distance:.4g})" for ref, p in far]), markup=False)
+                console.print(
+                    f"Not the nearest image in {one_line(f.path)}, {len(far)} (worth a look): "
+                    + shorten_list(
+                        [f"{one_line(ref)} -> {one_line(p.file)} (rank {p.rank}, d={p.distance:.4g})" for ref, p in far]
+                    ),
+                    markup=False,
+                )
             if f.far_pairs:
-                console.print(f"Far from the other pairs in {one_line(f.path)}, {len(f.far_pairs)} (10x the median "
-                              "distance or more: likely no true output there, check them or use --max-distance): "
-                              + shorten_list([one_line(n) for n in f.far_pairs]), markup=False)
+                console.print(
+                    f"Far from the other pairs in {one_line(f.path)}, {len(f.far_pairs)} (10x the median "
+                    "distance or more: likely no true output there, check them or use --max-distance): "
+                    + shorten_list([one_line(n) for n in f.far_pairs]),
+                    markup=False,
+                )
             if f.unmatched_references:
-                console.print(f"No match in {one_line(f.path)} for {len(f.unmatched_references)}: "
-                              + shorten_list([one_line(n) for n in f.unmatched_references]), markup=False)
+                console.print(
+                    f"No match in {one_line(f.path)} for {len(f.unmatched_references)}: "
+                    + shorten_list([one_line(n) for n in f.unmatched_references]),
+                    markup=False,
+                )
             if f.leftovers:
-                console.print(f"Left over in {one_line(f.path)}, {len(f.leftovers)}: "
-                              + shorten_list([one_line(n) for n in f.leftovers]), markup=False)
+                console.print(
+                    f"Left over in {one_line(f.path)}, {len(f.leftovers)}: "
+                    + shorten_list([one_line(n) for n in f.leftovers]),
+                    markup=False,
+                )
         if any((p.rank or 0) > 1 for s in self.strips for p in s.pairs):
-            console.print("A pair that is not the nearest is either a greedy mistake put right, or a reference "
-                          "whose output is missing, paired with what is left; --max-distance X leaves pairs "
-                          "farther apart than X unmatched.", markup=False)
-        console.print(f"Wrote {len(self.strips)} strip(s) and matches.csv to {one_line(self.out)}"
-                      + (" (replacing its previous output)." if self.replaced else "."), markup=False)
+            console.print(
+                "A pair that is not the nearest is either a greedy mistake put right, or a reference "
+                "whose output is missing, paired with what is left; --max-distance X leaves pairs "
+                "farther apart than X unmatched.",
+                markup=False,
+            )
+        console.print(
+            f"Wrote {len(self.strips)} strip(s) and matches.csv to {one_line(self.out)}"
+            + (" (replacing its previous output)." if self.replaced else "."),
+            markup=False,
+        )
         if self.skipped:
             console.print(f"Skipped {len(self.skipped)} unreadable file(s):", markup=False)
             for k in self.skipped:

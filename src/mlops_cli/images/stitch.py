@@ -33,8 +33,13 @@ def render(layout: StripLayout, panels: list[Image.Image | None], captions: list
         for box, text in zip(layout.boxes, captions):
             fitted = fit(text, box.width - 2 * pad, font.getlength)
             if fitted:
-                draw.text((box.x + pad, layout.panel_height + layout.label_height // 2), fitted,
-                          fill=INK, font=font, anchor="lm")
+                draw.text(
+                    (box.x + pad, layout.panel_height + layout.label_height // 2),
+                    fitted,
+                    fill=INK,
+                    font=font,
+                    anchor="lm",
+                )
     return strip
 
 

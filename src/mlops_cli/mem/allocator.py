@@ -33,8 +33,16 @@ RESERVE_OF_TRANSIENT = 0.30  # packed / fixed-length batches: fms-acceleration, 
 # (variable-length cls-fudan-news samples); the only unpacked measurements collected.
 RESERVE_OF_TRANSIENT_UNPACKED = 0.55
 NCCL_PER_RANK = int(0.6 * GiB)
-PERSISTENT = ("weights", "adapters", "optimizer_states", "master", "reference_model", "reward_model", "value_model",
-              "generation_engine")
+PERSISTENT = (
+    "weights",
+    "adapters",
+    "optimizer_states",
+    "master",
+    "reference_model",
+    "reward_model",
+    "value_model",
+    "generation_engine",
+)
 
 
 def transient(phase: Phase) -> float:

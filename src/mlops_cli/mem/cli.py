@@ -16,8 +16,10 @@ import typer
 from mlops_cli.options import JsonOpt, SnapshotOpt
 from mlops_cli.output import emit
 
-app = typer.Typer(add_completion=False,
-                  help="Memory a training or serving setup needs, term by term.\n\nExample:\n\n  mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096")
+app = typer.Typer(
+    add_completion=False,
+    help="Memory a training or serving setup needs, term by term.\n\nExample:\n\n  mlops mem estimate Qwen/Qwen2.5-7B --method lora --seq-len 4096",
+)
 oom_app = typer.Typer(add_completion=False)
 
 
@@ -52,8 +54,10 @@ def with_setup_options(fn: Callable[..., int]) -> Callable[..., int]:
         return fn(setup=setup, **kwargs)
 
     own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != "setup"]
-    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
-             for n, (typ, opt) in _setup_options().items()]
+    extra = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=typ)
+        for n, (typ, opt) in _setup_options().items()
+    ]
     wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
     del wrapper.__wrapped__
     return wrapper
@@ -97,12 +101,17 @@ def _capacity_from_flags(gpu_mem: Optional[str], gpu: Optional[str]) -> Optional
             raise UsageError("--gpu is empty", hint="name a GPU, e.g. --gpu H100, or pass --gpu-mem SIZE")
         size = torch_total(gpu) if gpu_memory(gpu) is not None else None
         if size is None:
-            raise UsageError(f"unknown GPU {gpu!r}", hint="known: " + ", ".join(known_gpus()) + "; or pass --gpu-mem SIZE")
+            raise UsageError(
+                f"unknown GPU {gpu!r}", hint="known: " + ", ".join(known_gpus()) + "; or pass --gpu-mem SIZE"
+            )
         return size, f"{gpu} (usable total as CUDA reports it)"
     return None
 
 
-@app.command("estimate", short_help="Per-GPU peak memory of a training or serving setup, term by term.", help="""Per-GPU peak memory of a training or serving setup, with every term:
+@app.command(
+    "estimate",
+    short_help="Per-GPU peak memory of a training or serving setup, term by term.",
+    help="""Per-GPU peak memory of a training or serving setup, with every term:
 weights, gradients, optimizer states, activations, attention scores (seq², only without a fused
 kernel), logits/loss buffers, KV cache, CUDA context, allocator reserve. MODEL is a config.json
 path or folder, a preset (--list-presets) or a Hugging Face repo id (config fetched and cached;
@@ -115,12 +124,14 @@ Examples:
   mlops mem estimate ./my-model/config.json --batch 4 --attn eager --json
 
   mlops mem estimate meta-llama/Llama-3.1-8B --inference --max-model-len 8192 --gpu H100
-""")
+""",
+)
 @with_setup_options
 def estimate_cmd(
     model: Optional[str] = typer.Argument(None, help="config.json path or folder, preset, or Hub repo id."),
-    gpu_mem: Optional[str] = typer.Option(None, "--gpu-mem", metavar="SIZE",
-                                          help="Serving: GPU memory for KV capacity / concurrency (e.g. 80GiB)."),
+    gpu_mem: Optional[str] = typer.Option(
+        None, "--gpu-mem", metavar="SIZE", help="Serving: GPU memory for KV capacity / concurrency (e.g. 80GiB)."
+    ),
     gpu: Optional[str] = typer.Option(None, "--gpu", metavar="NAME", help="Serving: a known GPU, e.g. H100."),
     list_presets: bool = typer.Option(False, "--list-presets", help="List built-in model presets and exit."),
     setup: Optional[dict] = None,
@@ -148,7 +159,8 @@ def estimate_cmd(
     return emit(EstimateReport(est), json_out)
 
 
-@oom_app.command(help="""Will this setup fit? Estimates the per-GPU peak (same flags as
+@oom_app.command(
+    help="""Will this setup fit? Estimates the per-GPU peak (same flags as
 'mlops mem estimate'), compares it with the free memory of this machine's GPUs (NVML) or with
 --gpu-mem / --gpu, and exits 0 when it fits, 1 when it does not. When it does not fit it lists
 remedies, cheapest first, each with its new estimate and its cost, plus the largest batch and
@@ -161,7 +173,8 @@ Examples:
   mlops oom-check meta-llama/Llama-3.1-8B --batch 8 --seq-len 4096 --gpu H100 --json
 
   mlops oom-check ./config.json --inference --max-model-len 32768      # against this GPU's free memory
-""")
+"""
+)
 @with_setup_options
 def oom_check(
     model: str = typer.Argument(..., help="config.json path or folder, preset, or Hub repo id."),
@@ -196,19 +209,28 @@ def _free_memory_from_nvml(snapshot: Optional[str], gpus_wanted: int) -> tuple[i
     try:
         source, origin = open_source(snapshot, None)
     except NotApplicable as exc:
-        raise NotApplicable(exc.message.replace("no NVIDIA GPU available", "no GPU to check against"),
-                            hint="pass --gpu-mem SIZE (e.g. --gpu-mem 80GiB) or --gpu NAME (e.g. --gpu H100)") from None
+        raise NotApplicable(
+            exc.message.replace("no NVIDIA GPU available", "no GPU to check against"),
+            hint="pass --gpu-mem SIZE (e.g. --gpu-mem 80GiB) or --gpu NAME (e.g. --gpu H100)",
+        ) from None
     status = collect(source, origin)
     free = sorted(((d.free_bytes, d.index) for d in status.devices if d.free_bytes is not None), reverse=True)
     if not free:
-        raise NotApplicable("NVML reports no GPU with readable free memory",
-                            hint="pass --gpu-mem SIZE (e.g. --gpu-mem 80GiB) or --gpu NAME")
+        raise NotApplicable(
+            "NVML reports no GPU with readable free memory",
+            hint="pass --gpu-mem SIZE (e.g. --gpu-mem 80GiB) or --gpu NAME",
+        )
     if gpus_wanted > len(free):
-        raise NotApplicable(f"--gpus {gpus_wanted} but NVML shows {len(free)} GPU(s) here",
-                            hint="lower --gpus, or pass --gpu-mem SIZE to check against another machine")
+        raise NotApplicable(
+            f"--gpus {gpus_wanted} but NVML shows {len(free)} GPU(s) here",
+            hint="lower --gpus, or pass --gpu-mem SIZE to check against another machine",
+        )
     chosen = free[:gpus_wanted]
     capacity, index = chosen[-1]
     where = "NVML" if origin == "nvml" else f"snapshot {origin}"
-    label = f"GPU {index} free memory ({where})" if gpus_wanted == 1 else \
-        f"least free of GPUs {', '.join(str(i) for _, i in chosen)} ({where})"
+    label = (
+        f"GPU {index} free memory ({where})"
+        if gpus_wanted == 1
+        else f"least free of GPUs {', '.join(str(i) for _, i in chosen)} ({where})"
+    )
     return capacity, label, [b for b, _ in free]

@@ -122,14 +122,22 @@ class ModelConfig:
     def formula_params(self) -> int:
         head_bias = self.vocab if (self.lm_head_bias and not self.tied) else 0
         embed_norm = self.norm_params if self.embed_norm else 0
-        return (self.embedding_params + self.lm_head_params + head_bias + self.layers * self.layer_params
-                + self.norm_params + embed_norm + self.extra_params)
+        return (
+            self.embedding_params
+            + self.lm_head_params
+            + head_bias
+            + self.layers * self.layer_params
+            + self.norm_params
+            + embed_norm
+            + self.extra_params
+        )
 
     @property
     def largest_layer_params(self) -> int:
         """DeepSpeed's `largest_layer_params`: usually the embedding or the LM head."""
-        biggest_linear = max(self.hidden * self.heads * self.head_dim,
-                             self.hidden * max(self.intermediate, self.expert_intermediate))
+        biggest_linear = max(
+            self.hidden * self.heads * self.head_dim, self.hidden * max(self.intermediate, self.expert_intermediate)
+        )
         return max(self.embedding_params, biggest_linear)
 
     def lora_params(self, rank: int, targets: str = "all-linear") -> int:
@@ -146,8 +154,16 @@ class ModelConfig:
         doc = asdict(self)
         doc["total_params"] = self.total_params
         q = self.quantization
-        doc["quantization"] = None if q is None else {"method": q.method, "bits": q.bits, "group_size": q.group_size,
-                                                      "not_converted": list(q.not_converted)}
+        doc["quantization"] = (
+            None
+            if q is None
+            else {
+                "method": q.method,
+                "bits": q.bits,
+                "group_size": q.group_size,
+                "not_converted": list(q.not_converted),
+            }
+        )
         return doc
 
 
@@ -185,8 +201,10 @@ def _finite(cfg: Any, prefix: str = "") -> None:
 def _positive_int(cfg: dict[str, Any], what: str, *keys: str, default: Any = None) -> int:
     value = _first(cfg, *keys, default=default)
     if value is None:
-        raise UsageError(f"malformed model config: no {what} ({' / '.join(keys)})",
-                         hint="pass a transformers config.json of a decoder or encoder model")
+        raise UsageError(
+            f"malformed model config: no {what} ({' / '.join(keys)})",
+            hint="pass a transformers config.json of a decoder or encoder model",
+        )
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
         raise UsageError(f"malformed model config: {keys[0]} must be a positive integer, got {_shown(value)}")
     return int(value)
@@ -227,9 +245,18 @@ LAYOUTS: dict[str, dict[str, Any]] = {
 }
 
 
-_KIND_NAMES = {"full_attention": "full", "attention": "full", "global": "full", "sliding_attention": "sliding",
-               "local": "sliding", "chunked_attention": "chunked", "linear_attention": "linear", "mamba": "linear",
-               "conv": "linear", "short_conv": "linear"}
+_KIND_NAMES = {
+    "full_attention": "full",
+    "attention": "full",
+    "global": "full",
+    "sliding_attention": "sliding",
+    "local": "sliding",
+    "chunked_attention": "chunked",
+    "linear_attention": "linear",
+    "mamba": "linear",
+    "conv": "linear",
+    "short_conv": "linear",
+}
 
 
 def _layer_kinds(cfg: dict[str, Any], model_type: str, layers: int) -> tuple[tuple[str, ...], int, int]:
@@ -280,56 +307,86 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
     heads = _positive_int(cfg, "attention heads", "num_attention_heads", "num_heads", "n_head", "n_heads")
     if encoder_decoder:
         layers = _positive_int(cfg, "layer count", "num_layers") + _positive_int(
-            cfg, "decoder layer count", "num_decoder_layers", "num_layers")
+            cfg, "decoder layer count", "num_decoder_layers", "num_layers"
+        )
     else:
         layers = _positive_int(cfg, "layer count", "num_hidden_layers", "num_layers", "n_layer", "n_layers")
-    kv_heads = _positive_int(cfg, "key/value heads", "num_key_value_heads", "multi_query_group_num",
-                             "num_kv_heads", default=heads)
+    kv_heads = _positive_int(
+        cfg, "key/value heads", "num_key_value_heads", "multi_query_group_num", "num_kv_heads", default=heads
+    )
     if cfg.get("multi_query_attention") is False:
         kv_heads = heads
     if heads % kv_heads:
-        raise UsageError(f"malformed model config: {heads} attention heads cannot be shared by {kv_heads} key/value heads",
-                         hint="num_attention_heads must be a multiple of num_key_value_heads")
+        raise UsageError(
+            f"malformed model config: {heads} attention heads cannot be shared by {kv_heads} key/value heads",
+            hint="num_attention_heads must be a multiple of num_key_value_heads",
+        )
     head_dim = _positive_int(cfg, "head dim", "head_dim", "d_kv", "kv_channels", default=hidden // heads or 1)
     vocab = _positive_int(cfg, "vocabulary size", "vocab_size", "padded_vocab_size")
-    act = str(_first(cfg, "hidden_act", "hidden_activation", "activation_function", "feed_forward_proj",
-                     default="silu")).lower()
+    act = str(
+        _first(cfg, "hidden_act", "hidden_activation", "activation_function", "feed_forward_proj", default="silu")
+    ).lower()
     gated = layout.pop("gated_mlp", model_type not in ("falcon", "t5")) or "gated" in act
     if model_type == "chatglm":
         gated = True
     inter = _first(cfg, "intermediate_size", "ffn_hidden_size", "d_ff", "n_inner")
     if inter is None and model_type in ("bloom", "gpt2", "falcon", "opt", "gpt_neox"):
         inter = 4 * hidden
-    inter = _positive_int({"x": inter}, "intermediate size", "x") if inter is not None else \
-        _positive_int(cfg, "intermediate size", "intermediate_size")
+    inter = (
+        _positive_int({"x": inter}, "intermediate size", "x")
+        if inter is not None
+        else _positive_int(cfg, "intermediate size", "intermediate_size")
+    )
     if model_type == "qwen":  # Qwen-1 configs give w1+w2 together
         inter //= 2
     experts = _count(cfg, "num_experts", "num_local_experts", "n_routed_experts")
     experts_per_token = _count(cfg, "num_experts_per_tok", "moe_topk")
     if experts and experts_per_token > experts:
-        raise UsageError(f"malformed model config: num_experts_per_tok {experts_per_token} is more than the "
-                         f"{experts} experts", hint="each token is routed to at most num_experts experts")
+        raise UsageError(
+            f"malformed model config: num_experts_per_tok {experts_per_token} is more than the {experts} experts",
+            hint="each token is routed to at most num_experts experts",
+        )
     expert_inter = _count(cfg, "moe_intermediate_size", default=inter) if experts else 0
     shared_inter = _count(cfg, "shared_expert_intermediate_size")
     if experts and not shared_inter and cfg.get("n_shared_experts"):
         shared_inter = _count(cfg, "n_shared_experts") * expert_inter
-    tied = bool(_first(cfg, "tie_word_embeddings", default=model_type in ("bert", "bloom", "gpt2", "t5", "gemma", "gemma2")))
+    tied = bool(
+        _first(cfg, "tie_word_embeddings", default=model_type in ("bert", "bloom", "gpt2", "t5", "gemma", "gemma2"))
+    )
     if model_type in ("mt5", "umt5") and "tie_word_embeddings" not in cfg:
         tied = False
     extra = 0
     if model_type in ("bert", "roberta"):
-        extra = (_count(cfg, "max_position_embeddings", default=512) + _count(cfg, "type_vocab_size", default=2)) * hidden \
-            + hidden * hidden + hidden  # position + token-type embeddings, pooler dense + bias
+        extra = (
+            (_count(cfg, "max_position_embeddings", default=512) + _count(cfg, "type_vocab_size", default=2)) * hidden
+            + hidden * hidden
+            + hidden
+        )  # position + token-type embeddings, pooler dense + bias
     elif model_type == "gpt2":
         extra = _count(cfg, "n_positions", default=1024) * hidden
     elif model_type == "opt":
         extra = (_count(cfg, "max_position_embeddings", default=2048) + 2) * hidden  # learned positions, offset 2
-    bias = bool(_first(cfg, "attention_bias", "qkv_bias", "add_qkv_bias", "bias",
-                       default=model_type in ("qwen2", "qwen2_moe", "qwen", "bert", "bloom", "gpt2", "chatglm")))
-    dropout_keys = ("attention_dropout", "attention_probs_dropout_prob", "attn_pdrop", "dropout_rate",
-                    "hidden_dropout_prob", "hidden_dropout")
-    dropout = any(isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool) and cfg[k] > 0
-                  for k in dropout_keys)
+    bias = bool(
+        _first(
+            cfg,
+            "attention_bias",
+            "qkv_bias",
+            "add_qkv_bias",
+            "bias",
+            default=model_type in ("qwen2", "qwen2_moe", "qwen", "bert", "bloom", "gpt2", "chatglm"),
+        )
+    )
+    dropout_keys = (
+        "attention_dropout",
+        "attention_probs_dropout_prob",
+        "attn_pdrop",
+        "dropout_rate",
+        "hidden_dropout_prob",
+        "hidden_dropout",
+    )
+    dropout = any(
+        isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool) and cfg[k] > 0 for k in dropout_keys
+    )
     # Baichuan 1/2 13B (remote code modeling_baichuan.py) use ALiBi and declare only `model_max_length`;
     # the 7B checkpoints use RoPE and declare `max_position_embeddings` for the rotary cache.
     alibi_mask = bool(cfg.get("alibi_mask", model_type == "baichuan" and "max_position_embeddings" not in cfg))
@@ -337,13 +394,32 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
 
     kinds, window, chunk = _layer_kinds(cfg, model_type, layers)
     return ModelConfig(
-        layer_kinds=kinds, sliding_window=window, attention_chunk=chunk,
-        kv_lora_rank=_count(cfg, "kv_lora_rank"), qk_rope_head_dim=_count(cfg, "qk_rope_head_dim"),
-        **layout, quantization=from_config(cfg.get("quantization_config")),
-        name=name, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, head_dim=head_dim,
-        intermediate=inter, vocab=vocab, tied=tied, gated_mlp=gated, attention_bias=bias, dropout=dropout,
-        experts=experts, experts_per_token=experts_per_token, expert_intermediate=expert_inter,
-        shared_expert_intermediate=shared_inter, encoder_decoder=encoder_decoder, extra_params=extra, alibi_mask=alibi_mask,
+        layer_kinds=kinds,
+        sliding_window=window,
+        attention_chunk=chunk,
+        kv_lora_rank=_count(cfg, "kv_lora_rank"),
+        qk_rope_head_dim=_count(cfg, "qk_rope_head_dim"),
+        **layout,
+        quantization=from_config(cfg.get("quantization_config")),
+        name=name,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=inter,
+        vocab=vocab,
+        tied=tied,
+        gated_mlp=gated,
+        attention_bias=bias,
+        dropout=dropout,
+        experts=experts,
+        experts_per_token=experts_per_token,
+        expert_intermediate=expert_inter,
+        shared_expert_intermediate=shared_inter,
+        encoder_decoder=encoder_decoder,
+        extra_params=extra,
+        alibi_mask=alibi_mask,
         max_positions=_count(cfg, "max_position_embeddings", "seq_length", "n_positions"),
         torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
         source=source,

@@ -99,8 +99,12 @@ class Estimate:
             return parts
         sv = self.serve
         assert sv is not None
-        parts = {"weights": int(sv.weights), "profile_activation_peak": int(sv.activation_peak),
-                 "non_torch": int(sv.non_torch), "cuda_graphs": int(sv.cuda_graphs_subtracted)}
+        parts = {
+            "weights": int(sv.weights),
+            "profile_activation_peak": int(sv.activation_peak),
+            "non_torch": int(sv.non_torch),
+            "cuda_graphs": int(sv.cuda_graphs_subtracted),
+        }
         if sv.kv_cache_bytes is not None:
             parts["kv_cache"] = int(max(0.0, sv.kv_cache_bytes))
         return parts
@@ -108,9 +112,11 @@ class Estimate:
 
 def _check_model(model: ModelConfig, s: Setup) -> None:
     if s.inference and model.heads % s.gpus:
-        raise UsageError(f"--gpus {s.gpus} with --inference: vLLM needs the tensor-parallel size to divide the "
-                         f"{model.heads} attention heads",
-                         hint="--gpus " + " | ".join(str(n) for n in range(1, 9) if model.heads % n == 0))
+        raise UsageError(
+            f"--gpus {s.gpus} with --inference: vLLM needs the tensor-parallel size to divide the "
+            f"{model.heads} attention heads",
+            hint="--gpus " + " | ".join(str(n) for n in range(1, 9) if model.heads % n == 0),
+        )
 
 
 def estimate(model: ModelConfig, setup: Setup, capacity: Optional[int] = None, gpu_name: str = "") -> Estimate:
@@ -125,12 +131,16 @@ def estimate(model: ModelConfig, setup: Setup, capacity: Optional[int] = None, g
         est.serve = serving(model, resolved, capacity, gpu_name, q)
         est.notes.extend(est.serve.notes)
         per = kv_bytes_per_token(model, resolved.gpus, 2 if resolved.kv_dtype in ("auto", "bf16", "fp16") else 1)
-        est.notes.append(f"KV cache: {per / 1024:.0f} KiB per token ({model.layers} layers × "
-                         f"{max(1, model.kv_heads // resolved.gpus)} KV heads × {model.head_dim} head dim)")
+        est.notes.append(
+            f"KV cache: {per / 1024:.0f} KiB per token ({model.layers} layers × "
+            f"{max(1, model.kv_heads // resolved.gpus)} KV heads × {model.head_dim} head dim)"
+        )
         if model.max_positions and resolved.serving_len > model.max_positions:
-            est.notes.append(f"--max-model-len {resolved.serving_len} is longer than the model's {model.max_positions} "
-                             "positions (max_position_embeddings): vLLM refuses it unless "
-                             "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (or RoPE scaling in the config)")
+            est.notes.append(
+                f"--max-model-len {resolved.serving_len} is longer than the model's {model.max_positions} "
+                "positions (max_position_embeddings): vLLM refuses it unless "
+                "VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 (or RoPE scaling in the config)"
+            )
         return est
     est.train = training_peak(model, resolved, capacity)
     est.notes.extend(est.train.notes)

@@ -72,7 +72,9 @@ def load_from_path(path: Path) -> ModelConfig:
     if os.path.isdir(path):
         candidate = path / "config.json"
         if not os.path.isfile(candidate):
-            raise UsageError(f"{files.show_path(path)} has no config.json", hint="point at a model folder or its config.json")
+            raise UsageError(
+                f"{files.show_path(path)} has no config.json", hint="point at a model folder or its config.json"
+            )
         model = _read_config_file(candidate, path.name, regular_only=True)
         return with_exact_count(model, local_param_count(path, model))
     return _read_config_file(path, path.parent.name if path.name == "config.json" else path.stem)
@@ -118,8 +120,10 @@ def _count_shard(path: Path) -> ParamCount:
 
 def check_revision(revision: str) -> str:
     if not REVISION.fullmatch(revision) or ".." in revision.split("/") or "//" in revision:
-        raise UsageError(f"--revision {shorten(one_line(revision), 60)!r} is not a Hub revision",
-                         hint="a branch, tag or commit id, e.g. main, v1.0 or a 40-hex commit")
+        raise UsageError(
+            f"--revision {shorten(one_line(revision), 60)!r} is not a Hub revision",
+            hint="a branch, tag or commit id, e.g. main, v1.0 or a 40-hex commit",
+        )
     return revision
 
 
@@ -144,8 +148,10 @@ def fetch_from_hub(repo: str, revision: str = "main", timeout: float = 15.0) -> 
         return with_exact_count(_read_config_file(cached, repo, regular_only=True), _cached_count(repo, revision))
     endpoint = os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT).rstrip("/")
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false"):
-        raise OperationFailed(f"{repo}: config not cached and HF_HUB_OFFLINE is set",
-                              hint="pass a config.json path, or run once with network access to cache it")
+        raise OperationFailed(
+            f"{repo}: config not cached and HF_HUB_OFFLINE is set",
+            hint="pass a config.json path, or run once with network access to cache it",
+        )
     import requests  # heavy; only when the Hub is asked
 
     url = f"{endpoint}/{repo}/resolve/{quote(revision, safe='')}/config.json"
@@ -163,19 +169,26 @@ def fetch_from_hub(repo: str, revision: str = "main", timeout: float = 15.0) -> 
         raise OperationFailed(
             f"{repo}: {what} and the config is not cached",
             hint="pass a config.json path or a preset (mlops mem estimate --list-presets), "
-                 "or set HF_ENDPOINT to a reachable mirror") from None
+            "or set HF_ENDPOINT to a reachable mirror",
+        ) from None
     if status in (401, 403):
-        raise UsageError(f"{repo}: the Hub refused access (HTTP {status}); the model may be gated",
-                         hint="accept its licence on the Hub and set HF_TOKEN")
+        raise UsageError(
+            f"{repo}: the Hub refused access (HTTP {status}); the model may be gated",
+            hint="accept its licence on the Hub and set HF_TOKEN",
+        )
     if status == 404:
-        raise UsageError(f"unknown model: {repo} (no config.json at {endpoint})",
-                         hint="check the repo id, or pass a config.json path or a preset name")
+        raise UsageError(
+            f"unknown model: {repo} (no config.json at {endpoint})",
+            hint="check the repo id, or pass a config.json path or a preset name",
+        )
     if status != 200:
         raise OperationFailed(f"{repo}: {url} answered HTTP {status}")
     if body is None:
-        raise UsageError(f"{repo}: the Hub's config.json is larger than {files.format_size(MAX_CONFIG_BYTES)}, "
-                         "more than a config ever holds; not used or cached",
-                         hint="check HF_ENDPOINT, or pass a config.json path")
+        raise UsageError(
+            f"{repo}: the Hub's config.json is larger than {files.format_size(MAX_CONFIG_BYTES)}, "
+            "more than a config ever holds; not used or cached",
+            hint="check HF_ENDPOINT, or pass a config.json path",
+        )
     text = files.decode_utf8(body, what="model config", path=url)
     doc = parse_config(text, f"model config from {url}")
     model = config_from_dict(doc, repo, source=url)  # validate before caching
@@ -240,7 +253,9 @@ def _read_capped(response: Any, limit: int) -> Optional[bytes]:
     return b"".join(chunks)
 
 
-def _hub_count(requests: Any, endpoint: str, repo: str, revision: str, headers: dict, timeout: float) -> Optional[ParamCount]:
+def _hub_count(
+    requests: Any, endpoint: str, repo: str, revision: str, headers: dict, timeout: float
+) -> Optional[ParamCount]:
     """The Hub API's safetensors parameter counts; None when unavailable (the formula is used)."""
     url = f"{endpoint}/api/models/{repo}/revision/{quote(revision, safe='')}?expand[]=safetensors"
     try:
@@ -286,5 +301,7 @@ def resolve_model(spec: str, revision: str = "main") -> ModelConfig:
         raise UsageError(f"no such file: {shown}")
     if REPO_ID.match(spec):
         return fetch_from_hub(spec, revision)
-    raise UsageError(f"unknown model: {shown!r} (not a path, a preset or a Hub repo id)",
-                     hint="see 'mlops mem estimate --list-presets', or pass a config.json path")
+    raise UsageError(
+        f"unknown model: {shown!r} (not a path, a preset or a Hub repo id)",
+        hint="see 'mlops mem estimate --list-presets', or pass a config.json path",
+    )

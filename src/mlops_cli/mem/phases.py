@@ -66,8 +66,9 @@ def activation_parts(model: ModelConfig, s: Setup, tokens: int) -> dict[str, flo
     bpa = terms.activation_bytes(prec)
     layer = terms.layer_activations_per_token(model, prec, s.compile, s.kernels or "torch", s.adapters)
     if s.adapters:
-        layer += terms.lora_activations_per_token(model, prec, s.lora_rank or 8, s.lora_targets or "all-linear",
-                                                  bool(s.lora_dropout))
+        layer += terms.lora_activations_per_token(
+            model, prec, s.lora_rank or 8, s.lora_targets or "all-linear", bool(s.lora_dropout)
+        )
     seq = tokens // max(1, s.batch)
     scores = terms.attention_scores_per_token(model, prec, s.attn or "sdpa", seq)
     kept = min(s.freeze_layers_trained, model.layers) if s.tune == "freeze" else model.layers
@@ -107,22 +108,58 @@ def training_peak(model: ModelConfig, s: Setup, capacity: Optional[float] = None
         logits = terms.logits_bytes(model, tokens, s.precision or "bf16", s.loss or "full")
     # torch.autocast caches the 16-bit casts of the weights it uses until backward; FSDP's
     # mixed-precision policy casts inside the all-gather instead (the gathered units)
-    amp_copies = 2.0 * st.trainable if (not s.adapters and (s.precision or "").startswith("amp")
-                                        and s.sharding not in ("fsdp", "zero3")) else 0.0
-    base = {"weights": st.weights, "adapters": st.adapters, "optimizer_states": st.optimizer, "master": st.master,
-            **rl.persistent_parts(model, s, st, capacity)}
+    amp_copies = (
+        2.0 * st.trainable
+        if (not s.adapters and (s.precision or "").startswith("amp") and s.sharding not in ("fsdp", "zero3"))
+        else 0.0
+    )
+    base = {
+        "weights": st.weights,
+        "adapters": st.adapters,
+        "optimizer_states": st.optimizer,
+        "master": st.master,
+        **rl.persistent_parts(model, s, st, capacity),
+    }
     accum_grads = st.gradients + st.grad_buckets if s.grad_accum > 1 else 0.0
     working = st.gathered
     phases = [
-        Phase("forward", {**base, "gradients": accum_grads, "gathered": working, "activations": act["saved"],
-                          "attention_scores": act["scores"], "autocast_copies": amp_copies}),
-        Phase("backward_start", {**base, "gradients": accum_grads, "gathered": working, "activations": act["saved"],
-                                 "attention_scores": act["scores"], "autocast_copies": amp_copies, "logits": logits}),
+        Phase(
+            "forward",
+            {
+                **base,
+                "gradients": accum_grads,
+                "gathered": working,
+                "activations": act["saved"],
+                "attention_scores": act["scores"],
+                "autocast_copies": amp_copies,
+            },
+        ),
+        Phase(
+            "backward_start",
+            {
+                **base,
+                "gradients": accum_grads,
+                "gathered": working,
+                "activations": act["saved"],
+                "attention_scores": act["scores"],
+                "autocast_copies": amp_copies,
+                "logits": logits,
+            },
+        ),
     ]
     if s.grad_ckpt:
-        phases.append(Phase("recompute", {**base, "gradients": st.gradients + st.grad_buckets, "gathered": working,
-                                          "activations": act["saved"] + act["recompute"],
-                                          "autocast_copies": amp_copies}))
+        phases.append(
+            Phase(
+                "recompute",
+                {
+                    **base,
+                    "gradients": st.gradients + st.grad_buckets,
+                    "gathered": working,
+                    "activations": act["saved"] + act["recompute"],
+                    "autocast_copies": amp_copies,
+                },
+            )
+        )
     generation = rl.generation_bytes(model, s)
     if generation:
         phases.insert(0, Phase("generation", {**base, "gathered": working, "kv_cache": generation}))
@@ -130,8 +167,12 @@ def training_peak(model: ModelConfig, s: Setup, capacity: Optional[float] = None
     if hybrid:  # verl: the engine exists only while it generates (its KV cache and weights are released after)
         phases.insert(0, Phase("generation", {**base, "gathered": working, "generation_engine": hybrid}))
     if not s.optimizer_in_bwd:
-        phases.append(Phase("optimizer_step", {**base, "gradients": st.gradients + st.grad_buckets,
-                                               "optimizer_temporaries": st.step_transient}))
+        phases.append(
+            Phase(
+                "optimizer_step",
+                {**base, "gradients": st.gradients + st.grad_buckets, "optimizer_temporaries": st.step_transient},
+            )
+        )
     peak = max(phases, key=lambda p: p.total)
     allocated = peak.total
     reserved = allocated + allocator.reserve(phases, peak, s)

@@ -23,8 +23,17 @@ from typing import Any, Optional
 
 from mlops_cli.mem.config import ModelConfig
 
-METHOD_BITS = {"awq": 4, "gptq": 4, "fp8": 8, "fbgemm_fp8": 8, "mxfp4": 4, "bitsandbytes": 4, "nf4": 4,
-               "compressed-tensors": 8, "int8": 8}
+METHOD_BITS = {
+    "awq": 4,
+    "gptq": 4,
+    "fp8": 8,
+    "fbgemm_fp8": 8,
+    "mxfp4": 4,
+    "bitsandbytes": 4,
+    "nf4": 4,
+    "compressed-tensors": 8,
+    "int8": 8,
+}
 
 
 @dataclass(frozen=True)

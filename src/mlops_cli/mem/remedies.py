@@ -43,9 +43,16 @@ class Remedy:
     capacity_bytes: int = 0  # per-GPU memory this remedy is judged against (its own GPU set)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "change": self.change, "what": self.what, "cost": self.cost,
-                "new_required_bytes": self.new_bytes, "saves_bytes": self.saves_bytes, "fits": self.fits,
-                "capacity_bytes": self.capacity_bytes}
+        return {
+            "name": self.name,
+            "change": self.change,
+            "what": self.what,
+            "cost": self.cost,
+            "new_required_bytes": self.new_bytes,
+            "saves_bytes": self.saves_bytes,
+            "fits": self.fits,
+            "capacity_bytes": self.capacity_bytes,
+        }
 
 
 @dataclass
@@ -61,9 +68,11 @@ def required(model: ModelConfig, setup: Setup, capacity: int) -> int:
     return estimate(model, setup, capacity).required_bytes
 
 
-def largest_fitting(model: ModelConfig, setup: Setup, capacity: int, field_name: str,
-                    upper: int, step: int = 1) -> Optional[int]:
+def largest_fitting(
+    model: ModelConfig, setup: Setup, capacity: int, field_name: str, upper: int, step: int = 1
+) -> Optional[int]:
     """The largest value of `field_name` (batch, seq_len, max_model_len) that fits, by bisection."""
+
     def fits(value: int) -> bool:
         return required(model, setup.with_changes(**{field_name: value}), capacity) <= capacity
 
@@ -85,7 +94,9 @@ def largest_fitting(model: ModelConfig, setup: Setup, capacity: int, field_name:
     return low
 
 
-def _candidates(model: ModelConfig, s: Setup, capacity: int, gpus_available: int) -> list[tuple[str, dict[str, Any], str, str]]:
+def _candidates(
+    model: ModelConfig, s: Setup, capacity: int, gpus_available: int
+) -> list[tuple[str, dict[str, Any], str, str]]:
     """(name, change, what, cost) in cost order; only those that apply to this setup."""
     out: list[tuple[str, dict[str, Any], str, str]] = []
     if s.inference:
@@ -93,60 +104,133 @@ def _candidates(model: ModelConfig, s: Setup, capacity: int, gpus_available: int
     if s.batch > 1:
         batch = largest_fitting(model, s, capacity, "batch", s.batch - 1) or 1
         steps = math.ceil(s.batch / batch)
-        what = (f"{batch} completions per GPU (fewer GRPO generations per step, or more gradient accumulation)"
-                if s.objective == "grpo" else f"micro-batch {batch} with gradient accumulation ×{steps} (same global batch)")
+        what = (
+            f"{batch} completions per GPU (fewer GRPO generations per step, or more gradient accumulation)"
+            if s.objective == "grpo"
+            else f"micro-batch {batch} with gradient accumulation ×{steps} (same global batch)"
+        )
         out.append(("smaller-micro-batch", {"batch": batch}, what, "throughput: fewer tokens per step"))
     out.extend(_rl_candidates(model, s, capacity))
-    if s.attn == "eager" and s.stack in TRANSFORMERS_STACKS and transformers_defaults(s.transformers_version).get("attn"):
+    if (
+        s.attn == "eager"
+        and s.stack in TRANSFORMERS_STACKS
+        and transformers_defaults(s.transformers_version).get("attn")
+    ):
         # a transformers release without SDPA (stacks.transformers_defaults): upgrading removes the scores
-        out.append(("fused-attention", {"attn": "sdpa", "transformers_version": "4.36.0"},
-                    "transformers >= 4.36 (SDPA attention by default with torch >= 2.1.1): no seq² score matrix",
-                    "an upgrade; none at run time (any GPU)"))
+        out.append(
+            (
+                "fused-attention",
+                {"attn": "sdpa", "transformers_version": "4.36.0"},
+                "transformers >= 4.36 (SDPA attention by default with torch >= 2.1.1): no seq² score matrix",
+                "an upgrade; none at run time (any GPU)",
+            )
+        )
     elif s.attn == "eager":
-        out.append(("fused-attention", {"attn": "flash" if s.precision != "fp32" else "sdpa"},
-                    "FlashAttention / SDPA: no seq² score matrix", "none; usually faster (FlashAttention: Ampere+, fp16/bf16)"))
+        out.append(
+            (
+                "fused-attention",
+                {"attn": "flash" if s.precision != "fp32" else "sdpa"},
+                "FlashAttention / SDPA: no seq² score matrix",
+                "none; usually faster (FlashAttention: Ampere+, fp16/bf16)",
+            )
+        )
     if s.loss != "fused":
-        out.append(("fused-cross-entropy", {"loss": "fused"},
-                    "fused linear cross-entropy (Liger use_liger_kernel, unsloth; torchtune chunked CE)", "none to slight"))
+        out.append(
+            (
+                "fused-cross-entropy",
+                {"loss": "fused"},
+                "fused linear cross-entropy (Liger use_liger_kernel, unsloth; torchtune chunked CE)",
+                "none to slight",
+            )
+        )
     if not s.grad_ckpt:
-        out.append(("gradient-checkpointing", {"grad_ckpt": True, "ac_mode": "full"}, "gradient checkpointing",
-                    "~20-35 % slower steps (recompute)"))
+        out.append(
+            (
+                "gradient-checkpointing",
+                {"grad_ckpt": True, "ac_mode": "full"},
+                "gradient checkpointing",
+                "~20-35 % slower steps (recompute)",
+            )
+        )
     if s.precision in ("fp32", "amp-fp16", "amp-bf16"):
-        out.append(("bf16", {"precision": "bf16"}, "pure bf16 weights, gradients and states",
-                    "needs Ampere+; no fp32 master copy (small precision risk)"))
+        out.append(
+            (
+                "bf16",
+                {"precision": "bf16"},
+                "pure bf16 weights, gradients and states",
+                "needs Ampere+; no fp32 master copy (small precision risk)",
+            )
+        )
     if s.optimizer in ("adamw", "adamw-fused", "sgd") and not s.adapters:
-        out.append(("8bit-optimizer", {"optimizer": "adamw-8bit"}, "8-bit AdamW (bitsandbytes)",
-                    "small quality/stability risk"))
+        out.append(
+            (
+                "8bit-optimizer",
+                {"optimizer": "adamw-8bit"},
+                "8-bit AdamW (bitsandbytes)",
+                "small quality/stability risk",
+            )
+        )
     if s.offload == "none" and not s.adapters:
         host = 18 * 1.5 * model.total_params / 1024**3
         sharding = s.sharding if s.sharding in ("zero1", "zero2", "zero3", "fsdp") else "zero2"
-        out.append(("cpu-offload", {"offload": "optimizer", "sharding": sharding},
-                    "offload optimizer states to CPU (DeepSpeed ZeRO offload_optimizer / FSDP CPUOffload)",
-                    f"much slower on weak PCIe; needs ≈{host:.0f} GiB host RAM"))
+        out.append(
+            (
+                "cpu-offload",
+                {"offload": "optimizer", "sharding": sharding},
+                "offload optimizer states to CPU (DeepSpeed ZeRO offload_optimizer / FSDP CPUOffload)",
+                f"much slower on weak PCIe; needs ≈{host:.0f} GiB host RAM",
+            )
+        )
     tune_key = "tuning" if s.objective != "sft" else "method"
     if not s.adapters:
-        out.append(("lora", {tune_key: "lora"}, f"LoRA rank {s.lora_rank} on {s.lora_targets}",
-                    "quality vs full fine-tuning"))
+        out.append(
+            ("lora", {tune_key: "lora"}, f"LoRA rank {s.lora_rank} on {s.lora_targets}", "quality vs full fine-tuning")
+        )
     if s.tune != "qlora":
-        out.append(("qlora", {tune_key: "qlora", "quant": "nf4"}, "QLoRA: 4-bit NF4 base weights, LoRA adapters",
-                    "~10-40 % slower (dequantization); some quality loss"))
+        out.append(
+            (
+                "qlora",
+                {tune_key: "qlora", "quant": "nf4"},
+                "QLoRA: 4-bit NF4 base weights, LoRA adapters",
+                "~10-40 % slower (dequantization); some quality loss",
+            )
+        )
     gpus = max(gpus_available, s.gpus)
     if gpus > 1 and s.sharding not in ("zero3", "fsdp"):
-        out.append(("zero3", {"sharding": "fsdp", "gpus": gpus}, f"FSDP full shard (or ZeRO-3) across {gpus} GPUs",
-                    "communication per step; needs the GPUs"))
+        out.append(
+            (
+                "zero3",
+                {"sharding": "fsdp", "gpus": gpus},
+                f"FSDP full shard (or ZeRO-3) across {gpus} GPUs",
+                "communication per step; needs the GPUs",
+            )
+        )
     more = more_gpus(model, s, capacity)
     if more:
-        out.append(("more-gpus", {"gpus": more}, f"shard over {more} GPUs ({s.sharding}, as now)",
-                    "needs the GPUs; more communication per step"))
+        out.append(
+            (
+                "more-gpus",
+                {"gpus": more},
+                f"shard over {more} GPUs ({s.sharding}, as now)",
+                "needs the GPUs; more communication per step",
+            )
+        )
     seq = largest_fitting(model, s, capacity, "seq_len", s.seq_len - 1, 64)
     if seq and seq < s.seq_len:
-        out.append(("shorter-sequences", {"seq_len": seq}, f"--seq-len {seq} (truncate or pack)",
-                    "data change: long samples are cut"))
+        out.append(
+            (
+                "shorter-sequences",
+                {"seq_len": seq},
+                f"--seq-len {seq} (truncate or pack)",
+                "data change: long samples are cut",
+            )
+        )
     return out
 
 
-def _serving_candidates(model: ModelConfig, s: Setup, capacity: int,
-                        gpus_available: int) -> list[tuple[str, dict[str, Any], str, str]]:
+def _serving_candidates(
+    model: ModelConfig, s: Setup, capacity: int, gpus_available: int
+) -> list[tuple[str, dict[str, Any], str, str]]:
     """vLLM start-up remedies, in cost order: the flag changes people make in the threads.
 
     KV-side changes (fp8 KV cache, a higher --gpu-memory-utilization) are offered only when they
@@ -159,33 +243,74 @@ def _serving_candidates(model: ModelConfig, s: Setup, capacity: int,
         return required(model, s.with_changes(**change, max_model_len=MIN_MODEL_LEN), capacity) <= capacity
 
     if s.precision == "fp32":
-        out.append(("16-bit-weights", {"precision": "bf16"}, "--dtype bfloat16 (or half): 16-bit weights, not fp32",
-                    "none (the checkpoints are 16-bit)"))
+        out.append(
+            (
+                "16-bit-weights",
+                {"precision": "bf16"},
+                "--dtype bfloat16 (or half): 16-bit weights, not fp32",
+                "none (the checkpoints are 16-bit)",
+            )
+        )
     if s.kv_dtype != "fp8" and can_fit({"kv_dtype": "fp8"}):
-        out.append(("fp8-kv-cache", {"kv_dtype": "fp8"}, "--kv-cache-dtype fp8 halves the KV cache",
-                    "slight accuracy risk; fastest on Hopper/Ada"))
+        out.append(
+            (
+                "fp8-kv-cache",
+                {"kv_dtype": "fp8"},
+                "--kv-cache-dtype fp8 halves the KV cache",
+                "slight accuracy risk; fastest on Hopper/Ada",
+            )
+        )
     if s.gpu_memory_utilization < 0.95 and can_fit({"gpu_memory_utilization": 0.95}):
-        out.append(("gpu-memory-utilization", {"gpu_memory_utilization": 0.95},
-                    "--gpu-memory-utilization 0.95", "less headroom for other processes on the GPU"))
+        out.append(
+            (
+                "gpu-memory-utilization",
+                {"gpu_memory_utilization": 0.95},
+                "--gpu-memory-utilization 0.95",
+                "less headroom for other processes on the GPU",
+            )
+        )
     length = largest_fitting(model, s, capacity, "max_model_len", s.serving_len, 256)
     if length and length < s.serving_len:
-        out.append(("shorter-max-model-len", {"max_model_len": length}, f"--max-model-len {length}",
-                    "longer prompts are rejected"))
+        out.append(
+            (
+                "shorter-max-model-len",
+                {"max_model_len": length},
+                f"--max-model-len {length}",
+                "longer prompts are rejected",
+            )
+        )
     seqs = _fewer_max_seqs(model, s, capacity)
     if seqs:
-        out.append(("fewer-max-seqs", {"max_seqs": seqs}, f"--max-num-seqs {seqs} (a smaller profile run and sampler)",
-                    "fewer sequences decoded at once"))
+        out.append(
+            (
+                "fewer-max-seqs",
+                {"max_seqs": seqs},
+                f"--max-num-seqs {seqs} (a smaller profile run and sampler)",
+                "fewer sequences decoded at once",
+            )
+        )
     if not s.enforce_eager:
-        out.append(("enforce-eager", {"enforce_eager": True}, "--enforce-eager: no CUDA graphs",
-                    "slower decoding (no graph replay)"))
+        out.append(
+            (
+                "enforce-eager",
+                {"enforce_eager": True},
+                "--enforce-eager: no CUDA graphs",
+                "slower decoding (no graph replay)",
+            )
+        )
     if not s.quant and model.quantization is None:
-        out.append(("int4-weights", {"quant": "int4"}, "serve an AWQ/GPTQ int4 checkpoint",
-                    "quality loss; needs a quantized checkpoint"))
+        out.append(
+            (
+                "int4-weights",
+                {"quant": "int4"},
+                "serve an AWQ/GPTQ int4 checkpoint",
+                "quality loss; needs a quantized checkpoint",
+            )
+        )
     # vLLM refuses a tensor-parallel size that does not divide the attention heads
     tp = max((n for n in range(s.gpus + 1, gpus_available + 1) if model.heads % n == 0), default=None)
     if tp:
-        out.append(("tensor-parallel", {"gpus": tp}, f"--tensor-parallel-size {tp}",
-                    "needs the GPUs; NCCL traffic"))
+        out.append(("tensor-parallel", {"gpus": tp}, f"--tensor-parallel-size {tp}", "needs the GPUs; NCCL traffic"))
     return out
 
 
@@ -230,21 +355,42 @@ def _rl_candidates(model: ModelConfig, s: Setup, capacity: int) -> list[tuple[st
     out: list[tuple[str, dict[str, Any], str, str]] = []
     if ref_mode(s) == "copy":
         if not s.adapters:
-            out.append(("lora-reference", {"tuning": "lora"},
-                        "LoRA policy: the reference is the base model with the adapters disabled (no second copy)",
-                        "quality vs full fine-tuning"))
-        out.append(("ref-offload", {"ref_model": "offload"},
-                    "reference model off the GPU (OpenRLHF --ref_offload, verl ref param_offload; or TRL "
-                    "precompute_ref_log_probs)", "slower reference forward, or one pass over the data first"))
+            out.append(
+                (
+                    "lora-reference",
+                    {"tuning": "lora"},
+                    "LoRA policy: the reference is the base model with the adapters disabled (no second copy)",
+                    "quality vs full fine-tuning",
+                )
+            )
+        out.append(
+            (
+                "ref-offload",
+                {"ref_model": "offload"},
+                "reference model off the GPU (OpenRLHF --ref_offload, verl ref param_offload; or TRL "
+                "precompute_ref_log_probs)",
+                "slower reference forward, or one pass over the data first",
+            )
+        )
     if s.objective == "grpo" and s.gen_engine == "vllm-colocate" and s.gen_memory_utilization > 0.1:
         share = largest_share(model, s, capacity)
         if share is not None and share < s.gen_memory_utilization:
-            out.append(("smaller-generation-share", {"gen_memory_utilization": share},
-                        f"vllm_gpu_memory_utilization {share} for the colocated vLLM engine",
-                        "a smaller KV cache: fewer completions generated at once"))
-        out.append(("vllm-sleep-or-server", {"gen_engine": "vllm-server"},
-                    "vLLM on other GPUs (vllm_mode server) or vllm_enable_sleep_mode during training",
-                    "needs GPUs for the server, or time to wake the engine each step"))
+            out.append(
+                (
+                    "smaller-generation-share",
+                    {"gen_memory_utilization": share},
+                    f"vllm_gpu_memory_utilization {share} for the colocated vLLM engine",
+                    "a smaller KV cache: fewer completions generated at once",
+                )
+            )
+        out.append(
+            (
+                "vllm-sleep-or-server",
+                {"gen_engine": "vllm-server"},
+                "vLLM on other GPUs (vllm_mode server) or vllm_enable_sleep_mode during training",
+                "needs GPUs for the server, or time to wake the engine each step",
+            )
+        )
     return out
 
 
@@ -268,8 +414,9 @@ def capacity_for(gpus: int, capacity: int, free_by_gpu: Optional[list[int]]) -> 
     return ranked[min(gpus, len(ranked)) - 1]
 
 
-def advise(model: ModelConfig, setup: Setup, capacity: int, gpus_available: int = 1,
-           free_by_gpu: Optional[list[int]] = None) -> Advice:
+def advise(
+    model: ModelConfig, setup: Setup, capacity: int, gpus_available: int = 1, free_by_gpu: Optional[list[int]] = None
+) -> Advice:
     """Remedies with their new estimates, a cumulative plan, and the largest batch/seq that fit.
 
     `free_by_gpu` (NVML free bytes per GPU) lets a remedy that spreads the run over more GPUs
@@ -300,8 +447,9 @@ def advise(model: ModelConfig, setup: Setup, capacity: int, gpus_available: int 
         new = required(model, trial, cap)
         if new < planned_bytes:
             planned, planned_bytes, planned_cap = trial, new, cap
-            advice.plan.append(Remedy(remedy.name, remedy.change, remedy.what, remedy.cost, new,
-                                      current - new, new <= cap, cap))
+            advice.plan.append(
+                Remedy(remedy.name, remedy.change, remedy.what, remedy.cost, new, current - new, new <= cap, cap)
+            )
     advice.plan_fits = planned_bytes <= planned_cap
     # Listed: first the changes that make it fit on their own, cheapest first; then those that only
     # help. A cheaper change that cannot fix it alone is no answer to put first (the plan above

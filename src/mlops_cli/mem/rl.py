@@ -105,21 +105,29 @@ def notes(s: Setup, capacity: Optional[float]) -> list[str]:
     if s.objective in ("dpo", "orpo"):
         out.append(f"{s.objective.upper()}: chosen and rejected sequences in one forward (2 × {s.batch} rows)")
     if mode == "copy":
-        out.append("reference model: a frozen 16-bit copy of the policy (a LoRA policy would reuse the base "
-                   "with adapters disabled; --ref-model offload|precomputed moves it off the GPU)")
+        out.append(
+            "reference model: a frozen 16-bit copy of the policy (a LoRA policy would reuse the base "
+            "with adapters disabled; --ref-model offload|precomputed moves it off the GPU)"
+        )
     elif s.objective in ("dpo", "kto") and mode == "none":
         out.append("reference model: the base model with the adapters disabled (no extra copy)")
     if s.objective == "ppo":
         reward = "reward model" if s.reward_model == "model" else "function rewards (no reward model)"
-        out.append(f"PPO: policy, reference, {reward} and a trainable value model on every GPU; {s.batch} "
-                   f"responses per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} generated tokens; "
-                   f"generation: {s.gen_engine}")
+        out.append(
+            f"PPO: policy, reference, {reward} and a trainable value model on every GPU; {s.batch} "
+            f"responses per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} generated tokens; "
+            f"generation: {s.gen_engine}"
+        )
     if s.objective == "grpo":
-        out.append(f"GRPO: {s.batch} completions per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} "
-                   f"completion tokens; generation: {s.gen_engine}")
+        out.append(
+            f"GRPO: {s.batch} completions per GPU of {s.seq_len} prompt + {s.max_completion_len or 256} "
+            f"completion tokens; generation: {s.gen_engine}"
+        )
     if s.objective in ONLINE and s.gen_engine == "vllm-hybrid":
-        out.append("vllm-hybrid (verl): the engine's share of the GPU is held during generation only "
-                   "(free_cache_engine), so it peaks with the model states, not with activations")
+        out.append(
+            "vllm-hybrid (verl): the engine's share of the GPU is held during generation only "
+            "(free_cache_engine), so it peaks with the model states, not with activations"
+        )
     if s.objective in ONLINE and s.gen_engine in ("vllm-colocate", "vllm-hybrid") and capacity is None:
         out.append("colocated vLLM takes --gen-memory-utilization of the GPU: give --gpu or --gpu-mem to count it")
     return out

@@ -23,9 +23,27 @@ MAX_HEADER = 100 * 1024 * 1024  # safetensors itself refuses headers above 100 M
 # No checkpoint holds more parameters than this (2**50, about 10**15; the largest are ~10**12):
 # a larger count is a malformed or hostile file, and would overflow the float arithmetic after.
 MAX_PARAMS = 2**50
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-               "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "U16": 2, "U32": 4, "U64": 8, "F4": 0.5, "F6_E2M3": 0.75,
-               "F6_E3M2": 0.75}
+DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "F4": 0.5,
+    "F6_E2M3": 0.75,
+    "F6_E3M2": 0.75,
+}
 TORCH_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "int8": 1}
 
 
@@ -74,7 +92,11 @@ def count_header(header: bytes, what: str) -> ParamCount:
     for name, info in doc.items():
         if name == "__metadata__":
             continue
-        if not isinstance(info, dict) or not isinstance(info.get("shape"), list) or not isinstance(info.get("dtype"), str):
+        if (
+            not isinstance(info, dict)
+            or not isinstance(info.get("shape"), list)
+            or not isinstance(info.get("dtype"), str)
+        ):
             raise UsageError(f"{what}: tensor {shorten(one_line(name), 80)!r} has no dtype/shape")
         shape = info["shape"]
         if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape):
@@ -95,7 +117,9 @@ def count_from_index(doc: Any, torch_dtype: str, what: str) -> ParamCount:
     if isinstance(total, bool) or not isinstance(total, (int, float)) or total <= 0 or total > 2**50:
         raise UsageError(f"{what}: no usable metadata.total_size")
     per = TORCH_DTYPE_BYTES.get(torch_dtype, 2)
-    name = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "int8": "I8"}.get(torch_dtype, "BF16")
+    name = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "int8": "I8"}.get(
+        torch_dtype, "BF16"
+    )
     return ParamCount({name: int(total // per)}, {name: int(total)}, source=what)
 
 

@@ -60,7 +60,9 @@ from mlops_cli.mem.states import QUANT_BYTES
 DEFAULT_VLLM_VERSION = "0.29.0"
 BLOCK_SIZE = 16
 CUDA_CONTEXT = 0.5 * GiB  # memory-anchors §1.8 (lazy module loading)
-CUBLAS_AND_MISC = 0.2 * GiB  # non-torch growth during a TP=1 profile run (v0.10.1 A100 logs: ≈0.25 GiB; llm-d H100: 0.13)
+CUBLAS_AND_MISC = (
+    0.2 * GiB
+)  # non-torch growth during a TP=1 profile run (v0.10.1 A100 logs: ≈0.25 GiB; llm-d H100: 0.13)
 NCCL_TP = 0.45 * GiB  # NCCL + custom all-reduce buffers per rank, NVLink without NVSwitch (v0.10.1 A100 TP2 logs)
 NCCL_TP_PCIE = 0.1 * GiB  # PCIe-only cards (L40S/L4/RTX): issue #15815 prints non_torch 0.30 GiB at TP2 on L40S
 # Hopper/Blackwell NVSwitch systems: NCCL's NVLS buffers. PR #25359: free memory 78.59 GiB before
@@ -109,8 +111,10 @@ class ServingEstimate:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (int(v) if isinstance(v, float) and k not in ("max_concurrency",) else v)
-                for k, v in self.__dict__.items()}
+        return {
+            k: (int(v) if isinstance(v, float) and k not in ("max_concurrency",) else v)
+            for k, v in self.__dict__.items()
+        }
 
 
 def parse_version(text: Optional[str]) -> tuple[int, int, int]:
@@ -161,7 +165,9 @@ def sampler_backend(s: Setup, version: tuple[int, int, int]) -> str:
     return "flashinfer"
 
 
-def engine_defaults(s: Setup, version: tuple[int, int, int], gpu_name: str, capacity: Optional[float]) -> tuple[int, int]:
+def engine_defaults(
+    s: Setup, version: tuple[int, int, int], gpu_name: str, capacity: Optional[float]
+) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens) the profile run uses, unless given (arg_utils.py)."""
     if version < (0, 8, 0):
         seqs = 256
@@ -267,8 +273,9 @@ def request_blocks(model: ModelConfig, kind: str, max_len: int, batched: int, bl
     return math.ceil(max_len / block)
 
 
-def kv_capacity(model: ModelConfig, s: Setup, version: tuple[int, int, int], kv_bytes: float,
-                batched: int) -> tuple[int, float, int, str]:
+def kv_capacity(
+    model: ModelConfig, s: Setup, version: tuple[int, int, int], kv_bytes: float, batched: int
+) -> tuple[int, float, int, str]:
     """(reported "GPU KV cache size" tokens, maximum concurrency, bytes per token over all layers, layout)."""
     per_layer = kv_layer_bytes(model, s.gpus, kv_dtype_bytes(s))
     counts, group = kv_groups(model, version)
@@ -282,7 +289,11 @@ def kv_capacity(model: ModelConfig, s: Setup, version: tuple[int, int, int], kv_
     need = sum(request_blocks(model, k, max_len, batched, BLOCK_SIZE) * (n // group) for k, n in counts.items())
     pool = blocks * (layers // group)  # blocks in one group's pool (num_blocks)
     concurrency = pool / need if need else 0.0
-    if len(counts) == 1 and version < (0, 9, 1):  # 0.8.x-0.9.0 _get_kv_cache_config_uniform_type: num_tokens / max_model_len
+    if len(counts) == 1 and version < (
+        0,
+        9,
+        1,
+    ):  # 0.8.x-0.9.0 _get_kv_cache_config_uniform_type: num_tokens / max_model_len
         concurrency = blocks * BLOCK_SIZE / max_len
     layout = "uniform" if len(counts) == 1 else "hybrid " + "+".join(f"{n} {k}" for k, n in sorted(counts.items()))
     if version >= (0, 21, 0):
@@ -290,8 +301,9 @@ def kv_capacity(model: ModelConfig, s: Setup, version: tuple[int, int, int], kv_
     return blocks * BLOCK_SIZE, round(concurrency, 2), per_token, layout
 
 
-def serving(model: ModelConfig, s: Setup, capacity: Optional[float], gpu_name: str = "",
-            q: Optional[QuantInfo] = None) -> ServingEstimate:
+def serving(
+    model: ModelConfig, s: Setup, capacity: Optional[float], gpu_name: str = "", q: Optional[QuantInfo] = None
+) -> ServingEstimate:
     """`capacity`: total GPU memory as torch sees it (cudaMemGetInfo total), or None."""
     version = parse_version(s.vllm_version)
     which = era(version)
@@ -303,14 +315,20 @@ def serving(model: ModelConfig, s: Setup, capacity: Optional[float], gpu_name: s
     graphs = CUDA_GRAPHS if (which == "v1-cudagraphs-estimated" and not s.enforce_eager) else 0.0
     _, _, per_token, layout = kv_capacity(model, s, version, 0.0, tokens)
     est = ServingEstimate(which, weights, act, other, graphs, per_token, seqs, tokens, sampler, layout)
-    est.notes.append(f"vLLM {'.'.join(map(str, version))} ({which}): KV cache = total × {s.gpu_memory_utilization} − "
-                     "weights − profile-run peak − non-torch memory" + (" − CUDA graphs" if graphs else ""))
+    est.notes.append(
+        f"vLLM {'.'.join(map(str, version))} ({which}): KV cache = total × {s.gpu_memory_utilization} − "
+        "weights − profile-run peak − non-torch memory" + (" − CUDA graphs" if graphs else "")
+    )
     if sampler != "v0":
-        est.notes.append(f"profile run: {min(seqs, tokens)} dummy sequences through the {sampler} top-k/top-p sampler "
-                         f"({SAMPLER_BYTES[sampler]:.0f} B per logit element); --vllm-sampler and --max-seqs change it")
+        est.notes.append(
+            f"profile run: {min(seqs, tokens)} dummy sequences through the {sampler} top-k/top-p sampler "
+            f"({SAMPLER_BYTES[sampler]:.0f} B per logit element); --vllm-sampler and --max-seqs change it"
+        )
     if layout.startswith("hybrid"):
-        est.notes.append(f"KV layout ({layout}): the reported token count divides the memory by every layer's "
-                         "per-token cost; the concurrency counts the sliding/chunked/linear layers' smaller needs")
+        est.notes.append(
+            f"KV layout ({layout}): the reported token count divides the memory by every layer's "
+            "per-token cost; the concurrency counts the sliding/chunked/linear layers' smaller needs"
+        )
     if capacity is not None:
         est.requested = capacity * s.gpu_memory_utilization
         kv = est.requested - weights - act - other - graphs
@@ -319,15 +337,19 @@ def serving(model: ModelConfig, s: Setup, capacity: Optional[float], gpu_name: s
     return est
 
 
-def required_capacity(model: ModelConfig, s: Setup, gpu_name: str = "", capacity: Optional[float] = None,
-                      q: Optional[QuantInfo] = None) -> float:
+def required_capacity(
+    model: ModelConfig, s: Setup, gpu_name: str = "", capacity: Optional[float] = None, q: Optional[QuantInfo] = None
+) -> float:
     """The smallest GPU (torch-visible total) on which one full-length sequence fits; the engine
     defaults are those vLLM would pick on the GPU of `capacity` when it is known."""
     version = parse_version(s.vllm_version)
     which = era(version)
     seqs, tokens = engine_defaults(s, version, gpu_name, capacity)
-    static = (weights_per_rank(model, s, q) + activation_peak(model, s, tokens, seqs, sampler_backend(s, version))
-              + non_torch(s, which, version, gpu_name))
+    static = (
+        weights_per_rank(model, s, q)
+        + activation_peak(model, s, tokens, seqs, sampler_backend(s, version))
+        + non_torch(s, which, version, gpu_name)
+    )
     if which == "v1-cudagraphs-estimated" and not s.enforce_eager:
         static += CUDA_GRAPHS
     per_layer = kv_layer_bytes(model, s.gpus, kv_dtype_bytes(s))

@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from mlops_cli.mem.spec import (
-                                ATTENTION,
-                                DEFAULT_CUDA_CONTEXT,
-                                KV_DTYPES,
-                                LOSSES,
-                                METHODS,
-                                OFFLOADS,
-                                OPTIMIZERS,
-                                PRECISIONS,
-                                QUANTS,
-                                SHARDINGS,
-                                GiB,
-                                MiB,
-                                Setup,
+    ATTENTION,
+    DEFAULT_CUDA_CONTEXT,
+    KV_DTYPES,
+    LOSSES,
+    METHODS,
+    OFFLOADS,
+    OPTIMIZERS,
+    PRECISIONS,
+    QUANTS,
+    SHARDINGS,
+    GiB,
+    MiB,
+    Setup,
 )
 
-__all__ = ["ATTENTION", "DEFAULT_CUDA_CONTEXT", "GiB", "KV_DTYPES", "LOSSES", "METHODS", "MiB", "OFFLOADS",
-           "OPTIMIZERS", "PRECISIONS", "QUANTS", "SHARDINGS", "Setup"]
+__all__ = [
+    "ATTENTION",
+    "DEFAULT_CUDA_CONTEXT",
+    "GiB",
+    "KV_DTYPES",
+    "LOSSES",
+    "METHODS",
+    "MiB",
+    "OFFLOADS",
+    "OPTIMIZERS",
+    "PRECISIONS",
+    "QUANTS",
+    "SHARDINGS",
+    "Setup",
+]

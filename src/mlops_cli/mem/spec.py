@@ -37,8 +37,18 @@ GEN_ENGINES = ("hf", "vllm-colocate", "vllm-hybrid", "vllm-server")
 REWARD_MODELS = ("model", "function")
 AC_MODES = ("full", "selective")
 KERNELS = ("torch", "liger", "unsloth")
-STACKS = ("hf", "trl", "llamafactory", "unsloth", "torchtune", "axolotl", "ms-swift", "fsdp-qlora", "deepspeed",
-          "torchtitan")
+STACKS = (
+    "hf",
+    "trl",
+    "llamafactory",
+    "unsloth",
+    "torchtune",
+    "axolotl",
+    "ms-swift",
+    "fsdp-qlora",
+    "deepspeed",
+    "torchtitan",
+)
 DEFAULT_CUDA_CONTEXT = int(0.5 * GiB)  # memory-anchors §1.8: ~0.3-0.5 GiB with lazy loading
 
 
@@ -139,10 +149,16 @@ class Setup:
     # ------------------------------------------------------------------ checks
     def validated(self) -> Setup:
         _choice(self.method, METHODS, "--method")
-        for value, allowed, flag in ((self.tuning, TUNINGS, "--tuning"), (self.precision, PRECISIONS, "--precision"),
-                                     (self.attn, ATTENTION, "--attn"), (self.optimizer, OPTIMIZERS, "--optimizer"),
-                                     (self.quant, QUANTS, "--quant"), (self.loss, LOSSES, "--loss"),
-                                     (self.sharding, SHARDINGS, "--sharding"), (self.kernels, KERNELS, "--kernels")):
+        for value, allowed, flag in (
+            (self.tuning, TUNINGS, "--tuning"),
+            (self.precision, PRECISIONS, "--precision"),
+            (self.attn, ATTENTION, "--attn"),
+            (self.optimizer, OPTIMIZERS, "--optimizer"),
+            (self.quant, QUANTS, "--quant"),
+            (self.loss, LOSSES, "--loss"),
+            (self.sharding, SHARDINGS, "--sharding"),
+            (self.kernels, KERNELS, "--kernels"),
+        ):
             if value is not None:
                 _choice(value, allowed, flag)
         if self.ac_mode is not None:
@@ -159,56 +175,81 @@ class Setup:
         _choice(self.ref_model, REF_MODELS, "--ref-model")
         _choice(self.gen_engine, GEN_ENGINES, "--gen-engine")
         _choice(self.reward_model, REWARD_MODELS, "--reward-model")
-        for value, flag in ((self.batch, "--batch"), (self.seq_len, "--seq-len"), (self.gpus, "--gpus"),
-                            (self.grad_accum, "--grad-accum"), (self.num_generations, "--num-generations"),
-                            (self.fsdp_prefetch_units, "--fsdp-prefetch-units")):
+        for value, flag in (
+            (self.batch, "--batch"),
+            (self.seq_len, "--seq-len"),
+            (self.gpus, "--gpus"),
+            (self.grad_accum, "--grad-accum"),
+            (self.num_generations, "--num-generations"),
+            (self.fsdp_prefetch_units, "--fsdp-prefetch-units"),
+        ):
             if value < 1:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
-        for value, flag in ((self.lora_rank, "--lora-rank"), (self.max_seqs, "--max-seqs"),
-                            (self.max_batched_tokens, "--max-batched-tokens"), (self.max_model_len, "--max-model-len"),
-                            (self.max_completion_len, "--max-completion-len")):
+        for value, flag in (
+            (self.lora_rank, "--lora-rank"),
+            (self.max_seqs, "--max-seqs"),
+            (self.max_batched_tokens, "--max-batched-tokens"),
+            (self.max_model_len, "--max-model-len"),
+            (self.max_completion_len, "--max-completion-len"),
+        ):
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
         if self.zero3_live_params < 0 or self.zero_bucket < 0 or self.zero3_prefetch < 0:
             raise UsageError("ZeRO-3 live parameters, prefetch and bucket sizes must not be negative")
-        for value, flag in ((self.gpu_memory_utilization, "--gpu-memory-utilization"),
-                            (self.gen_memory_utilization, "--gen-memory-utilization")):
+        for value, flag in (
+            (self.gpu_memory_utilization, "--gpu-memory-utilization"),
+            (self.gen_memory_utilization, "--gen-memory-utilization"),
+        ):
             # Below 1 % no model loads; 1e-300 would make the required capacity infinite.
             if not MIN_UTILIZATION <= value <= 1:
                 raise UsageError(f"{flag} must be between {MIN_UTILIZATION} and 1, got {value}")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, int) and not isinstance(value, bool) and value > MAX_COUNT:
-                raise UsageError(f"--{f.name.replace('_', '-')} {str(value)[:40]} is out of range "
-                                 f"(at most {MAX_COUNT:,}; no GPU setup comes near it)")
+                raise UsageError(
+                    f"--{f.name.replace('_', '-')} {str(value)[:40]} is out of range "
+                    f"(at most {MAX_COUNT:,}; no GPU setup comes near it)"
+                )
         self._check_contradictions()
         return self
 
     def _check_contradictions(self) -> None:
         if self.inference and self.method != "full":
-            raise UsageError(f"--inference with --method {self.method}: serving has no training method",
-                             hint="drop --method, or drop --inference to estimate training")
+            raise UsageError(
+                f"--inference with --method {self.method}: serving has no training method",
+                hint="drop --method, or drop --inference to estimate training",
+            )
         if self.inference and self.sharding not in (None, "none"):
-            raise UsageError(f"--inference with --sharding {self.sharding}: vLLM serving shards by tensor "
-                             "parallelism (--gpus), not by FSDP/ZeRO",
-                             hint="drop --fsdp/--zero/--sharding")
+            raise UsageError(
+                f"--inference with --sharding {self.sharding}: vLLM serving shards by tensor "
+                "parallelism (--gpus), not by FSDP/ZeRO",
+                hint="drop --fsdp/--zero/--sharding",
+            )
         if self.tuning is not None and self.method in TUNINGS and self.tuning != self.method:
-            raise UsageError(f"--method {self.method} with --tuning {self.tuning}: two different tunings",
-                             hint="--tuning goes with an RL method (--method dpo|kto|orpo|ppo|grpo)")
+            raise UsageError(
+                f"--method {self.method} with --tuning {self.tuning}: two different tunings",
+                hint="--tuning goes with an RL method (--method dpo|kto|orpo|ppo|grpo)",
+            )
         if self.offload == "params" and self.sharding not in (None, "fsdp", "zero3"):
             raise UsageError("--offload params needs --fsdp or --zero 3 (parameters are offloaded by a sharded run)")
         if self.offload == "optimizer" and self.sharding not in (None, "zero1", "zero2", "zero3", "fsdp"):
             raise UsageError("--offload optimizer needs DeepSpeed ZeRO (--zero 1|2|3) or --fsdp")
         if self.quant == "mxfp4" and not self.inference:
-            raise UsageError("--quant mxfp4 is a serving format (gpt-oss checkpoints)",
-                             hint="for training use --method qlora --quant nf4")
+            raise UsageError(
+                "--quant mxfp4 is a serving format (gpt-oss checkpoints)",
+                hint="for training use --method qlora --quant nf4",
+            )
         if self.optimizer_in_bwd and self.grad_accum > 1:
-            raise UsageError("--optimizer-in-bwd with --grad-accum > 1: the step runs in backward, so there are "
-                             "no gradients to accumulate (torchtune refuses this too)")
+            raise UsageError(
+                "--optimizer-in-bwd with --grad-accum > 1: the step runs in backward, so there are "
+                "no gradients to accumulate (torchtune refuses this too)"
+            )
         if self.gen_engine != "hf" and self.objective not in ONLINE:
             raise UsageError(f"--gen-engine {self.gen_engine} applies to --method grpo|ppo (online generation)")
         if self.reward_model != "model" and self.objective != "ppo":
-            raise UsageError(f"--reward-model {self.reward_model} applies to --method ppo (GRPO rewards are functions already)")
+            raise UsageError(
+                f"--reward-model {self.reward_model} applies to --method ppo (GRPO rewards are functions already)"
+            )
 
 
 def _choice(value: Any, allowed: tuple[str, ...], flag: str) -> None:

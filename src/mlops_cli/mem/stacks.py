@@ -17,10 +17,23 @@ from mlops_cli.mem.spec import STACKS, Setup  # noqa: F401  (STACKS is re-export
 
 # Generic defaults when neither a flag nor a stack sets a field (plain PyTorch + HF conventions).
 GENERIC: dict[str, Any] = {
-    "precision": "bf16", "grad_ckpt": False, "attn": "sdpa", "optimizer": "adamw", "optimizer_in_bwd": False,
-    "lora_rank": 8, "lora_targets": "all-linear", "lora_dropout": False, "lora_dtype": "fp32",
-    "keep_fp32_non_quantized": False, "loss": "full", "packing": False, "sharding": "none", "offload": "none",
-    "ac_mode": "full", "fsdp_version": 1, "kernels": "torch",
+    "precision": "bf16",
+    "grad_ckpt": False,
+    "attn": "sdpa",
+    "optimizer": "adamw",
+    "optimizer_in_bwd": False,
+    "lora_rank": 8,
+    "lora_targets": "all-linear",
+    "lora_dropout": False,
+    "lora_dtype": "fp32",
+    "keep_fp32_non_quantized": False,
+    "loss": "full",
+    "packing": False,
+    "sharding": "none",
+    "offload": "none",
+    "ac_mode": "full",
+    "fsdp_version": 1,
+    "kernels": "torch",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -40,34 +53,72 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Unsloth: use_gradient_checkpointing="unsloth" offloads the checkpoints to CPU; fused
     # cross-entropy; notebooks use r=16 on all linear layers, lora_dropout=0, optim adamw_8bit;
     # embeddings/LM head stay 16-bit.
-    "unsloth": {"grad_ckpt": True, "offload": "activations", "loss": "fused", "lora_rank": 16,
-                "lora_targets": "all-linear", "lora_dropout": False, "optimizer": "adamw-8bit", "kernels": "unsloth"},
+    "unsloth": {
+        "grad_ckpt": True,
+        "offload": "activations",
+        "loss": "fused",
+        "lora_rank": 16,
+        "lora_targets": "all-linear",
+        "lora_dropout": False,
+        "optimizer": "adamw-8bit",
+        "kernels": "unsloth",
+    },
     # torchtune recipes/configs: CEWithChunkedOutputLoss, enable_activation_checkpointing=True,
     # dtype bf16 everywhere (adapters too), torchao NF4 for QLoRA; full single-device configs use
     # bitsandbytes PagedAdamW8bit with optimizer_in_bwd=True; LoRA configs AdamW (fused) on q,v r8.
-    "torchtune": {"grad_ckpt": True, "loss": "chunked", "lora_dtype": "bf16", "lora_targets": "q,v", "fsdp_version": 2,
-                  "by_method": {"full": {"optimizer": "paged-adamw-8bit", "optimizer_in_bwd": True},
-                                "lora": {"optimizer": "adamw-fused"}, "qlora": {"optimizer": "adamw-fused"}}},
+    "torchtune": {
+        "grad_ckpt": True,
+        "loss": "chunked",
+        "lora_dtype": "bf16",
+        "lora_targets": "q,v",
+        "fsdp_version": 2,
+        "by_method": {
+            "full": {"optimizer": "paged-adamw-8bit", "optimizer_in_bwd": True},
+            "lora": {"optimizer": "adamw-fused"},
+            "qlora": {"optimizer": "adamw-fused"},
+        },
+    },
     # Axolotl examples: gradient_checkpointing true, flash_attention true, sample_packing true,
     # lora_r 32, lora_dropout 0.05, lora_target_linear true. QLoRA goes through
     # prepare_model_for_kbit_training, but `_configure_embedding_dtypes` then casts the embeddings,
     # LM head and norms back to torch_dtype for LoRA/QLoRA (src/axolotl/loaders/model.py
     # `should_convert` at 067b021): non-quantized weights stay 16-bit.
-    "axolotl": {"grad_ckpt": True, "attn": "flash", "packing": True, "lora_rank": 32, "lora_dropout": True,
-                "lora_targets": "all-linear", "keep_fp32_non_quantized": False},
+    "axolotl": {
+        "grad_ckpt": True,
+        "attn": "flash",
+        "packing": True,
+        "lora_rank": 32,
+        "lora_dropout": True,
+        "lora_targets": "all-linear",
+        "keep_fp32_non_quantized": False,
+    },
     # ms-swift 3.x: target_modules all-linear, lora_rank 8, lora_dropout 0.05, gradient_checkpointing True.
     "ms-swift": {"grad_ckpt": True, "lora_targets": "all-linear", "lora_dropout": True},
     # Answer.AI fsdp_qlora train.py defaults: lora_rank 64, target 'all', lora_dropout 0.1, pure bf16,
     # use_gradient_checkpointing True, FSDP FULL_SHARD with limit_all_gathers, use_cpu_offload True,
     # SDPA; adapters bf16; non-quantized weights bf16 (quant_storage bf16).
-    "fsdp-qlora": {"grad_ckpt": True, "lora_rank": 64, "lora_targets": "all-linear", "lora_dropout": True,
-                   "lora_dtype": "bf16", "sharding": "fsdp", "offload": "params", "quant": "nf4"},
+    "fsdp-qlora": {
+        "grad_ckpt": True,
+        "lora_rank": 64,
+        "lora_targets": "all-linear",
+        "lora_dropout": True,
+        "lora_dtype": "bf16",
+        "sharding": "fsdp",
+        "offload": "params",
+        "quant": "nf4",
+    },
     # torchtitan train_configs/llama3_8b.toml: FSDP2 fully_shard with MixedPrecisionPolicy (bf16
     # params, fp32 reduce) over fp32 sharded parameters and AdamW states; activation_checkpoint
     # mode 'selective' with option 'op' (parallelize_llama.py _save_list: every second mm and the
     # SDPA outputs are saved); cross_entropy on the .float() logits.
-    "torchtitan": {"precision": "amp-bf16", "grad_ckpt": True, "ac_mode": "selective", "sharding": "fsdp",
-                   "fsdp_version": 2, "attn": "sdpa"},
+    "torchtitan": {
+        "precision": "amp-bf16",
+        "grad_ckpt": True,
+        "ac_mode": "selective",
+        "sharding": "fsdp",
+        "fsdp_version": 2,
+        "attn": "sdpa",
+    },
     # transformers Trainer with a DeepSpeed ZeRO-3 config: stage3_max_live_parameters 1e9,
     # stage3_prefetch_bucket_size 5e7 (DeepSpeed defaults), reduce_bucket_size "auto" (hidden²).
     "deepspeed": {"sharding": "zero3", "lora_targets": "q,v", "keep_fp32_non_quantized": True},
@@ -75,23 +126,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 SOURCES = {
     "hf": "transformers training_args.py (gradient_checkpointing=False, optim adamw_torch); peft LoraConfig "
-          "(r=8, lora_dropout=0.0, autocast_adapter_dtype=True); peft.prepare_model_for_kbit_training",
+    "(r=8, lora_dropout=0.0, autocast_adapter_dtype=True); peft.prepare_model_for_kbit_training",
     "trl": "trl/trainer/sft_config.py: gradient_checkpointing default=True from v0.22.0 (L111-112 there; absent, "
-           "i.e. transformers' False, at v0.21.0), loss_type default 'chunked_nll' from v1.7.0 (sft_trainer.py "
-           "_CHUNKED_LM_HEAD_CHUNK_SIZE = 256); grpo_config.py beta 0.04 until v0.18, 0.0 from v0.19.0",
+    "i.e. transformers' False, at v0.21.0), loss_type default 'chunked_nll' from v1.7.0 (sft_trainer.py "
+    "_CHUNKED_LM_HEAD_CHUNK_SIZE = 256); grpo_config.py beta 0.04 until v0.18, 0.0 from v0.19.0",
     "llamafactory": "src/llamafactory/hparams/finetuning_args.py L73-83 (lora_dropout 0.0, lora_rank 8, lora_target "
-                    "all); model_args.py L117-158 (flash_attn auto, disable_gradient_checkpointing False, "
-                    "upcast_layernorm False, upcast_lmhead_output False) at ff6d4d1",
+    "all); model_args.py L117-158 (flash_attn auto, disable_gradient_checkpointing False, "
+    "upcast_layernorm False, upcast_lmhead_output False) at ff6d4d1",
     "unsloth": "unsloth/models/llama.py get_peft_model defaults L3063-3079 (r=16 on q,k,v,o,gate,up,down, "
-               "lora_dropout 0, use_gradient_checkpointing='unsloth'), fused CE loss "
-               "(models/llama.py unsloth_fused_ce_loss), kernels/fast_lora.py + rms_layernorm.py at 015bdef; notebooks "
-               "(unslothai/notebooks) r=16, optim adamw_8bit",
+    "lora_dropout 0, use_gradient_checkpointing='unsloth'), fused CE loss "
+    "(models/llama.py unsloth_fused_ce_loss), kernels/fast_lora.py + rms_layernorm.py at 015bdef; notebooks "
+    "(unslothai/notebooks) r=16, optim adamw_8bit",
     "torchtune": "recipes/configs/llama3_1/*.yaml at 30b8519 (CEWithChunkedOutputLoss, AC on, PagedAdamW8bit + "
-                 "optimizer_in_bwd for full single device, lora q,v r8)",
+    "optimizer_in_bwd for full single device, lora q,v r8)",
     "axolotl": "examples/*/qlora*.yml (gradient_checkpointing, flash_attention, sample_packing, lora_r 32, "
-               "lora_dropout 0.05, lora_target_linear); src/axolotl/loaders/model.py _configure_embedding_dtypes at 067b021",
+    "lora_dropout 0.05, lora_target_linear); src/axolotl/loaders/model.py _configure_embedding_dtypes at 067b021",
     "ms-swift": "swift/arguments/tuner_args.py L126-135 (target_modules all-linear, lora_rank 8, lora_alpha 32, "
-                "lora_dropout 0.05); swift/trainers/arguments.py L134 (gradient_checkpointing True) at 3602360",
+    "lora_dropout 0.05); swift/trainers/arguments.py L134 (gradient_checkpointing True) at 3602360",
     "fsdp-qlora": "AnswerDotAI/fsdp_qlora train.py fsdp_qlora() defaults (commit 05ed9f2)",
     "torchtitan": "torchtitan train_configs/llama3_8b.toml and parallelisms/parallelize_llama.py at 9dec370",
     "deepspeed": "DeepSpeed runtime/zero/config.py defaults; transformers integrations/deepspeed.py 'auto' values",
@@ -202,4 +253,3 @@ def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
     if resolved.sharding == "none" and resolved.gpus > 1 and not resolved.inference:
         resolved, origin["sharding"] = replace(resolved, sharding="ddp"), "default (several GPUs: data parallel)"
     return resolved, origin
-

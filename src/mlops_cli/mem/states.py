@@ -130,7 +130,9 @@ def model_states(model: ModelConfig, s: Setup) -> States:
     opt, paged, transient = optimizer_bytes(s, trainable, tb)
     master = 0.0
     if full_like and (s.precision or "").startswith("amp"):
-        notes.append("AMP: fp32 weights, gradients and AdamW states; autocast keeps 16-bit copies of the weights in use")
+        notes.append(
+            "AMP: fp32 weights, gradients and AdamW states; autocast keeps 16-bit copies of the weights in use"
+        )
     if s.optimizer_in_bwd:
         grads = float(tb * model.largest_layer_params) if full_like else grads  # one parameter's grad at a time
         notes.append("optimizer step fused into backward: gradients are freed parameter by parameter")
@@ -153,8 +155,10 @@ def _shard(model: ModelConfig, s: Setup, st: States, full_like: bool) -> States:
         st.gathered = units * unit_bytes(model, s) + root
         if full_like:
             st.grad_buckets = model.layer_params * param_bytes(s.precision or "bf16")  # one unit's unsharded grads
-        st.notes.append(f"FSDP FULL_SHARD over {N} GPU(s): sharded states plus {s.fsdp_prefetch_units} gathered "
-                        "unit(s) and the unsharded root (embeddings, LM head)")
+        st.notes.append(
+            f"FSDP FULL_SHARD over {N} GPU(s): sharded states plus {s.fsdp_prefetch_units} gathered "
+            "unit(s) and the unsharded root (embeddings, LM head)"
+        )
         return _offload(s, st)
     return _deepspeed(model, s, st, full_like)
 
@@ -166,7 +170,9 @@ def _deepspeed(model: ModelConfig, s: Setup, st: States, full_like: bool) -> Sta
     base = model.total_params * pb if full_like else st.weights
     master = 4.0 * T if sixteen else 0.0
     grad16, grad32 = float(pb * T), (4.0 * T if sixteen else 0.0)
-    opt = 8.0 * T if (s.optimizer or "adamw").startswith("adamw") and "8bit" not in (s.optimizer or "") else st.optimizer
+    opt = (
+        8.0 * T if (s.optimizer or "adamw").startswith("adamw") and "8bit" not in (s.optimizer or "") else st.optimizer
+    )
     st.master, st.step_transient, st.paged = master / N, 0.0, 0.0
     if stage == 1:
         st.weights, st.gradients, st.optimizer = base, grad16 + grad32 / N, opt / N
@@ -179,10 +185,13 @@ def _deepspeed(model: ModelConfig, s: Setup, st: States, full_like: bool) -> Sta
         st.gathered = float(pb * gathered_elems + pb * s.zero3_prefetch)
         st.gradients = (grad32 if sixteen else grad16) / N
         st.grad_buckets = float(pb * (s.zero_bucket or model.hidden * model.hidden)) + (
-            pb * model.largest_layer_params if full_like else 0.0)
+            pb * model.largest_layer_params if full_like else 0.0
+        )
         st.optimizer = opt / N
-        st.notes.append(f"ZeRO-3 over {N} GPU(s): sharded states plus up to {live / 1e6:.0f}M live parameters "
-                        "(stage3_max_live_parameters) and the prefetch and gradient buckets")
+        st.notes.append(
+            f"ZeRO-3 over {N} GPU(s): sharded states plus up to {live / 1e6:.0f}M live parameters "
+            "(stage3_max_live_parameters) and the prefetch and gradient buckets"
+        )
     if full_like is False:
         st.adapters = st.adapters / (N if stage == 3 else 1)
     return _offload(s, st)

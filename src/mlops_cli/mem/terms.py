@@ -26,9 +26,9 @@ def activation_bytes(precision: str) -> int:
     return 4 if precision == "fp32" else 2
 
 
-
-def layer_activations_per_token(model: ModelConfig, precision: str, compiled: bool = False,
-                                kernels: str = "torch", adapters: bool = False) -> float:
+def layer_activations_per_token(
+    model: ModelConfig, precision: str, compiled: bool = False, kernels: str = "torch", adapters: bool = False
+) -> float:
     """Bytes one transformer block keeps for backward per token (fused attention).
 
     Under torch.compile, inductor fuses RMSNorm's fp32 upcast and the MLP activation into the
@@ -73,8 +73,13 @@ def lora_activations_per_token(model: ModelConfig, precision: str, rank: int, ta
     """Extra bytes per token and layer that LoRA adapters keep (PEFT lora.Linear)."""
     bpa = activation_bytes(precision)
     inputs = {  # input width of each adapted projection
-        "q": model.hidden, "k": model.hidden, "v": model.hidden, "o": model.heads * model.head_dim,
-        "gate": model.hidden, "up": model.hidden, "down": model.active_mlp_intermediate,
+        "q": model.hidden,
+        "k": model.hidden,
+        "v": model.hidden,
+        "o": model.heads * model.head_dim,
+        "gate": model.hidden,
+        "up": model.hidden,
+        "down": model.active_mlp_intermediate,
     }
     names = target_modules(targets, model.gated_mlp)
     total = 0.0

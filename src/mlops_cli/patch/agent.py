@@ -25,7 +25,7 @@ else's environment. Actions:
 Output is one JSON line on stdout.
 """
 
-SOURCE = r'''
+SOURCE = r"""
 import base64, errno, glob, hashlib, importlib, json, os, re, sys
 
 def out(doc, rc=0):
@@ -305,4 +305,4 @@ def find(args):
 action = sys.argv[1]
 arguments = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 {"probe": probe, "write": write, "verify": verify, "imports": imports, "find": find}[action](arguments)
-'''
+"""

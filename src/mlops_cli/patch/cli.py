@@ -37,8 +37,10 @@ CONTAINER_HELP = "A running container to patch in place."
 PYTHON_HELP = "The interpreter of a local environment (default: the one running mlops)."
 ENGINE_HELP = "Container engine: docker (default) or podman (used when docker is absent). Env: MLOPS_ENGINE."
 PACKAGE_HELP = "The package a plain diff (no mlops header) patches, e.g. transformers. Nothing is pinned then."
-OVERRIDE_HELP = ("Allow a pinned patch on another package version or file hash when every hunk matches "
-                 "exactly at its line (a warning is printed).")
+OVERRIDE_HELP = (
+    "Allow a pinned patch on another package version or file hash when every hunk matches "
+    "exactly at its line (a warning is printed)."
+)
 
 
 class Expect(str, Enum):
@@ -63,9 +65,13 @@ def _target(image: Optional[str], container: Optional[str], python: Optional[str
 
 # Docker's reference grammar (distribution/reference): [host[:port]/]path[:tag], lower-case path.
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REGISTRY = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::[0-9]+)?/"  # has '.', ':' or is localhost
-_IMAGE_REF = (rf"(?:{_REGISTRY})?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-              r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?")
+_REGISTRY = (
+    r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|[A-Za-z0-9-]+(?=:))(?::[0-9]+)?/"  # has '.', ':' or is localhost
+)
+_IMAGE_REF = (
+    rf"(?:{_REGISTRY})?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+)
 
 
 def _check_tag(tag: Optional[str], image: Optional[str]) -> None:
@@ -79,8 +85,9 @@ def _check_tag(tag: Optional[str], image: Optional[str]) -> None:
     if not image:
         raise UsageError("--tag names the derived image; it goes with --image only")
     if not re.fullmatch(_IMAGE_REF, tag):
-        raise UsageError(f"not a valid image tag: {tag!r}",
-                         hint="lower-case name[:tag], e.g. registry.local/vllm:mrope")
+        raise UsageError(
+            f"not a valid image tag: {tag!r}", hint="lower-case name[:tag], e.g. registry.local/vllm:mrope"
+        )
 
 
 def _check_image_ref(image: str) -> None:
@@ -103,14 +110,17 @@ def _emit_patch_report(report, json_out: bool) -> int:
 
     code = emit(report, json_out)
     if report.result == "conflict" and report.problem:
-        hint = report.hint or ("nothing was changed; if the target moved to a new release, carry the patch over with "
-                               "`mlops patch port` (docs/patch.md, 'Carrying a patch forward')")
+        hint = report.hint or (
+            "nothing was changed; if the target moved to a new release, carry the patch over with "
+            "`mlops patch port` (docs/patch.md, 'Carrying a patch forward')"
+        )
         err_console().print(f"error: {report.problem}", markup=False, highlight=False)
         err_console().print(f"hint: {hint}", markup=False, highlight=False)
     return code
 
 
-@app.command(help="""Copy files of an installed package out of an image, container or environment into a work folder.
+@app.command(
+    help="""Copy files of an installed package out of an image, container or environment into a work folder.
 
 Records the package version and each file's sha256 (work/.mlops/extract.json) and keeps an untouched
 copy; edit the copy at the top of the work folder, then run `mlops patch diff`. For an image, no
@@ -124,9 +134,12 @@ Examples:
   mlops patch extract --container vllm transformers/modeling_rope_utils.py -o work/
 
   mlops patch extract --python .venv/bin/python transformers/modeling_rope_utils.py -o work/
-""")
+"""
+)
 def extract(
-    args: list[str] = typer.Argument(..., metavar="[IMAGE] PATH...", help="Image (unless --container/--python), then paths."),
+    args: list[str] = typer.Argument(
+        ..., metavar="[IMAGE] PATH...", help="Image (unless --container/--python), then paths."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="A new or empty work folder."),
     image: Optional[str] = typer.Option(None, "--image", help=IMAGE_HELP),
     container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),
@@ -145,7 +158,8 @@ def extract(
     return emit(do_extract(_target(img, container, python, engine), paths, output), json_out)
 
 
-@app.command(help="""Turn the edits in a work folder into a pinned patch file.
+@app.command(
+    help="""Turn the edits in a work folder into a pinned patch file.
 
 The patch is a unified diff (usable with `patch -p1` too) with a header naming the package, its
 version and each file's sha256 before and after. Refuses an edit that does not parse.
@@ -153,7 +167,8 @@ version and each file's sha256 before and after. Refuses an edit that does not p
 Examples:
 
   mlops patch diff work/ -o qwen-mrope.patch
-""")
+"""
+)
 def diff(
     workdir: Path = typer.Argument(..., help="The folder `mlops patch extract` made."),
     output: Path = typer.Option(..., "-o", "--output", help="The patch file to write."),
@@ -164,7 +179,8 @@ def diff(
     return emit(do_diff(workdir, output), json_out)
 
 
-@app.command(help="""Apply a patch to an image (builds a derived image), a running container, or a local environment.
+@app.command(
+    help="""Apply a patch to an image (builds a derived image), a running container, or a local environment.
 
 Refuses another package version or a file whose sha256 differs from the pin (naming both);
 already applied is a no-op (exit 0); a conflict changes nothing (exit 1). Patched files must
@@ -180,16 +196,21 @@ Examples:
   mlops patch apply qwen-mrope.patch --container vllm --yes
 
   mlops patch apply qwen-mrope.patch --python .venv/bin/python
-""")
+"""
+)
 def apply(
     patch: Path = typer.Argument(..., help="The patch file."),
     image: Optional[str] = typer.Option(None, "--image", help=IMAGE_HELP),
     container: Optional[str] = typer.Option(None, "--container", help=CONTAINER_HELP),
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
-    tag: Optional[str] = typer.Option(None, "--tag", help="Tag of the derived image (default: BASE_TAG-mlops-PATCHHASH)."),
+    tag: Optional[str] = typer.Option(
+        None, "--tag", help="Tag of the derived image (default: BASE_TAG-mlops-PATCHHASH)."
+    ),
     package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
     allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
-    no_import_check: bool = typer.Option(False, "--no-import-check", help="Do not import the patched module in the target."),
+    no_import_check: bool = typer.Option(
+        False, "--no-import-check", help="Do not import the patched module in the target."
+    ),
     dry_run: DryRunOpt = False,
     yes: YesOpt = False,
     engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
@@ -198,12 +219,20 @@ def apply(
     from mlops_cli.patch.ops import apply as do_apply
 
     _check_tag(tag, image)
-    opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes,
-                 import_check=not no_import_check, tag=tag)
+    opts = _opts(
+        json_out,
+        package=package,
+        allow_other_version=allow_other_version,
+        dry_run=dry_run,
+        yes=yes,
+        import_check=not no_import_check,
+        tag=tag,
+    )
     return _emit_patch_report(do_apply(_target(image, container, python, engine), patch, opts), json_out)
 
 
-@app.command(help="""Is the patch in the target? applied (exit 0) | not-applied (exit 1) | conflict (exit 1).
+@app.command(
+    help="""Is the patch in the target? applied (exit 0) | not-applied (exit 1) | conflict (exit 1).
 
 conflict means the target has neither the pinned original nor the patched file (or another
 version): typically a new vLLM release with a new transformers; carry the patch over with
@@ -221,7 +250,8 @@ Examples:
   mlops patch status qwen-mrope.patch --container vllm --json
 
   mlops patch status patches/ --image vllm/vllm-openai:v0.11.0 --expect applicable
-""")
+"""
+)
 def status(
     patch: Path = typer.Argument(..., help="The patch file, or a folder of patches."),
     image: Optional[str] = typer.Option(None, "--image", help=IMAGE_HELP),
@@ -229,8 +259,9 @@ def status(
     python: Optional[str] = typer.Option(None, "--python", help=PYTHON_HELP),
     package: Optional[str] = typer.Option(None, "--package", help=PACKAGE_HELP),
     allow_other_version: bool = typer.Option(False, "--allow-other-version", help=OVERRIDE_HELP),
-    expect: Expect = typer.Option(Expect.applied, "--expect",
-                                  help="Folder: what every patch must be for exit 0 (applied | applicable)."),
+    expect: Expect = typer.Option(
+        Expect.applied, "--expect", help="Folder: what every patch must be for exit 0 (applied | applicable)."
+    ),
     engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
     json_out: JsonOpt = False,
 ) -> int:
@@ -244,7 +275,8 @@ def status(
     return _emit_patch_report(do_status(_target(image, container, python, engine), patch, opts), json_out)
 
 
-@app.command(help="""Undo a patch in a running container or a local environment (images are never changed).
+@app.command(
+    help="""Undo a patch in a running container or a local environment (images are never changed).
 
 Local mode restores the backup taken at apply time, verified by sha256; otherwise the patch is
 un-applied and the result checked against the pinned original sha256. Not applied is a no-op.
@@ -254,7 +286,8 @@ Examples:
   mlops patch revert qwen-mrope.patch --container vllm --yes
 
   mlops patch revert qwen-mrope.patch --python .venv/bin/python --dry-run
-""")
+"""
+)
 def revert(
     patch: Path = typer.Argument(..., help="The patch file."),
     image: Optional[str] = typer.Option(None, "--image", help="Refused: images are never changed."),
@@ -273,13 +306,16 @@ def revert(
     if image:
         from mlops_cli.patch.engine import engine_name
 
-        raise UsageError("an image is never changed by mlops patch, so there is nothing to revert in it",
-                         hint=f"use the base image again, and remove the derived tag with {engine_name(engine)} rmi TAG")
+        raise UsageError(
+            "an image is never changed by mlops patch, so there is nothing to revert in it",
+            hint=f"use the base image again, and remove the derived tag with {engine_name(engine)} rmi TAG",
+        )
     opts = _opts(json_out, package=package, allow_other_version=allow_other_version, dry_run=dry_run, yes=yes)
     return _emit_patch_report(do_revert(_target(None, container, python, engine), patch, opts), json_out)
 
 
-@app.command(help="""Carry a patch to another release of its package: a three-way merge of each file.
+@app.command(
+    help="""Carry a patch to another release of its package: a three-way merge of each file.
 
 base = the file the patch was made against (pinned by sha256; from --base or mlops's store of
 files it has seen), ours = the patch applied to it, theirs = the file in the target. A clean
@@ -295,15 +331,24 @@ Examples:
   mlops patch port qwen-mrope.patch --python .venv/bin/python -o qwen-mrope-5.23.0.patch
 
   mlops patch port qwen-mrope.patch --image vllm/vllm-openai:v0.11.0 --base transformers-5.20.2-py3-none-any.whl
-""")
+"""
+)
 def port(
     patch: Path = typer.Argument(..., help="The pinned patch to carry over."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="The new patch (default: NAME-VERSION.patch beside NAME.patch)."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="The new patch (default: NAME-VERSION.patch beside NAME.patch)."
+    ),
     image: Optional[str] = typer.Option(None, "--image", help="An image with the new release."),
     container: Optional[str] = typer.Option(None, "--container", help="A running container with the new release."),
-    python: Optional[str] = typer.Option(None, "--python", help="The interpreter of an environment with the new release."),
-    base: Optional[Path] = typer.Option(None, "--base", help="Where the originals the patch was made against are: "
-                                        "its work folder, a folder like site-packages, or the old release's wheel."),
+    python: Optional[str] = typer.Option(
+        None, "--python", help="The interpreter of an environment with the new release."
+    ),
+    base: Optional[Path] = typer.Option(
+        None,
+        "--base",
+        help="Where the originals the patch was made against are: "
+        "its work folder, a folder like site-packages, or the old release's wheel.",
+    ),
     work: Optional[Path] = typer.Option(None, "--work", help="Folder for a conflict (default: NAME-VERSION.work)."),
     engine: Optional[str] = typer.Option(None, "--engine", help=ENGINE_HELP),
     json_out: JsonOpt = False,
@@ -315,15 +360,20 @@ def port(
     code = emit(report, json_out)
     if report.result == "conflict":
         conflicted = [f.path for f in report.files if f.outcome == "conflict"]
-        err_console().print(f"error: {len(conflicted)} of {len(report.files)} file(s) need a person: "
-                            f"{conflicted[0]}" + (f" and {len(conflicted) - 1} more" if len(conflicted) > 1 else ""),
-                            markup=False, highlight=False)
-        err_console().print(f"hint: resolve the conflict markers in {report.work}, then: {report.finish}",
-                            markup=False, highlight=False)
+        err_console().print(
+            f"error: {len(conflicted)} of {len(report.files)} file(s) need a person: "
+            f"{conflicted[0]}" + (f" and {len(conflicted) - 1} more" if len(conflicted) > 1 else ""),
+            markup=False,
+            highlight=False,
+        )
+        err_console().print(
+            f"hint: resolve the conflict markers in {report.work}, then: {report.finish}", markup=False, highlight=False
+        )
     return code
 
 
-@app.command(help="""Print a Dockerfile that applies a patch while the image is built (local mode in the build).
+@app.command(
+    help="""Print a Dockerfile that applies a patch while the image is built (local mode in the build).
 
 The build installs mlops, runs `mlops patch apply PATCH --yes` against the image's own Python
 and fails loudly on another version or a conflict (never skips). The image gets the same labels
@@ -336,16 +386,25 @@ Examples:
 
   mlops patch dockerfile qwen-mrope.patch --image vllm/vllm-openai:v0.11.0 \\
       --install "python3 -m pip install --no-index --find-links /wheels mlops-cli"
-""")
+"""
+)
 def dockerfile(
     patch: Path = typer.Argument(..., help="The patch file (copied from the build context)."),
     image: str = typer.Option(..., "--image", help="The base image (FROM)."),
-    install: Optional[str] = typer.Option(None, "--install", help="The shell command that installs mlops in the build "
-                                          "(default: pip install of this mlops version)."),
+    install: Optional[str] = typer.Option(
+        None,
+        "--install",
+        help="The shell command that installs mlops in the build (default: pip install of this mlops version).",
+    ),
     python: str = typer.Option("python3", "--python", help="The image's interpreter that holds the package."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="Check the patch against IMAGE in this engine first "
-                                         "when the image is there (docker | podman)."),
-    check: bool = typer.Option(True, "--check/--no-check", help="Check against the local IMAGE first, when it is there."),
+    engine: Optional[str] = typer.Option(
+        None,
+        "--engine",
+        help="Check the patch against IMAGE in this engine first when the image is there (docker | podman).",
+    ),
+    check: bool = typer.Option(
+        True, "--check/--no-check", help="Check against the local IMAGE first, when it is there."
+    ),
     json_out: JsonOpt = False,
 ) -> int:
     from mlops_cli.patch.fleet import dockerfile as do_dockerfile

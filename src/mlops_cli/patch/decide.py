@@ -76,27 +76,37 @@ class Assessment:
         bad = [f for f in self.files if f.state == CONFLICT]
         if bad:
             first = f"{bad[0].path}: {bad[0].reason}"
-            return first if len(bad) == 1 else f"{first}; {len(bad) - 1} more file(s) in conflict: " + shorten_list(
-                [f.path for f in bad[1:]], 5)
+            return (
+                first
+                if len(bad) == 1
+                else f"{first}; {len(bad) - 1} more file(s) in conflict: " + shorten_list([f.path for f in bad[1:]], 5)
+            )
         applied = [f.path for f in self.files if f.state == APPLIED]
         missing = [f.path for f in self.files if f.state == NOT_APPLIED]
-        return (f"partially applied ({len(applied)} of {len(self.files)} files patched: {shorten_list(applied, 3)}; "
-                f"not patched: {shorten_list(missing, 3)}); refusing to change a half-patched target")
+        return (
+            f"partially applied ({len(applied)} of {len(self.files)} files patched: {shorten_list(applied, 3)}; "
+            f"not patched: {shorten_list(missing, 3)}); refusing to change a half-patched target"
+        )
 
 
-def assess(patch: pf.Patch, target_version: str | None, current: dict[str, bytes | None],
-           allow_other_version: bool = False) -> Assessment:
+def assess(
+    patch: pf.Patch, target_version: str | None, current: dict[str, bytes | None], allow_other_version: bool = False
+) -> Assessment:
     warnings: list[str] = []
     version_mismatch = None
     header = patch.header
     if header is None:
-        warnings.append("this patch has no mlops header: nothing pins it to a package version or file hash; "
-                        "it is applied only where its hunks match exactly")
+        warnings.append(
+            "this patch has no mlops header: nothing pins it to a package version or file hash; "
+            "it is applied only where its hunks match exactly"
+        )
     elif target_version != header.version:
         have = target_version or "an unknown version"
         message = f"patch is for {header.package} {header.version}, the target has {header.package} {have}"
         if allow_other_version:
-            warnings.append(message + "; applying anyway because the override was given, only where every hunk matches exactly")
+            warnings.append(
+                message + "; applying anyway because the override was given, only where every hunk matches exactly"
+            )
         else:
             version_mismatch = message
     files = []
@@ -117,8 +127,9 @@ def _state(diff, state, current, before, after, reason=None, **kw) -> FileState:
     return FileState(diff.path, state, current, before, after, reason, diff.kind, **kw)
 
 
-def _assess_file(diff: pf.FileDiff, pin: pf.FilePin | None, data: bytes | None, match_context: bool,
-                 warnings: list[str]) -> FileState:
+def _assess_file(
+    diff: pf.FileDiff, pin: pf.FilePin | None, data: bytes | None, match_context: bool, warnings: list[str]
+) -> FileState:
     before = pin.sha256_before if pin else None
     after = pin.sha256_after if pin else None
     current = pf.sha256_of(data)
@@ -127,8 +138,15 @@ def _assess_file(diff: pf.FileDiff, pin: pf.FilePin | None, data: bytes | None, 
             back = _try(diff, data, True)
             if back is _MISMATCH or pf.sha256_of(back) != before:
                 back = _MISMATCH
-            return _state(diff, APPLIED, current, before, after, original=None if back is _MISMATCH else back,
-                          original_known=back is not _MISMATCH)
+            return _state(
+                diff,
+                APPLIED,
+                current,
+                before,
+                after,
+                original=None if back is _MISMATCH else back,
+                original_known=back is not _MISMATCH,
+            )
         if current == before:
             patched = _try(diff, data, False)
             if patched is _MISMATCH or pf.sha256_of(patched) != after:
@@ -137,21 +155,31 @@ def _assess_file(diff: pf.FileDiff, pin: pf.FilePin | None, data: bytes | None, 
         if data is None:
             return _state(diff, CONFLICT, None, before, after, "file not found in the target")
         if not match_context:
-            return _state(diff, CONFLICT, current, before, after,
-                          f"sha256 {current[:12]} matches neither the pinned original {_short(before)} "
-                          f"nor the patched {_short(after)}")
+            return _state(
+                diff,
+                CONFLICT,
+                current,
+                before,
+                after,
+                f"sha256 {current[:12]} matches neither the pinned original {_short(before)} "
+                f"nor the patched {_short(after)}",
+            )
     forward = _try(diff, data, False)
     backward = _try(diff, data, True)
     if forward is not _MISMATCH and backward is _MISMATCH:
         if pin is not None:
-            warnings.append(f"{diff.path}: sha256 differs from the pin; the hunks match exactly, so it is patched anyway")
+            warnings.append(
+                f"{diff.path}: sha256 differs from the pin; the hunks match exactly, so it is patched anyway"
+            )
         return _state(diff, NOT_APPLIED, current, current, pf.sha256_of(forward), patched=forward, patched_known=True)
     if backward is not _MISMATCH and forward is _MISMATCH:
         return _state(diff, APPLIED, current, pf.sha256_of(backward), current, original=backward, original_known=True)
     if data is None and diff.kind == pf.MODIFY:
         return _state(diff, CONFLICT, None, before, after, "file not found in the target")
     if forward is not _MISMATCH:
-        return _state(diff, CONFLICT, current, before, after, "the hunks match both ways (ambiguous); refusing to guess")
+        return _state(
+            diff, CONFLICT, current, before, after, "the hunks match both ways (ambiguous); refusing to guess"
+        )
     return _state(diff, CONFLICT, current, before, after, "the hunks match neither the original nor the patched text")
 
 
@@ -185,6 +213,11 @@ def foreign_paths(package: str, paths: list[str], owner: dict | None) -> list[tu
         elif ("/" in path and first in tops) or ("/" not in path and path.endswith(".py") and path[:-3] in tops):
             continue
         else:
-            bad.append((path, f"not part of {package} (not in {where}, not under its top-level packages: "
-                              f"{', '.join(sorted(tops))})"))
+            bad.append(
+                (
+                    path,
+                    f"not part of {package} (not in {where}, not under its top-level packages: "
+                    f"{', '.join(sorted(tops))})",
+                )
+            )
     return bad

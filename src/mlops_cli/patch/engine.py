@@ -31,7 +31,9 @@ class Engine:
         argv = [self.binary, *args]
         result = proc.run(argv, timeout=timeout, input=stdin)
         if result.timed_out:
-            return CommandResult(TIMED_OUT, result.stdout, f"timed out after {timeout:.0f} s: {shell_join(argv[:3])} ...")
+            return CommandResult(
+                TIMED_OUT, result.stdout, f"timed out after {timeout:.0f} s: {shell_join(argv[:3])} ..."
+            )
         return result
 
     # --- the engine itself ---------------------------------------------------------
@@ -43,14 +45,14 @@ class Engine:
 
     def ensure_running(self) -> str:
         """The server version; one clear error (exit 1) when the engine cannot be reached."""
-        result = self.run(["version", "--format", "{{.Server.Version}}" if self.name == "docker" else "{{.Version}}"],
-                          timeout=20)
+        result = self.run(
+            ["version", "--format", "{{.Server.Version}}" if self.name == "docker" else "{{.Version}}"], timeout=20
+        )
         if result.ok and result.stdout.strip():
             return result.stdout.strip()
         detail = _first_line(result.stderr) or _first_line(result.stdout) or f"rc {result.rc}"
         if self.name == "docker":
-            hint = ("start it (sudo systemctl start docker, or run dockerd), check DOCKER_HOST, "
-                    "or use --engine podman")
+            hint = "start it (sudo systemctl start docker, or run dockerd), check DOCKER_HOST, or use --engine podman"
         else:
             hint = "check that podman works for this user (podman info), or use --engine docker"
         raise OperationFailed(f"cannot reach the {self.name} engine{self.where()}: {detail}", hint=hint)
@@ -67,17 +69,35 @@ class Engine:
             return None
         return data[0] if isinstance(data, list) and data else None
 
-    def python_in_image(self, image_id: str, python_args: Sequence[str], stdin: str | None = None,
-                        timeout: float = 300) -> tuple[str, CommandResult]:
+    def python_in_image(
+        self, image_id: str, python_args: Sequence[str], stdin: str | None = None, timeout: float = 300
+    ) -> tuple[str, CommandResult]:
         """Run the image's own python3 (falling back to python) with these arguments."""
-        return _with_interpreter(lambda py: self.run(
-            ["run", "--rm", *(["-i"] if stdin is not None else []), "--network", "none",
-             "--entrypoint", py, image_id, *python_args], timeout=timeout, stdin=stdin))
+        return _with_interpreter(
+            lambda py: self.run(
+                [
+                    "run",
+                    "--rm",
+                    *(["-i"] if stdin is not None else []),
+                    "--network",
+                    "none",
+                    "--entrypoint",
+                    py,
+                    image_id,
+                    *python_args,
+                ],
+                timeout=timeout,
+                stdin=stdin,
+            )
+        )
 
-    def python_in_container(self, container: str, python_args: Sequence[str], stdin: str | None = None,
-                            timeout: float = 300) -> tuple[str, CommandResult]:
+    def python_in_container(
+        self, container: str, python_args: Sequence[str], stdin: str | None = None, timeout: float = 300
+    ) -> tuple[str, CommandResult]:
         args = ["exec", "-i"] if stdin is not None else ["exec"]
-        return _with_interpreter(lambda py: self.run([*args, container, py, *python_args], timeout=timeout, stdin=stdin))
+        return _with_interpreter(
+            lambda py: self.run([*args, container, py, *python_args], timeout=timeout, stdin=stdin)
+        )
 
     def build(self, context: str, tag: str, timeout: float = 600) -> CommandResult:
         # --force-rm: a failed RUN step (sha256 or compile check) leaves no stopped container behind.
@@ -109,11 +129,15 @@ def select_engine(requested: str | None, which=shutil.which, env=os.environ) -> 
         if binary:
             return Engine(candidate, binary)
     if name:
-        raise OperationFailed(f"{name} is not installed (not on PATH)",
-                              hint=f"install it (apt-get install {'docker.io' if name == 'docker' else 'podman'}) "
-                                   f"or choose the other engine with --engine")
-    raise OperationFailed("no container engine found: neither docker nor podman is on PATH",
-                          hint="install Docker (apt-get install docker.io) or Podman (apt-get install podman)")
+        raise OperationFailed(
+            f"{name} is not installed (not on PATH)",
+            hint=f"install it (apt-get install {'docker.io' if name == 'docker' else 'podman'}) "
+            f"or choose the other engine with --engine",
+        )
+    raise OperationFailed(
+        "no container engine found: neither docker nor podman is on PATH",
+        hint="install Docker (apt-get install docker.io) or Podman (apt-get install podman)",
+    )
 
 
 def engine_name(requested: str | None, which=shutil.which, env=os.environ) -> str:

@@ -31,16 +31,26 @@ def status_folder(target: Target, folder: Path, opts: Options, expect: str) -> S
     rows: list[dict] = []
     loaded: list[tuple[dict, Loaded]] = []
     for path in patch_files(folder):
-        row = {"path": str(path), "package": None, "pinned_version": None, "target_version": None,
-               "result": INVALID, "problem": None, "files": 0}
+        row = {
+            "path": str(path),
+            "package": None,
+            "pinned_version": None,
+            "target_version": None,
+            "result": INVALID,
+            "problem": None,
+            "files": 0,
+        }
         rows.append(row)
         try:
             lp = load_patch(path, opts.package)
         except UsageError as exc:
             row["problem"] = exc.message
             continue
-        row.update(package=lp.package, files=len(lp.patch.files),
-                   pinned_version=lp.patch.header.version if lp.patch.header else None)
+        row.update(
+            package=lp.package,
+            files=len(lp.patch.files),
+            pinned_version=lp.patch.header.version if lp.patch.header else None,
+        )
         loaded.append((row, lp))
     by_package: dict[str, list[str]] = {}
     for _, lp in loaded:
@@ -62,8 +72,13 @@ def status_folder(target: Target, folder: Path, opts: Options, expect: str) -> S
         row["result"] = OTHER_VERSION if assessment.version_mismatch else assessment.state
         row["problem"] = assessment.problem
     labels = target.labels if isinstance(target, ImageTarget) else {}
-    return StatusTable(target.describe(), str(folder), expect, rows,
-                       {k: v for k, v in labels.items() if k.startswith("org.mlops.patch")})
+    return StatusTable(
+        target.describe(),
+        str(folder),
+        expect,
+        rows,
+        {k: v for k, v in labels.items() if k.startswith("org.mlops.patch")},
+    )
 
 
 def _context_path(patch_path: Path) -> str:
@@ -76,25 +91,32 @@ def _context_path(patch_path: Path) -> str:
     if rel.startswith(".."):
         rel = patch_path.name
     rel = rel.replace(os.sep, "/")
-    if any(ord(c) < 0x20 or c in "\"\\" for c in rel) or len(rel) > 500:
-        raise UsageError(f"the patch file name {one_line(rel)[:80]!r} cannot be written into a Dockerfile",
-                         hint="rename it to plain letters, digits, '-', '_' and '.'")
+    if any(ord(c) < 0x20 or c in '"\\' for c in rel) or len(rel) > 500:
+        raise UsageError(
+            f"the patch file name {one_line(rel)[:80]!r} cannot be written into a Dockerfile",
+            hint="rename it to plain letters, digits, '-', '_' and '.'",
+        )
     return rel
 
 
 def default_install() -> str:
     # PIP_BREAK_SYSTEM_PACKAGES: images on Debian 12 / Ubuntu 23.04+ mark their Python as
     # externally managed; a serving image installs its stack into it anyway. Older pip ignores it.
-    return f"PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir {shell_join([f'mlops-cli=={__version__}'])}"
+    return (
+        f"PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir {shell_join([f'mlops-cli=={__version__}'])}"
+    )
 
 
-def dockerfile(patch_path: Path, image: str, install: str | None, python: str, engine: str | None, check: bool,
-               opts: Options) -> DockerfileReport:
+def dockerfile(
+    patch_path: Path, image: str, install: str | None, python: str, engine: str | None, check: bool, opts: Options
+) -> DockerfileReport:
     lp = load_patch(patch_path, None)
     header = lp.patch.header
     if header is None:
-        raise UsageError(f"{files.show_path(patch_path)} has no mlops header, so a build could not check the version",
-                         hint="make the patch with `mlops patch diff`")
+        raise UsageError(
+            f"{files.show_path(patch_path)} has no mlops header, so a build could not check the version",
+            hint="make the patch with `mlops patch diff`",
+        )
     if install is not None and ("\n" in install or "\r" in install or not install.strip()):
         raise UsageError("--install must be one non-empty shell command line")
     source = _context_path(patch_path)
@@ -105,21 +127,30 @@ def dockerfile(patch_path: Path, image: str, install: str | None, python: str, e
     labels = image_labels(lp.patch.sha256, lp.package, header.version, lp.patch.paths, image, base_id)
     # Backups and the journal go to the folder removed at the end: nothing of mlops stays in the layer.
     apply_cmd = "MLOPS_STATE_DIR=/tmp/mlops-patch/state MLOPS_CACHE_DIR=/tmp/mlops-patch/cache " + shell_join(
-        ["mlops", "patch", "apply", inside, "--python", python, "--yes"])
+        ["mlops", "patch", "apply", inside, "--python", python, "--yes"]
+    )
     lines = [
         f"FROM {image}",
         f"# mlops patch: {lp.path.name} ({lp.package} {header.version}, sha256 {lp.patch.sha256[:12]}), "
         f"made by mlops {__version__}",
         "# The build stops here if the image has another version or a changed file: it never skips.",
-        f"COPY [\"{source}\", \"{inside}\"]",
+        f'COPY ["{source}", "{inside}"]',
         "RUN set -e; \\",
         f"    {install or default_install()}; \\",
         f"    {apply_cmd}; \\",
         "    rm -rf /tmp/mlops-patch",
         label_line(labels),
     ]
-    return DockerfileReport(image, {"path": str(lp.path), "sha256": lp.patch.sha256, "version": header.version},
-                            lp.package, labels, "\n".join(lines) + "\n", state, notes, base_id)
+    return DockerfileReport(
+        image,
+        {"path": str(lp.path), "sha256": lp.patch.sha256, "version": header.version},
+        lp.package,
+        labels,
+        "\n".join(lines) + "\n",
+        state,
+        notes,
+        base_id,
+    )
 
 
 def _check_against(image: str, engine: str | None, lp: Loaded, opts: Options, notes: list[str]):
@@ -135,8 +166,10 @@ def _check_against(image: str, engine: str | None, lp: Loaded, opts: Options, no
         warn(notes[-1])
         return None, None
     if eng.inspect("image", image) is None:
-        notes.append(f"{image} is not in the local {eng.name} engine: not checked here (the build checks it), and "
-                     "org.mlops.patch.base-image-id is left out")
+        notes.append(
+            f"{image} is not in the local {eng.name} engine: not checked here (the build checks it), and "
+            "org.mlops.patch.base-image-id is left out"
+        )
         warn(notes[-1])
         return None, None
     target = ImageTarget(eng, image)
@@ -144,8 +177,10 @@ def _check_against(image: str, engine: str | None, lp: Loaded, opts: Options, no
     check_paths(target, lp.package, located, lp.patch.paths)
     assessment = decide.assess(lp.patch, located.version, located.files)
     if assessment.state == decide.CONFLICT:
-        raise OperationFailed(f"the patch does not apply to {image}: {assessment.problem}",
-                              hint=f"carry it over first: mlops patch port {shell_join([str(lp.path)])} --image {image}")
+        raise OperationFailed(
+            f"the patch does not apply to {image}: {assessment.problem}",
+            hint=f"carry it over first: mlops patch port {shell_join([str(lp.path)])} --image {image}",
+        )
     if assessment.state == decide.APPLIED:
         notes.append(f"{image} already holds this patch; the build's apply step will say so and change nothing")
         warn(notes[-1])

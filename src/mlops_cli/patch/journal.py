@@ -69,9 +69,17 @@ class Journal:
     started: float = 0.0
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "site": self.site, "command": self.command, "patch_sha": self.patch_sha,
-                "patch_path": self.patch_path, "patch_copy": self.patch_copy, "python": self.python,
-                "started": self.started, "files": self.entries}
+        return {
+            "format": FORMAT,
+            "site": self.site,
+            "command": self.command,
+            "patch_sha": self.patch_sha,
+            "patch_path": self.patch_path,
+            "patch_copy": self.patch_copy,
+            "python": self.python,
+            "started": self.started,
+            "files": self.entries,
+        }
 
     def hint(self) -> str:
         """How a person finishes or undoes it."""
@@ -82,9 +90,11 @@ class Journal:
 
     def describe(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)) if self.started else "?"
-        return (f"an interrupted `mlops patch {self.command}` ({os.path.basename(self.patch_path)}, started {when}) "
-                f"left {len(self.entries)} file(s) in {self.site} to be finished: "
-                + shorten_list([e["path"] for e in self.entries], 3))
+        return (
+            f"an interrupted `mlops patch {self.command}` ({os.path.basename(self.patch_path)}, started {when}) "
+            f"left {len(self.entries)} file(s) in {self.site} to be finished: "
+            + shorten_list([e["path"] for e in self.entries], 3)
+        )
 
 
 def load(site: str) -> Journal | None:
@@ -93,16 +103,28 @@ def load(site: str) -> Journal | None:
         return None
     doc = files.read_input_json(path, what="patch journal", max_bytes=16 * files.MiB)
     try:
-        journal = Journal(doc["site"], doc["command"], doc["patch_sha"], doc["patch_path"], doc["patch_copy"],
-                          doc["python"], list(doc["files"]), float(doc.get("started") or 0))
+        journal = Journal(
+            doc["site"],
+            doc["command"],
+            doc["patch_sha"],
+            doc["patch_path"],
+            doc["patch_copy"],
+            doc["python"],
+            list(doc["files"]),
+            float(doc.get("started") or 0),
+        )
         for e in journal.entries:
             str(e["path"]), e["before"], e["after"]  # noqa: B018 - the shape is checked here
     except (KeyError, TypeError, ValueError):
-        raise OperationFailed(f"the patch journal {files.show_path(path)} is damaged",
-                              hint="check the files it names by hand, then remove it") from None
+        raise OperationFailed(
+            f"the patch journal {files.show_path(path)} is damaged",
+            hint="check the files it names by hand, then remove it",
+        ) from None
     if journal.site != site or journal.command not in ("apply", "revert"):
-        raise OperationFailed(f"the patch journal {files.show_path(path)} is damaged",
-                              hint="check the files it names by hand, then remove it")
+        raise OperationFailed(
+            f"the patch journal {files.show_path(path)} is damaged",
+            hint="check the files it names by hand, then remove it",
+        )
     return journal
 
 

@@ -46,8 +46,10 @@ def available_tool(requested: str | None = None) -> str:
             return "git"
         if tool == "merge3" and _merge3() is not None:
             return "merge3"
-    raise NotApplicable("no three-way merge tool here: neither git nor the merge3 package",
-                        hint="install git (apt-get install git) or: pip install 'mlops-cli[port]'")
+    raise NotApplicable(
+        "no three-way merge tool here: neither git nor the merge3 package",
+        hint="install git (apt-get install git) or: pip install 'mlops-cli[port]'",
+    )
 
 
 def _merge3():
@@ -96,6 +98,7 @@ def _with_merge3(base: str, ours: str, theirs: str, labels: tuple[str, str, str]
     merge3 = _merge3()
     m = merge3.Merge3(split_lines(base), split_lines(ours), split_lines(theirs))
     conflicts = sum(1 for region in m.merge_regions() if region[0] == "conflict")
-    lines = m.merge_lines(name_a=_label(labels[0]), name_b=_label(labels[2]), name_base=_label(labels[1]),
-                          base_marker="|||||||")
+    lines = m.merge_lines(
+        name_a=_label(labels[0]), name_b=_label(labels[2]), name_base=_label(labels[1]), base_marker="|||||||"
+    )
     return Merged("".join(lines), conflicts, "merge3")

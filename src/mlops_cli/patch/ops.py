@@ -47,21 +47,28 @@ class Loaded:
 def load_patch(path: Path, package: str | None) -> Loaded:
     data = files.read_input_bytes(path, what="patch file", max_bytes=MAX_PATCH)
     if package is not None and not pf.valid_package(package):
-        raise UsageError(f"--package {one_line(package)[:60]!r} is not a package (import) name",
-                         hint="e.g. --package transformers")
+        raise UsageError(
+            f"--package {one_line(package)[:60]!r} is not a package (import) name", hint="e.g. --package transformers"
+        )
     try:
         patch = pf.parse(data)
     except pf.PatchFormatError as exc:
-        raise UsageError(f"corrupt patch {files.show_path(path)}: {one_line(exc)}",
-                         hint="make patches with `mlops patch diff`; nothing was changed") from None
+        raise UsageError(
+            f"corrupt patch {files.show_path(path)}: {one_line(exc)}",
+            hint="make patches with `mlops patch diff`; nothing was changed",
+        ) from None
     if patch.header is None:
         if not package:
-            raise UsageError(f"{files.show_path(path)} is a plain diff with no mlops header, so it names no package",
-                             hint="give --package NAME (e.g. --package transformers); it will not be pinned to a version")
+            raise UsageError(
+                f"{files.show_path(path)} is a plain diff with no mlops header, so it names no package",
+                hint="give --package NAME (e.g. --package transformers); it will not be pinned to a version",
+            )
         tops = {p.split("/", 1)[0] for p in patch.paths}
         if tops != {package}:
-            raise UsageError(f"--package {package} but the diff changes files in {shorten_list(sorted(tops), 5)}",
-                             hint="paths must be relative to site-packages (-p1), e.g. a/transformers/...")
+            raise UsageError(
+                f"--package {package} but the diff changes files in {shorten_list(sorted(tops), 5)}",
+                hint="paths must be relative to site-packages (-p1), e.g. a/transformers/...",
+            )
         return Loaded(path, data, patch, package)
     if package and package != patch.header.package:
         raise UsageError(f"--package {package} contradicts the patch header (package: {patch.header.package})")
@@ -79,8 +86,9 @@ def module_names(paths: list[str]) -> list[str]:
     return mods
 
 
-def _report(command: str, target: Target, lp: Loaded, located: Located, assessment: decide.Assessment,
-            result: str) -> PatchReport:
+def _report(
+    command: str, target: Target, lp: Loaded, located: Located, assessment: decide.Assessment, result: str
+) -> PatchReport:
     entries = []
     for f in assessment.files:
         entry = f.to_json()
@@ -88,11 +96,25 @@ def _report(command: str, target: Target, lp: Loaded, located: Located, assessme
         entries.append(entry)
     patch = lp.patch
     return PatchReport(
-        command=command, target=target.describe(), package=lp.package, version=located.version,
-        patch={"path": str(lp.path), "sha256": patch.sha256, "pinned": patch.pinned,
-               "version": patch.header.version if patch.header else None},
-        result=result, state=assessment.state, files=entries, site=located.site, python=located.python,
-        problem=assessment.problem, warnings=list(assessment.warnings), notes=vllm_notes(target, patch.paths))
+        command=command,
+        target=target.describe(),
+        package=lp.package,
+        version=located.version,
+        patch={
+            "path": str(lp.path),
+            "sha256": patch.sha256,
+            "pinned": patch.pinned,
+            "version": patch.header.version if patch.header else None,
+        },
+        result=result,
+        state=assessment.state,
+        files=entries,
+        site=located.site,
+        python=located.python,
+        problem=assessment.problem,
+        warnings=list(assessment.warnings),
+        notes=vllm_notes(target, patch.paths),
+    )
 
 
 def check_paths(target: Target, package: str, located: Located, paths: list[str]) -> None:
@@ -102,17 +124,20 @@ def check_paths(target: Target, package: str, located: Located, paths: list[str]
         if real is None:
             continue
         site_real = located.site_real.rstrip("/")
-        where = ("which leads out of site-packages" if not real.startswith(site_real + "/")
-                 else "inside site-packages")
-        raise UsageError(f"refusing to patch {located.path_of(rel)} in {target.label}: it is reached through a "
-                         f"symbolic link (to {one_line(real)}, {where}); nothing was changed",
-                         hint="patch the real file in its own package, or replace the link by the file")
+        where = "which leads out of site-packages" if not real.startswith(site_real + "/") else "inside site-packages"
+        raise UsageError(
+            f"refusing to patch {located.path_of(rel)} in {target.label}: it is reached through a "
+            f"symbolic link (to {one_line(real)}, {where}); nothing was changed",
+            hint="patch the real file in its own package, or replace the link by the file",
+        )
     bad = decide.foreign_paths(package, paths, located.owner)
     if bad:
         rel, reason = bad[0]
         more = f" (and {len(bad) - 1} more: {shorten_list([b[0] for b in bad[1:]], 3)})" if len(bad) > 1 else ""
-        raise UsageError(f"refusing a patch pinned to {package} that changes {rel}: {reason}{more}; nothing was changed",
-                         hint="a patch changes one package's own files; make one patch per package")
+        raise UsageError(
+            f"refusing a patch pinned to {package} that changes {rel}: {reason}{more}; nothing was changed",
+            hint="a patch changes one package's own files; make one patch per package",
+        )
 
 
 def _assess(target: Target, lp: Loaded, opts: Options):
@@ -121,8 +146,10 @@ def _assess(target: Target, lp: Loaded, opts: Options):
     assessment = decide.assess(lp.patch, located.version, located.files, opts.allow_other_version)
     bad = [f.path for f in assessment.files if f.reason == decide.INCONSISTENT]
     if bad:
-        raise UsageError(f"corrupt patch: {shorten_list(bad, 3)}: {decide.INCONSISTENT}",
-                         hint="the diff was edited after `mlops patch diff` wrote it; make it again; nothing was changed")
+        raise UsageError(
+            f"corrupt patch: {shorten_list(bad, 3)}: {decide.INCONSISTENT}",
+            hint="the diff was edited after `mlops patch diff` wrote it; make it again; nothing was changed",
+        )
     for w in assessment.warnings:
         warn(w)
     return located, assessment
@@ -154,14 +181,17 @@ def status(target: Target, patch_path: Path, opts: Options) -> PatchReport:
     return report
 
 
-def _finish_interrupted(command: str, target: LocalTarget, lp: Loaded, located: Located, pending: journal.Journal,
-                        opts: Options) -> tuple[PatchReport | None, list[str]]:
+def _finish_interrupted(
+    command: str, target: LocalTarget, lp: Loaded, located: Located, pending: journal.Journal, opts: Options
+) -> tuple[PatchReport | None, list[str]]:
     """Bring an interrupted apply/revert of this patch to the side ``command`` wants."""
     wanted_after = command == "apply"
     side = "after" if (pending.command == "apply") == wanted_after else "before"
-    steps = [f"finish the interrupted `mlops patch {pending.command}` from its journal: bring "
-             f"{len(pending.entries)} file(s) to the {'patched' if wanted_after else 'original'} state "
-             f"(each checked by sha256)"]
+    steps = [
+        f"finish the interrupted `mlops patch {pending.command}` from its journal: bring "
+        f"{len(pending.entries)} file(s) to the {'patched' if wanted_after else 'original'} state "
+        f"(each checked by sha256)"
+    ]
     if opts.dry_run:
         assessment = decide.assess(lp.patch, located.version, located.files, opts.allow_other_version)
         report = _report(command, target, lp, located, assessment, f"would-{command}")
@@ -231,23 +261,31 @@ def _change_line(located: Located, rel: str, old: bytes | None, new: bytes | Non
     return f"replace {path} ({pf.sha256_bytes(old)[:12]} -> {pf.sha256_bytes(new)[:12]})"
 
 
-def _apply_image(target: ImageTarget, located: Located, lp: Loaded, new: dict, report: PatchReport,
-                 opts: Options) -> PatchReport:
+def _apply_image(
+    target: ImageTarget, located: Located, lp: Loaded, new: dict, report: PatchReport, opts: Options
+) -> PatchReport:
     patch = lp.patch
     tag = opts.tag or target.default_tag(patch.sha256)
     labels = target.labels_for(patch.sha256, lp.package, located.version, list(new))
     report.new_image, report.labels = tag, labels
-    report.plan = [f"build {tag} from {target.ref} ({target.image_id[:19]})",
-                   *[f"COPY {rel} -> {located.path_of(rel)}" if data is not None
-                     else f"DELETE {located.path_of(rel)}" for rel, data in new.items()],
-                   "RUN sha256 check + py_compile of each .py file",
-                   "LABEL " + ", ".join(f"{k}={v}" for k, v in labels.items() if not k.endswith("files")),
-                   f"entrypoint {target.entrypoint} and cmd {target.cmd} are kept"]
+    report.plan = [
+        f"build {tag} from {target.ref} ({target.image_id[:19]})",
+        *[
+            f"COPY {rel} -> {located.path_of(rel)}" if data is not None else f"DELETE {located.path_of(rel)}"
+            for rel, data in new.items()
+        ],
+        "RUN sha256 check + py_compile of each .py file",
+        "LABEL " + ", ".join(f"{k}={v}" for k, v in labels.items() if not k.endswith("files")),
+        f"entrypoint {target.entrypoint} and cmd {target.cmd} are kept",
+    ]
     if opts.dry_run:
         return report
     existing = target.engine.inspect("image", tag)
-    if existing and ((existing.get("Config") or {}).get("Labels") or {}).get("org.mlops.patch.sha256") == patch.sha256 \
-            and (existing["Config"]["Labels"].get("org.mlops.patch.base-image-id") == target.image_id):
+    if (
+        existing
+        and ((existing.get("Config") or {}).get("Labels") or {}).get("org.mlops.patch.sha256") == patch.sha256
+        and (existing["Config"]["Labels"].get("org.mlops.patch.base-image-id") == target.image_id)
+    ):
         report.result, report.new_image_id = "already-applied", existing["Id"]
         report.plan = [f"{tag} already exists, built from this base with this patch"]
         return report
@@ -287,8 +325,9 @@ def revert(target: Target, patch_path: Path, opts: Options) -> PatchReport:
         ok, data, source = _original_for(f, backups)
         if not ok:
             report.result = "conflict"
-            report.problem = (f"{f.path}: cannot rebuild the original (no backup, and un-applying does not give "
-                              f"{f.sha256_before})")
+            report.problem = (
+                f"{f.path}: cannot rebuild the original (no backup, and un-applying does not give {f.sha256_before})"
+            )
             return report
         originals[f.path] = data
         sources.append(f"{located.path_of(f.path)} <- {source}")
@@ -321,6 +360,7 @@ def _original_for(f: decide.FileState, backups: Path | None) -> tuple[bool, byte
 def _ask(plan: list[str], question: str, opts: Options) -> None:
     if not opts.yes and not opts.json_mode:
         from mlops_cli.output import console
+
         console().print("plan:", markup=False)
         for step in plan:
             console().print(f"  {step}", markup=False, highlight=False)
@@ -343,12 +383,22 @@ def _verify_written(target: Target, package: str, new: dict[str, bytes | None]) 
     again = target.locate(package, list(new))
     bad = [rel for rel, data in new.items() if again.files.get(rel) != data]
     if bad:
-        raise OperationFailed(f"after writing, {shorten_list(bad, 3)} in {target.label} is not what was written",
-                              hint="something else changed the files at the same time; check with mlops patch status")
+        raise OperationFailed(
+            f"after writing, {shorten_list(bad, 3)} in {target.label} is not what was written",
+            hint="something else changed the files at the same time; check with mlops patch status",
+        )
 
 
-def _import_check(target: Target, located: Located, new: dict[str, bytes | None], originals: dict | None,
-                  opts: Options, report: PatchReport, lp: Loaded, base: Target | None = None) -> dict | None:
+def _import_check(
+    target: Target,
+    located: Located,
+    new: dict[str, bytes | None],
+    originals: dict | None,
+    opts: Options,
+    report: PatchReport,
+    lp: Loaded,
+    base: Target | None = None,
+) -> dict | None:
     """The patched modules must import in the target, unless they did not import before either."""
     modules = module_names([rel for rel, data in new.items() if data is not None])
     if not opts.import_check or not modules:
@@ -362,12 +412,16 @@ def _import_check(target: Target, located: Located, new: dict[str, bytes | None]
     else:  # restore the originals, ask again, and re-apply only if the patch is not to blame
         _write(target, located, originals, "revert", lp)
         before = target.imports(modules)
-    caused = {m: r for m, r in failed.items() if before.get(m, {}).get("ok") or before.get(m, {}).get("error") != r["error"]}
+    caused = {
+        m: r for m, r in failed.items() if before.get(m, {}).get("ok") or before.get(m, {}).get("error") != r["error"]
+    }
     if caused:
         name, res = next(iter(caused.items()))
         where = "the new image was removed" if base is not None else "the original files were restored"
-        raise OperationFailed(f"the patched module {name} does not import in {target.label}: {res['error']}; {where}",
-                              hint="fix the patch; or skip this check with --no-import-check")
+        raise OperationFailed(
+            f"the patched module {name} does not import in {target.label}: {res['error']}; {where}",
+            hint="fix the patch; or skip this check with --no-import-check",
+        )
     if base is None:
         _write(target, located, new, "apply", lp)
     errors = "; ".join(f"{m}: {r['error']}" for m, r in failed.items())

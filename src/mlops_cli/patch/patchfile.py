@@ -232,8 +232,7 @@ def _parse_header(lines: list[str]) -> Header | None:
 
 
 def _check_path(path: str) -> None:
-    if (not _PATH_OK.fullmatch(path) or len(path) > 1024
-            or any(part in ("", ".", "..") for part in path.split("/"))):
+    if not _PATH_OK.fullmatch(path) or len(path) > 1024 or any(part in ("", ".", "..") for part in path.split("/")):
         raise PatchFormatError(f"unsafe or unsupported file path in patch: {one_line(path)[:120]!r}")
 
 
@@ -247,7 +246,7 @@ def _strip_prefix(raw: str, prefix: str) -> str | None:
     if path == "/dev/null":
         return None
     if path.startswith(prefix):
-        path = path[len(prefix):]
+        path = path[len(prefix) :]
     _check_path(path)
     return path
 
@@ -344,7 +343,7 @@ def apply(diff: FileDiff, text: str, reverse: bool = False) -> str:
         put = hunk.old_lines if reverse else hunk.new_lines
         # A range of length 0 starts *after* line `start`; otherwise at line `start`.
         index = start if not expect else start - 1
-        if index < pos or tuple(lines[index:index + len(expect)]) != expect:
+        if index < pos or tuple(lines[index : index + len(expect)]) != expect:
             where = f"line {start}"
             raise HunkMismatch(f"{diff.path}: hunk #{number} does not match at {where}")
         out.extend(lines[pos:index])
@@ -381,8 +380,9 @@ def make_diff(path: str, before: str | None, after: str | None, context: int = 3
     out: list[str] = []
     old_name = "/dev/null" if before is None else f"a/{path}"
     new_name = "/dev/null" if after is None else f"b/{path}"
-    diff_lines = list(difflib.unified_diff(split_lines(before or ""), split_lines(after or ""), old_name, new_name,
-                                           n=context))
+    diff_lines = list(
+        difflib.unified_diff(split_lines(before or ""), split_lines(after or ""), old_name, new_name, n=context)
+    )
     if not diff_lines and (before is None) != (after is None):  # an empty file created or deleted
         diff_lines = [f"--- {old_name}\n", f"+++ {new_name}\n"]
     for line in diff_lines:
@@ -394,8 +394,9 @@ def make_diff(path: str, before: str | None, after: str | None, context: int = 3
     return "".join(out)
 
 
-def make_patch(package: str, version: str, changes: list[tuple[str, bytes | None, bytes | None]],
-               notes: list[str] = ()) -> bytes:
+def make_patch(
+    package: str, version: str, changes: list[tuple[str, bytes | None, bytes | None]], notes: list[str] = ()
+) -> bytes:
     """A pinned patch from (path, original bytes, edited bytes) triples; None = the file does not
     exist on that side (created or deleted)."""
     if not valid_package(package):
@@ -406,9 +407,13 @@ def make_patch(package: str, version: str, changes: list[tuple[str, bytes | None
     body: list[str] = []
     for path, before, after in changes:
         _check_path(path)
-        head += [f"# file: {path}", f"#   sha256-before: {sha256_of(before) or ABSENT}",
-                 f"#   sha256-after: {sha256_of(after) or ABSENT}"]
-        body.append(make_diff(path, None if before is None else decode(before),
-                              None if after is None else decode(after)))
+        head += [
+            f"# file: {path}",
+            f"#   sha256-before: {sha256_of(before) or ABSENT}",
+            f"#   sha256-after: {sha256_of(after) or ABSENT}",
+        ]
+        body.append(
+            make_diff(path, None if before is None else decode(before), None if after is None else decode(after))
+        )
     head += [f"# {one_line(note)}" for note in notes]
     return encode("\n".join(head) + "\n" + "".join(body))

@@ -84,8 +84,10 @@ class BaseSource:
         if base is None:
             return
         if not base.exists():
-            raise UsageError(f"--base {files.show_path(base)} does not exist",
-                             hint="the work folder the patch was made in, a folder like site-packages, or a .whl")
+            raise UsageError(
+                f"--base {files.show_path(base)} does not exist",
+                hint="the work folder the patch was made in, a folder like site-packages, or a .whl",
+            )
         if base.is_file():
             if not zipfile.is_zipfile(base):
                 raise UsageError(f"--base {files.show_path(base)} is a file but not a wheel (.whl)")
@@ -142,9 +144,17 @@ class FilePort:
     moved: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"path": self.path, "outcome": self.outcome, "conflicts": self.conflicts, "reason": self.reason,
-                "sha256_base": pf.sha256_of(self.base), "sha256_theirs": pf.sha256_of(self.theirs),
-                "sha256_result": pf.sha256_of(self.result), "hunks": self.hunks, "moved": self.moved}
+        return {
+            "path": self.path,
+            "outcome": self.outcome,
+            "conflicts": self.conflicts,
+            "reason": self.reason,
+            "sha256_base": pf.sha256_of(self.base),
+            "sha256_theirs": pf.sha256_of(self.theirs),
+            "sha256_result": pf.sha256_of(self.result),
+            "hunks": self.hunks,
+            "moved": self.moved,
+        }
 
 
 def _text(data: bytes | None) -> str:
@@ -159,8 +169,14 @@ def _utf8(data: bytes | None) -> bool:
     return True
 
 
-def merge_file(rel: str, base: bytes | None, ours: bytes | None, theirs: bytes | None,
-               labels: tuple[str, str, str], tool: str | None = None) -> FilePort:
+def merge_file(
+    rel: str,
+    base: bytes | None,
+    ours: bytes | None,
+    theirs: bytes | None,
+    labels: tuple[str, str, str],
+    tool: str | None = None,
+) -> FilePort:
     """The outcome for one file. None = the file does not exist on that side."""
     if theirs == ours:
         return FilePort(rel, UPSTREAM, base, ours, theirs, result=theirs)
@@ -169,15 +185,39 @@ def merge_file(rel: str, base: bytes | None, ours: bytes | None, theirs: bytes |
     if ours is None:
         if theirs is None:
             return FilePort(rel, UPSTREAM, base, ours, theirs, result=None)
-        return FilePort(rel, CONFLICT, base, ours, theirs, result=theirs, conflicts=1,
-                        reason="the patch deletes this file, and the new release changed it: delete the working "
-                               "copy to keep the deletion, or keep it")
+        return FilePort(
+            rel,
+            CONFLICT,
+            base,
+            ours,
+            theirs,
+            result=theirs,
+            conflicts=1,
+            reason="the patch deletes this file, and the new release changed it: delete the working "
+            "copy to keep the deletion, or keep it",
+        )
     if theirs is None:
-        return FilePort(rel, CONFLICT, base, ours, theirs, result=None, conflicts=1,
-                        reason="the new release no longer has this file (removed or moved upstream)")
+        return FilePort(
+            rel,
+            CONFLICT,
+            base,
+            ours,
+            theirs,
+            result=None,
+            conflicts=1,
+            reason="the new release no longer has this file (removed or moved upstream)",
+        )
     if not (_utf8(base) and _utf8(ours) and _utf8(theirs)):
-        return FilePort(rel, CONFLICT, base, ours, theirs, result=theirs, conflicts=1,
-                        reason="not UTF-8 text, so it cannot be merged line by line; edit it by hand")
+        return FilePort(
+            rel,
+            CONFLICT,
+            base,
+            ours,
+            theirs,
+            result=theirs,
+            conflicts=1,
+            reason="not UTF-8 text, so it cannot be merged line by line; edit it by hand",
+        )
     merged = merge.three_way(_text(base), _text(ours), _text(theirs), labels, tool)
     text, conflicts, held = merged.text, merged.conflicts, 0
     if conflicts:  # regions the new release already holds (upstream's fix, extended) are taken from it
@@ -185,25 +225,69 @@ def merge_file(rel: str, base: bytes | None, ours: bytes | None, theirs: bytes |
         if resolved is not None and resolved.held:
             text, conflicts, held = resolved.text, resolved.conflicts, resolved.held
     data = pf.encode(text)
-    also = (f"; {held} more region(s) the new release already holds, with more changes of its own on the same "
-            "lines, were taken from it") if held else ""
+    also = (
+        (
+            f"; {held} more region(s) the new release already holds, with more changes of its own on the same "
+            "lines, were taken from it"
+        )
+        if held
+        else ""
+    )
     if conflicts:
-        return FilePort(rel, CONFLICT, base, ours, theirs, result=data, conflicts=conflicts,
-                        reason=f"{conflicts} conflicting region(s): the new release changed the same lines{also}")
+        return FilePort(
+            rel,
+            CONFLICT,
+            base,
+            ours,
+            theirs,
+            result=data,
+            conflicts=conflicts,
+            reason=f"{conflicts} conflicting region(s): the new release changed the same lines{also}",
+        )
     if data == theirs:
-        return FilePort(rel, UPSTREAM, base, ours, theirs, result=theirs,
-                        reason=(f"the new release has the change in {held} region(s) where it also changed the same "
-                                "lines further: review its version there") if held else None)
+        return FilePort(
+            rel,
+            UPSTREAM,
+            base,
+            ours,
+            theirs,
+            result=theirs,
+            reason=(
+                f"the new release has the change in {held} region(s) where it also changed the same "
+                "lines further: review its version there"
+            )
+            if held
+            else None,
+        )
     if rel.endswith(".py"):
         try:
             ast.parse(data, filename=rel)
         except (SyntaxError, ValueError) as exc:
-            return FilePort(rel, CONFLICT, base, ours, theirs, result=data, conflicts=1,
-                            reason=f"it merged cleanly but does not parse (line {getattr(exc, 'lineno', '?')}: "
-                                   f"{one_line(getattr(exc, 'msg', exc))})")
-    return FilePort(rel, MERGED, base, ours, theirs, result=data,
-                    reason=(f"{held} region(s) of the change the new release already holds (with more changes of its "
-                            "own on the same lines) were taken from it; the rest merged") if held else None)
+            return FilePort(
+                rel,
+                CONFLICT,
+                base,
+                ours,
+                theirs,
+                result=data,
+                conflicts=1,
+                reason=f"it merged cleanly but does not parse (line {getattr(exc, 'lineno', '?')}: "
+                f"{one_line(getattr(exc, 'msg', exc))})",
+            )
+    return FilePort(
+        rel,
+        MERGED,
+        base,
+        ours,
+        theirs,
+        result=data,
+        reason=(
+            f"{held} region(s) of the change the new release already holds (with more changes of its "
+            "own on the same lines) were taken from it; the rest merged"
+        )
+        if held
+        else None,
+    )
 
 
 def line_map(base: str, theirs: str):
@@ -265,8 +349,9 @@ def enclosing(diff: pf.FileDiff, base: bytes | None) -> list[str]:
     names = []
     for hunk in diff.hunks:
         lines = range(hunk.old_start, hunk.old_start + max(len(hunk.old_lines), 1))
-        inner = [(end - start, name) for name, (start, end) in defs.items()
-                 if any(start <= line <= end for line in lines)]
+        inner = [
+            (end - start, name) for name, (start, end) in defs.items() if any(start <= line <= end for line in lines)
+        ]
         if inner:
             name = min(inner)[1]
             if name not in names:
@@ -302,13 +387,16 @@ def default_output(patch_path: Path, version: str) -> Path:
     return patch_path.with_name(f"{stem}-{version}.patch")
 
 
-def port(target: Target, patch_path: Path, output: Path | None, base: Path | None, work: Path | None,
-         opts: Options) -> PortReport:
+def port(
+    target: Target, patch_path: Path, output: Path | None, base: Path | None, work: Path | None, opts: Options
+) -> PortReport:
     lp = load_patch(patch_path, opts.package)
     header = lp.patch.header
     if header is None:
-        raise UsageError(f"{files.show_path(patch_path)} has no mlops header: port needs the pinned original",
-                         hint="make the patch with `mlops patch diff`, or apply the plain diff with --package")
+        raise UsageError(
+            f"{files.show_path(patch_path)} has no mlops header: port needs the pinned original",
+            hint="make the patch with `mlops patch diff`, or apply the plain diff with --package",
+        )
     source = BaseSource(base)
     if output is not None:
         files.check_writable(output, what="new patch")
@@ -319,11 +407,18 @@ def port(target: Target, patch_path: Path, output: Path | None, base: Path | Non
     check_paths(target, lp.package, located, lp.patch.paths)
     new_version = located.version
     if not new_version:
-        raise OperationFailed(f"{target.label} reports no {lp.package} version, so a ported patch cannot be pinned",
-                              hint="the package has no distribution metadata and no __version__ there")
-    report = PortReport(target=target.describe(), package=lp.package, old_version=header.version,
-                        new_version=new_version, patch={"path": str(lp.path), "sha256": lp.patch.sha256},
-                        tool=tool)
+        raise OperationFailed(
+            f"{target.label} reports no {lp.package} version, so a ported patch cannot be pinned",
+            hint="the package has no distribution metadata and no __version__ there",
+        )
+    report = PortReport(
+        target=target.describe(),
+        package=lp.package,
+        old_version=header.version,
+        new_version=new_version,
+        patch={"path": str(lp.path), "sha256": lp.patch.sha256},
+        tool=tool,
+    )
     assessment = decide.assess(lp.patch, new_version, located.files)
     if assessment.state in (decide.NOT_APPLIED, decide.APPLIED):
         report.result = "unchanged"
@@ -337,17 +432,23 @@ def port(target: Target, patch_path: Path, output: Path | None, base: Path | Non
             f"the original {rel} of {lp.package} {header.version} (sha256 {sha[:12]}) is not here to merge against"
             + (f" ({len(missing) - 1} more)" if len(missing) > 1 else ""),
             hint=f"give --base: the work folder the patch was made in, or the release's wheel "
-                 f"(pip download --no-deps '{wheel}' -d . then --base THE.whl)")
-    labels = (f"{lp.path.name} (patched {header.version})", f"{lp.package} {header.version}",
-              f"{lp.package} {new_version}")
+            f"(pip download --no-deps '{wheel}' -d . then --base THE.whl)",
+        )
+    labels = (
+        f"{lp.path.name} (patched {header.version})",
+        f"{lp.package} {header.version}",
+        f"{lp.package} {new_version}",
+    )
     ports = []
     for diff in lp.patch.files:
         rel, base_data = diff.path, bases[diff.path]
         try:
             ours = pf.apply_content(diff, base_data)
         except pf.HunkMismatch:
-            raise UsageError(f"corrupt patch {files.show_path(lp.path)}: {rel} does not apply to its pinned original",
-                             hint="the diff was edited after `mlops patch diff` wrote it") from None
+            raise UsageError(
+                f"corrupt patch {files.show_path(lp.path)}: {rel} does not apply to its pinned original",
+                hint="the diff was edited after `mlops patch diff` wrote it",
+            ) from None
         if pf.sha256_of(ours) != header.pin_for(rel).sha256_after:
             raise UsageError(f"corrupt patch {files.show_path(lp.path)}: {rel}: {decide.INCONSISTENT}")
         fp = merge_file(rel, base_data, ours, located.files.get(rel), labels, tool)
@@ -364,14 +465,19 @@ def port(target: Target, patch_path: Path, output: Path | None, base: Path | Non
     if not changes:
         report.result = "upstream-fixed"
         return report
-    notes = [f"ported-from: {lp.path.name} ({lp.package} {header.version}, sha256 {lp.patch.sha256[:12]})",
-             f"made-from: {target.describe().get('kind')} {target.describe().get('ref')}", f"made-by: mlops {__version__}",
-             "apply: mlops patch apply THIS.patch --image IMAGE | --container NAME | --python PATH"]
+    notes = [
+        f"ported-from: {lp.path.name} ({lp.package} {header.version}, sha256 {lp.patch.sha256[:12]})",
+        f"made-from: {target.describe().get('kind')} {target.describe().get('ref')}",
+        f"made-by: mlops {__version__}",
+        "apply: mlops patch apply THIS.patch --image IMAGE | --container NAME | --python PATH",
+    ]
     data = pf.make_patch(lp.package, new_version, changes, notes)
     new_patch = pf.parse(data)
     check = decide.assess(new_patch, new_version, located.files)
     if check.state != decide.NOT_APPLIED:  # pragma: no cover - what we make must apply to what we made it from
-        raise OperationFailed(f"internal check failed: the ported patch does not apply to {target.label}: {check.problem}")
+        raise OperationFailed(
+            f"internal check failed: the ported patch does not apply to {target.label}: {check.problem}"
+        )
     output = output or default_output(lp.path, new_version)
     files.check_writable(output, what="new patch")
     files.write_atomic(output, data, what="new patch")
@@ -398,8 +504,15 @@ def _bases(lp: Loaded, source: BaseSource) -> tuple[dict[str, bytes | None], lis
     return bases, missing, where
 
 
-def _conflict(target: Target, lp: Loaded, located: Located, ports: list, report: PortReport, work: Path | None,
-              output: Path | None) -> PortReport:
+def _conflict(
+    target: Target,
+    lp: Loaded,
+    located: Located,
+    ports: list,
+    report: PortReport,
+    work: Path | None,
+    output: Path | None,
+) -> PortReport:
     """Write the work folder a person finishes with `mlops patch diff`."""
     report.result = "conflict"
     out = output or default_output(lp.path, report.new_version)
@@ -416,15 +529,16 @@ def _conflict(target: Target, lp: Loaded, located: Located, ports: list, report:
             lost += [n for n in names if n not in lost]
     extra_paths: list[str] = []
     if lost:
-        found = target.agent("find", {"package": lp.package, "names": lost[:10]},
-                             what=f"looking for moved code in {target.label}").get("found", {})
+        found = target.agent(
+            "find", {"package": lp.package, "names": lost[:10]}, what=f"looking for moved code in {target.label}"
+        ).get("found", {})
         have = {fp.path for _, fp in ports}
         for diff, fp in ports:
             folder = diff.path.rsplit("/", 1)[0] + "/"
             for name in lost_in.get(fp.path, []):
                 places = [p for p in found.get(name, []) if p not in have]
                 # A sibling module is where moved code usually goes (and is copied for the edit).
-                near = [p for p in places if p.startswith(folder) and "/" not in p[len(folder):]]
+                near = [p for p in places if p.startswith(folder) and "/" not in p[len(folder) :]]
                 far = [p for p in places if p not in near]
                 if near:
                     fp.moved.append(f"{name} is now defined in {shorten_list(near, 3)} (copied into the work folder)")

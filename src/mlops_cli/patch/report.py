@@ -78,13 +78,20 @@ class PatchReport:
 
     def render(self, console: Console) -> None:
         target = self.target.get("ref")
-        console.print(f"{self.target['kind']} {target}: {self.package} {self.version or '(version unknown)'}"
-                      + (f" in {self.site}" if self.site else ""), markup=False)
+        console.print(
+            f"{self.target['kind']} {target}: {self.package} {self.version or '(version unknown)'}"
+            + (f" in {self.site}" if self.site else ""),
+            markup=False,
+        )
         for f in self.files:
             console.print(f"  {f['state']:<12} {f['path']}", markup=False, highlight=False)
-            console.print(f"  {'':<12} sha256 now {_short(f.get('sha256_current'))}, original "
-                          f"{_short(f.get('sha256_before'))}, patched {_short(f.get('sha256_after'))}"
-                          + (f" ({f['reason']})" if f.get("reason") else ""), markup=False, highlight=False)
+            console.print(
+                f"  {'':<12} sha256 now {_short(f.get('sha256_current'))}, original "
+                f"{_short(f.get('sha256_before'))}, patched {_short(f.get('sha256_after'))}"
+                + (f" ({f['reason']})" if f.get("reason") else ""),
+                markup=False,
+                highlight=False,
+            )
         if self.diff and self.dry_run:
             console.print(self.diff, markup=False, highlight=False, end="")
         if self.plan and (self.dry_run or self.result in ("applied", "reverted")):
@@ -130,17 +137,31 @@ class ExtractReport:
     exit_code: int = ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": "extract", "result": "extracted", "target": self.target, "package": self.package,
-                "version": self.version, "site": self.site, "python": self.python, "workdir": self.workdir,
-                "files": self.files, "notes": self.notes}
+        return {
+            "command": "extract",
+            "result": "extracted",
+            "target": self.target,
+            "package": self.package,
+            "version": self.version,
+            "site": self.site,
+            "python": self.python,
+            "workdir": self.workdir,
+            "files": self.files,
+            "notes": self.notes,
+        }
 
     def render(self, console: Console) -> None:
-        console.print(f"extracted from {self.target['kind']} {self.target['ref']}: {self.package} {self.version} "
-                      f"({self.site})", markup=False)
+        console.print(
+            f"extracted from {self.target['kind']} {self.target['ref']}: {self.package} {self.version} ({self.site})",
+            markup=False,
+        )
         for f in self.files:
             console.print(f"  {self.workdir}/{f['path']}  sha256 {f['sha256'][:12]}", markup=False, highlight=False)
-        console.print(f"next: edit the files above, then: mlops patch diff {self.workdir} -o NAME.patch",
-                      markup=False, highlight=False)
+        console.print(
+            f"next: edit the files above, then: mlops patch diff {self.workdir} -o NAME.patch",
+            markup=False,
+            highlight=False,
+        )
         for note in self.notes:
             console.print(f"note: {note}", markup=False, highlight=False)
 
@@ -157,21 +178,34 @@ class DiffReport:
     exit_code: int = ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": "diff", "result": "written", "patch": {"path": self.output, "sha256": self.sha256,
-                                                                  "pinned": True, "version": self.version},
-                "package": self.package, "version": self.version, "files": self.files,
-                "unchanged": self.unchanged, "source": self.source}
+        return {
+            "command": "diff",
+            "result": "written",
+            "patch": {"path": self.output, "sha256": self.sha256, "pinned": True, "version": self.version},
+            "package": self.package,
+            "version": self.version,
+            "files": self.files,
+            "unchanged": self.unchanged,
+            "source": self.source,
+        }
 
     def render(self, console: Console) -> None:
-        console.print(f"wrote {self.output} (sha256 {self.sha256[:12]}), pinned to {self.package} {self.version}:",
-                      markup=False, highlight=False)
+        console.print(
+            f"wrote {self.output} (sha256 {self.sha256[:12]}), pinned to {self.package} {self.version}:",
+            markup=False,
+            highlight=False,
+        )
         for f in self.files:
-            console.print(f"  {f['path']}  +{f['added']} -{f['removed']}  "
-                          f"{f['sha256_before'][:12]} -> {f['sha256_after'][:12]}", markup=False, highlight=False)
+            console.print(
+                f"  {f['path']}  +{f['added']} -{f['removed']}  {f['sha256_before'][:12]} -> {f['sha256_after'][:12]}",
+                markup=False,
+                highlight=False,
+            )
         src = self.source
         if src.get("kind") == "image":
-            console.print(f"next: mlops patch apply {self.output} --image {src['ref']} --dry-run",
-                          markup=False, highlight=False)
+            console.print(
+                f"next: mlops patch apply {self.output} --image {src['ref']} --dry-run", markup=False, highlight=False
+            )
 
 
 @dataclass
@@ -198,17 +232,31 @@ class PortReport:
         return ExitCode.PROBLEM if self.result == "conflict" else ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": "port", "result": self.result, "target": self.target, "package": self.package,
-                "old_version": self.old_version, "new_version": self.new_version, "patch": self.patch,
-                "merge_tool": self.tool, "files": [f.to_json() for f in self.files], "output": self.output,
-                "work": self.work, "finish": self.finish, "base_sources": self.base_sources, "notes": self.notes}
+        return {
+            "command": "port",
+            "result": self.result,
+            "target": self.target,
+            "package": self.package,
+            "old_version": self.old_version,
+            "new_version": self.new_version,
+            "patch": self.patch,
+            "merge_tool": self.tool,
+            "files": [f.to_json() for f in self.files],
+            "output": self.output,
+            "work": self.work,
+            "finish": self.finish,
+            "base_sources": self.base_sources,
+            "notes": self.notes,
+        }
 
     def render(self, console: Console) -> None:
         def say(line: str) -> None:
             console.print(line, markup=False, highlight=False)
 
-        say(f"port {self.patch['path']}: {self.package} {self.old_version} -> {self.new_version} "
-            f"({self.target['kind']} {self.target.get('ref')}; merged with {self.tool})")
+        say(
+            f"port {self.patch['path']}: {self.package} {self.old_version} -> {self.new_version} "
+            f"({self.target['kind']} {self.target.get('ref')}; merged with {self.tool})"
+        )
         for f in self.files:
             say(f"  {f.outcome:<16} {f.path}" + (f" ({f.reason})" if f.reason else ""))
             for h in f.hunks:
@@ -221,10 +269,14 @@ class PortReport:
         for note in self.notes:
             say(f"note: {note}")
         if self.result == "ported":
-            say(f"wrote {self.output['path']} (sha256 {self.output['sha256'][:12]}), pinned to "
-                f"{self.package} {self.new_version}")
-            say(f"next: mlops patch apply {self.output['path']} --{self.target['kind'] if self.target['kind'] != 'local' else 'python'} "
-                f"{self.target.get('ref')} --dry-run")
+            say(
+                f"wrote {self.output['path']} (sha256 {self.output['sha256'][:12]}), pinned to "
+                f"{self.package} {self.new_version}"
+            )
+            say(
+                f"next: mlops patch apply {self.output['path']} --{self.target['kind'] if self.target['kind'] != 'local' else 'python'} "
+                f"{self.target.get('ref')} --dry-run"
+            )
         elif self.result == "upstream-fixed":
             say(f"result: {self.package} {self.new_version} already contains the change; no patch written")
         elif self.result == "unchanged":
@@ -259,20 +311,36 @@ class StatusTable:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": "status", "folder": self.folder, "target": self.target, "expect": self.expect,
-                "patches": self.rows, "counts": self.counts(), "labels": self.labels,
-                "ok": self.exit_code == ExitCode.OK}
+        return {
+            "command": "status",
+            "folder": self.folder,
+            "target": self.target,
+            "expect": self.expect,
+            "patches": self.rows,
+            "counts": self.counts(),
+            "labels": self.labels,
+            "ok": self.exit_code == ExitCode.OK,
+        }
 
     def render(self, console: Console) -> None:
         from rich.table import Table
 
-        table = Table(title=f"{self.target['kind']} {self.target.get('ref')}: {len(self.rows)} patch(es) in {self.folder}",
-                      title_justify="left", show_edge=False, pad_edge=False)
+        table = Table(
+            title=f"{self.target['kind']} {self.target.get('ref')}: {len(self.rows)} patch(es) in {self.folder}",
+            title_justify="left",
+            show_edge=False,
+            pad_edge=False,
+        )
         for column in ("patch", "package", "pinned", "target", "status"):
             table.add_column(column, no_wrap=column != "patch", overflow="fold")
         for r in self.rows:
-            table.add_row(r["path"].rsplit("/", 1)[-1], r["package"] or "-", r["pinned_version"] or "(unpinned)",
-                          r["target_version"] or "-", r["result"])
+            table.add_row(
+                r["path"].rsplit("/", 1)[-1],
+                r["package"] or "-",
+                r["pinned_version"] or "(unpinned)",
+                r["target_version"] or "-",
+                r["result"],
+            )
         console.print(table)
         for r in self.rows:
             if r["problem"] and r["result"] != "applied":
@@ -297,9 +365,17 @@ class DockerfileReport:
     exit_code: int = ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
-        return {"command": "dockerfile", "image": self.image, "image_id": self.base_image_id, "patch": self.patch,
-                "package": self.package, "labels": self.labels, "checked_state": self.state,
-                "dockerfile": self.text, "notes": self.notes}
+        return {
+            "command": "dockerfile",
+            "image": self.image,
+            "image_id": self.base_image_id,
+            "patch": self.patch,
+            "package": self.package,
+            "labels": self.labels,
+            "checked_state": self.state,
+            "dockerfile": self.text,
+            "notes": self.notes,
+        }
 
     def render(self, console: Console) -> None:
         console.print(self.text, markup=False, highlight=False, end="", soft_wrap=True)

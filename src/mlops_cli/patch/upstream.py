@@ -135,7 +135,7 @@ def resolve(text: str, markers: tuple[str, str, str, str]) -> Resolved | None:
             out.append(item)
             continue
         start, end = next(regions)
-        if held_upstream(item, view[max(start - WINDOW, 0):end + WINDOW]):
+        if held_upstream(item, view[max(start - WINDOW, 0) : end + WINDOW]):
             out += item.theirs
             held += 1
         else:

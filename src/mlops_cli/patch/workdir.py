@@ -49,16 +49,22 @@ def normalise_paths(paths: list[str]) -> tuple[str, list[str]]:
         try:
             pf.check_path(rel)
         except pf.PatchFormatError:
-            raise UsageError(f"not a path inside a package: {one_line(raw)[:120]!r}",
-                             hint="write it relative to site-packages, e.g. transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py") from None
+            raise UsageError(
+                f"not a path inside a package: {one_line(raw)[:120]!r}",
+                hint="write it relative to site-packages, e.g. transformers/models/qwen2_5_vl/modeling_qwen2_5_vl.py",
+            ) from None
         if "/" not in rel:
-            raise UsageError(f"{one_line(raw)[:120]!r} names no file inside a package",
-                             hint="e.g. transformers/utils/import_utils.py")
+            raise UsageError(
+                f"{one_line(raw)[:120]!r} names no file inside a package",
+                hint="e.g. transformers/utils/import_utils.py",
+            )
         clean.append(rel)
     packages = {p.split("/", 1)[0] for p in clean}
     if len(packages) != 1:
-        raise UsageError(f"all files must be in one package, got {shorten_list(sorted(packages), 5)}",
-                         hint="make one patch per package")
+        raise UsageError(
+            f"all files must be in one package, got {shorten_list(sorted(packages), 5)}",
+            hint="make one patch per package",
+        )
     package = packages.pop()
     if not pf.valid_package(package):
         raise UsageError(f"{package!r} is not a package (import) name")
@@ -74,58 +80,97 @@ def extract(target: Target, raw_paths: list[str], outdir: Path) -> ExtractReport
     check_paths(target, package, located, paths)
     missing = [p for p in paths if located.files.get(p) is None]
     if missing:
-        raise OperationFailed(f"not found in {target.label}: " + shorten_list([located.path_of(p) for p in missing], 3),
-                              hint=f"{package} is at {located.site}/{package}; check the path inside it")
+        raise OperationFailed(
+            f"not found in {target.label}: " + shorten_list([located.path_of(p) for p in missing], 3),
+            hint=f"{package} is at {located.site}/{package}; check the path inside it",
+        )
     entries = [(p, located.files[p], located.files[p]) for p in paths]
     from mlops_cli.patch.port import remember
 
     remember([located.files[p] for p in paths])
     write_workdir(outdir, package, located.version, located.site, located.python, target.describe(), entries)
-    files_json = [{"path": p, "sha256": pf.sha256_bytes(located.files[p]), "target_path": located.path_of(p)}
-                  for p in paths]
-    return ExtractReport(target.describe(), package, located.version, located.site, located.python,
-                         str(outdir), files_json, notes=vllm_notes(target, paths))
+    files_json = [
+        {"path": p, "sha256": pf.sha256_bytes(located.files[p]), "target_path": located.path_of(p)} for p in paths
+    ]
+    return ExtractReport(
+        target.describe(),
+        package,
+        located.version,
+        located.site,
+        located.python,
+        str(outdir),
+        files_json,
+        notes=vllm_notes(target, paths),
+    )
 
 
 def check_empty_folder(outdir: Path) -> None:
     if outdir.is_symlink() or (outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir()))):
-        raise UsageError(f"{files.show_path(outdir)} exists and is not an empty folder", hint="give -o a new or empty folder")
+        raise UsageError(
+            f"{files.show_path(outdir)} exists and is not an empty folder", hint="give -o a new or empty folder"
+        )
 
 
-def write_workdir(outdir: Path, package: str, version: str | None, site: str, python: str, source: dict,
-                  entries: list[tuple[str, bytes | None, bytes | None]], extra: dict | None = None) -> None:
+def write_workdir(
+    outdir: Path,
+    package: str,
+    version: str | None,
+    site: str,
+    python: str,
+    source: dict,
+    entries: list[tuple[str, bytes | None, bytes | None]],
+    extra: dict | None = None,
+) -> None:
     """A work folder: for each (path, original, working copy) the copy to edit at the top (None:
     none is written) and the original under .mlops/original (None: the file does not exist in
     the target), with the manifest. Built beside ``outdir`` and renamed into place."""
-    manifest = {"format": 1, "package": package, "version": version, "site": site, "python": python,
-                "source": source, "files": [{"path": rel, "sha256": pf.sha256_of(orig)} for rel, orig, _ in entries],
-                "mlops": __version__, **(extra or {})}
+    manifest = {
+        "format": 1,
+        "package": package,
+        "version": version,
+        "site": site,
+        "python": python,
+        "source": source,
+        "files": [{"path": rel, "sha256": pf.sha256_of(orig)} for rel, orig, _ in entries],
+        "mlops": __version__,
+        **(extra or {}),
+    }
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OperationFailed(f"cannot create {files.show_path(outdir)}: {exc.strerror or exc}",
-                              hint="give -o a writable place") from None
+        raise OperationFailed(
+            f"cannot create {files.show_path(outdir)}: {exc.strerror or exc}", hint="give -o a writable place"
+        ) from None
     with staging_dir(outdir, what="work folder") as staging:
         os.chmod(staging, 0o777 & ~current_umask())
         for rel, original, working in entries:
-            for dest, data in ((safe_join(staging, rel), working), (safe_join(staging, f"{ORIGINALS}/{rel}"), original)):
+            for dest, data in (
+                (safe_join(staging, rel), working),
+                (safe_join(staging, f"{ORIGINALS}/{rel}"), original),
+            ):
                 if data is None:
                     continue
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 write_new(dest, data)
         (staging / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
         write_new(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        publish_dir(staging, outdir, what="work folder",
-                    may_replace=lambda d: None if not any(d.iterdir()) else "it is not empty")
+        publish_dir(
+            staging,
+            outdir,
+            what="work folder",
+            may_replace=lambda d: None if not any(d.iterdir()) else "it is not empty",
+        )
 
 
 def vllm_notes(target: Target, paths: list[str]) -> list[str]:
     """The research caveat: vLLM's native Qwen2.5-VL never imports this transformers file."""
     ref = json.dumps(target.describe()).lower()
     if any("qwen2_5_vl/modeling_qwen2_5_vl" in p for p in paths) and ("vllm" in ref or isinstance(target, ImageTarget)):
-        return ["vLLM's native Qwen2.5-VL (vllm/model_executor/models/qwen2_5_vl.py) does not import "
-                "transformers' modeling_qwen2_5_vl.py; a change here (e.g. get_rope_index) takes effect only with "
-                "`vllm serve ... --model-impl transformers` (see docs/patch.md)"]
+        return [
+            "vLLM's native Qwen2.5-VL (vllm/model_executor/models/qwen2_5_vl.py) does not import "
+            "transformers' modeling_qwen2_5_vl.py; a change here (e.g. get_rope_index) takes effect only with "
+            "`vllm serve ... --model-impl transformers` (see docs/patch.md)"
+        ]
     return []
 
 
@@ -133,13 +178,17 @@ def read_manifest(workdir: Path) -> dict:
     """The work folder's manifest, every field checked (a tampered or damaged one is exit 2)."""
     path = workdir / MANIFEST
     if not path.is_file():
-        raise UsageError(f"{files.show_path(workdir)} is not a work folder made by `mlops patch extract` (no {MANIFEST})",
-                         hint="mlops patch extract IMAGE PATH... -o WORKDIR")
+        raise UsageError(
+            f"{files.show_path(workdir)} is not a work folder made by `mlops patch extract` (no {MANIFEST})",
+            hint="mlops patch extract IMAGE PATH... -o WORKDIR",
+        )
     doc = files.read_input_json(path, what="work folder manifest", max_bytes=16 * files.MiB)
 
     def damaged(reason: str) -> UsageError:
-        return UsageError(f"{files.show_path(path)} is damaged: {reason}",
-                          hint="extract again into a new folder and redo the edit there")
+        return UsageError(
+            f"{files.show_path(path)} is damaged: {reason}",
+            hint="extract again into a new folder and redo the edit there",
+        )
 
     if not isinstance(doc, dict):
         raise damaged("not a JSON object")
@@ -186,8 +235,11 @@ def _new_files(workdir: Path, package: str, known: set[str]) -> list[str]:
     if not root.is_dir() or root.is_symlink():
         return found
     for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not _SCRATCH.search(d)
-                         and not os.path.islink(os.path.join(folder, d)))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d != "__pycache__" and not _SCRATCH.search(d) and not os.path.islink(os.path.join(folder, d))
+        )
         for name in sorted(names):
             rel = os.path.relpath(os.path.join(folder, name), workdir).replace(os.sep, "/")
             if rel in known or _SCRATCH.search(name) or os.path.islink(os.path.join(folder, name)):
@@ -210,22 +262,29 @@ def diff(workdir: Path, output: Path) -> DiffReport:
     manifest = read_manifest(workdir)
     package, version = manifest["package"], manifest["version"]
     if not version:
-        raise OperationFailed(f"the extract recorded no {package} version, so the patch cannot be pinned",
-                              hint="the package has no distribution metadata and no __version__ in the target")
+        raise OperationFailed(
+            f"the extract recorded no {package} version, so the patch cannot be pinned",
+            hint="the package has no distribution metadata and no __version__ in the target",
+        )
     entries = [(e["path"], e.get("sha256")) for e in manifest["files"]]
     entries += [(rel, None) for rel in _new_files(workdir, package, {rel for rel, _ in entries})]
     changes, report_files, unchanged = [], [], []
     for rel, sha in entries:
         original = None
         if sha is not None:
-            original = _read_work_file(safe_join(workdir / ORIGINALS, rel, what="file in the work folder"),
-                                       "the original")
+            original = _read_work_file(
+                safe_join(workdir / ORIGINALS, rel, what="file in the work folder"), "the original"
+            )
             if original is None:
-                raise UsageError(f"{files.show_path(workdir)} is damaged: the original {ORIGINALS}/{rel} is missing",
-                                 hint="extract again into a new folder and redo the edit there")
+                raise UsageError(
+                    f"{files.show_path(workdir)} is damaged: the original {ORIGINALS}/{rel} is missing",
+                    hint="extract again into a new folder and redo the edit there",
+                )
             if pf.sha256_bytes(original) != sha:
-                raise OperationFailed(f"{files.show_path(workdir / ORIGINALS / rel)} no longer matches the extracted sha256",
-                                      hint="edit the copy at the top of the work folder, not under .mlops/; extract again")
+                raise OperationFailed(
+                    f"{files.show_path(workdir / ORIGINALS / rel)} no longer matches the extracted sha256",
+                    hint="edit the copy at the top of the work folder, not under .mlops/; extract again",
+                )
         edited_path = safe_join(workdir, rel, what="file in the work folder")
         edited = _read_work_file(edited_path, "the edited file")
         if edited == original:
@@ -234,31 +293,45 @@ def diff(workdir: Path, output: Path) -> DiffReport:
         if edited is not None:
             line = conflict_markers(edited)
             if line is not None:
-                raise OperationFailed(f"{files.show_path(edited_path)} line {line}: a conflict marker is still there",
-                                      hint="choose between the <<<<<<< and >>>>>>> blocks, remove the markers, "
-                                           "then run mlops patch diff again")
+                raise OperationFailed(
+                    f"{files.show_path(edited_path)} line {line}: a conflict marker is still there",
+                    hint="choose between the <<<<<<< and >>>>>>> blocks, remove the markers, "
+                    "then run mlops patch diff again",
+                )
         if edited is not None and rel.endswith(".py"):
             try:
                 ast.parse(edited, filename=str(edited_path))
             except (SyntaxError, ValueError) as exc:  # null bytes: ValueError before Python 3.11.?, SyntaxError after
                 where = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
-                raise OperationFailed(f"{files.show_path(edited_path)}{where}: {one_line(getattr(exc, 'msg', None) or exc)}",
-                                      hint="fix the edit; a patch that does not compile is never written") from None
+                raise OperationFailed(
+                    f"{files.show_path(edited_path)}{where}: {one_line(getattr(exc, 'msg', None) or exc)}",
+                    hint="fix the edit; a patch that does not compile is never written",
+                ) from None
         changes.append((rel, original, edited))
-        body = pf.make_diff(rel, None if original is None else pf.decode(original),
-                            None if edited is None else pf.decode(edited))
-        report_files.append({"path": rel, "sha256_before": pf.sha256_of(original),
-                             "sha256_after": pf.sha256_of(edited),
-                             "change": "create" if original is None else "delete" if edited is None else "modify",
-                             "added": sum(1 for ln in body.splitlines() if ln.startswith("+") and not ln.startswith("+++")),
-                             "removed": sum(1 for ln in body.splitlines() if ln.startswith("-") and not ln.startswith("---"))})
+        body = pf.make_diff(
+            rel, None if original is None else pf.decode(original), None if edited is None else pf.decode(edited)
+        )
+        report_files.append(
+            {
+                "path": rel,
+                "sha256_before": pf.sha256_of(original),
+                "sha256_after": pf.sha256_of(edited),
+                "change": "create" if original is None else "delete" if edited is None else "modify",
+                "added": sum(1 for ln in body.splitlines() if ln.startswith("+") and not ln.startswith("+++")),
+                "removed": sum(1 for ln in body.splitlines() if ln.startswith("-") and not ln.startswith("---")),
+            }
+        )
     if not changes:
-        raise OperationFailed(f"no changes in {files.show_path(workdir)}: every file still matches the original",
-                              hint=f"edit {files.show_path(workdir)}/{entries[0][0]} first")
+        raise OperationFailed(
+            f"no changes in {files.show_path(workdir)}: every file still matches the original",
+            hint=f"edit {files.show_path(workdir)}/{entries[0][0]} first",
+        )
     src = manifest.get("source") or {}
-    notes = [f"made-from: {src.get('kind', '?')} {src.get('ref', '?')} {src.get('image_id', '')}".rstrip(),
-             f"made-by: mlops {__version__}",
-             "apply: mlops patch apply THIS.patch --image IMAGE | --container NAME | --python PATH"]
+    notes = [
+        f"made-from: {src.get('kind', '?')} {src.get('ref', '?')} {src.get('image_id', '')}".rstrip(),
+        f"made-by: mlops {__version__}",
+        "apply: mlops patch apply THIS.patch --image IMAGE | --container NAME | --python PATH",
+    ]
     if manifest.get("ported_from"):
         notes.insert(1, f"ported-from: {manifest['ported_from']}")
     data = pf.make_patch(package, version, changes, notes)
@@ -267,8 +340,10 @@ def diff(workdir: Path, output: Path) -> DiffReport:
     except pf.PatchFormatError as exc:
         raise UsageError(f"cannot make a patch from {files.show_path(workdir)}: {one_line(exc)}") from None
     if output.is_dir():
-        raise UsageError(f"-o {files.show_path(output)} is a folder; give the patch file's name",
-                         hint=f"-o {files.show_path(output / 'NAME.patch')}")
+        raise UsageError(
+            f"-o {files.show_path(output)} is a folder; give the patch file's name",
+            hint=f"-o {files.show_path(output / 'NAME.patch')}",
+        )
     if str(output.parent) and not output.parent.exists():
         try:
             output.parent.mkdir(parents=True, exist_ok=True)

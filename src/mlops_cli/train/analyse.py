@@ -21,8 +21,10 @@ def check_text(head: bytes, label: str) -> None:
         return
     binary = len(sample) - len(sample.translate(None, _TEXT_CONTROLS))
     if binary > max(16, len(sample) // 10):
-        raise UsageError(f"cannot read training log {label}: not a text log ({binary} control/NUL bytes in the "
-                         f"first {len(sample)})", hint="point it at the text the training printed (stdout/stderr)")
+        raise UsageError(
+            f"cannot read training log {label}: not a text log ({binary} control/NUL bytes in the first {len(sample)})",
+            hint="point it at the text the training printed (stdout/stderr)",
+        )
 
 
 def framework_label(doctor: Doctor, files: list[str]) -> str:
@@ -51,5 +53,6 @@ def analyse(inputs: Iterable[tuple[str, BinaryIO]], framework: str = "auto", mod
         total += parser.bytes_seen
         records += parser.records
     findings = doctor.finish()
-    return TrainReport(files, framework_label(doctor, files), findings, list(doctor.series.values()), doctor.notes,
-                       total, records)
+    return TrainReport(
+        files, framework_label(doctor, files), findings, list(doctor.series.values()), doctor.notes, total, records
+    )

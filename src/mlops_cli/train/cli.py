@@ -31,16 +31,27 @@ Examples:
 @app.command(help=HELP)
 def train_doctor(
     logs: list[str] = typer.Argument(..., metavar="LOG", help="Training log(s); '-' reads stdin."),
-    follow: bool = typer.Option(False, "--follow", "-f",
-                                help="Tail a growing log (or stdin); print findings as they appear; exit 1 at the first error."),
-    framework: str = typer.Option("auto", "--framework",
-                                  help="auto | hf | trl | deepspeed | lightning | megatron | llamafactory | ms-swift | "
-                                       "axolotl | torchtune | generic (names the flags in the fixes)"),
-    model: Optional[str] = typer.Option(None, "--model", metavar="MODEL",
-                                        help="Model (Hub id or config.json) for the `mlops oom-check` command; "
-                                             "default: found in the log."),
-    kill_on_nan: Optional[int] = typer.Option(None, "--kill-on-nan", metavar="PID",
-                                              help="With --follow: send SIGTERM to PID at the first error finding."),
+    follow: bool = typer.Option(
+        False,
+        "--follow",
+        "-f",
+        help="Tail a growing log (or stdin); print findings as they appear; exit 1 at the first error.",
+    ),
+    framework: str = typer.Option(
+        "auto",
+        "--framework",
+        help="auto | hf | trl | deepspeed | lightning | megatron | llamafactory | ms-swift | "
+        "axolotl | torchtune | generic (names the flags in the fixes)",
+    ),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        metavar="MODEL",
+        help="Model (Hub id or config.json) for the `mlops oom-check` command; default: found in the log.",
+    ),
+    kill_on_nan: Optional[int] = typer.Option(
+        None, "--kill-on-nan", metavar="PID", help="With --follow: send SIGTERM to PID at the first error finding."
+    ),
     poll: float = typer.Option(0.5, "--poll", metavar="SECONDS", hidden=True, help="--follow: how often to look."),
     json_out: JsonOpt = False,
 ) -> int:
@@ -87,8 +98,9 @@ def _close(stream) -> None:
         stream.close()
 
 
-def _follow(path: str, framework: str, model: Optional[str], kill_pid: Optional[int], poll: float,
-            json_out: bool) -> int:
+def _follow(
+    path: str, framework: str, model: Optional[str], kill_pid: Optional[int], poll: float, json_out: bool
+) -> int:
     from mlops_cli.files import open_input_stream
     from mlops_cli.output import console, emit, err_console
     from mlops_cli.train.follow import check_kill_target, follow
@@ -107,8 +119,9 @@ def _follow(path: str, framework: str, model: Optional[str], kill_pid: Optional[
     if not json_out:
         err_console().print(f"following {_label(path)} (Ctrl-C to stop)", markup=False, highlight=False)
     try:
-        report = follow(_label(path), stream, framework=framework, model=model, kill_pid=kill_pid, poll=poll,
-                        on_finding=on_finding)
+        report = follow(
+            _label(path), stream, framework=framework, model=model, kill_pid=kill_pid, poll=poll, on_finding=on_finding
+        )
     finally:
         _close(stream)
     report.shown = shown

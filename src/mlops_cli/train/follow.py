@@ -38,25 +38,31 @@ def process_alive(pid: int) -> bool:
         stat_line = read_input_bytes(f"/proc/{pid}/stat", what="process status", max_bytes=4096)
     except MlopsError:
         return True  # no /proc here: signal 0 is all we know
-    state = stat_line[stat_line.rfind(b")") + 2:][:1]
+    state = stat_line[stat_line.rfind(b")") + 2 :][:1]
     return state not in (b"Z", b"X")
 
 
 def check_kill_target(pid: int) -> None:
     """Refuse a PID that must never get our SIGTERM, or that is not there to get it."""
     if pid <= 1:
-        raise UsageError(f"--kill-on-nan {pid}: refusing PID <= 1 (init, or every process of the group)",
-                         hint="give the PID of the training process, e.g. --kill-on-nan $! after starting it with &")
+        raise UsageError(
+            f"--kill-on-nan {pid}: refusing PID <= 1 (init, or every process of the group)",
+            hint="give the PID of the training process, e.g. --kill-on-nan $! after starting it with &",
+        )
     if pid in (os.getpid(), os.getppid()):
-        raise UsageError(f"--kill-on-nan {pid} is this process or its parent shell",
-                         hint="give the PID of the training process, e.g. --kill-on-nan $! after starting it with &")
+        raise UsageError(
+            f"--kill-on-nan {pid} is this process or its parent shell",
+            hint="give the PID of the training process, e.g. --kill-on-nan $! after starting it with &",
+        )
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         raise UsageError(f"--kill-on-nan {pid}: no such process") from None
     except PermissionError:
-        raise UsageError(f"--kill-on-nan {pid}: not allowed to signal that process (another user's?)",
-                         hint="run train-doctor as the user that runs the training") from None
+        raise UsageError(
+            f"--kill-on-nan {pid}: not allowed to signal that process (another user's?)",
+            hint="run train-doctor as the user that runs the training",
+        ) from None
 
 
 def stop_process(pid: int) -> dict:
@@ -109,8 +115,16 @@ class _Reader:
         return data
 
 
-def follow(label: str, stream: BinaryIO, *, framework: str, model: Optional[str], kill_pid: Optional[int],
-           poll: float, on_finding: Callable[[Finding], None]) -> TrainReport:
+def follow(
+    label: str,
+    stream: BinaryIO,
+    *,
+    framework: str,
+    model: Optional[str],
+    kill_pid: Optional[int],
+    poll: float,
+    on_finding: Callable[[Finding], None],
+) -> TrainReport:
     """Read until EOF (pipe), the first error finding, or the --kill-on-nan process exiting."""
     doctor = Doctor(framework, model)
     parser = LogParser(label, framework)

@@ -21,21 +21,114 @@ from dataclasses import dataclass
 from typing import Optional
 
 _SIZE = rb"([0-9]{1,12}(?:\.[0-9]{1,6})?)\s{0,2}(bytes|B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)"
-_UNITS = {b"bytes": 1, b"B": 1, b"KiB": 1024, b"MiB": 1024**2, b"GiB": 1024**3, b"TiB": 1024**4,
-          b"KB": 1024, b"MB": 1024**2, b"GB": 1024**3, b"TB": 1024**4}
+_UNITS = {
+    b"bytes": 1,
+    b"B": 1,
+    b"KiB": 1024,
+    b"MiB": 1024**2,
+    b"GiB": 1024**3,
+    b"TiB": 1024**4,
+    b"KB": 1024,
+    b"MB": 1024**2,
+    b"GB": 1024**3,
+    b"TB": 1024**4,
+}
 
 # `_S`: the blanks between words; a message wrapped by a terminal and joined again keeps the trailing
 # space of the cut line, so two blanks (or a tab) stand where the message has one
 _S = rb"\s{1,4}"
 _REQ = re.compile(rb"Tried" + _S + rb"to" + _S + rb"allocate" + _S + _SIZE)
-_GPU_NEW = re.compile(rb"GPU ?(\d{1,4})?" + _S + rb"has" + _S + rb"a" + _S + rb"total" + _S + rb"capac(?:i)?ty" + _S + rb"of"
-                      + _S + _SIZE + _S + rb"of" + _S + rb"which" + _S + _SIZE + _S + rb"is" + _S + rb"free")
-_OLD = re.compile(rb"\(GPU (\d{1,4});" + _S + _SIZE + _S + rb"total" + _S + rb"capacity;" + _S + _SIZE + _S + rb"already"
-                  + _S + rb"allocated;" + _S + _SIZE + _S + rb"free;" + _S + _SIZE + _S
-                  + rb"(reserved" + _S + rb"in" + _S + rb"total" + _S + rb"by" + _S + rb"[Pp]y[Tt]orch|cached)")
-_ALLOC_NEW = re.compile(rb"Of" + _S + rb"the" + _S + rb"allocated" + _S + rb"memory" + _S + _SIZE + _S + rb"is" + _S
-                        + rb"allocated" + _S + rb"by" + _S + rb"[Pp]y[Tt]orch," + _S + rb"and" + _S + _SIZE + _S + rb"is"
-                        + _S + rb"reserved" + _S + rb"by" + _S + rb"[Pp]y[Tt]orch" + _S + rb"but" + _S + rb"unallocated")
+_GPU_NEW = re.compile(
+    rb"GPU ?(\d{1,4})?"
+    + _S
+    + rb"has"
+    + _S
+    + rb"a"
+    + _S
+    + rb"total"
+    + _S
+    + rb"capac(?:i)?ty"
+    + _S
+    + rb"of"
+    + _S
+    + _SIZE
+    + _S
+    + rb"of"
+    + _S
+    + rb"which"
+    + _S
+    + _SIZE
+    + _S
+    + rb"is"
+    + _S
+    + rb"free"
+)
+_OLD = re.compile(
+    rb"\(GPU (\d{1,4});"
+    + _S
+    + _SIZE
+    + _S
+    + rb"total"
+    + _S
+    + rb"capacity;"
+    + _S
+    + _SIZE
+    + _S
+    + rb"already"
+    + _S
+    + rb"allocated;"
+    + _S
+    + _SIZE
+    + _S
+    + rb"free;"
+    + _S
+    + _SIZE
+    + _S
+    + rb"(reserved"
+    + _S
+    + rb"in"
+    + _S
+    + rb"total"
+    + _S
+    + rb"by"
+    + _S
+    + rb"[Pp]y[Tt]orch|cached)"
+)
+_ALLOC_NEW = re.compile(
+    rb"Of"
+    + _S
+    + rb"the"
+    + _S
+    + rb"allocated"
+    + _S
+    + rb"memory"
+    + _S
+    + _SIZE
+    + _S
+    + rb"is"
+    + _S
+    + rb"allocated"
+    + _S
+    + rb"by"
+    + _S
+    + rb"[Pp]y[Tt]orch,"
+    + _S
+    + rb"and"
+    + _S
+    + _SIZE
+    + _S
+    + rb"is"
+    + _S
+    + rb"reserved"
+    + _S
+    + rb"by"
+    + _S
+    + rb"[Pp]y[Tt]orch"
+    + _S
+    + rb"but"
+    + _S
+    + rb"unallocated"
+)
 _THIS_PROC = re.compile(rb"this process has " + _SIZE + rb" memory in use")
 _PROC = re.compile(rb"Process (\d{1,10}) has " + _SIZE + rb" memory in use")
 _ENV = re.compile(rb"(PYTORCH_(?:CUDA_)?ALLOC_CONF)")
@@ -65,8 +158,20 @@ class OomNumbers:
         return self.requested is not None and self.total is not None and self.reserved_unallocated is not None
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in ("gpu", "requested", "total", "free", "allocated", "reserved",
-                                               "reserved_unallocated", "this_process", "other_processes")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "gpu",
+                "requested",
+                "total",
+                "free",
+                "allocated",
+                "reserved",
+                "reserved_unallocated",
+                "this_process",
+                "other_processes",
+            )
+        }
 
 
 def parse_oom(text: bytes) -> OomNumbers:

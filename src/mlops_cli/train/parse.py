@@ -24,7 +24,9 @@ MAX_TEXT = 2000  # evidence text kept per line
 MAX_JOIN = 8  # physical lines a wrapped record may span
 
 # --- line prefixes ------------------------------------------------------------------------
-_RANK = re.compile(rb"(?:\[|^)rank(\d{1,6})\]:|\[default(\d{1,6})\]:|^(\d{1,6}): |^\[\d{1,9},(\d{1,6})\]<std(?:out|err)>:")
+_RANK = re.compile(
+    rb"(?:\[|^)rank(\d{1,6})\]:|\[default(\d{1,6})\]:|^(\d{1,6}): |^\[\d{1,9},(\d{1,6})\]<std(?:out|err)>:"
+)
 
 # --- progress bars ------------------------------------------------------------------------
 _BAR = re.compile(rb"(\d{1,12})/(\d{1,12}) \[(\d{1,4}(?::\d\d){1,2})")
@@ -33,8 +35,19 @@ _BAR_EPOCH = re.compile(rb"epoch (\d{1,9}):")
 # --- dicts / JSON -------------------------------------------------------------------------
 _DICT_KV = re.compile(rb"['\"]([^'\"\n]{1,120})['\"]\s{0,2}:\s{0,3}(?:['\"]([^'\"\n]{0,80})['\"]|(" + VALUE + rb"))")
 _JSON_FIELD = re.compile(rb"^\s{0,40}\"([^\"\n]{1,80})\"\s{0,2}:\s{0,3}(" + VALUE + rb"|\"[^\"\n]{0,80}\")")
-_RL_KEYS = {b"reward", b"reward_std", b"kl", b"objective/kl", b"completion_length", b"frac_reward_zero_std",
-            b"clip_ratio", b"objective/rlhf_reward", b"env/reward_mean", b"ppo/loss/total", b"ppo/mean_scores"}
+_RL_KEYS = {
+    b"reward",
+    b"reward_std",
+    b"kl",
+    b"objective/kl",
+    b"completion_length",
+    b"frac_reward_zero_std",
+    b"clip_ratio",
+    b"objective/rlhf_reward",
+    b"env/reward_mean",
+    b"ppo/loss/total",
+    b"ppo/mean_scores",
+}
 _DPO_REWARDS = {b"rewards/chosen", b"rewards/rejected", b"rewards/accuracies", b"rewards/margins"}
 _STEP_KEYS = {b"step", b"global_step", b"iter", b"iteration", b"num_updates", b"train/global_step", b"current_steps"}
 
@@ -42,7 +55,9 @@ _STEP_KEYS = {b"step", b"global_step", b"iter", b"iteration", b"num_updates", b"
 _ITER = re.compile(rb"iteration:?\s{0,40}(\d{1,12})\s{0,40}/\s{0,40}(\d{1,12})")
 _MEG_LM = re.compile(rb"lm[ _]loss\s?:\s{0,40}(" + VALUE + rb")")
 _MEG_PLAIN = re.compile(rb"\|\s{0,4}(?:train[ _])?loss\s?:\s{0,40}(" + VALUE + rb")")
-_MEG_VAL = re.compile(rb"validation loss at iteration\s{0,20}(\d{1,12})[^|]{0,80}\|\s{0,8}lm loss value\s?:\s{0,20}(" + VALUE + rb")")
+_MEG_VAL = re.compile(
+    rb"validation loss at iteration\s{0,20}(\d{1,12})[^|]{0,80}\|\s{0,8}lm loss value\s?:\s{0,20}(" + VALUE + rb")"
+)
 _MEG_LR = re.compile(rb"(?:learning rate|\blr)\s?:\s{0,40}(" + VALUE + rb")")
 _MEG_GN = re.compile(rb"grad[ _]norm\s?:\s{0,40}(" + VALUE + rb")")
 _MEG_SCALE = re.compile(rb"loss[ _]scale\s?:\s{0,40}(" + VALUE + rb")")
@@ -59,33 +74,109 @@ _POSTFIX = re.compile(rb"(?<![\w/.-])([a-z_][\w/.\-]{0,63})=(" + VALUE + rb")(?!
 # --- generic key/value -------------------------------------------------------------------
 # the value after a loss key; a paste may have wrapped it in markdown bold (`train.loss : **inf**`)
 # or printed it in a logger's key/value table (OpenAI baselines / guided-diffusion: `| loss          | nan       |`)
-_AFTER_LOSS = re.compile(rb"['\"\]]{0,2}(?:\s{0,4}(?:[:=]|is\b|-)?|\s{0,40}\|)\s{0,8}['\"*]{0,2}(" + VALUE + rb")(?![\w]|\.\d)")
+_AFTER_LOSS = re.compile(
+    rb"['\"\]]{0,2}(?:\s{0,4}(?:[:=]|is\b|-)?|\s{0,40}\|)\s{0,8}['\"*]{0,2}(" + VALUE + rb")(?![\w]|\.\d)"
+)
 _KEYCHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_/.-")
-_PREFIX_WORDS = {b"lm", b"train", b"training", b"total", b"val", b"valid", b"validation", b"eval", b"test", b"dev",
-                 b"average", b"avg", b"mean", b"step", b"batch", b"reduced", b"running", b"current"}
-_MAIN_LOSS = {b"loss", b"lm loss", b"lm_loss", b"train_loss", b"train loss", b"training loss", b"training_loss",
-              b"total_loss", b"total loss", b"loss_total", b"avg_loss", b"average_loss", b"average loss",
-              b"avg loss", b"mean_loss", b"mean loss", b"step_loss", b"batch_loss", b"reduced_train_loss",
-              b"train_loss_step", b"loss_step", b"avr_loss", b"main_loss", b"losses", b"running loss",
-              b"current loss", b"train_lm_loss", b"loss_avg", b"loss_mean", b"loss_net", b"step loss", b"batch loss"}
+_PREFIX_WORDS = {
+    b"lm",
+    b"train",
+    b"training",
+    b"total",
+    b"val",
+    b"valid",
+    b"validation",
+    b"eval",
+    b"test",
+    b"dev",
+    b"average",
+    b"avg",
+    b"mean",
+    b"step",
+    b"batch",
+    b"reduced",
+    b"running",
+    b"current",
+}
+_MAIN_LOSS = {
+    b"loss",
+    b"lm loss",
+    b"lm_loss",
+    b"train_loss",
+    b"train loss",
+    b"training loss",
+    b"training_loss",
+    b"total_loss",
+    b"total loss",
+    b"loss_total",
+    b"avg_loss",
+    b"average_loss",
+    b"average loss",
+    b"avg loss",
+    b"mean_loss",
+    b"mean loss",
+    b"step_loss",
+    b"batch_loss",
+    b"reduced_train_loss",
+    b"train_loss_step",
+    b"loss_step",
+    b"avr_loss",
+    b"main_loss",
+    b"losses",
+    b"running loss",
+    b"current loss",
+    b"train_lm_loss",
+    b"loss_avg",
+    b"loss_mean",
+    b"loss_net",
+    b"step loss",
+    b"batch loss",
+}
 _EVAL_PREFIX = (b"eval", b"val", b"valid", b"test", b"dev")
 # a GAN's losses in a progress-bar postfix, generator first (the order is the preference)
-_GAN_KEYS = (b"g", b"g_loss", b"loss_g", b"errg", b"gen", b"d", b"d_loss", b"loss_d", b"errd", b"disc",
-             b"dr", b"df", b"d_real", b"d_fake")
-_GEN_STEP = (
-    re.compile(rb"(?<![\w/.-])(?:global[_ ]?step|num_updates|train/global_step)\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")"),
-    re.compile(rb"(?<![\w/.-])(?:step)s?\]?\s{0,4}[:=#]?\s{0,8}\[?\s{0,8}(\d{1,12})(?:\s{0,8}/\s{0,8}(\d{1,12}))?(?![\w.])"),
-    re.compile(rb"(?<![\w/.-])(?:iteration|iter)s?\]?\s{0,4}[:=#]?\s{0,8}\[?\s{0,8}(\d{1,12})(?:\s{0,8}/\s{0,8}(\d{1,12}))?(?![\w.])"),
+_GAN_KEYS = (
+    b"g",
+    b"g_loss",
+    b"loss_g",
+    b"errg",
+    b"gen",
+    b"d",
+    b"d_loss",
+    b"loss_d",
+    b"errd",
+    b"disc",
+    b"dr",
+    b"df",
+    b"d_real",
+    b"d_fake",
 )
-_MM_STEP = re.compile(rb"(epoch|iter)(?:\(train\))?:?\s{0,4}\[\s{0,8}(\d{1,12})(?:\s{0,4}/\s{0,4}(\d{1,12}))?\]"
-                      rb"\s{0,4}(?:\[\s{0,8}(\d{1,12})\s{0,4}/\s{0,4}(\d{1,12})\])?")
+_GEN_STEP = (
+    re.compile(
+        rb"(?<![\w/.-])(?:global[_ ]?step|num_updates|train/global_step)\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")"
+    ),
+    re.compile(
+        rb"(?<![\w/.-])(?:step)s?\]?\s{0,4}[:=#]?\s{0,8}\[?\s{0,8}(\d{1,12})(?:\s{0,8}/\s{0,8}(\d{1,12}))?(?![\w.])"
+    ),
+    re.compile(
+        rb"(?<![\w/.-])(?:iteration|iter)s?\]?\s{0,4}[:=#]?\s{0,8}\[?\s{0,8}(\d{1,12})(?:\s{0,8}/\s{0,8}(\d{1,12}))?(?![\w.])"
+    ),
+)
+_MM_STEP = re.compile(
+    rb"(epoch|iter)(?:\(train\))?:?\s{0,4}\[\s{0,8}(\d{1,12})(?:\s{0,4}/\s{0,4}(\d{1,12}))?\]"
+    rb"\s{0,4}(?:\[\s{0,8}(\d{1,12})\s{0,4}/\s{0,4}(\d{1,12})\])?"
+)
 _SIMMIM_STEP = re.compile(rb"train: \[(\d{1,9})/\d{1,9}\]\[(\d{1,12})/(\d{1,12})\]")
 _TT_BAR = re.compile(rb"(?:^|\s)(\d{1,9})\|(\d{1,12})\|loss")
 _GEN_EPOCH = re.compile(rb"(?<![\w/.-])epoch\]?\s{0,4}[:=]?\s{0,8}(\d{1,9}(?:\.\d{1,6})?)(?![\w.])")
-_GEN_LR = re.compile(rb"(?<![\w/.-])(?:train/)?(?:lr|learning[_ ]rate)(?:[-_][\w]{1,20})?\]?\s{0,4}(?:[:=]|is\b)?\s{0,8}("
-                     + VALUE + rb")(?![\w])")
-_GEN_GN = re.compile(rb"(?<![\w./-])(?:train/|actor/|optim/)?(?:grad[_ -]?norm|gradient[_ ]norm|gnorm|total_norm|grad_norm_total)"
-                     rb"\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])")
+_GEN_LR = re.compile(
+    rb"(?<![\w/.-])(?:train/)?(?:lr|learning[_ ]rate)(?:[-_][\w]{1,20})?\]?\s{0,4}(?:[:=]|is\b)?\s{0,8}("
+    + VALUE
+    + rb")(?![\w])"
+)
+_GEN_GN = re.compile(
+    rb"(?<![\w./-])(?:train/|actor/|optim/)?(?:grad[_ -]?norm|gradient[_ ]norm|gnorm|total_norm|grad_norm_total)"
+    rb"\]?\s{0,4}[:=]?\s{0,8}(" + VALUE + rb")(?![\w])"
+)
 _PAIR_NAN = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}[-+]?nan\s{0,4}$")
 _PAIR = re.compile(rb"^\s{0,8}(\d{1,12})[ \t,]{1,8}([-+]?[0-9]{0,12}\.[0-9]{1,12}(?:e[-+]?[0-9]{1,3})?)\s{0,4}$")
 _YOLO_ROW = re.compile(rb"(?:^|\s)(\d{1,6})/\d{1,6}\s{1,12}\d{1,5}(?:\.\d{1,3})?[gm]\s{1,12}")  # epoch, GPU memory
@@ -101,26 +192,43 @@ _CTX_PREC = re.compile(
     rb"|['\"](fp16|bf16)['\"]\s{0,3}:\s{0,3}\{\s{0,3}['\"]enabled['\"]\s{0,3}:\s{0,3}['\"]?(true|auto)"
     rb"|--(fp16|bf16)(?:[ =](true|1))?(?=\s|$)"
     rb"|precision['\"]?\s{0,3}[:=]\s{0,3}['\"]?(16-mixed|bf16-mixed|bf16-true|16-true|fp16|bf16|16)(?![\w-])"
-    rb"|using (16bit|bfloat16) automatic mixed precision")
+    rb"|using (16bit|bfloat16) automatic mixed precision"
+)
 _CTX_MODEL = (
     re.compile(rb"model_name_or_path['\"]?\s{0,3}[:=]\s{0,3}['\"]?([\w./~:+-]{2,200})"),
-    re.compile(rb"--model(?:_name_or_path|_id|_path|-name-or-path|-path|_id_or_path)?[= ]{1,3}['\"]?([\w./~:+-]{2,200})"),
+    re.compile(
+        rb"--model(?:_name_or_path|_id|_path|-name-or-path|-path|_id_or_path)?[= ]{1,3}['\"]?([\w./~:+-]{2,200})"
+    ),
     re.compile(rb"\"_name_or_path\"\s{0,3}:\s{0,3}\"([^\"\n]{2,200})\""),
     re.compile(rb"models--([\w.-]{1,96})--([\w.-]{1,96})"),
     re.compile(rb"(?<![\w])model['\"]?\s{0,3}[:=]\s{0,3}['\"]([\w.-]{1,96}/[\w.-]{1,96})['\"]"),
 )
-_CTX_CLIP = re.compile(rb"(?:max_grad_norm|gradient_clipping|clip[-_]grad(?:[-_]norm)?|gradient_clip_val)['\"]?\s{0,3}"
-                       rb"(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(" + VALUE + rb")")
-_CTX_WARMUP = re.compile(rb"((?:lr[-_])?warmup[-_](?:ratio|steps|iters|epochs|fraction|samples))['\"]?\s{0,3}"
-                         rb"(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(" + VALUE + rb")")
-_CTX_LR = re.compile(rb"(?<![\w])(?:learning_rate|--lr|lr)['\"]?\s{0,3}(?:[:=]|\s\.{2,100}|\s)\s{0,3}['\"]?(" + VALUE + rb")(?![\w])")
-_CTX_BATCH = re.compile(rb"(?:per_device_train_batch_size|train_micro_batch_size_per_gpu|micro_batch_size|batch_size_per_gpu)"
-                        rb"['\"]?\s{0,3}(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(\d{1,6})")
-_CTX_SEQ = re.compile(rb"(?<![\w])(?:cutoff_len|max_seq_length|max_seq_len|seq_length|max_length|model_max_length|seq_len)"
-                      rb"['\"]?\s{0,3}(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(\d{2,8})(?![\w.])")
-_CTX_METHOD = re.compile(rb"(?:finetuning_type|train_type|tuner_backend|peft_type)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(?:peftt?ype\.)?"
-                         rb"(lora|qlora|full|freeze)|(load_in_4bit|quantization_bit)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(true|4)")
-_CTX_ZERO = re.compile(rb"zero_stage['\"]?\s{0,3}[:=]\s{0,3}(\d)|\"stage\"\s{0,3}:\s{0,3}(\d)|ds_z(\d)_|zero(\d)(?:_\w{0,20})?\.json")
+_CTX_CLIP = re.compile(
+    rb"(?:max_grad_norm|gradient_clipping|clip[-_]grad(?:[-_]norm)?|gradient_clip_val)['\"]?\s{0,3}"
+    rb"(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(" + VALUE + rb")"
+)
+_CTX_WARMUP = re.compile(
+    rb"((?:lr[-_])?warmup[-_](?:ratio|steps|iters|epochs|fraction|samples))['\"]?\s{0,3}"
+    rb"(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(" + VALUE + rb")"
+)
+_CTX_LR = re.compile(
+    rb"(?<![\w])(?:learning_rate|--lr|lr)['\"]?\s{0,3}(?:[:=]|\s\.{2,100}|\s)\s{0,3}['\"]?(" + VALUE + rb")(?![\w])"
+)
+_CTX_BATCH = re.compile(
+    rb"(?:per_device_train_batch_size|train_micro_batch_size_per_gpu|micro_batch_size|batch_size_per_gpu)"
+    rb"['\"]?\s{0,3}(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(\d{1,6})"
+)
+_CTX_SEQ = re.compile(
+    rb"(?<![\w])(?:cutoff_len|max_seq_length|max_seq_len|seq_length|max_length|model_max_length|seq_len)"
+    rb"['\"]?\s{0,3}(?:[:=]|\s\.{2,100})\s{0,3}['\"]?(\d{2,8})(?![\w.])"
+)
+_CTX_METHOD = re.compile(
+    rb"(?:finetuning_type|train_type|tuner_backend|peft_type)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(?:peftt?ype\.)?"
+    rb"(lora|qlora|full|freeze)|(load_in_4bit|quantization_bit)['\"]?\s{0,3}[:=]\s{0,3}['\"]?(true|4)"
+)
+_CTX_ZERO = re.compile(
+    rb"zero_stage['\"]?\s{0,3}[:=]\s{0,3}(\d)|\"stage\"\s{0,3}:\s{0,3}(\d)|ds_z(\d)_|zero(\d)(?:_\w{0,20})?\.json"
+)
 _CTX_HF_RUN = re.compile(rb"(num epochs|total optimization steps)\s{0,4}=\s{0,4}([0-9][0-9,]{0,14})")
 _CTX_NUMBERS = (("max_grad_norm", _CTX_CLIP, to_float), ("batch_size", _CTX_BATCH, int), ("seq_len", _CTX_SEQ, int))
 _BAD_MODEL = {b"none", b"null", b"auto", b"true", b"false", b"model", b""}
@@ -173,8 +281,10 @@ class LogParser:
     def _handle(self, block: Block, start: int, end: int, line_no: int, group: int) -> int:
         data = block.data
         low = block.low[start:end]
-        if group == SIGNAL | NCCL and ((b"nccl info" in low and not (b" -> " in low and b".cc:" in low)) or
-                                     (b"nccl version" in low and b"error" not in low)):
+        if group == SIGNAL | NCCL and (
+            (b"nccl info" in low and not (b" -> " in low and b".cc:" in low))
+            or (b"nccl version" in low and b"error" not in low)
+        ):
             # NCCL_DEBUG=INFO chatter (an NCCL error also names the version: `..., NCCL version 2.21.5`; an INFO
             # line `bootstrap.cc:91 -> 2` is NCCL passing an error code up the stack)
             return end
@@ -187,8 +297,11 @@ class LogParser:
             family, new_end = self._record(block, start, end, line, low, rank, line_no)
             if new_end != end:
                 line, low = data[start:new_end], block.low[start:new_end]
-        if not group & SIGNAL and (b"assertion `" in low or b"invalid loss" in low or (
-                self.records == before and (b"nan" in low or b"inf" in low))):
+        if not group & SIGNAL and (
+            b"assertion `" in low
+            or b"invalid loss" in low
+            or (self.records == before and (b"nan" in low or b"inf" in low))
+        ):
             # a kernel assert naming `nll_loss`, Keras' `Invalid loss`, `NaN detected in loss function`: failure
             # lines that hold only a record needle (a line that gave no record and names a NaN is looked at)
             group |= SIGNAL
@@ -229,8 +342,9 @@ class LogParser:
         self._events.append(rec)
 
     # -- records ------------------------------------------------------------------------------
-    def _record(self, block: Block, start: int, end: int, line: bytes, low: bytes, rank: Optional[int],
-                line_no: int) -> tuple[Optional[str], int]:
+    def _record(
+        self, block: Block, start: int, end: int, line: bytes, low: bytes, rank: Optional[int], line_no: int
+    ) -> tuple[Optional[str], int]:
         if b"{" in line and (b"':" in line or b'":' in line):
             return self._dict_record(block, start, end, line, rank, line_no)
         if self._scanner.json_mode and low.lstrip()[:1] == b'"':
@@ -251,9 +365,15 @@ class LogParser:
                 step = int(m.group(1))
                 self.context.saw("deepspeed")
                 self._last_step[rank if rank is not None else (int(r.group(1)) if r else None)] = step
-                self._events.append(Signal("ds_step", self._where(line_no, line), rank if rank is not None else
-                                           (int(r.group(1)) if r else None), step,
-                                           {"skipped": int(m.group(2)), "lr": to_float(m.group(3))}))
+                self._events.append(
+                    Signal(
+                        "ds_step",
+                        self._where(line_no, line),
+                        rank if rank is not None else (int(r.group(1)) if r else None),
+                        step,
+                        {"skipped": int(m.group(2)), "lr": to_float(m.group(3))},
+                    )
+                )
                 return "deepspeed", end
         if (b"it/s" in low or b"s/it" in low) and b"=" in line:
             if self._bar_record(line, low, rank, line_no):
@@ -277,7 +397,7 @@ class LogParser:
             if pos <= 0:
                 return None
             a = block.data.rfind(b"\n", 0, pos - 1) + 1
-            prev = block.low[a:pos - 1]
+            prev = block.low[a : pos - 1]
             if not prev.rstrip().endswith(b"|"):
                 return None
             if _ITER.search(prev):
@@ -290,17 +410,18 @@ class LogParser:
         Only rows holding a NaN reach here (the `nan` needle); the epoch column is the step."""
         y = _YOLO_ROW.search(low)
         if y is not None:  # `49/1799  6.47G  nan  nan  nan  28  416: ...`, with or without its header
-            cells = low[y.end():].split(b"%|", 1)[0].split()
+            cells = low[y.end() :].split(b"%|", 1)[0].split()
             if b"nan" in cells[:-2] or any(c == b"nan" for c in cells[:3]):
                 ep = int(y.group(1))
-                self._emit_record(Record(self._where(line_no, line), rank, ep, float("nan"), epoch=float(ep),
-                                         family="table"))
+                self._emit_record(
+                    Record(self._where(line_no, line), rank, ep, float("nan"), epoch=float(ep), family="table")
+                )
             return
         head = self._table
         cells = low.split(b"%|", 1)[0].split()
         if len(cells) < len(head):
             return
-        cells = [c.rstrip(b":") for c in cells[:len(head)]]
+        cells = [c.rstrip(b":") for c in cells[: len(head)]]
         first = cells[0].split(b"/")
         if not (first[0].isdigit() and (len(first) == 1 or first[1].isdigit())):
             return  # not a row of this table (ultralytics' validation rows start with a class name)
@@ -313,7 +434,9 @@ class LogParser:
             epoch = float(step)
         self._emit_record(Record(self._where(line_no, line), rank, step, float("nan"), epoch=epoch, family="table"))
 
-    def _pair_record(self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> None:
+    def _pair_record(
+        self, block: Block, start: int, line: bytes, low: bytes, rank: Optional[int], line_no: int
+    ) -> None:
         """`print(step, loss)` logs: `76980 nan` right after lines like `76970 2.6265104`. Only the NaN
         line holds a needle; the finite pairs before it are read back from the block (at least two,
         their steps rising), so a table that happens to hold a NaN is not taken for a run."""
@@ -338,8 +461,11 @@ class LogParser:
                 return
             self._pair_mode = True
             for st, text, no in prev:
-                self._emit_record(Record(self._where(no, text), rank, st, to_float(_PAIR.match(text.lower()).group(2)),
-                                         family="pairs"))
+                self._emit_record(
+                    Record(
+                        self._where(no, text), rank, st, to_float(_PAIR.match(text.lower()).group(2)), family="pairs"
+                    )
+                )
         self._emit_record(Record(self._where(line_no, line), rank, step, float("nan"), family="pairs"))
 
     def _join_until(self, block: Block, start: int, end: int, done) -> int:
@@ -352,14 +478,15 @@ class LogParser:
             if nxt is None:
                 return stop
             a, b = nxt
-            head = block.data[a:a + 2]
+            head = block.data[a : a + 2]
             if head[:1] in (b"{", b"[") and head != b"[]" or b"iteration" in block.low[a:b][:40]:
                 return stop  # the next record starts: this one was cut, not wrapped
             stop = b
         return stop
 
-    def _dict_record(self, block: Block, start: int, end: int, line: bytes, rank: Optional[int],
-                     line_no: int) -> tuple[Optional[str], int]:
+    def _dict_record(
+        self, block: Block, start: int, end: int, line: bytes, rank: Optional[int], line_no: int
+    ) -> tuple[Optional[str], int]:
         brace = line.find(b"{")
         if line.find(b"}", brace) < 0:
             end = self._join_until(block, start, end, lambda t: t.find(b"}", t.find(b"{")) >= 0)
@@ -400,15 +527,25 @@ class LogParser:
             elif key == b"train_runtime":  # the end-of-training summary, not a step
                 for k2, s2, n2 in kv:
                     if k2 == b"train_loss":
-                        self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
-                                                   {"train_loss": to_float(n2 or s2)}))
+                        self._events.append(
+                            Signal(
+                                "train_summary",
+                                self._where(line_no, line),
+                                rank,
+                                None,
+                                {"train_loss": to_float(n2 or s2)},
+                            )
+                        )
                 return "hf_dict", end
             elif key == b"elapsed_time":
                 elapsed = sval.decode("ascii", "replace")
             elif key == b"mode":
                 mode = sval
-            elif key in _RL_KEYS or key.startswith((b"completions/", b"ppo/", b"objective/")) or (
-                    key.startswith(b"rewards/") and key not in _DPO_REWARDS):
+            elif (
+                key in _RL_KEYS
+                or key.startswith((b"completions/", b"ppo/", b"objective/"))
+                or (key.startswith(b"rewards/") and key not in _DPO_REWARDS)
+            ):
                 rl = True
             elif (key in _DPO_REWARDS or key.startswith((b"logps/", b"logits/"))) and not pref_bad:
                 v = to_float(nval or sval)
@@ -440,11 +577,32 @@ class LogParser:
                     step = self._step_from_epoch(epoch_raw)
             if step is not None:
                 self._train_step = step
-            self._emit_record(Record(where, rank, step, loss, lr, grad, scale, None, None, epoch, "train", fam,
-                                     False, rl, False, elapsed))
+            self._emit_record(
+                Record(
+                    where, rank, step, loss, lr, grad, scale, None, None, epoch, "train", fam, False, rl, False, elapsed
+                )
+            )
         if eval_loss is not None:
-            self._emit_record(Record(where, rank, self._train_step if step is None else step, eval_loss, None, None,
-                                     None, None, None, epoch, "eval", fam, False, rl, False, elapsed))
+            self._emit_record(
+                Record(
+                    where,
+                    rank,
+                    self._train_step if step is None else step,
+                    eval_loss,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    epoch,
+                    "eval",
+                    fam,
+                    False,
+                    rl,
+                    False,
+                    elapsed,
+                )
+            )
         return fam, end
 
     def _step_from_epoch(self, raw: bytes) -> Optional[int]:
@@ -452,8 +610,13 @@ class LogParser:
         (Total optimization steps / Num Epochs, whole) and the epoch is printed with >= 4 decimals, so
         that epoch x steps lands within 0.05 of a whole step."""
         ctx = self.context
-        if not ctx.epochs or not ctx.total_steps or ctx.total_steps % ctx.epochs or b"." not in raw or \
-                len(raw.split(b".", 1)[1]) < 4:
+        if (
+            not ctx.epochs
+            or not ctx.total_steps
+            or ctx.total_steps % ctx.epochs
+            or b"." not in raw
+            or len(raw.split(b".", 1)[1]) < 4
+        ):
             return None
         v = to_float(raw)
         if v is None or not v == v:
@@ -485,11 +648,11 @@ class LogParser:
         if nxt is None:
             return None
         a, b = nxt
-        head = block.data[a:min(b, a + 400)]
+        head = block.data[a : min(b, a + 400)]
         if head[:1] not in (b"\r", b" ") and not head[:1].isdigit():
             return None
         m = _BAR.search(head)
-        if m is None or b"{" in head[:m.start()]:
+        if m is None or b"{" in head[: m.start()]:
             return None
         count, total = int(m.group(1)), int(m.group(2))
         return (count, total, m.group(3).decode()) if count <= total else None
@@ -512,21 +675,58 @@ class LogParser:
             loss, grad = to_float(obj.get(b"loss")), to_float(obj.get(b"grad_norm"))
             if loss is not None or grad is not None:
                 self.context.saw("hf_dict")
-                self._emit_record(Record(where, rank, step, loss, to_float(obj.get(b"learning_rate")), grad, None,
-                                         None, None, to_float(obj.get(b"epoch")), "train", "json"))
+                self._emit_record(
+                    Record(
+                        where,
+                        rank,
+                        step,
+                        loss,
+                        to_float(obj.get(b"learning_rate")),
+                        grad,
+                        None,
+                        None,
+                        None,
+                        to_float(obj.get(b"epoch")),
+                        "train",
+                        "json",
+                    )
+                )
             if b"eval_loss" in obj:
-                self._emit_record(Record(where, rank, step, to_float(obj[b"eval_loss"]), None, None, None, None,
-                                         None, to_float(obj.get(b"epoch")), "eval", "json"))
+                self._emit_record(
+                    Record(
+                        where,
+                        rank,
+                        step,
+                        to_float(obj[b"eval_loss"]),
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        to_float(obj.get(b"epoch")),
+                        "eval",
+                        "json",
+                    )
+                )
 
-    def _megatron(self, block: Block, start: int, end: int, line: bytes, low: bytes, rank: Optional[int],
-                  line_no: int) -> tuple[Optional[str], int]:
+    def _megatron(
+        self, block: Block, start: int, end: int, line: bytes, low: bytes, rank: Optional[int], line_no: int
+    ) -> tuple[Optional[str], int]:
         m = _ITER.search(low)
         if not m:
             if b"validation loss at iteration" in low:
                 v = _MEG_VAL.search(low)
                 if v:
-                    self._emit_record(Record(self._where(line_no, line), rank, int(v.group(1)), to_float(v.group(2)),
-                                             phase="eval", family="megatron"))
+                    self._emit_record(
+                        Record(
+                            self._where(line_no, line),
+                            rank,
+                            int(v.group(1)),
+                            to_float(v.group(2)),
+                            phase="eval",
+                            family="megatron",
+                        )
+                    )
                     return "megatron", end
             self._generic(block, start, line, low, rank, line_no)
             return "generic", end
@@ -543,16 +743,32 @@ class LogParser:
         loss = to_float(loss_m.group(1)) if loss_m else None
         # Megatron prints a loss only when its interval average is > 0: a NaN average is left out,
         # and so is an interval whose every iteration was skipped (fp16 calibration).
-        missing = loss is None and (skipped_n == 0 or skipped_n is None) and \
-            low.count(b"loss") == low.count(b"loss scale") + low.count(b"loss_scale")
+        missing = (
+            loss is None
+            and (skipped_n == 0 or skipped_n is None)
+            and low.count(b"loss") == low.count(b"loss scale") + low.count(b"loss_scale")
+        )
         lr = _MEG_LR.search(low)
         gn = _MEG_GN.search(low)
         sc = _MEG_SCALE.search(low)
         self.context.saw("megatron")
-        self._emit_record(Record(self._where(line_no, line), rank, step, loss, to_float(lr.group(1)) if lr else None,
-                                 to_float(gn.group(1)) if gn else None, to_float(sc.group(1)) if sc else None,
-                                 skipped_n, int(nan_iters.group(1)) if nan_iters else None, None, "train",
-                                 "megatron", missing))
+        self._emit_record(
+            Record(
+                self._where(line_no, line),
+                rank,
+                step,
+                loss,
+                to_float(lr.group(1)) if lr else None,
+                to_float(gn.group(1)) if gn else None,
+                to_float(sc.group(1)) if sc else None,
+                skipped_n,
+                int(nan_iters.group(1)) if nan_iters else None,
+                None,
+                "train",
+                "megatron",
+                missing,
+            )
+        )
         return "megatron", end
 
     def _bar_record(self, line: bytes, low: bytes, rank: Optional[int], line_no: int) -> bool:
@@ -596,8 +812,26 @@ class LogParser:
                 step = count + (int(epoch) * total if epoch is not None else 0)
         where = self._where(line_no, line)
         if loss is not None or grad is not None:
-            self._emit_record(Record(where, rank, step, loss, lr, grad, None, None, None, epoch, "train", "bar",
-                                     False, False, bar_loss, bar.group(3).decode() if bar else None))
+            self._emit_record(
+                Record(
+                    where,
+                    rank,
+                    step,
+                    loss,
+                    lr,
+                    grad,
+                    None,
+                    None,
+                    None,
+                    epoch,
+                    "train",
+                    "bar",
+                    False,
+                    False,
+                    bar_loss,
+                    bar.group(3).decode() if bar else None,
+                )
+            )
         if eval_loss is not None:
             self._emit_record(Record(where, rank, step, eval_loss, None, None, None, None, None, epoch, "eval", "bar"))
         return True
@@ -606,15 +840,21 @@ class LogParser:
         if low.lstrip()[:10] == b"train_loss":
             m = _SUMMARY_LOSS.match(low.lstrip())
             if m:  # HF's `***** train metrics *****` block: `  train_loss  =  0.0`, the run's average
-                self._events.append(Signal("train_summary", self._where(line_no, line), rank, None,
-                                           {"train_loss": to_float(m.group(1))}))
+                self._events.append(
+                    Signal(
+                        "train_summary", self._where(line_no, line), rank, None, {"train_loss": to_float(m.group(1))}
+                    )
+                )
                 return
         glued = _KERAS_GLUE.search(low)
         if glued:  # Keras: `- loss: nanEpoch 1/1000`, the next header glued to the bar
-            line, low = line[:glued.start()], low[:glued.start()]
+            line, low = line[: glued.start()], low[: glued.start()]
         cells = low.split()
-        if 3 <= len(cells) <= 24 and sum(c.endswith(b"loss") for c in cells) >= 2 and not any(
-                c[:1].isdigit() or c[:1] == b"." for c in cells):
+        if (
+            3 <= len(cells) <= 24
+            and sum(c.endswith(b"loss") for c in cells) >= 2
+            and not any(c[:1].isdigit() or c[:1] == b"." for c in cells)
+        ):
             self._table = cells  # a column header: `Epoch GPU_mem box_loss cls_loss dfl_loss Instances Size`
             return
         if b"skip" in low and (b"nan" in low or b"finite" in low) and b"loss" in low:
@@ -626,8 +866,9 @@ class LogParser:
         grad = to_float(gn.group(1)) if gn else None
         if loss is None and eval_loss is None and grad is None:
             if scale is not None:
-                self._events.append(Signal("loss_scale", self._where(line_no, line), rank, self._step_for(rank),
-                                           {"scale": scale}))
+                self._events.append(
+                    Signal("loss_scale", self._where(line_no, line), rank, self._step_for(rank), {"scale": scale})
+                )
             return
         step, epoch = self._generic_step(low)
         if step is None:
@@ -646,11 +887,41 @@ class LogParser:
         if rl:
             self.context.saw("verl" if b"critic/" in low else "generic")
         if loss is not None or grad is not None:
-            self._emit_record(Record(where, rank, step, loss, to_float(lr_m.group(1)) if lr_m else None, grad, scale,
-                                     None, None, epoch, "train", family, False, rl))
+            self._emit_record(
+                Record(
+                    where,
+                    rank,
+                    step,
+                    loss,
+                    to_float(lr_m.group(1)) if lr_m else None,
+                    grad,
+                    scale,
+                    None,
+                    None,
+                    epoch,
+                    "train",
+                    family,
+                    False,
+                    rl,
+                )
+            )
         if eval_loss is not None:
-            self._emit_record(Record(where, rank, step if step is not None else self._step_for(rank), eval_loss,
-                                     None, None, None, None, None, epoch, "eval", "generic"))
+            self._emit_record(
+                Record(
+                    where,
+                    rank,
+                    step if step is not None else self._step_for(rank),
+                    eval_loss,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    epoch,
+                    "eval",
+                    "generic",
+                )
+            )
 
     @staticmethod
     def _generic_losses(low: bytes) -> tuple[Optional[float], Optional[float], Optional[float], bool]:
@@ -673,11 +944,11 @@ class LogParser:
             while b < len(low) and low[b] in _KEYCHARS and b - i < 40:
                 b += 1
             key = low[a:b].strip(b"._-/")
-            if a >= 2 and low[a - 1:a] == b" ":
+            if a >= 2 and low[a - 1 : a] == b" ":
                 w0 = a - 1
                 while w0 > 0 and low[w0 - 1] in _KEYCHARS and a - w0 < 20:
                     w0 -= 1
-                word = low[w0:a - 1]
+                word = low[w0 : a - 1]
                 if word in _PREFIX_WORDS:
                     key = word + b" " + key
             if key.endswith(b"scale") or key.endswith(b"scaler"):
@@ -752,8 +1023,9 @@ class LogParser:
         return None, epoch
 
     # -- signals -----------------------------------------------------------------------------
-    def _signals(self, block: Block, start: int, end: int, line: bytes, low: bytes, rank: Optional[int],
-                 line_no: int) -> int:
+    def _signals(
+        self, block: Block, start: int, end: int, line: bytes, low: bytes, rank: Optional[int], line_no: int
+    ) -> int:
         found = signals.classify(line, low)
         if not found:
             return end
@@ -777,10 +1049,12 @@ class LogParser:
                 back = block.data.rfind(b"Assertion `", max(0, start - 65536), start)
                 if back >= 0:
                     a_end = block.data.find(b"\n", back, start)
-                    t = signals._ASSERT_TEXT.search(block.data[back:a_end if a_end > 0 else start])
+                    t = signals._ASSERT_TEXT.search(block.data[back : a_end if a_end > 0 else start])
                     if t:
                         data["assertion"] = t.group(1).decode("utf-8", "replace")
-                        data["assert_line"] = block.data[back:a_end if a_end > 0 else start][:300].decode("utf-8", "replace")
+                        data["assert_line"] = block.data[back : a_end if a_end > 0 else start][:300].decode(
+                            "utf-8", "replace"
+                        )
             elif kind == "anomaly_forward":
                 frame = self._innermost_frame(block, end)
                 if frame:
@@ -803,11 +1077,11 @@ class LogParser:
             text = block.data[a:b]
             if not text[:1].isspace() and not text.startswith(b"File"):
                 break
-            if text.lstrip().startswith(b"File \""):
+            if text.lstrip().startswith(b'File "'):
                 code = block.next_line(b)
                 last = text.strip()
-                if code is not None and block.data[code[0]:code[1]].lstrip()[:4] != b"File":
-                    last += b": " + block.data[code[0]:code[1]].strip()[:200]
+                if code is not None and block.data[code[0] : code[1]].lstrip()[:4] != b"File":
+                    last += b": " + block.data[code[0] : code[1]].strip()[:200]
             nxt = block.next_line(b)
         return last.decode("utf-8", "replace")[:400] if last else None
 
@@ -858,7 +1132,9 @@ class LogParser:
         if b" = " in low and (b"num epochs" in low or b"total optimization steps" in low):
             m = _CTX_HF_RUN.search(low)
             if m:
-                setattr(ctx, "epochs" if m.group(1) == b"num epochs" else "total_steps", int(m.group(2).replace(b",", b"")))
+                setattr(
+                    ctx, "epochs" if m.group(1) == b"num epochs" else "total_steps", int(m.group(2).replace(b",", b""))
+                )
         if ctx.zero_stage is None and (b"zero" in low or b"stage" in low):
             m = _CTX_ZERO.search(low)
             if m:

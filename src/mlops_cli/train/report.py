@@ -56,7 +56,8 @@ class TrainReport:
             "bytes": self.bytes_read,
             "records": self.records,
             "follow": {"stopped": self.stopped, "killed": self.killed, "interrupted": self.interrupted}
-            if self.follow else None,
+            if self.follow
+            else None,
         }
 
     # -- text ----------------------------------------------------------------------------
@@ -72,8 +73,11 @@ class TrainReport:
         console.print(Text(head, style="bold"))
         if not self.findings:
             last = next((s for s in self.series if s.last_loss is not None), None)
-            tail = f" (last loss {last.last_loss:.4g} at step {last.last_step})" if last and last.last_step is not None \
-                and last.last_loss == last.last_loss else ""
+            tail = (
+                f" (last loss {last.last_loss:.4g} at step {last.last_step})"
+                if last and last.last_step is not None and last.last_loss == last.last_loss
+                else ""
+            )
             msg = "OK: no NaN, loss-scale collapse, OOM, NCCL timeout, assert or killed process found" + tail
             if not self.records:
                 msg = "no step records recognised in this log; no failure lines found either"
@@ -87,8 +91,12 @@ class TrainReport:
             console.print(Text(f"note: {n}", style="dim"))
         if self.killed:
             k = self.killed
-            console.print(Text(f"sent {k['signal']} to PID {k['pid']}" + ("" if k.get("ok") else f": {k.get('error')}"),
-                               style="bold"))
+            console.print(
+                Text(
+                    f"sent {k['signal']} to PID {k['pid']}" + ("" if k.get("ok") else f": {k.get('error')}"),
+                    style="bold",
+                )
+            )
 
 
 def render_finding(console: Console, f: Finding) -> None:

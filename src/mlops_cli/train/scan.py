@@ -73,8 +73,12 @@ HEAD_NEEDLES: dict[bytes, int] = {
     b"nan or inf": SIGNAL,
 }
 # pretty-printed JSON (trainer_state.json): one field per line; switched on by `"log_history"`
-JSON_NEEDLES: dict[bytes, int] = {b'"step"': RECORD, b'"grad_norm"': RECORD, b'"learning_rate"': RECORD,
-                                  b'"epoch"': RECORD}
+JSON_NEEDLES: dict[bytes, int] = {
+    b'"step"': RECORD,
+    b'"grad_norm"': RECORD,
+    b'"learning_rate"': RECORD,
+    b'"epoch"': RECORD,
+}
 
 
 @dataclass(slots=True)

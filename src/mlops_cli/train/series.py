@@ -122,7 +122,9 @@ class Series:
                 self.grad_zero_run = self.grad_zero_run + 1 if grad == 0.0 else 0
                 # bit-identical at full precision (1.7320508075688772), not a value rounded to 3 decimals
                 precise = len(repr(grad).replace(".", "").lstrip("0-")) >= 6
-                self.grad_same_run = self.grad_same_run + 1 if (grad == self._last_grad and grad != 0.0 and precise) else 0
+                self.grad_same_run = (
+                    self.grad_same_run + 1 if (grad == self._last_grad and grad != 0.0 and precise) else 0
+                )
             self._last_grad = grad
         if rec.loss_scale is not None and math.isfinite(rec.loss_scale):
             self.last_scale = rec.loss_scale
@@ -164,7 +166,7 @@ class Series:
         return self._head_losses
 
     def head_loss(self) -> Optional[float]:
-        return median(self._head_losses[:max(5, len(self._head_losses) // 2)]) if len(self._head_losses) >= 5 else None
+        return median(self._head_losses[: max(5, len(self._head_losses) // 2)]) if len(self._head_losses) >= 5 else None
 
     def summary(self) -> dict:
         return {

@@ -24,8 +24,9 @@ def is_pure_wheel(filename: str) -> bool:
     return all(t.abi == "none" and t.platform == "any" for t in tags)
 
 
-def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root: Path,
-                     index_urls: list[str], timeout: float = 600) -> Path:
+def build_pure_wheel(
+    sdist: Path, sdist_name: str, sdist_sha256: str, cache_root: Path, index_urls: list[str], timeout: float = 600
+) -> Path:
     """The built wheel (in the cache); raises naming the package when it is not pure."""
     done = cache_root / "built" / sdist_sha256
     existing = sorted(done.glob("*.whl")) if done.is_dir() else []
@@ -37,16 +38,29 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
         src = Path(work) / sdist_name
         files.copy_new(sdist, src, what="sdist copy")
         out = Path(work) / "out"
-        argv = [uv_binary(), "build", "--wheel", "--out-dir", str(out), str(src),
-                "--python", sys.executable, "--no-python-downloads", "--no-config",
-                "--cache-dir", str(cache_root / "uv"), *index_args(index_urls)]
+        argv = [
+            uv_binary(),
+            "build",
+            "--wheel",
+            "--out-dir",
+            str(out),
+            str(src),
+            "--python",
+            sys.executable,
+            "--no-python-downloads",
+            "--no-config",
+            "--cache-dir",
+            str(cache_root / "uv"),
+            *index_args(index_urls),
+        ]
         result = proc.run(argv, env=clean_env(), timeout=timeout)
         if result.timed_out:
             raise OperationFailed(f"building {sdist_name} took longer than {int(timeout)} s")
         wheels = sorted(out.glob("*.whl"))
         if result.rc != 0 or not wheels:
-            raise OperationFailed(f"cannot build a wheel from the sdist-only dependency {sdist_name}: "
-                                  f"{summarize_uv_error(result.stderr)}")
+            raise OperationFailed(
+                f"cannot build a wheel from the sdist-only dependency {sdist_name}: {summarize_uv_error(result.stderr)}"
+            )
         wheel = wheels[0]
         if not safe_filename(wheel.name) or not wheel.name.endswith(".whl"):
             raise OperationFailed(f"building {sdist_name} gave a file that is not a wheel")
@@ -54,7 +68,8 @@ def build_pure_wheel(sdist: Path, sdist_name: str, sdist_sha256: str, cache_root
             raise OperationFailed(
                 f"{sdist_name} has no wheel for the target and is not pure Python (building it here gave {wheel.name})",
                 hint="pick a version that ships wheels for the target, or build that wheel on a "
-                     "machine like the target and serve it from an --extra-index-url")
+                "machine like the target and serve it from an --extra-index-url",
+            )
         done.mkdir(parents=True, exist_ok=True)
         final = done / wheel.name
         try:

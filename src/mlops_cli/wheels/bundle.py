@@ -138,21 +138,37 @@ def _exclude_unusable(target: Target, pins, warnings, run, scratch: Path | None,
     return pins, warnings
 
 
-def _resolve_target(req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_hint,
-                    on_start=None, scratch: Path | None = None):
+def _resolve_target(
+    req: BundleRequest,
+    target: Target,
+    inputs: list[Path],
+    cache_root: Path,
+    pages,
+    on_hint,
+    on_start=None,
+    scratch: Path | None = None,
+):
     pins, warnings, only_binary = _resolve_binary_first(req, target, inputs, cache_root, pages, on_hint, on_start)
 
     def again(constraints: Path):
         from mlops_cli.wheels.resolve import resolve
 
-        return resolve(target, inputs, req.index_urls, cache_root / "uv", on_hint=on_hint, only_binary=only_binary,
-                       constraints=constraints)
+        return resolve(
+            target,
+            inputs,
+            req.index_urls,
+            cache_root / "uv",
+            on_hint=on_hint,
+            only_binary=only_binary,
+            constraints=constraints,
+        )
 
     return _exclude_unusable(target, pins, warnings, again, scratch, pages)
 
 
-def _resolve_binary_first(req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_hint,
-                          on_start=None):
+def _resolve_binary_first(
+    req: BundleRequest, target: Target, inputs: list[Path], cache_root: Path, pages, on_hint, on_start=None
+):
     """Pins for one target, binary-only: every package gets a version with a wheel for the
     target; only projects that ship no wheel at all (in any release) may come as an sdist.
 
@@ -164,8 +180,15 @@ def _resolve_binary_first(req: BundleRequest, target: Target, inputs: list[Path]
     from mlops_cli.wheels.resolve import resolve, stopping
 
     def run(only_binary):
-        return resolve(target, inputs, req.index_urls, cache_root / "uv", on_hint=on_hint, only_binary=only_binary,
-                       on_start=on_start)
+        return resolve(
+            target,
+            inputs,
+            req.index_urls,
+            cache_root / "uv",
+            on_hint=on_hint,
+            only_binary=only_binary,
+            on_start=on_start,
+        )
 
     try:
         return (*run([":all:"]), [":all:"])
@@ -185,14 +208,17 @@ def _resolve_binary_first(req: BundleRequest, target: Target, inputs: list[Path]
     return pins, warnings, binary or [":none:"]
 
 
-def _resolve_all(req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_hint,
-                 on_start=None, scratch: Path | None = None) -> tuple[dict, list[str]]:
+def _resolve_all(
+    req: BundleRequest, inputs: list[Path], cache_root: Path, pages, on_hint, on_start=None, scratch: Path | None = None
+) -> tuple[dict, list[str]]:
     from mlops_cli.wheels.resolve import stop_running, uv_binary
 
     uv_binary()  # found here, in one thread, before the targets' threads need it
     with ThreadPoolExecutor(max_workers=min(4, len(req.targets))) as pool:
-        futures = {t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_hint, on_start, scratch)
-                   for t in req.targets}
+        futures = {
+            t.name: pool.submit(_resolve_target, req, t, inputs, cache_root, pages, on_hint, on_start, scratch)
+            for t in req.targets
+        }
         try:
             results = {name: f.result() for name, f in futures.items()}
         except (KeyboardInterrupt, SystemExit):
@@ -223,9 +249,11 @@ def _refuse_empty(req: BundleRequest, pins: dict) -> None:
         return
     for name in empty:
         warn(f"target {name} gets no packages: every requirement's environment marker is false there")
-    raise UsageError(f"nothing to bundle for target {', '.join(empty)}: the requirements' markers exclude it",
-                     hint="check the markers (python_version, sys_platform, platform_machine) against the target, "
-                          "or leave that target out")
+    raise UsageError(
+        f"nothing to bundle for target {', '.join(empty)}: the requirements' markers exclude it",
+        hint="check the markers (python_version, sys_platform, platform_machine) against the target, "
+        "or leave that target out",
+    )
 
 
 def _fetch_pages(pages, pins: dict) -> dict:
@@ -319,19 +347,23 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
             if req.chatty:
                 info(f"resolving for {', '.join(t.name for t in req.targets)} with uv ...")
 
-        pins, uv_warnings = _resolve_all(req, inputs, cache_root, pages, _speculate(req, pages, downloader), uv_started,
-                                        scratch)
+        pins, uv_warnings = _resolve_all(
+            req, inputs, cache_root, pages, _speculate(req, pages, downloader), uv_started, scratch
+        )
         phases["resolve"] = time.perf_counter() - started - sum(phases.values())
         _refuse_empty(req, pins)
         plan = make_plan(req.targets, pins, _fetch_pages(pages, pins))
         if plan.problems:
-            raise OperationFailed("; ".join(plan.problems),
-                                  hint="pick another version, or leave that target out of this bundle")
+            raise OperationFailed(
+                "; ".join(plan.problems), hint="pick another version, or leave that target out of this bundle"
+            )
         sdists = plan.sdists()
         if sdists and req.sdist_policy == "refuse":
             names = ", ".join(c.file.filename for c in sdists)
-            raise OperationFailed(f"sdist-only dependencies (no wheel for the target): {names}",
-                                  hint="--sdist build builds pure-Python ones into py3-none-any wheels on this host")
+            raise OperationFailed(
+                f"sdist-only dependencies (no wheel for the target): {names}",
+                hint="--sdist build builds pure-Python ones into py3-none-any wheels on this host",
+            )
         # uv's own warnings (e.g. "does not have an extra named ..."), less the yanked ones we word better
         warnings = plan.yanked + plan.untagged + [w for w in uv_warnings if not (plan.yanked and "yanked" in w)]
         for note in warnings:
@@ -343,16 +375,19 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
         fetched = {f.filename: f for f in downloader.fetch_all(jobs, req.show_progress)}
         unhashed = sorted(f.filename for f in fetched.values() if f.checked_with is None)
         if unhashed:
-            note = (f"the index gave no sha256 for {len(unhashed)} file(s) ({', '.join(unhashed[:3])}"
-                    f"{', ...' if len(unhashed) > 3 else ''}): their hashes were taken from the download itself")
+            note = (
+                f"the index gave no sha256 for {len(unhashed)} file(s) ({', '.join(unhashed[:3])}"
+                f"{', ...' if len(unhashed) > 3 else ''}): their hashes were taken from the download itself"
+            )
             warn(note)
             warnings.append(note)
         _check_hash_pins(hash_pins, plan, fetched)
         phases["fetch_after_resolve"] = time.perf_counter() - started - sum(phases.values())
         bundle_files = _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel)
         manifest, texts, targets_json = describe_bundle(req, bundle_files)
-        layout.write_bundle_dir(stage, list(bundle_files.values()), texts, manifest,
-                                layout.readme_text(name, targets_json))
+        layout.write_bundle_dir(
+            stage, list(bundle_files.values()), texts, manifest, layout.readme_text(name, targets_json)
+        )
         if req.check_install:
             from mlops_cli.wheels.checkinstall import check_install
 
@@ -362,21 +397,36 @@ def _build_into(req: BundleRequest, stage: Path, scratch: Path, final: Path, nam
         downloader.close()
     downloaded = sum(f.downloaded_bytes for f in fetched.values())
     hits = sum(1 for f in fetched.values() if f.from_cache)
-    return BundleResult(bundle=final, archive=req.archive, targets=targets_json, files=list(bundle_files.values()),
-                        downloaded_bytes=downloaded, cache_hits=hits, seconds=0.0, phases=phases, warnings=warnings)
+    return BundleResult(
+        bundle=final,
+        archive=req.archive,
+        targets=targets_json,
+        files=list(bundle_files.values()),
+        downloaded_bytes=downloaded,
+        cache_hits=hits,
+        seconds=0.0,
+        phases=phases,
+        warnings=warnings,
+    )
 
 
 def _check_hash_pins(hash_pins: dict, plan, fetched: dict) -> None:
     """A -r file's --hash pins hold, as in pip's hash-checking mode: a file none allows is fatal."""
     from mlops_cli.wheels.reqfile import hash_mismatches
 
-    chosen = {(c.name, c.file.filename, fetched[c.file.filename].sha256, fetched[c.file.filename].path)
-              for cs in plan.per_target.values() for c in cs if c.file is not None}
+    chosen = {
+        (c.name, c.file.filename, fetched[c.file.filename].sha256, fetched[c.file.filename].path)
+        for cs in plan.per_target.values()
+        for c in cs
+        if c.file is not None
+    }
     problems = hash_mismatches(hash_pins, sorted(chosen))
     if problems:
-        raise OperationFailed("; ".join(problems),
-                              hint="the index serves other files than the requirements file pins: "
-                                   "check the index, or regenerate the hashes")
+        raise OperationFailed(
+            "; ".join(problems),
+            hint="the index serves other files than the requirements file pins: "
+            "check the index, or regenerate the hashes",
+        )
 
 
 def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> dict:
@@ -393,13 +443,32 @@ def _bundle_files(req, plan, files, fetched, cache_root, build_pure_wheel) -> di
             if req.chatty:
                 info(f"building {f.filename} (sdist only) into a wheel ...")
             wheel = build_pure_wheel(got.path, f.filename, got.sha256, cache_root, req.index_urls)
-            bf = BundleFile(choice.name, choice.version, wheel.name, sha256_file(wheel), wheel.stat().st_size,
-                            None, f.index, wheel, built_from_sdist=True,
-                            sdist={"filename": f.filename, "sha256": got.sha256, "source_url": f.url})
+            bf = BundleFile(
+                choice.name,
+                choice.version,
+                wheel.name,
+                sha256_file(wheel),
+                wheel.stat().st_size,
+                None,
+                f.index,
+                wheel,
+                built_from_sdist=True,
+                sdist={"filename": f.filename, "sha256": got.sha256, "source_url": f.url},
+            )
             by_sdist[f.filename] = bf
         else:
-            bf = BundleFile(choice.name, choice.version, f.filename, got.sha256, got.size, f.url, f.index,
-                            got.path, yanked=f.yanked, yanked_reason=f.yanked_reason)
+            bf = BundleFile(
+                choice.name,
+                choice.version,
+                f.filename,
+                got.sha256,
+                got.size,
+                f.url,
+                f.index,
+                got.path,
+                yanked=f.yanked,
+                yanked_reason=f.yanked_reason,
+            )
         out[bf.filename] = bf
     for target_name, choices in plan.per_target.items():
         for c in choices:

@@ -165,6 +165,7 @@ def machine_facts():
     libc, version = platform.libc_ver()
     try:
         import pip
+
         pip_version = pip.__version__
     except Exception:
         pip_version = None
@@ -195,15 +196,21 @@ def pip_problem(target, facts):
         glibc = target.get("requires_glibc")
         pip_needed = "20.3" if glibc and _version_tuple(glibc) > (2, 17) else None
     if pip_needed and _version_tuple(facts["pip"]) < _version_tuple(pip_needed):
-        return ("pip %s is too old for this bundle's wheels: their platform tags need pip %s or newer "
-                "(rebuild with --with-pip to ship one)" % (facts["pip"], pip_needed))
+        return (
+            "pip %s is too old for this bundle's wheels: their platform tags need pip %s or newer "
+            "(rebuild with --with-pip to ship one)" % (facts["pip"], pip_needed)
+        )
     return None
 
 
 def bundled_pip(manifest):
     """The pip wheel shipped in the bundle (--with-pip), as a path inside it, or None."""
     for package in manifest.get("packages", []):
-        if isinstance(package, dict) and package.get("name") == "pip" and str(package.get("filename", "")).endswith(".whl"):
+        if (
+            isinstance(package, dict)
+            and package.get("name") == "pip"
+            and str(package.get("filename", "")).endswith(".whl")
+        ):
             return "wheels/" + package["filename"]
     return None
 
@@ -333,8 +340,12 @@ def snapshot(state, reqfile):
                 if os.path.isfile(path) and not os.path.islink(path):
                     tar.add(path, arcname=path.lstrip("/"), recursive=False)
                     backup.append(path)
-    doc = {"python": sys.executable, "prefix": sys.prefix,
-           "installed": {n: v[0] for n, v in before.items()}, "backed_up": sorted(wanted & set(before))}
+    doc = {
+        "python": sys.executable,
+        "prefix": sys.prefix,
+        "installed": {n: v[0] for n, v in before.items()},
+        "backed_up": sorted(wanted & set(before)),
+    }
     with open(os.path.join(state, "before.json"), "w") as fh:
         json.dump(doc, fh, indent=1, sort_keys=True)
     return doc

@@ -39,8 +39,10 @@ def _tail(text: str, lines: int = 6) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
 
 
-_FACTS = ("import json, platform, sys; libc, v = platform.libc_ver(); "
-          "print(json.dumps(['%d.%d' % sys.version_info[:2], platform.machine(), v if libc == 'glibc' else None]))")
+_FACTS = (
+    "import json, platform, sys; libc, v = platform.libc_ver(); "
+    "print(json.dumps(['%d.%d' % sys.version_info[:2], platform.machine(), v if libc == 'glibc' else None]))"
+)
 
 
 def _facts(python: str) -> tuple[str, str, str | None] | None:
@@ -89,8 +91,12 @@ def find_interpreter(target, requires_glibc: str | None = None) -> str | None:
     least the target's), or None."""
     for python in _candidates(target.python):
         facts = _facts(python)
-        if facts and facts[0] == target.python and facts[1] == target.arch and \
-                _glibc_ok(facts[2], requires_glibc or "2.5"):
+        if (
+            facts
+            and facts[0] == target.python
+            and facts[1] == target.arch
+            and _glibc_ok(facts[2], requires_glibc or "2.5")
+        ):
             return python
     return None
 
@@ -107,9 +113,11 @@ def interpreters_for(targets) -> dict[str, str]:
         else:
             found[t.name] = python
     if missing:
-        raise UsageError("--check-install: no interpreter on this machine for target " + ", ".join(missing),
-                         hint="install that Python here (pyenv install X.Y, uv python install X.Y), "
-                              "or build without --check-install")
+        raise UsageError(
+            "--check-install: no interpreter on this machine for target " + ", ".join(missing),
+            hint="install that Python here (pyenv install X.Y, uv python install X.Y), "
+            "or build without --check-install",
+        )
     return found
 
 
@@ -128,16 +136,23 @@ def check_install(folder: Path, manifest: dict[str, Any], requirements: list[str
         with tempfile.TemporaryDirectory(prefix="mlops-check-install-") as tmp:
             venv = Path(tmp) / "venv"
             env = {"PATH": "/usr/bin:/bin", "PYTHON": pythons[entry["name"]], "HOME": tmp, "LANG": "C.UTF-8"}
-            inst = proc.run(["sh", str(folder / "install.sh"), "--venv", str(venv), "--target", entry["name"]],
-                            env=env, timeout=900)
+            inst = proc.run(
+                ["sh", str(folder / "install.sh"), "--venv", str(venv), "--target", entry["name"]], env=env, timeout=900
+            )
             if not inst.ok:
-                raise OperationFailed(f"--check-install: the offline install for {entry['name']} failed: "
-                                      f"{_tail(inst.stderr + inst.stdout)}", hint="the bundle was not written")
+                raise OperationFailed(
+                    f"--check-install: the offline install for {entry['name']} failed: "
+                    f"{_tail(inst.stderr + inst.stdout)}",
+                    hint="the bundle was not written",
+                )
             if modules:
                 code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
                 imp = proc.run([str(venv / "bin" / "python"), "-c", code, *modules], timeout=300, env=env)
                 if not imp.ok:
-                    raise OperationFailed(f"--check-install: import failed after the offline install for "
-                                          f"{entry['name']}: {_tail(imp.stderr)}", hint="the bundle was not written")
+                    raise OperationFailed(
+                        f"--check-install: import failed after the offline install for "
+                        f"{entry['name']}: {_tail(imp.stderr)}",
+                        hint="the bundle was not written",
+                    )
         checked += modules
     return checked

@@ -50,8 +50,10 @@ def _targets(presets, python, platforms, target_files):
 
     def need_host():
         if host is None:
-            raise UsageError(f"{host_problem.message}; name the target instead",
-                             hint="--target ubuntu22.04, --python X.Y --platform TAG, or --target-file FILE")
+            raise UsageError(
+                f"{host_problem.message}; name the target instead",
+                hint="--target ubuntu22.04, --python X.Y --platform TAG, or --target-file FILE",
+            )
         return host
 
     chosen = [T.from_preset(p, python if not platforms else None) for p in presets]
@@ -87,9 +89,14 @@ def _check_index_urls(urls: list[str]) -> None:
 
     for url in urls:
         shown = shorten(one_line(strip_credentials_loose(url)), 120)
-        if not url.lower().startswith(("http://", "https://")) or len(url.split("//", 1)[1].strip("/")) == 0 \
-                or any(c.isspace() for c in url):
-            raise UsageError(f"not an index URL: {shown!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple")
+        if (
+            not url.lower().startswith(("http://", "https://"))
+            or len(url.split("//", 1)[1].strip("/")) == 0
+            or any(c.isspace() for c in url)
+        ):
+            raise UsageError(
+                f"not an index URL: {shown!r}", hint="give an http(s) URL, e.g. --index-url https://pypi.org/simple"
+            )
         if not origin(url)[1]:
             raise UsageError(f"not an index URL: {shown!r}: no host")
 
@@ -102,24 +109,58 @@ def _is_pip(requirement: str) -> bool:
 
 @app.command(help=HELP)
 def wheels(
-    reqs: Optional[list[str]] = typer.Argument(None, metavar="REQ", help="Requirements, e.g. swanlab==0.5.7 'pkg\\[extra]>=1'."),
-    requirement: list[Path] = typer.Option([], "-r", "--requirement", help="Read requirements from this file (repeatable)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Bundle folder (default: NAME-VERSION-bundle here)."),
-    target: list[str] = typer.Option([], "--target", help="Target preset, e.g. ubuntu22.04, rhel9-aarch64 (repeatable)."),
-    python: Optional[str] = typer.Option(None, "--python", help="Target Python X.Y (alone, with --platform, or overriding a preset's)."),
-    platform: list[str] = typer.Option([], "--platform", help="Target platform tag, e.g. manylinux_2_28_aarch64 (one target each)."),
-    target_file: list[Path] = typer.Option([], "--target-file", help="Target JSON printed on the target by `mlops wheels target`."),
-    index_url: str = typer.Option("https://pypi.org/simple", "--index-url", envvar="MLOPS_WHEELS_INDEX_URL",
-                                  help="Package index (PEP 503/691). Credentials: in the URL or ~/.netrc."),
-    extra_index_url: list[str] = typer.Option([], "--extra-index-url", help="Further index, used only for names the first lacks."),
-    sdist: str = typer.Option("build", "--sdist", help="sdist-only dependencies: build (pure ones, on this host) or refuse."),
+    reqs: Optional[list[str]] = typer.Argument(
+        None, metavar="REQ", help="Requirements, e.g. swanlab==0.5.7 'pkg\\[extra]>=1'."
+    ),
+    requirement: list[Path] = typer.Option(
+        [], "-r", "--requirement", help="Read requirements from this file (repeatable)."
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Bundle folder (default: NAME-VERSION-bundle here)."
+    ),
+    target: list[str] = typer.Option(
+        [], "--target", help="Target preset, e.g. ubuntu22.04, rhel9-aarch64 (repeatable)."
+    ),
+    python: Optional[str] = typer.Option(
+        None, "--python", help="Target Python X.Y (alone, with --platform, or overriding a preset's)."
+    ),
+    platform: list[str] = typer.Option(
+        [], "--platform", help="Target platform tag, e.g. manylinux_2_28_aarch64 (one target each)."
+    ),
+    target_file: list[Path] = typer.Option(
+        [], "--target-file", help="Target JSON printed on the target by `mlops wheels target`."
+    ),
+    index_url: str = typer.Option(
+        "https://pypi.org/simple",
+        "--index-url",
+        envvar="MLOPS_WHEELS_INDEX_URL",
+        help="Package index (PEP 503/691). Credentials: in the URL or ~/.netrc.",
+    ),
+    extra_index_url: list[str] = typer.Option(
+        [], "--extra-index-url", help="Further index, used only for names the first lacks."
+    ),
+    sdist: str = typer.Option(
+        "build", "--sdist", help="sdist-only dependencies: build (pure ones, on this host) or refuse."
+    ),
     archive: str = typer.Option("dir", "--archive", help="dir, or tar.gz (reproducible: same inputs, same bytes)."),
-    with_pip: bool = typer.Option(False, "--with-pip", help="Also bundle pip: install.sh runs it when the target has no pip or an "
-                                  "old one; it is installed only into a venv, never over a system python's own pip."),
-    check_install: bool = typer.Option(False, "--check-install", help="Install the bundle offline into a throwaway venv per target "
-                                       "(any target whose Python is on this machine) and import it."),
-    verify: Optional[Path] = typer.Option(None, "--verify", help="Re-hash a bundle folder or .tar.gz against its manifest; build nothing."),
-    print_target: bool = typer.Option(False, "--print-target", help="Print this interpreter as a target file (same as `mlops wheels target`)."),
+    with_pip: bool = typer.Option(
+        False,
+        "--with-pip",
+        help="Also bundle pip: install.sh runs it when the target has no pip or an "
+        "old one; it is installed only into a venv, never over a system python's own pip.",
+    ),
+    check_install: bool = typer.Option(
+        False,
+        "--check-install",
+        help="Install the bundle offline into a throwaway venv per target "
+        "(any target whose Python is on this machine) and import it.",
+    ),
+    verify: Optional[Path] = typer.Option(
+        None, "--verify", help="Re-hash a bundle folder or .tar.gz against its manifest; build nothing."
+    ),
+    print_target: bool = typer.Option(
+        False, "--print-target", help="Print this interpreter as a target file (same as `mlops wheels target`)."
+    ),
     json_out: JsonOpt = False,
 ) -> int:
     from mlops_cli.errors import UsageError
@@ -141,7 +182,9 @@ def wheels(
         raise UsageError(f"--archive must be dir or tar.gz, not {archive!r}")
     _check_index_urls([index_url, *extra_index_url])
     if not words and not requirement:
-        raise UsageError("nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt")
+        raise UsageError(
+            "nothing to bundle", hint="give requirements (mlops wheels swanlab==0.5.7) or -r requirements.txt"
+        )
     from mlops_cli.wheels.bundle import BundleRequest, build_bundle, default_out_name
     from mlops_cli.wheels.resolve import validate_requirement
 
@@ -156,10 +199,17 @@ def wheels(
 
         interpreters_for(chosen)  # before any work: say which target has no interpreter here
     request = BundleRequest(
-        requirements=words, requirement_files=list(requirement), targets=chosen,
-        index_urls=[index_url, *extra_index_url], out=out, sdist_policy=sdist, archive=archive,
-        check_install=check_install, show_progress=progress_enabled(json_out),
-        chatty=progress_enabled(json_out))
+        requirements=words,
+        requirement_files=list(requirement),
+        targets=chosen,
+        index_urls=[index_url, *extra_index_url],
+        out=out,
+        sdist_policy=sdist,
+        archive=archive,
+        check_install=check_install,
+        show_progress=progress_enabled(json_out),
+        chatty=progress_enabled(json_out),
+    )
     try:
         result = build_bundle(request)
     except KeyboardInterrupt:

@@ -182,8 +182,12 @@ def _download(session, job: Job, cache: Cache, advance) -> Fetched:
                     advance(len(chunk))
     except requests.RequestException as exc:
         _leave_partial(cache, job, mine)
-        kind = "timed out" if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower() else type(exc).__name__
-        raise OperationFailed(f"download of {job.filename} failed: {kind} (partial file kept; re-run to resume)") from None
+        kind = (
+            "timed out" if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower() else type(exc).__name__
+        )
+        raise OperationFailed(
+            f"download of {job.filename} failed: {kind} (partial file kept; re-run to resume)"
+        ) from None
     except BaseException:
         _leave_partial(cache, job, mine)
         raise
@@ -193,13 +197,15 @@ def _download(session, job: Job, cache: Cache, advance) -> Fetched:
         raise OperationFailed(
             f"{expected[0]} mismatch for {job.filename}: the index says {expected[1][:16]}..., "
             f"the file is {actual[expected[0]][:16]}...; refusing it",
-            hint="the index or a proxy serves a different file than it lists; nothing was written")
+            hint="the index or a proxy serves a different file than it lists; nothing was written",
+        )
     sha = actual["sha256"]
     existing = cache.lookup(sha)
     if existing is not None:  # another process finished the same file meanwhile: a cache hit
         mine.unlink(missing_ok=True)
-        return Fetched(job.filename, sha, existing.stat().st_size, existing, False, fetched,
-                       expected[0] if expected else None)
+        return Fetched(
+            job.filename, sha, existing.stat().st_size, existing, False, fetched, expected[0] if expected else None
+        )
     path = cache.store(mine, sha)
     return Fetched(job.filename, sha, path.stat().st_size, path, False, fetched, expected[0] if expected else None)
 
@@ -263,8 +269,14 @@ class Downloader:
             from mlops_cli.output import err_console
 
             total = sum(j.size for j in jobs if j.size) or None
-            with Progress(TextColumn("downloading"), BarColumn(), DownloadColumn(binary_units=True),
-                          TransferSpeedColumn(), console=err_console(), transient=True) as progress:
+            with Progress(
+                TextColumn("downloading"),
+                BarColumn(),
+                DownloadColumn(binary_units=True),
+                TransferSpeedColumn(),
+                console=err_console(),
+                transient=True,
+            ) as progress:
                 task = progress.add_task("wheels", total=total)
                 while not all(f.done() for f in futures):
                     progress.update(task, completed=self.bytes_seen)

@@ -35,7 +35,9 @@ def _versions(files: list[IndexFile]) -> set[str]:
     return found
 
 
-def exclusions(target: Target, pins: list[Pin], files_of: Callable[[str, str | None], list[IndexFile] | None]) -> list[str]:
+def exclusions(
+    target: Target, pins: list[Pin], files_of: Callable[[str, str | None], list[IndexFile] | None]
+) -> list[str]:
     """`name!=version` for every release of a pinned project that has wheels, none for the
     target, once the pin is one of them: all of that project's such releases at once, so one
     more resolution finds the newest usable one. `files_of(name, version or None)` gives the
@@ -46,5 +48,7 @@ def exclusions(target: Target, pins: list[Pin], files_of: Callable[[str, str | N
         if pinned is None or not no_wheel_for(target, pinned, pin.name, pin.version):
             continue
         everything = files_of(pin.name, None) or []
-        out += [f"{pin.name}!={v}" for v in sorted(_versions(everything)) if no_wheel_for(target, everything, pin.name, v)]
+        out += [
+            f"{pin.name}!={v}" for v in sorted(_versions(everything)) if no_wheel_for(target, everything, pin.name, v)
+        ]
     return out

@@ -95,8 +95,10 @@ def origin(url: str) -> tuple[str, str, int | None]:
     try:
         port = parts.port
     except ValueError:
-        raise UsageError(f"not an index URL: {shorten(one_line(strip_credentials_loose(url)), 120)!r}: "
-                         "the port is not a number from 1 to 65535") from None
+        raise UsageError(
+            f"not an index URL: {shorten(one_line(strip_credentials_loose(url)), 120)!r}: "
+            "the port is not a number from 1 to 65535"
+        ) from None
     if port == 0:
         raise UsageError(f"not an index URL: {shorten(one_line(strip_credentials_loose(url)), 120)!r}: port 0")
     return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
@@ -213,14 +215,22 @@ def _mentions(filename: str, version: str | None) -> bool:
 def safe_filename(name: object) -> bool:
     """A file name from an index that may become a file in the cache or the bundle: a wheel or
     sdist name, no folder part, no control character, not hidden."""
-    return (isinstance(name, str) and 0 < len(name) <= 255 and "/" not in name and "\\" not in name
-            and not name.startswith(".") and name.isprintable()
-            and name.endswith((".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")))
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 255
+        and "/" not in name
+        and "\\" not in name
+        and not name.startswith(".")
+        and name.isprintable()
+        and name.endswith((".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz"))
+    )
 
 
 def _malformed(index: str, page_url: str, why: str) -> OperationFailed:
-    return OperationFailed(f"package index {index} served a malformed page {shorten(one_line(page_url), 120)}: {why}",
-                           hint="the index (or a proxy in front of it) is broken; try another --index-url")
+    return OperationFailed(
+        f"package index {index} served a malformed page {shorten(one_line(page_url), 120)}: {why}",
+        hint="the index (or a proxy in front of it) is broken; try another --index-url",
+    )
 
 
 def _make_file(filename: str, url: str, raw_hashes: dict, requires_python, yanked, size, index: str) -> IndexFile:
@@ -247,7 +257,9 @@ def parse_json_page(data: Any, page_url: str, index: str, version: str | None = 
         raise _malformed(index, page_url, "not a PEP 691 project page (no 'files' list)")
     entries = [f for f in data.get("files", []) if isinstance(f, dict)]
     if version:
-        entries = [f for f in entries if isinstance(f.get("filename"), str) and _mentions(f["filename"], version)] or entries
+        entries = [
+            f for f in entries if isinstance(f.get("filename"), str) and _mentions(f["filename"], version)
+        ] or entries
     out = []
     for f in entries:
         name, url, hashes = f.get("filename"), f.get("url"), f.get("hashes")
@@ -257,8 +269,9 @@ def parse_json_page(data: Any, page_url: str, index: str, version: str | None = 
             full = urljoin(page_url, url)
         except ValueError:
             continue
-        out.append(_make_file(name, full, hashes or {}, f.get("requires-python"), f.get("yanked", False),
-                              f.get("size"), index))
+        out.append(
+            _make_file(name, full, hashes or {}, f.get("requires-python"), f.get("yanked", False), f.get("size"), index)
+        )
     return out
 
 
@@ -284,8 +297,17 @@ def parse_html_page(text: str | list, page_url: str, index: str, version: str | 
         if not safe_filename(filename):
             continue
         yanked = "data-yanked" in attrs
-        out.append(_make_file(filename, url, {algo: digest} if digest else {}, attrs.get("data-requires-python"),
-                              (attrs.get("data-yanked") or True) if yanked else False, None, index))
+        out.append(
+            _make_file(
+                filename,
+                url,
+                {algo: digest} if digest else {},
+                attrs.get("data-requires-python"),
+                (attrs.get("data-yanked") or True) if yanked else False,
+                None,
+                index,
+            )
+        )
     return out
 
 
@@ -340,7 +362,8 @@ def fetch_raw(session, index_urls: list[str], name: str, timeout: float | None =
                 if response.status_code in (401, 403):
                     raise OperationFailed(
                         f"package index {public} refused access to {project} (HTTP {response.status_code})",
-                        hint="put credentials in ~/.netrc or in the index URL (https://user:token@host/simple)")
+                        hint="put credentials in ~/.netrc or in the index URL (https://user:token@host/simple)",
+                    )
                 if response.status_code != 200:
                     raise OperationFailed(f"package index {public} answered HTTP {response.status_code} for {project}")
                 # Read and decode here, in the fetching thread: the big pages cost the most.
@@ -348,14 +371,19 @@ def fetch_raw(session, index_urls: list[str], name: str, timeout: float | None =
                 ctype = response.headers.get("Content-Type", "")
                 final_url = strip_credentials(response.url)
         except (requests.Timeout, TimeoutError):
-            raise OperationFailed(f"package index {public} timed out (no answer within {timeout:g} s, retried)",
-                                  hint="check the network or --index-url; MLOPS_WHEELS_HTTP_TIMEOUT=SECONDS waits longer") from None
+            raise OperationFailed(
+                f"package index {public} timed out (no answer within {timeout:g} s, retried)",
+                hint="check the network or --index-url; MLOPS_WHEELS_HTTP_TIMEOUT=SECONDS waits longer",
+            ) from None
         except requests.RequestException as exc:
             if "timed out" in str(exc).lower():
-                raise OperationFailed(f"package index {public} timed out (no answer within {timeout:g} s, retried)",
-                                      hint="check the network or --index-url") from None
-            raise OperationFailed(f"package index {public} is unreachable: {type(exc).__name__}",
-                                  hint="check the network or --index-url") from None
+                raise OperationFailed(
+                    f"package index {public} timed out (no answer within {timeout:g} s, retried)",
+                    hint="check the network or --index-url",
+                ) from None
+            raise OperationFailed(
+                f"package index {public} is unreachable: {type(exc).__name__}", hint="check the network or --index-url"
+            ) from None
         text = data.decode("utf-8", errors="replace")
         is_json = "json" in ctype
         if is_json:
@@ -378,7 +406,9 @@ def ships_wheels(page: RawPage | None) -> bool:
     if page is None:
         return False
     if page.is_json:
-        return any(isinstance(f, dict) and str(f.get("filename", "")).endswith(".whl") for f in page.body.get("files", []))
+        return any(
+            isinstance(f, dict) and str(f.get("filename", "")).endswith(".whl") for f in page.body.get("files", [])
+        )
     return any(label.strip().endswith(".whl") or ".whl#" in attrs or '.whl"' in attrs for attrs, label in page.body)
 
 

@@ -34,10 +34,18 @@ class BundleFile:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "version": self.version, "filename": self.filename,
-            "sha256": self.sha256, "size": self.size, "source_url": self.source_url,
-            "index": self.index, "built_from_sdist": self.built_from_sdist, "sdist": self.sdist,
-            "yanked": self.yanked, "yanked_reason": self.yanked_reason, "targets": self.targets,
+            "name": self.name,
+            "version": self.version,
+            "filename": self.filename,
+            "sha256": self.sha256,
+            "size": self.size,
+            "source_url": self.source_url,
+            "index": self.index,
+            "built_from_sdist": self.built_from_sdist,
+            "sdist": self.sdist,
+            "yanked": self.yanked,
+            "yanked_reason": self.yanked_reason,
+            "targets": self.targets,
         }
 
 
@@ -64,9 +72,13 @@ def simple_index(files: list[BundleFile]) -> dict[str, str]:
     rows = "".join(f'<a href="{html.escape(p)}/">{html.escape(p)}</a><br/>\n' for p in sorted(projects))
     out["simple/index.html"] = head.format("Simple index") + rows + "</body></html>\n"
     for project, fs in sorted(projects.items()):
-        links = "".join(f'<a href="../../wheels/{html.escape(f.filename)}#sha256={f.sha256}">{html.escape(f.filename)}</a><br/>\n'
-                        for f in sorted(fs, key=lambda f: f.filename))
-        out[f"simple/{project}/index.html"] = head.format(f"Links for {html.escape(project)}") + links + "</body></html>\n"
+        links = "".join(
+            f'<a href="../../wheels/{html.escape(f.filename)}#sha256={f.sha256}">{html.escape(f.filename)}</a><br/>\n'
+            for f in sorted(fs, key=lambda f: f.filename)
+        )
+        out[f"simple/{project}/index.html"] = (
+            head.format(f"Links for {html.escape(project)}") + links + "</body></html>\n"
+        )
     return out
 
 
@@ -82,13 +94,22 @@ def pylock_name(target_name: str) -> str:
 def pylock_text(target: dict[str, Any], files: list[BundleFile], created_by: str) -> str:
     """A PEP 751 lock for one target: each package pinned to the bundle's one wheel for it, with
     its sha256, as a path relative to the lock (so pip and uv install it offline)."""
-    lines = ['lock-version = "1.0"', f"created-by = {_toml_string(created_by)}",
-             f'requires-python = "=={target["python"]}.*"',
-             f"environments = [{_toml_string(_marker(target))}]", ""]
+    lines = [
+        'lock-version = "1.0"',
+        f"created-by = {_toml_string(created_by)}",
+        f'requires-python = "=={target["python"]}.*"',
+        f"environments = [{_toml_string(_marker(target))}]",
+        "",
+    ]
     for f in sorted(files, key=lambda f: (f.name.lower(), f.filename)):
-        lines += ["[[packages]]", f"name = {_toml_string(_normalized(f.name))}", f"version = {_toml_string(f.version)}",
-                  f"wheels = [{{ name = {_toml_string(f.filename)}, path = {_toml_string('wheels/' + f.filename)}, "
-                  f"size = {f.size}, hashes = {{ sha256 = {_toml_string(f.sha256)} }} }}]", ""]
+        lines += [
+            "[[packages]]",
+            f"name = {_toml_string(_normalized(f.name))}",
+            f"version = {_toml_string(f.version)}",
+            f"wheels = [{{ name = {_toml_string(f.filename)}, path = {_toml_string('wheels/' + f.filename)}, "
+            f"size = {f.size}, hashes = {{ sha256 = {_toml_string(f.sha256)} }} }}]",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -99,38 +120,45 @@ def _normalized(name: str) -> str:
 
 
 def _marker(target: dict[str, Any]) -> str:
-    return (f"python_version == '{target['python']}' and platform_machine == '{target['arch']}' "
-            "and sys_platform == 'linux'")
+    return (
+        f"python_version == '{target['python']}' and platform_machine == '{target['arch']}' and sys_platform == 'linux'"
+    )
 
 
 def readme_text(name: str, targets: list[dict[str, Any]]) -> str:
-    listed = "\n".join(f"  {t['name']}: Python {t['python']}, {t['arch']}, glibc >= {t['requires_glibc'] or 'any'}"
-                       for t in targets)
+    listed = "\n".join(
+        f"  {t['name']}: Python {t['python']}, {t['arch']}, glibc >= {t['requires_glibc'] or 'any'}" for t in targets
+    )
     managed = any(t.get("externally_managed") for t in targets)
-    first = ("  sh install.sh --venv /opt/venv          # a new venv (made with python3) and the bundle in it\n"
-             "  sh install.sh                           # into python3 itself: refused where it is\n"
-             "                                          # 'externally managed' (PEP 668, Debian 12+, Ubuntu 23.04+)\n"
-             if managed else
-             "  sh install.sh                           # install into python3 (checks it first)\n"
-             "  sh install.sh --venv /opt/venv          # or into a new venv made with python3\n")
-    return (f"Offline install bundle: {name} (made by mlops wheels)\n\n"
-            "On the target machine (no network needed):\n\n"
-            "  sh install.sh --verify                  # re-hash every file against manifest.json\n"
-            + first +
-            "  PYTHON=/path/to/python sh install.sh    # pick the interpreter (or a venv's python)\n"
-            "  sh install.sh --rollback                # undo the last install into that interpreter\n\n"
-            "Other tools can use the bundle too:\n"
-            "  pip install --no-index --index-url file://$PWD/simple NAME     # a local PEP 503 index\n"
-            "  uv pip install -r pylock.TARGET.toml                           # a PEP 751 lock per target\n\n"
-            f"Targets in this bundle:\n{listed}\n")
+    first = (
+        "  sh install.sh --venv /opt/venv          # a new venv (made with python3) and the bundle in it\n"
+        "  sh install.sh                           # into python3 itself: refused where it is\n"
+        "                                          # 'externally managed' (PEP 668, Debian 12+, Ubuntu 23.04+)\n"
+        if managed
+        else "  sh install.sh                           # install into python3 (checks it first)\n"
+        "  sh install.sh --venv /opt/venv          # or into a new venv made with python3\n"
+    )
+    return (
+        f"Offline install bundle: {name} (made by mlops wheels)\n\n"
+        "On the target machine (no network needed):\n\n"
+        "  sh install.sh --verify                  # re-hash every file against manifest.json\n"
+        + first
+        + "  PYTHON=/path/to/python sh install.sh    # pick the interpreter (or a venv's python)\n"
+        "  sh install.sh --rollback                # undo the last install into that interpreter\n\n"
+        "Other tools can use the bundle too:\n"
+        "  pip install --no-index --index-url file://$PWD/simple NAME     # a local PEP 503 index\n"
+        "  uv pip install -r pylock.TARGET.toml                           # a PEP 751 lock per target\n\n"
+        f"Targets in this bundle:\n{listed}\n"
+    )
 
 
 # Files every bundle has besides wheels/, the requirements files, the locks and simple/.
 TOOL_FILES = ("README.txt", "install.sh", "_bundle.py")
 
 
-def write_bundle_dir(folder: Path, files: list[BundleFile], texts: dict[str, str],
-                     manifest: dict[str, Any], readme: str) -> None:
+def write_bundle_dir(
+    folder: Path, files: list[BundleFile], texts: dict[str, str], manifest: dict[str, Any], readme: str
+) -> None:
     """Fill `folder` (new, empty, made by mlops); record every file's hash in the manifest
     (all but manifest.json itself), so `--verify` covers install.sh and _bundle.py too."""
     from mlops_cli import files as floor
@@ -155,7 +183,9 @@ def write_bundle_dir(folder: Path, files: list[BundleFile], texts: dict[str, str
         floor.write_new(path, data, mode=0o755 if rel == "install.sh" else None, what="bundle file")
         entries.append({"path": rel, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
     manifest = dict(manifest, files=sorted(entries, key=lambda e: e["path"]))
-    floor.write_new(folder / "manifest.json", json.dumps(manifest, indent=2, sort_keys=False) + "\n", what="bundle file")
+    floor.write_new(
+        folder / "manifest.json", json.dumps(manifest, indent=2, sort_keys=False) + "\n", what="bundle file"
+    )
 
 
 def write_archive(folder: Path, out, root: str, mtime: int) -> None:

@@ -23,11 +23,15 @@ def describe_bundle(req, bundle_files: dict):
         mine = [f for f in bundle_files.values() if t.name in f.targets]
         needs = required_glibc([f.filename for f in mine])
         req_file = f"requirements-{t.name}.txt"
-        texts[req_file] = requirements_text(
-            f"target {t.name}: Python {t.python}, {t.arch}, glibc {t.glibc}", mine)
+        texts[req_file] = requirements_text(f"target {t.name}: Python {t.python}, {t.arch}, glibc {t.glibc}", mine)
         entry = t.to_json()
-        entry.update(requires_glibc=needs, requires_pip=required_pip([f.filename for f in mine]),
-                     requirements_file=req_file, pylock=pylock_name(t.name), files=len(mine))
+        entry.update(
+            requires_glibc=needs,
+            requires_pip=required_pip([f.filename for f in mine]),
+            requirements_file=req_file,
+            pylock=pylock_name(t.name),
+            files=len(mine),
+        )
         texts[entry["pylock"]] = pylock_text(entry, mine, f"mlops-cli {__version__}")
         targets_json.append(entry)
     manifest = {

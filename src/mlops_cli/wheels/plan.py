@@ -72,9 +72,11 @@ def _undeclared_glibc(choice: Choice) -> str | None:
     platforms = {t.platform for t in parse_wheel_filename(f.filename)[3]}
     if not platforms or not all(p.startswith("linux_") for p in platforms):
         return None
-    return (f"{f.filename} is tagged {', '.join(sorted(platforms))}, not manylinux: pip on the target installs it, "
-            "but which glibc it needs is not declared (it may fail at import on a glibc older than its build "
-            "machine's); check it there")
+    return (
+        f"{f.filename} is tagged {', '.join(sorted(platforms))}, not manylinux: pip on the target installs it, "
+        "but which glibc it needs is not declared (it may fail at import on a glibc older than its build "
+        "machine's); check it there"
+    )
 
 
 def required_glibc(wheel_filenames: list[str]) -> str | None:
@@ -102,8 +104,12 @@ def required_glibc(wheel_filenames: list[str]) -> str | None:
 
 # The first pip that reads each platform tag spelling (PEP 513, 571, 599, 600). A file installs
 # with the oldest pip that reads any one of its tags; a target needs the newest of those.
-_PIP_FOR_TAG = (("manylinux_", (20, 3)), ("manylinux2014_", (19, 3)), ("manylinux2010_", (19, 0)),
-                ("manylinux1_", (8, 1)))
+_PIP_FOR_TAG = (
+    ("manylinux_", (20, 3)),
+    ("manylinux2014_", (19, 3)),
+    ("manylinux2010_", (19, 0)),
+    ("manylinux1_", (8, 1)),
+)
 
 
 def required_pip(wheel_filenames: list[str]) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PROBE_SOURCE = r'''
+PROBE_SOURCE = r"""
 import json, os, platform, socket, sys, sysconfig
 libc, libc_version = platform.libc_ver()
 tags = []
@@ -33,7 +33,7 @@ print(json.dumps({
     "externally_managed": sys.prefix == getattr(sys, "base_prefix", sys.prefix) and os.path.isfile(
         os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")),
 }, indent=2))
-'''
+"""
 
 
 def probe_this_interpreter(with_tags: bool = True) -> dict[str, Any]:
@@ -45,7 +45,9 @@ def probe_this_interpreter(with_tags: bool = True) -> dict[str, Any]:
     import contextlib
     import io
 
-    source = PROBE_SOURCE if with_tags else PROBE_SOURCE.replace("from pip._vendor.packaging import", "raise ImportError #")
+    source = (
+        PROBE_SOURCE if with_tags else PROBE_SOURCE.replace("from pip._vendor.packaging import", "raise ImportError #")
+    )
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         exec(compile(source, "<mlops-wheels-probe>", "exec"), {"__name__": "__probe__"})  # noqa: S102

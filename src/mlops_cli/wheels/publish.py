@@ -31,7 +31,7 @@ def _marker(data: bytes, where: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     if doc.get("format") != MANIFEST_FORMAT:
-        return f"{where} is not the manifest of a bundle made by mlops wheels (no \"format\": \"{MANIFEST_FORMAT}\")"
+        return f'{where} is not the manifest of a bundle made by mlops wheels (no "format": "{MANIFEST_FORMAT}")'
     return None
 
 
@@ -64,7 +64,11 @@ def folder_reason(path: Path) -> str | None:
     if why:
         return why
     doc = bundle_tool.parse_manifest(data, "manifest.json")
-    listed = {e.get("path") for e in doc.get("files", []) if isinstance(e, dict)} if isinstance(doc.get("files"), list) else set()
+    listed = (
+        {e.get("path") for e in doc.get("files", []) if isinstance(e, dict)}
+        if isinstance(doc.get("files"), list)
+        else set()
+    )
     unlisted = sorted(rel for rel in entries if rel not in listed and rel != bundle_tool.MANIFEST)
     if unlisted:
         return f"it is not only a bundle: {shorten_list(unlisted, 4)} not listed in its manifest.json"
@@ -114,8 +118,10 @@ def check_output(final: Path, archive: str) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write the bundle {show_path(final)}: {exc.strerror}") from None
     if stat.S_ISLNK(st.st_mode):
-        raise UsageError(f"refusing to replace {show_path(final)}: it is a symbolic link "
-                         f"(to {show_path(os.path.realpath(final))})", hint="give the link's target as -o, or another path")
+        raise UsageError(
+            f"refusing to replace {show_path(final)}: it is a symbolic link (to {show_path(os.path.realpath(final))})",
+            hint="give the link's target as -o, or another path",
+        )
     if archive == "dir":
         if not stat.S_ISDIR(st.st_mode):
             raise _refuse(final, "it is not a folder")

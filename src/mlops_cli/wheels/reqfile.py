@@ -24,9 +24,16 @@ from mlops_cli.text import one_line, shorten
 from mlops_cli.wheels.index import HASH_LENGTHS, valid_digest
 
 _COMMENT = re.compile(r"(^|\s+)#.*$")
-_FORBIDDEN = {"-i": "--index-url", "--index-url": "--index-url", "--extra-index-url": "--extra-index-url",
-              "-f": "--find-links", "--find-links": "--find-links", "--no-index": "--no-index",
-              "-e": "-e/--editable", "--editable": "-e/--editable"}
+_FORBIDDEN = {
+    "-i": "--index-url",
+    "--index-url": "--index-url",
+    "--extra-index-url": "--extra-index-url",
+    "-f": "--find-links",
+    "--find-links": "--find-links",
+    "--no-index": "--no-index",
+    "-e": "-e/--editable",
+    "--editable": "-e/--editable",
+}
 _NESTED = ("-r", "--requirement", "-c", "--constraint")
 # Short options whose value may be glued on (`-ihttp://...`), as pip and uv accept them.
 _SHORT_WITH_VALUE = {"-i": "-i", "-f": "-f", "-e": "-e", "-r": "-r", "-c": "-c"}
@@ -80,16 +87,22 @@ def scan_text(text: str, where: str) -> tuple[list[str], dict[str, set[str]]]:
         if line.startswith("-"):
             flag, value = _option(line)
             if flag in _FORBIDDEN:
-                hint = ("bundle requirements an index serves (name==version)" if flag in ("-e", "--editable")
-                        else "pass indexes on the command line: --index-url URL, --extra-index-url URL")
-                raise UsageError(f"{here}: {_FORBIDDEN[flag]} in a requirements file is not supported by mlops wheels",
-                                 hint=hint)
+                hint = (
+                    "bundle requirements an index serves (name==version)"
+                    if flag in ("-e", "--editable")
+                    else "pass indexes on the command line: --index-url URL, --extra-index-url URL"
+                )
+                raise UsageError(
+                    f"{here}: {_FORBIDDEN[flag]} in a requirements file is not supported by mlops wheels", hint=hint
+                )
             if flag in _NESTED:
                 if not value:
                     raise UsageError(f"{here}: {flag} needs a file name")
                 if "://" in value:
-                    raise UsageError(f"{here}: a nested {flag} naming a URL is not supported by mlops wheels",
-                                     hint="download that file and give it with -r FILE, so it can be checked")
+                    raise UsageError(
+                        f"{here}: a nested {flag} naming a URL is not supported by mlops wheels",
+                        hint="download that file and give it with -r FILE, so it can be checked",
+                    )
                 nested.append(value)
             continue  # other options (--pre, --only-binary, ...) are uv's to honour or warn about
         requirement = _HASH.split(" " + line)[0].strip()
@@ -98,17 +111,24 @@ def scan_text(text: str, where: str) -> tuple[list[str], dict[str, set[str]]]:
             parsed = Requirement(requirement)
         except InvalidRequirement as exc:
             reason = str(exc).splitlines()[0]  # packaging's first line says why; the rest quotes the line
-            raise UsageError(f"{here}: malformed requirement ({shorten(one_line(reason), 120)})",
-                             hint="write it like swanlab==0.5.7; URLs, paths and -e cannot be bundled from an index") from None
+            raise UsageError(
+                f"{here}: malformed requirement ({shorten(one_line(reason), 120)})",
+                hint="write it like swanlab==0.5.7; URLs, paths and -e cannot be bundled from an index",
+            ) from None
         if parsed.url:
-            raise UsageError(f"{here}: direct URL requirement for {parsed.name} cannot be hash-pinned from an index",
-                             hint="name the package and version (name==version) and give its index")
+            raise UsageError(
+                f"{here}: direct URL requirement for {parsed.name} cannot be hash-pinned from an index",
+                hint="name the package and version (name==version) and give its index",
+            )
         for h in found:
             algo, _, digest = h.partition(":")
             algo = algo.lower()
             if algo not in HASH_LENGTHS:
-                raise UsageError(f"{here}: --hash={shorten(one_line(algo), 20)}: is not an algorithm pip accepts "
-                                 "(sha256, sha384, sha512)", hint="pin sha256 hashes, e.g. from pip hash FILE")
+                raise UsageError(
+                    f"{here}: --hash={shorten(one_line(algo), 20)}: is not an algorithm pip accepts "
+                    "(sha256, sha384, sha512)",
+                    hint="pin sha256 hashes, e.g. from pip hash FILE",
+                )
             good = valid_digest(algo, digest)
             if good is None:
                 raise UsageError(f"{here}: a --hash={algo}: value is not {HASH_LENGTHS[algo]} hex digits")

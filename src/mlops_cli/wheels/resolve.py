@@ -45,8 +45,9 @@ def uv_binary() -> str:
 
                 _uv_path.append(find_uv_bin())
             except (ImportError, FileNotFoundError) as exc:
-                raise OperationFailed("the uv resolver is not installed",
-                                      hint="pip install uv (a dependency of mlops-cli)") from exc
+                raise OperationFailed(
+                    "the uv resolver is not installed", hint="pip install uv (a dependency of mlops-cli)"
+                ) from exc
         return _uv_path[0]
 
 
@@ -76,13 +77,17 @@ def validate_requirement(text: str) -> str:
             raise InvalidRequirement("a version specifier has no version")
     except InvalidRequirement as exc:
         first = str(exc).splitlines()[0]
-        raise UsageError(f"malformed requirement {shorten(one_line(text), 80)!r}: {shorten(one_line(first), 200)}",
-                         hint="write it like swanlab==0.5.7, 'swanlab[dashboard]>=0.5' or -r requirements.txt") from None
+        raise UsageError(
+            f"malformed requirement {shorten(one_line(text), 80)!r}: {shorten(one_line(first), 200)}",
+            hint="write it like swanlab==0.5.7, 'swanlab[dashboard]>=0.5' or -r requirements.txt",
+        ) from None
     if parsed.url:  # well formed, deliberately not bundled: a refusal, not a typo (pip would download it)
-        raise UsageError(f"direct URL requirement for {shorten(one_line(parsed.name), 80)} is not supported: a bundle "
-                         "holds only files an index lists with their hash",
-                         hint=f"name it with its version ({shorten(one_line(parsed.name), 80)}==VERSION) and give its "
-                              "index with --index-url / --extra-index-url")
+        raise UsageError(
+            f"direct URL requirement for {shorten(one_line(parsed.name), 80)} is not supported: a bundle "
+            "holds only files an index lists with their hash",
+            hint=f"name it with its version ({shorten(one_line(parsed.name), 80)}==VERSION) and give its "
+            "index with --index-url / --extra-index-url",
+        )
     return text
 
 
@@ -99,18 +104,38 @@ def index_args(index_urls: list[str]) -> list[str]:
     return argv + ["--default-index", index_urls[-1]]
 
 
-def compile_command(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-                    only_binary: list[str] | None = None, constraints: Path | None = None) -> list[str]:
+def compile_command(
+    target: Target,
+    inputs: list[Path],
+    index_urls: list[str],
+    cache_dir: Path,
+    only_binary: list[str] | None = None,
+    constraints: Path | None = None,
+) -> list[str]:
     """`uv pip compile` for one target; `only_binary`: names (or ':all:') resolved to versions
     that have a wheel for the target, as pip's --only-binary; `constraints`: a constraints file."""
     binary = [arg for name in (only_binary or []) for arg in ("--only-binary", name)]
     binary += ["--constraint", str(constraints)] if constraints is not None else []
-    argv = [uv_binary(), "pip", "compile", *[str(p) for p in inputs],
-            "--python-platform", target.uv_platform(),
-            "--python-version", target.markers()["python_full_version"],
-            "--python", sys.executable, "--no-python-downloads",
-            "--no-config", "--no-header", "--no-annotate",
-            "--cache-dir", str(cache_dir), *binary, *index_args(index_urls)]
+    argv = [
+        uv_binary(),
+        "pip",
+        "compile",
+        *[str(p) for p in inputs],
+        "--python-platform",
+        target.uv_platform(),
+        "--python-version",
+        target.markers()["python_full_version"],
+        "--python",
+        sys.executable,
+        "--no-python-downloads",
+        "--no-config",
+        "--no-header",
+        "--no-annotate",
+        "--cache-dir",
+        str(cache_dir),
+        *binary,
+        *index_args(index_urls),
+    ]
     return argv
 
 
@@ -164,7 +189,7 @@ def _wheel_in(line: str) -> str | None:
     m = _URL_LEAD.search(line)
     if not m:
         return None
-    url = line[m.end():].strip().split()[0] if line[m.end():].strip() else ""
+    url = line[m.end() :].strip().split()[0] if line[m.end() :].strip() else ""
     path = url.split("#", 1)[0].split("?", 1)[0]
     if path.endswith(".metadata"):
         path = path[: -len(".metadata")]
@@ -239,11 +264,17 @@ def _run_streaming(argv: list[str], timeout: float, on_line: Callable[[str], Non
     return rc, "".join(out_chunks), "".join(kept)
 
 
-def resolve(target: Target, inputs: list[Path], index_urls: list[str], cache_dir: Path,
-            timeout: float = 600, on_hint: Callable[[Hint], None] | None = None,
-            only_binary: list[str] | None = None,
-            on_start: Callable[[], None] | None = None,
-            constraints: Path | None = None) -> tuple[list[Pin], list[str]]:
+def resolve(
+    target: Target,
+    inputs: list[Path],
+    index_urls: list[str],
+    cache_dir: Path,
+    timeout: float = 600,
+    on_hint: Callable[[Hint], None] | None = None,
+    only_binary: list[str] | None = None,
+    on_start: Callable[[], None] | None = None,
+    constraints: Path | None = None,
+) -> tuple[list[Pin], list[str]]:
     """Pins for one target, plus uv's warnings (e.g. a yanked exact pin).
 
     `on_hint(Hint)` is called as uv names, considers and picks packages (from its -v log), so

@@ -45,29 +45,46 @@ class BundleResult:
         total = sum(f.size for f in self.files)
         built = [f.filename for f in self.files if f.built_from_sdist]
         console.print(f"bundle: {self.bundle}", markup=False)
-        console.print(f"  {len(self.files)} wheels, {format_bytes(total)}; downloaded {format_bytes(self.downloaded_bytes)}, "
-                      f"{self.cache_hits} from cache; {self.seconds:.1f} s", markup=False)
+        console.print(
+            f"  {len(self.files)} wheels, {format_bytes(total)}; downloaded {format_bytes(self.downloaded_bytes)}, "
+            f"{self.cache_hits} from cache; {self.seconds:.1f} s",
+            markup=False,
+        )
         for t in self.targets:
-            console.print(f"  target {t['name']}: Python {t['python']}, {t['arch']}, glibc >= "
-                          f"{t['requires_glibc'] or 'any'} -> {t['requirements_file']} ({t['files']} files)", markup=False)
+            console.print(
+                f"  target {t['name']}: Python {t['python']}, {t['arch']}, glibc >= "
+                f"{t['requires_glibc'] or 'any'} -> {t['requirements_file']} ({t['files']} files)",
+                markup=False,
+            )
         if built:
             console.print(f"  built from sdist on this host: {', '.join(built)}", markup=False)
         pips = [f for f in self.files if f.name.lower() == "pip"]
         if pips:
-            console.print(f"  pip {pips[0].version} is bundled (--with-pip): install.sh runs it where the target has no "
-                          "usable pip, and installs it only into venvs, never over a system python's own pip", markup=False)
+            console.print(
+                f"  pip {pips[0].version} is bundled (--with-pip): install.sh runs it where the target has no "
+                "usable pip, and installs it only into venvs, never over a system python's own pip",
+                markup=False,
+            )
         console.print("install on the target machine (no network needed):", markup=False)
         if self.archive == "tar.gz":
             folder = self.bundle.name[: -len(".tar.gz")]
             venv = " --venv /opt/venv" if any(t.get("externally_managed") for t in self.targets) else ""
-            console.print(f"  tar xzf {quote(self.bundle.name)} && sh {quote(folder + '/install.sh')}{venv}", markup=False)
+            console.print(
+                f"  tar xzf {quote(self.bundle.name)} && sh {quote(folder + '/install.sh')}{venv}", markup=False
+            )
         elif any(t.get("externally_managed") for t in self.targets):
-            console.print(f"  sh {quote(self.bundle.name + '/install.sh')} --venv /opt/venv    "
-                          "(the target's python3 is externally managed, PEP 668: install into a new venv)", markup=False)
+            console.print(
+                f"  sh {quote(self.bundle.name + '/install.sh')} --venv /opt/venv    "
+                "(the target's python3 is externally managed, PEP 668: install into a new venv)",
+                markup=False,
+            )
         else:
-            console.print(f"  sh {quote(self.bundle.name + '/install.sh')}            "
-                          f"(PYTHON=/path/to/python to pick the interpreter; --venv DIR for a new venv; "
-                          "--verify to only check)", markup=False)
+            console.print(
+                f"  sh {quote(self.bundle.name + '/install.sh')}            "
+                f"(PYTHON=/path/to/python to pick the interpreter; --venv DIR for a new venv; "
+                "--verify to only check)",
+                markup=False,
+            )
 
 
 @dataclass
@@ -81,7 +98,12 @@ class VerifyResult:
         return 1 if self.problems else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"bundle": self.bundle, "ok": not self.problems, "files_checked": self.checked, "problems": self.problems}
+        return {
+            "bundle": self.bundle,
+            "ok": not self.problems,
+            "files_checked": self.checked,
+            "problems": self.problems,
+        }
 
     def render(self, console: Console) -> None:
         if not self.problems:

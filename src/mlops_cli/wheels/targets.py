@@ -19,7 +19,6 @@ from mlops_cli.errors import UsageError
 TARGET_FORMAT = "mlops-wheels-target/1"
 
 
-
 @functools.lru_cache(maxsize=1)
 def preset_table() -> dict[str, dict[str, Any]]:
     """name -> {python, python_full, glibc, externally_managed, sources}: data/presets.json,
@@ -97,8 +96,11 @@ class Target:
         wheel for the target are excluded and uv asked again (bundle.py), as pip backtracks.
         Above the highest level, the highest. The markers are the same at every level."""
         minor = self.glibc_minor
-        level = minor if minor in UV_GLIBC_LEVELS else \
-            min((lv for lv in UV_GLIBC_LEVELS if lv > minor), default=max(UV_GLIBC_LEVELS))
+        level = (
+            minor
+            if minor in UV_GLIBC_LEVELS
+            else min((lv for lv in UV_GLIBC_LEVELS if lv > minor), default=max(UV_GLIBC_LEVELS))
+        )
         return f"{self.arch}-manylinux_2_{level}"
 
     def markers(self) -> dict[str, str]:
@@ -157,8 +159,10 @@ def check_glibc(value: str, origin: str = "") -> str:
         raise UsageError(f"{where}glibc must look like 2.35, not {value!r}")
     major, minor = int(m.group(1)), int(m.group(2))
     if major != 2 or not GLIBC_MINOR_RANGE[0] <= minor <= GLIBC_MINOR_RANGE[1]:
-        raise UsageError(f"{where}glibc {value} is not a glibc release (2.{GLIBC_MINOR_RANGE[0]} to 2.{GLIBC_MINOR_RANGE[1]})",
-                         hint="`ldd --version` on the target machine prints it")
+        raise UsageError(
+            f"{where}glibc {value} is not a glibc release (2.{GLIBC_MINOR_RANGE[0]} to 2.{GLIBC_MINOR_RANGE[1]})",
+            hint="`ldd --version` on the target machine prints it",
+        )
     return f"{major}.{minor}"
 
 
@@ -201,15 +205,24 @@ def from_preset(name: str, python: str | None = None) -> Target:
     if base not in table or arch_suffix not in ("", "aarch64", "x86_64"):
         near = difflib.get_close_matches(name.lower(), preset_names(), n=1, cutoff=0.5)
         guess = f"; did you mean {near[0]}?" if near else ""
-        raise UsageError(f"unknown target preset: {shorten(one_line(name), 60)!r}{guess}",
-                         hint="known presets: " + ", ".join(preset_names())
-                         + " (or --python X.Y --platform TAG, or --target-file FILE)")
+        raise UsageError(
+            f"unknown target preset: {shorten(one_line(name), 60)!r}{guess}",
+            hint="known presets: "
+            + ", ".join(preset_names())
+            + " (or --python X.Y --platform TAG, or --target-file FILE)",
+        )
     entry = table[base]
     py, full = entry["python"], entry["python_full"]
     if python:
         py, full = _split_python(python)
-    return Target(name=name, python=py, arch=arch_suffix or "x86_64", glibc=entry["glibc"], python_full=full,
-                  externally_managed=bool(entry.get("externally_managed")))
+    return Target(
+        name=name,
+        python=py,
+        arch=arch_suffix or "x86_64",
+        glibc=entry["glibc"],
+        python_full=full,
+        externally_managed=bool(entry.get("externally_managed")),
+    )
 
 
 _PLATFORM_RE = re.compile(r"(?:manylinux_(\d{1,3})_(\d{1,3})|manylinux(2014|2010|1))_(x86_64|aarch64)")
@@ -268,18 +281,24 @@ def _check_shapes(data: dict[str, Any], origin: str) -> None:
         if data.get(key) is not None and not isinstance(data.get(key), str):
             bad.append(f"{key} must be a string")
     if bad:
-        raise UsageError(f"{origin}: malformed target file: {'; '.join(bad)}",
-                         hint="print it again on the target machine with `mlops wheels target`")
+        raise UsageError(
+            f"{origin}: malformed target file: {'; '.join(bad)}",
+            hint="print it again on the target machine with `mlops wheels target`",
+        )
 
 
 def from_probe(data: dict[str, Any], origin: str) -> Target:
     """A target from the JSON that `mlops wheels target` (or the docs snippet) printed."""
     if not isinstance(data, dict) or data.get("format") != TARGET_FORMAT:
-        raise UsageError(f"{origin}: not a target file (expected \"format\": \"{TARGET_FORMAT}\")",
-                         hint="print it on the target machine with `mlops wheels target` or the snippet in docs/wheels.md")
+        raise UsageError(
+            f'{origin}: not a target file (expected "format": "{TARGET_FORMAT}")',
+            hint="print it on the target machine with `mlops wheels target` or the snippet in docs/wheels.md",
+        )
     if data.get("implementation") != "cpython" or data.get("system") != "Linux":
-        raise UsageError(f"{origin}: only CPython on Linux is supported as a target "
-                         f"(got {data.get('implementation')} on {data.get('system')})")
+        raise UsageError(
+            f"{origin}: only CPython on Linux is supported as a target "
+            f"(got {data.get('implementation')} on {data.get('system')})"
+        )
     if data.get("libc") != "glibc" or not data.get("glibc"):
         raise UsageError(f"{origin}: the target has no glibc (musl/Alpine targets are not supported yet)")
     _check_shapes(data, origin)
@@ -294,9 +313,16 @@ def from_probe(data: dict[str, Any], origin: str) -> Target:
     name = data.get("name") or f"cp{python.replace('.', '')}-manylinux_{glibc.replace('.', '_')}_{arch}"
     # pip's own list on the target, `linux_<arch>` included: what pip there installs.
     tags = tuple(data.get("tags") or ())
-    return Target(name=re.sub(r"[^A-Za-z0-9_.-]", "_", name), python=python, arch=arch, glibc=glibc,
-                  python_full=full, exact_tags=tags, source="file",
-                  externally_managed=data.get("externally_managed") is True)
+    return Target(
+        name=re.sub(r"[^A-Za-z0-9_.-]", "_", name),
+        python=python,
+        arch=arch,
+        glibc=glibc,
+        python_full=full,
+        exact_tags=tags,
+        source="file",
+        externally_managed=data.get("externally_managed") is True,
+    )
 
 
 def parse_target_file(text: str, origin: str) -> Target:
@@ -308,9 +334,16 @@ def parse_target_file(text: str, origin: str) -> Target:
 def host_target(probe: dict[str, Any]) -> Target:
     target = from_probe(probe, "this machine")
     name = f"cp{target.py_nodot}-manylinux_{target.glibc.replace('.', '_')}_{target.arch}"
-    return Target(name=name, python=target.python, arch=target.arch, glibc=target.glibc,
-                  python_full=target.python_full, exact_tags=target.exact_tags, source="host",
-                  externally_managed=target.externally_managed)
+    return Target(
+        name=name,
+        python=target.python,
+        arch=target.arch,
+        glibc=target.glibc,
+        python_full=target.python_full,
+        exact_tags=target.exact_tags,
+        source="host",
+        externally_managed=target.externally_managed,
+    )
 
 
 def dedupe_names(targets: list[Target]) -> list[Target]:

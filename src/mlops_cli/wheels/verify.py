@@ -65,8 +65,9 @@ def verify_archive(path: Path, label: str, max_bytes: int = MAX_ARCHIVE_BYTES) -
                 parts = member.name.split("/")
                 why = bundle_tool.check_rel(member.name)
                 if why or not (member.isfile() or member.isdir()):
-                    raise UsageError(f"{label}: unsafe or unexpected member {member.name[:120]!r}; "
-                                     "not a bundle made by mlops wheels")
+                    raise UsageError(
+                        f"{label}: unsafe or unexpected member {member.name[:120]!r}; not a bundle made by mlops wheels"
+                    )
                 root = root or parts[0]
                 if parts[0] != root:
                     raise UsageError(f"{label}: more than one top folder; not a bundle made by mlops wheels")
@@ -75,8 +76,10 @@ def verify_archive(path: Path, label: str, max_bytes: int = MAX_ARCHIVE_BYTES) -
                 rel = "/".join(parts[1:])
                 total += member.size
                 if total > max_bytes:
-                    raise UsageError(f"{label}: unpacks to more than {files.format_size(max_bytes)}; "
-                                     "refusing to read further (not a bundle made by mlops wheels?)")
+                    raise UsageError(
+                        f"{label}: unpacks to more than {files.format_size(max_bytes)}; "
+                        "refusing to read further (not a bundle made by mlops wheels?)"
+                    )
                 fh = tar.extractfile(member)
                 if fh is None:
                     continue
