@@ -8,6 +8,7 @@ repaired machine. It stands in for the machine, not for any of our own logic.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -22,6 +23,36 @@ def load_doc(name: str) -> dict:
 
 def snapshot(name: str) -> Snapshot:
     return Snapshot.from_json(load_doc(name))
+
+
+# --- the held-out rule tests: a snapshot document diagnosed and planned, and changed copies ---
+
+
+def diagnosed(d: dict):
+    """(facts, diagnosis) of a snapshot document."""
+    from mlops_cli.driver.assemble import read_facts
+    from mlops_cli.driver.diagnose import diagnose
+    from mlops_cli.driver.probe import collect
+
+    facts = read_facts(collect(SnapshotHost(Snapshot.from_json(d))))
+    return facts, diagnose(facts)
+
+
+def finding_ids(d: dict) -> list[str]:
+    return [f.id for f in diagnosed(d)[1].findings]
+
+
+def plan_steps(d: dict) -> list[tuple[str, ...]]:
+    from mlops_cli.driver.apply import build_plan
+
+    return [tuple(p.step.argv) for p in build_plan(diagnosed(d)[1].findings).steps]
+
+
+def changed(d: dict, fn) -> dict:
+    """A deep copy of d, changed by fn."""
+    d = copy.deepcopy(d)
+    fn(d)
+    return d
 
 
 class FixHost:

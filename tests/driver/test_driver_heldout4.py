@@ -4,17 +4,11 @@ says (the evidence the rule needs taken away or added) flips back. Snapshots are
 
 from __future__ import annotations
 
-import copy
 import json
 
-from driver_helpers import FIXTURES
+from driver_helpers import FIXTURES, changed, diagnosed, finding_ids, plan_steps
 
 from mlops_cli.driver import distro, gate
-from mlops_cli.driver.apply import build_plan
-from mlops_cli.driver.assemble import read_facts
-from mlops_cli.driver.diagnose import diagnose
-from mlops_cli.driver.probe import collect
-from mlops_cli.host import Snapshot, SnapshotHost
 
 HELDOUT4 = FIXTURES / "heldout4"
 UBUNTU = 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"\n'
@@ -24,27 +18,11 @@ def doc(name: str) -> dict:
     return json.loads((HELDOUT4 / f"{name}.json").read_text())
 
 
-def run(d: dict):
-    facts = read_facts(collect(SnapshotHost(Snapshot.from_json(d))))
-    return facts, diagnose(facts)
-
-
-def ids(d: dict) -> list[str]:
-    return [f.id for f in run(d)[1].findings]
-
-
-def steps(d: dict) -> list[tuple[str, ...]]:
-    return [tuple(p.step.argv) for p in build_plan(run(d)[1].findings).steps]
+run, ids, steps = diagnosed, finding_ids, plan_steps
 
 
 def programs(d: dict) -> set[str]:
     return {gate.program(s) for s in steps(d)}
-
-
-def changed(d: dict, fn) -> dict:
-    d = copy.deepcopy(d)
-    fn(d)
-    return d
 
 
 # --- the distribution's own tools ---------------------------------------------------------

@@ -4,17 +4,12 @@ evidence the rule needs taken away or added) flips back. Snapshots are the heldo
 
 from __future__ import annotations
 
-import copy
 import json
 
-from driver_helpers import FIXTURES
+from driver_helpers import FIXTURES, changed, diagnosed, finding_ids, plan_steps
 
 from mlops_cli.driver.apply import build_plan
-from mlops_cli.driver.assemble import read_facts
 from mlops_cli.driver.buildlogs import classify
-from mlops_cli.driver.diagnose import diagnose
-from mlops_cli.driver.probe import collect
-from mlops_cli.host import Snapshot, SnapshotHost
 
 HELDOUT6 = FIXTURES / "heldout6"
 
@@ -23,23 +18,7 @@ def doc(name: str) -> dict:
     return json.loads((HELDOUT6 / f"{name}.json").read_text())
 
 
-def run(d: dict):
-    facts = read_facts(collect(SnapshotHost(Snapshot.from_json(d))))
-    return facts, diagnose(facts)
-
-
-def ids(d: dict) -> list[str]:
-    return [f.id for f in run(d)[1].findings]
-
-
-def steps(d: dict) -> list[tuple[str, ...]]:
-    return [tuple(p.step.argv) for p in build_plan(run(d)[1].findings).steps]
-
-
-def changed(d: dict, fn) -> dict:
-    d = copy.deepcopy(d)
-    fn(d)
-    return d
+run, ids, steps = diagnosed, finding_ids, plan_steps
 
 
 # --- Jetson / L4T: not applicable ------------------------------------------------------------
