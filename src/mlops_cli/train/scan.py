@@ -19,6 +19,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from mlops_cli.train import fastfind
+
 BLOCK = 4 << 20  # process once this much is buffered
 LOOKAHEAD = 16 << 10  # complete lines held back so a wrapped record can be joined
 LOOKBEHIND = 64 << 10  # processed bytes kept so a line can look back (progress bar, assert line)
@@ -165,14 +167,18 @@ class Scanner:
         elif hold and not final:
             self._carry = data
             return
-        block = Block(data, data.translate(LOWER), self._offset, self._line0, end, data.find(b"\r", begin, end) >= 0)
-        self._scan(block, begin, limit)
+        block = Block(data, data.lower(), self._offset, self._line0, end, data.find(b"\r", begin, end) >= 0)
+        counted, lines = self._scan(block, begin, limit)
         # keep a look-behind of processed bytes (from a line start when there is one), then the rest
         keep = 0
         if limit > LOOKBEHIND:
             nl = data.rfind(b"\n", max(0, limit - 2 * LOOKBEHIND), limit - LOOKBEHIND)
             keep = nl + 1 if nl >= 0 else limit - LOOKBEHIND
-        self._line0 += data.count(b"\n", 0, keep)
+        # the scan counted the newlines before `counted`; count only between there and `keep`
+        if keep >= counted:
+            self._line0 += lines + data.count(b"\n", counted, keep)
+        else:
+            self._line0 += lines - data.count(b"\n", keep, counted)
         self._offset += keep
         self._carry = data[keep:]
         self._carry_behind = limit - keep
@@ -187,13 +193,14 @@ class Scanner:
             needles.update(JSON_NEEDLES)
         return needles
 
-    def _scan(self, block: Block, begin: int, limit: int) -> None:
+    def _scan(self, block: Block, begin: int, limit: int) -> tuple[int, int]:
+        """Hand the block's candidate lines to the handler; returns (pos, n): data[:pos] holds n newlines."""
         low, data, has_cr = block.low, block.data, block.has_cr
         cands: dict[int, list[int]] = {}
         clean: bool | None = None
         nan_seen = True
+        find = fastfind.finder(low)
         for needle, group in self._needles(block).items():
-            find = low.find
             pos = begin
             stride = 0
             hits = 0
@@ -218,7 +225,7 @@ class Scanner:
                 if hits == DENSE and not group & SIGNAL and not stride and block.offset + limit > FULL:
                     # step records only, and many: if nothing in the block is unusual, take a sample
                     if clean is None:
-                        clean = block_is_clean(low, begin, limit, nan_seen)
+                        clean = block_is_clean(low, begin, limit, nan_seen, find)
                     if clean:
                         stride = max(1, (limit - pos) // SAMPLES)
                         per_hit = (pos - begin) / hits
@@ -230,7 +237,7 @@ class Scanner:
                 if stride:
                     pos = max(pos, i + stride)
         if not cands:
-            return
+            return 0, 0
         line_no = block.line0
         counted = 0
         consumed = begin
@@ -243,6 +250,7 @@ class Scanner:
             counted = start
             new_end = handler(block, start, stop, line_no, group)
             consumed = max(stop, new_end)
+        return counted, line_no - block.line0
 
     @staticmethod
     def _fragment(data: bytes, i: int, begin: int, limit: int, has_cr: bool) -> tuple[int, int]:
@@ -270,10 +278,9 @@ class Scanner:
 _NAN_VALUE = re.compile(rb"nan(?![a-z_]| iter)")
 _INF_VALUE = re.compile(rb"inf(?:inity)?(?![a-z_])")
 _ZERO_LOSS = re.compile(rb"loss['\"]: 0\.0[,}]")
-LOWER = bytes(range(256)).lower()
 
 
-def block_is_clean(low: bytes, begin: int, limit: int, nan_seen: bool = True) -> bool:
+def block_is_clean(low: bytes, begin: int, limit: int, nan_seen: bool = True, find=None) -> bool:
     """Nothing in this block needs every record looked at: no NaN/Inf value, no Megatron line
     without its loss, no 0.0 loss (HF's hidden NaN). Failure lines have needles of their own.
     `nan_seen=False`: the caller already knows the block holds no `nan`."""
@@ -281,11 +288,12 @@ def block_is_clean(low: bytes, begin: int, limit: int, nan_seen: bool = True) ->
         return False
     if _ZERO_LOSS.search(low, begin, limit):
         return False
-    if low.find(b"skipped iterations", begin, limit) >= 0:
-        skipped = low.count(b"skipped iterations", begin, limit)
-        if low.count(b"lm loss", begin, limit) + low.count(b"lm_loss", begin, limit) < skipped:
-            return False
-    return True
+    if (find or low.find)(b"skipped iterations", begin, limit) < 0:
+        return True
+    # Megatron drops `lm loss` from a line whose average is not > 0 (a NaN in bf16 leaves its counters at 0)
+    skipped = low.count(b"skipped iterations", begin, limit)
+    losses = low.count(b"lm loss", begin, limit)
+    return losses >= skipped or losses + low.count(b"lm_loss", begin, limit) >= skipped
 
 
 def iter_chunks(stream, size: int = BLOCK) -> Iterator[bytes]:
