@@ -29,7 +29,10 @@ def hf(n: int) -> str:
     bar = f"\r  1%|          | {n}/9999999 [01:00<99:00:00,  1.20s/it]"
     if n % 10:
         return bar
-    return bar + f"{{'loss': {0.3 + (n % 7) / 100:.4f}, 'grad_norm': {1.0 + (n % 3) / 10}, 'learning_rate': 1e-05, 'epoch': 0.5}}\n"
+    return (
+        bar
+        + f"{{'loss': {0.3 + (n % 7) / 100:.4f}, 'grad_norm': {1.0 + (n % 3) / 10}, 'learning_rate': 1e-05, 'epoch': 0.5}}\n"
+    )
 
 
 def deepspeed(n: int) -> str:
@@ -74,7 +77,11 @@ CASES = {
     ),
     "megatron-deepspeed, lm loss dropped": (megatron, "megatron_deepspeed_pr434_missing_loss.log", None),
     "hf, loss 0.0 and grad norm nan": (hf, "hf_modernbert233_loss0_gradnan.log", None),
-    "deepspeed, overflows down to the minimum scale": (deepspeed, "ds_chinese_llama_alpaca534_scale_to_minimum.log", None),
+    "deepspeed, overflows down to the minimum scale": (
+        deepspeed,
+        "ds_chinese_llama_alpaca534_scale_to_minimum.log",
+        None,
+    ),
     "fairseq, minimum loss scale reached": (hf, "fairseq512_scale_to_minimum.log", None),
 }
 
