@@ -10,7 +10,10 @@ Peak RSS at each size is the memory growth curve. Also times one full CLI run
 
 Writes the "train-doctor" section of docs/benchmarks.md unless --no-write.
 
-    python benchmarks/train_doctor_speed.py [--sizes 16,64,256] [--rounds 3] [--no-write]
+    python benchmarks/train_doctor_speed.py [--sizes 16,64,256] [--rounds 3] [--against REF] [--no-write]
+
+--against REF also reads every log with the code of git REF (a temporary worktree), each log by
+both in turn, and adds a side-by-side table with the ratio.
 """
 
 from __future__ import annotations
@@ -153,15 +156,51 @@ print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - w0, "records": r.rec
 """
 
 
-def measure(path: Path) -> dict:
+def measure(path: Path, src: Path = ROOT / "src") -> dict:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(path)],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        env={**os.environ, "PYTHONPATH": str(src)},
     )
     return json.loads(out.stdout)
+
+
+def against(ref: str, paths: dict, rounds: int, tmp: str) -> str:
+    """This tree and git REF side by side: each log read by both in turn, `rounds` times."""
+    tree = Path(tmp) / "against"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), ref], check=True)
+    try:
+        rev = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        pairs: dict = {}
+        for _ in range(rounds):
+            for key, p in paths.items():
+                new, old = measure(p), measure(p, tree / "src")
+                pairs.setdefault(key, []).append(
+                    (p.stat().st_size / 1e6 / new["cpu"], p.stat().st_size / 1e6 / old["cpu"])
+                )
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    rows = []
+    ratios = []
+    for (fmt, size), runs in pairs.items():
+        new = statistics.median(r[0] for r in runs)
+        old = statistics.median(r[1] for r in runs)
+        ratios.append(new / old)
+        rows.append(f"| {fmt} | {size} MiB | {old:.0f} MB/s | {new:.0f} MB/s | {new / old:.2f}x |")
+    return "\n".join(
+        [
+            f"Side by side with {ref} ({rev.stdout.strip()}), each log read by both in turn {rounds} times (medians):",
+            "",
+            f"| format | size | {ref} | this tree | ratio |",
+            "| --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            f"Median ratio {statistics.median(ratios):.2f}x (lowest {min(ratios):.2f}x).",
+            "",
+        ]
+    )
 
 
 def baseline_rss() -> int:
@@ -181,6 +220,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="16,64,256", help="MiB, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--against", metavar="REF", help="also read every log with git REF's code, side by side")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[tuple[str, int], list[dict]] = {}
@@ -194,6 +234,7 @@ def main() -> None:
         for _ in range(args.rounds):  # interleaved, so machine noise hits all alike
             for key, p in paths.items():
                 results.setdefault(key, []).append(measure(p))
+        side = against(args.against, paths, args.rounds, tmp) if args.against else ""
         big = paths[("mixed", sizes[-1])]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
@@ -225,7 +266,9 @@ def main() -> None:
         [
             "## train-doctor",
             "",
-            f"`python benchmarks/train_doctor_speed.py --sizes {args.sizes} --rounds {args.rounds}`. Machine: "
+            f"`python benchmarks/train_doctor_speed.py --sizes {args.sizes} --rounds {args.rounds}"
+            + (f" --against {args.against}" if args.against else "")
+            + "`. Machine: "
             f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs (shared), Python {platform.python_version()}; "
             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Each log is read in a fresh child process on one core; "
             "throughput = bytes / CPU seconds of that process (median of the rounds), memory = its peak RSS "
@@ -252,6 +295,7 @@ def main() -> None:
             f"{cli_wall:.1f} s wall, {cli_cpu:.1f} s CPU, exit {cli.returncode} "
             f"({sizes_on_disk[('mixed', sizes[-1])] / 1e6 / cli_cpu:.0f} MB/s of CPU, start-up included).",
             "",
+            side,
         ]
     )
     print(section)
