@@ -8,7 +8,10 @@ and scored three ways:
     rank, and does oom-check say the thread's changed setup fits;
 (c) is one of the first three remedies a change the thread shows did NOT help.
 
-    python benchmarks/oom_cases.py [--rows] [--label before|after] [--write docs/benchmarks.md]
+    python benchmarks/oom_cases.py [--cases FILE] [--label LABEL] [--write docs/benchmarks.md] [--json]
+
+`--cases` scores another case file of the same format (tests/fixtures/mem/oom-cases-heldout2.json: the
+oom3 held-out set); `--label` picks the section title written to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ FLAG = {
     "max_seqs": "--max-seqs",
     "kv_dtype": "--kv-dtype",
 }
-BOOL_FLAG = {"enforce_eager": "--enforce-eager"}
+BOOL_FLAG = {"enforce_eager": ("--enforce-eager", None), "grad_ckpt": ("--grad-ckpt", "--no-grad-ckpt")}
 
 
 def load_cases(path: Path = CASES) -> list[dict[str, Any]]:
@@ -73,8 +76,12 @@ def with_change(args: list[str], change: dict[str, Any]) -> list[str] | None:
     out = list(args)
     for key, value in change.items():
         if key in BOOL_FLAG:
-            if value and BOOL_FLAG[key] not in out:
-                out.append(BOOL_FLAG[key])
+            on, off = BOOL_FLAG[key]
+            out = [a for a in out if a not in (on, off)]
+            flag = on if value else off
+            if flag is None:
+                return None
+            out.append(flag)
             continue
         if key not in FLAG:
             return None
@@ -186,18 +193,23 @@ def commit_id() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def render(rows: list[dict[str, Any]], s: dict[str, Any], label: str) -> str:
+def render(rows: list[dict[str, Any]], s: dict[str, Any], label: str, path: Path = CASES) -> str:
     title = {
         "before": "## oom-check against real OOM threads, BEFORE (blind: the code as it was when the cases were collected)",
         "after": "## oom-check against real OOM threads, AFTER the oomcheck changes",
         "memfix-before": "## oom-check against real OOM threads, memfix BEFORE (the estimator as merged at 1227688)",
         "memfix-after": "## oom-check against real OOM threads, memfix AFTER (the estimator's fixes by class)",
+        "oom3-blind": "## oom-check held-out set 2, BLIND (the estimator as merged, before any oom3 change)",
+        "oom3-after": "## oom-check held-out set 2, AFTER the oom3 class fixes",
+        "oom3-after-main": "## oom-check against real OOM threads, oom3 AFTER (the 38 cases re-scored)",
     }[label]
+    shown = path.resolve().relative_to(REPO) if path.resolve().is_relative_to(REPO) else path
+    cases_flag = "" if path.resolve() == CASES.resolve() else f" --cases {shown}"
     lines = [
         title,
         "",
-        f"Script: `benchmarks/oom_cases.py --label {label} --write docs/benchmarks.md`; cases: "
-        f"`tests/fixtures/mem/oom-cases.json` ({s['cases']} from public threads: {s['oom']} OOM, {s['fits']} that ran); "
+        f"Script: `benchmarks/oom_cases.py{cases_flag} --label {label} --write docs/benchmarks.md`; cases: "
+        f"`{shown}` ({s['cases']} from public threads: {s['oom']} OOM, {s['fits']} that ran); "
         f"commit {commit_id()}, {datetime.date.today().isoformat()}. Each case goes through the real CLI "
         "(`mlops oom-check MODEL ... --gpu-mem|--gpu --json`).",
         "",
@@ -239,7 +251,11 @@ def run(path: Path = CASES) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=Path, default=CASES)
-    ap.add_argument("--label", choices=("before", "after", "memfix-before", "memfix-after"), default="after")
+    ap.add_argument(
+        "--label",
+        choices=("before", "after", "memfix-before", "memfix-after", "oom3-blind", "oom3-after", "oom3-after-main"),
+        default="after",
+    )
     ap.add_argument("--write", type=Path, help="replace this label's section of a markdown file (docs/benchmarks.md)")
     ap.add_argument("--json", action="store_true", help="print the rows and the summary as JSON")
     args = ap.parse_args(argv)
@@ -247,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         sys.stdout.write(json.dumps({"summary": s, "rows": rows}, indent=1) + "\n")
         return 0
-    section = render(rows, s, args.label)
+    section = render(rows, s, args.label, args.cases)
     sys.stdout.write(section)
     if args.write:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
