@@ -42,7 +42,11 @@ FLAG = {
     "max_seqs": "--max-seqs",
     "kv_dtype": "--kv-dtype",
 }
-BOOL_FLAG = {"enforce_eager": ("--enforce-eager", None), "grad_ckpt": ("--grad-ckpt", "--no-grad-ckpt")}
+BOOL_FLAG = {
+    "enforce_eager": ("--enforce-eager", None),
+    "grad_ckpt": ("--grad-ckpt", "--no-grad-ckpt"),
+    "ds3_gather_for_generation": ("--ds3-gather-for-generation", "--no-ds3-gather-for-generation"),
+}
 
 
 def load_cases(path: Path = CASES) -> list[dict[str, Any]]:
@@ -97,8 +101,11 @@ def with_change(args: list[str], change: dict[str, Any]) -> list[str] | None:
 
 def base_value(doc: dict[str, Any], key: str) -> Any:
     setup = doc.get("setup", {})
-    if key == "max_model_len" and doc.get("serving"):
-        return doc["serving"].get("max_model_len")
+    serving = doc.get("serving") or {}
+    if key == "max_model_len" and serving:
+        return serving.get("max_model_len")
+    if key == "max_seqs" and serving and setup.get(key) is None:
+        return serving.get("max_num_seqs")  # the engine default the estimate used
     return setup.get(key)
 
 

@@ -42,6 +42,9 @@ PERSISTENT = (
     "reward_model",
     "value_model",
     "generation_engine",
+    # ZeRO-3 generation gather (rl.ds3_generation_gather_bytes): the same parameter tensors are gathered in
+    # the same sizes at every generation, so their freed blocks are reused as they are, not stranded
+    "generation_gather",
 )
 
 

@@ -196,7 +196,7 @@ def oom_check(
         capacity, origin, free_by_gpu = _free_memory_from_nvml(snapshot, s.gpus)
         cap, gpus_available = (capacity, origin), len(free_by_gpu)
     est = estimate(m, s, cap[0], gpu or "")
-    advice = advise(m, s, cap[0], gpus_available, free_by_gpu)
+    advice = advise(m, s, cap[0], gpus_available, free_by_gpu, gpu or "")
     return emit(OomReport(est, cap[0], cap[1], advice), json_out)
 
 

@@ -63,6 +63,7 @@ class ModelConfig:
     param_source: str = "config formula"
     torch_dtype: str = "bfloat16"
     source: str = ""
+    model_type: str = ""  # config.json's model_type (the language model's, for multimodal wrappers)
 
     # --- parameter counts -------------------------------------------------------
     @property
@@ -423,4 +424,5 @@ def config_from_dict(cfg: Any, name: str, source: str = "") -> ModelConfig:
         max_positions=_count(cfg, "max_position_embeddings", "seq_length", "n_positions"),
         torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"),
         source=source,
+        model_type=model_type,
     )

@@ -122,7 +122,7 @@ def _check_model(model: ModelConfig, s: Setup) -> None:
 def estimate(model: ModelConfig, setup: Setup, capacity: Optional[int] = None, gpu_name: str = "") -> Estimate:
     """The per-GPU estimate. `capacity` (bytes per GPU) matters for serving (KV cache size) and
     for a colocated GRPO generation engine."""
-    resolved, origin = resolve(setup.validated())
+    resolved, origin = resolve(setup.validated(), model.model_type)
     resolved = resolved.validated()
     _check_model(model, resolved)
     est = Estimate(model, resolved, origin, capacity=capacity, gpu_name=gpu_name)

@@ -161,6 +161,15 @@ def setup_options() -> dict[str, tuple[Any, Any]]:
                 help="GRPO colocated vLLM share of each GPU (TRL vllm_gpu_memory_utilization).",
             ),
         ),
+        "ds3_gather_for_generation": (
+            bool,
+            O(
+                True,
+                "--ds3-gather-for-generation/--no-ds3-gather-for-generation",
+                help="GRPO/PPO generated in the trainer under ZeRO-3: gather the whole model for generation "
+                "(TRL ds3_gather_for_generation, default on) or keep it sharded (slow).",
+            ),
+        ),
         "max_completion_len": (
             Optional[int],
             O(None, "--max-completion-len", min=1, help="GRPO/PPO generated tokens per completion [256]."),

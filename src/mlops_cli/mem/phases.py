@@ -162,7 +162,11 @@ def training_peak(model: ModelConfig, s: Setup, capacity: Optional[float] = None
         )
     generation = rl.generation_bytes(model, s)
     if generation:
-        phases.insert(0, Phase("generation", {**base, "gathered": working, "kv_cache": generation}))
+        # ZeRO-3 + TRL's unwrap_model_for_generation: the whole module is gathered while it generates
+        # (its full replica replaces the live-parameter pool)
+        full = rl.ds3_generation_gather_bytes(model, s)
+        gen_parts = {"generation_gather": full} if full > working else {"gathered": working}
+        phases.insert(0, Phase("generation", {**base, **gen_parts, "kv_cache": generation}))
     hybrid = rl.hybrid_engine_bytes(s, capacity)
     if hybrid:  # verl: the engine exists only while it generates (its KV cache and weights are released after)
         phases.insert(0, Phase("generation", {**base, "gathered": working, "generation_engine": hybrid}))

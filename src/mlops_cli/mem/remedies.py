@@ -11,13 +11,14 @@ only help. Checked against public OOM threads (tests/fixtures/mem/oom-cases.json
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from mlops_cli.mem.config import ModelConfig
 from mlops_cli.mem.estimate import estimate
 from mlops_cli.mem.setup import Setup
-from mlops_cli.mem.stacks import TRANSFORMERS_STACKS, transformers_defaults
+from mlops_cli.mem.stacks import TRANSFORMERS_STACKS, UNSLOTH_EAGER_MODEL_TYPES, transformers_defaults
 
 # A fit with less headroom than this share of the GPU is inside the estimate's own error (held-out
 # median absolute error 9 %, docs/benchmarks.md "mem out-of-sample"): oom-check calls it "tight",
@@ -64,8 +65,14 @@ class Advice:
     largest_seq_len: Optional[int] = None
 
 
+# The GPU's name while `advise` runs: vLLM's engine defaults depend on it (serving.engine_defaults:
+# H100/H200 by name in 0.8.0-0.8.4, A100s excluded from 0.9.0), so every re-estimate of a remedy must
+# see the same GPU as the estimate it is compared with.
+_GPU_NAME: ContextVar[str] = ContextVar("gpu_name", default="")
+
+
 def required(model: ModelConfig, setup: Setup, capacity: int) -> int:
-    return estimate(model, setup, capacity).required_bytes
+    return estimate(model, setup, capacity, _GPU_NAME.get()).required_bytes
 
 
 def largest_fitting(
@@ -125,7 +132,7 @@ def _candidates(
                 "an upgrade; none at run time (any GPU)",
             )
         )
-    elif s.attn == "eager":
+    elif s.attn == "eager" and not (s.stack == "unsloth" and model.model_type in UNSLOTH_EAGER_MODEL_TYPES):
         out.append(
             (
                 "fused-attention",
@@ -320,7 +327,7 @@ MAX_SEQS_STEPS = (256, 128, 64, 32, 16)
 
 def _fewer_max_seqs(model: ModelConfig, s: Setup, capacity: int) -> Optional[int]:
     """The largest --max-num-seqs below the engine's that fits; else the smallest step that lowers it."""
-    current = estimate(model, s, capacity)
+    current = estimate(model, s, capacity, _GPU_NAME.get())
     engine_seqs = current.serve.max_num_seqs if current.serve is not None else 0
     steps = [n for n in MAX_SEQS_STEPS if n < engine_seqs]
     best = None
@@ -372,6 +379,18 @@ def _rl_candidates(model: ModelConfig, s: Setup, capacity: int) -> list[tuple[st
                 "slower reference forward, or one pass over the data first",
             )
         )
+    from mlops_cli.mem.rl import ds3_generation_gather_bytes
+
+    if ds3_generation_gather_bytes(model, s):
+        out.append(
+            (
+                "no-ds3-gather",
+                {"ds3_gather_for_generation": False},
+                "ds3_gather_for_generation=False (TRL): generate with the ZeRO-3 shards instead of gathering "
+                "the whole model on every GPU",
+                "much slower generation (parameters all-gathered layer by layer at every decoding step)",
+            )
+        )
     if s.objective == "grpo" and s.gen_engine == "vllm-colocate" and s.gen_memory_utilization > 0.1:
         share = largest_share(model, s, capacity)
         if share is not None and share < s.gen_memory_utilization:
@@ -415,7 +434,22 @@ def capacity_for(gpus: int, capacity: int, free_by_gpu: Optional[list[int]]) -> 
 
 
 def advise(
-    model: ModelConfig, setup: Setup, capacity: int, gpus_available: int = 1, free_by_gpu: Optional[list[int]] = None
+    model: ModelConfig,
+    setup: Setup,
+    capacity: int,
+    gpus_available: int = 1,
+    free_by_gpu: Optional[list[int]] = None,
+    gpu_name: str = "",
+) -> Advice:
+    token = _GPU_NAME.set(gpu_name)
+    try:
+        return _advise(model, setup, capacity, gpus_available, free_by_gpu)
+    finally:
+        _GPU_NAME.reset(token)
+
+
+def _advise(
+    model: ModelConfig, setup: Setup, capacity: int, gpus_available: int, free_by_gpu: Optional[list[int]]
 ) -> Advice:
     """Remedies with their new estimates, a cumulative plan, and the largest batch/seq that fit.
 
@@ -423,7 +457,7 @@ def advise(
     (ZeRO-3, tensor parallel) be judged against the least free GPU of that larger set."""
     from mlops_cli.mem.stacks import resolve
 
-    setup, _ = resolve(setup)
+    setup, _ = resolve(setup, model.model_type)
     current = required(model, setup, capacity)
     advice = Advice()
     # Tight: the remedies that would add headroom, the searched values (batch, lengths) sized to

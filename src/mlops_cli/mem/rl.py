@@ -87,6 +87,24 @@ def hybrid_engine_bytes(s: Setup, capacity: Optional[float]) -> float:
     return s.gen_memory_utilization * capacity
 
 
+def ds3_generation_gather_bytes(model: ModelConfig, s: Setup) -> float:
+    """In-trainer generation under DeepSpeed ZeRO-3 with TRL's default `ds3_gather_for_generation=True`:
+    `unwrap_model_for_generation` runs `deepspeed.zero.GatheredParameters(model.parameters())` around the
+    whole generation (trl/models/utils.py at v0.9.6 and v0.14.0, "For ZeRO-3 models, we gather the weights
+    once to speed up generation", PR #1483), so every GPU holds a full 16-bit replica of the trained module
+    while it generates. Used by TRL's GRPO/PPO/RLOO/Online-DPO trainers, LLaMA-Factory's PPO trainer
+    (`unwrap_model_for_generation(self.model, ...)`) and ms-swift's PPO (a subclass of TRL's). For PPO the
+    module is TRL's `PolicyAndValueWrapper(policy, value_model)`: both are gathered (LLaMA-Factory's value
+    head shares the policy's backbone, so there this counts one replica too many). TRL PR #2557 (PPO/RLOO/
+    Online DPO) and #2667 (GRPO) added `ds3_gather_for_generation=False` for models that do not fit."""
+    if s.objective not in ONLINE or s.gen_engine != "hf" or s.sharding != "zero3" or not s.ds3_gather_for_generation:
+        return 0.0
+    replica = replica_weights(model, s)
+    if s.adapters:
+        replica += 2.0 * model.lora_params(s.lora_rank or 8, s.lora_targets or "all-linear")
+    return replica * (2 if s.objective == "ppo" else 1)
+
+
 def generation_bytes(model: ModelConfig, s: Setup) -> float:
     """GRPO/PPO with in-trainer generation: HF DynamicCache for every completion of the batch
     (prompt + completion tokens), plus one step's fp32 logits for them."""

@@ -168,10 +168,21 @@ def sampler_backend(s: Setup, version: tuple[int, int, int]) -> str:
 def engine_defaults(
     s: Setup, version: tuple[int, int, int], gpu_name: str, capacity: Optional[float]
 ) -> tuple[int, int]:
-    """(max_num_seqs, max_num_batched_tokens) the profile run uses, unless given (arg_utils.py)."""
+    """(max_num_seqs, max_num_batched_tokens) the profile run uses, unless given (arg_utils.py,
+    `_set_default_args_v1`, read in the PyPI sdists of each release):
+
+    - 0.8.0-0.8.3: `default_max_num_seqs = 1024` on every GPU; max_num_batched_tokens for `vllm serve`
+      8192 when the device name contains "h100" or "h200", else 2048;
+    - 0.8.4: both by device name: H100/H200 1024 / 8192, every other GPU 256 / 2048;
+    - 0.8.5 on: by `get_device_total_memory() >= 70 GiB` (0.9.0 on: and not an A100), 16384 tokens
+      on >= 160 GiB GPUs from 0.28.0."""
     if version < (0, 8, 0):
         seqs = 256
         tokens = max(s.serving_len, 2048) if s.serving_len <= 32768 else 512  # chunked prefill > 32K
+    elif version < (0, 8, 5):
+        hopper = any(n in gpu_name.lower() for n in ("h100", "h200"))
+        tokens = 8192 if hopper else 2048
+        seqs = 1024 if (hopper or version < (0, 8, 4)) else 256
     else:
         a100_ok = version < (0, 9, 0)  # 0.8.x: `device_memory >= 70 GiB` alone; 0.9.0 adds `"a100" not in name`
         big = capacity is not None and capacity >= 70 * GiB and (a100_ok or "a100" not in gpu_name.lower())

@@ -94,6 +94,9 @@ class Setup:
     gen_engine: str = "hf"
     reward_model: str = "model"  # PPO: a reward-model copy, or rule/function rewards (verl reward_model.enable=False)
     gen_memory_utilization: float = 0.3  # TRL vllm_gpu_memory_utilization (colocate default)
+    # TRL ds3_gather_for_generation (default True): under DeepSpeed ZeRO-3, in-trainer generation
+    # gathers every parameter of the unwrapped model at once (trl/models/utils.py)
+    ds3_gather_for_generation: bool = True
     max_completion_len: Optional[int] = None
     # serving
     inference: bool = False

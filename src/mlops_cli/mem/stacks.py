@@ -215,12 +215,25 @@ def transformers_defaults(version: Optional[str]) -> dict[str, Any]:
     return out
 
 
-def resolve(setup: Setup) -> tuple[Setup, dict[str, str]]:
-    """Fill every unset field from the stack preset, then the generic defaults.
+# Model types unsloth loads without SDPA, i.e. with transformers' eager attention (the heads·seq² scores):
+# `DISABLE_SDPA_MODEL_NAMES = ["gemma3,", "gemma3_text", "gpt_oss"]` and "Fix SDPA issues ... supports_sdpa =
+# False" in unsloth/models/_utils.py and loader.py at 015bdef (in loader.py since 61da0d3, September 2025);
+# before that unsloth's compiler already made the switch for Gemma-3: a published run log of Unsloth
+# 2025.5.7 with transformers 4.51.3 prints "Unsloth: Gemma3 does not support SDPA - switching to eager!"
+# (https://future-architect.github.io/articles/20250620a/).
+UNSLOTH_EAGER_MODEL_TYPES = ("gemma3", "gemma3_text", "gpt_oss")
+
+
+def resolve(setup: Setup, model_type: str = "") -> tuple[Setup, dict[str, str]]:
+    """Fill every unset field from the stack preset, then the generic defaults. `model_type` (the
+    config's) matters where a stack treats a model family differently (unsloth: eager attention for
+    UNSLOTH_EAGER_MODEL_TYPES).
 
     Returns the completed setup and the origin of each filled field."""
     origin: dict[str, str] = {}
     preset = dict(PRESETS.get(setup.stack or "", {}))
+    if setup.stack == "unsloth" and model_type in UNSLOTH_EAGER_MODEL_TYPES:
+        preset["attn"] = "eager"
     if setup.stack == "trl":
         preset.update(trl_defaults(setup.stack_version, setup.objective))
     by_method = preset.pop("by_method", {}).get(setup.tune, {})
