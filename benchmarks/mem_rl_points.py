@@ -39,7 +39,11 @@ PREFACE = (
     "was fitted to these rows. No regression on the other scorers (same figures before and after, 2026-11-30): "
     "`mem_points.py` dev 8.4 % / 98 %, holdout 8.0 % / 96 %, vLLM kv_gib 3.8 % / 89 % and 1.6 % / 100 %; "
     "`--points oos` 7.1 % / 82 %, vLLM kv_gib 0.7 % / 92 %; `mem_accuracy.py` (shared set) 14.0 % / 81.2 %. "
-    "The misses that remain, and what to collect for them, are in docs/mem.md (Accuracy)."
+    "The misses that remain, and what to collect for them, are in docs/mem.md (Accuracy). "
+    "Later (oom3): in-trainer generation under ZeRO-3 holds the whole gathered model (TRL "
+    "`unwrap_model_for_generation`, which ms-swift's PPO inherits: policy and value model), which moved "
+    "swift-ppo-full-llama3.1-8b-zero3 from 46.21 GiB (-28.9 %) to 65.11 GiB (+0.2 %); numeric 6.1 % / 93 % -> "
+    "4.5 % / 100 %; no other row moved (docs/benchmarks.md, 'mem oom3')."
 )
 
 
