@@ -59,3 +59,21 @@ def test_check_agrees_with_llamafactory(case, workdir):
                 (key, version, gt["loads"] is True, s.misses, gt["run"][:80], result.first_crash, result.refused)
             )
     assert not misses, misses
+
+
+def test_one_list_per_line_is_named_as_such(tmp_path):
+    """heldout4 lf8323: JSON Lines whose lines are bare lists (of messages). The file starts like a JSON
+    array, so the second line is text after it; the finding says what the layout is and how to fix it."""
+    from mlops_cli.data.check import CheckOptions, run_check
+
+    path = tmp_path / "webshop.jsonl"
+    path.write_text('[{"role": "user", "content": "a"}]\n[{"role": "user", "content": "b"}]\n')
+    result = run_check(CheckOptions(files=[str(path)], fmt="sharegpt"))
+    fatal = [f for f in result.findings if f.consequence == "fatal" and f.code == "json-syntax"]
+    assert result.load_fails and len(fatal) == 1 and fatal[0].line == 2
+    assert "another JSON array starts on a later line" in fatal[0].message
+    assert "one object per line" in fatal[0].message
+    # another array on the same line, or an object after the array, is still plain trailing text
+    path.write_text('[{"role": "user", "content": "a"}] [{"role": "user", "content": "b"}]\n')
+    other = [f for f in run_check(CheckOptions(files=[str(path)], fmt="sharegpt")).findings if f.code == "json-syntax"]
+    assert other and "text after the end of the array" in other[0].message
