@@ -1,6 +1,6 @@
 """Score `mlops data check` on the held-out cases against LLaMA-Factory's recorded ground truth.
 
-    python benchmarks/data_heldout.py [--misses] [--markdown] [--set heldout3]
+    python benchmarks/data_heldout.py [--misses] [--markdown] [--set heldout3|heldout4]
 
 For every recorded run (case x release x stage/template/entry; tests/fixtures/data/heldout/
 groundtruth.json, recorded by tests/data/lf_pipeline.py from the released wheels) it runs
@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.data.heldout import HELDOUT, HELDOUT3, all_runs, check_run, prepare, score  # noqa: E402
+from tests.data.heldout import HELDOUT, HELDOUT3, HELDOUT4, all_runs, check_run, prepare, score  # noqa: E402
 
-SETS = {"heldout": HELDOUT, "heldout3": HELDOUT3}
+SETS = {"heldout": HELDOUT, "heldout3": HELDOUT3, "heldout4": HELDOUT4}
 
 
 def main() -> int:

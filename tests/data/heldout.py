@@ -23,6 +23,8 @@ from typing import Any, Optional
 HELDOUT = Path(__file__).resolve().parent.parent / "fixtures" / "data" / "heldout"
 # The third held-out set (real reports only), collected and scored blind after the first one was fixed.
 HELDOUT3 = HELDOUT.parent / "heldout3"
+# The fourth (real reports only), collected and scored blind after the third one was fixed.
+HELDOUT4 = HELDOUT.parent / "heldout4"
 
 
 def load_cases(root: Path = HELDOUT) -> list[dict]:

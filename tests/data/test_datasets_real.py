@@ -59,6 +59,18 @@ PROBES = {
     + "\n"
     + "\n".join([PAD.replace('"output":"b"', '"output":5')] * 2000)
     + "\n",
+    # a record that is not an object (heldout4 lf8323: a bare list of messages per line): pyarrow reads
+    # JSON Lines one object per line; pandas reads a JSON array whole and fails objects mixed with others
+    "list_line.jsonl": R + '\n["x"]\n',
+    "string_line.jsonl": R + '\n"x"\n',
+    "number_line.jsonl": R + "\n5\n",
+    "lists_per_line.jsonl": '[{"role":"user","content":"a"}]\n[{"role":"user","content":"b"}]\n',
+    "list_first_line.jsonl": '["x"]\n' + R + "\n",
+    "list_in_array.json": "[" + R + ',["x"]]',
+    "string_in_array.json": "[" + R + ',"x"]',
+    "null_in_array.json": "[" + R + ",null]",
+    "string_first_array.json": '["x",' + R + "]",
+    "only_strings_array.json": '["x","y"]',
     "null_then_string.jsonl": "\n".join(['{"a":null,"p":"%s"}' % ("x" * 200)] * BIG) + '\n{"a":"s","p":"y"}\n',
 }
 
@@ -83,3 +95,18 @@ def test_check_agrees_with_datasets(tmp_path, cache, name, monkeypatch):
         loads = False
     result = run_check(CheckOptions(files=[str(path)], fmt="alpaca"))
     assert (not result.load_fails) == loads, result.to_json()["findings"][:3]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a JSON Lines line that is `null` is a row of nulls to pyarrow (the file loads); check reads "
+    "such a file as objects one after another and calls the bare null 'unexpected text between records'",
+)
+def test_null_line_in_json_lines_loads(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    path = tmp_path / "null_line.jsonl"
+    path.write_text(R + "\nnull\n")
+    datasets.disable_progress_bars()
+    ds = datasets.load_dataset("json", data_files=[str(path)], split="train", cache_dir=str(cache))
+    assert len(ds) == 2
+    assert not run_check(CheckOptions(files=[str(path)], fmt="alpaca")).load_fails

@@ -72,6 +72,7 @@ def test_every_spec_id_and_every_added_id_has_a_fixture_that_raises_it():
         "heldout4",
         "heldout5",
         "heldout6",
+        "heldout7",
     ):  # replayed by test_driver_real.py
         for path in (FIXTURES / folder).glob("*.json"):
             raised |= set(json.loads(path.read_text())["_source"]["expect"]["ids"])

@@ -585,3 +585,90 @@ def test_fairseq_minimum_loss_exception_cut_after_its_first_words_is_the_loss_sc
     r = analyse_bytes((healthy_hf() + "FloatingPointError: Minimum loss.\n").encode())
     (f,) = r.errors
     assert f.cls == "nan_loss" and f.cause == "fp16_overflow_loss_scale"
+
+
+# --- heldout6 classes ----------------------------------------------------------------------------------------
+
+
+def test_torch26_dump_signal_wording_is_an_nccl_timeout():
+    """torch 2.6+: the rank whose collective timed out may print only `Received a dump signal due to a collective
+    timeout` (its `Watchdog caught ...` line elsewhere); the line also holds the `last enqueued NCCL work` numbers."""
+    line = (
+        "[rank0]:[E1206 13:01:11.438828600 ProcessGroupNCCL.cpp:1870] [PG ID 0 PG GUID 0(default_pg) Rank 0] Received "
+        "a dump signal due to a collective timeout from this local rank and we will try our best to dump the debug "
+        "info. Last enqueued NCCL work: 19964, last completed NCCL work: 19961.\n"
+    )
+    (f,) = analyse_bytes((healthy_hf() + line).encode()).errors
+    assert (f.cls, f.line, f.rank) == ("nccl_timeout", 21, 0)
+    progress = line.replace(
+        "Received a dump signal due to a collective timeout", "Exception (either an error or timeout)"
+    )
+    assert analyse_bytes((healthy_hf() + progress).encode()).exit_code == 0
+
+
+def test_the_shells_killed_glued_to_a_bar_or_in_a_chinese_locale_is_host_ram():
+    bar = " 31%|###       | 331/1063 [01:06<03:59,  3.06it/s]Killed\n"
+    keras = "319/450 [====>...] - ETA: 17:28 - loss: 20.6688 - class_loss: 0.6522Killed\n"
+    for tail in (bar, keras, "已杀死\n"):
+        (f,) = analyse_bytes((healthy_hf() + tail).encode()).errors
+        assert (f.cls, f.cause, f.line) == ("host_oom_dataloader", "host_ram", 21), tail
+    prose = healthy_hf() + "INFO: the stale evaluation worker was killed\nrestarting it: not Killed\n"
+    assert analyse_bytes(prose.encode()).exit_code == 0
+
+
+def test_an_evaluation_bar_with_a_nan_loss_is_an_eval_nan_not_a_training_nan():
+    def epoch(e, val):
+        return (
+            f"Train Epoch: {e} Loss: {1.0 - e / 100:.4f}: 100% 2785/2785 [00:53<00:00, 52.28it/s]\n"
+            f"Valid Epoch: {e} Loss: {val}: 100% 660/660 [00:04<00:00, 143.71it/s]\n"
+        )
+
+    r = analyse_bytes("".join(epoch(e, "nan") for e in range(1, 6)).encode())
+    assert r.exit_code == 0 and any(f.cls == "eval_nan" for f in r.findings)
+    train_nan = "".join(epoch(e, 0.5) for e in range(1, 6)) + "Train Epoch: 6 Loss: nan: 100% 2785/2785 [00:53<00:00]\n"
+    assert analyse_bytes(train_nan.encode()).errors[0].cls == "nan_loss"
+
+
+def test_rocm_hip_device_side_assertion_is_a_device_assert():
+    hip = "/pytorch/aten/src/ATen/native/hip/Indexing.hip:1292: indexSelectLargeIndex: Device-side assertion `srcIndex < srcSelectDimSize' failed.\n"
+    (f,) = analyse_bytes((healthy_hf() + hip * 3).encode()).errors
+    assert (f.cls, f.line) == ("device_assert", 21) and "srcIndex < srcSelectDimSize" in f.data["assertion"]
+
+
+def test_a_cuda_error_wrapped_mid_word_or_named_by_a_destructors_warning_is_a_cuda_error():
+    wrapped = (
+        healthy_hf()
+        + "RuntimeError: CUDA error: an illeg\nal memory access was encountered Compile with TORCH_USE_CUDA_DSA\n"
+    )
+    (f,) = analyse_bytes(wrapped.encode()).errors
+    assert (f.cls, f.line) == ("cuda_error", 21)
+    warned = healthy_hf() + (
+        "Warning: CUDA warning: an illegal memory access was encountered (function destroyEvent) \n"
+        "terminate called after throwing an instance of 'c10::CUDAError'\n"
+    )
+    (f,) = analyse_bytes(warned.encode()).errors
+    assert (f.cls, f.line) == ("cuda_error", 21)
+    bare = healthy_hf() + "terminate called after throwing an instance of 'c10::CUDAError'\n"
+    assert analyse_bytes(bare.encode()).errors[0].cls == "cuda_error"
+    asserted = healthy_hf() + (
+        "terminate called after throwing an instance of 'c10::CUDAError'\n"
+        "  what():  CUDA error: device-side assert triggered\n"
+    )
+    (f,) = analyse_bytes(asserted.encode()).errors
+    assert (f.cls, f.line) == ("device_assert", 22)
+
+
+def test_an_ipython_oom_header_is_the_onset_only_when_the_message_never_comes():
+    header = (
+        "---------------------------------------------------------------------------\n"
+        "OutOfMemoryError                          Traceback (most recent call last)\n"
+        "----> 1 trainer_stats = trainer.train()\n"
+    )
+    message = (
+        "OutOfMemoryError: CUDA out of memory. Tried to allocate 9.47 GiB. GPU 0 has a total capacity of 14.75 GiB of "
+        "which 3.78 GiB is free. Process 2116 has 10.95 GiB memory in use.\n"
+    )
+    (f,) = analyse_bytes((healthy_hf() + header + message).encode()).errors
+    assert (f.cls, f.line) == ("cuda_oom", 24)
+    (f,) = analyse_bytes((healthy_hf() + header).encode()).errors
+    assert (f.cls, f.line) == ("cuda_oom", 22)

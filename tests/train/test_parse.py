@@ -280,3 +280,19 @@ def test_context_model_precision_and_clipping_from_config_dumps():
         "lora",
     )
     assert c.warmup == "warmup_ratio 0.03"
+
+
+def test_a_paddle_one_element_list_loss_and_an_epoch_batch_counter_are_read():
+    (r,) = records("2022-12-08 17:57:32,672-INFO: Total iter: 10, epoch: 0, batch: 10, loss: [nan]\n")
+    assert r.step == 10 and math.isnan(r.loss)
+    (r,) = records("Epoch 0, batch 70,  lr: 0.004000, 'loss_bbox': 'nan', 'loss': 'nan', time: 1.004\n")
+    assert r.step == 70 and math.isnan(r.loss)
+    (r,) = records("[2021-07-14 02:12:37] Train epoch: 0, batch: 790/34799, loss: nan, learning rate: 0.0001\n")
+    assert r.step == 790
+    # the global step: epochs before this one (counted from 0 once an `epoch 0` was printed, else from 1)
+    zero = records("Train epoch: 0, batch: 10/100, loss: 1.0\nTrain epoch: 2, batch: 5/100, loss: 0.9\n")
+    assert [r.step for r in zero] == [10, 205]
+    one = records("Train epoch: 2, batch: 5/100, loss: 0.9\n")
+    assert one[0].step == 105
+    (r,) = records("global batch size:  512 | epoch 3 | loss 1.25\n")
+    assert r.step == 3  # `batch size` is not a batch counter

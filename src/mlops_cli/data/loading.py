@@ -55,6 +55,7 @@ class Conflict:
     new_field: bool = False
     value: Any = None  # the fraction, for an int64 column that gets one
     other_file: bool = False  # found in another file of the dataset than the first
+    record_kind: bool = False  # a record that is not a JSON object where objects are read
 
 
 @dataclass
@@ -75,17 +76,23 @@ class SchemaTracker:
     # such object holding only strings and nulls changes nothing, so it is not walked (the fast path).
     text_objects: set = field(default_factory=set)
     file_started: bool = False  # the open batch is the first of a file after the first
+    # JSON arrays: the first record's kind, "object" or another (null aside), for objects mixed with others
+    first_root: Optional[str] = None
+    root_conflict: bool = False  # reported once
 
     def new_file(self) -> None:
         """Each file of a dataset is read on its own; the schema stays the first table's."""
         self._close_batch()
         self.batch_end = CHUNK
         self.file_started = True
+        self.first_root = None  # pandas reads each JSON array file on its own
+        self.root_conflict = False
 
     def add(self, value: Any, line: int, record: int, offset: int, end: int) -> None:
         if self.lines_mode and offset >= self.batch_end:
             self._close_batch()
             self.batch_end = offset + CHUNK
+        self._see_record_kind(value, line, record)
         if type(value) is dict:
             top = self.top_keys
             if not top.keys() >= value.keys():
@@ -98,6 +105,32 @@ class SchemaTracker:
         if self.lines_mode and end > self.batch_end:
             # datasets reads CHUNK bytes, then the rest of that line: this record closes the batch.
             self.batch_end = end
+
+    def _see_record_kind(self, value: Any, line: int, record: int) -> None:
+        """pyarrow reads JSON Lines one object per line: a line that is a list, a string or a number
+        fails the whole file (null is a row of nulls). pandas reads a JSON array whole: objects mixed
+        with other values (or a null after an object) fail it; an array of only non-objects is read
+        another way (a 'text' column)."""
+        if self.root_conflict:
+            return
+        t = type(value)
+        kind = "object" if t is dict else _KIND.get(t, "other")
+        if t is float:
+            kind = "number"
+        if self.lines_mode:
+            bad = kind not in ("object", "null")
+            was = "object"
+        else:
+            if self.first_root is None:
+                if kind != "null":
+                    self.first_root = kind
+                return
+            was = self.first_root
+            bad = (was == "object") != (kind == "object")
+        if bad:
+            self.root_conflict = True
+            if len(self.conflicts) < 20:
+                self.conflicts.append(Conflict("", was, _shown(kind), line, record, record_kind=True))
 
     def _walk(self, obj: dict, prefix: str, line: int, record: int) -> int:
         """See every value of `obj` (paths like /messages/[]/content); returns how many keys it holds."""
@@ -246,6 +279,18 @@ class SchemaTracker:
 
 def describe(conflict: Conflict, lines_mode: bool) -> str:
     col = conflict.path.lstrip("/") or "(the record itself)"
+    if conflict.record_kind:
+        arrow = {"list": "array"}.get(conflict.now, conflict.now)
+        if lines_mode:
+            return (
+                f"record {conflict.first_record} is a JSON {arrow}, not an object: JSON Lines needs one object "
+                f"per line: ArrowInvalid: JSON parse error: Column() changed from object to {arrow}"
+            )
+        return (
+            f"the array holds {conflict.was} records and, at record {conflict.first_record}, a {conflict.now}: "
+            "objects and other values do not mix (datasets fails the whole file: ArrowInvalid / ArrowTypeError "
+            "while pandas' table becomes Arrow)"
+        )
     if conflict.new_field:
         where = (
             "in a later file of the dataset (not in the first)"

@@ -44,6 +44,18 @@ class Broken:
 Event = Union[Record, Broken]
 
 
+def _after_array(tok: bytes, gap: bytes) -> str:
+    """What text after a closed top-level array is: another array on a later line is one list per
+    line (JSON Lines whose lines are lists, e.g. a bare list of messages per conversation)."""
+    if tok == b"[" and b"\n" in gap:
+        return (
+            "JSON syntax error: another JSON array starts on a later line: one list per line is neither "
+            "a JSON array nor JSON Lines (datasets needs one object per line: put each list under a key, "
+            'e.g. {"messages": [...]})'
+        )
+    return "JSON syntax error: text after the end of the array"
+
+
 def sniff(head: bytes) -> tuple[str, bool]:
     """(kind, has_bom) from the first bytes: lines, array, objects?, parquet, arrow, utf16, empty, other."""
     if head.startswith(b"PAR1"):
@@ -174,7 +186,7 @@ class _Scanner:
                 yield self._broken(index, start, "JSON syntax error: a string that never ends (truncated file?)")
                 return
             if closed:
-                yield self._broken(index, start, "JSON syntax error: text after the end of the array")
+                yield self._broken(index, start, _after_array(tok, self.buf[gap_start:start]))
                 return
             if tok[:1] == b'"':
                 if depth == elem_depth:  # a bare string where a record should be

@@ -15,7 +15,12 @@ from mlops_cli.driver.facts import Facts
 from mlops_cli.driver.model import ERROR, Diagnosis, Finding, FixPlan, make_finding, order_findings
 from mlops_cli.driver.rules_context import container_findings, operator_findings, vgpu_findings, wsl_findings
 from mlops_cli.driver.rules_gpu import conflicting_driver_findings, fabric_findings, peermem_findings, reset_findings
-from mlops_cli.driver.rules_host import fabric_manager_findings, host_findings, kernel_log_causes, nvidia_would_bind
+from mlops_cli.driver.rules_host import (
+    another_driver_would_block,
+    fabric_manager_findings,
+    host_findings,
+    kernel_log_causes,
+)
 from mlops_cli.driver.rules_module import next_kernel_findings, running_module_findings
 from mlops_cli.driver.rules_platform import platform_findings
 
@@ -52,7 +57,7 @@ def diagnose(f: Facts, extra_kernel: str | None = None) -> Diagnosis:
 def _gpu_findings(f: Facts, ctx) -> list[Finding]:
     """The GPU's own state: wedged, owned by another driver, RDMA, fabric manager."""
     out = reset_findings(f, ctx)
-    out += conflicting_driver_findings(f, nvidia_would_bind(f))
+    out += conflicting_driver_findings(f, another_driver_would_block(f))
     out += peermem_findings(f)
     out += fabric_findings(f)
     return out

@@ -36,6 +36,10 @@ PREBUILT_PKG = re.compile(
 MODULE_FILE = re.compile(r"^nvidia(?:-current|_\d{3})?\.ko(?:\.(?:zst|xz|gz))?$")
 CONTAINER_TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base", "nvidia-docker2")
 
+# Keys generated on the machine (DKMS, Ubuntu's update-secureboot-policy, a hand-made MOK): the
+# kernel trusts modules signed with them only after the key is enrolled in MokManager.
+LOCAL_SIGNER = re.compile(r"DKMS|Secure Boot Module Signature key|\bMOK\b|[Mm]odule signing key", re.I)
+
 
 @dataclass
 class KernelModuleState:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
-from mlops_cli.driver.facts import Facts
+from mlops_cli.driver.facts import LOCAL_SIGNER, Facts
 from mlops_cli.driver.model import FixPlan, FixStep
 
 MOK = "/var/lib/shim-signed/mok/MOK.der"
@@ -465,6 +465,18 @@ def secure_boot(f: Facts) -> FixPlan:
             "driver image with a signing key whose certificate is enrolled as a MOK on the node, or turn Secure Boot off "
             "in the node's firmware. Nothing to install on the host.",
         )
+    signer = f.modinfo.get("signer") or ""
+    if signer and not LOCAL_SIGNER.search(signer) and not f.dkms_registered and not uses_akmods(f):
+        # A vendor-signed module (NVIDIA's precompiled kmods): no key on this machine signed it.
+        return FixPlan(
+            "make the firmware trust the module's signer (needs a person at the console) or use modules it trusts",
+            (),
+            f"The module is signed by '{signer}', a vendor's key, not one made on this machine, and the firmware does "
+            "not trust it: enrol that vendor's public signing certificate as a MOK ('mokutil --import <its .der "
+            "certificate>', then 'Enroll MOK' in MokManager at the console or BMC), or use modules signed by a key the "
+            "firmware already trusts (the distribution's own signed NVIDIA modules where they exist, e.g. Red Hat's "
+            "on RHEL 10.1+), or turn Secure Boot off. Reinstalling or rebuilding the same package changes nothing.",
+        )
     rebuild = "akmods --force" if uses_akmods(f) else "dkms autoinstall --force"
     enrol = (
         f"enrol the signing key: mokutil --import {key} (choose a one-time password), reboot, and complete 'Enroll MOK' "
@@ -710,6 +722,13 @@ def unsupported_gpu(f: Facts, pci_id: str | None, legacy_branch: str | None = No
         )
     elif "nixos" in ids:
         how = f"on NixOS set hardware.nvidia.package to the matching legacy package (e.g. nvidiaPackages.legacy_{br})."
+    elif "ubuntu" in ids and (trap := _transitional_legacy_package(f, legacy_branch)):
+        how = (
+            f"here '{trap.name}' is installed at {trap.version}: a transitional package that pulls a newer branch in, so "
+            f"installing it again brings back the driver that ignores this GPU. Use the {br} branch's '-server' packages "
+            f"(nvidia-driver-{br}-server) if the archive still has them, or a repository that still ships the real {br} "
+            "branch, purge the newer branch, and 'apt-mark hold' the driver packages; reboot."
+        )
     elif "ubuntu" in ids:
         how = (
             f"'ubuntu-drivers list --gpgpu' shows the branches for it; e.g. 'apt-get install nvidia-driver-{br}' "
@@ -723,6 +742,17 @@ def unsupported_gpu(f: Facts, pci_id: str | None, legacy_branch: str | None = No
     else:
         how = f"install the {br} driver from your distribution, or NVIDIA's .run of that branch."
     return FixPlan("install a driver branch that supports this GPU", (), what + how)
+
+
+def _transitional_legacy_package(f: Facts, branch: str | None):
+    """The installed ``nvidia-driver-<branch>`` when its version is another branch's: Ubuntu turns an
+    end-of-life branch's package into a transitional one that depends on a newer branch."""
+    if not branch:
+        return None
+    for p in f.packages:
+        if p.installed and p.name == f"nvidia-driver-{branch}" and not p.version.startswith(f"{branch}."):
+            return p
+    return None
 
 
 def gsp_firmware(f: Facts, version: str | None) -> FixPlan:

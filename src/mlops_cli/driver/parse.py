@@ -426,12 +426,25 @@ _APT_PATTERNS = [
 ]
 
 
+# DKMS applies the package's PATCH[] files before it builds: a patch that does not apply stops it
+# before make runs (no make.log); the kernel is the one named by the "Building ... for" line before.
+_BUILDING_FOR = re.compile(r"Building (?:initial module )?for (\S+)|dkms install \S+ -k (\S+)")
+_PATCH_FAILED = re.compile(r"Error! Application of patch \S+ failed")
+
+
 def parse_apt_log(text: str) -> list[AptEvent]:
     """DKMS outcomes per kernel from apt's term.log. ``ERROR (dkms apport): ... is not
     supported`` only means apport will not file a report: it is noise, never a cause."""
     events = []
+    building: str | None = None
     for raw in text.splitlines():
         if "(dkms apport)" in raw:
+            continue
+        b = _BUILDING_FOR.search(raw[:512])
+        if b:
+            building = (b.group(1) or b.group(2)).strip("'`")
+        if _PATCH_FAILED.search(raw[:512]):
+            events.append(AptEvent("build_failed", building, raw.rstrip()))
             continue
         for kind, pattern in _APT_PATTERNS:
             m = pattern.search(raw)

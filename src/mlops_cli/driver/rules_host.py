@@ -9,10 +9,11 @@ from typing import Any
 
 from mlops_cli.driver import fixes, fixes_gpu
 from mlops_cli.driver import kernlog as K
-from mlops_cli.driver.facts import DKMS_PKG, DRIVER_PKG, Facts
+from mlops_cli.driver.facts import DKMS_PKG, DRIVER_PKG, LOCAL_SIGNER, Facts
 from mlops_cli.driver.gpu_arch import arch_of
 from mlops_cli.driver.model import ERROR, INFO, WARNING, Finding, make_finding
 from mlops_cli.driver.parse import same_driver_version, upstream_version
+from mlops_cli.driver.rules_context import library_versions
 from mlops_cli.driver.rules_module import module_not_loaded_findings, nvidia_blacklisted, running_module_findings
 
 
@@ -242,7 +243,7 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
     out += _modules_extra(f, driver_down)
     nouveau_pci = [ln for d in f.pci_gpus if d.driver_in_use == "nouveau" for ln in d.lines]
     probe = f.klog.find(K.PROBE_NOT_CALLED)
-    if driver_installed and nvidia_would_bind(f) and (nouveau_pci or (probe and "nouveau" in f.loaded)):
+    if driver_installed and another_driver_would_block(f) and (nouveau_pci or (probe and "nouveau" in f.loaded)):
         ev = nouveau_pci + (probe.lines if probe else [])
         if "nouveau" in f.loaded:
             ev.append("/proc/modules: nouveau is loaded")
@@ -317,11 +318,6 @@ def kernel_log_causes(f: Facts, driver_installed: bool) -> list[Finding]:
             )
         )
     return out
-
-
-# Keys generated on the machine (DKMS, Ubuntu's update-secureboot-policy, a hand-made MOK): the
-# kernel trusts modules signed with them only after the key is enrolled in MokManager.
-LOCAL_SIGNER = re.compile(r"DKMS|Secure Boot Module Signature key|\bMOK\b|[Mm]odule signing key", re.I)
 
 
 def _secure_boot_blocks_unloaded_module(f: Facts) -> bool:
@@ -400,6 +396,33 @@ def _flavour_by_architecture(f: Facts) -> list[Finding]:
     return []
 
 
+def nvidia_refused(f: Facts) -> list[str]:
+    """The kernel's own words that nvidia did not take the GPU for a reason of its own: Secure Boot
+    rejected the module, or the driver refuses this GPU (a branch that does not support or dropped
+    it, the wrong module flavour). nouveau holding the GPU is then a consequence: blacklisting it
+    would change nothing (unless the kernel also says nouveau took the device first)."""
+    lines = list(f.key_rejected_lines)
+    for pat in (
+        K.UNSUPPORTED_RELEASE,
+        K.LEGACY_DROPPED,
+        K.REQUIRES_OPEN,
+        K.NOT_SUPPORTED_BY_OPEN,
+        K.OPEN_DATACENTER_ONLY,
+    ):
+        m = f.klog.find(pat)
+        if m:
+            lines += m.lines[:1]
+    return lines
+
+
+def another_driver_would_block(f: Facts) -> bool:
+    """Another driver (nouveau, nova_core, vfio-pci) holding the GPU is the cause: nvidia would bind,
+    and the kernel does not say nvidia refused the GPU itself (or it says the other driver took it)."""
+    if not nvidia_would_bind(f):
+        return False
+    return bool(f.klog.find(K.PROBE_NOT_CALLED) or f.klog.find(K.ALREADY_BOUND)) or not nvidia_refused(f)
+
+
 def nvidia_would_bind(f: Facts) -> bool:
     """Precondition of the 'another driver owns the GPU' findings: an nvidia module exists for
     the running kernel (or the kernel/installer log shows it tried to bind). Without one,
@@ -439,6 +462,11 @@ def _mismatch(f: Facts) -> list[Finding]:
         ev.append(f"/sys/module/nvidia/version: {f.sys_module_version}")
     if f.modinfo.get("filename"):
         ev += [f"filename:       {f.modinfo['filename']}", f"version:        {disk}"]
+    if loaded and api is None and (not user or same_driver_version(user, loaded)) and (not disk or disk == loaded):
+        # Nothing newer than the loaded module is installed: no upgrade waits for a reboot. The NVML
+        # library nvidia-smi loads is not this driver's (a stale copy or soname link): reloading the
+        # module or rebooting changes nothing, and nothing seen says which file it is.
+        return [_nvml_library_not_the_drivers(f, loaded, ev)]
     # Stale: the mismatch survived a reboot. Either the module on disk is the old one too, or a
     # new one is on disk but the box booted after the upgrade and still loads the old one (from
     # the initramfs, or a half-configured package never installed the new one).
@@ -477,6 +505,28 @@ def _mismatch(f: Facts) -> list[Finding]:
             f.running_kernel,
         )
     ]
+
+
+def _nvml_library_not_the_drivers(f: Facts, loaded: str, ev: list[str]) -> Finding:
+    """NVML's version mismatch while every driver version seen (packages, installer, the module on
+    disk) is the loaded module's own: no upgrade is pending. Other driver releases' library files
+    beside this driver's are the likely culprit; which one nvidia-smi loads is not visible here."""
+    others = {v: paths for v, paths in library_versions(f).items() if not same_driver_version(v, loaded)}
+    ev = (
+        ev
+        + [
+            f"{path} (another driver release's library, beside the loaded {loaded})"
+            for v in sorted(others)
+            for path in others[v]
+        ][:6]
+    )
+    ev.append(f"no installed driver package, installer log or module file is newer than the loaded module {loaded}")
+    title = (
+        f"NVML reports a driver/library version mismatch, but the installed driver is {loaded}, the loaded module's own "
+        "version: no upgrade waits for a reboot; the NVML library nvidia-smi loads is not this driver's"
+        + (f" (stale {', '.join(sorted(others))} libraries are present)" if others else "")
+    )
+    return make_finding("driver_failure_unexplained", ERROR, title, ev, fixes.unexplained(nvml_with_module_loaded=True))
 
 
 def _modules_extra(f: Facts, driver_down: bool) -> list[Finding]:

@@ -87,6 +87,11 @@ def running_module_findings(f: Facts) -> list[Finding]:
     return _missing_module_cause(f, k, scope="running")
 
 
+def _other_kernel_hint(f: Facts, k: str) -> str:
+    good = sorted((kk for kk, s in f.modules.items() if kk != k and s.present), key=version_key, reverse=True)
+    return f" ({good[0]} has one)" if good else ""
+
+
 def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
     st = f.modules[k]
     where = "the running kernel" if scope == "running" else "the next-boot kernel"
@@ -114,6 +119,29 @@ def _missing_module_cause(f: Facts, k: str, scope: str) -> list[Finding]:
             )
         ]
     failed = [e.line for e in st.apt_events if e.kind == "build_failed"]
+    patches = [ln for ln in failed if "Application of patch" in ln]
+    if patches:
+        return [
+            make_finding(
+                "dkms_build_failed",
+                ERROR,
+                f"DKMS could not apply the driver package's own patch to its source for {k}, so the build never ran: "
+                "this package does not support the kernel yet",
+                symptom
+                + patches[-2:]
+                + [ln for ln in failed if ln not in patches][-2:]
+                + [p.line for p in f.dkms_packages if p.half_configured][:1],
+                fixes.manual(
+                    "a driver package whose patches apply to this kernel, or the previous kernel; rebuilding changes nothing",
+                    "The driver package's DKMS patch set does not apply to this kernel's source tree: re-running the DKMS "
+                    "build or 'apt --fix-broken install' with the same package fails the same way. Install the package "
+                    "update that carries working patches once its maintainers publish it (report the quoted line to "
+                    f"them), and boot a kernel that has a module meanwhile{_other_kernel_hint(f, k)}.",
+                ),
+                scope,
+                k,
+            )
+        ]
     if failed:
         ev = symptom + failed[-3:]
         logs = [p for p in f.collected.files if p.endswith("/build/make.log") and p.startswith("/var/lib/dkms/nvidia")]

@@ -167,11 +167,11 @@ def platform_findings(f: Facts) -> list[Finding]:
     ]
     if not in_vm:
         platform_lines = [ln for m in f.klog.find_all(K.D3COLD) for ln in m.lines]
-    if (
-        not explained
-        and not wedged
-        and (platform_lines or (in_vm and (init_failed or f.smi.kind in ("no_devices", "device_handle"))))
-    ):
+    # nvidia-smi finding no device in a VM is a platform fault only with the kernel's own words
+    # (RmInitAdapter, D3cold, GSP/GFW boot) or when the kernel log could not be read: a readable log
+    # with none of them (a driver release that enumerates nothing on that cloud) names no cause.
+    no_device = f.smi.kind in ("no_devices", "device_handle") and not f.klog_seen
+    if not explained and not wedged and (platform_lines or (in_vm and (init_failed or no_device))):
         ev = platform_lines + [ln for m in init_failed[-2:] for ln in m.lines]
         if f.virt:
             ev.insert(0, f"virtual machine: {f.virt}")

@@ -74,8 +74,9 @@ _POSTFIX = re.compile(rb"(?<![\w/.-])([a-z_][\w/.\-]{0,63})=(" + VALUE + rb")(?!
 # --- generic key/value -------------------------------------------------------------------
 # the value after a loss key; a paste may have wrapped it in markdown bold (`train.loss : **inf**`)
 # or printed it in a logger's key/value table (OpenAI baselines / guided-diffusion: `| loss          | nan       |`)
+# or printed it as a one-element list (PaddlePaddle's fetched arrays: `loss: [10.000229]`, `loss: [nan]`)
 _AFTER_LOSS = re.compile(
-    rb"['\"\]]{0,2}(?:\s{0,4}(?:[:=]|is\b|-)?|\s{0,40}\|)\s{0,8}['\"*]{0,2}(" + VALUE + rb")(?![\w]|\.\d)"
+    rb"['\"\]]{0,2}(?:\s{0,4}(?:[:=]|is\b|-)?|\s{0,40}\|)\s{0,8}(?:['\"*]{0,2}|\[\s{0,4})(" + VALUE + rb")(?![\w]|\.\d)"
 )
 _KEYCHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_/.-")
 _PREFIX_WORDS = {
@@ -165,6 +166,14 @@ _MM_STEP = re.compile(
     rb"(epoch|iter)(?:\(train\))?:?\s{0,4}\[\s{0,8}(\d{1,12})(?:\s{0,4}/\s{0,4}(\d{1,12}))?\]"
     rb"\s{0,4}(?:\[\s{0,8}(\d{1,12})\s{0,4}/\s{0,4}(\d{1,12})\])?"
 )
+# a per-epoch batch counter (`Train epoch: 0, batch: 790/34799`, PaddleDetection's `Epoch 0, batch 70,`):
+# the step when nothing global is printed; not `batch_size`, `batch size:`, `batch_cost`
+_GEN_BATCH = re.compile(
+    rb"(?<![\w/.-])batch(?![\w])\s{0,4}[:=#]?\s{0,8}(\d{1,12})(?:\s{0,4}/\s{0,4}(\d{1,12}))?(?![\w.])"
+)
+# a line whose description names the evaluation phase: its losses are eval losses
+# (`Valid Epoch: 16 Loss: nan: 100% 660/660 [...]`, `Validation: loss 0.3`, `Test Epoch 3 ...`)
+_EVAL_LEAD = re.compile(rb"^\s{0,8}(?:valid(?:ation|ating)?|val|eval(?:uation|uating)?|test(?:ing)?)(?![\w])")
 _SIMMIM_STEP = re.compile(rb"train: \[(\d{1,9})/\d{1,9}\]\[(\d{1,12})/(\d{1,12})\]")
 _TT_BAR = re.compile(rb"(?:^|\s)(\d{1,9})\|(\d{1,12})\|loss")
 _GEN_EPOCH = re.compile(rb"(?<![\w/.-])epoch\]?\s{0,4}[:=]?\s{0,8}(\d{1,9}(?:\.\d{1,6})?)(?![\w.])")
@@ -254,6 +263,7 @@ class LogParser:
         self._json_where: Optional[Where] = None
         self._pair_mode = False  # `step loss` pairs seen (a bare print loop)
         self._table: list[bytes] = []  # the last column header with loss columns (ultralytics)
+        self._epoch0 = False  # an `epoch 0` was printed: epochs count from 0 (for `epoch E, batch i/n` steps)
 
     # -- streaming API --------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -862,6 +872,8 @@ class LogParser:
             self._events.append(Signal("nan_guard", self._where(line_no, line), rank, self._step_for(rank), {}))
             return
         loss, eval_loss, scale, aux_bad = self._generic_losses(low)
+        if loss is not None and _EVAL_LEAD.match(low):  # an evaluation bar or line: its loss is the eval loss
+            eval_loss, loss = (eval_loss if eval_loss is not None else loss), None
         gn = _GEN_GN.search(low)
         grad = to_float(gn.group(1)) if gn else None
         if loss is None and eval_loss is None and grad is None:
@@ -871,10 +883,18 @@ class LogParser:
                 )
             return
         step, epoch = self._generic_step(low)
+        if epoch == 0:
+            self._epoch0 = True
         if step is None:
             bar = _BAR.search(line)
+            batch = _GEN_BATCH.search(low) if b"batch" in low else None
             if bar:
                 step = int(bar.group(1))
+            elif batch and (not epoch or batch.group(2)):
+                # a per-epoch batch counter: the global step is epochs before this one times their length
+                i, n = int(batch.group(1)), int(batch.group(2) or 0)
+                done = int(epoch) - (0 if self._epoch0 else 1) if epoch else 0
+                step = max(done, 0) * n + i
             elif epoch is not None and epoch == int(epoch) and b"epoch" in low:
                 step = int(epoch)
         lr_m = _GEN_LR.search(low)
@@ -1027,6 +1047,17 @@ class LogParser:
         self, block: Block, start: int, end: int, line: bytes, low: bytes, rank: Optional[int], line_no: int
     ) -> int:
         found = signals.classify(line, low)
+        if b"cuda error: " in low and not any(k in ("cuda_error", "device_assert", "oom") for k, _ in found):
+            # `RuntimeError: CUDA error: an illeg` / `al memory access was encountered`: a terminal wrapped the
+            # message mid-word; read it with the next line glued back on
+            nxt = block.next_line(end)
+            if nxt is not None and len(low) - low.rfind(b"cuda error: ") < 80:
+                glued = line + block.data[nxt[0] : nxt[1]]
+                more = [
+                    f for f in signals.classify(glued, glued.lower()) if f[0] in ("cuda_error", "device_assert", "oom")
+                ]
+                if more:
+                    found = [f for f in found if f[0] not in ("exception", "traceback")] + more
         if not found:
             return end
         step = self._step_for(rank)
@@ -1039,6 +1070,25 @@ class LogParser:
                 step = before[0]
         for kind, data in found:
             text = line
+            at = line_no
+            if kind == "cuda_terminate":
+                # `terminate called after throwing an instance of 'c10::CUDAError'`: its `what():` line says
+                # which error (an assert, an OOM) and is read on its own; without one, the CUDA error is the one
+                # a destructor's `CUDA warning: ...` printed just before (the onset), else this line
+                nxt = block.next_line(end)
+                if nxt is not None and block.low[nxt[0] : nxt[1]].lstrip().startswith(b"what():"):
+                    continue
+                kind, data = "cuda_error", {"what": "c10::CUDAError"}
+                warn = self._line_back(block, start, signals._CUDA_WARNING, 8)
+                if warn is not None and signals._CUDA_ERROR.search(block.low[warn[0] : warn[1]]):
+                    back_text = block.data[warn[0] : warn[1]]
+                    at, text = line_no - block.data.count(b"\n", warn[0], start), back_text
+            elif kind == "oom" and signals._TRACEBACK.search(line):
+                # IPython's `OutOfMemoryError    Traceback (most recent call last)` header: the OOM's own message
+                # (with its numbers) ends the traceback; it is the onset when the log has it
+                ahead = block.low[end : min(block.end, end + 65536)]
+                if b"outofmemoryerror: " in ahead or b"cuda out of memory" in ahead:
+                    continue
             if kind == "oom":
                 if needs_more_text(line):
                     end = self._join_until(block, start, end, lambda t: not needs_more_text(t.replace(b"\n", b" ")))
@@ -1062,8 +1112,21 @@ class LogParser:
             sig_rank = rank
             if sig_rank is None and isinstance(data.get("rank"), int):
                 sig_rank = data["rank"]
-            self._events.append(Signal(kind, self._where(line_no, text), sig_rank, step, data))
+            self._events.append(Signal(kind, self._where(at, text), sig_rank, step, data))
         return end
+
+    @staticmethod
+    def _line_back(block: Block, start: int, rx: re.Pattern, lines: int) -> Optional[tuple[int, int]]:
+        """The nearest of the `lines` physical lines before `start` whose lowercased text matches rx."""
+        stop = start - 1
+        for _ in range(lines):
+            if stop <= 0:
+                return None
+            a = block.data.rfind(b"\n", 0, stop) + 1
+            if rx.search(block.low[a:stop]):
+                return a, stop
+            stop = a - 1
+        return None
 
     @staticmethod
     def _innermost_frame(block: Block, end: int) -> Optional[str]:

@@ -49,6 +49,7 @@ NEEDLES: dict[bytes, int] = {
     b"nvrm: xid": SIGNAL,  # dmesg `NVRM: Xid (PCI:...): 79, ... GPU has fallen off the bus`
     b"exhausted": SIGNAL,  # TensorFlow/XLA OOMs: `Resource exhausted: OOM when allocating tensor` (no `error`)
     b"most recent call last": SIGNAL,  # a traceback's header: the run's end when its exception line is cut off
+    "已杀死".encode(): SIGNAL,  # bash's `Killed` under a zh_CN locale (SIGKILL): no ASCII, so no other needle
 }
 CHATTER = {b"nccl": (b"nccl info", b"nccl version")}
 HEAD_NEEDLES: dict[bytes, int] = {

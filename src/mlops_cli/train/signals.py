@@ -116,6 +116,14 @@ _DATALOADER = re.compile(
 _BUS = re.compile(rb"bus error encountered in worker|insufficient shared memory \(shm\)")
 # a shell's job-control report of a SIGKILLed child: `/var/spool/slurmd/job00191/slurm_script: line 28:  8156 Killed  python3 ...`
 _JOB_KILLED = re.compile(rb"line \d{1,7}:\s{1,8}\d{1,10}\s{1,8}killed\s{1,40}\S")
+# the shell's `Killed` printed right after a progress bar or a Keras bar that had no newline yet:
+# `331/1063 [01:06<03:59,  3.06it/s]Killed`, `- class_loss: 0.6522Killed` (case kept: prose says `killed`)
+_GLUED_KILLED = re.compile(rb"[\d\])%|]Killed\s{0,8}$")
+# bash's `Killed` in the locales that translate it (zh_CN `已杀死`)
+KILLED_LOCALIZED = ("已杀死".encode(),)
+# a C++ exception that ended the process: `terminate called after throwing an instance of 'c10::CUDAError'`
+_TERMINATE_CUDA = re.compile(rb"terminate called after throwing an instance of 'c10::cudaerror'")
+_CUDA_WARNING = re.compile(rb"cuda warning: ([^\n]{1,200})")
 
 # --- NCCL / CUDA ---------------------------------------------------------------------------
 _WORKNCCL = re.compile(rb"worknccl\(")
@@ -130,10 +138,12 @@ _NCCL_OTHER = re.compile(
     rb"watchdog caught collective operation timeout|some nccl operations have failed or timed out"
     rb"|watchdog got stuck|heartbeat monitor timed out"
     rb"|timed out in blocking wait|nccl communicator was aborted|collective operation timeout"
+    # torch 2.6+: the rank whose collective timed out `Received a dump signal due to a collective timeout`
+    rb"|due to a collective timeout"
 )
 _NCCL_TIMED_OUT = re.compile(
     rb"watchdog caught collective operation timeout|timed out in blocking wait|watchdog got stuck"
-    rb"|heartbeat monitor timed out"
+    rb"|heartbeat monitor timed out|due to a collective timeout"
 )
 _NCCL_ERROR = re.compile(
     rb"ncclunhandledcudaerror|ncclsystemerror|ncclinternalerror|ncclremoteerror|ncclinvalidusage"
@@ -141,8 +151,10 @@ _NCCL_ERROR = re.compile(
     # an NCCL call returning its error code up the stack (`NCCL INFO bootstrap.cc:91 -> 2`)
     rb"|nccl info [\w./-]{1,80}\.cc:\d{1,6} -> [1-7]\b"
 )
-_ASSERT = re.compile(rb"device-side assert triggered|cudaerrorassert|assertion `[^`]{1,200}` failed")
-_ASSERT_TEXT = re.compile(rb"assertion `([^`]{1,200})` failed", re.IGNORECASE)
+# CUDA: `Assertion `srcIndex < srcSelectDimSize` failed.`; ROCm/HIP closes the text with a quote:
+# `Device-side assertion `srcIndex < srcSelectDimSize' failed.`
+_ASSERT = re.compile(rb"device-side assert triggered|cudaerrorassert|assertion `[^`'\n]{1,200}[`'] failed")
+_ASSERT_TEXT = re.compile(rb"assertion `([^`'\n]{1,200})[`'] failed", re.IGNORECASE)
 _CUDA_ERROR = re.compile(
     rb"an illegal memory access was encountered|cudaerrorillegaladdress|misaligned address"
     rb"|unspecified launch failure|an illegal instruction was encountered|cublas_status_execution_failed"
@@ -361,7 +373,8 @@ def classify(line: bytes, low: bytes) -> Found:
     if (
         low.strip().strip(b"*_`>#\t .") == b"killed"
         or low.rstrip().endswith(b" killed python")
-        or (b"killed" in low and _JOB_KILLED.search(low))
+        or (b"killed" in low and (_JOB_KILLED.search(low) or _GLUED_KILLED.search(line)))
+        or any(low.strip().endswith(k) and len(low.strip()) <= 200 for k in KILLED_LOCALIZED)
     ):
         out.append(("host_oom", {"how": "the shell reports the process 'Killed' (SIGKILL, usually the OOM killer)"}))
     if b"nccl" in low or b"watchdog" in low or b"timed out" in low:
@@ -392,6 +405,8 @@ def classify(line: bytes, low: bytes) -> Found:
                         {"last_enqueued": int(w.group(1)), "last_completed": int(w.group(2)), "rank": _int(rank, 1)},
                     )
                 )
+            if w and not _NCCL_TIMED_OUT.search(low):
+                pass  # progress only (`Exception (either an error or timeout) detected by watchdog at work: N, ...`)
             elif _NCCL_ERROR.search(low) and not _NCCL_TIMED_OUT.search(low):
                 # an NCCL error by name (ncclRemoteError, `NCCL error: remote process exited`) is not a timeout,
                 # even on the line that also says `Some NCCL operations have failed or timed out`
@@ -411,13 +426,15 @@ def classify(line: bytes, low: bytes) -> Found:
                         },
                     )
                 )
-            elif b"nccl warn" in low:  # NCCL's own warning (`NCCL WARN Call to bind failed`): weak alone
+            elif b"nccl warn" in low and not w:  # NCCL's own warning (`NCCL WARN Call to bind failed`): weak alone
                 out.append(("nccl_warn", {}))
     if b"assert" in low:
         m = _ASSERT.search(low)
         if m:
             t = _ASSERT_TEXT.search(line)
             out.append(("device_assert", {"assertion": t.group(1).decode("utf-8", "replace") if t else None}))
+    if not out and b"terminate called" in low and _TERMINATE_CUDA.search(low):
+        out.append(("cuda_terminate", {}))
     if not out and (b"error" in low or b"exception" in low):
         m = _EXCEPTION.match(line)
         if m:
