@@ -38,6 +38,7 @@ FOLDERS = {
     "heldout4": ROOT / "tests" / "fixtures" / "train" / "heldout4",
     "heldout5": ROOT / "tests" / "fixtures" / "train" / "heldout5",
     "heldout6": ROOT / "tests" / "fixtures" / "train" / "heldout6",
+    "heldout7": ROOT / "tests" / "fixtures" / "train" / "heldout7",
 }
 SECTION = "## train-doctor accuracy"
 
@@ -165,7 +166,7 @@ def write_docs(label: str, results: list[dict]) -> None:
         "them; healthy logs: any error finding is a false alarm. The held-out logs (tests/fixtures/train/heldout, "
         "collected after the rules were written, sources not in the fixture manifest nor in "
         "shared/research/train-logs.md) are read with `--framework auto`; heldout2 was collected after the "
-        "fixes made on heldout, and each later folder (heldout3 to heldout6) after the fixes made on the one before it: the first row of each is its blind "
+        "fixes made on heldout, and each later folder (heldout3 to heldout7) after the fixes made on the one before it: the first row of each is its blind "
         "score.\n\n"
         "| run | folder | logs | right class | right onset | class and onset | false alarms | cause | OOM split "
         "| rank | warnings |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
@@ -193,7 +194,7 @@ def write_docs(label: str, results: list[dict]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folder", type=Path, help="a fixture folder with a manifest.json (default: the held-out logs)")
-    ap.add_argument("--all", action="store_true", help="tests/fixtures/train and its heldout/ to heldout6/ folders")
+    ap.add_argument("--all", action="store_true", help="tests/fixtures/train and its heldout/ to heldout7/ folders")
     ap.add_argument("--label", default="run", help="the row's name in docs/benchmarks.md (e.g. before, after)")
     ap.add_argument("--write", action="store_true", help="add the rows to docs/benchmarks.md")
     ap.add_argument("--json", action="store_true", help="print the scores as JSON")

@@ -672,3 +672,44 @@ def test_an_ipython_oom_header_is_the_onset_only_when_the_message_never_comes():
     assert (f.cls, f.line) == ("cuda_oom", 24)
     (f,) = analyse_bytes((healthy_hf() + header).encode()).errors
     assert (f.cls, f.line) == ("cuda_oom", 22)
+
+
+def test_a_tracebacks_echo_of_a_raise_or_assert_is_code_not_the_nan_onset():
+    for echo, exc in (
+        (
+            '    raise RuntimeError("Model diverged with loss = NaN.")\n',
+            "RuntimeError: Model diverged with loss = NaN.\n",
+        ),
+        ("    assert not np.isnan(loss_value), 'Model diverged with loss = NaN'\n", "AssertionError: loss is nan\n"),
+        ('[rank0]:     raise ValueError("loss is nan")\n', "[rank0]: ValueError: loss is nan\n"),
+    ):
+        log = healthy_hf() + 'Traceback (most recent call last):\n  File "train.py", line 9, in step\n' + echo + exc
+        (f,) = analyse_bytes(log.encode()).errors
+        assert (f.cls, f.line) == ("nan_loss", 24), echo
+
+
+def test_an_anomaly_warning_whose_forward_trace_header_is_on_the_next_line_names_the_op():
+    for op in ("DivBackward0", "SqrtBackward", "LogSoftmaxBackward0"):
+        log = healthy_hf() + (
+            f"/usr/lib/python3.10/site-packages/torch/autograd/__init__.py:200: UserWarning: Error detected in {op}. \n"
+            "Traceback of forward call that caused the error:\n"
+            '  File "train.py", line 40, in <module>\n'
+        )
+        (f,) = analyse_bytes(log.encode()).errors
+        assert (f.cls, f.line, f.cause) == ("nan_loss", 21, "numerical_op"), op
+        assert f.data["op"] == op
+    # not a backward node: an ordinary sentence ending in `Error detected in X.` is no anomaly
+    plain = healthy_hf() + "INFO: Error detected in config.\n"
+    assert not analyse_bytes(plain.encode()).errors
+
+
+def test_an_nccl_error_return_on_a_warn_line_is_an_nccl_error_with_the_socket_warning_as_onset():
+    log = healthy_hf() + (
+        "node7:15:91 [3] include/socket.h 398 NCCL WARN Call to recv failed : Connection reset by peer.\n"
+        "node7:15:91 [3] transport.cu:153 NCCL WARN transport.cu:153 ->2 [Proxy thread error]\n"
+    )
+    (f,) = analyse_bytes(log.encode()).errors
+    assert (f.cls, f.line) == ("nccl_error", 21)
+    # a WARN alone (no error return) stays weak: no finding on a healthy run
+    warn_only = healthy_hf() + "node7:15:91 [3] NCCL WARN Call to recv failed : Connection reset by peer.\n"
+    assert not analyse_bytes(warn_only.encode()).errors

@@ -388,6 +388,8 @@ class LogParser:
         if (b"it/s" in low or b"s/it" in low) and b"=" in line:
             if self._bar_record(line, low, rank, line_no):
                 return "bar", end
+        if (b"raise" in low or b"assert" in low) and signals.CODE_ECHO.match(low):
+            return "generic", end  # a traceback's echo of a statement (`raise RuntimeError("... loss = NaN.")`)
         if b"loss" in low:
             self._generic(block, start, line, low, rank, line_no)
         elif b"nan" in low and _PAIR_NAN.match(low):

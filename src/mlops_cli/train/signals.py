@@ -34,7 +34,14 @@ _ITER_OVERFLOW = re.compile(rb"overflow on iteration (\d{1,12})")
 _ANOMALY = re.compile(
     rb"function '(\w{1,80})' returned (nan|inf|an invalid gradient)[^\n]{0,20}?(?:in its (\d{1,4})\w{0,2} output)?"
 )
-_ANOMALY_FWD = re.compile(rb"error detected in (\w{1,80})\. traceback of forward call")
+# anomaly mode's warning names the autograd node; its `Traceback of forward call ...` may sit on the next line
+# (a terminal wrap, or torch's own newline), so a backward node's name ending the line is enough
+_ANOMALY_FWD = re.compile(
+    rb"error detected in (\w{1,80})\. traceback of forward call|error detected in (\w{1,80}backward\d{0,3})\.\s*$"
+)
+# a traceback's echo of a Python statement (`    raise RuntimeError("Model diverged with loss = NaN.")`): code, not
+# an event; its exception line follows
+CODE_ECHO = re.compile(rb"^(?:\S{0,80}:)?\s+(?:raise|assert)\s")
 _MEGATRON_NAN = re.compile(
     rb"rank (\d{1,6})(?:, node ([\w.-]{1,80}))?(?:, device (\d{1,4}))?(?:, iteration (-?\d{1,12}))?:"
     rb" unexpected result (nan|inf)"
@@ -148,8 +155,9 @@ _NCCL_TIMED_OUT = re.compile(
 _NCCL_ERROR = re.compile(
     rb"ncclunhandledcudaerror|ncclsystemerror|ncclinternalerror|ncclremoteerror|ncclinvalidusage"
     rb"|nccl error(?: \d{1,4}| in)?:|distbackenderror: nccl error"
-    # an NCCL call returning its error code up the stack (`NCCL INFO bootstrap.cc:91 -> 2`)
-    rb"|nccl info [\w./-]{1,80}\.cc:\d{1,6} -> [1-7]\b"
+    # an NCCL call returning its error code up the stack (`NCCL INFO bootstrap.cc:91 -> 2`); older NCCL returns it
+    # on its WARN line, without the blank (`NCCL WARN transport.cu:153 ->2 [Proxy thread error]`)
+    rb"|nccl (?:info|warn) [\w./-]{1,80}\.(?:cc|cu|h):\d{1,6} ->\s?[1-7]\b"
 )
 # CUDA: `Assertion `srcIndex < srcSelectDimSize` failed.`; ROCm/HIP closes the text with a quote:
 # `Device-side assertion `srcIndex < srcSelectDimSize' failed.`
@@ -283,7 +291,7 @@ def classify(line: bytes, low: bytes) -> Found:
                     )
                 )
         m = _GUARD.search(low)
-        if m and (b"={" in low or b'f"' in low or b"f'" in low):
+        if m and (b"={" in low or b'f"' in low or b"f'" in low or CODE_ECHO.match(low)):
             m = None  # the guard's own source line, quoted by a traceback (`... at iteration={storage.iter}`)
         if m and not out:
             step = _NANGUARD_STEP.search(low)  # the step the guard names (nanguard, detectron2, Keras)
@@ -297,7 +305,7 @@ def classify(line: bytes, low: bytes) -> Found:
     if b"error detected in" in low:
         m = _ANOMALY_FWD.search(low)
         if m:
-            out.append(("anomaly_forward", {"op": _orig(line, m, 1)}))
+            out.append(("anomaly_forward", {"op": _orig(line, m, 1 if m.group(1) else 2)}))
     if b"xid" in low or b"fallen off the bus" in low:  # dmesg lines pasted into (or tailed with) the log
         m = _XID.search(low)
         xid = _int(m, 1)
