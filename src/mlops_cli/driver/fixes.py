@@ -211,6 +211,15 @@ def ubuntu_archive_driver(f: Facts) -> bool:
     return any(p.installed and _ARCHIVE_VERSION.search(p.version) for p in f.driver_packages)
 
 
+_PROC_VERSION_CC = re.compile(r"gcc version (\d+(?:\.\d+){0,2})|gcc[\w.-]* \([^)]*\) (\d+(?:\.\d+){0,2})")
+
+
+def running_kernel_compiler(f: Facts) -> str | None:
+    """The compiler version that built the running kernel, from /proc/version."""
+    m = _PROC_VERSION_CC.search((f.collected.text("/proc/version") or "")[:1024])
+    return (m.group(1) or m.group(2)) if m else None
+
+
 def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
     """Compiler differs from the kernel's. Same major version (11.2 vs 11.3): the check is
     too strict and IGNORE_CC_MISMATCH=1 is the fix (installing gcc-11 again changes nothing).
@@ -227,6 +236,26 @@ def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
             f"{build.kernel_cc or 'another gcc'}. Move the ClusterPolicy's driver.version to a release whose image carries "
             f"gcc-{want or 'N'} (newer driver images do), or use precompiled drivers for this kernel (driver.usePrecompiled=true). "
             "Nothing to install on the host.",
+        )
+    running_cc = running_kernel_compiler(f)
+    if (
+        kernel != f.running_kernel
+        and running_cc
+        and build.kernel_cc
+        and (running_cc == build.kernel_cc or running_cc.startswith(build.kernel_cc + "."))
+        and not build.same_cc_major
+    ):
+        # The check named the running kernel's compiler (/proc/version), not the target kernel's: older
+        # DKMS/driver releases compare against the kernel that runs. Installing that compiler would build
+        # the other kernel's module with the wrong one; whether the target kernel matches is not known here.
+        relaxed = f"'env IGNORE_CC_MISMATCH=1 dkms install {ref} -k {kernel}'" if ref else "IGNORE_CC_MISMATCH=1"
+        return FixPlan(
+            f"build the module for {kernel} after booting it",
+            (),
+            f"The build for {kernel} compared the compiler with the one that built the running kernel "
+            f"{f.running_kernel} (gcc {running_cc} in /proc/version), not with {kernel}'s own. Boot {kernel} and build "
+            f"there ('dkms autoinstall'), or build it now with the check relaxed, knowingly ({relaxed}). Do not install "
+            f"gcc-{want or 'N'} for it: that is the running kernel's compiler.",
         )
     if build.same_cc_major:
         manual = (
@@ -637,7 +666,19 @@ def driver_not_installed() -> FixPlan:
     )
 
 
-def multiple_branches(remove: list[str], half_configured: bool = False) -> FixPlan:
+def multiple_branches(
+    remove: list[str], half_configured: bool = False, contested: tuple[str, str] | None = None
+) -> FixPlan:
+    if contested:
+        loaded, wanted = contested
+        return FixPlan(
+            "keep one driver branch (chosen by hand)",
+            (),
+            f"The loaded module is branch {loaded}, the userspace asks for branch {wanted}: both branches are installed and "
+            "the evidence does not say which one is meant to stay. Usually the branch the packages were last upgraded to is "
+            f"the one to keep: purge the other by hand (apt --purge remove '*nvidia*{loaded}*' when {wanted} is meant), "
+            "check that the kept branch's module is built ('dkms status'), then reboot.",
+        )
     if not remove:
         return FixPlan(
             "remove all but one driver branch",

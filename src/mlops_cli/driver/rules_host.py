@@ -115,12 +115,17 @@ def _packages(f: Facts) -> list[Finding]:
             members.setdefault(key, []).append(p.name)
     ev: list[str] = []
     remove: list[str] = []
+    contested: tuple[str, str] | None = None
     if len(groups) > 1:
+        contested = _contested_branches(f, groups)
         keep = _branch_in_use(f, groups)
         for key, lines in sorted(groups.items()):
             ev += lines[:3]
-            if key != keep:
+            if key != keep and not contested:
                 remove += members[key]
+        if contested:
+            api = f.klog.find(K.API_MISMATCH)
+            ev += api.lines if api else [ln for ln in f.smi.lines if "mismatch" in ln.lower()][:2]
         # a DKMS build of the branch not in use failing (it blocks apt: headers left half-configured)
         ev += [e.line for e in f.apt_events if e.kind == "build_failed"][-2:]
         ev += [p.line for p in f.packages if p.half_configured and p.name.startswith("linux-headers-")][:1]
@@ -153,7 +158,9 @@ def _packages(f: Facts) -> list[Finding]:
                 ev,
                 fixes.runfile_under_apt()
                 if only_runfile
-                else fixes.multiple_branches(remove, half_configured=any(p.half_configured for p in f.packages)),
+                else fixes.multiple_branches(
+                    remove, half_configured=any(p.half_configured for p in f.packages), contested=contested
+                ),
             )
         )
     return out
@@ -180,6 +187,20 @@ def _branch_key(p) -> tuple[str, str] | None:
     if p.name in _DEBIAN_CURRENT:
         return (upstream_version(p.version).split(".")[0], "")
     return None
+
+
+def _contested_branches(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, str] | None:
+    """(loaded branch, userspace branch) when the loaded module belongs to one installed branch and the
+    userspace asking for the driver (the kernel's API-mismatch line, NVML's version) to another: which
+    branch is 'in use' is then the question, not the answer; None otherwise."""
+    api = f.klog.find(K.API_MISMATCH)
+    client = (api.groups[0] if api else None) or f.smi.nvml_version
+    loaded = f.loaded_version or (api.groups[1] if api else None)
+    if not (client and loaded):
+        return None
+    lb, cb = loaded.split(".")[0], client.split(".")[0]
+    branches = {k[0] for k in groups}
+    return (lb, cb) if lb != cb and {lb, cb} <= branches else None
 
 
 def _branch_in_use(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, str]:

@@ -1,0 +1,99 @@
+"""The rule classes changed for the eighth held-out corpus (tests/fixtures/driver/heldout8), each with
+its preconditions: the real case gets the class, and the same case changed where the test says (the
+evidence the rule needs taken away or added) flips back. Snapshots are the heldout8 ones."""
+
+from __future__ import annotations
+
+import json
+
+from driver_helpers import FIXTURES, changed, diagnosed, plan_steps
+
+from mlops_cli.driver.buildlogs import classify
+
+HELDOUT8 = FIXTURES / "heldout8"
+
+
+def doc(name: str) -> dict:
+    return json.loads((HELDOUT8 / f"{name}.json").read_text())
+
+
+run, steps = diagnosed, plan_steps
+
+
+def first(d: dict):
+    return run(d)[1].findings[0]
+
+
+# --- two branches installed, the loaded module one and the userspace the other: which stays is not known ----
+
+TWO_BRANCHES = "ubuntu1204-nvidia-304-updates-and-319-updates-both-dkms-api-mismatch-after-reboot"
+
+
+def _no_mismatch_lines(d):
+    d["commands"]["dmesg"]["stdout"] = ""
+    d["commands"]["nvidia_smi"]["stdout"] = (
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+        "Make sure that the latest NVIDIA driver is installed and running.\n"
+    )
+
+
+def test_branches_split_between_module_and_userspace_are_not_purged_automatically():
+    f = first(doc(TWO_BRANCHES))
+    assert f.id == "multiple_driver_branches"
+    # the thread removed the OLD branch (304, the loaded one); purging 319 would undo the upgrade
+    assert not [s for s in steps(doc(TWO_BRANCHES)) if s[:2] == ("apt-get", "purge")]
+    assert "304" in f.fix.manual and "319" in f.fix.manual
+    assert any("API mismatch: the client has the version 319.32" in e for e in f.evidence)
+
+
+def test_without_the_mismatch_the_branch_not_loaded_is_purged_as_before():
+    plan = steps(changed(doc(TWO_BRANCHES), _no_mismatch_lines))
+    assert ("apt-get", "purge", "-y", "nvidia-319-updates") in plan, plan
+
+
+def test_a_client_branch_that_is_not_installed_is_not_a_contest():
+    def client_550(d):
+        d["commands"]["dmesg"]["stdout"] = d["commands"]["dmesg"]["stdout"].replace("319.32", "550.54.14")
+
+    plan = steps(changed(doc(TWO_BRANCHES), client_550))
+    assert ("apt-get", "purge", "-y", "nvidia-319-updates") in plan, plan
+
+
+# --- the old compiler check ('gcc-version-check failed'), and a check made against the running kernel ------
+
+VOID = "void-linux-4-8-12-kernel-install-nvidia340-dkms-gcc-version-check-uses-running-kernel-next-boot"
+MAKE_LOG = "/var/lib/dkms/nvidia/340.101/build/make.log"
+
+
+def test_the_old_wrapped_compiler_check_is_read():
+    log = classify(doc(VOID)["files"][MAKE_LOG], MAKE_LOG)
+    assert (log.kind, log.kernel_cc, log.used_cc) == ("cc_check", "4.9", "6.2")
+    assert "?" not in first(doc(VOID)).title
+
+
+def test_a_check_against_the_running_kernels_compiler_gets_no_compiler_steps():
+    d = doc(VOID)
+    f = first(d)
+    assert f.id == "dkms_build_fail_gcc_mismatch" and f.kernel == "4.8.12_1"
+    assert "Boot 4.8.12_1" in f.fix.manual and "/proc/version" in f.fix.manual
+    plan = steps(d)
+    assert not [s for s in plan if any(a.startswith(("CC=", "gcc-")) for a in s)], plan
+
+
+def test_when_the_running_kernel_was_built_by_another_compiler_the_kernels_compiler_is_used_again():
+    def running_built_by_gcc6(d):
+        d["files"]["/proc/version"] = d["files"]["/proc/version"].replace("gcc version 4.9.4", "gcc version 6.2.1")
+
+    plan = steps(changed(doc(VOID), running_built_by_gcc6))
+    assert ("env", "CC=gcc-4", "dkms", "install", "nvidia/340.101", "-k", "4.8.12_1") in plan, plan
+
+
+CLEAR = "clearlinux-33110-kernel-lts-5-4-40-gcc-9-3-vs-10-1-nvidia-440-82-cc-version-check-failed"
+
+
+def test_a_build_for_the_running_kernel_keeps_the_compiler_fix():
+    # the same /proc/version-named compiler, but the build was for the running kernel: its compiler is right
+    d = doc(CLEAR)
+    f = first(d)
+    assert f.id == "dkms_build_fail_gcc_mismatch" and f.kernel == "5.4.40-38.lts2019"
+    assert ("env", "CC=gcc-9", "dkms", "install", "nvidia/440.82", "-k", "5.4.40-38.lts2019") in steps(d)
