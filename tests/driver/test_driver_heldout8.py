@@ -97,3 +97,35 @@ def test_a_build_for_the_running_kernel_keeps_the_compiler_fix():
     f = first(d)
     assert f.id == "dkms_build_fail_gcc_mismatch" and f.kernel == "5.4.40-38.lts2019"
     assert ("env", "CC=gcc-9", "dkms", "install", "nvidia/440.82", "-k", "5.4.40-38.lts2019") in steps(d)
+
+
+# --- the kernel log says the GPU did not initialise and no rule knows why: quote it, ask for nothing read ---
+
+REBAR = "ubuntu2404-rtx5090-open-570-no-devices-found-rminitadapter-bios-rebar-above4g-off"
+TURING_OPEN = "ubuntu2204-rtx2060-cuda-repo-515-open-kernel-module-gsp-missing-nvdec0-proprietary-works"
+
+
+def test_an_unexplained_init_failure_quotes_the_kernel_and_points_at_the_machine():
+    f = first(doc(REBAR))
+    assert f.id == "driver_failure_unexplained"
+    assert "RmInitAdapter failed" in f.title
+    assert any("RmInitAdapter failed! (0x22:0x56:884)" in e for e in f.evidence)
+    assert "Above 4G Decoding" in f.fix.manual and "dmesg" not in f.fix.manual
+    assert "flavour" not in f.fix.manual  # Blackwell runs only with the open modules
+    assert steps(doc(REBAR)) == []
+
+
+def test_a_gpu_that_runs_both_flavours_gets_the_other_flavour_as_a_manual_test():
+    f = first(doc(TURING_OPEN))
+    assert f.id == "driver_failure_unexplained" and "open flavour" in f.fix.manual
+    assert any("Cannot initialize GSP firmware RM" in e for e in f.evidence)
+    assert steps(doc(TURING_OPEN)) == []
+
+
+def test_without_the_init_lines_the_generic_collect_advice_comes_back():
+    def no_klog(d):
+        d["commands"]["dmesg"]["stdout"] = ""
+
+    f = first(changed(doc(REBAR), no_klog))
+    assert f.id == "driver_failure_unexplained"
+    assert "RmInitAdapter" not in f.title and "dmesg" in f.fix.manual

@@ -865,6 +865,34 @@ def unexplained(nvml_with_module_loaded: bool = False) -> FixPlan:
     )
 
 
+def unexplained_init_failure(f: Facts) -> FixPlan:
+    """The module loaded and the kernel log says the GPU did not initialise (RmInitAdapter failed), with
+    no cause a rule knows (no Xid 79, no firmware file missing, no flavour or branch refusal, no VM):
+    nothing is changed; what is left to check is on the machine's side or needs NVIDIA's report."""
+    from mlops_cli.driver.gpu_arch import arch_of
+
+    loaded = ("open" if f.proc_version.open else "proprietary") if f.proc_version else None
+    archs = [arch_of(g.device_id) for g in f.pci_gpus]
+    both = bool(archs) and all(a is not None and a.open_modules and not a.open_only for a in archs)
+    flavour = (
+        f"The loaded module is the {loaded} flavour and this GPU runs with both: the other flavour of the same release is "
+        "a test worth making by hand (a bug of one flavour on one board is known to happen). "
+        if loaded and both
+        else ""
+    )
+    return FixPlan(
+        "the GPU did not initialise: check the machine's side by hand, change nothing automatically",
+        (),
+        "The kernel log was read: the driver loaded but the GPU failed to initialise, and nothing seen names why. "
+        "Check by hand, in this order: the firmware settings (Above 4G Decoding and Resizable BAR on, for large-BAR "
+        "GPUs; CSM off), the card's seating and power cables, and that this driver release lists the board "
+        "(its README's supported-GPU appendix). "
+        + flavour
+        + "Then collect 'sudo nvidia-bug-report.sh' and 'sudo mlops driver-check --save-snapshot FILE' for NVIDIA or "
+        "the vendor. Reinstalling the same driver changes nothing.",
+    )
+
+
 def toolkit() -> FixPlan:
     return FixPlan(
         "install the NVIDIA Container Toolkit and wire it into Docker",

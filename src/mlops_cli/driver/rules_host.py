@@ -28,13 +28,21 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
         out += module_not_loaded_findings(f)
     if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
         ev = list(f.smi.lines) + [ln for ln in f.modprobe_lines if "FATAL" in ln or "ERROR" in ln]
+        # The kernel log was read and says the GPU did not initialise, without a reason any rule knows:
+        # quote it, and do not ask for the log that was already read.
+        init = [ln for m in f.klog.find_all(K.GSP_RM_INIT)[-2:] for ln in m.lines]
+        init += [ln for m in f.klog.find_all(K.RM_INIT_FAILED)[-2:] for ln in m.lines]
         out.append(
             make_finding(
                 "driver_failure_unexplained",
                 ERROR,
-                "nvidia-smi fails and the evidence seen does not name the cause",
-                ev,
-                fixes.unexplained(
+                "the GPU failed to initialise (RmInitAdapter failed) and nothing seen says why"
+                if init
+                else "nvidia-smi fails and the evidence seen does not name the cause",
+                ev + [ln for ln in init if ln not in ev],
+                fixes.unexplained_init_failure(f)
+                if init
+                else fixes.unexplained(
                     nvml_with_module_loaded=f.module_loaded
                     and any("Failed to initialize NVML" in ln for ln in f.smi.lines)
                 ),
