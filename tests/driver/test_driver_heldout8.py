@@ -129,3 +129,42 @@ def test_without_the_init_lines_the_generic_collect_advice_comes_back():
     f = first(changed(doc(REBAR), no_klog))
     assert f.id == "driver_failure_unexplained"
     assert "RmInitAdapter" not in f.title and "dmesg" in f.fix.manual
+
+
+# --- the next-boot kernel on a dracut family: build, then regenerate that kernel's initramfs --------------
+
+NOBARA = "nobara-sync-dkms-nvidia-autoinstall-before-kernel-devel-new-kernel-7-2-3-no-module-next-boot"
+NEW = "7.2.3-200.fc42.x86_64"
+
+
+def test_a_next_boot_kernel_on_a_dracut_family_gets_its_initramfs_regenerated_after_the_build():
+    plan = steps(doc(NOBARA))
+    assert plan[0] == ("dkms", "install", "nvidia/580.95.05", "-k", NEW), plan
+    assert ("dracut", "-f", "--kver", NEW) in plan
+    assert plan.index(("dracut", "-f", "--kver", NEW)) > 0
+    manual = first(doc(NOBARA)).fix.manual
+    assert "dnf versionlock" in manual and "apt-mark" not in manual
+
+
+def test_the_same_next_boot_gap_on_a_debian_family_keeps_its_own_tools():
+    def as_ubuntu(d):
+        d["files"]["/etc/os-release"] = 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n'
+        d["commands"].pop("rpm_list")
+        d["commands"]["dpkg_list"] = {
+            "rc": 0,
+            "stdout": "ii\tnvidia-driver-580-open\t580.95.05-0ubuntu1\nii\tnvidia-dkms-580-open\t580.95.05-0ubuntu1\n"
+            f"ii\tlinux-headers-{NEW}\t1\nii\tdkms\t3.0.11-1ubuntu13\n",
+            "stderr": "",
+        }
+
+    d = changed(doc(NOBARA), as_ubuntu)
+    plan = steps(d)
+    assert ("dkms", "install", "nvidia/580.95.05", "-k", NEW) in plan, plan
+    assert not [s for s in plan if s[0] == "dracut"]
+    assert "apt-mark hold" in first(d).fix.manual
+
+
+def test_the_next_boot_evidence_quotes_the_kernels_dkms_did_build_for():
+    f = next(x for x in run(doc(NOBARA))[1].findings if x.id == "next_boot_kernel_missing_module")
+    assert f"dkms status has no installed nvidia line for {NEW}" in f.evidence
+    assert "nvidia/580.95.05, 7.2.0-202.fc42.x86_64, x86_64: installed" in f.evidence

@@ -950,9 +950,24 @@ def manual(summary: str, text: str) -> FixPlan:
     return FixPlan(summary, (), text)
 
 
+def hold_kernel_text(f: Facts) -> str:
+    """How this family keeps the package manager from moving to a newer kernel (text for a person)."""
+    from mlops_cli.driver import distro
+
+    return {
+        distro.RHEL: "exclude kernel updates ('dnf versionlock add kernel*', or exclude=kernel* in the dnf configuration)",
+        distro.SUSE: "lock the kernel package ('zypper addlock kernel-default')",
+        distro.ARCH: "hold the kernel package (IgnorePkg in /etc/pacman.conf)",
+        distro.DEBIAN: "apt-mark hold the kernel metapackages",
+        distro.UNKNOWN: "apt-mark hold the kernel metapackages",
+    }.get(f.distro, "hold kernel updates with the system's package manager")
+
+
 def next_boot(f: Facts, kernel: str, cause_found: bool) -> FixPlan:
+    from mlops_cli.driver import distro
+
     verify = FixStep(("modinfo", "-k", kernel, "-F", "version", "nvidia"), f"check that {kernel} now has a module")
-    pin = f"If it cannot be built, keep booting {f.running_kernel}: make it GRUB's default and apt-mark hold the kernel metapackages."
+    pin = f"If it cannot be built, keep booting {f.running_kernel}: make it the boot loader's default and {hold_kernel_text(f)}."
     if cause_found:
         return FixPlan(f"fix the cause above before rebooting into {kernel}", (verify,), pin)
     if f.runfile and not f.dkms_registered:
@@ -963,4 +978,14 @@ def next_boot(f: Facts, kernel: str, cause_found: bool) -> FixPlan:
         return FixPlan(
             f"install the prebuilt module for {kernel} before rebooting", prebuilt_missing(f, kernel).steps, pin
         )
-    return FixPlan(f"build the module for {kernel} before rebooting", (_dkms_build(f, kernel), verify), pin)
+    steps = [_dkms_build(f, kernel), verify]
+    if f.distro in (distro.RHEL, distro.SUSE):
+        # dracut families: the kernel's initramfs was made when it had no nvidia module; one that pulls the
+        # driver in early (nouveau blacklisted there, nvidia-drm for early KMS) then boots without it.
+        steps.append(
+            FixStep(
+                ("dracut", "-f", "--kver", kernel),
+                f"regenerate {kernel}'s initramfs, made before its nvidia module existed",
+            )
+        )
+    return FixPlan(f"build the module for {kernel} before rebooting", tuple(steps), pin)
