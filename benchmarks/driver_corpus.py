@@ -94,13 +94,14 @@ SECTIONS = {
     ),
     "heldout8": (
         "driver-check eighth held-out corpus (new kernels vs prebuilt/DKMS modules, flavours, Secure Boot MOK, other distributions, not-the-driver cases)",
-        "16 cases collected after the heldout7/ changes, one public thread each (none used by an earlier corpus or "
+        "19 cases collected after the heldout7/ changes, one public thread each (none used by an earlier corpus or "
         "/work/shared/research): Canonical's prebuilt linux-modules-nvidia lagging a driver release on an OEM kernel, "
         "third-party and distribution kernels newer than the driver (linux-surface, Pop!_OS), open vs proprietary flavour "
         "on Maxwell and on an early Turing open module, an RTX 5090 with BIOS settings off, desktop Secure Boot with MOK "
         "enrolment not completed or cleared by Windows, compiler mismatches on Clear Linux and Void (a next-boot kernel), "
         "a Tumbleweed initrd holding an old module, two Ubuntu branches side by side, WSL2 with a Linux driver inside, an "
-        "RKE2 operator node on a FIPS kernel and Xid 79 under load; scored once on main before any change (the 'before' "
+        "RKE2 operator node on a FIPS kernel, Xid 79 under load, a Nobara next-boot kernel built before kernel-devel and an EKS "
+        "AL2023 node whose upgrade is blocked while the driver works; scored once on main before any change (the 'before' "
         "line), then the misses were fixed by class.",
     ),
 }
