@@ -168,3 +168,32 @@ def test_the_next_boot_evidence_quotes_the_kernels_dkms_did_build_for():
     f = next(x for x in run(doc(NOBARA))[1].findings if x.id == "next_boot_kernel_missing_module")
     assert f"dkms status has no installed nvidia line for {NEW}" in f.evidence
     assert "nvidia/580.95.05, 7.2.0-202.fc42.x86_64, x86_64: installed" in f.evidence
+
+
+# --- Ubuntu: the userspace branch is installed and no package provides its kernel module ----------------
+
+OEM_LAG = "mint20-oem-5-10-0-1057-linux-modules-nvidia-470-not-installable-prebuilt-lags-driver-470-103"
+
+
+def test_userspace_without_any_kernel_module_package_is_named_and_changes_nothing():
+    f = first(doc(OEM_LAG))
+    assert f.id == "driver_failure_unexplained"
+    assert "no package provides its kernel module for 5.10.0-1057-oem" in f.title
+    assert "apt-cache policy linux-modules-nvidia-470-5.10.0-1057-oem nvidia-dkms-470" in f.fix.manual
+    assert steps(doc(OEM_LAG)) == []
+
+
+def test_a_dkms_package_present_is_not_this_case():
+    def with_dkms(d):
+        d["commands"]["dpkg_list"]["stdout"] += "ii\tnvidia-dkms-470\t470.103.01-0ubuntu0.20.04.1\n"
+
+    f = first(changed(doc(OEM_LAG), with_dkms))
+    assert "no package provides its kernel module" not in f.title, f.title
+
+
+def test_a_prebuilt_package_for_another_kernel_is_not_this_case():
+    def with_prebuilt(d):
+        d["commands"]["dpkg_list"]["stdout"] += "ii\tlinux-modules-nvidia-470-5.10.0-1052-oem\t5.10.0-1052.54\n"
+
+    f = first(changed(doc(OEM_LAG), with_prebuilt))
+    assert "no package provides its kernel module" not in f.title, (f.id, f.title)

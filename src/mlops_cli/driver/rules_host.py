@@ -32,8 +32,10 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
         # quote it, and do not ask for the log that was already read.
         init = [ln for m in f.klog.find_all(K.GSP_RM_INIT)[-2:] for ln in m.lines]
         init += [ln for m in f.klog.find_all(K.RM_INIT_FAILED)[-2:] for ln in m.lines]
+        no_kernel_part = None if init else _userspace_without_kernel_package(f)
         out.append(
-            make_finding(
+            no_kernel_part
+            or make_finding(
                 "driver_failure_unexplained",
                 ERROR,
                 "the GPU failed to initialise (RmInitAdapter failed) and nothing seen says why"
@@ -195,6 +197,43 @@ def _branch_key(p) -> tuple[str, str] | None:
     if p.name in _DEBIAN_CURRENT:
         return (upstream_version(p.version).split(".")[0], "")
     return None
+
+
+def _userspace_without_kernel_package(f: Facts) -> Finding | None:
+    """Ubuntu/Debian: the driver's userspace branch is installed, but no package of any kind provides its
+    kernel module (no nvidia-dkms-*, no linux-modules-nvidia-*, no .run) and the running kernel has none.
+    Seen when Canonical's prebuilt linux-modules-nvidia package for a kernel lags the driver release and
+    apt could not install it. Which way the module should come is not decided here: nothing is changed."""
+    from mlops_cli.driver import distro
+
+    if f.distro != distro.DEBIAN or f.module_loaded or f.dkms_packages or f.prebuilt_packages or f.runfile:
+        return None
+    st = f.modules.get(f.running_kernel or "")
+    if st is None or st.present is not False or not f.running_kernel:
+        return None
+    user = [
+        p for p in f.packages if p.installed and re.match(r"^nvidia-(?:driver|utils|headless-no-dkms)-\d{3}", p.name)
+    ]
+    if not user:
+        return None
+    suffix = user[0].name.split("-", 2)[2]
+    k = f.running_kernel
+    ev = list(f.smi.lines[:1]) + [ln for ln in f.modprobe_lines if "FATAL" in ln][:1] + [p.line for p in user][:3]
+    ev.append(f"no nvidia-dkms-{suffix} and no linux-modules-nvidia-{suffix}-* package is installed; no .run install")
+    return make_finding(
+        "driver_failure_unexplained",
+        ERROR,
+        f"the {suffix} driver's userspace is installed but no package provides its kernel module for {k}",
+        ev,
+        fixes.manual(
+            "find out which kernel module package this kernel can get, then install that one by hand",
+            f"Nothing provides the nvidia module for {k}. Check what apt offers: 'apt-cache policy "
+            f"linux-modules-nvidia-{suffix}-{k} nvidia-dkms-{suffix}'. Canonical's signed prebuilt package for a "
+            "kernel can lag a driver release (or depend on an older one and be uninstallable); then install "
+            f"nvidia-dkms-{suffix} (with linux-headers-{k}; under Secure Boot it needs MOK enrolment), or boot a kernel "
+            "whose prebuilt package exists. Nothing is changed automatically.",
+        ),
+    )
 
 
 def _contested_branches(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, str] | None:
