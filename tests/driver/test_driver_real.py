@@ -40,6 +40,10 @@ HELDOUT6 = FIXTURES / "heldout6"
 # Collected after the heldout6/ changes: HWE/third-party kernels, RHEL kmod streams, Secure Boot, clouds, stale libraries,
 # not-the-driver cases; scored once on main before any change (docs/benchmarks.md).
 HELDOUT7 = FIXTURES / "heldout7"
+# Collected after the heldout7/ changes: prebuilt modules lagging a driver release, kernels newer than the driver,
+# flavours, desktop MOK enrolment, Clear/Void/Tumbleweed, WSL, an RKE2 operator node, Xid 79; scored once on main
+# before any change (docs/benchmarks.md).
+HELDOUT8 = FIXTURES / "heldout8"
 CORPUS = (
     [REAL / f"{n}.json" for n in REAL_CASES]
     + [HELDOUT / f"{n}.json" for n in HELDOUT_CASES]
@@ -49,12 +53,13 @@ CORPUS = (
     + sorted(HELDOUT5.glob("*.json"))
     + sorted(HELDOUT6.glob("*.json"))
     + sorted(HELDOUT7.glob("*.json"))
+    + sorted(HELDOUT8.glob("*.json"))
 )
 ALL_FIXTURES = [
     *sorted(FIXTURES.glob("*.json")),
     *(
         p
-        for d in (REAL, HELDOUT, FRESH, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7)
+        for d in (REAL, HELDOUT, FRESH, HELDOUT3, HELDOUT4, HELDOUT5, HELDOUT6, HELDOUT7, HELDOUT8)
         for p in sorted(d.glob("*.json"))
     ),
 ]
@@ -124,6 +129,9 @@ def test_heldout_corpus_is_sourced_and_new():
     seventh = [load(p)["_source"]["url"] for p in sorted(HELDOUT7.glob("*.json"))]
     assert len(seventh) >= 25 and len(set(seventh)) == len(seventh)
     assert not set(seventh) & (set(urls) | real_urls | set(third) | set(fourth) | set(fifth) | set(sixth))
+    eighth = [load(p)["_source"]["url"] for p in sorted(HELDOUT8.glob("*.json"))]
+    assert len(eighth) >= 15 and len(set(eighth)) == len(eighth)
+    assert not set(eighth) & (set(urls) | real_urls | set(third) | set(fourth) | set(fifth) | set(sixth) | set(seventh))
     for path in [
         *(HELDOUT / f"{n}.json" for n in HELDOUT_CASES),
         *sorted(FRESH.glob("*.json")),
@@ -132,6 +140,7 @@ def test_heldout_corpus_is_sourced_and_new():
         *sorted(HELDOUT5.glob("*.json")),
         *sorted(HELDOUT6.glob("*.json")),
         *sorted(HELDOUT7.glob("*.json")),
+        *sorted(HELDOUT8.glob("*.json")),
     ]:
         name, src = path.stem, load(path)["_source"]
         assert src["url"].startswith("https://"), name

@@ -75,6 +75,12 @@ USING = re.compile(r"You are using:\s*(.+)$")
 # NVIDIA's own check prints the kernel's compiler after "compile the kernel:" on its own line.
 CC_KERNEL_BLOCK = re.compile(r"compile the kernel:[ \t]*\n(?:[ \t]*\n)?[ \t]*(\S.*)")
 CC_HERE_BLOCK = re.compile(r"does not match the compiler used here:[ \t]*\n(?:[ \t]*\n)?[ \t]*(\S.*)")
+# The older check (340.xx and before), wrapped over lines: "The compiler used to compile the kernel (gcc
+# 4.9) does not exactly match the current compiler (gcc 6.2)."
+CC_OLD_CHECK = re.compile(
+    r"compiler used to compile the kernel \(gcc[ \t\n]+(\d+(?:\.\d+){0,2})\)[ \t\n]+does not exactly match[ \t\n]+the"
+    r"[ \t\n]+current[ \t\n]+compiler[ \t\n]+\(gcc[ \t\n]+(\d+(?:\.\d+){0,2})\)"
+)
 # A version number; the look-behind keeps a search linear on long digit runs (see test_driver_regex).
 VERSION = re.compile(r"(?<![\d.])\d+\.\d+(?:\.\d+)?")
 GCC_MAJOR = re.compile(r"gcc-(\d+)")
@@ -148,6 +154,10 @@ def classify(text: str, path: str) -> BuildLog:
     if not log.used_cc:
         m = CC_HERE_BLOCK.search(text)
         log.used_cc = compiler_version(m.group(1)) if m else None
+    if not (log.kernel_cc and log.used_cc):
+        m = CC_OLD_CHECK.search(text[: MAX_LINE * 64])
+        if m:
+            log.kernel_cc, log.used_cc = log.kernel_cc or m.group(1), log.used_cc or m.group(2)
 
     gpl = [ln for ln in lines if GPL_ONLY.search(ln)]
     cc = [ln for ln in lines if CC_FAILED.search(ln)]

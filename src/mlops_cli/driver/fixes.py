@@ -211,6 +211,15 @@ def ubuntu_archive_driver(f: Facts) -> bool:
     return any(p.installed and _ARCHIVE_VERSION.search(p.version) for p in f.driver_packages)
 
 
+_PROC_VERSION_CC = re.compile(r"gcc version (\d+(?:\.\d+){0,2})|gcc[\w.-]* \([^)]*\) (\d+(?:\.\d+){0,2})")
+
+
+def running_kernel_compiler(f: Facts) -> str | None:
+    """The compiler version that built the running kernel, from /proc/version."""
+    m = _PROC_VERSION_CC.search((f.collected.text("/proc/version") or "")[:1024])
+    return (m.group(1) or m.group(2)) if m else None
+
+
 def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
     """Compiler differs from the kernel's. Same major version (11.2 vs 11.3): the check is
     too strict and IGNORE_CC_MISMATCH=1 is the fix (installing gcc-11 again changes nothing).
@@ -227,6 +236,26 @@ def gcc_mismatch_build(f: Facts, kernel: str, build) -> FixPlan:
             f"{build.kernel_cc or 'another gcc'}. Move the ClusterPolicy's driver.version to a release whose image carries "
             f"gcc-{want or 'N'} (newer driver images do), or use precompiled drivers for this kernel (driver.usePrecompiled=true). "
             "Nothing to install on the host.",
+        )
+    running_cc = running_kernel_compiler(f)
+    if (
+        kernel != f.running_kernel
+        and running_cc
+        and build.kernel_cc
+        and (running_cc == build.kernel_cc or running_cc.startswith(build.kernel_cc + "."))
+        and not build.same_cc_major
+    ):
+        # The check named the running kernel's compiler (/proc/version), not the target kernel's: older
+        # DKMS/driver releases compare against the kernel that runs. Installing that compiler would build
+        # the other kernel's module with the wrong one; whether the target kernel matches is not known here.
+        relaxed = f"'env IGNORE_CC_MISMATCH=1 dkms install {ref} -k {kernel}'" if ref else "IGNORE_CC_MISMATCH=1"
+        return FixPlan(
+            f"build the module for {kernel} after booting it",
+            (),
+            f"The build for {kernel} compared the compiler with the one that built the running kernel "
+            f"{f.running_kernel} (gcc {running_cc} in /proc/version), not with {kernel}'s own. Boot {kernel} and build "
+            f"there ('dkms autoinstall'), or build it now with the check relaxed, knowingly ({relaxed}). Do not install "
+            f"gcc-{want or 'N'} for it: that is the running kernel's compiler.",
         )
     if build.same_cc_major:
         manual = (
@@ -637,7 +666,19 @@ def driver_not_installed() -> FixPlan:
     )
 
 
-def multiple_branches(remove: list[str], half_configured: bool = False) -> FixPlan:
+def multiple_branches(
+    remove: list[str], half_configured: bool = False, contested: tuple[str, str] | None = None
+) -> FixPlan:
+    if contested:
+        loaded, wanted = contested
+        return FixPlan(
+            "keep one driver branch (chosen by hand)",
+            (),
+            f"The loaded module is branch {loaded}, the userspace asks for branch {wanted}: both branches are installed and "
+            "the evidence does not say which one is meant to stay. Usually the branch the packages were last upgraded to is "
+            f"the one to keep: purge the other by hand (apt --purge remove '*nvidia*{loaded}*' when {wanted} is meant), "
+            "check that the kept branch's module is built ('dkms status'), then reboot.",
+        )
     if not remove:
         return FixPlan(
             "remove all but one driver branch",
@@ -824,6 +865,34 @@ def unexplained(nvml_with_module_loaded: bool = False) -> FixPlan:
     )
 
 
+def unexplained_init_failure(f: Facts) -> FixPlan:
+    """The module loaded and the kernel log says the GPU did not initialise (RmInitAdapter failed), with
+    no cause a rule knows (no Xid 79, no firmware file missing, no flavour or branch refusal, no VM):
+    nothing is changed; what is left to check is on the machine's side or needs NVIDIA's report."""
+    from mlops_cli.driver.gpu_arch import arch_of
+
+    loaded = ("open" if f.proc_version.open else "proprietary") if f.proc_version else None
+    archs = [arch_of(g.device_id) for g in f.pci_gpus]
+    both = bool(archs) and all(a is not None and a.open_modules and not a.open_only for a in archs)
+    flavour = (
+        f"The loaded module is the {loaded} flavour and this GPU runs with both: the other flavour of the same release is "
+        "a test worth making by hand (a bug of one flavour on one board is known to happen). "
+        if loaded and both
+        else ""
+    )
+    return FixPlan(
+        "the GPU did not initialise: check the machine's side by hand, change nothing automatically",
+        (),
+        "The kernel log was read: the driver loaded but the GPU failed to initialise, and nothing seen names why. "
+        "Check by hand, in this order: the firmware settings (Above 4G Decoding and Resizable BAR on, for large-BAR "
+        "GPUs; CSM off), the card's seating and power cables, and that this driver release lists the board "
+        "(its README's supported-GPU appendix). "
+        + flavour
+        + "Then collect 'sudo nvidia-bug-report.sh' and 'sudo mlops driver-check --save-snapshot FILE' for NVIDIA or "
+        "the vendor. Reinstalling the same driver changes nothing.",
+    )
+
+
 def toolkit() -> FixPlan:
     return FixPlan(
         "install the NVIDIA Container Toolkit and wire it into Docker",
@@ -881,9 +950,24 @@ def manual(summary: str, text: str) -> FixPlan:
     return FixPlan(summary, (), text)
 
 
+def hold_kernel_text(f: Facts) -> str:
+    """How this family keeps the package manager from moving to a newer kernel (text for a person)."""
+    from mlops_cli.driver import distro
+
+    return {
+        distro.RHEL: "exclude kernel updates ('dnf versionlock add kernel*', or exclude=kernel* in the dnf configuration)",
+        distro.SUSE: "lock the kernel package ('zypper addlock kernel-default')",
+        distro.ARCH: "hold the kernel package (IgnorePkg in /etc/pacman.conf)",
+        distro.DEBIAN: "apt-mark hold the kernel metapackages",
+        distro.UNKNOWN: "apt-mark hold the kernel metapackages",
+    }.get(f.distro, "hold kernel updates with the system's package manager")
+
+
 def next_boot(f: Facts, kernel: str, cause_found: bool) -> FixPlan:
+    from mlops_cli.driver import distro
+
     verify = FixStep(("modinfo", "-k", kernel, "-F", "version", "nvidia"), f"check that {kernel} now has a module")
-    pin = f"If it cannot be built, keep booting {f.running_kernel}: make it GRUB's default and apt-mark hold the kernel metapackages."
+    pin = f"If it cannot be built, keep booting {f.running_kernel}: make it the boot loader's default and {hold_kernel_text(f)}."
     if cause_found:
         return FixPlan(f"fix the cause above before rebooting into {kernel}", (verify,), pin)
     if f.runfile and not f.dkms_registered:
@@ -894,4 +978,14 @@ def next_boot(f: Facts, kernel: str, cause_found: bool) -> FixPlan:
         return FixPlan(
             f"install the prebuilt module for {kernel} before rebooting", prebuilt_missing(f, kernel).steps, pin
         )
-    return FixPlan(f"build the module for {kernel} before rebooting", (_dkms_build(f, kernel), verify), pin)
+    steps = [_dkms_build(f, kernel), verify]
+    if f.distro in (distro.RHEL, distro.SUSE):
+        # dracut families: the kernel's initramfs was made when it had no nvidia module; one that pulls the
+        # driver in early (nouveau blacklisted there, nvidia-drm for early KMS) then boots without it.
+        steps.append(
+            FixStep(
+                ("dracut", "-f", "--kver", kernel),
+                f"regenerate {kernel}'s initramfs, made before its nvidia module existed",
+            )
+        )
+    return FixPlan(f"build the module for {kernel} before rebooting", tuple(steps), pin)

@@ -28,13 +28,23 @@ def host_findings(f: Facts, explained: bool) -> list[Finding]:
         out += module_not_loaded_findings(f)
     if not explained and not any(x.severity == ERROR for x in out) and f.smi.kind not in ("ok", "not_installed"):
         ev = list(f.smi.lines) + [ln for ln in f.modprobe_lines if "FATAL" in ln or "ERROR" in ln]
+        # The kernel log was read and says the GPU did not initialise, without a reason any rule knows:
+        # quote it, and do not ask for the log that was already read.
+        init = [ln for m in f.klog.find_all(K.GSP_RM_INIT)[-2:] for ln in m.lines]
+        init += [ln for m in f.klog.find_all(K.RM_INIT_FAILED)[-2:] for ln in m.lines]
+        no_kernel_part = None if init else _userspace_without_kernel_package(f)
         out.append(
-            make_finding(
+            no_kernel_part
+            or make_finding(
                 "driver_failure_unexplained",
                 ERROR,
-                "nvidia-smi fails and the evidence seen does not name the cause",
-                ev,
-                fixes.unexplained(
+                "the GPU failed to initialise (RmInitAdapter failed) and nothing seen says why"
+                if init
+                else "nvidia-smi fails and the evidence seen does not name the cause",
+                ev + [ln for ln in init if ln not in ev],
+                fixes.unexplained_init_failure(f)
+                if init
+                else fixes.unexplained(
                     nvml_with_module_loaded=f.module_loaded
                     and any("Failed to initialize NVML" in ln for ln in f.smi.lines)
                 ),
@@ -115,12 +125,17 @@ def _packages(f: Facts) -> list[Finding]:
             members.setdefault(key, []).append(p.name)
     ev: list[str] = []
     remove: list[str] = []
+    contested: tuple[str, str] | None = None
     if len(groups) > 1:
+        contested = _contested_branches(f, groups)
         keep = _branch_in_use(f, groups)
         for key, lines in sorted(groups.items()):
             ev += lines[:3]
-            if key != keep:
+            if key != keep and not contested:
                 remove += members[key]
+        if contested:
+            api = f.klog.find(K.API_MISMATCH)
+            ev += api.lines if api else [ln for ln in f.smi.lines if "mismatch" in ln.lower()][:2]
         # a DKMS build of the branch not in use failing (it blocks apt: headers left half-configured)
         ev += [e.line for e in f.apt_events if e.kind == "build_failed"][-2:]
         ev += [p.line for p in f.packages if p.half_configured and p.name.startswith("linux-headers-")][:1]
@@ -153,7 +168,9 @@ def _packages(f: Facts) -> list[Finding]:
                 ev,
                 fixes.runfile_under_apt()
                 if only_runfile
-                else fixes.multiple_branches(remove, half_configured=any(p.half_configured for p in f.packages)),
+                else fixes.multiple_branches(
+                    remove, half_configured=any(p.half_configured for p in f.packages), contested=contested
+                ),
             )
         )
     return out
@@ -180,6 +197,57 @@ def _branch_key(p) -> tuple[str, str] | None:
     if p.name in _DEBIAN_CURRENT:
         return (upstream_version(p.version).split(".")[0], "")
     return None
+
+
+def _userspace_without_kernel_package(f: Facts) -> Finding | None:
+    """Ubuntu/Debian: the driver's userspace branch is installed, but no package of any kind provides its
+    kernel module (no nvidia-dkms-*, no linux-modules-nvidia-*, no .run) and the running kernel has none.
+    Seen when Canonical's prebuilt linux-modules-nvidia package for a kernel lags the driver release and
+    apt could not install it. Which way the module should come is not decided here: nothing is changed."""
+    from mlops_cli.driver import distro
+
+    if f.distro != distro.DEBIAN or f.module_loaded or f.dkms_packages or f.prebuilt_packages or f.runfile:
+        return None
+    st = f.modules.get(f.running_kernel or "")
+    if st is None or st.present is not False or not f.running_kernel:
+        return None
+    user = [
+        p for p in f.packages if p.installed and re.match(r"^nvidia-(?:driver|utils|headless-no-dkms)-\d{3}", p.name)
+    ]
+    if not user:
+        return None
+    suffix = user[0].name.split("-", 2)[2]
+    k = f.running_kernel
+    ev = list(f.smi.lines[:1]) + [ln for ln in f.modprobe_lines if "FATAL" in ln][:1] + [p.line for p in user][:3]
+    ev.append(f"no nvidia-dkms-{suffix} and no linux-modules-nvidia-{suffix}-* package is installed; no .run install")
+    return make_finding(
+        "driver_failure_unexplained",
+        ERROR,
+        f"the {suffix} driver's userspace is installed but no package provides its kernel module for {k}",
+        ev,
+        fixes.manual(
+            "find out which kernel module package this kernel can get, then install that one by hand",
+            f"Nothing provides the nvidia module for {k}. Check what apt offers: 'apt-cache policy "
+            f"linux-modules-nvidia-{suffix}-{k} nvidia-dkms-{suffix}'. Canonical's signed prebuilt package for a "
+            "kernel can lag a driver release (or depend on an older one and be uninstallable); then install "
+            f"nvidia-dkms-{suffix} (with linux-headers-{k}; under Secure Boot it needs MOK enrolment), or boot a kernel "
+            "whose prebuilt package exists. Nothing is changed automatically.",
+        ),
+    )
+
+
+def _contested_branches(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, str] | None:
+    """(loaded branch, userspace branch) when the loaded module belongs to one installed branch and the
+    userspace asking for the driver (the kernel's API-mismatch line, NVML's version) to another: which
+    branch is 'in use' is then the question, not the answer; None otherwise."""
+    api = f.klog.find(K.API_MISMATCH)
+    client = (api.groups[0] if api else None) or f.smi.nvml_version
+    loaded = f.loaded_version or (api.groups[1] if api else None)
+    if not (client and loaded):
+        return None
+    lb, cb = loaded.split(".")[0], client.split(".")[0]
+    branches = {k[0] for k in groups}
+    return (lb, cb) if lb != cb and {lb, cb} <= branches else None
 
 
 def _branch_in_use(f: Facts, groups: dict[tuple[str, str], Any]) -> tuple[str, str]:

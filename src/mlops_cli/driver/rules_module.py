@@ -264,7 +264,11 @@ def next_kernel_findings(f: Facts, extra: str | None) -> list[Finding]:
             ev.append(reason[len("GRUB default: ") :])
         ev += [f"/lib/modules/{k}: no nvidia.ko (updates/dkms, kernel/drivers/video, kernel/nvidia-*)"]
         ev += [e.line for e in st.dkms_entries] or (
-            [f"dkms status has no installed nvidia line for {k}"] if f.dkms_seen else []
+            # the absence, and the lines dkms does print (the kernels it did build for), verbatim
+            [f"dkms status has no installed nvidia line for {k}"]
+            + [e.line for e in f.dkms if e.kernel and e.kernel != k and e.state == "installed"][:2]
+            if f.dkms_seen
+            else []
         )
         ev += [e.line for e in st.apt_events][-3:] + [
             f"/var/run/reboot-required.pkgs: {p}" for p in f.reboot_pkgs if p.startswith("linux-")
