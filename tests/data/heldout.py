@@ -168,3 +168,38 @@ def _compared(records: list) -> int:
         if verdict == "crash":
             return n
     return len(records)
+
+
+def assert_real_set_documented(root: Path, at_least: int) -> None:
+    """A real held-out set: every case says its source, what is verbatim and filled in, what was
+    reported and reproduced, has its dataset_info.json and recorded ground truth."""
+    cases = load_cases(root)
+    runs = {key.split("#")[0] for _run, _v, key, _gt in all_runs(root)}
+    assert len(cases) >= at_least and all(c["kind"] == "real" for c in cases)
+    assert len({c["source"] for c in cases}) == len(cases), "one report, one case"
+    for case in cases:
+        assert case["source"].startswith("https://") and case["verbatim"] and case["filled_in"] and case["reported"]
+        assert case["reported_version"] and case["reproduced"].startswith(("yes", "no", "partly"))
+        assert (root / case["folder"] / "dataset_info.json").is_file(), case["case"]
+    assert {c["case"] for c in cases} <= runs, "a case without recorded ground truth"
+    assert groundtruth(root)["recorded"]["by"] == "tests/data/lf_pipeline.py"
+
+
+def disagreements(root: Path, case: str, workdir: Path) -> list:
+    """Every recorded run of one case where check does not agree with LLaMA-Factory's pipeline:
+    a record verdict, where the run dies, or the exception it dies of."""
+    misses = []
+    for run, version, key, gt in all_runs(root):
+        if key.split("#")[0] != case:
+            continue
+        result = check_run(run, version, prepare(run, workdir, root))
+        s = score(gt, result)
+        if s.outcome_ok and result.first_crash:  # the exception the run dies of, not only where
+            theirs, ours = gt["run"].split(":")[0], result.first_crash["message"].split(":")[0]
+            if theirs != ours:
+                misses.append((key, version, "exception", gt["run"][:80], result.first_crash["message"][:80]))
+        if not s.run_ok or s.outcome_ok is False:
+            misses.append(
+                (key, version, gt["loads"] is True, s.misses, gt["run"][:80], result.first_crash, result.refused)
+            )
+    return misses

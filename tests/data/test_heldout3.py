@@ -4,7 +4,7 @@ docs/benchmarks.md): `mlops data check` must agree with LLaMA-Factory's recorded
 from __future__ import annotations
 
 import pytest
-from tests.data.heldout import HELDOUT3, all_runs, check_run, groundtruth, load_cases, prepare, score
+from tests.data.heldout import HELDOUT3, all_runs, assert_real_set_documented, disagreements, load_cases
 
 RUNS = all_runs(HELDOUT3)
 CASES = sorted({key.split("#")[0] for _run, _v, key, _gt in RUNS})
@@ -16,15 +16,7 @@ def workdir(tmp_path_factory):
 
 
 def test_every_case_is_documented_and_recorded():
-    cases = load_cases(HELDOUT3)
-    assert len(cases) >= 25 and all(c["kind"] == "real" for c in cases)
-    assert len({c["source"] for c in cases}) == len(cases), "one report, one case"
-    for case in cases:
-        assert case["source"].startswith("https://") and case["verbatim"] and case["filled_in"] and case["reported"]
-        assert case["reported_version"] and case["reproduced"].startswith(("yes", "no", "partly"))
-        assert (HELDOUT3 / case["folder"] / "dataset_info.json").is_file(), case["case"]
-    assert {c["case"] for c in cases} <= set(CASES), "a case without recorded ground truth"
-    assert groundtruth(HELDOUT3)["recorded"]["by"] == "tests/data/lf_pipeline.py"
+    assert_real_set_documented(HELDOUT3, at_least=25)
 
 
 def test_no_case_reuses_an_earlier_report():
@@ -37,18 +29,5 @@ def test_no_case_reuses_an_earlier_report():
 
 @pytest.mark.parametrize("case", CASES)
 def test_check_agrees_with_llamafactory(case, workdir):
-    misses = []
-    for run, version, key, gt in RUNS:
-        if key.split("#")[0] != case:
-            continue
-        result = check_run(run, version, prepare(run, workdir, HELDOUT3))
-        s = score(gt, result)
-        if s.outcome_ok and result.first_crash:  # the exception the run dies of, not only where
-            theirs, ours = gt["run"].split(":")[0], result.first_crash["message"].split(":")[0]
-            if theirs != ours:
-                misses.append((key, version, "exception", gt["run"][:80], result.first_crash["message"][:80]))
-        if not s.run_ok or s.outcome_ok is False:
-            misses.append(
-                (key, version, gt["loads"] is True, s.misses, gt["run"][:80], result.first_crash, result.refused)
-            )
+    misses = disagreements(HELDOUT3, case, workdir)
     assert not misses, misses
